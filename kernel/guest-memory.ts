@@ -1,0 +1,68 @@
+// Guest-physical memory of a VM as a vCPU engine sees it: a page table from guest page numbers
+// to bytes of delegated frames. The kernel keeps it in step with the VM PD's memory space.
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 1 << PAGE_SHIFT;
+/** 32-bit guest-physical space: 2^20 pages of 4 KiB. */
+export const GUEST_PAGES = 1 << 20;
+
+/** Rights bits of a memory mapping (also the memory-space capability rights). */
+export const MemRights = { R: 1, W: 2, X: 4, RWX: 7 } as const;
+
+/**
+ * Page-granular view of guest-physical memory. Engines read the arrays directly on their
+ * hot path: `storeOf[gpn]` is an index into `stores` or -1 (not mapped: MMIO exit),
+ * `offsetOf[gpn]` the byte offset of the page in that store, `rightsOf[gpn]` the MemRights.
+ * `generation` changes whenever any mapping is removed or downgraded, so engines can drop
+ * cached translations; `writeGeneration` tells engines nothing about code caches (they watch
+ * their own writes).
+ */
+export class GuestMemory {
+  readonly stores: Uint8Array[] = [];
+  readonly storeOf = new Int16Array(GUEST_PAGES).fill(-1);
+  readonly offsetOf = new Int32Array(GUEST_PAGES);
+  readonly rightsOf = new Uint8Array(GUEST_PAGES);
+  generation = 0;
+  /** Listeners told about every unmap or downgrade (engines flush their TLBs). */
+  private readonly invalidated: Array<(gpn: number) => void> = [];
+
+  /** Map guest page `gpn` to `PAGE_SIZE` bytes of `store` at `offset`. */
+  map(gpn: number, store: Uint8Array, offset: number, rights: number): void {
+    let index = this.stores.indexOf(store);
+    if (index < 0) {
+      index = this.stores.length;
+      this.stores.push(store);
+    }
+    const wasMapped = this.storeOf[gpn] >= 0;
+    const downgrade = wasMapped && (this.rightsOf[gpn] & ~rights) !== 0;
+    const moved = wasMapped && (this.storeOf[gpn] !== index || this.offsetOf[gpn] !== offset);
+    this.storeOf[gpn] = index;
+    this.offsetOf[gpn] = offset;
+    this.rightsOf[gpn] = rights;
+    if (downgrade || moved) this.invalidate(gpn);
+  }
+
+  unmap(gpn: number): void {
+    if (this.storeOf[gpn] < 0) return;
+    this.storeOf[gpn] = -1;
+    this.rightsOf[gpn] = 0;
+    this.invalidate(gpn);
+  }
+
+  /** The bytes of page `gpn`, or undefined when it is not mapped. A view, not a copy. */
+  page(gpn: number): Uint8Array | undefined {
+    const s = this.storeOf[gpn];
+    if (s < 0) return undefined;
+    const off = this.offsetOf[gpn];
+    return this.stores[s].subarray(off, off + PAGE_SIZE);
+  }
+
+  onInvalidate(listener: (gpn: number) => void): void {
+    this.invalidated.push(listener);
+  }
+
+  private invalidate(gpn: number): void {
+    this.generation++;
+    for (const l of this.invalidated) l(gpn);
+  }
+}

@@ -1,0 +1,158 @@
+// The contract between the kernel and a virtual CPU engine (the x86 core implements it).
+//
+// A vCPU EC is run by a `VcpuEngine`. The engine executes guest code until something happens that
+// it cannot finish alone; then it *exits*. Exits come in two kinds:
+//  - boundary exits (HLT, interrupt window, exception, triple fault, recall, budget): `run()`
+//    returns the reason at an instruction boundary;
+//  - synchronous exits (port I/O, MMIO, CPUID): the engine calls `VcpuExitHandler.exit()` in the
+//    middle of the instruction and completes it with the answer (no restart, no re-decode).
+// For every exit except BUDGET the kernel calls the VMM's portal at selector
+// `eventBase + reason`, moving exactly the state groups the portal's MTD selects into the UTCB
+// and, when the VMM replies, back into the engine.
+
+/** Why a vCPU left guest mode. The value is the offset of the handling portal from the event base. */
+export enum ExitReason {
+  /** First run: the VMM sets the initial register state. */
+  STARTUP = 0,
+  /** IN/OUT/INS/OUTS: `qual.port`, `qual.size`, `qual.write`, `qual.data`. Synchronous. */
+  PIO = 1,
+  /** Access to a guest-physical address that is not writable/readable RAM. Synchronous. */
+  MMIO = 2,
+  /** HLT executed with interrupts enabled (or NMI-only); the vCPU waits for the VMM's reply. */
+  HLT = 3,
+  /** CPUID, when the VMM asked for CPUID exits (`ctrl.cpuidExits`). Synchronous. */
+  CPUID = 4,
+  /** The guest can take an external interrupt now (EFLAGS.IF=1, no shadow), as requested. */
+  INTR_WINDOW = 5,
+  /** A guest exception whose vector is set in `ctrl.exceptionBitmap`. */
+  EXCEPTION = 6,
+  /** The kernel was asked to recall the vCPU (ec_ctrl recall): usually to inject an interrupt. */
+  RECALL = 7,
+  /** Triple fault (or shutdown): the VMM normally resets the VM. */
+  TRIPLE_FAULT = 8,
+  /** The engine cannot go on (an internal limit); the VMM decides what to do. */
+  INVALID_STATE = 9,
+  /** The instruction budget of this run is used up; handled by the scheduler, no portal call. */
+  BUDGET = 10,
+}
+
+/** Number of exit reasons; a VMM's event range for one vCPU is this many selectors. */
+export const EXIT_REASON_COUNT = 11;
+
+/**
+ * Message transfer descriptor: which groups of vCPU state move between engine and UTCB.
+ * The names follow NOVA's MTD words.
+ */
+export const Mtd = {
+  GPR_ACDB: 1 << 0, // eax ecx edx ebx
+  GPR_BSD: 1 << 1, // ebp esi edi
+  ESP: 1 << 2,
+  EIP_LEN: 1 << 3, // eip and instruction length of the exiting instruction
+  EFLAGS: 1 << 4,
+  DS_ES: 1 << 5,
+  FS_GS: 1 << 6,
+  CS_SS: 1 << 7,
+  TR: 1 << 8,
+  LDTR: 1 << 9,
+  GDTR: 1 << 10,
+  IDTR: 1 << 11,
+  CR: 1 << 12, // cr0 cr2 cr3 cr4
+  DR: 1 << 13, // dr0-3 dr6 dr7
+  SYSENTER: 1 << 14, // sysenter cs/esp/eip MSRs
+  QUAL: 1 << 15, // exit qualification (read-only except `data`, which answers reads)
+  CTRL: 1 << 16, // exit controls (exception bitmap, cpuid exits)
+  INJ: 1 << 17, // event injection and interrupt-window request
+  STA: 1 << 18, // interruptibility and activity state
+  TSC: 1 << 19, // time stamp counter
+  FPU: 1 << 20, // x87 state as an FXSAVE image
+  ALL: (1 << 21) - 1,
+} as const;
+
+/** A segment register with its hidden descriptor cache. */
+export interface SegmentState {
+  selector: number;
+  base: number;
+  limit: number;
+  /** Descriptor attribute bits as VMX packs them: type[3:0] S[4] DPL[6:5] P[7] AVL[12] D/B[14] G[15], bit 16 = unusable. */
+  attributes: number;
+}
+
+/** Injection types of `inj.type`. */
+export const InjectionType = { EXTERNAL: 0, NMI: 2, HARDWARE_EXCEPTION: 3, SOFTWARE_INTERRUPT: 4 } as const;
+
+/** The vCPU state that can travel in a UTCB; which parts are valid is given by the MTD. */
+export class VcpuState {
+  mtd = 0;
+  // GPR_ACDB / GPR_BSD / ESP
+  eax = 0; ecx = 0; edx = 0; ebx = 0; esp = 0; ebp = 0; esi = 0; edi = 0;
+  // EIP_LEN / EFLAGS
+  eip = 0; instructionLength = 0; eflags = 2;
+  // segment groups
+  es = seg(); cs = seg(); ss = seg(); ds = seg(); fs = seg(); gs = seg(); ldtr = seg(); tr = seg();
+  gdtrBase = 0; gdtrLimit = 0xffff; idtrBase = 0; idtrLimit = 0xffff;
+  // CR / DR / SYSENTER / TSC
+  cr0 = 0x60000010; cr2 = 0; cr3 = 0; cr4 = 0;
+  dr0 = 0; dr1 = 0; dr2 = 0; dr3 = 0; dr6 = 0xffff0ff0; dr7 = 0x400;
+  sysenterCs = 0; sysenterEsp = 0; sysenterEip = 0;
+  tsc = 0n;
+  // QUAL: what caused the exit
+  qual = {
+    /** PIO: port; MMIO: guest-physical address; EXCEPTION: vector; CPUID: leaf (eax). */
+    address: 0,
+    /** Access size in bytes (1, 2, 4; MMIO also 8 for CMPXCHG8B and friends). */
+    size: 0,
+    write: false,
+    /** Value written by the guest, or (in the reply) the value a read returns. CPUID: ecx in, eax out. */
+    data: 0,
+    /** CPUID replies: ebx, ecx, edx (eax travels in `data`). EXCEPTION: error code in `errorCode`. */
+    ebx: 0, ecx: 0, edx: 0,
+    errorCode: 0,
+    /** Guest-linear address for page faults. */
+    linear: 0,
+  };
+  // CTRL
+  exceptionBitmap = 0;
+  cpuidExits = false;
+  // INJ: event to deliver at the next instruction boundary where it can be taken
+  inj = { valid: false, vector: 0, type: 0, errorCode: -1 as number, requestWindow: false };
+  // STA
+  /** Bit 0: blocking by STI, bit 1: blocking by MOV SS, bit 3: blocking by NMI. */
+  interruptibility = 0;
+  /** 0 active, 1 halted, 2 shutdown. */
+  activity = 0;
+  // FPU
+  fpu: Uint8Array | null = null;
+}
+
+function seg(): SegmentState {
+  return { selector: 0, base: 0, limit: 0xffff, attributes: 0x93 };
+}
+
+/** Answers synchronous exits in the middle of an instruction (the kernel's portal call). */
+export interface VcpuExitHandler {
+  /**
+   * Called by the engine with `state.qual` filled in. Returns after the VMM replied; for reads,
+   * `state.qual.data` (and for CPUID `ebx/ecx/edx`) hold the answer. Returns false when the
+   * exit could not be delivered (no portal, VMM gone): the engine then treats a read as
+   * all-ones and a write as dropped, and carries on.
+   */
+  exit(reason: ExitReason, state: VcpuState): boolean;
+}
+
+/** What the kernel needs of a virtual CPU. Implemented by `vmm/x86`. */
+export interface VcpuEngine {
+  /**
+   * Run for at most `budget` retired instructions. Synchronous exits go through `exits`;
+   * the return value is the boundary exit that stopped the run (BUDGET when it ran out).
+   */
+  run(budget: number, exits: VcpuExitHandler): ExitReason;
+  /** Instructions retired since the engine was created (drives virtual time and RDTSC). */
+  readonly retired: number;
+  /** Copy the state groups in `mtd` out of the engine into `to` (also sets `to.mtd`). */
+  saveState(mtd: number, to: VcpuState): void;
+  /** Copy the state groups in `mtd` from `from` into the engine. */
+  loadState(mtd: number, from: VcpuState): void;
+}
+
+/** How the kernel obtains an engine for a new vCPU EC of a VM whose guest-physical memory is `memory`. */
+export type VcpuEngineFactory = (memory: import("./guest-memory.js").GuestMemory) => VcpuEngine;

@@ -1,0 +1,14 @@
+import { defineConfig } from "tsup";
+
+// The `hv` CLI is bundled so that it starts fast without a TypeScript loader. Benchmarks and the
+// conformance runner are run through tsx (same esbuild transform) and need no bundle.
+export default defineConfig({
+  entry: { hv: "bin/hv.ts" },
+  format: ["esm"],
+  platform: "node",
+  target: "node20",
+  outDir: "dist",
+  clean: true,
+  sourcemap: true,
+  banner: { js: "#!/usr/bin/env node" },
+});
