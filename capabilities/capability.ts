@@ -1,0 +1,25 @@
+// A capability: an immutable pair of an object reference and the rights its holder has on it.
+
+/** Kinds of kernel objects an object-space capability can name. */
+export enum ObjectType {
+  PD = 1,
+  EC = 2,
+  SC = 3,
+  PT = 4,
+  SM = 5,
+}
+
+/** What a capability can refer to. Memory and I/O "objects" are the backing of pages and ports. */
+export interface CapObject {
+  /** The object kind, or 0 for memory and I/O backings. */
+  readonly type: number;
+}
+
+export interface Capability<O extends CapObject = CapObject> {
+  readonly object: O;
+  readonly rights: number;
+}
+
+export function capability<O extends CapObject>(object: O, rights: number): Capability<O> {
+  return Object.freeze({ object, rights });
+}

@@ -1,0 +1,93 @@
+// A capability space: slots (selectors, pages or ports) of one protection domain holding mappings.
+
+import { SpaceKind } from "./crd.js";
+import type { Mapping } from "./mapping.js";
+
+const CHUNK_SHIFT = 10;
+const CHUNK_SIZE = 1 << CHUNK_SHIFT;
+
+/** Called whenever a slot changes (set, downgrade, or remove); the kernel mirrors memory spaces with it. */
+export type SlotListener = (index: number, mapping: Mapping | undefined) => void;
+
+/**
+ * Sparse table of slots in chunks of 1024, so that lookups are two array loads and iterating a
+ * range skips empty chunks. `owner` is whatever the kernel hangs the space on (its PD).
+ */
+export class Space {
+  private readonly chunks: Array<Array<Mapping | undefined> | undefined> = [];
+  private readonly chunkCounts: number[] = [];
+  /** Number of occupied slots. */
+  size = 0;
+  listener: SlotListener | null = null;
+
+  constructor(
+    readonly kind: SpaceKind,
+    readonly owner: unknown,
+  ) {}
+
+  get(index: number): Mapping | undefined {
+    const chunk = this.chunks[index >>> CHUNK_SHIFT];
+    return chunk === undefined ? undefined : chunk[index & (CHUNK_SIZE - 1)];
+  }
+
+  /** Put `m` into its (empty) slot. */
+  set(m: Mapping): void {
+    const ci = m.index >>> CHUNK_SHIFT;
+    let chunk = this.chunks[ci];
+    if (chunk === undefined) {
+      chunk = this.chunks[ci] = new Array<Mapping | undefined>(CHUNK_SIZE).fill(undefined);
+      this.chunkCounts[ci] = 0;
+    }
+    chunk[m.index & (CHUNK_SIZE - 1)] = m;
+    this.chunkCounts[ci]++;
+    this.size++;
+    this.listener?.(m.index, m);
+  }
+
+  /** Empty the slot of `m` (it must be there). */
+  clear(m: Mapping): void {
+    const ci = m.index >>> CHUNK_SHIFT;
+    const chunk = this.chunks[ci]!;
+    chunk[m.index & (CHUNK_SIZE - 1)] = undefined;
+    this.size--;
+    if (--this.chunkCounts[ci] === 0) this.chunks[ci] = undefined;
+    this.listener?.(m.index, undefined);
+  }
+
+  /** Tell the listener that the rights of the mapping in `index` changed. */
+  changed(m: Mapping): void {
+    this.listener?.(m.index, m);
+  }
+
+  /** The occupied slots in [base, base + count), in index order. Skips empty chunks. */
+  mappingsIn(base: number, count: number): Mapping[] {
+    const out: Mapping[] = [];
+    const end = base + count;
+    let i = base;
+    while (i < end) {
+      const ci = i >>> CHUNK_SHIFT;
+      const chunk = this.chunks[ci];
+      const chunkEnd = Math.min(end, (ci + 1) * CHUNK_SIZE);
+      if (chunk !== undefined) {
+        for (; i < chunkEnd; i++) {
+          const m = chunk[i & (CHUNK_SIZE - 1)];
+          if (m !== undefined) out.push(m);
+        }
+      }
+      i = chunkEnd;
+    }
+    return out;
+  }
+
+  /** Every occupied slot. */
+  all(): Mapping[] {
+    const out: Mapping[] = [];
+    for (const chunk of this.chunks) {
+      if (chunk === undefined) continue;
+      for (const m of chunk) if (m !== undefined) out.push(m);
+    }
+    return out;
+  }
+}
+
+export { SpaceKind };

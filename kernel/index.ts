@@ -1,0 +1,13 @@
+// The kernel's public face: what components, the VMM and tests import.
+export { Kernel, Sel, ReplyToken, type KernelOptions, type Fault } from "./kernel.js";
+export { Sys } from "./sys.js";
+export { Status, statusName } from "./status.js";
+export { Hypercall, EcCtrlOp, SmCtrlOp, CreatePdFlags } from "./hypercalls.js";
+export { EcKind, EcState, type PortalHandler, type EcBody, type Wait, type LocalEntry, type GlobalEntry } from "./ec.js";
+export { Utcb, UTCB_WORDS, type TypedItem, type ReceivedItem } from "./utcb.js";
+export { KernelMemoryCost } from "./object.js";
+export { GuestMemory, PAGE_SIZE, PAGE_SHIFT } from "./guest-memory.js";
+export { type HostTimeSource } from "./clock.js";
+export { type TraceSink } from "./trace.js";
+export * from "./vcpu.js";
+export { type Crd, crd, SpaceKind, PdRights, EcRights, ScRights, PtRights, SmRights, MemRights, IoRights } from "../capabilities/index.js";

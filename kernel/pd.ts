@@ -1,0 +1,57 @@
+// Protection domain: the three capability spaces of a component and its kernel-memory quota.
+
+import { ObjectType, Space, SpaceKind, type Mapping } from "../capabilities/index.js";
+import { GuestMemory } from "./guest-memory.js";
+import { KernelMemoryCost, KernelObject, type QuotaAccount } from "./object.js";
+import type { FrameStore } from "./frames.js";
+
+export class Pd extends KernelObject implements QuotaAccount {
+  readonly type = ObjectType.PD;
+  readonly objects: Space;
+  readonly memory: Space;
+  readonly io: Space;
+  /** Kernel memory this PD may use, and what it uses now (bytes). */
+  used = 0;
+  /** Guest-physical memory as vCPUs see it; only for PDs created as virtual machines. */
+  readonly guestMemory: GuestMemory | null;
+  /** Called with the removal of every mapping of this PD's spaces (set by the kernel). */
+  onDestroyed: ((pd: Pd) => void) | null = null;
+
+  constructor(
+    payer: QuotaAccount,
+    readonly limit: number,
+    readonly name: string,
+    isVm: boolean,
+  ) {
+    super(payer, KernelMemoryCost.PD + limit);
+    this.objects = new Space(SpaceKind.OBJECT, this);
+    this.memory = new Space(SpaceKind.MEMORY, this);
+    this.io = new Space(SpaceKind.IO, this);
+    this.guestMemory = isVm ? new GuestMemory() : null;
+    if (this.guestMemory) {
+      const gm = this.guestMemory;
+      this.memory.listener = (page: number, m: Mapping | undefined) => {
+        if (m === undefined) gm.unmap(page);
+        else gm.map(page, (m.cap.object as FrameStore).bytes, m.offset * 4096, m.cap.rights);
+      };
+    }
+  }
+
+  space(kind: SpaceKind): Space {
+    return kind === SpaceKind.OBJECT ? this.objects : kind === SpaceKind.MEMORY ? this.memory : this.io;
+  }
+
+  charge(bytes: number): boolean {
+    if (!this.alive || this.used + bytes > this.limit) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  refund(bytes: number): void {
+    this.used -= bytes;
+  }
+
+  protected override onDestroy(): void {
+    this.onDestroyed?.(this);
+  }
+}

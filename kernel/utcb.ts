@@ -1,0 +1,55 @@
+// User thread control block: the message buffer of an EC. Untyped words travel as they are;
+// typed items ask the kernel to delegate capabilities or to translate a selector.
+
+import type { Crd } from "../capabilities/index.js";
+import type { VcpuState } from "./vcpu.js";
+
+/** Untyped words a UTCB holds (a 4 KiB page of 32-bit words, less a header). */
+export const UTCB_WORDS = 1008;
+
+/** Delegate the range `crd` of the sender's space (rights ANDed by `crd.rights`) to the receiver's window at `offset`. */
+export interface DelegateItem {
+  readonly kind: "delegate";
+  readonly crd: Crd;
+  /** Slot offset inside the receiver's window of the same space kind; aligned to the range size. */
+  readonly offset: number;
+}
+
+/** Tell the receiver under which selector of its own translate window it holds the object of `selector`. */
+export interface TranslateItem {
+  readonly kind: "translate";
+  readonly selector: number;
+}
+
+export type TypedItem = DelegateItem | TranslateItem;
+
+/** What arrived through typed items: each delegated range, or the translated selector (-1 if none). */
+export type ReceivedItem =
+  | { readonly kind: "delegated"; readonly crd: Crd }
+  | { readonly kind: "translated"; readonly selector: number };
+
+export class Utcb {
+  readonly words = new Uint32Array(UTCB_WORDS);
+  /** Number of valid untyped words of the message in `words`. */
+  untyped = 0;
+  /** Typed items to send with the next call or reply. Cleared by the kernel once sent. */
+  readonly items: TypedItem[] = [];
+  /** Typed items that arrived with the last message. */
+  readonly received: ReceivedItem[] = [];
+  /** Where delegations may land, per space kind (object, memory, I/O); null refuses them. */
+  receiveWindow: [Crd | null, Crd | null, Crd | null] = [null, null, null];
+  /** Object-space range searched by translate items. */
+  translateWindow: Crd | null = null;
+  /** vCPU state of a VM-exit message (exit handlers only); the MTD says which parts are valid. */
+  vcpu: VcpuState | null = null;
+  /** Scalar results of hypercalls that return one (sc_ctrl: consumed ns; lookup: see `lookupResult`). */
+  result = 0;
+  lookupResult: { crd: Crd; type: number } | null = null;
+
+  /** Convenience: set the message to these untyped words. */
+  set(...values: number[]): this {
+    for (let i = 0; i < values.length; i++) this.words[i] = values[i];
+    this.untyped = values.length;
+    return this;
+  }
+}
