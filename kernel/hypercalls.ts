@@ -251,6 +251,7 @@ const table: readonly Handler[] = [
 /** Enter the kernel from `ec` with hypercall number `nr`. Never throws for caller mistakes. */
 export function hypercall(k: Kernel, ec: Ec, nr: number, a = 0, b = 0, c = 0, d = 0, x?: unknown): Status {
   const h = (Number.isInteger(nr) && table[nr]) || badHypercall;
+  if (k.hypercallNs > 0) k.consume(k.hypercallNs);
   if (!isNumber(a) || !isNumber(b) || !isNumber(c) || !isNumber(d)) return Status.BAD_PARAMETER;
   return h(k, ec, a, b, c, d, x);
 }

@@ -53,6 +53,8 @@ export interface KernelOptions {
   hypercallNs?: number;
   /** Virtual time charged for each step of a global EC's body, ns. */
   stepNs?: number;
+  /** Virtual time charged for each boundary VM exit, ns (so exits alone also use up a quantum). */
+  exitNs?: number;
   /** Virtual time at boot, ns. */
   startNs?: number;
   /** Seed handed to components that want deterministic randomness (`sys.seed`). */
@@ -107,9 +109,12 @@ export class Kernel {
   /** The EC whose code runs now, and the SC it runs on (its own or donated). */
   current: Ec | null = null;
   currentSc: Sc | null = null;
+  /** The root task's EC, once booted. */
+  rootEc: Ec | null = null;
   readonly nsPerInstruction: number;
   readonly hypercallNs: number;
   readonly stepNs: number;
+  readonly exitNs: number;
   readonly vcpuEngine: VcpuEngineFactory | null;
   private readonly frames: CallFrame[] = [];
   private depth = 0;
@@ -124,6 +129,7 @@ export class Kernel {
     this.nsPerInstruction = options.nsPerInstruction ?? 1;
     this.hypercallNs = options.hypercallNs ?? 0;
     this.stepNs = options.stepNs ?? 1000;
+    this.exitNs = options.exitNs ?? 100;
     this.seed = options.seed ?? 0;
     this.trace = options.trace ?? null;
     this.vcpuEngine = options.vcpuEngine ?? null;
@@ -160,6 +166,7 @@ export class Kernel {
   boot(main: GlobalEntry, priority = 64, quantumNs = 10_000_000): void {
     const ec = new Ec(unlimited, this.root, EcKind.GLOBAL, "root");
     ec.entry = main;
+    this.rootEc = ec;
     this.adopt(this.root, ec, Sel.ROOT_EC, EcRights.ALL);
     const sc = new Sc(unlimited, ec, priority, quantumNs);
     this.adopt(this.root, sc, Sel.ROOT_SC, ScRights.ALL);
@@ -446,7 +453,6 @@ export class Kernel {
     this.current = prev;
     this.depth--;
     this.trace?.callEnd(this.now(), handler.pd.name);
-    this.consume(this.hypercallNs);
     if (failed) {
       if (frame.deferred) frame.deferred.used = true;
       return Status.ABORTED;
@@ -534,7 +540,7 @@ export class Kernel {
       this.vcpuRun = null;
       this.consume((engine.retired - startRetired) * this.nsPerInstruction);
       if (reason === ExitReason.BUDGET) {
-        if (this.clock.next() <= this.clock.now || this.clock.now >= until) return;
+        if (this.clock.next() <= this.clock.now || this.clock.now >= until || this.runq.hasAbove(sc.priority)) return;
         continue;
       }
       if (!this.vmExit(ec, reason)) return;
@@ -547,6 +553,7 @@ export class Kernel {
    * when it is blocked (deferred reply) or stopped (no handler: the vCPU is dead, as on NOVA).
    */
   private vmExit(ec: Ec, reason: ExitReason): boolean {
+    this.consume(this.exitNs);
     this.trace?.vmExit(this.clock.now, ec.pd.name, reason);
     const pt = this.exitPortal(ec, reason);
     if (!pt) {
@@ -603,5 +610,10 @@ export class Kernel {
 }
 
 function exitHandlerOf(k: Kernel, ec: Ec): VcpuExitHandler {
-  return (ec.exitHandler ??= { exit: (reason, state) => k.syncExit(ec, reason, state) });
+  return (ec.exitHandler ??= {
+    exit: (reason, state) => k.syncExit(ec, reason, state),
+    get stopRequested() {
+      return ec.recall;
+    },
+  });
 }

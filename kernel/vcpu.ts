@@ -137,6 +137,12 @@ export interface VcpuExitHandler {
    * all-ones and a write as dropped, and carries on.
    */
   exit(reason: ExitReason, state: VcpuState): boolean;
+  /**
+   * Set when the VMM recalled the vCPU (usually while answering a synchronous exit, to inject an
+   * interrupt). Engines check it after each synchronous exit and, when set, end the run after
+   * the current instruction, returning BUDGET; the kernel then delivers the RECALL exit.
+   */
+  readonly stopRequested: boolean;
 }
 
 /** What the kernel needs of a virtual CPU. Implemented by `vmm/x86`. */

@@ -1,0 +1,108 @@
+import { describe, expect, it } from "vitest";
+import { capability } from "./capability.js";
+import { SpaceKind, crd } from "./crd.js";
+import { insertRoot, performDelegate, performRevoke, planDelegate, planRevoke, revokeSize, type DelegationPlan } from "./mdb.js";
+import type { Mapping } from "./mapping.js";
+import { Space } from "./space.js";
+
+const obj = (n: number) => ({ type: 1, n });
+
+function spaces(n: number, kind = SpaceKind.OBJECT): Space[] {
+  return Array.from({ length: n }, (_, i) => new Space(kind, `pd${i}`));
+}
+
+function delegate(from: Space, base: number, order: number, rights: number, to: Space, dst: number): Mapping[] {
+  const plan = planDelegate(from, crd(from.kind, base, order, rights), to, dst);
+  if (typeof plan === "string") throw new Error(plan);
+  return performDelegate(plan);
+}
+
+describe("mapping database", () => {
+  it("delegation copies the capability with rights ANDed, never added", () => {
+    const [a, b] = spaces(2);
+    const o = obj(1);
+    insertRoot(a, 5, capability(o, 0b0110));
+    const [m] = delegate(a, 5, 0, 0b0011, b, 9);
+    expect(b.get(9)).toBe(m);
+    expect(m.cap.object).toBe(o);
+    expect(m.cap.rights).toBe(0b0010);
+    expect(m.parent).toBe(a.get(5));
+    const [n] = delegate(b, 9, 0, 0xff, a, 6);
+    expect(n.cap.rights).toBe(0b0010);
+  });
+
+  it("delegates a 2^order range in one operation, skipping empty source slots", () => {
+    const [a, b] = spaces(2, SpaceKind.MEMORY);
+    for (const i of [16, 17, 19, 31]) insertRoot(a, i, capability(obj(i), 7), i);
+    const made = delegate(a, 16, 4, 5, b, 64);
+    expect(made.map((m) => m.index)).toEqual([64, 65, 67, 79]);
+    expect(made.map((m) => m.offset)).toEqual([16, 17, 19, 31]);
+    expect(made.every((m) => m.cap.rights === 5)).toBe(true);
+    expect(b.size).toBe(4);
+  });
+
+  it("refuses misaligned, oversized and mixed-kind ranges, and occupied destinations, changing nothing", () => {
+    const [a, b] = spaces(2);
+    const io = new Space(SpaceKind.IO, "io");
+    insertRoot(a, 0, capability(obj(0), 1));
+    insertRoot(a, 1, capability(obj(1), 1));
+    insertRoot(b, 3, capability(obj(9), 1));
+    expect(planDelegate(a, crd(SpaceKind.OBJECT, 1, 1), b, 0)).toBe("BAD_RANGE");
+    expect(planDelegate(a, crd(SpaceKind.OBJECT, 0, 1), b, 1)).toBe("BAD_RANGE");
+    expect(planDelegate(a, crd(SpaceKind.OBJECT, 0, 19), b, 0)).toBe("BAD_RANGE");
+    expect(planDelegate(a, crd(SpaceKind.OBJECT, -2, 1), b, 0)).toBe("BAD_RANGE");
+    expect(planDelegate(a, crd(SpaceKind.OBJECT, 0, 1), io, 0)).toBe("KIND_MISMATCH");
+    expect(planDelegate(a, crd(SpaceKind.OBJECT, 0, 1), b, 2)).toBe("OCCUPIED");
+    expect(b.size).toBe(1);
+    expect(a.get(0)!.firstChild).toBeNull();
+  });
+
+  it("revoke removes everything derived, in every space, and the root unless kept", () => {
+    const [a, b, c] = spaces(3);
+    insertRoot(a, 0, capability(obj(0), 3));
+    delegate(a, 0, 0, 3, b, 0);
+    delegate(b, 0, 0, 1, c, 0);
+    delegate(a, 0, 0, 2, c, 1);
+    const removed: number[] = [];
+    const roots = planRevoke(a, crd(SpaceKind.OBJECT, 0, 0));
+    if (typeof roots === "string") throw new Error(roots);
+    expect(revokeSize(roots, true)).toBe(3);
+    performRevoke(roots, 0xff, true, (m) => removed.push(m.index));
+    expect(b.size + c.size).toBe(0);
+    expect(a.get(0)!.firstChild).toBeNull();
+    expect(removed.length).toBe(3);
+    performRevoke(roots, 0xff, false, () => {});
+    expect(a.size).toBe(0);
+  });
+
+  it("revoking some rights downgrades the subtree and removes what is left with none", () => {
+    const [a, b, c] = spaces(3);
+    insertRoot(a, 0, capability(obj(0), 7));
+    delegate(a, 0, 0, 7, b, 0);
+    delegate(b, 0, 0, 4, c, 0);
+    performRevoke([a.get(0)!], 4, true, () => {});
+    expect(a.get(0)!.cap.rights).toBe(7);
+    expect(b.get(0)!.cap.rights).toBe(3);
+    expect(c.get(0)).toBeUndefined();
+  });
+
+  it("revokes a chain of 100,000 derivations without recursion", () => {
+    const s = spaces(2);
+    insertRoot(s[0], 0, capability(obj(0), 1));
+    for (let i = 1; i <= 100_000; i++) {
+      const plan = planDelegate(s[(i - 1) % 2], crd(SpaceKind.OBJECT, i - 1, 0), s[i % 2], i) as DelegationPlan;
+      performDelegate(plan);
+    }
+    let count = 0;
+    performRevoke([s[0].get(0)!], 0xff, false, () => count++);
+    expect(count).toBe(100_001);
+    expect(s[0].size + s[1].size).toBe(0);
+  });
+
+  it("finds mappings of a range across sparse chunks in index order", () => {
+    const [a] = spaces(1, SpaceKind.MEMORY);
+    for (const i of [3, 1023, 1024, 500_000, 1_048_575]) insertRoot(a, i, capability(obj(i), 1), i);
+    expect(a.mappingsIn(0, 2 ** 20).map((m) => m.index)).toEqual([3, 1023, 1024, 500_000, 1_048_575]);
+    expect(a.mappingsIn(1024, 1024).map((m) => m.index)).toEqual([1024]);
+  });
+});

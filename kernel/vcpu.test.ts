@@ -1,0 +1,136 @@
+import { describe, expect, it } from "vitest";
+import { crd, SpaceKind } from "../capabilities/index.js";
+import { Kernel, type ReplyToken } from "./kernel.js";
+import { ScriptedEngine, type ScriptStep } from "./testing.js";
+import { ExitReason, Mtd } from "./vcpu.js";
+import type { Sys } from "./sys.js";
+import type { Utcb } from "./utcb.js";
+import { Status } from "./status.js";
+
+const EVENT_BASE = 0x100;
+
+type ExitHandlers = Partial<Record<ExitReason, (utcb: Utcb, vmm: Sys) => void>>;
+
+/**
+ * Root plays the VMM: a VM PD with one vCPU whose exit portals (MTDs given per reason) are local
+ * ECs of the root, delegated into the VM PD at the event base.
+ */
+function vm(script: ScriptStep[], handlers: ExitHandlers, mtds: Partial<Record<ExitReason, number>>, opts: { nsPerInstruction?: number } = {}) {
+  const engine = new ScriptedEngine(script);
+  const k = new Kernel({ memoryMiB: 1, vcpuEngine: () => engine, nsPerInstruction: opts.nsPerInstruction ?? 1 });
+  k.boot(function* (sys) {
+    expect(sys.createPd(10, 1 << 20, { vm: true, name: "vm" })).toBe(Status.SUCCESS);
+    for (const [reason, handler] of Object.entries(handlers)) {
+      const r = Number(reason) as ExitReason;
+      expect(sys.createLocalEc(200 + r, 0, (vmm) => (utcb) => handler!(utcb, vmm))).toBe(Status.SUCCESS);
+      expect(sys.createPt(300 + r, 200 + r, mtds[r] ?? 0)).toBe(Status.SUCCESS);
+      expect(sys.delegate(10, crd(SpaceKind.OBJECT, 300 + r, 0), EVENT_BASE + r)).toBe(Status.SUCCESS);
+    }
+    expect(sys.createVcpu(11, 10, EVENT_BASE)).toBe(Status.SUCCESS);
+    expect(sys.createSc(12, 11, 5, 1_000_000)).toBe(Status.SUCCESS);
+  });
+  return { k, engine };
+}
+
+describe("VM exits", () => {
+  it("transfer exactly the state the portal's MTD selects, both ways", () => {
+    const seen: Array<{ eax: number; eip: number; port: number }> = [];
+    const { k, engine } = vm(
+      [{ op: "in", port: 0x71, size: 1 }, { op: "exit", reason: ExitReason.HLT }],
+      {
+        [ExitReason.STARTUP]: (u) => {
+          u.vcpu!.eip = 0x7c00;
+          u.vcpu!.eax = 0xaaaa_0000;
+        },
+        [ExitReason.PIO]: (u) => {
+          seen.push({ eax: u.vcpu!.eax, eip: u.vcpu!.eip, port: u.vcpu!.qual.address });
+          u.vcpu!.qual.data = 0x5a;
+          u.vcpu!.eip = 0xdead; // not in the MTD: must not reach the engine
+        },
+        [ExitReason.HLT]: (_u, vmm) => void vmm.deferReply(),
+      },
+      { [ExitReason.STARTUP]: Mtd.EIP_LEN | Mtd.GPR_ACDB, [ExitReason.PIO]: Mtd.GPR_ACDB | Mtd.QUAL, [ExitReason.HLT]: Mtd.EIP_LEN },
+    );
+    expect(k.run()).toBe("idle");
+    expect(engine.saved).toEqual([Mtd.EIP_LEN | Mtd.GPR_ACDB, Mtd.GPR_ACDB, Mtd.EIP_LEN]);
+    expect(engine.loaded).toEqual([Mtd.EIP_LEN | Mtd.GPR_ACDB, Mtd.GPR_ACDB]); // the HLT reply is still pending
+    expect(seen).toEqual([{ eax: 0xaaaa_0000, eip: 0, port: 0x71 }]);
+    expect(engine.inputs).toEqual([0x5a]);
+    expect(engine.regs.eax).toBe(0xaaaa_005a);
+    expect(engine.regs.eip).toBe(0x7c00 + 2);
+  });
+
+  it("a synchronous exit without a portal reads as all ones; a boundary exit without one stops the vCPU", () => {
+    const { k, engine } = vm([{ op: "in", port: 0x60, size: 2 }, { op: "exit", reason: ExitReason.INTR_WINDOW }], { [ExitReason.STARTUP]: () => {} }, {});
+    k.run();
+    expect(engine.inputs).toEqual([0xffff]);
+    expect(k.faults.map((f) => String(f.error))).toEqual([expect.stringContaining("no portal for exit INTR_WINDOW")]);
+  });
+
+  it("HLT with a deferred reply blocks only the vCPU until the VMM answers", () => {
+    let token: ReplyToken | null = null;
+    const { k, engine } = vm(
+      [{ op: "spin", instructions: 1000 }, { op: "exit", reason: ExitReason.HLT }, { op: "out", port: 0xe9, size: 1, value: 1 }],
+      {
+        [ExitReason.STARTUP]: () => {},
+        [ExitReason.HLT]: (_u, vmm) => {
+          token = vmm.deferReply();
+        },
+        [ExitReason.PIO]: (u) => {
+          outAt.push(k.now());
+          expect(u.vcpu!.qual.data).toBe(1);
+        },
+      },
+      { [ExitReason.PIO]: Mtd.QUAL },
+    );
+    const outAt: number[] = [];
+    // A timer thread of the VMM wakes the vCPU after 50 µs.
+    k.boot(function* (sys) {
+      yield sys.wait.sleep(50_000);
+      sys.utcb.vcpu = null;
+      expect(sys.reply(token!)).toBe(Status.SUCCESS);
+    }, 10);
+    expect(k.run()).toBe("idle");
+    expect(engine.retired).toBe(1002);
+    expect(outAt.length).toBe(1);
+    expect(outAt[0]).toBeGreaterThanOrEqual(50_000);
+  });
+
+  it("recall makes the vCPU exit with RECALL before it runs on", () => {
+    const order: string[] = [];
+    const { k } = vm(
+      [{ op: "out", port: 0x80, size: 1, value: 1 }, { op: "out", port: 0x80, size: 1, value: 2 }, { op: "exit", reason: ExitReason.HLT }],
+      {
+        [ExitReason.STARTUP]: () => {},
+        [ExitReason.PIO]: (u, vmm) => {
+          order.push(`out ${u.vcpu!.qual.data}`);
+          if (u.vcpu!.qual.data === 1) expect(vmm.recall(11)).toBe(Status.SUCCESS);
+        },
+        [ExitReason.RECALL]: () => order.push("recall"),
+        [ExitReason.HLT]: (_u, vmm) => {
+          order.push("hlt");
+          vmm.deferReply();
+        },
+      },
+      { [ExitReason.PIO]: Mtd.QUAL },
+    );
+    k.run();
+    // The recall ends the run after the instruction that made the exit, before the next one.
+    expect(order).toEqual(["out 1", "recall", "out 2", "hlt"]);
+  });
+
+  it("guest time is retired instructions times the configured ns; budgets bound each run", () => {
+    const { k, engine } = vm(
+      [{ op: "spin", instructions: 5_000_000 }, { op: "exit", reason: ExitReason.HLT }],
+      { [ExitReason.STARTUP]: () => {}, [ExitReason.HLT]: (_u, vmm) => void vmm.deferReply() },
+      {},
+      { nsPerInstruction: 2 },
+    );
+    // The root body runs first (one step, 1000 ns), then the STARTUP exit (100 ns), then guest code.
+    expect(k.run({ untilNs: 4_000_000 })).toBe("time");
+    expect(engine.retired).toBe((4_000_000 - 1000 - 100) / 2);
+    expect(k.run()).toBe("idle");
+    expect(engine.retired).toBe(5_000_001);
+    expect(k.clock.now).toBe(1000 + 2 * 5_000_001 + 2 * 100);
+  });
+});
