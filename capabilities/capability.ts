@@ -15,11 +15,14 @@ export interface CapObject {
   readonly type: number;
 }
 
-export interface Capability<O extends CapObject = CapObject> {
-  readonly object: O;
-  readonly rights: number;
+/** Immutable: a change of rights makes a new capability. */
+export class Capability<O extends CapObject = CapObject> {
+  constructor(
+    readonly object: O,
+    readonly rights: number,
+  ) {}
 }
 
 export function capability<O extends CapObject>(object: O, rights: number): Capability<O> {
-  return Object.freeze({ object, rights });
+  return new Capability(object, rights);
 }

@@ -47,6 +47,8 @@ export interface KernelOptions {
   rootQuota?: number;
   /** Interrupt lines (GSIs) with a semaphore each in the root PD. */
   gsis?: number;
+  /** I/O ports 0..n-1 given to the root PD (default all 65536; tests that boot many kernels use fewer). */
+  ioPorts?: number;
   /** Virtual time per retired guest instruction, ns. */
   nsPerInstruction?: number;
   /** Virtual time charged for each hypercall, ns. */
@@ -136,12 +138,12 @@ export class Kernel {
     this.memory = new FrameStore(((options.memoryMiB ?? 64) * 1024 * 1024) / 4096);
     this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", false);
     this.root.onDestroyed = (pd) => this.pdDestroyed(pd);
-    this.bootSpaces(options.gsis ?? 24);
+    this.bootSpaces(options.gsis ?? 24, Math.min(options.ioPorts ?? 0x10000, 0x10000));
   }
 
-  private bootSpaces(gsis: number): void {
+  private bootSpaces(gsis: number, ioPorts: number): void {
     const root = this.root;
-    const bootMappings = 1 + gsis + this.memory.frames + 0x10000 + 2;
+    const bootMappings = 1 + gsis + this.memory.frames + ioPorts + 2;
     if (!root.charge(bootMappings * KernelMemoryCost.MAPPING)) throw new RangeError("root quota too small for the boot capabilities");
     this.adopt(root, root, Sel.SELF_PD, PdRights.ALL);
     for (let gsi = 0; gsi < gsis; gsi++) {
@@ -150,9 +152,11 @@ export class Kernel {
       this.interrupts.push(sm);
       this.adopt(root, sm, Sel.GSI_BASE + gsi, SmRights.ALL);
     }
-    for (let f = 0; f < this.memory.frames; f++) insertRoot(root.memory, f, capability(this.memory, MemRights.ALL), f);
-    const ports = { type: 0 };
-    for (let port = 0; port < 0x10000; port++) insertRoot(root.io, port, capability(ports, IoRights.ALL), port);
+    // Capabilities are immutable, so one record serves all boot mappings of a space.
+    const frames = capability(this.memory, MemRights.ALL);
+    for (let f = 0; f < this.memory.frames; f++) insertRoot(root.memory, f, frames, f);
+    const ports = capability({ type: 0 }, IoRights.ALL);
+    for (let port = 0; port < ioPorts; port++) insertRoot(root.io, port, ports, port);
   }
 
   /** Put the creating capability of `obj` into `pd`'s object space. The mapping must be paid for already. */
