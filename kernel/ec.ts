@@ -9,6 +9,7 @@ import type { Status } from "./status.js";
 import type { Sys } from "./sys.js";
 import { Utcb } from "./utcb.js";
 import type { VcpuEngine, VcpuExitHandler } from "./vcpu.js";
+import type { ReplyToken } from "./kernel.js";
 
 export enum EcKind {
   LOCAL = 0,
@@ -55,6 +56,10 @@ export class Ec extends KernelObject {
   handler: PortalHandler | null = null;
   localEntry: LocalEntry | null = null;
   busy = false;
+  /** While busy: who called, whether that caller can wait for a deferred reply, and the deferral. */
+  caller: Ec | null = null;
+  callerCanWait = false;
+  deferred: ReplyToken | null = null;
   /** Global ECs: the body, created when the first SC is bound. */
   body: EcBody | null = null;
   entry: GlobalEntry | null = null;

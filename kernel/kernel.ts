@@ -88,13 +88,6 @@ export interface Fault {
   readonly at: number;
 }
 
-interface CallFrame {
-  caller: Ec;
-  handler: Ec;
-  canWait: boolean;
-  deferred: ReplyToken | null;
-}
-
 /** Internal result of a call whose reply was deferred. Never returned to component code. */
 export const DEFERRED = -1 as Status;
 
@@ -118,8 +111,6 @@ export class Kernel {
   readonly stepNs: number;
   readonly exitNs: number;
   readonly vcpuEngine: VcpuEngineFactory | null;
-  private readonly frames: CallFrame[] = [];
-  private depth = 0;
   private readonly syscalls = new WeakMap<Pd, Sys>();
   private readonly interrupts: Sm[] = [];
   private readonly tokens = new WeakMap<Pd, Set<ReplyToken>>();
@@ -416,7 +407,7 @@ export class Kernel {
     if (cap.object.type !== ObjectType.PT || (cap.rights & 1) === 0) return Status.BAD_CAPABILITY;
     const pt = cap.object as Pt;
     const handler = pt.ec;
-    const status = this.enter(caller, pt, canWait, null);
+    const status = this.enter(caller, pt, canWait, null, -1);
     if (status !== Status.SUCCESS) return status;
     transferMessage(handler.utcb, handler.pd, caller.utcb, caller.pd);
     return Status.SUCCESS;
@@ -424,28 +415,24 @@ export class Kernel {
 
   /**
    * Run the handler of `pt` for `caller`: deliver the message (from the caller's UTCB, or the vCPU
-   * state given), call the handler, and say whether it replied (SUCCESS), deferred, or failed.
+   * state), call the handler, and say whether it replied (SUCCESS), deferred, or failed. The open
+   * call is recorded on the handler EC itself (a local EC serves one call at a time).
    */
-  private enter(caller: Ec, pt: Pt, canWait: boolean, vcpu: { reason: ExitReason; qual: VcpuState | null } | null): Status {
+  private enter(caller: Ec, pt: Pt, canWait: boolean, vcpuExit: VcpuState | null, reason: ExitReason | -1): Status {
     const handler = pt.ec;
     if (handler.state === EcState.DEAD || !handler.alive || !handler.pd.alive) return Status.ABORTED;
     if (handler.busy) return Status.ABORTED; // already on the stack: the call would deadlock
-    if (!handler.handler) {
-      try {
-        handler.handler = handler.localEntry!(this.sysFor(handler.pd));
-      } catch (error) {
-        this.fault(handler, error);
-        return Status.ABORTED;
-      }
-    }
+    if (handler.handler === null && !this.materialize(handler)) return Status.ABORTED;
     const to = handler.utcb;
-    if (vcpu) this.deliverVcpuState(caller, pt, to, vcpu.qual);
+    if (reason >= 0) this.deliverVcpuState(caller, pt, to, vcpuExit);
     else transferMessage(caller.utcb, caller.pd, to, handler.pd);
-    const frame = this.pushFrame(caller, handler, canWait);
     const prev = this.current;
     this.current = handler;
     handler.busy = true;
-    this.trace?.callBegin(this.now(), caller.pd.name, handler.pd.name, pt.id, vcpu ? vcpu.reason : -1);
+    handler.caller = caller;
+    handler.callerCanWait = canWait;
+    handler.deferred = null;
+    if (this.trace) this.trace.callBegin(this.now(), caller.pd.name, handler.pd.name, pt.id, reason);
     let failed = false;
     try {
       handler.handler!(to, pt.id);
@@ -454,38 +441,39 @@ export class Kernel {
       this.fault(handler, error);
     }
     handler.busy = false;
+    handler.caller = null;
     this.current = prev;
-    this.depth--;
-    this.trace?.callEnd(this.now(), handler.pd.name);
-    if (failed) {
-      if (frame.deferred) frame.deferred.used = true;
-      return Status.ABORTED;
-    }
-    if (frame.deferred) {
-      this.block(caller, frame.deferred, Infinity);
+    if (this.trace) this.trace.callEnd(this.now(), handler.pd.name);
+    const deferred = handler.deferred as ReplyToken | null;
+    if (deferred !== null) {
+      handler.deferred = null;
+      if (failed) {
+        deferred.used = true;
+        return Status.ABORTED;
+      }
+      this.block(caller, deferred, Infinity);
       return DEFERRED;
     }
-    return Status.SUCCESS;
+    return failed ? Status.ABORTED : Status.SUCCESS;
   }
 
-  private pushFrame(caller: Ec, handler: Ec, canWait: boolean): CallFrame {
-    let f = this.frames[this.depth];
-    if (!f) f = this.frames[this.depth] = { caller, handler, canWait, deferred: null };
-    f.caller = caller;
-    f.handler = handler;
-    f.canWait = canWait;
-    f.deferred = null;
-    this.depth++;
-    return f;
+  /** A local EC gets its handler from its entry the first time it is called. */
+  private materialize(ec: Ec): boolean {
+    try {
+      ec.handler = ec.localEntry!(this.sysFor(ec.pd));
+      return true;
+    } catch (error) {
+      this.fault(ec, error);
+      return false;
+    }
   }
 
   /** Called by a handler: keep the caller blocked and answer later with `reply(token)`. */
   deferReply(handler: Ec): ReplyToken | null {
-    if (this.depth === 0) return null;
-    const f = this.frames[this.depth - 1];
-    if (f.handler !== handler || !f.canWait || f.deferred) return null;
-    const token = new ReplyToken(f.caller, handler.pd, f.caller.kind === EcKind.VCPU);
-    f.deferred = token;
+    const caller = handler.caller;
+    if (!handler.busy || caller === null || !handler.callerCanWait || handler.deferred !== null) return null;
+    const token = new ReplyToken(caller, handler.pd, caller.kind === EcKind.VCPU);
+    handler.deferred = token;
     let set = this.tokens.get(handler.pd);
     if (!set) this.tokens.set(handler.pd, (set = new Set()));
     set.add(token);
@@ -564,7 +552,7 @@ export class Kernel {
       this.fault(ec, new Error(`vCPU ${ec.name}: no portal for exit ${ExitReason[reason]}`));
       return false;
     }
-    const s = this.enter(ec, pt, true, { reason, qual: null });
+    const s = this.enter(ec, pt, true, null, reason);
     if (s === DEFERRED) return false;
     if (s !== Status.SUCCESS) {
       if (ec.state !== EcState.DEAD) this.fault(ec, new Error(`vCPU ${ec.name}: exit ${ExitReason[reason]} handler failed`));
@@ -580,7 +568,7 @@ export class Kernel {
     const pt = this.exitPortal(ec, reason);
     if (!pt) return false;
     this.trace?.vmExit(this.now(), ec.pd.name, reason);
-    const s = this.enter(ec, pt, false, { reason, qual: state });
+    const s = this.enter(ec, pt, false, state, reason);
     if (s !== Status.SUCCESS) return false;
     const v = pt.ec.utcb.vcpu!;
     if (v.mtd & Mtd.QUAL) {
