@@ -1,11 +1,16 @@
 // hv: the command line of the hypervisor. It only composes components; the work is theirs.
 import { Command } from "commander";
+import { registerImgCommand } from "../drivers/block/cli.js";
+import { registerDemoCommand } from "./demo-command.js";
 
 const program = new Command();
 program
   .name("hv")
   .description("A NOVA-style microhypervisor: capability kernel, user-mode VMMs and drivers, x86 core")
   .version("0.1.0");
+
+registerDemoCommand(program);
+registerImgCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`hv: ${err instanceof Error ? err.message : String(err)}\n`);

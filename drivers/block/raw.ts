@@ -1,0 +1,88 @@
+// Raw images: the virtual disk byte for byte; created sparse with ftruncate.
+import { isZero } from "./bytes.js";
+import { HostFile } from "./host-file.js";
+import { checkRange, checkWritable, type BlockImage, type CheckReport, type Extent } from "./image.js";
+
+export class RawImage implements BlockImage {
+  readonly format = "raw" as const;
+  readonly clusterSize = 512;
+  readonly backingRef = null;
+  readonly backing = null;
+
+  constructor(
+    private readonly file: HostFile,
+    /** Byte offset of the disk inside the file (non-zero for flat VMDK extents). */
+    private readonly base = 0,
+    readonly virtualSize = file.size - base,
+  ) {}
+
+  get path(): string {
+    return this.file.path;
+  }
+  get writable(): boolean {
+    return this.file.writable;
+  }
+
+  static create(path: string, size: number): void {
+    const file = HostFile.create(path);
+    try {
+      file.truncate(size);
+    } finally {
+      file.close();
+    }
+  }
+
+  read(offset: number, into: Uint8Array): void {
+    checkRange(this, offset, into.length);
+    this.file.readSome(this.base + offset, into);
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    checkWritable(this);
+    checkRange(this, offset, data.length);
+    this.file.write(this.base + offset, data);
+  }
+
+  writeZeroes(offset: number, length: number): void {
+    checkWritable(this);
+    checkRange(this, offset, length);
+    const chunk = new Uint8Array(Math.min(length, 1 << 20));
+    for (let done = 0; done < length; done += chunk.length) {
+      this.file.write(this.base + offset + done, chunk.subarray(0, Math.min(chunk.length, length - done)));
+    }
+  }
+
+  /** Raw files have no map (Node has no SEEK_DATA); bytes past the end of the file are zeros. */
+  status(offset: number, length: number): Extent {
+    const fileEnd = this.file.size - this.base;
+    if (offset >= fileEnd) return { kind: "zero", length };
+    return { kind: "data", length: Math.min(length, fileEnd - offset) };
+  }
+
+  allocatedBytes(): number {
+    return this.file.allocatedBytes();
+  }
+
+  details(): Record<string, string | number | boolean> {
+    return {};
+  }
+
+  check(): CheckReport {
+    return { corruptions: 0, leaks: 0, messages: [] };
+  }
+
+  /** True if a range is all zeros in the file (used by convert for raw sources). */
+  isZeroRange(offset: number, length: number): boolean {
+    const buf = new Uint8Array(length);
+    this.read(offset, buf);
+    return isZero(buf);
+  }
+
+  flush(): void {
+    this.file.sync();
+  }
+
+  close(): void {
+    this.file.close();
+  }
+}
