@@ -1,0 +1,167 @@
+// The PC platform's device set, wired the standard way: ISA IRQ lines to the 8259 pair and the
+// I/O APIC, the PIC behind the local APIC's LINT0, the APIC's level EOIs back to the I/O APIC,
+// one A20 gate for the keyboard controller and port 0x92, and one reset callback for every
+// reset source. The VMM component owns a PcPlatform and dispatches its VM exits to `io`/`mmio`.
+
+import { A20Gate } from "./a20.js";
+import { IoBus, MmioBus, type Device } from "./bus.js";
+import type { DeviceClock } from "./clock.js";
+import { DebugConsole, DebugExit } from "./debug-ports.js";
+import { I8042 } from "./i8042.js";
+import { IoApic } from "./ioapic.js";
+import { IrqLine } from "./irq.js";
+import { LocalApic } from "./lapic.js";
+import { PciHost } from "./pci.js";
+import { PicPair, type InterruptController } from "./pic.js";
+import { Pit } from "./pit.js";
+import { Port92 } from "./port92.js";
+import { Rtc } from "./rtc.js";
+import { DeviceStateError, StateReader } from "./state.js";
+import { Uart16550 } from "./uart.js";
+
+/** COM1-COM4 base ports and ISA IRQs. */
+export const SERIAL_PORTS: readonly { base: number; irq: number }[] = [
+  { base: 0x3f8, irq: 4 },
+  { base: 0x2f8, irq: 3 },
+  { base: 0x3e8, irq: 4 },
+  { base: 0x2e8, irq: 3 },
+];
+
+export interface PcPlatformOptions {
+  clock: DeviceClock;
+  /** Guest RAM in bytes (CMOS memory fields). */
+  memoryBytes: number;
+  /** Wall-clock time at virtual time clock.now(), Unix seconds (the RTC's start). */
+  startTime: number;
+  /** Local APIC + I/O APIC present (default true). Without them the PIC is the vCPU's controller. */
+  apic?: boolean;
+  /** Number of 16550A UARTs, COM1 first (default 1, at most 4). */
+  serialPorts?: number;
+  /** isa-debug-exit: called with (v << 1) | 1. Absent: no port. */
+  debugExit?: { onExit: (status: number) => void; port?: number; length?: number };
+  /** 0xe9 debug console sink. Absent: no port. */
+  debugConsole?: (byte: number) => void;
+}
+
+/** The I/O APIC input an ISA IRQ arrives on: the timer is on pin 2 (the usual source override). */
+export function isaIrqToGsi(irq: number): number {
+  return irq === 0 ? 2 : irq;
+}
+
+export class PcPlatform {
+  readonly io = new IoBus();
+  readonly mmio = new MmioBus();
+  readonly a20 = new A20Gate();
+  readonly pic = new PicPair();
+  readonly ioapic: IoApic | null;
+  readonly lapic: LocalApic | null;
+  /** ISA IRQ lines 0-15 (line 2 is the cascade and stays unused). */
+  readonly isaIrq: IrqLine[] = [];
+  readonly pit: Pit;
+  readonly rtc: Rtc;
+  readonly uarts: Uart16550[] = [];
+  readonly i8042: I8042;
+  readonly port92: Port92;
+  readonly pci: PciHost;
+  readonly debugExit: DebugExit | null = null;
+  readonly debugConsole: DebugConsole | null = null;
+  /** Called for every guest reset request (keyboard controller, port 0x92, 0xcf9). */
+  onReset: (() => void) | null = null;
+  /** Told when the vCPU's INTR (interruptController.hasInterrupt()) changes: recall the vCPU on a rise. */
+  onIntr: ((pending: boolean) => void) | null = null;
+
+  constructor(options: PcPlatformOptions) {
+    const clock = options.clock;
+    const apic = options.apic ?? true;
+    this.lapic = apic ? new LocalApic(clock) : null;
+    this.ioapic = this.lapic ? new IoApic(this.lapic) : null;
+    for (let irq = 0; irq < 16; irq++) {
+      const line = new IrqLine([{ sink: this.pic, pin: irq }]);
+      if (this.ioapic && irq !== 2) line.connect({ sink: this.ioapic, pin: isaIrqToGsi(irq) });
+      this.isaIrq.push(line);
+    }
+    if (this.lapic && this.ioapic) {
+      const { lapic, ioapic } = this;
+      lapic.extInt = this.pic;
+      this.pic.onIntr = () => lapic.extIntChanged();
+      lapic.onLevelEoi = (v) => ioapic.endOfInterrupt(v);
+      lapic.onIntr = (pending) => this.onIntr?.(pending);
+    } else {
+      this.pic.onIntr = (pending) => this.onIntr?.(pending);
+    }
+    const reset = (): void => this.onReset?.();
+    this.pit = new Pit(clock, this.isaIrq[0]);
+    this.rtc = new Rtc(clock, this.isaIrq[8], { startTime: options.startTime, memoryBytes: options.memoryBytes });
+    const serial = Math.min(Math.max(options.serialPorts ?? 1, 0), SERIAL_PORTS.length);
+    for (let i = 0; i < serial; i++) {
+      const { base, irq } = SERIAL_PORTS[i];
+      this.uarts.push(new Uart16550(clock, this.isaIrq[irq], { base }));
+    }
+    this.i8042 = new I8042(this.isaIrq[1], this.isaIrq[12], this.a20);
+    this.i8042.onReset = reset;
+    this.port92 = new Port92(this.a20);
+    this.port92.onReset = reset;
+    this.pci = new PciHost(this.io, this.mmio);
+    this.pci.onReset = reset;
+    if (options.debugExit) {
+      const d = options.debugExit;
+      this.debugExit = new DebugExit(d.onExit, d.port, d.length);
+    }
+    if (options.debugConsole) this.debugConsole = new DebugConsole(options.debugConsole);
+
+    this.pic.attach(this.io);
+    this.pit.attach(this.io);
+    this.rtc.attach(this.io);
+    for (const u of this.uarts) u.attach(this.io);
+    this.i8042.attach(this.io);
+    this.port92.attach(this.io);
+    this.pci.attach(this.io);
+    this.debugExit?.attach(this.io);
+    this.debugConsole?.attach(this.io);
+    this.lapic?.attach(this.mmio);
+    this.ioapic?.attach(this.mmio);
+  }
+
+  /** What the vCPU asks for INTR and INTA: the local APIC (which passes the PIC through), or the PIC. */
+  get interruptController(): InterruptController {
+    return this.lapic ?? this.pic;
+  }
+
+  /** Every device, in save/load order. */
+  devices(): Device[] {
+    const list: Device[] = [this.pic, this.pit, this.rtc, ...this.uarts, this.i8042, this.port92, this.pci];
+    if (this.lapic) list.push(this.lapic);
+    if (this.ioapic) list.push(this.ioapic);
+    if (this.debugExit) list.push(this.debugExit);
+    if (this.debugConsole) list.push(this.debugConsole);
+    return list;
+  }
+
+  /** Hardware reset of every device (CMOS time and NVRAM survive). */
+  reset(): void {
+    for (const d of this.devices()) d.reset();
+  }
+
+  /** All device states keyed by device name. */
+  saveState(): object {
+    const out: Record<string, object> = {};
+    for (const d of this.devices()) out[d.name] = d.saveState();
+    return out;
+  }
+
+  /** Restore every device; if one record is refused, the devices already loaded are put back. */
+  loadState(state: unknown): void {
+    new StateReader(state, "platform");
+    const raw = state as Record<string, unknown>;
+    const devices = this.devices();
+    for (const d of devices) if (!(d.name in raw)) throw new DeviceStateError(`platform.${d.name}`, "missing");
+    const backup = devices.map((d) => d.saveState());
+    let done = 0;
+    try {
+      for (; done < devices.length; done++) devices[done].loadState(raw[devices[done].name]);
+    } catch (e) {
+      for (let i = 0; i < done; i++) devices[i].loadState(backup[i]);
+      throw e;
+    }
+  }
+}
