@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { registerImgCommand } from "../drivers/block/cli.js";
 import { registerDemoCommand } from "./demo-command.js";
+import { registerRunCommand } from "./run-command.js";
 
 const program = new Command();
 program
@@ -9,6 +10,7 @@ program
   .description("A NOVA-style microhypervisor: capability kernel, user-mode VMMs and drivers, x86 core")
   .version("0.1.0");
 
+registerRunCommand(program);
 registerDemoCommand(program);
 registerImgCommand(program);
 

@@ -457,14 +457,18 @@ export class Kernel {
     return failed ? Status.ABORTED : Status.SUCCESS;
   }
 
-  /** A local EC gets its handler from its entry the first time it is called. */
+  /** A local EC gets its handler from its entry the first time it is called (running as that EC). */
   private materialize(ec: Ec): boolean {
+    const prev = this.current;
+    this.current = ec;
     try {
       ec.handler = ec.localEntry!(this.sysFor(ec.pd));
       return true;
     } catch (error) {
       this.fault(ec, error);
       return false;
+    } finally {
+      this.current = prev;
     }
   }
 

@@ -142,7 +142,7 @@ export interface VcpuExitHandler {
    * interrupt). Engines check it after each synchronous exit and, when set, end the run after
    * the current instruction, returning BUDGET; the kernel then delivers the RECALL exit.
    */
-  readonly stopRequested: boolean;
+  readonly stopRequested?: boolean;
 }
 
 /** What the kernel needs of a virtual CPU. Implemented by `vmm/x86`. */

@@ -1,0 +1,151 @@
+// `hv run`: boot a VM. With no --kernel and no --bios it boots the default guest (Debian's i686
+// kernel and a busybox initramfs, fetched and built on first use).
+import { readFileSync, statSync } from "node:fs";
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { TerminalConsole } from "../drivers/console/host.js";
+import { ChromeTrace } from "../services/chrome-trace.js";
+import { ensureDefaultGuest } from "../services/guest/index.js";
+import { VmEnd } from "../services/protocols.js";
+import { runVm } from "../services/vm-runner.js";
+import { createX86Engine } from "../vmm/x86/index.js";
+import { BootImageError } from "../vmm/boot/index.js";
+
+/** Parses sizes like 128M, 1G, 65536K or a byte count. */
+export function parseSize(value: string): number {
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(value.trim());
+  if (!m) throw new InvalidArgumentError(`'${value}' is not a size (try 128M or 1G)`);
+  const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2].toUpperCase() as "" | "K" | "M" | "G"];
+  const bytes = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InvalidArgumentError(`'${value}' is not a usable size`);
+  return bytes;
+}
+
+function readInput(path: string, what: string, limit: number): Uint8Array {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    throw new InvalidArgumentError(`${what} '${path}' cannot be read (no such file?)`);
+  }
+  if (size > limit) throw new InvalidArgumentError(`${what} '${path}' is ${size} bytes, more than the ${limit} a VM of this size can take`);
+  return readFileSync(path);
+}
+
+interface RunOpts {
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  mem: number;
+  smp: number;
+  bios?: string;
+  debugcon?: string;
+  debugExit: boolean;
+  trace?: string;
+  apic: boolean;
+  pace?: boolean;
+  timeout?: number;
+  bootOk: boolean;
+}
+
+export function registerRunCommand(program: Command): void {
+  program
+    .command("run")
+    .description("boot a VM: the default Debian guest, a Linux bzImage or Multiboot kernel (--kernel), or a ROM (--bios)")
+    .option("--kernel <file>", "Linux bzImage (boot protocol 2.x) or Multiboot v1 kernel")
+    .option("--initrd <file>", "initial ramdisk (a Multiboot kernel gets it as its first module)")
+    .option("--append <cmdline>", "kernel command line")
+    .option("--mem <size>", "guest RAM, e.g. 128M", parseSize, 128 * 1024 * 1024)
+    .addOption(new Option("--smp <n>", "virtual CPUs (only 1 is supported)").default(1).argParser((v) => {
+      if (v !== "1") throw new InvalidArgumentError("only --smp 1 is supported");
+      return 1;
+    }))
+    .option("--bios <file>", "firmware or test ROM, mapped below 4 GiB and at 0xE0000; the CPU starts at the reset vector")
+    .option("--debugcon <where>", "port 0xe9 output: stdio or file:PATH")
+    .option("--debug-exit", "isa-debug-exit at port 0xf4: a write of v ends hv with status (v << 1) | 1", false)
+    .option("--apic", "give the VM a local APIC and an I/O APIC (default: 8259 PIC only)", false)
+    .option("--trace <file>", "write a Chrome trace of the run (kernel IPC, VM exits by reason)")
+    .option("--pace", "hold virtual time back to wall time (default on a terminal)")
+    .option("--no-pace", "run virtual time as fast as the host can")
+    .option("--timeout <seconds>", "stop after this much virtual time", (v) => {
+      const n = Number(v);
+      if (!(n > 0)) throw new InvalidArgumentError(`'${v}' is not a positive number of seconds`);
+      return n;
+    })
+    .option("--boot-ok", "default guest only: print BOOT-OK <uptime> and power off", false)
+    .action(async (opts: RunOpts) => {
+      process.exitCode = await run(opts);
+    });
+}
+
+async function run(opts: RunOpts): Promise<number> {
+  let debugcon: "stdio" | { file: string } | null = null;
+  if (opts.debugcon) {
+    if (opts.debugcon === "stdio") debugcon = "stdio";
+    else if (opts.debugcon.startsWith("file:") && opts.debugcon.length > 5) debugcon = { file: opts.debugcon.slice(5) };
+    else throw new InvalidArgumentError(`--debugcon takes stdio or file:PATH, not '${opts.debugcon}'`);
+  }
+  if (opts.mem < 2 * 1024 * 1024 || opts.mem > 3 * 1024 ** 3) throw new InvalidArgumentError("--mem must be between 2M and 3G");
+  let kernelPath = opts.kernel;
+  let initrdPath = opts.initrd;
+  let append = opts.append;
+  if (!kernelPath && !opts.bios) {
+    const guest = await ensureDefaultGuest({ bootOk: opts.bootOk });
+    kernelPath = guest.kernel;
+    initrdPath ??= guest.initrd;
+    append ??= guest.append;
+  }
+  const limit = opts.mem;
+  const kernelImage = kernelPath ? readInput(kernelPath, "kernel", limit) : undefined;
+  const initrd = initrdPath ? readInput(initrdPath, "initrd", limit) : undefined;
+  const bios = opts.bios ? readInput(opts.bios, "BIOS image", 16 * 1024 * 1024) : undefined;
+
+  let quit = false;
+  const trace = opts.trace ? new ChromeTrace() : null;
+  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true) });
+  let raise = () => {};
+  const pace = opts.pace ?? process.stdin.isTTY === true;
+  try {
+    const result = await runVm({
+      memoryBytes: opts.mem,
+      kernelImage,
+      kernelName: kernelPath,
+      initrd,
+      append,
+      bios,
+      console,
+      engine: createX86Engine,
+      debugExitPort: opts.debugExit ? 0xf4 : null,
+      debugcon: debugcon !== null,
+      apic: opts.apic,
+      trace,
+      pace: pace ? { now: () => performance.now() * 1e6 } : null,
+      maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
+      onStart: (_k, raiseInput) => {
+        raise = raiseInput;
+      },
+      stopRequested: () => quit,
+    });
+    if (trace && opts.trace) trace.write(opts.trace);
+    const tail = String.fromCharCode(...console.tail.slice(-4096));
+    if (result.stop === "quit") return 0;
+    if (result.stop === "timeout") {
+      process.stderr.write(`\nhv: stopped after ${opts.timeout} s of virtual time\n`);
+      return 124;
+    }
+    if (result.why === VmEnd.DEBUG_EXIT) return result.status;
+    if (/Kernel panic/.test(tail)) {
+      process.stderr.write(`\nhv: the guest panicked\n`);
+      return 1;
+    }
+    if (result.why === VmEnd.ERROR) {
+      process.stderr.write(`\nhv: ${result.message}\n`);
+      return 1;
+    }
+    return result.status;
+  } catch (error) {
+    if (error instanceof BootImageError) throw new InvalidArgumentError(error.message);
+    throw error;
+  } finally {
+    console.close();
+  }
+}

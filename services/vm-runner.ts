@@ -1,0 +1,100 @@
+// Runs one VM on the kernel from the host's point of view: builds the boot plan (refusing bad
+// files before anything starts), boots the root task, and drives the kernel in slices of virtual
+// time, yielding to the host's event loop between slices so console input can arrive. With
+// `pace`, virtual time is held back to wall time (through the explicit host time source).
+
+import { Kernel, type HostTimeSource, type TraceSink, type VcpuEngineFactory } from "../kernel/index.js";
+import { loadBios, loadKernel, type BootPlan } from "../vmm/boot/index.js";
+import type { ConsoleHost } from "../drivers/console/console.js";
+import { CONSOLE_GSI, framesNeeded, rootQuotaFor, rootTask, type VmOutcome } from "./root.js";
+
+export interface VmRunOptions {
+  name?: string;
+  memoryBytes: number;
+  /** A Linux bzImage or a Multiboot kernel (like QEMU's -kernel). */
+  kernelImage?: Uint8Array;
+  kernelName?: string;
+  initrd?: Uint8Array;
+  append?: string;
+  /** A firmware/test ROM started at the reset vector (used alone when there is no kernel). */
+  bios?: Uint8Array;
+  console: ConsoleHost;
+  engine: VcpuEngineFactory;
+  debugExitPort?: number | null;
+  debugcon?: boolean;
+  apic?: boolean;
+  trace?: TraceSink | null;
+  /** Hold virtual time back to this host clock (interactive use); absent: run as fast as possible. */
+  pace?: HostTimeSource | null;
+  /** Give up after this much virtual time (ns). */
+  maxVirtualNs?: number;
+  /** Virtual time per guest instruction. */
+  nsPerInstruction?: number;
+  /** Called once the kernel exists (to raise the console GSI from host events, for instance). */
+  onStart?: (kernel: Kernel, raiseInput: () => void) => void;
+  /** Polled between slices: stop when it returns true (Ctrl-A x). */
+  stopRequested?: () => boolean;
+}
+
+export interface VmRunResult extends VmOutcome {
+  kernel: Kernel;
+  /** Why the host loop stopped. */
+  stop: "ended" | "timeout" | "idle" | "quit";
+}
+
+/** The boot plan for the options; throws BootImageError naming the problem. */
+export function bootPlanFor(o: Pick<VmRunOptions, "memoryBytes" | "kernelImage" | "kernelName" | "initrd" | "append" | "bios">): BootPlan {
+  if (o.kernelImage) return loadKernel(o.kernelImage, { memSize: o.memoryBytes, cmdline: o.append ?? "", initrd: o.initrd, name: o.kernelName });
+  if (o.bios) return loadBios(o.bios, { memSize: o.memoryBytes });
+  throw new Error("nothing to boot: give a kernel or a BIOS image");
+}
+
+const SLICE_NS = 10_000_000;
+
+export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
+  const plan = bootPlanFor(o);
+  const romBytes = plan.roms.reduce((n, r) => n + r.bytes.length, 0);
+  const frames = framesNeeded(o.memoryBytes, romBytes);
+  const kernel = new Kernel({
+    vcpuEngine: o.engine,
+    memoryMiB: frames / 256,
+    trace: o.trace ?? null,
+    nsPerInstruction: o.nsPerInstruction ?? 1,
+    ioPorts: 0x10000,
+    rootQuota: rootQuotaFor(frames),
+  });
+  const outcome: VmOutcome = { ended: false, status: 0, why: 0, message: "" };
+  kernel.boot(rootTask(kernel, { name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console: o.console, debugExitPort: o.debugExitPort, debugcon: o.debugcon, apic: o.apic }, outcome));
+  let inputPending = false;
+  const raiseInput = () => {
+    inputPending = true;
+  };
+  o.onStart?.(kernel, raiseInput);
+  const startHost = o.pace?.now() ?? 0;
+  for (;;) {
+    if (inputPending) {
+      inputPending = false;
+      kernel.raiseGsi(CONSOLE_GSI);
+    }
+    const r = kernel.run({ untilNs: kernel.clock.now + SLICE_NS });
+    if (kernel.faults.length > 0 && !outcome.ended) {
+      const f = kernel.faults[0];
+      Object.assign(outcome, { ended: true, status: 1, why: 4, message: `component fault in ${f.pd}/${f.ec}: ${f.error instanceof Error ? f.error.stack ?? f.error.message : String(f.error)}` });
+    }
+    if (outcome.ended) return { ...outcome, kernel, stop: "ended" };
+    if (o.stopRequested?.()) return { ...outcome, kernel, stop: "quit" };
+    if (o.maxVirtualNs !== undefined && kernel.clock.now >= o.maxVirtualNs) return { ...outcome, kernel, stop: "timeout" };
+    if (r === "idle" && !o.pace) {
+      // Nothing can run and nothing will time out: only host input can change that.
+      if (!o.onStart) return { ...outcome, kernel, stop: "idle" };
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      continue;
+    }
+    if (o.pace) {
+      const aheadMs = (kernel.clock.now - (o.pace.now() - startHost)) / 1e6;
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(aheadMs, 50))));
+    } else {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+}

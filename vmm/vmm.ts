@@ -1,0 +1,320 @@
+// The virtual machine monitor: one component per VM. It gets guest RAM from the memory manager,
+// maps it into the VM's PD, owns the vCPU's exit portals and the PC device models, and delivers
+// interrupts. It reaches the console and the root task only through the portals it was granted.
+
+import {
+  ExitReason,
+  EXIT_REASON_COUNT,
+  InjectionType,
+  MemRights,
+  Mtd,
+  SpaceKind,
+  Status,
+  VcpuState,
+  crd,
+  type GlobalEntry,
+  type ReplyToken,
+  type Sys,
+  type Utcb,
+} from "../kernel/index.js";
+import type { BootPlan } from "./boot/index.js";
+import { PcPlatform } from "./devices/platform.js";
+import type { AccessSize } from "./devices/bus.js";
+import { KernelDeviceClock } from "./device-clock.js";
+import { ConsoleChannel, MemoryOp, ParentOp, VmEnd, packBytes, unpackBytes } from "../services/protocols.js";
+
+/** Selectors the root task fills in the VMM's object space. */
+export const VmmSel = {
+  VM_PD: 1,
+  PARENT: 2,
+  MEMORY: 3,
+  CONSOLE: 4,
+} as const;
+
+/** Selectors the VMM uses for what it creates itself. */
+const EXIT_EC = 32;
+const INPUT_EC = 33;
+const INPUT_PT = 34;
+const TIMER_SM = 35;
+const VCPU = 36;
+const VCPU_SC = 37;
+const EXIT_PT_BASE = 64;
+/** Exit portals in the VM PD's object space start here. */
+export const EVENT_BASE = 0x100;
+/** Where guest RAM and ROM frames arrive in the VMM's own memory space (page numbers). */
+const RAM_WINDOW = { base: 1 << 19, order: 19 };
+
+export interface VmmConfig {
+  memoryBytes: number;
+  plan: BootPlan;
+  /** Local APIC + I/O APIC (default false: Linux then runs on the 8259 PIC). */
+  apic?: boolean;
+  /** Unix time of the RTC at virtual time 0. */
+  startTime?: number;
+  /** isa-debug-exit port (QEMU's default 0xf4), or null for none. */
+  debugExitPort?: number | null;
+  /** Forward port 0xe9 output to the console driver's DEBUGCON channel. */
+  debugcon?: boolean;
+  vcpuPriority?: number;
+}
+
+const IF = 0x200;
+
+/** Portal MTDs per exit reason: exactly what each handler reads or writes. */
+const EXIT_MTD: Partial<Record<ExitReason, number>> = {
+  [ExitReason.STARTUP]: Mtd.ALL,
+  [ExitReason.PIO]: Mtd.QUAL,
+  [ExitReason.MMIO]: Mtd.QUAL,
+  [ExitReason.CPUID]: Mtd.QUAL,
+  [ExitReason.HLT]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ,
+  [ExitReason.INTR_WINDOW]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ,
+  [ExitReason.RECALL]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ,
+  [ExitReason.EXCEPTION]: Mtd.QUAL | Mtd.EIP_LEN,
+  [ExitReason.TRIPLE_FAULT]: Mtd.EIP_LEN | Mtd.CS_SS,
+  [ExitReason.INVALID_STATE]: Mtd.EIP_LEN | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
+};
+
+/** The VMM component: its body sets the VM up and then runs the device timers. */
+export function vmmComponent(config: VmmConfig): GlobalEntry {
+  return (sys) => new Vmm(sys, config).main();
+}
+
+class Vmm {
+  private readonly clock: KernelDeviceClock;
+  private readonly platform: PcPlatform;
+  private haltToken: ReplyToken | null = null;
+  private ended = false;
+  private serialOut: number[] = [];
+  private debugOut: number[] = [];
+
+  constructor(
+    private readonly sys: Sys,
+    private readonly config: VmmConfig,
+  ) {
+    this.clock = new KernelDeviceClock(
+      () => sys.now(),
+      () => void sys.up(TIMER_SM),
+    );
+    this.platform = new PcPlatform({
+      clock: this.clock,
+      memoryBytes: config.memoryBytes,
+      startTime: config.startTime ?? 1_700_000_000,
+      apic: config.apic ?? false,
+      serialPorts: 1,
+      debugExit: config.debugExitPort === null ? undefined : { onExit: (status) => this.end(status, VmEnd.DEBUG_EXIT), port: config.debugExitPort ?? 0xf4 },
+      debugConsole: config.debugcon ? (byte) => this.debugOut.push(byte) : undefined,
+    });
+    this.platform.uarts[0].onTransmit = (byte) => this.serialOut.push(byte);
+    this.platform.onIntr = (pending) => {
+      if (pending) this.kick();
+    };
+    this.platform.onReset = () => this.end(0, VmEnd.RESET);
+  }
+
+  *main(): Generator<import("../kernel/index.js").Wait, void, Status> {
+    const sys = this.sys;
+    must(sys.createSm(TIMER_SM, 0), "create the timer semaphore");
+    this.setUpMemory();
+    must(sys.createLocalEc(EXIT_EC, 0, () => (utcb, reason) => this.onExit(utcb, reason)), "create the exit handler");
+    for (let r = 0; r < EXIT_REASON_COUNT; r++) {
+      const mtd = EXIT_MTD[r as ExitReason];
+      if (mtd === undefined) continue;
+      must(sys.createPt(EXIT_PT_BASE + r, EXIT_EC, mtd), "create an exit portal");
+      must(sys.setPortalId(EXIT_PT_BASE + r, r), "name an exit portal");
+      must(sys.delegate(VmmSel.VM_PD, crd(SpaceKind.OBJECT, EXIT_PT_BASE + r, 0), EVENT_BASE + r), "hand an exit portal to the VM");
+    }
+    // Console input arrives through a portal the root task passes on to the console driver.
+    must(sys.createLocalEc(INPUT_EC, 0, () => (utcb) => this.onInput(utcb)), "create the input handler");
+    must(sys.createPt(INPUT_PT, INPUT_EC), "create the input portal");
+    sys.utcb.set(ParentOp.REGISTER_INPUT);
+    sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.OBJECT, INPUT_PT, 0, 1), offset: 0 });
+    sys.call(VmmSel.PARENT);
+
+    must(sys.createVcpu(VCPU, VmmSel.VM_PD, EVENT_BASE), "create the vCPU");
+    must(sys.createSc(VCPU_SC, VCPU, this.config.vcpuPriority ?? 10, 10_000_000), "schedule the vCPU");
+
+    // The timer thread: sleep until the next device deadline (or until an earlier one is armed).
+    while (!this.ended) {
+      const next = this.clock.nextDeadline();
+      const wait = next === Infinity ? Infinity : Math.max(0, next - sys.now());
+      yield sys.wait.down(TIMER_SM, wait);
+      this.clock.fireDue(sys.now());
+      this.flushConsole();
+    }
+  }
+
+  /** Get RAM (and ROM) frames from the memory manager, map them into the VM, and apply the boot plan. */
+  private setUpMemory(): void {
+    const sys = this.sys;
+    const ramPages = Math.ceil(this.config.memoryBytes / 4096);
+    const roms = this.config.plan.roms.map((r) => ({ ...r, pages: Math.ceil(r.bytes.length / 4096) }));
+    const total = ramPages + roms.reduce((n, r) => n + r.pages, 0);
+    sys.utcb.receiveWindow[SpaceKind.MEMORY] = crd(SpaceKind.MEMORY, RAM_WINDOW.base, RAM_WINDOW.order);
+    sys.utcb.set(MemoryOp.ALLOC, total);
+    must(sys.call(VmmSel.MEMORY), "call the memory manager");
+    if (sys.utcb.words[0] !== Status.SUCCESS || sys.utcb.words[1] !== total)
+      throw new Error(`the memory manager refused ${total} pages (${Status[sys.utcb.words[0]] ?? sys.utcb.words[0]})`);
+    sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
+    mapRange(sys, RAM_WINDOW.base, 0, ramPages, MemRights.ALL);
+    const ram = this.view(RAM_WINDOW.base, ramPages);
+    for (const w of this.config.plan.writes) ram.set(w.bytes, w.gpa);
+    let page = RAM_WINDOW.base + ramPages;
+    for (const rom of roms) {
+      this.view(page, rom.pages).set(rom.bytes);
+      mapRange(sys, page, Math.floor(rom.gpa / 4096), rom.pages, MemRights.R | MemRights.X);
+      page += rom.pages;
+    }
+  }
+
+  /** A byte view of `pages` of the VMM's own memory: frames are contiguous when they came in one piece. */
+  private view(page: number, pages: number): Uint8Array {
+    const v = this.sys.memory(page, pages);
+    if (!v) throw new Error(`guest memory at VMM page ${page} (+${pages}) is not one contiguous writable range`);
+    return v;
+  }
+
+  private onExit(utcb: Utcb, reason: ExitReason): void {
+    const v = utcb.vcpu!;
+    const q = v.qual;
+    switch (reason) {
+      case ExitReason.STARTUP:
+        copyState(this.config.plan.state, v);
+        return;
+      case ExitReason.PIO:
+        if (q.write) this.platform.io.write(q.address, q.size as AccessSize, q.data);
+        else q.data = this.platform.io.read(q.address, q.size as AccessSize);
+        if (this.serialOut.length >= 64) this.flushConsole();
+        return;
+      case ExitReason.MMIO:
+        this.mmio(q);
+        return;
+      case ExitReason.CPUID:
+        return;
+      case ExitReason.HLT:
+        if ((v.eflags & IF) === 0) {
+          // Nothing but an NMI or a reset can wake this CPU: the guest is off.
+          this.end(0, VmEnd.HALTED);
+          this.sys.deferReply();
+          return;
+        }
+        if (this.platform.interruptController.hasInterrupt()) this.inject(v);
+        else {
+          v.mtd = 0;
+          this.haltToken = this.sys.deferReply();
+        }
+        this.flushConsole();
+        return;
+      case ExitReason.RECALL:
+      case ExitReason.INTR_WINDOW:
+        this.inject(v);
+        return;
+      case ExitReason.TRIPLE_FAULT:
+        this.end(0, VmEnd.RESET);
+        this.sys.deferReply();
+        return;
+      default:
+        this.end(1, VmEnd.ERROR, `vCPU exit ${ExitReason[reason]} at eip 0x${v.eip.toString(16)}`);
+        this.sys.deferReply();
+    }
+  }
+
+  private mmio(q: VcpuState["qual"]): void {
+    const bus = this.platform.mmio;
+    if (q.size === 8) {
+      if (q.write) {
+        bus.write(q.address, 4, q.data >>> 0);
+        bus.write(q.address + 4, 4, q.edx >>> 0);
+      } else {
+        q.data = bus.read(q.address, 4);
+        q.edx = bus.read(q.address + 4, 4);
+      }
+    } else if (q.write) bus.write(q.address, q.size as AccessSize, q.data);
+    else q.data = bus.read(q.address, q.size as AccessSize);
+  }
+
+  /** Take a pending interrupt now if the guest can, else ask for an interrupt window. */
+  private inject(v: VcpuState): void {
+    v.mtd = Mtd.INJ;
+    const ic = this.platform.interruptController;
+    if (!ic.hasInterrupt()) {
+      v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
+    } else if ((v.eflags & IF) !== 0 && (v.interruptibility & 3) === 0) {
+      v.inj = { valid: true, vector: ic.acknowledge(), type: InjectionType.EXTERNAL, errorCode: -1, requestWindow: false };
+    } else {
+      v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: true };
+    }
+  }
+
+  /** An interrupt became pending: wake a halted vCPU with it, or recall a running one. */
+  private kick(): void {
+    const token = this.haltToken;
+    if (token) {
+      this.haltToken = null;
+      const v = (this.sys.utcb.vcpu ??= new VcpuState());
+      v.eflags = IF;
+      v.interruptibility = 0;
+      this.inject(v);
+      this.sys.reply(token);
+      return;
+    }
+    this.sys.recall(VCPU);
+  }
+
+  private onInput(utcb: Utcb): void {
+    const n = Math.min(utcb.words[0], 4 * (utcb.untyped - 1));
+    this.platform.uarts[0].receive(unpackBytes(utcb.words, 1, n));
+    utcb.set(Status.SUCCESS);
+  }
+
+  private flushConsole(): void {
+    this.send(ConsoleChannel.SERIAL0, this.serialOut);
+    this.send(ConsoleChannel.DEBUGCON, this.debugOut);
+  }
+
+  private send(channel: number, bytes: number[]): void {
+    if (bytes.length === 0) return;
+    const sys = this.sys;
+    for (let at = 0; at < bytes.length; at += 1024) {
+      const chunk = bytes.slice(at, at + 1024);
+      sys.utcb.words[0] = channel;
+      sys.utcb.words[1] = chunk.length;
+      sys.utcb.untyped = 2 + packBytes(chunk, sys.utcb.words, 2);
+      sys.call(VmmSel.CONSOLE);
+    }
+    bytes.length = 0;
+  }
+
+  private end(status: number, why: VmEnd, message = ""): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.flushConsole();
+    const sys = this.sys;
+    sys.utcb.set(ParentOp.VM_EXITED, status, why, ...Array.from(new TextEncoder().encode(message.slice(0, 200))));
+    sys.call(VmmSel.PARENT);
+    sys.up(TIMER_SM);
+  }
+}
+
+/** Delegate `pages` pages from the VMM's `from` to guest page `to` of the VM, in aligned blocks. */
+function mapRange(sys: Sys, from: number, to: number, pages: number, rights: number): void {
+  let done = 0;
+  while (done < pages) {
+    let order = 31 - Math.clz32(pages - done);
+    while (order > 0 && ((from + done) % 2 ** order !== 0 || (to + done) % 2 ** order !== 0)) order--;
+    must(sys.delegate(VmmSel.VM_PD, crd(SpaceKind.MEMORY, from + done, order, rights), to + done), "map guest memory");
+    done += 2 ** order;
+  }
+}
+
+/** Copy the groups of `from.mtd` into `to` (a plain field copy: the VcpuState shape is fixed). */
+function copyState(from: VcpuState, to: VcpuState): void {
+  const keepQual = to.qual;
+  Object.assign(to, structuredClone({ ...from, fpu: null }));
+  to.qual = keepQual;
+  to.fpu = from.fpu;
+  to.mtd = from.mtd;
+}
+
+function must(s: Status, what: string): void {
+  if (s !== Status.SUCCESS) throw new Error(`vmm: could not ${what}: ${Status[s]}`);
+}
