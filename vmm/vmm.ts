@@ -104,11 +104,15 @@ class Vmm {
       debugExit: config.debugExitPort === null ? undefined : { onExit: (status) => this.end(status, VmEnd.DEBUG_EXIT), port: config.debugExitPort ?? 0xf4 },
       debugConsole: config.debugcon ? (byte) => this.debugOut.push(byte) : undefined,
     });
-    this.platform.uarts[0].onTransmit = (byte) => this.serialOut.push(byte);
+    // Serial output leaves at once: a guest that prints and then polls for input must be seen.
+    this.platform.uarts[0].onTransmit = (byte) => {
+      this.serialOut.push(byte);
+      this.send(ConsoleChannel.SERIAL0, this.serialOut);
+    };
     this.platform.onIntr = (pending) => {
       if (pending) this.kick();
     };
-    this.platform.onReset = () => this.end(0, VmEnd.RESET);
+    this.platform.onReset = () => this.end(0, VmEnd.RESET, "the guest asked for a reset");
   }
 
   *main(): Generator<import("../kernel/index.js").Wait, void, Status> {
@@ -160,6 +164,10 @@ class Vmm {
     for (const w of this.config.plan.writes) ram.set(w.bytes, w.gpa);
     let page = RAM_WINDOW.base + ramPages;
     for (const rom of roms) {
+      // A ROM shadows RAM below it (the BIOS area below 1 MiB): take those RAM pages from the guest.
+      const first = Math.floor(rom.gpa / 4096);
+      for (let p = first; p < Math.min(first + rom.pages, ramPages); p++)
+        must(sys.revoke(crd(SpaceKind.MEMORY, RAM_WINDOW.base + p, 0), true), "unmap RAM under a ROM");
       this.view(page, rom.pages).set(rom.bytes);
       mapRange(sys, page, Math.floor(rom.gpa / 4096), rom.pages, MemRights.R | MemRights.X);
       page += rom.pages;
@@ -183,7 +191,6 @@ class Vmm {
       case ExitReason.PIO:
         if (q.write) this.platform.io.write(q.address, q.size as AccessSize, q.data);
         else q.data = this.platform.io.read(q.address, q.size as AccessSize);
-        if (this.serialOut.length >= 64) this.flushConsole();
         return;
       case ExitReason.MMIO:
         this.mmio(q);
@@ -193,7 +200,7 @@ class Vmm {
       case ExitReason.HLT:
         if ((v.eflags & IF) === 0) {
           // Nothing but an NMI or a reset can wake this CPU: the guest is off.
-          this.end(0, VmEnd.HALTED);
+          this.end(0, VmEnd.HALTED, "the CPU halted with interrupts disabled");
           this.sys.deferReply();
           return;
         }
@@ -209,7 +216,7 @@ class Vmm {
         this.inject(v);
         return;
       case ExitReason.TRIPLE_FAULT:
-        this.end(0, VmEnd.RESET);
+        this.end(0, VmEnd.RESET, `triple fault at ${v.cs.selector.toString(16)}:${v.eip.toString(16)}`);
         this.sys.deferReply();
         return;
       default:
@@ -235,6 +242,8 @@ class Vmm {
   /** Take a pending interrupt now if the guest can, else ask for an interrupt window. */
   private inject(v: VcpuState): void {
     v.mtd = Mtd.INJ;
+    // An event handed over earlier and not delivered yet stays as it is.
+    if (v.inj.valid) return;
     const ic = this.platform.interruptController;
     if (!ic.hasInterrupt()) {
       v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
