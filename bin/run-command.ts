@@ -141,6 +141,7 @@ async function run(opts: RunOpts): Promise<number> {
       process.stderr.write(`\nhv: ${result.message}\n`);
       return 1;
     }
+    if (result.message) process.stderr.write(`\nhv: VM ended: ${result.message}\n`);
     return result.status;
   } catch (error) {
     if (error instanceof BootImageError) throw new InvalidArgumentError(error.message);
