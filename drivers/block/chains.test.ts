@@ -136,6 +136,36 @@ describe("backing problems", () => {
   });
 });
 
+describe.each([
+  { format: "vpc" as const, ext: "vhd" },
+  { format: "vmdk" as const, ext: "vmdk" },
+])("rebase $format", ({ format, ext }) => {
+  it("moves to another parent of the same format, keeping the visible content", () => {
+    const oldBase = path.join(dir, `old.${ext}`);
+    const newBase = path.join(dir, `new.${ext}`);
+    const top = path.join(dir, `top.${ext}`);
+    createImage(oldBase, format, SIZE);
+    writeAt(oldBase, 0, holeyContent(SIZE, 3, 0.6));
+    createImage(newBase, format, SIZE);
+    writeAt(newBase, 0, holeyContent(SIZE, 4, 0.6));
+    createImage(top, format, undefined, { backing: { file: `old.${ext}` } });
+    writeAt(top, 500_001, new Uint8Array(70_000).fill(9));
+    const before = readAll(top);
+    rebaseImage(top, { backing: `new.${ext}` });
+    const img = openImage(top);
+    expect(img.backing?.path).toBe(newBase);
+    img.close();
+    expect(Buffer.compare(readAll(top), before)).toBe(0);
+    fs.rmSync(oldBase);
+    expect(Buffer.compare(readAll(top), before)).toBe(0);
+    if (hasQemuImg && format === "vmdk") {
+      const exp = path.join(dir, "exp.raw");
+      fs.writeFileSync(exp, before);
+      expect(qemuImg("compare", "-F", "raw", top, exp).status).toBe(0);
+    }
+  });
+});
+
 describe("rebase", () => {
   it("safe mode keeps the visible content when moving to a different backing file", () => {
     const oldBase = path.join(dir, "old.qcow2");

@@ -172,7 +172,7 @@ export function registerImgCommand(program: Command, io: ImgIo = defaultIo()): C
     });
 
   img.command("rebase")
-    .description("change the backing file of a qcow2 image; by default (safe mode) copies data so the visible content stays the same")
+    .description("change the backing file of a qcow2 image, differencing VHD (VHD parent) or VMDK (VMDK parent); by default (safe mode) copies data so the visible content stays the same")
     .option("-f, --format <fmt>", "image format (probed if omitted)", formatArg)
     .requiredOption("-b, --backing <file>", "new backing file (\"\" for none); relative names are relative to FILE")
     .option("-F, --backing-format <fmt>", "format of the new backing file (probed if omitted)", formatArg)

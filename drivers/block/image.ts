@@ -51,6 +51,12 @@ export interface BlockImage {
   writeZeroes(offset: number, length: number): void;
   /** Kind of this layer at `offset`, covering up to `length` bytes. */
   status(offset: number, length: number): Extent;
+  /**
+   * Record a new backing file (null: none) without touching the content. `parent` is the opened new
+   * backing, for formats that store its identity (VHD unique id, VMDK CID). Throws UNSUPPORTED_FEATURE
+   * where the format cannot name that parent.
+   */
+  setBackingRef(ref: BackingRef | null, parent: BlockImage | null): void;
   /** Host bytes used by this image's files. */
   allocatedBytes(): number;
   /** Format-specific facts for `info`. */

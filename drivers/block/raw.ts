@@ -1,7 +1,8 @@
 // Raw images: the virtual disk byte for byte; created sparse with ftruncate.
-import { isZero } from "./bytes.js";
 import { HostFile } from "./host-file.js";
-import { checkRange, checkWritable, type BlockImage, type CheckReport, type Extent } from "./image.js";
+import { alignUp } from "./bytes.js";
+import { ImageUnsupportedError } from "./errors.js";
+import { checkRange, checkWritable, type BackingRef, type BlockImage, type CheckReport, type Extent } from "./image.js";
 
 export class RawImage implements BlockImage {
   readonly format = "raw" as const;
@@ -13,7 +14,8 @@ export class RawImage implements BlockImage {
     private readonly file: HostFile,
     /** Byte offset of the disk inside the file (non-zero for flat VMDK extents). */
     private readonly base = 0,
-    readonly virtualSize = file.size - base,
+    /** A file whose length is not a multiple of 512 reads as if padded with zeros, as in qemu. */
+    readonly virtualSize = alignUp(file.size - base, 512),
   ) {}
 
   get path(): string {
@@ -59,6 +61,10 @@ export class RawImage implements BlockImage {
     return { kind: "data", length: Math.min(length, fileEnd - offset) };
   }
 
+  setBackingRef(ref: BackingRef | null): void {
+    if (ref) throw new ImageUnsupportedError("UNSUPPORTED_FEATURE", "raw images cannot have a backing file", this.path);
+  }
+
   allocatedBytes(): number {
     return this.file.allocatedBytes();
   }
@@ -69,13 +75,6 @@ export class RawImage implements BlockImage {
 
   check(): CheckReport {
     return { corruptions: 0, leaks: 0, messages: [] };
-  }
-
-  /** True if a range is all zeros in the file (used by convert for raw sources). */
-  isZeroRange(offset: number, length: number): boolean {
-    const buf = new Uint8Array(length);
-    this.read(offset, buf);
-    return isZero(buf);
   }
 
   flush(): void {

@@ -68,5 +68,5 @@ export const hasQemuImg = ((): boolean => {
 
 export const qemuImg = (...args: string[]): RunResult => run("qemu-img", args);
 
-/** qemu-io ships with qemu-img (qemu-utils); run one command against an image. */
-export const qemuIo = (file: string, cmd: string): RunResult => run("qemu-io", ["-c", cmd, file]);
+/** qemu-io ships with qemu-img (qemu-utils); run commands (one -c each) against an image. */
+export const qemuIo = (file: string, ...cmds: string[]): RunResult => run("qemu-io", [...cmds.flatMap((c) => ["-c", c]), file]);

@@ -33,39 +33,45 @@ export function compareOpened(a: BlockImage, b: BlockImage): CompareResult {
   const bb = new Uint8Array(CHUNK);
   let offset = 0;
   while (offset < common) {
-    const sa = chainStatus(a, offset, Math.min(CHUNK, common - offset));
+    // Status over the whole rest, so that holes of any size are skipped in one step.
+    const sa = chainStatus(a, offset, common - offset);
     const sb = chainStatus(b, offset, sa.length);
-    const n = sb.length;
+    const end = offset + sb.length;
     if (sa.kind !== "data" && sb.kind !== "data") {
-      offset += n;
+      offset = end;
       continue;
     }
-    const pa = ba.subarray(0, n);
-    const pb = bb.subarray(0, n);
-    if (sa.kind === "data") a.read(offset, pa);
-    else pa.fill(0);
-    if (sb.kind === "data") b.read(offset, pb);
-    else pb.fill(0);
-    if (Buffer.compare(pa, pb) !== 0) {
-      let i = 0;
-      while (pa[i] === pb[i]) i++;
-      return { identical: false, offset: offset + i, sizeMismatch };
+    while (offset < end) {
+      const n = Math.min(CHUNK, end - offset);
+      const pa = ba.subarray(0, n);
+      const pb = bb.subarray(0, n);
+      if (sa.kind === "data") a.read(offset, pa);
+      else pa.fill(0);
+      if (sb.kind === "data") b.read(offset, pb);
+      else pb.fill(0);
+      if (Buffer.compare(pa, pb) !== 0) {
+        let i = 0;
+        while (pa[i] === pb[i]) i++;
+        return { identical: false, offset: offset + i, sizeMismatch };
+      }
+      offset += n;
     }
-    offset += n;
   }
   const larger = a.virtualSize > b.virtualSize ? a : b;
   while (offset < larger.virtualSize) {
-    const s = chainStatus(larger, offset, Math.min(CHUNK, larger.virtualSize - offset));
-    if (s.kind === "data") {
-      const p = ba.subarray(0, s.length);
+    const s = chainStatus(larger, offset, larger.virtualSize - offset);
+    const end = offset + s.length;
+    if (s.kind !== "data") offset = end;
+    while (offset < end) {
+      const p = ba.subarray(0, Math.min(CHUNK, end - offset));
       larger.read(offset, p);
       if (!isZero(p)) {
         let i = 0;
         while (p[i] === 0) i++;
         return { identical: false, offset: offset + i, sizeMismatch };
       }
+      offset += p.length;
     }
-    offset += s.length;
   }
   return { identical: true, sizeMismatch };
 }

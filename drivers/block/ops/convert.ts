@@ -1,7 +1,7 @@
 // `img convert`: copy the visible content of an image chain into a new image, skipping zeros.
 import fs from "node:fs";
 import path from "node:path";
-import { isZero } from "../bytes.js";
+import { alignUp, isZero } from "../bytes.js";
 import { FORMATS, type CreateOptions } from "../formats.js";
 import { chainStatus, type BlockImage, type FormatName } from "../image.js";
 import { openImage } from "../open.js";
@@ -34,7 +34,7 @@ export function convertImage(source: string, target: string, options: ConvertOpt
   try {
     tmpDir = fs.mkdtempSync(path.join(dir, ".hv-convert-"));
     const staged = path.join(tmpDir, path.basename(target));
-    FORMATS[options.targetFormat].create(staged, src.virtualSize, { ...options.create, backing: null });
+    FORMATS[options.targetFormat].create(staged, alignUp(src.virtualSize, 512), { ...options.create, backing: null });
     const dst = openImage(staged, { format: options.targetFormat, writable: true });
     try {
       copyContent(src, dst, options.progress);
@@ -57,13 +57,17 @@ export function copyContent(src: BlockImage, dst: BlockImage, progress?: (done: 
   const buf = new Uint8Array(CHUNK);
   let offset = 0;
   while (offset < size) {
-    const ext = chainStatus(src, offset, Math.min(CHUNK, size - offset));
-    if (ext.kind === "data") {
-      const part = buf.subarray(0, ext.length);
+    // Ask for the whole rest: holes of any size are skipped in one step, data is copied in chunks.
+    const ext = chainStatus(src, offset, size - offset);
+    const end = offset + ext.length;
+    if (ext.kind !== "data") offset = end;
+    while (offset < end) {
+      const part = buf.subarray(0, Math.min(CHUNK, end - offset));
       src.read(offset, part);
       writeNonZero(dst, offset, part, granule);
+      offset += part.length;
+      progress?.(offset, size);
     }
-    offset += ext.length;
     progress?.(offset, size);
   }
 }

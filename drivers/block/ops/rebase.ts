@@ -1,9 +1,8 @@
 // `img rebase`: point an image at a new backing file; safe mode keeps what the guest sees.
 import fs from "node:fs";
-import { ImageArgumentError, ImageBackingError, ImageUnsupportedError } from "../errors.js";
+import { ImageBackingError, ImageError } from "../errors.js";
 import { readBacking, type BackingRef, type BlockImage, type FormatName } from "../image.js";
 import { openImage, probeFormat, resolveBacking } from "../open.js";
-import { Qcow2Image } from "../qcow2/image.js";
 
 export interface RebaseOptions {
   format?: FormatName;
@@ -16,35 +15,39 @@ export interface RebaseOptions {
 
 const CHUNK = 4 * 1024 * 1024;
 
+/**
+ * Rebase `path`. Everything is checked (new backing exists, opens, does not lead back to the image)
+ * before the image is changed. Formats: qcow2, differencing VHD (VHD parent), VMDK (VMDK parent).
+ */
 export function rebaseImage(path: string, options: RebaseOptions): void {
   const image = openImage(path, { format: options.format, writable: true });
+  let newBacking: BlockImage | null = null;
   try {
-    if (!(image instanceof Qcow2Image)) {
-      throw new ImageUnsupportedError("UNSUPPORTED_FEATURE", `rebase is supported for qcow2 images only (this is ${image.format})`, path);
-    }
     let ref: BackingRef | null = null;
-    let newBacking: BlockImage | null = null;
     if (options.backing !== "") {
       const target = resolveBacking({ file: options.backing }, path);
-      if (!fs.existsSync(target)) throw new ImageBackingError("BACKING_NOT_FOUND", `new backing file ${options.backing} not found`, path);
-      if (fs.realpathSync(target) === fs.realpathSync(path)) throw new ImageBackingError("BACKING_LOOP", "an image cannot back itself", path);
-      ref = { file: options.backing, format: options.backingFormat ?? probeFormat(target) };
-      if (!options.unsafe) newBacking = openImage(target, { format: ref.format });
-    }
-    try {
-      if (newBacking) {
-        for (let layer: BlockImage | null = newBacking; layer; layer = layer.backing) {
-          if (fs.realpathSync(layer.path) === fs.realpathSync(path)) {
-            throw new ImageBackingError("BACKING_LOOP", `the new backing chain contains ${path} itself`, path);
-          }
+      if (!fs.existsSync(target)) {
+        if (!options.unsafe) throw new ImageBackingError("BACKING_NOT_FOUND", `new backing file ${options.backing} not found`, path);
+        ref = { file: options.backing, format: options.backingFormat };
+      } else {
+        if (fs.realpathSync(target) === fs.realpathSync(path)) throw new ImageBackingError("BACKING_LOOP", "an image cannot back itself", path);
+        ref = { file: options.backing, format: options.backingFormat ?? probeFormat(target) };
+        try {
+          newBacking = openImage(target, { format: ref.format });
+        } catch (err) {
+          if (!options.unsafe || !(err instanceof ImageError) || err.code === "BACKING_LOOP") throw err;
         }
       }
-      if (!options.unsafe) copyDifferences(image, newBacking);
-      image.setBackingRef(ref);
-    } finally {
-      newBacking?.close();
     }
+    for (let layer: BlockImage | null = newBacking; layer; layer = layer.backing) {
+      if (fs.realpathSync(layer.path) === fs.realpathSync(path)) {
+        throw new ImageBackingError("BACKING_LOOP", `the new backing chain contains ${path} itself`, path);
+      }
+    }
+    if (!options.unsafe) copyDifferences(image, newBacking);
+    image.setBackingRef(ref, newBacking);
   } finally {
+    newBacking?.close();
     image.close();
   }
 }
@@ -53,12 +56,12 @@ export function rebaseImage(path: string, options: RebaseOptions): void {
 function copyDifferences(image: BlockImage, newBacking: BlockImage | null): void {
   if (image.backing === null && newBacking === null) return;
   const cs = image.clusterSize;
-  if (CHUNK % cs !== 0 && cs % CHUNK !== 0) throw new ImageArgumentError("BAD_ARGUMENT", "unexpected cluster size");
-  const oldBuf = new Uint8Array(Math.max(CHUNK, cs));
-  const newBuf = new Uint8Array(Math.max(CHUNK, cs));
+  const len = Math.max(CHUNK, cs);
+  const oldBuf = new Uint8Array(len);
+  const newBuf = new Uint8Array(len);
   let offset = 0;
   while (offset < image.virtualSize) {
-    const ext = image.status(offset, Math.min(oldBuf.length, image.virtualSize - offset));
+    const ext = image.status(offset, Math.min(len, image.virtualSize - offset));
     if (ext.kind !== "unallocated") {
       offset += ext.length;
       continue;

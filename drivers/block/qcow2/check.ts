@@ -9,6 +9,15 @@ const MAX_MESSAGES = 100;
 
 /** Check refcounts, table placement and COPIED flags, like `qemu-img check`. Never writes. */
 export function checkQcow2(img: Qcow2Image): CheckReport {
+  return analyse(img).report;
+}
+
+/** References to each cluster of the file, counted from every table (what the refcounts should be). */
+export function countReferences(img: Qcow2Image): Uint32Array {
+  return analyse(img).refs;
+}
+
+function analyse(img: Qcow2Image): { report: CheckReport; refs: Uint32Array } {
   const h = img.header;
   const file = img.file;
   const cs = img.clusterSize;
@@ -143,7 +152,7 @@ export function checkQcow2(img: Qcow2Image): CheckReport {
       if (copied !== (stored[host / cs] === 1)) corrupt(`OFLAG_COPIED data cluster at ${host}: refcount=${stored[host / cs]}`);
     }
   }
-  return report;
+  return { report, refs };
 }
 
 /** Count references held by internal snapshots: their table, their L1 tables and what those map. */

@@ -43,7 +43,18 @@ export class Refcounts {
       this.table[i] = off - (off % 512);
     }
     for (let c = 0; c < tableClusters; c++) metadata.set(tableOffset / clusterSize + c, "refcount table");
-    this.nextFree = alignUp(file.size, clusterSize);
+    // Never hand out a cluster that is still counted, even if the file was cut short.
+    this.nextFree = Math.max(alignUp(file.size, clusterSize), (this.highestUsed() + 1) * clusterSize);
+  }
+
+  /** Highest cluster with a non-zero refcount (-1 if none). */
+  private highestUsed(): number {
+    for (let i = this.table.length - 1; i >= 0; i--) {
+      if (this.table[i] === 0) continue;
+      const b = this.block(i)!;
+      for (let k = this.perBlock - 1; k >= 0; k--) if (readEntry(b, k, this.bits) !== 0) return i * this.perBlock + k;
+    }
+    return -1;
   }
 
   private block(index: number): Uint8Array | null {
@@ -81,6 +92,17 @@ export class Refcounts {
     }
     writeEntry(b, cluster % this.perBlock, this.bits, value);
     this.dirtyBlocks.add(index);
+  }
+
+  /** Set a refcount, creating the refcount block that covers the cluster if there is none. */
+  force(cluster: number, value: number): void {
+    const index = Math.floor(cluster / this.perBlock);
+    if (index >= this.table.length) this.growTable(index + 1);
+    if (this.table[index] === 0) {
+      if (value === 0) return;
+      this.newBlockAt(index, this.nextFree / this.clusterSize);
+    }
+    this.set(cluster, value);
   }
 
   /** Drop one reference to each cluster of [offset, offset+length). */

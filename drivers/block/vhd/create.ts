@@ -10,6 +10,7 @@ import {
   geometryFor, serializeDynamicHeader, serializeFooter, sizeForCreate, vhdNow, type DynamicHeader, type VhdFooter,
 } from "./footer.js";
 import type { VhdImage } from "./image.js";
+import { parentLocators } from "./parent.js";
 
 export interface VhdCreateOptions {
   subformat?: "dynamic" | "fixed";
@@ -17,30 +18,6 @@ export interface VhdCreateOptions {
   blockSize?: number;
   /** Parent of a differencing disk: its name as written, and the opened parent. */
   parent?: { file: string; image: VhdImage } | null;
-}
-
-/** Locator records and their UTF-16LE path data for a parent named `file` from `childPath`. */
-export function parentLocators(file: string, childPath: string, dataStart: number): {
-  locators: DynamicHeader["locators"];
-  data: { offset: number; bytes: Uint8Array }[];
-} {
-  const absolute = path.resolve(path.dirname(childPath), file);
-  const relative = path.isAbsolute(file) ? path.relative(path.dirname(path.resolve(childPath)), absolute) : file;
-  const entries: [string, string][] = [
-    ["W2ru", (relative.startsWith(".") ? relative : `./${relative}`).replace(/\//g, "\\")],
-    ["W2ku", absolute.replace(/\//g, "\\")],
-  ];
-  const locators: DynamicHeader["locators"] = [];
-  const data: { offset: number; bytes: Uint8Array }[] = [];
-  let at = dataStart;
-  for (const [code, name] of entries) {
-    const bytes = new Uint8Array(Buffer.from(name, "utf16le"));
-    const space = alignUp(Math.max(bytes.length, 1), 512);
-    locators.push({ code, dataSpace: space, dataLength: bytes.length, dataOffset: at });
-    data.push({ offset: at, bytes });
-    at += space;
-  }
-  return { locators, data };
 }
 
 /** Write a new VHD at `path` (replacing it). Sizes are rounded up to a CHS geometry, like qemu-img. */

@@ -2,15 +2,16 @@
 import fs from "node:fs";
 import path from "node:path";
 import { alignUp } from "../bytes.js";
-import { ImageBackingError, ImageFormatError, ImageLayoutError } from "../errors.js";
+import { ImageBackingError, ImageFormatError, ImageLayoutError, ImageUnsupportedError } from "../errors.js";
 import type { HostFile } from "../host-file.js";
 import {
   checkRange, checkWritable, readBacking,
   type BackingRef, type BlockImage, type CheckReport, type Extent, type Opener,
 } from "../image.js";
+import { parentFromLocators, parentLocators } from "./parent.js";
 import {
-  DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, DYN_HEADER_SIZE, FOOTER_SIZE,
-  parseDynamicHeader, parseFooter, serializeFooter, type DynamicHeader, type VhdFooter,
+  DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, DYN_HEADER_SIZE, FOOTER_SIZE, VHD_EPOCH,
+  parseDynamicHeader, parseFooter, serializeDynamicHeader, serializeFooter, type DynamicHeader, type VhdFooter,
 } from "./footer.js";
 
 const UNALLOCATED = 0xffffffff;
@@ -63,7 +64,7 @@ export class VhdImage implements BlockImage {
     const v = new DataView(raw.buffer);
     for (let i = 0; i < needed; i++) this.bat[i] = v.getUint32(i * 4);
     this.validateBlocks(headerEnd, dynamic.tableOffset + needed * 4);
-    this.backingRef = footer.diskType === DISK_DIFFERENCING ? this.parentRef(dynamic) : null;
+    this.backingRef = footer.diskType === DISK_DIFFERENCING ? parentFromLocators(file, dynamic) : null;
   }
 
   static open(file: HostFile, opener: Opener): VhdImage {
@@ -84,6 +85,8 @@ export class VhdImage implements BlockImage {
       dynamic = parseDynamicHeader(file.readBytes(footer.dataOffset, DYN_HEADER_SIZE), file.size, file.path);
     } else if (!footerAtEnd) {
       throw new ImageFormatError("BAD_MAGIC", "fixed VHD without a footer at the end", file.path);
+    } else if (footer.virtualSize > file.size - FOOTER_SIZE) {
+      throw new ImageFormatError("TRUNCATED", `fixed VHD of ${footer.virtualSize} bytes in a file of ${file.size}`, file.path);
     }
     const image = new VhdImage(file, footer, dynamic, footerAtEnd);
     if (image.backingRef) {
@@ -128,28 +131,6 @@ export class VhdImage implements BlockImage {
     for (let i = 1; i < starts.length; i++) {
       if (starts[i]! < starts[i - 1]! + span) throw new ImageLayoutError("OVERLAPPING_TABLES", `two blocks overlap at ${starts[i]}`, this.path);
     }
-  }
-
-  /** The parent named by the locators: relative Windows path first, then absolute, then Mac URL, then the name. */
-  private parentRef(dyn: DynamicHeader): BackingRef {
-    const candidates: string[] = [];
-    const order = ["W2ru", "W2ku", "MacX"];
-    for (const code of order) {
-      for (const loc of dyn.locators.filter((l) => l.code === code)) {
-        const len = Math.min(loc.dataLength, 65536);
-        if (len === 0 || loc.dataOffset + len > this.file.size) continue;
-        const bytes = this.file.readBytes(loc.dataOffset, len);
-        let name = code === "MacX" ? new TextDecoder().decode(bytes).replace(/^file:\/\//, "") : Buffer.from(bytes).toString("utf16le");
-        name = name.replace(/\0+$/, "");
-        if (code !== "MacX") name = name.replace(/^\.\\/, "").replace(/\\/g, "/");
-        if (name) candidates.push(name);
-      }
-    }
-    if (dyn.parentName) candidates.push(dyn.parentName);
-    if (candidates.length === 0) throw new ImageBackingError("BACKING_NOT_FOUND", "differencing VHD names no parent", this.path);
-    const dir = path.dirname(this.path);
-    const found = candidates.find((c) => fs.existsSync(path.resolve(dir, c)));
-    return { file: found ?? candidates[0]!, format: "vpc" };
   }
 
   private checkParent(): void {
@@ -301,6 +282,31 @@ export class VhdImage implements BlockImage {
           this.status(vo, n).length === n) continue;
       this.write(vo, chunk.subarray(0, n));
     }
+  }
+
+  /** Point a differencing disk at another VHD parent: new locators (appended), unique id, name, time. */
+  setBackingRef(ref: BackingRef | null, parent: BlockImage | null): void {
+    checkWritable(this);
+    if (!this.differencing || !this.dynamic) {
+      if (!ref) return;
+      throw new ImageUnsupportedError("UNSUPPORTED_FEATURE", "only differencing VHDs have a parent", this.path);
+    }
+    if (!ref || !(parent instanceof VhdImage)) {
+      throw new ImageUnsupportedError("UNSUPPORTED_FEATURE", "a differencing VHD needs a VHD parent", this.path);
+    }
+    const loc = parentLocators(ref.file, this.path, this.dataEnd);
+    for (const d of loc.data) this.file.write(d.offset, d.bytes);
+    this.dataEnd = loc.locators.reduce((m, l) => Math.max(m, l.dataOffset + l.dataSpace), this.dataEnd);
+    this.file.truncate(this.dataEnd);
+    this.file.write(this.dataEnd, serializeFooter(this.footer));
+    Object.assign(this.dynamic, {
+      parentUniqueId: parent.footer.uniqueId,
+      parentTimestamp: Math.max(0, Math.floor(fs.statSync(parent.path).mtimeMs / 1000) - VHD_EPOCH) >>> 0,
+      parentName: path.basename(ref.file),
+      locators: loc.locators,
+    });
+    this.file.write(this.footer.dataOffset!, serializeDynamicHeader(this.dynamic));
+    (this as { backingRef: BackingRef | null }).backingRef = ref;
   }
 
   allocatedBytes(): number {

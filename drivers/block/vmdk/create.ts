@@ -5,7 +5,7 @@ import { alignUp, viewOf } from "../bytes.js";
 import { ImageArgumentError } from "../errors.js";
 import { HostFile } from "../host-file.js";
 import { NO_PARENT_CID, defaultDdb, serializeDescriptor, type Descriptor } from "./descriptor.js";
-import { FLAG_NL_TEST, FLAG_REDUNDANT, serializeSparseHeader } from "./sparse.js";
+import { FLAG_NL_TEST, FLAG_REDUNDANT, serializeSparseHeader } from "./header.js";
 
 export interface VmdkCreateOptions {
   subformat?: "monolithicSparse" | "monolithicFlat";

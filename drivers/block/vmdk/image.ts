@@ -6,8 +6,9 @@ import {
   checkRange, checkWritable, readBacking,
   type BackingRef, type BlockImage, type CheckReport, type Extent, type Opener,
 } from "../image.js";
-import { MAX_DESCRIPTOR_BYTES, NO_PARENT_CID, parseDescriptor, type Descriptor } from "./descriptor.js";
-import { SPARSE_MAGIC, SparseExtent } from "./sparse.js";
+import { MAX_DESCRIPTOR_BYTES, NO_PARENT_CID, parseDescriptor, serializeDescriptor, type Descriptor } from "./descriptor.js";
+import { SPARSE_MAGIC } from "./header.js";
+import { SparseExtent } from "./sparse.js";
 
 type Part =
   | { kind: "sparse"; start: number; size: number; extent: SparseExtent; file: HostFile }
@@ -164,6 +165,34 @@ export class VmdkImage implements BlockImage {
       if (!this.backing && st.length === n && st.kind !== "data") continue;
       this.write(offset + done, chunk.subarray(0, n));
     }
+  }
+
+  setBackingRef(ref: BackingRef | null, parent: BlockImage | null): void {
+    checkWritable(this);
+    if (ref && !(parent instanceof VmdkImage)) {
+      throw new ImageUnsupportedError("UNSUPPORTED_FEATURE", "the parent of a VMDK must be an opened VMDK", this.path);
+    }
+    const next: Descriptor = {
+      ...this.descriptor,
+      parentCid: ref && parent instanceof VmdkImage ? parent.descriptor.cid : NO_PARENT_CID,
+      parentFileNameHint: ref ? ref.file : null,
+    };
+    const text = new TextEncoder().encode(serializeDescriptor(next));
+    const first = this.parts[0];
+    if (first?.kind === "sparse" && first.file === this.file) {
+      const h = first.extent.header;
+      if (h.descriptorOffset === 0 || text.length > h.descriptorSize * 512) {
+        throw new ImageUnsupportedError("UNSUPPORTED_FEATURE", "the embedded descriptor has no room for a parent", this.path);
+      }
+      const padded = new Uint8Array(h.descriptorSize * 512);
+      padded.set(text);
+      this.file.write(h.descriptorOffset * 512, padded);
+    } else {
+      this.file.write(0, text);
+      this.file.truncate(text.length);
+    }
+    Object.assign(this.descriptor, next);
+    (this as { backingRef: BackingRef | null }).backingRef = ref;
   }
 
   private files(): HostFile[] {
