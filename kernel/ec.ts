@@ -9,7 +9,7 @@ import type { Status } from "./status.js";
 import type { Sys } from "./sys.js";
 import { Utcb } from "./utcb.js";
 import type { VcpuEngine, VcpuExitHandler } from "./vcpu.js";
-import type { ReplyToken } from "./kernel.js";
+import type { ReplyToken } from "./portal.js";
 
 export enum EcKind {
   LOCAL = 0,

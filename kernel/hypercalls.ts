@@ -18,7 +18,8 @@ import {
   planRevoke,
 } from "../capabilities/index.js";
 import { Ec, EcKind, EcState, type GlobalEntry, type LocalEntry } from "./ec.js";
-import type { Kernel, ReplyToken } from "./kernel.js";
+import type { Kernel } from "./kernel.js";
+import { type ReplyToken, portalCall, reply as replyTo } from "./portal.js";
 import { KernelMemoryCost, type KernelObject } from "./object.js";
 import { Pd } from "./pd.js";
 import { Pt } from "./pt.js";
@@ -83,9 +84,9 @@ function createTarget(ec: Ec, dst: number, pdSel: number, right: number): Pd | S
   return pd ?? Status.BAD_CAPABILITY;
 }
 
-const call: Handler = (k, ec, sel) => k.call(ec, sel, false);
+const call: Handler = (k, ec, sel) => portalCall(k, ec, sel, false);
 
-const reply: Handler = (k, ec, _a, _b, _c, _d, token) => k.reply(ec, token as ReplyToken);
+const reply: Handler = (k, ec, _a, _b, _c, _d, token) => replyTo(k, ec, token as ReplyToken);
 
 const createPd: Handler = (k, ec, dst, pdSel, quota, flags, name) => {
   const parent = createTarget(ec, dst, pdSel, PdRights.CREATE_PD);

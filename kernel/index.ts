@@ -1,5 +1,6 @@
 // The kernel's public face: what components, the VMM and tests import.
-export { Kernel, Sel, ReplyToken, type KernelOptions, type Fault } from "./kernel.js";
+export { Kernel, Sel, type KernelOptions, type Fault } from "./kernel.js";
+export { ReplyToken } from "./portal.js";
 export { Sys } from "./sys.js";
 export { Status, statusName } from "./status.js";
 export { Hypercall, EcCtrlOp, SmCtrlOp, CreatePdFlags } from "./hypercalls.js";

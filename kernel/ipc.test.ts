@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { crd, SpaceKind, PtRights, SmRights } from "../capabilities/index.js";
-import { Kernel, Sel, type ReplyToken } from "./kernel.js";
+import { Kernel, Sel } from "./kernel.js";
+import type { ReplyToken } from "./portal.js";
 import { Status } from "./status.js";
 import { bootedKernel } from "./testing.js";
 import type { Sys } from "./sys.js";

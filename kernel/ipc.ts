@@ -20,11 +20,11 @@ export function transferMessage(from: Utcb, sender: Pd, to: Utcb, receiver: Pd):
   const n = from.untyped;
   const src = from.words;
   const dst = to.words;
-  if (n <= 16) for (let i = 0; i < n; i++) dst[i] = src[i];
+  if (n <= 8) for (let i = 0; i < n; i++) dst[i] = src[i];
   else dst.set(src.subarray(0, n));
   to.untyped = n;
-  if (to.received.length > 0) to.received.length = 0;
-  if (from.items.length > 0) transferItems(from, sender, to, receiver);
+  if (to.received.length !== 0) to.received.length = 0;
+  if (from.items.length !== 0) transferItems(from, sender, to, receiver);
 }
 
 function transferItems(from: Utcb, sender: Pd, to: Utcb, receiver: Pd): void {

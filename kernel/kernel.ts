@@ -6,26 +6,25 @@
 // generator that yields when it blocks (semaphore down, sleep, or a call whose reply is deferred),
 // so a blocking operation suspends exactly that EC and the dispatcher goes on with the others.
 // A handler that cannot answer now defers its reply (a reply token, as seL4's reply objects) and
-// answers later; the caller stays blocked until then. vCPUs are driven by the dispatcher too:
-// their exits are portal calls the kernel makes on their behalf.
+// answers later; the caller stays blocked until then (portal.ts). vCPUs are driven by the
+// dispatcher too: their exits are portal calls the kernel makes on their behalf (vm-exit.ts).
 
 import { type Mapping, ObjectType, capability, insertRoot, performRevoke, type RemovedHook } from "../capabilities/index.js";
 import { MemRights, IoRights, PdRights, SmRights, EcRights, ScRights, SpaceKind } from "../capabilities/index.js";
 import { VirtualClock } from "./clock.js";
 import { Ec, EcKind, EcState, type GlobalEntry, type Wait } from "./ec.js";
 import { FrameStore } from "./frames.js";
-import { transferMessage } from "./ipc.js";
 import { KernelMemoryCost, type KernelObject, type QuotaAccount } from "./object.js";
 import { Pd } from "./pd.js";
-import { Pt } from "./pt.js";
 import { Sc } from "./sc.js";
 import { RunQueues } from "./scheduler.js";
 import { Sm } from "./sm.js";
 import { Status } from "./status.js";
 import { Sys } from "./sys.js";
-import { ExitReason, Mtd, VcpuState, type VcpuEngineFactory, type VcpuExitHandler } from "./vcpu.js";
+import type { VcpuEngineFactory } from "./vcpu.js";
 import type { TraceSink } from "./trace.js";
-import type { Utcb } from "./utcb.js";
+import { DEFERRED, ReplyToken, abortReply, portalCall } from "./portal.js";
+import { runVcpu } from "./vm-exit.js";
 
 /** Selectors every PD finds filled in its object space. */
 export const Sel = {
@@ -64,22 +63,6 @@ export interface KernelOptions {
   trace?: TraceSink | null;
 }
 
-/** A reply that a handler deferred: the caller stays blocked until `reply` or abort. */
-export class ReplyToken {
-  used = false;
-  constructor(
-    readonly caller: Ec,
-    /** The PD whose handler took the call; its death aborts the reply. */
-    readonly server: Pd,
-    /** For vCPU exits: the synchronous-exit state to answer into (null at boundary exits). */
-    readonly vcpuExit: boolean,
-  ) {}
-
-  cancel(_ec: Ec): void {
-    this.used = true;
-  }
-}
-
 /** A component fault: code of `pd` threw. The EC is stopped; callers get ABORTED. */
 export interface Fault {
   readonly pd: string;
@@ -87,9 +70,6 @@ export interface Fault {
   readonly error: unknown;
   readonly at: number;
 }
-
-/** Internal result of a call whose reply was deferred. Never returned to component code. */
-export const DEFERRED = -1 as Status;
 
 const unlimited: QuotaAccount = { charge: () => true, refund: () => {} };
 
@@ -114,8 +94,8 @@ export class Kernel {
   private readonly syscalls = new WeakMap<Pd, Sys>();
   private readonly interrupts: Sm[] = [];
   private readonly tokens = new WeakMap<Pd, Set<ReplyToken>>();
-  /** Where the running vCPU's run started (time and retired count), to read time mid-run. */
-  private vcpuRun: { ec: Ec; startNs: number; startRetired: number } | null = null;
+  /** Where the running vCPU's run started (time and retired count), to read time mid-run. Set by vm-exit. */
+  vcpuRun: { ec: Ec; startNs: number; startRetired: number } | null = null;
 
   constructor(options: KernelOptions = {}) {
     this.clock = new VirtualClock(options.startNs ?? 0);
@@ -225,7 +205,7 @@ export class Kernel {
     // Everything the PD holds goes, and with it everything derived from it elsewhere.
     for (const space of [pd.objects, pd.memory, pd.io]) performRevoke(space.all(), 0xff, false, this.removed);
     const pending = this.tokens.get(pd);
-    if (pending) for (const t of pending) this.abortReply(t);
+    if (pending) for (const t of pending) abortReply(this, t);
   }
 
   // ---- scheduling ------------------------------------------------------------------------------
@@ -298,7 +278,7 @@ export class Kernel {
     this.currentSc = sc;
     this.current = ec;
     this.trace?.schedule(this.clock.now, ec.pd.name, ec.name);
-    if (ec.kind === EcKind.VCPU) this.runVcpu(ec, sc, until);
+    if (ec.kind === EcKind.VCPU) runVcpu(this, ec, sc, until);
     else this.runBody(ec, sc);
     this.current = null;
     this.currentSc = null;
@@ -350,7 +330,7 @@ export class Kernel {
       case "down":
         return this.semDown(ec, w.sel, w.timeoutNs, true);
       case "call":
-        return this.call(ec, w.sel, true);
+        return portalCall(this, ec, w.sel, true);
       case "sleep":
         if (!(w.ns >= 0)) return Status.BAD_PARAMETER;
         this.block(ec, null, w.ns);
@@ -361,6 +341,13 @@ export class Kernel {
       default:
         return Status.BAD_PARAMETER;
     }
+  }
+
+  /** The deferred replies a PD's handlers owe: aborted when the PD dies. */
+  pendingReplies(pd: Pd): Set<ReplyToken> {
+    let set = this.tokens.get(pd);
+    if (!set) this.tokens.set(pd, (set = new Set()));
+    return set;
   }
 
   fault(ec: Ec, error: unknown): void {
@@ -393,223 +380,4 @@ export class Kernel {
     this.block(ec, sm, timeoutNs);
     return DEFERRED;
   }
-
-  // ---- IPC ------------------------------------------------------------------------------------------
-
-  /**
-   * Call the portal at `sel` of the caller's PD. The handler runs now, on the caller's SC. With
-   * `canWait` the handler may defer its reply and DEFERRED is returned (the caller is blocked).
-   */
-  call(caller: Ec, sel: number, canWait: boolean): Status {
-    const m = caller.pd.objects.get(sel);
-    if (m === undefined) return Status.BAD_CAPABILITY;
-    const cap = m.cap;
-    if (cap.object.type !== ObjectType.PT || (cap.rights & 1) === 0) return Status.BAD_CAPABILITY;
-    const pt = cap.object as Pt;
-    const handler = pt.ec;
-    const status = this.enter(caller, pt, canWait, null, -1);
-    if (status !== Status.SUCCESS) return status;
-    transferMessage(handler.utcb, handler.pd, caller.utcb, caller.pd);
-    return Status.SUCCESS;
-  }
-
-  /**
-   * Run the handler of `pt` for `caller`: deliver the message (from the caller's UTCB, or the vCPU
-   * state), call the handler, and say whether it replied (SUCCESS), deferred, or failed. The open
-   * call is recorded on the handler EC itself (a local EC serves one call at a time).
-   */
-  private enter(caller: Ec, pt: Pt, canWait: boolean, vcpuExit: VcpuState | null, reason: ExitReason | -1): Status {
-    const handler = pt.ec;
-    if (handler.state === EcState.DEAD || !handler.alive || !handler.pd.alive) return Status.ABORTED;
-    if (handler.busy) return Status.ABORTED; // already on the stack: the call would deadlock
-    if (handler.handler === null && !this.materialize(handler)) return Status.ABORTED;
-    const to = handler.utcb;
-    if (reason >= 0) this.deliverVcpuState(caller, pt, to, vcpuExit);
-    else transferMessage(caller.utcb, caller.pd, to, handler.pd);
-    const prev = this.current;
-    this.current = handler;
-    handler.busy = true;
-    handler.caller = caller;
-    handler.callerCanWait = canWait;
-    handler.deferred = null;
-    if (this.trace) this.trace.callBegin(this.now(), caller.pd.name, handler.pd.name, pt.id, reason);
-    let failed = false;
-    try {
-      handler.handler!(to, pt.id);
-    } catch (error) {
-      failed = true;
-      this.fault(handler, error);
-    }
-    handler.busy = false;
-    handler.caller = null;
-    this.current = prev;
-    if (this.trace) this.trace.callEnd(this.now(), handler.pd.name);
-    const deferred = handler.deferred as ReplyToken | null;
-    if (deferred !== null) {
-      handler.deferred = null;
-      if (failed) {
-        deferred.used = true;
-        return Status.ABORTED;
-      }
-      this.block(caller, deferred, Infinity);
-      return DEFERRED;
-    }
-    return failed ? Status.ABORTED : Status.SUCCESS;
-  }
-
-  /** A local EC gets its handler from its entry the first time it is called (running as that EC). */
-  private materialize(ec: Ec): boolean {
-    const prev = this.current;
-    this.current = ec;
-    try {
-      ec.handler = ec.localEntry!(this.sysFor(ec.pd));
-      return true;
-    } catch (error) {
-      this.fault(ec, error);
-      return false;
-    } finally {
-      this.current = prev;
-    }
-  }
-
-  /** Called by a handler: keep the caller blocked and answer later with `reply(token)`. */
-  deferReply(handler: Ec): ReplyToken | null {
-    const caller = handler.caller;
-    if (!handler.busy || caller === null || !handler.callerCanWait || handler.deferred !== null) return null;
-    const token = new ReplyToken(caller, handler.pd, caller.kind === EcKind.VCPU);
-    handler.deferred = token;
-    let set = this.tokens.get(handler.pd);
-    if (!set) this.tokens.set(handler.pd, (set = new Set()));
-    set.add(token);
-    return token;
-  }
-
-  /** Answer a deferred call with the message in `from`'s UTCB. */
-  reply(from: Ec, token: ReplyToken): Status {
-    if (!(token instanceof ReplyToken) || token.used || token.server !== from.pd) return Status.BAD_PARAMETER;
-    token.used = true;
-    this.tokens.get(token.server)?.delete(token);
-    const caller = token.caller;
-    if (caller.state !== EcState.BLOCKED || caller.waitingOn !== token) return Status.ABORTED;
-    if (caller.kind === EcKind.VCPU) {
-      const v = from.utcb.vcpu;
-      if (v) caller.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
-    } else {
-      transferMessage(from.utcb, from.pd, caller.utcb, caller.pd);
-    }
-    this.wake(caller, Status.SUCCESS);
-    return Status.SUCCESS;
-  }
-
-  private abortReply(token: ReplyToken): void {
-    if (token.used) return;
-    token.used = true;
-    if (token.caller.waitingOn === token) this.wake(token.caller, Status.ABORTED);
-  }
-
-  // ---- virtual CPUs --------------------------------------------------------------------------------
-
-  private runVcpu(ec: Ec, sc: Sc, until: number): void {
-    const engine = ec.engine!;
-    if (!ec.started) {
-      ec.started = true;
-      if (!this.vmExit(ec, ExitReason.STARTUP)) return;
-    }
-    while (ec.state === EcState.READY && sc.left > 0) {
-      if (ec.recall) {
-        ec.recall = false;
-        if (!this.vmExit(ec, ExitReason.RECALL)) return;
-        continue;
-      }
-      const horizon = Math.min(sc.left, Math.min(this.clock.next(), until) - this.clock.now);
-      const budget = Math.max(1, Math.floor(horizon / this.nsPerInstruction));
-      const startRetired = engine.retired;
-      this.vcpuRun = { ec, startNs: this.clock.now, startRetired };
-      let reason: ExitReason;
-      try {
-        reason = engine.run(budget, exitHandlerOf(this, ec));
-      } catch (error) {
-        this.vcpuRun = null;
-        this.fault(ec, error);
-        return;
-      }
-      this.vcpuRun = null;
-      this.consume((engine.retired - startRetired) * this.nsPerInstruction);
-      if (reason === ExitReason.BUDGET) {
-        if (this.clock.next() <= this.clock.now || this.clock.now >= until || this.runq.hasAbove(sc.priority)) return;
-        continue;
-      }
-      if (!this.vmExit(ec, reason)) return;
-      if (this.runq.hasAbove(sc.priority)) return;
-    }
-  }
-
-  /**
-   * A boundary exit: call the VMM's portal for `reason`. True when the vCPU may go on now; false
-   * when it is blocked (deferred reply) or stopped (no handler: the vCPU is dead, as on NOVA).
-   */
-  private vmExit(ec: Ec, reason: ExitReason): boolean {
-    this.consume(this.exitNs);
-    this.trace?.vmExit(this.clock.now, ec.pd.name, reason);
-    const pt = this.exitPortal(ec, reason);
-    if (!pt) {
-      this.fault(ec, new Error(`vCPU ${ec.name}: no portal for exit ${ExitReason[reason]}`));
-      return false;
-    }
-    const s = this.enter(ec, pt, true, null, reason);
-    if (s === DEFERRED) return false;
-    if (s !== Status.SUCCESS) {
-      if (ec.state !== EcState.DEAD) this.fault(ec, new Error(`vCPU ${ec.name}: exit ${ExitReason[reason]} handler failed`));
-      return false;
-    }
-    const v = pt.ec.utcb.vcpu!;
-    ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
-    return true;
-  }
-
-  /** A synchronous exit in the middle of an instruction (port I/O, MMIO, CPUID). */
-  syncExit(ec: Ec, reason: ExitReason, state: VcpuState): boolean {
-    const pt = this.exitPortal(ec, reason);
-    if (!pt) return false;
-    this.trace?.vmExit(this.now(), ec.pd.name, reason);
-    const s = this.enter(ec, pt, false, state, reason);
-    if (s !== Status.SUCCESS) return false;
-    const v = pt.ec.utcb.vcpu!;
-    if (v.mtd & Mtd.QUAL) {
-      state.qual.data = v.qual.data;
-      state.qual.ebx = v.qual.ebx;
-      state.qual.ecx = v.qual.ecx;
-      state.qual.edx = v.qual.edx;
-    }
-    ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
-    return true;
-  }
-
-  private exitPortal(ec: Ec, reason: ExitReason): Pt | null {
-    const m = ec.pd.objects.get(ec.eventBase + reason);
-    if (!m || m.cap.object.type !== ObjectType.PT || (m.cap.rights & 1) === 0) return null;
-    return m.cap.object as Pt;
-  }
-
-  /**
-   * Move the state groups of the portal's MTD into the handler's UTCB. The qualification of a
-   * synchronous exit comes from the engine's exit record; at boundary exits from saveState.
-   */
-  private deliverVcpuState(vcpu: Ec, pt: Pt, to: Utcb, exit: VcpuState | null): void {
-    const v = (to.vcpu ??= new VcpuState());
-    to.untyped = 0;
-    const groups = exit ? pt.mtd & ~Mtd.QUAL : pt.mtd;
-    vcpu.engine!.saveState(groups, v);
-    if (exit && pt.mtd & Mtd.QUAL) Object.assign(v.qual, exit.qual);
-    v.mtd = pt.mtd;
-  }
-}
-
-function exitHandlerOf(k: Kernel, ec: Ec): VcpuExitHandler {
-  return (ec.exitHandler ??= {
-    exit: (reason, state) => k.syncExit(ec, reason, state),
-    get stopRequested() {
-      return ec.recall;
-    },
-  });
 }

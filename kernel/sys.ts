@@ -4,7 +4,8 @@
 import { type Crd, MemRights } from "../capabilities/index.js";
 import { EcKind, type GlobalEntry, type LocalEntry, type Wait } from "./ec.js";
 import { CreatePdFlags, EcCtrlOp, Hypercall, SmCtrlOp, hypercall } from "./hypercalls.js";
-import type { Kernel, ReplyToken } from "./kernel.js";
+import type { Kernel } from "./kernel.js";
+import { type ReplyToken, deferReply } from "./portal.js";
 import type { Pd } from "./pd.js";
 import { Status } from "./status.js";
 import type { Utcb } from "./utcb.js";
@@ -48,13 +49,15 @@ export class Sys {
 
   /** Call the portal at `sel` with the message in the UTCB; the reply replaces it. */
   call(sel: number): Status {
-    return this.hc(Hypercall.CALL, sel);
+    const ec = this.kernel.current;
+    if (ec === null || ec.pd !== this.pd) return Status.BAD_FEATURE;
+    return hypercall(this.kernel, ec, Hypercall.CALL, sel, 0, 0, 0, undefined);
   }
 
   /** In a handler: do not reply on return; answer later with `reply(token)`. Null when the caller cannot wait. */
   deferReply(): ReplyToken | null {
     const ec = this.kernel.current;
-    return ec && ec.pd === this.pd ? this.kernel.deferReply(ec) : null;
+    return ec && ec.pd === this.pd ? deferReply(this.kernel, ec) : null;
   }
 
   /** Answer a deferred call with the message in the current UTCB. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { crd, SpaceKind } from "../capabilities/index.js";
-import { Kernel, type ReplyToken } from "./kernel.js";
+import { Kernel } from "./kernel.js";
+import type { ReplyToken } from "./portal.js";
 import { ScriptedEngine, type ScriptStep } from "./testing.js";
 import { ExitReason, Mtd } from "./vcpu.js";
 import type { Sys } from "./sys.js";

@@ -1,0 +1,140 @@
+// Portal calls: the IPC path. A call runs the handler EC's function on the caller's stack and
+// scheduling context; its return is the reply. A handler may defer its reply to a caller that can
+// wait (a body's wait.call, a vCPU's boundary exit) and answer later through a reply token.
+
+import { ObjectType } from "../capabilities/index.js";
+import { type Ec, EcKind, EcState } from "./ec.js";
+import { transferMessage } from "./ipc.js";
+import type { Kernel } from "./kernel.js";
+import type { Pd } from "./pd.js";
+import type { Pt } from "./pt.js";
+import { Status } from "./status.js";
+import { type ExitReason, Mtd, type VcpuState } from "./vcpu.js";
+import { deliverVcpuState } from "./vm-exit.js";
+
+/** Internal result of a call whose reply was deferred. Never returned to component code. */
+export const DEFERRED = -1 as Status;
+
+/** A reply that a handler deferred: the caller stays blocked until `reply` or abort. */
+export class ReplyToken {
+  used = false;
+  constructor(
+    readonly caller: Ec,
+    /** The PD whose handler took the call; its death aborts the reply. */
+    readonly server: Pd,
+  ) {}
+
+  cancel(_ec: Ec): void {
+    this.used = true;
+  }
+}
+
+/**
+ * Call the portal at `sel` of the caller's PD. The handler runs now, on the caller's SC. With
+ * `canWait` the handler may defer its reply and DEFERRED is returned (the caller is blocked).
+ */
+export function portalCall(k: Kernel, caller: Ec, sel: number, canWait: boolean): Status {
+  const m = caller.pd.objects.get(sel);
+  if (m === undefined) return Status.BAD_CAPABILITY;
+  const cap = m.cap;
+  if (cap.object.type !== ObjectType.PT || (cap.rights & 1) === 0) return Status.BAD_CAPABILITY;
+  const pt = cap.object as Pt;
+  const status = enter(k, caller, pt, canWait, null, -1);
+  if (status !== Status.SUCCESS) return status;
+  const handler = pt.ec;
+  transferMessage(handler.utcb, handler.pd, caller.utcb, caller.pd);
+  return Status.SUCCESS;
+}
+
+/**
+ * Run the handler of `pt` for `caller`: deliver the message (from the caller's UTCB, or the vCPU
+ * state), call the handler, and say whether it replied (SUCCESS), deferred, or failed. The open
+ * call is recorded on the handler EC itself (a local EC serves one call at a time).
+ */
+export function enter(k: Kernel, caller: Ec, pt: Pt, canWait: boolean, vcpuExit: VcpuState | null, reason: ExitReason | -1): Status {
+  const handler = pt.ec;
+  if (handler.state === EcState.DEAD || !handler.alive || !handler.pd.alive) return Status.ABORTED;
+  if (handler.busy) return Status.ABORTED; // already on the stack: the call would deadlock
+  if (handler.handler === null && !materialize(k, handler)) return Status.ABORTED;
+  const to = handler.utcb;
+  if (reason >= 0) deliverVcpuState(caller, pt, to, vcpuExit);
+  else transferMessage(caller.utcb, caller.pd, to, handler.pd);
+  const prev = k.current;
+  k.current = handler;
+  handler.busy = true;
+  handler.caller = caller;
+  handler.callerCanWait = canWait;
+  handler.deferred = null;
+  if (k.trace) k.trace.callBegin(k.now(), caller.pd.name, handler.pd.name, pt.id, reason);
+  let failed = false;
+  try {
+    handler.handler!(to, pt.id);
+  } catch (error) {
+    failed = true;
+    k.fault(handler, error);
+  }
+  handler.busy = false;
+  handler.caller = null;
+  k.current = prev;
+  if (k.trace) k.trace.callEnd(k.now(), handler.pd.name);
+  const deferred = handler.deferred as ReplyToken | null;
+  if (deferred !== null) {
+    handler.deferred = null;
+    if (failed) {
+      deferred.used = true;
+      return Status.ABORTED;
+    }
+    k.block(caller, deferred, Infinity);
+    return DEFERRED;
+  }
+  return failed ? Status.ABORTED : Status.SUCCESS;
+}
+
+/** A local EC gets its handler from its entry the first time it is called (running as that EC). */
+function materialize(k: Kernel, ec: Ec): boolean {
+  const prev = k.current;
+  k.current = ec;
+  try {
+    ec.handler = ec.localEntry!(k.sysFor(ec.pd));
+    return true;
+  } catch (error) {
+    k.fault(ec, error);
+    return false;
+  } finally {
+    k.current = prev;
+  }
+}
+
+/** Called by a handler: keep the caller blocked and answer later with `reply(token)`. */
+export function deferReply(k: Kernel, handler: Ec): ReplyToken | null {
+  const caller = handler.caller;
+  if (!handler.busy || caller === null || !handler.callerCanWait || handler.deferred !== null) return null;
+  const token = new ReplyToken(caller, handler.pd);
+  handler.deferred = token;
+  k.pendingReplies(handler.pd).add(token);
+  return token;
+}
+
+/** Answer a deferred call with the message in `from`'s UTCB. */
+export function reply(k: Kernel, from: Ec, token: ReplyToken): Status {
+  if (!(token instanceof ReplyToken) || token.used || token.server !== from.pd) return Status.BAD_PARAMETER;
+  token.used = true;
+  k.pendingReplies(token.server).delete(token);
+  const caller = token.caller;
+  if (caller.state !== EcState.BLOCKED || caller.waitingOn !== token) return Status.ABORTED;
+  if (caller.kind === EcKind.VCPU) {
+    const v = from.utcb.vcpu;
+    if (v) caller.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
+  } else {
+    transferMessage(from.utcb, from.pd, caller.utcb, caller.pd);
+  }
+  k.wake(caller, Status.SUCCESS);
+  return Status.SUCCESS;
+}
+
+/** The server is gone: its callers waiting for deferred replies get ABORTED. */
+export function abortReply(k: Kernel, token: ReplyToken): void {
+  if (token.used) return;
+  token.used = true;
+  if (token.caller.waitingOn === token) k.wake(token.caller, Status.ABORTED);
+}

@@ -1,0 +1,120 @@
+// Running a vCPU: the engine executes guest code for a budget bounded by the SC's quantum and the
+// next timeout; each exit becomes a call to the VMM's portal at event base + reason, moving the
+// state groups of that portal's MTD into the handler's UTCB and the reply's groups back.
+
+import { ObjectType } from "../capabilities/index.js";
+import { type Ec, EcState } from "./ec.js";
+import type { Kernel } from "./kernel.js";
+import { DEFERRED, enter } from "./portal.js";
+import type { Pt } from "./pt.js";
+import type { Sc } from "./sc.js";
+import { Status } from "./status.js";
+import type { Utcb } from "./utcb.js";
+import { ExitReason, Mtd, VcpuState, type VcpuExitHandler } from "./vcpu.js";
+
+/** Run `ec` until it blocks, its quantum ends, a timeout is due, or a higher priority is ready. */
+export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
+  const engine = ec.engine!;
+  if (!ec.started) {
+    ec.started = true;
+    if (!vmExit(k, ec, ExitReason.STARTUP)) return;
+  }
+  while (ec.state === EcState.READY && sc.left > 0) {
+    if (ec.recall) {
+      ec.recall = false;
+      if (!vmExit(k, ec, ExitReason.RECALL)) return;
+      continue;
+    }
+    const horizon = Math.min(sc.left, Math.min(k.clock.next(), until) - k.clock.now);
+    const budget = Math.max(1, Math.floor(horizon / k.nsPerInstruction));
+    const startRetired = engine.retired;
+    k.vcpuRun = { ec, startNs: k.clock.now, startRetired };
+    let reason: ExitReason;
+    try {
+      reason = engine.run(budget, exitHandlerOf(k, ec));
+    } catch (error) {
+      k.vcpuRun = null;
+      k.fault(ec, error);
+      return;
+    }
+    k.vcpuRun = null;
+    const retired = engine.retired - startRetired;
+    // A halted engine may retire nothing; charge the budget's time so virtual time still moves.
+    k.consume((retired > 0 || reason !== ExitReason.BUDGET ? retired : budget) * k.nsPerInstruction);
+    if (reason === ExitReason.BUDGET) {
+      if (k.clock.next() <= k.clock.now || k.clock.now >= until || k.runq.hasAbove(sc.priority)) return;
+      continue;
+    }
+    if (!vmExit(k, ec, reason)) return;
+    if (k.runq.hasAbove(sc.priority)) return;
+  }
+}
+
+/**
+ * A boundary exit: call the VMM's portal for `reason`. True when the vCPU may go on now; false
+ * when it is blocked (deferred reply) or stopped (no handler: the vCPU is dead, as on NOVA).
+ */
+function vmExit(k: Kernel, ec: Ec, reason: ExitReason): boolean {
+  k.consume(k.exitNs);
+  k.trace?.vmExit(k.clock.now, ec.pd.name, reason);
+  const pt = exitPortal(ec, reason);
+  if (!pt) {
+    k.fault(ec, new Error(`vCPU ${ec.name}: no portal for exit ${ExitReason[reason]}`));
+    return false;
+  }
+  const s = enter(k, ec, pt, true, null, reason);
+  if (s === DEFERRED) return false;
+  if (s !== Status.SUCCESS) {
+    if (ec.state !== EcState.DEAD) k.fault(ec, new Error(`vCPU ${ec.name}: exit ${ExitReason[reason]} handler failed`));
+    return false;
+  }
+  const v = pt.ec.utcb.vcpu!;
+  ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
+  return true;
+}
+
+/** A synchronous exit in the middle of an instruction (port I/O, MMIO, CPUID). */
+function syncExit(k: Kernel, ec: Ec, reason: ExitReason, state: VcpuState): boolean {
+  const pt = exitPortal(ec, reason);
+  if (!pt) return false;
+  k.trace?.vmExit(k.now(), ec.pd.name, reason);
+  const s = enter(k, ec, pt, false, state, reason);
+  if (s !== Status.SUCCESS) return false;
+  const v = pt.ec.utcb.vcpu!;
+  if (v.mtd & Mtd.QUAL) {
+    state.qual.data = v.qual.data;
+    state.qual.ebx = v.qual.ebx;
+    state.qual.ecx = v.qual.ecx;
+    state.qual.edx = v.qual.edx;
+  }
+  ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
+  return true;
+}
+
+function exitPortal(ec: Ec, reason: ExitReason): Pt | null {
+  const m = ec.pd.objects.get(ec.eventBase + reason);
+  if (!m || m.cap.object.type !== ObjectType.PT || (m.cap.rights & 1) === 0) return null;
+  return m.cap.object as Pt;
+}
+
+/**
+ * Move the state groups of the portal's MTD into the handler's UTCB. The qualification of a
+ * synchronous exit comes from the engine's exit record; at boundary exits from saveState.
+ */
+export function deliverVcpuState(vcpu: Ec, pt: Pt, to: Utcb, exit: VcpuState | null): void {
+  const v = (to.vcpu ??= new VcpuState());
+  to.untyped = 0;
+  const groups = exit ? pt.mtd & ~Mtd.QUAL : pt.mtd;
+  vcpu.engine!.saveState(groups, v);
+  if (exit && pt.mtd & Mtd.QUAL) Object.assign(v.qual, exit.qual);
+  v.mtd = pt.mtd;
+}
+
+function exitHandlerOf(k: Kernel, ec: Ec): VcpuExitHandler {
+  return (ec.exitHandler ??= {
+    exit: (reason, state) => syncExit(k, ec, reason, state),
+    get stopRequested() {
+      return ec.recall;
+    },
+  });
+}
