@@ -1,0 +1,332 @@
+// The i686 CPU state (registers, segment caches, control registers, software TLB) and the hot
+// paths of memory access. Everything lives in typed arrays and plain fields of one object, so
+// many CPUs coexist and a snapshot is a copy.
+
+import type { GuestMemory } from "../../kernel/guest-memory.js";
+import type { VcpuExitHandler, VcpuState } from "../../kernel/vcpu.js";
+import { Decoded, SEG_SS } from "./decoder.js";
+import type { LazyFlags } from "./flags.js";
+import { probeSlow, readSlow, writeSlow } from "./mmu.js";
+import type { Fpu } from "./fpu.js";
+
+/** Thrown (never allocated per fault) when a guest exception is raised; details are in the CPU. */
+export const FAULT: { readonly guestFault: true } = Object.freeze({ guestFault: true });
+
+/** Thrown to leave the run loop at once (triple fault, internal stop); reason in `Cpu.stop`. */
+export const STOP: { readonly stopRun: true } = Object.freeze({ stopRun: true });
+
+export type Handler = (c: Cpu, i: number) => void;
+
+/** TLB entry bits: read/write allowed for supervisor and user accesses, global page. */
+export const TLB_RS = 1, TLB_WS = 2, TLB_RU = 4, TLB_WU = 8, TLB_GLOBAL = 16, TLB_VALID = 32;
+
+/** Segment access bits (`segAcc`). */
+export const ACC_R = 1, ACC_W = 2, ACC_DOWN = 4, ACC_BIG = 8, ACC_NULL = 16;
+
+export const SEG_LDTR = 6, SEG_TR = 7;
+
+const LINEAR_PAGES = 1 << 20;
+export const TLB_LIST_MAX = 8192;
+/** Decoded-instruction cache slots (direct mapped by physical address); one more for uncached decodes. */
+export const DECODE_SLOTS = 1 << 16;
+
+export class Cpu implements LazyFlags {
+  // General registers: r[0..7] = EAX ECX EDX EBX ESP EBP ESI EDI, r[8] is always 0 (no base/index).
+  private readonly regBuffer = new ArrayBuffer(40);
+  readonly r = new Int32Array(this.regBuffer, 0, 9);
+  readonly r16 = new Uint16Array(this.regBuffer);
+  readonly r8 = new Uint8Array(this.regBuffer);
+  /** Start of the current instruction. */
+  eip = 0;
+  /** Where execution continues after the current instruction (control transfers set it). */
+  nextEip = 0;
+
+  // EFLAGS with lazy arithmetic flags (see flags.ts).
+  flags = 2;
+  lzMask = 0;
+  lzOp = 0;
+  lzA = 0;
+  lzB = 0;
+  lzR = 0;
+  lzBit = 31;
+
+  // Segment registers ES CS SS DS FS GS LDTR TR with their descriptor caches.
+  readonly sel = new Uint16Array(8);
+  readonly base = new Int32Array(8);
+  readonly limit = new Uint32Array(8);
+  /** VMX-style attributes: type[3:0] S[4] DPL[6:5] P[7] AVL[12] D/B[14] G[15], bit 16 unusable. */
+  readonly attr = new Int32Array(8);
+  /** ACC_* bits derived from attr and the mode. */
+  readonly segAcc = new Uint8Array(8);
+  /** Bit 0: reads need no limit check (flat), bit 1: writes need none. */
+  readonly segFast = new Uint8Array(8);
+
+  cpl = 0;
+  /** CS.D: 1 when code decodes with 32-bit defaults. */
+  codeMode = 0;
+  /** SS.B: 1 when the stack pointer is ESP, 0 for SP. */
+  stack32 = 0;
+
+  cr0 = 0x60000010;
+  cr2 = 0;
+  cr3 = 0;
+  cr4 = 0;
+  readonly dr = new Int32Array(8);
+  gdtBase = 0;
+  gdtLimit = 0xffff;
+  idtBase = 0;
+  idtLimit = 0xffff;
+  sysenterCs = 0;
+  sysenterEsp = 0;
+  sysenterEip = 0;
+  apicBase = 0xfee00900;
+  /** TSC = retired + tscOffset (a float holding an integer; exact below 2^53). */
+  tscOffset = 0;
+
+  /** Results of multi-result helpers (high half of a multiply, quotient and remainder). */
+  mulHigh = 0;
+  /** Location of the last r/m operand read by loadRm (register, or segment:offset when rmReg < 0). */
+  rmReg = 0;
+  rmSeg = 0;
+  rmOff = 0;
+  divQuot = 0;
+  divRem = 0;
+
+  retired = 0;
+  /** Interrupts are inhibited while retired < inhibitUntil (STI, MOV SS, POP SS shadow). */
+  inhibitUntil = 0;
+  /** NMI blocked (from NMI delivery until the next IRET). */
+  nmiBlocked = false;
+  /** 0 active, 1 halted, 2 shutdown. */
+  activity = 0;
+  /** Set when the run loop must look at events before the next instruction. */
+  attention = true;
+  /** Boundary exit to return at the next boundary, or -1. */
+  stop = -1;
+
+  // The raised exception (valid while FAULT propagates).
+  faultVector = 0;
+  faultCode = 0;
+  faultHasCode = false;
+  faultLinear = 0;
+  /** The exception is a trap (INT3, INTO, INT1): the pushed EIP is the next instruction's. */
+  faultTrap = false;
+  /** Vector of the exception being delivered (for double fault), -1 when none. */
+  delivering = -1;
+
+  // Software TLB, indexed by linear page number.
+  readonly tlbFlags = new Uint8Array(LINEAR_PAGES);
+  readonly tlbStore = new Int16Array(LINEAR_PAGES);
+  /** Byte offset in the store of the linear page's first byte. */
+  readonly tlbOff = new Int32Array(LINEAR_PAGES);
+  readonly tlbPhys = new Int32Array(LINEAR_PAGES);
+  readonly tlbList = new Int32Array(TLB_LIST_MAX);
+  tlbCount = 0;
+  /** Current access masks (depend on CPL). */
+  rdMask = TLB_RS;
+  wrMask = TLB_WS;
+  bytes: Uint8Array[] = [];
+  views: DataView[] = [];
+
+  // Code fetch: the linear page last used for fetching and its store.
+  fetchPage = -1;
+  fetchStore = 0;
+  fetchOff = 0;
+  fetchPhys = 0;
+
+  /** Scratch descriptors for segment loads and gates (no allocation per load). */
+  readonly desc = { lo: 0, hi: 0, addr: 0 };
+  readonly desc2 = { lo: 0, hi: 0, addr: 0 };
+  readonly desc3 = { lo: 0, hi: 0, addr: 0 };
+  /** Values of a stack frame being built (interrupt delivery, far calls). */
+  readonly frame = new Int32Array(32);
+
+  readonly dec: Decoded<Cpu>;
+  /** Exit handler of the current run (synchronous exits) and the state record they fill. */
+  exits: VcpuExitHandler | null = null;
+  state: VcpuState;
+  /** CPUID answered by the VMM when set. */
+  cpuidExits = false;
+  exceptionBitmap = 0;
+  /** The x87 unit (a later module); null: ESC opcodes raise #NM/#UD as configured. */
+  fpu: Fpu | null = null;
+  /** Last host error caught by the run loop (an engine bug); reported as INVALID_STATE. */
+  lastError: unknown = null;
+
+  constructor(
+    readonly memory: GuestMemory,
+    state: VcpuState,
+    emptySlot: Handler,
+  ) {
+    this.state = state;
+    this.dec = new Decoded<Cpu>(DECODE_SLOTS + 1, emptySlot);
+  }
+
+  /** Raise guest exception `vector` (never returns). */
+  fault(vector: number, code = -1): never {
+    this.faultVector = vector;
+    this.faultHasCode = code >= 0;
+    this.faultCode = code >= 0 ? code : 0;
+    throw FAULT;
+  }
+
+  // ---- effective addresses and segment checks ----
+
+  /** Effective (offset) address of the memory operand of slot i. */
+  ea(i: number): number {
+    const d = this.dec;
+    const r = this.r;
+    return (r[d.base[i]] + (r[d.index[i]] << d.scale[i]) + d.disp[i]) & d.amask[i];
+  }
+
+  /** Check an access of `size` bytes at `off` in segment `seg`; returns the linear address. */
+  segCheck(seg: number, off: number, size: number, write: boolean): number {
+    const a = this.segAcc[seg];
+    const v = seg === SEG_SS ? 12 : 13;
+    if (a & ACC_NULL) this.fault(v, 0);
+    if (!(a & (write ? ACC_W : ACC_R))) this.fault(v, 0);
+    const o = off >>> 0;
+    const last = o + size - 1;
+    if (a & ACC_DOWN) {
+      if (o <= this.limit[seg] || last > (a & ACC_BIG ? 0xffffffff : 0xffff)) this.fault(v, 0);
+    } else if (last > this.limit[seg]) {
+      this.fault(v, 0);
+    }
+    return (this.base[seg] + off) | 0;
+  }
+
+  // ---- memory by segment:offset (current privilege) ----
+
+  rd8(seg: number, off: number): number {
+    const lin = this.segFast[seg] & 1 ? (this.base[seg] + off) | 0 : this.segCheck(seg, off, 1, false);
+    const p = lin >>> 12;
+    if (this.tlbFlags[p] & this.rdMask) return this.bytes[this.tlbStore[p]][this.tlbOff[p] + (lin & 0xfff)];
+    return readSlow(this, lin, 1, this.cpl === 3);
+  }
+
+  rd16(seg: number, off: number): number {
+    const lin = this.segFast[seg] & 1 ? (this.base[seg] + off) | 0 : this.segCheck(seg, off, 2, false);
+    const p = lin >>> 12;
+    if (this.tlbFlags[p] & this.rdMask && (lin & 0xfff) !== 0xfff) {
+      return this.views[this.tlbStore[p]].getUint16(this.tlbOff[p] + (lin & 0xfff), true);
+    }
+    return readSlow(this, lin, 2, this.cpl === 3);
+  }
+
+  rd32(seg: number, off: number): number {
+    const lin = this.segFast[seg] & 1 ? (this.base[seg] + off) | 0 : this.segCheck(seg, off, 4, false);
+    const p = lin >>> 12;
+    if (this.tlbFlags[p] & this.rdMask && (lin & 0xfff) <= 0xffc) {
+      return this.views[this.tlbStore[p]].getInt32(this.tlbOff[p] + (lin & 0xfff), true);
+    }
+    return readSlow(this, lin, 4, this.cpl === 3);
+  }
+
+  wr8(seg: number, off: number, v: number): void {
+    const lin = this.segFast[seg] & 2 ? (this.base[seg] + off) | 0 : this.segCheck(seg, off, 1, true);
+    const p = lin >>> 12;
+    if (this.tlbFlags[p] & this.wrMask) this.bytes[this.tlbStore[p]][this.tlbOff[p] + (lin & 0xfff)] = v;
+    else writeSlow(this, lin, 1, v, this.cpl === 3);
+  }
+
+  wr16(seg: number, off: number, v: number): void {
+    const lin = this.segFast[seg] & 2 ? (this.base[seg] + off) | 0 : this.segCheck(seg, off, 2, true);
+    const p = lin >>> 12;
+    if (this.tlbFlags[p] & this.wrMask && (lin & 0xfff) !== 0xfff) {
+      this.views[this.tlbStore[p]].setUint16(this.tlbOff[p] + (lin & 0xfff), v, true);
+    } else writeSlow(this, lin, 2, v, this.cpl === 3);
+  }
+
+  wr32(seg: number, off: number, v: number): void {
+    const lin = this.segFast[seg] & 2 ? (this.base[seg] + off) | 0 : this.segCheck(seg, off, 4, true);
+    const p = lin >>> 12;
+    if (this.tlbFlags[p] & this.wrMask && (lin & 0xfff) <= 0xffc) {
+      this.views[this.tlbStore[p]].setInt32(this.tlbOff[p] + (lin & 0xfff), v, true);
+    } else writeSlow(this, lin, 4, v, this.cpl === 3);
+  }
+
+  /** Check that a write of `size` bytes at seg:off would succeed (segment and paging), without writing. */
+  probeWrite(seg: number, off: number, size: number): void {
+    const lin = this.segFast[seg] & 2 ? (this.base[seg] + off) | 0 : this.segCheck(seg, off, size, true);
+    const p = lin >>> 12;
+    const q = ((lin + size - 1) | 0) >>> 12;
+    if (!(this.tlbFlags[p] & this.wrMask) || !(this.tlbFlags[q] & this.wrMask)) {
+      probeSlow(this, lin, size, this.cpl === 3);
+    }
+  }
+
+  // ---- linear memory with explicit privilege (descriptor tables, TSS, stacks of other rings) ----
+
+  linRd8(lin: number, user: boolean): number {
+    return readSlow(this, lin | 0, 1, user);
+  }
+  linRd16(lin: number, user: boolean): number {
+    return readSlow(this, lin | 0, 2, user);
+  }
+  linRd32(lin: number, user: boolean): number {
+    return readSlow(this, lin | 0, 4, user);
+  }
+  linWr8(lin: number, v: number, user: boolean): void {
+    writeSlow(this, lin | 0, 1, v, user);
+  }
+  linWr16(lin: number, v: number, user: boolean): void {
+    writeSlow(this, lin | 0, 2, v, user);
+  }
+  linWr32(lin: number, v: number, user: boolean): void {
+    writeSlow(this, lin | 0, 4, v, user);
+  }
+
+  // ---- stack ----
+
+  get sp(): number {
+    return this.stack32 ? this.r[4] : this.r16[8];
+  }
+
+  /** Set the stack pointer respecting the stack size (SP only for 16-bit stacks). */
+  setSp(v: number): void {
+    if (this.stack32) this.r[4] = v;
+    else this.r16[8] = v;
+  }
+
+  push16(v: number): void {
+    const sp = this.stack32 ? (this.r[4] - 2) | 0 : (this.r16[8] - 2) & 0xffff;
+    this.wr16(SEG_SS, sp, v);
+    this.setSp(sp);
+  }
+
+  push32(v: number): void {
+    const sp = this.stack32 ? (this.r[4] - 4) | 0 : (this.r16[8] - 4) & 0xffff;
+    this.wr32(SEG_SS, sp, v);
+    this.setSp(sp);
+  }
+
+  pop16(): number {
+    const sp = this.stack32 ? this.r[4] : this.r16[8];
+    const v = this.rd16(SEG_SS, sp);
+    this.setSp(sp + 2);
+    return v;
+  }
+
+  pop32(): number {
+    const sp = this.stack32 ? this.r[4] : this.r16[8];
+    const v = this.rd32(SEG_SS, sp);
+    this.setSp(sp + 4);
+    return v;
+  }
+
+  /** Read the stack at SP + delta without popping. */
+  peek16(delta: number): number {
+    return this.rd16(SEG_SS, this.stack32 ? (this.r[4] + delta) | 0 : (this.r16[8] + delta) & 0xffff);
+  }
+  peek32(delta: number): number {
+    return this.rd32(SEG_SS, this.stack32 ? (this.r[4] + delta) | 0 : (this.r16[8] + delta) & 0xffff);
+  }
+
+  get protectedMode(): boolean {
+    return (this.cr0 & 1) !== 0;
+  }
+  get v86(): boolean {
+    return (this.flags & 0x20000) !== 0;
+  }
+}
+

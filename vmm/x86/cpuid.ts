@@ -1,0 +1,43 @@
+// CPUID as a Pentium II-class processor (family 6, model 5), reporting only implemented features.
+
+import type { Cpu } from "./cpu.js";
+
+/** Feature bits of leaf 1 EDX that the core implements (FPU is added when an x87 unit is plugged in). */
+export const FEATURES_EDX =
+  (1 << 3) | // PSE
+  (1 << 4) | // TSC
+  (1 << 5) | // MSR
+  (1 << 8) | // CX8
+  (1 << 11) | // SEP
+  (1 << 13) | // PGE
+  (1 << 15); // CMOV
+
+export const SIGNATURE = 0x652; // family 6, model 5, stepping 2
+
+export function cpuid(c: Cpu): void {
+  const leaf = c.r[0] >>> 0;
+  const r = c.r;
+  switch (leaf) {
+    case 0:
+      r[0] = 2;
+      r[3] = 0x756e6547; // "Genu"
+      r[2] = 0x49656e69; // "ineI"
+      r[1] = 0x6c65746e; // "ntel"
+      return;
+    case 1:
+      r[0] = SIGNATURE;
+      r[3] = 0;
+      r[1] = 0;
+      r[2] = FEATURES_EDX | (c.fpu !== null ? 1 : 0);
+      return;
+    case 2:
+      // One iteration; descriptors: 16K L1 I/D, 512K L2, TLBs (as a Pentium II reports them).
+      r[0] = 0x03020101;
+      r[3] = 0;
+      r[1] = 0;
+      r[2] = 0x0c040843;
+      return;
+    default:
+      r[0] = r[1] = r[2] = r[3] = 0;
+  }
+}

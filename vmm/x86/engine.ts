@@ -1,0 +1,464 @@
+// The x86 engine: the run loop (fetch through the decoded-instruction cache, execute, events at
+// instruction boundaries, exceptions with double/triple fault) behind the kernel's VcpuEngine.
+
+import type { GuestMemory } from "../../kernel/guest-memory.js";
+import {
+  ExitReason, InjectionType, Mtd, type SegmentState, VcpuEngine, type VcpuExitHandler, VcpuState,
+} from "../../kernel/vcpu.js";
+import { Cpu, DECODE_SLOTS, FAULT, SEG_LDTR, SEG_TR, STOP } from "./cpu.js";
+import { type ByteSource, decodeInto, SEG_CS, SEG_SS } from "./decoder.js";
+import { setFlags } from "./far.js";
+import { IF, materialize, TF } from "./flags.js";
+import { CPU_HANDLERS, invalidOpcode } from "./handlers/index.js";
+import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
+import { flushTlb, readSlow, setFetchPage } from "./mmu.js";
+import { refreshAllAccess, setCpl, setSegment } from "./segments.js";
+
+const SLOT_MASK = DECODE_SLOTS - 1;
+const SCRATCH = DECODE_SLOTS;
+
+/** Reads instruction bytes at CS:EIP+k for the decoder, with the CS limit check. */
+class CodeFetcher implements ByteSource {
+  lin = 0;
+  eip = 0;
+  constructor(private readonly c: Cpu) {}
+  byteAt(k: number): number {
+    const c = this.c;
+    if (((this.eip + k) >>> 0) > c.limit[SEG_CS]) c.fault(13, 0);
+    const l = (this.lin + k) | 0;
+    if (l >>> 12 === c.fetchPage) return c.bytes[c.fetchStore][c.fetchOff + (l & 0xfff)];
+    return readSlow(c, l, 1, c.cpl === 3);
+  }
+}
+
+export class X86Engine implements VcpuEngine {
+  readonly cpu: Cpu;
+  private readonly fetcher: CodeFetcher;
+  private readonly state = new VcpuState();
+  /** Pending injection and window request (the INJ group). */
+  private readonly inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
+  private stepArmed = false;
+  private stepAt = 0;
+
+  constructor(memory: GuestMemory) {
+    this.cpu = new Cpu(memory, this.state, invalidOpcode);
+    this.fetcher = new CodeFetcher(this.cpu);
+    const c = this.cpu;
+    memory.onInvalidate(() => flushTlb(c, true));
+    this.reset();
+  }
+
+  /** Power-on state: real mode at F000:FFF0 with CS base FFFF0000. */
+  reset(): void {
+    const c = this.cpu;
+    c.r.fill(0);
+    c.r[2] = 0x652;
+    c.cr0 = 0x60000010;
+    c.cr2 = c.cr3 = c.cr4 = 0;
+    c.flags = 2;
+    c.lzMask = 0;
+    setCpl(c, 0);
+    for (let s = 0; s < 6; s++) setSegment(c, s, 0, 0, 0xffff, 0x93);
+    setSegment(c, SEG_CS, 0xf000, 0xffff0000 | 0, 0xffff, 0x9b);
+    setSegment(c, SEG_LDTR, 0, 0, 0xffff, 0x82);
+    setSegment(c, SEG_TR, 0, 0, 0xffff, 0x8b);
+    c.gdtBase = c.idtBase = 0;
+    c.gdtLimit = c.idtLimit = 0xffff;
+    c.eip = c.nextEip = 0xfff0;
+    c.dr.fill(0);
+    c.dr[6] = 0xffff0ff0 | 0;
+    c.dr[7] = 0x400;
+    c.activity = 0;
+    c.attention = true;
+    flushTlb(c, true);
+  }
+
+  get retired(): number {
+    return this.cpu.retired;
+  }
+
+  run(budget: number, exits: VcpuExitHandler): ExitReason {
+    const c = this.cpu;
+    c.exits = exits;
+    c.attention = true;
+    try {
+      return this.loop(c.retired + Math.max(0, Math.floor(budget)));
+    } catch (e) {
+      if (e === STOP) return c.stop >= 0 ? this.takeStop() : ExitReason.INVALID_STATE;
+      c.lastError = e;
+      return ExitReason.INVALID_STATE;
+    } finally {
+      c.exits = null;
+    }
+  }
+
+  private takeStop(): ExitReason {
+    const r = this.cpu.stop;
+    this.cpu.stop = -1;
+    return r;
+  }
+
+  private loop(end: number): ExitReason {
+    const c = this.cpu;
+    const d = c.dec;
+    const fetcher = this.fetcher;
+    for (;;) {
+      if (c.attention) {
+        const r = this.boundary();
+        if (r >= 0) return r;
+      }
+      if (c.retired >= end) return ExitReason.BUDGET;
+      try {
+        do {
+          const eip = c.eip;
+          const lin = (c.base[SEG_CS] + eip) | 0;
+          if (lin >>> 12 !== c.fetchPage && !setFetchPage(c, lin)) {
+            c.lastError = new Error(`code fetch from non-RAM at linear ${(lin >>> 0).toString(16)}`);
+            return ExitReason.INVALID_STATE;
+          }
+          const po = lin & 0xfff;
+          const phys = c.fetchPhys | po;
+          let slot = phys & SLOT_MASK;
+          if (po > 0xff0) {
+            slot = SCRATCH;
+            fetcher.lin = lin;
+            fetcher.eip = eip;
+            decodeInto(d, slot, fetcher, c.codeMode === 1, CPU_HANDLERS);
+          } else if (d.tag[slot] !== phys || d.mode[slot] !== c.codeMode || !this.same(slot, po)) {
+            fetcher.lin = lin;
+            fetcher.eip = eip;
+            d.tag[slot] = -1;
+            decodeInto(d, slot, fetcher, c.codeMode === 1, CPU_HANDLERS);
+            this.remember(slot, phys, po);
+          }
+          const len = d.len[slot];
+          if (((eip + len - 1) >>> 0) > c.limit[SEG_CS]) c.fault(13, 0);
+          c.nextEip = c.codeMode ? (eip + len) | 0 : (eip + len) & 0xffff;
+          d.fn[slot](c, slot);
+          c.eip = c.nextEip;
+          c.retired++;
+        } while (c.retired < end && !c.attention);
+      } catch (e) {
+        if (e !== FAULT) throw e;
+        const r = this.exception();
+        if (r >= 0) return r;
+      }
+    }
+  }
+
+  /** Whether cached slot still matches the bytes in memory at the fetch page offset `po`. */
+  private same(slot: number, po: number): boolean {
+    const c = this.cpu;
+    const d = c.dec;
+    const v = c.views[c.fetchStore];
+    const o = c.fetchOff + po;
+    const len = d.len[slot];
+    const w = slot << 2;
+    for (let k = 0; k * 4 < len; k++) {
+      const rest = len - k * 4;
+      const mask = rest >= 4 ? -1 : (1 << (rest * 8)) - 1;
+      if ((v.getInt32(o + k * 4, true) & mask) !== d.words[w + k]) return false;
+    }
+    return true;
+  }
+
+  private remember(slot: number, phys: number, po: number): void {
+    const c = this.cpu;
+    const d = c.dec;
+    const v = c.views[c.fetchStore];
+    const o = c.fetchOff + po;
+    const len = d.len[slot];
+    const w = slot << 2;
+    for (let k = 0; k < 4; k++) {
+      const rest = len - k * 4;
+      const mask = rest >= 4 ? -1 : rest <= 0 ? 0 : (1 << (rest * 8)) - 1;
+      d.words[w + k] = mask === 0 ? 0 : v.getInt32(o + k * 4, true) & mask;
+    }
+    d.tag[slot] = phys;
+    d.mode[slot] = c.codeMode;
+  }
+
+  /** Deliver the exception in c.fault*, applying the exception bitmap and double/triple fault rules. */
+  private exception(): number {
+    const c = this.cpu;
+    let vector = c.faultVector;
+    let code = c.faultHasCode ? c.faultCode : 0;
+    let trap = c.faultTrap;
+    c.faultTrap = false;
+    for (;;) {
+      if (c.exceptionBitmap & (1 << vector)) {
+        const q = this.state.qual;
+        q.address = vector;
+        q.errorCode = code;
+        q.linear = vector === 14 ? c.faultLinear >>> 0 : 0;
+        if (trap) {
+          c.eip = c.nextEip;
+          c.retired++;
+        }
+        return ExitReason.EXCEPTION;
+      }
+      if (vector === 14) c.cr2 = c.faultLinear;
+      try {
+        deliver(c, vector, trap ? Source.TRAP : Source.FAULT, (HAS_ERROR_CODE >> vector) & 1 ? code : -1,
+          trap ? c.nextEip : c.eip);
+        if (trap) c.retired++;
+        c.eip = c.nextEip;
+        c.activity = 0;
+        return -1;
+      } catch (e) {
+        if (e !== FAULT) throw e;
+        const second = c.faultVector;
+        if (vector === 8) {
+          c.activity = 2;
+          return ExitReason.TRIPLE_FAULT;
+        }
+        if (isDoubleFault(vector, second)) {
+          vector = 8;
+          code = 0;
+        } else {
+          vector = second;
+          code = c.faultHasCode ? c.faultCode : 0;
+        }
+        trap = false;
+      }
+    }
+  }
+
+  /** Events at an instruction boundary; returns an exit reason or -1 to go on executing. */
+  private boundary(): number {
+    const c = this.cpu;
+    if (c.stop >= 0) {
+      const r = c.stop;
+      c.stop = -1;
+      if (r === ExitReason.HLT) this.stepArmed = false;
+      return r;
+    }
+    if (c.activity === 2) return ExitReason.TRIPLE_FAULT;
+    if (this.stepArmed) {
+      this.stepArmed = false;
+      if (c.retired > this.stepAt) {
+        c.dr[6] |= 0x4000;
+        c.faultVector = 1;
+        c.faultHasCode = false;
+        c.faultTrap = false;
+        c.nextEip = c.eip;
+        const r = this.exceptionAtBoundary(1);
+        if (r >= 0) return r;
+      }
+    }
+    const inj = this.inj;
+    const inhibited = c.retired < c.inhibitUntil;
+    if (inj.valid) {
+      let take = false;
+      if (inj.type === InjectionType.NMI) take = !c.nmiBlocked && !inhibited;
+      else if (inj.type === InjectionType.EXTERNAL) take = (c.flags & IF) !== 0 && !inhibited;
+      else take = true;
+      if (take) {
+        inj.valid = false;
+        c.activity = 0;
+        if (inj.type === InjectionType.NMI) c.nmiBlocked = true;
+        const r = this.inject(inj.vector & 0xff, inj.type, inj.errorCode);
+        if (r >= 0) return r;
+      }
+    }
+    if (c.activity === 1) return ExitReason.HLT;
+    if (inj.requestWindow && !inj.valid && c.flags & IF && !inhibited) {
+      inj.requestWindow = false;
+      return ExitReason.INTR_WINDOW;
+    }
+    if (c.flags & TF) {
+      this.stepArmed = true;
+      this.stepAt = c.retired;
+    }
+    c.attention =
+      this.stepArmed ||
+      c.retired < c.inhibitUntil ||
+      (inj.valid && (inj.type !== InjectionType.EXTERNAL || (c.flags & IF) !== 0)) ||
+      (inj.requestWindow && (c.flags & IF) !== 0);
+    return -1;
+  }
+
+  private exceptionAtBoundary(vector: number): number {
+    const c = this.cpu;
+    c.faultVector = vector;
+    c.faultTrap = false;
+    return this.exception();
+  }
+
+  /** Deliver an injected event at the boundary. */
+  private inject(vector: number, type: number, errorCode: number): number {
+    const c = this.cpu;
+    c.nextEip = c.eip;
+    if (type === InjectionType.HARDWARE_EXCEPTION) {
+      c.faultVector = vector;
+      c.faultHasCode = errorCode >= 0;
+      c.faultCode = errorCode >= 0 ? errorCode : 0;
+      c.faultTrap = false;
+      // An injected exception is delivered, not reflected back to the VMM.
+      const bitmap = c.exceptionBitmap;
+      c.exceptionBitmap = 0;
+      try {
+        return this.exception();
+      } finally {
+        c.exceptionBitmap = bitmap;
+      }
+    }
+    try {
+      const source = type === InjectionType.NMI ? Source.NMI : type === InjectionType.SOFTWARE_INTERRUPT ? Source.SOFTWARE : Source.EXTERNAL;
+      deliver(c, vector, source, -1, c.eip);
+      c.eip = c.nextEip;
+      return -1;
+    } catch (e) {
+      if (e !== FAULT) throw e;
+      return this.exception();
+    }
+  }
+
+  saveState(mtd: number, to: VcpuState): void {
+    const c = this.cpu;
+    to.mtd = mtd;
+    const r = c.r;
+    if (mtd & Mtd.GPR_ACDB) {
+      to.eax = r[0] >>> 0; to.ecx = r[1] >>> 0; to.edx = r[2] >>> 0; to.ebx = r[3] >>> 0;
+    }
+    if (mtd & Mtd.GPR_BSD) {
+      to.ebp = r[5] >>> 0; to.esi = r[6] >>> 0; to.edi = r[7] >>> 0;
+    }
+    if (mtd & Mtd.ESP) to.esp = r[4] >>> 0;
+    if (mtd & Mtd.EIP_LEN) {
+      to.eip = c.eip >>> 0;
+      to.instructionLength = c.exits !== null ? (c.nextEip - c.eip) & 0xf : 0;
+    }
+    if (mtd & Mtd.EFLAGS) to.eflags = materialize(c) >>> 0;
+    if (mtd & Mtd.DS_ES) {
+      saveSeg(c, 0, to.es);
+      saveSeg(c, 3, to.ds);
+    }
+    if (mtd & Mtd.FS_GS) {
+      saveSeg(c, 4, to.fs);
+      saveSeg(c, 5, to.gs);
+    }
+    if (mtd & Mtd.CS_SS) {
+      saveSeg(c, 1, to.cs);
+      saveSeg(c, 2, to.ss);
+    }
+    if (mtd & Mtd.TR) saveSeg(c, SEG_TR, to.tr);
+    if (mtd & Mtd.LDTR) saveSeg(c, SEG_LDTR, to.ldtr);
+    if (mtd & Mtd.GDTR) {
+      to.gdtrBase = c.gdtBase >>> 0;
+      to.gdtrLimit = c.gdtLimit;
+    }
+    if (mtd & Mtd.IDTR) {
+      to.idtrBase = c.idtBase >>> 0;
+      to.idtrLimit = c.idtLimit;
+    }
+    if (mtd & Mtd.CR) {
+      to.cr0 = c.cr0 >>> 0; to.cr2 = c.cr2 >>> 0; to.cr3 = c.cr3 >>> 0; to.cr4 = c.cr4 >>> 0;
+    }
+    if (mtd & Mtd.DR) {
+      const dr = c.dr;
+      to.dr0 = dr[0] >>> 0; to.dr1 = dr[1] >>> 0; to.dr2 = dr[2] >>> 0; to.dr3 = dr[3] >>> 0;
+      to.dr6 = dr[6] >>> 0; to.dr7 = dr[7] >>> 0;
+    }
+    if (mtd & Mtd.SYSENTER) {
+      to.sysenterCs = c.sysenterCs; to.sysenterEsp = c.sysenterEsp >>> 0; to.sysenterEip = c.sysenterEip >>> 0;
+    }
+    if (mtd & Mtd.QUAL) Object.assign(to.qual, this.state.qual);
+    if (mtd & Mtd.CTRL) {
+      to.exceptionBitmap = c.exceptionBitmap >>> 0;
+      to.cpuidExits = c.cpuidExits;
+    }
+    if (mtd & Mtd.INJ) Object.assign(to.inj, this.inj);
+    if (mtd & Mtd.STA) {
+      to.interruptibility = (c.retired < c.inhibitUntil ? 1 : 0) | (c.nmiBlocked ? 8 : 0);
+      to.activity = c.activity;
+    }
+    if (mtd & Mtd.TSC) to.tsc = BigInt(c.retired + c.tscOffset);
+    if (mtd & Mtd.FPU) to.fpu = c.fpu !== null ? c.fpu.save() : null;
+  }
+
+  loadState(mtd: number, from: VcpuState): void {
+    const c = this.cpu;
+    const r = c.r;
+    if (mtd & Mtd.GPR_ACDB) {
+      r[0] = from.eax; r[1] = from.ecx; r[2] = from.edx; r[3] = from.ebx;
+    }
+    if (mtd & Mtd.GPR_BSD) {
+      r[5] = from.ebp; r[6] = from.esi; r[7] = from.edi;
+    }
+    if (mtd & Mtd.ESP) r[4] = from.esp;
+    if (mtd & Mtd.CR) {
+      c.cr0 = from.cr0 | 0x10;
+      c.cr2 = from.cr2;
+      c.cr3 = from.cr3;
+      c.cr4 = from.cr4;
+      flushTlb(c, true);
+    }
+    if (mtd & Mtd.EFLAGS) setFlags(c, (from.eflags | 2) & 0x3f7fd7);
+    if (mtd & Mtd.DS_ES) {
+      loadSeg(c, 0, from.es);
+      loadSeg(c, 3, from.ds);
+    }
+    if (mtd & Mtd.FS_GS) {
+      loadSeg(c, 4, from.fs);
+      loadSeg(c, 5, from.gs);
+    }
+    if (mtd & Mtd.CS_SS) {
+      loadSeg(c, 1, from.cs);
+      loadSeg(c, 2, from.ss);
+    }
+    if (mtd & Mtd.TR) loadSeg(c, SEG_TR, from.tr);
+    if (mtd & Mtd.LDTR) loadSeg(c, SEG_LDTR, from.ldtr);
+    if (mtd & Mtd.GDTR) {
+      c.gdtBase = from.gdtrBase | 0;
+      c.gdtLimit = from.gdtrLimit & 0xffff;
+    }
+    if (mtd & Mtd.IDTR) {
+      c.idtBase = from.idtrBase | 0;
+      c.idtLimit = from.idtrLimit & 0xffff;
+    }
+    if (mtd & (Mtd.CR | Mtd.CS_SS | Mtd.EFLAGS)) {
+      const pe = (c.cr0 & 1) !== 0;
+      const vm = (c.flags & 0x20000) !== 0;
+      setCpl(c, !pe ? 0 : vm ? 3 : (c.attr[SEG_SS] >> 5) & 3);
+      refreshAllAccess(c);
+    }
+    if (mtd & Mtd.EIP_LEN) {
+      const len = c.nextEip - c.eip;
+      c.eip = from.eip | 0;
+      c.nextEip = c.exits !== null ? (c.eip + len) | 0 : c.eip;
+    }
+    if (mtd & Mtd.DR) {
+      const dr = c.dr;
+      dr[0] = from.dr0; dr[1] = from.dr1; dr[2] = from.dr2; dr[3] = from.dr3; dr[6] = from.dr6; dr[7] = from.dr7;
+    }
+    if (mtd & Mtd.SYSENTER) {
+      c.sysenterCs = from.sysenterCs & 0xffff; c.sysenterEsp = from.sysenterEsp | 0; c.sysenterEip = from.sysenterEip | 0;
+    }
+    if (mtd & Mtd.QUAL) this.state.qual.data = from.qual.data;
+    if (mtd & Mtd.CTRL) {
+      c.exceptionBitmap = from.exceptionBitmap | 0;
+      c.cpuidExits = from.cpuidExits;
+    }
+    if (mtd & Mtd.INJ) Object.assign(this.inj, from.inj);
+    if (mtd & Mtd.STA) {
+      c.inhibitUntil = from.interruptibility & 3 ? c.retired + 1 : 0;
+      c.nmiBlocked = (from.interruptibility & 8) !== 0;
+      c.activity = from.activity;
+    }
+    if (mtd & Mtd.TSC) c.tscOffset = Number(from.tsc) - c.retired;
+    if (mtd & Mtd.FPU && from.fpu && c.fpu !== null) c.fpu.load(from.fpu);
+    c.attention = true;
+  }
+}
+
+function saveSeg(c: Cpu, s: number, to: SegmentState): void {
+  to.selector = c.sel[s];
+  to.base = c.base[s] >>> 0;
+  to.limit = c.limit[s];
+  to.attributes = c.attr[s];
+}
+
+function loadSeg(c: Cpu, s: number, from: SegmentState): void {
+  setSegment(c, s, from.selector & 0xffff, from.base | 0, from.limit >>> 0, from.attributes);
+}

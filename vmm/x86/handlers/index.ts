@@ -1,0 +1,73 @@
+// The handler registry: every handler name of the opcode table resolved to its function.
+
+import type { Cpu, Handler } from "../cpu.js";
+import type { HandlerResolver } from "../decoder.js";
+import { OPCODES, type OpcodeEntry } from "../opcodes.js";
+import { registerArith } from "./arith.js";
+import { registerControl } from "./control.js";
+import { registerData } from "./data.js";
+import { registerString } from "./string.js";
+import { registerSystem } from "./system.js";
+
+function buildRegistry(): Record<string, Handler> {
+  const h: Record<string, Handler> = {};
+  registerArith(h);
+  registerData(h);
+  registerControl(h);
+  registerString(h);
+  registerSystem(h);
+  return h;
+}
+
+/** All handlers by name (names as the opcode table spells them, with 16/32 suffixes). */
+export const HANDLERS: Readonly<Record<string, Handler>> = buildRegistry();
+
+/** Handler of an undefined opcode or bad LOCK: #UD. */
+export const invalidOpcode: Handler = (c) => c.fault(6);
+/** Handler of an instruction longer than 15 bytes: #GP(0). */
+export const tooLong: Handler = (c) => c.fault(13, 0);
+
+/** Table records whose handler names do not resolve (must be empty; checked by a test). */
+export function unresolvedHandlers(): string[] {
+  const missing: string[] = [];
+  const visit = (e: OpcodeEntry) => {
+    for (const o32 of [false, true]) {
+      if (!lookup(e, o32)) missing.push(`${e.opcode.toString(16)} ${e.mnemonic} ${e.handler}${o32 ? "32" : "16"}`);
+    }
+  };
+  for (const e of allEntries()) visit(e);
+  return missing;
+}
+
+function allEntries(): OpcodeEntry[] {
+  const out: OpcodeEntry[] = [];
+  for (const e of OPCODES) {
+    if (!e) continue;
+    if (e.group) {
+      for (const g of e.group) if (g) out.push(g);
+    } else {
+      out.push(e);
+    }
+  }
+  return out;
+}
+
+function lookup(e: OpcodeEntry, o32: boolean): Handler | undefined {
+  if (e.sized) return HANDLERS[e.handler + (o32 ? "32" : "16")] ?? HANDLERS[e.handler];
+  return HANDLERS[e.handler];
+}
+
+/** Handlers of every table record for 16- and 32-bit operand size, resolved once. */
+const RESOLVED: ReadonlyMap<OpcodeEntry, readonly [Handler, Handler]> = new Map(
+  allEntries().map((e) => [e, [lookup(e, false) ?? invalidOpcode, lookup(e, true) ?? invalidOpcode]] as const),
+);
+
+/** The resolver the decoder uses for the CPU. */
+export const CPU_HANDLERS: HandlerResolver<Cpu> = {
+  resolve(e, o32) {
+    const pair = RESOLVED.get(e);
+    return pair ? pair[o32 ? 1 : 0] : invalidOpcode;
+  },
+  invalid: invalidOpcode,
+  tooLong,
+};
