@@ -152,6 +152,8 @@ export class Cpu implements LazyFlags {
   fpu: Fpu | null = null;
   /** Last host error caught by the run loop (an engine bug); reported as INVALID_STATE. */
   lastError: unknown = null;
+  /** Why the last run ended with INVALID_STATE for a guest reason (e.g. executing MMIO). */
+  invalidReason = "";
 
   constructor(
     readonly memory: GuestMemory,

@@ -113,7 +113,7 @@ export class X86Engine implements VcpuEngine {
           const eip = c.eip;
           const lin = (c.base[SEG_CS] + eip) | 0;
           if (lin >>> 12 !== c.fetchPage && !setFetchPage(c, lin)) {
-            c.lastError = new Error(`code fetch from non-RAM at linear ${(lin >>> 0).toString(16)}`);
+            c.invalidReason = `code fetch from non-RAM at linear ${(lin >>> 0).toString(16)}`;
             return ExitReason.INVALID_STATE;
           }
           const po = lin & 0xfff;

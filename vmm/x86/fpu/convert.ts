@@ -21,7 +21,7 @@ export function fromInteger(sign: number, mag: bigint, out: F80): void {
 
 /**
  * Load a 32/64-bit real given as sign, biased exponent field and fraction field. Returns DONE or
- * NO_RESULT (SNaN or denormal with the exception unmasked: nothing is loaded).
+ * NO_RESULT (an SNaN with IE unmasked: nothing is loaded). A denormal raises DE but loads.
  */
 function loadReal(ctx: RoundContext, f: Format, sign: number, exp: number, frac: bigint, out: F80): number {
   const fracBits = BigInt(f.bits - 1);
@@ -178,11 +178,6 @@ export function toInteger(ctx: RoundContext, se: number, m: bigint, limit: bigin
   if (ctx.inexact) ctx.exc |= 0x20;
   ctx.up = ctx.roundUp ? 1 : 0;
   return sign ? -r : r;
-}
-
-/** The masked result of an invalid integer store: the integer indefinite, or nothing. */
-export function integerInvalidStops(ctx: RoundContext): boolean {
-  return (ctx.cw & IE) === 0;
 }
 
 /** FBLD: ten bytes of packed BCD (18 digits, sign in bit 7 of byte 9). */

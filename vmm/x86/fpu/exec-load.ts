@@ -6,7 +6,6 @@ import { fromInteger, loadBcd, loadF32, loadF64, storeBcd, storeF32, storeF64, t
 import { IE, INDEFINITE_M, RC_DOWN, RC_CHOP, RC_UP } from "./float80.js";
 import type { X87Host } from "./host.js";
 import { examine } from "./ops.js";
-import { preStops } from "./exec-arith.js";
 import type { X87 } from "./x87.js";
 import { SW_C1 } from "./status.js";
 

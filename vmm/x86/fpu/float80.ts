@@ -34,13 +34,16 @@ export const Cls = {
   UNSUPPORTED: 6,
 } as const;
 
+const QUIET_NAN_MIN = INT_BIT | QUIET_BIT;
+
+/** Class of a register value (m < 2^64: the J bit is set exactly when m >= 2^63). */
 export function classify(se: number, m: bigint): number {
   const e = se & EXP_MAX;
   if (e === 0) return m === 0n ? Cls.ZERO : Cls.DENORMAL;
-  if ((m & INT_BIT) === 0n) return Cls.UNSUPPORTED;
+  if (m < INT_BIT) return Cls.UNSUPPORTED;
   if (e !== EXP_MAX) return Cls.NORMAL;
-  if ((m & ~INT_BIT) === 0n) return Cls.INF;
-  return (m & QUIET_BIT) !== 0n ? Cls.QNAN : Cls.SNAN;
+  if (m === INT_BIT) return Cls.INF;
+  return m >= QUIET_NAN_MIN ? Cls.QNAN : Cls.SNAN;
 }
 
 export const isNaNClass = (k: number): boolean => k === Cls.QNAN || k === Cls.SNAN;
@@ -102,16 +105,20 @@ export function newPacked(): Packed {
   return { sign: 0, exp: 0, mant: 0n, trap: false };
 }
 
-/** Number of significant bits of x > 0. */
+const B32 = 0x100000000n, B64 = 0x10000000000000000n, B96 = 1n << 96n, B128 = 1n << 128n;
+
+/** Number of significant bits of x > 0 (compares first: they allocate nothing). */
 export function bitLength(x: bigint): number {
-  let n = 0;
-  while (x >= 0x10000000000000000n) {
+  if (x < B32) return 32 - Math.clz32(Number(x));
+  if (x < B64) return 64 - Math.clz32(Number(x >> 32n));
+  if (x < B96) return 96 - Math.clz32(Number(x >> 64n));
+  if (x < B128) return 128 - Math.clz32(Number(x >> 96n));
+  let bits = 0;
+  while (x >= B64) {
     x >>= 64n;
-    n += 64;
+    bits += 64;
   }
-  const hi = Number(x >> 32n);
-  if (hi !== 0) return n + 64 - Math.clz32(hi);
-  return n + 32 - Math.clz32(Number(x));
+  return bits + bitLength(x);
 }
 
 /** Round m * 2^e (+ sticky) to a multiple of 2^lsb under rc; returns the multiple count. */

@@ -112,7 +112,8 @@ export function fprem(ctx: RoundContext, aSe: number, aM: bigint, bSe: number, b
   if (denormalStops(ctx, ka) || denormalStops(ctx, kb)) return NO_RESULT;
   rem.q = 0;
   if (kb === Cls.INF || ka === Cls.ZERO) {
-    copy(out, aSe, aM);
+    // The dividend comes back unchanged, a pseudo-denormal in its normal encoding (exponent 1).
+    copy(out, (aSe & 0x7fff) === 0 && aM & INT_BIT ? aSe | 1 : aSe, aM);
     return DONE;
   }
   const la = lsbExponent(aSe & 0x7fff), lb = lsbExponent(bSe & 0x7fff);

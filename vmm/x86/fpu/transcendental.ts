@@ -136,6 +136,7 @@ export function fyl2xp1(ctx: RoundContext, xSe: number, xM: bigint, ySe: number,
   if (x === null || (xNeg && B.cmp(B.abs(x), B.ONE) >= 0)) {
     if (x === null && !xNeg) {
       if (ky === Cls.ZERO) return invalid(ctx, out);
+      if (denormalStops(ctx, ky)) return NO_RESULT;
       set(out, (yNeg << 15) | 0x7fff, INT_BIT);
       return DONE;
     }

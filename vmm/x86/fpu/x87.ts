@@ -5,7 +5,7 @@ import type { Cpu } from "../cpu.js";
 import type { Fpu } from "../fpu.js";
 import { type F80, newF80, setIndefinite } from "./arith.js";
 import { classify, Cls, IE, INDEFINITE_M, newRoundContext, type RoundContext, SF } from "./float80.js";
-import { CR0_NE, PFX_O32, SEG_CS, VECTOR_MF, type X87Host } from "./host.js";
+import { CR0_NE, SEG_CS, VECTOR_MF, type X87Host } from "./host.js";
 import { loadFxsave, storeFxsave } from "./images.js";
 import { type InstructionForm, MEMORY_FORMS, REGISTER_FORMS } from "./table.js";
 
@@ -264,8 +264,4 @@ export class X87 implements Fpu {
     return true;
   }
 
-  /** Operand size of the instruction: 32-bit images and pointers. */
-  static o32(c: X87Host, i: number): boolean {
-    return (c.dec.pfx[i] & PFX_O32) !== 0;
-  }
 }

@@ -83,7 +83,7 @@ export function registerArith(h: Record<string, Handler>): void {
     h[`dec_E${sz}`] = (c, i) => storeRm(c, s, dec(c, loadRm(c, i, s), bit));
     h[`not_E${sz}`] = (c, i) => storeRm(c, s, ~loadRm(c, i, s));
     h[`neg_E${sz}`] = (c, i) => storeRm(c, s, neg(c, loadRm(c, i, s), bit));
-    h[`test_E${sz}I`] = (c, i) => {
+    h[s === 0 ? "test_EbI" : `test_EvI${suffix}`] = (c, i) => {
       const r = readE(c, i) & c.dec.imm[i];
       lazy(c, LZ_LOGIC, r, 0, r, bit);
     };

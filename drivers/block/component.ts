@@ -1,0 +1,224 @@
+// Block driver component: serves disk images to VMMs through portals, with data in shared memory.
+//
+// The root task decides which image each client gets (a DriveConfig per client id) and creates,
+// in the driver's PD, one local EC per client from `entry(id)` and a portal to it with id = the
+// client id. A client ATTACHes by delegating memory pages into that EC's window; from then on a
+// request names a sector range and a byte offset into those pages, and the driver reads or writes
+// the image straight from/into them (`sys.memory()` views: no copy through IPC). The words are
+// described in ./protocol.ts. The image is opened at ATTACH, so a second writer of the same image
+// (another client, or another process) is refused there with LOCKED.
+
+import { SpaceKind, crd, type Crd, type LocalEntry, type Sys, type Utcb } from "../../kernel/index.js";
+import { packBytes } from "../../services/protocols.js";
+import { ImageError } from "./errors.js";
+import type { FormatName } from "./image.js";
+import { BLOCK_SECTOR_SIZE, BlockFlags, BlockOp, BlockReply } from "../../services/block-protocol.js";
+import { BlockService, BlockStatus } from "./service.js";
+
+/** The image a client gets. */
+export interface DriveConfig {
+  path: string;
+  /** Probed when omitted. */
+  format?: FormatName;
+  readOnly?: boolean;
+}
+
+export interface BlockDriverOptions {
+  /**
+   * Each client's memory window is 2^windowOrder pages (default 16: 256 MiB); client `id` gets
+   * pages [id, id + 1) * 2^windowOrder of the driver's space (2^20 pages), so ids must fit.
+   */
+  windowOrder?: number;
+}
+
+/** Pages of the driver's memory space (2^20) that windows may use. */
+const MEMORY_SPACE_PAGES = 2 ** 20;
+/** Longest failure reason sent back with ATTACH, in bytes. */
+const REASON_BYTES = 512;
+
+/** What one attached client has: its opened image and the shared region. */
+interface Attachment {
+  readonly service: BlockService;
+  /** The delegated pages as one byte view (aliasing the client's memory). */
+  readonly region: Uint8Array;
+  readonly pages: number;
+}
+
+/** A refusal: the reply status and why. */
+interface Refusal {
+  status: BlockReply;
+  reason: string;
+}
+
+/**
+ * The driver's state: drive configuration and, per client id, what is attached. One instance per
+ * driver component; its ECs share it (they run in one PD).
+ */
+export class BlockDriver {
+  private readonly attached = new Map<number, Attachment>();
+  private readonly windowOrder: number;
+
+  constructor(
+    private readonly drives: ReadonlyMap<number, DriveConfig>,
+    options: BlockDriverOptions = {},
+  ) {
+    this.windowOrder = options.windowOrder ?? 16;
+    if (!Number.isInteger(this.windowOrder) || this.windowOrder < 0 || this.windowOrder > 20) {
+      throw new RangeError(`block driver: window order ${this.windowOrder} outside 0-20`);
+    }
+  }
+
+  /** The memory window client `id`'s pages land in: page id << windowOrder of the driver's space. */
+  windowOf(id: number): Crd {
+    const size = 2 ** this.windowOrder;
+    const base = id * size;
+    if (!Number.isInteger(id) || id < 0 || base + size > MEMORY_SPACE_PAGES) {
+      throw new RangeError(`block driver: client id ${id} has no window (window order ${this.windowOrder})`);
+    }
+    return crd(SpaceKind.MEMORY, base, this.windowOrder);
+  }
+
+  /** The entry of the local EC that serves client `id`. Bind exactly one portal to it, with portal id `id`. */
+  entry(id: number): LocalEntry {
+    const window = this.windowOf(id);
+    return (sys) => {
+      sys.utcb.receiveWindow[SpaceKind.MEMORY] = window;
+      return (utcb, portalId) => {
+        // A portal bound to the wrong EC would mix two clients' windows: refuse it.
+        const kept = portalId === id ? this.serve(sys, utcb, id, window) : void utcb.set(BlockReply.BAD_REQUEST);
+        if (!kept) dropReceived(sys, utcb);
+      };
+    };
+  }
+
+  /** Whether client `id` is attached (for tests and diagnostics). */
+  isAttached(id: number): boolean {
+    return this.attached.has(id);
+  }
+
+  /** Write metadata and release every image (the end of a run). */
+  close(): void {
+    for (const a of this.attached.values()) {
+      a.service.handle({ op: "flush", sector: 0, count: 0 });
+      a.service.close();
+    }
+    this.attached.clear();
+  }
+
+  /** Handle one request of client `id`; says whether memory that arrived with it was kept. */
+  private serve(sys: Sys, utcb: Utcb, id: number, window: Crd): boolean {
+    const op = utcb.untyped > 0 ? utcb.words[0] : 0;
+    const a = this.attached.get(id);
+    switch (op) {
+      case BlockOp.ATTACH:
+        return this.attach(sys, utcb, id, window);
+      case BlockOp.READ:
+      case BlockOp.WRITE:
+        utcb.set(a ? transfer(a, utcb, op) : BlockReply.NOT_ATTACHED);
+        return false;
+      case BlockOp.FLUSH:
+        utcb.set(a ? statusOf(a.service.handle({ op: "flush", sector: 0, count: 0 }).status) : BlockReply.NOT_ATTACHED);
+        return false;
+      case BlockOp.INFO:
+        if (a) replyInfo(utcb, a, window);
+        else utcb.set(BlockReply.NOT_ATTACHED);
+        return false;
+      case BlockOp.DETACH: {
+        if (!a) {
+          utcb.set(BlockReply.NOT_ATTACHED);
+          return false;
+        }
+        const flushed = a.service.handle({ op: "flush", sector: 0, count: 0 }).status;
+        a.service.close();
+        this.attached.delete(id);
+        sys.revoke(window);
+        utcb.set(statusOf(flushed));
+        return false;
+      }
+      default:
+        utcb.set(utcb.untyped === 0 ? BlockReply.BAD_REQUEST : BlockReply.UNSUPP);
+        return false;
+    }
+  }
+
+  /** ATTACH: check the message and the delegated region completely, then open the image. */
+  private attach(sys: Sys, utcb: Utcb, id: number, window: Crd): boolean {
+    const checked = this.checkAttach(sys, utcb, id, window);
+    if ("status" in checked) {
+      refuse(utcb, checked);
+      return false;
+    }
+    let service: BlockService;
+    try {
+      service = BlockService.open(checked.drive.path, { format: checked.drive.format, readOnly: checked.drive.readOnly });
+    } catch (err) {
+      const locked = err instanceof ImageError && err.code === "LOCKED";
+      refuse(utcb, { status: locked ? BlockReply.LOCKED : BlockReply.BAD_IMAGE, reason: err instanceof Error ? err.message : String(err) });
+      return false;
+    }
+    const a: Attachment = { service, region: checked.region, pages: checked.pages };
+    this.attached.set(id, a);
+    replyInfo(utcb, a, window);
+    return true;
+  }
+
+  private checkAttach(sys: Sys, utcb: Utcb, id: number, window: Crd): Refusal | { drive: DriveConfig; region: Uint8Array; pages: number } {
+    if (this.attached.has(id)) return { status: BlockReply.BAD_REQUEST, reason: "already attached (DETACH first)" };
+    if (utcb.untyped < 2) return { status: BlockReply.BAD_REQUEST, reason: "ATTACH needs the page count" };
+    const pages = utcb.words[1];
+    const windowPages = 2 ** window.order;
+    if (pages < 1 || pages > windowPages) return { status: BlockReply.BAD_BUFFER, reason: `${pages} pages do not fit the window of ${windowPages}` };
+    const drive = this.drives.get(id);
+    if (!drive) return { status: BlockReply.NO_DISK, reason: `no drive for client ${id}` };
+    // The delegated ranges must tile [window.base, window.base + pages) exactly.
+    const got = utcb.received.flatMap((r) => (r.kind === "delegated" && r.crd.kind === SpaceKind.MEMORY ? [r.crd] : [])).sort((x, y) => x.base - y.base);
+    let end = window.base;
+    for (const c of got) {
+      if (c.base !== end) return { status: BlockReply.BAD_BUFFER, reason: "delegated pages are not contiguous from offset 0" };
+      end += 2 ** c.order;
+    }
+    if (end - window.base !== pages) return { status: BlockReply.BAD_BUFFER, reason: `${end - window.base} pages arrived, ${pages} announced` };
+    const region = sys.memory(window.base, pages);
+    if (!region) return { status: BlockReply.BAD_BUFFER, reason: "delegated pages are not one readable and writable range" };
+    return { drive, region, pages };
+  }
+}
+
+/** READ or WRITE against an attached client's region: validated here so each refusal has its own status. */
+function transfer(a: Attachment, utcb: Utcb, op: number): BlockReply {
+  if (utcb.untyped < 5) return BlockReply.BAD_REQUEST;
+  const w = utcb.words;
+  const sector = w[1] + w[2] * 2 ** 32;
+  const count = w[3];
+  const offset = w[4];
+  const bytes = count * BLOCK_SECTOR_SIZE;
+  if (offset + bytes > a.region.length) return BlockReply.BAD_BUFFER;
+  if (sector + count > a.service.sectors) return BlockReply.OUT_OF_RANGE;
+  if (op === BlockOp.WRITE && a.service.readOnly) return BlockReply.READ_ONLY;
+  const buffer = a.region.subarray(offset, offset + bytes);
+  return statusOf(a.service.handle({ op: op === BlockOp.READ ? "read" : "write", sector, count, buffer }).status);
+}
+
+function replyInfo(utcb: Utcb, a: Attachment, window: Crd): void {
+  const sectors = a.service.sectors;
+  const hi = Math.floor(sectors / 2 ** 32);
+  utcb.set(BlockReply.OK, sectors - hi * 2 ** 32, hi, a.service.readOnly ? BlockFlags.READ_ONLY : 0, 2 ** window.order);
+}
+
+function refuse(utcb: Utcb, r: Refusal): void {
+  const bytes = new TextEncoder().encode(r.reason).subarray(0, REASON_BYTES);
+  utcb.words[0] = r.status;
+  utcb.words[1] = bytes.length;
+  utcb.untyped = 2 + packBytes(bytes, utcb.words, 2);
+}
+
+function statusOf(s: BlockStatus): BlockReply {
+  return s === BlockStatus.OK ? BlockReply.OK : s === BlockStatus.UNSUPPORTED ? BlockReply.UNSUPP : BlockReply.IOERR;
+}
+
+/** Memory delegated with a message that did not keep it is unmapped again at once. */
+function dropReceived(sys: Sys, utcb: Utcb): void {
+  for (const r of utcb.received) {
+    if (r.kind === "delegated" && r.crd.kind === SpaceKind.MEMORY) sys.revoke(crd(SpaceKind.MEMORY, r.crd.base, r.crd.order));
+  }
+}

@@ -1,0 +1,65 @@
+// Bundles a boot benchmark runner into one plain .mjs (esbuild, with a source map) so the child
+// runs on bare `node`: the tsx loader would add its own thread and some 35 MiB to the runner's
+// peak RSS. The bundle goes to node_modules/.cache/hv-bench-boot/, where packages (v86) resolve.
+import { mkdirSync, readFileSync } from "node:fs";
+import { SourceMap, type SourceMapPayload } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const BUNDLE_DIR_PARTS = ["node_modules", ".cache", "hv-bench-boot"] as const;
+
+export interface Bundle {
+  /** The .mjs to run. */
+  file: string;
+  /** Its source map (for mapping CPU profile positions back to our .ts files). */
+  map: string;
+}
+
+/** Bundles `script` (a file in this folder), or says why it could not (then the caller falls back to tsx). */
+export async function bundleRunner(script: string, repoRoot: string): Promise<Bundle | { unavailable: string }> {
+  let esbuild: typeof import("esbuild");
+  try {
+    esbuild = await import("esbuild");
+  } catch (error) {
+    return { unavailable: `esbuild cannot be loaded (${error instanceof Error ? error.message : String(error)})` };
+  }
+  const dir = join(repoRoot, ...BUNDLE_DIR_PARTS);
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, script.replace(/\.ts$/, ".mjs"));
+  try {
+    await esbuild.build({
+      entryPoints: [fileURLToPath(new URL(script, import.meta.url))],
+      outfile: file,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      packages: "external",
+      sourcemap: "external",
+      sourcesContent: false,
+      logLevel: "silent",
+    });
+  } catch (error) {
+    return { unavailable: `esbuild could not bundle ${script} (${error instanceof Error ? error.message.split("\n")[0] : String(error)})` };
+  }
+  return { file, map: `${file}.map` };
+}
+
+/** Where a position of generated code came from (0-based line). */
+export interface SourcePosition {
+  file: string;
+  line: number;
+}
+
+/** A function that maps positions in `bundle` (profile call frames: url, 0-based line and column) to our sources. */
+export function bundleLocator(bundle: Bundle): (url: string, line: number, column: number) => SourcePosition | null {
+  const map = new SourceMap(JSON.parse(readFileSync(bundle.map, "utf8")) as SourceMapPayload);
+  const bundleUrl = new URL(`file://${bundle.file}`).href;
+  const mapDir = dirname(bundle.map);
+  return (url, line, column) => {
+    if (url !== bundleUrl) return null;
+    const entry = map.findEntry(line, column);
+    if (!("originalSource" in entry)) return null;
+    return { file: resolve(mapDir, entry.originalSource), line: entry.originalLine };
+  };
+}

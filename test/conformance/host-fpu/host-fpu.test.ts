@@ -1,0 +1,41 @@
+// The x87 unit against the host CPU: 20,000 random sequences with a fixed seed (skipped with a
+// notice where the host is not x86 Linux with gcc -m32).
+import { describe, expect, it } from "vitest";
+import { compareResults } from "./compare.js";
+import { emulate } from "./emulate.js";
+import { generateCase } from "./generator.js";
+import { hostSupport } from "./native.js";
+import { runHostFpu } from "./runner.js";
+
+const support = hostSupport();
+if (!support.ok) console.warn(`host-fpu: skipped (${support.reason})`);
+
+describe("x87 differential test against the host", () => {
+  it.skipIf(!support.ok)("agrees on 20,000 random sequences (seed 20240601)", async () => {
+    const s = await runHostFpu(20240601, 20_000);
+    expect(s.failures).toEqual([]);
+    expect(s.passed).toBe(20_000);
+  });
+
+  it.skipIf(!support.ok)("agrees through the whole core (createX86Engine) on 5,000 sequences", async () => {
+    const s = await runHostFpu(77, 5_000, 20, true);
+    expect(s.failures).toEqual([]);
+    expect(s.passed).toBe(5_000);
+  });
+
+  it("generates the same case for the same seed and index", () => {
+    const a = generateCase(5, 17), b = generateCase(5, 17);
+    expect(a.code).toEqual(b.code);
+    expect(a.image).toEqual(b.image);
+    expect(generateCase(5, 18).image).not.toEqual(a.image);
+  });
+
+  it("the comparison notices a one-bit difference in a register", () => {
+    const c = generateCase(1, 3);
+    const e = emulate(c);
+    const altered = { ...e, image: e.image.slice() };
+    altered.image[28] ^= 1;
+    expect(compareResults(c, e, e)).toBeNull();
+    expect(compareResults({ ...c, approximate: false }, e, altered)).toMatch(/st\(0\)/);
+  });
+});

@@ -1,0 +1,100 @@
+// Builds the native x87 harness (gcc -m32, cached by a hash of its source) and runs cases on it.
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type FpuCase, type FpuResult, CASE_DATA_SIZE, IMAGE_SIZE } from "./case.js";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = join(HERE, "..", "..", "..");
+const SOURCE = join(HERE, "harness.c");
+const CFLAGS = ["-m32", "-O1", "-no-pie", "-fno-pie", "-Wall", "-Wextra", "-Werror"];
+
+export class HarnessError extends Error {
+  override readonly name = "HarnessError";
+}
+
+export type HostSupport = { ok: true; harness: string } | { ok: false; reason: string };
+
+/** Checks the host (x86 Linux with gcc -m32) and builds the harness once; never throws. */
+export function hostSupport(): HostSupport {
+  if (process.platform !== "linux") return { ok: false, reason: `host is ${process.platform}, not Linux` };
+  if (process.arch !== "x64" && process.arch !== "ia32") return { ok: false, reason: `host CPU is ${process.arch}, not x86` };
+  try {
+    return { ok: true, harness: buildHarness() };
+  } catch (error) {
+    return { ok: false, reason: (error as Error).message };
+  }
+}
+
+export function buildHarness(): string {
+  const source = readFileSync(SOURCE);
+  const hash = createHash("sha256").update(source).update(CFLAGS.join(" ")).digest("hex").slice(0, 16);
+  const dir = join(REPO_ROOT, "node_modules", ".cache", "hv-host-fpu", hash);
+  const binary = join(dir, "harness");
+  if (existsSync(binary)) return binary;
+  mkdirSync(dir, { recursive: true });
+  const temporary = `${binary}.${process.pid}.tmp`;
+  const gcc = spawnSync("gcc", [...CFLAGS, "-o", temporary, SOURCE], { encoding: "utf8" });
+  if (gcc.error) throw new HarnessError(`gcc not available (${gcc.error.message}); install gcc-multilib`);
+  if (gcc.status !== 0) throw new HarnessError(`gcc -m32 failed (is gcc-multilib installed?):\n${gcc.stderr.trim()}`);
+  renameSync(temporary, binary);
+  return binary;
+}
+
+function encode(cases: readonly FpuCase[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const c of cases) {
+    const head = Buffer.alloc(4);
+    head.writeUInt32LE(c.code.length, 0);
+    const tail = Buffer.alloc(4);
+    tail.writeUInt32LE(c.eflags >>> 0, 0);
+    parts.push(head, Buffer.from(c.code), Buffer.from(c.image), Buffer.from(c.data), tail);
+  }
+  return Buffer.concat(parts);
+}
+
+const RESULT_SIZE = 8 + IMAGE_SIZE + 8 + CASE_DATA_SIZE;
+
+function decode(buf: Buffer, count: number): FpuResult[] {
+  if (buf.length !== count * RESULT_SIZE) throw new HarnessError(`harness returned ${buf.length} bytes for ${count} cases`);
+  const out: FpuResult[] = [];
+  for (let k = 0; k < count; k++) {
+    const at = k * RESULT_SIZE;
+    out.push({
+      status: buf.readUInt32LE(at),
+      offset: buf.readUInt32LE(at + 4),
+      image: new Uint8Array(buf.subarray(at + 8, at + 8 + IMAGE_SIZE)),
+      eflags: buf.readUInt32LE(at + 8 + IMAGE_SIZE),
+      eax: buf.readUInt32LE(at + 12 + IMAGE_SIZE),
+      data: new Uint8Array(buf.subarray(at + 16 + IMAGE_SIZE, at + RESULT_SIZE)),
+    });
+  }
+  return out;
+}
+
+/** Run cases natively; resolves with one result per case. */
+export function runNative(harness: string, cases: readonly FpuCase[]): Promise<FpuResult[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(harness, [], { stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+    child.on("error", (e) => reject(new HarnessError(`cannot start the harness: ${e.message}`)));
+    child.on("close", (code, signal) => {
+      if (code !== 0) {
+        reject(new HarnessError(`harness exited with ${signal ?? code}: ${Buffer.concat(err).toString("utf8").trim()}`));
+        return;
+      }
+      try {
+        resolve(decode(Buffer.concat(out), cases.length));
+      } catch (e) {
+        reject(e);
+      }
+    });
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(encode(cases));
+  });
+}

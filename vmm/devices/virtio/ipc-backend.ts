@@ -1,0 +1,111 @@
+// A virtio-blk backend that is the block driver component, reached through its portal
+// (protocol: drivers/block/protocol.ts). At creation it ATTACHes: it delegates the pages of a
+// shared region to the driver, which reads and writes disk data straight into them. A buffer
+// that lies inside the region (for example when the region is all of guest RAM) costs one call
+// and no copy; any other buffer goes through the region in chunks.
+
+import { MemRights, SpaceKind, Status, crd, type Sys } from "../../../kernel/index.js";
+import { BlockOp, BlockReply, BlockFlags, BLOCK_SECTOR_SIZE, blockReplyName } from "../../../services/block-protocol.js";
+import { unpackBytes } from "../../../services/protocols.js";
+import { VirtioBlkStatus, type BlockBackend } from "./blk.js";
+
+const PAGE = 4096;
+
+/** ATTACH was refused: `status` is the driver's reply (BlockReply), `reason` its words. */
+export class BlockAttachError extends Error {
+  constructor(readonly status: number, readonly reason: string) {
+    super(`block driver refused the disk: ${blockReplyName(status)}${reason ? `: ${reason}` : ""}`);
+    this.name = "BlockAttachError";
+  }
+}
+
+export interface IpcBlockBackend extends BlockBackend {
+  /** Flush, close the image on the driver's side and unmap the shared region there. */
+  detach(): VirtioBlkStatus;
+}
+
+/**
+ * Attach to the block driver behind `portal`, sharing `shared` (a view of this PD's memory from
+ * page `sharedPage` on, e.g. from `sys.memory(sharedPage, pages)`). Throws BlockAttachError when
+ * the driver refuses (LOCKED: another writer has the image). Call from an EC of the PD `sys` is for.
+ */
+export function ipcBlockBackend(sys: Sys, portal: number, shared: Uint8Array, sharedPage: number): IpcBlockBackend {
+  const pages = shared.length / PAGE;
+  if (!Number.isInteger(pages) || pages < 1) throw new RangeError(`shared region of ${shared.length} bytes is not whole pages`);
+  const utcb = () => sys.utcb;
+  const u = utcb();
+  u.set(BlockOp.ATTACH, pages);
+  for (const [offset, order] of alignedRuns(sharedPage, pages)) {
+    u.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, sharedPage + offset, order, MemRights.R | MemRights.W), offset });
+  }
+  const called = sys.call(portal);
+  u.items.length = 0;
+  if (called !== Status.SUCCESS) throw new BlockAttachError(BlockReply.IOERR, `portal call failed: ${Status[called]}`);
+  const w = u.words;
+  if (w[0] !== BlockReply.OK) {
+    const reason = u.untyped >= 2 ? new TextDecoder().decode(unpackBytes(w, 2, Math.min(w[1], 4 * (u.untyped - 2)))) : "";
+    throw new BlockAttachError(w[0], reason);
+  }
+  const sectors = w[1] + w[2] * 2 ** 32;
+  const readOnly = (w[3] & BlockFlags.READ_ONLY) !== 0;
+  const chunk = Math.floor(shared.length / BLOCK_SECTOR_SIZE) * BLOCK_SECTOR_SIZE;
+
+  const call = (op: number, sector: number, count: number, offset: number): VirtioBlkStatus => {
+    const m = utcb();
+    const hi = Math.floor(sector / 2 ** 32);
+    m.set(op, sector - hi * 2 ** 32, hi, count, offset);
+    if (sys.call(portal) !== Status.SUCCESS) return VirtioBlkStatus.IOERR;
+    return statusOf(m.words[0]);
+  };
+  /** Byte offset of `buf` inside the shared region, or -1. */
+  const offsetOf = (buf: Uint8Array): number =>
+    buf.buffer === shared.buffer && buf.byteOffset >= shared.byteOffset && buf.byteOffset + buf.length <= shared.byteOffset + shared.length
+      ? buf.byteOffset - shared.byteOffset
+      : -1;
+  const move = (write: boolean, sector: number, buf: Uint8Array): VirtioBlkStatus => {
+    if (buf.length % BLOCK_SECTOR_SIZE !== 0 || !Number.isSafeInteger(sector) || sector < 0) return VirtioBlkStatus.IOERR;
+    const op = write ? BlockOp.WRITE : BlockOp.READ;
+    const inside = offsetOf(buf);
+    if (inside >= 0) return call(op, sector, buf.length / BLOCK_SECTOR_SIZE, inside);
+    for (let at = 0; at < buf.length; at += chunk) {
+      const n = Math.min(chunk, buf.length - at);
+      if (write) shared.set(buf.subarray(at, at + n));
+      const st = call(op, sector + at / BLOCK_SECTOR_SIZE, n / BLOCK_SECTOR_SIZE, 0);
+      if (st !== VirtioBlkStatus.OK) return st;
+      if (!write) buf.set(shared.subarray(0, n), at);
+    }
+    return VirtioBlkStatus.OK;
+  };
+
+  return {
+    sectors,
+    readOnly,
+    read: (sector, buf) => move(false, sector, buf),
+    write: (sector, buf) => move(true, sector, buf),
+    flush: () => {
+      utcb().set(BlockOp.FLUSH);
+      return sys.call(portal) === Status.SUCCESS ? statusOf(utcb().words[0]) : VirtioBlkStatus.IOERR;
+    },
+    detach: () => {
+      utcb().set(BlockOp.DETACH);
+      return sys.call(portal) === Status.SUCCESS ? statusOf(utcb().words[0]) : VirtioBlkStatus.IOERR;
+    },
+  };
+}
+
+function statusOf(reply: number): VirtioBlkStatus {
+  return reply === BlockReply.OK ? VirtioBlkStatus.OK : reply === BlockReply.UNSUPP ? VirtioBlkStatus.UNSUPP : VirtioBlkStatus.IOERR;
+}
+
+/** [offset, order] runs covering [0, pages), each aligned both at `base + offset` and at `offset`. */
+function alignedRuns(base: number, pages: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let done = 0;
+  while (done < pages) {
+    let order = 31 - Math.clz32(pages - done);
+    while (order > 0 && ((base + done) % 2 ** order !== 0 || done % 2 ** order !== 0)) order--;
+    out.push([done, order]);
+    done += 2 ** order;
+  }
+  return out;
+}
