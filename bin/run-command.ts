@@ -9,6 +9,9 @@ import { VmEnd } from "../services/protocols.js";
 import { runVm } from "../services/vm-runner.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
+import { MAX_DRIVES } from "../vmm/vmm.js";
+import type { DriveConfig } from "../drivers/block/component.js";
+import type { FormatName } from "../drivers/block/image.js";
 
 /** Parses sizes like 128M, 1G, 65536K or a byte count. */
 export function parseSize(value: string): number {
@@ -31,7 +34,28 @@ function readInput(path: string, what: string, limit: number): Uint8Array {
   return readFileSync(path);
 }
 
+/** Parses `file=PATH[,format=FMT][,readonly=on|off]` (QEMU's -drive spelling, the keys we support). */
+export function parseDrive(value: string, previous: DriveConfig[] = []): DriveConfig[] {
+  const drive: { path?: string; format?: FormatName; readOnly?: boolean } = {};
+  for (const part of value.split(",")) {
+    const eq = part.indexOf("=");
+    const key = eq < 0 ? part : part.slice(0, eq);
+    const v = eq < 0 ? "" : part.slice(eq + 1);
+    if (key === "file" && v) drive.path = v;
+    else if (key === "format") {
+      const f = v === "vhd" ? "vpc" : v;
+      if (!["raw", "qcow2", "vpc", "vmdk"].includes(f)) throw new InvalidArgumentError(`--drive format '${v}' is not one of raw, qcow2, vpc (vhd), vmdk`);
+      drive.format = f as FormatName;
+    } else if (key === "readonly" && ["on", "off"].includes(v)) drive.readOnly = v === "on";
+    else throw new InvalidArgumentError(`--drive: '${part}' is not understood (file=PATH[,format=FMT][,readonly=on|off])`);
+  }
+  if (!drive.path) throw new InvalidArgumentError("--drive needs file=PATH");
+  if (previous.length >= MAX_DRIVES) throw new InvalidArgumentError(`at most ${MAX_DRIVES} drives`);
+  return [...previous, { path: drive.path, format: drive.format, readOnly: drive.readOnly }];
+}
+
 interface RunOpts {
+  drive: DriveConfig[];
   kernel?: string;
   initrd?: string;
   append?: string;
@@ -62,6 +86,7 @@ export function registerRunCommand(program: Command): void {
     .option("--bios <file>", "firmware or test ROM, mapped below 4 GiB and at 0xE0000; the CPU starts at the reset vector")
     .option("--debugcon <where>", "port 0xe9 output: stdio or file:PATH")
     .option("--debug-exit", "isa-debug-exit at port 0xf4: a write of v ends hv with status (v << 1) | 1", false)
+    .option("--drive <spec>", "a disk as virtio-blk (/dev/vda, vdb, ...): file=PATH[,format=raw|qcow2|vpc|vmdk][,readonly=on]; repeatable", parseDrive, [])
     .option("--apic", "give the VM a local APIC and an I/O APIC (default: 8259 PIC only)", false)
     .option("--trace <file>", "write a Chrome trace of the run (kernel IPC, VM exits by reason)")
     .option("--pace", "hold virtual time back to wall time (default on a terminal)")
@@ -114,6 +139,7 @@ async function run(opts: RunOpts): Promise<number> {
       bios,
       console,
       engine: createX86Engine,
+      drives: opts.drive,
       debugExitPort: opts.debugExit ? 0xf4 : null,
       debugcon: debugcon !== null,
       apic: opts.apic,

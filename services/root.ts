@@ -6,12 +6,15 @@
 import { Kernel, KernelMemoryCost, Sel, Status, SpaceKind, crd, MemRights, PdRights, PtRights, SmRights, type Sys, type Utcb } from "../kernel/index.js";
 import { consoleInput, consoleOutput, ConsoleSel, type ConsoleHost } from "../drivers/console/console.js";
 import { vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
+import type { BlockDriver } from "../drivers/block/component.js";
 import { memoryManager } from "./memory-manager.js";
 import { ParentOp, VmEnd } from "./protocols.js";
 
 export interface VmDescription extends VmmConfig {
   name: string;
   console: ConsoleHost;
+  /** Serves the VM's drives (client id = drive index); required when `drives` is not empty. */
+  blockDriver?: BlockDriver;
   /** GSI the host raises when console input arrives. */
   consoleGsi?: number;
 }
@@ -30,12 +33,13 @@ const CON_PD = 20, CON_OUT_EC = 21, CON_OUT_PT = 22, CON_IN_EC = 23, CON_IN_SC =
 const VM_PD = 30, VMM_PD = 31, VMM_EC = 32, VMM_SC = 33;
 const PARENT_EC = 40, PARENT_PT = 41;
 const RECEIVED_INPUT_PT = 48;
+const BLK_PD = 50, BLK_EC = 200, BLK_PT = 216; // above the GSI semaphores (Sel.GSI_BASE + gsi)
 
 export const CONSOLE_GSI = 4;
 
 /** Kernel memory quota the root task needs to boot a VM over `frames` frames (three spaces hold them all). */
-export function rootQuotaFor(frames: number): number {
-  return 4 * (frames * KernelMemoryCost.MAPPING + (4 << 20)) + 0x10000 * KernelMemoryCost.MAPPING + (16 << 20);
+export function rootQuotaFor(frames: number, drives = 0): number {
+  return (4 + drives) * (frames * KernelMemoryCost.MAPPING + (4 << 20)) + 0x10000 * KernelMemoryCost.MAPPING + (16 << 20);
 }
 
 /** Kernel memory frames needed for a VM of `memoryBytes` with ROMs of `romBytes`. */
@@ -82,6 +86,18 @@ export function rootTask(kernel: Kernel, vm: VmDescription, outcome: VmOutcome) 
     must(sys.delegate(VMM_PD, crd(SpaceKind.OBJECT, PARENT_PT, 0, PtRights.CALL), VmmSel.PARENT), "give the VMM its parent");
     must(sys.delegate(VMM_PD, crd(SpaceKind.OBJECT, MM_PT_VMM, 0, PtRights.CALL), VmmSel.MEMORY), "give the VMM its memory");
     must(sys.delegate(VMM_PD, crd(SpaceKind.OBJECT, CON_OUT_PT, 0, PtRights.CALL), VmmSel.CONSOLE), "give the VMM the console");
+    // Block driver: one portal per drive (its id names the drive); the VMM shares guest RAM at attach.
+    const drives = vm.drives?.length ?? 0;
+    if (drives > 0) {
+      if (!vm.blockDriver) throw new Error("root: drives without a block driver");
+      must(sys.createPd(BLK_PD, drives * spaceQuota, { name: "block" }), "create the block driver PD");
+      for (let i = 0; i < drives; i++) {
+        must(sys.createLocalEc(BLK_EC + i, BLK_PD, vm.blockDriver.entry(i)), "create a block driver EC");
+        must(sys.createPt(BLK_PT + i, BLK_EC + i), "create a block portal");
+        must(sys.setPortalId(BLK_PT + i, i), "name a block portal");
+        must(sys.delegate(VMM_PD, crd(SpaceKind.OBJECT, BLK_PT + i, 0, PtRights.CALL), VmmSel.BLOCK_BASE + i), "give the VMM a drive");
+      }
+    }
     must(sys.createGlobalEc(VMM_EC, VMM_PD, vmmComponent(vm)), "create the VMM");
     must(sys.createSc(VMM_SC, VMM_EC, 30, 1_000_000), "schedule the VMM");
   };

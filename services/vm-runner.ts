@@ -6,6 +6,8 @@
 import { Kernel, type HostTimeSource, type TraceSink, type VcpuEngineFactory } from "../kernel/index.js";
 import { loadBios, loadKernel, type BootPlan } from "../vmm/boot/index.js";
 import type { ConsoleHost } from "../drivers/console/console.js";
+import { BlockDriver, type DriveConfig } from "../drivers/block/component.js";
+import { MAX_DRIVES } from "../vmm/vmm.js";
 import { CONSOLE_GSI, framesNeeded, rootQuotaFor, rootTask, type VmOutcome } from "./root.js";
 
 export interface VmRunOptions {
@@ -30,6 +32,8 @@ export interface VmRunOptions {
   maxVirtualNs?: number;
   /** Virtual time per guest instruction. */
   nsPerInstruction?: number;
+  /** Disk images, in order: /dev/vda, /dev/vdb, ... (virtio-blk through the block driver component). */
+  drives?: ReadonlyArray<DriveConfig>;
   /** Called once the kernel exists (to raise the console GSI from host events, for instance). */
   onStart?: (kernel: Kernel, raiseInput: () => void) => void;
   /** Polled between slices: stop when it returns true (Ctrl-A x). */
@@ -53,6 +57,19 @@ const SLICE_NS = 10_000_000;
 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const plan = bootPlanFor(o);
+  const drives = o.drives ?? [];
+  if (drives.length > MAX_DRIVES) throw new RangeError(`at most ${MAX_DRIVES} drives`);
+  const ramPages = Math.ceil(o.memoryBytes / 4096);
+  const windowOrder = Math.max(4, Math.ceil(Math.log2(ramPages)));
+  const blockDriver = drives.length > 0 ? new BlockDriver(new Map(drives.map((d, i) => [i, d])), { windowOrder }) : undefined;
+  try {
+    return await boot(o, plan, blockDriver);
+  } finally {
+    blockDriver?.close();
+  }
+}
+
+async function boot(o: VmRunOptions, plan: BootPlan, blockDriver: BlockDriver | undefined): Promise<VmRunResult> {
   const romBytes = plan.roms.reduce((n, r) => n + r.bytes.length, 0);
   const frames = framesNeeded(o.memoryBytes, romBytes);
   const kernel = new Kernel({
@@ -61,10 +78,11 @@ export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
     trace: o.trace ?? null,
     nsPerInstruction: o.nsPerInstruction ?? 1,
     ioPorts: 0x10000,
-    rootQuota: rootQuotaFor(frames),
+    rootQuota: rootQuotaFor(frames, o.drives?.length ?? 0),
   });
   const outcome: VmOutcome = { ended: false, status: 0, why: 0, message: "" };
-  kernel.boot(rootTask(kernel, { name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console: o.console, debugExitPort: o.debugExitPort, debugcon: o.debugcon, apic: o.apic }, outcome));
+  const drives = (o.drives ?? []).map((d) => ({ readOnly: d.readOnly }));
+  kernel.boot(rootTask(kernel, { name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console: o.console, debugExitPort: o.debugExitPort, debugcon: o.debugcon, apic: o.apic, drives, blockDriver }, outcome));
   let inputPending = false;
   const raiseInput = () => {
     inputPending = true;

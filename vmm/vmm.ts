@@ -21,6 +21,7 @@ import type { BootPlan } from "./boot/index.js";
 import { PcPlatform } from "./devices/platform.js";
 import type { AccessSize } from "./devices/bus.js";
 import { KernelDeviceClock } from "./device-clock.js";
+import { BlockAttachError, FlatGuestRam, VirtioBlk, VirtioPciDevice, installVirtioPci, ipcBlockBackend } from "./devices/virtio/index.js";
 import { ConsoleChannel, MemoryOp, ParentOp, VmEnd, packBytes, unpackBytes } from "../services/protocols.js";
 
 /** Selectors the root task fills in the VMM's object space. */
@@ -29,7 +30,15 @@ export const VmmSel = {
   PARENT: 2,
   MEMORY: 3,
   CONSOLE: 4,
+  /** Block driver portal of drive i at BLOCK_BASE + i. */
+  BLOCK_BASE: 8,
 } as const;
+
+/** Where drive i appears: PCI slot, ISA IRQ (one each: ISA lines are not wired-OR), BARs. */
+export function drivePlacement(i: number) {
+  return { slot: 4 + i, irq: [11, 10, 9, 5][i], memBase: 0xfebf0000 - 0x4000 * i, ioBase: 0xc000 + 0x100 * i };
+}
+export const MAX_DRIVES = 4;
 
 /** Selectors the VMM uses for what it creates itself. */
 const EXIT_EC = 32;
@@ -56,6 +65,8 @@ export interface VmmConfig {
   /** Forward port 0xe9 output to the console driver's DEBUGCON channel. */
   debugcon?: boolean;
   vcpuPriority?: number;
+  /** virtio-blk disks, each served by the block driver through portal BLOCK_BASE + i. */
+  drives?: ReadonlyArray<{ readOnly?: boolean; serial?: string }>;
 }
 
 const IF = 0x200;
@@ -118,7 +129,8 @@ class Vmm {
   *main(): Generator<import("../kernel/index.js").Wait, void, Status> {
     const sys = this.sys;
     must(sys.createSm(TIMER_SM, 0), "create the timer semaphore");
-    this.setUpMemory();
+    const ramView = this.setUpMemory();
+    this.attachDrives(ramView);
     must(sys.createLocalEc(EXIT_EC, 0, () => (utcb, reason) => this.onExit(utcb, reason)), "create the exit handler");
     for (let r = 0; r < EXIT_REASON_COUNT; r++) {
       const mtd = EXIT_MTD[r as ExitReason];
@@ -147,8 +159,8 @@ class Vmm {
     }
   }
 
-  /** Get RAM (and ROM) frames from the memory manager, map them into the VM, and apply the boot plan. */
-  private setUpMemory(): void {
+  /** Get RAM (and ROM) frames from the memory manager, map them into the VM, and apply the boot plan. Returns the RAM view. */
+  private setUpMemory(): Uint8Array {
     const sys = this.sys;
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
     const roms = this.config.plan.roms.map((r) => ({ ...r, pages: Math.ceil(r.bytes.length / 4096) }));
@@ -172,6 +184,28 @@ class Vmm {
       mapRange(sys, page, Math.floor(rom.gpa / 4096), rom.pages, MemRights.R | MemRights.X);
       page += rom.pages;
     }
+    return ram;
+  }
+
+  /** One virtio-blk per drive, backed by the block driver, which sees guest RAM directly (no copies). */
+  private attachDrives(ram: Uint8Array): void {
+    const drives = this.config.drives ?? [];
+    if (drives.length > MAX_DRIVES) throw new Error(`at most ${MAX_DRIVES} drives`);
+    const guestRam = new FlatGuestRam(ram);
+    drives.forEach((d, i) => {
+      let backend;
+      try {
+        backend = ipcBlockBackend(this.sys, VmmSel.BLOCK_BASE + i, ram, RAM_WINDOW.base);
+      } catch (error) {
+        if (error instanceof BlockAttachError) {
+          this.end(1, VmEnd.ERROR, `block driver refused drive ${i}: ${error.message}`);
+          return;
+        }
+        throw error;
+      }
+      const device = new VirtioPciDevice(new VirtioBlk(backend, { name: `virtio-blk${i}`, serial: d.serial ?? `hv-disk${i}` }), guestRam);
+      installVirtioPci(this.platform, device, drivePlacement(i));
+    });
   }
 
   /** A byte view of `pages` of the VMM's own memory: frames are contiguous when they came in one piece. */
