@@ -88,7 +88,7 @@ export function registerRunCommand(program: Command): void {
     .option("--debug-exit", "isa-debug-exit at port 0xf4: a write of v ends hv with status (v << 1) | 1", false)
     .option("--drive <spec>", "a disk as virtio-blk (/dev/vda, vdb, ...): file=PATH[,format=raw|qcow2|vpc|vmdk][,readonly=on]; repeatable", parseDrive, [])
     .option("--apic", "give the VM a local APIC and an I/O APIC (default: 8259 PIC only)", false)
-    .option("--trace <file>", "write a Chrome trace of the run (kernel IPC, VM exits by reason)")
+    .option("--trace <file>", "write a Chrome trace of the run in host time (kernel IPC, VM exits by reason, device time in exit handlers)")
     .option("--pace", "hold virtual time back to wall time (default on a terminal)")
     .option("--no-pace", "run virtual time as fast as the host can")
     .option("--timeout <seconds>", "stop after this much virtual time", (v) => {
@@ -125,7 +125,8 @@ async function run(opts: RunOpts): Promise<number> {
   const bios = opts.bios ? readInput(opts.bios, "BIOS image", 16 * 1024 * 1024) : undefined;
 
   let quit = false;
-  const trace = opts.trace ? new ChromeTrace() : null;
+  // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
+  const trace = opts.trace ? new ChromeTrace({ hostClock: () => performance.now() * 1e6 }) : null;
   const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true) });
   let raise = () => {};
   const pace = opts.pace ?? process.stdin.isTTY === true;

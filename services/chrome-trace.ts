@@ -1,5 +1,7 @@
 // A kernel trace sink that records Chrome trace events (open the file in Perfetto or chrome://tracing).
-// Time is virtual: 1 trace µs = 1,000 virtual ns. Each PD is a thread track of one process.
+// Time is virtual by default (1 trace µs = 1,000 virtual ns); with a host clock the spans show
+// where host time goes instead (IPC, and device models inside VM-exit handlers). Each PD is a thread
+// track of one process.
 
 import { writeFileSync } from "node:fs";
 import { ExitReason, type TraceSink } from "../kernel/index.js";
@@ -22,7 +24,13 @@ export class ChromeTrace implements TraceSink {
   /** Events beyond this many are dropped (counted), so a long run cannot exhaust memory. */
   dropped = 0;
 
-  constructor(private readonly limit = 2_000_000) {}
+  private readonly hostClock: (() => number) | null;
+  private readonly limit: number;
+
+  constructor(options: { limit?: number; hostClock?: () => number } = {}) {
+    this.limit = options.limit ?? 2_000_000;
+    this.hostClock = options.hostClock ?? null;
+  }
 
   schedule(t: number, pd: string, ec: string): void {
     this.push({ name: `run ${ec}`, ph: "i", s: "t", ts: t / 1000, pid: 1, tid: this.tid(pd) });
@@ -73,6 +81,7 @@ export class ChromeTrace implements TraceSink {
   }
 
   private push(e: TraceEvent): void {
+    if (this.hostClock) e.ts = this.hostClock() / 1000;
     if (this.events.length >= this.limit) this.dropped++;
     else this.events.push(e);
   }
