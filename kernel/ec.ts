@@ -8,7 +8,7 @@ import type { Sc } from "./sc.js";
 import type { Status } from "./status.js";
 import type { Sys } from "./sys.js";
 import { Utcb } from "./utcb.js";
-import type { VcpuEngine, VcpuExitHandler } from "./vcpu.js";
+import type { VcpuEngine, VcpuExitHandler, VcpuState } from "./vcpu.js";
 import type { ReplyToken } from "./portal.js";
 
 export enum EcKind {
@@ -72,6 +72,9 @@ export class Ec extends KernelObject {
   exitHandler: VcpuExitHandler | null = null;
   started = false;
   recall = false;
+  /** vCPUs: virtual time the guest's TSC has been brought up to (it runs on virtual time). */
+  tscSyncedNs = 0;
+  tscScratch: VcpuState | null = null;
   /** What it is blocked on, so the kernel can take it off that queue on timeout or destruction. */
   waitingOn: { cancel(ec: Ec): void } | null = null;
   /** Absolute virtual time at which its wait times out (Infinity: never). */

@@ -98,15 +98,20 @@ export class ScriptedEngine implements VcpuEngine {
     return ExitReason.HLT;
   }
 
+  /** The TSC as the kernel set it (this engine does not tick it per instruction). */
+  tsc = 0n;
+
   saveState(mtd: number, to: VcpuState): void {
     this.saved.push(mtd);
     copyGroups(mtd, this.regs, to, this.exit);
+    if (mtd & Mtd.TSC) to.tsc = this.tsc + BigInt(this.retired);
     to.mtd = mtd;
   }
 
   loadState(mtd: number, from: VcpuState): void {
     this.loaded.push(mtd);
     copyGroups(mtd & ~Mtd.QUAL, from, this.regs, null);
+    if (mtd & Mtd.TSC) this.tsc = from.tsc - BigInt(this.retired);
   }
 }
 

@@ -53,8 +53,10 @@ describe("VM exits", () => {
       { [ExitReason.STARTUP]: Mtd.EIP_LEN | Mtd.GPR_ACDB, [ExitReason.PIO]: Mtd.GPR_ACDB | Mtd.QUAL, [ExitReason.HLT]: Mtd.EIP_LEN },
     );
     expect(k.run()).toBe("idle");
-    expect(engine.saved).toEqual([Mtd.EIP_LEN | Mtd.GPR_ACDB, Mtd.GPR_ACDB, Mtd.EIP_LEN]);
-    expect(engine.loaded).toEqual([Mtd.EIP_LEN | Mtd.GPR_ACDB, Mtd.GPR_ACDB]); // the HLT reply is still pending
+    // (Transfers of the TSC alone are the kernel keeping the guest's TSC on virtual time.)
+    const exits = (mtds: number[]) => mtds.filter((m) => m !== Mtd.TSC);
+    expect(exits(engine.saved)).toEqual([Mtd.EIP_LEN | Mtd.GPR_ACDB, Mtd.GPR_ACDB, Mtd.EIP_LEN]);
+    expect(exits(engine.loaded)).toEqual([Mtd.EIP_LEN | Mtd.GPR_ACDB, Mtd.GPR_ACDB]); // the HLT reply is still pending
     expect(seen).toEqual([{ eax: 0xaaaa_0000, eip: 0, port: 0x71 }]);
     expect(engine.inputs).toEqual([0x5a]);
     expect(engine.regs.eax).toBe(0xaaaa_005a);
@@ -118,6 +120,30 @@ describe("VM exits", () => {
     k.run();
     // The recall ends the run after the instruction that made the exit, before the next one.
     expect(order).toEqual(["out 1", "recall", "out 2", "hlt"]);
+  });
+
+  it("the TSC runs on virtual time: time spent halted is added before the vCPU runs on", () => {
+    let token: ReplyToken | null = null;
+    const { k, engine } = vm(
+      [{ op: "spin", instructions: 500 }, { op: "exit", reason: ExitReason.HLT }, { op: "spin", instructions: 10 }, { op: "exit", reason: ExitReason.HLT }],
+      {
+        [ExitReason.STARTUP]: () => {},
+        [ExitReason.HLT]: (_u, vmm) => {
+          token = vmm.deferReply();
+        },
+      },
+      {},
+    );
+    k.boot(function* (sys) {
+      yield sys.wait.sleep(1_000_000);
+      sys.utcb.vcpu = null;
+      sys.reply(token!);
+    }, 10);
+    k.run();
+    // The scripted engine counts TSC loads: after the wake-up, the kernel moved it forward by the halt.
+    const tscLoads = engine.loaded.filter((m) => m === Mtd.TSC).length;
+    expect(tscLoads).toBeGreaterThan(0);
+    expect(engine.tsc).toBeGreaterThanOrEqual(1_000_000n);
   });
 
   it("guest time is retired instructions times the configured ns; budgets bound each run", () => {

@@ -17,6 +17,7 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
   const engine = ec.engine!;
   if (!ec.started) {
     ec.started = true;
+    ec.tscSyncedNs = k.clock.now;
     if (!vmExit(k, ec, ExitReason.STARTUP)) return;
   }
   while (ec.state === EcState.READY && sc.left > 0) {
@@ -27,6 +28,7 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
     }
     const horizon = Math.min(sc.left, Math.min(k.clock.next(), until) - k.clock.now);
     const budget = Math.max(1, Math.floor(horizon / k.nsPerInstruction));
+    syncTsc(k, ec);
     const startRetired = engine.retired;
     k.vcpuRun = { ec, startNs: k.clock.now, startRetired };
     let reason: ExitReason;
@@ -41,6 +43,7 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
     const retired = engine.retired - startRetired;
     // A halted engine may retire nothing; charge the budget's time so virtual time still moves.
     k.consume((retired > 0 || reason !== ExitReason.BUDGET ? retired : budget) * k.nsPerInstruction);
+    ec.tscSyncedNs += retired * k.nsPerInstruction;
     if (reason === ExitReason.BUDGET) {
       if (k.clock.next() <= k.clock.now || k.clock.now >= until || k.runq.hasAbove(sc.priority)) return;
       continue;
@@ -48,6 +51,21 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
     if (!vmExit(k, ec, reason)) return;
     if (k.runq.hasAbove(sc.priority)) return;
   }
+}
+
+/**
+ * The TSC ticks once per instruction time of virtual time, like a constant-rate TSC: time that
+ * passed while the vCPU did not execute (halted, in exits, preempted) is added before it runs on,
+ * so guest clocks built on the TSC agree with the timers that the VMM's devices run on.
+ */
+function syncTsc(k: Kernel, ec: Ec): void {
+  const ticks = Math.floor((k.clock.now - ec.tscSyncedNs) / k.nsPerInstruction);
+  if (ticks <= 0) return;
+  const s = (ec.tscScratch ??= new VcpuState());
+  ec.engine!.saveState(Mtd.TSC, s);
+  s.tsc += BigInt(ticks);
+  ec.engine!.loadState(Mtd.TSC, s);
+  ec.tscSyncedNs += ticks * k.nsPerInstruction;
 }
 
 /**
