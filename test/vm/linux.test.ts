@@ -1,0 +1,91 @@
+// The reference guest: Debian's i686 kernel and a busybox initramfs boot on the whole stack to a
+// shell on the serial line; commands typed there run, and `poweroff` ends the VM with status 0.
+// The guest is fetched from Debian's archive on first use (cached), so this needs apt-get.
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { MemoryConsole } from "../../drivers/console/host.js";
+import { ensureDefaultGuest } from "../../services/guest/index.js";
+import { VmEnd } from "../../services/protocols.js";
+import { runVm } from "../../services/vm-runner.js";
+import { createX86Engine } from "../../vmm/x86/index.js";
+
+function hasAptGet(): boolean {
+  try {
+    execFileSync("apt-get", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const canFetch = hasAptGet() && process.env.HV_SKIP_LINUX !== "1";
+if (!canFetch) console.warn("test/vm/linux: no apt-get (or HV_SKIP_LINUX=1): the Linux boot test is skipped");
+
+/** A script of (wait for this text, then type that) steps over the serial console. */
+class Conversation {
+  private step = 0;
+  readonly reached: string[] = [];
+  constructor(
+    private readonly con: MemoryConsole,
+    private readonly steps: ReadonlyArray<{ expect: RegExp; type: string }>,
+    private readonly raise: () => void,
+  ) {}
+
+  /** Called on output: when the next awaited text appeared after the last step's mark, type. */
+  poll(): void {
+    while (this.step < this.steps.length) {
+      const s = this.steps[this.step];
+      const text = this.con.text;
+      const from = this.marks[this.step] ?? 0;
+      if (!s.expect.test(text.slice(from))) return;
+      this.reached.push(s.expect.source);
+      this.marks[this.step + 1] = text.length;
+      this.con.type(s.type);
+      this.raise();
+      this.step++;
+    }
+  }
+
+  private readonly marks: number[] = [0];
+}
+
+describe.skipIf(!canFetch)("the reference Linux guest", () => {
+  it("boots to a busybox shell, runs commands typed on the serial line, and powers off", async () => {
+    const guest = await ensureDefaultGuest({ quiet: true });
+    const con = new MemoryConsole();
+    let conversation: Conversation | null = null;
+    const result = await runVm({
+      memoryBytes: 128 << 20,
+      kernelImage: new Uint8Array(readFileSync(guest.kernel)),
+      initrd: new Uint8Array(readFileSync(guest.initrd)),
+      append: guest.append,
+      console: con,
+      engine: createX86Engine,
+      maxVirtualNs: 120e9,
+      onStart: (_k, raise) => {
+        conversation = new Conversation(
+          con,
+          [
+            { expect: /hv-init: ready[\s\S]*# /, type: "echo hi; uname -a; cat /proc/cpuinfo; echo done-$((6*7))\n" },
+            { expect: /done-42/, type: "poweroff\n" },
+          ],
+          raise,
+        );
+        con.onOutput = () => conversation!.poll();
+      },
+    });
+    const text = con.text;
+    if (result.why !== VmEnd.HALTED) console.error(text.slice(-3000));
+    expect(result.stop).toBe("ended");
+    expect(result.why).toBe(VmEnd.HALTED);
+    expect(result.status).toBe(0);
+    expect(text).toMatch(/^hi\r?$/m);
+    expect(text).toMatch(/Linux \S+ 6\.1\.0-\d+-686 #1 SMP .* i686 GNU\/Linux/);
+    expect(text).toMatch(/vendor_id\s*: GenuineIntel/);
+    expect(text).toMatch(/cpu family\s*: 6/);
+    expect(text).toMatch(/fpu\s*: yes/);
+    expect(text).toMatch(/flags\s*:.*\bcmov\b/);
+    expect(text).toMatch(/reboot: (System halted|Power down)/);
+  }, 60 * 60 * 1000);
+});
