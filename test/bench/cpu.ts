@@ -2,8 +2,9 @@
 // 32-bit protected mode with paging on, assembled with nasm at bench time. Prints a table and
 // last the line `cpu_mips=<n>` (instructions per second / 1e6 over the non-REP workloads).
 
+import { benchmarkFpu } from "../../vmm/x86/fpu/bench.js";
 import { ExitReason } from "../../kernel/vcpu.js";
-import { CODE, Machine } from "../../vmm/x86/testing.js";
+import { Machine } from "../../vmm/x86/testing.js";
 
 const PD = 0x100000;
 
@@ -151,6 +152,8 @@ export function main(): void {
   console.log(`${"workload".padEnd(32)} ${"instrs".padStart(11)} ${"seconds".padStart(8)} ${"MIPS".padStart(8)}`);
   for (const r of rows) console.log(r);
   console.log("(rep movsd counts each iteration as one instruction; cpu_mips excludes it)");
+  // The x87 unit on a fixed workload (degree-16 Horner evaluation through its execute path).
+  console.log(`fpu_mflops=${benchmarkFpu().toFixed(2)}`);
   console.log(`cpu_mips=${(totalInstructions / totalSeconds / 1e6).toFixed(1)}`);
 }
 

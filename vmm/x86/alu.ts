@@ -70,8 +70,8 @@ export function shift(c: Cpu, op: number, a: number, count: number, bit: number)
   const mask = maskOf(bit);
   a &= mask;
   let r: number, cf: number, of: number;
-  materialize(c);
-  const flags = c.flags;
+  // Shifts rewrite all six arithmetic flags (AF is undefined: 0), so only rotates need the old ones.
+  const flags = op < 4 ? materialize(c) : c.flags;
   switch (op) {
     case 0: { // ROL
       const n = count % w;
@@ -120,21 +120,21 @@ export function shift(c: Cpu, op: number, a: number, count: number, bit: number)
       r = count < 32 ? (a << count) & mask : 0;
       cf = count <= w ? (a >>> (w - count)) & 1 : 0;
       of = ((r >>> bit) & 1) ^ cf;
-      setArith(c, szp(r, bit) | cf | (of ? OF : 0) | (flags & AF));
+      setArith(c, szp(r, bit) | cf | (of ? OF : 0));
       return r;
     }
     case 5: { // SHR
       r = count >= w ? 0 : a >>> count;
       cf = count > w ? 0 : (a >>> (count - 1)) & 1;
       of = (a >>> bit) & 1;
-      setArith(c, szp(r, bit) | cf | (of ? OF : 0) | (flags & AF));
+      setArith(c, szp(r, bit) | cf | (of ? OF : 0));
       return r;
     }
     default: { // SAR
       const s = (a << (31 - bit)) >> (31 - bit);
       r = (s >> Math.min(count, 31)) & mask;
       cf = (s >> Math.min(count - 1, 31)) & 1;
-      setArith(c, szp(r, bit) | cf | (flags & AF));
+      setArith(c, szp(r, bit) | cf);
       return r;
     }
   }

@@ -27,8 +27,6 @@ export const SEG_LDTR = 6, SEG_TR = 7;
 
 const LINEAR_PAGES = 1 << 20;
 export const TLB_LIST_MAX = 8192;
-/** Decoded-instruction cache slots (direct mapped by physical address); one more for uncached decodes. */
-export const DECODE_SLOTS = 1 << 16;
 
 export class Cpu implements LazyFlags {
   // General registers: r[0..7] = EAX ECX EDX EBX ESP EBP ESI EDI, r[8] is always 0 (no base/index).
@@ -155,13 +153,19 @@ export class Cpu implements LazyFlags {
   /** Why the last run ended with INVALID_STATE for a guest reason (e.g. executing MMIO). */
   invalidReason = "";
 
+  /** Physical pages holding cached code: guest writes to them take the slow path. */
+  readonly codePage = new Uint8Array(1 << 20);
+  /** Advances whenever cached code may be stale (see blocks.ts). */
+  codeEpoch = 0;
+
   constructor(
     readonly memory: GuestMemory,
     state: VcpuState,
     emptySlot: Handler,
+    decodeSlots: number,
   ) {
     this.state = state;
-    this.dec = new Decoded<Cpu>(DECODE_SLOTS + 1, emptySlot);
+    this.dec = new Decoded<Cpu>(decodeSlots, emptySlot);
   }
 
   /** Raise guest exception `vector` (never returns). */

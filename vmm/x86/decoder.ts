@@ -21,10 +21,6 @@ export const SEG_ES = 0, SEG_CS = 1, SEG_SS = 2, SEG_DS = 3, SEG_FS = 4, SEG_GS 
 
 /** Decoded instructions, structure of arrays; slot = index. */
 export class Decoded<C> {
-  /** Physical address the slot was decoded from, -1 when empty. */
-  readonly tag: Int32Array;
-  /** Decode mode: 1 = 32-bit default operand/address size. */
-  readonly mode: Uint8Array;
   readonly len: Uint8Array;
   readonly opc: Uint16Array;
   readonly pfx: Uint8Array;
@@ -43,14 +39,10 @@ export class Decoded<C> {
   readonly disp: Int32Array;
   readonly imm: Int32Array;
   readonly imm2: Int32Array;
-  /** The instruction bytes packed little-endian, zero beyond `len` (cache validation). */
-  readonly words: Int32Array;
   readonly fn: SlotHandler<C>[];
   readonly entry: (OpcodeEntry | null)[];
 
   constructor(readonly size: number, empty: SlotHandler<C>) {
-    this.tag = new Int32Array(size).fill(-1);
-    this.mode = new Uint8Array(size);
     this.len = new Uint8Array(size);
     this.opc = new Uint16Array(size);
     this.pfx = new Uint8Array(size);
@@ -66,7 +58,6 @@ export class Decoded<C> {
     this.disp = new Int32Array(size);
     this.imm = new Int32Array(size);
     this.imm2 = new Int32Array(size);
-    this.words = new Int32Array(size * 4);
     this.fn = new Array<SlotHandler<C>>(size).fill(empty);
     this.entry = new Array<OpcodeEntry | null>(size).fill(null);
   }

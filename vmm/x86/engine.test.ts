@@ -160,6 +160,22 @@ describe("engine", () => {
     expect(m.run()).toBe(ExitReason.EXCEPTION);
     expect(m.regs.qual.address).toBe(7);
   });
+
+  it("hands ESC opcodes to an attached FPU, which CPUID then reports", () => {
+    const m = new Machine();
+    m.flat(0);
+    const seen: number[] = [];
+    m.engine.attachFpu({
+      execute: (c, i) => void seen.push(c.dec.opc[i], c.dec.modrm[i]),
+      wait: () => void seen.push(0x9b),
+      save: () => new Uint8Array(512),
+      load: () => {},
+    });
+    m.code32("fninit\nfwait\nmov eax, 1\ncpuid\nhlt");
+    expect(m.run()).toBe(ExitReason.HLT);
+    expect(seen).toEqual([0xdb, 0xe3, 0x9b]);
+    expect(m.regs.edx & 1).toBe(1);
+  });
 });
 
 describe("opcode table and disassembler", () => {

@@ -5,35 +5,22 @@ import type { GuestMemory } from "../../kernel/guest-memory.js";
 import {
   ExitReason, InjectionType, Mtd, type SegmentState, VcpuEngine, type VcpuExitHandler, VcpuState,
 } from "../../kernel/vcpu.js";
-import { Cpu, DECODE_SLOTS, FAULT, SEG_LDTR, SEG_TR, STOP } from "./cpu.js";
-import { type ByteSource, decodeInto, SEG_CS, SEG_SS } from "./decoder.js";
+import { BlockCache, CodeSource, MAX_INSTRUCTIONS, PAGE_TAIL, SCRATCH_SLOT, SLOT_COUNT } from "./blocks.js";
+import { Cpu, FAULT, SEG_LDTR, SEG_TR, STOP } from "./cpu.js";
+import { decodeInto, SEG_CS, SEG_SS } from "./decoder.js";
 import { setFlags } from "./far.js";
 import { IF, materialize, TF } from "./flags.js";
+import type { Fpu } from "./fpu.js";
 import { CPU_HANDLERS, invalidOpcode } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
-import { flushTlb, readSlow, setFetchPage } from "./mmu.js";
+import { flushTlb, setFetchPage } from "./mmu.js";
 import { refreshAllAccess, setCpl, setSegment } from "./segments.js";
 
-const SLOT_MASK = DECODE_SLOTS - 1;
-const SCRATCH = DECODE_SLOTS;
-
-/** Reads instruction bytes at CS:EIP+k for the decoder, with the CS limit check. */
-class CodeFetcher implements ByteSource {
-  lin = 0;
-  eip = 0;
-  constructor(private readonly c: Cpu) {}
-  byteAt(k: number): number {
-    const c = this.c;
-    if (((this.eip + k) >>> 0) > c.limit[SEG_CS]) c.fault(13, 0);
-    const l = (this.lin + k) | 0;
-    if (l >>> 12 === c.fetchPage) return c.bytes[c.fetchStore][c.fetchOff + (l & 0xfff)];
-    return readSlow(c, l, 1, c.cpl === 3);
-  }
-}
 
 export class X86Engine implements VcpuEngine {
   readonly cpu: Cpu;
-  private readonly fetcher: CodeFetcher;
+  private readonly blocks = new BlockCache();
+  private readonly source: CodeSource;
   private readonly state = new VcpuState();
   /** Pending injection and window request (the INJ group). */
   private readonly inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
@@ -41,8 +28,8 @@ export class X86Engine implements VcpuEngine {
   private stepAt = 0;
 
   constructor(memory: GuestMemory) {
-    this.cpu = new Cpu(memory, this.state, invalidOpcode);
-    this.fetcher = new CodeFetcher(this.cpu);
+    this.cpu = new Cpu(memory, this.state, invalidOpcode, SLOT_COUNT);
+    this.source = new CodeSource(this.cpu);
     const c = this.cpu;
     memory.onInvalidate(() => flushTlb(c, true));
     this.reset();
@@ -73,6 +60,11 @@ export class X86Engine implements VcpuEngine {
     flushTlb(c, true);
   }
 
+  /** Plug in the x87 unit: ESC opcodes and WAIT go to it, CPUID reports the FPU. */
+  attachFpu(fpu: Fpu | null): void {
+    this.cpu.fpu = fpu;
+  }
+
   get retired(): number {
     return this.cpu.retired;
   }
@@ -81,6 +73,7 @@ export class X86Engine implements VcpuEngine {
     const c = this.cpu;
     c.exits = exits;
     c.attention = true;
+    c.codeEpoch++; // guest RAM may have changed since the last run
     try {
       return this.loop(c.retired + Math.max(0, Math.floor(budget)));
     } catch (e) {
@@ -101,7 +94,8 @@ export class X86Engine implements VcpuEngine {
   private loop(end: number): ExitReason {
     const c = this.cpu;
     const d = c.dec;
-    const fetcher = this.fetcher;
+    const blocks = this.blocks;
+    const src = this.source;
     for (;;) {
       if (c.attention) {
         const r = this.boundary();
@@ -118,25 +112,44 @@ export class X86Engine implements VcpuEngine {
           }
           const po = lin & 0xfff;
           const phys = c.fetchPhys | po;
-          let slot = phys & SLOT_MASK;
-          if (po > 0xff0) {
-            slot = SCRATCH;
-            fetcher.lin = lin;
-            fetcher.eip = eip;
-            decodeInto(d, slot, fetcher, c.codeMode === 1, CPU_HANDLERS);
-          } else if (d.tag[slot] !== phys || d.mode[slot] !== c.codeMode || !this.same(slot, po)) {
-            fetcher.lin = lin;
-            fetcher.eip = eip;
-            d.tag[slot] = -1;
-            decodeInto(d, slot, fetcher, c.codeMode === 1, CPU_HANDLERS);
-            this.remember(slot, phys, po);
+          const b = blocks.index(phys);
+          let single = po > PAGE_TAIL;
+          if (!single) {
+            if (blocks.tag[b] !== phys || blocks.mode[b] !== c.codeMode) {
+              blocks.build(c, b, src, lin, eip, phys, po);
+            } else if (blocks.epoch[b] !== c.codeEpoch) {
+              if (blocks.same(c, b, c.fetchOff + po)) blocks.epoch[b] = c.codeEpoch;
+              else blocks.build(c, b, src, lin, eip, phys, po);
+            }
+            single = ((eip + blocks.bytes[b] - 1) >>> 0) > c.limit[SEG_CS];
           }
-          const len = d.len[slot];
-          if (((eip + len - 1) >>> 0) > c.limit[SEG_CS]) c.fault(13, 0);
-          c.nextEip = c.codeMode ? (eip + len) | 0 : (eip + len) & 0xffff;
-          d.fn[slot](c, slot);
-          c.eip = c.nextEip;
-          c.retired++;
+          if (single) {
+            // One instruction decoded on its own (page tail, or a block that crosses the CS limit).
+            src.lin = lin;
+            src.eip = eip;
+            decodeInto(d, SCRATCH_SLOT, src, c.codeMode === 1, CPU_HANDLERS);
+            const len = d.len[SCRATCH_SLOT];
+            if (((eip + len - 1) >>> 0) > c.limit[SEG_CS]) c.fault(13, 0);
+            c.nextEip = c.codeMode ? (eip + len) | 0 : (eip + len) & 0xffff;
+            d.fn[SCRATCH_SLOT](c, SCRATCH_SLOT);
+            c.eip = c.nextEip;
+            c.retired++;
+            continue;
+          }
+          const first = b * MAX_INSTRUCTIONS;
+          const left = end - c.retired;
+          const n = blocks.count[b] < left ? blocks.count[b] : left;
+          const wide = c.codeMode;
+          for (let k = 0; k < n; k++) {
+            const slot = first + k;
+            const at = c.eip;
+            const fall = wide ? (at + d.len[slot]) | 0 : (at + d.len[slot]) & 0xffff;
+            c.nextEip = fall;
+            d.fn[slot](c, slot);
+            c.eip = c.nextEip;
+            c.retired++;
+            if (c.nextEip !== fall || c.attention) break;
+          }
         } while (c.retired < end && !c.attention);
       } catch (e) {
         if (e !== FAULT) throw e;
@@ -144,38 +157,6 @@ export class X86Engine implements VcpuEngine {
         if (r >= 0) return r;
       }
     }
-  }
-
-  /** Whether cached slot still matches the bytes in memory at the fetch page offset `po`. */
-  private same(slot: number, po: number): boolean {
-    const c = this.cpu;
-    const d = c.dec;
-    const v = c.views[c.fetchStore];
-    const o = c.fetchOff + po;
-    const len = d.len[slot];
-    const w = slot << 2;
-    for (let k = 0; k * 4 < len; k++) {
-      const rest = len - k * 4;
-      const mask = rest >= 4 ? -1 : (1 << (rest * 8)) - 1;
-      if ((v.getInt32(o + k * 4, true) & mask) !== d.words[w + k]) return false;
-    }
-    return true;
-  }
-
-  private remember(slot: number, phys: number, po: number): void {
-    const c = this.cpu;
-    const d = c.dec;
-    const v = c.views[c.fetchStore];
-    const o = c.fetchOff + po;
-    const len = d.len[slot];
-    const w = slot << 2;
-    for (let k = 0; k < 4; k++) {
-      const rest = len - k * 4;
-      const mask = rest >= 4 ? -1 : rest <= 0 ? 0 : (1 << (rest * 8)) - 1;
-      d.words[w + k] = mask === 0 ? 0 : v.getInt32(o + k * 4, true) & mask;
-    }
-    d.tag[slot] = phys;
-    d.mode[slot] = c.codeMode;
   }
 
   /** Deliver the exception in c.fault*, applying the exception bitmap and double/triple fault rules. */
@@ -197,7 +178,10 @@ export class X86Engine implements VcpuEngine {
         }
         return ExitReason.EXCEPTION;
       }
-      if (vector === 14) c.cr2 = c.faultLinear;
+      if (vector === 14) {
+        c.cr2 = c.faultLinear;
+        c.codeEpoch++; // a page fault often precedes mapping new code
+      }
       try {
         deliver(c, vector, trap ? Source.TRAP : Source.FAULT, (HAS_ERROR_CODE >> vector) & 1 ? code : -1,
           trap ? c.nextEip : c.eip);

@@ -37,11 +37,13 @@ export function flushTlb(c: Cpu, all: boolean): void {
   }
   c.tlbCount = kept;
   c.fetchPage = -1;
+  c.codeEpoch++;
 }
 
 export function invalidatePage(c: Cpu, lin: number): void {
   c.tlbFlags[lin >>> 12] = 0;
   c.fetchPage = -1;
+  c.codeEpoch++;
 }
 
 function pageFault(c: Cpu, lin: number, present: boolean, write: boolean, user: boolean): never {
@@ -108,7 +110,7 @@ function fill(c: Cpu, p: number, gpn: number, rights: number, lin: number): numb
   let f = rights | TLB_VALID;
   if (s < 0 || !(r & MemRights.R)) f &= TLB_VALID | TLB_GLOBAL;
   else {
-    if (!(r & MemRights.W)) f &= ~(TLB_WS | TLB_WU);
+    if (!(r & MemRights.W) || c.codePage[gpn]) f &= ~(TLB_WS | TLB_WU);
     if (s >= c.bytes.length) refreshStores(c);
     c.tlbStore[p] = s;
     c.tlbOff[p] = m.offsetOf[gpn];
@@ -149,6 +151,12 @@ export function physWrite(c: Cpu, pa: number, size: number, v: number): void {
   const s = m.storeOf[gpn];
   if (s >= 0 && m.rightsOf[gpn] & MemRights.W && (pa & 0xfff) + size <= 0x1000) {
     if (s >= c.bytes.length) refreshStores(c);
+    if (c.codePage[gpn]) {
+      // A write into a page with cached code: end the running block and make every block
+      // compare its bytes again on its next entry. The page stays marked (writes stay slow).
+      c.codeEpoch++;
+      c.attention = true;
+    }
     const o = m.offsetOf[gpn] + (pa & 0xfff);
     if (size === 1) c.bytes[s][o] = v;
     else if (size === 2) c.views[s].setUint16(o, v, true);
@@ -175,6 +183,7 @@ function mmio(c: Cpu, pa: number, size: number, write: boolean, v: number): numb
   q.data = write ? (size === 4 ? v >>> 0 : v & mask) : 0;
   q.linear = 0;
   const ok = c.exits !== null && c.exits.exit(ExitReason.MMIO, st);
+  c.codeEpoch++;
   if (write) return 0;
   const r = ok ? q.data : -1;
   return size === 4 ? r | 0 : r & mask;

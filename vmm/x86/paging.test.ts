@@ -135,6 +135,23 @@ describe("paging", () => {
     expect(m.regs.ebx).toBe(1 + 2 + 3);
   });
 
+  it("sees a write to the very next instruction (self-modifying code inside a block)", () => {
+    const m = new Machine();
+    m.flat(0);
+    m.code32(`
+      mov ecx, 2
+    again:
+      mov byte [patch + 1], cl
+    patch:
+      mov eax, 1
+      dec ecx
+      jnz again
+      hlt`);
+    expect(m.run()).toBe(ExitReason.HLT);
+    expect(m.regs.eax).toBe(1);
+    expect(m.ram[0x10000 + 5 + 6 + 1]).toBe(1);
+  });
+
   it("sees external changes to code (DMA into executed pages)", () => {
     const m = new Machine();
     m.flat(0);

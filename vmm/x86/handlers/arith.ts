@@ -6,11 +6,11 @@ import {
   aaa, aad, aam, alu, ALU_CMP, daa, das, dec, divS64, divU64, doubleShift, inc, mulFlags, mulS32, mulU32, neg, shift,
 } from "../alu.js";
 import type { Cpu, Handler } from "../cpu.js";
-import { ARITH, CF, condition, DF, getCF, lazy, LZ_LOGIC, LZ_SUB, materialize, setArith, ZF } from "../flags.js";
+import { CF, condition, DF, getCF, lazy, LZ_LOGIC, materialize, setArith, ZF } from "../flags.js";
 import { ALU_NAMES, SHIFT_NAMES } from "./names.js";
 import {
-  GET_G, getG16, getG32, getG8, loadRm, READ_E, readE16, readE32, readE8, SET_G, setG16, setG32, SIGN_BIT, storeRm,
-  WRITE_E, writeE8,
+  GET_G, getG16, getG32, getG8, loadRm, R8, READ_E, readE16, readE32, readE8, SET_G, setG16, setG32, SIGN_BIT,
+  storeRm, WRITE_E, writeE8,
 } from "../operands.js";
 
 const SIZES = [
@@ -54,27 +54,56 @@ export function registerArith(h: Record<string, Handler>): void {
         : (c, i) => void alu(c, op, readE(c, i), c.dec.imm[i], bit);
     }
   }
-  // Fast paths for the most frequent 32-bit register forms.
-  h.add_EvGv32 = (c, i) => {
-    const d = c.dec;
-    if (d.mod3[i]) {
-      const rm = d.rm[i], a = c.r[rm], b = c.r[d.reg[i]], r = (a + b) | 0;
-      c.lzOp = 1; c.lzA = a; c.lzB = b; c.lzR = r; c.lzBit = 31; c.lzMask = ARITH;
-      c.r[rm] = r;
-    } else storeRm(c, 2, alu(c, 0, loadRm(c, i, 2), c.r[d.reg[i]], 31));
-  };
-  h.cmp_EvGv32 = (c, i) => {
-    const d = c.dec;
-    const a = d.mod3[i] ? c.r[d.rm[i]] : c.rd32(d.seg[i], c.ea(i));
-    const b = c.r[d.reg[i]];
-    c.lzOp = LZ_SUB; c.lzA = a; c.lzB = b; c.lzR = (a - b) | 0; c.lzBit = 31; c.lzMask = ARITH;
-  };
-  h.cmp_GvEv32 = (c, i) => {
-    const d = c.dec;
-    const b = d.mod3[i] ? c.r[d.rm[i]] : c.rd32(d.seg[i], c.ea(i));
-    const a = c.r[d.reg[i]];
-    c.lzOp = LZ_SUB; c.lzA = a; c.lzB = b; c.lzR = (a - b) | 0; c.lzBit = 31; c.lzMask = ARITH;
-  };
+  // The 8- and 32-bit forms again as their own function literals: direct register-file access
+  // instead of the size-generic operand helpers (these are the hot forms in real code).
+  for (let op = 0; op < 8; op++) {
+    const m = ALU_NAMES[op];
+    const write = op !== ALU_CMP;
+    const rm32 = (c: Cpu, i: number, b: number) => {
+      const d = c.dec;
+      if (d.mod3[i]) {
+        const rm = d.rm[i];
+        const r = alu(c, op, c.r[rm], b, 31);
+        if (write) c.r[rm] = r;
+      } else {
+        const seg = d.seg[i], off = c.ea(i);
+        const r = alu(c, op, c.rd32(seg, off), b, 31);
+        if (write) c.wr32(seg, off, r);
+      }
+    };
+    const rm8 = (c: Cpu, i: number, b: number) => {
+      const d = c.dec;
+      if (d.mod3[i]) {
+        const at = R8[d.rm[i]];
+        const r = alu(c, op, c.r8[at], b, 7);
+        if (write) c.r8[at] = r;
+      } else {
+        const seg = d.seg[i], off = c.ea(i);
+        const r = alu(c, op, c.rd8(seg, off), b, 7);
+        if (write) c.wr8(seg, off, r);
+      }
+    };
+    h[`${m}_EvGv32`] = (c, i) => rm32(c, i, c.r[c.dec.reg[i]]);
+    h[`${m}_EvI32`] = (c, i) => rm32(c, i, c.dec.imm[i]);
+    h[`${m}_GvEv32`] = (c, i) => {
+      const d = c.dec;
+      const reg = d.reg[i];
+      const r = alu(c, op, c.r[reg], d.mod3[i] ? c.r[d.rm[i]] : c.rd32(d.seg[i], c.ea(i)), 31);
+      if (write) c.r[reg] = r;
+    };
+    h[`${m}_eAXIz32`] = (c, i) => {
+      const r = alu(c, op, c.r[0], c.dec.imm[i], 31);
+      if (write) c.r[0] = r;
+    };
+    h[`${m}_EbGb`] = (c, i) => rm8(c, i, c.r8[R8[c.dec.reg[i]]]);
+    h[`${m}_EbI`] = (c, i) => rm8(c, i, c.dec.imm[i]);
+    h[`${m}_GbEb`] = (c, i) => {
+      const d = c.dec;
+      const at = R8[d.reg[i]];
+      const r = alu(c, op, c.r8[at], d.mod3[i] ? c.r8[R8[d.rm[i]]] : c.rd8(d.seg[i], c.ea(i)), 7);
+      if (write) c.r8[at] = r;
+    };
+  }
 
   for (const { s, suffix, bit } of SIZES) {
     const sz = s === 0 ? "b" : "v" + suffix;

@@ -2,7 +2,7 @@
 // segment register loads (MOV Sreg, POP Sreg, LDS/LES/LSS/LFS/LGS), BOUND, ARPL, XLAT.
 
 import type { Cpu, Handler } from "../cpu.js";
-import { Pfx, SEG_ES, SEG_SS } from "../decoder.js";
+import { Pfx, SEG_SS } from "../decoder.js";
 import { materialize, ZF } from "../flags.js";
 import {
   getG16, getG32, getG8, R8, readE16, readE32, readE8, setG16, setG32, setG8, writeE16, writeE32, writeE8,
@@ -254,7 +254,6 @@ export function registerData(h: Record<string, Handler>): void {
     const off = a32 ? (c.r[3] + c.r8[0]) | 0 : (c.r16[6] + c.r8[0]) & 0xffff;
     c.r8[0] = c.rd8(d.seg[i], off);
   };
-  void SEG_ES;
 }
 
 function enter(c: Cpu, i: number, size: number): void {
@@ -281,8 +280,8 @@ function enter(c: Cpu, i: number, size: number): void {
     wr(frameTemp);
   }
   const newSp = (sp - frameSize) & mask;
-  // The final stack pointer must be writable (P6 checks the new top of stack).
-  c.probeWrite(SEG_SS, newSp, size === 4 && frameSize === 0 ? 1 : 1);
+  // The new top of stack must be writable (checked before anything is committed).
+  c.probeWrite(SEG_SS, newSp, 1);
   if (size === 4) c.r[5] = frameTemp;
   else c.r16[10] = frameTemp;
   c.setSp(newSp);

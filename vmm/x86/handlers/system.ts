@@ -330,7 +330,7 @@ function accessQuery(c: Cpu, sel: number, lsl: boolean): number | null {
   if (!(isCode(d) && isConforming(d))) {
     if (descDpl(d) < c.cpl || descDpl(d) < (sel & 3)) return null;
   }
-  return lsl ? descLimit(d) | 0 : d.hi & 0x00f0ff00;
+  return lsl ? descLimit(d) | 0 : d.hi & 0x00ffff00;
 }
 
 function verify(c: Cpu, sel: number, write: boolean): void {
@@ -354,7 +354,9 @@ function cpuidInstruction(c: Cpu): void {
     q.size = 0;
     q.write = false;
     q.ebx = q.ecx = q.edx = 0;
-    if (c.exits.exit(ExitReason.CPUID, st)) {
+    const ok = c.exits.exit(ExitReason.CPUID, st);
+    c.codeEpoch++;
+    if (ok) {
       c.r[0] = q.data;
       c.r[3] = q.ebx;
       c.r[1] = q.ecx;

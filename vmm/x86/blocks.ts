@@ -1,0 +1,138 @@
+// Cache of decoded basic blocks, keyed by the physical address of their first instruction.
+//
+// A block is up to MAX_INSTRUCTIONS decoded instructions that end at a block-ending instruction
+// (an unconditional control transfer or a mode change), at MAX_BYTES, or before the last 16 bytes
+// of a page; a taken conditional branch leaves the block early.
+// A block keeps a copy of its bytes. It is compared with memory when it is entered for the first
+// time in a code epoch (`Cpu.codeEpoch`); the epoch advances whenever code may have changed
+// behind the CPU's back or under it: at the start of every run and after every synchronous exit
+// (device models write guest RAM only then, e.g. DMA), on TLB flushes and INVLPG, on page faults,
+// and on guest writes into a page with cached code (which also end the running block:
+// self-modifying code).
+
+import { type Cpu, FAULT, TLB_WS, TLB_WU } from "./cpu.js";
+import { type ByteSource, decodeInto } from "./decoder.js";
+import { CPU_HANDLERS } from "./handlers/index.js";
+
+export const BLOCK_BITS = 13;
+export const BLOCK_COUNT = 1 << BLOCK_BITS;
+export const MAX_INSTRUCTIONS = 16;
+export const MAX_BYTES = 64;
+/** Decoded slots: MAX_INSTRUCTIONS per block, plus one scratch slot for uncached instructions. */
+export const SLOT_COUNT = BLOCK_COUNT * MAX_INSTRUCTIONS + 1;
+export const SCRATCH_SLOT = SLOT_COUNT - 1;
+/** Instructions starting this close to a page end are decoded every time (they may cross it). */
+export const PAGE_TAIL = 0xff0;
+
+export class BlockCache {
+  readonly tag = new Int32Array(BLOCK_COUNT).fill(-1);
+  readonly mode = new Uint8Array(BLOCK_COUNT);
+  readonly count = new Uint8Array(BLOCK_COUNT);
+  readonly bytes = new Uint8Array(BLOCK_COUNT);
+  readonly words = new Int32Array(BLOCK_COUNT * (MAX_BYTES / 4));
+  /** Code epoch in which the block was last compared with memory. */
+  readonly epoch = new Float64Array(BLOCK_COUNT).fill(-1);
+
+  index(phys: number): number {
+    return (phys ^ (phys >>> BLOCK_BITS)) & (BLOCK_COUNT - 1);
+  }
+
+  /** Whether block b still matches the bytes at store offset `o` of the fetch page's store. */
+  same(c: Cpu, b: number, o: number): boolean {
+    const v = c.views[c.fetchStore];
+    const n = this.bytes[b];
+    const w = b * (MAX_BYTES / 4);
+    const words = this.words;
+    let k = 0;
+    for (; k + 4 <= n; k += 4) if (v.getInt32(o + k, true) !== words[w + (k >> 2)]) return false;
+    return k === n || tail(c.bytes[c.fetchStore], o + k, n - k) === words[w + (k >> 2)];
+  }
+
+  /**
+   * Decode a block at linear `lin` (= CS base + eip, physical `phys`, page offset `po`) into
+   * block b. Faults of the first instruction propagate; later ones end the block before them.
+   */
+  build(c: Cpu, b: number, src: CodeSource, lin: number, eip: number, phys: number, po: number): void {
+    const d = c.dec;
+    const base = b * MAX_INSTRUCTIONS;
+    const default32 = c.codeMode === 1;
+    this.tag[b] = -1;
+    let n = 0;
+    let bytes = 0;
+    while (n < MAX_INSTRUCTIONS) {
+      const slot = base + n;
+      src.lin = (lin + bytes) | 0;
+      src.eip = (eip + bytes) | 0;
+      if (n > 0) {
+        try {
+          decodeInto(d, slot, src, default32, CPU_HANDLERS);
+        } catch (e) {
+          if (e !== FAULT) throw e;
+          c.faultTrap = false;
+          break;
+        }
+      } else {
+        decodeInto(d, slot, src, default32, CPU_HANDLERS);
+      }
+      const len = d.len[slot];
+      if (n > 0 && (bytes + len > MAX_BYTES || po + bytes + len > PAGE_TAIL)) break;
+      n++;
+      bytes += len;
+      const e = d.entry[slot];
+      if (e === null || (e.endsBlock && !isConditionalBranch(e.opcode)) || po + bytes > PAGE_TAIL) break;
+    }
+    this.count[b] = n;
+    this.bytes[b] = bytes;
+    this.mode[b] = c.codeMode;
+    const v = c.views[c.fetchStore];
+    const o = c.fetchOff + po;
+    const w = b * (MAX_BYTES / 4);
+    for (let k = 0; k < bytes; k += 4) {
+      const rest = bytes - k;
+      this.words[w + (k >> 2)] = rest >= 4 ? v.getInt32(o + k, true) : tail(c.bytes[c.fetchStore], o + k, rest);
+    }
+    this.tag[b] = phys;
+    this.epoch[b] = c.codeEpoch;
+    markCodePage(c, phys >>> 12);
+  }
+}
+
+/** The last 1-3 bytes of a block as a little-endian number (never reads past them: a page may end the store). */
+function tail(bytes: Uint8Array, at: number, n: number): number {
+  let v = 0;
+  for (let k = 0; k < n; k++) v |= bytes[at + k] << (8 * k);
+  return v;
+}
+
+/**
+ * Conditional branches do not end a block: execution leaves the block when one is taken (the
+ * run loop sees EIP differ from the fall-through), so a block is a fall-through trace.
+ */
+function isConditionalBranch(opcode: number): boolean {
+  return (opcode >= 0x70 && opcode <= 0x7f) || (opcode >= 0x180 && opcode <= 0x18f) || (opcode >= 0xe0 && opcode <= 0xe3);
+}
+
+/** Reads instruction bytes at CS:EIP+k for the decoder, with the CS limit check. */
+export class CodeSource implements ByteSource {
+  lin = 0;
+  eip = 0;
+  constructor(private readonly c: Cpu) {}
+  byteAt(k: number): number {
+    const c = this.c;
+    if (((this.eip + k) >>> 0) > c.limit[1]) c.fault(13, 0);
+    const l = (this.lin + k) | 0;
+    if (l >>> 12 === c.fetchPage) return c.bytes[c.fetchStore][c.fetchOff + (l & 0xfff)];
+    return c.linRd8(l, c.cpl === 3);
+  }
+}
+
+/** Route guest writes to physical page `gpn` through the slow path, which advances the code epoch. */
+export function markCodePage(c: Cpu, gpn: number): void {
+  if (c.codePage[gpn]) return;
+  c.codePage[gpn] = 1;
+  const list = c.tlbList;
+  for (let k = 0; k < c.tlbCount; k++) {
+    const p = list[k];
+    if (c.tlbPhys[p] === gpn) c.tlbFlags[p] &= ~(TLB_WS | TLB_WU);
+  }
+}
