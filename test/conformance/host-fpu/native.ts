@@ -1,46 +1,23 @@
 // Builds the native x87 harness (gcc -m32, cached by a hash of its source) and runs cases on it.
-import { spawn, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { HarnessError, type HostSupport, buildHarness as buildCachedHarness, hostSupport as checkHost } from "../native-build.js";
+export { HarnessError, type HostSupport };
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type FpuCase, type FpuResult, CASE_DATA_SIZE, IMAGE_SIZE } from "./case.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO_ROOT = join(HERE, "..", "..", "..");
 const SOURCE = join(HERE, "harness.c");
 const CFLAGS = ["-m32", "-O1", "-no-pie", "-fno-pie", "-Wall", "-Wextra", "-Werror"];
 
-export class HarnessError extends Error {
-  override readonly name = "HarnessError";
-}
-
-export type HostSupport = { ok: true; harness: string } | { ok: false; reason: string };
-
 /** Checks the host (x86 Linux with gcc -m32) and builds the harness once; never throws. */
 export function hostSupport(): HostSupport {
-  if (process.platform !== "linux") return { ok: false, reason: `host is ${process.platform}, not Linux` };
-  if (process.arch !== "x64" && process.arch !== "ia32") return { ok: false, reason: `host CPU is ${process.arch}, not x86` };
-  try {
-    return { ok: true, harness: buildHarness() };
-  } catch (error) {
-    return { ok: false, reason: (error as Error).message };
-  }
+  return checkHost(buildHarness);
 }
 
+/** Path of the harness binary for the current source, compiling it into the cache when missing. */
 export function buildHarness(): string {
-  const source = readFileSync(SOURCE);
-  const hash = createHash("sha256").update(source).update(CFLAGS.join(" ")).digest("hex").slice(0, 16);
-  const dir = join(REPO_ROOT, "node_modules", ".cache", "hv-host-fpu", hash);
-  const binary = join(dir, "harness");
-  if (existsSync(binary)) return binary;
-  mkdirSync(dir, { recursive: true });
-  const temporary = `${binary}.${process.pid}.tmp`;
-  const gcc = spawnSync("gcc", [...CFLAGS, "-o", temporary, SOURCE], { encoding: "utf8" });
-  if (gcc.error) throw new HarnessError(`gcc not available (${gcc.error.message}); install gcc-multilib`);
-  if (gcc.status !== 0) throw new HarnessError(`gcc -m32 failed (is gcc-multilib installed?):\n${gcc.stderr.trim()}`);
-  renameSync(temporary, binary);
-  return binary;
+  return buildCachedHarness(SOURCE, CFLAGS, "hv-host-fpu");
 }
 
 function encode(cases: readonly FpuCase[]): Buffer {

@@ -1,52 +1,23 @@
 // Builds the native harness (gcc -m32, cached by a hash of its source) and runs batches on it.
-import { spawn, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { HarnessError, type HostSupport, buildHarness as buildCachedHarness, hostSupport as checkHost } from "../native-build.js";
+export { HarnessError, type HostSupport };
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type CaseKind, type HostCase, type NativeResult, decodeResults, encodeBatch } from "./case-format.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO_ROOT = join(HERE, "..", "..", "..");
 const SOURCE = join(HERE, "harness.c");
 const CFLAGS = ["-m32", "-O2", "-no-pie", "-fno-pie", "-Wall", "-Wextra", "-Werror"];
 
-export class HarnessError extends Error {
-  override readonly name = "HarnessError";
-}
-
-/** Why this host cannot run the native side, or null when it can. */
-export type HostSupport = { ok: true; harness: string } | { ok: false; reason: string };
-
 /** Checks the host (x86 Linux with gcc -m32) and builds the harness once; never throws. */
 export function hostSupport(): HostSupport {
-  if (process.platform !== "linux") return { ok: false, reason: `host is ${process.platform}, not Linux` };
-  if (process.arch !== "x64" && process.arch !== "ia32") {
-    return { ok: false, reason: `host CPU is ${process.arch}, not x86-64/ia32` };
-  }
-  try {
-    return { ok: true, harness: buildHarness() };
-  } catch (error) {
-    return { ok: false, reason: (error as Error).message };
-  }
+  return checkHost(buildHarness);
 }
 
 /** Path of the harness binary for the current source, compiling it into the cache when missing. */
 export function buildHarness(): string {
-  const source = readFileSync(SOURCE);
-  const hash = createHash("sha256").update(source).update(CFLAGS.join(" ")).digest("hex").slice(0, 16);
-  const dir = join(REPO_ROOT, "node_modules", ".cache", "hv-host-harness", hash);
-  const binary = join(dir, "harness");
-  if (existsSync(binary)) return binary;
-  mkdirSync(dir, { recursive: true });
-  const temporary = `${binary}.${process.pid}.tmp`;
-  const gcc = spawnSync("gcc", [...CFLAGS, "-o", temporary, SOURCE], { encoding: "utf8" });
-  if (gcc.error) throw new HarnessError(`gcc not available (${gcc.error.message}); install gcc-multilib`);
-  if (gcc.status !== 0) {
-    throw new HarnessError(`gcc -m32 failed to build the harness (is gcc-multilib installed?):\n${gcc.stderr.trim()}`);
-  }
-  renameSync(temporary, binary); // atomic: parallel test workers may build at the same time
-  return binary;
+  return buildCachedHarness(SOURCE, CFLAGS, "hv-host-harness");
 }
 
 /** Runs one batch natively; resolves with one result per case, in order. */
