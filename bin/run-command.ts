@@ -5,8 +5,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
 import { ensureDefaultGuest } from "../services/guest/index.js";
-import { VmEnd } from "../services/protocols.js";
-import { runVm } from "../services/vm-runner.js";
+import { exitVerdict, runVm } from "../services/vm-runner.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";
@@ -153,23 +152,9 @@ async function run(opts: RunOpts): Promise<number> {
       stopRequested: () => quit,
     });
     if (trace && opts.trace) trace.write(opts.trace);
-    const tail = String.fromCharCode(...console.tail.slice(-4096));
-    if (result.stop === "quit") return 0;
-    if (result.stop === "timeout") {
-      process.stderr.write(`\nhv: stopped after ${opts.timeout} s of virtual time\n`);
-      return 124;
-    }
-    if (result.why === VmEnd.DEBUG_EXIT) return result.status;
-    if (/Kernel panic/.test(tail)) {
-      process.stderr.write(`\nhv: the guest panicked\n`);
-      return 1;
-    }
-    if (result.why === VmEnd.ERROR) {
-      process.stderr.write(`\nhv: ${result.message}\n`);
-      return 1;
-    }
-    if (result.message) process.stderr.write(`\nhv: VM ended: ${result.message}\n`);
-    return result.status;
+    const verdict = exitVerdict(result, String.fromCharCode(...console.tail.slice(-4096)));
+    if (verdict.message) process.stderr.write(`\nhv: ${verdict.message}\n`);
+    return verdict.status;
   } catch (error) {
     if (error instanceof BootImageError) throw new InvalidArgumentError(error.message);
     throw error;

@@ -6,6 +6,7 @@
 import { Kernel, type HostTimeSource, type TraceSink, type VcpuEngineFactory } from "../kernel/index.js";
 import { loadBios, loadKernel, type BootPlan } from "../vmm/boot/index.js";
 import type { ConsoleHost } from "../drivers/console/console.js";
+import { VmEnd } from "./protocols.js";
 import { BlockDriver, type DriveConfig } from "../drivers/block/component.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";
 import { CONSOLE_GSI, framesNeeded, rootQuotaFor, rootTask, type VmOutcome } from "./root.js";
@@ -54,6 +55,22 @@ export function bootPlanFor(o: Pick<VmRunOptions, "memoryBytes" | "kernelImage" 
 }
 
 const SLICE_NS = 10_000_000;
+
+/**
+ * The exit status of `hv run` for how the VM ended, given the last console output: 0 for a
+ * poweroff (the CPU halted with interrupts off) or a quit, the isa-debug-exit value, 1 for a panic
+ * (the panic text is on the console) or an error, 124 when the time limit ran out.
+ */
+export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" | "message">, consoleTail: string): { status: number; message: string } {
+  if (result.stop === "quit") return { status: 0, message: "" };
+  if (result.stop === "timeout") return { status: 124, message: "stopped at the virtual time limit" };
+  if (result.stop === "idle") return { status: 1, message: "the VM stopped: nothing can run and nothing will wake it" };
+  if (result.why === VmEnd.DEBUG_EXIT) return { status: result.status, message: "" };
+  if (/Kernel panic/.test(consoleTail)) return { status: 1, message: "the guest panicked" };
+  if (result.why === VmEnd.ERROR) return { status: 1, message: result.message };
+  if (result.why === VmEnd.HALTED) return { status: 0, message: "" };
+  return { status: result.status, message: result.message ? `VM ended: ${result.message}` : "" };
+}
 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const plan = bootPlanFor(o);

@@ -113,7 +113,12 @@ class Vmm {
       apic: config.apic ?? false,
       serialPorts: 1,
       debugExit: config.debugExitPort === null ? undefined : { onExit: (status) => this.end(status, VmEnd.DEBUG_EXIT), port: config.debugExitPort ?? 0xf4 },
-      debugConsole: config.debugcon ? (byte) => this.debugOut.push(byte) : undefined,
+      debugConsole: config.debugcon
+        ? (byte) => {
+            this.debugOut.push(byte);
+            this.send(ConsoleChannel.DEBUGCON, this.debugOut);
+          }
+        : undefined,
     });
     // Serial output leaves at once: a guest that prints and then polls for input must be seen.
     this.platform.uarts[0].onTransmit = (byte) => {

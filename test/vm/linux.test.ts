@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
 import { VmEnd } from "../../services/protocols.js";
-import { runVm } from "../../services/vm-runner.js";
+import { exitVerdict, runVm } from "../../services/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 
 function hasAptGet(): boolean {
@@ -87,5 +87,24 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     expect(text).toMatch(/fpu\s*: yes/);
     expect(text).toMatch(/flags\s*:.*\bcmov\b/);
     expect(text).toMatch(/reboot: (System halted|Power down)/);
+  }, 60 * 60 * 1000);
+
+  it("a guest panic ends the VM with a non-zero status and the panic text on the console", async () => {
+    const guest = await ensureDefaultGuest({ quiet: true });
+    const con = new MemoryConsole();
+    const result = await runVm({
+      memoryBytes: 128 << 20,
+      kernelImage: new Uint8Array(readFileSync(guest.kernel)),
+      initrd: new Uint8Array(readFileSync(guest.initrd)),
+      // No init to run from the initramfs and no root device: the kernel panics ("Unable to mount
+      // root fs"); panic=-1 then resets the machine.
+      append: `${guest.append} rdinit=/hv-missing init=/hv-missing`,
+      console: con,
+      engine: createX86Engine,
+      maxVirtualNs: 120e9,
+    });
+    expect(result.stop).toBe("ended");
+    expect(con.text).toMatch(/Kernel panic - not syncing: /);
+    expect(exitVerdict(result, con.text.slice(-4096))).toEqual({ status: 1, message: "the guest panicked" });
   }, 60 * 60 * 1000);
 });
