@@ -12,6 +12,9 @@ export const FEATURES_EDX =
   (1 << 13) | // PGE
   (1 << 15); // CMOV
 
+/** Reported only with an x87 unit plugged in: the FPU itself and FXSAVE/FXRSTOR. */
+const FPU = 1 << 0, FXSR = 1 << 24;
+
 export const SIGNATURE = 0x652; // family 6, model 5, stepping 2
 
 export function cpuid(c: Cpu): void {
@@ -28,7 +31,7 @@ export function cpuid(c: Cpu): void {
       r[0] = SIGNATURE;
       r[3] = 0;
       r[1] = 0;
-      r[2] = FEATURES_EDX | (c.fpu !== null ? 1 : 0);
+      r[2] = FEATURES_EDX | (c.fpu !== null ? FPU | FXSR : 0);
       return;
     case 2:
       // One iteration; descriptors: 16K L1 I/D, 512K L2, TLBs (as a Pentium II reports them).

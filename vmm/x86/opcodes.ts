@@ -289,6 +289,7 @@ function build(): (OpcodeEntry | null)[] {
   set(0x1bf, ["movsx Gv,Ew", "movsx_GvEw"]);
   set(0x1c0, ["xadd Eb,Gb", "xadd_EbGb", "l"]);
   set(0x1c1, ["xadd Ev,Gv", "xadd_EvGv", "l"]);
+  t[0x1ae] = group(0x1ae, "M", [["fxsave M", "fxsave", "m"], ["fxrstor M", "fxrstor", "m"], null, null, null, null, null, null]);
   t[0x1c7] = group(0x1c7, "Mq", [null, ["cmpxchg8b Mq", "cmpxchg8b", "ml"], null, null, null, null, null, null]);
   return t;
 }

@@ -285,6 +285,31 @@ export function registerSystem(h: Record<string, Handler>): void {
     if ((c.cr0 & 0xa) === 0xa) c.fault(7);
     if (c.fpu !== null) c.fpu.wait(c);
   };
+  // FXSAVE/FXRSTOR: the x87 state in the 512-byte layout (a P6 without SSE: MXCSR and XMM are 0).
+  h.fxsave = (c, i) => fxImage(c, i, true);
+  h.fxrstor = (c, i) => fxImage(c, i, false);
+}
+
+function fxImage(c: Cpu, i: number, save: boolean): void {
+  const d = c.dec;
+  const fpu = c.fpu;
+  if (d.mod3[i] || fpu === null) c.fault(6);
+  if (c.cr0 & 0xc) c.fault(7);
+  const seg = d.seg[i];
+  const off = c.ea(i);
+  if ((c.base[seg] + off) & 15) c.fault(13, 0);
+  const mask = d.amask[i];
+  if (save) {
+    c.probeWrite(seg, off, 512);
+    const image = fpu!.save();
+    const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
+    for (let k = 0; k < 512; k += 4) c.wr32(seg, (off + k) & mask, view.getInt32(k, true));
+  } else {
+    const image = new Uint8Array(512);
+    const view = new DataView(image.buffer);
+    for (let k = 0; k < 512; k += 4) view.setInt32(k, c.rd32(seg, (off + k) & mask), true);
+    fpu!.load(image);
+  }
 }
 
 function debugIndex(c: Cpu, n: number): number {
@@ -310,7 +335,8 @@ export function writeCr0(c: Cpu, v: number): void {
 }
 
 export function writeCr4(c: Cpu, v: number): void {
-  const supported = 0x4 | 0x8 | 0x10 | 0x80 | 0x100;
+  // TSD, DE, PSE, PGE, PCE; OSFXSR when an x87 unit (and so FXSAVE) is there.
+  const supported = 0x4 | 0x8 | 0x10 | 0x80 | 0x100 | (c.fpu !== null ? 0x200 : 0);
   if (v & ~supported) c.fault(13, 0);
   const old = c.cr4;
   c.cr4 = v;
