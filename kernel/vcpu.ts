@@ -14,7 +14,7 @@
 export enum ExitReason {
   /** First run: the VMM sets the initial register state. */
   STARTUP = 0,
-  /** IN/OUT/INS/OUTS: `qual.port`, `qual.size`, `qual.write`, `qual.data`. Synchronous. */
+  /** IN/OUT/INS/OUTS: the port in `qual.address`, and `qual.size`, `qual.write`, `qual.data`. Synchronous. */
   PIO = 1,
   /** Access to a guest-physical address that is not writable/readable RAM. Synchronous. */
   MMIO = 2,
