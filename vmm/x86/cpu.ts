@@ -5,9 +5,9 @@
 import type { GuestMemory } from "../../kernel/guest-memory.js";
 import type { VcpuExitHandler, VcpuState } from "../../kernel/vcpu.js";
 import { Decoded, SEG_SS } from "./decoder.js";
-import type { LazyFlags } from "./flags.js";
+import { condition, setArith, type LazyFlags } from "./flags.js";
 import { probeSlow, readSlow, writeSlow } from "./mmu.js";
-import type { Fpu } from "./fpu.js";
+import type { Fpu, FpuHost } from "./fpu.js";
 
 /** Thrown (never allocated per fault) when a guest exception is raised; details are in the CPU. */
 export const FAULT: { readonly guestFault: true } = Object.freeze({ guestFault: true });
@@ -166,6 +166,16 @@ export class Cpu implements LazyFlags {
   ) {
     this.state = state;
     this.dec = new Decoded<Cpu>(decodeSlots, emptySlot);
+  }
+
+  /** FpuHost: is Jcc condition `cc` true now? */
+  condition(cc: number): boolean {
+    return condition(this, cc);
+  }
+
+  /** FpuHost: set the six arithmetic flags to `bits`. */
+  setArithFlags(bits: number): void {
+    setArith(this, bits);
   }
 
   /** Raise guest exception `vector` (never returns). */

@@ -1,6 +1,46 @@
-// The hook through which a later x87 module plugs into the integer core.
+// The hook through which the x87 unit plugs into the integer core: the unit sees the core only
+// through `FpuHost`, which the core's Cpu implements; nothing in fpu/ imports the core itself.
 
-import type { Cpu } from "./cpu.js";
+/** The decoded-instruction fields an x87 unit reads (a subset of the core's decoded slots). */
+export interface FpuDecoded {
+  readonly opc: Uint16Array;
+  readonly modrm: Uint8Array;
+  readonly mod3: Uint8Array;
+  readonly reg: Uint8Array;
+  readonly rm: Uint8Array;
+  readonly seg: Uint8Array;
+  readonly pfx: Uint8Array;
+}
+
+/** What an x87 unit needs of the core: operands, guest memory with the core's faults, a few registers. */
+export interface FpuHost {
+  readonly dec: FpuDecoded;
+  /** Offset of the memory operand of slot i. */
+  ea(i: number): number;
+  rd8(seg: number, off: number): number;
+  rd16(seg: number, off: number): number;
+  rd32(seg: number, off: number): number;
+  wr8(seg: number, off: number, v: number): void;
+  wr16(seg: number, off: number, v: number): void;
+  wr32(seg: number, off: number, v: number): void;
+  /** Fault now if a write of `size` bytes at seg:off would fault. */
+  probeWrite(seg: number, off: number, size: number): void;
+  /** Raise a guest exception (throws). */
+  fault(vector: number, code?: number): never;
+  cr0: number;
+  /** EFLAGS bits that are not arithmetic (VM, for the image layouts). */
+  readonly flags: number;
+  /** Start of the current instruction (its prefixes included). */
+  eip: number;
+  readonly sel: Uint16Array;
+  readonly base: Int32Array;
+  /** 16-bit view of the general registers (AX = r16[0]). */
+  readonly r16: Uint16Array;
+  /** Is Jcc condition `cc` (0-15) true now? (FCMOVcc) */
+  condition(cc: number): boolean;
+  /** Set OF SF ZF AF PF CF to these bits (FCOMI, FUCOMI). */
+  setArithFlags(bits: number): void;
+}
 
 /**
  * An x87 unit. The core decodes ESC opcodes (D8-DF with ModRM; the memory operand's segment and
@@ -10,9 +50,9 @@ import type { Cpu } from "./cpu.js";
  */
 export interface Fpu {
   /** Execute the ESC instruction in decoded slot `i` (opcode `c.dec.opc[i]`, ModRM `c.dec.modrm[i]`). */
-  execute(c: Cpu, i: number): void;
+  execute(c: FpuHost, i: number): void;
   /** WAIT/FWAIT: deliver a pending unmasked x87 exception (#MF or the IRQ13 route). */
-  wait(c: Cpu): void;
+  wait(c: FpuHost): void;
   /** FXSAVE-layout image of the x87 state (the MTD FPU group). */
   save(): Uint8Array;
   load(image: Uint8Array): void;

@@ -1,11 +1,10 @@
 // Handlers of the x87 arithmetic and compare forms (D8, DA, DC, DE and the FCOMI/FUCOMI group):
 // ST(0) with ST(i), with 32/64-bit reals and with 16/32-bit integers.
 
-import { CF, PF, setArith, ZF } from "../flags.js";
 import { add, div, DONE, mul } from "./arith.js";
 import { fromInteger, widenF32, widenF64 } from "./convert.js";
 import { DE, IE, ZE } from "./float80.js";
-import type { X87Host } from "./host.js";
+import { CF, PF, ZF, type X87Host } from "./host.js";
 import { compare } from "./ops.js";
 import type { X87 } from "./x87.js";
 import { SW_C0, SW_C2, SW_C3 } from "./status.js";
@@ -78,13 +77,13 @@ export function compareEflags(x: X87, c: X87Host, i: number, quiet: boolean, pop
   const sti = c.dec.rm[i];
   // C1 is only written on a stack fault (the host leaves it otherwise).
   if (x.isEmpty(0) || x.isEmpty(sti)) {
-    setArith(c, ZF | PF | CF);
+    c.setArithFlags(ZF | PF | CF);
     if (x.stackUnderflow(-1) && popAfter) x.pop();
     return;
   }
   const a = x.phys(0), b = x.phys(sti);
   const r = compare(x.ctx, x.se[a], x.m[a], x.se[b], x.m[b], quiet);
-  setArith(c, EFLAGS_OF[r]);
+  c.setArithFlags(EFLAGS_OF[r]);
   if (preStops(x)) return;
   if (popAfter) x.pop();
 }

@@ -1,7 +1,6 @@
 // Handlers of x87 data transfer: loads and stores of reals, integers and BCD, register moves
 // (FLD/FST ST(i), FXCH, FCMOVcc), constants and the one-register operations FCHS/FABS/FXAM.
 
-import { condition } from "../flags.js";
 import { fromInteger, loadBcd, loadF32, loadF64, storeBcd, storeF32, storeF64, toInteger } from "./convert.js";
 import { IE, INDEFINITE_M, RC_DOWN, RC_CHOP, RC_UP } from "./float80.js";
 import type { X87Host } from "./host.js";
@@ -289,7 +288,7 @@ export function fcmov(x: X87, c: X87Host, i: number, cc: number): void {
     return;
   }
   // C1 is left alone unless the stack underflows (as the host does).
-  if (!condition(c, cc)) return;
+  if (!c.condition(cc)) return;
   const r = x.phys(sti);
   x.write(0, x.se[r], x.m[r]);
 }

@@ -9,13 +9,8 @@ import type { X87 } from "./x87.js";
 export const TEST_FAULT: { readonly testFault: true } = Object.freeze({ testFault: true });
 
 export class TestHost implements X87Host {
+  /** EFLAGS, kept whole (no lazy flags here). */
   flags = 2;
-  lzMask = 0;
-  lzOp = 0;
-  lzA = 0;
-  lzB = 0;
-  lzR = 0;
-  lzBit = 31;
   /** PE, ET, NE (protected mode, #MF delivery). */
   cr0 = 0x31;
   eip = 0;
@@ -33,6 +28,19 @@ export class TestHost implements X87Host {
     pfx: new Uint8Array(1),
   };
   faultVector = -1;
+
+  /** Jcc condition `cc` on the whole EFLAGS word (the core evaluates its lazy flags instead). */
+  condition(cc: number): boolean {
+    const f = this.flags;
+    const of = (f >> 11) & 1, cf = f & 1, zf = (f >> 6) & 1, sf = (f >> 7) & 1, pf = (f >> 2) & 1;
+    const v = [of, cf, zf, cf | zf, sf, pf, sf ^ of, zf | (sf ^ of)][cc >> 1] === 1;
+    return (cc & 1) !== 0 ? !v : v;
+  }
+
+  setArithFlags(bits: number): void {
+    const ARITH = 0x8d5; // OF SF ZF AF PF CF
+    this.flags = (this.flags & ~ARITH) | (bits & ARITH);
+  }
   /** Address register of the decoded memory operand (-1: none) and displacement. */
   private eaBase = -1;
   private eaIndex = -1;
@@ -172,13 +180,13 @@ export function runX87(x: X87, host: TestHost, code: Uint8Array, codeBase: numbe
     host.eip = (codeBase + k) | 0;
     try {
       if (code[k] === 0x9b) {
-        x.waitOn(host);
+        x.wait(host);
         k += 1;
         continue;
       }
       const len = host.decode(code, k);
       if (len === 0) host.fault(6);
-      x.executeOn(host, 0);
+      x.execute(host, 0);
       k += len;
     } catch (e) {
       if (e !== TEST_FAULT) throw e;

@@ -1,7 +1,6 @@
 // The x87 floating-point unit of a P6: register stack, control/status/tag words, last
 // instruction and operand pointers, and exception delivery (#MF or FERR#/IRQ 13).
 
-import type { Cpu } from "../cpu.js";
 import type { Fpu } from "../fpu.js";
 import { type F80, newF80, setIndefinite } from "./arith.js";
 import { classify, Cls, IE, INDEFINITE_M, newRoundContext, type RoundContext, SF } from "./float80.js";
@@ -57,12 +56,7 @@ export class X87 implements Fpu {
 
   // ---- the Fpu interface ----
 
-  execute(c: Cpu, i: number): void {
-    this.executeOn(c, i);
-  }
-
-  /** `execute` for any host (the core's Cpu or a test double). */
-  executeOn(c: X87Host, i: number): void {
+  execute(c: X87Host, i: number): void {
     const d = c.dec;
     const op = d.opc[i] & 7;
     const modrm = d.modrm[i];
@@ -91,11 +85,7 @@ export class X87 implements Fpu {
     }
   }
 
-  wait(c: Cpu): void {
-    this.waitOn(c);
-  }
-
-  waitOn(c: X87Host): void {
+  wait(c: X87Host): void {
     if (this.sw & SW_ES) this.deliverPending(c);
   }
 
