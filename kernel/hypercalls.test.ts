@@ -4,7 +4,7 @@ import { Hypercall, hypercall } from "./hypercalls.js";
 import { KernelMemoryCost } from "./object.js";
 import type { Pd } from "./pd.js";
 import { Status } from "./status.js";
-import { bootedKernel, runAs } from "./testing.js";
+import { bootedKernel, runAs } from "../test/support/kernel.js";
 import { Sel } from "./kernel.js";
 import { ExitReason, Mtd } from "./vcpu.js";
 import type { Ec } from "./ec.js";

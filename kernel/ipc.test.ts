@@ -3,7 +3,7 @@ import { crd, SpaceKind, PtRights, SmRights } from "../capabilities/index.js";
 import { Kernel, Sel } from "./kernel.js";
 import type { ReplyToken } from "./portal.js";
 import { Status } from "./status.js";
-import { bootedKernel } from "./testing.js";
+import { bootedKernel } from "../test/support/kernel.js";
 import type { Sys } from "./sys.js";
 import type { Pd } from "./pd.js";
 

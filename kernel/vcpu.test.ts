@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { crd, SpaceKind } from "../capabilities/index.js";
 import { Kernel } from "./kernel.js";
 import type { ReplyToken } from "./portal.js";
-import { ScriptedEngine, type ScriptStep } from "./testing.js";
+import { ScriptedEngine, type ScriptStep } from "../test/support/kernel.js";
 import { ExitReason, Mtd } from "./vcpu.js";
 import type { Sys } from "./sys.js";
 import type { Utcb } from "./utcb.js";

@@ -16,7 +16,6 @@ import {
   type Sys,
   type Utcb,
 } from "../kernel/index.js";
-import { runAs } from "../kernel/testing.js";
 import type { Ec } from "../kernel/ec.js";
 
 /** Selectors the testbed uses in the root PD. */
@@ -111,7 +110,14 @@ export class Testbed {
 
   /** Act as the root task (for set-up beyond what the helpers cover). */
   asRoot<T>(fn: (sys: Sys) => T): T {
-    return runAs(this.kernel, this.rootEc, () => fn(this.rootSys));
+    const k = this.kernel;
+    const prev = k.current;
+    k.current = this.rootEc;
+    try {
+      return fn(this.rootSys);
+    } finally {
+      k.current = prev;
+    }
   }
 
   private must(s: Status, what: string): void {

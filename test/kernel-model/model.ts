@@ -6,7 +6,7 @@ import { Kernel, Sel, Status, KernelMemoryCost, SpaceKind, type Crd } from "../.
 import { ObjectType, type Mapping } from "../../capabilities/index.js";
 import type { Ec } from "../../kernel/ec.js";
 import type { Pd } from "../../kernel/pd.js";
-import { runAs } from "../../kernel/testing.js";
+import { runAs } from "../support/kernel.js";
 
 /** Acting PDs: root (0) and children 1..3. Selector layout in every acting PD: */
 export const ACTORS = 4;

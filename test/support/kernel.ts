@@ -1,10 +1,10 @@
 // Helpers for tests that drive the kernel directly: run code as a given EC without a scheduler,
 // and a scripted vCPU engine that stands in for the x86 core.
 
-import { Kernel, type KernelOptions } from "./kernel.js";
-import type { Ec } from "./ec.js";
-import type { Sys } from "./sys.js";
-import { ExitReason, Mtd, VcpuState, type VcpuEngine, type VcpuExitHandler } from "./vcpu.js";
+import { Kernel, type KernelOptions } from "../../kernel/kernel.js";
+import type { Ec } from "../../kernel/ec.js";
+import type { Sys } from "../../kernel/sys.js";
+import { ExitReason, Mtd, VcpuState, type VcpuEngine, type VcpuExitHandler } from "../../kernel/vcpu.js";
 
 /** Run `fn` as if `ec` were executing (hypercalls are made on its behalf). */
 export function runAs<T>(k: Kernel, ec: Ec, fn: () => T): T {
