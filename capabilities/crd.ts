@@ -35,3 +35,20 @@ export function isValidCrd(c: Crd): boolean {
   if (c.base % size !== 0 || c.base + size > 2 ** max) return false;
   return Number.isInteger(c.rights) && c.rights >= 0 && c.rights <= 0xff;
 }
+
+/**
+ * Split `count` slots into runs that can each be one descriptor: [offset, order] pairs, in order,
+ * such that `base + offset` is aligned to 2^order for every base in `bases` (e.g. the source and
+ * the destination of a delegation), largest runs first.
+ */
+export function alignedRuns(count: number, bases: readonly number[]): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let done = 0;
+  while (done < count) {
+    let order = 31 - Math.clz32(count - done);
+    while (order > 0 && bases.some((b) => (b + done) % 2 ** order !== 0)) order--;
+    out.push([done, order]);
+    done += 2 ** order;
+  }
+  return out;
+}

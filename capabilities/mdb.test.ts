@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { capability } from "./capability.js";
-import { SpaceKind, crd } from "./crd.js";
+import { SpaceKind, alignedRuns, crd } from "./crd.js";
 import { insertRoot, performDelegate, performRevoke, planDelegate, planRevoke, revokeSize, type DelegationPlan } from "./mdb.js";
 import type { Mapping } from "./mapping.js";
 import { Space } from "./space.js";
@@ -104,5 +104,16 @@ describe("mapping database", () => {
     for (const i of [3, 1023, 1024, 500_000, 1_048_575]) insertRoot(a, i, capability(obj(i), 1), i);
     expect(a.mappingsIn(0, 2 ** 20).map((m) => m.index)).toEqual([3, 1023, 1024, 500_000, 1_048_575]);
     expect(a.mappingsIn(1024, 1024).map((m) => m.index)).toEqual([1024]);
+  });
+});
+
+describe("aligned runs", () => {
+  it("split a range into the fewest naturally aligned blocks for every base", () => {
+    expect(alignedRuns(16, [0])).toEqual([[0, 4]]);
+    expect(alignedRuns(7, [0])).toEqual([[0, 2], [4, 1], [6, 0]]);
+    expect(alignedRuns(8, [4, 0])).toEqual([[0, 2], [4, 2]]);
+    expect(alignedRuns(6, [2, 0])).toEqual([[0, 1], [2, 1], [4, 1]]);
+    expect(alignedRuns(3, [1, 0])).toEqual([[0, 0], [1, 0], [2, 0]]);
+    expect(alignedRuns(0, [0])).toEqual([]);
   });
 });

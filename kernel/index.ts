@@ -11,4 +11,4 @@ export { GuestMemory, PAGE_SIZE, PAGE_SHIFT } from "./guest-memory.js";
 export { type HostTimeSource } from "./clock.js";
 export { type TraceSink } from "./trace.js";
 export * from "./vcpu.js";
-export { type Crd, crd, SpaceKind, PdRights, EcRights, ScRights, PtRights, SmRights, MemRights, IoRights } from "../capabilities/index.js";
+export { type Crd, crd, alignedRuns, SpaceKind, PdRights, EcRights, ScRights, PtRights, SmRights, MemRights, IoRights } from "../capabilities/index.js";

@@ -2,7 +2,7 @@
 // calls its own portal (the portal id names it); the frames arrive as delegations into the memory
 // window the client opened, so revoking them later takes them from the VM as well.
 
-import { MemRights, SpaceKind, crd, Status, type LocalEntry, type Utcb } from "../kernel/index.js";
+import { MemRights, SpaceKind, alignedRuns, crd, Status, type LocalEntry, type Utcb } from "../kernel/index.js";
 import { MemoryOp } from "./protocols.js";
 
 export interface MemoryManagerState {
@@ -37,17 +37,11 @@ export function memoryManager(total: number, state?: { current?: MemoryManagerSt
         return;
       }
       // Hand out aligned power-of-two blocks, largest first: each is one delegate item.
-      let offset = s.windowUsed.get(client) ?? 0;
-      let left = pages;
-      while (left > 0) {
-        let order = 31 - Math.clz32(left);
-        while (order > 0 && (s.next % 2 ** order !== 0 || offset % 2 ** order !== 0)) order--;
-        utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, s.next, order, MemRights.ALL), offset });
-        s.next += 2 ** order;
-        offset += 2 ** order;
-        left -= 2 ** order;
-      }
-      s.windowUsed.set(client, offset);
+      const offset = s.windowUsed.get(client) ?? 0;
+      for (const [run, order] of alignedRuns(pages, [s.next, offset]))
+        utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, s.next + run, order, MemRights.ALL), offset: offset + run });
+      s.next += pages;
+      s.windowUsed.set(client, offset + pages);
       s.held.set(client, (s.held.get(client) ?? 0) + pages);
       utcb.set(Status.SUCCESS, pages);
     };

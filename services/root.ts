@@ -3,7 +3,7 @@
 //   memory manager: the RAM frames;             console driver: its interrupt, the VMM's input portal;
 //   VMM: the VM PD, its memory-manager portal, the console output portal, the parent portal.
 
-import { Kernel, KernelMemoryCost, Sel, Status, SpaceKind, crd, MemRights, PdRights, PtRights, SmRights, type Sys, type Utcb } from "../kernel/index.js";
+import { Kernel, KernelMemoryCost, Sel, Status, alignedRuns, SpaceKind, crd, MemRights, PdRights, PtRights, SmRights, type Sys, type Utcb } from "../kernel/index.js";
 import { consoleInput, consoleOutput, ConsoleSel, type ConsoleHost } from "../drivers/console/console.js";
 import { vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
 import type { BlockDriver } from "../drivers/block/component.js";
@@ -54,7 +54,7 @@ export function rootTask(kernel: Kernel, vm: VmDescription, outcome: VmOutcome) 
     const spaceQuota = frames * KernelMemoryCost.MAPPING + (4 << 20);
     // Memory manager: all frames (as aligned blocks), and one portal for the one VMM client.
     must(sys.createPd(MM_PD, spaceQuota, { name: "memory" }), "create the memory manager PD");
-    for (const [base, order] of alignedBlocks(0, frames)) must(sys.delegate(MM_PD, crd(SpaceKind.MEMORY, base, order, MemRights.ALL), base), "give frames to the memory manager");
+    for (const [base, order] of alignedRuns(frames, [0])) must(sys.delegate(MM_PD, crd(SpaceKind.MEMORY, base, order, MemRights.ALL), base), "give frames to the memory manager");
     must(sys.createLocalEc(MM_EC, MM_PD, memoryManager(frames)), "create the memory manager");
     must(sys.createPt(MM_PT_VMM, MM_EC), "create the memory portal");
     must(sys.setPortalId(MM_PT_VMM, 1), "name the memory portal");
@@ -120,19 +120,6 @@ function onParent(sys: Sys, utcb: Utcb, outcome: VmOutcome): void {
   utcb.set(Status.SUCCESS);
 }
 
-/** [base, order] blocks covering [from, from + count), each naturally aligned. */
-export function alignedBlocks(from: number, count: number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  let at = from;
-  const end = from + count;
-  while (at < end) {
-    let order = 31 - Math.clz32(end - at);
-    while (order > 0 && at % 2 ** order !== 0) order--;
-    out.push([at, order]);
-    at += 2 ** order;
-  }
-  return out;
-}
 
 function must(s: Status, what: string): void {
   if (s !== Status.SUCCESS) throw new Error(`root: could not ${what}: ${Status[s]}`);

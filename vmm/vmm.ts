@@ -11,6 +11,7 @@ import {
   SpaceKind,
   Status,
   VcpuState,
+  alignedRuns,
   crd,
   type GlobalEntry,
   type ReplyToken,
@@ -345,13 +346,8 @@ class Vmm {
 
 /** Delegate `pages` pages from the VMM's `from` to guest page `to` of the VM, in aligned blocks. */
 function mapRange(sys: Sys, from: number, to: number, pages: number, rights: number): void {
-  let done = 0;
-  while (done < pages) {
-    let order = 31 - Math.clz32(pages - done);
-    while (order > 0 && ((from + done) % 2 ** order !== 0 || (to + done) % 2 ** order !== 0)) order--;
-    must(sys.delegate(VmmSel.VM_PD, crd(SpaceKind.MEMORY, from + done, order, rights), to + done), "map guest memory");
-    done += 2 ** order;
-  }
+  for (const [offset, order] of alignedRuns(pages, [from, to]))
+    must(sys.delegate(VmmSel.VM_PD, crd(SpaceKind.MEMORY, from + offset, order, rights), to + offset), "map guest memory");
 }
 
 /** Copy the groups of `from.mtd` into `to` (a plain field copy: the VcpuState shape is fixed). */

@@ -4,7 +4,7 @@
 // that lies inside the region (for example when the region is all of guest RAM) costs one call
 // and no copy; any other buffer goes through the region in chunks.
 
-import { MemRights, SpaceKind, Status, crd, type Sys } from "../../../kernel/index.js";
+import { MemRights, SpaceKind, Status, alignedRuns, crd, type Sys } from "../../../kernel/index.js";
 import { BlockOp, BlockReply, BlockFlags, BLOCK_SECTOR_SIZE, blockReplyName } from "../../../services/block-protocol.js";
 import { unpackBytes } from "../../../services/protocols.js";
 import { VirtioBlkStatus, type BlockBackend } from "./blk.js";
@@ -35,7 +35,7 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: Uint8Array, sh
   const utcb = () => sys.utcb;
   const u = utcb();
   u.set(BlockOp.ATTACH, pages);
-  for (const [offset, order] of alignedRuns(sharedPage, pages)) {
+  for (const [offset, order] of alignedRuns(pages, [sharedPage, 0])) {
     u.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, sharedPage + offset, order, MemRights.R | MemRights.W), offset });
   }
   const called = sys.call(portal);
@@ -97,15 +97,3 @@ function statusOf(reply: number): VirtioBlkStatus {
   return reply === BlockReply.OK ? VirtioBlkStatus.OK : reply === BlockReply.UNSUPP ? VirtioBlkStatus.UNSUPP : VirtioBlkStatus.IOERR;
 }
 
-/** [offset, order] runs covering [0, pages), each aligned both at `base + offset` and at `offset`. */
-function alignedRuns(base: number, pages: number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  let done = 0;
-  while (done < pages) {
-    let order = 31 - Math.clz32(pages - done);
-    while (order > 0 && ((base + done) % 2 ** order !== 0 || done % 2 ** order !== 0)) order--;
-    out.push([done, order]);
-    done += 2 ** order;
-  }
-  return out;
-}
