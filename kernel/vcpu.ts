@@ -18,7 +18,11 @@ export enum ExitReason {
   PIO = 1,
   /** Access to a guest-physical address that is not writable/readable RAM. Synchronous. */
   MMIO = 2,
-  /** HLT executed with interrupts enabled (or NMI-only); the vCPU waits for the VMM's reply. */
+  /**
+   * The vCPU waits for an external interrupt: HLT, or a freeze at a waiting x87 instruction with
+   * an unmasked x87 exception pending under CR0.NE = 0 and IGNNE# inactive (EIP stays at it).
+   * The vCPU waits for the VMM's reply.
+   */
   HLT = 3,
   /** CPUID, when the VMM asked for CPUID exits (`ctrl.cpuidExits`). Synchronous. */
   CPUID = 4,
@@ -34,10 +38,16 @@ export enum ExitReason {
   INVALID_STATE = 9,
   /** The instruction budget of this run is used up; handled by the scheduler, no portal call. */
   BUDGET = 10,
+  /**
+   * The x87's FERR# output changed level (`ferr`, STA group), when the VMM asked for these exits
+   * (`ctrl.ferrExits`): after the instruction that flagged an unmasked x87 exception, or that
+   * cleared it. A PC routes FERR# to IRQ 13 and answers port F0h with IGNNE#.
+   */
+  FERR = 11,
 }
 
 /** Number of exit reasons; a VMM's event range for one vCPU is this many selectors. */
-export const EXIT_REASON_COUNT = 11;
+export const EXIT_REASON_COUNT = 12;
 
 /**
  * Message transfer descriptor: which groups of vCPU state move between engine and UTCB.
@@ -62,7 +72,7 @@ export const Mtd = {
   QUAL: 1 << 15, // exit qualification (read-only except `data`, which answers reads)
   CTRL: 1 << 16, // exit controls (exception bitmap, cpuid exits)
   INJ: 1 << 17, // event injection and interrupt-window request
-  STA: 1 << 18, // interruptibility and activity state
+  STA: 1 << 18, // interruptibility and activity state, x87 error pins
   TSC: 1 << 19, // time stamp counter
   FPU: 1 << 20, // x87 state as an FXSAVE image
   ALL: (1 << 21) - 1,
@@ -113,13 +123,23 @@ export class VcpuState {
   // CTRL
   exceptionBitmap = 0;
   cpuidExits = false;
+  /** Exit with FERR when the x87's FERR# output changes level. */
+  ferrExits = false;
   // INJ: event to deliver at the next instruction boundary where it can be taken
   inj = { valid: false, vector: 0, type: 0, errorCode: -1 as number, requestWindow: false };
   // STA
   /** Bit 0: blocking by STI, bit 1: blocking by MOV SS, bit 3: blocking by NMI. */
   interruptibility = 0;
-  /** 0 active, 1 halted, 2 shutdown. */
+  /** 0 active, 1 halted (HLT or an x87 freeze), 2 shutdown. */
   activity = 0;
+  /** The x87's FERR# output: an unmasked exception is flagged (status word ES). Read-only. */
+  ferr = false;
+  /**
+   * The IGNNE# input: with CR0.NE = 0, waiting x87 instructions ignore a pending exception
+   * instead of freezing. The VMM drives it (on a PC: port F0h written while FERR# is asserted,
+   * dropped when FERR# goes away).
+   */
+  ignne = false;
   // FPU
   fpu: Uint8Array | null = null;
 }

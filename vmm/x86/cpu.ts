@@ -3,7 +3,7 @@
 // many CPUs coexist and a snapshot is a copy.
 
 import type { GuestMemory } from "../../kernel/guest-memory.js";
-import type { VcpuExitHandler, VcpuState } from "../../kernel/vcpu.js";
+import { ExitReason, type VcpuExitHandler, type VcpuState } from "../../kernel/vcpu.js";
 import { Decoded, SEG_SS } from "./decoder.js";
 import { condition, setArith, type LazyFlags } from "./flags.js";
 import { probeSlow, readSlow, writeSlow } from "./mmu.js";
@@ -148,6 +148,9 @@ export class Cpu implements LazyFlags {
   exceptionBitmap = 0;
   /** The x87 unit (a later module); null: ESC opcodes raise #NM/#UD as configured. */
   fpu: Fpu | null = null;
+  /** FERR# as last seen by the core, and whether its changes end the run (ExitReason.FERR). */
+  ferrLevel = false;
+  ferrExits = false;
   /** Last host error caught by the run loop (an engine bug); reported as INVALID_STATE. */
   lastError: unknown = null;
   /** Why the last run ended with INVALID_STATE for a guest reason (e.g. executing MMIO). */
@@ -179,6 +182,16 @@ export class Cpu implements LazyFlags {
   }
 
   /** Raise guest exception `vector` (never returns). */
+  /**
+   * FERR# freeze (x87 exception pending, CR0.NE = 0, IGNNE# inactive): the current instruction
+   * is not executed; the CPU waits for an external interrupt with EIP at it.
+   */
+  freeze(): never {
+    this.activity = 1;
+    this.stop = ExitReason.HLT;
+    throw STOP;
+  }
+
   fault(vector: number, code = -1): never {
     this.faultVector = vector;
     this.faultHasCode = code >= 0;

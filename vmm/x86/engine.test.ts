@@ -168,6 +168,8 @@ describe("engine", () => {
     m.engine.attachFpu({
       execute: (c, i) => void seen.push(c.dec.opc[i], c.dec.modrm[i]),
       wait: () => void seen.push(0x9b),
+      ferr: false,
+      ignne: false,
       save: () => new Uint8Array(512),
       load: () => {},
     });

@@ -351,11 +351,14 @@ export class X86Engine implements VcpuEngine {
     if (mtd & Mtd.CTRL) {
       to.exceptionBitmap = c.exceptionBitmap >>> 0;
       to.cpuidExits = c.cpuidExits;
+      to.ferrExits = c.ferrExits;
     }
     if (mtd & Mtd.INJ) Object.assign(to.inj, this.inj);
     if (mtd & Mtd.STA) {
       to.interruptibility = (c.retired < c.inhibitUntil ? 1 : 0) | (c.nmiBlocked ? 8 : 0);
       to.activity = c.activity;
+      to.ferr = c.ferrLevel;
+      to.ignne = c.fpu !== null && c.fpu.ignne;
     }
     if (mtd & Mtd.TSC) to.tsc = BigInt(c.retired + c.tscOffset);
     if (mtd & Mtd.FPU) to.fpu = c.fpu !== null ? c.fpu.save() : null;
@@ -423,15 +426,21 @@ export class X86Engine implements VcpuEngine {
     if (mtd & Mtd.CTRL) {
       c.exceptionBitmap = from.exceptionBitmap | 0;
       c.cpuidExits = from.cpuidExits;
+      c.ferrExits = from.ferrExits;
     }
     if (mtd & Mtd.INJ) Object.assign(this.inj, from.inj);
     if (mtd & Mtd.STA) {
       c.inhibitUntil = from.interruptibility & 3 ? c.retired + 1 : 0;
       c.nmiBlocked = (from.interruptibility & 8) !== 0;
       c.activity = from.activity;
+      if (c.fpu !== null) c.fpu.ignne = from.ignne;
     }
     if (mtd & Mtd.TSC) c.tscOffset = Number(from.tsc) - c.retired;
-    if (mtd & Mtd.FPU && from.fpu && c.fpu !== null) c.fpu.load(from.fpu);
+    // A loaded x87 state brings its FERR# level along; the VMM that loads it knows it (no exit).
+    if (mtd & Mtd.FPU && from.fpu && c.fpu !== null) {
+      c.fpu.load(from.fpu);
+      c.ferrLevel = c.fpu.ferr;
+    }
     c.attention = true;
   }
 }

@@ -27,6 +27,11 @@ export interface FpuHost {
   probeWrite(seg: number, off: number, size: number): void;
   /** Raise a guest exception (throws). */
   fault(vector: number, code?: number): never;
+  /**
+   * Stop before the current instruction and wait for an external interrupt (the FERR# freeze of
+   * a waiting instruction under CR0.NE = 0 without IGNNE#). Throws; EIP stays at the instruction.
+   */
+  freeze(): never;
   cr0: number;
   /** EFLAGS bits that are not arithmetic (VM, for the image layouts). */
   readonly flags: number;
@@ -51,8 +56,12 @@ export interface FpuHost {
 export interface Fpu {
   /** Execute the ESC instruction in decoded slot `i` (opcode `c.dec.opc[i]`, ModRM `c.dec.modrm[i]`). */
   execute(c: FpuHost, i: number): void;
-  /** WAIT/FWAIT: deliver a pending unmasked x87 exception (#MF or the IRQ13 route). */
+  /** WAIT/FWAIT: deliver a pending unmasked x87 exception (#MF, or the FERR# freeze). */
   wait(c: FpuHost): void;
+  /** The FERR# output: an unmasked exception is flagged (status word ES). */
+  readonly ferr: boolean;
+  /** The IGNNE# input: under CR0.NE = 0 a pending exception is ignored rather than frozen on. */
+  ignne: boolean;
   /** FXSAVE-layout image of the x87 state (the MTD FPU group). */
   save(): Uint8Array;
   load(image: Uint8Array): void;

@@ -3,21 +3,21 @@
 import type { GuestMemory } from "../../kernel/guest-memory.js";
 import type { VcpuEngine, VcpuEngineFactory } from "../../kernel/vcpu.js";
 import { X86Engine } from "./engine.js";
-import { X87, type X87Options } from "./fpu/x87.js";
+import { X87 } from "./fpu/x87.js";
 
 export { disassemble } from "./disasm.js";
 export { X86Engine } from "./engine.js";
 export type { Fpu } from "./fpu.js";
 
 export interface X86EngineOptions {
-  /** Plug in the x87 unit (default true); its options carry the FERR#/IRQ 13 callback. */
-  fpu?: boolean | X87Options;
+  /** Plug in the x87 unit (default true). */
+  fpu?: boolean;
 }
 
 /** Create a vCPU engine on guest-physical memory `memory`, with the x87 FPU unless told otherwise. */
 export function createX86Engine(memory: GuestMemory, options: X86EngineOptions = {}): VcpuEngine {
   const engine = new X86Engine(memory);
-  if (options.fpu !== false) engine.cpu.fpu = new X87(typeof options.fpu === "object" ? options.fpu : {});
+  if (options.fpu !== false) engine.cpu.fpu = new X87();
   return engine;
 }
 

@@ -7,6 +7,8 @@ import type { X87 } from "./x87.js";
 
 /** Thrown by `fault`; the vector is in `TestHost.faultVector`. */
 export const TEST_FAULT: { readonly testFault: true } = Object.freeze({ testFault: true });
+/** `RunOutcome.vector` of a run that ended in the FERR# freeze. */
+export const FROZEN = -2;
 
 export class TestHost implements X87Host {
   /** EFLAGS, kept whole (no lazy flags here). */
@@ -98,6 +100,11 @@ export class TestHost implements X87Host {
   }
   fault(vector: number, _code?: number): never {
     this.faultVector = vector;
+    throw TEST_FAULT;
+  }
+  /** The FERR# freeze ends a test run like a fault, with vector FROZEN. */
+  freeze(): never {
+    this.faultVector = FROZEN;
     throw TEST_FAULT;
   }
 

@@ -2,13 +2,13 @@
 // and rounding control, FXAM classes, exception delivery (#MF, FERR#/IGNNE#), image layouts.
 import { describe, expect, it } from "vitest";
 import { loadState, storeEnv, storeState, storeFxsave } from "./images.js";
-import { runX87, TestHost } from "./test-host.js";
+import { FROZEN, runX87, TestHost } from "./test-host.js";
 import { X87 } from "./x87.js";
 
 const CODE = 0x10000000, DATA = 0x20000000;
 
-function setup(options: ConstructorParameters<typeof X87>[0] = {}) {
-  const x = new X87(options);
+function setup() {
+  const x = new X87();
   const memory = new Uint8Array(4096);
   const host = new TestHost(memory, DATA);
   host.regs[3] = DATA;
@@ -179,19 +179,45 @@ describe("exception delivery", () => {
     expect(run([0xdb, 0xe2, ...FLD1]).vector).toBe(-1); // FNCLEX, then fine
   });
 
-  it("without CR0.NE: FERR# is asserted (IRQ 13), IGNNE# lets waiting instructions go on", () => {
-    const events: boolean[] = [];
-    const { x, host, run, view } = setup({ ferr: (v) => events.push(v) });
+  it("without CR0.NE: FERR# follows ES from the flagging instruction on; waiting instructions freeze unless IGNNE#", () => {
+    const { x, host, run, view } = setup();
     host.cr0 = 0x11; // PE, ET; NE clear
     view.setUint16(0, 0x037b, true);
-    run([...FLDCW(0), ...FLD1, ...FLDZ, ...FDIVP]);
-    expect(run(FWAIT).vector).toBe(-1);
-    expect(events).toEqual([true]);
-    x.ignne(); // the guest wrote port F0h
+    expect(run([...FLDCW(0), ...FLD1, ...FLDZ]).vector).toBe(-1);
+    expect(x.ferr).toBe(false);
+    expect(run(FDIVP).vector).toBe(-1);
+    expect(x.ferr).toBe(true); // asserted at the end of FDIVP (P6), before any waiting instruction
+    expect(run([0xdf, 0xe0])).toEqual({ vector: -1, offset: 2 }); // FNSTSW AX: no-wait, runs
+    const top = x.top;
+    expect(run([...FLD1])).toEqual({ vector: FROZEN, offset: 0 }); // frozen before FLD1
+    expect(run(FWAIT)).toEqual({ vector: FROZEN, offset: 0 });
+    expect(x.top).toBe(top); // the frozen instruction did nothing
+    x.ignne = true; // the guest wrote port F0h: the chipset drives IGNNE#
     expect(run([...FLD1, ...FWAIT]).vector).toBe(-1);
-    expect(events).toEqual([true]);
-    run([0xdb, 0xe2]); // FNCLEX drops FERR#
-    expect(events).toEqual([true, false]);
+    expect(x.top).toBe((top + 7) & 7);
+    expect(x.ferr).toBe(true); // still flagged: IGNNE# only lets instructions go on
+    run([0xdb, 0xe2]); // FNCLEX
+    expect(x.ferr).toBe(false);
+  });
+
+  it("IGNNE# does not matter with CR0.NE: #MF", () => {
+    const { x, run, view } = setup();
+    view.setUint16(0, 0x037b, true);
+    run([...FLDCW(0), ...FLD1, ...FLDZ, ...FDIVP]);
+    x.ignne = true;
+    expect(run(FLD1)).toEqual({ vector: 16, offset: 0 });
+  });
+
+  it("FERR# also follows ES when FLDCW unmasks or masks a flagged exception", () => {
+    const { x, run, view } = setup();
+    view.setUint16(0, 0x037f, true);
+    view.setUint16(2, 0x037b, true);
+    run([...FLD1, ...FLDZ, ...FDIVP]); // ZE flagged, masked
+    expect(x.ferr).toBe(false);
+    run(FLDCW(2));
+    expect(x.ferr).toBe(true);
+    run([0xd9, 0x6b, 0]); // FLDCW [ebx]: waiting, so with NE it faults first
+    expect(x.ferr).toBe(true);
   });
 
   it("an unmasked invalid operation leaves the destination and the stack alone", () => {

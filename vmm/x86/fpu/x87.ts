@@ -1,5 +1,5 @@
 // The x87 floating-point unit of a P6: register stack, control/status/tag words, last
-// instruction and operand pointers, and exception delivery (#MF or FERR#/IRQ 13).
+// instruction and operand pointers, and exception delivery (#MF, or FERR# and the freeze).
 
 import type { Fpu } from "../fpu.js";
 import { type F80, newF80, setIndefinite } from "./arith.js";
@@ -11,15 +11,6 @@ import { type InstructionForm, MEMORY_FORMS, REGISTER_FORMS } from "./table.js";
 import { SW_B, SW_C1, SW_CC, SW_ES, SW_TOP_MASK } from "./status.js";
 
 export * from "./status.js";
-
-export interface X87Options {
-  /**
-   * FERR# output (CR0.NE = 0): called with true when a waiting instruction finds an unmasked
-   * exception pending, false when the exception is cleared. The VMM routes it to IRQ 13 and
-   * calls `ignne()` for a write to port F0h.
-   */
-  ferr?: (asserted: boolean) => void;
-}
 
 export class X87 implements Fpu {
   /** Physical registers R0-R7: sign and exponent, significand. */
@@ -40,9 +31,8 @@ export class X87 implements Fpu {
   fdp = 0;
   fds = 0;
   fdpLinear = 0;
-  /** FERR# is asserted; IGNNE# is asserted (port F0h written while FERR#). */
-  ferrAsserted = false;
-  ignneAsserted = false;
+  /** The IGNNE# input (see Fpu.ignne); the core's VcpuState carries it. */
+  ignne = false;
 
   /** Rounding context of the instruction being executed. */
   readonly ctx: RoundContext = newRoundContext();
@@ -51,8 +41,6 @@ export class X87 implements Fpu {
   readonly rem = { q: 0, partial: false };
   /** Scratch for memory images (FSAVE is the largest: 108 bytes). */
   readonly image = new Uint8Array(512);
-
-  constructor(private readonly options: X87Options = {}) {}
 
   // ---- the Fpu interface ----
 
@@ -99,19 +87,15 @@ export class X87 implements Fpu {
     loadFxsave(this, image);
   }
 
-  /** Port F0h written: IGNNE# while FERR# stays asserted (pending exceptions are ignored). */
-  ignne(): void {
-    if (this.ferrAsserted) this.ignneAsserted = true;
+  /** FERR#: on the P6 it follows ES, asserted at the end of the instruction that flagged the exception. */
+  get ferr(): boolean {
+    return (this.sw & SW_ES) !== 0;
   }
 
-  /** A waiting instruction with ES set: #MF, or FERR# (IRQ 13) when CR0.NE = 0. */
+  /** A waiting instruction with ES set: #MF; under CR0.NE = 0 a freeze, unless IGNNE# is asserted. */
   private deliverPending(c: X87Host): void {
     if (c.cr0 & CR0_NE) c.fault(VECTOR_MF);
-    if (this.ignneAsserted) return;
-    if (!this.ferrAsserted) {
-      this.ferrAsserted = true;
-      this.options.ferr?.(true);
-    }
+    if (!this.ignne) c.freeze();
   }
 
   // ---- status ----
@@ -133,14 +117,9 @@ export class X87 implements Fpu {
     else this.clearSummary();
   }
 
-  /** Clear ES; drops FERR# and IGNNE#. */
+  /** Clear ES (and so FERR#). */
   clearSummary(): void {
     this.sw &= ~SW_ES;
-    if (this.ferrAsserted) {
-      this.ferrAsserted = false;
-      this.ignneAsserted = false;
-      this.options.ferr?.(false);
-    }
   }
 
   /** Merge the exceptions of the instruction (ctx.exc) into the status word. */

@@ -278,8 +278,9 @@ export function registerSystem(h: Record<string, Handler>): void {
   h.esc = (c, i) => {
     if (c.cr0 & 0xc) c.fault(7);
     const fpu = c.fpu;
-    if (fpu === null) c.fault(6);
-    else fpu.execute(c, i);
+    if (fpu === null) return c.fault(6);
+    fpu.execute(c, i);
+    if (fpu.ferr !== c.ferrLevel) ferrChanged(c, fpu.ferr);
   };
   h.fwait = (c) => {
     if ((c.cr0 & 0xa) === 0xa) c.fault(7);
@@ -309,7 +310,16 @@ function fxImage(c: Cpu, i: number, save: boolean): void {
     const view = new DataView(image.buffer);
     for (let k = 0; k < 512; k += 4) view.setInt32(k, c.rd32(seg, (off + k) & mask), true);
     fpu!.load(image);
+    if (fpu!.ferr !== c.ferrLevel) ferrChanged(c, fpu!.ferr);
   }
+}
+
+/** FERR# changed level after an x87 instruction: end the run after it when the VMM asked. */
+function ferrChanged(c: Cpu, level: boolean): void {
+  c.ferrLevel = level;
+  if (!c.ferrExits || c.stop >= 0) return;
+  c.stop = ExitReason.FERR;
+  c.attention = true;
 }
 
 function debugIndex(c: Cpu, n: number): number {
