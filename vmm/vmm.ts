@@ -84,6 +84,7 @@ const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.EXCEPTION]: Mtd.QUAL | Mtd.EIP_LEN,
   [ExitReason.TRIPLE_FAULT]: Mtd.EIP_LEN | Mtd.CS_SS,
   [ExitReason.INVALID_STATE]: Mtd.EIP_LEN | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
+  [ExitReason.FERR]: Mtd.STA,
 };
 
 /** The VMM component: its body sets the VM up and then runs the device timers. */
@@ -96,6 +97,8 @@ class Vmm {
   private readonly platform: PcPlatform;
   private haltToken: ReplyToken | null = null;
   private ended = false;
+  /** IGNNE# changed on a port F0h write: hand it to the vCPU at the recall that follows. */
+  private ignneChanged = false;
   private serialOut: number[] = [];
   private debugOut: number[] = [];
 
@@ -130,6 +133,11 @@ class Vmm {
       if (pending) this.kick();
     };
     this.platform.onReset = () => this.end(0, VmEnd.RESET, "the guest asked for a reset");
+    this.platform.fpuError.onIgnne = () => {
+      if (this.ignneChanged) return;
+      this.ignneChanged = true;
+      this.sys.recall(VCPU);
+    };
   }
 
   *main(): Generator<import("../kernel/index.js").Wait, void, Status> {
@@ -227,6 +235,15 @@ class Vmm {
     switch (reason) {
       case ExitReason.STARTUP:
         copyState(this.config.plan.state, v);
+        // FERR# goes to IRQ 13 (port F0h logic), so the VMM wants to hear its changes.
+        v.ferrExits = true;
+        v.mtd |= Mtd.CTRL;
+        return;
+      case ExitReason.FERR:
+        // A falling FERR# drops IGNNE#: this reply carries it, no recall needed.
+        this.ignneChanged = true;
+        this.platform.fpuError.setFerr(v.ferr);
+        this.passIgnne(v, 0);
         return;
       case ExitReason.PIO:
         if (q.write) this.platform.io.write(q.address, q.size as AccessSize, q.data);
@@ -240,12 +257,15 @@ class Vmm {
       case ExitReason.HLT:
         if ((v.eflags & IF) === 0) {
           // Nothing but an NMI or a reset can wake this CPU: the guest is off.
-          this.end(0, VmEnd.HALTED, "the CPU halted with interrupts disabled");
+          const why = v.ferr && !v.ignne ? " (or froze on a pending x87 exception)" : "";
+          this.end(0, VmEnd.HALTED, `the CPU halted with interrupts disabled${why}`);
           this.sys.deferReply();
           return;
         }
-        if (this.platform.interruptController.hasInterrupt()) this.inject(v);
-        else {
+        if (this.platform.interruptController.hasInterrupt()) {
+          this.inject(v);
+          this.passIgnne(v, v.mtd);
+        } else {
           v.mtd = 0;
           this.haltToken = this.sys.deferReply();
         }
@@ -254,6 +274,7 @@ class Vmm {
       case ExitReason.RECALL:
       case ExitReason.INTR_WINDOW:
         this.inject(v);
+        this.passIgnne(v, v.mtd);
         return;
       case ExitReason.TRIPLE_FAULT:
         this.end(0, VmEnd.RESET, `triple fault at ${v.cs.selector.toString(16)}:${v.eip.toString(16)}`);
@@ -263,6 +284,17 @@ class Vmm {
         this.end(1, VmEnd.ERROR, `vCPU exit ${ExitReason[reason]} at eip 0x${v.eip.toString(16)}`);
         this.sys.deferReply();
     }
+  }
+
+  /** Reply with `mtd`, plus the STA group carrying IGNNE# when it changed (or FERR# just did). */
+  private passIgnne(v: VcpuState, mtd: number): void {
+    const ignne = this.platform.fpuError.ignne;
+    if (this.ignneChanged || v.ignne !== ignne) {
+      this.ignneChanged = false;
+      v.ignne = ignne;
+      mtd |= Mtd.STA;
+    }
+    v.mtd = mtd;
   }
 
   private mmio(q: VcpuState["qual"]): void {

@@ -97,6 +97,128 @@ times 0xFFF0 - ($ - $$) db 0xff
 times 0x10000 - ($ - $$) db 0xff
 `;
 
+/**
+ * A ROM that handles x87 errors the MS-DOS way (CR0.NE = 0): FERR# raises IRQ 13 on the slave PIC,
+ * the handler writes port F0h (IGNNE#: its own x87 code runs) and clears the exception. Round 2
+ * masks IRQ 13 first, so the next waiting instruction freezes until the PIT's interrupt unmasks it.
+ * Prints "A" and "B" on port E9h for the two rounds, "X" when a check fails.
+ */
+const X87_ERRORS = `
+bits 16
+org 0
+times 0xE000 - ($ - $$) db 0xff
+entry:
+  cli
+  xor ax, ax
+  mov ss, ax
+  mov sp, 0x7000
+  mov ds, ax
+  mov word [8*4], irq0
+  mov word [8*4+2], 0xF000
+  mov word [0x75*4], irq13         ; slave PIC at 70h: IRQ 13 is vector 75h
+  mov word [0x75*4+2], 0xF000
+  mov al, 0x11
+  out 0x20, al
+  mov al, 8
+  out 0x21, al
+  mov al, 4
+  out 0x21, al
+  mov al, 1
+  out 0x21, al
+  mov al, 0xfb                     ; master: only the cascade
+  out 0x21, al
+  mov al, 0x11
+  out 0xa0, al
+  mov al, 0x70
+  out 0xa1, al
+  mov al, 2
+  out 0xa1, al
+  mov al, 1
+  out 0xa1, al
+  mov al, 0xdf                     ; slave: only IRQ 13
+  out 0xa1, al
+  mov word [0x500], 0              ; IRQ 13 count
+  mov word [0x502], 0              ; IRQ 0 count
+  mov word [0x504], 0              ; status word the IRQ 13 handler saw
+  fninit
+  fldcw [cs:cw]
+  sti
+  fld1                             ; round 1: IRQ 13 comes right after FDIVP
+  fldz
+  fdivp st1, st0
+  fld1
+  fstp st0
+  fstp st0
+  cmp word [0x500], 1
+  jne fail
+  mov ax, [0x504]
+  and ax, 0x84                     ; ZE and ES
+  cmp ax, 0x84
+  jne fail
+  mov al, 'A'
+  out 0xe9, al
+  cli                              ; round 2: IRQ 13 masked, the timer armed (mode 0, ~55 ms)
+  mov al, 0xff
+  out 0xa1, al
+  mov al, 0xfa
+  out 0x21, al
+  fld1
+  fldz
+  fdivp st1, st0
+  mov al, 0x30
+  out 0x43, al
+  mov al, 0xff
+  out 0x40, al
+  out 0x40, al
+  sti
+  nop
+  fld1                             ; freezes until IRQ 0, then until IRQ 13
+  fstp st0
+  fstp st0
+  cmp word [0x500], 2
+  jne fail
+  cmp word [0x502], 1
+  jne fail
+  mov al, 'B'
+  out 0xe9, al
+  cli
+  hlt
+fail:
+  mov al, 'X'
+  out 0xe9, al
+  cli
+  hlt
+irq0:
+  push ax
+  inc word [0x502]
+  mov al, 0xdf                     ; unmask IRQ 13, mask the timer
+  out 0xa1, al
+  mov al, 0xfb
+  out 0x21, al
+  mov al, 0x20
+  out 0x20, al
+  pop ax
+  iret
+irq13:
+  push ax
+  out 0xf0, al                     ; clear the request; IGNNE# lets the next FLD1 run
+  fld1
+  fstp st0
+  fnstsw ax
+  mov [0x504], ax
+  fnclex
+  inc word [0x500]
+  mov al, 0x20
+  out 0xa0, al
+  out 0x20, al
+  pop ax
+  iret
+cw: dw 0x037b                      ; ZE unmasked
+times 0xFFF0 - ($ - $$) db 0xff
+  jmp 0xF000:entry
+times 0x10000 - ($ - $$) db 0xff
+`;
+
 describe.skipIf(!nasm)("a VM on the whole stack", () => {
   it("boots a Multiboot kernel: debug console, serial out and in, isa-debug-exit", async () => {
     const con = new MemoryConsole();
@@ -137,6 +259,15 @@ describe.skipIf(!nasm)("a VM on the whole stack", () => {
     // in between, so virtual time skipped ahead instead of running millions of instructions.
     expect(result.kernel.clock.now).toBeGreaterThan(3_000_000);
     expect(result.kernel.clock.now).toBeLessThan(50_000_000);
+  });
+
+  it("routes x87 errors through FERR#, IRQ 13 and port F0h when CR0.NE is clear", async () => {
+    const con = new MemoryConsole();
+    const result = await runVm({ memoryBytes: 4 << 20, bios: assemble(X87_ERRORS), console: con, engine: createX86Engine, debugcon: true, maxVirtualNs: 5e9 });
+    expect(String.fromCharCode(...con.debugcon)).toBe("AB");
+    expect(result.why).toBe(VmEnd.HALTED);
+    // The freeze waited for the timer (~55 ms of virtual time) instead of spinning.
+    expect(result.kernel.clock.now).toBeGreaterThan(50_000_000);
   });
 
   it("refuses a file that is not a kernel before anything starts", async () => {

@@ -7,6 +7,7 @@ import { A20Gate } from "./a20.js";
 import { IoBus, MmioBus, type Device } from "./bus.js";
 import type { DeviceClock } from "./clock.js";
 import { DebugConsole, DebugExit } from "./debug-ports.js";
+import { FpuErrorLogic } from "./fpu-error.js";
 import { I8042 } from "./i8042.js";
 import { IoApic } from "./ioapic.js";
 import { IrqLine } from "./irq.js";
@@ -62,6 +63,8 @@ export class PcPlatform {
   readonly uarts: Uart16550[] = [];
   readonly i8042: I8042;
   readonly port92: Port92;
+  /** FERR# → IRQ 13, port F0h → IGNNE#. */
+  readonly fpuError: FpuErrorLogic;
   readonly pci: PciHost;
   readonly debugExit: DebugExit | null = null;
   readonly debugConsole: DebugConsole | null = null;
@@ -101,6 +104,7 @@ export class PcPlatform {
     this.i8042.onReset = reset;
     this.port92 = new Port92(this.a20);
     this.port92.onReset = reset;
+    this.fpuError = new FpuErrorLogic(this.isaIrq[13]);
     this.pci = new PciHost(this.io, this.mmio);
     this.pci.onReset = reset;
     if (options.debugExit) {
@@ -115,6 +119,7 @@ export class PcPlatform {
     for (const u of this.uarts) u.attach(this.io);
     this.i8042.attach(this.io);
     this.port92.attach(this.io);
+    this.fpuError.attach(this.io);
     this.pci.attach(this.io);
     this.debugExit?.attach(this.io);
     this.debugConsole?.attach(this.io);
@@ -129,7 +134,7 @@ export class PcPlatform {
 
   /** Every device, in save/load order. */
   devices(): Device[] {
-    const list: Device[] = [this.pic, this.pit, this.rtc, ...this.uarts, this.i8042, this.port92, this.pci];
+    const list: Device[] = [this.pic, this.pit, this.rtc, ...this.uarts, this.i8042, this.port92, this.fpuError, this.pci];
     if (this.lapic) list.push(this.lapic);
     if (this.ioapic) list.push(this.ioapic);
     if (this.debugExit) list.push(this.debugExit);

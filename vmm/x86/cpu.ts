@@ -183,6 +183,18 @@ export class Cpu implements LazyFlags {
 
   /** Raise guest exception `vector` (never returns). */
   /**
+   * After a synchronous exit: the VMM may have written guest RAM (DMA), and when it recalled the
+   * vCPU the run ends after this instruction (BUDGET; the kernel then delivers RECALL).
+   */
+  exited(): void {
+    this.codeEpoch++;
+    if (this.exits !== null && this.exits.stopRequested) {
+      if (this.stop < 0) this.stop = ExitReason.BUDGET;
+      this.attention = true;
+    }
+  }
+
+  /**
    * FERR# freeze (x87 exception pending, CR0.NE = 0, IGNNE# inactive): the current instruction
    * is not executed; the CPU waits for an external interrupt with EIP at it.
    */

@@ -31,7 +31,7 @@ export function portIn(c: Cpu, port: number, size: number): number {
   q.write = false;
   q.data = 0;
   const ok = c.exits !== null && c.exits.exit(ExitReason.PIO, st);
-  c.codeEpoch++; // the VMM may have written guest RAM (DMA)
+  c.exited();
   return (ok ? q.data : -1) & MASK[size];
 }
 
@@ -43,5 +43,5 @@ export function portOut(c: Cpu, port: number, size: number, v: number): void {
   q.write = true;
   q.data = size === 4 ? v >>> 0 : v & MASK[size];
   if (c.exits !== null) c.exits.exit(ExitReason.PIO, st);
-  c.codeEpoch++;
+  c.exited();
 }

@@ -183,7 +183,7 @@ function mmio(c: Cpu, pa: number, size: number, write: boolean, v: number): numb
   q.data = write ? (size === 4 ? v >>> 0 : v & mask) : 0;
   q.linear = 0;
   const ok = c.exits !== null && c.exits.exit(ExitReason.MMIO, st);
-  c.codeEpoch++;
+  c.exited();
   if (write) return 0;
   const r = ok ? q.data : -1;
   return size === 4 ? r | 0 : r & mask;
