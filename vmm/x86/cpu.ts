@@ -181,7 +181,6 @@ export class Cpu implements LazyFlags {
     setArith(this, bits);
   }
 
-  /** Raise guest exception `vector` (never returns). */
   /**
    * After a synchronous exit: the VMM may have written guest RAM (DMA), and when it recalled the
    * vCPU the run ends after this instruction (BUDGET; the kernel then delivers RECALL).
@@ -204,6 +203,7 @@ export class Cpu implements LazyFlags {
     throw STOP;
   }
 
+  /** Raise guest exception `vector` (never returns). */
   fault(vector: number, code = -1): never {
     this.faultVector = vector;
     this.faultHasCode = code >= 0;
