@@ -3,8 +3,11 @@
 
 import { add, div, DONE, mul } from "./arith.js";
 import { fromInteger, widenF32, widenF64 } from "./convert.js";
+import { f32Parts, f64Parts, intParts } from "./limbs-convert.js";
 import { DE, IE, ZE } from "./float80.js";
 import { CF, PF, ZF, type X87Host } from "./host.js";
+import { addParts, compareParts, mulParts } from "./limbs.js";
+import { divParts } from "./limbs-div.js";
 import { compare } from "./ops.js";
 import type { X87 } from "./x87.js";
 import { SW_C0, SW_C2, SW_C3 } from "./status.js";
@@ -31,6 +34,23 @@ function compute(x: X87, reg: number, aSe: number, aM: bigint, bSe: number, bM: 
   }
 }
 
+/**
+ * The number fast path of `compute` (result in x.p0): true when it applied, false (nothing
+ * changed) when the BigInt path must run.
+ */
+function computeParts(x: X87, reg: number, aSe: number, aHi: number, aLo: number, bSe: number, bHi: number, bLo: number): boolean {
+  const ctx = x.ctx, out = x.p0;
+  switch (reg) {
+    case 0: return addParts(ctx, aSe, aHi, aLo, bSe, bHi, bLo, 0, out);
+    case 1: return mulParts(ctx, aSe, aHi, aLo, bSe, bHi, bLo, out);
+    case 4: return addParts(ctx, aSe, aHi, aLo, bSe, bHi, bLo, 1, out);
+    case 5: return addParts(ctx, bSe, bHi, bLo, aSe, aHi, aLo, 1, out);
+    case 6: return divParts(ctx, aSe, aHi, aLo, bSe, bHi, bLo, out);
+    case 7: return divParts(ctx, bSe, bHi, bLo, aSe, aHi, aLo, out);
+    default: return false;
+  }
+}
+
 const CC_OF = [0, SW_C0, SW_C3, SW_C3 | SW_C2 | SW_C0];
 const EFLAGS_OF = [0, CF, ZF, ZF | PF | CF];
 
@@ -46,11 +66,24 @@ export function arithRegister(x: X87, c: X87Host, i: number, toSti: boolean, pop
     return;
   }
   const a = x.phys(0), b = x.phys(sti);
+  if (computeParts(x, reg, x.se[a], x.sigHi(a), x.sigLo(a), x.se[b], x.sigHi(b), x.sigLo(b))) {
+    const p = x.p0;
+    x.writeParts(dest, p.se, p.hi, p.lo);
+    x.setC1(x.ctx.up);
+    if (popAfter) x.pop();
+    return;
+  }
   const r = compute(x, reg, x.se[a], x.m[a], x.se[b], x.m[b]);
   if (r !== DONE || preStops(x)) return;
   x.writeF(dest, x.t0);
   x.setC1(x.ctx.up);
   if (popAfter) x.pop();
+}
+
+/** Compare physical registers a and b (number fast path first). */
+function compareRegisters(x: X87, a: number, b: number, quiet: boolean): number {
+  const r = compareParts(x.se[a], x.sigHi(a), x.sigLo(a), x.se[b], x.sigHi(b), x.sigLo(b));
+  return r >= 0 ? r : compare(x.ctx, x.se[a], x.m[a], x.se[b], x.m[b], quiet);
 }
 
 /** Compare ST(0) with ST(i) into C3 C2 C0 (FCOM, FCOMP, FUCOM, FUCOMP); pops `pops` times. */
@@ -65,8 +98,7 @@ export function compareWith(x: X87, sti: number, quiet: boolean, pops: number): 
     if (x.stackUnderflow(-1)) for (let k = 0; k < pops; k++) x.pop();
     return;
   }
-  const a = x.phys(0), b = x.phys(sti);
-  const r = compare(x.ctx, x.se[a], x.m[a], x.se[b], x.m[b], quiet);
+  const r = compareRegisters(x, x.phys(0), x.phys(sti), quiet);
   x.setCC(CC_OF[r]);
   if (preStops(x)) return;
   for (let k = 0; k < pops; k++) x.pop();
@@ -81,8 +113,7 @@ export function compareEflags(x: X87, c: X87Host, i: number, quiet: boolean, pop
     if (x.stackUnderflow(-1) && popAfter) x.pop();
     return;
   }
-  const a = x.phys(0), b = x.phys(sti);
-  const r = compare(x.ctx, x.se[a], x.m[a], x.se[b], x.m[b], quiet);
+  const r = compareRegisters(x, x.phys(0), x.phys(sti), quiet);
   c.setArithFlags(EFLAGS_OF[r]);
   if (preStops(x)) return;
   if (popAfter) x.pop();
@@ -91,23 +122,41 @@ export function compareEflags(x: X87, c: X87Host, i: number, quiet: boolean, pop
 /** Kinds of memory operands of the arithmetic forms. */
 export const MEM_F32 = 0, MEM_I32 = 1, MEM_F64 = 2, MEM_I16 = 3;
 
-/** Read the memory operand of slot i as an 80-bit value into x.t1; true for a denormal real. */
-function readOperand(x: X87, c: X87Host, i: number, kind: number): boolean {
+/**
+ * The memory operand of slot i (kind MEM_*) as raw words into x.raw: [low or only word, high word
+ * of a 64-bit real]. Read once: the number and BigInt paths both convert from these.
+ */
+function readRaw(x: X87, c: X87Host, i: number, kind: number): void {
   const seg = c.dec.seg[i];
   const off = c.ea(i);
+  const raw = x.raw;
+  if (kind === MEM_F64) {
+    raw[0] = c.rd32(seg, off);
+    raw[1] = c.rd32(seg, (off + 4) | 0);
+  } else if (kind === MEM_I16) raw[0] = (c.rd16(seg, off) << 16) >> 16;
+  else raw[0] = c.rd32(seg, off);
+}
+
+/** The raw operand as exact numbers in x.p1; false when only the BigInt path handles it. */
+function operandParts(x: X87, kind: number): boolean {
+  const raw = x.raw;
   switch (kind) {
-    case MEM_F32: return widenF32(c.rd32(seg, off), x.t1);
-    case MEM_F64: {
-      const lo = c.rd32(seg, off);
-      return widenF64(lo, c.rd32(seg, (off + 4) | 0), x.t1);
-    }
-    case MEM_I32: {
-      const v = c.rd32(seg, off) | 0;
-      fromInteger(v < 0 ? 1 : 0, BigInt(Math.abs(v)), x.t1);
-      return false;
-    }
+    case MEM_F64: return f64Parts(raw[0], raw[1], x.p1);
+    case MEM_F32: return f32Parts(raw[0], x.p1);
+    default:
+      intParts(raw[0], x.p1);
+      return true;
+  }
+}
+
+/** The raw operand as an 80-bit value into x.t1; true for a denormal real. */
+function widenOperand(x: X87, kind: number): boolean {
+  const raw = x.raw;
+  switch (kind) {
+    case MEM_F32: return widenF32(raw[0], x.t1);
+    case MEM_F64: return widenF64(raw[0], raw[1], x.t1);
     default: {
-      const v = (c.rd16(seg, off) << 16) >> 16;
+      const v = raw[0];
       fromInteger(v < 0 ? 1 : 0, BigInt(Math.abs(v)), x.t1);
       return false;
     }
@@ -116,8 +165,26 @@ function readOperand(x: X87, c: X87Host, i: number, kind: number): boolean {
 
 /** ST(0) = ST(0) op mem (reg field selects op; 2 and 3 are FCOM/FCOMP). */
 export function arithMemory(x: X87, c: X87Host, i: number, kind: number): void {
-  const den = readOperand(x, c, i, kind);
+  readRaw(x, c, i, kind);
   const reg = c.dec.reg[i];
+  if (!x.isEmpty(0) && operandParts(x, kind)) {
+    const a = x.phys(0), b = x.p1;
+    if (reg === 2 || reg === 3) {
+      const r = compareParts(x.se[a], x.sigHi(a), x.sigLo(a), b.se, b.hi, b.lo);
+      if (r >= 0) {
+        x.setC1(0);
+        x.setCC(CC_OF[r]);
+        if (reg === 3) x.pop();
+        return;
+      }
+    } else if (computeParts(x, reg, x.se[a], x.sigHi(a), x.sigLo(a), b.se, b.hi, b.lo)) {
+      const p = x.p0;
+      x.writeParts(0, p.se, p.hi, p.lo);
+      x.setC1(x.ctx.up);
+      return;
+    }
+  }
+  const den = widenOperand(x, kind);
   x.setC1(0);
   if (x.isEmpty(0)) {
     if (reg === 2 || reg === 3) {
@@ -149,5 +216,6 @@ export function ftst(x: X87): void {
     return;
   }
   const a = x.phys(0);
-  x.setCC(CC_OF[compare(x.ctx, x.se[a], x.m[a], 0, 0n, false)]);
+  const r = compareParts(x.se[a], x.sigHi(a), x.sigLo(a), 0, 0, 0);
+  x.setCC(CC_OF[r >= 0 ? r : compare(x.ctx, x.se[a], x.m[a], 0, 0n, false)]);
 }

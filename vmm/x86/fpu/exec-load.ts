@@ -1,10 +1,13 @@
 // Handlers of x87 data transfer: loads and stores of reals, integers and BCD, register moves
 // (FLD/FST ST(i), FXCH, FCMOVcc), constants and the one-register operations FCHS/FABS/FXAM.
 
-import { fromInteger, loadBcd, loadF32, loadF64, storeBcd, storeF32, storeF64, toInteger } from "./convert.js";
+import type { F80 } from "./arith.js";
+import { loadBcd, loadF32, loadF64, storeBcd, storeF32, storeF64, toInteger } from "./convert.js";
 import { IE, INDEFINITE_M, RC_DOWN, RC_CHOP, RC_UP } from "./float80.js";
 import type { X87Host } from "./host.js";
-import { examine } from "./ops.js";
+import { classifyParts } from "./limbs.js";
+import { f32Parts, f64Parts, fistParts, int64Parts, intParts, storeF32Parts, storeF64Parts } from "./limbs-convert.js";
+import { examineClass } from "./ops.js";
 import type { X87 } from "./x87.js";
 import { SW_C1 } from "./status.js";
 
@@ -12,6 +15,9 @@ import { SW_C1 } from "./status.js";
 
 /** Memory real/integer kinds of loads and stores. */
 export const LD_F32 = 0, LD_F64 = 1, LD_F80 = 2, LD_I16 = 3, LD_I32 = 4, LD_I64 = 5, LD_BCD = 6;
+
+/** High half of the indefinite's significand (int32). */
+const INDEFINITE_HI = 0xc0000000 | 0;
 
 /** Read ten bytes at the operand into x.image[0..9]. */
 function read80(x: X87, c: X87Host, i: number): void {
@@ -22,13 +28,6 @@ function read80(x: X87, c: X87Host, i: number): void {
   b[0] = lo; b[1] = lo >>> 8; b[2] = lo >>> 16; b[3] = lo >>> 24;
   b[4] = hi; b[5] = hi >>> 8; b[6] = hi >>> 16; b[7] = hi >>> 24;
   b[8] = top; b[9] = top >>> 8;
-}
-
-function imageWord64(x: X87): bigint {
-  const b = x.image;
-  const lo = (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
-  const hi = (b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24)) >>> 0;
-  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 export function fldMemory(x: X87, c: X87Host, i: number, kind: number): void {
@@ -44,28 +43,38 @@ export function fldMemory(x: X87, c: X87Host, i: number, kind: number): void {
   else lo = c.rd32(seg, off);
   x.setC1(0);
   if (!x.pushCheck()) return;
+  const p = x.p1;
   switch (kind) {
     case LD_F32:
+      if (f32Parts(lo, p)) break;
       loadF32(x.ctx, lo, t);
-      break;
+      return pushLoaded(x, t);
     case LD_F64:
+      if (f64Parts(lo, hi, p)) break;
       loadF64(x.ctx, lo, hi, t);
-      break;
-    case LD_F80:
-      t.m = imageWord64(x);
-      t.se = x.image[8] | (x.image[9] << 8);
-      break;
-    case LD_I64: {
-      const v = (BigInt(hi | 0) << 32n) | BigInt(lo >>> 0);
-      fromInteger(v < 0n ? 1 : 0, v < 0n ? -v : v, t);
+      return pushLoaded(x, t);
+    case LD_F80: {
+      const b = x.image;
+      p.se = b[8] | (b[9] << 8);
+      p.hi = b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24);
+      p.lo = b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24);
       break;
     }
+    case LD_I64:
+      int64Parts(lo, hi, p);
+      break;
     case LD_BCD:
       loadBcd(x.image, t);
-      break;
+      return pushLoaded(x, t);
     default:
-      fromInteger(lo < 0 ? 1 : 0, BigInt(Math.abs(lo | 0)), t);
+      intParts(lo | 0, p);
   }
+  // The number paths: exact, no exceptions.
+  x.pushParts(p.se, p.hi, p.lo);
+}
+
+/** Push a value converted by convert.ts (x.t0) unless the conversion raised an unmasked IE. */
+function pushLoaded(x: X87, t: F80): void {
   // An unmasked DE does not stop a load (the host pushes the value); an unmasked IE does.
   if (x.ctx.exc & ~x.cw & IE) return;
   x.push(t.se, t.m);
@@ -82,8 +91,7 @@ export function fldRegister(x: X87, c: X87Host, i: number): void {
     return;
   }
   if (!x.pushCheck()) return;
-  const r = x.phys(sti);
-  x.push(x.se[r], x.m[r]);
+  x.pushCopy(x.phys(sti));
 }
 
 /** FLD1, FLDL2T, FLDL2E, FLDPI, FLDLG2, FLDLN2, FLDZ (index 0-6, as E8-EE). */
@@ -123,13 +131,10 @@ function write64(c: X87Host, seg: number, off: number, v: bigint): void {
   c.wr32(seg, (off + 4) | 0, Number((v >> 32n) & 0xffffffffn));
 }
 
-function setImage80(x: X87, se: number, m: bigint): void {
+function setImage80(x: X87, se: number, hi: number, lo: number): void {
   const b = x.image;
-  let v = m;
-  for (let k = 0; k < 8; k++) {
-    b[k] = Number(v & 0xffn);
-    v >>= 8n;
-  }
+  b[0] = lo; b[1] = lo >>> 8; b[2] = lo >>> 16; b[3] = lo >>> 24;
+  b[4] = hi; b[5] = hi >>> 8; b[6] = hi >>> 16; b[7] = hi >>> 24;
   b[8] = se & 0xff;
   b[9] = se >> 8;
 }
@@ -159,7 +164,36 @@ export function fstMemory(x: X87, c: X87Host, i: number, kind: number, popAfter:
     return;
   }
   const r = x.phys(0);
-  const se = x.se[r], m = x.m[r];
+  const se = x.se[r];
+  const p = x.p1;
+  if (kind === ST_F64 && storeF64Parts(ctx, se, x.sigHi(r), x.sigLo(r), p)) {
+    c.probeWrite(seg, off, 8);
+    c.wr32(seg, off, p.lo | 0);
+    c.wr32(seg, (off + 4) | 0, p.hi | 0);
+    x.setC1(ctx.up);
+    if (popAfter) x.pop();
+    return;
+  }
+  if (kind === ST_F32 && storeF32Parts(ctx, se, x.sigHi(r), x.sigLo(r), p)) {
+    c.probeWrite(seg, off, 4);
+    c.wr32(seg, off, p.lo | 0);
+    x.setC1(ctx.up);
+    if (popAfter) x.pop();
+    return;
+  }
+  if (kind >= ST_I16 && kind <= ST_I64 && fistParts(ctx, se, x.sigHi(r), x.sigLo(r), INT_LIMITS[kind - ST_I16][2], p)) {
+    const size = INT_LIMITS[kind - ST_I16][2];
+    c.probeWrite(seg, off, size);
+    if (size === 2) c.wr16(seg, off, p.lo & 0xffff);
+    else {
+      c.wr32(seg, off, p.lo);
+      if (size === 8) c.wr32(seg, (off + 4) | 0, p.hi);
+    }
+    x.setC1(ctx.up);
+    if (popAfter) x.pop();
+    return;
+  }
+  const m = x.m[r];
   switch (kind) {
     case ST_F32: {
       const v = storeF32(ctx, se, m);
@@ -175,7 +209,7 @@ export function fstMemory(x: X87, c: X87Host, i: number, kind: number, popAfter:
       break;
     }
     case ST_F80:
-      setImage80(x, se, m);
+      setImage80(x, se, x.sigHi(r), x.sigLo(r));
       write80(x, c, seg, off);
       break;
     case ST_BCD:
@@ -215,7 +249,7 @@ function storeIndefinite(x: X87, c: X87Host, seg: number, off: number, kind: num
       write64(c, seg, off, 0xfff8000000000000n);
       return;
     case ST_F80:
-      setImage80(x, 0xffff, INDEFINITE_M);
+      setImage80(x, 0xffff, INDEFINITE_HI, 0);
       write80(x, c, seg, off);
       return;
     case ST_BCD:
@@ -246,8 +280,7 @@ export function fstRegister(x: X87, c: X87Host, i: number, popAfter: boolean): v
     if (x.stackUnderflow(sti) && popAfter) x.pop();
     return;
   }
-  const r = x.phys(0);
-  x.write(sti, x.se[r], x.m[r]);
+  x.copyTo(sti, x.phys(0));
   if (popAfter) x.pop();
 }
 
@@ -256,28 +289,16 @@ export function fstRegister(x: X87, c: X87Host, i: number, popAfter: boolean): v
 export function fxch(x: X87, c: X87Host, i: number): void {
   const sti = c.dec.rm[i];
   x.setC1(0);
-  let aSe: number, aM: bigint, bSe: number, bM: bigint;
   const a = x.phys(0), b = x.phys(sti);
   const aEmpty = x.isEmpty(0), bEmpty = x.isEmpty(sti);
   if (aEmpty || bEmpty) {
     if (!x.stackUnderflow(-1)) return;
   }
-  if (aEmpty) {
-    aSe = 0xffff;
-    aM = INDEFINITE_M;
-  } else {
-    aSe = x.se[a];
-    aM = x.m[a];
-  }
-  if (bEmpty) {
-    bSe = 0xffff;
-    bM = INDEFINITE_M;
-  } else {
-    bSe = x.se[b];
-    bM = x.m[b];
-  }
-  x.write(0, bSe, bM);
-  x.write(sti, aSe, aM);
+  // An empty side reads as the indefinite (0xffff, C000000000000000).
+  const aSe = aEmpty ? 0xffff : x.se[a], aHi = aEmpty ? INDEFINITE_HI : x.sigHi(a), aLo = aEmpty ? 0 : x.sigLo(a);
+  const bSe = bEmpty ? 0xffff : x.se[b], bHi = bEmpty ? INDEFINITE_HI : x.sigHi(b), bLo = bEmpty ? 0 : x.sigLo(b);
+  x.writeParts(0, bSe, bHi, bLo);
+  x.writeParts(sti, aSe, aHi, aLo);
 }
 
 /** FCMOVcc: `cc` is the Jcc condition number (B=2, E=4, BE=6, P=10; odd: negated). */
@@ -289,8 +310,7 @@ export function fcmov(x: X87, c: X87Host, i: number, cc: number): void {
   }
   // C1 is left alone unless the stack underflows (as the host does).
   if (!c.condition(cc)) return;
-  const r = x.phys(sti);
-  x.write(0, x.se[r], x.m[r]);
+  x.copyTo(0, x.phys(sti));
 }
 
 /** FCHS (negate) and FABS (clear the sign). */
@@ -306,7 +326,7 @@ export function fsign(x: X87, abs: boolean): void {
 
 export function fxam(x: X87): void {
   const r = x.phys(0);
-  const cls = examine(x.isEmpty(0), x.se[r], x.m[r]);
+  const cls = examineClass(x.isEmpty(0), classifyParts(x.se[r], x.sigHi(r), x.sigLo(r)));
   x.setCC(cls | (x.se[r] & 0x8000 ? SW_C1 : 0));
 }
 

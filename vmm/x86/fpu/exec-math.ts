@@ -3,6 +3,8 @@
 
 import { DONE, setIndefinite, sqrt } from "./arith.js";
 import { IE, SF } from "./float80.js";
+import { frndintParts } from "./limbs.js";
+import { sqrtParts } from "./limbs-div.js";
 import { fprem, frndint, fscale, fxtract } from "./ops.js";
 import { preStops } from "./exec-arith.js";
 import type { X87 } from "./x87.js";
@@ -16,6 +18,13 @@ export function unary(x: X87, which: number): void {
     return;
   }
   const r = x.phys(0);
+  const p = x.p0;
+  const se = x.se[r], hi = x.sigHi(r), lo = x.sigLo(r);
+  if (which === 0 ? sqrtParts(x.ctx, se, hi, lo, p) : frndintParts(x.ctx, se, hi, lo, p)) {
+    x.writeParts(0, p.se, p.hi, p.lo);
+    x.setC1(x.ctx.up);
+    return;
+  }
   const res = which === 0 ? sqrt(x.ctx, x.se[r], x.m[r], x.t0) : frndint(x.ctx, x.se[r], x.m[r], x.t0);
   if (res !== DONE || preStops(x)) return;
   x.writeF(0, x.t0);

@@ -188,10 +188,10 @@ function compareMagnitude(aSe: number, aM: bigint, ka: number, bSe: number, bM: 
   return na === nb ? 0 : na > nb ? 1 : -1;
 }
 
-/** FXAM class bits C3 C2 C0 (as status word bits 0x4000, 0x400, 0x100). */
-export function examine(empty: boolean, se: number, m: bigint): number {
+/** FXAM class bits C3 C2 C0 (as status word bits 0x4000, 0x400, 0x100) of a register of class k (Cls). */
+export function examineClass(empty: boolean, k: number): number {
   if (empty) return 0x4100;
-  switch (classify(se, m)) {
+  switch (k) {
     case Cls.UNSUPPORTED: return 0;
     case Cls.QNAN:
     case Cls.SNAN: return 0x100;

@@ -3,19 +3,27 @@
 
 import type { Fpu } from "../fpu.js";
 import { type F80, newF80, setIndefinite } from "./arith.js";
-import { classify, Cls, IE, INDEFINITE_M, newRoundContext, type RoundContext, SF } from "./float80.js";
+import { Cls, IE, INDEFINITE_M, newRoundContext, type RoundContext, SF } from "./float80.js";
 import { CR0_NE, SEG_CS, VECTOR_MF, type X87Host } from "./host.js";
 import { loadFxsave, storeFxsave } from "./images.js";
+import { classifyParts, newParts, type Parts } from "./limbs.js";
 import { type InstructionForm, MEMORY_FORMS, REGISTER_FORMS } from "./table.js";
 
 import { SW_B, SW_C1, SW_CC, SW_ES, SW_TOP_MASK } from "./status.js";
 
 export * from "./status.js";
 
+/** Host byte order decides where the halves of a 64-bit significand sit in its 32-bit view. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** Index offsets of the high and low half of register r's significand in `X87.sig32` (2r + HI). */
+export const SIG_HI = LITTLE_ENDIAN ? 1 : 0, SIG_LO = 1 - SIG_HI;
+
 export class X87 implements Fpu {
   /** Physical registers R0-R7: sign and exponent, significand. */
   readonly se = new Uint16Array(8);
   readonly m = new BigUint64Array(8);
+  /** The same significands as int32 halves (see SIG_HI/SIG_LO): the fast paths use these. */
+  readonly sig32 = new Int32Array(this.m.buffer);
   /** Bit r set: physical register r is empty. */
   empty = 0xff;
   cw = 0x37f;
@@ -39,6 +47,11 @@ export class X87 implements Fpu {
   readonly t0: F80 = newF80();
   readonly t1: F80 = newF80();
   readonly rem = { q: 0, partial: false };
+  /** Scratch of the number fast paths: a result and a memory operand. */
+  readonly p0: Parts = newParts();
+  readonly p1: Parts = newParts();
+  /** Raw words of an arithmetic memory operand. */
+  readonly raw = new Int32Array(2);
   /** Scratch for memory images (FSAVE is the largest: 108 bytes). */
   readonly image = new Uint8Array(512);
 
@@ -162,7 +175,7 @@ export class X87 implements Fpu {
   /** Tag of a physical register as FSTENV reports it: 0 valid, 1 zero, 2 special, 3 empty. */
   tagOf(r: number): number {
     if ((this.empty >> r) & 1) return 3;
-    const k = classify(this.se[r], this.m[r]);
+    const k = classifyParts(this.se[r], this.sig32[2 * r + SIG_HI], this.sig32[2 * r + SIG_LO]);
     return k === Cls.ZERO ? 1 : k === Cls.NORMAL ? 0 : 2;
   }
 
@@ -184,6 +197,29 @@ export class X87 implements Fpu {
     this.se[r] = se;
     this.m[r] = m;
     this.empty &= ~(1 << r);
+  }
+
+  /** High and low half of the significand of physical register r. */
+  sigHi(r: number): number {
+    return this.sig32[2 * r + SIG_HI];
+  }
+
+  sigLo(r: number): number {
+    return this.sig32[2 * r + SIG_LO];
+  }
+
+  /** Write ST(i) from numbers. */
+  writeParts(i: number, se: number, hi: number, lo: number): void {
+    const r = (this.top + i) & 7;
+    this.se[r] = se;
+    this.sig32[2 * r + SIG_HI] = hi;
+    this.sig32[2 * r + SIG_LO] = lo;
+    this.empty &= ~(1 << r);
+  }
+
+  /** Copy physical register `from` into ST(i) (no BigInt on the way). */
+  copyTo(i: number, from: number): void {
+    this.writeParts(i, this.se[from], this.sig32[2 * from + SIG_HI], this.sig32[2 * from + SIG_LO]);
   }
 
   writeF(i: number, v: F80): void {
@@ -209,6 +245,17 @@ export class X87 implements Fpu {
   push(se: number, m: bigint): void {
     this.top = (this.top - 1) & 7;
     this.write(0, se, m);
+  }
+
+  pushParts(se: number, hi: number, lo: number): void {
+    this.top = (this.top - 1) & 7;
+    this.writeParts(0, se, hi, lo);
+  }
+
+  /** Push a copy of physical register `from`. */
+  pushCopy(from: number): void {
+    this.top = (this.top - 1) & 7;
+    this.copyTo(0, from);
   }
 
   /** Stack overflow: IE|SF, C1 = 1; masked: push the indefinite. */
