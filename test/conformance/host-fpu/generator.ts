@@ -27,7 +27,7 @@ export class Rng {
   }
 }
 
-function randomSignificand(r: Rng): bigint {
+export function randomSignificand(r: Rng): bigint {
   switch (r.int(6)) {
     case 0: return 0xffffffffffffffffn;
     case 1: return 1n << BigInt(r.int(64));
@@ -167,7 +167,7 @@ function transcendentalOperand(r: Rng, modrm: number): [number, bigint] {
   }
 }
 
-function imageFor(r: Rng, cw: number, regs: [number, bigint][], emptyMask: number, top: number): Uint8Array {
+export function imageFor(r: Rng, cw: number, regs: [number, bigint][], emptyMask: number, top: number): Uint8Array {
   const b = new Uint8Array(IMAGE_SIZE);
   const view = new DataView(b.buffer);
   view.setUint32(0, (0xffff0000 | cw) >>> 0, true);
@@ -188,7 +188,7 @@ function randomControlWord(r: Rng): number {
   return 0x40 | masks | (pc << 8) | (rc << 10);
 }
 
-function describe(code: number[]): string {
+export function describe(code: number[]): string {
   const out: string[] = [];
   let k = 0;
   while (k < code.length) {

@@ -1,8 +1,9 @@
-// Prints one differential case in full (initial state, code, both results): `tsx inspect.ts SEED INDEX`.
+// Prints one differential case in full (initial state, code, both results):
+// `tsx inspect.ts SEED INDEX [PREFIX] [--focus NAME]` (PREFIX: run only the first PREFIX code bytes).
 import type { FpuCase, FpuResult } from "./case.js";
 import { emulate } from "./emulate.js";
-import { generateCase } from "./generator.js";
 import { hostSupport, runNative } from "./native.js";
+import { GENERATORS } from "./runner.js";
 
 function hex(b: Uint8Array, from: number, to: number): string {
   return Array.from(b.subarray(from, to), (v) => v.toString(16).padStart(2, "0")).join(" ");
@@ -40,8 +41,10 @@ export function describeResult(name: string, r: FpuResult): string {
   ].join("\n");
 }
 
-async function inspect(seed: number, index: number, prefix: number): Promise<void> {
-  let c = generateCase(seed, index);
+async function inspect(seed: number, index: number, prefix: number, focus: string): Promise<void> {
+  const generate = GENERATORS[focus];
+  if (generate === undefined) throw new TypeError(`no generator "${focus}"`);
+  let c = generate(seed, index);
   if (prefix > 0) c = { ...c, code: c.code.subarray(0, prefix) };
   console.log(describeCase(c));
   const support = hostSupport();
@@ -49,4 +52,9 @@ async function inspect(seed: number, index: number, prefix: number): Promise<voi
   console.log(describeResult("emu ", emulate(c)));
 }
 
-if (process.argv[1]?.endsWith("inspect.ts")) void inspect(Number(process.argv[2]), Number(process.argv[3]), Number(process.argv[4] ?? 0));
+if (process.argv[1]?.endsWith("inspect.ts")) {
+  const args = process.argv.slice(2);
+  const at = args.indexOf("--focus");
+  const focus = at < 0 ? "" : args.splice(at, 2)[1] ?? "";
+  void inspect(Number(args[0]), Number(args[1]), Number(args[2] ?? 0), focus);
+}

@@ -1,11 +1,14 @@
 // Differential tester of the x87 unit against the host CPU:
-// `npm run conformance -- host-fpu --seed S --count N [--engine] [--verbose]` prints
+// `npm run conformance -- host-fpu --seed S --count N [--engine] [--verbose] [--focus prem]` prints
 // `host-fpu: N passed, M failed`. Each case runs on the x87 unit driven directly (TestHost) and,
 // with --engine, also through the whole core (createX86Engine); a case passes when all agree.
-import type { FpuResult } from "./case.js";
+// `--focus prem` draws the cases from the focused stream of focus.ts (FPREM/FPREM1/FSCALE/FXTRACT
+// near underflow) instead of the default generator.
+import type { FpuCase, FpuResult } from "./case.js";
 import { compareResults } from "./compare.js";
 import { EngineSide } from "./engine-side.js";
 import { emulate } from "./emulate.js";
+import { generateFocusCase } from "./focus.js";
 import { generateCase } from "./generator.js";
 import { hostSupport, runNative } from "./native.js";
 
@@ -18,8 +21,14 @@ export interface RunSummary {
 
 const BATCH = 2000;
 
+/** Case generators by `--focus` name; "" is the default stream. */
+export const GENERATORS: Readonly<Record<string, (seed: number, index: number) => FpuCase>> = {
+  "": generateCase,
+  prem: generateFocusCase,
+};
+
 /** Run `count` cases of the stream `seed`; keeps up to `keep` failure descriptions. */
-export async function runHostFpu(seed: number, count: number, keep = 20, engine = false): Promise<RunSummary> {
+export async function runHostFpu(seed: number, count: number, keep = 20, engine = false, generate = generateCase): Promise<RunSummary> {
   const support = hostSupport();
   const summary: RunSummary = { passed: 0, failed: 0, failures: [], skipped: null };
   if (!support.ok) {
@@ -36,7 +45,7 @@ export async function runHostFpu(seed: number, count: number, keep = 20, engine 
   };
   for (let start = 0; start < count; start += BATCH) {
     const cases = [];
-    for (let k = start; k < Math.min(count, start + BATCH); k++) cases.push(generateCase(seed, k));
+    for (let k = start; k < Math.min(count, start + BATCH); k++) cases.push(generate(seed, k));
     const native = await runNative(support.harness, cases);
     cases.forEach((c, k) => {
       const emu = emulate(c);
@@ -66,14 +75,18 @@ function option(argv: string[], name: string, fallback: number): number {
 
 export async function main(argv: string[]): Promise<number> {
   let seed: number, count: number;
+  const at = argv.indexOf("--focus");
+  const focus = at < 0 ? "" : argv[at + 1] ?? "";
+  const generate = GENERATORS[focus];
   try {
     seed = option(argv, "--seed", 1);
     count = option(argv, "--count", 1000);
+    if (generate === undefined || (at >= 0 && focus === "")) throw new TypeError(`--focus takes one of: ${Object.keys(GENERATORS).filter((k) => k).join(", ")}`);
   } catch (e) {
     console.error(`host-fpu: ${(e as Error).message}`);
     return 2;
   }
-  const s = await runHostFpu(seed, count, argv.includes("--verbose") ? 1000 : 20, argv.includes("--engine"));
+  const s = await runHostFpu(seed, count, argv.includes("--verbose") ? 1000 : 20, argv.includes("--engine"), generate);
   if (s.skipped !== null) {
     console.log(`host-fpu: skipped (${s.skipped})`);
     return 0;

@@ -111,14 +111,19 @@ export function fprem(ctx: RoundContext, aSe: number, aM: bigint, bSe: number, b
   if (ka === Cls.INF || kb === Cls.ZERO) return invalid(ctx, out);
   if (denormalStops(ctx, ka) || denormalStops(ctx, kb)) return NO_RESULT;
   rem.q = 0;
-  if (kb === Cls.INF || ka === Cls.ZERO) {
-    // The dividend comes back unchanged, a pseudo-denormal in its normal encoding (exponent 1).
-    copy(out, (aSe & 0x7fff) === 0 && aM & INT_BIT ? aSe | 1 : aSe, aM);
+  const la = lsbExponent(aSe & 0x7fff), lb = lsbExponent(bSe & 0x7fff);
+  const sa = aSe >> 15;
+  if (ka === Cls.ZERO) {
+    copy(out, aSe, aM);
     return DONE;
   }
-  const la = lsbExponent(aSe & 0x7fff), lb = lsbExponent(bSe & 0x7fff);
+  if (kb === Cls.INF) {
+    // The remainder is the dividend, stored like any remainder: a pseudo-denormal in its normal
+    // encoding (exponent 1), a denormal with unmasked UE as a bias-adjusted normal and UE.
+    finishRemainder(ctx, sa, aM, la, out);
+    return DONE;
+  }
   const d = trueExponent(aSe, aM) - trueExponent(bSe, bM);
-  const sa = aSe >> 15;
   if (d >= 64) {
     const n = 32 + (d & 31);
     // Divide by b * 2^(d - n): align both on a common last-bit exponent.
