@@ -48,6 +48,12 @@ msg: db "hello", 0
 end:
 `;
 
+/** Real-mode code that initialises the master 8259 (ICW1-ICW4, vectors 8-15) and sets its mask. */
+function masterPic(mask: number): string {
+  return ["mov al, 0x11", "out 0x20, al", "mov al, 8", "out 0x21, al", "mov al, 4", "out 0x21, al", "mov al, 1", "out 0x21, al",
+    `mov al, 0x${mask.toString(16)}`, "out 0x21, al"].map((line) => `  ${line}`).join("\n").trimStart();
+}
+
 /** A 64 KiB ROM: real mode at the reset vector, counts with the PIT's IRQ0 through the PIC, then halts with IF=0. */
 const ROM = `
 bits 16
@@ -61,16 +67,7 @@ entry:
   mov ds, ax
   mov word [8*4], irq0             ; IVT entry for vector 8 (IRQ0 with the BIOS's PIC base)
   mov word [8*4+2], 0xF000
-  mov al, 0x11                     ; PIC: ICW1..ICW4, vectors 8-15, only IRQ0 unmasked
-  out 0x20, al
-  mov al, 8
-  out 0x21, al
-  mov al, 4
-  out 0x21, al
-  mov al, 1
-  out 0x21, al
-  mov al, 0xfe
-  out 0x21, al
+  ${masterPic(0xfe)}                 ; only IRQ0 unmasked
   mov al, 0x34                     ; PIT counter 0, mode 2, 1193 ticks = ~1 ms
   out 0x43, al
   mov ax, 1193
@@ -117,16 +114,7 @@ entry:
   mov word [8*4+2], 0xF000
   mov word [0x75*4], irq13         ; slave PIC at 70h: IRQ 13 is vector 75h
   mov word [0x75*4+2], 0xF000
-  mov al, 0x11
-  out 0x20, al
-  mov al, 8
-  out 0x21, al
-  mov al, 4
-  out 0x21, al
-  mov al, 1
-  out 0x21, al
-  mov al, 0xfb                     ; master: only the cascade
-  out 0x21, al
+  ${masterPic(0xfb)}                 ; master: only the cascade
   mov al, 0x11
   out 0xa0, al
   mov al, 0x70
