@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import { ExitReason } from "../../kernel/vcpu.js";
-import { Machine } from "./testing.js";
+import { CODE, Machine } from "./testing.js";
 
 function run32(source: string, setup: (m: Machine) => void = () => {}): Machine {
   const m = new Machine();
@@ -175,5 +175,24 @@ describe("i686 integer instructions", () => {
     expect(r.esi).toBe(0xabcd0000);
     expect(r.edi).toBe(0xfee00900);
     expect(r.sysenterEsp).toBe(0xabcd0000);
+  });
+
+  it("reads the platform ID MSR as 0; writing it raises #GP", () => {
+    const m = new Machine();
+    m.flat(0);
+    m.update((s) => (s.exceptionBitmap = 1 << 13));
+    m.code32(`
+      mov ecx, 0x17
+      mov eax, -1
+      mov edx, -1
+      rdmsr
+      mov esi, eax
+      mov edi, edx
+      wrmsr
+      hlt`);
+    expect(m.run()).toBe(ExitReason.EXCEPTION);
+    const r = m.regs;
+    expect([r.esi, r.edi, r.qual.address]).toEqual([0, 0, 13]);
+    expect(r.eip).toBe(CODE + 5 + 5 + 5 + 2 + 2 + 2); // at the WRMSR
   });
 });

@@ -1,8 +1,9 @@
-// Model-specific registers of the core: TSC, SYSENTER_CS/ESP/EIP, APIC base.
+// Model-specific registers of the core: TSC, platform ID, APIC base, BIOS update signature,
+// SYSENTER_CS/ESP/EIP.
 
 import type { Cpu } from "./cpu.js";
 
-export const MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_BIOS_SIGN = 0x8b;
+export const MSR_TSC = 0x10, MSR_PLATFORM_ID = 0x17, MSR_APIC_BASE = 0x1b, MSR_BIOS_SIGN = 0x8b;
 export const MSR_SYSENTER_CS = 0x174, MSR_SYSENTER_ESP = 0x175, MSR_SYSENTER_EIP = 0x176;
 
 /** RDMSR: EDX:EAX = MSR[index]; false when the MSR does not exist (#GP). */
@@ -15,6 +16,8 @@ export function readMsr(c: Cpu, index: number): boolean {
       hi = Math.floor(t / 4294967296);
       break;
     }
+    case MSR_PLATFORM_ID: // read-only; platform ID 0 in bits 52:50 (microcode loaders read it)
+      break;
     case MSR_APIC_BASE:
       lo = c.apicBase;
       break;
