@@ -9,10 +9,13 @@
 // (device models write guest RAM only then, e.g. DMA), on TLB flushes and INVLPG, on page faults,
 // and on guest writes into a page with cached code (which also end the running block:
 // self-modifying code).
+// A block that ran often enough gets a translation (translate.ts); it is dropped with the block
+// and kept by address, so a block decoded again from the same bytes gets it back at once.
 
 import { type Cpu, FAULT, TLB_WS, TLB_WU } from "./cpu.js";
 import { type ByteSource, decodeInto } from "./decoder.js";
 import { CPU_HANDLERS } from "./handlers/index.js";
+import type { BlockFn } from "./block-links.js";
 
 export const BLOCK_BITS = 13;
 export const BLOCK_COUNT = 1 << BLOCK_BITS;
@@ -24,6 +27,17 @@ export const SCRATCH_SLOT = SLOT_COUNT - 1;
 /** Instructions starting this close to a page end are decoded every time (they may cross it). */
 export const PAGE_TAIL = 0xff0;
 
+/** Translations kept by address at most (the map is dropped when it is full). */
+const KEPT_MAX = 1 << 16;
+
+interface KeptTranslation {
+  readonly fn: BlockFn;
+  readonly mode: number;
+  readonly count: number;
+  readonly bytes: number;
+  readonly words: Int32Array;
+}
+
 export class BlockCache {
   readonly tag = new Int32Array(BLOCK_COUNT).fill(-1);
   readonly mode = new Uint8Array(BLOCK_COUNT);
@@ -32,6 +46,20 @@ export class BlockCache {
   readonly words = new Int32Array(BLOCK_COUNT * (MAX_BYTES / 4));
   /** Code epoch in which the block was last compared with memory. */
   readonly epoch = new Float64Array(BLOCK_COUNT).fill(-1);
+  /** Runs of the block since it was decoded (counts up to the translation threshold). */
+  readonly hits = new Uint16Array(BLOCK_COUNT);
+  /** The block translated into a function (translate.ts), or null; dropped when the block is rebuilt. */
+  readonly code: (BlockFn | null)[] = new Array<BlockFn | null>(BLOCK_COUNT).fill(null);
+  /**
+   * Translations by physical address, kept when their block leaves the cache (collisions are
+   * frequent): a block decoded again from the same bytes in the same mode gets its translation
+   * back at once (its decoded slots are the same: same address, same cache entry).
+   */
+  private readonly kept = new Map<number, KeptTranslation>();
+  /** Runs of untranslated blocks that left the cache, by physical address. */
+  private readonly pastHits = new Map<number, number>();
+  /** Statistics: blocks decoded, compared with memory on entry in a new code epoch, translated, translations reused. */
+  readonly stats = { built: 0, compared: 0, translated: 0, reused: 0 };
 
   index(phys: number): number {
     return (phys ^ (phys >>> BLOCK_BITS)) & (BLOCK_COUNT - 1);
@@ -39,6 +67,7 @@ export class BlockCache {
 
   /** Whether block b still matches the bytes at store offset `o` of the fetch page's store. */
   same(c: Cpu, b: number, o: number): boolean {
+    this.stats.compared++;
     const v = c.views[c.fetchStore];
     const n = this.bytes[b];
     const w = b * (MAX_BYTES / 4);
@@ -56,7 +85,17 @@ export class BlockCache {
     const d = c.dec;
     const base = b * MAX_INSTRUCTIONS;
     const default32 = c.codeMode === 1;
+    this.stats.built++;
+    // Runs toward translation survive the block leaving the cache (two hot blocks sharing an
+    // entry would otherwise never get there).
+    const old = this.tag[b];
+    if (old >= 0 && this.code[b] === null && this.hits[b] > 0) {
+      if (this.pastHits.size >= KEPT_MAX) this.pastHits.clear();
+      this.pastHits.set(old, this.hits[b]);
+    }
     this.tag[b] = -1;
+    this.hits[b] = this.pastHits.get(phys) ?? 0;
+    this.code[b] = null;
     let n = 0;
     let bytes = 0;
     while (n < MAX_INSTRUCTIONS) {
@@ -94,6 +133,27 @@ export class BlockCache {
     this.tag[b] = phys;
     this.epoch[b] = c.codeEpoch;
     markCodePage(c, phys >>> 12);
+    const kept = this.kept.get(phys);
+    if (kept !== undefined && kept.mode === c.codeMode && kept.count === n && kept.bytes === bytes && this.sameWords(b, kept.words)) {
+      this.code[b] = kept.fn;
+      this.stats.reused++;
+    }
+  }
+
+  /** Install translation `fn` of block b (and keep it for the block's bytes). */
+  setCode(b: number, fn: BlockFn): void {
+    this.code[b] = fn;
+    this.stats.translated++;
+    if (this.kept.size >= KEPT_MAX) this.kept.clear();
+    const w = b * (MAX_BYTES / 4);
+    const words = this.words.slice(w, w + ((this.bytes[b] + 3) >> 2));
+    this.kept.set(this.tag[b], { fn, mode: this.mode[b], count: this.count[b], bytes: this.bytes[b], words });
+  }
+
+  private sameWords(b: number, words: Int32Array): boolean {
+    const w = b * (MAX_BYTES / 4);
+    for (let k = 0; k < words.length; k++) if (this.words[w + k] !== words[k]) return false;
+    return true;
   }
 }
 

@@ -8,6 +8,7 @@ import { Decoded, SEG_SS } from "./decoder.js";
 import { condition, setArith, type LazyFlags } from "./flags.js";
 import { probeSlow, readSlow, writeSlow } from "./mmu.js";
 import type { Fpu, FpuHost } from "./fpu.js";
+import type { BlockLinks } from "./block-links.js";
 
 /** Thrown (never allocated per fault) when a guest exception is raised; details are in the CPU. */
 export const FAULT: { readonly guestFault: true } = Object.freeze({ guestFault: true });
@@ -160,6 +161,14 @@ export class Cpu implements LazyFlags {
   readonly codePage = new Uint8Array(1 << 20);
   /** Advances whenever cached code may be stale (see blocks.ts). */
   codeEpoch = 0;
+  /** Advances whenever CS (base, limit, code size) or the CPL changes: what instruction fetch depends on. */
+  csEpoch = 0;
+  /**
+   * Set by a translated block that left without a valid link for its exit (translate.ts): the
+   * run loop records the block it finds next in that exit's link.
+   */
+  linkFrom: BlockLinks | null = null;
+  linkExit = 0;
 
   constructor(
     readonly memory: GuestMemory,

@@ -12,12 +12,15 @@ export type { Fpu } from "./fpu.js";
 export interface X86EngineOptions {
   /** Plug in the x87 unit (default true). */
   fpu?: boolean;
+  /** Translate hot blocks into JS functions (default true; false: interpret only). */
+  translate?: boolean;
 }
 
 /** Create a vCPU engine on guest-physical memory `memory`, with the x87 FPU unless told otherwise. */
 export function createX86Engine(memory: GuestMemory, options: X86EngineOptions = {}): VcpuEngine {
   const engine = new X86Engine(memory);
   if (options.fpu !== false) engine.cpu.fpu = new X87();
+  if (options.translate === false) engine.translate = false;
   return engine;
 }
 

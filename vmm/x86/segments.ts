@@ -68,6 +68,7 @@ export function setSegment(c: Cpu, seg: number, sel: number, base: number, limit
   if (seg === SEG_CS) {
     c.codeMode = (attr >> 14) & 1;
     c.fetchPage = -1;
+    c.csEpoch++;
   } else if (seg === SEG_SS) {
     c.stack32 = (attr >> 14) & 1;
   }
@@ -80,6 +81,7 @@ export function setCpl(c: Cpu, cpl: number): void {
   c.rdMask = cpl === 3 ? TLB_RU : TLB_RS;
   c.wrMask = cpl === 3 ? TLB_WU : TLB_WS;
   c.fetchPage = -1;
+  c.csEpoch++;
 }
 
 /** Real-mode / virtual-8086 segment load: base = selector * 16. */
@@ -90,6 +92,7 @@ export function loadRealSegment(c: Cpu, seg: number, sel: number): void {
   } else {
     c.sel[seg] = sel;
     c.base[seg] = sel << 4;
+    if (seg === SEG_CS) c.csEpoch++;
     if (seg < 6) refreshAccess(c, seg);
   }
 }

@@ -1,0 +1,236 @@
+// The source emitter of the block translator: per-instruction state (position, sync, what is
+// known of the flags), operand and memory access code with the inline TLB fast path, exits.
+
+import type { Cpu, Handler } from "./cpu.js";
+import { NO_REG } from "./decoder.js";
+import { R8 } from "./operands.js";
+
+export const ARITH = 0x8d5;
+export const LZ_ADD = 1, LZ_SUB = 2, LZ_LOGIC = 3;
+
+/** What the translator knows of the lazy flag record (c.lzOp and c.lzBit, fixed at translation). */
+export interface KnownFlags {
+  op: number;
+  bit: number;
+  /** The result is exactly a + b (ADD) or a - b (SUB): no carry in. */
+  exact: boolean;
+  /** CF is in c.flags (INC, DEC). */
+  keepCF: boolean;
+}
+
+/** Emits the source of one block. */
+export class Emitter {
+  readonly out: string[] = [];
+  /** Handler functions referenced by the source: f0, f1, ... */
+  readonly fns: Handler[] = [];
+  /** Current instruction: index in the block, slot, byte offset and length. */
+  k = 0;
+  slot = 0;
+  off = 0;
+  len = 0;
+  /** The current instruction touched memory (c.attention may have been set by a slow path). */
+  touched = false;
+  /** Next EIP a sync stores instead of the fall-through (after CALL has set it). */
+  nextOverride: string | null = null;
+  /**
+   * The lazy flag record as the last flag-writing instruction of this block left it, while it
+   * is certain that nothing else changed it since (no handler call, no memory access whose slow
+   * path could exit to a VMM that reads or writes EFLAGS); conditions then read c.lz* directly.
+   */
+  known: KnownFlags | null = null;
+  /** Lazy record written by the current instruction, and whether memory was accessed after it. */
+  pending: KnownFlags | null = null;
+  memoryAfterFlags = false;
+  /**
+   * Flag use of the current instruction, for dead flag elimination: reads the arithmetic flags,
+   * writes all six (before it could fault), or may fault or leave the block (flags observable).
+   */
+  flagRead = false;
+  flagWrite = false;
+  observe = false;
+  /** Instructions in the block; whether a branch back to its start loops inside the function. */
+  count = 0;
+  loops = false;
+
+  constructor(
+    readonly c: Cpu,
+    readonly wide: boolean,
+  ) {}
+
+  /** EIP of byte offset `o` of the block as an expression. */
+  eipAt(o: number): string {
+    if (o === 0) return "e0";
+    return this.wide ? `((e0 + ${o}) | 0)` : `((e0 + ${o}) & 65535)`;
+  }
+
+  get fall(): string {
+    return this.eipAt(this.off + this.len);
+  }
+
+  /** Statements making the state what the interpreter has while the current instruction runs. */
+  get sync(): string {
+    return `c.eip = ${this.eipAt(this.off)}; c.nextEip = ${this.nextOverride ?? this.fall}; c.retired = r0 + ${this.k};`;
+  }
+
+  emit(s: string): void {
+    this.out.push(s);
+  }
+
+  // ---- operands ----
+
+  /** Effective address (offset) of the slot's memory operand. */
+  ea(): string {
+    const d = this.c.dec, i = this.slot;
+    const base = d.base[i], index = d.index[i], scale = d.scale[i], disp = d.disp[i];
+    const a32 = d.amask[i] === -1;
+    const parts: string[] = [];
+    if (base !== NO_REG) parts.push(`r[${base}]`);
+    if (index !== NO_REG) parts.push(scale ? `(r[${index}] << ${scale})` : `r[${index}]`);
+    if (parts.length === 0) return String(a32 ? disp | 0 : disp & 0xffff);
+    if (disp !== 0) parts.push(String(disp));
+    return a32 ? `((${parts.join(" + ")}) | 0)` : `((${parts.join(" + ")}) & 65535)`;
+  }
+
+  /** Register operand expressions by size index (0: 8, 1: 16, 2: 32 bits). */
+  reg(s: number, n: number): string {
+    return s === 2 ? `r[${n}]` : s === 1 ? `r16[${n << 1}]` : `r8[${R8[n]}]`;
+  }
+
+  /**
+   * `dst = [seg:off]` of size index s through the TLB fast path; `off` is assigned to `o` first
+   * and `l`, `p` keep the linear address and page for a following `writeBack`.
+   */
+  read(s: number, seg: number, off: string, dst: string): void {
+    this.touched = true;
+    const bits = 8 << s;
+    const edge = s === 2 ? " && (l & 4095) <= 4092" : s === 1 ? " && (l & 4095) !== 4095" : "";
+    const fast =
+      s === 2 ? "vw[ts[p]].getInt32(to[p] + (l & 4095), true)"
+      : s === 1 ? "vw[ts[p]].getUint16(to[p] + (l & 4095), true)"
+      : "by[ts[p]][to[p] + (l & 4095)]";
+    this.emit(`o = ${off}; l = (sb[${seg}] + o) | 0; p = l >>> 12;`);
+    this.emit(`if (sf[${seg}] & 1 && tf[p] & c.rdMask${edge}) ${dst} = ${fast};`);
+    this.emit(`else { ${this.sync} ${dst} = c.rd${bits}(${seg}, o); }`);
+  }
+
+  /** `[seg:off] = val` of size index s. */
+  write(s: number, seg: number, off: string, val: string): void {
+    this.emit(`o = ${off}; l = (sb[${seg}] + o) | 0; p = l >>> 12;`);
+    this.writeBack(s, seg, val);
+  }
+
+  /** Write `val` to the location of the preceding `read` (same seg, o, l, p). */
+  writeBack(s: number, seg: number, val: string): void {
+    this.touched = true;
+    const bits = 8 << s;
+    const edge = s === 2 ? " && (l & 4095) <= 4092" : s === 1 ? " && (l & 4095) !== 4095" : "";
+    const fast =
+      s === 2 ? `vw[ts[p]].setInt32(to[p] + (l & 4095), ${val}, true)`
+      : s === 1 ? `vw[ts[p]].setUint16(to[p] + (l & 4095), ${val}, true)`
+      : `by[ts[p]][to[p] + (l & 4095)] = ${val}`;
+    this.emit(`if (sf[${seg}] & 2 && tf[p] & c.wrMask${edge}) ${fast};`);
+    this.emit(`else { ${this.sync} c.wr${bits}(${seg}, o, ${val}); }`);
+  }
+
+  /** `dst = E` (the r/m operand) of size index s. */
+  readE(s: number, dst: string): void {
+    const d = this.c.dec, i = this.slot;
+    if (d.mod3[i]) this.emit(`${dst} = ${this.reg(s, d.rm[i])};`);
+    else this.read(s, d.seg[i], this.ea(), dst);
+  }
+
+  /** E = val. */
+  writeE(s: number, val: string): void {
+    const d = this.c.dec, i = this.slot;
+    if (d.mod3[i]) this.emit(`${this.reg(s, d.rm[i])} = ${val};`);
+    else this.write(s, d.seg[i], this.ea(), val);
+  }
+
+  /** Read-modify-write of E: `a = E; <body computing v>; E = v` (no write when !store). */
+  modifyE(s: number, body: string, store: boolean): void {
+    const d = this.c.dec, i = this.slot;
+    if (d.mod3[i]) {
+      const at = this.reg(s, d.rm[i]);
+      this.emit(`a = ${at}; ${body}`);
+      if (store) this.emit(`${at} = v;`);
+    } else {
+      this.read(s, d.seg[i], this.ea(), "a");
+      this.emit(body);
+      if (store) {
+        this.writeBack(s, d.seg[i], "v");
+        this.memoryAfterFlags = true;
+      }
+    }
+  }
+
+  // ---- flags ----
+
+  /** A flag update of the current instruction, removable when no one can see its result. */
+  private elidable(code: string): string {
+    return `/*F${this.k}<*/${code}/*>*/`;
+  }
+
+  lazy(op: number, a: string, b: string, r: string, bit: number, exact = false): string {
+    this.pending = { op, bit, exact, keepCF: false };
+    this.flagWrite = true;
+    return this.elidable(`c.lzOp = ${op}; c.lzA = ${a}; c.lzB = ${b}; c.lzR = ${r}; c.lzBit = ${bit}; c.lzMask = ${ARITH};`);
+  }
+
+  lazyKeepCF(op: number, a: string, b: string, r: string, bit: number): string {
+    this.pending = { op, bit, exact: true, keepCF: true };
+    this.flagRead = true;
+    return this.elidable(`c.flags = (c.flags & -2) | getCF(c); c.lzOp = ${op}; c.lzA = ${a}; c.lzB = ${b}; c.lzR = ${r}; ` +
+      `c.lzBit = ${bit}; c.lzMask = ${ARITH & ~1};`);
+  }
+
+  /** Eager arithmetic flags from the expression `bits`. */
+  setArith(bits: string): string {
+    this.flagWrite = true;
+    return this.elidable(`c.flags = (c.flags & ${~ARITH}) | ((${bits}) & ${ARITH}); c.lzMask = 0;`);
+  }
+
+  // ---- control transfer ----
+
+  /** Leave the block continuing at `t` (already a local); checks the CS limit like jumpTo. */
+  jump(target: string, o32: boolean): void {
+    this.observe = true;
+    this.emit(`t = ${o32 ? `(${target}) | 0` : `(${target}) & 65535`};`);
+    this.emit(`if ((t >>> 0) > lim[1]) { ${this.sync} c.fault(13, 0); }`);
+  }
+
+  /** Exits emitted so far (each has a link). */
+  exits = 0;
+
+  /** Leave the block continuing at `next` after the current instruction. */
+  leave(next: string): void {
+    this.emit(`${next === "t" ? "" : `t = ${next}; `}c.eip = c.nextEip = t; c.retired = r0 + ${this.k + 1};`);
+    this.link(this.k + 1);
+  }
+
+  /** Return the linked next block when its link holds for target t (c.eip), else null. */
+  link(retired: number): void {
+    this.observe = true;
+    const j = this.exits++;
+    this.emit(`if (le[${j}] === c.codeEpoch && lt[${j}] === t && lc[${j}] === c.csEpoch && !c.attention && ` +
+      `r0 + ${retired + " + ln[" + j + "]"} <= end) { x = lf[${j}]; if (code[lb[${j}]] === x) return x; }`);
+    this.emit(`c.linkFrom = LK; c.linkExit = ${j}; return null;`);
+  }
+
+  /**
+   * Leave by a relative branch with displacement `imm`. A branch back to the block's first
+   * instruction runs the block again at once when the run loop would find this same block:
+   * nothing needs attention, no code may have changed (same code epoch, hence the same fetch
+   * page and block) and the budget holds the whole block.
+   */
+  branch(imm: number, o32: boolean): void {
+    this.jump(`${this.fall} + ${imm}`, o32);
+    const to = this.off + this.len + imm;
+    const self = this.wide ? o32 && (to | 0) === 0 : !o32 && (to & 0xffff) === 0;
+    if (self) {
+      const k1 = this.k + 1;
+      this.emit(`if (!c.attention && c.codeEpoch === ep && c.csEpoch === cs0 && r0 + ${k1 + this.count} <= end) { r0 += ${k1}; continue; }`);
+      this.loops = true;
+    }
+    this.leave("t");
+  }
+}

@@ -1,0 +1,565 @@
+// The block translator against the interpreter: the same programs run on two machines, one
+// translating hot blocks and one interpreting only, with the whole state, the lazy flag record,
+// the retired count, the exits and guest memory compared after every run. Runs end at random
+// budgets (mid-block), on faults in the middle of blocks, MMIO exits and self-modifying code.
+
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { ExitReason, Mtd, VcpuState } from "../../kernel/vcpu.js";
+import { CODE, Machine, nasm } from "./testing.js";
+import { blockSource, hasInlineForm } from "./translate.js";
+
+const RAM = 2 << 20;
+const PD = 0x80000, PT0 = 0x81000, PT1 = 0x82000;
+const DATA = 0x100000;
+/** A page of the data area that is not present (accesses crossing into it raise #PF). */
+const HOLE = DATA + 0x3000;
+/** Linear addresses mapped to guest-physical space without RAM: MMIO exits. */
+const MMIO = 0x300000;
+const SLOT = 0x800;
+
+/** Deterministic PRNG (mulberry32). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const R32 = ["eax", "ebx", "edx", "esi", "edi"];
+const R16 = ["ax", "bx", "dx", "si", "di"];
+const R8 = ["al", "bl", "dl", "ah", "bh", "dh"];
+const ALU = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"];
+const SHIFTS = ["shl", "shr", "sar", "rol", "ror", "rcl", "rcr", "sal"];
+const CC = ["o", "no", "b", "ae", "z", "nz", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
+
+/** One random instruction (or a short fixed group) of the 32-bit test programs. */
+function instruction(rnd: () => number, label: () => string): string {
+  const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)];
+  const imm = () => pick([0, 1, 2, 0x7f, 0x80, 0xff, 0x7fffffff, 0x80000000, 0xffffffff, Math.floor(rnd() * 2 ** 32)]);
+  const imm8 = () => pick([0, 1, 3, 7, 8, 15, 16, 31, 32, 33, 0x7f, 0x80, 0xff, Math.floor(rnd() * 256)]);
+  const disp = () => pick([0, 4, -4, 0x40, -0x80, 0x7fc, -0x800, Math.floor(rnd() * 0x1000) - 0x800]);
+  // Memory operands: based on EBP (the data area, never written by the programs); rarely a
+  // page-crossing access into the hole, an MMIO address or a wild pointer.
+  let pre = "";
+  const mem = () => {
+    const r = rnd();
+    if (r < 0.006) return `[ebp + ${HOLE - (DATA + 0x800) - 2}]`;
+    if (r < 0.016) return `[${MMIO + Math.floor(rnd() * 64)}]`;
+    if (r < 0.02) return `[${pick(R32)}]`;
+    if (r < 0.7) return `[ebp + ${disp()}]`;
+    const index = pick(["esi", "edi", "ebx"]);
+    pre += `and ${index}, 0x1fc\n`;
+    return `[ebp + ${index}*${pick([1, 2, 4, 8])} + ${disp()}]`;
+  };
+  const text = form();
+  return pre + text;
+  function form(): string {
+  switch (Math.floor(rnd() * 40)) {
+    case 0: case 1: case 2: return `${pick(ALU)} ${pick(R32)}, ${pick(R32)}`;
+    case 3: case 4: return `${pick(ALU)} ${pick(R32)}, ${imm()}`;
+    case 5: return `${pick(ALU)} ${pick(R32)}, ${rnd() < 0.5 ? "byte" : ""} ${(imm8() << 24) >> 24}`;
+    case 6: return `${pick(ALU)} ${pick(R32)}, dword ${mem()}`;
+    case 7: return `${pick(ALU)} dword ${mem()}, ${rnd() < 0.5 ? pick(R32) : imm()}`;
+    case 8: return `${pick(ALU)} ${pick(R8)}, ${rnd() < 0.5 ? pick(R8) : imm8()}`;
+    case 9: return `${pick(ALU)} byte ${mem()}, ${rnd() < 0.5 ? pick(R8) : imm8()}`;
+    case 10: return `${pick(ALU)} ${pick(R16)}, ${rnd() < 0.5 ? pick(R16) : imm() & 0xffff}`;
+    case 11: return `${pick(ALU)} word ${mem()}, ${rnd() < 0.5 ? pick(R16) : imm() & 0xffff}`;
+    case 12: return `${pick(["inc", "dec", "not", "neg"])} ${pick([...R32, ...R16, ...R8])}`;
+    case 13: return `${pick(["inc", "dec", "not", "neg"])} ${pick(["byte", "word", "dword"])} ${mem()}`;
+    case 14: return `test ${pick(R32)}, ${rnd() < 0.5 ? pick(R32) : imm()}`;
+    case 15: return rnd() < 0.5 ? `test ${pick(R8)}, ${imm8()}` : `test dword ${mem()}, ${pick(R32)}`;
+    case 16: return `mov ${pick(R32)}, ${rnd() < 0.5 ? pick(R32) : imm()}`;
+    case 17: return `mov ${pick(R32)}, dword ${mem()}`;
+    case 18: return `mov dword ${mem()}, ${rnd() < 0.5 ? pick(R32) : imm()}`;
+    case 19: return rnd() < 0.5 ? `mov ${pick(R8)}, byte ${mem()}` : `mov byte ${mem()}, ${rnd() < 0.5 ? pick(R8) : imm8()}`;
+    case 20: return rnd() < 0.5 ? `mov ${pick(R16)}, word ${mem()}` : `mov word ${mem()}, ${pick(R16)}`;
+    case 21: return `${pick(["movzx", "movsx"])} ${pick(R32)}, ${rnd() < 0.5 ? pick(R8) : pick(R16)}`;
+    case 22: return `${pick(["movzx", "movsx"])} ${pick(R32)}, ${pick(["byte", "word"])} ${mem()}`;
+    case 23: return `lea ${pick(R32)}, [${pick(R32)} + ${pick(R32)}*${pick([1, 2, 4, 8])} + ${disp()}]`;
+    case 24: return `push ${rnd() < 0.5 ? pick(R32) : imm()}\npop ${pick(R32)}`;
+    case 25: return `${pick(SHIFTS)} ${pick([...R32, ...R16, ...R8])}, ${rnd() < 0.3 ? "cl" : rnd() < 0.5 ? "1" : imm8()}`;
+    case 26: return `${pick(SHIFTS)} ${pick(["byte", "word", "dword"])} ${mem()}, ${rnd() < 0.5 ? "cl" : imm8() & 31}`;
+    case 27: return `imul ${pick(R32)}, ${pick(R32)}${rnd() < 0.5 ? ", " + ((imm() | 0) >> (rnd() < 0.5 ? 24 : 0)) : ""}`;
+    case 28: return `imul ${pick(R16)}, ${pick(R16)}, ${(imm8() << 24) >> 24}`;
+    case 29: return `imul ${pick(R32)}, dword ${mem()}`;
+    case 30: return `set${pick(CC)} ${rnd() < 0.7 ? pick(R8) : "byte " + mem()}`;
+    case 31: return `cmov${pick(CC)} ${pick(R32)}, ${rnd() < 0.7 ? pick(R32) : "dword " + mem()}`;
+    case 32: {
+      const l = label();
+      return `j${pick(CC)} ${l}\n${instruction(rnd, label)}\n${l}:`;
+    }
+    case 33: return pick(["cbw", "cwde", "cwd", "cdq", "cld", "std", "nop", "clc", "stc", "cmc", "lahf", "sahf"]);
+    case 34: return `xchg eax, ${pick(R32)}`;
+    case 35: return pick(["call sub_add\n", "call sub_flags\n", `mul ${pick(R32)}`, `xchg ${pick(R32)}, ${pick(R32)}`]);
+    case 36: return `push word ${pick(R16)}\npop word ${pick(R16)}`;
+    case 37: return rnd() < 0.1 ? `div ${pick(R32)}` : `bt ${pick(R32)}, ${imm8() & 31}`;
+    case 38: return `${pick(["shld", "shrd"])} ${pick(R32)}, ${pick(R32)}, ${imm8() & 31}`;
+    default: return `${pick(["adc", "sbb"])} ${pick(R32)}, ${pick(R32)}`;
+  }
+  }
+}
+
+/** A program: a counted loop around a random body, then HLT, and two small subroutines. */
+function program(rnd: () => number, index: number): string {
+  let labels = 0;
+  const label = () => `.l${index}_${labels++}`;
+  const body: string[] = [];
+  const n = 1 + Math.floor(rnd() * 24);
+  for (let k = 0; k < n; k++) body.push(instruction(rnd, label));
+  const loops = 1 + Math.floor(rnd() * 40);
+  return `
+p${index}:
+  mov ecx, ${loops}
+.top${index}:
+  ${body.join("\n  ")}
+  dec ecx
+  jnz .top${index}
+  hlt
+`;
+}
+
+const SUBROUTINES = `
+sub_add:
+  add eax, ebx
+  ret
+sub_flags:
+  push ebx
+  setc bl
+  rol eax, 3
+  pop ebx
+  ret
+`;
+
+/** Page tables: identity map of the first 4 MiB (user, writable) with a hole; MMIO beyond RAM. */
+function image(programs: string[], rnd: () => number, bits = 32): { ram: Uint8Array; starts: number[] } {
+  const m = new Uint8Array(RAM);
+  const view = new DataView(m.buffer);
+  for (let i = 0; i < 1024; i++) {
+    const lin = i << 12;
+    view.setUint32(PT0 + i * 4, lin === HOLE ? 0 : (lin | 7) >>> 0, true);
+    view.setUint32(PT1 + i * 4, ((0x400000 + lin) | 7) >>> 0, true);
+  }
+  view.setUint32(PD, PT0 | 7, true);
+  view.setUint32(PD + 4, PT0 | 7, true); // 4-8 MiB alias the first 4 MiB: MMIO at 0x300000 is beyond RAM
+  for (let k = DATA; k < DATA + 0x8000; k++) m[k] = Math.floor(rnd() * 256);
+  const src = [`bits ${bits}`, `org ${bits === 32 ? CODE : 0}`, SUBROUTINES];
+  programs.forEach((p, k) => src.push(`times ${SLOT * (k + 1)} - ($ - $$) db 0xcc`, p));
+  const code = nasm(src.join("\n"));
+  if (CODE + code.length > PD) throw new Error("programs too long");
+  m.set(code, CODE);
+  return { ram: m, starts: programs.map((_, k) => (bits === 32 ? CODE : 0) + SLOT * (k + 1)) };
+}
+
+/** The raw CPU state both machines must agree on, including the lazy flag record. */
+function snapshot(m: Machine): unknown {
+  const c = m.engine.cpu;
+  const raw = {
+    // Bits of c.flags under lzMask are don't-care (the translator drops dead eager flag updates).
+    eip: c.eip, nextEip: c.nextEip, retired: c.retired, flags: c.flags & ~c.lzMask, lzMask: c.lzMask,
+    lz: c.lzMask !== 0 ? [c.lzOp, c.lzA, c.lzB, c.lzR, c.lzBit] : null,
+    attention: c.attention, stop: c.stop, activity: c.activity, inhibitUntil: c.inhibitUntil,
+  };
+  const st = new VcpuState();
+  m.engine.saveState(Mtd.ALL & ~Mtd.FPU, st);
+  return { raw, st: JSON.parse(JSON.stringify(st, (_k, v) => (typeof v === "bigint" ? v.toString() : v))) };
+}
+
+function sameMemory(a: Machine, b: Machine): boolean {
+  return Buffer.compare(a.ram, b.ram) === 0;
+}
+
+interface Pair {
+  fast: LoggingMachine;
+  slow: LoggingMachine;
+}
+
+/** A machine whose exit log also holds the whole state at each synchronous exit (as a VMM sees it). */
+class LoggingMachine extends Machine {
+  override readonly handler = {
+    exit: (reason: ExitReason, st: VcpuState): boolean => {
+      const q = st.qual;
+      const seen = new VcpuState();
+      this.engine.saveState(Mtd.ALL & ~(Mtd.FPU | Mtd.QUAL), seen);
+      this.exits.push({ reason, address: q.address, size: q.size, write: q.write, data: q.data });
+      this.states.push(JSON.stringify(seen, (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
+      if (!q.write) q.data = this.readValue;
+      return true;
+    },
+  };
+  readonly states: string[] = [];
+}
+
+function pair(): Pair {
+  const fast = new LoggingMachine(RAM);
+  const slow = new LoggingMachine(RAM);
+  slow.engine.translate = false;
+  return { fast, slow };
+}
+
+/** Start both machines at `eip` with the same registers; paging on, every exception exits. */
+function start(p: Pair, ram: Uint8Array, eip: number, cpl: 0 | 3, rnd: () => number): void {
+  const regs = Array.from({ length: 5 }, () => Math.floor(rnd() * 2 ** 32));
+  const flags = Math.floor(rnd() * 0x1000) & 0x8d5;
+  for (const m of [p.fast, p.slow]) {
+    m.ram.set(ram);
+    m.exits.length = 0;
+    m.states.length = 0;
+    m.flat(cpl, eip, 0x8000);
+    m.update((s) => {
+      [s.eax, s.ebx, s.edx, s.esi, s.edi] = regs;
+      s.ebp = DATA + 0x800;
+      s.eflags = 0x202 | flags;
+      s.cr3 = PD;
+      s.cr0 = (s.cr0 | 0x80010000) >>> 0;
+      s.exceptionBitmap = 0xffffffff;
+    });
+  }
+}
+
+/** Start both machines in real mode at CS:IP = 1000:ip, data and stack in segment 2000 (EBP = 800h). */
+function startReal(p: Pair, ram: Uint8Array, ip: number, rnd: () => number): void {
+  const regs = Array.from({ length: 5 }, () => Math.floor(rnd() * 2 ** 32));
+  const flags = Math.floor(rnd() * 0x1000) & 0x8d5;
+  for (const m of [p.fast, p.slow]) {
+    m.ram.set(ram);
+    m.exits.length = 0;
+    m.states.length = 0;
+    m.flat(0);
+    m.update((s) => {
+      [s.eax, s.ebx, s.edx, s.esi, s.edi] = regs;
+      s.ebp = 0x800;
+      s.esp = 0x8000;
+      s.eip = ip;
+      s.eflags = 0x202 | flags;
+      s.cr0 = 0x60000010;
+      for (const seg of [s.ds, s.es, s.ss, s.fs, s.gs]) Object.assign(seg, { selector: 0x2000, base: 0x20000, limit: 0xffff, attributes: 0x93 });
+      Object.assign(s.cs, { selector: 0x1000, base: 0x10000, limit: 0xffff, attributes: 0x9b });
+      s.exceptionBitmap = 0xffffffff;
+    });
+  }
+}
+
+const ENDS = new Set([ExitReason.HLT, ExitReason.EXCEPTION, ExitReason.TRIPLE_FAULT, ExitReason.INVALID_STATE]);
+
+/** Run both machines with the same budgets until the program ends; compare after every run. */
+function runBoth(p: Pair, budget: () => number, maxRuns = 400): ExitReason {
+  let reason = ExitReason.BUDGET;
+  for (let k = 0; k < maxRuns; k++) {
+    const n = budget();
+    reason = p.fast.run(n);
+    const other = p.slow.run(n);
+    expect(p.fast.engine.cpu.lastError).toBe(null);
+    expect(reason).toBe(other);
+    expect(snapshot(p.fast)).toEqual(snapshot(p.slow));
+    expect(p.fast.exits).toEqual(p.slow.exits);
+    expect(p.fast.states).toEqual(p.slow.states);
+    expect(sameMemory(p.fast, p.slow)).toBe(true);
+    if (ENDS.has(reason)) break;
+  }
+  return reason;
+}
+
+function translatedBlocks(m: Machine): number {
+  const code = (m.engine as unknown as { blocks: { code: unknown[] } }).blocks.code;
+  return code.filter((f) => f !== null).length;
+}
+
+describe("block translator", () => {
+  it("inlines the common instruction forms and calls the handlers of the others", () => {
+    const m = new Machine(RAM);
+    m.flat(0);
+    m.code32(`mov eax, [esp + 8]
+      add eax, ecx
+      lea edx, [eax + ecx*4 + 3]
+      push edx
+      pop esi
+      imul esi, esi, 3
+      shl esi, 2
+      movzx edi, byte [esp + 1]
+      cmp edi, 5
+      cpuid
+      setz bl
+      jz .x
+      .x: hlt`);
+    expect(m.run(1)).toBe(ExitReason.BUDGET);
+    const blocks = m.engine.blocks;
+    const b = blocks.tag.indexOf(CODE);
+    const first = b * 16;
+    const inline = Array.from({ length: blocks.count[b] }, (_, k) => hasInlineForm(m.engine.cpu, first + k));
+    expect(inline).toEqual([true, true, true, true, true, true, true, true, true, false, true, true, false]);
+    const source = blockSource(m.engine.cpu, first, blocks.count[b], true);
+    expect(source.match(/\bf\d\(c, \d+\)/g)).toHaveLength(2); // CPUID and HLT
+  });
+
+  it("agrees with the interpreter on random programs (budgets end mid-block)", () => {
+    const rnd = prng(0x5eed);
+    const p = pair();
+    const reasons = new Map<ExitReason, number>();
+    let translated = 0;
+    for (let batch = 0; batch < 6; batch++) {
+      const programs = Array.from({ length: 40 }, (_, k) => program(rnd, k));
+      const { ram, starts } = image(programs, rnd);
+      for (const eip of starts) {
+        p.fast.engine.translateAfter = 1 + Math.floor(rnd() * 3);
+        start(p, ram, eip, rnd() < 0.2 ? 3 : 0, rnd);
+        const big = rnd() < 0.3;
+        const reason = runBoth(p, () => (big ? 100_000 : 1 + Math.floor(rnd() * 70)));
+        reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+        translated += translatedBlocks(p.fast);
+        if (process.env.TSTAT) console.log(ExitReason[reason], p.fast.engine.retired, translatedBlocks(p.fast), p.fast.regs.qual.address, (p.fast.regs.eip - eip).toString(16), p.fast.regs.qual.linear.toString(16));
+      }
+    }
+    // The programs reach their end, fault or exit in all the ways the comparison is meant to cover.
+    expect(reasons.get(ExitReason.HLT) ?? 0).toBeGreaterThan(20);
+    expect(reasons.get(ExitReason.EXCEPTION) ?? 0).toBeGreaterThan(20);
+    expect(translated).toBeGreaterThan(200);
+  });
+
+  it("agrees with the interpreter on random programs in real mode (16-bit code)", () => {
+    const rnd = prng(0x1616);
+    const p = pair();
+    const reasons = new Map<ExitReason, number>();
+    for (let batch = 0; batch < 2; batch++) {
+      const programs = Array.from({ length: 40 }, (_, k) => program(rnd, k));
+      const { ram, starts } = image(programs, rnd, 16);
+      for (const ip of starts) {
+        p.fast.engine.translateAfter = 1 + Math.floor(rnd() * 3);
+        startReal(p, ram, ip, rnd);
+        const reason = runBoth(p, () => 1 + Math.floor(rnd() * 70));
+        reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+      }
+    }
+    expect(reasons.get(ExitReason.HLT) ?? 0).toBeGreaterThan(20);
+  });
+
+  it("agrees on random block bytes (fast-check), with every block translated on its first run", () => {
+    const p = pair();
+    const { ram } = image([], prng(1));
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 64 }), fc.integer({ min: 0, max: 0xffffffff }), (code, seed) => {
+        const rnd = prng(seed);
+        // The bytes run as a loop body three times: the loop makes the block hot.
+        const loop = [0xb9, 3, 0, 0, 0, ...code, 0x49, 0x0f, 0x85];
+        const rel = -(loop.length + 4 - 5);
+        const bytes = [...loop, rel & 0xff, (rel >> 8) & 0xff, (rel >> 16) & 0xff, (rel >> 24) & 0xff, 0xf4];
+        ram.set(bytes, CODE);
+        p.fast.engine.translateAfter = 1;
+        start(p, ram, CODE, seed & 1 ? 3 : 0, rnd);
+        runBoth(p, () => 1 + Math.floor(rnd() * 40), 60);
+        ram.fill(0, CODE, CODE + bytes.length);
+      }),
+      { numRuns: 1500, seed: 11 },
+    );
+  });
+
+  it("evaluates every condition code after every flag-writing form like the interpreter", () => {
+    const rnd = prng(4);
+    const edges = [0, 1, 2, 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff, 0x100, 0x7fff, 0x8000, 0xffff, 0x10000,
+      0x7fffffff, 0x80000000, 0x80000001, 0xfffffffe, 0xffffffff];
+    const value = () => (rnd() < 0.7 ? edges[Math.floor(rnd() * edges.length)] : Math.floor(rnd() * 2 ** 32));
+    const regs = [["eax", "ebx"], ["ax", "bx"], ["al", "bl"]];
+    const forms = [
+      ...ALU.map((op) => (a: string, b: string) => `${op} ${a}, ${b}`),
+      (a: string, b: string) => `test ${a}, ${b}`,
+      (a: string) => `inc ${a}`,
+      (a: string) => `dec ${a}`,
+      (a: string) => `neg ${a}`,
+    ];
+    const sets = [["o", "no", "b", "ae", "z", "nz", "be", "a"], ["s", "ns", "p", "np", "l", "ge", "le", "g"]];
+    const cases: string[] = [];
+    for (const form of forms) {
+      for (const [a, b] of regs) {
+        for (let k = 0; k < 24; k++) {
+          const x = value();
+          const y = k < 6 ? x : k < 9 ? (x + 1) >>> 0 : value();
+          const carry = rnd() < 0.5 ? "stc" : "clc";
+          for (const set of sets) {
+            // JMP ends the previous block: the operation and its SETcc users share one block.
+            cases.push(`${carry}\njmp $ + 2\nmov eax, ${x}\nmov ebx, ${y}\n${form(a, b)}`);
+            ["al", "cl", "dl", "bl", "ah", "ch", "dh", "bh"].forEach((r, j) => cases.push(`set${set[j]} ${r}`));
+            ["eax", "ebx", "ecx", "edx"].forEach((r, j) => cases.push(`mov [edi + ${j * 4}], ${r}`));
+            cases.push("add edi, 16");
+          }
+        }
+      }
+    }
+    const p = pair();
+    const { ram } = image([], rnd);
+    ram.set(nasm(`bits 32\norg ${CODE}\nmov esi, 2\ntop:\nmov edi, 0x140000\n${cases.join("\n")}\ndec esi\njnz top\nhlt`), CODE);
+    p.fast.engine.translateAfter = 1;
+    start(p, ram, CODE, 0, rnd);
+    expect(runBoth(p, () => 1_000_000)).toBe(ExitReason.HLT);
+    expect(translatedBlocks(p.fast)).toBeGreaterThan(1000);
+  });
+
+  it("does not follow a block link after CS changes (same EIP, other code)", () => {
+    const p = pair();
+    const { ram } = image([], prng(5));
+    const at = (addr: number, src: string) => ram.set(nasm(`bits 32\norg ${addr}\n${src}`), addr);
+    at(CODE, "dec ecx\njz 0x10200\ninc eax\npush 0x10100\nret");
+    at(CODE + 0x100, "add ebx, 1\njmp 0x10000");
+    at(CODE + 0x1100, "add ebx, 100\njmp 0x10000 - 0x1000");
+    // In the second pass CS has base 0x1000: RET to EIP 10100h lands in the other copy.
+    at(CODE + 0x200, "test esi, esi\njnz fin\ninc esi\nmov ecx, 50\njmp 0x30:0xf000\nfin: hlt");
+    for (const m of [p.fast, p.slow]) {
+      m.ram.set(ram);
+      m.flat(0);
+      m.descriptor(6, 0x1000, 0xfffff, 0x9b);
+      m.update((s) => {
+        s.ecx = 50;
+        s.gdtrLimit = 8 * 8 - 1;
+        s.exceptionBitmap = 0xffffffff;
+      });
+    }
+    p.fast.engine.translateAfter = 1;
+    expect(runBoth(p, () => 1_000_000)).toBe(ExitReason.HLT);
+    expect(p.fast.regs.ebx).toBe(49 + 49 * 100);
+  });
+
+  it("keeps the flags a faulting or exiting instruction must show, though a later one overwrites them", () => {
+    const p = pair();
+    const { ram } = image([], prng(6));
+    // Each pass: flags from ADD, an ADD to MMIO, a SHL, a load (the last pass faults on the
+    // hole), then SUB overwrites all flags.
+    ram.set(nasm(`bits 32
+      org ${CODE}
+      mov ecx, 40
+      mov esi, ${HOLE - 40 * 0x100}
+    top:
+      add eax, 0x7fffffff
+      add dword [${MMIO}], 5    ; exits twice: before and after its own flag update
+      shl edx, 1
+      mov edi, [esi + 0xfe]
+      sub edx, 3
+      add esi, 0x100
+      dec ecx
+      jnz top
+      hlt
+    `), CODE);
+    p.fast.engine.translateAfter = 1;
+    start(p, ram, CODE, 0, prng(7));
+    expect(runBoth(p, () => 1_000_000)).toBe(ExitReason.EXCEPTION);
+    expect(p.fast.regs.qual.linear).toBe(HOLE);
+    expect(p.fast.states.length).toBe(80);
+  });
+
+  it("steps one instruction at a time through translated code in an interrupt shadow and with TF", () => {
+    const p = pair();
+    const { ram } = image([], prng(8));
+    ram.set(nasm(`bits 32
+      org ${CODE}
+      mov ecx, 30
+    top:
+      cli
+      add eax, ecx
+      sti
+      add ebx, eax
+      mov edx, ss
+      mov ss, dx
+      xor ebx, ecx
+      dec ecx
+      jnz top
+      hlt
+    `), CODE);
+    p.fast.engine.translateAfter = 1;
+    start(p, ram, CODE, 0, prng(9));
+    // A few passes to translate the loop's blocks.
+    expect(runBoth(p, () => 40, 1)).toBe(ExitReason.BUDGET);
+    expect(translatedBlocks(p.fast)).toBeGreaterThan(0);
+    for (const m of [p.fast, p.slow]) m.update((s) => void (s.inj.requestWindow = true));
+    // Every STI opens the window one instruction later: the run ends there, and asks again.
+    for (let k = 0; k < 30; k++) {
+      expect(runBoth(p, () => 1_000_000, 1)).toBe(ExitReason.INTR_WINDOW);
+      for (const m of [p.fast, p.slow]) m.update((s) => void (s.inj.requestWindow = true));
+    }
+    // Then single steps (TF, #DB exits) through the same, translated, loop.
+    for (const m of [p.fast, p.slow]) m.update((s) => { s.eflags |= 0x100; s.inj.requestWindow = false; });
+    for (let k = 0; k < 40; k++) {
+      expect(runBoth(p, () => 1_000_000, 1)).toBe(ExitReason.EXCEPTION);
+      expect(p.fast.regs.qual.address).toBe(1);
+    }
+  });
+
+  it("sees self-modifying code in the running block and in later runs of a translated block", () => {
+    const p = pair();
+    const { ram } = image([], prng(2));
+    // The loop body rewrites the immediate of an instruction later in the same block (a new
+    // value every 8th iteration, so the block is translated in between), and the opcode byte of
+    // an ADD in another block every 8th iteration.
+    const code = nasm(`bits 32
+      org ${CODE}
+      mov ecx, 60
+      xor ebx, ebx
+      xor edx, edx
+    top:
+      mov eax, ecx
+      shr eax, 3
+      mov [patch + 1], al
+      patch: mov esi, 0x11
+      add ebx, esi
+      test ecx, 7
+      jnz skip
+      xor byte [addop], 0x28   ; add <-> sub
+    skip:
+      addop: add edx, ecx
+      dec ecx
+      jnz top
+      hlt
+    `);
+    ram.set(code, CODE);
+    for (const budget of [1_000_000, 3, 7, 13]) {
+      p.fast.engine.translateAfter = 2;
+      start(p, ram, CODE, 0, prng(budget));
+      expect(runBoth(p, () => budget, 5000)).toBe(ExitReason.HLT);
+      // The interpreter's answer, computed here independently.
+      let ebx = 0, edx = 0, sub = false;
+      for (let ecx = 60; ecx > 0; ecx--) {
+        ebx = (ebx + ((ecx >> 3) & 0xff)) | 0;
+        if ((ecx & 7) === 0) sub = !sub;
+        edx = sub ? (edx - ecx) | 0 : (edx + ecx) | 0;
+      }
+      expect(p.fast.regs.ebx).toBe(ebx >>> 0);
+      expect(p.fast.regs.edx).toBe(edx >>> 0);
+    }
+    expect(translatedBlocks(p.fast)).toBeGreaterThan(0);
+  });
+
+  it("stops at every budget inside a translated block and at page faults in its middle", () => {
+    const p = pair();
+    const { ram } = image([], prng(3));
+    const code = nasm(`bits 32
+      org ${CODE}
+      mov ecx, 50
+      mov esi, ${DATA}
+    top:
+      mov eax, [esi]
+      add eax, ecx
+      mov [esi + 4], eax
+      push eax
+      pop edx
+      shl edx, 3
+      imul edx, edx, 7
+      add esi, 0x100
+      cmp esi, ${HOLE - 8}
+      jb ok
+      mov eax, [esi + 0x200]    ; page fault in the middle of the block
+    ok:
+      dec ecx
+      jnz top
+      hlt
+    `);
+    ram.set(code, CODE);
+    for (let budget = 1; budget <= 24; budget++) {
+      p.fast.engine.translateAfter = 1;
+      start(p, ram, CODE, 0, prng(budget));
+      const reason = runBoth(p, () => budget, 2000);
+      expect(reason).toBe(ExitReason.EXCEPTION);
+      expect(p.fast.regs.qual.linear).toBe(HOLE + 0x200);
+    }
+  });
+});

@@ -1,0 +1,148 @@
+// Block translator: compiles a hot decoded block (blocks.ts) into one JS function from generated
+// source, with the operand decoding resolved at translation time (registers, immediates,
+// displacements and effective-address forms become constants) and the common instructions
+// inlined (inline-forms.ts); any other instruction calls its slot's handler.
+//
+// The function has the run loop's semantics (engine.ts): entered with c.eip at the block's first
+// instruction, nothing needing attention and at least the whole block of budget left, it leaves
+// c.eip, c.nextEip and c.retired as the interpreter would: after a taken branch, after an
+// instruction that set c.attention, or at the block end. Everything that can fault or exit (a
+// handler call, a memory access missing the inline TLB fast path, a branch beyond the CS limit)
+// is preceded by a "sync" storing the instruction's EIP, next EIP and retired count, so faults,
+// MMIO exits and code-page writes see exactly the interpreter's state. On top of that:
+// - a branch back to the block's own start loops inside the function while nothing changed;
+// - each exit may return the next translated block through its link (block-links.ts);
+// - conditions right after an inline flag-writing instruction read its lazy record directly;
+// - flag updates nobody can observe before the next full flag write are dropped.
+
+import { mulFlags, shift } from "./alu.js";
+import { type BlockFn, BlockLinks } from "./block-links.js";
+import type { Cpu, Handler } from "./cpu.js";
+import { Emitter } from "./emitter.js";
+import { condition, getCF, PARITY } from "./flags.js";
+import { GENERATORS } from "./inline-forms.js";
+
+export { type BlockFn, BlockLinks } from "./block-links.js";
+
+/** Helpers the generated code calls (bound to locals of the factory). */
+const RUNTIME = { getCF, condition, shift, mulFlags, PARITY };
+
+interface FlagUse {
+  read: boolean;
+  write: boolean;
+  /** May fault or leave the block: the flags are observable there. */
+  observe: boolean;
+}
+
+/**
+ * Drop the flag updates (marked by Emitter.elidable) of instructions whose flags nobody can see:
+ * a later instruction of the block writes all six arithmetic flags before any instruction reads
+ * them, faults, exits or leaves the block. Only instructions that cannot fault themselves
+ * qualify (at a fault, the flags must be the interpreter's).
+ */
+function elideDeadFlags(source: string, uses: readonly FlagUse[]): string {
+  const dead = new Set<number>();
+  let live = true;
+  for (let k = uses.length - 1; k >= 0; k--) {
+    const u = uses[k];
+    if (!live && !u.observe) dead.add(k);
+    live = u.read || u.observe || (live && !u.write);
+  }
+  return source.replace(/\/\*F(\d+)<\*\/(.*?)\/\*>\*\//g, (_m, k: string, code: string) => (dead.has(Number(k)) ? "" : code));
+}
+
+/** Whether slot's handler has an inline form (for statistics and tests). */
+export function hasInlineForm(c: Cpu, slot: number): boolean {
+  return GENERATORS.has(c.dec.fn[slot]);
+}
+
+/**
+ * Translate the `count` decoded instructions at slots first.. (a block in code mode `wide`)
+ * into a function. The block's slots must stay as they are while the function is in use.
+ */
+export function translateBlock(
+  c: Cpu, first: number, count: number, wide: boolean, code: readonly (BlockFn | null)[],
+): BlockFn {
+  const g = new Emitter(c, wide);
+  g.count = count;
+  const uses: FlagUse[] = [];
+  const d = c.dec;
+  let off = 0;
+  let ended = false;
+  for (let k = 0; k < count; k++) {
+    const slot = first + k;
+    g.k = k;
+    g.slot = slot;
+    g.off = off;
+    g.len = d.len[slot];
+    g.touched = false;
+    g.pending = null;
+    g.memoryAfterFlags = false;
+    g.flagRead = g.flagWrite = g.observe = false;
+    const last = k === count - 1;
+    const fn = d.fn[slot];
+    const gen = GENERATORS.get(fn);
+    const mark = g.out.length;
+    g.emit(`// ${k}: slot ${slot}`);
+    if (gen !== undefined && gen.gen(g, slot)) {
+      if (g.pending !== null) g.known = g.memoryAfterFlags ? null : g.pending;
+      else if (g.touched || !gen.keepsFlags) g.known = null;
+      uses.push({ read: g.flagRead, write: g.flagWrite, observe: g.observe || g.touched });
+      if (gen.ends) {
+        ended = true;
+        break;
+      }
+      if (g.touched && !last) {
+        g.emit(`if (c.attention) { c.eip = c.nextEip = ${g.fall}; c.retired = r0 + ${k + 1}; c.linkFrom = null; return null; }`);
+      }
+    } else {
+      g.out.length = mark;
+      g.known = null;
+      uses.push({ read: true, write: false, observe: true });
+      let f = g.fns.indexOf(fn);
+      if (f < 0) f = g.fns.push(fn) - 1;
+      g.emit(g.sync);
+      g.emit(`f${f}(c, ${slot});`);
+      g.emit(`c.eip = t = c.nextEip; c.retired = r0 + ${k + 1};`);
+      if (last) {
+        g.link(k + 1);
+        ended = true;
+        break;
+      }
+      g.emit(`if (t !== ${g.fall} || c.attention) {`);
+      g.link(k + 1);
+      g.emit("}");
+    }
+    off += d.len[slot];
+  }
+  if (!ended) {
+    g.k = count - 1;
+    g.leave(g.eipAt(off));
+  }
+  const body = elideDeadFlags(g.out.join("\n"), uses);
+  const fnDecls = g.fns.map((_, k) => `const f${k} = F[${k}];`).join("\n");
+  const source = `"use strict";
+const { getCF, condition, shift, mulFlags, PARITY } = H;
+const lf = LK.fn, lt = LK.eip, lb = LK.block, ln = LK.count, le = LK.codeEpoch, lc = LK.csEpoch;
+${fnDecls}
+return function block(c, end) {
+const r = c.r, r16 = c.r16, r8 = c.r8, sb = c.base, sf = c.segFast, tf = c.tlbFlags, ts = c.tlbStore, to = c.tlbOff;
+const vw = c.views, by = c.bytes, lim = c.limit;
+const e0 = c.eip, ep = c.codeEpoch, cs0 = c.csEpoch;
+let r0 = c.retired;
+let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null;
+${g.loops ? "for (;;) {" : ""}
+${body}
+${g.loops ? "}" : ""}
+};`;
+  const links = new BlockLinks(g.exits);
+  const factory = new Function("H", "F", "LK", "code", source) as (
+    h: typeof RUNTIME, f: Handler[], links: BlockLinks, code: readonly (BlockFn | null)[],
+  ) => BlockFn;
+  return factory(RUNTIME, g.fns, links, code);
+}
+
+/** The generated source of a block (for tests and debugging). */
+export function blockSource(c: Cpu, first: number, count: number, wide: boolean): string {
+  return translateBlock(c, first, count, wide, []).toString();
+}
