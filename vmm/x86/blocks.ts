@@ -29,6 +29,8 @@ export const PAGE_TAIL = 0xff0;
 
 /** Translations kept by address at most (the map is dropped when it is full). */
 const KEPT_MAX = 1 << 16;
+const PAST_HITS = 1 << 16;
+const pastIndex = (phys: number): number => (phys ^ (phys >>> 16)) & (PAST_HITS - 1);
 
 interface KeptTranslation {
   readonly fn: BlockFn;
@@ -56,8 +58,11 @@ export class BlockCache {
    * back at once (its decoded slots are the same: same address, same cache entry).
    */
   private readonly kept = new Map<number, KeptTranslation>();
-  /** Runs of untranslated blocks that left the cache, by physical address. */
-  private readonly pastHits = new Map<number, number>();
+  /**
+   * Runs of untranslated blocks that left the cache, in a table hashed by physical address
+   * (colliding blocks share a count: it only decides when to translate).
+   */
+  private readonly pastHits = new Uint16Array(PAST_HITS);
   /** Statistics: blocks decoded, compared with memory on entry in a new code epoch, translated, translations reused. */
   readonly stats = { built: 0, compared: 0, translated: 0, reused: 0 };
 
@@ -90,11 +95,10 @@ export class BlockCache {
     // entry would otherwise never get there).
     const old = this.tag[b];
     if (old >= 0 && this.code[b] === null && this.hits[b] > 0) {
-      if (this.pastHits.size >= KEPT_MAX) this.pastHits.clear();
-      this.pastHits.set(old, this.hits[b]);
+      this.pastHits[pastIndex(old)] = this.hits[b];
     }
     this.tag[b] = -1;
-    this.hits[b] = this.pastHits.get(phys) ?? 0;
+    this.hits[b] = this.pastHits[pastIndex(phys)];
     this.code[b] = null;
     let n = 0;
     let bytes = 0;
