@@ -7,6 +7,9 @@ import { ObjectType, type Mapping } from "../../capabilities/index.js";
 import type { Ec } from "../../kernel/ec.js";
 import type { Pd } from "../../kernel/pd.js";
 import { runAs } from "../support/kernel.js";
+import { prng } from "../support/prng.js";
+
+export { prng };
 
 /** Acting PDs: root (0) and children 1..3. Selector layout in every acting PD: */
 export const ACTORS = 4;
@@ -383,18 +386,6 @@ function checkRightsWithinParent(m: Mapping, after: string): void {
 
 function must(s: Status): void {
   if (s !== Status.SUCCESS) throw new Error(`setup failed: ${Status[s]}`);
-}
-
-/** A small deterministic PRNG (mulberry32) for the on-demand fuzzer. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Map raw random integers to an operation (shared by fast-check and the fuzzer). */

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { ExitReason, Mtd, VcpuState } from "../../kernel/vcpu.js";
 import { CODE, Machine, nasm } from "./testing.js";
 import { blockSource, hasInlineForm } from "./translate.js";
+import { prng } from "../../test/support/prng.js";
 
 const RAM = 2 << 20;
 const PD = 0x80000, PT0 = 0x81000, PT1 = 0x82000;
@@ -17,18 +18,6 @@ const HOLE = DATA + 0x3000;
 /** Linear addresses mapped to guest-physical space without RAM: MMIO exits. */
 const MMIO = 0x300000;
 const SLOT = 0x800;
-
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const R32 = ["eax", "ebx", "edx", "esi", "edi"];
 const R16 = ["ax", "bx", "dx", "si", "di"];
