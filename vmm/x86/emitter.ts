@@ -6,6 +6,8 @@ import { NO_REG } from "./decoder.js";
 import { R8 } from "./operands.js";
 
 export const ARITH = 0x8d5;
+/** -2^31: `(x ^ MIN) < (y ^ MIN)` compares x and y as unsigned 32-bit integers. */
+export const MIN = -2147483648;
 export const LZ_ADD = 1, LZ_SUB = 2, LZ_LOGIC = 3;
 
 /** What the translator knows of the lazy flag record (c.lzOp and c.lzBit, fixed at translation). */
@@ -72,6 +74,11 @@ export class Emitter {
     return `c.eip = ${this.eipAt(this.off)}; c.nextEip = ${this.nextOverride ?? this.fall}; c.retired = r0 + ${this.k};`;
   }
 
+  /** The sync's values as arguments of the out-of-line slow paths (translate.ts SLOW). */
+  get syncArgs(): string {
+    return `${this.eipAt(this.off)}, ${this.nextOverride ?? this.fall}, r0 + ${this.k}`;
+  }
+
   emit(s: string): void {
     this.out.push(s);
   }
@@ -110,7 +117,7 @@ export class Emitter {
       : "by[ts[p]][to[p] + (l & 4095)]";
     this.emit(`o = ${off}; l = (sb[${seg}] + o) | 0; p = l >>> 12;`);
     this.emit(`if (sf[${seg}] & 1 && tf[p] & c.rdMask${edge}) ${dst} = ${fast};`);
-    this.emit(`else { ${this.sync} ${dst} = c.rd${bits}(${seg}, o); }`);
+    this.emit(`else ${dst} = rd${bits}(c, ${seg}, o, ${this.syncArgs});`);
   }
 
   /** `[seg:off] = val` of size index s. */
@@ -129,7 +136,7 @@ export class Emitter {
       : s === 1 ? `vw[ts[p]].setUint16(to[p] + (l & 4095), ${val}, true)`
       : `by[ts[p]][to[p] + (l & 4095)] = ${val}`;
     this.emit(`if (sf[${seg}] & 2 && tf[p] & c.wrMask${edge}) ${fast};`);
-    this.emit(`else { ${this.sync} c.wr${bits}(${seg}, o, ${val}); }`);
+    this.emit(`else wr${bits}(c, ${seg}, o, ${val}, ${this.syncArgs});`);
   }
 
   /** `dst = E` (the r/m operand) of size index s. */
@@ -195,7 +202,9 @@ export class Emitter {
   jump(target: string, o32: boolean): void {
     this.observe = true;
     this.emit(`t = ${o32 ? `(${target}) | 0` : `(${target}) & 65535`};`);
-    this.emit(`if ((t >>> 0) > lim[1]) { ${this.sync} c.fault(13, 0); }`);
+    // Unsigned comparison through the sign flip: int32 operands all the way (no heap numbers
+    // before the function is optimized); ls is c.limit viewed as an Int32Array.
+    this.emit(`if ((t ^ ${MIN}) > (ls[1] ^ ${MIN})) { ${this.sync} c.fault(13, 0); }`);
   }
 
   /** Exits emitted so far (each has a link). */

@@ -67,6 +67,18 @@ describe("engine", () => {
     expect(m.r32(0x8000 - 12)).toBe(CODE + 2); // return EIP: after the first HLT
   });
 
+  it("keeps the retired count and the TSC continuous when it rebases c.retired", () => {
+    const m = new Machine();
+    m.flat(0);
+    const start = 2 ** 28 + 5;
+    m.engine.cpu.retired = start;
+    m.code32("rdtsc\nnop\nhlt");
+    expect(m.run()).toBe(ExitReason.HLT);
+    expect(m.regs.eax).toBe(start); // the TSC counted on from the old c.retired
+    expect(m.engine.retired).toBe(start + 3);
+    expect(m.engine.cpu.retired).toBe(3); // small again: a V8 small integer in translated code
+  });
+
   it("reports the interrupt window after STI's shadow; external interrupts wait for IF", () => {
     const m = new Machine();
     m.flat(0);

@@ -4,7 +4,7 @@
 
 import type { Handler } from "./cpu.js";
 import { Pfx, SEG_SS } from "./decoder.js";
-import { type Emitter, type KnownFlags, LZ_ADD, LZ_LOGIC, LZ_SUB } from "./emitter.js";
+import { type Emitter, type KnownFlags, LZ_ADD, LZ_LOGIC, LZ_SUB, MIN } from "./emitter.js";
 import { HANDLERS } from "./handlers/index.js";
 import { ALU_NAMES, SHIFT_NAMES } from "./handlers/names.js";
 
@@ -31,9 +31,9 @@ function knownCondition(cc: number, k: KnownFlags): string | null {
   let v: string;
   switch (cc >> 1) {
     case 0: v = of; break;
-    case 1: v = exactSub ? `(${shl(A)} >>> 0) < (${shl(B)} >>> 0)` : cf; break;
+    case 1: v = exactSub ? `(${shl(A)} ^ ${MIN}) < (${shl(B)} ^ ${MIN})` : cf; break;
     case 2: v = zf; break;
-    case 3: v = exactSub ? `(${shl(A)} >>> 0) <= (${shl(B)} >>> 0)` : k.op === LZ_LOGIC ? zf : `(${cf}) || ${zf}`; break;
+    case 3: v = exactSub ? `(${shl(A)} ^ ${MIN}) <= (${shl(B)} ^ ${MIN})` : k.op === LZ_LOGIC ? zf : `(${cf}) || ${zf}`; break;
     case 4: v = sf; break;
     case 5: v = `PARITY[${R} & 255] !== 0`; break;
     case 6: v = exactSub ? `${shl(A)} < ${shl(B)}` : k.op === LZ_LOGIC ? sf : `(${sf}) !== (${of})`; break;

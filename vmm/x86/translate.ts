@@ -24,8 +24,39 @@ import { GENERATORS } from "./inline-forms.js";
 
 export { type BlockFn, BlockLinks } from "./block-links.js";
 
+/**
+ * The slow paths of the inline memory accesses, out of line (smaller functions to compile):
+ * sync (EIP, next EIP and retired count of the instruction), then access through the Cpu.
+ */
+const SLOW = {
+  rd8(c: Cpu, seg: number, o: number, eip: number, next: number, retired: number): number {
+    c.eip = eip; c.nextEip = next; c.retired = retired;
+    return c.rd8(seg, o);
+  },
+  rd16(c: Cpu, seg: number, o: number, eip: number, next: number, retired: number): number {
+    c.eip = eip; c.nextEip = next; c.retired = retired;
+    return c.rd16(seg, o);
+  },
+  rd32(c: Cpu, seg: number, o: number, eip: number, next: number, retired: number): number {
+    c.eip = eip; c.nextEip = next; c.retired = retired;
+    return c.rd32(seg, o);
+  },
+  wr8(c: Cpu, seg: number, o: number, v: number, eip: number, next: number, retired: number): void {
+    c.eip = eip; c.nextEip = next; c.retired = retired;
+    c.wr8(seg, o, v);
+  },
+  wr16(c: Cpu, seg: number, o: number, v: number, eip: number, next: number, retired: number): void {
+    c.eip = eip; c.nextEip = next; c.retired = retired;
+    c.wr16(seg, o, v);
+  },
+  wr32(c: Cpu, seg: number, o: number, v: number, eip: number, next: number, retired: number): void {
+    c.eip = eip; c.nextEip = next; c.retired = retired;
+    c.wr32(seg, o, v);
+  },
+};
+
 /** Helpers the generated code calls (bound to locals of the factory). */
-const RUNTIME = { getCF, condition, shift, mulFlags, PARITY };
+const RUNTIME = { getCF, condition, shift, mulFlags, PARITY, ...SLOW };
 
 interface FlagUse {
   read: boolean;
@@ -122,12 +153,12 @@ export function translateBlock(
   const body = elideDeadFlags(g.out.join("\n"), uses);
   const fnDecls = g.fns.map((_, k) => `const f${k} = F[${k}];`).join("\n");
   const source = `"use strict";
-const { getCF, condition, shift, mulFlags, PARITY } = H;
+const { getCF, condition, shift, mulFlags, PARITY, rd8, rd16, rd32, wr8, wr16, wr32 } = H;
 const lf = LK.fn, lt = LK.eip, lb = LK.block, ln = LK.count, le = LK.codeEpoch, lc = LK.csEpoch;
 ${fnDecls}
 return function block(c, end) {
 const r = c.r, r16 = c.r16, r8 = c.r8, sb = c.base, sf = c.segFast, tf = c.tlbFlags, ts = c.tlbStore, to = c.tlbOff;
-const vw = c.views, by = c.bytes, lim = c.limit;
+const vw = c.views, by = c.bytes;
 const e0 = c.eip, ep = c.codeEpoch, cs0 = c.csEpoch;
 let r0 = c.retired;
 let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null;
@@ -136,10 +167,13 @@ ${body}
 ${g.loops ? "}" : ""}
 };`;
   const links = new BlockLinks(g.exits);
-  const factory = new Function("H", "F", "LK", "code", source) as (
-    h: typeof RUNTIME, f: Handler[], links: BlockLinks, code: readonly (BlockFn | null)[],
+  const factory = new Function("H", "F", "LK", "code", "ls", source) as (
+    h: typeof RUNTIME, f: Handler[], links: BlockLinks, code: readonly (BlockFn | null)[], ls: Int32Array,
   ) => BlockFn;
-  return factory(RUNTIME, g.fns, links, code);
+  // The segment limits as int32: a limit of 0xffffffff read from the Uint32Array would be a heap
+  // number in unoptimized code.
+  const limits = new Int32Array(c.limit.buffer, c.limit.byteOffset, c.limit.length);
+  return factory(RUNTIME, g.fns, links, code, limits);
 }
 
 /** The generated source of a block (for tests and debugging). */
