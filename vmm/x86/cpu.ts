@@ -7,7 +7,7 @@ import { ExitReason, type VcpuExitHandler, type VcpuState } from "../../kernel/v
 import { Decoded, SEG_SS } from "./decoder.js";
 import { condition, setArith, type LazyFlags } from "./flags.js";
 import { probeSlow, readSlow, writeSlow } from "./mmu.js";
-import type { Fpu, FpuHost } from "./fpu.js";
+import type { Fpu, FpuHost } from "./fpu/hook.js";
 import type { BlockLinks } from "./block-links.js";
 
 /** Thrown (never allocated per fault) when a guest exception is raised; details are in the CPU. */

@@ -10,7 +10,7 @@ import { Cpu, FAULT, SEG_LDTR, SEG_TR, STOP } from "./cpu.js";
 import { decodeInto, SEG_CS, SEG_SS } from "./decoder.js";
 import { setFlags } from "./far.js";
 import { IF, materialize, TF } from "./flags.js";
-import type { Fpu } from "./fpu.js";
+import type { Fpu } from "./fpu/hook.js";
 import { CPU_HANDLERS, invalidOpcode } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
 import { flushTlb, setFetchPage } from "./mmu.js";

@@ -7,7 +7,7 @@ import { X87 } from "./fpu/x87.js";
 
 export { disassemble } from "./disasm.js";
 export { X86Engine } from "./engine.js";
-export type { Fpu } from "./fpu.js";
+export type { Fpu } from "./fpu/hook.js";
 
 export interface X86EngineOptions {
   /** Plug in the x87 unit (default true). */

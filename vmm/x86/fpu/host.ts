@@ -2,7 +2,7 @@
 // through segmentation and paging with the core's faults, a few registers, EFLAGS and CR0), and
 // the architectural constants it uses. Tests drive the unit through a small mock host.
 
-export type { FpuDecoded as X87Decoded, FpuHost as X87Host } from "../fpu.js";
+export type { FpuDecoded as X87Decoded, FpuHost as X87Host } from "./hook.js";
 
 /** CR0 bits the x87 looks at. */
 export const CR0_PE = 1, CR0_NE = 0x20;

@@ -1,7 +1,7 @@
 // The x87 floating-point unit of a P6: register stack, control/status/tag words, last
 // instruction and operand pointers, and exception delivery (#MF, or FERR# and the freeze).
 
-import type { Fpu } from "../fpu.js";
+import type { Fpu } from "./hook.js";
 import { type F80, newF80, setIndefinite } from "./arith.js";
 import { Cls, IE, INDEFINITE_M, newRoundContext, type RoundContext, SF } from "./float80.js";
 import { CR0_NE, SEG_CS, VECTOR_MF, type X87Host } from "./host.js";

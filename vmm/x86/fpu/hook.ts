@@ -1,5 +1,6 @@
 // The hook through which the x87 unit plugs into the integer core: the unit sees the core only
-// through `FpuHost`, which the core's Cpu implements; nothing in fpu/ imports the core itself.
+// through `FpuHost`, which the core's Cpu implements. It lives beside the unit, so the core
+// imports down into fpu/ and nothing in fpu/ imports the core.
 
 /** The decoded-instruction fields an x87 unit reads (a subset of the core's decoded slots). */
 export interface FpuDecoded {
