@@ -1,6 +1,6 @@
 // Building and finding the 32-bit native harnesses of the host-CPU oracles (gcc -m32), cached in
 // node_modules/.cache by a hash of source and flags, so each is compiled once per change.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -39,4 +39,23 @@ export function hostSupport(build: () => string): HostSupport {
   } catch (error) {
     return { ok: false, reason: (error as Error).message };
   }
+}
+
+/** Run a harness on `input` (its stdin); resolves with all it wrote to stdout, rejects when it fails. */
+export function runHarness(harness: string, input: Uint8Array): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(harness, [], { stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+    child.on("error", (error) => reject(new HarnessError(`cannot start the harness: ${error.message}`)));
+    child.on("close", (code, signal) => {
+      const stderr = Buffer.concat(err).toString("utf8").trim();
+      if (code !== 0) reject(new HarnessError(`harness exited with ${signal ?? code}${stderr ? `: ${stderr}` : ""}`));
+      else resolve(Buffer.concat(out));
+    });
+    child.stdin.on("error", () => undefined); // a crash shows up in "close"
+    child.stdin.end(input);
+  });
 }

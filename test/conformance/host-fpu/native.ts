@@ -1,6 +1,5 @@
 // Builds the native x87 harness (gcc -m32, cached by a hash of its source) and runs cases on it.
-import { spawn } from "node:child_process";
-import { HarnessError, type HostSupport, buildHarness as buildCachedHarness, hostSupport as checkHost } from "../native-build.js";
+import { HarnessError, type HostSupport, buildHarness as buildCachedHarness, hostSupport as checkHost, runHarness } from "../native-build.js";
 export { HarnessError, type HostSupport };
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -52,26 +51,6 @@ function decode(buf: Buffer, count: number): FpuResult[] {
 }
 
 /** Run cases natively; resolves with one result per case. */
-export function runNative(harness: string, cases: readonly FpuCase[]): Promise<FpuResult[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(harness, [], { stdio: ["pipe", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
-    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
-    child.on("error", (e) => reject(new HarnessError(`cannot start the harness: ${e.message}`)));
-    child.on("close", (code, signal) => {
-      if (code !== 0) {
-        reject(new HarnessError(`harness exited with ${signal ?? code}: ${Buffer.concat(err).toString("utf8").trim()}`));
-        return;
-      }
-      try {
-        resolve(decode(Buffer.concat(out), cases.length));
-      } catch (e) {
-        reject(e);
-      }
-    });
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(encode(cases));
-  });
+export async function runNative(harness: string, cases: readonly FpuCase[]): Promise<FpuResult[]> {
+  return decode(await runHarness(harness, encode(cases)), cases.length);
 }
