@@ -5,7 +5,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
 import { ensureDefaultGuest } from "../services/guest/index.js";
-import { exitVerdict, runVm } from "../services/vm-runner.js";
+import { exitVerdict, runVm } from "./vm-runner.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";

@@ -53,3 +53,24 @@ export class Utcb {
     return this;
   }
 }
+
+/** Pack bytes into UTCB words, 4 per word, little-endian, starting at `at`. Returns words used. */
+export function packBytes(bytes: ArrayLike<number>, words: Uint32Array, at: number): number {
+  const n = Math.ceil(bytes.length / 4);
+  for (let w = 0; w < n; w++) {
+    let v = 0;
+    for (let b = 0; b < 4; b++) {
+      const i = 4 * w + b;
+      if (i < bytes.length) v |= (bytes[i] & 0xff) << (8 * b);
+    }
+    words[at + w] = v >>> 0;
+  }
+  return n;
+}
+
+/** The `count` bytes packed by `packBytes` from word `at` on. */
+export function unpackBytes(words: Uint32Array, at: number, count: number): Uint8Array {
+  const out = new Uint8Array(count);
+  for (let i = 0; i < count; i++) out[i] = (words[at + (i >> 2)] >>> (8 * (i & 3))) & 0xff;
+  return out;
+}

@@ -3,7 +3,7 @@
 // window the client opened, so revoking them later takes them from the VM as well.
 
 import { MemRights, SpaceKind, alignedRuns, crd, Status, type LocalEntry, type Utcb } from "../kernel/index.js";
-import { MemoryOp } from "./protocols.js";
+import { MemoryOp } from "./memory-protocol.js";
 
 export interface MemoryManagerState {
   /** Frames the memory manager holds, as page numbers of its own memory space [0, total). */

@@ -1,125 +1,167 @@
-// Root task: boots one VM from its description. It creates the memory manager, the console
-// driver, the VM's PD and its VMM, and hands each exactly the capabilities it needs:
-//   memory manager: the RAM frames;             console driver: its interrupt, the VMM's input portal;
-//   VMM: the VM PD, its memory-manager portal, the console output portal, the parent portal.
+// Root task: starts the boot modules it is given and hands each exactly the capabilities its
+// description names. It knows no component's code and never sees the kernel object: a module is a
+// description (its PD, the portals it serves, its threads, what it is given), written by the
+// composition layer (bin/), and the root acts on it through its own syscall handle only.
+//
+// Order: every PD first (so grants may name any module), then handler ECs and portals, then the
+// grants, then the threads. A description that names something that does not exist is refused
+// before anything is created.
 
-import { Kernel, KernelMemoryCost, Sel, Status, alignedRuns, SpaceKind, crd, MemRights, PdRights, PtRights, SmRights, type Sys, type Utcb } from "../kernel/index.js";
-import { consoleInput, consoleOutput, ConsoleSel, type ConsoleHost } from "../drivers/console/console.js";
-import { vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
-import type { BlockDriver } from "../drivers/block/component.js";
-import { memoryManager } from "./memory-manager.js";
-import { ParentOp, VmEnd } from "./protocols.js";
+import { Sel, SmRights, SpaceKind, Status, alignedRuns, crd, MemRights, PtRights, type GlobalEntry, type LocalEntry, type Sys, type Utcb } from "../kernel/index.js";
+import { ParentOp, type VmEnd } from "./root-protocol.js";
 
-export interface VmDescription extends VmmConfig {
-  name: string;
-  console: ConsoleHost;
-  /** Serves the VM's drives (client id = drive index); required when `drives` is not empty. */
-  blockDriver?: BlockDriver;
-  /** GSI the host raises when console input arrives. */
-  consoleGsi?: number;
+/** A capability a module finds at `sel` of its object space when its threads start. */
+export type ModuleGrant =
+  /** A portal of another module ("module.portal"), with the CALL right. */
+  | { readonly sel: number; readonly portal: string }
+  /** Another module's PD, with these rights (PdRights). */
+  | { readonly sel: number; readonly pd: string; readonly rights: number }
+  /** The semaphore of a host interrupt line (DOWN right); the root enables its delivery. */
+  | { readonly sel: number; readonly gsi: number }
+  /** Its own parent portal: the root task speaks with each module through a portal of its own. */
+  | { readonly sel: number; readonly parent: true };
+
+export interface BootModule {
+  /** Unique among the modules; the name of its PD in faults and traces. */
+  readonly name: string;
+  /** Kernel memory quota of its PD, in bytes. */
+  readonly quota: number;
+  /** A VM PD: its memory space is a guest-physical address space, and it runs no code of its own. */
+  readonly vm?: boolean;
+  /** Give it every memory frame of the machine, at pages [0, frames) of its space (the memory manager). */
+  readonly frames?: boolean;
+  /** Handler ECs by name: each serves the portals that name it. */
+  readonly handlers?: Readonly<Record<string, LocalEntry>>;
+  /** Portals by name: the handler EC that serves it and the portal id (which names the caller to the handler). */
+  readonly portals?: Readonly<Record<string, { readonly handler: string; readonly id: number }>>;
+  /** Threads: global ECs, each with a scheduling context of its own. */
+  readonly threads?: ReadonlyArray<{ readonly entry: GlobalEntry; readonly priority: number; readonly quantumNs: number }>;
+  readonly grants?: ReadonlyArray<ModuleGrant>;
+  /** Where the portals it publishes (ParentOp.PUBLISH, by name) go: into that module's space at `sel`. */
+  readonly routes?: Readonly<Record<number, { readonly module: string; readonly sel: number }>>;
 }
 
-/** How the VM ended, filled in by the root task's parent portal. */
-export interface VmOutcome {
-  ended: boolean;
-  status: number;
-  why: VmEnd | 0;
-  message: string;
+/** What the machine is: the root's boot information (NOVA's hypervisor information page). */
+export interface BootInfo {
+  /** Memory frames the root holds, at pages [0, frames) of its memory space. */
+  readonly frames: number;
 }
 
-// Root selectors.
-const MM_PD = 16, MM_EC = 17, MM_PT_VMM = 18;
-const CON_PD = 20, CON_OUT_EC = 21, CON_OUT_PT = 22, CON_IN_EC = 23, CON_IN_SC = 24;
-const VM_PD = 30, VMM_PD = 31, VMM_EC = 32, VMM_SC = 33;
-const PARENT_EC = 40, PARENT_PT = 41;
-const RECEIVED_INPUT_PT = 48;
-const BLK_PD = 50, BLK_EC = 200, BLK_PT = 216; // above the GSI semaphores (Sel.GSI_BASE + gsi)
-
-export const CONSOLE_GSI = 4;
-
-/** Kernel memory quota the root task needs to boot a VM over `frames` frames (three spaces hold them all). */
-export function rootQuotaFor(frames: number, drives = 0): number {
-  return (4 + drives) * (frames * KernelMemoryCost.MAPPING + (4 << 20)) + 0x10000 * KernelMemoryCost.MAPPING + (16 << 20);
+/** The root task's host side: what it reports upwards. */
+export interface RootHost {
+  /** Module `module` (a VMM) reported that its VM is over. */
+  vmEnded(module: string, status: number, why: VmEnd, message: string): void;
 }
 
-/** Kernel memory frames needed for a VM of `memoryBytes` with ROMs of `romBytes`. */
-export function framesNeeded(memoryBytes: number, romBytes: number): number {
-  return Math.ceil(memoryBytes / 4096) + Math.ceil(romBytes / 4096) + 16;
-}
+/** Root selectors of what it creates for the modules, from here on. */
+const FIRST_FREE = 0x200;
 
-export function rootTask(kernel: Kernel, vm: VmDescription, outcome: VmOutcome) {
+export class BootDescriptionError extends Error {}
+
+/** The root task's body for these modules. Throws BootDescriptionError (a root fault) before creating anything if the description is inconsistent. */
+export function rootTask(modules: readonly BootModule[], info: BootInfo, host: RootHost): GlobalEntry {
+  checkDescription(modules);
   return function* root(sys: Sys) {
-    const frames = kernel.memory.frames;
-    // Kernel memory for a space that holds every frame once (mapping nodes), with room to spare.
-    const spaceQuota = frames * KernelMemoryCost.MAPPING + (4 << 20);
-    // Memory manager: all frames (as aligned blocks), and one portal for the one VMM client.
-    must(sys.createPd(MM_PD, spaceQuota, { name: "memory" }), "create the memory manager PD");
-    for (const [base, order] of alignedRuns(frames, [0])) must(sys.delegate(MM_PD, crd(SpaceKind.MEMORY, base, order, MemRights.ALL), base), "give frames to the memory manager");
-    must(sys.createLocalEc(MM_EC, MM_PD, memoryManager(frames)), "create the memory manager");
-    must(sys.createPt(MM_PT_VMM, MM_EC), "create the memory portal");
-    must(sys.setPortalId(MM_PT_VMM, 1), "name the memory portal");
-
-    // Console driver: output portal, input thread on the console interrupt.
-    must(sys.createPd(CON_PD, 1 << 20, { name: "console" }), "create the console PD");
-    must(sys.createLocalEc(CON_OUT_EC, CON_PD, consoleOutput(vm.console)), "create the console output EC");
-    must(sys.createPt(CON_OUT_PT, CON_OUT_EC), "create the console portal");
-    const gsi = vm.consoleGsi ?? CONSOLE_GSI;
-    must(sys.assignGsi(Sel.GSI_BASE + gsi), "enable the console interrupt");
-    must(sys.delegate(CON_PD, crd(SpaceKind.OBJECT, Sel.GSI_BASE + gsi, 0, SmRights.DOWN), ConsoleSel.INPUT_IRQ), "give the console its interrupt");
-    must(sys.createGlobalEc(CON_IN_EC, CON_PD, consoleInput(vm.console)), "create the console input thread");
-    must(sys.createSc(CON_IN_SC, CON_IN_EC, 20, 1_000_000), "schedule the console input thread");
-
-    // The parent portal: VMMs report here (input portal registration, the end of the VM).
-    must(
-      sys.createLocalEc(PARENT_EC, 0, (self) => {
-        self.utcb.receiveWindow[SpaceKind.OBJECT] = crd(SpaceKind.OBJECT, RECEIVED_INPUT_PT, 0);
-        return (utcb: Utcb) => onParent(self, utcb, outcome);
-      }),
-      "create the parent EC",
-    );
-    must(sys.createPt(PARENT_PT, PARENT_EC), "create the parent portal");
-
-    // The VM and its monitor.
-    must(sys.createPd(VM_PD, spaceQuota, { name: `${vm.name}`, vm: true }), "create the VM PD");
-    must(sys.createPd(VMM_PD, spaceQuota, { name: `vmm:${vm.name}` }), "create the VMM PD");
-    must(sys.delegate(VMM_PD, crd(SpaceKind.OBJECT, VM_PD, 0, PdRights.CREATE_EC | PdRights.DELEGATE), VmmSel.VM_PD), "give the VMM its VM");
-    must(sys.delegate(VMM_PD, crd(SpaceKind.OBJECT, PARENT_PT, 0, PtRights.CALL), VmmSel.PARENT), "give the VMM its parent");
-    must(sys.delegate(VMM_PD, crd(SpaceKind.OBJECT, MM_PT_VMM, 0, PtRights.CALL), VmmSel.MEMORY), "give the VMM its memory");
-    must(sys.delegate(VMM_PD, crd(SpaceKind.OBJECT, CON_OUT_PT, 0, PtRights.CALL), VmmSel.CONSOLE), "give the VMM the console");
-    // Block driver: one portal per drive (its id names the drive); the VMM shares guest RAM at attach.
-    const drives = vm.drives?.length ?? 0;
-    if (drives > 0) {
-      if (!vm.blockDriver) throw new Error("root: drives without a block driver");
-      must(sys.createPd(BLK_PD, drives * spaceQuota, { name: "block" }), "create the block driver PD");
-      for (let i = 0; i < drives; i++) {
-        must(sys.createLocalEc(BLK_EC + i, BLK_PD, vm.blockDriver.entry(i)), "create a block driver EC");
-        must(sys.createPt(BLK_PT + i, BLK_EC + i), "create a block portal");
-        must(sys.setPortalId(BLK_PT + i, i), "name a block portal");
-        must(sys.delegate(VMM_PD, crd(SpaceKind.OBJECT, BLK_PT + i, 0, PtRights.CALL), VmmSel.BLOCK_BASE + i), "give the VMM a drive");
+    let next = FIRST_FREE;
+    const pds = new Map<string, number>();
+    const portals = new Map<string, number>();
+    const parents = new Map<string, number>();
+    for (const m of modules) {
+      const pd = next++;
+      must(sys.createPd(pd, m.quota, { name: m.name, vm: m.vm }), `create the PD of ${m.name}`);
+      pds.set(m.name, pd);
+      if (m.frames) for (const [base, order] of alignedRuns(info.frames, [0])) must(sys.delegate(pd, crd(SpaceKind.MEMORY, base, order, MemRights.ALL), base), `give frames to ${m.name}`);
+    }
+    for (const m of modules) {
+      const pd = pds.get(m.name)!;
+      const ecs = new Map<string, number>();
+      for (const [name, entry] of Object.entries(m.handlers ?? {})) {
+        const ec = next++;
+        must(sys.createLocalEc(ec, pd, entry), `create handler ${m.name}.${name}`);
+        ecs.set(name, ec);
+      }
+      for (const [name, p] of Object.entries(m.portals ?? {})) {
+        const pt = next++;
+        must(sys.createPt(pt, ecs.get(p.handler)!), `create portal ${m.name}.${name}`);
+        must(sys.setPortalId(pt, p.id), `name portal ${m.name}.${name}`);
+        portals.set(`${m.name}.${name}`, pt);
+      }
+      if (m.grants?.some((g) => "parent" in g)) {
+        // A parent EC per module: published portals arrive in a window slot of that module's own.
+        const ec = next++;
+        const published = next++;
+        const pt = next++;
+        const entry: LocalEntry = (self) => {
+          self.utcb.receiveWindow[SpaceKind.OBJECT] = crd(SpaceKind.OBJECT, published, 0);
+          return (utcb: Utcb) => onParent(self, utcb, m, pds, host);
+        };
+        must(sys.createLocalEc(ec, 0, entry), `create the parent EC of ${m.name}`);
+        must(sys.createPt(pt, ec), `create the parent portal of ${m.name}`);
+        parents.set(m.name, pt);
       }
     }
-    must(sys.createGlobalEc(VMM_EC, VMM_PD, vmmComponent(vm)), "create the VMM");
-    must(sys.createSc(VMM_SC, VMM_EC, 30, 1_000_000), "schedule the VMM");
+    for (const m of modules) {
+      const pd = pds.get(m.name)!;
+      for (const g of m.grants ?? []) {
+        let range;
+        if ("portal" in g) range = crd(SpaceKind.OBJECT, portals.get(g.portal)!, 0, PtRights.CALL);
+        else if ("pd" in g) range = crd(SpaceKind.OBJECT, pds.get(g.pd)!, 0, g.rights);
+        else if ("gsi" in g) {
+          must(sys.assignGsi(Sel.GSI_BASE + g.gsi), `enable interrupt ${g.gsi} for ${m.name}`);
+          range = crd(SpaceKind.OBJECT, Sel.GSI_BASE + g.gsi, 0, SmRights.DOWN);
+        } else range = crd(SpaceKind.OBJECT, parents.get(m.name)!, 0, PtRights.CALL);
+        must(sys.delegate(pd, range, g.sel), `give ${m.name} its selector ${g.sel}`);
+      }
+    }
+    for (const m of modules) {
+      for (const t of m.threads ?? []) {
+        const ec = next++;
+        const sc = next++;
+        must(sys.createGlobalEc(ec, pds.get(m.name)!, t.entry), `create a thread of ${m.name}`);
+        must(sys.createSc(sc, ec, t.priority, t.quantumNs), `schedule a thread of ${m.name}`);
+      }
+    }
   };
 }
 
-function onParent(sys: Sys, utcb: Utcb, outcome: VmOutcome): void {
-  switch (utcb.words[0]) {
-    case ParentOp.REGISTER_INPUT: {
-      // The VMM's input portal arrived in our window; pass it on to the console driver.
-      const got = utcb.received.find((r) => r.kind === "delegated");
-      if (got && got.kind === "delegated") sys.delegate(CON_PD, crd(SpaceKind.OBJECT, got.crd.base, 0, PtRights.CALL), ConsoleSel.VMM_INPUT);
-      break;
-    }
-    case ParentOp.VM_EXITED: {
-      const bytes = Array.from(utcb.words.subarray(3, utcb.untyped), (w) => w & 0xff);
-      Object.assign(outcome, { ended: true, status: utcb.words[1], why: utcb.words[2] as VmEnd, message: new TextDecoder().decode(new Uint8Array(bytes)) });
-      break;
-    }
+/** Every name a module refers to exists, and names are unique. */
+function checkDescription(modules: readonly BootModule[]): void {
+  const names = new Set<string>();
+  for (const m of modules) {
+    if (names.has(m.name)) throw new BootDescriptionError(`boot modules: '${m.name}' is named twice`);
+    names.add(m.name);
   }
-  utcb.set(Status.SUCCESS);
+  const portals = new Set(modules.flatMap((m) => Object.keys(m.portals ?? {}).map((p) => `${m.name}.${p}`)));
+  for (const m of modules) {
+    for (const [name, p] of Object.entries(m.portals ?? {}))
+      if (!m.handlers?.[p.handler]) throw new BootDescriptionError(`boot modules: portal ${m.name}.${name} names no handler '${p.handler}'`);
+    for (const g of m.grants ?? []) {
+      if ("portal" in g && !portals.has(g.portal)) throw new BootDescriptionError(`boot modules: ${m.name} is granted '${g.portal}', which no module serves`);
+      if ("pd" in g && !names.has(g.pd)) throw new BootDescriptionError(`boot modules: ${m.name} is granted the PD of '${g.pd}', which is not a module`);
+    }
+    for (const r of Object.values(m.routes ?? {}))
+      if (!names.has(r.module)) throw new BootDescriptionError(`boot modules: ${m.name} publishes to '${r.module}', which is not a module`);
+  }
 }
 
+function onParent(sys: Sys, utcb: Utcb, module: BootModule, pds: ReadonlyMap<string, number>, host: RootHost): void {
+  switch (utcb.words[0]) {
+    case ParentOp.PUBLISH: {
+      // The published portal arrived in our window; pass it on where the description routes it.
+      const route = module.routes?.[utcb.words[1]];
+      const got = utcb.received.find((r) => r.kind === "delegated");
+      if (!route || !got || got.kind !== "delegated") return void utcb.set(Status.BAD_PARAMETER);
+      return void utcb.set(sys.delegate(pds.get(route.module)!, crd(SpaceKind.OBJECT, got.crd.base, 0, PtRights.CALL), route.sel));
+    }
+    case ParentOp.VM_EXITED: {
+      const n = Math.max(0, utcb.untyped - 3);
+      const message = new TextDecoder().decode(Uint8Array.from(utcb.words.subarray(3, 3 + n), (w) => w & 0xff));
+      host.vmEnded(module.name, utcb.words[1], utcb.words[2] as VmEnd, message);
+      return void utcb.set(Status.SUCCESS);
+    }
+  }
+  utcb.set(Status.BAD_PARAMETER);
+}
 
 function must(s: Status, what: string): void {
   if (s !== Status.SUCCESS) throw new Error(`root: could not ${what}: ${Status[s]}`);

@@ -13,6 +13,8 @@ import {
   VcpuState,
   alignedRuns,
   crd,
+  packBytes,
+  unpackBytes,
   type GlobalEntry,
   type ReplyToken,
   type Sys,
@@ -23,7 +25,9 @@ import { PcPlatform } from "./devices/platform.js";
 import type { AccessSize } from "./devices/bus.js";
 import { KernelDeviceClock } from "./device-clock.js";
 import { BlockAttachError, FlatGuestRam, VirtioBlk, VirtioPciDevice, installVirtioPci, ipcBlockBackend } from "./devices/virtio/index.js";
-import { ConsoleChannel, MemoryOp, ParentOp, VmEnd, packBytes, unpackBytes } from "../services/protocols.js";
+import { ConsoleChannel } from "../drivers/console/protocol.js";
+import { MemoryOp } from "../services/memory-protocol.js";
+import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
 
 /** Selectors the root task fills in the VMM's object space. */
 export const VmmSel = {
@@ -156,7 +160,7 @@ class Vmm {
     // Console input arrives through a portal the root task passes on to the console driver.
     must(sys.createLocalEc(INPUT_EC, 0, () => (utcb) => this.onInput(utcb)), "create the input handler");
     must(sys.createPt(INPUT_PT, INPUT_EC), "create the input portal");
-    sys.utcb.set(ParentOp.REGISTER_INPUT);
+    sys.utcb.set(ParentOp.PUBLISH, Published.CONSOLE_INPUT);
     sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.OBJECT, INPUT_PT, 0, 1), offset: 0 });
     sys.call(VmmSel.PARENT);
 

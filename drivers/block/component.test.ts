@@ -4,11 +4,11 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MemRights, SpaceKind, crd, type Sys } from "../../kernel/index.js";
 import { Testbed } from "../../services/testbed.js";
-import { unpackBytes } from "../../services/protocols.js";
+import { unpackBytes } from "../../kernel/index.js";
 import { BlockDriver, type DriveConfig } from "./component.js";
 import { openImage } from "./open.js";
 import { createImage } from "./ops/create.js";
-import { BlockFlags, BlockOp, BlockReply } from "../../services/block-protocol.js";
+import { BlockFlags, BlockOp, BlockReply } from "./protocol.js";
 import { fillRandom, scratchDir } from "./test-util.js";
 
 let dir: string;

@@ -8,11 +8,10 @@
 // described in ./protocol.ts. The image is opened at ATTACH, so a second writer of the same image
 // (another client, or another process) is refused there with LOCKED.
 
-import { SpaceKind, crd, type Crd, type LocalEntry, type Sys, type Utcb } from "../../kernel/index.js";
-import { packBytes } from "../../services/protocols.js";
+import { SpaceKind, crd, packBytes, type Crd, type LocalEntry, type Sys, type Utcb } from "../../kernel/index.js";
 import { ImageError } from "./errors.js";
 import type { FormatName } from "./image.js";
-import { BLOCK_SECTOR_SIZE, BlockFlags, BlockOp, BlockReply } from "../../services/block-protocol.js";
+import { BLOCK_SECTOR_SIZE, BlockFlags, BlockOp, BlockReply } from "./protocol.js";
 import { BlockService, BlockStatus } from "./service.js";
 
 /** The image a client gets. */

@@ -2,8 +2,8 @@
 // input arrives from the host as an interrupt (GSI), and a thread of the driver forwards it to the
 // VMM's input portal. The host side (a terminal, pipes, a test) is a ConsoleHost given at start.
 
-import { Status, type GlobalEntry, type LocalEntry, type Utcb } from "../../kernel/index.js";
-import { packBytes, unpackBytes } from "../../services/protocols.js";
+import { Status, packBytes, unpackBytes, type GlobalEntry, type LocalEntry, type Utcb } from "../../kernel/index.js";
+import { ConsoleSel } from "./protocol.js";
 
 /** What the driver drives: written to by channel, read from when the host raised the GSI. */
 export interface ConsoleHost {
@@ -11,14 +11,6 @@ export interface ConsoleHost {
   /** Bytes typed since the last call (empty when none). */
   takeInput(): Uint8Array;
 }
-
-/** Selectors the root task fills in the driver's object space. */
-export const ConsoleSel = {
-  /** The interrupt semaphore of the console GSI (DOWN right). */
-  INPUT_IRQ: 1,
-  /** The VMM's input portal (CALL right), once the VMM registered it. */
-  VMM_INPUT: 2,
-} as const;
 
 /** The output portal's handler. */
 export function consoleOutput(host: ConsoleHost): LocalEntry {

@@ -3,7 +3,7 @@
 
 import { appendFileSync } from "node:fs";
 import type { ConsoleHost } from "./console.js";
-import { ConsoleChannel } from "../../services/protocols.js";
+import { ConsoleChannel } from "./protocol.js";
 
 /** Collects output and lets a test type. `onOutput` sees every serial byte as it arrives. */
 export class MemoryConsole implements ConsoleHost {

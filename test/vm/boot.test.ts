@@ -2,8 +2,8 @@
 // components on the kernel, and runs on the x86 core.
 import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
-import { VmEnd } from "../../services/protocols.js";
-import { runVm } from "../../services/vm-runner.js";
+import { VmEnd } from "../../services/root-protocol.js";
+import { runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { assemble, hasNasm } from "./nasm.js";
 

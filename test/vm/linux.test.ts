@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
-import { VmEnd } from "../../services/protocols.js";
-import { exitVerdict, runVm } from "../../services/vm-runner.js";
+import { VmEnd } from "../../services/root-protocol.js";
+import { exitVerdict, runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 
 function hasAptGet(): boolean {

@@ -8,7 +8,7 @@ import { Testbed } from "../../services/testbed.js";
 import { BlockDriver, type DriveConfig } from "../../drivers/block/component.js";
 import { openImage } from "../../drivers/block/open.js";
 import { createImage } from "../../drivers/block/ops/create.js";
-import { BlockReply } from "../../services/block-protocol.js";
+import { BlockReply } from "../../drivers/block/protocol.js";
 import { fillRandom, scratchDir } from "../../drivers/block/test-util.js";
 import { BlockAttachError, VirtioBlk, VirtioBlkStatus, VirtioBlkType, ipcBlockBackend } from "../../vmm/devices/virtio/index.js";
 import { virtioMachine } from "../../vmm/devices/virtio/test-driver.js";

@@ -3,7 +3,7 @@
 // Usage: node --import tsx test/bench/boot/ours-runner.ts '<BootJob JSON>'
 import { readFileSync } from "node:fs";
 import { MemoryConsole } from "../../../drivers/console/host.js";
-import { runVm } from "../../../services/vm-runner.js";
+import { runVm } from "../../../bin/vm-runner.js";
 import { createX86Engine } from "../../../vmm/x86/index.js";
 import { cpuSeconds, emitReport, endName, monotonicMicros, parseBootJob, peakRssMiB, SerialWatcher } from "./protocol.js";
 

@@ -1,6 +1,6 @@
 // Tests of the boot benchmark protocol: job parsing, report finding, the BOOT-OK line watcher.
 import { describe, expect, it } from "vitest";
-import { VmEnd } from "../../../services/protocols.js";
+import { VmEnd } from "../../../services/root-protocol.js";
 import { BadBootJobError, endName, findReport, parseBootJob, RESULT_PREFIX, SerialWatcher } from "./protocol.js";
 
 const job = { kernel: "/k", initrd: "/i", append: "console=ttyS0", memoryBytes: 128 << 20, timeoutSeconds: 600 };

@@ -1,7 +1,7 @@
 // Boot benchmark protocol: what the parent hands a child runner, what a runner reports back, and
 // the serial-line watcher that spots `BOOT-OK <uptime>` and keeps the last lines for diagnosis.
-import { VmEnd } from "../../../services/protocols.js";
-import type { VmRunResult } from "../../../services/vm-runner.js";
+import { VmEnd } from "../../../services/root-protocol.js";
+import type { VmRunResult } from "../../../bin/vm-runner.js";
 
 /** What a child runner boots (the same for our stack and for v86). */
 export interface BootJob {

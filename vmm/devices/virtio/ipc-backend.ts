@@ -4,9 +4,8 @@
 // that lies inside the region (for example when the region is all of guest RAM) costs one call
 // and no copy; any other buffer goes through the region in chunks.
 
-import { MemRights, SpaceKind, Status, alignedRuns, crd, type Sys } from "../../../kernel/index.js";
-import { BlockOp, BlockReply, BlockFlags, BLOCK_SECTOR_SIZE, blockReplyName } from "../../../services/block-protocol.js";
-import { unpackBytes } from "../../../services/protocols.js";
+import { MemRights, SpaceKind, Status, alignedRuns, crd, unpackBytes, type Sys } from "../../../kernel/index.js";
+import { BlockOp, BlockReply, BlockFlags, BLOCK_SECTOR_SIZE, blockReplyName } from "../../../drivers/block/protocol.js";
 import { VirtioBlkStatus, type BlockBackend } from "./blk.js";
 
 const PAGE = 4096;

@@ -6,10 +6,19 @@
 import { Kernel, type HostTimeSource, type TraceSink, type VcpuEngineFactory } from "../kernel/index.js";
 import { loadBios, loadKernel, type BootPlan } from "../vmm/boot/index.js";
 import type { ConsoleHost } from "../drivers/console/console.js";
-import { VmEnd } from "./protocols.js";
-import { BlockDriver, type DriveConfig } from "../drivers/block/component.js";
+import type { DriveConfig } from "../drivers/block/component.js";
+import { VmEnd } from "../services/root-protocol.js";
+import { rootTask } from "../services/root.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";
-import { CONSOLE_GSI, framesNeeded, rootQuotaFor, rootTask, type VmOutcome } from "./root.js";
+import { compose } from "./compose.js";
+
+/** How the VM ended, as its VMM reported it to the root task. */
+export interface VmOutcome {
+  ended: boolean;
+  status: number;
+  why: VmEnd | 0;
+  message: string;
+}
 
 export interface VmRunOptions {
   name?: string;
@@ -76,30 +85,30 @@ export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const plan = bootPlanFor(o);
   const drives = o.drives ?? [];
   if (drives.length > MAX_DRIVES) throw new RangeError(`at most ${MAX_DRIVES} drives`);
-  const ramPages = Math.ceil(o.memoryBytes / 4096);
-  const windowOrder = Math.max(4, Math.ceil(Math.log2(ramPages)));
-  const blockDriver = drives.length > 0 ? new BlockDriver(new Map(drives.map((d, i) => [i, d])), { windowOrder }) : undefined;
+  const name = o.name ?? "vm";
+  const { debugExitPort, debugcon, apic, console } = o;
+  const composition = compose([{ name, memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, drives }]);
   try {
-    return await boot(o, plan, blockDriver);
+    const kernel = new Kernel({
+      vcpuEngine: o.engine,
+      memoryMiB: composition.frames / 256,
+      trace: o.trace ?? null,
+      nsPerInstruction: o.nsPerInstruction ?? 1,
+      ioPorts: 0x10000,
+      gsis: composition.gsis,
+      rootQuota: composition.rootQuota,
+    });
+    const outcome: VmOutcome = { ended: false, status: 0, why: 0, message: "" };
+    const host = { vmEnded: (_module: string, status: number, why: VmEnd, message: string) => void Object.assign(outcome, { ended: true, status, why, message }) };
+    kernel.boot(rootTask(composition.modules, { frames: composition.frames }, host));
+    return await hostLoop(kernel, o, outcome, composition.consoleGsi[0]);
   } finally {
-    blockDriver?.close();
+    composition.blockDriver?.close();
   }
 }
 
-async function boot(o: VmRunOptions, plan: BootPlan, blockDriver: BlockDriver | undefined): Promise<VmRunResult> {
-  const romBytes = plan.roms.reduce((n, r) => n + r.bytes.length, 0);
-  const frames = framesNeeded(o.memoryBytes, romBytes);
-  const kernel = new Kernel({
-    vcpuEngine: o.engine,
-    memoryMiB: frames / 256,
-    trace: o.trace ?? null,
-    nsPerInstruction: o.nsPerInstruction ?? 1,
-    ioPorts: 0x10000,
-    rootQuota: rootQuotaFor(frames, o.drives?.length ?? 0),
-  });
-  const outcome: VmOutcome = { ended: false, status: 0, why: 0, message: "" };
-  const drives = (o.drives ?? []).map((d) => ({ readOnly: d.readOnly }));
-  kernel.boot(rootTask(kernel, { name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console: o.console, debugExitPort: o.debugExitPort, debugcon: o.debugcon, apic: o.apic, drives, blockDriver }, outcome));
+/** Drives the kernel in slices until the VM ends, the host asks to stop, or time runs out. */
+async function hostLoop(kernel: Kernel, o: VmRunOptions, outcome: VmOutcome, consoleGsi: number): Promise<VmRunResult> {
   let inputPending = false;
   const raiseInput = () => {
     inputPending = true;
@@ -109,12 +118,12 @@ async function boot(o: VmRunOptions, plan: BootPlan, blockDriver: BlockDriver | 
   for (;;) {
     if (inputPending) {
       inputPending = false;
-      kernel.raiseGsi(CONSOLE_GSI);
+      kernel.raiseGsi(consoleGsi);
     }
     const r = kernel.run({ untilNs: kernel.clock.now + SLICE_NS });
     if (kernel.faults.length > 0 && !outcome.ended) {
       const f = kernel.faults[0];
-      Object.assign(outcome, { ended: true, status: 1, why: 4, message: `component fault in ${f.pd}/${f.ec}: ${f.error instanceof Error ? f.error.stack ?? f.error.message : String(f.error)}` });
+      Object.assign(outcome, { ended: true, status: 1, why: VmEnd.ERROR, message: `component fault in ${f.pd}/${f.ec}: ${f.error instanceof Error ? f.error.stack ?? f.error.message : String(f.error)}` });
     }
     if (outcome.ended) return { ...outcome, kernel, stop: "ended" };
     if (o.stopRequested?.()) return { ...outcome, kernel, stop: "quit" };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { VmEnd } from "./protocols.js";
+import { VmEnd } from "../services/root-protocol.js";
 import { exitVerdict } from "./vm-runner.js";
 
 describe("hv run's exit status", () => {

@@ -1,0 +1,124 @@
+// Composition: turns VM descriptions into the root task's boot modules. One memory manager and
+// (when any VM has drives) one block driver serve every VM; each VM has its own console driver,
+// its VM PD and its VMM. This file is where the components' selector layouts meet.
+
+import { KernelMemoryCost, PdRights } from "../kernel/index.js";
+import { BlockDriver, type DriveConfig } from "../drivers/block/component.js";
+import { consoleInput, consoleOutput, type ConsoleHost } from "../drivers/console/console.js";
+import { ConsoleSel } from "../drivers/console/protocol.js";
+import { memoryManager } from "../services/memory-manager.js";
+import { Published } from "../services/root-protocol.js";
+import type { BootModule } from "../services/root.js";
+import { vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
+
+export interface VmDescription extends Omit<VmmConfig, "drives"> {
+  /** Unique among the VMs: names its PDs ("NAME", "vmm:NAME", "console:NAME"). */
+  name: string;
+  console: ConsoleHost;
+  /** Disk images in order: /dev/vda, /dev/vdb, ... */
+  drives?: ReadonlyArray<DriveConfig & { serial?: string }>;
+}
+
+export interface Composition {
+  modules: BootModule[];
+  /** Memory frames the kernel must have. */
+  frames: number;
+  /** Kernel memory quota the root task needs for the modules. */
+  rootQuota: number;
+  /** Host interrupt line of VM i's console input (raise it when input arrived). */
+  consoleGsi: number[];
+  /** Interrupt lines the kernel must have. */
+  gsis: number;
+  /** The block driver (close it when the run ends), if any VM has drives. */
+  blockDriver: BlockDriver | null;
+}
+
+/** The first host interrupt line of the consoles; VM i's is CONSOLE_GSI_BASE + i. */
+const CONSOLE_GSI_BASE = 4;
+/** Spare kernel memory the root keeps for itself (its own EC, parent ECs and portals, boot mappings). */
+const ROOT_SPARE = (16 << 20) + 0x10000 * KernelMemoryCost.MAPPING;
+
+/** Frames a VM needs: RAM, ROMs, and a few to spare. */
+export function framesFor(vm: Pick<VmDescription, "memoryBytes" | "plan">): number {
+  const romBytes = vm.plan.roms.reduce((n, r) => n + r.bytes.length, 0);
+  return Math.ceil(vm.memoryBytes / 4096) + Math.ceil(romBytes / 4096) + 16;
+}
+
+/** Kernel memory for a space that maps `pages` pages once (mapping nodes), with room to spare. */
+function spaceQuota(pages: number): number {
+  return pages * KernelMemoryCost.MAPPING + (4 << 20);
+}
+
+export function compose(vms: readonly VmDescription[]): Composition {
+  const names = new Set(vms.map((v) => v.name));
+  if (names.size !== vms.length) throw new RangeError("every VM needs a name of its own");
+  const frames = vms.reduce((n, vm) => n + framesFor(vm), 0);
+
+  // Block driver clients are numbered across the VMs: VM i's drive k is client firstClient[i] + k.
+  const drives = vms.flatMap((vm) => vm.drives ?? []);
+  const firstClient = vms.map((_, i) => vms.slice(0, i).reduce((n, vm) => n + (vm.drives?.length ?? 0), 0));
+  const maxRamPages = Math.max(...vms.map((vm) => Math.ceil(vm.memoryBytes / 4096)));
+  const memory: BootModule & { portals: Record<string, { handler: string; id: number }> } = {
+    name: "memory",
+    quota: spaceQuota(frames),
+    frames: true,
+    handlers: { main: memoryManager(frames) },
+    portals: {},
+  };
+  const modules: BootModule[] = [memory];
+  const blockPortals: Record<string, { handler: string; id: number }> = {};
+  const blockHandlers: Record<string, ReturnType<BlockDriver["entry"]>> = {};
+  const vmModules: BootModule[] = [];
+  // Client windows of the block driver hold a VM's RAM each (the driver reads and writes guest RAM in place).
+  const windowOrder = Math.max(4, Math.ceil(Math.log2(maxRamPages)));
+  const blockDriver = drives.length > 0 ? new BlockDriver(new Map(drives.map((d, client) => [client, d])), { windowOrder }) : null;
+
+  vms.forEach((vm, i) => {
+    const vmPages = framesFor(vm);
+    memory.portals[vm.name] = { handler: "main", id: i + 1 };
+    const blockGrants = (vm.drives ?? []).map((_, k) => {
+      const client = firstClient[i] + k;
+      blockHandlers[`c${client}`] = blockDriver!.entry(client);
+      blockPortals[`c${client}`] = { handler: `c${client}`, id: client };
+      return { sel: VmmSel.BLOCK_BASE + k, portal: `block.c${client}` };
+    });
+    const gsi = CONSOLE_GSI_BASE + i;
+    vmModules.push(
+      {
+        name: `console:${vm.name}`,
+        quota: 1 << 20,
+        handlers: { out: consoleOutput(vm.console) },
+        portals: { out: { handler: "out", id: 0 } },
+        grants: [{ sel: ConsoleSel.INPUT_IRQ, gsi }],
+        threads: [{ entry: consoleInput(vm.console), priority: 20, quantumNs: 1_000_000 }],
+      },
+      { name: vm.name, quota: spaceQuota(vmPages), vm: true },
+      {
+        name: `vmm:${vm.name}`,
+        quota: spaceQuota(vmPages),
+        grants: [
+          { sel: VmmSel.VM_PD, pd: vm.name, rights: PdRights.CREATE_EC | PdRights.DELEGATE },
+          { sel: VmmSel.PARENT, parent: true },
+          { sel: VmmSel.MEMORY, portal: `memory.${vm.name}` },
+          { sel: VmmSel.CONSOLE, portal: `console:${vm.name}.out` },
+          ...blockGrants,
+        ],
+        routes: { [Published.CONSOLE_INPUT]: { module: `console:${vm.name}`, sel: ConsoleSel.VMM_INPUT } },
+        threads: [{ entry: vmmComponent({ ...vm, drives: vm.drives?.map((d) => ({ readOnly: d.readOnly, serial: d.serial })) }), priority: 30, quantumNs: 1_000_000 }],
+      },
+    );
+  });
+  if (blockDriver) {
+    modules.push({ name: "block", quota: drives.length * spaceQuota(2 ** windowOrder), handlers: blockHandlers, portals: blockPortals });
+  }
+  modules.push(...vmModules);
+  const rootQuota = modules.reduce((n, m) => n + m.quota, 0) + frames * KernelMemoryCost.MAPPING + ROOT_SPARE;
+  return {
+    modules,
+    frames,
+    rootQuota,
+    consoleGsi: vms.map((_, i) => CONSOLE_GSI_BASE + i),
+    gsis: Math.max(24, CONSOLE_GSI_BASE + vms.length),
+    blockDriver,
+  };
+}

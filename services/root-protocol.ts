@@ -1,0 +1,30 @@
+// Root task protocol: the parent portal a boot module is given. Each module has a portal of its
+// own, so it can speak only for itself. Word 0 of a request is the operation.
+
+export const ParentOp = {
+  /** [VM_EXITED, status, reasonCode, message bytes one per word] — the VM is over. */
+  VM_EXITED: 1,
+  /**
+   * [PUBLISH, name] + a delegate item of a portal into the root's window (one slot per module, so
+   * once): the root passes it on to the module the boot description routes that name to.
+   */
+  PUBLISH: 2,
+} as const;
+
+/** Names of published portals (word 1 of PUBLISH). */
+export const Published = {
+  /** The VMM's console input portal: the console driver calls it with typed bytes. */
+  CONSOLE_INPUT: 1,
+} as const;
+
+/** Why a VM ended (reasonCode of VM_EXITED). */
+export enum VmEnd {
+  /** The CPU halted with interrupts disabled: nothing can wake it (Linux's poweroff without ACPI). */
+  HALTED = 1,
+  /** isa-debug-exit was written. */
+  DEBUG_EXIT = 2,
+  /** Triple fault or a reset request (keyboard controller, port 0x92, 0xcf9). */
+  RESET = 3,
+  /** The vCPU stopped with an error (invalid state, unhandled exit). */
+  ERROR = 4,
+}

@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import { Kernel, PtRights, SpaceKind, Status, crd, type Sys } from "../kernel/index.js";
+import { ParentOp, VmEnd } from "./root-protocol.js";
+import { BootDescriptionError, rootTask, type BootModule } from "./root.js";
+
+function boot(modules: BootModule[]) {
+  const kernel = new Kernel({ memoryMiB: 1, ioPorts: 16 });
+  const ended: unknown[] = [];
+  kernel.boot(rootTask(modules, { frames: kernel.memory.frames }, { vmEnded: (...args) => void ended.push(args) }));
+  kernel.run({ maxSteps: 10_000 });
+  return { kernel, ended };
+}
+
+describe("root task", () => {
+  it("starts modules with exactly the capabilities their descriptions name, and routes published portals", () => {
+    const seen: number[] = [];
+    const echo: BootModule = { name: "echo", quota: 1 << 20, handlers: { main: () => (utcb, id) => void utcb.set(Status.SUCCESS, utcb.words[0] + 1, id) }, portals: { a: { handler: "main", id: 7 } } };
+    const publisher: BootModule = {
+      name: "pub",
+      quota: 1 << 20,
+      grants: [{ sel: 3, portal: "echo.a" }, { sel: 4, parent: true }],
+      routes: { 9: { module: "sub", sel: 5 } },
+      threads: [
+        {
+          priority: 10,
+          quantumNs: 1000,
+          entry: (sys: Sys) =>
+            (function* () {
+              sys.utcb.set(10);
+              seen.push(sys.call(3), sys.utcb.words[1], sys.utcb.words[2]);
+              seen.push(sys.call(6)); // nothing granted there
+              // Publish a portal of its own: the root passes it on to "sub" at selector 5.
+              sys.createLocalEc(20, 0, () => (utcb) => void utcb.set(Status.SUCCESS, 43));
+              sys.createPt(21, 20);
+              sys.utcb.set(ParentOp.PUBLISH, 9);
+              sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.OBJECT, 21, 0, PtRights.CALL), offset: 0 });
+              seen.push(sys.call(4));
+              sys.utcb.set(ParentOp.VM_EXITED, 3, VmEnd.HALTED, 0x68, 0x69);
+              seen.push(sys.call(4));
+            })(),
+        },
+      ],
+    };
+    const subscriber: BootModule = {
+      name: "sub",
+      quota: 1 << 20,
+      threads: [
+        {
+          priority: 5,
+          quantumNs: 1000,
+          entry: (sys: Sys) =>
+            (function* () {
+              seen.push(sys.call(5), sys.utcb.words[1]);
+            })(),
+        },
+      ],
+    };
+    const { kernel, ended } = boot([echo, publisher, subscriber]);
+    expect(kernel.faults).toEqual([]);
+    expect(seen).toEqual([Status.SUCCESS, 11, 7, Status.BAD_CAPABILITY, Status.SUCCESS, Status.SUCCESS, Status.SUCCESS, 43]);
+    expect(ended).toEqual([["pub", 3, VmEnd.HALTED, "hi"]]);
+  });
+
+  it("refuses a description that names what does not exist, before anything runs", () => {
+    const a: BootModule = { name: "a", quota: 1 << 20 };
+    expect(() => rootTask([a, a], { frames: 0 }, { vmEnded: () => {} })).toThrow(BootDescriptionError);
+    expect(() => rootTask([{ ...a, grants: [{ sel: 1, portal: "b.x" }] }], { frames: 0 }, { vmEnded: () => {} })).toThrow(/b\.x/);
+    expect(() => rootTask([{ ...a, grants: [{ sel: 1, pd: "nobody", rights: 1 }] }], { frames: 0 }, { vmEnded: () => {} })).toThrow(/nobody/);
+    expect(() => rootTask([{ ...a, portals: { p: { handler: "h", id: 0 } } }], { frames: 0 }, { vmEnded: () => {} })).toThrow(/no handler/);
+    expect(() => rootTask([{ ...a, routes: { 1: { module: "z", sel: 1 } } }], { frames: 0 }, { vmEnded: () => {} })).toThrow(/'z'/);
+  });
+});
