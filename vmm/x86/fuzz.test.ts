@@ -32,9 +32,14 @@ class FuzzMachine {
   }
 
   guardIntact(): boolean {
-    for (let k = RAM; k < RAM + GUARD; k++) if (this.store[k] !== 0xa5) return false;
-    return true;
+    return guardIntact(this.store);
   }
+}
+
+/** The guard area after RAM still holds its fill pattern. */
+function guardIntact(store: Uint8Array): boolean {
+  for (let k = RAM; k < RAM + GUARD; k++) if (store[k] !== 0xa5) return false;
+  return true;
 }
 
 const VALID = new Set([ExitReason.HLT, ExitReason.BUDGET, ExitReason.EXCEPTION, ExitReason.TRIPLE_FAULT, ExitReason.INVALID_STATE]);
@@ -93,11 +98,11 @@ describe("random instruction streams", () => {
           const reason = m.run(400);
           expect(m.engine.cpu.lastError).toBe(null);
           expect(VALID.has(reason)).toBe(true);
-          for (let k = RAM; k < RAM + GUARD; k += 64) expect(m.ram[k]).toBe(0xa5);
+          // One expect per case: vitest's expect costs microseconds, a plain scan nanoseconds.
+          expect(guardIntact(m.ram)).toBe(true);
         },
       ),
       { numRuns: CASES, seed: 7 },
     );
-    for (let k = RAM; k < RAM + GUARD; k++) expect(m.ram[k]).toBe(0xa5);
   });
 });
