@@ -75,7 +75,8 @@ export const Mtd = {
   STA: 1 << 18, // interruptibility and activity state, x87 error pins
   TSC: 1 << 19, // time stamp counter
   FPU: 1 << 20, // x87 state as an FXSAVE image
-  ALL: (1 << 21) - 1,
+  MSR: 1 << 21, // the other MSRs with state: IA32_APIC_BASE
+  ALL: (1 << 22) - 1,
 } as const;
 
 /** A segment register with its hidden descriptor cache. */
@@ -105,6 +106,8 @@ export class VcpuState {
   dr0 = 0; dr1 = 0; dr2 = 0; dr3 = 0; dr6 = 0xffff0ff0; dr7 = 0x400;
   sysenterCs = 0; sysenterEsp = 0; sysenterEip = 0;
   tsc = 0n;
+  // MSR
+  apicBase = 0xfee00900;
   // QUAL: what caused the exit
   qual = {
     /** PIO: port; MMIO: guest-physical address; EXCEPTION: vector; CPUID: leaf (eax). */

@@ -24,7 +24,7 @@ export class StateReader {
   }
 
   private field(key: string): unknown {
-    if (!(key in this.fields)) throw new DeviceStateError(`${this.path}.${key}`, "missing");
+    if (!Object.hasOwn(this.fields, key)) throw new DeviceStateError(`${this.path}.${key}`, "missing");
     return this.fields[key];
   }
 
@@ -51,6 +51,11 @@ export class StateReader {
     const v = this.field(key);
     if (v === null) return null;
     return this.num(key);
+  }
+
+  /** The field is present and null. */
+  isNull(key: string): boolean {
+    return this.field(key) === null;
   }
 
   bool(key: string): boolean {

@@ -1,0 +1,66 @@
+// A vCPU's complete state as a plain record (numbers, booleans, bytes) for snapshots and migration
+// streams, and the checked way back. Every group of the MTD but the exit qualification, which
+// describes an exit in progress: snapshots are taken at instruction boundaries.
+
+import { Mtd, VcpuState, type SegmentState } from "../kernel/index.js";
+import { StateReader } from "./devices/state.js";
+
+/** The state groups a record holds. */
+export const RECORD_MTD = Mtd.ALL & ~Mtd.QUAL;
+
+const U32 = 0xffffffff;
+const SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"] as const;
+const REGISTERS = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags", "cr0", "cr2", "cr3", "cr4", "dr0", "dr1", "dr2", "dr3", "dr6", "dr7", "gdtrBase", "idtrBase", "sysenterEsp", "sysenterEip", "exceptionBitmap", "apicBase"] as const;
+/** FXSAVE image size. */
+const FPU_BYTES = 512;
+
+export type VcpuRecord = Record<string, unknown>;
+
+/** The record of a state saved with RECORD_MTD. */
+export function vcpuRecord(st: VcpuState): VcpuRecord {
+  const out: VcpuRecord = {};
+  for (const k of REGISTERS) out[k] = st[k] >>> 0;
+  for (const k of SEGMENTS) out[k] = { ...st[k] };
+  Object.assign(out, {
+    gdtrLimit: st.gdtrLimit,
+    idtrLimit: st.idtrLimit,
+    sysenterCs: st.sysenterCs,
+    // The TSC as two 32-bit halves: msgpack readers need not know 64-bit integers.
+    tscHi: Number(st.tsc >> 32n) >>> 0,
+    tscLo: Number(st.tsc & 0xffffffffn) >>> 0,
+    cpuidExits: st.cpuidExits,
+    ferrExits: st.ferrExits,
+    inj: { ...st.inj },
+    interruptibility: st.interruptibility,
+    activity: st.activity,
+    ignne: st.ignne,
+    fpu: st.fpu ?? null,
+  });
+  return out;
+}
+
+/** The state in a record, every field checked; throws DeviceStateError naming the field (`path` first). */
+export function vcpuFromRecord(raw: unknown, path: string): VcpuState {
+  const r = new StateReader(raw, path);
+  const st = new VcpuState();
+  for (const k of REGISTERS) st[k] = r.int(k, 0, U32);
+  for (const k of SEGMENTS) Object.assign(st[k], segment(r.record(k)));
+  st.gdtrLimit = r.int("gdtrLimit", 0, 0xffff);
+  st.idtrLimit = r.int("idtrLimit", 0, 0xffff);
+  st.sysenterCs = r.int("sysenterCs", 0, 0xffff);
+  st.tsc = (BigInt(r.int("tscHi", 0, U32)) << 32n) | BigInt(r.int("tscLo", 0, U32));
+  st.cpuidExits = r.bool("cpuidExits");
+  st.ferrExits = r.bool("ferrExits");
+  const inj = r.record("inj");
+  st.inj = { valid: inj.bool("valid"), vector: inj.int("vector", 0, 255), type: inj.int("type", 0, 7), errorCode: inj.int("errorCode", -1, U32), requestWindow: inj.bool("requestWindow") };
+  st.interruptibility = r.int("interruptibility", 0, 15);
+  st.activity = r.int("activity", 0, 2);
+  st.ignne = r.bool("ignne");
+  st.fpu = r.isNull("fpu") ? null : r.bytes("fpu", FPU_BYTES);
+  st.mtd = RECORD_MTD;
+  return st;
+}
+
+function segment(r: StateReader): SegmentState {
+  return { selector: r.int("selector", 0, 0xffff), base: r.int("base", 0, U32), limit: r.int("limit", 0, U32), attributes: r.int("attributes", 0, 0x1ffff) };
+}
