@@ -200,6 +200,6 @@ describe("vCPU creation", () => {
     });
     const vm = k.root.objects.get(10)!.cap.object as Pd;
     expect(seen).toBe(vm.guestMemory);
-    expect(Mtd.ALL).toBe((1 << 21) - 1);
+    expect(Mtd.ALL).toBe((1 << 22) - 1);
   });
 });

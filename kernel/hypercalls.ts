@@ -27,6 +27,7 @@ import { MAX_PRIORITY, Sc } from "./sc.js";
 import { Sm } from "./sm.js";
 import { Status } from "./status.js";
 import { EXIT_REASON_COUNT } from "./vcpu.js";
+import { hideTime } from "./vm-exit.js";
 
 export enum Hypercall {
   CALL = 0,
@@ -46,7 +47,11 @@ export enum Hypercall {
   PD_CTRL = 14,
 }
 
-export const EcCtrlOp = { RECALL: 0 } as const;
+export const EcCtrlOp = {
+  RECALL: 0,
+  /** Hide the last `ns` of virtual time from a vCPU that is not running (its TSC skips them); ns hidden in `utcb.result`. */
+  HIDE_TIME: 1,
+} as const;
 export const SmCtrlOp = { UP: 0, DOWN: 1 } as const;
 export const CreatePdFlags = { VM: 1 } as const;
 
@@ -187,11 +192,16 @@ const lookup: Handler = (_k, ec, _a, _b, _c, _d, x) => {
   return Status.SUCCESS;
 };
 
-const ecCtrl: Handler = (_k, ec, sel, op) => {
+const ecCtrl: Handler = (k, ec, sel, op, ns) => {
   const target = lookupCap<Ec>(ec.pd, sel, ObjectType.EC, EcRights.CONTROL);
   if (!target) return Status.BAD_CAPABILITY;
-  if (op !== EcCtrlOp.RECALL || target.kind !== EcKind.VCPU) return Status.BAD_PARAMETER;
-  target.recall = true;
+  if (target.kind !== EcKind.VCPU) return Status.BAD_PARAMETER;
+  if (op === EcCtrlOp.RECALL) {
+    target.recall = true;
+    return Status.SUCCESS;
+  }
+  if (op !== EcCtrlOp.HIDE_TIME || !(ns >= 0) || target === k.vcpuRun?.ec || !target.started) return Status.BAD_PARAMETER;
+  ec.utcb.result = hideTime(k, target, ns);
   return Status.SUCCESS;
 };
 

@@ -10,7 +10,7 @@ import type { Pd } from "./pd.js";
 import type { Pt } from "./pt.js";
 import { Status } from "./status.js";
 import { type ExitReason, Mtd, type VcpuState } from "./vcpu.js";
-import { deliverVcpuState } from "./vm-exit.js";
+import { deliverVcpuState, loadReply } from "./vm-exit.js";
 
 /** Internal result of a call whose reply was deferred. Never returned to component code. */
 export const DEFERRED = -1 as Status;
@@ -57,7 +57,7 @@ export function enter(k: Kernel, caller: Ec, pt: Pt, canWait: boolean, vcpuExit:
   if (handler.busy) return Status.ABORTED; // already on the stack: the call would deadlock
   if (handler.handler === null && !materialize(k, handler)) return Status.ABORTED;
   const to = handler.utcb;
-  if (reason >= 0) deliverVcpuState(caller, pt, to, vcpuExit);
+  if (reason >= 0) deliverVcpuState(k, caller, pt, to, vcpuExit);
   else transferMessage(caller.utcb, caller.pd, to, handler.pd);
   const prev = k.current;
   k.current = handler;
@@ -124,7 +124,7 @@ export function reply(k: Kernel, from: Ec, token: ReplyToken): Status {
   if (caller.state !== EcState.BLOCKED || caller.waitingOn !== token) return Status.ABORTED;
   if (caller.kind === EcKind.VCPU) {
     const v = from.utcb.vcpu;
-    if (v) caller.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
+    if (v) loadReply(k, caller, v);
   } else {
     transferMessage(from.utcb, from.pd, caller.utcb, caller.pd);
   }

@@ -111,6 +111,11 @@ export class Sys {
     return this.hc(Hypercall.EC_CTRL, ecSel, EcCtrlOp.RECALL);
   }
 
+  /** Hide the last `ns` of virtual time from a vCPU that is not running (pause, snapshot): ns hidden in `utcb.result`. */
+  hideTime(ecSel: number, ns: number): Status {
+    return this.hc(Hypercall.EC_CTRL, ecSel, EcCtrlOp.HIDE_TIME, ns);
+  }
+
   /** Virtual ns consumed by the SC: result in `utcb.result`. */
   scCtrl(sel: number): Status {
     return this.hc(Hypercall.SC_CTRL, sel);

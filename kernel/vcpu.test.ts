@@ -160,4 +160,43 @@ describe("VM exits", () => {
     expect(engine.retired).toBe(5_000_001);
     expect(k.clock.now).toBe(1000 + 2 * 5_000_001 + 2 * 100);
   });
+
+  it("a stopped VM's time can be hidden from its TSC; recalls cost no time; a TSC in a reply is as of now", () => {
+    let token: ReplyToken | null = null;
+    const seen: bigint[] = [];
+    const times: number[] = [];
+    const { k, engine } = vm(
+      [{ op: "spin", instructions: 500 }, { op: "exit", reason: ExitReason.HLT }, { op: "spin", instructions: 10 }, { op: "exit", reason: ExitReason.HLT }],
+      {
+        [ExitReason.STARTUP]: (u) => {
+          u.vcpu!.tsc = 7n;
+          u.vcpu!.mtd = Mtd.TSC;
+        },
+        [ExitReason.HLT]: (u, vmm) => {
+          seen.push(u.vcpu!.tsc);
+          times.push(vmm.now());
+          token = vmm.deferReply();
+        },
+      },
+      { [ExitReason.HLT]: Mtd.TSC },
+    );
+    k.boot(function* (sys) {
+      yield sys.wait.sleep(1_000_000);
+      times.push(sys.now());
+      // Halted for a while, then stopped for 400,000 ns of that: only the rest counts.
+      expect(sys.hideTime(11, 400_000)).toBe(Status.SUCCESS);
+      expect(sys.utcb.result).toBe(400_000);
+      expect(sys.hideTime(11, -1)).toBe(Status.BAD_PARAMETER);
+      sys.utcb.vcpu = null;
+      sys.reply(token!);
+    }, 10);
+    k.run();
+    // STARTUP loaded TSC 7 as of its reply; 500 instructions and the HLT, then the exit (delivered as of the handler: +100 ns).
+    expect(seen[0]).toBe(7n + 501n + 100n);
+    // 400,000 ns of the time halted were hidden; the waker's step (1000 ns) ends after the reply;
+    // then 10 instructions, the HLT and its exit.
+    const [haltedAt, wokenAt] = times;
+    expect(seen[1]).toBe(seen[0] + BigInt(wokenAt - haltedAt - 400_000) + 1000n + 11n + 100n);
+    expect(engine.tsc).toBe(seen[1]);
+  });
 });

@@ -58,8 +58,8 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
  * passed while the vCPU did not execute (halted, in exits, preempted) is added before it runs on,
  * so guest clocks built on the TSC agree with the timers that the VMM's devices run on.
  */
-function syncTsc(k: Kernel, ec: Ec): void {
-  const ticks = Math.floor((k.clock.now - ec.tscSyncedNs) / k.nsPerInstruction);
+function syncTsc(k: Kernel, ec: Ec, untilNs = k.clock.now): void {
+  const ticks = Math.floor((untilNs - ec.tscSyncedNs) / k.nsPerInstruction);
   if (ticks <= 0) return;
   const s = (ec.tscScratch ??= new VcpuState());
   ec.engine!.saveState(Mtd.TSC, s);
@@ -73,7 +73,8 @@ function syncTsc(k: Kernel, ec: Ec): void {
  * when it is blocked (deferred reply) or stopped (no handler: the vCPU is dead, as on NOVA).
  */
 function vmExit(k: Kernel, ec: Ec, reason: ExitReason): boolean {
-  k.consume(k.exitNs);
+  // A recall is the VMM's doing, not the guest's: it costs the guest no virtual time.
+  if (reason !== ExitReason.RECALL) k.consume(k.exitNs);
   k.trace?.vmExit(k.clock.now, ec.pd.name, reason);
   const pt = exitPortal(ec, reason);
   if (!pt) {
@@ -86,9 +87,29 @@ function vmExit(k: Kernel, ec: Ec, reason: ExitReason): boolean {
     if (ec.state !== EcState.DEAD) k.fault(ec, new Error(`vCPU ${ec.name}: exit ${ExitReason[reason]} handler failed`));
     return false;
   }
-  const v = pt.ec.utcb.vcpu!;
-  ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
+  loadReply(k, ec, pt.ec.utcb.vcpu!);
   return true;
+}
+
+/**
+ * Load the state groups of a reply to a boundary exit into the engine. A TSC in the reply is the
+ * TSC as of now: time before this moment is not added to it again.
+ */
+export function loadReply(k: Kernel, ec: Ec, v: VcpuState): void {
+  ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
+  if (v.mtd & Mtd.TSC) ec.tscSyncedNs = k.clock.now;
+}
+
+/**
+ * Hide the last `ns` of virtual time (at most the time since the vCPU was last accounted) from a
+ * vCPU that is not running: its TSC counts the time before, not that. Returns the ns hidden. A
+ * VMM that stops its VM (pause, snapshot) hides the stop, so the guest never sees it.
+ */
+export function hideTime(k: Kernel, ec: Ec, ns: number): number {
+  syncTsc(k, ec, k.clock.now - ns);
+  const hidden = k.clock.now - ec.tscSyncedNs;
+  ec.tscSyncedNs = k.clock.now;
+  return hidden;
 }
 
 /** A synchronous exit in the middle of an instruction (port I/O, MMIO, CPUID). */
@@ -119,10 +140,12 @@ function exitPortal(ec: Ec, reason: ExitReason): Pt | null {
  * Move the state groups of the portal's MTD into the handler's UTCB. The qualification of a
  * synchronous exit comes from the engine's exit record; at boundary exits from saveState.
  */
-export function deliverVcpuState(vcpu: Ec, pt: Pt, to: Utcb, exit: VcpuState | null): void {
+export function deliverVcpuState(k: Kernel, vcpu: Ec, pt: Pt, to: Utcb, exit: VcpuState | null): void {
   const v = (to.vcpu ??= new VcpuState());
   to.untyped = 0;
   const groups = exit ? pt.mtd & ~Mtd.QUAL : pt.mtd;
+  // The TSC of a boundary exit is the TSC as of delivery, so that the VMM sees it with the time now.
+  if (!exit && groups & Mtd.TSC) syncTsc(k, vcpu);
   vcpu.engine!.saveState(groups, v);
   if (exit && pt.mtd & Mtd.QUAL) Object.assign(v.qual, exit.qual);
   v.mtd = pt.mtd;
