@@ -8,6 +8,8 @@ import { consoleInput, consoleOutput, type ConsoleHost } from "../drivers/consol
 import { ConsoleSel } from "../drivers/console/protocol.js";
 import { memoryManager } from "../services/memory-manager.js";
 import { Published } from "../services/root-protocol.js";
+import { ControlSel, controlThread, type ControlHost } from "../services/vm-control.js";
+import { STATE_PAGES } from "../vmm/protocol.js";
 import type { BootModule } from "../services/root.js";
 import { vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
 
@@ -29,19 +31,23 @@ export interface Composition {
   consoleGsi: number[];
   /** Interrupt lines the kernel must have. */
   gsis: number;
+  /** Host interrupt line of the control component (raise it when a command was queued), if any. */
+  controlGsi: number | null;
   /** The block driver (close it when the run ends), if any VM has drives. */
   blockDriver: BlockDriver | null;
 }
 
 /** The first host interrupt line of the consoles; VM i's is CONSOLE_GSI_BASE + i. */
 const CONSOLE_GSI_BASE = 4;
+/** The control component's host interrupt line. */
+const CONTROL_GSI = 3;
 /** Spare kernel memory the root keeps for itself (its own EC, parent ECs and portals, boot mappings). */
 const ROOT_SPARE = (16 << 20) + 0x10000 * KernelMemoryCost.MAPPING;
 
 /** Frames a VM needs: RAM, ROMs, and a few to spare. */
 export function framesFor(vm: Pick<VmDescription, "memoryBytes" | "plan">): number {
   const romBytes = vm.plan.roms.reduce((n, r) => n + r.bytes.length, 0);
-  return Math.ceil(vm.memoryBytes / 4096) + Math.ceil(romBytes / 4096) + 16;
+  return Math.ceil(vm.memoryBytes / 4096) + Math.ceil(romBytes / 4096) + STATE_PAGES + 16;
 }
 
 /** Kernel memory for a space that maps `pages` pages once (mapping nodes), with room to spare. */
@@ -49,7 +55,12 @@ function spaceQuota(pages: number): number {
   return pages * KernelMemoryCost.MAPPING + (4 << 20);
 }
 
-export function compose(vms: readonly VmDescription[]): Composition {
+/** What the host adds to the VMs: a control component (snapshots, pause, resume) it drives. */
+export interface HostServices {
+  control?: ControlHost;
+}
+
+export function compose(vms: readonly VmDescription[], services: HostServices = {}): Composition {
   const names = new Set(vms.map((v) => v.name));
   if (names.size !== vms.length) throw new RangeError("every VM needs a name of its own");
   const frames = vms.reduce((n, vm) => n + framesFor(vm), 0);
@@ -103,7 +114,10 @@ export function compose(vms: readonly VmDescription[]): Composition {
           { sel: VmmSel.CONSOLE, portal: `console:${vm.name}.out` },
           ...blockGrants,
         ],
-        routes: { [Published.CONSOLE_INPUT]: { module: `console:${vm.name}`, sel: ConsoleSel.VMM_INPUT } },
+        routes: Object.fromEntries([
+          [Published.CONSOLE_INPUT, { module: `console:${vm.name}`, sel: ConsoleSel.VMM_INPUT }],
+          ...(services.control ? [[Published.VMM_CONTROL, { module: "control", sel: ControlSel.VM_BASE + i }]] : []),
+        ]),
         threads: [{ entry: vmmComponent({ ...vm, drives: vm.drives?.map((d) => ({ readOnly: d.readOnly, serial: d.serial })) }), priority: 30, quantumNs: 1_000_000 }],
       },
     );
@@ -112,6 +126,16 @@ export function compose(vms: readonly VmDescription[]): Composition {
     modules.push({ name: "block", quota: drives.length * spaceQuota(2 ** windowOrder), handlers: blockHandlers, portals: blockPortals });
   }
   modules.push(...vmModules);
+  // The control component sees each VM's RAM and state region in a window of its own.
+  const controlOrder = Math.ceil(Math.log2(maxRamPages + STATE_PAGES));
+  if (services.control) {
+    modules.push({
+      name: "control",
+      quota: vms.length * spaceQuota(2 ** controlOrder),
+      grants: [{ sel: ControlSel.IRQ, gsi: CONTROL_GSI }],
+      threads: [{ entry: controlThread(services.control, controlOrder), priority: 25, quantumNs: 1_000_000 }],
+    });
+  }
   const rootQuota = modules.reduce((n, m) => n + m.quota, 0) + frames * KernelMemoryCost.MAPPING + ROOT_SPARE;
   return {
     modules,
@@ -119,6 +143,7 @@ export function compose(vms: readonly VmDescription[]): Composition {
     rootQuota,
     consoleGsi: vms.map((_, i) => CONSOLE_GSI_BASE + i),
     gsis: Math.max(24, CONSOLE_GSI_BASE + vms.length),
+    controlGsi: services.control ? CONTROL_GSI : null,
     blockDriver,
   };
 }

@@ -146,8 +146,8 @@ async function run(opts: RunOpts): Promise<number> {
       trace,
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
-      onStart: (_k, raiseInput) => {
-        raise = raiseInput;
+      onStart: (_k, raiseOn) => {
+        raise = raiseOn.input;
       },
       stopRequested: () => quit,
     });

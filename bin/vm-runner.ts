@@ -9,7 +9,8 @@ import type { ConsoleHost } from "../drivers/console/console.js";
 import type { DriveConfig } from "../drivers/block/component.js";
 import { VmEnd } from "../services/root-protocol.js";
 import { rootTask } from "../services/root.js";
-import { MAX_DRIVES } from "../vmm/vmm.js";
+import { MAX_DRIVES, type VmmConfig } from "../vmm/vmm.js";
+import type { ControlHost } from "../services/vm-control.js";
 import { compose } from "./compose.js";
 
 /** How the VM ended, as its VMM reported it to the root task. */
@@ -44,8 +45,14 @@ export interface VmRunOptions {
   nsPerInstruction?: number;
   /** Disk images, in order: /dev/vda, /dev/vdb, ... (virtio-blk through the block driver component). */
   drives?: ReadonlyArray<DriveConfig>;
-  /** Called once the kernel exists (to raise the console GSI from host events, for instance). */
-  onStart?: (kernel: Kernel, raiseInput: () => void) => void;
+  /** Resume a saved VM: its plan (saved ROMs and vCPU state, no writes) replaces the boot plan. */
+  resume?: { plan: BootPlan } & NonNullable<VmmConfig["resume"]>;
+  /** The host's control of the VM (pause, resume, save), through the control component. */
+  control?: ControlHost;
+  /** Called once the kernel exists: raise the console GSI when input arrived, the control GSI when a command was queued. */
+  onStart?: (kernel: Kernel, raise: { input: () => void; control: () => void }) => void;
+  /** Called between slices of virtual time (tests use it to act at a time). */
+  onSlice?: (kernel: Kernel) => void;
   /** Polled between slices: stop when it returns true (Ctrl-A x). */
   stopRequested?: () => boolean;
 }
@@ -82,12 +89,14 @@ export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" 
 }
 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
-  const plan = bootPlanFor(o);
+  const plan = o.resume?.plan ?? bootPlanFor(o);
   const drives = o.drives ?? [];
   if (drives.length > MAX_DRIVES) throw new RangeError(`at most ${MAX_DRIVES} drives`);
   const name = o.name ?? "vm";
   const { debugExitPort, debugcon, apic, console } = o;
-  const composition = compose([{ name, memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, drives }]);
+  const resume = o.resume ? { state: o.resume.state, ram: o.resume.ram } : undefined;
+  const nsPerTscTick = o.nsPerInstruction ?? 1;
+  const composition = compose([{ name, memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, drives, resume, nsPerTscTick }], { control: o.control });
   try {
     const kernel = new Kernel({
       vcpuEngine: o.engine,
@@ -101,24 +110,27 @@ export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
     const outcome: VmOutcome = { ended: false, status: 0, why: 0, message: "" };
     const host = { vmEnded: (_module: string, status: number, why: VmEnd, message: string) => void Object.assign(outcome, { ended: true, status, why, message }) };
     kernel.boot(rootTask(composition.modules, { frames: composition.frames }, host));
-    return await hostLoop(kernel, o, outcome, composition.consoleGsi[0]);
+    return await hostLoop(kernel, o, outcome, composition.consoleGsi[0], composition.controlGsi);
   } finally {
     composition.blockDriver?.close();
   }
 }
 
 /** Drives the kernel in slices until the VM ends, the host asks to stop, or time runs out. */
-async function hostLoop(kernel: Kernel, o: VmRunOptions, outcome: VmOutcome, consoleGsi: number): Promise<VmRunResult> {
+async function hostLoop(kernel: Kernel, o: VmRunOptions, outcome: VmOutcome, consoleGsi: number, controlGsi: number | null): Promise<VmRunResult> {
   let inputPending = false;
-  const raiseInput = () => {
-    inputPending = true;
-  };
-  o.onStart?.(kernel, raiseInput);
+  let controlPending = false;
+  o.onStart?.(kernel, { input: () => void (inputPending = true), control: () => void (controlPending = true) });
   const startHost = o.pace?.now() ?? 0;
   for (;;) {
+    o.onSlice?.(kernel);
     if (inputPending) {
       inputPending = false;
       kernel.raiseGsi(consoleGsi);
+    }
+    if (controlPending && controlGsi !== null) {
+      controlPending = false;
+      kernel.raiseGsi(controlGsi);
     }
     const r = kernel.run({ untilNs: kernel.clock.now + SLICE_NS });
     if (kernel.faults.length > 0 && !outcome.ended) {

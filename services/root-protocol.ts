@@ -5,8 +5,8 @@ export const ParentOp = {
   /** [VM_EXITED, status, reasonCode, message bytes one per word] — the VM is over. */
   VM_EXITED: 1,
   /**
-   * [PUBLISH, name] + a delegate item of a portal into the root's window (one slot per module, so
-   * once): the root passes it on to the module the boot description routes that name to.
+   * [PUBLISH, name] + a delegate item of a portal into the root's window at offset `name` (so each
+   * name once): the root passes it on to the module the boot description routes that name to.
    */
   PUBLISH: 2,
 } as const;
@@ -15,6 +15,8 @@ export const ParentOp = {
 export const Published = {
   /** The VMM's console input portal: the console driver calls it with typed bytes. */
   CONSOLE_INPUT: 1,
+  /** The VMM's control portal (vmm/protocol.ts): the control component stops, saves and resumes the VM through it. */
+  VMM_CONTROL: 2,
 } as const;
 
 /** Why a VM ended (reasonCode of VM_EXITED). */

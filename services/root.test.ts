@@ -19,7 +19,7 @@ describe("root task", () => {
       name: "pub",
       quota: 1 << 20,
       grants: [{ sel: 3, portal: "echo.a" }, { sel: 4, parent: true }],
-      routes: { 9: { module: "sub", sel: 5 } },
+      routes: { 5: { module: "sub", sel: 5 } },
       threads: [
         {
           priority: 10,
@@ -32,8 +32,8 @@ describe("root task", () => {
               // Publish a portal of its own: the root passes it on to "sub" at selector 5.
               sys.createLocalEc(20, 0, () => (utcb) => void utcb.set(Status.SUCCESS, 43));
               sys.createPt(21, 20);
-              sys.utcb.set(ParentOp.PUBLISH, 9);
-              sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.OBJECT, 21, 0, PtRights.CALL), offset: 0 });
+              sys.utcb.set(ParentOp.PUBLISH, 5);
+              sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.OBJECT, 21, 0, PtRights.CALL), offset: 5 });
               seen.push(sys.call(4));
               sys.utcb.set(ParentOp.VM_EXITED, 3, VmEnd.HALTED, 0x68, 0x69);
               seen.push(sys.call(4));

@@ -55,6 +55,8 @@ export interface RootHost {
 
 /** Root selectors of what it creates for the modules, from here on. */
 const FIRST_FREE = 0x200;
+/** Names a module can publish (window slots of its parent EC). */
+const PUBLISH_SLOTS = 8;
 
 export class BootDescriptionError extends Error {}
 
@@ -87,13 +89,15 @@ export function rootTask(modules: readonly BootModule[], info: BootInfo, host: R
         portals.set(`${m.name}.${name}`, pt);
       }
       if (m.grants?.some((g) => "parent" in g)) {
-        // A parent EC per module: published portals arrive in a window slot of that module's own.
+        // A parent EC per module: published portals arrive in a window of that module's own, one
+        // slot per name (the delegate item's offset is the name).
+        const published = Math.ceil(next / PUBLISH_SLOTS) * PUBLISH_SLOTS;
+        next = published + PUBLISH_SLOTS;
         const ec = next++;
-        const published = next++;
         const pt = next++;
         const entry: LocalEntry = (self) => {
-          self.utcb.receiveWindow[SpaceKind.OBJECT] = crd(SpaceKind.OBJECT, published, 0);
-          return (utcb: Utcb) => onParent(self, utcb, m, pds, host);
+          self.utcb.receiveWindow[SpaceKind.OBJECT] = crd(SpaceKind.OBJECT, published, Math.log2(PUBLISH_SLOTS));
+          return (utcb: Utcb) => onParent(self, utcb, m, published, pds, host);
         };
         must(sys.createLocalEc(ec, 0, entry), `create the parent EC of ${m.name}`);
         must(sys.createPt(pt, ec), `create the parent portal of ${m.name}`);
@@ -144,14 +148,15 @@ function checkDescription(modules: readonly BootModule[]): void {
   }
 }
 
-function onParent(sys: Sys, utcb: Utcb, module: BootModule, pds: ReadonlyMap<string, number>, host: RootHost): void {
+function onParent(sys: Sys, utcb: Utcb, module: BootModule, published: number, pds: ReadonlyMap<string, number>, host: RootHost): void {
   switch (utcb.words[0]) {
     case ParentOp.PUBLISH: {
       // The published portal arrived in our window; pass it on where the description routes it.
-      const route = module.routes?.[utcb.words[1]];
-      const got = utcb.received.find((r) => r.kind === "delegated");
-      if (!route || !got || got.kind !== "delegated") return void utcb.set(Status.BAD_PARAMETER);
-      return void utcb.set(sys.delegate(pds.get(route.module)!, crd(SpaceKind.OBJECT, got.crd.base, 0, PtRights.CALL), route.sel));
+      const name = utcb.words[1];
+      const route = Object.hasOwn(module.routes ?? {}, name) ? module.routes![name] : undefined;
+      const arrived = utcb.received.some((r) => r.kind === "delegated" && r.crd.base === published + name);
+      if (!route || !arrived) return void utcb.set(Status.BAD_PARAMETER);
+      return void utcb.set(sys.delegate(pds.get(route.module)!, crd(SpaceKind.OBJECT, published + name, 0, PtRights.CALL), route.sel));
     }
     case ParentOp.VM_EXITED: {
       const n = Math.max(0, utcb.untyped - 3);

@@ -28,6 +28,9 @@ import { BlockAttachError, FlatGuestRam, VirtioBlk, VirtioPciDevice, installVirt
 import { ConsoleChannel } from "../drivers/console/protocol.js";
 import { MemoryOp } from "../services/memory-protocol.js";
 import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
+import { encode } from "@msgpack/msgpack";
+import { STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
+import { RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
 
 /** Selectors the root task fills in the VMM's object space. */
 export const VmmSel = {
@@ -52,6 +55,8 @@ const INPUT_PT = 34;
 const TIMER_SM = 35;
 const VCPU = 36;
 const VCPU_SC = 37;
+const CONTROL_EC = 38;
+const CONTROL_PT = 39;
 const EXIT_PT_BASE = 64;
 /** Exit portals in the VM PD's object space start here. */
 export const EVENT_BASE = 0x100;
@@ -72,9 +77,32 @@ export interface VmmConfig {
   vcpuPriority?: number;
   /** virtio-blk disks, each served by the block driver through portal BLOCK_BASE + i. */
   drives?: ReadonlyArray<{ readOnly?: boolean; serial?: string }>;
+  /** Virtual ns per TSC tick (the kernel's ns per instruction; default 1). */
+  nsPerTscTick?: number;
+  /**
+   * Resume a saved VM instead of booting: `plan` then holds the saved ROMs and vCPU state (its
+   * TSC as of `state.vmTimeNs`) and no writes. Checked before the VMM starts (checkVmState).
+   */
+  resume?: { state: VmState; ram: GuestRamSource };
+}
+
+/** Where a resumed VM's RAM comes from (a snapshot file): reads page n (4 KiB) into `into`. */
+export interface GuestRamSource {
+  readAll(ram: Uint8Array): void;
 }
 
 const IF = 0x200;
+
+/** A vCPU stopped in an exit whose reply the VMM holds back: halted (HLT) or paused. */
+interface Parked {
+  token: ReplyToken;
+  /** Its whole state when it stopped (the portal moved every group). */
+  state: VcpuState;
+  /** VM time of `state.tsc`. */
+  vmTimeNs: number;
+  /** The reply must load the whole state (a resumed VM's first exit), not only what changed. */
+  fullReply: boolean;
+}
 
 /** Portal MTDs per exit reason: exactly what each handler reads or writes. */
 const EXIT_MTD: Partial<Record<ExitReason, number>> = {
@@ -82,9 +110,10 @@ const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.PIO]: Mtd.QUAL,
   [ExitReason.MMIO]: Mtd.QUAL,
   [ExitReason.CPUID]: Mtd.QUAL,
-  [ExitReason.HLT]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ,
+  // Where the vCPU may stop for long (halted, paused), the VMM sees all of it: a snapshot needs it.
+  [ExitReason.HLT]: Mtd.ALL & ~Mtd.QUAL,
   [ExitReason.INTR_WINDOW]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ,
-  [ExitReason.RECALL]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ,
+  [ExitReason.RECALL]: Mtd.ALL & ~Mtd.QUAL,
   [ExitReason.EXCEPTION]: Mtd.QUAL | Mtd.EIP_LEN,
   [ExitReason.TRIPLE_FAULT]: Mtd.EIP_LEN | Mtd.CS_SS,
   [ExitReason.INVALID_STATE]: Mtd.EIP_LEN | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
@@ -99,8 +128,23 @@ export function vmmComponent(config: VmmConfig): GlobalEntry {
 class Vmm {
   private readonly clock: KernelDeviceClock;
   private readonly platform: PcPlatform;
-  private haltToken: ReplyToken | null = null;
+  /** The vCPU waits in HLT for an interrupt. */
+  private halted: Parked | null = null;
+  /** The vCPU stopped for a pause (at a recall, or at a resumed VM's start). */
+  private pausedAt: Parked | null = null;
   private ended = false;
+  /** Virtual time hidden from the VM (its pauses): VM time = kernel time - hiddenNs. */
+  private hiddenNs = 0;
+  /** Kernel time the current pause began, or null while running. */
+  private pauseStart: number | null = null;
+  /** A pause asked for while the vCPU runs: answered when it stopped. */
+  private pauseReply: ReplyToken | null = null;
+  /** An interrupt arrived while paused: deliver it on resume. */
+  private kickPending = false;
+  private ramView: Uint8Array | null = null;
+  /** The state region (SAVE writes the encoded VmState here), and its first page in the VMM's space. */
+  private stateView: Uint8Array | null = null;
+  private statePage = 0;
   /** IGNNE# changed on a port F0h write: hand it to the vCPU at the recall that follows. */
   private ignneChanged = false;
   private serialOut: number[] = [];
@@ -111,7 +155,7 @@ class Vmm {
     private readonly config: VmmConfig,
   ) {
     this.clock = new KernelDeviceClock(
-      () => sys.now(),
+      () => this.vmNow(),
       () => void sys.up(TIMER_SM),
     );
     this.platform = new PcPlatform({
@@ -148,7 +192,13 @@ class Vmm {
     const sys = this.sys;
     must(sys.createSm(TIMER_SM, 0), "create the timer semaphore");
     const ramView = this.setUpMemory();
+    this.ramView = ramView;
     this.attachDrives(ramView);
+    const resume = this.config.resume;
+    if (resume) {
+      this.platform.loadState(resume.state.platform);
+      this.ignneChanged = resume.state.ignneChanged;
+    }
     must(sys.createLocalEc(EXIT_EC, 0, () => (utcb, reason) => this.onExit(utcb, reason)), "create the exit handler");
     for (let r = 0; r < EXIT_REASON_COUNT; r++) {
       const mtd = EXIT_MTD[r as ExitReason];
@@ -160,21 +210,36 @@ class Vmm {
     // Console input arrives through a portal the root task passes on to the console driver.
     must(sys.createLocalEc(INPUT_EC, 0, () => (utcb) => this.onInput(utcb)), "create the input handler");
     must(sys.createPt(INPUT_PT, INPUT_EC), "create the input portal");
-    sys.utcb.set(ParentOp.PUBLISH, Published.CONSOLE_INPUT);
-    sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.OBJECT, INPUT_PT, 0, 1), offset: 0 });
-    sys.call(VmmSel.PARENT);
+    this.publish(INPUT_PT, Published.CONSOLE_INPUT);
+    must(sys.createLocalEc(CONTROL_EC, 0, () => (utcb) => this.onControl(utcb)), "create the control handler");
+    must(sys.createPt(CONTROL_PT, CONTROL_EC), "create the control portal");
+    this.publish(CONTROL_PT, Published.VMM_CONTROL);
 
     must(sys.createVcpu(VCPU, VmmSel.VM_PD, EVENT_BASE), "create the vCPU");
     must(sys.createSc(VCPU_SC, VCPU, this.config.vcpuPriority ?? 10, 10_000_000), "schedule the vCPU");
 
     // The timer thread: sleep until the next device deadline (or until an earlier one is armed).
+    // A paused VM's devices stand still: no deadline is due until it resumes.
     while (!this.ended) {
-      const next = this.clock.nextDeadline();
-      const wait = next === Infinity ? Infinity : Math.max(0, next - sys.now());
+      const next = this.pauseStart !== null ? Infinity : this.clock.nextDeadline();
+      const wait = next === Infinity ? Infinity : Math.max(0, next - this.vmNow());
       yield sys.wait.down(TIMER_SM, wait);
-      this.clock.fireDue(sys.now());
+      if (this.pauseStart === null) this.clock.fireDue(this.vmNow());
       this.flushConsole();
     }
+  }
+
+  /** The VM's virtual time: the kernel's, less the pauses. */
+  private vmNow(): number {
+    return this.sys.now() - this.hiddenNs;
+  }
+
+  /** Hand a portal to the root task, which passes it where the boot description says. */
+  private publish(pt: number, name: number): void {
+    const sys = this.sys;
+    sys.utcb.set(ParentOp.PUBLISH, name);
+    sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.OBJECT, pt, 0, 1), offset: name });
+    sys.call(VmmSel.PARENT);
   }
 
   /** Get RAM (and ROM) frames from the memory manager, map them into the VM, and apply the boot plan. Returns the RAM view. */
@@ -182,7 +247,7 @@ class Vmm {
     const sys = this.sys;
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
     const roms = this.config.plan.roms.map((r) => ({ ...r, pages: Math.ceil(r.bytes.length / 4096) }));
-    const total = ramPages + roms.reduce((n, r) => n + r.pages, 0);
+    const total = ramPages + roms.reduce((n, r) => n + r.pages, 0) + STATE_PAGES;
     sys.utcb.receiveWindow[SpaceKind.MEMORY] = crd(SpaceKind.MEMORY, RAM_WINDOW.base, RAM_WINDOW.order);
     sys.utcb.set(MemoryOp.ALLOC, total);
     must(sys.call(VmmSel.MEMORY), "call the memory manager");
@@ -191,6 +256,7 @@ class Vmm {
     sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
     mapRange(sys, RAM_WINDOW.base, 0, ramPages, MemRights.ALL);
     const ram = this.view(RAM_WINDOW.base, ramPages);
+    if (this.config.resume) this.config.resume.ram.readAll(ram);
     for (const w of this.config.plan.writes) ram.set(w.bytes, w.gpa);
     let page = RAM_WINDOW.base + ramPages;
     for (const rom of roms) {
@@ -202,6 +268,8 @@ class Vmm {
       mapRange(sys, page, Math.floor(rom.gpa / 4096), rom.pages, MemRights.R | MemRights.X);
       page += rom.pages;
     }
+    this.statePage = page;
+    this.stateView = this.view(page, STATE_PAGES);
     return ram;
   }
 
@@ -242,6 +310,7 @@ class Vmm {
         // FERR# goes to IRQ 13 (port F0h logic), so the VMM wants to hear its changes.
         v.ferrExits = true;
         v.mtd |= Mtd.CTRL;
+        if (this.config.resume) this.resumeAtStartup(v);
         return;
       case ExitReason.FERR:
         // A falling FERR# drops IGNNE#: this reply carries it, no recall needed.
@@ -266,16 +335,27 @@ class Vmm {
           this.sys.deferReply();
           return;
         }
-        if (this.platform.interruptController.hasInterrupt()) {
+        if (this.platform.interruptController.hasInterrupt() && this.pauseStart === null) {
           this.inject(v);
           this.passIgnne(v, v.mtd);
         } else {
-          v.mtd = 0;
-          this.haltToken = this.sys.deferReply();
+          this.halted = this.park(v, false);
         }
         this.flushConsole();
         return;
       case ExitReason.RECALL:
+        if (this.pauseReply) {
+          this.pausedAt = this.park(v, false);
+          this.pauseStart = this.sys.now();
+          const token = this.pauseReply;
+          this.pauseReply = null;
+          this.sys.utcb.set(Status.SUCCESS);
+          this.sys.reply(token);
+          return;
+        }
+        this.inject(v);
+        this.passIgnne(v, v.mtd);
+        return;
       case ExitReason.INTR_WINDOW:
         this.inject(v);
         this.passIgnne(v, v.mtd);
@@ -330,19 +410,132 @@ class Vmm {
     }
   }
 
-  /** An interrupt became pending: wake a halted vCPU with it, or recall a running one. */
+  /** An interrupt became pending: wake a halted vCPU with it, or recall a running one (later, if paused). */
   private kick(): void {
-    const token = this.haltToken;
-    if (token) {
-      this.haltToken = null;
-      const v = (this.sys.utcb.vcpu ??= new VcpuState());
-      v.eflags = IF;
-      v.interruptibility = 0;
-      this.inject(v);
-      this.sys.reply(token);
+    if (this.pauseStart !== null) {
+      this.kickPending = true;
+      return;
+    }
+    const halted = this.halted;
+    if (halted) {
+      this.halted = null;
+      this.unpark(halted);
       return;
     }
     this.sys.recall(VCPU);
+  }
+
+  /** Hold the exit's reply back: the vCPU stays stopped with this state until `unpark`. */
+  private park(v: VcpuState, fullReply: boolean): Parked {
+    const state = new VcpuState();
+    copyState(v, state);
+    return { token: this.sys.deferReply()!, state, vmTimeNs: this.vmNow(), fullReply };
+  }
+
+  /** Let a parked vCPU go on, with any interrupt that can be taken now. */
+  private unpark(p: Parked): void {
+    const v = (this.sys.utcb.vcpu ??= new VcpuState());
+    copyState(p.state, v);
+    v.tsc = this.tscAt(p, this.vmNow());
+    const full = p.fullReply ? RECORD_MTD : 0;
+    v.interruptibility = p.state.activity === 1 ? 0 : p.state.interruptibility;
+    this.inject(v);
+    this.passIgnne(v, v.mtd | full);
+    this.sys.reply(p.token);
+  }
+
+  /** The TSC of a parked vCPU at VM time `vmTimeNs` (it ticks on while halted, not while paused). */
+  private tscAt(p: Parked, vmTimeNs: number): bigint {
+    return p.state.tsc + BigInt(Math.floor((vmTimeNs - p.vmTimeNs) / (this.config.nsPerTscTick ?? 1)));
+  }
+
+  /**
+   * STARTUP of a resumed VM: the saved state, at the saved VM time, paused. It goes on with RESUME,
+   * by the same path as a VM that was paused and saved, so that both run on alike.
+   */
+  private resumeAtStartup(v: VcpuState): void {
+    const saved = this.config.resume!.state;
+    this.pauseStart = this.sys.now();
+    this.hiddenNs = this.pauseStart - saved.vmTimeNs;
+    v.mtd = RECORD_MTD;
+    if (saved.halted) this.halted = this.park(v, true);
+    else this.pausedAt = this.park(v, true);
+  }
+
+  private onControl(utcb: Utcb): void {
+    switch (utcb.words[0]) {
+      case VmmControlOp.ATTACH:
+        return this.attachControl(utcb);
+      case VmmControlOp.PAUSE:
+        if (this.pauseStart !== null || this.ended) return void utcb.set(Status.SUCCESS);
+        if (this.halted) {
+          this.pauseStart = this.sys.now();
+          return void utcb.set(Status.SUCCESS);
+        }
+        if (this.pauseReply) return void utcb.set(Status.BAD_FEATURE);
+        this.pauseReply = this.sys.deferReply();
+        if (!this.pauseReply) return void utcb.set(Status.BAD_FEATURE);
+        this.sys.recall(VCPU);
+        return;
+      case VmmControlOp.RESUME:
+        this.resume();
+        return void utcb.set(Status.SUCCESS);
+      case VmmControlOp.SAVE:
+        return this.save(utcb);
+      case VmmControlOp.QUERY: {
+        const t = this.pauseStart !== null ? this.pauseStart - this.hiddenNs : this.vmNow();
+        return void utcb.set(Status.SUCCESS, this.pauseStart === null ? 1 : 0, t % 2 ** 32, Math.floor(t / 2 ** 32));
+      }
+    }
+    utcb.set(Status.BAD_PARAMETER);
+  }
+
+  /** Give the caller guest RAM and the state region (into its memory window). */
+  private attachControl(utcb: Utcb): void {
+    const ramPages = Math.ceil(this.config.memoryBytes / 4096);
+    for (const [offset, order] of alignedRuns(ramPages, [RAM_WINDOW.base, 0]))
+      utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, RAM_WINDOW.base + offset, order, MemRights.ALL), offset });
+    for (const [offset, order] of alignedRuns(STATE_PAGES, [this.statePage, ramPages]))
+      utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, this.statePage + offset, order, MemRights.ALL), offset: ramPages + offset });
+    utcb.set(Status.SUCCESS, ramPages, STATE_PAGES);
+  }
+
+  private resume(): void {
+    if (this.pauseStart === null) return;
+    const sys = this.sys;
+    const pausedFor = sys.now() - this.pauseStart;
+    must(sys.hideTime(VCPU, pausedFor), "hide the pause from the vCPU");
+    this.hiddenNs += pausedFor;
+    this.pauseStart = null;
+    const parked = this.pausedAt;
+    this.pausedAt = null;
+    if (parked) this.unpark(parked);
+    sys.up(TIMER_SM);
+    if (this.kickPending) {
+      this.kickPending = false;
+      this.kick();
+    }
+  }
+
+  /** Encode the paused VM's state into the state region. */
+  private save(utcb: Utcb): void {
+    const parked = this.pausedAt ?? this.halted;
+    if (this.pauseStart === null || !parked) return void utcb.set(Status.BAD_FEATURE, 0);
+    const vmTimeNs = this.pauseStart - this.hiddenNs;
+    const vcpu = new VcpuState();
+    copyState(parked.state, vcpu);
+    vcpu.tsc = this.tscAt(parked, vmTimeNs);
+    const state: VmState = {
+      vmTimeNs,
+      vcpu: vcpuRecord(vcpu),
+      halted: this.pausedAt === null,
+      platform: this.platform.saveState() as Record<string, unknown>,
+      ignneChanged: this.ignneChanged,
+    };
+    const bytes = encode(state);
+    if (bytes.length > this.stateView!.length) return void utcb.set(Status.OUT_OF_QUOTA, bytes.length);
+    this.stateView!.set(bytes);
+    utcb.set(Status.SUCCESS, bytes.length);
   }
 
   private onInput(utcb: Utcb): void {

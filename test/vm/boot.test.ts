@@ -219,7 +219,7 @@ describe.skipIf(!nasm)("a VM on the whole stack", () => {
       debugExitPort: 0xf4,
       debugcon: true,
       maxVirtualNs: 1e9,
-      onStart: (_k, raiseInput) => {
+      onStart: (_k, { input: raiseInput }) => {
         con.onOutput = (text) => {
           if (text.includes("S") && !typed) {
             typed = true;

@@ -73,7 +73,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
         engine: createX86Engine,
         drives: [{ path: disk, format: "raw" }],
         maxVirtualNs: 120e9,
-        onStart: (_k, raise) => {
+        onStart: (_k, { input: raise }) => {
           conversation = new Conversation(
             con,
             [

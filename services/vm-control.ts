@@ -1,0 +1,94 @@
+// VM control: the component through which the host stops, saves and resumes VMs (snapshots, QMP).
+// Commands arrive from the host as an interrupt (GSI) and a queue the host fills; a thread of the
+// component carries each out through the VMM's control portal (vmm/protocol.ts) of that VM and
+// hands the result back. For a save, the VMM has delegated guest RAM and its state region into this
+// component's memory: the host reads them through the views it is given, while the VM is paused.
+
+import { SpaceKind, Status, crd, type GlobalEntry, type Sys } from "../kernel/index.js";
+import { VmmControlOp } from "../vmm/protocol.js";
+
+/** Selectors the root task fills: the control interrupt, and VM i's control portal at VM_BASE + i. */
+export const ControlSel = { IRQ: 1, VM_BASE: 16 } as const;
+
+export type ControlCommand = { vm: number; op: "pause" | "resume" | "query" } | { vm: number; op: "save" };
+
+export type ControlResult =
+  | { status: Status; running?: boolean; vmTimeNs?: number }
+  /** A save: `state` is the encoded VmState, `ram` all of guest RAM; both valid only during `done`. */
+  | { status: Status; state: Uint8Array; ram: Uint8Array };
+
+/** The host side: where commands come from and results go. */
+export interface ControlHost {
+  /** The next command, or null when there is none. */
+  take(): ControlCommand | null;
+  done(command: ControlCommand, result: ControlResult): void;
+}
+
+/** Pages of this component's memory space each VM's window spans (2^order): RAM and state region. */
+export function controlThread(host: ControlHost, windowOrder: number): GlobalEntry {
+  return (sys) =>
+    (function* () {
+      const attached = new Map<number, { ram: Uint8Array; state: Uint8Array }>();
+      for (;;) {
+        const s: Status = yield sys.wait.down(ControlSel.IRQ);
+        if (s !== Status.SUCCESS) return;
+        for (let command = host.take(); command; command = host.take()) {
+          const portal = ControlSel.VM_BASE + command.vm;
+          if (command.op === "pause") {
+            sys.utcb.set(VmmControlOp.PAUSE);
+            const st: Status = yield sys.wait.call(portal);
+            host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
+          } else if (command.op === "resume") {
+            host.done(command, { status: call(sys, portal, VmmControlOp.RESUME) });
+          } else if (command.op === "query") {
+            const st = call(sys, portal, VmmControlOp.QUERY);
+            const w = sys.utcb.words;
+            host.done(command, st === Status.SUCCESS ? { status: st, running: w[1] === 1, vmTimeNs: w[2] + w[3] * 2 ** 32 } : { status: st });
+          } else {
+            let views = attached.get(command.vm);
+            if (!views) {
+              const got = attach(sys, portal, command.vm, windowOrder);
+              if (typeof got === "number") {
+                host.done(command, { status: got });
+                continue;
+              }
+              attached.set(command.vm, (views = got));
+            }
+            // Pause (if it runs), save, and let it go on as it was.
+            if (call(sys, portal, VmmControlOp.QUERY) !== Status.SUCCESS) {
+              host.done(command, { status: sys.utcb.words[0] });
+              continue;
+            }
+            const wasRunning = sys.utcb.words[1] === 1;
+            sys.utcb.set(VmmControlOp.PAUSE);
+            const paused: Status = yield sys.wait.call(portal);
+            const st = paused === Status.SUCCESS ? call(sys, portal, VmmControlOp.SAVE) : paused;
+            const bytes = sys.utcb.words[1];
+            if (st === Status.SUCCESS) host.done(command, { status: st, state: views.state.subarray(0, bytes), ram: views.ram });
+            else host.done(command, { status: st });
+            if (wasRunning) call(sys, portal, VmmControlOp.RESUME);
+          }
+        }
+      }
+    })();
+}
+
+/** Call with one word; the reply's status (word 0) or the call's failure. */
+function call(sys: Sys, portal: number, op: number): Status {
+  sys.utcb.set(op);
+  const s = sys.call(portal);
+  return s === Status.SUCCESS ? (sys.utcb.words[0] as Status) : s;
+}
+
+/** ATTACH: receive VM `vm`'s RAM and state region into its window; their views, or a status. */
+function attach(sys: Sys, portal: number, vm: number, windowOrder: number): { ram: Uint8Array; state: Uint8Array } | Status {
+  const base = vm * 2 ** windowOrder;
+  sys.utcb.receiveWindow[SpaceKind.MEMORY] = crd(SpaceKind.MEMORY, base, windowOrder);
+  const st = call(sys, portal, VmmControlOp.ATTACH);
+  sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
+  if (st !== Status.SUCCESS) return st;
+  const [ramPages, statePages] = [sys.utcb.words[1], sys.utcb.words[2]];
+  const ram = sys.memory(base, ramPages);
+  const state = sys.memory(base + ramPages, statePages);
+  return ram && state ? { ram, state } : Status.BAD_CAPABILITY;
+}

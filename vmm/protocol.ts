@@ -1,0 +1,41 @@
+// VMM control protocol: how a control component (snapshots, QMP) stops, saves and resumes a VM.
+// The VMM publishes its control portal to the root task (Published.VMM_CONTROL), which passes it
+// to the module the boot description names. Word 0 of a request is the operation; word 0 of a
+// reply a kernel Status.
+//
+//   request      reply
+//   [ATTACH]     [status, ramPages, statePages] + delegate items into the caller's memory window:
+//                guest RAM at offsets [0, ramPages), the state region at [ramPages, ramPages + statePages)
+//   [PAUSE]      [status]               deferred until the vCPU stopped at an instruction boundary
+//   [RESUME]     [status]
+//   [SAVE]       [status, stateBytes]   paused VMs only: the VmState, msgpack-encoded, at the start
+//                                       of the state region (RAM is read through the RAM pages)
+//   [QUERY]      [status, running, vmTimeLo, vmTimeHi]   running: 1, paused: 0; VM time in ns
+//
+// A paused VM's time stands still: devices see no time pass, and the VMM hides the pause from the
+// vCPU's TSC, so a guest cannot tell that it was stopped, saved or moved.
+
+export const VmmControlOp = {
+  ATTACH: 1,
+  PAUSE: 2,
+  RESUME: 3,
+  SAVE: 4,
+  QUERY: 5,
+} as const;
+
+/** Pages of the state region (256 KiB): the encoded VmState of one VM must fit. */
+export const STATE_PAGES = 64;
+
+/** The VM beyond guest RAM, as a plain record (msgpack-encodable). Records are checked on restore. */
+export interface VmState {
+  /** The VM's virtual time at the save, ns (its devices' clock). */
+  vmTimeNs: number;
+  /** The vCPU (a VcpuRecord), its TSC as of vmTimeNs. */
+  vcpu: Record<string, unknown>;
+  /** The vCPU waits for an interrupt (HLT): it resumes parked, as it was. */
+  halted: boolean;
+  /** Device records by name (PcPlatform.saveState). */
+  platform: Record<string, unknown>;
+  /** The monitor's own state: IGNNE# changed and not yet handed to the vCPU. */
+  ignneChanged: boolean;
+}
