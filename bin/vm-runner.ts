@@ -124,14 +124,9 @@ async function hostLoop(kernel: Kernel, o: VmRunOptions, outcome: VmOutcome, con
   const startHost = o.pace?.now() ?? 0;
   for (;;) {
     o.onSlice?.(kernel);
-    if (inputPending) {
-      inputPending = false;
-      kernel.raiseGsi(consoleGsi);
-    }
-    if (controlPending && controlGsi !== null) {
-      controlPending = false;
-      kernel.raiseGsi(controlGsi);
-    }
+    // An interrupt raised before its driver enabled it stays pending until it can be delivered.
+    if (inputPending) inputPending = !kernel.raiseGsi(consoleGsi);
+    if (controlPending && controlGsi !== null) controlPending = !kernel.raiseGsi(controlGsi);
     const r = kernel.run({ untilNs: kernel.clock.now + SLICE_NS });
     if (kernel.faults.length > 0 && !outcome.ended) {
       const f = kernel.faults[0];

@@ -10,7 +10,12 @@ import { VmmControlOp } from "../vmm/protocol.js";
 /** Selectors the root task fills: the control interrupt, and VM i's control portal at VM_BASE + i. */
 export const ControlSel = { IRQ: 1, VM_BASE: 16 } as const;
 
-export type ControlCommand = { vm: number; op: "pause" | "resume" | "query" } | { vm: number; op: "save" };
+/** A command for VM `vm`. `atVmTimeNs`: pause (or save) when the VM's clock reaches it, not now. */
+export type ControlCommand =
+  | { vm: number; op: "pause"; atVmTimeNs?: number }
+  | { vm: number; op: "save"; atVmTimeNs?: number }
+  | { vm: number; op: "resume" }
+  | { vm: number; op: "query" };
 
 export type ControlResult =
   | { status: Status; running?: boolean; vmTimeNs?: number }
@@ -34,8 +39,10 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
         if (s !== Status.SUCCESS) return;
         for (let command = host.take(); command; command = host.take()) {
           const portal = ControlSel.VM_BASE + command.vm;
+          // A VMM publishes its control portal once it has set its VM up: until then, wait for it.
+          for (let tries = 0; !holds(sys, portal) && tries < PORTAL_WAITS; tries++) yield sys.wait.sleep(PORTAL_WAIT_NS);
           if (command.op === "pause") {
-            sys.utcb.set(VmmControlOp.PAUSE);
+            pauseMessage(sys, command.atVmTimeNs);
             const st: Status = yield sys.wait.call(portal);
             host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
           } else if (command.op === "resume") {
@@ -60,7 +67,7 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
               continue;
             }
             const wasRunning = sys.utcb.words[1] === 1;
-            sys.utcb.set(VmmControlOp.PAUSE);
+            pauseMessage(sys, command.atVmTimeNs);
             const paused: Status = yield sys.wait.call(portal);
             const st = paused === Status.SUCCESS ? call(sys, portal, VmmControlOp.SAVE) : paused;
             const bytes = sys.utcb.words[1];
@@ -71,6 +78,19 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
         }
       }
     })();
+}
+
+function pauseMessage(sys: Sys, at: number | undefined): void {
+  if (at === undefined) sys.utcb.set(VmmControlOp.PAUSE);
+  else sys.utcb.set(VmmControlOp.PAUSE, at % 2 ** 32, Math.floor(at / 2 ** 32));
+}
+
+/** How long (virtual ns) and how often to wait for a VM's control portal to arrive. */
+const PORTAL_WAIT_NS = 100_000;
+const PORTAL_WAITS = 10_000;
+
+function holds(sys: Sys, sel: number): boolean {
+  return sys.lookup(crd(SpaceKind.OBJECT, sel, 0)) === Status.SUCCESS && sys.utcb.lookupResult !== null;
 }
 
 /** Call with one word; the reply's status (word 0) or the call's failure. */

@@ -6,7 +6,8 @@
 //   request      reply
 //   [ATTACH]     [status, ramPages, statePages] + delegate items into the caller's memory window:
 //                guest RAM at offsets [0, ramPages), the state region at [ramPages, ramPages + statePages)
-//   [PAUSE]      [status]               deferred until the vCPU stopped at an instruction boundary
+//   [PAUSE(, atLo, atHi)]  [status]     deferred until the vCPU stopped at an instruction boundary:
+//                                       now, or when the VM's clock reaches `at` (ns), exactly there
 //   [RESUME]     [status]
 //   [SAVE]       [status, stateBytes]   paused VMs only: the VmState, msgpack-encoded, at the start
 //                                       of the state region (RAM is read through the RAM pages)

@@ -139,6 +139,8 @@ class Vmm {
   private pauseStart: number | null = null;
   /** A pause asked for while the vCPU runs: answered when it stopped. */
   private pauseReply: ReplyToken | null = null;
+  /** A pause asked for at a VM time still to come. */
+  private pauseAt: ReplyToken | null = null;
   /** An interrupt arrived while paused: deliver it on resume. */
   private kickPending = false;
   private ramView: Uint8Array | null = null;
@@ -194,8 +196,11 @@ class Vmm {
     const ramView = this.setUpMemory();
     this.ramView = ramView;
     this.attachDrives(ramView);
+    // A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU.
     const resume = this.config.resume;
     if (resume) {
+      this.pauseStart = sys.now();
+      this.hiddenNs = this.pauseStart - resume.state.vmTimeNs;
       this.platform.loadState(resume.state.platform);
       this.ignneChanged = resume.state.ignneChanged;
     }
@@ -229,9 +234,9 @@ class Vmm {
     }
   }
 
-  /** The VM's virtual time: the kernel's, less the pauses. */
+  /** The VM's virtual time: the kernel's, less the pauses (it stands still during one). */
   private vmNow(): number {
-    return this.sys.now() - this.hiddenNs;
+    return (this.pauseStart ?? this.sys.now()) - this.hiddenNs;
   }
 
   /** Hand a portal to the root task, which passes it where the boot description says. */
@@ -455,8 +460,6 @@ class Vmm {
    */
   private resumeAtStartup(v: VcpuState): void {
     const saved = this.config.resume!.state;
-    this.pauseStart = this.sys.now();
-    this.hiddenNs = this.pauseStart - saved.vmTimeNs;
     v.mtd = RECORD_MTD;
     if (saved.halted) this.halted = this.park(v, true);
     else this.pausedAt = this.park(v, true);
@@ -466,28 +469,48 @@ class Vmm {
     switch (utcb.words[0]) {
       case VmmControlOp.ATTACH:
         return this.attachControl(utcb);
-      case VmmControlOp.PAUSE:
+      case VmmControlOp.PAUSE: {
+        const at = utcb.untyped >= 3 ? utcb.words[1] + utcb.words[2] * 2 ** 32 : 0;
         if (this.pauseStart !== null || this.ended) return void utcb.set(Status.SUCCESS);
-        if (this.halted) {
+        if (this.pauseReply || this.pauseAt) return void utcb.set(Status.BAD_FEATURE);
+        if (this.halted && at <= this.vmNow()) {
           this.pauseStart = this.sys.now();
           return void utcb.set(Status.SUCCESS);
         }
-        if (this.pauseReply) return void utcb.set(Status.BAD_FEATURE);
-        this.pauseReply = this.sys.deferReply();
-        if (!this.pauseReply) return void utcb.set(Status.BAD_FEATURE);
-        this.sys.recall(VCPU);
+        const token = this.sys.deferReply();
+        if (!token) return void utcb.set(Status.BAD_FEATURE);
+        if (at <= this.vmNow()) return this.pauseNow(token);
+        // Stop when the VM's clock reaches `at`: the timer cuts the vCPU's run exactly there.
+        this.pauseAt = token;
+        this.clock.setTimer(at, () => {
+          this.pauseAt = null;
+          this.pauseNow(token);
+        });
         return;
+      }
       case VmmControlOp.RESUME:
         this.resume();
         return void utcb.set(Status.SUCCESS);
       case VmmControlOp.SAVE:
         return this.save(utcb);
       case VmmControlOp.QUERY: {
-        const t = this.pauseStart !== null ? this.pauseStart - this.hiddenNs : this.vmNow();
+        const t = this.vmNow();
         return void utcb.set(Status.SUCCESS, this.pauseStart === null ? 1 : 0, t % 2 ** 32, Math.floor(t / 2 ** 32));
       }
     }
     utcb.set(Status.BAD_PARAMETER);
+  }
+
+  /** Pause now and answer `token` once stopped: a halted vCPU stays parked, a running one stops at its next instruction boundary. */
+  private pauseNow(token: ReplyToken): void {
+    if (!this.halted) {
+      this.pauseReply = token;
+      this.sys.recall(VCPU);
+      return;
+    }
+    this.pauseStart = this.sys.now();
+    this.sys.utcb.set(Status.SUCCESS);
+    this.sys.reply(token);
   }
 
   /** Give the caller guest RAM and the state region (into its memory window). */
@@ -521,7 +544,7 @@ class Vmm {
   private save(utcb: Utcb): void {
     const parked = this.pausedAt ?? this.halted;
     if (this.pauseStart === null || !parked) return void utcb.set(Status.BAD_FEATURE, 0);
-    const vmTimeNs = this.pauseStart - this.hiddenNs;
+    const vmTimeNs = this.vmNow();
     const vcpu = new VcpuState();
     copyState(parked.state, vcpu);
     vcpu.tsc = this.tscAt(parked, vmTimeNs);

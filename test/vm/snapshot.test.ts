@@ -1,0 +1,174 @@
+// Whole-VM snapshots: a guest whose every step depends on time (PIT interrupts, the TSC, the PIT
+// counter) runs, is saved while it runs, and goes on; a new kernel resumes the saved VM. From the
+// save on, both must do exactly the same: the same serial output, the same exit, and the same whole
+// state (vCPU, devices, RAM) when both are saved again at the same VM time.
+
+import { decode } from "@msgpack/msgpack";
+import { describe, expect, it } from "vitest";
+import { MemoryConsole } from "../../drivers/console/host.js";
+import { Status } from "../../kernel/index.js";
+import { VmEnd } from "../../services/root-protocol.js";
+import { runVm, type VmRunOptions } from "../../bin/vm-runner.js";
+import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
+import { loadBios } from "../../vmm/boot/index.js";
+import type { VmState } from "../../vmm/protocol.js";
+import { vcpuFromRecord } from "../../vmm/vcpu-record.js";
+import { createX86Engine } from "../../vmm/x86/index.js";
+import { assemble, hasNasm } from "./nasm.js";
+
+/**
+ * Real mode at the reset vector: the PIT ticks every ~0.1 ms; each tick mixes the TSC into a hash
+ * and prints a character of it. Between ticks the code spins for a hash-dependent while, mixes in
+ * the PIT's counter, and sometimes halts. After 400 ticks it exits with the hash's low byte.
+ */
+const ROM = `
+bits 16
+org 0
+times 0xE000 - ($ - $$) db 0xff
+entry:
+  cli
+  xor ax, ax
+  mov ss, ax
+  mov sp, 0x7000
+  mov ds, ax
+  mov word [8*4], irq0
+  mov word [8*4+2], 0xF000
+  mov al, 0x11
+  out 0x20, al
+  mov al, 8
+  out 0x21, al
+  mov al, 4
+  out 0x21, al
+  mov al, 1
+  out 0x21, al
+  mov al, 0xfe
+  out 0x21, al
+  mov al, 0x34
+  out 0x43, al
+  mov ax, 119
+  out 0x40, al
+  mov al, ah
+  out 0x40, al
+  mov dword [0x600], 0x12345678
+  mov word [0x604], 0
+  sti
+main:
+  mov ecx, [0x600]
+  and ecx, 0x1ff
+  add ecx, 50
+  mov eax, ecx
+.spin:
+  imul eax, eax, 1103515245
+  add eax, 12345
+  dec ecx
+  jnz .spin
+  xor [0x608], eax
+  mov al, 0
+  out 0x43, al
+  in al, 0x40
+  mov ah, al
+  in al, 0x40
+  movzx edx, ax
+  xor [0x600], edx
+  test byte [0x600], 1
+  jz .check
+  hlt
+.check:
+  cmp word [0x604], 400
+  jb main
+  mov al, [0x600]
+  out 0xf4, al
+  cli
+  hlt
+irq0:
+  push eax
+  push edx
+  push dx
+  rdtsc
+  xor [0x600], eax
+  rol dword [0x600], 5
+  inc word [0x604]
+  mov al, [0x600]
+  and al, 0x3f
+  add al, 0x30
+  mov dx, 0x3f8
+  out dx, al
+  mov al, 0x20
+  out 0x20, al
+  pop dx
+  pop edx
+  pop eax
+  iret
+times 0xFFF0 - ($ - $$) db 0xff
+  jmp 0xF000:entry
+times 0x10000 - ($ - $$) db 0xff
+`;
+
+const MEMORY = 4 << 20;
+
+/** A control host the test drives: commands queued at kernel times, results kept. */
+class ScriptedControl implements ControlHost {
+  readonly queue: ControlCommand[] = [];
+  readonly saves: { state: Uint8Array; ram: Uint8Array; serialAt: number }[] = [];
+  readonly results: ControlResult[] = [];
+  constructor(private readonly console: MemoryConsole) {}
+  take(): ControlCommand | null {
+    return this.queue.shift() ?? null;
+  }
+  done(command: ControlCommand, result: ControlResult): void {
+    this.results.push(result);
+    if (command.op === "save" && "state" in result) this.saves.push({ state: result.state.slice(), ram: result.ram.slice(), serialAt: this.console.serial.length });
+  }
+}
+
+function options(con: MemoryConsole, control: ControlHost, rom: Uint8Array): VmRunOptions {
+  return { memoryBytes: MEMORY, bios: rom, console: con, engine: createX86Engine, debugExitPort: 0xf4, control, maxVirtualNs: 10e9 };
+}
+
+describe.skipIf(!hasNasm())("VM snapshots", () => {
+  it("a resumed VM goes on exactly as the saved one did: output, exit and whole state", async () => {
+    const rom = assemble(ROM);
+    // The original: saved after 15 ms of kernel time, then once more at VM time 30 ms, and on to its end.
+    const conA = new MemoryConsole();
+    const ctlA = new ScriptedControl(conA);
+    let raiseA = () => {};
+    let asked = false;
+    const a = await runVm({
+      ...options(conA, ctlA, rom),
+      onStart: (_k, raise) => void (raiseA = raise.control),
+      onSlice: (k) => {
+        if (asked || k.clock.now < 15e6) return;
+        asked = true;
+        ctlA.queue.push({ vm: 0, op: "save" }, { vm: 0, op: "save", atVmTimeNs: 30e6 });
+        raiseA();
+      },
+    });
+    expect(ctlA.results.map((r) => r.status)).toEqual([Status.SUCCESS, Status.SUCCESS]);
+    expect(a.stop).toBe("ended");
+    expect(a.why).toBe(VmEnd.DEBUG_EXIT);
+    const [first, second] = ctlA.saves;
+    const saved = decode(first.state) as VmState;
+    expect(saved.vmTimeNs).toBeGreaterThan(10e6);
+    expect(saved.vmTimeNs).toBeLessThan(30e6);
+
+    // The copy: a fresh kernel resumes the first save, and is saved at VM time 30 ms too.
+    const conB = new MemoryConsole();
+    const ctlB = new ScriptedControl(conB);
+    ctlB.queue.push({ vm: 0, op: "resume" }, { vm: 0, op: "save", atVmTimeNs: 30e6 });
+    const plan = { ...loadBios(rom, { memSize: MEMORY }), writes: [], state: vcpuFromRecord(saved.vcpu, "vcpu") };
+    const b = await runVm({
+      ...options(conB, ctlB, rom),
+      resume: { plan, state: saved, ram: { readAll: (ram) => ram.set(first.ram) } },
+      onStart: (_k, raise) => raise.control(),
+    });
+
+    expect(ctlB.results.map((r) => r.status)).toEqual([Status.SUCCESS, Status.SUCCESS]);
+    expect(b.why).toBe(a.why);
+    expect(b.status).toBe(a.status);
+    expect(conB.text).toBe(conA.text.slice(first.serialAt));
+    expect(conB.text.length).toBeGreaterThan(100);
+    // Whole state at VM time 30 ms: vCPU, devices and RAM.
+    expect(decode(ctlB.saves[0].state)).toEqual(decode(second.state));
+    expect(Buffer.compare(ctlB.saves[0].ram, second.ram)).toBe(0);
+  });
+});
