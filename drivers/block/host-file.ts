@@ -2,7 +2,24 @@
 import fs from "node:fs";
 import { ImageAccessError, ImageFormatError, asImageError } from "./errors.js";
 
-/** Positioned I/O on one host file. Read-only files are opened with "r" so they can never be written. */
+const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+/** What a file that is not a regular file is, for messages ("a FIFO (named pipe)"). */
+export function fileTypeName(st: fs.Stats): string {
+  if (st.isSymbolicLink()) return "a symbolic link";
+  if (st.isFIFO()) return "a FIFO (named pipe)";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  if (st.isDirectory()) return "a directory";
+  if (st.isSocket()) return "a socket";
+  return "a special file";
+}
+
+/** The refusal for a path that is not a regular file. */
+export function notRegularFile(path: string, st: fs.Stats): ImageAccessError {
+  return new ImageAccessError("NOT_REGULAR_FILE", `is ${fileTypeName(st)}, not a regular file`, path);
+}
+
+/** Positioned I/O on one host file. Read-only files are opened with O_RDONLY so they can never be written. */
 export class HostFile {
   private fd: number;
   private cachedSize: number;
@@ -11,36 +28,114 @@ export class HostFile {
     readonly path: string,
     fd: number,
     readonly writable: boolean,
+    /** Did create() make this file (rather than empty an existing one)? discard() then removes it. */
+    private readonly createdHere = false,
   ) {
     this.fd = fd;
     this.cachedSize = fs.fstatSync(fd).size;
   }
 
+  /**
+   * Open an existing regular file (symbolic links are followed). The type is checked before the
+   * open, because opening is not harmless: a FIFO blocks until a writer comes, a tape rewinds, a
+   * watchdog arms. O_NONBLOCK and the fstat after the open cover a path swapped in between.
+   */
   static open(path: string, writable: boolean): HostFile {
     let fd: number;
     try {
-      fd = fs.openSync(path, writable ? "r+" : "r");
+      const st = fs.statSync(path);
+      if (!st.isFile()) throw notRegularFile(path, st);
+      fd = fs.openSync(path, (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK);
+    } catch (err) {
+      throw asImageError(err, path);
+    }
+    return HostFile.checked(path, fd, writable);
+  }
+
+  /**
+   * Create a file, or empty an existing regular file in place (its owner and mode stay, as with
+   * qemu-img). Symbolic links, FIFOs, devices and directories are refused without being opened.
+   */
+  static create(path: string): HostFile {
+    let fd = -1;
+    try {
+      fd = fs.openSync(path, O_RDWR | O_CREAT | O_EXCL, 0o666);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw asImageError(err, path);
+    }
+    if (fd >= 0) return new HostFile(path, fd, true, true);
+    try {
+      const st = fs.lstatSync(path);
+      if (!st.isFile()) throw notRegularFile(path, st);
+      fd = fs.openSync(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ELOOP") {
+        throw new ImageAccessError("NOT_REGULAR_FILE", "is a symbolic link, not a regular file", path);
+      }
+      throw asImageError(err, path);
+    }
+    const file = HostFile.checked(path, fd, true);
+    try {
+      file.truncate(0);
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+    return file;
+  }
+
+  /** Refuse, before anything is written, a path create() would refuse: one that exists and is not a regular file. */
+  static checkCreatable(path: string): void {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw asImageError(err, path);
+    }
+    if (!st.isFile()) throw notRegularFile(path, st);
+  }
+
+  /** Create `path`, let `fill` write it, and close it; when anything fails, a file made here is removed. */
+  static createWith(path: string, fill: (file: HostFile) => void): void {
+    const file = HostFile.create(path);
+    try {
+      fill(file);
+    } catch (err) {
+      file.discard();
+      throw err;
+    }
+    file.close();
+  }
+
+  /** Open a character or block device to write an image through it (convert onto a disk, or /dev/null). */
+  static openDevice(path: string): HostFile {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, O_WRONLY | O_NOFOLLOW);
     } catch (err) {
       throw asImageError(err, path);
     }
     try {
-      if (!fs.fstatSync(fd).isFile()) throw new ImageFormatError("BAD_HEADER", "not a regular file", path);
-      return new HostFile(path, fd, writable);
+      const st = fs.fstatSync(fd);
+      if (!st.isCharacterDevice() && !st.isBlockDevice()) throw new ImageAccessError("NOT_REGULAR_FILE", `is ${st.isFile() ? "a regular file" : fileTypeName(st)}, not a device`, path);
+      return new HostFile(path, fd, true);
     } catch (err) {
       fs.closeSync(fd);
       throw asImageError(err, path);
     }
   }
 
-  /** Create (or truncate) a file for writing. `exclusive` refuses an existing file. */
-  static create(path: string, exclusive = false): HostFile {
-    let fd: number;
+  /** Wrap `fd` if it is a regular file; close it and refuse otherwise. */
+  private static checked(path: string, fd: number, writable: boolean): HostFile {
     try {
-      fd = fs.openSync(path, exclusive ? "wx+" : "w+");
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw notRegularFile(path, st);
+      return new HostFile(path, fd, writable);
     } catch (err) {
+      fs.closeSync(fd);
       throw asImageError(err, path);
     }
-    return new HostFile(path, fd, true);
   }
 
   /** Current file size in bytes (tracked across our own writes). */
@@ -118,6 +213,12 @@ export class HostFile {
     } catch (err) {
       throw asImageError(err, this.path);
     }
+  }
+
+  /** Close, and remove the file if create() made it: a create that failed leaves nothing behind. */
+  discard(): void {
+    this.close();
+    if (this.createdHere) fs.rmSync(this.path, { force: true });
   }
 
   close(): void {

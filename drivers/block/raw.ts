@@ -26,12 +26,7 @@ export class RawImage implements BlockImage {
   }
 
   static create(path: string, size: number): void {
-    const file = HostFile.create(path);
-    try {
-      file.truncate(size);
-    } finally {
-      file.close();
-    }
+    HostFile.createWith(path, (file) => file.truncate(size));
   }
 
   read(offset: number, into: Uint8Array): void {
