@@ -1,8 +1,17 @@
 // A host file opened for an image: positioned sync reads/writes on an fd, never past what it may touch.
 import fs from "node:fs";
+import { isZero } from "./bytes.js";
 import { ImageAccessError, ImageFormatError, asImageError } from "./errors.js";
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+/** Linux only; 0 elsewhere, and then reads are never direct. */
+const O_DIRECT = fs.constants.O_DIRECT ?? 0;
+
+/** Direct reads need offsets and lengths in whole logical blocks; 4 KiB covers every common device. */
+const DIRECT_ALIGN = 4096;
+/** Reads at least this large are bulk copies, worth a second descriptor. */
+const BULK_MIN = 1 << 20;
+
 /** What a file that is not a regular file is, for messages ("a FIFO (named pipe)"). */
 export function fileTypeName(st: fs.Stats): string {
   if (st.isSymbolicLink()) return "a symbolic link";
@@ -19,10 +28,25 @@ export function notRegularFile(path: string, st: fs.Stats): ImageAccessError {
   return new ImageAccessError("NOT_REGULAR_FILE", `is ${fileTypeName(st)}, not a regular file`, path);
 }
 
+/**
+ * Does a bulk read look like it came from a hole? One 4 KiB page in every 256 KiB is looked at: the
+ * answer only picks how the next read is done, and the caller checks every byte of the data anyway.
+ */
+function looksLikeHole(data: Uint8Array): boolean {
+  for (let at = 0; at < data.length; at += 256 * 1024) {
+    if (!isZero(data.subarray(at, at + DIRECT_ALIGN))) return false;
+  }
+  return true;
+}
+
 /** Positioned I/O on one host file. Read-only files are opened with O_RDONLY so they can never be written. */
 export class HostFile {
   private fd: number;
   private cachedSize: number;
+  /** O_DIRECT descriptor of the same file for readBulk: undefined until needed, -1 when unavailable. */
+  private directFd: number | undefined;
+  /** Did the last bulk read return only zeros (likely a hole)? Then the next one goes direct. */
+  private inZeros = false;
 
   private constructor(
     readonly path: string,
@@ -175,6 +199,60 @@ export class HostFile {
     if (done < into.length) into.fill(0, done);
   }
 
+  /**
+   * readSome for large sequential reads of disk content (raw images, flat extents), made cheap over
+   * holes. Node has no lseek(SEEK_DATA) to skip the holes of a sparse file, and a buffered read of a
+   * hole is slow: the kernel fills the page cache with zero pages (2 GiB of ext4 hole: 2-5 s). An
+   * O_DIRECT read of a hole only zeroes the caller's buffer (2 GiB: 30-60 ms). But O_DIRECT read of data
+   * bypasses the page cache and first writes back dirty pages (1 GiB just written: 1 s instead of
+   * 0.15 s), so reads go direct only while the previous bulk read came back all zeros. Any refusal on
+   * the direct path (no O_DIRECT in the file system, a buffer not aligned as O_DIRECT wants; use
+   * alignedBuffer()) falls back to the buffered read. Read-only files only.
+   */
+  readBulk(offset: number, into: Uint8Array): void {
+    const bulk = !this.writable && into.length >= BULK_MIN;
+    if (!bulk || !this.inZeros || offset % DIRECT_ALIGN !== 0 || into.length % DIRECT_ALIGN !== 0 || !this.readDirect(offset, into)) {
+      this.readSome(offset, into);
+    }
+    this.inZeros = bulk && looksLikeHole(into);
+  }
+
+  /** Fill `into` through the O_DIRECT descriptor; false (nothing trusted) when the kernel refuses. */
+  private readDirect(offset: number, into: Uint8Array): boolean {
+    const fd = this.directDescriptor();
+    if (fd < 0) return false;
+    let done = 0;
+    try {
+      while (done < into.length) {
+        const n = fs.readSync(fd, into, done, into.length - done, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EINVAL") return false;
+      throw asImageError(err, this.path);
+    }
+    if (done < into.length) into.fill(0, done);
+    return true;
+  }
+
+  /** Reopen this very file (not whatever its path names now) with O_DIRECT, through /proc/self/fd. */
+  private directDescriptor(): number {
+    if (this.directFd !== undefined) return this.directFd;
+    this.directFd = -1;
+    if (O_DIRECT === 0) return -1;
+    try {
+      const fd = fs.openSync(`/proc/self/fd/${this.fd}`, O_RDONLY | O_DIRECT | O_NONBLOCK);
+      const a = fs.fstatSync(fd);
+      const b = fs.fstatSync(this.fd);
+      if (a.dev === b.dev && a.ino === b.ino) this.directFd = fd;
+      else fs.closeSync(fd);
+    } catch {
+      // No /proc, or a file system without O_DIRECT (tmpfs before Linux 6.6): buffered reads only.
+    }
+    return this.directFd;
+  }
+
   /** Allocate a buffer of `length` bytes and read it exactly. */
   readBytes(offset: number, length: number, what?: string): Uint8Array {
     const buf = new Uint8Array(length);
@@ -222,6 +300,8 @@ export class HostFile {
   }
 
   close(): void {
+    if (this.directFd !== undefined && this.directFd >= 0) fs.closeSync(this.directFd);
+    this.directFd = undefined;
     if (this.fd < 0) return;
     try {
       fs.closeSync(this.fd);

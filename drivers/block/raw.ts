@@ -31,7 +31,7 @@ export class RawImage implements BlockImage {
 
   read(offset: number, into: Uint8Array): void {
     checkRange(this, offset, into.length);
-    this.file.readSome(this.base + offset, into);
+    this.file.readBulk(this.base + offset, into);
   }
 
   write(offset: number, data: Uint8Array): void {

@@ -1,7 +1,7 @@
 // `img convert`: copy the visible content of an image chain into a new image, skipping zeros.
 import fs from "node:fs";
 import path from "node:path";
-import { alignUp, isZero } from "../bytes.js";
+import { alignUp, alignedBuffer, isZero } from "../bytes.js";
 import { ImageArgumentError, ImageIoError, asImageError } from "../errors.js";
 import { FORMATS, type CreateOptions } from "../formats.js";
 import { HostFile, notRegularFile } from "../host-file.js";
@@ -157,7 +157,7 @@ async function checkpoint(signal: AbortSignal | undefined): Promise<void> {
 export async function copyContent(src: BlockImage, dst: BlockImage, options: CopyOptions): Promise<void> {
   const size = Math.min(src.virtualSize, dst.virtualSize);
   const granule = zeroGranule(dst);
-  const buf = new Uint8Array(CHUNK);
+  const buf = alignedBuffer(CHUNK);
   let offset = 0;
   while (offset < size) {
     // Ask for the whole rest: holes of any size are skipped in one step, data is copied in chunks.
