@@ -20,13 +20,14 @@ export interface ImgIo {
   stderr: NodeJS.WriteStream | { write: (text: string) => unknown; isTTY?: boolean };
   setExitCode: (code: number) => void;
   /**
-   * Call `handler` on SIGINT or SIGTERM until the returned function is called. Long commands use it
+   * Call `handler` on SIGINT, SIGTERM or SIGHUP until the returned function is called. Long commands use it
    * to stop cleanly (convert removes its temporary folder) instead of dying mid-write.
    */
   onInterrupt?: (handler: (signal: NodeJS.Signals) => void) => () => void;
 }
 
-const INTERRUPTS: NodeJS.Signals[] = ["SIGINT", "SIGTERM"];
+/** Ctrl-C, kill, and the terminal going away. */
+const INTERRUPTS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 const defaultIo = (): ImgIo => ({
   stdout: (t) => process.stdout.write(t),
@@ -125,7 +126,7 @@ export function registerImgCommand(program: Command, io: ImgIo = defaultIo()): C
     });
 
   img.command("convert")
-    .description("copy an image (with its backing chain flattened) into a new image, skipping zeros; writes a temporary file and renames it at the end (an existing file keeps its owner and mode); a device is written through (raw only); links, FIFOs and directories are refused; SIGINT/SIGTERM stop it and leave nothing behind")
+    .description("copy an image (with its backing chain flattened) into a new image, skipping zeros; writes a temporary file and renames it at the end (an existing file keeps its owner and mode); a device is written through (raw only); links, FIFOs and directories are refused; SIGINT, SIGTERM and SIGHUP stop it and leave nothing behind")
     .option("-f, --format <fmt>", "source format (probed if omitted)", formatArg)
     .requiredOption("-O, --output-format <fmt>", "target format: raw, qcow2, vpc (or vhd), vmdk", formatArg)
     .option("-o, --options <list>", "target options, as for create")
@@ -154,7 +155,7 @@ export function registerImgCommand(program: Command, io: ImgIo = defaultIo()): C
       }
       if (!failure) return;
       fail(1)(failure.error);
-      // Exit as a shell reports death by that signal (130 for SIGINT, 143 for SIGTERM).
+      // Exit as a shell reports death by that signal (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
       if (interrupt.signal.aborted) io.setExitCode(128 + (os.constants.signals[interrupt.signal.reason as NodeJS.Signals] ?? 0));
     });
 

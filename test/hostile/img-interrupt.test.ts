@@ -1,4 +1,4 @@
-// Interrupting `hv img convert` (SIGINT, SIGTERM): it stops at the next chunk and leaves no temporary folder, no target.
+// Interrupting `hv img convert` (SIGINT, SIGTERM, SIGHUP): it stops at the next chunk and leaves no temporary folder, no target.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -45,6 +45,7 @@ describe("an interrupted convert", () => {
   it.each([
     ["SIGINT", 130],
     ["SIGTERM", 143],
+    ["SIGHUP", 129],
   ] as const)("%s: exits %i, names the interruption, leaves no .hv-convert-* folder and no target", async (signal, exitCode) => {
     const target = path.join(dir, `out-${signal}.qcow2`);
     const r = await interruptedConvert(signal, target);
