@@ -35,6 +35,20 @@ export function isZero(bytes: Uint8Array): boolean {
   return true;
 }
 
+/** The one WebAssembly constructor used (lib ES2022 declares no WebAssembly values). */
+const wasm = (globalThis as unknown as { WebAssembly: { Memory: new (pages: { initial: number; maximum: number }) => { buffer: ArrayBuffer } } }).WebAssembly;
+
+/**
+ * A zeroed buffer that starts on a page, as O_DIRECT reads want (HostFile.readBulk). Where an
+ * ArrayBuffer lands is up to the allocator (glibc's malloc aligns to 16 bytes); a WebAssembly
+ * memory is mapped in whole pages, so it starts on one. Were that ever not so, direct reads refuse
+ * the buffer and the reads fall back to buffered ones: only speed depends on it.
+ */
+export function alignedBuffer(length: number): Uint8Array {
+  const pages = Math.max(1, Math.ceil(length / 65536));
+  return new Uint8Array(new wasm.Memory({ initial: pages, maximum: pages }).buffer, 0, length);
+}
+
 /** True when [a, a+alen) and [b, b+blen) share a byte. */
 export function overlaps(a: number, alen: number, b: number, blen: number): boolean {
   return a < b + blen && b < a + alen;

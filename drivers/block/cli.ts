@@ -1,4 +1,5 @@
 // `hv img`: disk image commands in the spirit of qemu-img (create, info, convert, check, compare, rebase).
+import os from "node:os";
 import { Command, InvalidArgumentError } from "commander";
 import { parseSize } from "./bytes.js";
 import { ImageArgumentError, ImageError } from "./errors.js";
@@ -18,13 +19,27 @@ export interface ImgIo {
   stdout: (text: string) => void;
   stderr: NodeJS.WriteStream | { write: (text: string) => unknown; isTTY?: boolean };
   setExitCode: (code: number) => void;
+  /**
+   * Call `handler` on SIGINT, SIGTERM or SIGHUP until the returned function is called. Long commands use it
+   * to stop cleanly (convert removes its temporary folder) instead of dying mid-write.
+   */
+  onInterrupt?: (handler: (signal: NodeJS.Signals) => void) => () => void;
 }
+
+/** Ctrl-C, kill, and the terminal going away. */
+const INTERRUPTS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 const defaultIo = (): ImgIo => ({
   stdout: (t) => process.stdout.write(t),
   stderr: process.stderr,
   setExitCode: (c) => {
     process.exitCode = c;
+  },
+  onInterrupt: (handler) => {
+    for (const s of INTERRUPTS) process.on(s, handler);
+    return () => {
+      for (const s of INTERRUPTS) process.off(s, handler);
+    };
   },
 });
 
@@ -76,7 +91,7 @@ export function registerImgCommand(program: Command, io: ImgIo = defaultIo()): C
     .option("-b, --backing <file>", "backing file (qcow2, vpc differencing, vmdk); relative names are relative to FILE")
     .option("-F, --backing-format <fmt>", "format of the backing file (probed if omitted)", formatArg)
     .option("-o, --options <list>", "comma-separated options: compat=0.10|1.1, cluster_size=SIZE (qcow2); subformat=dynamic|fixed (vpc), monolithicSparse|monolithicFlat (vmdk)")
-    .argument("<file>", "image to create (replaced if it exists)")
+    .argument("<file>", "image to create (an existing regular file is emptied in place, keeping its owner and mode; links and special files are refused)")
     .argument("[size]", "virtual size, e.g. 10G")
     .action((file: string, sizeText: string | undefined, opts: { format: FormatName; backing?: string; backingFormat?: FormatName; options?: string }) => {
       run(1, () => {
@@ -111,23 +126,37 @@ export function registerImgCommand(program: Command, io: ImgIo = defaultIo()): C
     });
 
   img.command("convert")
-    .description("copy an image (with its backing chain flattened) into a new image, skipping zeros; writes a temporary file and renames it at the end")
+    .description("copy an image (with its backing chain flattened) into a new image, skipping zeros; writes a temporary file and renames it at the end (an existing file keeps its owner and mode); a device is written through (raw only); links, FIFOs and directories are refused; SIGINT, SIGTERM and SIGHUP stop it and leave nothing behind")
     .option("-f, --format <fmt>", "source format (probed if omitted)", formatArg)
     .requiredOption("-O, --output-format <fmt>", "target format: raw, qcow2, vpc (or vhd), vmdk", formatArg)
     .option("-o, --options <list>", "target options, as for create")
     .option("-q, --quiet", "no progress bar (there is none unless stderr is a terminal)")
     .argument("<source>")
     .argument("<target>")
-    .action((source: string, target: string, opts: { format?: FormatName; outputFormat: FormatName; options?: string; quiet?: boolean }) => {
-      run(1, () => {
+    .action(async (source: string, target: string, opts: { format?: FormatName; outputFormat: FormatName; options?: string; quiet?: boolean }) => {
+      const interrupt = new AbortController();
+      const stopListening = io.onInterrupt?.((signal) => interrupt.abort(signal));
+      const bar = opts.quiet ? null : progressBar(io.stderr as NodeJS.WriteStream, "convert");
+      let failure: { error: unknown } | null = null;
+      try {
         const create = parseCreateOptions(opts.options);
-        const bar = opts.quiet ? null : progressBar(io.stderr as NodeJS.WriteStream, "convert");
-        try {
-          convertImage(source, target, { sourceFormat: opts.format, targetFormat: opts.outputFormat, create, progress: bar ? (d, t) => bar.update(d, t) : undefined });
-        } finally {
-          bar?.stop();
-        }
-      });
+        await convertImage(source, target, {
+          sourceFormat: opts.format,
+          targetFormat: opts.outputFormat,
+          create,
+          progress: bar ? (d, t) => bar.update(d, t) : undefined,
+          signal: interrupt.signal,
+        });
+      } catch (error) {
+        failure = { error };
+      } finally {
+        stopListening?.();
+        bar?.stop();
+      }
+      if (!failure) return;
+      fail(1)(failure.error);
+      // Exit as a shell reports death by that signal (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+      if (interrupt.signal.aborted) io.setExitCode(128 + (os.constants.signals[interrupt.signal.reason as NodeJS.Signals] ?? 0));
     });
 
   img.command("check")

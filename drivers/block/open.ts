@@ -12,9 +12,12 @@ export interface OpenOptions {
   format?: FormatName;
   /** Open the top image for writing (backing files are always read-only). */
   writable?: boolean;
-  /** Longest backing chain accepted (default 64). */
+  /** Most images in a chain, the image itself included (default MAX_CHAIN). */
   maxChain?: number;
 }
+
+/** Most images in a backing chain, the top image included; a deeper chain is BACKING_TOO_DEEP. */
+export const MAX_CHAIN = 64;
 
 /** Guess the format of an opened file from its first and last bytes. */
 export function probeFile(file: HostFile): FormatName {
@@ -43,7 +46,7 @@ export function resolveBacking(ref: BackingRef, childPath: string): string {
 
 /** Open an image and its whole backing chain. Writable opens take the file's write lock. */
 export function openImage(filePath: string, options: OpenOptions = {}): BlockImage {
-  const maxChain = options.maxChain ?? 64;
+  const maxChain = options.maxChain ?? MAX_CHAIN;
   const lock: WriteLock | null = options.writable ? acquireWriteLock(filePath) : null;
   try {
     const image = openChain(filePath, options.format, options.writable === true, [], maxChain);
@@ -77,7 +80,7 @@ function openChain(filePath: string, format: FormatName | undefined, writable: b
     throw new ImageBackingError("BACKING_LOOP", `backing chain loops back to ${real}`, seen[seen.length - 1]);
   }
   if (seen.length >= maxChain) {
-    throw new ImageBackingError("BACKING_LOOP", `backing chain longer than ${maxChain} images`, filePath);
+    throw new ImageBackingError("BACKING_TOO_DEEP", `backing chain deeper than ${maxChain} images (the limit); image ${maxChain + 1} would be ${filePath}`, seen[0]);
   }
   const file = HostFile.open(filePath, writable);
   try {

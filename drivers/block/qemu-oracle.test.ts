@@ -63,9 +63,9 @@ describe.skipIf(!hasQemuImg)("qemu-img oracle", () => {
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   describe.each(TARGETS)("we write $name", ({ name, format, create }) => {
-    it("passes qemu-img check and compares equal to its source", () => {
+    it("passes qemu-img check and compares equal to its source", async () => {
       const out = path.join(dir, `ours-${name.replace(/\W/g, "_")}.img`);
-      convertImage(rawPath, out, { sourceFormat: "raw", targetFormat: format, create });
+      await convertImage(rawPath, out, { sourceFormat: "raw", targetFormat: format, create });
       expectQemuCheckClean(out, format);
       const cmp = qemuImg("compare", "-f", "raw", "-F", format, rawPath, out);
       expect(cmp.status, cmp.stdout + cmp.stderr).toBe(0);
@@ -136,10 +136,10 @@ describe.skipIf(!hasQemuImg)("qemu-img oracle", () => {
       expectSameContent(readAll(out), content);
     });
 
-    it("converts back through our code unchanged", () => {
+    it("converts back through our code unchanged", async () => {
       const src = path.join(dir, `qemu-${name.replace(/\W/g, "_")}.img`);
       const out = path.join(dir, `qemu-${name.replace(/\W/g, "_")}.back.qcow2`);
-      convertImage(src, out, { targetFormat: "qcow2" });
+      await convertImage(src, out, { targetFormat: "qcow2" });
       expectQemuCheckClean(out, "qcow2");
       expect(qemuImg("compare", "-F", "raw", out, rawPath).status).toBe(0);
     });
@@ -157,7 +157,7 @@ describe.skipIf(!hasQemuImg)("qemu-img oracle", () => {
     expectSameContent(readAll(out), data);
   });
 
-  it("reads backing chains qemu-img builds and qemu-io writes into", () => {
+  it("reads backing chains qemu-img builds and qemu-io writes into", async () => {
     const base = path.join(dir, "chain-base.qcow2");
     const mid = path.join(dir, "chain-mid.qcow2");
     const top = path.join(dir, "chain-top.qcow2");
@@ -177,14 +177,14 @@ describe.skipIf(!hasQemuImg)("qemu-img oracle", () => {
     want.fill(0xcd, 150000, 150010);
     expectSameContent(readAll(top), want);
     const flat = path.join(dir, "chain-flat.vmdk");
-    convertImage(top, flat, { targetFormat: "vmdk" });
+    await convertImage(top, flat, { targetFormat: "vmdk" });
     expect(qemuImg("compare", top, flat).status).toBe(0);
   });
 
-  it("our backing chains: qemu-img sees the same overlay content", () => {
+  it("our backing chains: qemu-img sees the same overlay content", async () => {
     const base = path.join(dir, "ours-base.qcow2");
     const top = path.join(dir, "ours-top.qcow2");
-    convertImage(rawPath, base, { sourceFormat: "raw", targetFormat: "qcow2" });
+    await convertImage(rawPath, base, { sourceFormat: "raw", targetFormat: "qcow2" });
     createImage(top, "qcow2", undefined, { backing: { file: "ours-base.qcow2" } });
     const img = openImage(top, { writable: true });
     const patch = holeyContent(SIZE, 77, 0.2);
@@ -203,14 +203,14 @@ describe.skipIf(!hasQemuImg)("qemu-img oracle", () => {
   });
 
   const PAIRS = TARGETS.flatMap((a) => TARGETS.map((b) => ({ a, b })));
-  it(`round trips through all ${PAIRS.length} format pairs preserve the data`, () => {
+  it(`round trips through all ${PAIRS.length} format pairs preserve the data`, async () => {
     for (const { a, b } of PAIRS) {
       const ia = path.join(dir, "pair-a.img");
       const ib = path.join(dir, "pair-b.img");
       const back = path.join(dir, "pair-back.raw");
-      convertImage(rawPath, ia, { sourceFormat: "raw", targetFormat: a.format, create: a.create });
-      convertImage(ia, ib, { sourceFormat: a.format, targetFormat: b.format, create: b.create });
-      convertImage(ib, back, { sourceFormat: b.format, targetFormat: "raw" });
+      await convertImage(rawPath, ia, { sourceFormat: "raw", targetFormat: a.format, create: a.create });
+      await convertImage(ia, ib, { sourceFormat: a.format, targetFormat: b.format, create: b.create });
+      await convertImage(ib, back, { sourceFormat: b.format, targetFormat: "raw" });
       const got = new Uint8Array(fs.readFileSync(back));
       expect(Buffer.compare(got.subarray(0, content.length), content), `${a.name} -> ${b.name}`).toBe(0);
       for (const f of fs.readdirSync(dir)) if (f.startsWith("pair-")) fs.rmSync(path.join(dir, f));

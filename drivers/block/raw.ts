@@ -26,17 +26,12 @@ export class RawImage implements BlockImage {
   }
 
   static create(path: string, size: number): void {
-    const file = HostFile.create(path);
-    try {
-      file.truncate(size);
-    } finally {
-      file.close();
-    }
+    HostFile.createWith(path, (file) => file.truncate(size));
   }
 
   read(offset: number, into: Uint8Array): void {
     checkRange(this, offset, into.length);
-    this.file.readSome(this.base + offset, into);
+    this.file.readBulk(this.base + offset, into);
   }
 
   write(offset: number, data: Uint8Array): void {

@@ -1,4 +1,5 @@
 // `img check`: run the format's consistency check and render it like qemu-img.
+import { printable } from "../errors.js";
 import type { CheckReport, FormatName } from "../image.js";
 import { openImage } from "../open.js";
 
@@ -30,5 +31,5 @@ export function renderCheck(r: CheckResult): string {
     const pct = ((100 * (r.allocatedClusters ?? 0)) / r.totalClusters).toFixed(2);
     lines.push(`${r.allocatedClusters}/${r.totalClusters} = ${pct}% allocated`);
   }
-  return `${lines.join("\n")}\n`;
+  return `${lines.map(printable).join("\n")}\n`;
 }

@@ -1,6 +1,7 @@
 // `img info`: what an image is: format, sizes, backing chain, format-specific facts.
 import { chainOf, type BlockImage } from "../image.js";
 import { formatSize } from "../bytes.js";
+import { printable } from "../errors.js";
 import { resolveBacking } from "../open.js";
 
 export interface ImageInfo {
@@ -54,5 +55,6 @@ export function renderInfo(info: ImageInfo): string {
     lines.push("Format specific information:");
     for (const [k, v] of specific) lines.push(`    ${k}: ${v}`);
   }
-  return lines.join("\n");
+  // Backing names and format details come from the image: its bytes must not reach the terminal raw.
+  return lines.map(printable).join("\n");
 }

@@ -65,14 +65,11 @@ export function createQcow2(path: string, size: number, options: Qcow2CreateOpti
   for (let c = 0; c < used; c++) {
     writeEntry(blockBytes.subarray(Math.floor(c / perBlock) * cs, (Math.floor(c / perBlock) + 1) * cs), c % perBlock, 16, 1);
   }
-  const file = HostFile.create(path);
-  try {
+  HostFile.createWith(path, (file) => {
     file.write(0, headerBytes);
     file.write(cs, table);
     file.write((1 + tableClusters) * cs, blockBytes);
     file.truncate(used * cs);
     file.sync();
-  } finally {
-    file.close();
-  }
+  });
 }

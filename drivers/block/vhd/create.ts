@@ -48,8 +48,7 @@ export function createVhd(filePath: string, requested: number, options: VhdCreat
     virtualSize: size,
   };
   const footerBytes = serializeFooter(footer);
-  const file = HostFile.create(filePath);
-  try {
+  HostFile.createWith(filePath, (file) => {
     if (subformat === "fixed") {
       file.truncate(size);
       file.write(size, footerBytes);
@@ -83,7 +82,5 @@ export function createVhd(filePath: string, requested: number, options: VhdCreat
       file.write(end, footerBytes);
     }
     file.sync();
-  } finally {
-    file.close();
-  }
+  });
 }

@@ -158,7 +158,7 @@ export class VhdImage implements BlockImage {
   read(offset: number, into: Uint8Array): void {
     checkRange(this, offset, into.length);
     if (!this.bat) {
-      this.file.readSome(offset, into);
+      this.file.readBulk(offset, into);
       return;
     }
     const bs = this.clusterSize;

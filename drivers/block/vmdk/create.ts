@@ -1,11 +1,11 @@
 // Creating VMDK images: monolithicSparse (embedded descriptor, redundant tables) and monolithicFlat.
 import crypto from "node:crypto";
 import path from "node:path";
-import { alignUp, viewOf } from "../bytes.js";
+import { alignUp, formatSize, viewOf } from "../bytes.js";
 import { ImageArgumentError } from "../errors.js";
 import { HostFile } from "../host-file.js";
 import { NO_PARENT_CID, defaultDdb, serializeDescriptor, type Descriptor } from "./descriptor.js";
-import { FLAG_NL_TEST, FLAG_REDUNDANT, serializeSparseHeader } from "./header.js";
+import { FLAG_NL_TEST, FLAG_REDUNDANT, MAX_GRAIN_TABLES, serializeSparseHeader } from "./header.js";
 
 export interface VmdkCreateOptions {
   subformat?: "monolithicSparse" | "monolithicFlat";
@@ -35,19 +35,14 @@ export function createVmdk(filePath: string, size: number, options: VmdkCreateOp
   const base = path.basename(filePath);
   if (subformat === "monolithicFlat") {
     const flatName = base.replace(/\.vmdk$/i, "") + "-flat.vmdk";
+    HostFile.checkCreatable(path.join(path.dirname(filePath), flatName));
+    HostFile.checkCreatable(filePath);
     descriptor.extents.push({ access: "RW", sectors: capacity, type: "FLAT", file: flatName, offset: 0 });
-    const flat = HostFile.create(path.join(path.dirname(filePath), flatName));
-    try {
+    // The descriptor is made inside the extent's create, so that a failure removes both.
+    HostFile.createWith(path.join(path.dirname(filePath), flatName), (flat) => {
       flat.truncate(capacity * 512);
-    } finally {
-      flat.close();
-    }
-    const file = HostFile.create(filePath);
-    try {
-      file.write(0, new TextEncoder().encode(serializeDescriptor(descriptor)));
-    } finally {
-      file.close();
-    }
+      HostFile.createWith(filePath, (file) => file.write(0, new TextEncoder().encode(serializeDescriptor(descriptor))));
+    });
     return;
   }
   descriptor.extents.push({ access: "RW", sectors: capacity, type: "SPARSE", file: base, offset: 0 });
@@ -56,6 +51,10 @@ export function createVmdk(filePath: string, size: number, options: VmdkCreateOp
   const grains = Math.ceil(capacity / GRAIN_SECTORS);
   const gtSectors = (GTES_PER_GT * 4) / 512;
   const gtCount = Math.ceil(grains / GTES_PER_GT);
+  if (gtCount > MAX_GRAIN_TABLES) {
+    const limit = MAX_GRAIN_TABLES * GTES_PER_GT * GRAIN_SECTORS * 512;
+    throw new ImageArgumentError("SIZE_OVERFLOW", `VMDK sparse images are limited to ${formatSize(limit)} (${limit} bytes), not ${size}`);
+  }
   const gdSectors = Math.ceil((gtCount * 4) / 512);
   const rgdOffset = 1 + DESCRIPTOR_SECTORS;
   const gdOffset = rgdOffset + gdSectors + gtSectors * gtCount;
@@ -79,15 +78,12 @@ export function createVmdk(filePath: string, size: number, options: VmdkCreateOp
     for (let i = 0; i < gtCount; i++) v.setUint32(i * 4, start + gdSectors + i * gtSectors, true);
     return raw;
   };
-  const file = HostFile.create(filePath);
-  try {
+  HostFile.createWith(filePath, (file) => {
     file.write(0, header);
     file.write(512, text);
     file.write(rgdOffset * 512, directory(rgdOffset));
     file.write(gdOffset * 512, directory(gdOffset));
     file.truncate(overhead * 512);
     file.sync();
-  } finally {
-    file.close();
-  }
+  });
 }

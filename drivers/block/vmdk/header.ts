@@ -9,6 +9,12 @@ export const FLAG_ZERO_GRAIN = 4;
 export const FLAG_COMPRESSED = 1 << 16;
 export const FLAG_MARKERS = 1 << 17;
 export const GD_AT_END = 0xffffffffffffffffn;
+/**
+ * Most grain tables (grain directory entries) an extent may have, as in qemu ("L1 size too big"):
+ * the directory is read whole on open. At the default geometry (64 KiB grains, 512 entries per
+ * table) this is a 1 PiB disk with a 128 MiB directory.
+ */
+export const MAX_GRAIN_TABLES = 2 ** 25;
 
 export interface SparseHeader {
   version: number;

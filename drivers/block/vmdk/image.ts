@@ -121,7 +121,7 @@ export class VmdkImage implements BlockImage {
     this.each(offset, into.length, (p, inner, pos, n) => {
       const part = into.subarray(pos, pos + n);
       if (p.kind === "zero") part.fill(0);
-      else if (p.kind === "flat") p.file.readSome(p.base + inner, part);
+      else if (p.kind === "flat") p.file.readBulk(p.base + inner, part);
       else p.extent.read(inner, part, (o, piece) => readBacking(this.backing, p.start + o, piece));
     });
   }

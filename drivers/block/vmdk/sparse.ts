@@ -4,7 +4,7 @@ import { viewOf } from "../bytes.js";
 import { ImageFormatError, ImageLayoutError, ImageUnsupportedError } from "../errors.js";
 import type { HostFile } from "../host-file.js";
 import type { Extent } from "../image.js";
-import { FLAG_COMPRESSED, FLAG_MARKERS, FLAG_REDUNDANT, FLAG_ZERO_GRAIN, parseSparseHeader, type SparseHeader } from "./header.js";
+import { FLAG_COMPRESSED, FLAG_MARKERS, FLAG_REDUNDANT, FLAG_ZERO_GRAIN, MAX_GRAIN_TABLES, parseSparseHeader, type SparseHeader } from "./header.js";
 
 /** One sparse extent. Offsets are bytes from the start of the extent. */
 export class SparseExtent {
@@ -36,6 +36,9 @@ export class SparseExtent {
     this.compressed = (h.flags & FLAG_COMPRESSED) !== 0;
     const gtCoverage = h.numGTEsPerGT * h.grainSize;
     const entries = Math.ceil(h.capacity / gtCoverage);
+    if (entries > MAX_GRAIN_TABLES) {
+      throw new ImageLayoutError("SIZE_OVERFLOW", `grain directory of ${entries} entries (the limit is ${MAX_GRAIN_TABLES})`, path);
+    }
     if (entries * 4 > file.size) throw new ImageLayoutError("OUT_OF_BOUNDS_TABLE", "grain directory larger than the file", path);
     this.gd = this.readDirectory(h.gdOffset, entries, "grain directory");
     this.rgd = (h.flags & FLAG_REDUNDANT) && h.rgdOffset > 0 && !this.compressed
