@@ -111,6 +111,8 @@ export interface AssembleOptions {
   tableBytes?: Uint8Array;
   /** Override the preamble's format version. */
   version?: number;
+  /** Store a metadata section's bytes some other way (a decompression bomb, garbage marked compressed). */
+  store?: Partial<Record<SectionName, { stored: Uint8Array; compression: "none" | "brotli"; decodedBytes: number }>>;
 }
 
 /** Builds a file from parts with valid checksums everywhere: the hostile part is only the content. */
@@ -123,7 +125,10 @@ export function assembleSnapshot(parts: SnapshotParts, options: AssembleOptions 
     const original = parts.entries.find((e) => e.name === name)!;
     let stored = payload;
     let compression = original.compression;
-    if (name !== "ram") {
+    let decodedBytes = name === "ram" ? original.decodedBytes : payload.length;
+    const special = options.store?.[name];
+    if (special) ({ stored, compression, decodedBytes } = special);
+    else if (name !== "ram") {
       const packed = options.compress ? compressSection(payload) : payload;
       stored = packed.length < payload.length ? packed : payload;
       compression = stored === payload ? "none" : "brotli";
@@ -132,7 +137,7 @@ export function assembleSnapshot(parts: SnapshotParts, options: AssembleOptions 
       name,
       offset: position,
       bytes: stored.length,
-      decodedBytes: name === "ram" ? original.decodedBytes : payload.length,
+      decodedBytes,
       compression,
       crc32: name === "ram" ? null : zlib.crc32(stored),
     });
