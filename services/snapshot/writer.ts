@@ -106,7 +106,10 @@ export function writeSnapshot(path: string, contents: SnapshotContents, options:
       // never created, or already gone
     }
     if (err instanceof SnapshotError) throw err.inFile(path);
-    throw new SnapshotError("file", "path", `cannot be written (${describeThrown(err)})`, path);
+    // Host failures (no folder, disk full, permissions) become SnapshotErrors; anything else (an
+    // exception from onProgress, a bug) passes through as it is.
+    if (typeof (err as NodeJS.ErrnoException)?.code === "string") throw new SnapshotError("file", "path", `cannot be written (${describeThrown(err)})`, path);
+    throw err;
   }
 }
 
