@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { registerImgCommand } from "../drivers/block/cli.js";
 import { registerDemoCommand } from "./demo-command.js";
 import { registerRunCommand } from "./run-command.js";
+import { registerSnapshotCommand } from "./snapshot-command.js";
 
 const program = new Command();
 program
@@ -13,6 +14,7 @@ program
 registerRunCommand(program);
 registerDemoCommand(program);
 registerImgCommand(program);
+registerSnapshotCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`hv: ${err instanceof Error ? err.message : String(err)}\n`);
