@@ -5,7 +5,11 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
 import { ensureDefaultGuest } from "../services/guest/index.js";
-import { exitVerdict, runVm } from "./vm-runner.js";
+import { bootPlanFor, exitVerdict, runVm, type VmRunOptions } from "./vm-runner.js";
+import { openSavedVm, saveSnapshot, type RestoredVm, type SaveRequest } from "./snapshot.js";
+import type { ControlCommand, ControlHost, ControlResult } from "../services/vm-control.js";
+import { SnapshotError } from "../services/snapshot/file.js";
+import { Status } from "../kernel/index.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";
@@ -68,6 +72,9 @@ interface RunOpts {
   pace?: boolean;
   timeout?: number;
   bootOk: boolean;
+  restore?: string;
+  ignoreDriveChanges: boolean;
+  compress: boolean;
 }
 
 export function registerRunCommand(program: Command): void {
@@ -96,12 +103,57 @@ export function registerRunCommand(program: Command): void {
       return n;
     })
     .option("--boot-ok", "default guest only: print BOOT-OK <uptime> and power off", false)
+    .option("--restore <file>", "resume the VM saved in a snapshot file (RAM, devices, drives and --mem come from the file)")
+    .option("--ignore-drive-changes", "with --restore: take drives that changed since the save as they are", false)
+    .option("--compress", "snapshots saved with Ctrl-A s are Brotli-compressed", false)
     .action(async (opts: RunOpts) => {
       process.exitCode = await run(opts);
     });
 }
 
+/** The terminal's control of the VM: Ctrl-A s saves a snapshot into the working directory. */
+class TerminalControl implements ControlHost {
+  private readonly queue: ControlCommand[] = [];
+  raise = () => {};
+  constructor(private readonly request: () => SaveRequest) {}
+  push(command: ControlCommand): void {
+    this.queue.push(command);
+    this.raise();
+  }
+  take(): ControlCommand | null {
+    return this.queue.shift() ?? null;
+  }
+  done(command: ControlCommand, result: ControlResult): void {
+    if (command.op !== "save") return;
+    if (!("state" in result)) return void process.stderr.write(`\r\nhv: the VM could not be saved: ${Status[result.status] ?? result.status}\r\n`);
+    const request = this.request();
+    try {
+      const { bytes } = saveSnapshot(request, result.state, result.ram);
+      process.stderr.write(`\r\nhv: saved the VM to ${request.path} (${(bytes / 2 ** 20).toFixed(1)} MiB); resume it with hv run --restore ${request.path}\r\n`);
+    } catch (error) {
+      process.stderr.write(`\r\nhv: the snapshot could not be written: ${error instanceof Error ? error.message : String(error)}\r\n`);
+    }
+  }
+}
+
 async function run(opts: RunOpts): Promise<number> {
+  if (opts.restore && (opts.kernel || opts.bios || opts.initrd || opts.append || opts.drive.length > 0 || opts.bootOk))
+    throw new InvalidArgumentError("--restore takes the VM from the file: --kernel, --initrd, --append, --bios, --drive and --boot-ok cannot be given with it");
+  let restored: RestoredVm | undefined;
+  try {
+    restored = opts.restore ? openSavedVm(opts.restore, { ignoreDriveChanges: opts.ignoreDriveChanges }) : undefined;
+  } catch (error) {
+    if (error instanceof SnapshotError) throw new InvalidArgumentError(error.inFile(opts.restore!).message);
+    throw error;
+  }
+  try {
+    return await runOrResume(opts, restored);
+  } finally {
+    restored?.reader.close();
+  }
+}
+
+async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Promise<number> {
   let debugcon: "stdio" | { file: string } | null = null;
   if (opts.debugcon) {
     if (opts.debugcon === "stdio") debugcon = "stdio";
@@ -112,7 +164,7 @@ async function run(opts: RunOpts): Promise<number> {
   let kernelPath = opts.kernel;
   let initrdPath = opts.initrd;
   let append = opts.append;
-  if (!kernelPath && !opts.bios) {
+  if (!kernelPath && !opts.bios && !restored) {
     const guest = await ensureDefaultGuest({ bootOk: opts.bootOk });
     kernelPath = guest.kernel;
     initrdPath ??= guest.initrd;
@@ -123,31 +175,55 @@ async function run(opts: RunOpts): Promise<number> {
   const initrd = initrdPath ? readInput(initrdPath, "initrd", limit) : undefined;
   const bios = opts.bios ? readInput(opts.bios, "BIOS image", 16 * 1024 * 1024) : undefined;
 
+  const memoryBytes = restored?.memoryBytes ?? opts.mem;
+  const drives = restored?.drives ?? opts.drive;
+  const platform = restored?.platform ?? { apic: opts.apic, debugcon: debugcon !== null, debugExitPort: opts.debugExit ? 0xf4 : -1 };
+  const vmOptions = { memoryBytes, kernelImage, kernelName: kernelPath, initrd, append, bios };
+  let plan: VmRunOptions["plan"];
+  try {
+    plan = restored?.plan ?? bootPlanFor(vmOptions);
+  } catch (error) {
+    if (error instanceof BootImageError) throw new InvalidArgumentError(error.message);
+    throw error;
+  }
+  const name = restored?.name ?? "vm";
+  const control = new TerminalControl(() => ({
+    path: `hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`,
+    name,
+    memoryBytes,
+    platform,
+    roms: plan!.roms,
+    drives,
+    compress: opts.compress,
+  }));
+  if (restored) control.push({ vm: 0, op: "resume" });
+
   let quit = false;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
   const trace = opts.trace ? new ChromeTrace({ hostClock: () => performance.now() * 1e6 }) : null;
-  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true) });
+  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => control.push({ vm: 0, op: "save" }) });
   let raise = () => {};
   const pace = opts.pace ?? process.stdin.isTTY === true;
   try {
     const result = await runVm({
-      memoryBytes: opts.mem,
-      kernelImage,
-      kernelName: kernelPath,
-      initrd,
-      append,
-      bios,
+      ...vmOptions,
+      name,
+      plan,
+      resume: restored ? { plan: restored.plan, state: restored.state, ram: restored.reader } : undefined,
+      control,
       console,
       engine: createX86Engine,
-      drives: opts.drive,
-      debugExitPort: opts.debugExit ? 0xf4 : null,
-      debugcon: debugcon !== null,
-      apic: opts.apic,
+      drives,
+      debugExitPort: platform.debugExitPort >= 0 ? platform.debugExitPort : null,
+      debugcon: platform.debugcon,
+      apic: platform.apic,
       trace,
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
       onStart: (_k, raiseOn) => {
         raise = raiseOn.input;
+        control.raise = raiseOn.control;
+        raiseOn.control();
       },
       stopRequested: () => quit,
     });

@@ -45,6 +45,8 @@ export interface VmRunOptions {
   nsPerInstruction?: number;
   /** Disk images, in order: /dev/vda, /dev/vdb, ... (virtio-blk through the block driver component). */
   drives?: ReadonlyArray<DriveConfig>;
+  /** The boot plan, when the caller made it already (otherwise made from kernelImage/bios). */
+  plan?: BootPlan;
   /** Resume a saved VM: its plan (saved ROMs and vCPU state, no writes) replaces the boot plan. */
   resume?: { plan: BootPlan } & NonNullable<VmmConfig["resume"]>;
   /** The host's control of the VM (pause, resume, save), through the control component. */
@@ -89,7 +91,7 @@ export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" 
 }
 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
-  const plan = o.resume?.plan ?? bootPlanFor(o);
+  const plan = o.resume?.plan ?? o.plan ?? bootPlanFor(o);
   const drives = o.drives ?? [];
   if (drives.length > MAX_DRIVES) throw new RangeError(`at most ${MAX_DRIVES} drives`);
   const name = o.name ?? "vm";

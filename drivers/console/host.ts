@@ -39,9 +39,11 @@ export interface TerminalOptions {
   onInput: () => void;
   /** Called on Ctrl-A x. */
   onQuit: () => void;
+  /** Called on Ctrl-A s (save a snapshot, as QEMU's monitor key does); absent: the key is ignored. */
+  onSave?: () => void;
 }
 
-/** The process's stdin/stdout. On a TTY stdin is put in raw mode; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A. */
+/** The process's stdin/stdout. On a TTY stdin is put in raw mode; Ctrl-A x quits, Ctrl-A s saves a snapshot, Ctrl-A Ctrl-A sends Ctrl-A. */
 export class TerminalConsole implements ConsoleHost {
   private input: number[] = [];
   private escape = false;
@@ -89,6 +91,7 @@ export class TerminalConsole implements ConsoleHost {
           this.options.onQuit();
           return;
         }
+        if (b === 0x73 /* s */) this.options.onSave?.();
         if (b === 0x01) this.input.push(0x01);
         continue;
       }

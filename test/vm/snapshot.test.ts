@@ -15,6 +15,11 @@ import type { VmState } from "../../vmm/protocol.js";
 import { vcpuFromRecord } from "../../vmm/vcpu-record.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { assemble, hasNasm } from "./nasm.js";
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openSavedVm, saveSnapshot } from "../../bin/snapshot.js";
+import { SnapshotError } from "../../services/snapshot/file.js";
 
 /**
  * Real mode at the reset vector: the PIT ticks every ~0.1 ms; each tick mixes the TSC into a hash
@@ -170,5 +175,52 @@ describe.skipIf(!hasNasm())("VM snapshots", () => {
     // Whole state at VM time 30 ms: vCPU, devices and RAM.
     expect(decode(ctlB.saves[0].state)).toEqual(decode(second.state));
     expect(Buffer.compare(ctlB.saves[0].ram, second.ram)).toBe(0);
+  });
+
+  it("goes through a snapshot file: saved, refused when tampered with, resumed from it alike", async () => {
+    const rom = assemble(ROM);
+    const dir = mkdtempSync(join(tmpdir(), "hv-snap-"));
+    try {
+      const con = new MemoryConsole();
+      const ctl = new ScriptedControl(con);
+      let raise = () => {};
+      const plan = loadBios(rom, { memSize: MEMORY });
+      const a = await runVm({
+        ...options(con, ctl, rom),
+        onStart: (_k, r) => void (raise = r.control),
+        onSlice: (k) => {
+          if (ctl.queue.length > 0 || ctl.results.length > 0 || k.clock.now < 12e6) return;
+          ctl.queue.push({ vm: 0, op: "save" });
+          raise();
+        },
+      });
+      const path = join(dir, "vm.hvsnap");
+      const platform = { apic: false, debugcon: false, debugExitPort: 0xf4 };
+      const { pages } = saveSnapshot({ path, name: "vm", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [], compress: true }, ctl.saves[0].state, ctl.saves[0].ram);
+      expect(pages).toBeGreaterThan(0);
+
+      // A flipped byte anywhere is refused with the section it is in, before anything runs.
+      const bytes = readFileSync(path);
+      const bad = join(dir, "bad.hvsnap");
+      bytes[Math.floor(bytes.length / 3)] ^= 0x40;
+      writeFileSync(bad, bytes);
+      expect(() => openSavedVm(bad).reader.verify()).toThrow(SnapshotError);
+
+      const saved = openSavedVm(path);
+      expect(saved.platform).toEqual(platform);
+      const conB = new MemoryConsole();
+      const ctlB = new ScriptedControl(conB);
+      ctlB.queue.push({ vm: 0, op: "resume" });
+      const b = await runVm({
+        ...options(conB, ctlB, rom),
+        resume: { plan: saved.plan, state: saved.state, ram: saved.reader },
+        onStart: (_k, r) => r.control(),
+      });
+      saved.reader.close();
+      expect(b.status).toBe(a.status);
+      expect(conB.text).toBe(con.text.slice(ctl.saves[0].serialAt));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
