@@ -1,40 +1,18 @@
 // `hv img` through commander: outputs, exit codes (qemu-img conventions) and argument errors.
 import fs from "node:fs";
 import path from "node:path";
-import { Command } from "commander";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { registerImgCommand } from "./cli.js";
 import { openImage } from "./open.js";
 import { createQcow2 } from "./qcow2/create.js";
 import { Qcow2Image } from "./qcow2/image.js";
 import { hasQemuImg, holeyContent, qemuImg, scratchDir } from "./test-util.js";
+import { hv } from "../../test/hostile/img-harness.js";
 
 let dir: string;
 beforeEach(() => {
   dir = scratchDir();
 });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-/** Run `hv img ...args` in-process; returns exit code and captured output. */
-async function hv(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  let code = 0;
-  const program = new Command().exitOverride().configureOutput({ writeOut: (t) => (out += t), writeErr: (t) => (err += t) });
-  registerImgCommand(program, {
-    stdout: (t) => (out += t),
-    stderr: { write: (t: string) => (err += t), isTTY: false },
-    setExitCode: (c) => {
-      code = c;
-    },
-  });
-  try {
-    await program.parseAsync(["node", "hv", "img", ...args]);
-  } catch (e) {
-    code = (e as { exitCode?: number }).exitCode ?? 1;
-  }
-  return { code, out, err };
-}
 
 const p = (name: string): string => path.join(dir, name);
 

@@ -5,7 +5,7 @@ import { MemoryConsole } from "../../drivers/console/host.js";
 import { VmEnd } from "../../services/root-protocol.js";
 import { runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { assemble, hasNasm } from "./nasm.js";
+import { assemble, hasNasm, masterPic } from "./nasm.js";
 
 const nasm = hasNasm();
 if (!nasm) console.warn("test/vm: nasm is not installed; the boot tests are skipped");
@@ -47,12 +47,6 @@ fail:
 msg: db "hello", 0
 end:
 `;
-
-/** Real-mode code that initialises the master 8259 (ICW1-ICW4, vectors 8-15) and sets its mask. */
-function masterPic(mask: number): string {
-  return ["mov al, 0x11", "out 0x20, al", "mov al, 8", "out 0x21, al", "mov al, 4", "out 0x21, al", "mov al, 1", "out 0x21, al",
-    `mov al, 0x${mask.toString(16)}`, "out 0x21, al"].map((line) => `  ${line}`).join("\n").trimStart();
-}
 
 /** A 64 KiB ROM: real mode at the reset vector, counts with the PIT's IRQ0 through the PIC, then halts with IF=0. */
 const ROM = `

@@ -24,3 +24,9 @@ export function assemble(source: string): Uint8Array {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** Real-mode code that initialises the master 8259 (ICW1-ICW4, vectors 8-15) and sets its mask. */
+export function masterPic(mask: number): string {
+  return ["mov al, 0x11", "out 0x20, al", "mov al, 8", "out 0x21, al", "mov al, 4", "out 0x21, al", "mov al, 1", "out 0x21, al",
+    `mov al, 0x${mask.toString(16)}`, "out 0x21, al"].map((line) => `  ${line}`).join("\n").trimStart();
+}

@@ -14,7 +14,7 @@ import { loadBios } from "../../vmm/boot/index.js";
 import type { VmState } from "../../vmm/protocol.js";
 import { vcpuFromRecord } from "../../vmm/vcpu-record.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { assemble, hasNasm } from "./nasm.js";
+import { assemble, hasNasm, masterPic } from "./nasm.js";
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,16 +38,7 @@ entry:
   mov ds, ax
   mov word [8*4], irq0
   mov word [8*4+2], 0xF000
-  mov al, 0x11
-  out 0x20, al
-  mov al, 8
-  out 0x21, al
-  mov al, 4
-  out 0x21, al
-  mov al, 1
-  out 0x21, al
-  mov al, 0xfe
-  out 0x21, al
+  ${masterPic(0xfe)}
   mov al, 0x34
   out 0x43, al
   mov ax, 119
