@@ -13,7 +13,7 @@ export const MemRights = { R: 1, W: 2, X: 4, RWX: 7 } as const;
  * Page-granular view of guest-physical memory. Engines read the arrays directly on their
  * hot path: `storeOf[gpn]` is an index into `stores` or -1 (not mapped: MMIO exit),
  * `offsetOf[gpn]` the byte offset of the page in that store, `rightsOf[gpn]` the MemRights.
- * `generation` changes whenever any mapping is removed or downgraded, so engines can drop
+ * `generation` changes whenever any mapping is added, removed or changed, so engines can drop
  * cached translations; `writeGeneration` tells engines nothing about code caches (they watch
  * their own writes).
  */
@@ -34,12 +34,12 @@ export class GuestMemory {
       this.stores.push(store);
     }
     const wasMapped = this.storeOf[gpn] >= 0;
-    const downgrade = wasMapped && (this.rightsOf[gpn] & ~rights) !== 0;
-    const moved = wasMapped && (this.storeOf[gpn] !== index || this.offsetOf[gpn] !== offset);
+    const changed = !wasMapped || this.rightsOf[gpn] !== rights || this.storeOf[gpn] !== index || this.offsetOf[gpn] !== offset;
     this.storeOf[gpn] = index;
     this.offsetOf[gpn] = offset;
     this.rightsOf[gpn] = rights;
-    if (downgrade || moved) this.invalidate(gpn);
+    // Engines cache translations of pages that were not RAM too (as MMIO): any change is news.
+    if (changed) this.invalidate(gpn);
   }
 
   unmap(gpn: number): void {

@@ -117,6 +117,12 @@ class ScriptedControl implements ControlHost {
   }
 }
 
+/** Saved RAM as a snapshot file gives it: the non-zero pages, page by page. */
+function ramSource(ram: Uint8Array) {
+  const page = (n: number) => ram.subarray(n * 4096, (n + 1) * 4096);
+  return { hasPage: (n: number) => page(n).some((b) => b !== 0), readPage: (n: number, into: Uint8Array) => into.set(page(n)) };
+}
+
 function options(con: MemoryConsole, control: ControlHost, rom: Uint8Array): VmRunOptions {
   return { memoryBytes: MEMORY, bios: rom, console: con, engine: createX86Engine, debugExitPort: 0xf4, control, maxVirtualNs: 10e9 };
 }
@@ -154,7 +160,7 @@ describe.skipIf(!hasNasm())("VM snapshots", () => {
     const plan = { ...loadBios(rom, { memSize: MEMORY }), writes: [], state: vcpuFromRecord(saved.vcpu, "vcpu") };
     const b = await runVm({
       ...options(conB, ctlB, rom),
-      resume: { plan, state: saved, ram: { readAll: (ram) => ram.set(first.ram) } },
+      resume: { plan, state: saved, ram: ramSource(first.ram) },
       onStart: (_k, raise) => raise.control(),
     });
 

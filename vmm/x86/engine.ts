@@ -13,7 +13,7 @@ import { IF, materialize, TF } from "./flags.js";
 import type { Fpu } from "./fpu/hook.js";
 import { CPU_HANDLERS, invalidOpcode } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
-import { flushTlb, setFetchPage } from "./mmu.js";
+import { flushTlb, physRead, setFetchPage } from "./mmu.js";
 import { translateBlock } from "./translate.js";
 import { refreshAllAccess, setCpl, setSegment } from "./segments.js";
 
@@ -139,7 +139,7 @@ export class X86Engine implements VcpuEngine {
         do {
           const eip = c.eip;
           const lin = (c.base[SEG_CS] + eip) | 0;
-          if (lin >>> 12 !== c.fetchPage && !setFetchPage(c, lin)) {
+          if (lin >>> 12 !== c.fetchPage && !setFetchPage(c, lin) && !fetchAfterExit(c, lin)) {
             c.invalidReason = `code fetch from non-RAM at linear ${(lin >>> 0).toString(16)}`;
             return ExitReason.INVALID_STATE;
           }
@@ -512,4 +512,13 @@ function saveSeg(c: Cpu, s: number, to: SegmentState): void {
 
 function loadSeg(c: Cpu, s: number, from: SegmentState): void {
   setSegment(c, s, from.selector & 0xffff, from.base | 0, from.limit >>> 0, from.attributes);
+}
+
+/**
+ * Code fetch from a guest-physical page that is not RAM: one MMIO read exit for that byte first,
+ * so that a VMM that maps memory on demand (a lazily restored snapshot) can map it, then try again.
+ */
+function fetchAfterExit(c: Cpu, lin: number): boolean {
+  physRead(c, ((c.tlbPhys[lin >>> 12] << 12) | (lin & 0xfff)) >>> 0, 1);
+  return setFetchPage(c, lin);
 }

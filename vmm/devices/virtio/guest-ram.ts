@@ -22,7 +22,14 @@ export interface GuestRam {
 export class FlatGuestRam implements GuestRam {
   private readonly data: DataView;
 
-  constructor(readonly bytes: Uint8Array) {
+  /**
+   * `present`, when given, is called before every access with the range about to be touched: a
+   * VMM that fills RAM on demand (a lazily restored snapshot) makes those pages real first.
+   */
+  constructor(
+    readonly bytes: Uint8Array,
+    private readonly present: ((gpa: number, length: number) => void) | null = null,
+  ) {
     this.data = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
@@ -35,22 +42,28 @@ export class FlatGuestRam implements GuestRam {
   }
 
   view(gpa: number, length: number): Uint8Array | null {
-    return this.contains(gpa, length) ? this.bytes.subarray(gpa, gpa + length) : null;
+    if (!this.contains(gpa, length)) return null;
+    this.present?.(gpa, length);
+    return this.bytes.subarray(gpa, gpa + length);
   }
 
   u16(gpa: number): number {
+    this.present?.(gpa, 2);
     return this.data.getUint16(gpa, true);
   }
 
   u32(gpa: number): number {
+    this.present?.(gpa, 4);
     return this.data.getUint32(gpa, true);
   }
 
   setU16(gpa: number, value: number): void {
+    this.present?.(gpa, 2);
     this.data.setUint16(gpa, value, true);
   }
 
   setU32(gpa: number, value: number): void {
+    this.present?.(gpa, 4);
     this.data.setUint32(gpa, value >>> 0, true);
   }
 }
