@@ -1,17 +1,23 @@
 // The reference guest: Debian's i686 kernel and a busybox initramfs boot on the whole stack to a
 // shell on the serial line; commands typed there run (reading and writing a virtio disk, x87
-// arithmetic in awk), and `poweroff` ends the VM with status 0.
+// arithmetic in awk), and `poweroff` ends the VM with status 0. It boots once: at its prompt it is
+// saved to a snapshot file, and the other tests resume that snapshot instead of booting again.
 // The guest is fetched from Debian's archive on first use (cached), so this needs apt-get.
+import { decode } from "@msgpack/msgpack";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
 import { VmEnd } from "../../services/root-protocol.js";
 import { exitVerdict, runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
+import { loadKernel } from "../../vmm/boot/index.js";
+import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
+import type { VmState } from "../../vmm/protocol.js";
+import { openSavedVm, saveSnapshot } from "../../bin/snapshot.js";
 
 function hasAptGet(): boolean {
   try {
@@ -35,9 +41,17 @@ class Conversation {
     private readonly raise: () => void,
   ) {}
 
+  /** While held, nothing is typed. */
+  held = false;
+
+  start(): void {
+    this.held = false;
+    this.poll();
+  }
+
   /** Called on output: when the next awaited text appeared after the last step's mark, type. */
   poll(): void {
-    while (this.step < this.steps.length) {
+    while (!this.held && this.step < this.steps.length) {
       const s = this.steps[this.step];
       const text = this.con.text;
       const from = this.marks[this.step] ?? 0;
@@ -53,27 +67,67 @@ class Conversation {
   private readonly marks: number[] = [0];
 }
 
+/** The control of a test: commands queued, results handed to a callback. */
+class TestControl implements ControlHost {
+  readonly queue: ControlCommand[] = [];
+  constructor(private readonly onDone: (command: ControlCommand, result: ControlResult) => void) {}
+  take(): ControlCommand | null {
+    return this.queue.shift() ?? null;
+  }
+  done(command: ControlCommand, result: ControlResult): void {
+    this.onDone(command, result);
+  }
+}
+
+/** How long the saved guest idles at its prompt before it is saved a second time (VM ns). */
+const IDLE_NS = 300e6;
+
 describe.skipIf(!canFetch)("the reference Linux guest", () => {
-  it("boots to a busybox shell, runs commands typed on the serial line, uses a disk, and powers off", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hv-linux-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** The snapshot taken at the prompt, and the whole state IDLE_NS later. */
+  let saved: { file: string; later: { state: unknown; ram: Uint8Array } | null } | null = null;
+
+  it("boots to a busybox shell, is saved at its prompt, runs commands typed on the serial line, uses a disk, and powers off", async () => {
     const guest = await ensureDefaultGuest({ quiet: true });
-    const dir = mkdtempSync(join(tmpdir(), "hv-linux-"));
     const disk = join(dir, "disk.raw");
     const image = new Uint8Array(1 << 20);
     image.set(new TextEncoder().encode("hv-disk-signature-0123\n"));
     writeFileSync(disk, image);
     const con = new MemoryConsole();
     let conversation: Conversation | null = null;
-    try {
+    let raiseControl = () => {};
+    const file = join(dir, "prompt.hvsnap");
+    const kernelImage = new Uint8Array(readFileSync(guest.kernel));
+    const initrd = new Uint8Array(readFileSync(guest.initrd));
+    const plan = loadKernel(kernelImage, { memSize: 128 << 20, cmdline: guest.append, initrd });
+    // At the prompt: save (with a copy of the disk as it is then), save again IDLE_NS later, then talk.
+    const control = new TestControl((command, result) => {
+      if (command.op !== "save" || !("state" in result)) throw new Error(`control: ${command.op} failed with ${result.status}`);
+      if (command.atVmTimeNs === undefined) {
+        const diskThen = join(dir, "disk-at-prompt.raw");
+        copyFileSync(disk, diskThen);
+        const platform = { apic: false, debugcon: false, debugExitPort: -1 };
+        saveSnapshot({ path: file, name: "linux", memoryBytes: 128 << 20, platform, roms: plan.roms, drives: [{ path: diskThen, format: "raw" }] }, result.state, result.ram);
+        saved = { file, later: null };
+        control.queue.push({ vm: 0, op: "save", atVmTimeNs: (decode(result.state) as VmState).vmTimeNs + IDLE_NS });
+        raiseControl();
+      } else {
+        saved!.later = { state: decode(result.state), ram: result.ram.slice() };
+        conversation!.start();
+      }
+    });
+    {
       const result = await runVm({
         memoryBytes: 128 << 20,
-        kernelImage: new Uint8Array(readFileSync(guest.kernel)),
-        initrd: new Uint8Array(readFileSync(guest.initrd)),
-        append: guest.append,
+        plan,
         console: con,
         engine: createX86Engine,
         drives: [{ path: disk, format: "raw" }],
         maxVirtualNs: 120e9,
-        onStart: (_k, { input: raise }) => {
+        control,
+        onStart: (_k, { input: raise, control: raiseCtl }) => {
+          raiseControl = raiseCtl;
           conversation = new Conversation(
             con,
             [
@@ -89,7 +143,16 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
             ],
             raise,
           );
-          con.onOutput = () => conversation!.poll();
+          conversation.held = true; // until the VM was saved twice
+          let asked = false;
+          con.onOutput = () => {
+            if (!asked && /hv-init: ready[\s\S]*# /.test(con.text)) {
+              asked = true;
+              control.queue.push({ vm: 0, op: "save" });
+              raiseCtl();
+            }
+            conversation!.poll();
+          };
         },
       });
       const text = con.text;
@@ -110,25 +173,63 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       // Userland floating point on the x87 (busybox awk computes in doubles; its libm is not built in).
       expect(text).toMatch(/^q=3\.141593 e=2\.718281828\r?$/m);
       expect(text).toMatch(/reboot: (System halted|Power down)/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
     }
   }, 60 * 60 * 1000);
 
-  it("a guest panic ends the VM with a non-zero status and the panic text on the console", async () => {
-    const guest = await ensureDefaultGuest({ quiet: true });
+  /**
+   * Resume the snapshot taken at the prompt, with `commands` queued for the control first. The run
+   * ends when the VM does, or when `onDone` says it has seen enough.
+   */
+  async function resumeSaved(commands: ControlCommand[], onDone: (command: ControlCommand, result: ControlResult) => boolean, type?: string) {
+    expect(saved).not.toBeNull();
+    const vm = openSavedVm(saved!.file);
     const con = new MemoryConsole();
-    const result = await runVm({
-      memoryBytes: 128 << 20,
-      kernelImage: new Uint8Array(readFileSync(guest.kernel)),
-      initrd: new Uint8Array(readFileSync(guest.initrd)),
-      // No init to run from the initramfs and no root device: the kernel panics ("Unable to mount
-      // root fs"); panic=-1 then resets the machine.
-      append: `${guest.append} rdinit=/hv-missing init=/hv-missing`,
-      console: con,
-      engine: createX86Engine,
-      maxVirtualNs: 120e9,
+    let enough = false;
+    const control = new TestControl((command, result) => void (enough = onDone(command, result)));
+    control.queue.push(...commands);
+    try {
+      const result = await runVm({
+        memoryBytes: vm.memoryBytes,
+        resume: { plan: vm.plan, state: vm.state, ram: vm.reader },
+        drives: vm.drives,
+        console: con,
+        engine: createX86Engine,
+        maxVirtualNs: 60e9,
+        control,
+        stopRequested: () => enough,
+        onStart: (_k, raise) => {
+          raise.control();
+          if (type) {
+            con.type(type);
+            raise.input();
+          }
+        },
+      });
+      return { result, con };
+    } finally {
+      vm.reader.close();
+    }
+  }
+
+  it("resumed from its snapshot, runs on exactly as the saved guest did: the whole state later is the same", async () => {
+    expect(saved?.later).toBeTruthy();
+    const expected = saved!.later!;
+    let later: { state: unknown; ram: Uint8Array } | null = null;
+    const { result } = await resumeSaved([{ vm: 0, op: "resume" }, { vm: 0, op: "save", atVmTimeNs: (expected.state as VmState).vmTimeNs }], (command, r) => {
+      if (command.op !== "save") return false;
+      if ("state" in r) later = { state: decode(r.state), ram: r.ram.slice() };
+      return true;
     });
+    expect(result.stop).toBe("quit");
+    expect(later).not.toBeNull();
+    expect(later!.state).toEqual(expected.state);
+    expect(Buffer.compare(later!.ram, expected.ram)).toBe(0);
+  }, 60 * 60 * 1000);
+
+  it("a guest panic ends the VM with a non-zero status and the panic text on the console", async () => {
+    // The kernel's own crash through the magic SysRq file, typed into the resumed guest's shell;
+    // panic=-1 then resets the machine.
+    const { result, con } = await resumeSaved([{ vm: 0, op: "resume" }], () => false, "echo c > /proc/sysrq-trigger\n");
     expect(result.stop).toBe("ended");
     expect(con.text).toMatch(/Kernel panic - not syncing: /);
     expect(exitVerdict(result, con.text.slice(-4096))).toEqual({ status: 1, message: "the guest panicked" });
