@@ -3,7 +3,7 @@ export { Kernel, Sel, type KernelOptions, type Fault } from "./kernel.js";
 export { ReplyToken } from "./portal.js";
 export { Sys } from "./sys.js";
 export { Status, statusName } from "./status.js";
-export { Hypercall, EcCtrlOp, SmCtrlOp, CreatePdFlags } from "./hypercalls.js";
+export { Hypercall, EcCtrlOp, SmCtrlOp } from "./hypercalls.js";
 export { EcKind, EcState, type PortalHandler, type EcBody, type Wait, type LocalEntry, type GlobalEntry } from "./ec.js";
 export { Utcb, UTCB_WORDS, packBytes, unpackBytes, type TypedItem, type ReceivedItem } from "./utcb.js";
 export { KernelMemoryCost } from "./object.js";

@@ -15,7 +15,8 @@ import { VirtualClock } from "./clock.js";
 import { Ec, EcKind, EcState, type GlobalEntry, type Wait } from "./ec.js";
 import { FrameStore } from "./frames.js";
 import { KernelMemoryCost, type KernelObject, type QuotaAccount } from "./object.js";
-import { Pd } from "./pd.js";
+import { lookupCap } from "./hypercalls.js";
+import { Pd, Sel } from "./pd.js";
 import { Sc } from "./sc.js";
 import { RunQueues } from "./scheduler.js";
 import { Sm } from "./sm.js";
@@ -26,16 +27,7 @@ import type { TraceSink } from "./trace.js";
 import { DEFERRED, ReplyToken, abortReply, portalCall } from "./portal.js";
 import { runVcpu } from "./vm-exit.js";
 
-/** Selectors every PD finds filled in its object space. */
-export const Sel = {
-  /** The PD itself (all rights): create objects inside it, paid from its quota. */
-  SELF_PD: 0,
-  /** Root only: its first EC and SC. */
-  ROOT_EC: 1,
-  ROOT_SC: 2,
-  /** Root only: interrupt semaphores, one per GSI, at GSI_BASE + gsi. */
-  GSI_BASE: 64,
-} as const;
+export { Sel };
 
 export interface KernelOptions {
   /** Builds the engine of each vCPU (the x86 core). Without it, creating a vCPU is BAD_FEATURE. */
@@ -267,8 +259,7 @@ export class Kernel {
   raiseGsi(gsi: number): boolean {
     const sm = this.interrupts[gsi];
     if (!sm || !sm.alive || !sm.assigned) return false;
-    this.semUp(sm);
-    return true;
+    return sm.up(this) === Status.SUCCESS;
   }
 
   private dispatch(sc: Sc, until: number): void {
@@ -327,8 +318,12 @@ export class Kernel {
   private performWait(ec: Ec, w: Wait): Status {
     if (w === null || typeof w !== "object") return Status.BAD_PARAMETER;
     switch (w.op) {
-      case "down":
-        return this.semDown(ec, w.sel, w.timeoutNs, true);
+      case "down": {
+        const sm = lookupCap<Sm>(ec.pd, w.sel, ObjectType.SM, SmRights.DOWN);
+        if (!sm) return Status.BAD_CAPABILITY;
+        if (!(w.timeoutNs >= 0)) return Status.BAD_PARAMETER;
+        return sm.down(this, ec, w.timeoutNs, true);
+      }
       case "call":
         return portalCall(this, ec, w.sel, true);
       case "sleep":
@@ -355,29 +350,5 @@ export class Kernel {
     if (ec.sc) this.runq.remove(ec.sc);
     this.faults.push({ pd: ec.pd.name, ec: ec.name, error, at: this.clock.now });
     this.trace?.fault(this.clock.now, ec.pd.name, ec.name, error);
-  }
-
-  // ---- semaphores --------------------------------------------------------------------------------
-
-  semUp(sm: Sm): void {
-    const waiter = sm.waiters.shift();
-    if (waiter) this.wake(waiter, Status.SUCCESS);
-    else sm.counter++;
-  }
-
-  /** Down on the semaphore at `sel` for `ec`; blocks (a global EC's wait) when `mayBlock` and `timeoutNs` > 0. */
-  semDown(ec: Ec, sel: number, timeoutNs: number, mayBlock: boolean): Status {
-    const m = ec.pd.objects.get(sel);
-    if (!m || m.cap.object.type !== ObjectType.SM || (m.cap.rights & SmRights.DOWN) === 0) return Status.BAD_CAPABILITY;
-    if (!(timeoutNs >= 0)) return Status.BAD_PARAMETER;
-    const sm = m.cap.object as Sm;
-    if (sm.counter > 0) {
-      sm.counter--;
-      return Status.SUCCESS;
-    }
-    if (timeoutNs === 0 || !mayBlock) return Status.TIMEOUT;
-    sm.waiters.push(ec);
-    this.block(ec, sm, timeoutNs);
-    return DEFERRED;
   }
 }

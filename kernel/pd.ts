@@ -5,6 +5,17 @@ import { GuestMemory } from "./guest-memory.js";
 import { KernelMemoryCost, KernelObject, type QuotaAccount } from "./object.js";
 import type { FrameStore } from "./frames.js";
 
+/** Selectors every PD finds filled in its object space. */
+export const Sel = {
+  /** The PD itself (all rights): create objects inside it, paid from its quota. */
+  SELF_PD: 0,
+  /** Root only: its first EC and SC. */
+  ROOT_EC: 1,
+  ROOT_SC: 2,
+  /** Root only: interrupt semaphores, one per GSI, at GSI_BASE + gsi. */
+  GSI_BASE: 64,
+} as const;
+
 export class Pd extends KernelObject implements QuotaAccount {
   readonly type = ObjectType.PD;
   readonly objects: Space;

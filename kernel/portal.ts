@@ -2,7 +2,7 @@
 // scheduling context; its return is the reply. A handler may defer its reply to a caller that can
 // wait (a body's wait.call, a vCPU's boundary exit) and answer later through a reply token.
 
-import { ObjectType } from "../capabilities/index.js";
+import { ObjectType, PtRights } from "../capabilities/index.js";
 import { type Ec, EcKind, EcState } from "./ec.js";
 import { transferMessage } from "./ipc.js";
 import type { Kernel } from "./kernel.js";
@@ -37,7 +37,7 @@ export function portalCall(k: Kernel, caller: Ec, sel: number, canWait: boolean)
   const m = caller.pd.objects.get(sel);
   if (m === undefined) return Status.BAD_CAPABILITY;
   const cap = m.cap;
-  if (cap.object.type !== ObjectType.PT || (cap.rights & 1) === 0) return Status.BAD_CAPABILITY;
+  if (cap.object.type !== ObjectType.PT || (cap.rights & PtRights.CALL) === 0) return Status.BAD_CAPABILITY;
   const pt = cap.object as Pt;
   const status = enter(k, caller, pt, canWait, null, -1);
   if (status !== Status.SUCCESS) return status;

@@ -1,9 +1,10 @@
 // The syscall handle: all a component's code ever gets. It is bound to the component's PD, and
-// every operation goes through the hypercall table on behalf of the EC that runs now.
+// every operation goes through the hypercall table on behalf of the EC that runs now. Methods pass
+// their arguments on as they got them; the hypercall table copies and checks them.
 
 import { type Crd, MemRights } from "../capabilities/index.js";
 import { EcKind, type GlobalEntry, type LocalEntry, type Wait } from "./ec.js";
-import { CreatePdFlags, EcCtrlOp, Hypercall, SmCtrlOp, hypercall } from "./hypercalls.js";
+import { EcCtrlOp, Hypercall, SmCtrlOp, hypercall } from "./hypercalls.js";
 import type { Kernel } from "./kernel.js";
 import { type ReplyToken, deferReply } from "./portal.js";
 import type { Pd } from "./pd.js";
@@ -49,9 +50,7 @@ export class Sys {
 
   /** Call the portal at `sel` with the message in the UTCB; the reply replaces it. */
   call(sel: number): Status {
-    const ec = this.kernel.current;
-    if (ec === null || ec.pd !== this.pd) return Status.BAD_FEATURE;
-    return hypercall(this.kernel, ec, Hypercall.CALL, sel, 0, 0, 0, undefined);
+    return this.hc(Hypercall.CALL, { sel });
   }
 
   /** In a handler: do not reply on return; answer later with `reply(token)`. Null when the caller cannot wait. */
@@ -62,80 +61,81 @@ export class Sys {
 
   /** Answer a deferred call with the message in the current UTCB. */
   reply(token: ReplyToken): Status {
-    return this.hc(Hypercall.REPLY, 0, 0, 0, 0, token);
+    return this.hc(Hypercall.REPLY, { token });
   }
 
   createPd(dst: number, quotaBytes: number, options: { vm?: boolean; name?: string; parent?: number } = {}): Status {
-    return this.hc(Hypercall.CREATE_PD, dst, options.parent ?? 0, quotaBytes, options.vm ? CreatePdFlags.VM : 0, options.name);
+    return this.hc(Hypercall.CREATE_PD, { dst, quota: quotaBytes, options });
   }
 
   /** A local EC in the PD at `pdSel`: serves portals with the handler its entry returns. */
   createLocalEc(dst: number, pdSel: number, entry: LocalEntry): Status {
-    return this.hc(Hypercall.CREATE_EC, dst, pdSel, EcKind.LOCAL, 0, entry);
+    return this.hc(Hypercall.CREATE_EC, { dst, pd: pdSel, kind: EcKind.LOCAL, entry });
   }
 
   /** A global EC in the PD at `pdSel`: runs its body once an SC is bound to it. */
   createGlobalEc(dst: number, pdSel: number, entry: GlobalEntry): Status {
-    return this.hc(Hypercall.CREATE_EC, dst, pdSel, EcKind.GLOBAL, 0, entry);
+    return this.hc(Hypercall.CREATE_EC, { dst, pd: pdSel, kind: EcKind.GLOBAL, entry });
   }
 
   /** A vCPU in the VM PD at `pdSel`; its exits call the portals at `eventBase + reason` of that PD. */
   createVcpu(dst: number, pdSel: number, eventBase: number): Status {
-    return this.hc(Hypercall.CREATE_EC, dst, pdSel, EcKind.VCPU, eventBase);
+    return this.hc(Hypercall.CREATE_EC, { dst, pd: pdSel, kind: EcKind.VCPU, eventBase });
   }
 
+  /** An SC for the EC at `ecSel`, paid by the PD at `pdSel`. */
   createSc(dst: number, ecSel: number, priority: number, quantumNs: number, pdSel = 0): Status {
-    return this.hc(Hypercall.CREATE_SC, dst, pdSel, ecSel, priority, quantumNs);
+    return this.hc(Hypercall.CREATE_SC, { dst, pd: pdSel, ec: ecSel, priority, quantumNs });
   }
 
   createPt(dst: number, ecSel: number, mtd = 0, pdSel = 0): Status {
-    return this.hc(Hypercall.CREATE_PT, dst, pdSel, ecSel, mtd);
+    return this.hc(Hypercall.CREATE_PT, { dst, pd: pdSel, ec: ecSel, mtd });
   }
 
   createSm(dst: number, initial = 0, pdSel = 0): Status {
-    return this.hc(Hypercall.CREATE_SM, dst, pdSel, initial);
+    return this.hc(Hypercall.CREATE_SM, { dst, pd: pdSel, initial });
   }
 
   /** Revoke a range of this PD's space and everything derived from it (rights in the crd: which to take). */
   revoke(range: Crd, keepSelf = false): Status {
-    return this.hc(Hypercall.REVOKE, keepSelf ? 1 : 0, 0, 0, 0, range);
+    return this.hc(Hypercall.REVOKE, { range, keepSelf: keepSelf === true });
   }
 
   /** What is at `range.base` of this PD's space: result in `utcb.lookupResult` (null if empty). */
   lookup(range: Crd): Status {
-    return this.hc(Hypercall.LOOKUP, 0, 0, 0, 0, range);
+    return this.hc(Hypercall.LOOKUP, { range });
   }
 
   /** Recall a vCPU: it exits with RECALL before it runs guest code again. */
   recall(ecSel: number): Status {
-    return this.hc(Hypercall.EC_CTRL, ecSel, EcCtrlOp.RECALL);
+    return this.hc(Hypercall.EC_CTRL, { sel: ecSel, op: EcCtrlOp.RECALL });
   }
 
   /** Virtual ns consumed by the SC: result in `utcb.result`. */
   scCtrl(sel: number): Status {
-    return this.hc(Hypercall.SC_CTRL, sel);
+    return this.hc(Hypercall.SC_CTRL, { sel });
   }
 
   setPortalId(sel: number, id: number): Status {
-    return this.hc(Hypercall.PT_CTRL, sel, id);
+    return this.hc(Hypercall.PT_CTRL, { sel, id });
   }
 
   up(sel: number): Status {
-    return this.hc(Hypercall.SM_CTRL, sel, SmCtrlOp.UP);
+    return this.hc(Hypercall.SM_CTRL, { sel, op: SmCtrlOp.UP });
   }
 
   /** Down without blocking: TIMEOUT when the counter is zero. Bodies block with `yield sys.wait.down(sel)`. */
   tryDown(sel: number): Status {
-    return this.hc(Hypercall.SM_CTRL, sel, SmCtrlOp.DOWN);
+    return this.hc(Hypercall.SM_CTRL, { sel, op: SmCtrlOp.DOWN });
   }
 
   assignGsi(sel: number): Status {
-    return this.hc(Hypercall.ASSIGN_GSI, sel);
+    return this.hc(Hypercall.ASSIGN_GSI, { sel });
   }
 
   /** Delegate `range` of this PD's space into the PD at `pdSel`, at `dstBase` of the same space. */
   delegate(pdSel: number, range: Crd, dstBase: number): Status {
-    return this.hc(Hypercall.PD_CTRL, pdSel, dstBase, 0, 0, range);
+    return this.hc(Hypercall.PD_CTRL, { pd: pdSel, range, dstBase });
   }
 
   /**
@@ -161,10 +161,10 @@ export class Sys {
     return ec;
   }
 
-  private hc(nr: Hypercall, a = 0, b = 0, c = 0, d = 0, x?: unknown): Status {
+  private hc(nr: Hypercall, args: object): Status {
     const ec = this.kernel.current;
     if (!ec || ec.pd !== this.pd) return Status.BAD_FEATURE;
-    return hypercall(this.kernel, ec, nr, a, b, c, d, x);
+    return hypercall(this.kernel, ec, nr, args);
   }
 }
 

@@ -2,7 +2,7 @@
 // next timeout; each exit becomes a call to the VMM's portal at event base + reason, moving the
 // state groups of that portal's MTD into the handler's UTCB and the reply's groups back.
 
-import { ObjectType } from "../capabilities/index.js";
+import { ObjectType, PtRights } from "../capabilities/index.js";
 import { type Ec, EcState } from "./ec.js";
 import type { Kernel } from "./kernel.js";
 import { DEFERRED, enter } from "./portal.js";
@@ -111,7 +111,7 @@ function syncExit(k: Kernel, ec: Ec, reason: ExitReason, state: VcpuState): bool
 
 function exitPortal(ec: Ec, reason: ExitReason): Pt | null {
   const m = ec.pd.objects.get(ec.eventBase + reason);
-  if (!m || m.cap.object.type !== ObjectType.PT || (m.cap.rights & 1) === 0) return null;
+  if (!m || m.cap.object.type !== ObjectType.PT || (m.cap.rights & PtRights.CALL) === 0) return null;
   return m.cap.object as Pt;
 }
 

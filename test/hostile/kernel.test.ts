@@ -1,0 +1,118 @@
+// Hostile components against the kernel: each test attacks the way a report of the hostile-input
+// issue did and checks that the attacker's mistake is a fault (or a status) of its own only.
+
+import { describe, expect, it } from "vitest";
+import { SpaceKind, crd, PtRights, type Crd } from "../../capabilities/index.js";
+import { Kernel, Sel, Status, type Sys, type GlobalEntry, type LocalEntry } from "../../kernel/index.js";
+import type { Pd } from "../../kernel/pd.js";
+import type { Pt } from "../../kernel/pt.js";
+
+// Root selectors of the scenarios below.
+const SERVER_PD = 10, SERVER_EC = 11, SERVER_PT = 12;
+const ATTACKER_PD = 20;
+// Selectors in the attacker's and the victim's spaces.
+const SERVER = 5;
+
+/** The object behind root selector `sel`. */
+function objectAt<T>(k: Kernel, sel: number): T {
+  return k.root.objects.get(sel)!.cap.object as unknown as T;
+}
+
+/** Root sets up a server PD with one portal (root selector SERVER_PT) served by `handler`. */
+function server(sys: Sys, handler: LocalEntry): void {
+  must(sys.createPd(SERVER_PD, 1 << 20, { name: "server" }));
+  must(sys.createLocalEc(SERVER_EC, SERVER_PD, handler));
+  must(sys.createPt(SERVER_PT, SERVER_EC));
+}
+
+/** Root starts a component in a PD of its own, with the server's portal at SERVER, at priority 10. */
+function component(sys: Sys, pd: number, name: string, main: GlobalEntry, options: { quota?: number } = {}): void {
+  must(sys.createPd(pd, options.quota ?? 1 << 20, { name }));
+  if (sys.lookup(crd(SpaceKind.OBJECT, SERVER_PT)) === Status.SUCCESS && sys.utcb.lookupResult)
+    must(sys.delegate(pd, crd(SpaceKind.OBJECT, SERVER_PT, 0, PtRights.CALL), SERVER));
+  must(sys.createGlobalEc(pd + 1, pd, main));
+  must(sys.createSc(pd + 2, pd + 1, 10, 1_000_000));
+}
+
+function must(s: Status): void {
+  if (s !== Status.SUCCESS) throw new Error(`setup: ${Status[s]}`);
+}
+
+describe("6: capability descriptors and words are checked for shape and range first", () => {
+  const trap = new Proxy({}, { get: () => { throw new Error("trap"); } });
+  const throwing = { kind: SpaceKind.OBJECT, base: 0, order: 0, get rights(): number { throw new Error("getter"); } };
+
+  it("a Proxy or a throwing getter as a descriptor is BAD_PARAMETER, not a throw", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    const got: Status[] = [];
+    k.boot(function* (sys) {
+      component(sys, ATTACKER_PD, "attacker", (a) =>
+        (function* () {
+          for (const bad of [trap, throwing, null, 5, "crd"] as unknown as Crd[]) {
+            got.push(a.revoke(bad), a.lookup(bad), a.delegate(Sel.SELF_PD, bad, 100));
+          }
+          got.push(a.createPd(100, 10_000, trap as never), a.createPd(100, 10_000, { get name(): string { throw new Error("name"); } }));
+          got.push(a.setPortalId(trap as never, 1), a.call(trap as never), a.createSm(trap as never));
+        })(),
+      );
+    });
+    expect(k.run()).toBe("idle");
+    expect(got.length).toBe(20);
+    expect(got.every((s) => s === Status.BAD_PARAMETER)).toBe(true);
+    expect(k.faults).toEqual([]);
+  });
+
+  it("a descriptor is read once: an order that grows after the check delegates no more", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    let reads = 0;
+    let status: Status | undefined;
+    k.boot(function* (sys) {
+      must(sys.createPd(SERVER_PD, 100_000, { name: "target" }));
+      for (let i = 0; i < 16; i++) must(sys.createSm(208 + i, 0));
+      const range = { kind: SpaceKind.OBJECT, base: 208, rights: 0xff, get order() {
+        return reads++ === 0 ? 0 : 4;
+      } } as Crd;
+      status = sys.delegate(SERVER_PD, range, 64);
+    });
+    k.run();
+    expect(status).toBe(Status.SUCCESS);
+    expect(reads).toBe(1);
+    expect(objectAt<Pd>(k, SERVER_PD).objects.all().map((m) => m.index)).toEqual([0, 64]);
+  });
+
+  it("ids, counts and MTDs are 32-bit words; selectors beyond the space do not wrap around", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    const got: Record<string, Status> = {};
+    k.boot(function* (sys) {
+      server(sys, () => (utcb) => utcb.set(1));
+      got.id2e32 = sys.setPortalId(SERVER_PT, 2 ** 32);
+      got.id2e40 = sys.setPortalId(SERVER_PT, 2 ** 40);
+      got.idMax = sys.setPortalId(SERVER_PT, 0xffffffff);
+      got.count = sys.createSm(40, 2 ** 32);
+      got.mtd = sys.createPt(41, SERVER_EC, 2 ** 40);
+      got.mtdBits = sys.createPt(41, SERVER_EC, 1 << 30);
+      // 2^32 + n names no selector (not selector n), whatever the space's layout.
+      got.callWrap = sys.call(2 ** 32 + SERVER_PT);
+      got.callWrap40 = sys.call(2 ** 40 + SERVER_PT);
+      got.downWrap = sys.tryDown(2 ** 32 + Sel.GSI_BASE);
+      got.callFraction = sys.call(SERVER_PT + 0.5);
+      got.call = sys.call(SERVER_PT);
+    });
+    k.run();
+    expect(got).toEqual({
+      id2e32: Status.BAD_PARAMETER,
+      id2e40: Status.BAD_PARAMETER,
+      idMax: Status.SUCCESS,
+      count: Status.BAD_PARAMETER,
+      mtd: Status.BAD_PARAMETER,
+      mtdBits: Status.BAD_PARAMETER,
+      callWrap: Status.BAD_CAPABILITY,
+      callWrap40: Status.BAD_CAPABILITY,
+      downWrap: Status.BAD_CAPABILITY,
+      callFraction: Status.BAD_CAPABILITY,
+      call: Status.SUCCESS,
+    });
+    expect(objectAt<Pt>(k, SERVER_PT).id).toBe(0xffffffff);
+  });
+});
+
