@@ -38,6 +38,84 @@ function must(s: Status): void {
   if (s !== Status.SUCCESS) throw new Error(`setup: ${Status[s]}`);
 }
 
+describe("1: typed items are copied once before they are checked", () => {
+  /** The server opens the one-slot object window [100, 101) and records what arrived. */
+  function windowServer(received: Array<readonly unknown[]>): LocalEntry {
+    return (self) => {
+      self.utcb.receiveWindow[SpaceKind.OBJECT] = crd(SpaceKind.OBJECT, 100, 0);
+      return (utcb) => void received.push([...utcb.received]);
+    };
+  }
+
+  it("an offset that answers differently on each read cannot move the capability out of the window", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    const received: Array<readonly unknown[]> = [];
+    let reads = 0;
+    k.boot(function* (sys) {
+      server(sys, windowServer(received));
+      must(sys.createSm(40, 0));
+      sys.utcb.items.push({
+        kind: "delegate",
+        crd: crd(SpaceKind.OBJECT, 40, 0),
+        // 0 passes the window check; later reads would land at 100 + 2000.
+        get offset() {
+          return reads++ === 0 ? 0 : 2000;
+        },
+      });
+      expect(sys.call(SERVER_PT)).toBe(Status.SUCCESS);
+    });
+    expect(k.run()).toBe("idle");
+    const srv = objectAt<Pd>(k, SERVER_PD);
+    expect(reads).toBe(1);
+    expect(srv.objects.get(2100)).toBeUndefined();
+    expect(srv.objects.get(100)?.cap.object).toBe(objectAt(k, 40));
+    expect(received).toEqual([[{ kind: "delegated", crd: { kind: SpaceKind.OBJECT, base: 100, order: 0, rights: 0xff } }]]);
+  });
+
+  it("an order that grows after the check cannot put four capabilities into a one-slot window", () => {
+    // Whichever read the check happens to be, the getter answers 0 up to it and 2 after it.
+    for (let honestReads = 1; honestReads <= 8; honestReads++) {
+      const k = new Kernel({ memoryMiB: 1 });
+      let reads = 0;
+      k.boot(function* (sys) {
+        server(sys, windowServer([]));
+        for (let i = 0; i < 4; i++) must(sys.createSm(40 + i, 0));
+        const range = { kind: SpaceKind.OBJECT, base: 40, rights: 0xff, get order() {
+          return reads++ < honestReads ? 0 : 2;
+        } } as Crd;
+        sys.utcb.items.push({ kind: "delegate", crd: range, offset: 0 });
+        expect(sys.call(SERVER_PT)).toBe(Status.SUCCESS);
+      });
+      k.run();
+      const srv = objectAt<Pd>(k, SERVER_PD);
+      expect(reads).toBe(1);
+      const inWindowOrBeyond = srv.objects.all().filter((m) => m.index >= 100);
+      expect(inWindowOrBeyond.map((m) => m.index)).toEqual([100]);
+    }
+  });
+
+  it("items and windows that are Proxies or throw are dropped; the call itself succeeds", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    const received: Array<readonly unknown[]> = [];
+    const trap = new Proxy({}, { get: () => { throw new Error("trap"); } });
+    k.boot(function* (sys) {
+      server(sys, (self) => {
+        // The server's own windows are hostile too: that hurts no one but the server.
+        self.utcb.translateWindow = trap as Crd;
+        return (utcb) => void received.push([...utcb.received]);
+      });
+      must(sys.createSm(40, 0));
+      sys.utcb.items.push(trap as never, { kind: "delegate", crd: trap as Crd, offset: 0 }, { kind: "translate", selector: 40 });
+      sys.utcb.untyped = 1e9; // more words than a UTCB has
+      expect(sys.call(SERVER_PT)).toBe(Status.SUCCESS);
+      expect(sys.utcb.items.length).toBe(0);
+    });
+    expect(k.run()).toBe("idle");
+    expect(received).toEqual([[{ kind: "translated", selector: -1 }]]);
+    expect(k.faults).toEqual([]);
+  });
+});
+
 describe("6: capability descriptors and words are checked for shape and range first", () => {
   const trap = new Proxy({}, { get: () => { throw new Error("trap"); } });
   const throwing = { kind: SpaceKind.OBJECT, base: 0, order: 0, get rights(): number { throw new Error("getter"); } };
