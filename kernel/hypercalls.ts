@@ -20,7 +20,7 @@ import {
 import { type Args, type Shape, copier } from "./args.js";
 import { Ec, EcKind, EcState, type GlobalEntry, type LocalEntry } from "./ec.js";
 import type { Kernel } from "./kernel.js";
-import { type ReplyToken, portalCall, reply as replyTo } from "./portal.js";
+import { type ReplyToken, hasHandlerStack, portalCall, reply as replyTo } from "./portal.js";
 import { KernelMemoryCost, type KernelObject } from "./object.js";
 import { Pd, Sel } from "./pd.js";
 import { Pt } from "./pt.js";
@@ -280,5 +280,11 @@ export function hypercall(k: Kernel, ec: Ec, nr: number, args: unknown): Status 
   if (h === undefined) return Status.BAD_HYPERCALL;
   const a = h.copy(args);
   if (a === undefined) return Status.BAD_PARAMETER;
-  return h.run(k, ec, a as never);
+  try {
+    return h.run(k, ec, a as never);
+  } catch (error) {
+    // Only a caller that used up the stack gets here without a kernel bug.
+    if (hasHandlerStack()) throw error;
+    return Status.ABORTED;
+  }
 }

@@ -1,6 +1,6 @@
 // The kernel's public face: what components, the VMM and tests import.
 export { Kernel, Sel, type KernelOptions, type Fault } from "./kernel.js";
-export { ReplyToken } from "./portal.js";
+export { ReplyToken, MAX_CALL_DEPTH } from "./portal.js";
 export { Sys } from "./sys.js";
 export { Status, statusName } from "./status.js";
 export { Hypercall, EcCtrlOp, SmCtrlOp } from "./hypercalls.js";

@@ -83,6 +83,8 @@ export class Kernel {
   readonly stepNs: number;
   readonly exitNs: number;
   readonly vcpuEngine: VcpuEngineFactory | null;
+  /** Portal calls open on the stack now (bounded by MAX_CALL_DEPTH). */
+  callDepth = 0;
   private readonly syscalls = new WeakMap<Pd, Sys>();
   private readonly interrupts: Sm[] = [];
   private readonly tokens = new WeakMap<Pd, Set<ReplyToken>>();

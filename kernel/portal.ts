@@ -15,6 +15,16 @@ import { deliverVcpuState } from "./vm-exit.js";
 /** Internal result of a call whose reply was deferred. Never returned to component code. */
 export const DEFERRED = -1 as Status;
 
+/** Calls nest at most this deep (a chain of portals, each calling the next); deeper calls are ABORTED. */
+export const MAX_CALL_DEPTH = 64;
+
+/**
+ * Stack a handler should never need. When a handler throws with less than this left below its
+ * caller (usually: the stack ran out), the callers used up the stack, not the handler: the call
+ * is ABORTED and the handler stays. With at least this much left, a throw is the handler's fault.
+ */
+export const HANDLER_STACK_BYTES = 256 * 1024;
+
 /** A reply that a handler deferred: the caller stays blocked until `reply` or abort. */
 export class ReplyToken {
   used = false;
@@ -49,18 +59,21 @@ export function portalCall(k: Kernel, caller: Ec, sel: number, canWait: boolean)
 /**
  * Run the handler of `pt` for `caller`: deliver the message (from the caller's UTCB, or the vCPU
  * state), call the handler, and say whether it replied (SUCCESS), deferred, or failed. The open
- * call is recorded on the handler EC itself (a local EC serves one call at a time).
+ * call is recorded on the handler EC itself (a local EC serves one call at a time), and undone on
+ * every way out.
  */
 export function enter(k: Kernel, caller: Ec, pt: Pt, canWait: boolean, vcpuExit: VcpuState | null, reason: ExitReason | -1): Status {
   const handler = pt.ec;
   if (handler.state === EcState.DEAD || !handler.alive || !handler.pd.alive) return Status.ABORTED;
   if (handler.busy) return Status.ABORTED; // already on the stack: the call would deadlock
+  if (k.callDepth >= MAX_CALL_DEPTH) return Status.ABORTED;
   if (handler.handler === null && !materialize(k, handler)) return Status.ABORTED;
   const to = handler.utcb;
   if (reason >= 0) deliverVcpuState(caller, pt, to, vcpuExit);
   else transferMessage(caller.utcb, caller.pd, to, handler.pd);
   const prev = k.current;
   k.current = handler;
+  k.callDepth++;
   handler.busy = true;
   handler.caller = caller;
   handler.callerCanWait = canWait;
@@ -71,17 +84,20 @@ export function enter(k: Kernel, caller: Ec, pt: Pt, canWait: boolean, vcpuExit:
     handler.handler!(to, pt.id);
   } catch (error) {
     failed = true;
-    k.fault(handler, error);
+    if (hasHandlerStack()) k.fault(handler, error);
+  } finally {
+    handler.busy = false;
+    handler.caller = null;
+    k.callDepth--;
+    k.current = prev;
   }
-  handler.busy = false;
-  handler.caller = null;
-  k.current = prev;
   if (k.trace) k.trace.callEnd(k.now(), handler.pd.name);
   const deferred = handler.deferred as ReplyToken | null;
   if (deferred !== null) {
     handler.deferred = null;
     if (failed) {
       deferred.used = true;
+      k.pendingReplies(handler.pd).delete(deferred);
       return Status.ABORTED;
     }
     k.block(caller, deferred, Infinity);
@@ -94,13 +110,15 @@ export function enter(k: Kernel, caller: Ec, pt: Pt, canWait: boolean, vcpuExit:
 function materialize(k: Kernel, ec: Ec): boolean {
   const prev = k.current;
   k.current = ec;
+  k.callDepth++;
   try {
     ec.handler = ec.localEntry!(k.sysFor(ec.pd));
     return true;
   } catch (error) {
-    k.fault(ec, error);
+    if (hasHandlerStack()) k.fault(ec, error);
     return false;
   } finally {
+    k.callDepth--;
     k.current = prev;
   }
 }
@@ -137,4 +155,19 @@ export function abortReply(k: Kernel, token: ReplyToken): void {
   if (token.used) return;
   token.used = true;
   if (token.caller.waitingOn === token) k.wake(token.caller, Status.ABORTED);
+}
+
+const applyFunction = Reflect.apply;
+const noop = () => {};
+/** Passing this many arguments takes HANDLER_STACK_BYTES of stack. */
+const PROBE: readonly number[] = Object.freeze(new Array<number>(HANDLER_STACK_BYTES / 8).fill(0));
+
+/** Is there at least HANDLER_STACK_BYTES of stack left here? Only asked after something threw. */
+export function hasHandlerStack(): boolean {
+  try {
+    applyFunction(noop, undefined, PROBE);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -3,13 +3,15 @@
 
 import { describe, expect, it } from "vitest";
 import { SpaceKind, crd, PtRights, type Crd } from "../../capabilities/index.js";
-import { Kernel, Sel, Status, type Sys, type GlobalEntry, type LocalEntry } from "../../kernel/index.js";
-import type { Pd } from "../../kernel/pd.js";
+import { Kernel, MAX_CALL_DEPTH, Sel, Status, type Sys, type GlobalEntry, type LocalEntry } from "../../kernel/index.js";
+import { Ec, EcState } from "../../kernel/ec.js";
+import { Pd } from "../../kernel/pd.js";
 import type { Pt } from "../../kernel/pt.js";
 
 // Root selectors of the scenarios below.
 const SERVER_PD = 10, SERVER_EC = 11, SERVER_PT = 12;
 const ATTACKER_PD = 20;
+const VICTIM_PD = 30;
 // Selectors in the attacker's and the victim's spaces.
 const SERVER = 5;
 
@@ -36,6 +38,14 @@ function component(sys: Sys, pd: number, name: string, main: GlobalEntry, option
 
 function must(s: Status): void {
   if (s !== Status.SUCCESS) throw new Error(`setup: ${Status[s]}`);
+}
+
+/** Every EC the root holds a capability for, directly or in the spaces of the PDs it holds. */
+function allEcs(k: Kernel): Ec[] {
+  const out = new Set<Ec>();
+  const pds = [k.root, ...k.root.objects.all().map((m) => m.cap.object).filter((o): o is Pd => o instanceof Pd)];
+  for (const pd of pds) for (const m of pd.objects.all()) if (m.cap.object instanceof Ec) out.add(m.cap.object);
+  return [...out];
 }
 
 describe("1: typed items are copied once before they are checked", () => {
@@ -115,6 +125,124 @@ describe("1: typed items are copied once before they are checked", () => {
     expect(k.faults).toEqual([]);
   });
 });
+
+describe("2: a chain of portals cannot disable a shared server", () => {
+  it("calls nest at most MAX_CALL_DEPTH deep; every handler is released and the server serves others", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    // As long a chain as overflowed the host stack before there was a bound.
+    const CHAIN = 9000;
+    const depthStatus: Status[] = [];
+    let serverCalls = 0;
+    let victimGot: number[] = [];
+    k.boot(function* (sys) {
+      server(sys, () => (utcb) => {
+        serverCalls++;
+        utcb.set(utcb.words[0] + 1);
+      });
+      // The attacker's own chain: handler i calls portal i + 1, the last one the shared server.
+      component(sys, ATTACKER_PD, "attacker", (a) =>
+        (function* () {
+          for (let i = 0; i < CHAIN; i++) must(a.createLocalEc(1000 + 2 * i, Sel.SELF_PD, chainLink(a, i)));
+          for (let i = 0; i < CHAIN; i++) must(a.createPt(1001 + 2 * i, 1000 + 2 * i));
+          a.utcb.set(1);
+          depthStatus.push(a.call(1001));
+        })(),
+        { quota: CHAIN * 5000 },
+      );
+      component(sys, VICTIM_PD, "victim", (v) =>
+        (function* () {
+          yield v.wait.sleep(1_000_000); // after the attack
+          v.utcb.set(41);
+          expect(v.call(SERVER)).toBe(Status.SUCCESS);
+          victimGot = [v.utcb.words[0]];
+        })(),
+      );
+    });
+
+    function chainLink(a: Sys, i: number): LocalEntry {
+      return () => (utcb) => {
+        const s = a.call(i + 1 < CHAIN ? 1001 + 2 * (i + 1) : SERVER);
+        depthStatus.push(s);
+        utcb.set(s);
+      };
+    }
+
+    expect(k.run()).toBe("idle");
+    // Call i + 1 is made at depth i + 1: the one that would be nesting level MAX_CALL_DEPTH + 1 is refused.
+    expect(depthStatus.filter((s) => s === Status.ABORTED).length).toBe(1);
+    expect(depthStatus.length).toBe(MAX_CALL_DEPTH + 1);
+    expect(serverCalls).toBe(1); // only the victim reached the server
+    expect(victimGot).toEqual([42]);
+    expect(allEcs(k).filter((ec) => ec.busy)).toEqual([]);
+    expect(k.faults).toEqual([]);
+    expect(k.callDepth).toBe(0);
+  });
+
+  it("a client that uses up the stack before calling does not make the server's handler a fault", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    let victimStatus: Status | undefined;
+    const attackerGot = new Map<string, number>();
+    k.boot(function* (sys) {
+      // An honest server that needs some stack (a few thousand frames) for each request.
+      server(sys, () => (utcb) => utcb.set(depth(2000) + utcb.words[0]));
+      component(sys, ATTACKER_PD, "attacker", (a) =>
+        (function* () {
+          // Recurse until the stack runs out, then call the server from every depth on the way back.
+          const dive = (): void => {
+            try {
+              dive();
+            } catch {
+              // Too little stack left to do anything else.
+            }
+            let got: string;
+            try {
+              a.utcb.set(1);
+              got = Status[a.call(SERVER)];
+            } catch {
+              got = "throw";
+            }
+            attackerGot.set(got, (attackerGot.get(got) ?? 0) + 1);
+          };
+          dive();
+        })(),
+      );
+      component(sys, VICTIM_PD, "victim", (v) =>
+        (function* () {
+          yield v.wait.sleep(1_000_000);
+          v.utcb.set(1);
+          victimStatus = v.call(SERVER);
+        })(),
+      );
+    });
+    expect(() => k.run()).not.toThrow();
+    // The attack did reach the server with too little stack left for it, and later calls got through.
+    expect(attackerGot.get("ABORTED")).toBeGreaterThan(0);
+    expect(attackerGot.get("SUCCESS")).toBeGreaterThan(0);
+    expect(victimStatus).toBe(Status.SUCCESS);
+    expect(objectAt<Ec>(k, SERVER_EC).state).toBe(EcState.READY);
+    expect(k.faults).toEqual([]);
+    expect(allEcs(k).filter((ec) => ec.busy)).toEqual([]);
+    expect(k.current).toBeNull();
+  });
+
+  it("a handler that overflows the stack on its own, with plenty left, is still a fault of its own", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    let status: Status | undefined;
+    k.boot(function* (sys) {
+      server(sys, () => () => void depth(Infinity));
+      status = sys.call(SERVER_PT);
+    });
+    k.run();
+    expect(status).toBe(Status.ABORTED);
+    expect(k.faults.map((f) => f.pd)).toEqual(["server"]);
+    expect(objectAt<Ec>(k, SERVER_EC).busy).toBe(false);
+  });
+});
+
+/** Some stack work: `n` nested calls (never returns for n = Infinity). */
+function depth(n: number): number {
+  return n <= 0 ? 0 : 1 + depth(n - 1);
+}
 
 describe("6: capability descriptors and words are checked for shape and range first", () => {
   const trap = new Proxy({}, { get: () => { throw new Error("trap"); } });
