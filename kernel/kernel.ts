@@ -11,8 +11,9 @@
 
 import { type Mapping, ObjectType, capability, insertRoot, performRevoke, type RemovedHook } from "../capabilities/index.js";
 import { MemRights, IoRights, PdRights, SmRights, EcRights, ScRights, SpaceKind } from "../capabilities/index.js";
+import { copier } from "./args.js";
 import { VirtualClock } from "./clock.js";
-import { Ec, EcKind, EcState, type GlobalEntry, type Wait } from "./ec.js";
+import { Ec, EcKind, EcState, type EcBody, type GlobalEntry } from "./ec.js";
 import { FrameStore } from "./frames.js";
 import { KernelMemoryCost, type KernelObject, type QuotaAccount } from "./object.js";
 import { lookupCap } from "./hypercalls.js";
@@ -64,6 +65,11 @@ export interface Fault {
 }
 
 const unlimited: QuotaAccount = { charge: () => true, refund: () => {} };
+
+/** The fields a wait may have (which ones it needs depends on `op`, see `Wait`). */
+const copyWait = copier({ op: "string", sel: "number?", timeoutNs: "number?", ns: "number?" });
+/** Marks a body that returned. */
+const DONE = Symbol("done");
 
 export class Kernel {
   readonly clock: VirtualClock;
@@ -271,10 +277,13 @@ export class Kernel {
     this.currentSc = sc;
     this.current = ec;
     this.trace?.schedule(this.clock.now, ec.pd.name, ec.name);
-    if (ec.kind === EcKind.VCPU) runVcpu(this, ec, sc, until);
-    else this.runBody(ec, sc);
-    this.current = null;
-    this.currentSc = null;
+    try {
+      if (ec.kind === EcKind.VCPU) runVcpu(this, ec, sc, until);
+      else this.runBody(ec, sc);
+    } finally {
+      this.current = null;
+      this.currentSc = null;
+    }
     if (ec.state === EcState.READY && ec.alive && ec.sc === sc && sc.alive) {
       if (sc.left <= 0) {
         sc.left = sc.quantum;
@@ -288,27 +297,24 @@ export class Kernel {
   private runBody(ec: Ec, sc: Sc): void {
     let status = ec.resumeStatus;
     for (;;) {
-      if (!ec.body) {
-        try {
-          ec.body = ec.entry!(this.sysFor(ec.pd));
-        } catch (error) {
-          this.fault(ec, error);
-          return;
-        }
-      }
-      let r: IteratorResult<Wait, void>;
+      // Everything the body hands back is untrusted: a throw or a malformed wait is its fault.
+      let raw: unknown;
       try {
-        r = ec.body.next(status);
+        if (!ec.body) ec.body = ec.entry!(this.sysFor(ec.pd));
+        const body: EcBody = ec.body;
+        const r = body.next(status);
+        if (r.done === true) raw = DONE;
+        else raw = r.value;
       } catch (error) {
         this.fault(ec, error);
         return;
       }
       this.consume(this.stepNs);
-      if (r.done) {
+      if (raw === DONE) {
         ec.state = EcState.DEAD;
         return;
       }
-      status = this.performWait(ec, r.value);
+      status = this.performWait(ec, raw);
       if (status === DEFERRED || ec.state !== EcState.READY) return;
       if (sc.left <= 0 || this.runq.hasAbove(sc.priority)) {
         ec.resumeStatus = status;
@@ -317,27 +323,31 @@ export class Kernel {
     }
   }
 
-  private performWait(ec: Ec, w: Wait): Status {
-    if (w === null || typeof w !== "object") return Status.BAD_PARAMETER;
-    switch (w.op) {
+  /** Carry out what a body yielded (built by `sys.wait.*`): its status, or DEFERRED when it blocked. */
+  private performWait(ec: Ec, raw: unknown): Status {
+    const w = copyWait(raw);
+    switch (w?.op) {
       case "down": {
+        if (w.sel === undefined || w.timeoutNs === undefined) break;
         const sm = lookupCap<Sm>(ec.pd, w.sel, ObjectType.SM, SmRights.DOWN);
         if (!sm) return Status.BAD_CAPABILITY;
         if (!(w.timeoutNs >= 0)) return Status.BAD_PARAMETER;
         return sm.down(this, ec, w.timeoutNs, true);
       }
       case "call":
+        if (w.sel === undefined) break;
         return portalCall(this, ec, w.sel, true);
       case "sleep":
+        if (w.ns === undefined) break;
         if (!(w.ns >= 0)) return Status.BAD_PARAMETER;
         this.block(ec, null, w.ns);
         return DEFERRED;
       case "yield":
         this.currentSc!.left = 0;
         return Status.SUCCESS;
-      default:
-        return Status.BAD_PARAMETER;
     }
+    this.fault(ec, new TypeError(`${ec.pd.name}/${ec.name} yielded something that is not a wait`));
+    return DEFERRED;
   }
 
   /** The deferred replies a PD's handlers owe: aborted when the PD dies. */

@@ -112,7 +112,9 @@ function materialize(k: Kernel, ec: Ec): boolean {
   k.current = ec;
   k.callDepth++;
   try {
-    ec.handler = ec.localEntry!(k.sysFor(ec.pd));
+    const handler = ec.localEntry!(k.sysFor(ec.pd));
+    if (typeof handler !== "function") throw new TypeError(`local EC ${ec.name}: its entry returned no handler`);
+    ec.handler = handler;
     return true;
   } catch (error) {
     if (hasHandlerStack()) k.fault(ec, error);

@@ -244,6 +244,91 @@ function depth(n: number): number {
   return n <= 0 ? 0 : 1 + depth(n - 1);
 }
 
+describe("3: what a body yields is untrusted", () => {
+  const throwing = { get op(): string { throw new Error("getter"); } };
+  const proxy = new Proxy({}, { get: () => { throw new Error("trap"); }, has: () => { throw new Error("trap"); } });
+  const flipping = (() => {
+    let n = 0;
+    return { get op() { return n++ === 0 ? "sleep" : "down"; }, ns: 5, sel: 99, timeoutNs: 0 };
+  })();
+  const shapes: Array<[string, unknown]> = [
+    ["null", null],
+    ["undefined", undefined],
+    ["a number", 42],
+    ["a string", "down"],
+    ["a bogus kind", { op: "fly" }],
+    ["a down without a selector", { op: "down" }],
+    ["a sleep with a string", { op: "sleep", ns: "5" }],
+    ["a Proxy", proxy],
+    ["throwing getters", throwing],
+    ["a function", () => ({ op: "yield" })],
+  ];
+
+  for (const [what, value] of shapes) {
+    it(`${what} is a fault of that EC only`, () => {
+      const k = new Kernel({ memoryMiB: 1 });
+      let victimDone = false;
+      k.boot(function* (sys) {
+        component(sys, ATTACKER_PD, "attacker", () =>
+          (function* () {
+            yield value as never;
+            throw new Error("must not run on");
+          })(),
+        );
+        component(sys, VICTIM_PD, "victim", (v) =>
+          (function* () {
+            yield v.wait.sleep(10);
+            victimDone = true;
+          })(),
+        );
+      });
+      expect(k.run()).toBe("idle");
+      expect(k.current).toBeNull();
+      expect(k.currentSc).toBeNull();
+      expect(k.faults.map((f) => [f.pd, String(f.error)])).toEqual([["attacker", expect.stringContaining("not a wait")]]);
+      expect(victimDone).toBe(true);
+    });
+  }
+
+  it("a wait whose kind answers differently on each read is read once", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    let status: Status | undefined;
+    k.boot(function* (sys) {
+      component(sys, ATTACKER_PD, "attacker", () =>
+        (function* () {
+          status = yield flipping as never; // a sleep of 5 ns (it times out), whatever it says later
+        })(),
+      );
+    });
+    k.run();
+    expect(status).toBe(Status.TIMEOUT); // read twice, it would have been a down on a selector it does not hold
+    expect(k.faults).toEqual([]);
+  });
+
+  it("entries and bodies that are not what they claim are faults, and run() goes on", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    const iterator = { next: () => new Proxy({}, { get: () => { throw new Error("done?"); } }) };
+    let victimDone = false;
+    k.boot(function* (sys) {
+      component(sys, 40, "no-generator", (() => 5) as never);
+      component(sys, 50, "throws", () => {
+        throw new Error("entry");
+      });
+      component(sys, 60, "odd-iterator", (() => iterator) as never);
+      component(sys, VICTIM_PD, "victim", (v) =>
+        (function* () {
+          yield v.wait.sleep(10);
+          victimDone = true;
+        })(),
+      );
+    });
+    expect(k.run()).toBe("idle");
+    expect(k.faults.map((f) => f.pd).sort()).toEqual(["no-generator", "odd-iterator", "throws"]);
+    expect(victimDone).toBe(true);
+    expect(k.current).toBeNull();
+  });
+});
+
 describe("6: capability descriptors and words are checked for shape and range first", () => {
   const trap = new Proxy({}, { get: () => { throw new Error("trap"); } });
   const throwing = { kind: SpaceKind.OBJECT, base: 0, order: 0, get rights(): number { throw new Error("getter"); } };
