@@ -9,8 +9,8 @@ import type { Kernel } from "./kernel.js";
 import type { Pd } from "./pd.js";
 import type { Pt } from "./pt.js";
 import { Status } from "./status.js";
-import { type ExitReason, Mtd, type VcpuState } from "./vcpu.js";
-import { deliverVcpuState } from "./vm-exit.js";
+import { type ExitReason, type VcpuState } from "./vcpu.js";
+import { deliverVcpuState, loadVcpuReply } from "./vm-exit.js";
 
 /** Internal result of a call whose reply was deferred. Never returned to component code. */
 export const DEFERRED = -1 as Status;
@@ -69,8 +69,8 @@ export function enter(k: Kernel, caller: Ec, pt: Pt, canWait: boolean, vcpuExit:
   if (k.callDepth >= MAX_CALL_DEPTH) return Status.ABORTED;
   if (handler.handler === null && !materialize(k, handler)) return Status.ABORTED;
   const to = handler.utcb;
-  if (reason >= 0) deliverVcpuState(caller, pt, to, vcpuExit);
-  else transferMessage(caller.utcb, caller.pd, to, handler.pd);
+  if (reason < 0) transferMessage(caller.utcb, caller.pd, to, handler.pd);
+  if (k.trace) k.trace.callBegin(k.now(), caller.pd.name, handler.pd.name, pt.id, reason);
   const prev = k.current;
   k.current = handler;
   k.callDepth++;
@@ -78,9 +78,10 @@ export function enter(k: Kernel, caller: Ec, pt: Pt, canWait: boolean, vcpuExit:
   handler.caller = caller;
   handler.callerCanWait = canWait;
   handler.deferred = null;
-  if (k.trace) k.trace.callBegin(k.now(), caller.pd.name, handler.pd.name, pt.id, reason);
   let failed = false;
   try {
+    // The handler's UTCB is its own: a malformed vCPU record there is its fault.
+    if (reason >= 0) deliverVcpuState(caller, pt, to, vcpuExit);
     handler.handler!(to, pt.id);
   } catch (error) {
     failed = true;
@@ -143,8 +144,8 @@ export function reply(k: Kernel, from: Ec, token: ReplyToken): Status {
   const caller = token.caller;
   if (caller.state !== EcState.BLOCKED || caller.waitingOn !== token) return Status.ABORTED;
   if (caller.kind === EcKind.VCPU) {
-    const v = from.utcb.vcpu;
-    if (v) caller.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
+    // A reply the vCPU cannot take stops it, as a failed exit handler does.
+    if (from.utcb.vcpu !== null && !loadVcpuReply(k, caller, from)) return Status.BAD_PARAMETER;
   } else {
     transferMessage(from.utcb, from.pd, caller.utcb, caller.pd);
   }

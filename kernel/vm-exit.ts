@@ -44,6 +44,7 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
     // A halted engine may retire nothing; charge the budget's time so virtual time still moves.
     k.consume((retired > 0 || reason !== ExitReason.BUDGET ? retired : budget) * k.nsPerInstruction);
     ec.tscSyncedNs += retired * k.nsPerInstruction;
+    if (ec.state !== EcState.READY) return; // stopped by a malformed reply to a synchronous exit
     if (reason === ExitReason.BUDGET) {
       if (k.clock.next() <= k.clock.now || k.clock.now >= until || k.runq.hasAbove(sc.priority)) return;
       continue;
@@ -86,9 +87,31 @@ function vmExit(k: Kernel, ec: Ec, reason: ExitReason): boolean {
     if (ec.state !== EcState.DEAD) k.fault(ec, new Error(`vCPU ${ec.name}: exit ${ExitReason[reason]} handler failed`));
     return false;
   }
-  const v = pt.ec.utcb.vcpu!;
-  ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
-  return true;
+  return loadVcpuReply(k, ec, pt.ec);
+}
+
+/**
+ * Load the vCPU state groups of `handler`'s reply into the engine of `vcpu` (and, for a synchronous
+ * exit, the answer into `exit`). The reply is the handler's UTCB, its own to fill: one the engine
+ * cannot take stops the vCPU, a fault of that VM only. False then.
+ */
+export function loadVcpuReply(k: Kernel, vcpu: Ec, handler: Ec, exit: VcpuState | null = null): boolean {
+  try {
+    const v = handler.utcb.vcpu;
+    if (!(v instanceof VcpuState)) throw new TypeError("no vCPU state in the reply");
+    const mtd = v.mtd;
+    if (exit && mtd & Mtd.QUAL) {
+      exit.qual.data = v.qual.data;
+      exit.qual.ebx = v.qual.ebx;
+      exit.qual.ecx = v.qual.ecx;
+      exit.qual.edx = v.qual.edx;
+    }
+    vcpu.engine!.loadState(mtd & ~Mtd.QUAL, v);
+    return true;
+  } catch (error) {
+    k.fault(vcpu, new Error(`vCPU ${vcpu.name}: malformed exit reply from ${handler.pd.name}`, { cause: error }));
+    return false;
+  }
 }
 
 /** A synchronous exit in the middle of an instruction (port I/O, MMIO, CPUID). */
@@ -97,16 +120,7 @@ function syncExit(k: Kernel, ec: Ec, reason: ExitReason, state: VcpuState): bool
   if (!pt) return false;
   k.trace?.vmExit(k.now(), ec.pd.name, reason);
   const s = enter(k, ec, pt, false, state, reason);
-  if (s !== Status.SUCCESS) return false;
-  const v = pt.ec.utcb.vcpu!;
-  if (v.mtd & Mtd.QUAL) {
-    state.qual.data = v.qual.data;
-    state.qual.ebx = v.qual.ebx;
-    state.qual.ecx = v.qual.ecx;
-    state.qual.edx = v.qual.edx;
-  }
-  ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
-  return true;
+  return s === Status.SUCCESS && loadVcpuReply(k, ec, pt.ec, state);
 }
 
 function exitPortal(ec: Ec, reason: ExitReason): Pt | null {
@@ -132,7 +146,7 @@ function exitHandlerOf(k: Kernel, ec: Ec): VcpuExitHandler {
   return (ec.exitHandler ??= {
     exit: (reason, state) => syncExit(k, ec, reason, state),
     get stopRequested() {
-      return ec.recall;
+      return ec.recall || ec.state !== EcState.READY;
     },
   });
 }

@@ -3,10 +3,11 @@
 
 import { describe, expect, it } from "vitest";
 import { SpaceKind, crd, PtRights, type Crd } from "../../capabilities/index.js";
-import { Kernel, MAX_CALL_DEPTH, Sel, Status, type Sys, type GlobalEntry, type LocalEntry } from "../../kernel/index.js";
+import { ExitReason, Kernel, MAX_CALL_DEPTH, Mtd, Sel, Status, type Sys, type GlobalEntry, type LocalEntry } from "../../kernel/index.js";
 import { Ec, EcState } from "../../kernel/ec.js";
 import { Pd } from "../../kernel/pd.js";
 import type { Pt } from "../../kernel/pt.js";
+import { ScriptedEngine } from "../support/kernel.js";
 
 // Root selectors of the scenarios below.
 const SERVER_PD = 10, SERVER_EC = 11, SERVER_PT = 12;
@@ -327,6 +328,45 @@ describe("3: what a body yields is untrusted", () => {
     expect(victimDone).toBe(true);
     expect(k.current).toBeNull();
   });
+});
+
+describe("3: a VMM's exit replies are untrusted", () => {
+  const trap = new Proxy({}, { get: () => { throw new Error("trap"); } });
+  const replies: Array<[string, unknown]> = [["null", null], ["a Proxy", trap], ["a record that is not vCPU state", { mtd: Mtd.ALL }]];
+
+  for (const [what, bad] of replies) {
+    it(`${what} as the reply stops that vCPU only, at a boundary exit and at a port read`, () => {
+      for (const badAt of [ExitReason.STARTUP, ExitReason.PIO]) {
+        const engine = new ScriptedEngine([{ op: "in", port: 0x60, size: 1 }, { op: "exit", reason: ExitReason.HLT }]);
+        const k = new Kernel({ memoryMiB: 1, vcpuEngine: () => engine });
+        let victimDone = false;
+        k.boot(function* (sys) {
+          must(sys.createPd(40, 1 << 20, { vm: true, name: "vm" }));
+          for (const r of [ExitReason.STARTUP, ExitReason.PIO, ExitReason.HLT]) {
+            must(sys.createLocalEc(200 + r, Sel.SELF_PD, (vmm) => (utcb) => {
+              if (r === badAt) utcb.vcpu = bad as never;
+              if (r === ExitReason.HLT) vmm.deferReply();
+            }));
+            must(sys.createPt(300 + r, 200 + r, Mtd.GPR_ACDB | Mtd.QUAL));
+            must(sys.delegate(40, crd(SpaceKind.OBJECT, 300 + r, 0), 0x100 + r));
+          }
+          must(sys.createVcpu(41, 40, 0x100));
+          must(sys.createSc(42, 41, 5, 1_000_000));
+          component(sys, VICTIM_PD, "victim", (v) =>
+            (function* () {
+              yield v.wait.sleep(10_000);
+              victimDone = true;
+            })(),
+          );
+        });
+        expect(() => k.run()).not.toThrow();
+        expect(k.faults.map((f) => [f.ec, String(f.error)])).toEqual([["vcpu41", expect.stringContaining("malformed exit reply")]]);
+        expect(engine.inputs).toEqual(badAt === ExitReason.PIO ? [0xff] : []);
+        expect(victimDone).toBe(true);
+        expect(k.current).toBeNull();
+      }
+    });
+  }
 });
 
 describe("6: capability descriptors and words are checked for shape and range first", () => {
