@@ -59,7 +59,7 @@ describe("create_pd", () => {
 
   it("a refused create_pd changes nothing, whichever check refuses it", () => {
     const { k, asRoot } = bootedKernel();
-    asRoot((sys) => sys.createPd(10, 20_000, { name: "small" }));
+    asRoot((sys) => sys.createPd(10, 20_000, { name: "small", maxPriority: 20 }));
     const small = k.root.objects.get(10)!.cap.object as Pd;
     asRoot((sys) => sys.createGlobalEc(11, 10, idle));
     const ec = k.root.objects.get(11)!.cap.object as Ec;
@@ -70,14 +70,17 @@ describe("create_pd", () => {
       return [
         sys.createPd(20, 10), // quota below its self capability
         sys.createPd(20, 100_000), // more than the creator has
+        sys.createPd(20, 500, { maxPriority: 21 }), // above the creator's ceiling
+        sys.createPd(20, 500, { maxQuantumNs: 0 }),
         sys.createPd(0, 500), // occupied
         sys.createPd(20, 500, { parent: 5 }), // no such PD
       ];
     });
-    expect(refused).toEqual([Status.BAD_PARAMETER, Status.OUT_OF_QUOTA, Status.BAD_CAPABILITY, Status.BAD_CAPABILITY]);
+    expect(refused).toEqual([Status.BAD_PARAMETER, Status.OUT_OF_QUOTA, Status.BAD_PARAMETER, Status.BAD_PARAMETER, Status.BAD_CAPABILITY, Status.BAD_CAPABILITY]);
     expect(before()).toEqual(snapshot);
     expect(runAs(k, ec, () => k.sysFor(small).createPd(20, 500))).toBe(Status.SUCCESS);
     const child = small.objects.get(20)!.cap.object as Pd;
+    expect(child.ceiling.maxPriority).toBe(20); // inherited
     expect(child.objects.get(Sel.SELF_PD)!.parent).toBe(small.objects.get(20));
   });
 

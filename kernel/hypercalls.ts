@@ -24,7 +24,7 @@ import { type ReplyToken, hasHandlerStack, portalCall, reply as replyTo } from "
 import { KernelMemoryCost, type KernelObject } from "./object.js";
 import { Pd, Sel } from "./pd.js";
 import { Pt } from "./pt.js";
-import { MAX_PRIORITY, Sc } from "./sc.js";
+import { Sc, isPriority, isQuantum } from "./sc.js";
 import { Sm } from "./sm.js";
 import { Status } from "./status.js";
 import { EXIT_REASON_COUNT, Mtd } from "./vcpu.js";
@@ -116,17 +116,21 @@ const createPd = entry(
   {
     dst: "number",
     quota: "number",
-    options: { parent: "number?", vm: "boolean?", name: "string?" },
+    options: { parent: "number?", vm: "boolean?", name: "string?", maxPriority: "number?", maxQuantumNs: "number?" },
   },
   (k, ec, { dst, quota, options: o }) => {
     const parent = createTarget(ec, dst, o.parent ?? Sel.SELF_PD, PdRights.CREATE_PD);
     if (typeof parent === "number") return parent;
     // The child pays for its self capability out of its quota, so the quota covers at least that.
     if (!Number.isSafeInteger(quota) || quota < KernelMemoryCost.MAPPING) return Status.BAD_PARAMETER;
+    // A child's scheduling ceiling is at most its parent's.
+    const ceiling = { maxPriority: o.maxPriority ?? parent.ceiling.maxPriority, maxQuantumNs: o.maxQuantumNs ?? parent.ceiling.maxQuantumNs };
+    if (!isPriority(ceiling.maxPriority) || ceiling.maxPriority > parent.ceiling.maxPriority) return Status.BAD_PARAMETER;
+    if (!isQuantum(ceiling.maxQuantumNs) || ceiling.maxQuantumNs > parent.ceiling.maxQuantumNs) return Status.BAD_PARAMETER;
     const label = o.name !== undefined && o.name.length > 0 ? o.name.slice(0, 64) : `pd${dst}`;
     if (!pay(parent, KernelMemoryCost.PD + quota, ec.pd)) return Status.OUT_OF_QUOTA;
     // Nothing below can fail: the new PD's space is empty and its quota covers its self capability.
-    const pd = new Pd(parent, quota, label, o.vm === true);
+    const pd = new Pd(parent, quota, label, o.vm === true, ceiling);
     pd.onDestroyed = parent.onDestroyed;
     pd.charge(KernelMemoryCost.MAPPING);
     const creator = k.adopt(ec.pd, pd, dst, PdRights.ALL);
@@ -169,8 +173,9 @@ const createSc = entry(
     const target = lookupCap<Ec>(ec.pd, ecSel, ObjectType.EC, EcRights.CREATE_SC);
     if (!target) return Status.BAD_CAPABILITY;
     if (target.kind === EcKind.LOCAL || target.sc !== null || target.state === EcState.DEAD) return Status.BAD_PARAMETER;
-    if (!Number.isInteger(priority) || priority < 0 || priority > MAX_PRIORITY) return Status.BAD_PARAMETER;
-    if (!(quantumNs > 0) || !Number.isFinite(quantumNs)) return Status.BAD_PARAMETER;
+    // Within the ceiling the PD that pays for the SC was given by its parent.
+    if (!isPriority(priority) || priority > pd.ceiling.maxPriority) return Status.BAD_PARAMETER;
+    if (!isQuantum(quantumNs) || quantumNs > pd.ceiling.maxQuantumNs) return Status.BAD_PARAMETER;
     if (!pay(pd, KernelMemoryCost.SC, ec.pd)) return Status.OUT_OF_QUOTA;
     const sc = new Sc(pd, target, priority, quantumNs);
     k.adopt(ec.pd, sc, dst, ScRights.ALL);

@@ -18,7 +18,7 @@ import { FrameStore } from "./frames.js";
 import { KernelMemoryCost, type KernelObject, type QuotaAccount } from "./object.js";
 import { lookupCap } from "./hypercalls.js";
 import { Pd, Sel } from "./pd.js";
-import { Sc } from "./sc.js";
+import { MAX_PRIORITY, MAX_QUANTUM_NS, Sc } from "./sc.js";
 import { RunQueues } from "./scheduler.js";
 import { Sm } from "./sm.js";
 import { Status } from "./status.js";
@@ -107,7 +107,7 @@ export class Kernel {
     this.trace = options.trace ?? null;
     this.vcpuEngine = options.vcpuEngine ?? null;
     this.memory = new FrameStore(((options.memoryMiB ?? 64) * 1024 * 1024) / 4096);
-    this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", false);
+    this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", false, { maxPriority: MAX_PRIORITY, maxQuantumNs: MAX_QUANTUM_NS });
     this.root.onDestroyed = (pd) => this.pdDestroyed(pd);
     this.bootSpaces(options.gsis ?? 24, Math.min(options.ioPorts ?? 0x10000, 0x10000));
   }

@@ -16,6 +16,13 @@ export const Sel = {
   GSI_BASE: 64,
 } as const;
 
+/** The most a PD may give the scheduling contexts it creates (and the PDs it creates), set by its parent. */
+export interface ScCeiling {
+  readonly maxPriority: number;
+  /** Round-robin quantum, virtual ns. */
+  readonly maxQuantumNs: number;
+}
+
 export class Pd extends KernelObject implements QuotaAccount {
   readonly type = ObjectType.PD;
   readonly objects: Space;
@@ -33,6 +40,7 @@ export class Pd extends KernelObject implements QuotaAccount {
     readonly limit: number,
     readonly name: string,
     isVm: boolean,
+    readonly ceiling: ScCeiling,
   ) {
     super(payer, KernelMemoryCost.PD + limit);
     this.objects = new Space(SpaceKind.OBJECT, this);

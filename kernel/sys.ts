@@ -12,6 +12,17 @@ import { Status } from "./status.js";
 import type { Utcb } from "./utcb.js";
 import type { FrameStore } from "./frames.js";
 
+/** What `createPd` lets the parent choose besides the quota. */
+export interface CreatePdOptions {
+  vm?: boolean;
+  name?: string;
+  /** The PD (selector) that pays and whose child it is: default the caller's own. */
+  parent?: number;
+  /** Highest priority and longest quantum the child may give its SCs (default: the parent's own). */
+  maxPriority?: number;
+  maxQuantumNs?: number;
+}
+
 export class Sys {
   /** Waits for global EC bodies: `const status = yield sys.wait.down(sel)`. */
   readonly wait = {
@@ -64,7 +75,7 @@ export class Sys {
     return this.hc(Hypercall.REPLY, { token });
   }
 
-  createPd(dst: number, quotaBytes: number, options: { vm?: boolean; name?: string; parent?: number } = {}): Status {
+  createPd(dst: number, quotaBytes: number, options: CreatePdOptions = {}): Status {
     return this.hc(Hypercall.CREATE_PD, { dst, quota: quotaBytes, options });
   }
 
@@ -83,7 +94,7 @@ export class Sys {
     return this.hc(Hypercall.CREATE_EC, { dst, pd: pdSel, kind: EcKind.VCPU, eventBase });
   }
 
-  /** An SC for the EC at `ecSel`, paid by the PD at `pdSel`. */
+  /** An SC for the EC at `ecSel`, paid by the PD at `pdSel` and within that PD's ceiling. */
   createSc(dst: number, ecSel: number, priority: number, quantumNs: number, pdSel = 0): Status {
     return this.hc(Hypercall.CREATE_SC, { dst, pd: pdSel, ec: ecSel, priority, quantumNs });
   }

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import { SpaceKind, crd, PtRights, type Crd } from "../../capabilities/index.js";
-import { ExitReason, Kernel, MAX_CALL_DEPTH, Mtd, Sel, Status, type Sys, type GlobalEntry, type LocalEntry } from "../../kernel/index.js";
+import { ExitReason, Kernel, MAX_CALL_DEPTH, MAX_QUANTUM_NS, Mtd, Sel, Status, type Sys, type GlobalEntry, type LocalEntry } from "../../kernel/index.js";
 import { Ec, EcState } from "../../kernel/ec.js";
 import { Pd } from "../../kernel/pd.js";
 import type { Pt } from "../../kernel/pt.js";
@@ -29,8 +29,8 @@ function server(sys: Sys, handler: LocalEntry): void {
 }
 
 /** Root starts a component in a PD of its own, with the server's portal at SERVER, at priority 10. */
-function component(sys: Sys, pd: number, name: string, main: GlobalEntry, options: { quota?: number } = {}): void {
-  must(sys.createPd(pd, options.quota ?? 1 << 20, { name }));
+function component(sys: Sys, pd: number, name: string, main: GlobalEntry, options: { maxPriority?: number; maxQuantumNs?: number; quota?: number } = {}): void {
+  must(sys.createPd(pd, options.quota ?? 1 << 20, { name, maxPriority: options.maxPriority, maxQuantumNs: options.maxQuantumNs }));
   if (sys.lookup(crd(SpaceKind.OBJECT, SERVER_PT)) === Status.SUCCESS && sys.utcb.lookupResult)
     must(sys.delegate(pd, crd(SpaceKind.OBJECT, SERVER_PT, 0, PtRights.CALL), SERVER));
   must(sys.createGlobalEc(pd + 1, pd, main));
@@ -368,6 +368,108 @@ describe("3: a VMM's exit replies are untrusted", () => {
     });
   }
 });
+
+describe("4: a PD's scheduling contexts stay under the ceiling its parent set", () => {
+  it("priority and quantum above the ceiling, or not finite positive integers, are refused", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    const got: Record<string, Status> = {};
+    k.boot(function* (sys) {
+      component(sys, ATTACKER_PD, "attacker", (a) =>
+        (function* () {
+          must(a.createGlobalEc(100, Sel.SELF_PD, function* () {}));
+          got.prio127 = a.createSc(101, 100, 127, 1000);
+          got.quantum1e300 = a.createSc(101, 100, 10, 1e300);
+          got.quantumInfinity = a.createSc(101, 100, 10, Infinity);
+          got.quantumNaN = a.createSc(101, 100, 10, NaN);
+          got.quantumZero = a.createSc(101, 100, 10, 0);
+          got.quantumFraction = a.createSc(101, 100, 10, 0.5);
+          got.aboveCeiling = a.createSc(101, 100, 10, 2_000_000);
+          got.childAbove = a.createPd(102, 10_000, { maxPriority: 11 });
+          got.childQuantumAbove = a.createPd(102, 10_000, { maxQuantumNs: 2_000_000 });
+          got.atCeiling = a.createSc(101, 100, 10, 1_000_000);
+        })(),
+        { maxPriority: 10, maxQuantumNs: 1_000_000 },
+      );
+      must(sys.createGlobalEc(61, Sel.SELF_PD, function* () {}));
+      got.rootAboveMax = sys.createSc(60, 61, 1, MAX_QUANTUM_NS + 1);
+      got.rootAtMax = sys.createSc(60, 61, 1, MAX_QUANTUM_NS);
+    });
+    k.run();
+    expect(got).toEqual({
+      prio127: Status.BAD_PARAMETER,
+      quantum1e300: Status.BAD_PARAMETER,
+      quantumInfinity: Status.BAD_PARAMETER,
+      quantumNaN: Status.BAD_PARAMETER,
+      quantumZero: Status.BAD_PARAMETER,
+      quantumFraction: Status.BAD_PARAMETER,
+      aboveCeiling: Status.BAD_PARAMETER,
+      childAbove: Status.BAD_PARAMETER,
+      childQuantumAbove: Status.BAD_PARAMETER,
+      atCeiling: Status.SUCCESS,
+      rootAboveMax: Status.BAD_PARAMETER,
+      rootAtMax: Status.SUCCESS,
+    });
+  });
+
+  it("a child inherits its parent's ceiling, so a grandchild cannot climb either", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    let grandchild: Status | undefined;
+    let atCeiling: Status | undefined;
+    k.boot(function* (sys) {
+      component(sys, ATTACKER_PD, "attacker", (a) =>
+        (function* () {
+          must(a.createPd(100, 100_000, { name: "child" }));
+          must(a.createGlobalEc(101, 100, function* () {}));
+          grandchild = a.createSc(102, 101, 127, 1000, 100); // paid by the child, under its ceiling
+          atCeiling = a.createSc(102, 101, 10, 1000, 100);
+        })(),
+        { maxPriority: 10 },
+      );
+    });
+    k.run();
+    expect(grandchild).toBe(Status.BAD_PARAMETER);
+    expect(atCeiling).toBe(Status.SUCCESS);
+  });
+
+  it("a spinning attacker at its ceiling shares the CPU with a victim of the same priority", () => {
+    const k = new Kernel({ memoryMiB: 1, stepNs: 1000 });
+    let victimSteps = 0;
+    let attackerSteps = 0;
+    k.boot(function* (sys) {
+      component(sys, ATTACKER_PD, "attacker", (a) =>
+        (function* () {
+          must(a.createSm(100, 0));
+          must(a.createGlobalEc(101, Sel.SELF_PD, (self) =>
+            (function* () {
+              // Never blocks (a bound, so that without a ceiling the run still ends, with the victim starved).
+              for (let i = 0; i < 1_000_000; i++) {
+                attackerSteps++;
+                yield self.wait.down(100, 0);
+              }
+            })(),
+          ));
+          // The best it can get: its ceiling, not priority 127 and a quantum of 1e300.
+          const s = a.createSc(102, 101, 127, 1e300);
+          must(s === Status.BAD_PARAMETER ? a.createSc(102, 101, 10, 1_000_000) : s);
+        })(),
+        { maxPriority: 10, maxQuantumNs: 1_000_000 },
+      );
+      component(sys, VICTIM_PD, "victim", (v) =>
+        (function* () {
+          must(v.createSm(100, 0));
+          for (;;) {
+            victimSteps++;
+            yield v.wait.down(100, 0);
+          }
+        })(),
+      );
+    });
+    expect(k.run({ maxSteps: 200 })).toBe("steps");
+    expect(victimSteps + attackerSteps).toBeGreaterThan(100_000);
+    expect(victimSteps / (victimSteps + attackerSteps)).toBeGreaterThan(0.4);
+  });
+});
+
 
 describe("6: capability descriptors and words are checked for shape and range first", () => {
   const trap = new Proxy({}, { get: () => { throw new Error("trap"); } });
