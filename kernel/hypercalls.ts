@@ -20,7 +20,7 @@ import {
 import { type Args, type Shape, copier } from "./args.js";
 import { Ec, EcKind, EcState, type GlobalEntry, type LocalEntry } from "./ec.js";
 import type { Kernel } from "./kernel.js";
-import { type ReplyToken, hasHandlerStack, portalCall, reply as replyTo } from "./portal.js";
+import { hasHandlerStack, portalCall, reply as replyTo } from "./portal.js";
 import { KernelMemoryCost, type KernelObject } from "./object.js";
 import { Pd, Sel } from "./pd.js";
 import { Pt } from "./pt.js";
@@ -110,7 +110,7 @@ const call: Entry = {
   run: (k, ec, sel: number) => portalCall(k, ec, sel, false),
 };
 
-const reply = entry({ token: "opaque" }, (k, ec, a) => replyTo(k, ec, a.token as ReplyToken));
+const reply = entry({ token: "opaque" }, (k, ec, a) => replyTo(k, ec, a.token));
 
 const createPd = entry(
   {

@@ -15,8 +15,8 @@ import { copier } from "./args.js";
 import { VirtualClock } from "./clock.js";
 import { Ec, EcKind, EcState, type EcBody, type GlobalEntry } from "./ec.js";
 import { FrameStore } from "./frames.js";
-import { KernelMemoryCost, type KernelObject, type QuotaAccount } from "./object.js";
 import { lookupCap } from "./hypercalls.js";
+import { KernelMemoryCost, type KernelObject, type QuotaAccount } from "./object.js";
 import { Pd, Sel } from "./pd.js";
 import { MAX_PRIORITY, MAX_QUANTUM_NS, Sc } from "./sc.js";
 import { RunQueues } from "./scheduler.js";
@@ -25,7 +25,7 @@ import { Status } from "./status.js";
 import { Sys } from "./sys.js";
 import type { VcpuEngineFactory } from "./vcpu.js";
 import type { TraceSink } from "./trace.js";
-import { DEFERRED, ReplyToken, abortReply, portalCall } from "./portal.js";
+import { DEFERRED, type DeferredReply, abortReply, portalCall } from "./portal.js";
 import { runVcpu } from "./vm-exit.js";
 
 export { Sel };
@@ -91,9 +91,10 @@ export class Kernel {
   readonly vcpuEngine: VcpuEngineFactory | null;
   /** Portal calls open on the stack now (bounded by MAX_CALL_DEPTH). */
   callDepth = 0;
+  /** What each reply token handed to a handler stands for. */
+  readonly replies = new WeakMap<object, DeferredReply>();
   private readonly syscalls = new WeakMap<Pd, Sys>();
   private readonly interrupts: Sm[] = [];
-  private readonly tokens = new WeakMap<Pd, Set<ReplyToken>>();
   /** Where the running vCPU's run started (time and retired count), to read time mid-run. Set by vm-exit. */
   vcpuRun: { ec: Ec; startNs: number; startRetired: number } | null = null;
 
@@ -204,8 +205,8 @@ export class Kernel {
   private pdDestroyed(pd: Pd): void {
     // Everything the PD holds goes, and with it everything derived from it elsewhere.
     for (const space of [pd.objects, pd.memory, pd.io]) performRevoke(space.all(), 0xff, false, this.removed);
-    const pending = this.tokens.get(pd);
-    if (pending) for (const t of pending) abortReply(this, t);
+    for (const d of pd.owedReplies) abortReply(this, d);
+    pd.owedReplies.clear();
   }
 
   // ---- scheduling ------------------------------------------------------------------------------
@@ -300,7 +301,10 @@ export class Kernel {
       // Everything the body hands back is untrusted: a throw or a malformed wait is its fault.
       let raw: unknown;
       try {
-        if (!ec.body) ec.body = ec.entry!(this.sysFor(ec.pd));
+        if (!ec.body) {
+          const entry = ec.entry!; // called as a plain function: `this` in it is not the EC
+          ec.body = entry(this.sysFor(ec.pd));
+        }
         const body: EcBody = ec.body;
         const r = body.next(status);
         if (r.done === true) raw = DONE;
@@ -348,13 +352,6 @@ export class Kernel {
     }
     this.fault(ec, new TypeError(`${ec.pd.name}/${ec.name} yielded something that is not a wait`));
     return DEFERRED;
-  }
-
-  /** The deferred replies a PD's handlers owe: aborted when the PD dies. */
-  pendingReplies(pd: Pd): Set<ReplyToken> {
-    let set = this.tokens.get(pd);
-    if (!set) this.tokens.set(pd, (set = new Set()));
-    return set;
   }
 
   fault(ec: Ec, error: unknown): void {

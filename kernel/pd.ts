@@ -4,6 +4,7 @@ import { ObjectType, Space, SpaceKind, type Mapping } from "../capabilities/inde
 import { GuestMemory } from "./guest-memory.js";
 import { KernelMemoryCost, KernelObject, type QuotaAccount } from "./object.js";
 import type { FrameStore } from "./frames.js";
+import type { DeferredReply } from "./portal.js";
 
 /** Selectors every PD finds filled in its object space. */
 export const Sel = {
@@ -32,6 +33,8 @@ export class Pd extends KernelObject implements QuotaAccount {
   used = 0;
   /** Guest-physical memory as vCPUs see it; only for PDs created as virtual machines. */
   readonly guestMemory: GuestMemory | null;
+  /** The deferred replies its handlers owe: aborted when it dies. */
+  readonly owedReplies = new Set<DeferredReply>();
   /** Called with the removal of every mapping of this PD's spaces (set by the kernel). */
   onDestroyed: ((pd: Pd) => void) | null = null;
 

@@ -25,9 +25,18 @@ export const MAX_CALL_DEPTH = 64;
  */
 export const HANDLER_STACK_BYTES = 256 * 1024;
 
-/** A reply that a handler deferred: the caller stays blocked until `reply` or abort. */
+/** What a handler holds for a deferred reply: a name only; the kernel keeps what it stands for. */
 export class ReplyToken {
+  constructor() {
+    Object.freeze(this);
+  }
+}
+Object.freeze(ReplyToken.prototype);
+
+/** A reply a handler deferred, as the kernel keeps it: the caller stays blocked until `reply` or abort. */
+export class DeferredReply {
   used = false;
+  readonly token = new ReplyToken();
   constructor(
     readonly caller: Ec,
     /** The PD whose handler took the call; its death aborts the reply. */
@@ -82,7 +91,8 @@ export function enter(k: Kernel, caller: Ec, pt: Pt, canWait: boolean, vcpuExit:
   try {
     // The handler's UTCB is its own: a malformed vCPU record there is its fault.
     if (reason >= 0) deliverVcpuState(caller, pt, to, vcpuExit);
-    handler.handler!(to, pt.id);
+    const run = handler.handler!; // called as a plain function: `this` in it is not the EC
+    run(to, pt.id);
   } catch (error) {
     failed = true;
     if (hasHandlerStack()) k.fault(handler, error);
@@ -93,12 +103,12 @@ export function enter(k: Kernel, caller: Ec, pt: Pt, canWait: boolean, vcpuExit:
     k.current = prev;
   }
   if (k.trace) k.trace.callEnd(k.now(), handler.pd.name);
-  const deferred = handler.deferred as ReplyToken | null;
+  const deferred = handler.deferred as DeferredReply | null;
   if (deferred !== null) {
     handler.deferred = null;
     if (failed) {
       deferred.used = true;
-      k.pendingReplies(handler.pd).delete(deferred);
+      handler.pd.owedReplies.delete(deferred);
       return Status.ABORTED;
     }
     k.block(caller, deferred, Infinity);
@@ -113,7 +123,8 @@ function materialize(k: Kernel, ec: Ec): boolean {
   k.current = ec;
   k.callDepth++;
   try {
-    const handler = ec.localEntry!(k.sysFor(ec.pd));
+    const entry = ec.localEntry!; // called as a plain function: `this` in it is not the EC
+    const handler = entry(k.sysFor(ec.pd));
     if (typeof handler !== "function") throw new TypeError(`local EC ${ec.name}: its entry returned no handler`);
     ec.handler = handler;
     return true;
@@ -130,19 +141,21 @@ function materialize(k: Kernel, ec: Ec): boolean {
 export function deferReply(k: Kernel, handler: Ec): ReplyToken | null {
   const caller = handler.caller;
   if (!handler.busy || caller === null || !handler.callerCanWait || handler.deferred !== null) return null;
-  const token = new ReplyToken(caller, handler.pd);
-  handler.deferred = token;
-  k.pendingReplies(handler.pd).add(token);
-  return token;
+  const deferred = new DeferredReply(caller, handler.pd);
+  handler.deferred = deferred;
+  handler.pd.owedReplies.add(deferred);
+  k.replies.set(deferred.token, deferred);
+  return deferred.token;
 }
 
 /** Answer a deferred call with the message in `from`'s UTCB. */
-export function reply(k: Kernel, from: Ec, token: ReplyToken): Status {
-  if (!(token instanceof ReplyToken) || token.used || token.server !== from.pd) return Status.BAD_PARAMETER;
-  token.used = true;
-  k.pendingReplies(token.server).delete(token);
-  const caller = token.caller;
-  if (caller.state !== EcState.BLOCKED || caller.waitingOn !== token) return Status.ABORTED;
+export function reply(k: Kernel, from: Ec, token: unknown): Status {
+  const deferred = typeof token === "object" && token !== null ? k.replies.get(token) : undefined;
+  if (deferred === undefined || deferred.used || deferred.server !== from.pd) return Status.BAD_PARAMETER;
+  deferred.used = true;
+  from.pd.owedReplies.delete(deferred);
+  const caller = deferred.caller;
+  if (caller.state !== EcState.BLOCKED || caller.waitingOn !== deferred) return Status.ABORTED;
   if (caller.kind === EcKind.VCPU) {
     // A reply the vCPU cannot take stops it, as a failed exit handler does.
     if (from.utcb.vcpu !== null && !loadVcpuReply(k, caller, from)) return Status.BAD_PARAMETER;
@@ -154,10 +167,10 @@ export function reply(k: Kernel, from: Ec, token: ReplyToken): Status {
 }
 
 /** The server is gone: its callers waiting for deferred replies get ABORTED. */
-export function abortReply(k: Kernel, token: ReplyToken): void {
-  if (token.used) return;
-  token.used = true;
-  if (token.caller.waitingOn === token) k.wake(token.caller, Status.ABORTED);
+export function abortReply(k: Kernel, deferred: DeferredReply): void {
+  if (deferred.used) return;
+  deferred.used = true;
+  if (deferred.caller.waitingOn === deferred) k.wake(deferred.caller, Status.ABORTED);
 }
 
 const applyFunction = Reflect.apply;

@@ -2,11 +2,14 @@
 // issue did and checks that the attacker's mistake is a fault (or a status) of its own only.
 
 import { describe, expect, it } from "vitest";
-import { SpaceKind, crd, PtRights, type Crd } from "../../capabilities/index.js";
-import { ExitReason, Kernel, MAX_CALL_DEPTH, MAX_QUANTUM_NS, Mtd, Sel, Status, type Sys, type GlobalEntry, type LocalEntry } from "../../kernel/index.js";
+import { Space, Mapping, SpaceKind, crd, PtRights, type Crd } from "../../capabilities/index.js";
+import { ExitReason, Kernel, MAX_CALL_DEPTH, MAX_QUANTUM_NS, Mtd, ReplyToken, Sel, Status, Sys, type GlobalEntry, type LocalEntry } from "../../kernel/index.js";
 import { Ec, EcState } from "../../kernel/ec.js";
 import { Pd } from "../../kernel/pd.js";
-import type { Pt } from "../../kernel/pt.js";
+import { Pt } from "../../kernel/pt.js";
+import { Sc } from "../../kernel/sc.js";
+import { Sm } from "../../kernel/sm.js";
+import { FrameStore } from "../../kernel/frames.js";
 import { ScriptedEngine } from "../support/kernel.js";
 
 // Root selectors of the scenarios below.
@@ -469,6 +472,126 @@ describe("4: a PD's scheduling contexts stay under the ceiling its parent set", 
     expect(victimSteps / (victimSteps + attackerSteps)).toBeGreaterThan(0.4);
   });
 });
+
+
+describe("5: a syscall handle reaches nothing of the kernel", () => {
+  it("no property, prototype, getter or returned object of a handle leads to the kernel's objects", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    const roots: Array<[string, unknown]> = [];
+    k.boot(function* (sys) {
+      server(sys, function (this: unknown, self) {
+        roots.push(["local entry this", this], ["server sys", self]);
+        return function (this: unknown, utcb, id) {
+          roots.push(["handler this", this], ["handler utcb", utcb], ["portal id", id], ["reply token", self.deferReply()]);
+        };
+      });
+      component(sys, ATTACKER_PD, "attacker", function (this: unknown, a) {
+        roots.push(["entry this", this], ["sys", a], ["wait", a.wait.down(1)], ["memory", a.memory(0, 1)]);
+        return (function* () {
+          must(a.createSm(100, 1));
+          must(a.lookup(crd(SpaceKind.OBJECT, 100)));
+          roots.push(["utcb", a.utcb], ["lookup", a.utcb.lookupResult]);
+          yield a.wait.call(SERVER); // the server defers; the token goes into the roots
+        })();
+      });
+      must(sys.delegate(ATTACKER_PD, crd(SpaceKind.MEMORY, 0, 0), 0));
+    });
+    k.run();
+    const reached = reachable(roots);
+    expect(reached.size).toBeGreaterThan(20); // the walk did see something
+    expect([...reached].some((o) => o instanceof Sys)).toBe(true);
+    const forbidden = [...reached].filter(
+      (o) =>
+        o instanceof Kernel || o instanceof Pd || o instanceof Ec || o instanceof Sc || o instanceof Pt || o instanceof Sm ||
+        o instanceof Space || o instanceof Mapping || o instanceof FrameStore || o === k.faults || o === k.runq || o === k.clock,
+    );
+    expect(forbidden).toEqual([]);
+    for (const [, v] of roots) if (v instanceof Sys) expect(Object.getOwnPropertyNames(v)).toEqual(["wait"]);
+  });
+
+  it("a component cannot change the handles of others, nor forge a reply token", () => {
+    const k = new Kernel({ memoryMiB: 1 });
+    const attempts: Record<string, string> = {};
+    let victimStatus: Status | undefined;
+    let forged: Status | undefined;
+    k.boot(function* (sys) {
+      server(sys, (self) => (utcb) => {
+        const token = self.deferReply();
+        utcb.set(token === null ? 1 : 0);
+      });
+      component(sys, ATTACKER_PD, "attacker", (a) =>
+        (function* () {
+          const tryIt = (name: string, f: () => void) => {
+            try {
+              f();
+              attempts[name] = "changed";
+            } catch (e) {
+              attempts[name] = (e as Error).constructor.name;
+            }
+          };
+          const proto = Object.getPrototypeOf(a) as Record<string, unknown>;
+          tryIt("prototype method", () => void (proto.call = () => Status.SUCCESS));
+          tryIt("own property", () => void Object.defineProperty(a, "kernel", { value: 1 }));
+          tryIt("wait", () => void ((a.wait as Record<string, unknown>).down = () => null));
+          tryIt("utcb words", () => void ((a.utcb as unknown as Record<string, unknown>).words = new Uint32Array(1)));
+          tryIt("utcb getter", () => void Object.defineProperty(a.utcb, "untyped", { get: () => 5 }));
+          forged = a.reply(new ReplyToken());
+        })(),
+      );
+      component(sys, VICTIM_PD, "victim", (v) =>
+        (function* () {
+          yield v.wait.sleep(100);
+          v.utcb.set(7);
+          victimStatus = v.call(SERVER);
+        })(),
+      );
+    });
+    k.run();
+    expect(attempts).toEqual({ "prototype method": "TypeError", "own property": "TypeError", wait: "TypeError", "utcb words": "TypeError", "utcb getter": "TypeError" });
+    expect(forged).toBe(Status.BAD_PARAMETER);
+    expect(victimStatus).toBe(Status.SUCCESS);
+  });
+});
+
+/**
+ * Everything reachable from `roots` the way component code can walk: own properties (Reflect.ownKeys,
+ * values and getters), for-in, prototypes, and the results of getters, stopping at the language's
+ * own objects (whose reach is the same for every component).
+ */
+function reachable(roots: ReadonlyArray<[string, unknown]>): Set<object> {
+  const builtins = new Set<unknown>([Object.prototype, Function.prototype, Array.prototype, Object.getPrototypeOf(Uint8Array.prototype), Uint8Array.prototype, Uint32Array.prototype, ArrayBuffer.prototype, Object.getPrototypeOf(function* () {}), Object.getPrototypeOf(function* () {}.prototype), Symbol.prototype, Error.prototype]);
+  const seen = new Set<object>();
+  const todo: unknown[] = roots.map(([, v]) => v);
+  while (todo.length > 0) {
+    const v = todo.pop();
+    if (v === null || (typeof v !== "object" && typeof v !== "function") || seen.has(v) || builtins.has(v)) continue;
+    seen.add(v);
+    if (ArrayBuffer.isView(v)) {
+      todo.push(v.buffer, Object.getPrototypeOf(v));
+      continue;
+    }
+    todo.push(Object.getPrototypeOf(v));
+    for (const key of Reflect.ownKeys(v)) {
+      const d = Reflect.getOwnPropertyDescriptor(v, key)!;
+      todo.push(d.value, d.get, d.set);
+    }
+    // Getters on the prototypes, read through the object itself (sys.utcb, sys.name...).
+    for (let p = Object.getPrototypeOf(v); p && !builtins.has(p); p = Object.getPrototypeOf(p)) {
+      for (const key of Reflect.ownKeys(p)) {
+        const d = Reflect.getOwnPropertyDescriptor(p, key)!;
+        if (d.get) {
+          try {
+            todo.push(Reflect.get(p, key, v));
+          } catch {
+            // Outside its EC the handle's utcb getter refuses.
+          }
+        }
+      }
+    }
+    for (const key in v) todo.push((v as Record<string, unknown>)[key]);
+  }
+  return seen;
+}
 
 
 describe("6: capability descriptors and words are checked for shape and range first", () => {
