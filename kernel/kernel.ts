@@ -95,6 +95,7 @@ export class Kernel {
   readonly replies = new WeakMap<object, DeferredReply>();
   private readonly syscalls = new WeakMap<Pd, Sys>();
   private readonly interrupts: Sm[] = [];
+  private readonly dying: Pd[] = [];
   /** Where the running vCPU's run started (time and retired count), to read time mid-run. Set by vm-exit. */
   vcpuRun: { ec: Ec; startNs: number; startRetired: number } | null = null;
 
@@ -202,11 +203,24 @@ export class Kernel {
     }
   }
 
+  /**
+   * Everything a destroyed PD holds goes, and with it everything derived from it elsewhere. PDs a
+   * component creates inside its own PDs nest without bound, so the PDs that die on the way are
+   * queued and emptied here in a loop, not by recursion (which a deep enough chain would overflow).
+   */
   private pdDestroyed(pd: Pd): void {
-    // Everything the PD holds goes, and with it everything derived from it elsewhere.
-    for (const space of [pd.objects, pd.memory, pd.io]) performRevoke(space.all(), 0xff, false, this.removed);
-    for (const d of pd.owedReplies) abortReply(this, d);
-    pd.owedReplies.clear();
+    this.dying.push(pd);
+    if (this.dying.length > 1) return; // the outermost call empties the queue
+    try {
+      for (let i = 0; i < this.dying.length; i++) {
+        const p = this.dying[i];
+        for (const space of [p.objects, p.memory, p.io]) performRevoke(space.all(), 0xff, false, this.removed);
+        for (const d of p.owedReplies) abortReply(this, d);
+        p.owedReplies.clear();
+      }
+    } finally {
+      this.dying.length = 0;
+    }
   }
 
   // ---- scheduling ------------------------------------------------------------------------------

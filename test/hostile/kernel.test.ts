@@ -14,7 +14,7 @@ import { ScriptedEngine } from "../support/kernel.js";
 
 // Root selectors of the scenarios below.
 const SERVER_PD = 10, SERVER_EC = 11, SERVER_PT = 12;
-const ATTACKER_PD = 20;
+const ATTACKER_PD = 20, ATTACKER_EC = 21, ATTACKER_SC = 22;
 const VICTIM_PD = 30;
 // Selectors in the attacker's and the victim's spaces.
 const SERVER = 5;
@@ -333,7 +333,7 @@ describe("3: what a body yields is untrusted", () => {
   });
 });
 
-describe("3: a VMM's exit replies are untrusted", () => {
+describe("3 (vCPUs): a VMM's exit replies are untrusted", () => {
   const trap = new Proxy({}, { get: () => { throw new Error("trap"); } });
   const replies: Array<[string, unknown]> = [["null", null], ["a Proxy", trap], ["a record that is not vCPU state", { mtd: Mtd.ALL }]];
 
@@ -672,3 +672,34 @@ describe("6: capability descriptors and words are checked for shape and range fi
   });
 });
 
+describe("nested PDs", () => {
+  it("a chain of PDs each created by the one before cannot make its parent's revoke throw", () => {
+    const k = new Kernel({ memoryMiB: 1, stepNs: 1 });
+    const LEVELS = 6000;
+    let made = 0;
+    let revoked: Status | undefined;
+    const rootUsed = k.root.used;
+    // Level i runs in PD i: it creates PD i + 1 at its selector 100 and a thread there that does the same.
+    const level = (sys: Sys): Generator<never, void, Status> =>
+      (function* () {
+        made++;
+        if (made >= LEVELS) return;
+        must(sys.createPd(100, (LEVELS - made) * 7000, { name: `level${made}` }));
+        must(sys.createGlobalEc(101, 100, level));
+        must(sys.createSc(102, 101, 10, 1000));
+      })();
+    k.boot(function* (sys) {
+      must(sys.createPd(ATTACKER_PD, LEVELS * 7000 + 100_000, { name: "level0" }));
+      must(sys.createGlobalEc(ATTACKER_EC, ATTACKER_PD, level));
+      must(sys.createSc(ATTACKER_SC, ATTACKER_EC, 10, 1000));
+      yield sys.wait.sleep(1e9); // until the chain is built
+      revoked = sys.revoke(crd(SpaceKind.OBJECT, ATTACKER_PD, 2)); // its PD, EC and SC
+    }, 5);
+    expect(k.run()).toBe("idle");
+    expect(made).toBe(LEVELS);
+    expect(k.faults).toEqual([]);
+    expect(revoked).toBe(Status.SUCCESS);
+    expect(k.root.objects.get(ATTACKER_PD)).toBeUndefined();
+    expect(k.root.used).toBe(rootUsed);
+  });
+});
