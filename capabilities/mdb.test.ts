@@ -117,3 +117,12 @@ describe("aligned runs", () => {
     expect(alignedRuns(0, [0])).toEqual([]);
   });
 });
+
+describe("capability spaces", () => {
+  it("an index outside the space names no slot: it does not wrap around onto a slot inside", () => {
+    const [a] = spaces(1);
+    insertRoot(a, 5, capability(obj(1), 1));
+    expect(a.get(5)).toBeDefined();
+    for (const bad of [2 ** 32 + 5, 2 ** 40 + 5, 2 ** 18 + 5, -(2 ** 32) + 5, 5.5, -1, NaN, Infinity]) expect(a.get(bad)).toBeUndefined();
+  });
+});

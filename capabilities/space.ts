@@ -1,6 +1,6 @@
 // A capability space: slots (selectors, pages or ports) of one protection domain holding mappings.
 
-import { SpaceKind } from "./crd.js";
+import { SPACE_ORDER, SpaceKind } from "./crd.js";
 import type { Mapping } from "./mapping.js";
 
 const CHUNK_SHIFT = 10;
@@ -20,12 +20,19 @@ export class Space {
   size = 0;
   listener: SlotListener | null = null;
 
+  /** Number of slots: indices are integers in [0, slots). */
+  readonly slots: number;
+
   constructor(
     readonly kind: SpaceKind,
     readonly owner: unknown,
-  ) {}
+  ) {
+    this.slots = 2 ** SPACE_ORDER[kind];
+  }
 
+  /** The mapping in slot `index`; undefined when it is empty or `index` names no slot (no wrap-around). */
   get(index: number): Mapping | undefined {
+    if ((index | 0) !== index || index < 0 || index >= this.slots) return undefined;
     const chunk = this.chunks[index >>> CHUNK_SHIFT];
     return chunk === undefined ? undefined : chunk[index & (CHUNK_SIZE - 1)];
   }

@@ -9,7 +9,7 @@ import type { Status } from "./status.js";
 import type { Sys } from "./sys.js";
 import { Utcb } from "./utcb.js";
 import type { VcpuEngine, VcpuExitHandler, VcpuState } from "./vcpu.js";
-import type { ReplyToken } from "./portal.js";
+import type { DeferredReply } from "./portal.js";
 
 export enum EcKind {
   LOCAL = 0,
@@ -59,7 +59,7 @@ export class Ec extends KernelObject {
   /** While busy: who called, whether that caller can wait for a deferred reply, and the deferral. */
   caller: Ec | null = null;
   callerCanWait = false;
-  deferred: ReplyToken | null = null;
+  deferred: DeferredReply | null = null;
   /** Global ECs: the body, created when the first SC is bound. */
   body: EcBody | null = null;
   entry: GlobalEntry | null = null;

@@ -1,13 +1,15 @@
 // Guest-physical memory of a VM as a vCPU engine sees it: a page table from guest page numbers
 // to bytes of delegated frames. The kernel keeps it in step with the VM PD's memory space.
 
+import { MemRights } from "../capabilities/index.js";
+
+/** The rights of a guest page are those of the memory capability it is mapped from. */
+export { MemRights };
+
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
 /** 32-bit guest-physical space: 2^20 pages of 4 KiB. */
 export const GUEST_PAGES = 1 << 20;
-
-/** Rights bits of a memory mapping (also the memory-space capability rights). */
-export const MemRights = { R: 1, W: 2, X: 4, RWX: 7 } as const;
 
 /**
  * Page-granular view of guest-physical memory. Engines read the arrays directly on their

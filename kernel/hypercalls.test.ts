@@ -16,9 +16,11 @@ describe("hypercall dispatch", () => {
   it("answers unknown numbers and non-numeric arguments with a status, not a throw", () => {
     const { k, asRoot } = bootedKernel();
     const ec = k.rootEc!;
-    for (const nr of [-1, 15, 99, 1.5, NaN]) expect(hypercall(k, ec, nr)).toBe(Status.BAD_HYPERCALL);
+    for (const nr of [-1, 15, 99, 1.5, NaN]) expect(hypercall(k, ec, nr, {})).toBe(Status.BAD_HYPERCALL);
     expect(hypercall(k, ec, Hypercall.CREATE_SM, NaN)).toBe(Status.BAD_PARAMETER);
-    expect(hypercall(k, ec, Hypercall.CREATE_SM, "7" as unknown as number)).toBe(Status.BAD_PARAMETER);
+    expect(hypercall(k, ec, Hypercall.CREATE_SM, { dst: "7", pd: 0, initial: 0 })).toBe(Status.BAD_PARAMETER);
+    expect(hypercall(k, ec, Hypercall.CREATE_SM, { dst: 7, pd: 0 })).toBe(Status.BAD_PARAMETER); // no initial count
+    expect(hypercall(k, ec, Hypercall.CREATE_SM, { dst: 7, pd: 0, initial: 0 })).toBe(Status.SUCCESS);
     expect(asRoot((sys) => sys.createSm(-1))).toBe(Status.BAD_PARAMETER);
     expect(asRoot((sys) => sys.createSm(2 ** 18))).toBe(Status.BAD_PARAMETER);
   });
@@ -53,6 +55,33 @@ describe("create_pd", () => {
       expect(sys.delegate(0, crd(SpaceKind.OBJECT, 10, 0, PdRights.CREATE_EC), 12)).toBe(Status.SUCCESS);
       expect(sys.createPd(13, 1000, { parent: 12 })).toBe(Status.BAD_CAPABILITY); // no CREATE_PD right
     });
+  });
+
+  it("a refused create_pd changes nothing, whichever check refuses it", () => {
+    const { k, asRoot } = bootedKernel();
+    asRoot((sys) => sys.createPd(10, 20_000, { name: "small", maxPriority: 20 }));
+    const small = k.root.objects.get(10)!.cap.object as Pd;
+    asRoot((sys) => sys.createGlobalEc(11, 10, idle));
+    const ec = k.root.objects.get(11)!.cap.object as Ec;
+    const before = () => [k.root.used, k.root.objects.size, small.used, small.objects.size];
+    const snapshot = before();
+    const refused = runAs(k, ec, () => {
+      const sys = k.sysFor(small);
+      return [
+        sys.createPd(20, 10), // quota below its self capability
+        sys.createPd(20, 100_000), // more than the creator has
+        sys.createPd(20, 500, { maxPriority: 21 }), // above the creator's ceiling
+        sys.createPd(20, 500, { maxQuantumNs: 0 }),
+        sys.createPd(0, 500), // occupied
+        sys.createPd(20, 500, { parent: 5 }), // no such PD
+      ];
+    });
+    expect(refused).toEqual([Status.BAD_PARAMETER, Status.OUT_OF_QUOTA, Status.BAD_PARAMETER, Status.BAD_PARAMETER, Status.BAD_CAPABILITY, Status.BAD_CAPABILITY]);
+    expect(before()).toEqual(snapshot);
+    expect(runAs(k, ec, () => k.sysFor(small).createPd(20, 500))).toBe(Status.SUCCESS);
+    const child = small.objects.get(20)!.cap.object as Pd;
+    expect(child.ceiling.maxPriority).toBe(20); // inherited
+    expect(child.objects.get(Sel.SELF_PD)!.parent).toBe(small.objects.get(20));
   });
 
   it("a child cannot spend more than its quota, whatever it creates", () => {

@@ -1,8 +1,8 @@
-// The hypercall table. Every handler has one shape: read its arguments, look up and check the
-// capabilities, check the quota, and only then act. A refused hypercall changes nothing.
+// The hypercall table. Every handler has one shape: take its argument record (copied once out of
+// the caller's hands, see args.ts), look up and check the capabilities, check the quota, and only
+// then act. A refused hypercall changes nothing.
 
 import {
-  type Crd,
   EcRights,
   ObjectType,
   PdRights,
@@ -17,16 +17,17 @@ import {
   planDelegate,
   planRevoke,
 } from "../capabilities/index.js";
+import { type Args, type Shape, copier } from "./args.js";
 import { Ec, EcKind, EcState, type GlobalEntry, type LocalEntry } from "./ec.js";
 import type { Kernel } from "./kernel.js";
-import { type ReplyToken, portalCall, reply as replyTo } from "./portal.js";
+import { hasHandlerStack, portalCall, reply as replyTo } from "./portal.js";
 import { KernelMemoryCost, type KernelObject } from "./object.js";
-import { Pd } from "./pd.js";
+import { Pd, Sel } from "./pd.js";
 import { Pt } from "./pt.js";
-import { MAX_PRIORITY, Sc } from "./sc.js";
+import { Sc, isPriority, isQuantum } from "./sc.js";
 import { Sm } from "./sm.js";
 import { Status } from "./status.js";
-import { EXIT_REASON_COUNT } from "./vcpu.js";
+import { EXIT_REASON_COUNT, Mtd } from "./vcpu.js";
 import { hideTime } from "./vm-exit.js";
 
 export enum Hypercall {
@@ -53,9 +54,16 @@ export const EcCtrlOp = {
   HIDE_TIME: 1,
 } as const;
 export const SmCtrlOp = { UP: 0, DOWN: 1 } as const;
-export const CreatePdFlags = { VM: 1 } as const;
 
-type Handler = (k: Kernel, ec: Ec, a: number, b: number, c: number, d: number, x: unknown) => Status;
+/** A table entry: the copier of its argument record (undefined: malformed), and the handler that gets the copy. */
+interface Entry {
+  readonly copy: (raw: unknown) => unknown;
+  readonly run: (k: Kernel, ec: Ec, a: never) => Status;
+}
+
+function entry<S extends Shape>(args: S, run: (k: Kernel, ec: Ec, a: Args<S>) => Status): Entry {
+  return { copy: copier(args), run };
+}
 
 const MAX_SELECTOR = 2 ** SPACE_ORDER[SpaceKind.OBJECT];
 
@@ -63,8 +71,13 @@ function isSelector(v: number): boolean {
   return Number.isInteger(v) && v >= 0 && v < MAX_SELECTOR;
 }
 
+/** Portal ids, semaphore counts and MTDs are 32-bit words. */
+function isWord(v: number): boolean {
+  return Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
+}
+
 /** The capability at `sel` if it names an object of `type` with all of `rights`; else undefined. */
-function lookupCap<T extends KernelObject>(pd: Pd, sel: number, type: ObjectType, rights: number): T | undefined {
+export function lookupCap<T extends KernelObject>(pd: Pd, sel: number, type: ObjectType, rights: number): T | undefined {
   if (!isSelector(sel)) return undefined;
   const m = pd.objects.get(sel);
   if (!m || m.cap.object.type !== type || (m.cap.rights & rights) !== rights) return undefined;
@@ -89,110 +102,131 @@ function createTarget(ec: Ec, dst: number, pdSel: number, right: number): Pd | S
   return pd ?? Status.BAD_CAPABILITY;
 }
 
-const call: Handler = (k, ec, sel) => portalCall(k, ec, sel, false);
-
-const reply: Handler = (k, ec, _a, _b, _c, _d, token) => replyTo(k, ec, token as ReplyToken);
-
-const createPd: Handler = (k, ec, dst, pdSel, quota, flags, name) => {
-  const parent = createTarget(ec, dst, pdSel, PdRights.CREATE_PD);
-  if (typeof parent === "number") return parent;
-  if (!Number.isInteger(quota) || quota < KernelMemoryCost.MAPPING || (flags & ~CreatePdFlags.VM) !== 0) return Status.BAD_PARAMETER;
-  const label = typeof name === "string" && name.length > 0 ? name.slice(0, 64) : `pd${dst}`;
-  if (!pay(parent, KernelMemoryCost.PD + quota, ec.pd)) return Status.OUT_OF_QUOTA;
-  const pd = new Pd(parent, quota, label, (flags & CreatePdFlags.VM) !== 0);
-  pd.onDestroyed = parent.onDestroyed;
-  k.adopt(ec.pd, pd, dst, PdRights.ALL);
-  // The new PD names itself at selector 0, derived from its creator's capability.
-  const self = planDelegate(ec.pd.objects, { kind: SpaceKind.OBJECT, base: dst, order: 0, rights: PdRights.ALL }, pd.objects, 0);
-  if (typeof self !== "string" && pd.charge(KernelMemoryCost.MAPPING)) performDelegate(self);
-  return Status.SUCCESS;
+// The hot path: its record is one number, copied by hand (the generic copier costs more than the call).
+const call: Entry = {
+  copy: (raw) => {
+    try {
+      const sel = (raw as { sel?: unknown }).sel;
+      return typeof sel === "number" ? sel : undefined;
+    } catch {
+      return undefined; // not an object, or a Proxy or getter that threw
+    }
+  },
+  run: (k, ec, sel: number) => portalCall(k, ec, sel, false),
 };
 
-const createEc: Handler = (k, ec, dst, pdSel, kind, eventBase, entry) => {
-  const pd = createTarget(ec, dst, pdSel, PdRights.CREATE_EC);
-  if (typeof pd === "number") return pd;
-  if (kind !== EcKind.LOCAL && kind !== EcKind.GLOBAL && kind !== EcKind.VCPU) return Status.BAD_PARAMETER;
-  if (kind === EcKind.VCPU) {
-    if (!pd.guestMemory || !isSelector(eventBase) || eventBase + EXIT_REASON_COUNT > MAX_SELECTOR) return Status.BAD_PARAMETER;
-    if (!k.vcpuEngine) return Status.BAD_FEATURE;
-  } else if (typeof entry !== "function") {
-    return Status.BAD_PARAMETER;
-  }
-  if (!pay(pd, KernelMemoryCost.EC + KernelMemoryCost.UTCB, ec.pd)) return Status.OUT_OF_QUOTA;
-  const name = `${EcKind[kind].toLowerCase()}${dst}`;
-  const created = new Ec(pd, pd, kind, name);
-  if (kind === EcKind.LOCAL) created.localEntry = entry as LocalEntry;
-  else if (kind === EcKind.GLOBAL) created.entry = entry as GlobalEntry;
-  else {
-    created.engine = k.vcpuEngine!(pd.guestMemory!);
-    created.eventBase = eventBase;
-  }
-  k.adopt(ec.pd, created, dst, EcRights.ALL);
-  return Status.SUCCESS;
-};
+const reply = entry({ token: "opaque" }, (k, ec, a) => replyTo(k, ec, a.token));
 
-const createSc: Handler = (k, ec, dst, pdSel, ecSel, priority, quantum) => {
-  const pd = createTarget(ec, dst, pdSel, PdRights.CREATE_SC);
-  if (typeof pd === "number") return pd;
-  const target = lookupCap<Ec>(ec.pd, ecSel, ObjectType.EC, EcRights.CREATE_SC);
-  if (!target) return Status.BAD_CAPABILITY;
-  if (target.kind === EcKind.LOCAL || target.sc !== null || target.state === EcState.DEAD) return Status.BAD_PARAMETER;
-  if (!Number.isInteger(priority) || priority < 0 || priority > MAX_PRIORITY) return Status.BAD_PARAMETER;
-  if (typeof quantum !== "number" || !(quantum > 0) || !Number.isFinite(quantum)) return Status.BAD_PARAMETER;
-  if (!pay(pd, KernelMemoryCost.SC, ec.pd)) return Status.OUT_OF_QUOTA;
-  const sc = new Sc(pd, target, priority, quantum);
-  k.adopt(ec.pd, sc, dst, ScRights.ALL);
-  target.sc = sc;
-  if (target.state === EcState.READY) k.runq.enqueue(sc);
-  return Status.SUCCESS;
-};
+const createPd = entry(
+  {
+    dst: "number",
+    quota: "number",
+    options: { parent: "number?", vm: "boolean?", name: "string?", maxPriority: "number?", maxQuantumNs: "number?" },
+  },
+  (k, ec, { dst, quota, options: o }) => {
+    const parent = createTarget(ec, dst, o.parent ?? Sel.SELF_PD, PdRights.CREATE_PD);
+    if (typeof parent === "number") return parent;
+    // The child pays for its self capability out of its quota, so the quota covers at least that.
+    if (!Number.isSafeInteger(quota) || quota < KernelMemoryCost.MAPPING) return Status.BAD_PARAMETER;
+    // A child's scheduling ceiling is at most its parent's.
+    const ceiling = { maxPriority: o.maxPriority ?? parent.ceiling.maxPriority, maxQuantumNs: o.maxQuantumNs ?? parent.ceiling.maxQuantumNs };
+    if (!isPriority(ceiling.maxPriority) || ceiling.maxPriority > parent.ceiling.maxPriority) return Status.BAD_PARAMETER;
+    if (!isQuantum(ceiling.maxQuantumNs) || ceiling.maxQuantumNs > parent.ceiling.maxQuantumNs) return Status.BAD_PARAMETER;
+    const label = o.name !== undefined && o.name.length > 0 ? o.name.slice(0, 64) : `pd${dst}`;
+    if (!pay(parent, KernelMemoryCost.PD + quota, ec.pd)) return Status.OUT_OF_QUOTA;
+    // Nothing below can fail: the new PD's space is empty and its quota covers its self capability.
+    const pd = new Pd(parent, quota, label, o.vm === true, ceiling);
+    pd.onDestroyed = parent.onDestroyed;
+    pd.charge(KernelMemoryCost.MAPPING);
+    const creator = k.adopt(ec.pd, pd, dst, PdRights.ALL);
+    // The new PD names itself at SELF_PD, derived from its creator's capability.
+    performDelegate({ from: [creator], to: pd.objects, toIndex: [Sel.SELF_PD], mask: PdRights.ALL });
+    return Status.SUCCESS;
+  },
+);
 
-const createPt: Handler = (k, ec, dst, pdSel, ecSel, mtd) => {
+const createEc = entry(
+  { dst: "number", pd: "number", kind: "number", eventBase: "number?", entry: "function?" },
+  (k, ec, { dst, pd: pdSel, kind, eventBase = 0, entry: code }) => {
+    const pd = createTarget(ec, dst, pdSel, PdRights.CREATE_EC);
+    if (typeof pd === "number") return pd;
+    if (kind !== EcKind.LOCAL && kind !== EcKind.GLOBAL && kind !== EcKind.VCPU) return Status.BAD_PARAMETER;
+    if (kind === EcKind.VCPU) {
+      if (!pd.guestMemory || !isSelector(eventBase) || eventBase + EXIT_REASON_COUNT > MAX_SELECTOR) return Status.BAD_PARAMETER;
+      if (!k.vcpuEngine) return Status.BAD_FEATURE;
+    } else if (code === undefined) {
+      return Status.BAD_PARAMETER;
+    }
+    if (!pay(pd, KernelMemoryCost.EC + KernelMemoryCost.UTCB, ec.pd)) return Status.OUT_OF_QUOTA;
+    const created = new Ec(pd, pd, kind, `${EcKind[kind].toLowerCase()}${dst}`);
+    if (kind === EcKind.LOCAL) created.localEntry = code as LocalEntry;
+    else if (kind === EcKind.GLOBAL) created.entry = code as GlobalEntry;
+    else {
+      created.engine = k.vcpuEngine!(pd.guestMemory!);
+      created.eventBase = eventBase;
+    }
+    k.adopt(ec.pd, created, dst, EcRights.ALL);
+    return Status.SUCCESS;
+  },
+);
+
+const createSc = entry(
+  { dst: "number", pd: "number", ec: "number", priority: "number", quantumNs: "number" },
+  (k, ec, { dst, pd: pdSel, ec: ecSel, priority, quantumNs }) => {
+    const pd = createTarget(ec, dst, pdSel, PdRights.CREATE_SC);
+    if (typeof pd === "number") return pd;
+    const target = lookupCap<Ec>(ec.pd, ecSel, ObjectType.EC, EcRights.CREATE_SC);
+    if (!target) return Status.BAD_CAPABILITY;
+    if (target.kind === EcKind.LOCAL || target.sc !== null || target.state === EcState.DEAD) return Status.BAD_PARAMETER;
+    // Within the ceiling the PD that pays for the SC was given by its parent.
+    if (!isPriority(priority) || priority > pd.ceiling.maxPriority) return Status.BAD_PARAMETER;
+    if (!isQuantum(quantumNs) || quantumNs > pd.ceiling.maxQuantumNs) return Status.BAD_PARAMETER;
+    if (!pay(pd, KernelMemoryCost.SC, ec.pd)) return Status.OUT_OF_QUOTA;
+    const sc = new Sc(pd, target, priority, quantumNs);
+    k.adopt(ec.pd, sc, dst, ScRights.ALL);
+    target.sc = sc;
+    if (target.state === EcState.READY) k.runq.enqueue(sc);
+    return Status.SUCCESS;
+  },
+);
+
+const createPt = entry({ dst: "number", pd: "number", ec: "number", mtd: "number" }, (k, ec, { dst, pd: pdSel, ec: ecSel, mtd }) => {
   const pd = createTarget(ec, dst, pdSel, PdRights.CREATE_PT);
   if (typeof pd === "number") return pd;
   const handler = lookupCap<Ec>(ec.pd, ecSel, ObjectType.EC, EcRights.CREATE_PT);
   if (!handler) return Status.BAD_CAPABILITY;
-  if (handler.kind !== EcKind.LOCAL || !Number.isInteger(mtd) || mtd < 0) return Status.BAD_PARAMETER;
+  if (handler.kind !== EcKind.LOCAL || !isWord(mtd) || (mtd & ~Mtd.ALL) !== 0) return Status.BAD_PARAMETER;
   if (!pay(pd, KernelMemoryCost.PT, ec.pd)) return Status.OUT_OF_QUOTA;
   k.adopt(ec.pd, new Pt(pd, handler, mtd), dst, PtRights.ALL);
   return Status.SUCCESS;
-};
+});
 
-const createSm: Handler = (k, ec, dst, pdSel, initial) => {
+const createSm = entry({ dst: "number", pd: "number", initial: "number" }, (k, ec, { dst, pd: pdSel, initial }) => {
   const pd = createTarget(ec, dst, pdSel, PdRights.CREATE_SM);
   if (typeof pd === "number") return pd;
-  if (!Number.isInteger(initial) || initial < 0 || initial > 0xffffffff) return Status.BAD_PARAMETER;
+  if (!isWord(initial)) return Status.BAD_PARAMETER;
   if (!pay(pd, KernelMemoryCost.SM, ec.pd)) return Status.OUT_OF_QUOTA;
   k.adopt(ec.pd, new Sm(pd, initial), dst, SmRights.UP | SmRights.DOWN);
   return Status.SUCCESS;
-};
+});
 
-function asCrd(x: unknown): Crd | undefined {
-  if (x === null || typeof x !== "object") return undefined;
-  const c = x as Crd;
-  return isValidCrd(c) ? { kind: c.kind, base: c.base, order: c.order, rights: c.rights } : undefined;
-}
-
-const revoke: Handler = (k, ec, keepSelf, _b, _c, _d, x) => {
-  const range = asCrd(x);
-  if (!range || (keepSelf !== 0 && keepSelf !== 1)) return Status.BAD_PARAMETER;
+const revoke = entry({ range: "crd", keepSelf: "boolean" }, (k, ec, { range, keepSelf }) => {
   const roots = planRevoke(ec.pd.space(range.kind), range);
   if (typeof roots === "string") return Status.BAD_PARAMETER;
   // Revoking the PD's own self capability would leave it without a name for itself.
-  const self = range.kind === SpaceKind.OBJECT ? roots.filter((m) => !(m.index === 0 && m.cap.object === ec.pd)) : roots;
-  performRevoke(self, range.rights, keepSelf === 1, k.removed);
+  const kept = range.kind === SpaceKind.OBJECT ? roots.filter((m) => !(m.index === Sel.SELF_PD && m.cap.object === ec.pd)) : roots;
+  performRevoke(kept, range.rights, keepSelf, k.removed);
   return Status.SUCCESS;
-};
+});
 
-const lookup: Handler = (_k, ec, _a, _b, _c, _d, x) => {
-  const range = asCrd(x);
-  if (!range) return Status.BAD_PARAMETER;
+const lookup = entry({ range: "crd" }, (_k, ec, { range }) => {
+  if (!isValidCrd(range)) return Status.BAD_PARAMETER;
   const m = ec.pd.space(range.kind).get(range.base);
   ec.utcb.lookupResult = m ? { crd: { kind: range.kind, base: m.index, order: 0, rights: m.cap.rights }, type: m.cap.object.type } : null;
   return Status.SUCCESS;
-};
+});
 
-const ecCtrl: Handler = (k, ec, sel, op, ns) => {
+const ecCtrl = entry({ sel: "number", op: "number", ns: "number?" }, (k, ec, { sel, op, ns }) => {
   const target = lookupCap<Ec>(ec.pd, sel, ObjectType.EC, EcRights.CONTROL);
   if (!target) return Status.BAD_CAPABILITY;
   if (target.kind !== EcKind.VCPU) return Status.BAD_PARAMETER;
@@ -200,73 +234,72 @@ const ecCtrl: Handler = (k, ec, sel, op, ns) => {
     target.recall = true;
     return Status.SUCCESS;
   }
-  if (op !== EcCtrlOp.HIDE_TIME || !(ns >= 0) || target === k.vcpuRun?.ec || !target.started) return Status.BAD_PARAMETER;
+  if (op !== EcCtrlOp.HIDE_TIME || ns === undefined || !(ns >= 0) || target === k.vcpuRun?.ec || !target.started) return Status.BAD_PARAMETER;
   ec.utcb.result = hideTime(k, target, ns);
   return Status.SUCCESS;
-};
+});
 
-const scCtrl: Handler = (_k, ec, sel) => {
+const scCtrl = entry({ sel: "number" }, (_k, ec, { sel }) => {
   const sc = lookupCap<Sc>(ec.pd, sel, ObjectType.SC, ScRights.CONTROL);
   if (!sc) return Status.BAD_CAPABILITY;
   ec.utcb.result = sc.consumed;
   return Status.SUCCESS;
-};
+});
 
-const ptCtrl: Handler = (_k, ec, sel, id) => {
+const ptCtrl = entry({ sel: "number", id: "number" }, (_k, ec, { sel, id }) => {
   const pt = lookupCap<Pt>(ec.pd, sel, ObjectType.PT, PtRights.CONTROL);
   if (!pt) return Status.BAD_CAPABILITY;
-  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) return Status.BAD_PARAMETER;
+  if (!isWord(id)) return Status.BAD_PARAMETER;
   pt.id = id;
   return Status.SUCCESS;
-};
+});
 
-const smCtrl: Handler = (k, ec, sel, op) => {
-  if (op === SmCtrlOp.UP) {
-    const sm = lookupCap<Sm>(ec.pd, sel, ObjectType.SM, SmRights.UP);
-    if (!sm) return Status.BAD_CAPABILITY;
-    if (sm.counter >= 0xffffffff) return Status.OUT_OF_QUOTA;
-    k.semUp(sm);
-    return Status.SUCCESS;
-  }
-  if (op === SmCtrlOp.DOWN) return k.semDown(ec, sel, 0, false);
-  return Status.BAD_PARAMETER;
-};
+const smCtrl = entry({ sel: "number", op: "number" }, (k, ec, { sel, op }) => {
+  if (op !== SmCtrlOp.UP && op !== SmCtrlOp.DOWN) return Status.BAD_PARAMETER;
+  const sm = lookupCap<Sm>(ec.pd, sel, ObjectType.SM, op === SmCtrlOp.UP ? SmRights.UP : SmRights.DOWN);
+  if (!sm) return Status.BAD_CAPABILITY;
+  return op === SmCtrlOp.UP ? sm.up(k) : sm.down(k, ec, 0, false);
+});
 
-const assignGsi: Handler = (_k, ec, sel) => {
+const assignGsi = entry({ sel: "number" }, (_k, ec, { sel }) => {
   const sm = lookupCap<Sm>(ec.pd, sel, ObjectType.SM, SmRights.ASSIGN);
   if (!sm) return Status.BAD_CAPABILITY;
   if (sm.gsi < 0) return Status.BAD_PARAMETER;
   sm.assigned = true;
   return Status.SUCCESS;
-};
+});
 
-const pdCtrl: Handler = (_k, ec, pdSel, dstBase, _c, _d, x) => {
+const pdCtrl = entry({ pd: "number", range: "crd", dstBase: "number" }, (_k, ec, { pd: pdSel, range, dstBase }) => {
   const target = lookupCap<Pd>(ec.pd, pdSel, ObjectType.PD, PdRights.DELEGATE);
   if (!target) return Status.BAD_CAPABILITY;
-  const range = asCrd(x);
-  if (!range) return Status.BAD_PARAMETER;
+  if (!isValidCrd(range)) return Status.BAD_PARAMETER;
   const plan = planDelegate(ec.pd.space(range.kind), range, target.space(range.kind), dstBase);
   if (typeof plan === "string") return Status.BAD_PARAMETER;
   if (!target.charge(plan.from.length * KernelMemoryCost.MAPPING)) return Status.OUT_OF_QUOTA;
   performDelegate(plan);
   return Status.SUCCESS;
-};
-
-const badHypercall: Handler = () => Status.BAD_HYPERCALL;
+});
 
 /** Indexed by `Hypercall`. */
-const table: readonly Handler[] = [
+const table: readonly Entry[] = [
   call, reply, createPd, createEc, createSc, createPt, createSm, revoke, lookup, ecCtrl, scCtrl, ptCtrl, smCtrl, assignGsi, pdCtrl,
 ];
 
-/** Enter the kernel from `ec` with hypercall number `nr`. Never throws for caller mistakes. */
-export function hypercall(k: Kernel, ec: Ec, nr: number, a = 0, b = 0, c = 0, d = 0, x?: unknown): Status {
-  const h = (Number.isInteger(nr) && table[nr]) || badHypercall;
+/**
+ * Enter the kernel from `ec` with hypercall number `nr` and its argument record `args` (as the
+ * caller passed it: it is copied here, once). Never throws for caller mistakes.
+ */
+export function hypercall(k: Kernel, ec: Ec, nr: number, args: unknown): Status {
+  const h = Number.isInteger(nr) ? table[nr] : undefined;
   if (k.hypercallNs > 0) k.consume(k.hypercallNs);
-  if (!isNumber(a) || !isNumber(b) || !isNumber(c) || !isNumber(d)) return Status.BAD_PARAMETER;
-  return h(k, ec, a, b, c, d, x);
-}
-
-function isNumber(v: unknown): v is number {
-  return typeof v === "number" && v === v;
+  if (h === undefined) return Status.BAD_HYPERCALL;
+  const a = h.copy(args);
+  if (a === undefined) return Status.BAD_PARAMETER;
+  try {
+    return h.run(k, ec, a as never);
+  } catch (error) {
+    // Only a caller that used up the stack gets here without a kernel bug.
+    if (hasHandlerStack()) throw error;
+    return Status.ABORTED;
+  }
 }

@@ -1,9 +1,10 @@
 // The kernel's public face: what components, the VMM and tests import.
 export { Kernel, Sel, type KernelOptions, type Fault } from "./kernel.js";
-export { ReplyToken } from "./portal.js";
-export { Sys } from "./sys.js";
+export { ReplyToken, MAX_CALL_DEPTH } from "./portal.js";
+export { Sys, type CreatePdOptions } from "./sys.js";
 export { Status, statusName } from "./status.js";
-export { Hypercall, EcCtrlOp, SmCtrlOp, CreatePdFlags } from "./hypercalls.js";
+export { Hypercall, EcCtrlOp, SmCtrlOp } from "./hypercalls.js";
+export { MAX_PRIORITY, MAX_QUANTUM_NS } from "./sc.js";
 export { EcKind, EcState, type PortalHandler, type EcBody, type Wait, type LocalEntry, type GlobalEntry } from "./ec.js";
 export { Utcb, UTCB_WORDS, packBytes, unpackBytes, type TypedItem, type ReceivedItem } from "./utcb.js";
 export { KernelMemoryCost } from "./object.js";

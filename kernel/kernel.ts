@@ -11,31 +11,24 @@
 
 import { type Mapping, ObjectType, capability, insertRoot, performRevoke, type RemovedHook } from "../capabilities/index.js";
 import { MemRights, IoRights, PdRights, SmRights, EcRights, ScRights, SpaceKind } from "../capabilities/index.js";
+import { copier } from "./args.js";
 import { VirtualClock } from "./clock.js";
-import { Ec, EcKind, EcState, type GlobalEntry, type Wait } from "./ec.js";
+import { Ec, EcKind, EcState, type EcBody, type GlobalEntry } from "./ec.js";
 import { FrameStore } from "./frames.js";
+import { lookupCap } from "./hypercalls.js";
 import { KernelMemoryCost, type KernelObject, type QuotaAccount } from "./object.js";
-import { Pd } from "./pd.js";
-import { Sc } from "./sc.js";
+import { Pd, Sel } from "./pd.js";
+import { MAX_PRIORITY, MAX_QUANTUM_NS, Sc } from "./sc.js";
 import { RunQueues } from "./scheduler.js";
 import { Sm } from "./sm.js";
 import { Status } from "./status.js";
 import { Sys } from "./sys.js";
 import type { VcpuEngineFactory } from "./vcpu.js";
 import type { TraceSink } from "./trace.js";
-import { DEFERRED, ReplyToken, abortReply, portalCall } from "./portal.js";
+import { DEFERRED, type DeferredReply, abortReply, portalCall } from "./portal.js";
 import { runVcpu } from "./vm-exit.js";
 
-/** Selectors every PD finds filled in its object space. */
-export const Sel = {
-  /** The PD itself (all rights): create objects inside it, paid from its quota. */
-  SELF_PD: 0,
-  /** Root only: its first EC and SC. */
-  ROOT_EC: 1,
-  ROOT_SC: 2,
-  /** Root only: interrupt semaphores, one per GSI, at GSI_BASE + gsi. */
-  GSI_BASE: 64,
-} as const;
+export { Sel };
 
 export interface KernelOptions {
   /** Builds the engine of each vCPU (the x86 core). Without it, creating a vCPU is BAD_FEATURE. */
@@ -73,6 +66,11 @@ export interface Fault {
 
 const unlimited: QuotaAccount = { charge: () => true, refund: () => {} };
 
+/** The fields a wait may have (which ones it needs depends on `op`, see `Wait`). */
+const copyWait = copier({ op: "string", sel: "number?", timeoutNs: "number?", ns: "number?" });
+/** Marks a body that returned. */
+const DONE = Symbol("done");
+
 export class Kernel {
   readonly clock: VirtualClock;
   readonly runq = new RunQueues();
@@ -91,9 +89,13 @@ export class Kernel {
   readonly stepNs: number;
   readonly exitNs: number;
   readonly vcpuEngine: VcpuEngineFactory | null;
+  /** Portal calls open on the stack now (bounded by MAX_CALL_DEPTH). */
+  callDepth = 0;
+  /** What each reply token handed to a handler stands for. */
+  readonly replies = new WeakMap<object, DeferredReply>();
   private readonly syscalls = new WeakMap<Pd, Sys>();
   private readonly interrupts: Sm[] = [];
-  private readonly tokens = new WeakMap<Pd, Set<ReplyToken>>();
+  private readonly dying: Pd[] = [];
   /** Where the running vCPU's run started (time and retired count), to read time mid-run. Set by vm-exit. */
   vcpuRun: { ec: Ec; startNs: number; startRetired: number } | null = null;
 
@@ -107,7 +109,7 @@ export class Kernel {
     this.trace = options.trace ?? null;
     this.vcpuEngine = options.vcpuEngine ?? null;
     this.memory = new FrameStore(((options.memoryMiB ?? 64) * 1024 * 1024) / 4096);
-    this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", false);
+    this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", false, { maxPriority: MAX_PRIORITY, maxQuantumNs: MAX_QUANTUM_NS });
     this.root.onDestroyed = (pd) => this.pdDestroyed(pd);
     this.bootSpaces(options.gsis ?? 24, Math.min(options.ioPorts ?? 0x10000, 0x10000));
   }
@@ -201,11 +203,24 @@ export class Kernel {
     }
   }
 
+  /**
+   * Everything a destroyed PD holds goes, and with it everything derived from it elsewhere. PDs a
+   * component creates inside its own PDs nest without bound, so the PDs that die on the way are
+   * queued and emptied here in a loop, not by recursion (which a deep enough chain would overflow).
+   */
   private pdDestroyed(pd: Pd): void {
-    // Everything the PD holds goes, and with it everything derived from it elsewhere.
-    for (const space of [pd.objects, pd.memory, pd.io]) performRevoke(space.all(), 0xff, false, this.removed);
-    const pending = this.tokens.get(pd);
-    if (pending) for (const t of pending) abortReply(this, t);
+    this.dying.push(pd);
+    if (this.dying.length > 1) return; // the outermost call empties the queue
+    try {
+      for (let i = 0; i < this.dying.length; i++) {
+        const p = this.dying[i];
+        for (const space of [p.objects, p.memory, p.io]) performRevoke(space.all(), 0xff, false, this.removed);
+        for (const d of p.owedReplies) abortReply(this, d);
+        p.owedReplies.clear();
+      }
+    } finally {
+      this.dying.length = 0;
+    }
   }
 
   // ---- scheduling ------------------------------------------------------------------------------
@@ -267,8 +282,7 @@ export class Kernel {
   raiseGsi(gsi: number): boolean {
     const sm = this.interrupts[gsi];
     if (!sm || !sm.alive || !sm.assigned) return false;
-    this.semUp(sm);
-    return true;
+    return sm.up(this) === Status.SUCCESS;
   }
 
   private dispatch(sc: Sc, until: number): void {
@@ -278,10 +292,13 @@ export class Kernel {
     this.currentSc = sc;
     this.current = ec;
     this.trace?.schedule(this.clock.now, ec.pd.name, ec.name);
-    if (ec.kind === EcKind.VCPU) runVcpu(this, ec, sc, until);
-    else this.runBody(ec, sc);
-    this.current = null;
-    this.currentSc = null;
+    try {
+      if (ec.kind === EcKind.VCPU) runVcpu(this, ec, sc, until);
+      else this.runBody(ec, sc);
+    } finally {
+      this.current = null;
+      this.currentSc = null;
+    }
     if (ec.state === EcState.READY && ec.alive && ec.sc === sc && sc.alive) {
       if (sc.left <= 0) {
         sc.left = sc.quantum;
@@ -295,27 +312,27 @@ export class Kernel {
   private runBody(ec: Ec, sc: Sc): void {
     let status = ec.resumeStatus;
     for (;;) {
-      if (!ec.body) {
-        try {
-          ec.body = ec.entry!(this.sysFor(ec.pd));
-        } catch (error) {
-          this.fault(ec, error);
-          return;
-        }
-      }
-      let r: IteratorResult<Wait, void>;
+      // Everything the body hands back is untrusted: a throw or a malformed wait is its fault.
+      let raw: unknown;
       try {
-        r = ec.body.next(status);
+        if (!ec.body) {
+          const entry = ec.entry!; // called as a plain function: `this` in it is not the EC
+          ec.body = entry(this.sysFor(ec.pd));
+        }
+        const body: EcBody = ec.body;
+        const r = body.next(status);
+        if (r.done === true) raw = DONE;
+        else raw = r.value;
       } catch (error) {
         this.fault(ec, error);
         return;
       }
       this.consume(this.stepNs);
-      if (r.done) {
+      if (raw === DONE) {
         ec.state = EcState.DEAD;
         return;
       }
-      status = this.performWait(ec, r.value);
+      status = this.performWait(ec, raw);
       if (status === DEFERRED || ec.state !== EcState.READY) return;
       if (sc.left <= 0 || this.runq.hasAbove(sc.priority)) {
         ec.resumeStatus = status;
@@ -324,30 +341,31 @@ export class Kernel {
     }
   }
 
-  private performWait(ec: Ec, w: Wait): Status {
-    if (w === null || typeof w !== "object") return Status.BAD_PARAMETER;
-    switch (w.op) {
-      case "down":
-        return this.semDown(ec, w.sel, w.timeoutNs, true);
+  /** Carry out what a body yielded (built by `sys.wait.*`): its status, or DEFERRED when it blocked. */
+  private performWait(ec: Ec, raw: unknown): Status {
+    const w = copyWait(raw);
+    switch (w?.op) {
+      case "down": {
+        if (w.sel === undefined || w.timeoutNs === undefined) break;
+        const sm = lookupCap<Sm>(ec.pd, w.sel, ObjectType.SM, SmRights.DOWN);
+        if (!sm) return Status.BAD_CAPABILITY;
+        if (!(w.timeoutNs >= 0)) return Status.BAD_PARAMETER;
+        return sm.down(this, ec, w.timeoutNs, true);
+      }
       case "call":
+        if (w.sel === undefined) break;
         return portalCall(this, ec, w.sel, true);
       case "sleep":
+        if (w.ns === undefined) break;
         if (!(w.ns >= 0)) return Status.BAD_PARAMETER;
         this.block(ec, null, w.ns);
         return DEFERRED;
       case "yield":
         this.currentSc!.left = 0;
         return Status.SUCCESS;
-      default:
-        return Status.BAD_PARAMETER;
     }
-  }
-
-  /** The deferred replies a PD's handlers owe: aborted when the PD dies. */
-  pendingReplies(pd: Pd): Set<ReplyToken> {
-    let set = this.tokens.get(pd);
-    if (!set) this.tokens.set(pd, (set = new Set()));
-    return set;
+    this.fault(ec, new TypeError(`${ec.pd.name}/${ec.name} yielded something that is not a wait`));
+    return DEFERRED;
   }
 
   fault(ec: Ec, error: unknown): void {
@@ -355,29 +373,5 @@ export class Kernel {
     if (ec.sc) this.runq.remove(ec.sc);
     this.faults.push({ pd: ec.pd.name, ec: ec.name, error, at: this.clock.now });
     this.trace?.fault(this.clock.now, ec.pd.name, ec.name, error);
-  }
-
-  // ---- semaphores --------------------------------------------------------------------------------
-
-  semUp(sm: Sm): void {
-    const waiter = sm.waiters.shift();
-    if (waiter) this.wake(waiter, Status.SUCCESS);
-    else sm.counter++;
-  }
-
-  /** Down on the semaphore at `sel` for `ec`; blocks (a global EC's wait) when `mayBlock` and `timeoutNs` > 0. */
-  semDown(ec: Ec, sel: number, timeoutNs: number, mayBlock: boolean): Status {
-    const m = ec.pd.objects.get(sel);
-    if (!m || m.cap.object.type !== ObjectType.SM || (m.cap.rights & SmRights.DOWN) === 0) return Status.BAD_CAPABILITY;
-    if (!(timeoutNs >= 0)) return Status.BAD_PARAMETER;
-    const sm = m.cap.object as Sm;
-    if (sm.counter > 0) {
-      sm.counter--;
-      return Status.SUCCESS;
-    }
-    if (timeoutNs === 0 || !mayBlock) return Status.TIMEOUT;
-    sm.waiters.push(ec);
-    this.block(ec, sm, timeoutNs);
-    return DEFERRED;
   }
 }

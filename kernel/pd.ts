@@ -4,6 +4,25 @@ import { ObjectType, Space, SpaceKind, type Mapping } from "../capabilities/inde
 import { GuestMemory } from "./guest-memory.js";
 import { KernelMemoryCost, KernelObject, type QuotaAccount } from "./object.js";
 import type { FrameStore } from "./frames.js";
+import type { DeferredReply } from "./portal.js";
+
+/** Selectors every PD finds filled in its object space. */
+export const Sel = {
+  /** The PD itself (all rights): create objects inside it, paid from its quota. */
+  SELF_PD: 0,
+  /** Root only: its first EC and SC. */
+  ROOT_EC: 1,
+  ROOT_SC: 2,
+  /** Root only: interrupt semaphores, one per GSI, at GSI_BASE + gsi. */
+  GSI_BASE: 64,
+} as const;
+
+/** The most a PD may give the scheduling contexts it creates (and the PDs it creates), set by its parent. */
+export interface ScCeiling {
+  readonly maxPriority: number;
+  /** Round-robin quantum, virtual ns. */
+  readonly maxQuantumNs: number;
+}
 
 export class Pd extends KernelObject implements QuotaAccount {
   readonly type = ObjectType.PD;
@@ -14,6 +33,8 @@ export class Pd extends KernelObject implements QuotaAccount {
   used = 0;
   /** Guest-physical memory as vCPUs see it; only for PDs created as virtual machines. */
   readonly guestMemory: GuestMemory | null;
+  /** The deferred replies its handlers owe: aborted when it dies. */
+  readonly owedReplies = new Set<DeferredReply>();
   /** Called with the removal of every mapping of this PD's spaces (set by the kernel). */
   onDestroyed: ((pd: Pd) => void) | null = null;
 
@@ -22,6 +43,7 @@ export class Pd extends KernelObject implements QuotaAccount {
     readonly limit: number,
     readonly name: string,
     isVm: boolean,
+    readonly ceiling: ScCeiling,
   ) {
     super(payer, KernelMemoryCost.PD + limit);
     this.objects = new Space(SpaceKind.OBJECT, this);

@@ -4,7 +4,10 @@ export enum Status {
   SUCCESS = 0,
   /** A blocking operation timed out (or a zero-timeout operation would have blocked). */
   TIMEOUT = 1,
-  /** The operation was cut short: the peer died, was revoked, or the call would deadlock. */
+  /**
+   * The operation was cut short: the peer died or was revoked, the call would deadlock, or it would
+   * nest deeper than MAX_CALL_DEPTH calls or the stack allows.
+   */
   ABORTED = 2,
   BAD_HYPERCALL = 3,
   /** The selector names no capability, one of the wrong type, or one without the needed rights. */

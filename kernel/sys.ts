@@ -1,9 +1,13 @@
 // The syscall handle: all a component's code ever gets. It is bound to the component's PD, and
 // every operation goes through the hypercall table on behalf of the EC that runs now.
+//
+// The kernel and the PD live in #private fields, and the handle, its prototype and its `wait` are
+// frozen: a component cannot reach around its handle, nor change the handles of others. Methods
+// pass their arguments on as they got them; the hypercall table copies and checks them.
 
 import { type Crd, MemRights } from "../capabilities/index.js";
 import { EcKind, type GlobalEntry, type LocalEntry, type Wait } from "./ec.js";
-import { CreatePdFlags, EcCtrlOp, Hypercall, SmCtrlOp, hypercall } from "./hypercalls.js";
+import { EcCtrlOp, Hypercall, SmCtrlOp, hypercall } from "./hypercalls.js";
 import type { Kernel } from "./kernel.js";
 import { type ReplyToken, deferReply } from "./portal.js";
 import type { Pd } from "./pd.js";
@@ -11,9 +15,20 @@ import { Status } from "./status.js";
 import type { Utcb } from "./utcb.js";
 import type { FrameStore } from "./frames.js";
 
+/** What `createPd` lets the parent choose besides the quota. */
+export interface CreatePdOptions {
+  vm?: boolean;
+  name?: string;
+  /** The PD (selector) that pays and whose child it is: default the caller's own. */
+  parent?: number;
+  /** Highest priority and longest quantum the child may give its SCs (default: the parent's own). */
+  maxPriority?: number;
+  maxQuantumNs?: number;
+}
+
 export class Sys {
   /** Waits for global EC bodies: `const status = yield sys.wait.down(sel)`. */
-  readonly wait = {
+  readonly wait = Object.freeze({
     /** Down on a semaphore; TIMEOUT after `timeoutNs` of virtual time (default: never). */
     down: (sel: number, timeoutNs = Infinity): Wait => ({ op: "down", sel, timeoutNs }),
     /** Call a portal whose handler may defer its reply. */
@@ -21,126 +36,131 @@ export class Sys {
     sleep: (ns: number): Wait => ({ op: "sleep", ns }),
     /** Give the rest of the quantum to others of the same priority. */
     yield: (): Wait => ({ op: "yield" }),
-  };
+  });
 
-  constructor(
-    private readonly kernel: Kernel,
-    private readonly pd: Pd,
-  ) {}
+  readonly #kernel: Kernel;
+  readonly #pd: Pd;
+
+  constructor(kernel: Kernel, pd: Pd) {
+    this.#kernel = kernel;
+    this.#pd = pd;
+    Object.freeze(this);
+  }
 
   /** The name the PD was created with (for messages). */
   get name(): string {
-    return this.pd.name;
+    return this.#pd.name;
   }
 
   /** The UTCB of the EC that runs now: the message buffer for calls and replies. */
   get utcb(): Utcb {
-    return this.self().utcb;
+    const ec = this.#kernel.current;
+    if (!ec || ec.pd !== this.#pd) throw new Error(`sys of ${this.#pd.name} used outside its own ECs`);
+    return ec.utcb;
   }
 
   /** Virtual time in ns (like reading the TSC: not a hypercall). */
   now(): number {
-    return this.kernel.now();
+    return this.#kernel.now();
   }
 
   get seed(): number {
-    return this.kernel.seed;
+    return this.#kernel.seed;
   }
 
   /** Call the portal at `sel` with the message in the UTCB; the reply replaces it. */
   call(sel: number): Status {
-    const ec = this.kernel.current;
-    if (ec === null || ec.pd !== this.pd) return Status.BAD_FEATURE;
-    return hypercall(this.kernel, ec, Hypercall.CALL, sel, 0, 0, 0, undefined);
+    return this.#hc(Hypercall.CALL, { sel });
   }
 
   /** In a handler: do not reply on return; answer later with `reply(token)`. Null when the caller cannot wait. */
   deferReply(): ReplyToken | null {
-    const ec = this.kernel.current;
-    return ec && ec.pd === this.pd ? deferReply(this.kernel, ec) : null;
+    const ec = this.#kernel.current;
+    return ec && ec.pd === this.#pd ? deferReply(this.#kernel, ec) : null;
   }
 
   /** Answer a deferred call with the message in the current UTCB. */
   reply(token: ReplyToken): Status {
-    return this.hc(Hypercall.REPLY, 0, 0, 0, 0, token);
+    return this.#hc(Hypercall.REPLY, { token });
   }
 
-  createPd(dst: number, quotaBytes: number, options: { vm?: boolean; name?: string; parent?: number } = {}): Status {
-    return this.hc(Hypercall.CREATE_PD, dst, options.parent ?? 0, quotaBytes, options.vm ? CreatePdFlags.VM : 0, options.name);
+  createPd(dst: number, quotaBytes: number, options: CreatePdOptions = {}): Status {
+    return this.#hc(Hypercall.CREATE_PD, { dst, quota: quotaBytes, options });
   }
 
   /** A local EC in the PD at `pdSel`: serves portals with the handler its entry returns. */
   createLocalEc(dst: number, pdSel: number, entry: LocalEntry): Status {
-    return this.hc(Hypercall.CREATE_EC, dst, pdSel, EcKind.LOCAL, 0, entry);
+    return this.#hc(Hypercall.CREATE_EC, { dst, pd: pdSel, kind: EcKind.LOCAL, entry });
   }
 
   /** A global EC in the PD at `pdSel`: runs its body once an SC is bound to it. */
   createGlobalEc(dst: number, pdSel: number, entry: GlobalEntry): Status {
-    return this.hc(Hypercall.CREATE_EC, dst, pdSel, EcKind.GLOBAL, 0, entry);
+    return this.#hc(Hypercall.CREATE_EC, { dst, pd: pdSel, kind: EcKind.GLOBAL, entry });
   }
 
   /** A vCPU in the VM PD at `pdSel`; its exits call the portals at `eventBase + reason` of that PD. */
   createVcpu(dst: number, pdSel: number, eventBase: number): Status {
-    return this.hc(Hypercall.CREATE_EC, dst, pdSel, EcKind.VCPU, eventBase);
+    return this.#hc(Hypercall.CREATE_EC, { dst, pd: pdSel, kind: EcKind.VCPU, eventBase });
   }
 
+  /** An SC for the EC at `ecSel`, paid by the PD at `pdSel` and within that PD's ceiling. */
   createSc(dst: number, ecSel: number, priority: number, quantumNs: number, pdSel = 0): Status {
-    return this.hc(Hypercall.CREATE_SC, dst, pdSel, ecSel, priority, quantumNs);
+    return this.#hc(Hypercall.CREATE_SC, { dst, pd: pdSel, ec: ecSel, priority, quantumNs });
   }
 
   createPt(dst: number, ecSel: number, mtd = 0, pdSel = 0): Status {
-    return this.hc(Hypercall.CREATE_PT, dst, pdSel, ecSel, mtd);
+    return this.#hc(Hypercall.CREATE_PT, { dst, pd: pdSel, ec: ecSel, mtd });
   }
 
   createSm(dst: number, initial = 0, pdSel = 0): Status {
-    return this.hc(Hypercall.CREATE_SM, dst, pdSel, initial);
+    return this.#hc(Hypercall.CREATE_SM, { dst, pd: pdSel, initial });
   }
 
   /** Revoke a range of this PD's space and everything derived from it (rights in the crd: which to take). */
   revoke(range: Crd, keepSelf = false): Status {
-    return this.hc(Hypercall.REVOKE, keepSelf ? 1 : 0, 0, 0, 0, range);
+    return this.#hc(Hypercall.REVOKE, { range, keepSelf: keepSelf === true });
   }
 
   /** What is at `range.base` of this PD's space: result in `utcb.lookupResult` (null if empty). */
   lookup(range: Crd): Status {
-    return this.hc(Hypercall.LOOKUP, 0, 0, 0, 0, range);
+    return this.#hc(Hypercall.LOOKUP, { range });
   }
 
   /** Recall a vCPU: it exits with RECALL before it runs guest code again. */
   recall(ecSel: number): Status {
-    return this.hc(Hypercall.EC_CTRL, ecSel, EcCtrlOp.RECALL);
+    return this.#hc(Hypercall.EC_CTRL, { sel: ecSel, op: EcCtrlOp.RECALL });
   }
 
   /** Hide the last `ns` of virtual time from a vCPU that is not running (pause, snapshot): ns hidden in `utcb.result`. */
   hideTime(ecSel: number, ns: number): Status {
-    return this.hc(Hypercall.EC_CTRL, ecSel, EcCtrlOp.HIDE_TIME, ns);
+    return this.#hc(Hypercall.EC_CTRL, { sel: ecSel, op: EcCtrlOp.HIDE_TIME, ns });
   }
 
   /** Virtual ns consumed by the SC: result in `utcb.result`. */
   scCtrl(sel: number): Status {
-    return this.hc(Hypercall.SC_CTRL, sel);
+    return this.#hc(Hypercall.SC_CTRL, { sel });
   }
 
   setPortalId(sel: number, id: number): Status {
-    return this.hc(Hypercall.PT_CTRL, sel, id);
+    return this.#hc(Hypercall.PT_CTRL, { sel, id });
   }
 
   up(sel: number): Status {
-    return this.hc(Hypercall.SM_CTRL, sel, SmCtrlOp.UP);
+    return this.#hc(Hypercall.SM_CTRL, { sel, op: SmCtrlOp.UP });
   }
 
   /** Down without blocking: TIMEOUT when the counter is zero. Bodies block with `yield sys.wait.down(sel)`. */
   tryDown(sel: number): Status {
-    return this.hc(Hypercall.SM_CTRL, sel, SmCtrlOp.DOWN);
+    return this.#hc(Hypercall.SM_CTRL, { sel, op: SmCtrlOp.DOWN });
   }
 
   assignGsi(sel: number): Status {
-    return this.hc(Hypercall.ASSIGN_GSI, sel);
+    return this.#hc(Hypercall.ASSIGN_GSI, { sel });
   }
 
   /** Delegate `range` of this PD's space into the PD at `pdSel`, at `dstBase` of the same space. */
   delegate(pdSel: number, range: Crd, dstBase: number): Status {
-    return this.hc(Hypercall.PD_CTRL, pdSel, dstBase, 0, 0, range);
+    return this.#hc(Hypercall.PD_CTRL, { pd: pdSel, range, dstBase });
   }
 
   /**
@@ -149,10 +169,11 @@ export class Sys {
    */
   memory(page: number, pages: number): Uint8Array | null {
     if (!Number.isInteger(page) || !Number.isInteger(pages) || page < 0 || pages <= 0) return null;
-    const first = this.pd.memory.get(page);
+    const space = this.#pd.memory;
+    const first = space.get(page);
     if (!first) return null;
     for (let i = 0; i < pages; i++) {
-      const m = this.pd.memory.get(page + i);
+      const m = space.get(page + i);
       if (!m || m.cap.object !== first.cap.object || m.offset !== first.offset + i) return null;
       if ((m.cap.rights & (MemRights.R | MemRights.W)) !== (MemRights.R | MemRights.W)) return null;
     }
@@ -160,16 +181,11 @@ export class Sys {
     return bytes.subarray(first.offset * 4096, (first.offset + pages) * 4096);
   }
 
-  private self() {
-    const ec = this.kernel.current;
-    if (!ec || ec.pd !== this.pd) throw new Error(`sys of ${this.pd.name} used outside its own ECs`);
-    return ec;
-  }
-
-  private hc(nr: Hypercall, a = 0, b = 0, c = 0, d = 0, x?: unknown): Status {
-    const ec = this.kernel.current;
-    if (!ec || ec.pd !== this.pd) return Status.BAD_FEATURE;
-    return hypercall(this.kernel, ec, nr, a, b, c, d, x);
+  #hc(nr: Hypercall, args: object): Status {
+    const ec = this.#kernel.current;
+    if (!ec || ec.pd !== this.#pd) return Status.BAD_FEATURE;
+    return hypercall(this.#kernel, ec, nr, args);
   }
 }
 
+Object.freeze(Sys.prototype);

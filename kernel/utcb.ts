@@ -28,6 +28,14 @@ export type ReceivedItem =
   | { readonly kind: "delegated"; readonly crd: Crd }
   | { readonly kind: "translated"; readonly selector: number };
 
+/** The `received` list of a message without typed items. */
+export const NO_ITEMS: readonly ReceivedItem[] = Object.freeze([]);
+
+/**
+ * A UTCB belongs to its EC's component, which may put anything into it. It is sealed (no getter
+ * can be put on it) and `words` and `items` cannot be replaced; what the kernel reads from the
+ * rest (the count, items, windows, vCPU state) it copies or checks under a guard (ipc.ts, vm-exit.ts).
+ */
 export class Utcb {
   readonly words = new Uint32Array(UTCB_WORDS);
   /** Number of valid untyped words of the message in `words`. */
@@ -35,7 +43,7 @@ export class Utcb {
   /** Typed items to send with the next call or reply. Cleared by the kernel once sent. */
   readonly items: TypedItem[] = [];
   /** Typed items that arrived with the last message. */
-  readonly received: ReceivedItem[] = [];
+  received: readonly ReceivedItem[] = NO_ITEMS;
   /** Where delegations may land, per space kind (object, memory, I/O); null refuses them. */
   receiveWindow: [Crd | null, Crd | null, Crd | null] = [null, null, null];
   /** Object-space range searched by translate items. */
@@ -45,6 +53,13 @@ export class Utcb {
   /** Scalar results of hypercalls that return one (sc_ctrl: consumed ns; lookup: see `lookupResult`). */
   result = 0;
   lookupResult: { crd: Crd; type: number } | null = null;
+
+  constructor() {
+    Object.preventExtensions(this.words);
+    Object.defineProperty(this, "words", { writable: false });
+    Object.defineProperty(this, "items", { writable: false });
+    Object.seal(this);
+  }
 
   /** Convenience: set the message to these untyped words. */
   set(...values: number[]): this {

@@ -2,7 +2,7 @@
 // next timeout; each exit becomes a call to the VMM's portal at event base + reason, moving the
 // state groups of that portal's MTD into the handler's UTCB and the reply's groups back.
 
-import { ObjectType } from "../capabilities/index.js";
+import { ObjectType, PtRights } from "../capabilities/index.js";
 import { type Ec, EcState } from "./ec.js";
 import type { Kernel } from "./kernel.js";
 import { DEFERRED, enter } from "./portal.js";
@@ -44,6 +44,7 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
     // A halted engine may retire nothing; charge the budget's time so virtual time still moves.
     k.consume((retired > 0 || reason !== ExitReason.BUDGET ? retired : budget) * k.nsPerInstruction);
     ec.tscSyncedNs += retired * k.nsPerInstruction;
+    if (ec.state !== EcState.READY) return; // stopped by a malformed reply to a synchronous exit
     if (reason === ExitReason.BUDGET) {
       if (k.clock.next() <= k.clock.now || k.clock.now >= until || k.runq.hasAbove(sc.priority)) return;
       continue;
@@ -87,17 +88,33 @@ function vmExit(k: Kernel, ec: Ec, reason: ExitReason): boolean {
     if (ec.state !== EcState.DEAD) k.fault(ec, new Error(`vCPU ${ec.name}: exit ${ExitReason[reason]} handler failed`));
     return false;
   }
-  loadReply(k, ec, pt.ec.utcb.vcpu!);
-  return true;
+  return loadVcpuReply(k, ec, pt.ec);
 }
 
 /**
- * Load the state groups of a reply to a boundary exit into the engine. A TSC in the reply is the
- * TSC as of now: time before this moment is not added to it again.
+ * Load the vCPU state groups of `handler`'s reply into the engine of `vcpu` (and, for a synchronous
+ * exit, the answer into `exit`). The reply is the handler's UTCB, its own to fill: one the engine
+ * cannot take stops the vCPU, a fault of that VM only. False then.
  */
-export function loadReply(k: Kernel, ec: Ec, v: VcpuState): void {
-  ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
-  if (v.mtd & Mtd.TSC) ec.tscSyncedNs = k.clock.now;
+export function loadVcpuReply(k: Kernel, vcpu: Ec, handler: Ec, exit: VcpuState | null = null): boolean {
+  try {
+    const v = handler.utcb.vcpu;
+    if (!(v instanceof VcpuState)) throw new TypeError("no vCPU state in the reply");
+    const mtd = v.mtd;
+    if (exit && mtd & Mtd.QUAL) {
+      exit.qual.data = v.qual.data;
+      exit.qual.ebx = v.qual.ebx;
+      exit.qual.ecx = v.qual.ecx;
+      exit.qual.edx = v.qual.edx;
+    }
+    vcpu.engine!.loadState(mtd & ~Mtd.QUAL, v);
+    // A TSC in the reply to a boundary exit is the TSC as of now: time before is not added again.
+    if (!exit && mtd & Mtd.TSC) vcpu.tscSyncedNs = k.clock.now;
+    return true;
+  } catch (error) {
+    k.fault(vcpu, new Error(`vCPU ${vcpu.name}: malformed exit reply from ${handler.pd.name}`, { cause: error }));
+    return false;
+  }
 }
 
 /**
@@ -118,21 +135,12 @@ function syncExit(k: Kernel, ec: Ec, reason: ExitReason, state: VcpuState): bool
   if (!pt) return false;
   k.trace?.vmExit(k.now(), ec.pd.name, reason);
   const s = enter(k, ec, pt, false, state, reason);
-  if (s !== Status.SUCCESS) return false;
-  const v = pt.ec.utcb.vcpu!;
-  if (v.mtd & Mtd.QUAL) {
-    state.qual.data = v.qual.data;
-    state.qual.ebx = v.qual.ebx;
-    state.qual.ecx = v.qual.ecx;
-    state.qual.edx = v.qual.edx;
-  }
-  ec.engine!.loadState(v.mtd & ~Mtd.QUAL, v);
-  return true;
+  return s === Status.SUCCESS && loadVcpuReply(k, ec, pt.ec, state);
 }
 
 function exitPortal(ec: Ec, reason: ExitReason): Pt | null {
   const m = ec.pd.objects.get(ec.eventBase + reason);
-  if (!m || m.cap.object.type !== ObjectType.PT || (m.cap.rights & 1) === 0) return null;
+  if (!m || m.cap.object.type !== ObjectType.PT || (m.cap.rights & PtRights.CALL) === 0) return null;
   return m.cap.object as Pt;
 }
 
@@ -155,7 +163,7 @@ function exitHandlerOf(k: Kernel, ec: Ec): VcpuExitHandler {
   return (ec.exitHandler ??= {
     exit: (reason, state) => syncExit(k, ec, reason, state),
     get stopRequested() {
-      return ec.recall;
+      return ec.recall || ec.state !== EcState.READY;
     },
   });
 }

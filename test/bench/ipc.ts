@@ -56,7 +56,7 @@ function benchIpc(): { ipcNs: number; directNs: number } {
         }
       })(),
     ));
-    must(root.createSc(22, 21, 10, 1e15));
+    must(root.createSc(22, 21, 10, 1e9));
   });
   k.run();
   if (k.faults.length) throw k.faults[0].error;

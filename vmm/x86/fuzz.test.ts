@@ -26,7 +26,7 @@ class FuzzMachine {
   };
 
   constructor() {
-    for (let p = 0; p < RAM / PAGE_SIZE; p++) this.memory.map(p, this.store, p * PAGE_SIZE, MemRights.RWX);
+    for (let p = 0; p < RAM / PAGE_SIZE; p++) this.memory.map(p, this.store, p * PAGE_SIZE, MemRights.ALL);
     this.store.fill(0xa5, RAM);
     this.engine = new X86Engine(this.memory);
   }

@@ -55,7 +55,7 @@ export class Machine {
   constructor(ramBytes = 8 << 20, guardBytes = 0) {
     this.ram = new Uint8Array(ramBytes + guardBytes);
     this.view = new DataView(this.ram.buffer);
-    for (let p = 0; p < ramBytes / PAGE_SIZE; p++) this.memory.map(p, this.ram, p * PAGE_SIZE, MemRights.RWX);
+    for (let p = 0; p < ramBytes / PAGE_SIZE; p++) this.memory.map(p, this.ram, p * PAGE_SIZE, MemRights.ALL);
     this.engine = new X86Engine(this.memory);
   }
 

@@ -23,7 +23,7 @@ export class EngineSide {
   private readonly exits: VcpuExitHandler = { stopRequested: false, exit: () => false };
 
   constructor() {
-    this.memory.map(DATA_ADDR >>> 12, this.data, 0, MemRights.RWX);
+    this.memory.map(DATA_ADDR >>> 12, this.data, 0, MemRights.ALL);
     this.mapCode();
     // Plugging the unit in: the core has no factory option for it yet (see the report).
     this.engine = createX86Engine(this.memory) as X86Engine;
@@ -32,7 +32,7 @@ export class EngineSide {
 
   private mapCode(): void {
     this.memory.unmap(CODE_ADDR >>> 12);
-    this.memory.map(CODE_ADDR >>> 12, this.code, 0, MemRights.RWX);
+    this.memory.map(CODE_ADDR >>> 12, this.code, 0, MemRights.ALL);
   }
 
   /** Run a case; `cr0` defaults to PE|ET|NE. The unit stays reachable as `fpu` for tests. */

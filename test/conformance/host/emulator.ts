@@ -80,8 +80,8 @@ export class EmulatorSide {
       view.setUint32(i * 8, low >>> 0, true);
       view.setUint32(i * 8 + 4, high >>> 0, true);
     });
-    this.memory.map(GDT_BASE >>> 12, this.gdt, 0, MemRights.RWX);
-    for (let off = 0; off < DATA_SIZE; off += PAGE_SIZE) this.memory.map((DATA_BASE + off) >>> 12, this.data, off, MemRights.RWX);
+    this.memory.map(GDT_BASE >>> 12, this.gdt, 0, MemRights.ALL);
+    for (let off = 0; off < DATA_SIZE; off += PAGE_SIZE) this.memory.map((DATA_BASE + off) >>> 12, this.data, off, MemRights.ALL);
     this.mapCode();
     this.engine = core.createX86Engine(this.memory);
     const events = this.events;
@@ -165,7 +165,7 @@ export class EmulatorSide {
     for (let off = 0; off < CODE_SIZE; off += PAGE_SIZE) {
       const gpn = (CODE_BASE + off) >>> 12;
       this.memory.unmap(gpn);
-      this.memory.map(gpn, this.code, off, MemRights.RWX);
+      this.memory.map(gpn, this.code, off, MemRights.ALL);
     }
   }
 }

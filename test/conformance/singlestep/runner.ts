@@ -150,7 +150,7 @@ export class SingleStepRunner {
   };
 
   constructor(private readonly metadata: Metadata | null) {
-    for (let p = 0; p < RAM_BYTES / PAGE_SIZE; p++) this.memory.map(p, this.ram, p * PAGE_SIZE, MemRights.RWX);
+    for (let p = 0; p < RAM_BYTES / PAGE_SIZE; p++) this.memory.map(p, this.ram, p * PAGE_SIZE, MemRights.ALL);
     this.engine = createX86Engine(this.memory);
   }
 
