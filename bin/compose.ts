@@ -11,7 +11,7 @@ import { Published } from "../services/root-protocol.js";
 import { ControlSel, controlThread, type ControlHost } from "../services/vm-control.js";
 import { STATE_PAGES } from "../vmm/protocol.js";
 import type { BootModule } from "../services/root.js";
-import { vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
+import { VCPU_PRIORITY, VCPU_QUANTUM_NS, vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
 
 export interface VmDescription extends Omit<VmmConfig, "drives"> {
   /** Unique among the VMs: names its PDs ("NAME", "vmm:NAME", "console:NAME"). */
@@ -107,6 +107,9 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
       {
         name: `vmm:${vm.name}`,
         quota: spaceQuota(vmPages),
+        // The VMM schedules its vCPU itself, below its own threads.
+        maxPriority: vm.vcpuPriority ?? VCPU_PRIORITY,
+        maxQuantumNs: VCPU_QUANTUM_NS,
         grants: [
           { sel: VmmSel.VM_PD, pd: vm.name, rights: PdRights.CREATE_EC | PdRights.DELEGATE },
           { sel: VmmSel.PARENT, parent: true },

@@ -69,4 +69,18 @@ describe("root task", () => {
     expect(() => rootTask([{ ...a, portals: { p: { handler: "h", id: 0 } } }], { frames: 0 }, { vmEnded: () => {} })).toThrow(/no handler/);
     expect(() => rootTask([{ ...a, routes: { 1: { module: "z", sel: 1 } } }], { frames: 0 }, { vmEnded: () => {} })).toThrow(/'z'/);
   });
+
+  it("gives a module no more scheduling than its description allows", () => {
+    const got: Status[] = [];
+    const body = (sys: Sys) =>
+      (function* () {
+        got.push(sys.createGlobalEc(40, 0, () => (function* () {})()));
+        got.push(sys.createSc(41, 40, 20, 1000), sys.createSc(41, 40, 5, 2_000_000), sys.createSc(41, 40, 5, 1000));
+      })();
+    const { kernel } = boot([{ name: "m", quota: 1 << 20, maxPriority: 5, maxQuantumNs: 1_000_000, threads: [{ priority: 30, quantumNs: 1000, entry: body }] }]);
+    expect(kernel.faults).toEqual([]);
+    expect(got[0]).toBe(Status.SUCCESS);
+    expect(got.slice(1, 3).every((s) => s !== Status.SUCCESS)).toBe(true);
+    expect(got[3]).toBe(Status.SUCCESS);
+  });
 });

@@ -37,6 +37,9 @@ export interface BootModule {
   /** Threads: global ECs, each with a scheduling context of its own. */
   readonly threads?: ReadonlyArray<{ readonly entry: GlobalEntry; readonly priority: number; readonly quantumNs: number }>;
   readonly grants?: ReadonlyArray<ModuleGrant>;
+  /** The highest priority and longest quantum the module may give scheduling contexts it creates itself (default: none above 0, 1 ms). */
+  readonly maxPriority?: number;
+  readonly maxQuantumNs?: number;
   /** Where the portals it publishes (ParentOp.PUBLISH, by name) go: into that module's space at `sel`. */
   readonly routes?: Readonly<Record<number, { readonly module: string; readonly sel: number }>>;
 }
@@ -70,7 +73,8 @@ export function rootTask(modules: readonly BootModule[], info: BootInfo, host: R
     const parents = new Map<string, number>();
     for (const m of modules) {
       const pd = next++;
-      must(sys.createPd(pd, m.quota, { name: m.name, vm: m.vm }), `create the PD of ${m.name}`);
+      const ceiling = { maxPriority: m.maxPriority ?? 0, maxQuantumNs: m.maxQuantumNs ?? 1_000_000 };
+      must(sys.createPd(pd, m.quota, { name: m.name, vm: m.vm, ...ceiling }), `create the PD of ${m.name}`);
       pds.set(m.name, pd);
       if (m.frames) for (const [base, order] of alignedRuns(info.frames, [0])) must(sys.delegate(pd, crd(SpaceKind.MEMORY, base, order, MemRights.ALL), base), `give frames to ${m.name}`);
     }

@@ -58,6 +58,9 @@ const VCPU_SC = 37;
 const CONTROL_EC = 38;
 const CONTROL_PT = 39;
 const EXIT_PT_BASE = 64;
+/** The vCPU's scheduling context: its priority (below the VMM's own threads) and quantum. */
+export const VCPU_PRIORITY = 10;
+export const VCPU_QUANTUM_NS = 10_000_000;
 /** Exit portals in the VM PD's object space start here. */
 export const EVENT_BASE = 0x100;
 /** Where guest RAM and ROM frames arrive in the VMM's own memory space (page numbers). */
@@ -226,7 +229,7 @@ class Vmm {
     this.publish(CONTROL_PT, Published.VMM_CONTROL);
 
     must(sys.createVcpu(VCPU, VmmSel.VM_PD, EVENT_BASE), "create the vCPU");
-    must(sys.createSc(VCPU_SC, VCPU, this.config.vcpuPriority ?? 10, 10_000_000), "schedule the vCPU");
+    must(sys.createSc(VCPU_SC, VCPU, this.config.vcpuPriority ?? VCPU_PRIORITY, VCPU_QUANTUM_NS), "schedule the vCPU");
 
     // The timer thread: sleep until the next device deadline (or until an earlier one is armed).
     // A paused VM's devices stand still: no deadline is due until it resumes.
