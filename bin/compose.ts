@@ -2,7 +2,7 @@
 // (when any VM has drives) one block driver serve every VM; each VM has its own console driver,
 // its VM PD and its VMM. This file is where the components' selector layouts meet.
 
-import { KernelMemoryCost, PdRights } from "../kernel/index.js";
+import { KernelMemoryCost, MAX_FRAMES, PdRights } from "../kernel/index.js";
 import { BlockDriver, type DriveConfig } from "../drivers/block/component.js";
 import { consoleInput, consoleOutput, type ConsoleHost } from "../drivers/console/console.js";
 import { ConsoleSel } from "../drivers/console/protocol.js";
@@ -10,6 +10,7 @@ import { memoryManager } from "../services/memory-manager.js";
 import { Published } from "../services/root-protocol.js";
 import { ControlSel, controlThread, type ControlHost } from "../services/vm-control.js";
 import { STATE_PAGES } from "../vmm/protocol.js";
+import { LOW_ROM_WINDOW, MAX_ROM_SIZE } from "../vmm/boot/bios.js";
 import type { BootModule } from "../services/root.js";
 import { VCPU_PRIORITY, VCPU_QUANTUM_NS, vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
 
@@ -44,10 +45,42 @@ const CONTROL_GSI = 3;
 /** Spare kernel memory the root keeps for itself (its own EC, parent ECs and portals, boot mappings). */
 const ROOT_SPARE = (16 << 20) + 0x10000 * KernelMemoryCost.MAPPING;
 
+/** Frames a VM needs beyond its RAM and ROMs: its state region and a few to spare. */
+const EXTRA_FRAMES = STATE_PAGES + 16;
+/** Pages of a memory space (4 GiB): the block driver's and the control component's windows share one. */
+const SPACE_PAGES = 2 ** 20;
+
+/**
+ * Most guest RAM one VM can have, whatever it boots (a 16 MiB ROM is mapped twice, at the top of
+ * 4 GiB and its last 128 KiB below 1 MiB): the kernel's frames (MAX_FRAMES, 2 GiB) hold the RAM,
+ * the ROM and the VMM's state region. Whole MiB.
+ */
+export const MAX_VM_MEMORY = Math.floor((MAX_FRAMES - (MAX_ROM_SIZE + LOW_ROM_WINDOW) / 4096 - EXTRA_FRAMES) / 256) * 2 ** 20;
+
 /** Frames a VM needs: RAM, ROMs, and a few to spare. */
 export function framesFor(vm: Pick<VmDescription, "memoryBytes" | "plan">): number {
-  const romBytes = vm.plan.roms.reduce((n, r) => n + r.bytes.length, 0);
-  return Math.ceil(vm.memoryBytes / 4096) + Math.ceil(romBytes / 4096) + STATE_PAGES + 16;
+  const romPages = vm.plan.roms.reduce((n, r) => n + Math.ceil(r.bytes.length / 4096), 0);
+  return Math.ceil(vm.memoryBytes / 4096) + romPages + EXTRA_FRAMES;
+}
+
+const mib = (pages: number): string => `${Math.round((pages / 256) * 100) / 100} MiB`;
+
+/**
+ * Refuse, before anything starts, a composition whose memory does not fit: the kernel's frames,
+ * or the windows in which the block driver (one per drive) and the control component (one per
+ * VM) see a VM's RAM, 2^order pages each in one 4 GiB memory space.
+ */
+function checkLayout(frames: number, ramPages: number, drives: number, windowOrder: number, vms: number, controlOrder: number | null): void {
+  if (frames > MAX_FRAMES)
+    throw new RangeError(`guest RAM of ${mib(ramPages)} does not fit: with its ROMs and the VMM's state pages it needs ${mib(frames)}, and the kernel has at most ${mib(MAX_FRAMES)} of frames`);
+  const driveWindows = SPACE_PAGES / 2 ** windowOrder;
+  if (drives > driveWindows) {
+    const fitAll = SPACE_PAGES / 2 ** Math.ceil(Math.log2(drives));
+    throw new RangeError(
+      `${drives} drives do not fit with ${mib(ramPages)} of guest RAM: the block driver sees each drive's guest RAM in a window of ${mib(2 ** windowOrder)} of its 4 GiB space, so at most ${driveWindows} drives fit (${drives} with ${mib(fitAll)} of RAM or less)`,
+    );
+  }
+  if (controlOrder !== null && vms > SPACE_PAGES / 2 ** controlOrder) throw new RangeError(`${vms} VMs with ${mib(ramPages)} of RAM each do not fit the control component's 4 GiB space`);
 }
 
 /** Kernel memory for a space that maps `pages` pages once (mapping nodes), with room to spare. */
@@ -82,6 +115,8 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
   const vmModules: BootModule[] = [];
   // Client windows of the block driver hold a VM's RAM each (the driver reads and writes guest RAM in place).
   const windowOrder = Math.max(4, Math.ceil(Math.log2(maxRamPages)));
+  const controlOrder = Math.ceil(Math.log2(maxRamPages + STATE_PAGES));
+  checkLayout(frames, maxRamPages, drives.length, windowOrder, vms.length, services.control ? controlOrder : null);
   const blockDriver = drives.length > 0 ? new BlockDriver(new Map(drives.map((d, client) => [client, d])), { windowOrder }) : null;
 
   vms.forEach((vm, i) => {
@@ -129,8 +164,7 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
     modules.push({ name: "block", quota: drives.length * spaceQuota(2 ** windowOrder), handlers: blockHandlers, portals: blockPortals });
   }
   modules.push(...vmModules);
-  // The control component sees each VM's RAM and state region in a window of its own.
-  const controlOrder = Math.ceil(Math.log2(maxRamPages + STATE_PAGES));
+  // The control component sees each VM's RAM and state region in a window of its own (controlOrder).
   if (services.control) {
     modules.push({
       name: "control",

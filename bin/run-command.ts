@@ -1,6 +1,5 @@
 // `hv run`: boot a VM. With no --kernel and no --bios it boots the default guest (Debian's i686
 // kernel and a busybox initramfs, fetched and built on first use).
-import { readFileSync, statSync } from "node:fs";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
@@ -13,6 +12,9 @@ import { Status } from "../kernel/index.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";
+import { MAX_ROM_SIZE } from "../vmm/boot/bios.js";
+import { MAX_VM_MEMORY } from "./compose.js";
+import { OutputFile, checkDrives, identityOf, readInputFile, type FileIdentity } from "./host-files.js";
 import type { DriveConfig } from "../drivers/block/component.js";
 import type { FormatName } from "../drivers/block/image.js";
 
@@ -26,15 +28,21 @@ export function parseSize(value: string): number {
   return bytes;
 }
 
-function readInput(path: string, what: string, limit: number): Uint8Array {
-  let size: number;
-  try {
-    size = statSync(path).size;
-  } catch {
-    throw new InvalidArgumentError(`${what} '${path}' cannot be read (no such file?)`);
-  }
-  if (size > limit) throw new InvalidArgumentError(`${what} '${path}' is ${size} bytes, more than the ${limit} a VM of this size can take`);
-  return readFileSync(path);
+/** Guest RAM `hv run` accepts: 2 MiB up to what the kernel's frames hold with the largest ROM. */
+const MIN_MEM = 2 * 1024 * 1024;
+const MEM_RANGE = `2M to ${MAX_VM_MEMORY / 2 ** 20}M`;
+
+/** Longest time limit, in seconds (11.6 days): virtual ns stay exact integers far beyond it. */
+const MAX_SECONDS = 1_000_000;
+
+/** Parses a time limit in seconds: a finite decimal number, more than 0 and at most MAX_SECONDS. */
+export function parseSeconds(value: string): number {
+  if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(value)) throw new InvalidArgumentError(`'${value}' is not a number of seconds`);
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`'${value}' is not a finite number of seconds`);
+  if (!(n > 0)) throw new InvalidArgumentError(`'${value}': the limit must be more than 0 seconds`);
+  if (n > MAX_SECONDS) throw new InvalidArgumentError(`'${value}': the limit can be at most ${MAX_SECONDS} seconds (11.6 days)`);
+  return n;
 }
 
 /** Parses `file=PATH[,format=FMT][,readonly=on|off]` (QEMU's -drive spelling, the keys we support). */
@@ -71,6 +79,7 @@ interface RunOpts {
   apic: boolean;
   pace?: boolean;
   timeout?: number;
+  wallTimeout?: number;
   bootOk: boolean;
   restore?: string;
   ignoreDriveChanges: boolean;
@@ -84,7 +93,7 @@ export function registerRunCommand(program: Command): void {
     .option("--kernel <file>", "Linux bzImage (boot protocol 2.x) or Multiboot v1 kernel")
     .option("--initrd <file>", "initial ramdisk (a Multiboot kernel gets it as its first module)")
     .option("--append <cmdline>", "kernel command line")
-    .addOption(new Option("--mem <size>", "guest RAM, e.g. 512M or 1G").argParser(parseSize).default(128 * 1024 * 1024, "128M"))
+    .addOption(new Option("--mem <size>", `guest RAM, ${MEM_RANGE}, e.g. 512M or 1G (more than 1G: at most 2 drives)`).argParser(parseSize).default(128 * 1024 * 1024, "128M"))
     .addOption(new Option("--smp <n>", "virtual CPUs (only 1 is supported)").default(1).argParser((v) => {
       if (v !== "1") throw new InvalidArgumentError("only --smp 1 is supported");
       return 1;
@@ -97,11 +106,8 @@ export function registerRunCommand(program: Command): void {
     .option("--trace <file>", "write a Chrome trace of the run in host time (kernel IPC, VM exits by reason, device time in exit handlers)")
     .option("--pace", "hold virtual time back to wall time (default on a terminal)")
     .option("--no-pace", "run virtual time as fast as the host can")
-    .option("--timeout <seconds>", "stop after this much virtual time", (v) => {
-      const n = Number(v);
-      if (!(n > 0)) throw new InvalidArgumentError(`'${v}' is not a positive number of seconds`);
-      return n;
-    })
+    .option("--timeout <seconds>", "stop after this much virtual time (status 124)", parseSeconds)
+    .option("--wall-timeout <seconds>", "stop after this much real (wall-clock) time (status 124)", parseSeconds)
     .option("--boot-ok", "default guest only: print BOOT-OK <uptime> and power off", false)
     .option("--restore <file>", "resume the VM saved in a snapshot file (RAM, devices, drives and --mem come from the file)")
     .option("--ignore-drive-changes", "with --restore: take drives that changed since the save as they are", false)
@@ -154,13 +160,12 @@ async function run(opts: RunOpts): Promise<number> {
 }
 
 async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Promise<number> {
-  let debugcon: "stdio" | { file: string } | null = null;
-  if (opts.debugcon) {
-    if (opts.debugcon === "stdio") debugcon = "stdio";
-    else if (opts.debugcon.startsWith("file:") && opts.debugcon.length > 5) debugcon = { file: opts.debugcon.slice(5) };
+  let debugconFile: string | null = null;
+  if (opts.debugcon && opts.debugcon !== "stdio") {
+    if (opts.debugcon.startsWith("file:") && opts.debugcon.length > 5) debugconFile = opts.debugcon.slice(5);
     else throw new InvalidArgumentError(`--debugcon takes stdio or file:PATH, not '${opts.debugcon}'`);
   }
-  if (opts.mem < 2 * 1024 * 1024 || opts.mem > 3 * 1024 ** 3) throw new InvalidArgumentError("--mem must be between 2M and 3G");
+  if (opts.mem < MIN_MEM || opts.mem > MAX_VM_MEMORY) throw new InvalidArgumentError(`--mem ${opts.mem / 2 ** 20}M is outside ${MEM_RANGE} (the kernel's frames hold 2 GiB: RAM, ROMs and the VMM's state)`);
   let kernelPath = opts.kernel;
   let initrdPath = opts.initrd;
   let append = opts.append;
@@ -170,14 +175,52 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
     initrdPath ??= guest.initrd;
     append ??= guest.append;
   }
-  const limit = opts.mem;
-  const kernelImage = kernelPath ? readInput(kernelPath, "kernel", limit) : undefined;
-  const initrd = initrdPath ? readInput(initrdPath, "initrd", limit) : undefined;
-  const bios = opts.bios ? readInput(opts.bios, "BIOS image", 16 * 1024 * 1024) : undefined;
+  // What is read is capped by what the VM can hold: --mem for a kernel or an initrd, the flash window for a ROM.
+  const ramLimit = `bytes that --mem ${opts.mem / 2 ** 20}M can hold`;
+  const kernelImage = kernelPath ? readInputFile(kernelPath, opts.kernel ? "--kernel" : "the default guest's kernel", opts.mem, ramLimit) : undefined;
+  const initrd = initrdPath ? readInputFile(initrdPath, opts.initrd ? "--initrd" : "the default guest's initrd", opts.mem, ramLimit) : undefined;
+  const bios = opts.bios ? readInputFile(opts.bios, "--bios", MAX_ROM_SIZE, "bytes of the flash window below 4 GiB") : undefined;
 
   const memoryBytes = restored?.memoryBytes ?? opts.mem;
   const drives = restored?.drives ?? opts.drive;
-  const platform = restored?.platform ?? { apic: opts.apic, debugcon: debugcon !== null, debugExitPort: opts.debugExit ? 0xf4 : -1 };
+  // Drives and outputs are checked and opened before the VM starts: a bad one is an error now, not later.
+  const read: Array<[string | undefined, string]> = [[kernelPath, "the kernel"], [initrdPath, "the initrd"], [opts.bios, "the ROM (--bios)"], [opts.restore, "the snapshot (--restore)"]];
+  const inputs: FileIdentity[] = [...checkDrives(drives), ...read.flatMap(([path, what]) => identityOf(path, what) ?? [])];
+  return runWith(opts, restored, { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives, debugconFile, inputs });
+}
+
+/** What runOrResume checked and read. */
+interface RunInputs {
+  kernelPath?: string;
+  kernelImage?: Uint8Array;
+  initrd?: Uint8Array;
+  append?: string;
+  bios?: Uint8Array;
+  memoryBytes: number;
+  drives: DriveConfig[];
+  debugconFile: string | null;
+  /** The files the run reads, which no output may be. */
+  inputs: FileIdentity[];
+}
+
+/** Opens the outputs (debug console file, trace), once everything else was found good: each must be writable now. */
+function openOutputs(opts: RunOpts, debugconFile: string | null, inputs: FileIdentity[]): { debugconOut: OutputFile | null; traceOut: OutputFile | null } {
+  const reportLater = (message: string) => void process.stderr.write(`\r\nhv: ${message}\r\n`);
+  const debugconOut = debugconFile ? OutputFile.open(debugconFile, "--debugcon", "append", inputs, reportLater) : null;
+  try {
+    const debugconId = identityOf(debugconFile, "the --debugcon file");
+    const avoid = debugconId ? [...inputs, debugconId] : inputs;
+    const traceOut = opts.trace ? OutputFile.open(opts.trace, "--trace", "truncate", avoid, reportLater) : null;
+    return { debugconOut, traceOut };
+  } catch (error) {
+    debugconOut?.close();
+    throw error;
+  }
+}
+
+async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: RunInputs): Promise<number> {
+  const { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives } = inputs;
+  const platform = restored?.platform ?? { apic: opts.apic, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1 };
   const vmOptions = { memoryBytes, kernelImage, kernelName: kernelPath, initrd, append, bios };
   let plan: VmRunOptions["plan"];
   try {
@@ -186,6 +229,8 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
     if (error instanceof BootImageError) throw new InvalidArgumentError(error.message);
     throw error;
   }
+  const { debugconOut, traceOut } = openOutputs(opts, inputs.debugconFile, inputs.inputs);
+  const debugcon = opts.debugcon === "stdio" ? "stdio" : debugconOut;
   const name = restored?.name ?? "vm";
   const control = new TerminalControl(() => ({
     path: `hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`,
@@ -220,6 +265,7 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
       trace,
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
+      wallTimeout: opts.wallTimeout ? { clock: { now: () => performance.now() * 1e6 }, ns: opts.wallTimeout * 1e9 } : null,
       onStart: (_k, raiseOn) => {
         raise = raiseOn.input;
         control.raise = raiseOn.control;
@@ -227,7 +273,8 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
       },
       stopRequested: () => quit,
     });
-    if (trace && opts.trace) trace.write(opts.trace);
+    // A trace that cannot be written is reported (by traceOut) and changes nothing else: the status is the guest's.
+    if (trace && traceOut) writeTrace(trace, traceOut);
     const verdict = exitVerdict(result, String.fromCharCode(...console.tail.slice(-4096)));
     if (verdict.message) process.stderr.write(`\nhv: ${verdict.message}\n`);
     return verdict.status;
@@ -236,5 +283,18 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
     throw error;
   } finally {
     console.close();
+    debugconOut?.close();
+    traceOut?.close();
   }
+}
+
+function writeTrace(trace: ChromeTrace, out: OutputFile): void {
+  let json: string;
+  try {
+    json = JSON.stringify(trace.toJSON());
+  } catch (error) {
+    process.stderr.write(`\nhv: --trace: the trace could not be encoded (${error instanceof Error ? error.message : String(error)})\n`);
+    return;
+  }
+  out.write(json);
 }

@@ -7,10 +7,20 @@ describe("hv run's exit status", () => {
   it("maps how the VM ended to a status and a message", () => {
     expect(exitVerdict(ended(VmEnd.HALTED, 0, "the CPU halted with interrupts disabled"), "reboot: System halted")).toEqual({ status: 0, message: "" });
     expect(exitVerdict(ended(VmEnd.DEBUG_EXIT, 67), "")).toEqual({ status: 67, message: "" });
-    expect(exitVerdict(ended(VmEnd.RESET, 0, "the guest asked for a reset"), "Kernel panic - not syncing: x")).toEqual({ status: 1, message: "the guest panicked" });
-    expect(exitVerdict(ended(VmEnd.RESET, 0, "the guest asked for a reset"), "reboot")).toEqual({ status: 0, message: "VM ended: the guest asked for a reset" });
-    expect(exitVerdict(ended(VmEnd.ERROR, 1, "vCPU exit INVALID_STATE at eip 0x10"), "")).toEqual({ status: 1, message: "vCPU exit INVALID_STATE at eip 0x10" });
+    const reset = "the guest asked for a reset (port 0xcf9); hv does not reboot, so the VM ended";
+    expect(exitVerdict(ended(VmEnd.RESET, 0, reset), "Kernel panic - not syncing: x")).toEqual({ status: 1, message: "the guest panicked" });
+    expect(exitVerdict(ended(VmEnd.RESET, 0, reset), "reboot")).toEqual({ status: 0, message: reset });
+    expect(exitVerdict(ended(VmEnd.TRIPLE_FAULT, 1, "triple fault at 0010:00100040"), "")).toEqual({ status: 1, message: "triple fault at 0010:00100040" });
+    expect(exitVerdict(ended(VmEnd.ERROR, 1, "vCPU exit EXCEPTION at 0010:00000010"), "")).toEqual({ status: 1, message: "vCPU exit EXCEPTION at 0010:00000010" });
     expect(exitVerdict({ stop: "timeout", why: 0, status: 0, message: "" }, "").status).toBe(124);
+    expect(exitVerdict({ stop: "wall-timeout", why: 0, status: 0, message: "" }, "")).toEqual({ status: 124, message: "stopped at the wall-clock limit (--wall-timeout)" });
     expect(exitVerdict({ stop: "quit", why: 0, status: 0, message: "" }, "Kernel panic").status).toBe(0);
+  });
+
+  it("gives a debug-exit value as a process has it: its low 8 bits", () => {
+    const ended = (status: number) => ({ stop: "ended" as const, why: VmEnd.DEBUG_EXIT, status, message: "" });
+    expect(exitVerdict(ended((0x7f << 1) | 1), "").status).toBe(255);
+    expect(exitVerdict(ended((0x80 << 1) | 1), "").status).toBe(1);
+    expect(exitVerdict(ended(0xffffffff), "").status).toBe(255);
   });
 });

@@ -1,7 +1,8 @@
 // Runs one VM on the kernel from the host's point of view: builds the boot plan (refusing bad
 // files before anything starts), boots the root task, and drives the kernel in slices of virtual
 // time, yielding to the host's event loop between slices so console input can arrive. With
-// `pace`, virtual time is held back to wall time (through the explicit host time source).
+// `pace`, virtual time is held back to wall time (through the explicit host time source); with
+// `wallTimeout`, the run stops when that much wall time has passed (same source of host time).
 
 import { Kernel, type HostTimeSource, type TraceSink, type VcpuEngineFactory } from "../kernel/index.js";
 import { loadBios, loadKernel, type BootPlan } from "../vmm/boot/index.js";
@@ -41,6 +42,11 @@ export interface VmRunOptions {
   pace?: HostTimeSource | null;
   /** Give up after this much virtual time (ns). */
   maxVirtualNs?: number;
+  /**
+   * Give up after `ns` of host time on `clock`: virtual time alone does not bound a run's real
+   * length (a guest that loops on slow instructions, or waits for input that never comes).
+   */
+  wallTimeout?: { clock: HostTimeSource; ns: number } | null;
   /** Virtual time per guest instruction. */
   nsPerInstruction?: number;
   /** Disk images, in order: /dev/vda, /dev/vdb, ... (virtio-blk through the block driver component). */
@@ -61,8 +67,8 @@ export interface VmRunOptions {
 
 export interface VmRunResult extends VmOutcome {
   kernel: Kernel;
-  /** Why the host loop stopped. */
-  stop: "ended" | "timeout" | "idle" | "quit";
+  /** Why the host loop stopped: the VM ended, the virtual or the wall time limit, nothing left to run, the host asked. */
+  stop: "ended" | "timeout" | "wall-timeout" | "idle" | "quit";
 }
 
 /** The boot plan for the options; throws BootImageError naming the problem. */
@@ -72,22 +78,33 @@ export function bootPlanFor(o: Pick<VmRunOptions, "memoryBytes" | "kernelImage" 
   throw new Error("nothing to boot: give a kernel or a BIOS image");
 }
 
+/** Virtual time the kernel runs between two looks at the host (input, limits, the event loop). */
 const SLICE_NS = 10_000_000;
+/** With a wall-time limit, slices shrink so that one takes about this much host time (ns)... */
+const WALL_SLICE_TARGET_NS = 20_000_000;
+/** ...but never below this much virtual time. */
+const MIN_SLICE_NS = 100_000;
+
+/** Exit status when a time limit (virtual or wall) ran out, as timeout(1) has it; never an isa-debug-exit status (those are odd). */
+export const TIMEOUT_STATUS = 124;
 
 /**
  * The exit status of `hv run` for how the VM ended, given the last console output: 0 for a
- * poweroff (the CPU halted with interrupts off) or a quit, the isa-debug-exit value, 1 for a panic
- * (the panic text is on the console) or an error, 124 when the time limit ran out.
+ * poweroff (the CPU halted with interrupts off), a reset request (there is no reboot) or a quit;
+ * the isa-debug-exit value (its low 8 bits, as a process status has them); 1 for a panic (the
+ * panic text is on the console), a triple fault or an error; 124 when a time limit ran out.
  */
 export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" | "message">, consoleTail: string): { status: number; message: string } {
   if (result.stop === "quit") return { status: 0, message: "" };
-  if (result.stop === "timeout") return { status: 124, message: "stopped at the virtual time limit" };
+  if (result.stop === "timeout") return { status: TIMEOUT_STATUS, message: "stopped at the virtual time limit (--timeout)" };
+  if (result.stop === "wall-timeout") return { status: TIMEOUT_STATUS, message: "stopped at the wall-clock limit (--wall-timeout)" };
   if (result.stop === "idle") return { status: 1, message: "the VM stopped: nothing can run and nothing will wake it" };
-  if (result.why === VmEnd.DEBUG_EXIT) return { status: result.status, message: "" };
+  if (result.why === VmEnd.DEBUG_EXIT) return { status: result.status & 0xff, message: "" };
   if (/Kernel panic/.test(consoleTail)) return { status: 1, message: "the guest panicked" };
-  if (result.why === VmEnd.ERROR) return { status: 1, message: result.message };
+  if (result.why === VmEnd.ERROR || result.why === VmEnd.TRIPLE_FAULT) return { status: 1, message: result.message };
   if (result.why === VmEnd.HALTED) return { status: 0, message: "" };
-  return { status: result.status, message: result.message ? `VM ended: ${result.message}` : "" };
+  if (result.why === VmEnd.RESET) return { status: 0, message: result.message };
+  return { status: result.status & 0xff, message: result.message ? `VM ended: ${result.message}` : "" };
 }
 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
@@ -124,12 +141,18 @@ async function hostLoop(kernel: Kernel, o: VmRunOptions, outcome: VmOutcome, con
   let controlPending = false;
   o.onStart?.(kernel, { input: () => void (inputPending = true), control: () => void (controlPending = true) });
   const startHost = o.pace?.now() ?? 0;
+  const wall = o.wallTimeout ?? null;
+  const wallStart = wall?.clock.now() ?? 0;
+  let sliceNs = wall ? MIN_SLICE_NS : SLICE_NS;
   for (;;) {
     o.onSlice?.(kernel);
     // An interrupt raised before its driver enabled it stays pending until it can be delivered.
     if (inputPending) inputPending = !kernel.raiseGsi(consoleGsi);
     if (controlPending && controlGsi !== null) controlPending = !kernel.raiseGsi(controlGsi);
-    const r = kernel.run({ untilNs: kernel.clock.now + SLICE_NS });
+    const sliceStart = wall?.clock.now() ?? 0;
+    const virtualStart = kernel.clock.now;
+    const r = kernel.run({ untilNs: kernel.clock.now + sliceNs });
+    if (wall) sliceNs = nextSlice(kernel.clock.now - virtualStart, wall.clock.now() - sliceStart);
     if (kernel.faults.length > 0 && !outcome.ended) {
       const f = kernel.faults[0];
       Object.assign(outcome, { ended: true, status: 1, why: VmEnd.ERROR, message: `component fault in ${f.pd}/${f.ec}: ${f.error instanceof Error ? f.error.stack ?? f.error.message : String(f.error)}` });
@@ -137,6 +160,7 @@ async function hostLoop(kernel: Kernel, o: VmRunOptions, outcome: VmOutcome, con
     if (outcome.ended) return { ...outcome, kernel, stop: "ended" };
     if (o.stopRequested?.()) return { ...outcome, kernel, stop: "quit" };
     if (o.maxVirtualNs !== undefined && kernel.clock.now >= o.maxVirtualNs) return { ...outcome, kernel, stop: "timeout" };
+    if (wall && wall.clock.now() - wallStart >= wall.ns) return { ...outcome, kernel, stop: "wall-timeout" };
     if (r === "idle" && !o.pace) {
       // Nothing can run and nothing will time out: only host input can change that.
       if (!o.onStart) return { ...outcome, kernel, stop: "idle" };
@@ -150,4 +174,13 @@ async function hostLoop(kernel: Kernel, o: VmRunOptions, outcome: VmOutcome, con
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
+}
+
+/**
+ * The next slice's virtual length, so that it takes about WALL_SLICE_TARGET_NS of host time at the
+ * rate the last one ran: slow guest code (x87, MMIO) then cannot outrun a wall-time limit by much.
+ */
+function nextSlice(virtualNs: number, hostNs: number): number {
+  if (!(hostNs > 0) || !(virtualNs > 0)) return SLICE_NS;
+  return Math.min(SLICE_NS, Math.max(MIN_SLICE_NS, Math.floor((virtualNs * WALL_SLICE_TARGET_NS) / hostNs)));
 }

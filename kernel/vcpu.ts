@@ -34,7 +34,10 @@ export enum ExitReason {
   RECALL = 7,
   /** Triple fault (or shutdown): the VMM normally resets the VM. */
   TRIPLE_FAULT = 8,
-  /** The engine cannot go on (an internal limit); the VMM decides what to do. */
+  /**
+   * The engine cannot go on; the VMM decides what to do. `qual.address` holds an
+   * InvalidStateCause, `qual.linear` the linear address it concerns (if any).
+   */
   INVALID_STATE = 9,
   /** The instruction budget of this run is used up; handled by the scheduler, no portal call. */
   BUDGET = 10,
@@ -44,6 +47,14 @@ export enum ExitReason {
    * cleared it. A PC routes FERR# to IRQ 13 and answers port F0h with IGNNE#.
    */
   FERR = 11,
+}
+
+/** Why an engine stopped with INVALID_STATE (`qual.address` of that exit). */
+export enum InvalidStateCause {
+  /** The engine itself failed (a bug in it): nothing the guest did is known to be wrong. */
+  ENGINE_ERROR = 0,
+  /** An instruction was to be fetched from an address that is not RAM or ROM (`qual.linear`). */
+  FETCH_OUTSIDE_RAM = 1,
 }
 
 /** Number of exit reasons; a VMM's event range for one vCPU is this many selectors. */

@@ -25,8 +25,10 @@ export enum VmEnd {
   HALTED = 1,
   /** isa-debug-exit was written. */
   DEBUG_EXIT = 2,
-  /** Triple fault or a reset request (keyboard controller, port 0x92, 0xcf9). */
+  /** The guest asked for a reset (keyboard controller, port 0x92, 0xcf9); there is no reboot, so the VM ends. */
   RESET = 3,
   /** The vCPU stopped with an error (invalid state, unhandled exit). */
   ERROR = 4,
+  /** Triple fault (shutdown): the guest crashed past its own exception handling. */
+  TRIPLE_FAULT = 5,
 }

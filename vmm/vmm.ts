@@ -6,6 +6,7 @@ import {
   ExitReason,
   EXIT_REASON_COUNT,
   InjectionType,
+  InvalidStateCause,
   MemRights,
   Mtd,
   SpaceKind,
@@ -121,7 +122,7 @@ const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.RECALL]: Mtd.ALL & ~Mtd.QUAL,
   [ExitReason.EXCEPTION]: Mtd.QUAL | Mtd.EIP_LEN,
   [ExitReason.TRIPLE_FAULT]: Mtd.EIP_LEN | Mtd.CS_SS,
-  [ExitReason.INVALID_STATE]: Mtd.EIP_LEN | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
+  [ExitReason.INVALID_STATE]: Mtd.QUAL | Mtd.EIP_LEN | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
   [ExitReason.FERR]: Mtd.STA,
 };
 
@@ -190,7 +191,8 @@ class Vmm {
     this.platform.onIntr = (pending) => {
       if (pending) this.kick();
     };
-    this.platform.onReset = () => this.end(0, VmEnd.RESET, "the guest asked for a reset");
+    // There is no reboot: a reset request ends the VM, as QEMU's -no-reboot does (status 0: the guest chose it).
+    this.platform.onReset = (source) => this.end(0, VmEnd.RESET, `the guest asked for a reset (${source}); hv does not reboot, so the VM ended`);
     this.platform.fpuError.onIgnne = () => {
       if (this.ignneChanged) return;
       this.ignneChanged = true;
@@ -204,6 +206,7 @@ class Vmm {
     const ramView = this.setUpMemory();
     this.ramView = ramView;
     this.attachDrives(ramView);
+    if (this.ended) return; // a drive was refused: the VM never starts
     // A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU.
     const resume = this.config.resume;
     if (resume) {
@@ -334,6 +337,7 @@ class Vmm {
   private onExit(utcb: Utcb, reason: ExitReason): void {
     const v = utcb.vcpu!;
     const q = v.qual;
+    if (this.ended) return this.afterEnd(reason, q);
     switch (reason) {
       case ExitReason.STARTUP:
         copyState(this.config.plan.state, v);
@@ -391,13 +395,34 @@ class Vmm {
         this.passIgnne(v, v.mtd);
         return;
       case ExitReason.TRIPLE_FAULT:
-        this.end(0, VmEnd.RESET, `triple fault at ${v.cs.selector.toString(16)}:${v.eip.toString(16)}`);
+        this.end(1, VmEnd.TRIPLE_FAULT, `triple fault at ${csEip(v)}`);
+        this.sys.deferReply();
+        return;
+      case ExitReason.INVALID_STATE:
+        this.end(1, VmEnd.ERROR, `the vCPU stopped at ${csEip(v)}: ${invalidCause(q)}`);
         this.sys.deferReply();
         return;
       default:
-        this.end(1, VmEnd.ERROR, `vCPU exit ${ExitReason[reason]} at eip 0x${v.eip.toString(16)}`);
+        this.end(1, VmEnd.ERROR, `vCPU exit ${ExitReason[reason]} at ${csEip(v)}`);
         this.sys.deferReply();
     }
+  }
+
+  /**
+   * An exit after the VM ended (in the instruction that ended it, or because a recall is still to
+   * come): nothing more happens. An access inside the instruction does nothing (reads see all
+   * ones), and a boundary exit is never answered, so the vCPU stops there for good.
+   */
+  private afterEnd(reason: ExitReason, q: VcpuState["qual"]): void {
+    if (reason === ExitReason.PIO || reason === ExitReason.MMIO) {
+      if (!q.write) {
+        q.data = q.size >= 4 ? 0xffffffff : (1 << (8 * q.size)) - 1;
+        q.edx = 0xffffffff;
+      }
+      return;
+    }
+    if (reason === ExitReason.CPUID) return;
+    this.sys.deferReply();
   }
 
   /** Reply with `mtd`, plus the STA group carrying IGNNE# when it changed (or FERR# just did). */
@@ -476,6 +501,7 @@ class Vmm {
 
   /** An interrupt became pending: wake a halted vCPU with it, or recall a running one (later, if paused). */
   private kick(): void {
+    if (this.ended) return;
     if (this.pauseStart !== null) {
       this.kickPending = true;
       return;
@@ -583,7 +609,7 @@ class Vmm {
   }
 
   private resume(): void {
-    if (this.pauseStart === null) return;
+    if (this.pauseStart === null || this.ended) return;
     const sys = this.sys;
     const pausedFor = sys.now() - this.pauseStart;
     must(sys.hideTime(VCPU, pausedFor), "hide the pause from the vCPU");
@@ -654,6 +680,9 @@ class Vmm {
     sys.utcb.set(ParentOp.VM_EXITED, status, why, ...Array.from(new TextEncoder().encode(message.slice(0, 200))));
     sys.call(VmmSel.PARENT);
     sys.up(TIMER_SM);
+    // The vCPU stops after the instruction that ended the VM (a debug-exit write, a reset request):
+    // the recall's exit is never answered. (Before the vCPU exists this is a harmless BAD_CAPABILITY.)
+    sys.recall(VCPU);
   }
 }
 
@@ -670,6 +699,23 @@ function copyState(from: VcpuState, to: VcpuState): void {
   to.qual = keepQual;
   to.fpu = from.fpu;
   to.mtd = from.mtd;
+}
+
+/** "CS:EIP" of a vCPU state, as in "triple fault at 0008:0010002a". */
+function csEip(v: VcpuState): string {
+  return `${v.cs.selector.toString(16).padStart(4, "0")}:${(v.eip >>> 0).toString(16).padStart(8, "0")}`;
+}
+
+/** Why the engine stopped with INVALID_STATE, from the exit's qualification. */
+function invalidCause(q: VcpuState["qual"]): string {
+  switch (q.address) {
+    case InvalidStateCause.FETCH_OUTSIDE_RAM:
+      return `code fetched outside RAM and ROM, at linear address 0x${(q.linear >>> 0).toString(16)}`;
+    case InvalidStateCause.ENGINE_ERROR:
+      return "the x86 core failed (an internal error, not the guest's)";
+    default:
+      return `invalid state (cause ${q.address})`;
+  }
 }
 
 function must(s: Status, what: string): void {

@@ -1,7 +1,6 @@
 // Host ends of the console: the terminal (raw mode on a TTY, QEMU's Ctrl-A x to quit) or pipes,
 // and an in-memory host for tests. The driver component reaches them only as a ConsoleHost.
 
-import { appendFileSync } from "node:fs";
 import type { ConsoleHost } from "./console.js";
 import { ConsoleChannel } from "./protocol.js";
 
@@ -32,9 +31,14 @@ export class MemoryConsole implements ConsoleHost {
   }
 }
 
+/** Where port 0xe9 output goes when not to the terminal: a file the host opened before the VM started. */
+export interface DebugconSink {
+  write(bytes: Uint8Array): void;
+}
+
 export interface TerminalOptions {
-  /** Where port 0xe9 output goes: the terminal, a file, or nowhere. */
-  debugcon?: "stdio" | { file: string } | null;
+  /** Where port 0xe9 output goes: the terminal, a sink (a file), or nowhere. */
+  debugcon?: "stdio" | DebugconSink | null;
   /** Called when input arrived (the host raises the console GSI). */
   onInput: () => void;
   /** Called on Ctrl-A x. */
@@ -63,7 +67,7 @@ export class TerminalConsole implements ConsoleHost {
     if (channel === ConsoleChannel.DEBUGCON) {
       const d = this.options.debugcon;
       if (d === "stdio") process.stdout.write(bytes);
-      else if (d && typeof d === "object") appendFileSync(d.file, bytes);
+      else d?.write(bytes);
       return;
     }
     process.stdout.write(bytes);

@@ -68,8 +68,8 @@ export class PcPlatform {
   readonly pci: PciHost;
   readonly debugExit: DebugExit | null = null;
   readonly debugConsole: DebugConsole | null = null;
-  /** Called for every guest reset request (keyboard controller, port 0x92, 0xcf9). */
-  onReset: (() => void) | null = null;
+  /** Called for every guest reset request, with where it came from (keyboard controller, port 0x92, 0xcf9). */
+  onReset: ((source: string) => void) | null = null;
   /** Told when the vCPU's INTR (interruptController.hasInterrupt()) changes: recall the vCPU on a rise. */
   onIntr: ((pending: boolean) => void) | null = null;
 
@@ -92,7 +92,7 @@ export class PcPlatform {
     } else {
       this.pic.onIntr = (pending) => this.onIntr?.(pending);
     }
-    const reset = (): void => this.onReset?.();
+    const reset = (source: string) => (): void => this.onReset?.(source);
     this.pit = new Pit(clock, this.isaIrq[0]);
     this.rtc = new Rtc(clock, this.isaIrq[8], { startTime: options.startTime, memoryBytes: options.memoryBytes });
     const serial = Math.min(Math.max(options.serialPorts ?? 1, 0), SERIAL_PORTS.length);
@@ -101,12 +101,12 @@ export class PcPlatform {
       this.uarts.push(new Uart16550(clock, this.isaIrq[irq], { base }));
     }
     this.i8042 = new I8042(this.isaIrq[1], this.isaIrq[12], this.a20);
-    this.i8042.onReset = reset;
+    this.i8042.onReset = reset("the keyboard controller");
     this.port92 = new Port92(this.a20);
-    this.port92.onReset = reset;
+    this.port92.onReset = reset("port 0x92");
     this.fpuError = new FpuErrorLogic(this.isaIrq[13]);
     this.pci = new PciHost(this.io, this.mmio);
-    this.pci.onReset = reset;
+    this.pci.onReset = reset("port 0xcf9");
     if (options.debugExit) {
       const d = options.debugExit;
       this.debugExit = new DebugExit(d.onExit, d.port, d.length);

@@ -3,7 +3,7 @@
 
 import type { GuestMemory } from "../../kernel/guest-memory.js";
 import {
-  ExitReason, InjectionType, Mtd, type SegmentState, VcpuEngine, type VcpuExitHandler, VcpuState,
+  ExitReason, InjectionType, InvalidStateCause, Mtd, type SegmentState, VcpuEngine, type VcpuExitHandler, VcpuState,
 } from "../../kernel/vcpu.js";
 import { BlockCache, CodeSource, MAX_INSTRUCTIONS, PAGE_TAIL, SCRATCH_SLOT, SLOT_COUNT } from "./blocks.js";
 import { Cpu, FAULT, SEG_LDTR, SEG_TR, STOP } from "./cpu.js";
@@ -110,12 +110,22 @@ export class X86Engine implements VcpuEngine {
     try {
       return this.loop(c.retired + Math.max(0, Math.floor(budget)));
     } catch (e) {
-      if (e === STOP) return c.stop >= 0 ? this.takeStop() : ExitReason.INVALID_STATE;
-      c.lastError = e;
-      return ExitReason.INVALID_STATE;
+      if (e === STOP && c.stop >= 0) return this.takeStop();
+      if (e !== STOP) c.lastError = e;
+      return this.invalid(InvalidStateCause.ENGINE_ERROR, 0);
     } finally {
       c.exits = null;
     }
+  }
+
+  /** INVALID_STATE, with its cause in the qualification the VMM reads. */
+  private invalid(cause: InvalidStateCause, linear: number): ExitReason {
+    const q = this.state.qual;
+    q.address = cause;
+    q.linear = linear;
+    q.size = 0;
+    q.write = false;
+    return ExitReason.INVALID_STATE;
   }
 
   private takeStop(): ExitReason {
@@ -141,7 +151,7 @@ export class X86Engine implements VcpuEngine {
           const lin = (c.base[SEG_CS] + eip) | 0;
           if (lin >>> 12 !== c.fetchPage && !setFetchPage(c, lin) && !fetchAfterExit(c, lin)) {
             c.invalidReason = `code fetch from non-RAM at linear ${(lin >>> 0).toString(16)}`;
-            return ExitReason.INVALID_STATE;
+            return this.invalid(InvalidStateCause.FETCH_OUTSIDE_RAM, lin >>> 0);
           }
           const po = lin & 0xfff;
           const phys = c.fetchPhys | po;

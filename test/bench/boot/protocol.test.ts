@@ -62,7 +62,8 @@ describe("SerialWatcher", () => {
 
 describe("endName", () => {
   it("names the VM's end", () => {
-    expect(endName({ stop: "ended", why: VmEnd.RESET })).toMatch(/triple fault/);
+    expect(endName({ stop: "ended", why: VmEnd.TRIPLE_FAULT })).toMatch(/triple fault/);
+    expect(endName({ stop: "ended", why: VmEnd.RESET })).toMatch(/reset/);
     expect(endName({ stop: "ended", why: VmEnd.HALTED })).toMatch(/halted/);
     expect(endName({ stop: "timeout", why: 0 })).toBe("timeout");
     expect(endName({ stop: "idle", why: 0 })).toBe("idle");

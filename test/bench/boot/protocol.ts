@@ -168,7 +168,8 @@ export function endName(result: Pick<VmRunResult, "stop" | "why">): string {
   switch (result.why) {
     case VmEnd.HALTED: return "halted (cli; hlt)";
     case VmEnd.DEBUG_EXIT: return "debug-exit";
-    case VmEnd.RESET: return "reset (triple fault or reset request)";
+    case VmEnd.RESET: return "reset request";
+    case VmEnd.TRIPLE_FAULT: return "triple fault";
     case VmEnd.ERROR: return "vcpu error";
     default: return "ended";
   }
