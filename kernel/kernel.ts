@@ -312,6 +312,9 @@ export class Kernel {
   private runBody(ec: Ec, sc: Sc): void {
     let status = ec.resumeStatus;
     for (;;) {
+      // A step's time passes before its code runs: what it reads of the clock includes it, so a
+      // timeout it computes from now ends where it meant (device timers fire on their deadline).
+      this.consume(this.stepNs);
       // Everything the body hands back is untrusted: a throw or a malformed wait is its fault.
       let raw: unknown;
       try {
@@ -327,7 +330,6 @@ export class Kernel {
         this.fault(ec, error);
         return;
       }
-      this.consume(this.stepNs);
       if (raw === DONE) {
         ec.state = EcState.DEAD;
         return;

@@ -86,7 +86,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
   const dir = mkdtempSync(join(tmpdir(), "hv-linux-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   /** The snapshot taken at the prompt, and the whole state IDLE_NS later. */
-  let saved: { file: string; later: { state: unknown; ram: Uint8Array } | null } | null = null;
+  let saved: { file: string; later: { at: number; state: unknown; ram: Uint8Array } | null } | null = null;
 
   it("boots to a busybox shell, is saved at its prompt, runs commands typed on the serial line, uses a disk, and powers off", async () => {
     const guest = await ensureDefaultGuest({ quiet: true });
@@ -97,6 +97,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     const con = new MemoryConsole();
     let conversation: Conversation | null = null;
     let raiseControl = () => {};
+    let laterAt = 0;
     const file = join(dir, "prompt.hvsnap");
     const kernelImage = new Uint8Array(readFileSync(guest.kernel));
     const initrd = new Uint8Array(readFileSync(guest.initrd));
@@ -111,9 +112,10 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
         saveSnapshot({ path: file, name: "linux", memoryBytes: 128 << 20, platform, roms: plan.roms, drives: [{ path: diskThen, format: "raw" }] }, result.state, result.ram);
         saved = { file, later: null };
         control.queue.push({ vm: 0, op: "save", atVmTimeNs: (decode(result.state) as VmState).vmTimeNs + IDLE_NS });
+        laterAt = (decode(result.state) as VmState).vmTimeNs + IDLE_NS;
         raiseControl();
       } else {
-        saved!.later = { state: decode(result.state), ram: result.ram.slice() };
+        saved!.later = { at: laterAt, state: decode(result.state), ram: result.ram.slice() };
         conversation!.start();
       }
     });
@@ -215,7 +217,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     expect(saved?.later).toBeTruthy();
     const expected = saved!.later!;
     let later: { state: unknown; ram: Uint8Array } | null = null;
-    const { result } = await resumeSaved([{ vm: 0, op: "resume" }, { vm: 0, op: "save", atVmTimeNs: (expected.state as VmState).vmTimeNs }], (command, r) => {
+    const { result } = await resumeSaved([{ vm: 0, op: "resume" }, { vm: 0, op: "save", atVmTimeNs: expected.at }], (command, r) => {
       if (command.op !== "save") return false;
       if ("state" in r) later = { state: decode(r.state), ram: r.ram.slice() };
       return true;
