@@ -6,10 +6,9 @@ import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
 import { ensureDefaultGuest } from "../services/guest/index.js";
 import { bootPlanFor, exitVerdict, runVm, type VmRunOptions } from "./vm-runner.js";
-import { openSavedVm, saveSnapshot, type RestoredVm, type SaveRequest } from "./snapshot.js";
-import type { ControlCommand, ControlHost, ControlResult } from "../services/vm-control.js";
+import { openSavedVm, type RestoredVm, type SaveRequest } from "./snapshot.js";
+import { HostControl, saveFromConsole } from "./host-control.js";
 import { SnapshotError } from "../services/snapshot/file.js";
-import { Status } from "../kernel/index.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";
@@ -111,31 +110,6 @@ export function registerRunCommand(program: Command): void {
     });
 }
 
-/** The terminal's control of the VM: Ctrl-A s saves a snapshot into the working directory. */
-class TerminalControl implements ControlHost {
-  private readonly queue: ControlCommand[] = [];
-  raise = () => {};
-  constructor(private readonly request: () => SaveRequest) {}
-  push(command: ControlCommand): void {
-    this.queue.push(command);
-    this.raise();
-  }
-  take(): ControlCommand | null {
-    return this.queue.shift() ?? null;
-  }
-  done(command: ControlCommand, result: ControlResult): void {
-    if (command.op !== "save") return;
-    if (!("state" in result)) return void process.stderr.write(`\r\nhv: the VM could not be saved: ${Status[result.status] ?? result.status}\r\n`);
-    const request = this.request();
-    try {
-      const { bytes } = saveSnapshot(request, result.state, result.ram);
-      process.stderr.write(`\r\nhv: saved the VM to ${request.path} (${(bytes / 2 ** 20).toFixed(1)} MiB); resume it with hv run --restore ${request.path}\r\n`);
-    } catch (error) {
-      process.stderr.write(`\r\nhv: the snapshot could not be written: ${error instanceof Error ? error.message : String(error)}\r\n`);
-    }
-  }
-}
-
 async function run(opts: RunOpts): Promise<number> {
   if (opts.restore && (opts.kernel || opts.bios || opts.initrd || opts.append || opts.drive.length > 0 || opts.bootOk))
     throw new InvalidArgumentError("--restore takes the VM from the file: --kernel, --initrd, --append, --bios, --drive and --boot-ok cannot be given with it");
@@ -187,21 +161,15 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
     throw error;
   }
   const name = restored?.name ?? "vm";
-  const control = new TerminalControl(() => ({
-    path: `hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`,
-    name,
-    memoryBytes,
-    platform,
-    roms: plan!.roms,
-    drives,
-    compress: opts.compress,
-  }));
-  if (restored) control.push({ vm: 0, op: "resume" });
+  const saveRequest = (path: string, compress = opts.compress): SaveRequest => ({ path, name, memoryBytes, platform, roms: plan!.roms, drives, compress });
+  // The console (Ctrl-A s) and the QMP socket share one queue of commands to the VM.
+  const control = new HostControl();
+  if (restored) control.resume(0).catch((error: Error) => process.stderr.write(`hv: ${error.message}\n`));
 
   let quit = false;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
   const trace = opts.trace ? new ChromeTrace({ hostClock: () => performance.now() * 1e6 }) : null;
-  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => control.push({ vm: 0, op: "save" }) });
+  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => saveFromConsole(control, 0, saveRequest(`hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`)) });
   let raise = () => {};
   const pace = opts.pace ?? process.stdin.isTTY === true;
   try {
