@@ -3,7 +3,9 @@
 
 import { chmodSync, lstatSync, unlinkSync, type Stats } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
-import type { QmpServer, ShutdownCause } from "./qmp.js";
+import type { VmControl } from "./host-control.js";
+import { QmpServer, type QmpVm, type ShutdownCause } from "./qmp.js";
+import type { VmRunResult } from "./vm-runner.js";
 
 /** A client that stops reading is dropped once this much output waits for it. */
 const MAX_UNREAD_BYTES = 4 << 20;
@@ -21,8 +23,20 @@ export function parseQmpAddress(spec: string): string {
   return path;
 }
 
+/** `hv run --qmp`: a QMP server for `vms` on the socket at `path`, with the host's clock and working directory. */
+export function startQmp(path: string, options: { control: VmControl; vms: readonly QmpVm[]; quit: () => void }): Promise<QmpListener> {
+  const server = new QmpServer({ ...options, now: () => performance.timeOrigin + performance.now(), cwd: process.cwd() });
+  return QmpListener.listen(path, server);
+}
+
+/** The SHUTDOWN reason for how runVm stopped. */
+export function shutdownCause(stop: VmRunResult["stop"]): ShutdownCause {
+  return stop === "ended" ? "guest-shutdown" : stop === "quit" ? "host-qmp-quit" : "host-error";
+}
+
 export class QmpListener {
   private readonly sockets = new Set<Socket>();
+  private closed = false;
   private readonly removeAtExit = () => this.removeSocketFile();
 
   private constructor(
@@ -56,6 +70,8 @@ export class QmpListener {
 
   /** hv is ending: answer what is pending, announce SHUTDOWN, end every connection, remove the socket. */
   async close(cause: ShutdownCause): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     this.server.close();
     await this.qmp.close(cause);
     for (const socket of this.sockets) {

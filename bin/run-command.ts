@@ -8,6 +8,7 @@ import { ensureDefaultGuest } from "../services/guest/index.js";
 import { bootPlanFor, exitVerdict, runVm, type VmRunOptions } from "./vm-runner.js";
 import { openSavedVm, type RestoredVm, type SaveRequest } from "./snapshot.js";
 import { HostControl, saveFromConsole } from "./host-control.js";
+import { parseQmpAddress, shutdownCause, startQmp } from "./qmp-socket.js";
 import { SnapshotError } from "../services/snapshot/file.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
@@ -74,6 +75,7 @@ interface RunOpts {
   restore?: string;
   ignoreDriveChanges: boolean;
   compress: boolean;
+  qmp?: string;
 }
 
 export function registerRunCommand(program: Command): void {
@@ -105,6 +107,13 @@ export function registerRunCommand(program: Command): void {
     .option("--restore <file>", "resume the VM saved in a snapshot file (RAM, devices, drives and --mem come from the file)")
     .option("--ignore-drive-changes", "with --restore: take drives that changed since the save as they are", false)
     .option("--compress", "snapshots saved with Ctrl-A s are Brotli-compressed", false)
+    .option("--qmp <address>", "a QMP control socket, unix:PATH (QEMU's protocol; hv ctl PATH COMMAND talks to it)", (v) => {
+      try {
+        return parseQmpAddress(v);
+      } catch (error) {
+        throw new InvalidArgumentError((error as Error).message);
+      }
+    })
     .action(async (opts: RunOpts) => {
       process.exitCode = await run(opts);
     });
@@ -167,6 +176,9 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
   if (restored) control.resume(0).catch((error: Error) => process.stderr.write(`hv: ${error.message}\n`));
 
   let quit = false;
+  const qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true) }).catch((error: Error) => {
+    throw new InvalidArgumentError(`--qmp: ${error.message}`);
+  }) : null;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
   const trace = opts.trace ? new ChromeTrace({ hostClock: () => performance.now() * 1e6 }) : null;
   const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => saveFromConsole(control, 0, saveRequest(`hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`)) });
@@ -196,6 +208,8 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
       stopRequested: () => quit,
     });
     if (trace && opts.trace) trace.write(opts.trace);
+    control.close("the VM has ended");
+    await qmp?.close(shutdownCause(result.stop));
     const verdict = exitVerdict(result, String.fromCharCode(...console.tail.slice(-4096)));
     if (verdict.message) process.stderr.write(`\nhv: ${verdict.message}\n`);
     return verdict.status;
@@ -203,6 +217,8 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
     if (error instanceof BootImageError) throw new InvalidArgumentError(error.message);
     throw error;
   } finally {
+    control.close("hv has stopped");
+    await qmp?.close("host-error");
     console.close();
   }
 }
