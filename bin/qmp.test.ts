@@ -3,7 +3,6 @@
 // snapshot saves, quit and shutdown; then the Unix socket: mode, several clients, refused and
 // stale paths, removal at the end.
 
-import { encode } from "@msgpack/msgpack";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -11,52 +10,12 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Status } from "../kernel/index.js";
 import { openSnapshot } from "../services/snapshot/file.js";
 import { scratchDir } from "../services/snapshot/test-util.js";
-import type { VmState } from "../vmm/protocol.js";
 import { HostControl } from "./host-control.js";
 import { QmpServer, type QmpPeer, type QmpSession } from "./qmp.js";
 import { QmpListener, parseQmpAddress } from "./qmp-socket.js";
+import { FakeVm, testVm } from "./qmp-test-util.js";
 
 type Message = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const RAM_BYTES = 16 * 4096;
-
-/** The control component's part, faked: answers each queued command on a later turn of the event loop, as a kernel slice would. */
-class FakeVm {
-  running = true;
-  vmTimeNs = 1_000_000;
-  /** A status to answer every command with, instead of doing it. */
-  refuse: Status | null = null;
-  /** Busy: commands stay queued until release(). */
-  held = false;
-  readonly ram = new Uint8Array(RAM_BYTES).fill(0x5a, 4096, 8192);
-  readonly seen: string[] = [];
-
-  constructor(readonly control: HostControl) {
-    control.raise = () => void setImmediate(() => this.serve());
-  }
-
-  release(): void {
-    this.held = false;
-    this.serve();
-  }
-
-  private serve(): void {
-    if (this.held) return;
-    for (let c = this.control.take(); c; c = this.control.take()) {
-      this.seen.push(c.op);
-      if (this.refuse !== null) this.control.done(c, { status: this.refuse });
-      else if (c.op === "query") this.control.done(c, { status: Status.SUCCESS, running: this.running, vmTimeNs: this.vmTimeNs });
-      else if (c.op === "pause" || c.op === "resume") {
-        this.running = c.op === "resume";
-        this.control.done(c, { status: Status.SUCCESS });
-      } else if (c.op === "save") {
-        const state: VmState = { vmTimeNs: this.vmTimeNs, vcpu: { eax: 1 }, halted: false, platform: { pic: { imr: 0xff } }, ignneChanged: false };
-        this.control.done(c, { status: Status.SUCCESS, state: encode(state), ram: this.ram });
-      }
-      this.vmTimeNs += 1000;
-    }
-  }
-}
 
 /** A client as the server sees it: every line it was sent, read in order. */
 class MemoryPeer implements QmpPeer {
@@ -112,7 +71,7 @@ beforeEach(() => {
   quits = 0;
   server = new QmpServer({
     control,
-    vms: [{ name: "guest", index: 0, saveRequest: (p, compress) => ({ path: p, name: "guest", memoryBytes: RAM_BYTES, platform: { apic: false, debugcon: false, debugExitPort: -1 }, roms: [], drives: [], compress }) }],
+    vms: [testVm("guest")],
     quit: () => void quits++,
     now: () => 1_700_000_000_123.456,
     cwd: dir,
