@@ -64,7 +64,7 @@ export const COMMANDS: Record<string, QmpCommand> = {
   "query-status": { params: VM, run: ({ server }, args) => queryStatus(server, server.vm(args.vm as string | undefined)) },
   stop: { params: VM, run: ({ server }, args) => stop(server, server.vm(args.vm as string | undefined)) },
   cont: { params: VM, run: ({ server }, args) => cont(server, server.vm(args.vm as string | undefined)) },
-  quit: { params: {}, run: ({ server }) => server.options.quit() },
+  quit: { params: {}, run: ({ server }) => void server.options.quit() },
   "hv-snapshot-save": {
     params: { file: { type: "str" }, compress: { type: "bool", optional: true }, ...VM },
     run: ({ server }, args) => save(server, server.vm(args.vm as string | undefined), args.file as string, args.compress as boolean | undefined),
