@@ -39,7 +39,7 @@ export class HostControl implements ControlHost, VmControl {
   private closedWhy: string | null = null;
 
   query(vm: number): Promise<{ running: boolean; vmTimeNs: number }> {
-    return this.request({ vm, op: "query" }, (r) => ({ running: "running" in r && r.running === true, vmTimeNs: ("vmTimeNs" in r && r.vmTimeNs) || 0 }));
+    return this.request({ vm, op: "query" }, (r) => ({ running: "running" in r && r.running === true, vmTimeNs: "vmTimeNs" in r ? (r.vmTimeNs ?? 0) : 0 }));
   }
 
   pause(vm: number): Promise<{ wasRunning: boolean }> {
