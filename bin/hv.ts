@@ -1,6 +1,7 @@
 // hv: the command line of the hypervisor. It only composes components; the work is theirs.
 import { Command } from "commander";
 import { registerImgCommand } from "../drivers/block/cli.js";
+import { registerCtlCommand } from "./ctl-command.js";
 import { registerDemoCommand } from "./demo-command.js";
 import { registerRunCommand } from "./run-command.js";
 import { registerSnapshotCommand } from "./snapshot-command.js";
@@ -15,6 +16,7 @@ registerRunCommand(program);
 registerDemoCommand(program);
 registerImgCommand(program);
 registerSnapshotCommand(program);
+registerCtlCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`hv: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -5,10 +5,10 @@ import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
 import { ensureDefaultGuest } from "../services/guest/index.js";
 import { bootPlanFor, exitVerdict, runVm, type VmRunOptions } from "./vm-runner.js";
-import { openSavedVm, saveSnapshot, type RestoredVm, type SaveRequest } from "./snapshot.js";
-import type { ControlCommand, ControlHost, ControlResult } from "../services/vm-control.js";
+import { openSavedVm, type RestoredVm, type SaveRequest } from "./snapshot.js";
+import { HostControl, saveFromConsole } from "./host-control.js";
+import { parseQmpAddress, shutdownCause, startQmp } from "./qmp-socket.js";
 import { SnapshotError } from "../services/snapshot/file.js";
-import { Status } from "../kernel/index.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";
@@ -84,6 +84,7 @@ interface RunOpts {
   restore?: string;
   ignoreDriveChanges: boolean;
   compress: boolean;
+  qmp?: string;
 }
 
 export function registerRunCommand(program: Command): void {
@@ -112,34 +113,16 @@ export function registerRunCommand(program: Command): void {
     .option("--restore <file>", "resume the VM saved in a snapshot file (RAM, devices, drives and --mem come from the file)")
     .option("--ignore-drive-changes", "with --restore: take drives that changed since the save as they are", false)
     .option("--compress", "snapshots saved with Ctrl-A s are Brotli-compressed", false)
+    .option("--qmp <address>", "a QMP control socket, unix:PATH (QEMU's protocol; hv ctl PATH COMMAND talks to it)", (v) => {
+      try {
+        return parseQmpAddress(v);
+      } catch (error) {
+        throw new InvalidArgumentError((error as Error).message);
+      }
+    })
     .action(async (opts: RunOpts) => {
       process.exitCode = await run(opts);
     });
-}
-
-/** The terminal's control of the VM: Ctrl-A s saves a snapshot into the working directory. */
-class TerminalControl implements ControlHost {
-  private readonly queue: ControlCommand[] = [];
-  raise = () => {};
-  constructor(private readonly request: () => SaveRequest) {}
-  push(command: ControlCommand): void {
-    this.queue.push(command);
-    this.raise();
-  }
-  take(): ControlCommand | null {
-    return this.queue.shift() ?? null;
-  }
-  done(command: ControlCommand, result: ControlResult): void {
-    if (command.op !== "save") return;
-    if (!("state" in result)) return void process.stderr.write(`\r\nhv: the VM could not be saved: ${Status[result.status] ?? result.status}\r\n`);
-    const request = this.request();
-    try {
-      const { bytes } = saveSnapshot(request, result.state, result.ram);
-      process.stderr.write(`\r\nhv: saved the VM to ${request.path} (${(bytes / 2 ** 20).toFixed(1)} MiB); resume it with hv run --restore ${request.path}\r\n`);
-    } catch (error) {
-      process.stderr.write(`\r\nhv: the snapshot could not be written: ${error instanceof Error ? error.message : String(error)}\r\n`);
-    }
-  }
 }
 
 async function run(opts: RunOpts): Promise<number> {
@@ -232,21 +215,18 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   const { debugconOut, traceOut } = openOutputs(opts, inputs.debugconFile, inputs.inputs);
   const debugcon = opts.debugcon === "stdio" ? "stdio" : debugconOut;
   const name = restored?.name ?? "vm";
-  const control = new TerminalControl(() => ({
-    path: `hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`,
-    name,
-    memoryBytes,
-    platform,
-    roms: plan!.roms,
-    drives,
-    compress: opts.compress,
-  }));
-  if (restored) control.push({ vm: 0, op: "resume" });
+  const saveRequest = (path: string, compress = opts.compress): SaveRequest => ({ path, name, memoryBytes, platform, roms: plan!.roms, drives, compress });
+  // The console (Ctrl-A s) and the QMP socket share one queue of commands to the VM.
+  const control = new HostControl();
+  if (restored) control.resume(0).catch((error: Error) => process.stderr.write(`hv: ${error.message}\n`));
 
   let quit = false;
+  const qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true) }).catch((error: Error) => {
+    throw new InvalidArgumentError(`--qmp: ${error.message}`);
+  }) : null;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
   const trace = opts.trace ? new ChromeTrace({ hostClock: () => performance.now() * 1e6 }) : null;
-  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => control.push({ vm: 0, op: "save" }) });
+  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => saveFromConsole(control, 0, saveRequest(`hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`)) });
   let raise = () => {};
   const pace = opts.pace ?? process.stdin.isTTY === true;
   try {
@@ -275,6 +255,8 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
     });
     // A trace that cannot be written is reported (by traceOut) and changes nothing else: the status is the guest's.
     if (trace && traceOut) writeTrace(trace, traceOut);
+    control.close("the VM has ended");
+    await qmp?.close(shutdownCause(result.stop));
     const verdict = exitVerdict(result, String.fromCharCode(...console.tail.slice(-4096)));
     if (verdict.message) process.stderr.write(`\nhv: ${verdict.message}\n`);
     return verdict.status;
@@ -282,6 +264,8 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
     if (error instanceof BootImageError) throw new InvalidArgumentError(error.message);
     throw error;
   } finally {
+    control.close("hv has stopped");
+    await qmp?.close("host-error");
     console.close();
     debugconOut?.close();
     traceOut?.close();

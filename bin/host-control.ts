@@ -1,0 +1,115 @@
+// The host's control of its VMs: one queue of commands to the control component
+// (services/vm-control.ts), shared by the console's Ctrl-A s and the QMP socket. Each command is a
+// promise; it settles when the component hands the result back (`done`, inside a kernel slice of
+// runVm's host loop), so callers wait without holding the loop.
+
+import { Status } from "../kernel/index.js";
+import type { ControlCommand, ControlHost, ControlResult } from "../services/vm-control.js";
+import { saveSnapshot, type SaveRequest } from "./snapshot.js";
+
+/** A command the control component refused (a kernel status), or that the VM's end cut short. */
+export class ControlError extends Error {
+  override name = "ControlError";
+}
+
+/** What the QMP server and the console need from VM control; VMs are numbered as in the composition. */
+export interface VmControl {
+  query(vm: number): Promise<{ running: boolean; vmTimeNs: number }>;
+  /** Pause; `wasRunning` says whether it ran (QEMU announces STOP only then). */
+  pause(vm: number): Promise<{ wasRunning: boolean }>;
+  resume(vm: number): Promise<{ wasRunning: boolean }>;
+  /** Pause if it runs, write the snapshot file, and let it go on as it was. */
+  save(vm: number, request: SaveRequest): Promise<{ bytes: number; pages: number }>;
+}
+
+interface Pending {
+  command: ControlCommand;
+  /** Runs during `done` on success: a save's views are valid only then. */
+  onDone: (result: ControlResult) => void;
+  fail: (error: Error) => void;
+}
+
+const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved" };
+
+export class HostControl implements ControlHost, VmControl {
+  /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
+  raise: () => void = () => {};
+  private readonly queue: Pending[] = [];
+  private readonly taken = new Map<ControlCommand, Pending>();
+  private closedWhy: string | null = null;
+
+  query(vm: number): Promise<{ running: boolean; vmTimeNs: number }> {
+    return this.request({ vm, op: "query" }, (r) => ({ running: "running" in r && r.running === true, vmTimeNs: "vmTimeNs" in r ? (r.vmTimeNs ?? 0) : 0 }));
+  }
+
+  pause(vm: number): Promise<{ wasRunning: boolean }> {
+    return this.lookThen(vm, { vm, op: "pause" });
+  }
+
+  resume(vm: number): Promise<{ wasRunning: boolean }> {
+    return this.lookThen(vm, { vm, op: "resume" });
+  }
+
+  save(vm: number, request: SaveRequest): Promise<{ bytes: number; pages: number }> {
+    return this.request({ vm, op: "save" }, (r) => {
+      if (!("state" in r)) throw new ControlError("the VM could not be saved (the control component sent no state)");
+      return saveSnapshot(request, r.state, r.ram);
+    });
+  }
+
+  /** The VMs are gone: queued and unfinished commands fail with `why`, and so does any later one. */
+  close(why: string): void {
+    this.closedWhy ??= why;
+    const dropped = [...this.queue.splice(0), ...this.taken.values()];
+    this.taken.clear();
+    for (const p of dropped) p.fail(new ControlError(why));
+  }
+
+  take(): ControlCommand | null {
+    const next = this.queue.shift();
+    if (!next) return null;
+    this.taken.set(next.command, next);
+    return next.command;
+  }
+
+  done(command: ControlCommand, result: ControlResult): void {
+    const pending = this.taken.get(command);
+    if (!pending) return;
+    this.taken.delete(command);
+    if (result.status !== Status.SUCCESS) pending.fail(new ControlError(`the VM could not be ${VERB[command.op]} (${Status[result.status] ?? result.status})`));
+    else pending.onDone(result);
+  }
+
+  /** Queue `command`; `onDone` turns its successful result into the promise's value (a throw rejects it). */
+  private request<T>(command: ControlCommand, onDone: (result: ControlResult) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.closedWhy !== null) return reject(new ControlError(this.closedWhy));
+      const settle = (result: ControlResult) => {
+        try {
+          resolve(onDone(result));
+        } catch (error) {
+          reject(error instanceof Error ? error : new Error(String(error)));
+        }
+      };
+      this.queue.push({ command, onDone: settle, fail: reject });
+      this.raise();
+    });
+  }
+
+  /** Query, then `command`, queued together: nothing comes between the look and the act. */
+  private async lookThen(vm: number, command: ControlCommand): Promise<{ wasRunning: boolean }> {
+    const [state] = await Promise.all([this.query(vm), this.request(command, () => undefined)]);
+    return { wasRunning: state.running };
+  }
+}
+
+/** Ctrl-A s: save VM `vm` and tell the terminal how it went. */
+export function saveFromConsole(control: VmControl, vm: number, request: SaveRequest, write = (text: string) => void process.stderr.write(text)): void {
+  control.save(vm, request).then(
+    ({ bytes }) => write(`\r\nhv: saved the VM to ${request.path} (${(bytes / 2 ** 20).toFixed(1)} MiB); resume it with hv run --restore ${request.path}\r\n`),
+    (error: unknown) => {
+      const message = error instanceof Error ? error.message : String(error);
+      write(`\r\nhv: ${error instanceof ControlError ? message : `the snapshot could not be written: ${message}`}\r\n`);
+    },
+  );
+}

@@ -1,0 +1,138 @@
+// The QMP commands hv answers, one record each: its parameters (checked by the server before it
+// runs) and a handler. QEMU's names where QEMU has the command; `hv-snapshot-save` is ours, since
+// QEMU's `snapshot-save` makes internal snapshots in qcow2 images as a job, and ours writes one
+// external file and answers when it is written. Every VM command takes an optional `vm` (its name):
+// the one VM of `hv run` needs none, a fleet names it.
+
+import { statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import type { QmpServer, QmpSession, QmpVm } from "./qmp.js";
+
+/** The QEMU error classes hv answers with (QEMU has a few more, for devices and KVM). */
+export type QmpErrorClass = "GenericError" | "CommandNotFound";
+
+/** A refused command: the class and desc of its `{"error": ...}` reply. */
+export class QmpError extends Error {
+  constructor(
+    readonly errorClass: QmpErrorClass,
+    desc: string,
+  ) {
+    super(desc);
+    this.name = "QmpError";
+  }
+}
+
+/** The QEMU version we answer to (the protocol of QEMU 8), and ours. */
+export const QMP_VERSION = { qemu: { micro: 0, minor: 0, major: 8 }, package: "hv 0.1.0" } as const;
+
+export interface Param {
+  type: "str" | "bool" | "[str]" | "int";
+  optional?: true;
+}
+
+export interface CommandContext {
+  server: QmpServer;
+  session: QmpSession;
+}
+
+export interface QmpCommand {
+  params: Record<string, Param>;
+  /** Arguments arrive checked against `params`; the value is the reply's `return` ({} for none). */
+  run(context: CommandContext, args: Record<string, unknown>): unknown;
+}
+
+const VM: Record<string, Param> = { vm: { type: "str", optional: true } };
+
+const qmpCapabilities: QmpCommand = {
+  params: { enable: { type: "[str]", optional: true } },
+  run({ session }, args) {
+    if (session.negotiated) throw new QmpError("CommandNotFound", "Capabilities negotiation is already complete, command ignored");
+    // We offer no capabilities (QEMU's only one is out-of-band execution).
+    for (const capability of (args.enable as string[] | undefined) ?? []) throw new QmpError("GenericError", `Capability '${capability}' not available`);
+    session.negotiated = true;
+  },
+};
+
+/** Commands of a client in negotiation mode: only this one, as in QEMU. */
+export const NEGOTIATION_COMMANDS: Record<string, QmpCommand> = { qmp_capabilities: qmpCapabilities };
+
+export const COMMANDS: Record<string, QmpCommand> = {
+  qmp_capabilities: qmpCapabilities,
+  "query-commands": { params: {}, run: () => Object.keys(COMMANDS).map((name) => ({ name })) },
+  "query-version": { params: {}, run: () => QMP_VERSION },
+  "query-name": { params: {}, run: ({ server }) => ({ name: server.vm(undefined).name }) },
+  "query-status": { params: VM, run: ({ server }, args) => queryStatus(server, server.vm(args.vm as string | undefined)) },
+  stop: { params: VM, run: ({ server }, args) => stop(server, server.vm(args.vm as string | undefined)) },
+  cont: { params: VM, run: ({ server }, args) => cont(server, server.vm(args.vm as string | undefined)) },
+  quit: { params: {}, run: ({ server }) => void server.options.quit() },
+  "hv-snapshot-save": {
+    params: { file: { type: "str" }, compress: { type: "bool", optional: true }, ...VM },
+    run: ({ server }, args) => save(server, server.vm(args.vm as string | undefined), args.file as string, args.compress as boolean | undefined),
+  },
+  "human-monitor-command": {
+    params: { "command-line": { type: "str" }, "cpu-index": { type: "int", optional: true } },
+    run: (context, args) => humanMonitor(context.server, args["command-line"] as string),
+  },
+};
+
+async function queryStatus(server: QmpServer, vm: QmpVm): Promise<{ status: "running" | "paused"; running: boolean; singlestep: false }> {
+  const { running } = await server.options.control.query(vm.index);
+  return { status: running ? "running" : "paused", running, singlestep: false };
+}
+
+/** `stop`: STOP goes out only when the VM ran, and before the reply, as in QEMU. */
+async function stop(server: QmpServer, vm: QmpVm): Promise<void> {
+  const { wasRunning } = await server.options.control.pause(vm.index);
+  if (wasRunning) server.emit("STOP");
+}
+
+async function cont(server: QmpServer, vm: QmpVm): Promise<void> {
+  const { wasRunning } = await server.options.control.resume(vm.index);
+  if (!wasRunning) server.emit("RESUME");
+}
+
+/**
+ * Save to `file` (relative to hv's working directory); a regular file there is replaced, anything
+ * else is refused before the VM is touched. The reply waits until the file is written.
+ */
+async function save(server: QmpServer, vm: QmpVm, file: string, compress: boolean | undefined): Promise<void> {
+  if (file === "") throw new QmpError("GenericError", "Parameter 'file' is empty");
+  const path = resolve(server.options.cwd, file);
+  const existing = statOrNull(path);
+  if (existing && !existing.isFile()) throw new QmpError("GenericError", `'${path}' exists and is not a regular file`);
+  if (!existing && !statOrNull(dirname(path))?.isDirectory()) throw new QmpError("GenericError", `cannot write '${path}': '${dirname(path)}' is not a directory`);
+  await server.options.control.save(vm.index, vm.saveRequest(path, compress));
+}
+
+function statOrNull(path: string): ReturnType<typeof statSync> | null {
+  try {
+    return statSync(path);
+  } catch {
+    return null;
+  }
+}
+
+const HMP_HELP = ["stop", "cont|c", "info status", "info version", "savevm NAME  (writes NAME.hvsnap in hv's working directory)", "quit|q"];
+
+/**
+ * QEMU's `human-monitor-command`: the few monitor commands that map onto ours. Output is text with
+ * CRLF line ends, errors included, as QEMU's human monitor gives it.
+ */
+async function humanMonitor(server: QmpServer, line: string): Promise<string> {
+  const [name = "", ...rest] = line.trim().split(/\s+/);
+  const vm = server.vm(undefined);
+  try {
+    if (name === "stop" && rest.length === 0) await stop(server, vm);
+    else if ((name === "cont" || name === "c") && rest.length === 0) await cont(server, vm);
+    else if ((name === "quit" || name === "q") && rest.length === 0) server.options.quit();
+    else if (name === "info" && rest.join(" ") === "status") return `VM status: ${(await queryStatus(server, vm)).status}\r\n`;
+    else if (name === "info" && rest.join(" ") === "version") return `${QMP_VERSION.qemu.major}.${QMP_VERSION.qemu.minor}.${QMP_VERSION.qemu.micro} (${QMP_VERSION.package})\r\n`;
+    else if (name === "savevm" && rest.length === 1) await save(server, vm, rest[0].endsWith(".hvsnap") ? rest[0] : `${rest[0]}.hvsnap`, undefined);
+    else if (name === "help" || name === "?") return HMP_HELP.map((h) => `${h}\r\n`).join("");
+    else if (name === "") return "";
+    else return `unknown command: '${line.trim()}'\r\n`;
+  } catch (error) {
+    return `Error: ${error instanceof Error ? error.message : String(error)}\r\n`;
+  }
+  return "";
+}
