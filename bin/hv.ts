@@ -4,6 +4,7 @@ import { registerImgCommand } from "../drivers/block/cli.js";
 import { registerCtlCommand } from "./ctl-command.js";
 import { registerDemoCommand } from "./demo-command.js";
 import { registerRunCommand } from "./run-command.js";
+import { registerFleetCommand } from "./fleet-command.js";
 import { registerSnapshotCommand } from "./snapshot-command.js";
 
 const program = new Command();
@@ -13,6 +14,7 @@ program
   .version("0.1.0");
 
 registerRunCommand(program);
+registerFleetCommand(program);
 registerDemoCommand(program);
 registerImgCommand(program);
 registerSnapshotCommand(program);

@@ -1,5 +1,5 @@
-// Runs one VM on the kernel from the host's point of view: builds the boot plan (refusing bad
-// files before anything starts), boots the root task, and drives the kernel in slices of virtual
+// Runs VMs on the kernel from the host's point of view: builds the boot plan (refusing bad files
+// before anything starts), boots the root task, and drives the kernel in slices of virtual
 // time, yielding to the host's event loop between slices so console input can arrive. With
 // `pace`, virtual time is held back to wall time (through the explicit host time source); with
 // `wallTimeout`, the run stops when that much wall time has passed (same source of host time).
@@ -109,13 +109,54 @@ export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" 
 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const plan = o.resume?.plan ?? o.plan ?? bootPlanFor(o);
-  const drives = o.drives ?? [];
-  if (drives.length > MAX_DRIVES) throw new RangeError(`at most ${MAX_DRIVES} drives`);
-  const name = o.name ?? "vm";
-  const { debugExitPort, debugcon, apic, console } = o;
+  const { debugExitPort, debugcon, apic, console, drives } = o;
   const resume = o.resume ? { state: o.resume.state, ram: o.resume.ram } : undefined;
+  const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, drives, resume }], {
+    ...o,
+    onStart: o.onStart ? (k, raise) => o.onStart!(k, { input: () => raise.input(0), control: raise.control }) : undefined,
+  });
+  return { ...vms[0], kernel, stop: stop === "ended" ? "ended" : stop };
+}
+
+/** One VM of a fleet: what it boots (or resumes), its console and drives. */
+export interface FleetVm {
+  name: string;
+  memoryBytes: number;
+  plan: BootPlan;
+  console: ConsoleHost;
+  drives?: ReadonlyArray<DriveConfig>;
+  debugExitPort?: number | null;
+  debugcon?: boolean;
+  apic?: boolean;
+  resume?: VmmConfig["resume"];
+}
+
+/** What the whole run shares: the engine, time, limits and the host's hooks. */
+export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "control" | "onSlice" | "stopRequested"> & {
+  /** Raise VM i's console interrupt when its input arrived, the control interrupt when a command was queued. */
+  onStart?: (kernel: Kernel, raise: { input: (vm: number) => void; control: () => void }) => void;
+};
+
+export interface FleetResult {
+  kernel: Kernel;
+  /** Why the host loop stopped: every VM ended, a time limit, nothing left to run, the host asked. */
+  stop: VmRunResult["stop"];
+  /** How each VM ended (those still running when the loop stopped: ended false). */
+  vms: VmOutcome[];
+}
+
+/**
+ * Run several VMs on one kernel, sharing the memory manager, the block driver and the control
+ * component. A VM that ends, or whose components fault, ends alone; the others run on. A fault of
+ * a shared component ends them all.
+ */
+export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promise<FleetResult> {
+  for (const vm of vms) if ((vm.drives?.length ?? 0) > MAX_DRIVES) throw new RangeError(`VM ${vm.name}: at most ${MAX_DRIVES} drives`);
   const nsPerTscTick = o.nsPerInstruction ?? 1;
-  const composition = compose([{ name, memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, drives, resume, nsPerTscTick }], { control: o.control });
+  const composition = compose(
+    vms.map((vm) => ({ ...vm, drives: vm.drives ?? [], nsPerTscTick })),
+    { control: o.control },
+  );
   try {
     const kernel = new Kernel({
       vcpuEngine: o.engine,
@@ -126,44 +167,53 @@ export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
       gsis: composition.gsis,
       rootQuota: composition.rootQuota,
     });
-    const outcome: VmOutcome = { ended: false, status: 0, why: 0, message: "" };
-    const host = { vmEnded: (_module: string, status: number, why: VmEnd, message: string) => void Object.assign(outcome, { ended: true, status, why, message }) };
+    const outcomes: VmOutcome[] = vms.map(() => ({ ended: false, status: 0, why: 0, message: "" }));
+    const byModule = new Map(vms.flatMap((vm, i) => [vm.name, `vmm:${vm.name}`, `console:${vm.name}`].map((m) => [m, i] as const)));
+    const end = (i: number, status: number, why: VmEnd, message: string) => {
+      if (!outcomes[i].ended) Object.assign(outcomes[i], { ended: true, status, why, message });
+    };
+    const host = { vmEnded: (module: string, status: number, why: VmEnd, message: string) => end(byModule.get(module) ?? -1, status, why, message) };
     kernel.boot(rootTask(composition.modules, { frames: composition.frames }, host));
-    return await hostLoop(kernel, o, outcome, composition.consoleGsi[0], composition.controlGsi);
+    return await hostLoop(kernel, o, outcomes, byModule, composition.consoleGsi, composition.controlGsi);
   } finally {
     composition.blockDriver?.close();
   }
 }
 
-/** Drives the kernel in slices until the VM ends, the host asks to stop, or time runs out. */
-async function hostLoop(kernel: Kernel, o: VmRunOptions, outcome: VmOutcome, consoleGsi: number, controlGsi: number | null): Promise<VmRunResult> {
-  let inputPending = false;
+/** Drives the kernel in slices until every VM ended, the host asks to stop, or time runs out. */
+async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], byModule: ReadonlyMap<string, number>, consoleGsi: readonly number[], controlGsi: number | null): Promise<FleetResult> {
+  const inputPending = consoleGsi.map(() => false);
   let controlPending = false;
-  o.onStart?.(kernel, { input: () => void (inputPending = true), control: () => void (controlPending = true) });
+  o.onStart?.(kernel, { input: (vm) => void (inputPending[vm] = true), control: () => void (controlPending = true) });
   const startHost = o.pace?.now() ?? 0;
   const wall = o.wallTimeout ?? null;
   const wallStart = wall?.clock.now() ?? 0;
   let sliceNs = wall ? MIN_SLICE_NS : SLICE_NS;
+  let faultsSeen = 0;
+  const result = (stop: FleetResult["stop"]): FleetResult => ({ kernel, stop, vms: outcomes });
   for (;;) {
     o.onSlice?.(kernel);
     // An interrupt raised before its driver enabled it stays pending until it can be delivered.
-    if (inputPending) inputPending = !kernel.raiseGsi(consoleGsi);
+    inputPending.forEach((pending, i) => void (pending && (inputPending[i] = !kernel.raiseGsi(consoleGsi[i]))));
     if (controlPending && controlGsi !== null) controlPending = !kernel.raiseGsi(controlGsi);
     const sliceStart = wall?.clock.now() ?? 0;
     const virtualStart = kernel.clock.now;
     const r = kernel.run({ untilNs: kernel.clock.now + sliceNs });
     if (wall) sliceNs = nextSlice(kernel.clock.now - virtualStart, wall.clock.now() - sliceStart);
-    if (kernel.faults.length > 0 && !outcome.ended) {
-      const f = kernel.faults[0];
-      Object.assign(outcome, { ended: true, status: 1, why: VmEnd.ERROR, message: `component fault in ${f.pd}/${f.ec}: ${f.error instanceof Error ? f.error.stack ?? f.error.message : String(f.error)}` });
+    for (; faultsSeen < kernel.faults.length; faultsSeen++) {
+      const f = kernel.faults[faultsSeen];
+      const message = `component fault in ${f.pd}/${f.ec}: ${f.error instanceof Error ? f.error.stack ?? f.error.message : String(f.error)}`;
+      const vm = byModule.get(f.pd);
+      for (const [i, outcome] of outcomes.entries())
+        if (!outcome.ended && (vm === undefined || vm === i)) Object.assign(outcome, { ended: true, status: 1, why: VmEnd.ERROR, message });
     }
-    if (outcome.ended) return { ...outcome, kernel, stop: "ended" };
-    if (o.stopRequested?.()) return { ...outcome, kernel, stop: "quit" };
-    if (o.maxVirtualNs !== undefined && kernel.clock.now >= o.maxVirtualNs) return { ...outcome, kernel, stop: "timeout" };
-    if (wall && wall.clock.now() - wallStart >= wall.ns) return { ...outcome, kernel, stop: "wall-timeout" };
+    if (outcomes.every((v) => v.ended)) return result("ended");
+    if (o.stopRequested?.()) return result("quit");
+    if (o.maxVirtualNs !== undefined && kernel.clock.now >= o.maxVirtualNs) return result("timeout");
+    if (wall && wall.clock.now() - wallStart >= wall.ns) return result("wall-timeout");
     if (r === "idle" && !o.pace) {
       // Nothing can run and nothing will time out: only host input can change that.
-      if (!o.onStart) return { ...outcome, kernel, stop: "idle" };
+      if (!o.onStart) return result("idle");
       await new Promise((resolve) => setTimeout(resolve, 10));
       continue;
     }
