@@ -5,7 +5,7 @@ import { MemoryConsole } from "../../drivers/console/host.js";
 import { VmEnd } from "../../services/root-protocol.js";
 import { runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { assemble, hasNasm, masterPic } from "./nasm.js";
+import { assemble, hasNasm, masterPic, pitInterrupts, realModeRom } from "./nasm.js";
 
 const nasm = hasNasm();
 if (!nasm) console.warn("test/vm: nasm is not installed; the boot tests are skipped");
@@ -49,25 +49,8 @@ end:
 `;
 
 /** A 64 KiB ROM: real mode at the reset vector, counts with the PIT's IRQ0 through the PIC, then halts with IF=0. */
-const ROM = `
-bits 16
-org 0
-times 0xF000 - ($ - $$) db 0xff
-entry:
-  cli
-  xor ax, ax
-  mov ss, ax
-  mov sp, 0x7000
-  mov ds, ax
-  mov word [8*4], irq0             ; IVT entry for vector 8 (IRQ0 with the BIOS's PIC base)
-  mov word [8*4+2], 0xF000
-  ${masterPic(0xfe)}                 ; only IRQ0 unmasked
-  mov al, 0x34                     ; PIT counter 0, mode 2, 1193 ticks = ~1 ms
-  out 0x43, al
-  mov ax, 1193
-  out 0x40, al
-  mov al, ah
-  out 0x40, al
+const ROM = realModeRom(`
+${pitInterrupts("irq0", 1193)}                 ; IRQ0 ~1 ms (PIT mode 2, 1193 ticks) to vector 8
   mov cx, 0
   sti
 .idle:
@@ -83,10 +66,7 @@ irq0:
   mov al, 0x20
   out 0x20, al
   iret
-times 0xFFF0 - ($ - $$) db 0xff
-  jmp 0xF000:entry
-times 0x10000 - ($ - $$) db 0xff
-`;
+`);
 
 /**
  * A ROM that handles x87 errors the MS-DOS way (CR0.NE = 0): FERR# raises IRQ 13 on the slave PIC,

@@ -12,30 +12,13 @@ import { runFleet } from "../../bin/vm-runner.js";
 import { VmEnd } from "../../services/root-protocol.js";
 import { loadBios } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { assemble, hasNasm, masterPic } from "./nasm.js";
+import { assemble, hasNasm, pitInterrupts, realModeRom } from "./nasm.js";
 import { HV, ROOT } from "../hostile/img-harness.js";
 
 /** Counts PIT ticks (~1 ms), printing `mark` each tick; after `ticks` ticks exits with `ticks`, or triple-faults when `fault`. */
 function rom(mark: string, ticks: number, fault: boolean): string {
-  return `
-bits 16
-org 0
-times 0xF000 - ($ - $$) db 0xff
-entry:
-  cli
-  xor ax, ax
-  mov ss, ax
-  mov sp, 0x7000
-  mov ds, ax
-  mov word [8*4], irq0
-  mov word [8*4+2], 0xF000
-  ${masterPic(0xfe)}
-  mov al, 0x34
-  out 0x43, al
-  mov ax, 1193
-  out 0x40, al
-  mov al, ah
-  out 0x40, al
+  return realModeRom(`
+${pitInterrupts("irq0", 1193)}
   mov cx, 0
   sti
 .idle:
@@ -52,10 +35,7 @@ irq0:
   out 0x20, al
   iret
 empty: dw 0, 0, 0
-times 0xFFF0 - ($ - $$) db 0xff
-  jmp 0xF000:entry
-times 0x10000 - ($ - $$) db 0xff
-`;
+`);
 }
 
 describe.skipIf(!hasNasm())("a fleet of VMs on one kernel", () => {

@@ -30,3 +30,38 @@ export function masterPic(mask: number): string {
   return ["mov al, 0x11", "out 0x20, al", "mov al, 8", "out 0x21, al", "mov al, 4", "out 0x21, al", "mov al, 1", "out 0x21, al",
     `mov al, 0x${mask.toString(16)}`, "out 0x21, al"].map((line) => `  ${line}`).join("\n").trimStart();
 }
+
+/**
+ * A 64 KiB ROM around real-mode `body` (which starts at `entry` and is placed at `at`): data and
+ * stack segment 0, stack below 0x7000, and the reset vector's far jump to `entry`.
+ */
+export function realModeRom(body: string, at = 0xf000): string {
+  return `
+bits 16
+org 0
+times 0x${at.toString(16)} - ($ - $$) db 0xff
+entry:
+  cli
+  xor ax, ax
+  mov ss, ax
+  mov sp, 0x7000
+  mov ds, ax
+${body}
+times 0xFFF0 - ($ - $$) db 0xff
+  jmp 0xF000:entry
+times 0x10000 - ($ - $$) db 0xff
+`;
+}
+
+/** Real-mode code that routes IRQ0 to `handler` (IVT vector 8, master 8259 with only IRQ0 open) and starts the PIT at `reload` ticks (mode 2). */
+export function pitInterrupts(handler: string, reload: number): string {
+  return `  mov word [8*4], ${handler}
+  mov word [8*4+2], 0xF000
+  ${masterPic(0xfe)}
+  mov al, 0x34
+  out 0x43, al
+  mov ax, ${reload}
+  out 0x40, al
+  mov al, ah
+  out 0x40, al`;
+}

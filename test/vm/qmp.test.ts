@@ -18,31 +18,20 @@ import { runVm } from "../../bin/vm-runner.js";
 import { openSnapshot } from "../../services/snapshot/file.js";
 import { loadBios } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { assemble, hasNasm } from "./nasm.js";
+import { assemble, hasNasm, realModeRom } from "./nasm.js";
 
 /** Real mode at the reset vector: counts in [0x600] forever and prints a dot every 2^16 counts. */
-const ROM = `
-bits 16
-org 0
-times 0xE000 - ($ - $$) db 0xff
-entry:
-  cli
-  xor ax, ax
-  mov ds, ax
-  mov ss, ax
-  mov sp, 0x7000
-  mov dx, 0x3f8
+const ROM = realModeRom(
+  `  mov dx, 0x3f8
 main:
   inc dword [0x600]
   test word [0x600], 0xffff
   jnz main
   mov al, '.'
   out dx, al
-  jmp main
-times 0xFFF0 - ($ - $$) db 0xff
-  jmp 0xF000:entry
-times 0x10000 - ($ - $$) db 0xff
-`;
+  jmp main`,
+  0xe000,
+);
 
 const MEMORY = 4 << 20;
 

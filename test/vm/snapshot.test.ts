@@ -14,7 +14,7 @@ import { loadBios } from "../../vmm/boot/index.js";
 import type { VmState } from "../../vmm/protocol.js";
 import { vcpuFromRecord } from "../../vmm/vcpu-record.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { assemble, hasNasm, masterPic } from "./nasm.js";
+import { assemble, hasNasm, pitInterrupts, realModeRom } from "./nasm.js";
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,25 +26,9 @@ import { SnapshotError } from "../../services/snapshot/file.js";
  * and prints a character of it. Between ticks the code spins for a hash-dependent while, mixes in
  * the PIT's counter, and sometimes halts. After 400 ticks it exits with the hash's low byte.
  */
-const ROM = `
-bits 16
-org 0
-times 0xE000 - ($ - $$) db 0xff
-entry:
-  cli
-  xor ax, ax
-  mov ss, ax
-  mov sp, 0x7000
-  mov ds, ax
-  mov word [8*4], irq0
-  mov word [8*4+2], 0xF000
-  ${masterPic(0xfe)}
-  mov al, 0x34
-  out 0x43, al
-  mov ax, 119
-  out 0x40, al
-  mov al, ah
-  out 0x40, al
+const ROM = realModeRom(
+  `
+${pitInterrupts("irq0", 119)}
   mov dword [0x600], 0x12345678
   mov word [0x604], 0
   sti
@@ -95,10 +79,9 @@ irq0:
   pop edx
   pop eax
   iret
-times 0xFFF0 - ($ - $$) db 0xff
-  jmp 0xF000:entry
-times 0x10000 - ($ - $$) db 0xff
-`;
+`,
+  0xe000,
+);
 
 const MEMORY = 4 << 20;
 
