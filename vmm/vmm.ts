@@ -32,6 +32,9 @@ import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
 import { encode } from "@msgpack/msgpack";
 import { STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
 import { RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
+import { LazyRam, type GuestRamSource } from "./lazy-ram.js";
+
+export type { GuestRamSource } from "./lazy-ram.js";
 
 /** Selectors the root task fills in the VMM's object space. */
 export const VmmSel = {
@@ -90,12 +93,6 @@ export interface VmmConfig {
   resume?: { state: VmState; ram: GuestRamSource };
 }
 
-/** Where a resumed VM's RAM comes from (a snapshot file). Pages it does not hold are zero. */
-export interface GuestRamSource {
-  hasPage(page: number): boolean;
-  /** Page `page` (4 KiB) into `into`. */
-  readPage(page: number, into: Uint8Array): void;
-}
 
 const IF = 0x200;
 
@@ -149,10 +146,8 @@ class Vmm {
   private pauseAt: ReplyToken | null = null;
   /** An interrupt arrived while paused: deliver it on resume. */
   private kickPending = false;
-  private ramView: Uint8Array | null = null;
-  /** Pages of a resumed VM not read from the snapshot yet (1 each), and how many. */
-  private unfilled: Uint8Array | null = null;
-  private unfilledCount = 0;
+  /** A resumed VM's RAM, read from its snapshot on first touch. */
+  private lazy: LazyRam | null = null;
   /** The state region (SAVE writes the encoded VmState here), and its first page in the VMM's space. */
   private stateView: Uint8Array | null = null;
   private statePage = 0;
@@ -203,9 +198,7 @@ class Vmm {
   *main(): Generator<import("../kernel/index.js").Wait, void, Status> {
     const sys = this.sys;
     must(sys.createSm(TIMER_SM, 0), "create the timer semaphore");
-    const ramView = this.setUpMemory();
-    this.ramView = ramView;
-    this.attachDrives(ramView);
+    this.attachDrives(this.setUpMemory());
     if (this.ended) return; // a drive was refused: the VM never starts
     // A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU.
     const resume = this.config.resume;
@@ -270,21 +263,10 @@ class Vmm {
     if (sys.utcb.words[0] !== Status.SUCCESS || sys.utcb.words[1] !== total)
       throw new Error(`the memory manager refused ${total} pages (${Status[sys.utcb.words[0]] ?? sys.utcb.words[0]})`);
     sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
-    const source = this.config.resume?.ram;
-    if (source) {
-      // A resumed VM's RAM comes on first touch: pages the snapshot holds stay unmapped until the
-      // guest (an MMIO exit) or a device (FlatGuestRam's `present`) touches them.
-      this.unfilled = new Uint8Array(ramPages);
-      let run = 0;
-      for (let p = 0; p <= ramPages; p++) {
-        if (p < ramPages && !source.hasPage(p)) continue;
-        if (p > run) mapRange(sys, RAM_WINDOW.base + run, run, p - run, MemRights.ALL);
-        if (p < ramPages) this.unfilled[p] = 1;
-        this.unfilledCount += p < ramPages ? 1 : 0;
-        run = p + 1;
-      }
-    } else mapRange(sys, RAM_WINDOW.base, 0, ramPages, MemRights.ALL);
     const ram = this.view(RAM_WINDOW.base, ramPages);
+    const source = this.config.resume?.ram;
+    if (source) this.lazy = new LazyRam(source, ram, (first, pages) => mapRange(sys, RAM_WINDOW.base + first, first, pages, MemRights.ALL));
+    else mapRange(sys, RAM_WINDOW.base, 0, ramPages, MemRights.ALL);
     for (const w of this.config.plan.writes) ram.set(w.bytes, w.gpa);
     let page = RAM_WINDOW.base + ramPages;
     for (const rom of roms) {
@@ -292,10 +274,7 @@ class Vmm {
       const first = Math.floor(rom.gpa / 4096);
       for (let p = first; p < Math.min(first + rom.pages, ramPages); p++) {
         must(sys.revoke(crd(SpaceKind.MEMORY, RAM_WINDOW.base + p, 0), true), "unmap RAM under a ROM");
-        if (this.unfilled?.[p]) {
-          this.unfilled[p] = 0;
-          this.unfilledCount--;
-        }
+        this.lazy?.forget(p);
       }
       this.view(page, rom.pages).set(rom.bytes);
       mapRange(sys, page, Math.floor(rom.gpa / 4096), rom.pages, MemRights.R | MemRights.X);
@@ -310,7 +289,8 @@ class Vmm {
   private attachDrives(ram: Uint8Array): void {
     const drives = this.config.drives ?? [];
     if (drives.length > MAX_DRIVES) throw new Error(`at most ${MAX_DRIVES} drives`);
-    const guestRam = new FlatGuestRam(ram, this.unfilled ? (gpa, length) => this.fill(gpa, length) : null);
+    const lazy = this.lazy;
+    const guestRam = new FlatGuestRam(ram, lazy ? (gpa, length) => lazy.fill(gpa, length) : null);
     drives.forEach((d, i) => {
       let backend;
       try {
@@ -436,41 +416,9 @@ class Vmm {
     v.mtd = mtd;
   }
 
-  /** Make the RAM pages of [gpa, gpa + length) real: read what the snapshot holds, map them into the VM. */
-  private fill(gpa: number, length: number): void {
-    const unfilled = this.unfilled;
-    if (!unfilled || this.unfilledCount === 0) return;
-    const source = this.config.resume!.ram;
-    const last = Math.min(Math.floor((gpa + Math.max(length, 1) - 1) / 4096), unfilled.length - 1);
-    for (let p = Math.floor(gpa / 4096); p <= last; p++) {
-      if (!unfilled[p]) continue;
-      unfilled[p] = 0;
-      this.unfilledCount--;
-      source.readPage(p, this.ramView!.subarray(p * 4096, (p + 1) * 4096));
-      mapRange(this.sys, RAM_WINDOW.base + p, p, 1, MemRights.ALL);
-    }
-  }
-
   private mmio(q: VcpuState["qual"]): void {
-    const page = Math.floor(q.address / 4096);
-    if (this.unfilled && page < this.unfilled.length && this.unfilled[page]) {
-      // First touch of a page the snapshot holds: fill it, then do this access on it.
-      this.fill(q.address, q.size);
-      const ram = new DataView(this.ramView!.buffer, this.ramView!.byteOffset);
-      const at = q.address;
-      if (q.write) {
-        if (q.size === 8) {
-          ram.setUint32(at, q.data >>> 0, true);
-          ram.setUint32(at + 4, q.edx >>> 0, true);
-        } else if (q.size === 4) ram.setUint32(at, q.data >>> 0, true);
-        else if (q.size === 2) ram.setUint16(at, q.data, true);
-        else ram.setUint8(at, q.data);
-      } else if (q.size === 8) {
-        q.data = ram.getUint32(at, true);
-        q.edx = ram.getUint32(at + 4, true);
-      } else q.data = q.size === 4 ? ram.getUint32(at, true) : q.size === 2 ? ram.getUint16(at, true) : ram.getUint8(at);
-      return;
-    }
+    // First touch of a page the snapshot holds: fill it, then do this access on it.
+    if (this.lazy?.pending(q.address)) return this.lazy.access(q);
     const bus = this.platform.mmio;
     if (q.size === 8) {
       if (q.write) {
@@ -630,7 +578,7 @@ class Vmm {
     const parked = this.pausedAt ?? this.halted;
     if (this.pauseStart === null || !parked) return void utcb.set(Status.BAD_FEATURE, 0);
     // The caller reads RAM in place: what is still in the snapshot this VM came from comes in first.
-    this.fill(0, this.config.memoryBytes);
+    this.lazy?.fill(0, this.config.memoryBytes);
     const vmTimeNs = this.vmNow();
     const vcpu = new VcpuState();
     copyState(parked.state, vcpu);
