@@ -11,9 +11,10 @@ import { createQcow2 } from "./qcow2/create.js";
 import { createVhd } from "./vhd/create.js";
 import { createVmdk } from "./vmdk/create.js";
 import { hasQemuImg, holeyContent, qemuImg, scratchDir } from "./test-util.js";
+import { scaled } from "../../test/support/scale.js";
 
-const RUNS = Number(process.env.HV_FUZZ_RUNS ?? 10_000);
-const WRITE_RUNS = Number(process.env.HV_FUZZ_WRITE_RUNS ?? Math.ceil(RUNS / 5));
+const RUNS = scaled(10_000);
+const WRITE_RUNS = scaled(2_000);
 const VSIZE = 128 * 1024;
 
 /** Fill a fresh image with the same holey content through our driver. */

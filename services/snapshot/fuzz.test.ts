@@ -12,9 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PAGE_SIZE, SnapshotError, openSnapshot, writeSnapshot, type SnapshotContents } from "./file.js";
 import { type SectionName, SECTION_LIMITS } from "./layout.js";
 import { assembleSnapshot, fillText, sampleContents, scratchDir, sectionValue, splitSnapshot, withSection, type AssembleOptions, type SnapshotParts } from "./test-util.js";
+import { scaled } from "../../test/support/scale.js";
 
-const RUNS = Number(process.env.HV_SNAPSHOT_FUZZ_RUNS ?? 3000);
-const STRUCTURE_RUNS = Number(process.env.HV_SNAPSHOT_FUZZ_STRUCTURE_RUNS ?? 1500);
+const RUNS = scaled(3000);
+const STRUCTURE_RUNS = scaled(1500);
 /** No case may leave more than this in ArrayBuffers (the seeds are a few hundred KiB). */
 const ALLOCATION_LIMIT = 128 * 1024 * 1024;
 

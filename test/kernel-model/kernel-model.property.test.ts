@@ -3,8 +3,9 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Checker, OP_RANDOM_WORDS, opFrom } from "./model.js";
+import { scaled } from "../support/scale.js";
 
-const RUNS = Number(process.env.KERNEL_MODEL_RUNS ?? 10_000);
+const RUNS = scaled(10_000);
 
 describe("kernel against the reference model", () => {
   it(`agrees on ${RUNS} random operation sequences`, () => {

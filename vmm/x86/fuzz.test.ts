@@ -7,10 +7,11 @@ import { GuestMemory, MemRights, PAGE_SIZE } from "../../kernel/guest-memory.js"
 import { ExitReason, Mtd, VcpuState } from "../../kernel/vcpu.js";
 import { X86Engine } from "./engine.js";
 import { CODE, Machine, SEL_CODE0 } from "./testing.js";
+import { scaled } from "../../test/support/scale.js";
 
 const RAM = 2 << 20;
 const GUARD = 0x10000;
-const CASES = 5000;
+const CASES = scaled(5000);
 
 /** A machine whose store has a guard area after the mapped RAM (never mapped, must stay intact). */
 class FuzzMachine {

@@ -13,6 +13,7 @@ import { CODE, Machine } from "./testing.js";
 import { DATA, PD, RAM, image, program } from "./random-programs.js";
 import { prng } from "../../test/support/prng.js";
 import { X87 } from "./fpu/x87.js";
+import { scaled } from "../../test/support/scale.js";
 
 /** A machine with the x87 plugged in, as createX86Engine builds them. */
 function withFpu(m: Machine): Machine {
@@ -105,7 +106,7 @@ describe("vCPU state as a value", () => {
         expect(Buffer.compare(resumed.ram.subarray(0, RAM), (ENDS.has(reasonFirst) ? first : whole).ram.subarray(0, RAM))).toBe(0);
         if (!ENDS.has(reasonFirst)) expect(resumed.exits).toEqual(whole.exits.slice(first.exits.length));
       }),
-      { numRuns: 100, seed: 1207 },
+      { numRuns: scaled(100), seed: 1207 },
     );
   });
 

@@ -1,4 +1,4 @@
-// The x87 unit against the host CPU: 20,000 random sequences with a fixed seed, and 20,000 of the
+// The x87 unit against the host CPU (case counts at HV_TEST_SCALE): 20,000 random sequences with a fixed seed, and 20,000 of the
 // focused stream (FPREM/FPREM1/FSCALE/FXTRACT near underflow); skipped with a notice where the host
 // is not x86 Linux with gcc -m32.
 import { describe, expect, it } from "vitest";
@@ -8,27 +8,31 @@ import { emulate } from "./emulate.js";
 import { generateCase } from "./generator.js";
 import { hostSupport } from "./native.js";
 import { runHostFpu } from "./runner.js";
+import { scaled } from "../../support/scale.js";
+
+const CASES = scaled(20_000);
+const ENGINE_CASES = scaled(5_000);
 
 const support = hostSupport();
 if (!support.ok) console.warn(`host-fpu: skipped (${support.reason})`);
 
 describe("x87 differential test against the host", () => {
-  it.skipIf(!support.ok)("agrees on 20,000 random sequences (seed 20240601)", async () => {
-    const s = await runHostFpu(20240601, 20_000);
+  it.skipIf(!support.ok)(`agrees on ${CASES} random sequences (seed 20240601)`, async () => {
+    const s = await runHostFpu(20240601, CASES);
     expect(s.failures).toEqual([]);
-    expect(s.passed).toBe(20_000);
+    expect(s.passed).toBe(CASES);
   });
 
-  it.skipIf(!support.ok)("agrees on 20,000 focused cases: FPREM/FPREM1/FSCALE/FXTRACT near underflow (seed 20240601)", async () => {
-    const s = await runHostFpu(20240601, 20_000, 20, false, generateFocusCase);
+  it.skipIf(!support.ok)(`agrees on ${CASES} focused cases: FPREM/FPREM1/FSCALE/FXTRACT near underflow (seed 20240601)`, async () => {
+    const s = await runHostFpu(20240601, CASES, 20, false, generateFocusCase);
     expect(s.failures).toEqual([]);
-    expect(s.passed).toBe(20_000);
+    expect(s.passed).toBe(CASES);
   });
 
-  it.skipIf(!support.ok)("agrees through the whole core (createX86Engine) on 5,000 sequences", async () => {
-    const s = await runHostFpu(77, 5_000, 20, true);
+  it.skipIf(!support.ok)(`agrees through the whole core (createX86Engine) on ${ENGINE_CASES} sequences`, async () => {
+    const s = await runHostFpu(77, ENGINE_CASES, 20, true);
     expect(s.failures).toEqual([]);
-    expect(s.passed).toBe(5_000);
+    expect(s.passed).toBe(ENGINE_CASES);
   });
 
   it("generates the same case for the same seed and index", () => {

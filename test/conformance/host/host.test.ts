@@ -6,9 +6,10 @@ import { hostSupport } from "./native.js";
 import { runHostConformance } from "./pipeline.js";
 import { formatFailure } from "./report.js";
 import { describeRun } from "./runner.js";
+import { scaled } from "../../support/scale.js";
 
 const SEED = 20240601;
-const COUNT = 20_000;
+const COUNT = scaled(20_000);
 const support = hostSupport();
 const coreExists = existsSync(new URL("../../../vmm/x86/index.ts", import.meta.url));
 const skipReason = !support.ok ? support.reason : !coreExists ? "vmm/x86/index.ts does not exist yet" : "";
