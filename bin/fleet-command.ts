@@ -6,7 +6,8 @@
 //     "vms": [ { "name": "web",                          required, unique: [A-Za-z0-9_.-]{1,32}
 //                "mem": "128M",                          default 128M
 //                "kernel": "bzImage", "initrd": "...", "append": "...",  or "bios": "rom.bin",
-//                                                        or "restore": "vm.hvsnap"; none: the default guest
+//                                                        or "restore": "vm.hvsnap" (with "clone": true, a
+//                                                        linked clone of it); none: the default guest
 //                "drives": ["file=a.qcow2,format=qcow2"], hv run's --drive spelling
 //                "console": "file:web.log" | "unix:/tmp/web.sock",   default file:NAME.log
 //                "apic": false, "debugExit": false } ] }
@@ -37,6 +38,8 @@ export interface FleetEntry {
   append?: string;
   bios?: string;
   restore?: string;
+  /** With restore: a linked clone of the snapshot (overlays NAME-vdX.qcow2 in the working directory). */
+  clone: boolean;
   drives: DriveConfig[];
   console: { kind: "file" | "unix"; path: string };
   apic: boolean;
@@ -48,7 +51,7 @@ export interface FleetFile {
   vms: FleetEntry[];
 }
 
-const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "drives", "console", "apic", "debugExit"]);
+const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "debugExit"]);
 /** VMs one fleet may hold (the consoles' interrupt lines and the kernel's frames bound it long before). */
 const MAX_FLEET = 64;
 
@@ -105,6 +108,7 @@ export function parseFleet(text: string, where: string): FleetFile {
     const sources = ["kernel", "bios", "restore"].filter((k) => v[k] !== undefined);
     if (sources.length > 1) throw new InvalidArgumentError(`${at}: give one of kernel, bios, restore, not ${sources.join(" and ")}`);
     const restore = str("restore");
+    if (v.clone !== undefined && !restore) throw new InvalidArgumentError(`${at}.clone: only with restore`);
     if (restore && (v.initrd !== undefined || v.append !== undefined || drives.length > 0)) throw new InvalidArgumentError(`${at}: restore takes the VM from the file (no initrd, append or drives)`);
     const consoleSpec = str("console") ?? `file:${name}.log`;
     const m = /^(file|unix):(.+)$/.exec(consoleSpec);
@@ -117,6 +121,7 @@ export function parseFleet(text: string, where: string): FleetFile {
       append: str("append"),
       bios: str("bios"),
       restore,
+      clone: bool("clone"),
       drives,
       console: { kind: m[1] as "file" | "unix", path: m[2] },
       apic: bool("apic"),
@@ -167,7 +172,7 @@ async function fleet(file: string, opts: { qmp?: string; timeout?: number }): Pr
     const saveRequests: ((path: string, compress?: boolean) => SaveRequest)[] = [];
     for (const [i, e] of spec.vms.entries()) {
       const at = `VM ${e.name}`;
-      const r = e.restore ? openSavedVm(e.restore) : undefined;
+      const r = e.restore ? openSavedVm(e.restore, { clone: e.clone ? { dir: process.cwd(), name: e.name } : undefined }) : undefined;
       restored.push(r);
       let kernel = e.kernel, initrd = e.initrd, append = e.append;
       if (!kernel && !e.bios && !r) {

@@ -83,6 +83,7 @@ interface RunOpts {
   bootOk: boolean;
   restore?: string;
   ignoreDriveChanges: boolean;
+  clone: boolean;
   compress: boolean;
   qmp?: string;
 }
@@ -112,6 +113,7 @@ export function registerRunCommand(program: Command): void {
     .option("--boot-ok", "default guest only: print BOOT-OK <uptime> and power off", false)
     .option("--restore <file>", "resume the VM saved in a snapshot file (RAM, devices, drives and --mem come from the file)")
     .option("--ignore-drive-changes", "with --restore: take drives that changed since the save as they are", false)
+    .option("--clone", "with --restore: the snapshot is a template; run a linked clone whose disk writes go to new qcow2 overlays (NAME-vda.qcow2, ...) in the working directory", false)
     .option("--compress", "snapshots saved with Ctrl-A s are Brotli-compressed", false)
     .option("--qmp <address>", "a QMP control socket, unix:PATH (QEMU's protocol; hv ctl PATH COMMAND talks to it)", (v) => {
       try {
@@ -130,7 +132,9 @@ async function run(opts: RunOpts): Promise<number> {
     throw new InvalidArgumentError("--restore takes the VM from the file: --kernel, --initrd, --append, --bios, --drive and --boot-ok cannot be given with it");
   let restored: RestoredVm | undefined;
   try {
-    restored = opts.restore ? openSavedVm(opts.restore, { ignoreDriveChanges: opts.ignoreDriveChanges }) : undefined;
+    if (opts.clone && !opts.restore) throw new InvalidArgumentError("--clone needs --restore TEMPLATE");
+    const clone = opts.clone ? { dir: process.cwd() } : undefined;
+    restored = opts.restore ? openSavedVm(opts.restore, { ignoreDriveChanges: opts.ignoreDriveChanges, clone }) : undefined;
   } catch (error) {
     if (error instanceof SnapshotError) throw new InvalidArgumentError(error.inFile(opts.restore!).message);
     throw error;

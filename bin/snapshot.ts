@@ -3,7 +3,9 @@
 // from a file is checked here, before any component starts: a refused file changes nothing.
 
 import { decode } from "@msgpack/msgpack";
-import { statSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createImage } from "../drivers/block/ops/create.js";
 import type { DriveConfig } from "../drivers/block/component.js";
 import { openSnapshot, writeSnapshot, SnapshotError, type DriveRecord, type SnapshotReader } from "../services/snapshot/file.js";
 import type { BootPlan } from "../vmm/boot/index.js";
@@ -70,12 +72,21 @@ export interface RestoredVm {
   state: VmState;
 }
 
+/** A linked clone: its writes go to qcow2 overlays `DIR/NAME-vdX.qcow2` whose backing files are the snapshot's drives. */
+export interface CloneOptions {
+  dir: string;
+  /** Default: the saved VM's name, "-clone-" and a time stamp. */
+  name?: string;
+}
+
 /**
  * Open a snapshot and check everything a resume needs (the vCPU record field by field; the device
  * records are checked again by the devices themselves before the vCPU exists). With
- * `ignoreDriveChanges`, drives that changed since the save are taken as they are.
+ * `ignoreDriveChanges`, drives that changed since the save are taken as they are. With `clone`,
+ * the snapshot is a template: the VM is a linked clone that writes its own overlays and leaves
+ * the template's drives (and the file) as they are.
  */
-export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolean } = {}): RestoredVm {
+export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolean; clone?: CloneOptions } = {}): RestoredVm {
   const reader = openSnapshot(path);
   try {
     const h = reader.header;
@@ -90,10 +101,12 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
       debugcon: boot.debugcon === true,
       debugExitPort: typeof boot.debugExitPort === "number" && Number.isInteger(boot.debugExitPort) && boot.debugExitPort >= -1 && boot.debugExitPort <= 0xffff ? boot.debugExitPort : -1,
     };
-    const drives = reader.drives.map((d, i) => checkDrive(d, i, options.ignoreDriveChanges ?? false));
+    const checked = reader.drives.map((d, i) => checkDrive(d, i, options.ignoreDriveChanges ?? false));
+    const name = options.clone ? options.clone.name ?? `${h.name}-clone-${Date.now().toString(36)}` : h.name;
+    const drives = options.clone ? cloneDrives(checked, options.clone.dir, name) : checked;
     const state: VmState = { vmTimeNs: h.vmTimeNs, vcpu: (reader.vcpus[0] as Record<string, unknown>).registers as Record<string, unknown>, halted, platform: reader.devices, ignneChanged };
     const plan: BootPlan = { writes: [], roms: reader.memoryMap.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })), state: registers, memoryMap: [] };
-    return { reader, name: h.name, memoryBytes: h.memoryBytes, platform, drives, plan, state };
+    return { reader, name, memoryBytes: h.memoryBytes, platform, drives, plan, state };
   } catch (error) {
     reader.close();
     if (error instanceof DeviceStateError) throw new SnapshotError("vcpus", error.path, error.problem);
@@ -111,4 +124,21 @@ function checkDrive(d: DriveRecord, i: number, ignoreChanges: boolean): DriveCon
   if (!ignoreChanges && now.sizeBytes !== d.sizeBytes) throw new SnapshotError("drives", `[${i}].sizeBytes`, `drive '${d.path}' is ${now.sizeBytes} bytes, was ${d.sizeBytes} at the save`);
   if (!ignoreChanges && now.identity !== d.identity) throw new SnapshotError("drives", `[${i}].identity`, `drive '${d.path}' changed since the save (use --ignore-drive-changes to take it as it is)`);
   return { path: d.path, format: d.format === "probe" ? undefined : (d.format as DriveConfig["format"]), readOnly: d.readOnly };
+}
+
+/** A qcow2 overlay for each drive, backed by it: a clone's writes land there. Refuses to replace a file. */
+function cloneDrives(drives: readonly DriveConfig[], dir: string, name: string): DriveConfig[] {
+  const overlays = drives.map((_, i) => join(dir, `${name}-vd${String.fromCharCode(97 + i)}.qcow2`));
+  for (const o of overlays) if (existsSync(o)) throw new SnapshotError("drives", "overlay", `the clone's overlay '${o}' exists already (remove it, or name the clone otherwise)`);
+  const made: string[] = [];
+  try {
+    return drives.map((d, i) => {
+      createImage(overlays[i], "qcow2", undefined, { backing: { file: resolve(d.path), format: d.format } });
+      made.push(overlays[i]);
+      return { path: overlays[i], format: "qcow2", readOnly: d.readOnly };
+    });
+  } catch (error) {
+    for (const o of made) rmSync(o, { force: true });
+    throw new SnapshotError("drives", "overlay", `the clone's overlay could not be made: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }

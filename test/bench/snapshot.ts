@@ -1,8 +1,9 @@
 // Benchmark: snapshots of the default guest (128 MiB). Boots it to its prompt once, then measures,
 // as medians of HV_BENCH_REPS runs (default 10): a save of the running VM (pause, encode, write the
 // file, resume), the file against the guest's non-zero pages, a restore to its first guest
-// instruction (open the file, compose the VM, resume it), and a restore to a prompt that answered
-// `echo`. Linked clones do not exist yet: their figures print as nan. Last line:
+// instruction (open the file, compose the VM, resume it), a restore to a prompt that answered
+// `echo`, a linked clone to its first instruction, and the host memory (RSS) of a process that
+// runs 8 idle clones against one that runs 1 (each idles 2 s of VM time). Last line:
 //   save_ms=<n> restore_ms=<n> echo_ms=<n> snapshot_ratio=<x> clone_ms=<n> clones8_mem_ratio=<x>
 
 import { mkdtempSync, rmSync, statSync } from "node:fs";
@@ -10,7 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { openSavedVm, saveSnapshot, type SaveRequest } from "../../bin/snapshot.js";
-import { runVm } from "../../bin/vm-runner.js";
+import { runFleet, runVm } from "../../bin/vm-runner.js";
+import { spawnSync } from "node:child_process";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
 import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
 import { loadKernel } from "../../vmm/boot/index.js";
@@ -99,9 +101,9 @@ async function main(): Promise<void> {
   if (saves.length < REPS) throw new Error(`the guest ended before ${REPS} saves (${saves.length})`);
 
   // Restore REPS times to the first instruction, and REPS times to a prompt that answered echo.
-  const restore = async (typed: string | null): Promise<number> => {
+  const restore = async (typed: string | null, clone?: string): Promise<number> => {
     const start = performance.now();
-    const vm = openSavedVm(file);
+    const vm = openSavedVm(file, clone ? { clone: { dir, name: clone } } : {});
     const console = new MemoryConsole();
     let took = NaN;
     let stop = false;
@@ -140,15 +142,38 @@ async function main(): Promise<void> {
   };
   const restores: number[] = [];
   const echoes: number[] = [];
+  const clones: number[] = [];
   for (let i = 0; i < REPS; i++) restores.push(await restore(null));
   for (let i = 0; i < REPS; i++) echoes.push(await restore("echo bench-$((6*7))\n"));
+  for (let i = 0; i < REPS; i++) clones.push(await restore(null, `clone${i}`));
+  const rss = (n: number) => {
+    const r = spawnSync(process.execPath, ["--import", "tsx", new URL(import.meta.url).pathname], { env: { ...process.env, HV_BENCH_CLONES: String(n), HV_BENCH_FILE: file }, encoding: "utf8" });
+    const m = /rss=(\d+)/.exec(r.stdout);
+    if (!m) throw new Error(`the ${n}-clone process failed: ${r.stderr}`);
+    return Number(m[1]);
+  };
+  const one = rss(1);
+  const eight = rss(8);
+  console.log(`host memory: 1 clone ${(one / 2 ** 20).toFixed(0)} MiB, 8 clones ${(eight / 2 ** 20).toFixed(0)} MiB`);
 
   console.log(`snapshot: ${(statSync(file).size / 2 ** 20).toFixed(1)} MiB for a ${MEMORY / 2 ** 20} MiB guest`);
   console.log(`save ms (median of ${REPS}): ${median(saves).toFixed(1)}; restore to the first instruction: ${median(restores).toFixed(1)}; to echo answered: ${median(echoes).toFixed(1)}`);
-  console.log(`save_ms=${median(saves).toFixed(1)} restore_ms=${median(restores).toFixed(1)} echo_ms=${median(echoes).toFixed(1)} snapshot_ratio=${ratio.toFixed(4)} clone_ms=nan clones8_mem_ratio=nan`);
+  console.log(`save_ms=${median(saves).toFixed(1)} restore_ms=${median(restores).toFixed(1)} echo_ms=${median(echoes).toFixed(1)} snapshot_ratio=${ratio.toFixed(4)} clone_ms=${median(clones).toFixed(1)} clones8_mem_ratio=${(eight / one).toFixed(2)}`);
 }
 
-main()
+/** The child of the memory measurement: N linked clones of the file idle 2 s of VM time in one fleet; prints its RSS. */
+async function idleClones(n: number, file: string): Promise<void> {
+  const clones = Array.from({ length: n }, (_, i) => openSavedVm(file, { clone: { dir, name: `idle${i}` } }));
+  const control = new BenchControl(() => undefined);
+  control.queue.push(...clones.map((_, vm) => ({ vm, op: "resume" as const })));
+  await runFleet(
+    clones.map((c) => ({ name: c.name, memoryBytes: c.memoryBytes, plan: c.plan, console: new MemoryConsole(), drives: c.drives, resume: { state: c.state, ram: c.reader } })),
+    { engine: createX86Engine, control, maxVirtualNs: 2e9, onStart: (_k, raise) => raise.control() },
+  );
+  console.log(`rss=${process.memoryUsage().rss}`);
+}
+
+(process.env.HV_BENCH_CLONES ? idleClones(Number(process.env.HV_BENCH_CLONES), process.env.HV_BENCH_FILE!) : main())
   .catch((error: unknown) => {
     process.stderr.write(`bench:snapshot: ${error instanceof Error ? error.stack : String(error)}\n`);
     process.exitCode = 1;

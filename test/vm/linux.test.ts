@@ -12,7 +12,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
 import { VmEnd } from "../../services/root-protocol.js";
-import { exitVerdict, runVm } from "../../bin/vm-runner.js";
+import { exitVerdict, runFleet, runVm } from "../../bin/vm-runner.js";
+import { openImage } from "../../drivers/block/open.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { loadKernel } from "../../vmm/boot/index.js";
 import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
@@ -226,6 +227,53 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     expect(later).not.toBeNull();
     expect(later!.state).toEqual(expected.state);
     expect(Buffer.compare(later!.ram, expected.ram)).toBe(0);
+  }, 60 * 60 * 1000);
+
+  it("linked clones of the snapshot run side by side: each writes its own overlay; the template's disk and file stay as they were", async () => {
+    expect(saved).not.toBeNull();
+    const fileBefore = readFileSync(saved!.file);
+    const clones = ["c1", "c2"].map((name) => openSavedVm(saved!.file, { clone: { dir, name } }));
+    const base = clones[0].drives.length === 1 ? join(dir, "disk-at-prompt.raw") : "";
+    const baseBefore = readFileSync(base);
+    const consoles = clones.map(() => new MemoryConsole());
+    const control = new TestControl(() => undefined);
+    control.queue.push({ vm: 0, op: "resume" }, { vm: 1, op: "resume" });
+    try {
+      const result = await runFleet(
+        clones.map((c, i) => ({ name: c.name, memoryBytes: c.memoryBytes, plan: c.plan, console: consoles[i], drives: c.drives, resume: { state: c.state, ram: c.reader } })),
+        {
+          engine: createX86Engine,
+          control,
+          maxVirtualNs: 60e9,
+          onStart: (_k, raise) => {
+            raise.control();
+            clones.forEach((c, i) => {
+              consoles[i].type(`echo ${c.name}-wrote-$((2+${i})) > /dev/vda; sync; head -c 12 /dev/vda; echo; poweroff\n`);
+              raise.input(i);
+            });
+          },
+        },
+      );
+      expect(result.vms.map((v) => v.why)).toEqual([VmEnd.HALTED, VmEnd.HALTED]);
+    } finally {
+      for (const c of clones) c.reader.close();
+    }
+    expect(consoles[0].text).toMatch(/^c1-wrote-2\r?$/m);
+    expect(consoles[1].text).toMatch(/^c2-wrote-3\r?$/m);
+    const first = (path: string) => {
+      const image = openImage(path);
+      try {
+        const sector = new Uint8Array(12);
+        image.read(0, sector);
+        return new TextDecoder().decode(sector);
+      } finally {
+        image.close();
+      }
+    };
+    expect(first(join(dir, "c1-vda.qcow2"))).toBe("c1-wrote-2\nn");
+    expect(first(join(dir, "c2-vda.qcow2"))).toBe("c2-wrote-3\nn");
+    expect(Buffer.compare(readFileSync(base), baseBefore)).toBe(0);
+    expect(Buffer.compare(readFileSync(saved!.file), fileBefore)).toBe(0);
   }, 60 * 60 * 1000);
 
   it("a guest panic ends the VM with a non-zero status and the panic text on the console", async () => {
