@@ -163,7 +163,9 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
       memoryMiB: composition.frames / 256,
       trace: o.trace ?? null,
       nsPerInstruction: o.nsPerInstruction ?? 1,
-      ioPorts: 0x10000,
+      // No component is given host I/O ports (guest port I/O is emulated through VM exits): the
+      // root needs none, and 65,536 boot mappings were a third of a restore's kernel set-up.
+      ioPorts: 0,
       gsis: composition.gsis,
       rootQuota: composition.rootQuota,
     });
