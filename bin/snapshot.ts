@@ -6,6 +6,8 @@ import { decode } from "@msgpack/msgpack";
 import { existsSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createImage } from "../drivers/block/ops/create.js";
+import { openImage } from "../drivers/block/open.js";
+import { checkSavedDevices } from "../vmm/vmm.js";
 import type { DriveConfig } from "../drivers/block/component.js";
 import { openSnapshot, writeSnapshot, SnapshotError, type DriveRecord, type SnapshotReader } from "../services/snapshot/file.js";
 import type { BootPlan } from "../vmm/boot/index.js";
@@ -102,6 +104,15 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
       debugExitPort: typeof boot.debugExitPort === "number" && Number.isInteger(boot.debugExitPort) && boot.debugExitPort >= -1 && boot.debugExitPort <= 0xffff ? boot.debugExitPort : -1,
     };
     const checked = reader.drives.map((d, i) => checkDrive(d, i, options.ignoreDriveChanges ?? false));
+    // The devices' records, against the devices this VM will have (its drives as they are now).
+    const sectors = checked.map((d, i) => drivesSectors(d, i));
+    try {
+      const config = { memoryBytes: h.memoryBytes, plan: { writes: [], roms: [], state: registers, memoryMap: [] }, apic: platform.apic, debugcon: platform.debugcon, debugExitPort: platform.debugExitPort >= 0 ? platform.debugExitPort : null };
+      checkSavedDevices(config, checked.map((d, i) => ({ sectors: sectors[i], readOnly: d.readOnly ?? false })), reader.devices);
+    } catch (error) {
+      if (error instanceof DeviceStateError) throw new SnapshotError("devices", error.path, error.problem);
+      throw error;
+    }
     const name = options.clone ? options.clone.name ?? `${h.name}-clone-${Date.now().toString(36)}` : h.name;
     const drives = options.clone ? cloneDrives(checked, options.clone.dir, name) : checked;
     const state: VmState = { vmTimeNs: h.vmTimeNs, vcpu: (reader.vcpus[0] as Record<string, unknown>).registers as Record<string, unknown>, halted, platform: reader.devices, ignneChanged };
@@ -140,5 +151,19 @@ function cloneDrives(drives: readonly DriveConfig[], dir: string, name: string):
   } catch (error) {
     for (const o of made) rmSync(o, { force: true });
     throw new SnapshotError("drives", "overlay", `the clone's overlay could not be made: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** The disk size of drive i in 512-byte sectors, as the VM will see it (its image's virtual size). */
+function drivesSectors(d: DriveConfig, i: number): number {
+  try {
+    const image = openImage(d.path, { format: d.format });
+    try {
+      return Math.floor(image.virtualSize / 512);
+    } finally {
+      image.close();
+    }
+  } catch (error) {
+    throw new SnapshotError("drives", `[${i}].path`, `drive '${d.path}' cannot be opened: ${error instanceof Error ? error.message : String(error)}`);
   }
 }

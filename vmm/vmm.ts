@@ -25,7 +25,8 @@ import type { BootPlan } from "./boot/index.js";
 import { PcPlatform } from "./devices/platform.js";
 import type { AccessSize } from "./devices/bus.js";
 import { KernelDeviceClock } from "./device-clock.js";
-import { BlockAttachError, FlatGuestRam, VirtioBlk, VirtioPciDevice, installVirtioPci, ipcBlockBackend } from "./devices/virtio/index.js";
+import { BlockAttachError, FlatGuestRam, VirtioBlk, VirtioBlkStatus, VirtioPciDevice, installVirtioPci, ipcBlockBackend, type BlockBackend, type GuestRam } from "./devices/virtio/index.js";
+import { ManualClock, type DeviceClock } from "./devices/clock.js";
 import { ConsoleChannel } from "../drivers/console/protocol.js";
 import { MemoryOp } from "../services/memory-protocol.js";
 import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
@@ -123,6 +124,38 @@ const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.FERR]: Mtd.STA,
 };
 
+/** The PC platform of a VM configured so (its drives come later, with installDrive). */
+function platformFor(config: VmmConfig, clock: DeviceClock, hooks: { debugExit: (status: number) => void; debugConsole: (byte: number) => void }): PcPlatform {
+  return new PcPlatform({
+    clock,
+    memoryBytes: config.memoryBytes,
+    startTime: config.startTime ?? 1_700_000_000,
+    apic: config.apic ?? false,
+    serialPorts: 1,
+    debugExit: config.debugExitPort === null ? undefined : { onExit: hooks.debugExit, port: config.debugExitPort ?? 0xf4 },
+    debugConsole: config.debugcon ? hooks.debugConsole : undefined,
+  });
+}
+
+/** Drive i as a virtio-blk function on the platform. */
+function installDrive(platform: PcPlatform, i: number, backend: BlockBackend, d: { serial?: string }, ram: GuestRam): void {
+  const device = new VirtioPciDevice(new VirtioBlk(backend, { name: `virtio-blk${i}`, serial: d.serial ?? `hv-disk${i}` }), ram);
+  installVirtioPci(platform, device, drivePlacement(i));
+}
+
+/**
+ * Check a saved VM's device records against the platform `config` describes, before anything
+ * starts: the same devices are built on a scratch clock and load the records. Throws
+ * DeviceStateError naming the field (the VMM loads them again, and would refuse them the same way).
+ */
+export function checkSavedDevices(config: VmmConfig, drives: ReadonlyArray<{ sectors: number; readOnly: boolean; serial?: string }>, platformRecord: unknown): void {
+  const platform = platformFor(config, new ManualClock(), { debugExit: () => {}, debugConsole: () => {} });
+  const ram = new FlatGuestRam(new Uint8Array(0));
+  const refuse = () => VirtioBlkStatus.IOERR;
+  drives.forEach((d, i) => installDrive(platform, i, { sectors: d.sectors, readOnly: d.readOnly, read: refuse, write: refuse, flush: refuse }, d, ram));
+  platform.loadState(platformRecord);
+}
+
 /** The VMM component: its body sets the VM up and then runs the device timers. */
 export function vmmComponent(config: VmmConfig): GlobalEntry {
   return (sys) => new Vmm(sys, config).main();
@@ -164,19 +197,12 @@ class Vmm {
       () => this.vmNow(),
       () => void sys.up(TIMER_SM),
     );
-    this.platform = new PcPlatform({
-      clock: this.clock,
-      memoryBytes: config.memoryBytes,
-      startTime: config.startTime ?? 1_700_000_000,
-      apic: config.apic ?? false,
-      serialPorts: 1,
-      debugExit: config.debugExitPort === null ? undefined : { onExit: (status) => this.end(status, VmEnd.DEBUG_EXIT), port: config.debugExitPort ?? 0xf4 },
-      debugConsole: config.debugcon
-        ? (byte) => {
-            this.debugOut.push(byte);
-            this.send(ConsoleChannel.DEBUGCON, this.debugOut);
-          }
-        : undefined,
+    this.platform = platformFor(config, this.clock, {
+      debugExit: (status) => this.end(status, VmEnd.DEBUG_EXIT),
+      debugConsole: (byte) => {
+        this.debugOut.push(byte);
+        this.send(ConsoleChannel.DEBUGCON, this.debugOut);
+      },
     });
     // Serial output leaves at once: a guest that prints and then polls for input must be seen.
     this.platform.uarts[0].onTransmit = (byte) => {
@@ -302,8 +328,7 @@ class Vmm {
         }
         throw error;
       }
-      const device = new VirtioPciDevice(new VirtioBlk(backend, { name: `virtio-blk${i}`, serial: d.serial ?? `hv-disk${i}` }), guestRam);
-      installVirtioPci(this.platform, device, drivePlacement(i));
+      installDrive(this.platform, i, backend, d, guestRam);
     });
   }
 
