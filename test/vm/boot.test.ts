@@ -74,16 +74,8 @@ irq0:
  * masks IRQ 13 first, so the next waiting instruction freezes until the PIT's interrupt unmasks it.
  * Prints "A" and "B" on port E9h for the two rounds, "X" when a check fails.
  */
-const X87_ERRORS = `
-bits 16
-org 0
-times 0xE000 - ($ - $$) db 0xff
-entry:
-  cli
-  xor ax, ax
-  mov ss, ax
-  mov sp, 0x7000
-  mov ds, ax
+const X87_ERRORS = realModeRom(
+  `
   mov word [8*4], irq0
   mov word [8*4+2], 0xF000
   mov word [0x75*4], irq13         ; slave PIC at 70h: IRQ 13 is vector 75h
@@ -176,10 +168,9 @@ irq13:
   pop ax
   iret
 cw: dw 0x037b                      ; ZE unmasked
-times 0xFFF0 - ($ - $$) db 0xff
-  jmp 0xF000:entry
-times 0x10000 - ($ - $$) db 0xff
-`;
+`,
+  0xe000,
+);
 
 describe.skipIf(!nasm)("a VM on the whole stack", () => {
   it("boots a Multiboot kernel: debug console, serial out and in, isa-debug-exit", async () => {
