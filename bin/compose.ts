@@ -42,8 +42,8 @@ export interface Composition {
 const CONSOLE_GSI_BASE = 4;
 /** The control component's host interrupt line. */
 const CONTROL_GSI = 3;
-/** Spare kernel memory the root keeps for itself (its own EC, parent ECs and portals, boot mappings). */
-const ROOT_SPARE = (16 << 20) + 0x10000 * KernelMemoryCost.MAPPING;
+/** Spare kernel memory the root keeps for itself (its own EC, parent ECs and portals, the boot mappings of its interrupt lines). */
+const ROOT_SPARE = 16 << 20;
 
 /** Frames a VM needs beyond its RAM and ROMs: its state region and a few to spare. */
 const EXTRA_FRAMES = STATE_PAGES + 16;
