@@ -3,7 +3,10 @@
 // save on, both must do exactly the same: the same serial output, the same exit, and the same whole
 // state (vCPU, devices, RAM) when both are saved again at the same VM time.
 
-import { decode } from "@msgpack/msgpack";
+import { decode, encode } from "@msgpack/msgpack";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { ROOT } from "../hostile/img-harness.js";
 import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { Status } from "../../kernel/index.js";
@@ -84,6 +87,8 @@ irq0:
 );
 
 const MEMORY = 4 << 20;
+/** VM time of the second save in the file test: after the first (at about 12 ms), before the guest ends. */
+const LATER_NS = 25e6;
 
 /** A control host the test drives: commands queued at kernel times, results kept. */
 class ScriptedControl implements ControlHost {
@@ -170,7 +175,7 @@ describe.skipIf(!hasNasm())("VM snapshots", () => {
         onStart: (_k, r) => void (raise = r.control),
         onSlice: (k) => {
           if (ctl.queue.length > 0 || ctl.results.length > 0 || k.clock.now < 12e6) return;
-          ctl.queue.push({ vm: 0, op: "save" });
+          ctl.queue.push({ vm: 0, op: "save" }, { vm: 0, op: "save", atVmTimeNs: LATER_NS });
           raise();
         },
       });
@@ -190,7 +195,8 @@ describe.skipIf(!hasNasm())("VM snapshots", () => {
       expect(saved.platform).toEqual(platform);
       const conB = new MemoryConsole();
       const ctlB = new ScriptedControl(conB);
-      ctlB.queue.push({ vm: 0, op: "resume" });
+      // The same later save as the original's: a save is a pause, and the VM goes on after it alike.
+      ctlB.queue.push({ vm: 0, op: "resume" }, { vm: 0, op: "save", atVmTimeNs: LATER_NS });
       const b = await runVm({
         ...options(conB, ctlB, rom),
         resume: { plan: saved.plan, state: saved.state, ram: saved.reader },
@@ -199,6 +205,16 @@ describe.skipIf(!hasNasm())("VM snapshots", () => {
       saved.reader.close();
       expect(b.status).toBe(a.status);
       expect(conB.text).toBe(con.text.slice(ctl.saves[0].serialAt));
+      expect(decode(ctlB.saves[0].state)).toEqual(decode(ctl.saves[1].state));
+
+      // And in a fresh process: the same output, and the same whole state at a later VM time.
+      const child = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "test/vm/restore-child.ts"), path, String(LATER_NS)], { cwd: ROOT, encoding: "utf8" });
+      expect(child.stderr).toBe("");
+      const seen = JSON.parse(child.stdout) as { state: string; ram: string; serial: string };
+      const hash = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+      expect(seen.serial).toBe(con.text.slice(ctl.saves[0].serialAt));
+      expect(seen.state).toBe(hash(encode(decode(ctl.saves[1].state))));
+      expect(seen.ram).toBe(hash(ctl.saves[1].ram));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
