@@ -72,7 +72,15 @@ export class Ec extends KernelObject {
   exitHandler: VcpuExitHandler | null = null;
   started = false;
   recall = false;
-  /** vCPUs: virtual time the guest's TSC has been brought up to (it runs on virtual time). */
+  /**
+   * vCPUs: the VM's own time. It passes while the vCPU runs (its instructions and exits) and while
+   * it waits in HLT for an interrupt (`idleSince`), not while it is preempted or stopped in another
+   * exit: other components, pauses and other VMs never show in it.
+   */
+  vmNs = 0;
+  /** Virtual (kernel) time since which the vCPU waits in HLT, its VM time running on; null otherwise. */
+  idleSince: number | null = null;
+  /** VM time the guest's TSC has been brought up to (the TSC runs on VM time). */
   tscSyncedNs = 0;
   tscScratch: VcpuState | null = null;
   /** What it is blocked on, so the kernel can take it off that queue on timeout or destruction. */

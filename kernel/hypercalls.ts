@@ -28,7 +28,7 @@ import { Sc, isPriority, isQuantum } from "./sc.js";
 import { Sm } from "./sm.js";
 import { Status } from "./status.js";
 import { EXIT_REASON_COUNT, Mtd } from "./vcpu.js";
-import { hideTime } from "./vm-exit.js";
+import { hideTime, vmTime } from "./vm-exit.js";
 
 export enum Hypercall {
   CALL = 0,
@@ -50,8 +50,10 @@ export enum Hypercall {
 
 export const EcCtrlOp = {
   RECALL: 0,
-  /** Hide the last `ns` of virtual time from a vCPU that is not running (its TSC skips them); ns hidden in `utcb.result`. */
+  /** Hide the last `ns` of a vCPU's wait in HLT from its VM time (a pause while halted); ns hidden in `utcb.result`. */
   HIDE_TIME: 1,
+  /** The vCPU's VM time (ns), in `utcb.result`: it passes only while the vCPU runs or waits in HLT. */
+  VM_TIME: 2,
 } as const;
 export const SmCtrlOp = { UP: 0, DOWN: 1 } as const;
 
@@ -232,6 +234,10 @@ const ecCtrl = entry({ sel: "number", op: "number", ns: "number?" }, (k, ec, { s
   if (target.kind !== EcKind.VCPU) return Status.BAD_PARAMETER;
   if (op === EcCtrlOp.RECALL) {
     target.recall = true;
+    return Status.SUCCESS;
+  }
+  if (op === EcCtrlOp.VM_TIME) {
+    ec.utcb.result = vmTime(k, target);
     return Status.SUCCESS;
   }
   if (op !== EcCtrlOp.HIDE_TIME || ns === undefined || !(ns >= 0) || target === k.vcpuRun?.ec || !target.started) return Status.BAD_PARAMETER;

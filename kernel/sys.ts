@@ -131,7 +131,12 @@ export class Sys {
     return this.#hc(Hypercall.EC_CTRL, { sel: ecSel, op: EcCtrlOp.RECALL });
   }
 
-  /** Hide the last `ns` of virtual time from a vCPU that is not running (pause, snapshot): ns hidden in `utcb.result`. */
+  /** The VM time of the vCPU at `ecSel` (ns): it passes only while the vCPU runs or waits in HLT. Null if not a vCPU of ours. */
+  vmTime(ecSel: number): number | null {
+    return this.#hc(Hypercall.EC_CTRL, { sel: ecSel, op: EcCtrlOp.VM_TIME }) === Status.SUCCESS ? this.utcb.result : null;
+  }
+
+  /** Hide the last `ns` of a halted vCPU's wait from its VM time (a pause while halted): ns hidden in `utcb.result`. */
   hideTime(ecSel: number, ns: number): Status {
     return this.#hc(Hypercall.EC_CTRL, { sel: ecSel, op: EcCtrlOp.HIDE_TIME, ns });
   }

@@ -17,7 +17,8 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
   const engine = ec.engine!;
   if (!ec.started) {
     ec.started = true;
-    ec.tscSyncedNs = k.clock.now;
+    // VM time starts where the kernel's is; from here on it passes only for this vCPU.
+    ec.vmNs = ec.tscSyncedNs = k.clock.now;
     if (!vmExit(k, ec, ExitReason.STARTUP)) return;
   }
   while (ec.state === EcState.READY && sc.left > 0) {
@@ -42,7 +43,9 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
     k.vcpuRun = null;
     const retired = engine.retired - startRetired;
     // A halted engine may retire nothing; charge the budget's time so virtual time still moves.
-    k.consume((retired > 0 || reason !== ExitReason.BUDGET ? retired : budget) * k.nsPerInstruction);
+    const ran = (retired > 0 || reason !== ExitReason.BUDGET ? retired : budget) * k.nsPerInstruction;
+    k.consume(ran);
+    ec.vmNs += ran;
     ec.tscSyncedNs += retired * k.nsPerInstruction;
     if (ec.state !== EcState.READY) return; // stopped by a malformed reply to a synchronous exit
     if (reason === ExitReason.BUDGET) {
@@ -59,7 +62,7 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
  * passed while the vCPU did not execute (halted, in exits, preempted) is added before it runs on,
  * so guest clocks built on the TSC agree with the timers that the VMM's devices run on.
  */
-function syncTsc(k: Kernel, ec: Ec, untilNs = k.clock.now): void {
+function syncTsc(k: Kernel, ec: Ec, untilNs = vmTime(k, ec)): void {
   const ticks = Math.floor((untilNs - ec.tscSyncedNs) / k.nsPerInstruction);
   if (ticks <= 0) return;
   const s = (ec.tscScratch ??= new VcpuState());
@@ -75,7 +78,10 @@ function syncTsc(k: Kernel, ec: Ec, untilNs = k.clock.now): void {
  */
 function vmExit(k: Kernel, ec: Ec, reason: ExitReason): boolean {
   // A recall is the VMM's doing, not the guest's: it costs the guest no virtual time.
-  if (reason !== ExitReason.RECALL) k.consume(k.exitNs);
+  if (reason !== ExitReason.RECALL) {
+    k.consume(k.exitNs);
+    ec.vmNs += k.exitNs;
+  }
   k.trace?.vmExit(k.clock.now, ec.pd.name, reason);
   const pt = exitPortal(ec, reason);
   if (!pt) {
@@ -83,7 +89,11 @@ function vmExit(k: Kernel, ec: Ec, reason: ExitReason): boolean {
     return false;
   }
   const s = enter(k, ec, pt, true, null, reason);
-  if (s === DEFERRED) return false;
+  if (s === DEFERRED) {
+    // Waiting for an interrupt is the VM's time; stopped in any other exit (a pause), it is not.
+    if (reason === ExitReason.HLT) ec.idleSince = k.clock.now;
+    return false;
+  }
   if (s !== Status.SUCCESS) {
     if (ec.state !== EcState.DEAD) k.fault(ec, new Error(`vCPU ${ec.name}: exit ${ExitReason[reason]} handler failed`));
     return false;
@@ -109,7 +119,7 @@ export function loadVcpuReply(k: Kernel, vcpu: Ec, handler: Ec, exit: VcpuState 
     }
     vcpu.engine!.loadState(mtd & ~Mtd.QUAL, v);
     // A TSC in the reply to a boundary exit is the TSC as of now: time before is not added again.
-    if (!exit && mtd & Mtd.TSC) vcpu.tscSyncedNs = k.clock.now;
+    if (!exit && mtd & Mtd.TSC) vcpu.tscSyncedNs = vmTime(k, vcpu);
     return true;
   } catch (error) {
     k.fault(vcpu, new Error(`vCPU ${vcpu.name}: malformed exit reply from ${handler.pd.name}`, { cause: error }));
@@ -123,10 +133,25 @@ export function loadVcpuReply(k: Kernel, vcpu: Ec, handler: Ec, exit: VcpuState 
  * VMM that stops its VM (pause, snapshot) hides the stop, so the guest never sees it.
  */
 export function hideTime(k: Kernel, ec: Ec, ns: number): number {
-  syncTsc(k, ec, k.clock.now - ns);
-  const hidden = k.clock.now - ec.tscSyncedNs;
-  ec.tscSyncedNs = k.clock.now;
+  if (ec.idleSince === null) return 0;
+  const hidden = Math.min(ns, k.clock.now - ec.idleSince);
+  ec.vmNs += k.clock.now - ec.idleSince - hidden;
+  ec.idleSince = k.clock.now;
   return hidden;
+}
+
+/** The VM time of vCPU `ec` now: mid-run, up to its last instruction; waiting in HLT, up to now. */
+export function vmTime(k: Kernel, ec: Ec): number {
+  const r = k.vcpuRun;
+  if (r !== null && r.ec === ec) return ec.vmNs + (ec.engine!.retired - r.startRetired) * k.nsPerInstruction;
+  return ec.idleSince === null ? ec.vmNs : ec.vmNs + (k.clock.now - ec.idleSince);
+}
+
+/** The vCPU stops waiting in HLT (its exit was answered): the time it waited is the VM's. */
+export function endIdle(k: Kernel, ec: Ec): void {
+  if (ec.idleSince === null) return;
+  ec.vmNs += k.clock.now - ec.idleSince;
+  ec.idleSince = null;
 }
 
 /** A synchronous exit in the middle of an instruction (port I/O, MMIO, CPUID). */

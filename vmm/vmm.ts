@@ -169,8 +169,16 @@ class Vmm {
   /** The vCPU stopped for a pause (at a recall, or at a resumed VM's start). */
   private pausedAt: Parked | null = null;
   private ended = false;
-  /** Virtual time hidden from the VM (its pauses): VM time = kernel time - hiddenNs. */
+  /**
+   * VM time is the vCPU's (the kernel's VM time: it passes while the vCPU runs or waits in HLT),
+   * less this offset: a resumed VM goes on from its saved time. Before the vCPU starts: kernel time.
+   */
   private hiddenNs = 0;
+  private vcpuStarted = false;
+  /** VM time when the current pause began (it stands still until RESUME). */
+  private pauseVm = 0;
+  /** A resumed VM that was saved halted: its first HLT exit parks as the saved vCPU. */
+  private resumeHalted: VcpuState | null = null;
   /** Kernel time the current pause began, or null while running. */
   private pauseStart: number | null = null;
   /** A pause asked for while the vCPU runs: answered when it stopped. */
@@ -229,8 +237,8 @@ class Vmm {
     // A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU.
     const resume = this.config.resume;
     if (resume) {
+      this.pauseVm = resume.state.vmTimeNs;
       this.pauseStart = sys.now();
-      this.hiddenNs = this.pauseStart - resume.state.vmTimeNs;
       this.platform.loadState(resume.state.platform);
       this.ignneChanged = resume.state.ignneChanged;
     }
@@ -264,9 +272,16 @@ class Vmm {
     }
   }
 
-  /** The VM's virtual time: the kernel's, less the pauses (it stands still during one). */
+  /** The VM's virtual time (it stands still during a pause). */
   private vmNow(): number {
-    return (this.pauseStart ?? this.sys.now()) - this.hiddenNs;
+    if (this.pauseStart !== null) return this.pauseVm;
+    return (this.vcpuStarted ? this.sys.vmTime(VCPU)! : this.sys.now()) - this.hiddenNs;
+  }
+
+  /** Begin a pause: the VM's time stands still from here. */
+  private beginPause(): void {
+    this.pauseVm = this.vmNow();
+    this.pauseStart = this.sys.now();
   }
 
   /** Hand a portal to the root task, which passes it where the boot description says. */
@@ -345,6 +360,7 @@ class Vmm {
     if (this.ended) return this.afterEnd(reason, q);
     switch (reason) {
       case ExitReason.STARTUP:
+        this.vcpuStarted = true;
         copyState(this.config.plan.state, v);
         // FERR# goes to IRQ 13 (port F0h logic), so the VMM wants to hear its changes.
         v.ferrExits = true;
@@ -374,7 +390,12 @@ class Vmm {
           this.sys.deferReply();
           return;
         }
-        if (this.platform.interruptController.hasInterrupt() && this.pauseStart === null) {
+        if (this.resumeHalted) {
+          // A VM saved halted waits here as it was saved: its time and TSC go on from the save.
+          this.hiddenNs = this.sys.vmTime(VCPU)! - this.pauseVm;
+          this.halted = this.park(this.resumeHalted, true);
+          this.resumeHalted = null;
+        } else if (this.platform.interruptController.hasInterrupt() && this.pauseStart === null) {
           this.inject(v);
           this.passIgnne(v, v.mtd);
         } else {
@@ -385,7 +406,7 @@ class Vmm {
       case ExitReason.RECALL:
         if (this.pauseReply) {
           this.pausedAt = this.park(v, false);
-          this.pauseStart = this.sys.now();
+          this.beginPause();
           const token = this.pauseReply;
           this.pauseReply = null;
           this.sys.utcb.set(Status.SUCCESS);
@@ -519,8 +540,15 @@ class Vmm {
   private resumeAtStartup(v: VcpuState): void {
     const saved = this.config.resume!.state;
     v.mtd = RECORD_MTD;
-    if (saved.halted) this.halted = this.park(v, true);
-    else this.pausedAt = this.park(v, true);
+    if (saved.halted) {
+      // Halted: let the vCPU take the saved state and stop at once in HLT, where it waits (and its
+      // time runs) as it did when saved; that exit parks it with this state.
+      this.resumeHalted = new VcpuState();
+      copyState(v, this.resumeHalted);
+      return;
+    }
+    this.hiddenNs = this.sys.vmTime(VCPU)! - this.pauseVm;
+    this.pausedAt = this.park(v, true);
   }
 
   private onControl(utcb: Utcb): void {
@@ -532,7 +560,7 @@ class Vmm {
         if (this.pauseStart !== null || this.ended) return void utcb.set(Status.SUCCESS);
         if (this.pauseReply || this.pauseAt) return void utcb.set(Status.BAD_FEATURE);
         if (this.halted && at <= this.vmNow()) {
-          this.pauseStart = this.sys.now();
+          this.beginPause();
           return void utcb.set(Status.SUCCESS);
         }
         const token = this.sys.deferReply();
@@ -566,7 +594,7 @@ class Vmm {
       this.sys.recall(VCPU);
       return;
     }
-    this.pauseStart = this.sys.now();
+    this.beginPause();
     this.sys.utcb.set(Status.SUCCESS);
     this.sys.reply(token);
   }
@@ -584,9 +612,8 @@ class Vmm {
   private resume(): void {
     if (this.pauseStart === null || this.ended) return;
     const sys = this.sys;
-    const pausedFor = sys.now() - this.pauseStart;
-    must(sys.hideTime(VCPU, pausedFor), "hide the pause from the vCPU");
-    this.hiddenNs += pausedFor;
+    // Stopped in an exit, the vCPU's time stood still by itself; waiting in HLT, it ran on: hide that.
+    must(sys.hideTime(VCPU, sys.now() - this.pauseStart), "hide the pause from the vCPU");
     this.pauseStart = null;
     const parked = this.pausedAt;
     this.pausedAt = null;

@@ -116,7 +116,7 @@ function options(con: MemoryConsole, control: ControlHost, rom: Uint8Array): VmR
 }
 
 describe.skipIf(!hasNasm())("VM snapshots", () => {
-  it("a resumed VM goes on exactly as the saved one did: output, exit and whole state", async () => {
+  it("a resumed VM goes on exactly as the saved one did, and as one never stopped: output, exit and whole state", async () => {
     const rom = assemble(ROM);
     // The original: saved after 15 ms of kernel time, then once more at VM time 30 ms, and on to its end.
     const conA = new MemoryConsole();
@@ -160,6 +160,16 @@ describe.skipIf(!hasNasm())("VM snapshots", () => {
     // Whole state at VM time 30 ms: vCPU, devices and RAM.
     expect(decode(ctlB.saves[0].state)).toEqual(decode(second.state));
     expect(Buffer.compare(ctlB.saves[0].ram, second.ram)).toBe(0);
+
+    // And the same as a run that was never stopped before: the save at 20 ms left no trace.
+    const conC = new MemoryConsole();
+    const ctlC = new ScriptedControl(conC);
+    ctlC.queue.push({ vm: 0, op: "save", atVmTimeNs: 30e6 });
+    const c = await runVm({ ...options(conC, ctlC, rom), onStart: (_k, raise) => raise.control() });
+    expect(c.status).toBe(a.status);
+    expect(conC.text).toBe(conA.text);
+    expect(decode(ctlC.saves[0].state)).toEqual(decode(second.state));
+    expect(Buffer.compare(ctlC.saves[0].ram, second.ram)).toBe(0);
   });
 
   it("goes through a snapshot file: saved, refused when tampered with, resumed from it alike", async () => {
