@@ -13,6 +13,7 @@ import { VmEnd } from "../../services/root-protocol.js";
 import { loadBios } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { assemble, hasNasm, pitInterrupts, realModeRom } from "./nasm.js";
+import { TIME_MIXING_ROM } from "./guests.js";
 import { HV, ROOT } from "../hostile/img-harness.js";
 
 /** Counts PIT ticks (~1 ms), printing `mark` each tick; after `ticks` ticks exits with `ticks`, or triple-faults when `fault`. */
@@ -52,6 +53,34 @@ describe.skipIf(!hasNasm())("a fleet of VMs on one kernel", () => {
     expect(result.vms.map((v) => v.status)).toEqual([(20 << 1) | 1, 1, (40 << 1) | 1]);
     // Each console got its own VM's output only, as many ticks as it counted.
     expect(consoles.map((c) => c.text)).toEqual(["a".repeat(20), "b".repeat(5), "c".repeat(40)]);
+  });
+
+  it("a VM runs exactly as it would alone, however busy the other VMs of its fleet are", async () => {
+    const timed = assemble(TIME_MIXING_ROM);
+    // Busy neighbours: a tight loop with a port read every 16,384 rounds, for 2^24 rounds.
+    const busy = assemble(realModeRom(`  mov dx, 0x3f8
+.spin:
+  inc dword [0x600]
+  test word [0x600], 0x3fff
+  jnz .spin
+  in al, dx
+  cmp dword [0x600], 0x1000000
+  jb .spin
+  mov al, 1
+  out 0xf4, al
+  cli
+  hlt`));
+    const vm = (name: string, bytes: Uint8Array, console: MemoryConsole) => ({ name, memoryBytes: 4 << 20, plan: loadBios(bytes, { memSize: 4 << 20 }), console, debugExitPort: 0xf4 });
+    const alone = new MemoryConsole();
+    const a = await runFleet([vm("timed", timed, alone)], { engine: createX86Engine, maxVirtualNs: 5e9 });
+    const inFleet = new MemoryConsole();
+    const b = await runFleet([vm("busy1", busy, new MemoryConsole()), vm("timed", timed, inFleet), vm("busy2", busy, new MemoryConsole())], { engine: createX86Engine, maxVirtualNs: 5e9 });
+    expect(b.vms.map((v) => v.why)).toEqual([VmEnd.DEBUG_EXIT, VmEnd.DEBUG_EXIT, VmEnd.DEBUG_EXIT]);
+    expect(a.vms[0].why).toBe(VmEnd.DEBUG_EXIT);
+    expect(b.vms[1].why).toBe(VmEnd.DEBUG_EXIT);
+    expect(b.vms[1].status).toBe(a.vms[0].status);
+    expect(inFleet.text).toBe(alone.text);
+    expect(alone.text.length).toBeGreaterThan(300);
   });
 
   it("refuses a fleet file that is wrong, naming the VM and the field", () => {

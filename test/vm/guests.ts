@@ -1,0 +1,65 @@
+// Guests for the whole-system tests, as nasm source.
+
+import { pitInterrupts, realModeRom } from "./nasm.js";
+
+/**
+ * Real mode at the reset vector: the PIT ticks every ~0.1 ms; each tick mixes the TSC into a hash
+ * and prints a character of it. Between ticks the code spins for a hash-dependent while, mixes in
+ * the PIT's counter, and sometimes halts. After 400 ticks it exits with the hash's low byte.
+ */
+export const TIME_MIXING_ROM = realModeRom(
+  `
+${pitInterrupts("irq0", 119)}
+  mov dword [0x600], 0x12345678
+  mov word [0x604], 0
+  sti
+main:
+  mov ecx, [0x600]
+  and ecx, 0x1ff
+  add ecx, 50
+  mov eax, ecx
+.spin:
+  imul eax, eax, 1103515245
+  add eax, 12345
+  dec ecx
+  jnz .spin
+  xor [0x608], eax
+  mov al, 0
+  out 0x43, al
+  in al, 0x40
+  mov ah, al
+  in al, 0x40
+  movzx edx, ax
+  xor [0x600], edx
+  test byte [0x600], 1
+  jz .check
+  hlt
+.check:
+  cmp word [0x604], 400
+  jb main
+  mov al, [0x600]
+  out 0xf4, al
+  cli
+  hlt
+irq0:
+  push eax
+  push edx
+  push dx
+  rdtsc
+  xor [0x600], eax
+  rol dword [0x600], 5
+  inc word [0x604]
+  mov al, [0x600]
+  and al, 0x3f
+  add al, 0x30
+  mov dx, 0x3f8
+  out dx, al
+  mov al, 0x20
+  out 0x20, al
+  pop dx
+  pop edx
+  pop eax
+  iret
+`,
+  0xe000,
+);
