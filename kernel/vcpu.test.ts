@@ -198,4 +198,31 @@ describe("VM exits", () => {
     expect(seen[1]).toBe(seen[0] + BigInt(wokenAt - haltedAt - 400_000) + 11n + 100n);
     expect(engine.tsc + BigInt(engine.retired)).toBe(seen[1]);
   });
+
+  it("a VM's time passes while its vCPU runs or waits in HLT, not while others run", () => {
+    let token: ReplyToken | null = null;
+    const { k } = vm(
+      [{ op: "spin", instructions: 500 }, { op: "exit", reason: ExitReason.HLT }, { op: "spin", instructions: 10 }, { op: "exit", reason: ExitReason.HLT }],
+      { [ExitReason.STARTUP]: () => {}, [ExitReason.HLT]: (_u, vmm) => void (token = vmm.deferReply()) },
+      {},
+    );
+    const seen: { vm: number; kernel: number }[] = [];
+    k.boot(function* (sys) {
+      const look = () => seen.push({ vm: sys.vmTime(11)!, kernel: sys.now() });
+      yield sys.wait.sleep(1_000_000);
+      look(); // halted: the VM's time ran with the kernel's
+      yield sys.wait.sleep(5000);
+      look();
+      sys.utcb.vcpu = null;
+      sys.reply(token!);
+      look(); // woken, but this (higher-priority) body runs on: the VM's time stands still
+      for (let i = 0; i < 3; i++) yield sys.wait.yield();
+      look();
+      expect(sys.vmTime(12)).toBeNull(); // an SC, not a vCPU
+    }, 10);
+    k.run();
+    expect(seen[1].vm - seen[0].vm).toBe(seen[1].kernel - seen[0].kernel);
+    expect(seen[3].kernel - seen[2].kernel).toBeGreaterThanOrEqual(3000);
+    expect(seen[3].vm).toBe(seen[2].vm);
+  });
 });
