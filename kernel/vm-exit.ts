@@ -58,12 +58,12 @@ export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
 }
 
 /**
- * The TSC ticks once per instruction time of virtual time, like a constant-rate TSC: time that
- * passed while the vCPU did not execute (halted, in exits, preempted) is added before it runs on,
- * so guest clocks built on the TSC agree with the timers that the VMM's devices run on.
+ * The TSC ticks once per instruction time of the VM's time, like a constant-rate TSC: VM time that
+ * passed while the vCPU did not execute (waiting in HLT, in exits) is added before it runs on, so
+ * guest clocks built on the TSC agree with the timers that the VMM's devices run on.
  */
-function syncTsc(k: Kernel, ec: Ec, untilNs = vmTime(k, ec)): void {
-  const ticks = Math.floor((untilNs - ec.tscSyncedNs) / k.nsPerInstruction);
+function syncTsc(k: Kernel, ec: Ec): void {
+  const ticks = Math.floor((vmTime(k, ec) - ec.tscSyncedNs) / k.nsPerInstruction);
   if (ticks <= 0) return;
   const s = (ec.tscScratch ??= new VcpuState());
   ec.engine!.saveState(Mtd.TSC, s);
