@@ -26,7 +26,7 @@ import { HostControl } from "./host-control.js";
 import { HostFileError, checkDrives, readInputFile } from "./host-files.js";
 import { shutdownCause, startQmp } from "./qmp-socket.js";
 import { parseDrive, parseSize } from "./run-command.js";
-import { openSavedVm, type RestoredVm, type SaveRequest } from "./snapshot.js";
+import { openSavedVm, platformConfig, type RestoredVm, type SaveRequest } from "./snapshot.js";
 import { bootPlanFor, exitVerdict, runFleet, type FleetVm } from "./vm-runner.js";
 
 /** One VM of the file, checked. */
@@ -196,7 +196,7 @@ async function fleet(file: string, opts: { qmp?: string; timeout?: number }): Pr
       const platform = r?.platform ?? { apic: e.apic, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1 };
       const console = e.console.kind === "file" ? new FileConsole(e.console.path) : await SocketConsole.listen(e.console.path, () => raiseInput(i));
       consoles.push(console);
-      vms.push({ name: e.name, memoryBytes, plan, console, drives, apic: platform.apic, debugExitPort: platform.debugExitPort >= 0 ? platform.debugExitPort : null, resume: r ? { state: r.state, ram: r.reader } : undefined });
+      vms.push({ name: e.name, memoryBytes, plan, console, drives, ...platformConfig(platform), resume: r ? { state: r.state, ram: r.reader } : undefined });
       saveRequests.push((path, compress = false) => ({ path, name: e.name, memoryBytes, platform, roms: plan.roms, drives, compress }));
       if (r) control.resume(i).catch((error: Error) => process.stderr.write(`hv: ${e.name}: ${error.message}\n`));
     }

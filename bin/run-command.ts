@@ -5,7 +5,7 @@ import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
 import { ensureDefaultGuest } from "../services/guest/index.js";
 import { bootPlanFor, exitVerdict, runVm, type VmRunOptions } from "./vm-runner.js";
-import { openSavedVm, type RestoredVm, type SaveRequest } from "./snapshot.js";
+import { openSavedVm, platformConfig, type RestoredVm, type SaveRequest } from "./snapshot.js";
 import { HostControl, saveFromConsole } from "./host-control.js";
 import { parseQmpAddress, shutdownCause, startQmp } from "./qmp-socket.js";
 import { SnapshotError } from "../services/snapshot/file.js";
@@ -243,9 +243,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       console,
       engine: createX86Engine,
       drives,
-      debugExitPort: platform.debugExitPort >= 0 ? platform.debugExitPort : null,
-      debugcon: platform.debugcon,
-      apic: platform.apic,
+      ...platformConfig(platform),
       trace,
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,

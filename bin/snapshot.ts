@@ -23,6 +23,11 @@ export interface SavedPlatform {
   debugExitPort: number;
 }
 
+/** A saved platform as the VMM's configuration has it (no isa-debug-exit: null, not -1). */
+export function platformConfig(p: SavedPlatform): { apic: boolean; debugcon: boolean; debugExitPort: number | null } {
+  return { apic: p.apic, debugcon: p.debugcon, debugExitPort: p.debugExitPort >= 0 ? p.debugExitPort : null };
+}
+
 export interface SaveRequest {
   path: string;
   name: string;
@@ -107,7 +112,7 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
     // The devices' records, against the devices this VM will have (its drives as they are now).
     const sectors = checked.map((d, i) => drivesSectors(d, i));
     try {
-      const config = { memoryBytes: h.memoryBytes, plan: { writes: [], roms: [], state: registers, memoryMap: [] }, apic: platform.apic, debugcon: platform.debugcon, debugExitPort: platform.debugExitPort >= 0 ? platform.debugExitPort : null };
+      const config = { memoryBytes: h.memoryBytes, plan: { writes: [], roms: [], state: registers, memoryMap: [] }, ...platformConfig(platform) };
       checkSavedDevices(config, checked.map((d, i) => ({ sectors: sectors[i], readOnly: d.readOnly ?? false })), reader.devices);
     } catch (error) {
       if (error instanceof DeviceStateError) throw new SnapshotError("devices", error.path, error.problem);

@@ -5,7 +5,7 @@
 
 import { createHash } from "node:crypto";
 import { decode, encode } from "@msgpack/msgpack";
-import { openSavedVm } from "../../bin/snapshot.js";
+import { openSavedVm, platformConfig } from "../../bin/snapshot.js";
 import { runVm } from "../../bin/vm-runner.js";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import type { ControlCommand, ControlResult } from "../../services/vm-control.js";
@@ -21,7 +21,7 @@ await runVm({
   resume: { plan: vm.plan, state: vm.state, ram: vm.reader },
   console: con,
   engine: createX86Engine,
-  debugExitPort: vm.platform.debugExitPort >= 0 ? vm.platform.debugExitPort : null,
+  ...platformConfig(vm.platform),
   control: {
     take: () => queue.shift() ?? null,
     done: (command: ControlCommand, result: ControlResult) => {
