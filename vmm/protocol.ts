@@ -13,8 +13,8 @@
 //                                       of the state region (RAM is read through the RAM pages)
 //   [QUERY]      [status, running, vmTimeLo, vmTimeHi]   running: 1, paused: 0; VM time in ns
 //
-// A paused VM's time stands still: devices see no time pass, and the VMM hides the pause from the
-// vCPU's TSC, so a guest cannot tell that it was stopped, saved or moved.
+// A paused VM's time stands still (a VM's time is its vCPU's own): its devices and its TSC see no
+// time pass, so a guest cannot tell that it was stopped, saved or moved.
 
 export const VmmControlOp = {
   ATTACH: 1,
