@@ -10,9 +10,10 @@ import { memoryManager } from "../services/memory-manager.js";
 import { Published } from "../services/root-protocol.js";
 import { ControlSel, controlThread, type ControlHost } from "../services/vm-control.js";
 import { STATE_PAGES } from "../vmm/protocol.js";
+import { RESERVE_PAGES } from "../services/memory-protocol.js";
 import { LOW_ROM_WINDOW, MAX_ROM_SIZE } from "../vmm/boot/bios.js";
 import type { BootModule } from "../services/root.js";
-import { VCPU_PRIORITY, VCPU_QUANTUM_NS, vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
+import { BLOCK_BOUNCE_PAGES, VCPU_PRIORITY, VCPU_QUANTUM_NS, vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
 
 export interface VmDescription extends Omit<VmmConfig, "drives"> {
   /** Unique among the VMs: names its PDs ("NAME", "vmm:NAME", "console:NAME"). */
@@ -57,29 +58,26 @@ const SPACE_PAGES = 2 ** 20;
  */
 export const MAX_VM_MEMORY = Math.floor((MAX_FRAMES - (MAX_ROM_SIZE + LOW_ROM_WINDOW) / 4096 - EXTRA_FRAMES) / 256) * 2 ** 20;
 
-/** Frames a VM needs: RAM, ROMs, and a few to spare. */
-export function framesFor(vm: Pick<VmDescription, "memoryBytes" | "plan">): number {
+/** Most frames a VM may hold: all its RAM written, its ROMs, its state and bounce regions, and a few to spare. */
+export function framesFor(vm: Pick<VmDescription, "memoryBytes" | "plan" | "drives">): number {
+  return Math.ceil(vm.memoryBytes / 4096) + fixedFramesFor(vm);
+}
+
+/** Frames a VM holds from its start whatever its guest does: ROMs, state and bounce regions. */
+function fixedFramesFor(vm: Pick<VmDescription, "plan" | "drives">): number {
   const romPages = vm.plan.roms.reduce((n, r) => n + Math.ceil(r.bytes.length / 4096), 0);
-  return Math.ceil(vm.memoryBytes / 4096) + romPages + EXTRA_FRAMES;
+  return romPages + EXTRA_FRAMES + (vm.drives?.length ?? 0) * BLOCK_BOUNCE_PAGES;
 }
 
 const mib = (pages: number): string => `${Math.round((pages / 256) * 100) / 100} MiB`;
 
 /**
  * Refuse, before anything starts, a composition whose memory does not fit: the kernel's frames,
- * or the windows in which the block driver (one per drive) and the control component (one per
- * VM) see a VM's RAM, 2^order pages each in one 4 GiB memory space.
+ * or the windows in which the control component sees each VM's RAM, 2^order pages each in one
+ * 4 GiB memory space.
  */
-function checkLayout(frames: number, ramPages: number, drives: number, windowOrder: number, vms: number, controlOrder: number | null): void {
-  if (frames > MAX_FRAMES)
-    throw new RangeError(`guest RAM of ${mib(ramPages)} does not fit: with its ROMs and the VMM's state pages it needs ${mib(frames)}, and the kernel has at most ${mib(MAX_FRAMES)} of frames`);
-  const driveWindows = SPACE_PAGES / 2 ** windowOrder;
-  if (drives > driveWindows) {
-    const fitAll = SPACE_PAGES / 2 ** Math.ceil(Math.log2(drives));
-    throw new RangeError(
-      `${drives} drives do not fit with ${mib(ramPages)} of guest RAM: the block driver sees each drive's guest RAM in a window of ${mib(2 ** windowOrder)} of its 4 GiB space, so at most ${driveWindows} drives fit (${drives} with ${mib(fitAll)} of RAM or less)`,
-    );
-  }
+function checkLayout(frames: number, ramPages: number, vms: number, controlOrder: number | null): void {
+  if (frames > MAX_FRAMES) throw new RangeError(`host memory of ${mib(frames)} is more than a kernel can have (${mib(MAX_FRAMES)})`);
   if (controlOrder !== null && vms > SPACE_PAGES / 2 ** controlOrder) throw new RangeError(`${vms} VMs with ${mib(ramPages)} of RAM each do not fit the control component's 4 GiB space`);
 }
 
@@ -91,12 +89,25 @@ function spaceQuota(pages: number): number {
 /** What the host adds to the VMs: a control component (snapshots, pause, resume) it drives. */
 export interface HostServices {
   control?: ControlHost;
+  /**
+   * Host memory for all VMs together, in bytes (`--host-mem`). Guest RAM is backed on first write,
+   * so the VMs may be given more than this (overcommit); a VM that would pass it is paused. Default:
+   * enough for every VM to write all of its RAM.
+   */
+  hostMemoryBytes?: number;
 }
 
 export function compose(vms: readonly VmDescription[], services: HostServices = {}): Composition {
   const names = new Set(vms.map((v) => v.name));
   if (names.size !== vms.length) throw new RangeError("every VM needs a name of its own");
-  const frames = vms.reduce((n, vm) => n + framesFor(vm), 0);
+  // The pool: frame 0 is the zero frame, and each VM has a reserve to finish an instruction at the limit.
+  const overhead = 1 + vms.length * RESERVE_PAGES;
+  const needed = vms.reduce((n, vm) => n + framesFor(vm), 0) + overhead;
+  const fixed = vms.reduce((n, vm) => n + fixedFramesFor(vm), 0) + overhead;
+  // Without a limit, the host holds what the VMs could write, up to what a kernel can have.
+  const frames = services.hostMemoryBytes === undefined ? Math.min(needed, MAX_FRAMES) : Math.floor(services.hostMemoryBytes / 4096);
+  if (frames < fixed + 256)
+    throw new RangeError(`host memory of ${mib(frames)} is too small: the VMs' ROMs, state and bounce regions and the memory manager's reserve alone take ${mib(fixed)}, and each VM needs RAM beyond that`);
 
   // Block driver clients are numbered across the VMs: VM i's drive k is client firstClient[i] + k.
   const drives = vms.flatMap((vm) => vm.drives ?? []);
@@ -106,17 +117,17 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
     name: "memory",
     quota: spaceQuota(frames),
     frames: true,
-    handlers: { main: memoryManager(frames) },
+    handlers: { main: memoryManager(frames, new Map(vms.map((vm, i) => [i + 1, framesFor(vm)]))) },
     portals: {},
   };
   const modules: BootModule[] = [memory];
   const blockPortals: Record<string, { handler: string; id: number }> = {};
   const blockHandlers: Record<string, ReturnType<BlockDriver["entry"]>> = {};
   const vmModules: BootModule[] = [];
-  // Client windows of the block driver hold a VM's RAM each (the driver reads and writes guest RAM in place).
-  const windowOrder = Math.max(4, Math.ceil(Math.log2(maxRamPages)));
+  // Client windows of the block driver hold a drive's bounce region each.
+  const windowOrder = Math.ceil(Math.log2(BLOCK_BOUNCE_PAGES));
   const controlOrder = Math.ceil(Math.log2(maxRamPages + STATE_PAGES));
-  checkLayout(frames, maxRamPages, drives.length, windowOrder, vms.length, services.control ? controlOrder : null);
+  checkLayout(frames, maxRamPages, vms.length, services.control ? controlOrder : null);
   const blockDriver = drives.length > 0 ? new BlockDriver(new Map(drives.map((d, client) => [client, d])), { windowOrder }) : null;
 
   vms.forEach((vm, i) => {

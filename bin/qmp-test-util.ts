@@ -39,7 +39,7 @@ export class FakeVm {
         this.control.done(c, { status: Status.SUCCESS });
       } else if (c.op === "save") {
         const state: VmState = { vmTimeNs: this.vmTimeNs, vcpu: { eax: 1 }, halted: false, platform: { pic: { imr: 0xff } }, ignneChanged: false };
-        this.control.done(c, { status: Status.SUCCESS, state: encode(state), ram: this.ram });
+        this.control.done(c, { status: Status.SUCCESS, state: encode(state), ram: { pages: RAM_BYTES / 4096, read: (n) => this.ram.subarray(n * 4096, (n + 1) * 4096) } });
       }
       this.vmTimeNs += 1000;
     }

@@ -95,7 +95,7 @@ export function registerRunCommand(program: Command): void {
     .option("--kernel <file>", "Linux bzImage (boot protocol 2.x) or Multiboot v1 kernel")
     .option("--initrd <file>", "initial ramdisk (a Multiboot kernel gets it as its first module)")
     .option("--append <cmdline>", "kernel command line")
-    .addOption(new Option("--mem <size>", `guest RAM, ${MEM_RANGE}, e.g. 512M or 1G (more than 1G: at most 2 drives)`).argParser(parseSize).default(128 * 1024 * 1024, "128M"))
+    .addOption(new Option("--mem <size>", `guest RAM, ${MEM_RANGE}, e.g. 512M or 1G`).argParser(parseSize).default(128 * 1024 * 1024, "128M"))
     .addOption(new Option("--smp <n>", "virtual CPUs (only 1 is supported)").default(1).argParser((v) => {
       if (v !== "1") throw new InvalidArgumentError("only --smp 1 is supported");
       return 1;

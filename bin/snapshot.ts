@@ -12,7 +12,7 @@ import type { DriveConfig } from "../drivers/block/component.js";
 import { openSnapshot, writeSnapshot, SnapshotError, type DriveRecord, type SnapshotReader } from "../services/snapshot/file.js";
 import type { BootPlan } from "../vmm/boot/index.js";
 import { DeviceStateError, StateReader } from "../vmm/devices/state.js";
-import type { VmState } from "../vmm/protocol.js";
+import type { RamPages, VmState } from "../vmm/protocol.js";
 import { vcpuFromRecord } from "../vmm/vcpu-record.js";
 
 /** How the VM was configured: a snapshot resumes only on the same platform. */
@@ -39,7 +39,7 @@ export interface SaveRequest {
 }
 
 /** Write a saved VM (its encoded VmState and RAM, as the control component hands them over). */
-export function saveSnapshot(request: SaveRequest, encodedState: Uint8Array, ram: Uint8Array): { bytes: number; pages: number } {
+export function saveSnapshot(request: SaveRequest, encodedState: Uint8Array, ram: Uint8Array | RamPages): { bytes: number; pages: number } {
   const state = decode(encodedState) as VmState;
   return writeSnapshot(
     request.path,

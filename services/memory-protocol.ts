@@ -1,10 +1,48 @@
 // Memory manager protocol: one portal per client, and the portal id names the client. Word 0 of a
-// request is the operation.
+// request is the operation, word 0 of a reply a MemoryStatus. Frames arrive as delegate items
+// into the memory window the client opened (its receive window), at the offsets the request names,
+// so the memory manager can take them back later by revoking them.
+//
+//   request                           reply
+//   [ALLOC, first, pages]             [status, pages]             contiguous frames (one view) at [first, first+pages)
+//   [BACK, first, count, write]       [status, pages backed]      demand paging: back window pages [first, first+count)
+//   [HELD]                            [status, private, zero, limit]
+//   [HOST]                            [status, total, free, clients]
+//
+// BACK gives each page in the range that has no frame yet a private, zero-filled frame when
+// `write` is 1, or the shared zero frame read-only when it is 0. A page backed by the zero frame
+// becomes private with `write` 1, but only after the client has unmapped the zero frame there
+// itself (the memory manager cannot take one client's view of a shared frame without taking all).
+// Private pages are skipped. Replies LOW when it granted the pages from the reserve that lets a
+// VM finish the instruction it is in: the client must stop asking (pause its VM) until memory is
+// freed; NO_MEMORY when even that is gone.
 
 /** Operation in word 0 of a request. */
 export const MemoryOp = {
-  /** [ALLOC, pages] → [status, pages granted]; frames arrive as delegate items in the memory window. */
   ALLOC: 1,
-  /** [HELD] → [pages the client holds]. */
   HELD: 2,
+  BACK: 3,
+  HOST: 4,
 } as const;
+
+/** Word 0 of a reply. */
+export const MemoryStatus = {
+  OK: 0,
+  /** Malformed request: unknown operation, too few words, a range outside the client's window. */
+  BAD_REQUEST: 1,
+  /** The client would hold more pages than its limit (its RAM, ROMs and state region). */
+  OVER_LIMIT: 2,
+  /** Granted, from the reserve: host memory is at its limit, stop the VM before it asks again. */
+  LOW: 3,
+  /** Host memory is at its limit and the client's reserve is used up: nothing was granted. */
+  NO_MEMORY: 4,
+} as const;
+export type MemoryStatus = (typeof MemoryStatus)[keyof typeof MemoryStatus];
+
+/** The name of a reply status, for messages. */
+export const memoryStatusName = (s: number): string => Object.entries(MemoryStatus).find(([, v]) => v === s)?.[0] ?? `status ${s}`;
+
+/** Pages a client may take from the reserve once host memory is at its limit (one instruction's worth, and a DMA burst). */
+export const RESERVE_PAGES = 64;
+/** Most pages one BACK may cover (bounds one reply's work). */
+export const MAX_BACK_PAGES = 512;

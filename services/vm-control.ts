@@ -5,7 +5,7 @@
 // component's memory: the host reads them through the views it is given, while the VM is paused.
 
 import { SpaceKind, Status, crd, type GlobalEntry, type Sys } from "../kernel/index.js";
-import { VmmControlOp } from "../vmm/protocol.js";
+import { VmmControlOp, type RamPages } from "../vmm/protocol.js";
 
 /** Selectors the root task fills: the control interrupt, and VM i's control portal at VM_BASE + i. */
 export const ControlSel = { IRQ: 1, VM_BASE: 16 } as const;
@@ -19,8 +19,8 @@ export type ControlCommand =
 
 export type ControlResult =
   | { status: Status; running?: boolean; vmTimeNs?: number }
-  /** A save: `state` is the encoded VmState, `ram` all of guest RAM; both valid only during `done`. */
-  | { status: Status; state: Uint8Array; ram: Uint8Array };
+  /** A save: `state` is the encoded VmState, `ram` guest RAM page by page; both valid only during `done`. */
+  | { status: Status; state: Uint8Array; ram: RamPages };
 
 /** The host side: where commands come from and results go. */
 export interface ControlHost {
@@ -33,7 +33,6 @@ export interface ControlHost {
 export function controlThread(host: ControlHost, windowOrder: number): GlobalEntry {
   return (sys) =>
     (function* () {
-      const attached = new Map<number, { ram: Uint8Array; state: Uint8Array }>();
       for (;;) {
         const s: Status = yield sys.wait.down(ControlSel.IRQ);
         if (s !== Status.SUCCESS) return;
@@ -52,15 +51,6 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             const w = sys.utcb.words;
             host.done(command, st === Status.SUCCESS ? { status: st, running: w[1] === 1, vmTimeNs: w[2] + w[3] * 2 ** 32 } : { status: st });
           } else {
-            let views = attached.get(command.vm);
-            if (!views) {
-              const got = attach(sys, portal, command.vm, windowOrder);
-              if (typeof got === "number") {
-                host.done(command, { status: got });
-                continue;
-              }
-              attached.set(command.vm, (views = got));
-            }
             // Pause (if it runs), save, and let it go on as it was.
             if (call(sys, portal, VmmControlOp.QUERY) !== Status.SUCCESS) {
               host.done(command, { status: sys.utcb.words[0] });
@@ -69,9 +59,12 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             const wasRunning = sys.utcb.words[1] === 1;
             pauseMessage(sys, command.atVmTimeNs);
             const paused: Status = yield sys.wait.call(portal);
-            const st = paused === Status.SUCCESS ? call(sys, portal, VmmControlOp.SAVE) : paused;
+            let st = paused === Status.SUCCESS ? call(sys, portal, VmmControlOp.SAVE) : paused;
             const bytes = sys.utcb.words[1];
-            if (st === Status.SUCCESS) host.done(command, { status: st, state: views.state.subarray(0, bytes), ram: views.ram });
+            // RAM gains frames while the VM runs: see it as it is now.
+            const views = st === Status.SUCCESS ? attach(sys, portal, command.vm, windowOrder) : st;
+            if (typeof views === "number") st = views;
+            if (st === Status.SUCCESS && typeof views !== "number") host.done(command, { status: st, state: views.state.subarray(0, bytes), ram: views.ram });
             else host.done(command, { status: st });
             if (wasRunning) call(sys, portal, VmmControlOp.RESUME);
           }
@@ -100,15 +93,22 @@ function call(sys: Sys, portal: number, op: number): Status {
   return s === Status.SUCCESS ? (sys.utcb.words[0] as Status) : s;
 }
 
-/** ATTACH: receive VM `vm`'s RAM and state region into its window; their views, or a status. */
-function attach(sys: Sys, portal: number, vm: number, windowOrder: number): { ram: Uint8Array; state: Uint8Array } | Status {
+/**
+ * ATTACH: receive VM `vm`'s RAM and state region into its window (emptied first: what an earlier
+ * ATTACH delivered goes); RAM page by page, and the state region's view; or a status.
+ */
+function attach(sys: Sys, portal: number, vm: number, windowOrder: number): { ram: RamPages; state: Uint8Array } | Status {
   const base = vm * 2 ** windowOrder;
-  sys.utcb.receiveWindow[SpaceKind.MEMORY] = crd(SpaceKind.MEMORY, base, windowOrder);
+  const window = crd(SpaceKind.MEMORY, base, windowOrder);
+  sys.revoke(window);
+  sys.utcb.receiveWindow[SpaceKind.MEMORY] = window;
   const st = call(sys, portal, VmmControlOp.ATTACH);
   sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
   if (st !== Status.SUCCESS) return st;
   const [ramPages, statePages] = [sys.utcb.words[1], sys.utcb.words[2]];
-  const ram = sys.memory(base, ramPages);
   const state = sys.memory(base + ramPages, statePages);
-  return ram && state ? { ram, state } : Status.BAD_CAPABILITY;
+  if (!state || !Number.isInteger(ramPages) || ramPages < 0 || ramPages + statePages > 2 ** windowOrder) return Status.BAD_CAPABILITY;
+  // A page that did not come (never written) or came read-only (the shared zero frame) is zero.
+  const ram: RamPages = { pages: ramPages, read: (n) => (Number.isInteger(n) && n >= 0 && n < ramPages ? sys.memory(base + n, 1) : null) };
+  return { ram, state };
 }

@@ -5,7 +5,10 @@
 //
 //   request      reply
 //   [ATTACH]     [status, ramPages, statePages] + delegate items into the caller's memory window:
-//                guest RAM at offsets [0, ramPages), the state region at [ramPages, ramPages + statePages)
+//                guest RAM at offsets [0, ramPages), the state region at [ramPages, ramPages + statePages).
+//                RAM pages without a frame of their own are left out (they are zero), and those
+//                backed by the shared zero frame come read-only: ATTACH again (into an emptied
+//                window) after each SAVE, since RAM gains frames while the VM runs
 //   [PAUSE(, atLo, atHi)]  [status]     deferred until the vCPU stopped at an instruction boundary:
 //                                       now, or when the VM's clock reaches `at` (ns), exactly there
 //   [RESUME]     [status]
@@ -23,6 +26,13 @@ export const VmmControlOp = {
   SAVE: 4,
   QUERY: 5,
 } as const;
+
+/** Guest RAM as a save reads it, page by page. */
+export interface RamPages {
+  readonly pages: number;
+  /** Page `n` (4 KiB), or null when it is all zero. Valid until the VM runs again. */
+  read(n: number): Uint8Array | null;
+}
 
 /** Pages of the state region (256 KiB): the encoded VmState of one VM must fit. */
 export const STATE_PAGES = 64;

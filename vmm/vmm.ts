@@ -28,14 +28,14 @@ import { KernelDeviceClock } from "./device-clock.js";
 import { BlockAttachError, FlatGuestRam, VirtioBlk, VirtioBlkStatus, VirtioPciDevice, installVirtioPci, ipcBlockBackend, type BlockBackend, type GuestRam } from "./devices/virtio/index.js";
 import { ManualClock, type DeviceClock } from "./devices/clock.js";
 import { ConsoleChannel } from "../drivers/console/protocol.js";
-import { MemoryOp } from "../services/memory-protocol.js";
+import { MemoryOp, MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
 import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
 import { encode } from "@msgpack/msgpack";
 import { STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
 import { RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
-import { LazyRam, type GuestRamSource } from "./lazy-ram.js";
+import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
 
-export type { GuestRamSource } from "./lazy-ram.js";
+export type { GuestRamSource } from "./demand-ram.js";
 
 /** Selectors the root task fills in the VMM's object space. */
 export const VmmSel = {
@@ -68,8 +68,10 @@ export const VCPU_PRIORITY = 10;
 export const VCPU_QUANTUM_NS = 10_000_000;
 /** Exit portals in the VM PD's object space start here. */
 export const EVENT_BASE = 0x100;
-/** Where guest RAM and ROM frames arrive in the VMM's own memory space (page numbers). */
+/** Where guest RAM and ROM frames arrive in the VMM's own memory space (page numbers): guest page p at base + p. */
 const RAM_WINDOW = { base: 1 << 19, order: 19 };
+/** Pages each drive's bounce region holds: the block driver reads and writes disk data there. */
+export const BLOCK_BOUNCE_PAGES = 64;
 
 export interface VmmConfig {
   memoryBytes: number;
@@ -187,11 +189,15 @@ class Vmm {
   private pauseAt: ReplyToken | null = null;
   /** An interrupt arrived while paused: deliver it on resume. */
   private kickPending = false;
-  /** A resumed VM's RAM, read from its snapshot on first touch. */
-  private lazy: LazyRam | null = null;
+  /** Guest RAM, backed on first touch (and a resumed VM's pages read from its snapshot then). */
+  private ram!: DemandRam;
+  /** The VM stops for want of host memory at its next instruction boundary. */
+  private memoryPause = false;
   /** The state region (SAVE writes the encoded VmState here), and its first page in the VMM's space. */
   private stateView: Uint8Array | null = null;
   private statePage = 0;
+  /** Each drive's bounce region: its first page in the VMM's space. */
+  private bouncePages: number[] = [];
   /** IGNNE# changed on a port F0h write: hand it to the vCPU at the recall that follows. */
   private ignneChanged = false;
   private serialOut: number[] = [];
@@ -232,7 +238,8 @@ class Vmm {
   *main(): Generator<import("../kernel/index.js").Wait, void, Status> {
     const sys = this.sys;
     must(sys.createSm(TIMER_SM, 0), "create the timer semaphore");
-    this.attachDrives(this.setUpMemory());
+    this.setUpMemory();
+    this.attachDrives();
     if (this.ended) return; // a drive was refused: the VM never starts
     // A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU.
     const resume = this.config.resume;
@@ -292,50 +299,76 @@ class Vmm {
     sys.call(VmmSel.PARENT);
   }
 
-  /** Get RAM (and ROM) frames from the memory manager, map them into the VM, and apply the boot plan. Returns the RAM view. */
-  private setUpMemory(): Uint8Array {
+  /**
+   * Guest RAM comes from the memory manager on first touch (DemandRam); ROMs, the state region and
+   * the drives' bounce regions now, each one contiguous run after RAM in the window. Applies the
+   * boot plan.
+   */
+  private setUpMemory(): void {
     const sys = this.sys;
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
-    const roms = this.config.plan.roms.map((r) => ({ ...r, pages: Math.ceil(r.bytes.length / 4096) }));
-    const total = ramPages + roms.reduce((n, r) => n + r.pages, 0) + STATE_PAGES;
-    sys.utcb.receiveWindow[SpaceKind.MEMORY] = crd(SpaceKind.MEMORY, RAM_WINDOW.base, RAM_WINDOW.order);
-    sys.utcb.set(MemoryOp.ALLOC, total);
-    must(sys.call(VmmSel.MEMORY), "call the memory manager");
-    if (sys.utcb.words[0] !== Status.SUCCESS || sys.utcb.words[1] !== total)
-      throw new Error(`the memory manager refused ${total} pages (${Status[sys.utcb.words[0]] ?? sys.utcb.words[0]})`);
-    sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
-    const ram = this.view(RAM_WINDOW.base, ramPages);
-    const source = this.config.resume?.ram;
-    if (source) this.lazy = new LazyRam(source, ram, (first, pages) => mapRange(sys, RAM_WINDOW.base + first, first, pages, MemRights.ALL));
-    else mapRange(sys, RAM_WINDOW.base, 0, ramPages, MemRights.ALL);
-    for (const w of this.config.plan.writes) ram.set(w.bytes, w.gpa);
-    let page = RAM_WINDOW.base + ramPages;
-    for (const rom of roms) {
-      // A ROM shadows RAM below it (the BIOS area below 1 MiB): take those RAM pages from the guest.
+    this.ram = new DemandRam(this.config.memoryBytes, this.ramBacking(), this.config.resume?.ram ?? null);
+    let next = ramPages;
+    const alloc = (pages: number): number => {
+      const first = next;
+      this.receiveRam();
+      sys.utcb.items.length = 0;
+      sys.utcb.set(MemoryOp.ALLOC, first, pages);
+      must(sys.call(VmmSel.MEMORY), "call the memory manager");
+      sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
+      if (sys.utcb.words[0] !== MemoryStatus.OK || sys.utcb.words[1] !== pages)
+        throw new Error(`the memory manager refused ${pages} pages (${memoryStatusName(sys.utcb.words[0])})`);
+      next += pages;
+      return RAM_WINDOW.base + first;
+    };
+    for (const rom of this.config.plan.roms) {
+      const pages = Math.ceil(rom.bytes.length / 4096);
       const first = Math.floor(rom.gpa / 4096);
-      for (let p = first; p < Math.min(first + rom.pages, ramPages); p++) {
-        must(sys.revoke(crd(SpaceKind.MEMORY, RAM_WINDOW.base + p, 0), true), "unmap RAM under a ROM");
-        this.lazy?.forget(p);
-      }
-      this.view(page, rom.pages).set(rom.bytes);
-      mapRange(sys, page, Math.floor(rom.gpa / 4096), rom.pages, MemRights.R | MemRights.X);
-      page += rom.pages;
+      // A ROM shadows RAM below it (the BIOS area below 1 MiB): those pages are not RAM.
+      for (let p = first; p < Math.min(first + pages, ramPages); p++) this.ram.exclude(p);
+      const page = alloc(pages);
+      this.view(page, pages).set(rom.bytes);
+      mapRange(sys, page, first, pages, MemRights.R | MemRights.X);
     }
-    this.statePage = page;
-    this.stateView = this.view(page, STATE_PAGES);
-    return ram;
+    for (const w of this.config.plan.writes) this.ram.write(w.gpa, w.bytes);
+    this.statePage = alloc(STATE_PAGES);
+    this.stateView = this.view(this.statePage, STATE_PAGES);
+    this.bouncePages = (this.config.drives ?? []).map(() => alloc(BLOCK_BOUNCE_PAGES));
   }
 
-  /** One virtio-blk per drive, backed by the block driver, which sees guest RAM directly (no copies). */
-  private attachDrives(ram: Uint8Array): void {
+  /** The memory manager delegates into the RAM window (guest page p at RAM_WINDOW.base + p). */
+  private receiveRam(): void {
+    this.sys.utcb.receiveWindow[SpaceKind.MEMORY] = crd(SpaceKind.MEMORY, RAM_WINDOW.base, RAM_WINDOW.order);
+  }
+
+  /** How DemandRam backs a page: the memory manager's BACK, and mappings into the VM. */
+  private ramBacking(): RamBacking {
+    const sys = this.sys;
+    return {
+      back: (first, count, write) => {
+        this.receiveRam();
+        sys.utcb.items.length = 0;
+        sys.utcb.set(MemoryOp.BACK, first, count, write ? 1 : 0);
+        const called = sys.call(VmmSel.MEMORY);
+        sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
+        if (called !== Status.SUCCESS) return { status: MemoryStatus.BAD_REQUEST, pages: 0 };
+        return { status: sys.utcb.words[0], pages: sys.utcb.words[1] };
+      },
+      unmap: (page) => must(sys.revoke(crd(SpaceKind.MEMORY, RAM_WINDOW.base + page, 0)), "unmap a zero page"),
+      map: (first, count, writable) => mapRange(sys, RAM_WINDOW.base + first, first, count, writable ? MemRights.ALL : MemRights.R | MemRights.X),
+      view: (page) => sys.memory(RAM_WINDOW.base + page, 1),
+    };
+  }
+
+  /** One virtio-blk per drive, backed by the block driver, which reads and writes the drive's bounce region. */
+  private attachDrives(): void {
     const drives = this.config.drives ?? [];
     if (drives.length > MAX_DRIVES) throw new Error(`at most ${MAX_DRIVES} drives`);
-    const lazy = this.lazy;
-    const guestRam = new FlatGuestRam(ram, lazy ? (gpa, length) => lazy.fill(gpa, length) : null);
     drives.forEach((d, i) => {
       let backend;
       try {
-        backend = ipcBlockBackend(this.sys, VmmSel.BLOCK_BASE + i, ram, RAM_WINDOW.base);
+        const page = this.bouncePages[i];
+        backend = ipcBlockBackend(this.sys, VmmSel.BLOCK_BASE + i, this.view(page, BLOCK_BOUNCE_PAGES), page);
       } catch (error) {
         if (error instanceof BlockAttachError) {
           this.end(1, VmEnd.ERROR, `block driver refused drive ${i}: ${error.message}`);
@@ -343,7 +376,7 @@ class Vmm {
         }
         throw error;
       }
-      installDrive(this.platform, i, backend, d, guestRam);
+      installDrive(this.platform, i, backend, d, this.ram);
     });
   }
 
@@ -355,6 +388,17 @@ class Vmm {
   }
 
   private onExit(utcb: Utcb, reason: ExitReason): void {
+    try {
+      this.handleExit(utcb, reason);
+    } catch (error) {
+      // The memory manager had no page for the guest or a device: the VM cannot go on.
+      if (!(error instanceof GuestMemoryError)) throw error;
+      this.end(1, VmEnd.ERROR, error.message);
+      this.afterEnd(reason, utcb.vcpu!.qual);
+    }
+  }
+
+  private handleExit(utcb: Utcb, reason: ExitReason): void {
     const v = utcb.vcpu!;
     const q = v.qual;
     if (this.ended) return this.afterEnd(reason, q);
@@ -404,11 +448,13 @@ class Vmm {
         this.flushConsole();
         return;
       case ExitReason.RECALL:
-        if (this.pauseReply) {
+        if (this.pauseReply || this.memoryPause) {
           this.pausedAt = this.park(v, false);
           this.beginPause();
+          if (this.memoryPause) this.sayPausedForMemory();
           const token = this.pauseReply;
           this.pauseReply = null;
+          if (!token) return;
           this.sys.utcb.set(Status.SUCCESS);
           this.sys.reply(token);
           return;
@@ -463,8 +509,12 @@ class Vmm {
   }
 
   private mmio(q: VcpuState["qual"]): void {
-    // First touch of a page the snapshot holds: fill it, then do this access on it.
-    if (this.lazy?.pending(q.address)) return this.lazy.access(q);
+    // First touch of a RAM page (or a write to a zero-backed one): back it, then do this access on it.
+    if (this.ram.handles(q.address, q.write)) {
+      this.ram.access(q);
+      if (this.ram.low) this.pauseForMemory();
+      return;
+    }
     const bus = this.platform.mmio;
     if (q.size === 8) {
       if (q.write) {
@@ -599,6 +649,26 @@ class Vmm {
     this.sys.reply(token);
   }
 
+  /**
+   * The memory manager gave the last pages from its reserve (host memory is at its limit): stop
+   * the VM at its next instruction boundary, as a pause the host can resume once memory is free.
+   */
+  private pauseForMemory(): void {
+    this.ram.low = false;
+    if (this.memoryPause || this.pauseStart !== null || this.ended) return;
+    this.memoryPause = true;
+    if (!this.halted) return void this.sys.recall(VCPU);
+    this.beginPause();
+    this.sayPausedForMemory();
+  }
+
+  private sayPausedForMemory(): void {
+    this.memoryPause = false;
+    const text = "\r\n[hv] VM paused: the host memory limit is reached. Free memory (stop or shrink another VM), then resume it (hv ctl cont).\r\n";
+    this.serialOut.push(...new TextEncoder().encode(text));
+    this.send(ConsoleChannel.SERIAL0, this.serialOut);
+  }
+
   /** Give the caller guest RAM and the state region (into its memory window). */
   private attachControl(utcb: Utcb): void {
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
@@ -630,7 +700,7 @@ class Vmm {
     const parked = this.pausedAt ?? this.halted;
     if (this.pauseStart === null || !parked) return void utcb.set(Status.BAD_FEATURE, 0);
     // The caller reads RAM in place: what is still in the snapshot this VM came from comes in first.
-    this.lazy?.fill(0, this.config.memoryBytes);
+    this.ram.fillAll();
     const vmTimeNs = this.vmNow();
     const vcpu = new VcpuState();
     copyState(parked.state, vcpu);

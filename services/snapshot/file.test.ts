@@ -44,7 +44,7 @@ function expectSameContents(reader: SnapshotReader, contents: SnapshotContents):
   expect(reader.drives).toEqual(contents.drives);
   const ram = new Uint8Array(contents.header.memoryBytes).fill(0xee);
   reader.readAll(ram);
-  expect(Buffer.compare(ram, contents.ram)).toBe(0);
+  expect(Buffer.compare(ram, contents.ram as Uint8Array)).toBe(0);
 }
 
 describe("snapshot file round trips", () => {

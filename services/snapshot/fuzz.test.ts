@@ -85,7 +85,7 @@ function exercise(bytes: Uint8Array, original?: SnapshotContents): { outcome: Ou
       if (memoryBytes <= 16 * 1024 * 1024) {
         const ram = new Uint8Array(memoryBytes);
         reader.readAll(ram);
-        if (original) expect(Buffer.compare(ram, original.ram)).toBe(0);
+        if (original) expect(Buffer.compare(ram, original.ram as Uint8Array)).toBe(0);
       } else reader.verify();
     } catch (err) {
       if (!(err instanceof SnapshotError)) throw err;

@@ -46,7 +46,7 @@ export function fillText(buf: Uint8Array, seed: number): void {
 }
 
 /** A small VM: `pages` pages of RAM (every third zero, the rest text, random or one byte), two ROMs, two drives. */
-export function sampleContents(pages = 45, seed = 1): SnapshotContents {
+export function sampleContents(pages = 45, seed = 1): SnapshotContents & { ram: Uint8Array } {
   const memoryBytes = pages * PAGE_SIZE;
   const ram = new Uint8Array(memoryBytes);
   for (let n = 0; n < pages; n++) {

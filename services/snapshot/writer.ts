@@ -12,6 +12,7 @@ import { SnapshotError, describeThrown, refuse } from "./errors.js";
 import { PREAMBLE_BYTES, SECTION_LIMITS, type SectionEntry, type SectionName, encodePreamble, encodeTable } from "./layout.js";
 import { decodeMsgpack } from "./msgpack-check.js";
 import { CHUNK_PAGES, RamIndexBuilder } from "./ram-index.js";
+import type { RamPages } from "../../vmm/protocol.js";
 import {
   PAGE_SIZE,
   type DriveRecord,
@@ -32,8 +33,8 @@ export interface SnapshotContents {
   devices: Record<string, unknown>;
   memoryMap: MemoryMap;
   drives: DriveRecord[];
-  /** All of guest RAM (header.memoryBytes long); all-zero pages are not stored. */
-  ram: Uint8Array;
+  /** All of guest RAM (header.memoryBytes long), flat or page by page; all-zero pages are not stored. */
+  ram: Uint8Array | RamPages;
 }
 
 export interface WriteOptions {
@@ -76,11 +77,18 @@ function encodeMetadata(contents: SnapshotContents): Map<SectionName, Uint8Array
   parseDevices(put("devices", contents.devices));
   parseMemoryMap(put("memoryMap", contents.memoryMap), header);
   parseDrives(put("drives", contents.drives));
-  if (contents.ram.length !== header.memoryBytes) refuse("ram", "(the section)", `the RAM view is ${contents.ram.length} bytes, the header says ${header.memoryBytes}`);
+  const pages = contents.ram instanceof Uint8Array ? contents.ram.length / PAGE_SIZE : contents.ram.pages;
+  if (pages !== header.memoryBytes / PAGE_SIZE) refuse("ram", "(the section)", `the RAM has ${pages} pages, the header says ${header.memoryBytes} bytes`);
   return sections;
 }
 
 /** Writes `contents` to `path` (replacing it) through a temporary file; see the file comment. */
+/** Flat RAM as pages (views, no copies). */
+function pagesOf(ram: Uint8Array | RamPages): RamPages {
+  if (!(ram instanceof Uint8Array)) return ram;
+  return { pages: ram.length / PAGE_SIZE, read: (n) => ram.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE) };
+}
+
 export function writeSnapshot(path: string, contents: SnapshotContents, options: WriteOptions = {}): WriteResult {
   const sections = encodeMetadata(contents);
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
@@ -90,7 +98,7 @@ export function writeSnapshot(path: string, contents: SnapshotContents, options:
     fd = openSync(temp, "wx", 0o600);
     const out = new SectionWriter(fd, options.compress === true);
     for (const [name, bytes] of sections) out.section(name, bytes);
-    const { index, pages } = out.ram(contents.ram, options.onProgress);
+    const { index, pages } = out.ram(pagesOf(contents.ram), options.onProgress);
     out.section("ramIndex", index.encode());
     const bytes = out.finish();
     fsyncSync(fd);
@@ -144,11 +152,10 @@ class SectionWriter {
   }
 
   /** Streams the non-zero pages of `ram` as the ram section; returns its index. */
-  ram(ram: Uint8Array, onProgress?: (done: number, total: number) => void): { index: RamIndexBuilder; pages: number } {
-    const total = ram.length / PAGE_SIZE;
+  ram(ram: RamPages, onProgress?: (done: number, total: number) => void): { index: RamIndexBuilder; pages: number } {
+    const total = ram.pages;
     const index = new RamIndexBuilder(total);
-    const source = Buffer.from(ram.buffer, ram.byteOffset, ram.byteLength);
-    const zero = new Uint8Array(PAGE_SIZE);
+    const zero = Buffer.alloc(PAGE_SIZE);
     const staging = new Uint8Array(STAGING_BYTES);
     const chunkBytes = CHUNK_PAGES * PAGE_SIZE;
     const offset = this.position;
@@ -173,10 +180,10 @@ class SectionWriter {
       chunkStart = fill;
     };
     for (let n = 0; n < total; n++) {
-      const at = n * PAGE_SIZE;
-      if (source.compare(zero, 0, PAGE_SIZE, at, at + PAGE_SIZE) !== 0) {
+      const page = ram.read(n);
+      if (page !== null && zero.compare(page) !== 0) {
         index.markPage(n);
-        staging.set(ram.subarray(at, at + PAGE_SIZE), fill);
+        staging.set(page, fill);
         fill += PAGE_SIZE;
         if (++stored % CHUNK_PAGES === 0) closeChunk();
       }

@@ -6,6 +6,7 @@
 // runs 8 idle clones against one that runs 1 (each idles 2 s of VM time). Last line:
 //   save_ms=<n> restore_ms=<n> echo_ms=<n> snapshot_ratio=<x> clone_ms=<n> clones8_mem_ratio=<x>
 
+import type { RamPages } from "../../vmm/protocol.js";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -41,9 +42,9 @@ class BenchControl implements ControlHost {
   }
 }
 
-function nonZeroPages(ram: Uint8Array): number {
+function nonZeroPages(ram: RamPages): number {
   let n = 0;
-  for (let p = 0; p < ram.length; p += 4096) if (ram.subarray(p, p + 4096).some((b) => b !== 0)) n++;
+  for (let p = 0; p < ram.pages; p++) if (ram.read(p)?.some((b) => b !== 0)) n++;
   return n;
 }
 

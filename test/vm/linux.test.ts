@@ -3,6 +3,7 @@
 // arithmetic in awk), and `poweroff` ends the VM with status 0. It boots once: at its prompt it is
 // saved to a snapshot file, and the other tests resume that snapshot instead of booting again.
 // The guest is fetched from Debian's archive on first use (cached), so this needs apt-get.
+import { copyRam } from "../support/ram.js";
 import { decode } from "@msgpack/msgpack";
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -116,7 +117,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
         laterAt = (decode(result.state) as VmState).vmTimeNs + IDLE_NS;
         raiseControl();
       } else {
-        saved!.later = { at: laterAt, state: decode(result.state), ram: result.ram.slice() };
+        saved!.later = { at: laterAt, state: decode(result.state), ram: copyRam(result.ram) };
         conversation!.start();
       }
     });
@@ -220,7 +221,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     let later: { state: unknown; ram: Uint8Array } | null = null;
     const { result } = await resumeSaved([{ vm: 0, op: "resume" }, { vm: 0, op: "save", atVmTimeNs: expected.at }], (command, r) => {
       if (command.op !== "save") return false;
-      if ("state" in r) later = { state: decode(r.state), ram: r.ram.slice() };
+      if ("state" in r) later = { state: decode(r.state), ram: copyRam(r.ram) };
       return true;
     });
     expect(result.stop).toBe("quit");

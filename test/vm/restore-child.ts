@@ -3,6 +3,7 @@
 // test/vm/snapshot.test.ts compares them with the process that made the file.
 //   node --import tsx test/vm/restore-child.ts FILE AT_VM_TIME_NS
 
+import { copyRam } from "../support/ram.js";
 import { createHash } from "node:crypto";
 import { decode, encode } from "@msgpack/msgpack";
 import { openSavedVm, platformConfig } from "../../bin/snapshot.js";
@@ -26,7 +27,7 @@ await runVm({
     take: () => queue.shift() ?? null,
     done: (command: ControlCommand, result: ControlResult) => {
       if (command.op !== "save" || !("state" in result)) return;
-      seen = { state: hash(encode(decode(result.state))), ram: hash(result.ram) };
+      seen = { state: hash(encode(decode(result.state))), ram: hash(copyRam(result.ram)) };
     },
   },
   maxVirtualNs: 10e9,

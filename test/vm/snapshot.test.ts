@@ -3,6 +3,7 @@
 // save on, both must do exactly the same: the same serial output, the same exit, and the same whole
 // state (vCPU, devices, RAM) when both are saved again at the same VM time.
 
+import { copyRam } from "../support/ram.js";
 import { decode, encode } from "@msgpack/msgpack";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -42,7 +43,7 @@ class ScriptedControl implements ControlHost {
   }
   done(command: ControlCommand, result: ControlResult): void {
     this.results.push(result);
-    if (command.op === "save" && "state" in result) this.saves.push({ state: result.state.slice(), ram: result.ram.slice(), serialAt: this.console.serial.length });
+    if (command.op === "save" && "state" in result) this.saves.push({ state: result.state.slice(), ram: copyRam(result.ram), serialAt: this.console.serial.length });
   }
 }
 

@@ -9,8 +9,10 @@ export interface GuestRam {
   readonly size: number;
   /** Whether [gpa, gpa + length) lies inside RAM. */
   contains(gpa: number, length: number): boolean;
-  /** The bytes of [gpa, gpa + length), aliasing guest RAM; null when any of it is outside. */
+  /** The bytes of [gpa, gpa + length), aliasing guest RAM; null when any of it is outside, or (paged RAM) it crosses a page. */
   view(gpa: number, length: number): Uint8Array | null;
+  /** The bytes of [gpa, gpa + length) as views in address order (one per page where RAM is paged); null when any of it is outside. */
+  segments(gpa: number, length: number): Uint8Array[] | null;
   /** Little-endian fields; the range must be inside RAM (check with `contains`). */
   u16(gpa: number): number;
   u32(gpa: number): number;
@@ -22,14 +24,7 @@ export interface GuestRam {
 export class FlatGuestRam implements GuestRam {
   private readonly data: DataView;
 
-  /**
-   * `present`, when given, is called before every access with the range about to be touched: a
-   * VMM that fills RAM on demand (a lazily restored snapshot) makes those pages real first.
-   */
-  constructor(
-    readonly bytes: Uint8Array,
-    private readonly present: ((gpa: number, length: number) => void) | null = null,
-  ) {
+  constructor(readonly bytes: Uint8Array) {
     this.data = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
@@ -43,27 +38,27 @@ export class FlatGuestRam implements GuestRam {
 
   view(gpa: number, length: number): Uint8Array | null {
     if (!this.contains(gpa, length)) return null;
-    this.present?.(gpa, length);
     return this.bytes.subarray(gpa, gpa + length);
   }
 
+  segments(gpa: number, length: number): Uint8Array[] | null {
+    const view = this.view(gpa, length);
+    return view && [view];
+  }
+
   u16(gpa: number): number {
-    this.present?.(gpa, 2);
     return this.data.getUint16(gpa, true);
   }
 
   u32(gpa: number): number {
-    this.present?.(gpa, 4);
     return this.data.getUint32(gpa, true);
   }
 
   setU16(gpa: number, value: number): void {
-    this.present?.(gpa, 2);
     this.data.setUint16(gpa, value, true);
   }
 
   setU32(gpa: number, value: number): void {
-    this.present?.(gpa, 4);
     this.data.setUint32(gpa, value >>> 0, true);
   }
 }

@@ -190,14 +190,14 @@ export class Virtqueue {
   }
 
   private add(chain: DescriptorChain, gpa: number, length: number, writable: boolean): void {
-    const view = this.ram.view(gpa, length);
-    if (view === null) this.fail(`buffer at 0x${gpa.toString(16)}+0x${length.toString(16)} is outside RAM`);
+    const views = this.ram.segments(gpa, length);
+    if (views === null) this.fail(`buffer at 0x${gpa.toString(16)}+0x${length.toString(16)} is outside RAM`);
     if (writable) {
-      chain.writable.push(view);
+      chain.writable.push(...views);
       chain.writableBytes += length;
     } else {
       if (chain.writable.length > 0) this.fail("a device-readable buffer follows a device-writable one");
-      chain.readable.push(view);
+      chain.readable.push(...views);
       chain.readableBytes += length;
     }
   }

@@ -1,0 +1,248 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { Kernel, SpaceKind, Status, crd, type Sys } from "../kernel/index.js";
+import { memoryManager, type MemoryManagerState } from "./memory-manager.js";
+import { MemoryOp, MemoryStatus, RESERVE_PAGES } from "./memory-protocol.js";
+import { rootTask, type BootModule } from "./root.js";
+
+const PAGE = 4096;
+const MEMORY = 1;
+/** Where each client opens its window (page numbers of its own space). */
+const WINDOW = { base: 1 << 16, order: 16 };
+
+type Client = (sys: Sys, mm: Mm) => void;
+
+/** Run `clients` (one thread each, in turn) against a memory manager of `total` frames. */
+function run(total: number, limits: number[], clients: Client[]): MemoryManagerState {
+  const kernel = new Kernel({ memoryMiB: Math.ceil(total / 256), ioPorts: 0 });
+  const state: { current?: MemoryManagerState } = {};
+  const memory: BootModule = {
+    name: "memory",
+    quota: 4 << 20,
+    frames: true,
+    handlers: { main: memoryManager(total, new Map(limits.map((l, i) => [i + 1, l])), state) },
+    portals: Object.fromEntries(limits.map((_, i) => [`c${i + 1}`, { handler: "main", id: i + 1 }])),
+  };
+  const errors: unknown[] = [];
+  const modules: BootModule[] = [
+    memory,
+    ...clients.map((body, i) => ({
+      name: `client${i + 1}`,
+      quota: 4 << 20,
+      maxPriority: 10,
+      maxQuantumNs: 1_000_000,
+      grants: [{ sel: MEMORY, portal: `memory.c${i + 1}` }],
+      threads: [
+        {
+          priority: 10 - i,
+          quantumNs: 1_000_000,
+          entry: (sys: Sys) =>
+            (function* () {
+              try {
+                body(sys, new Mm(sys));
+              } catch (error) {
+                errors.push(error);
+              }
+            })(),
+        },
+      ],
+    })),
+  ];
+  kernel.boot(rootTask(modules, { frames: kernel.memory.frames }, { vmEnded: () => {} }));
+  kernel.run({ maxSteps: 1_000_000 });
+  if (errors.length > 0) throw errors[0];
+  return state.current!;
+}
+
+/** A client's calls to the memory manager. */
+class Mm {
+  constructor(private readonly sys: Sys) {}
+
+  call(...words: number[]): number[] {
+    const u = this.sys.utcb;
+    u.receiveWindow[SpaceKind.MEMORY] = crd(SpaceKind.MEMORY, WINDOW.base, WINDOW.order);
+    u.items.length = 0;
+    u.set(...words);
+    expect(this.sys.call(MEMORY)).toBe(Status.SUCCESS);
+    u.receiveWindow[SpaceKind.MEMORY] = null;
+    return Array.from(u.words.subarray(0, u.untyped));
+  }
+
+  back(first: number, count: number, write: boolean): number[] {
+    return this.call(MemoryOp.BACK, first, count, write ? 1 : 0);
+  }
+
+  /** The writable bytes of window page `p`, or null. */
+  page(p: number): Uint8Array | null {
+    return this.sys.memory(WINDOW.base + p, 1);
+  }
+
+  /** Whether window page `p` holds anything (the zero frame shows only here: it is read-only). */
+  mapped(p: number): boolean {
+    return this.sys.lookup(crd(SpaceKind.MEMORY, WINDOW.base + p, 0)) === Status.SUCCESS && this.sys.utcb.lookupResult !== null;
+  }
+
+  unmap(p: number): void {
+    this.sys.revoke(crd(SpaceKind.MEMORY, WINDOW.base + p, 0));
+  }
+}
+
+type Op = { kind: "back"; first: number; count: number; write: boolean; fill: number } | { kind: "alloc"; count: number } | { kind: "held" };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ kind: fc.constant("back" as const), first: fc.integer({ min: 0, max: 40 }), count: fc.integer({ min: 1, max: 12 }), write: fc.boolean(), fill: fc.integer({ min: 1, max: 255 }) }),
+  fc.record({ kind: fc.constant("alloc" as const), count: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({ kind: fc.constant("held" as const) }),
+);
+
+const NONE = 0, ZERO = 1, PRIVATE = 2;
+
+describe("memory manager", () => {
+  it("backs pages on demand, zero pages shared read-only, private ones zero-filled and apart, and its accounting adds up (property)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(opArb, { maxLength: 25 }), { minLength: 2, maxLength: 3 }), (programs) => {
+        const limits = programs.map(() => 80);
+        const seenFrames: Array<Map<number, number>> = [];
+        const state = run(
+          1024,
+          limits,
+          programs.map((ops, c) => (sys, mm) => {
+            // The client's model: each window page's kind and the byte it filled it with.
+            const kind = new Uint8Array(128);
+            const fill = new Uint8Array(128);
+            let allocAt = 64;
+            let priv = 0, zero = 0;
+            for (const op of ops) {
+              if (op.kind === "held") {
+                expect(mm.call(MemoryOp.HELD)).toEqual([MemoryStatus.OK, priv, zero, 80]);
+                continue;
+              }
+              if (op.kind === "alloc") {
+                if (allocAt + op.count > 128) continue;
+                const [status, pages] = mm.call(MemoryOp.ALLOC, allocAt, op.count);
+                const ok = priv + op.count <= 80;
+                expect(status).toBe(ok ? MemoryStatus.OK : MemoryStatus.OVER_LIMIT);
+                if (!ok) continue;
+                expect(pages).toBe(op.count);
+                // One run: the pages are one contiguous view.
+                const view = sys.memory(WINDOW.base + allocAt, op.count);
+                expect(view).not.toBeNull();
+                expect(view!.every((b) => b === 0)).toBe(true);
+                for (let p = allocAt; p < allocAt + op.count; p++) {
+                  kind[p] = PRIVATE;
+                  fill[p] = 0;
+                }
+                priv += op.count;
+                allocAt += op.count;
+                continue;
+              }
+              let wanted = 0;
+              for (let p = op.first; p < op.first + op.count; p++) if (kind[p] === NONE || (op.write && kind[p] === ZERO)) wanted++;
+              if (op.write && priv + wanted > 80) {
+                expect(mm.back(op.first, op.count, op.write)).toEqual([MemoryStatus.OVER_LIMIT, 0]);
+                continue;
+              }
+              // A write to a zero page: the client drops the zero frame first (the protocol's rule).
+              if (op.write) for (let p = op.first; p < op.first + op.count; p++) if (kind[p] === ZERO) mm.unmap(p);
+              const [status, pages] = mm.back(op.first, op.count, op.write);
+              expect(status).toBe(MemoryStatus.OK);
+              expect(pages).toBe(wanted);
+              for (let p = op.first; p < op.first + op.count; p++) {
+                if (kind[p] === PRIVATE) continue;
+                if (op.write) {
+                  if (kind[p] === ZERO) zero--;
+                  kind[p] = PRIVATE;
+                  priv++;
+                  const bytes = mm.page(p)!;
+                  expect(bytes.every((b) => b === 0)).toBe(true);
+                  bytes.fill(op.fill);
+                  fill[p] = op.fill;
+                } else if (kind[p] === NONE) {
+                  kind[p] = ZERO;
+                  zero++;
+                }
+              }
+              // Every page is what the model says: private pages keep what was written, zero pages are mapped read-only.
+              for (let p = 0; p < 128; p++) {
+                if (kind[p] === PRIVATE) expect(mm.page(p)!.every((b) => b === fill[p])).toBe(true);
+                else if (kind[p] === ZERO) {
+                  expect(mm.page(p)).toBeNull();
+                  expect(mm.mapped(p)).toBe(true);
+                } else expect(mm.mapped(p)).toBe(false);
+              }
+            }
+            const frames = new Map<number, number>();
+            for (let p = 0; p < 128; p++) if (kind[p] === PRIVATE) frames.set(mm.page(p)!.byteOffset, p);
+            seenFrames[c] = frames;
+            expect(mm.call(MemoryOp.HELD).slice(0, 3)).toEqual([MemoryStatus.OK, priv, zero]);
+          }),
+        );
+        // No frame went to two pages; the pool's books balance.
+        const all = seenFrames.flatMap((m) => [...m.keys()]);
+        expect(new Set(all).size).toBe(all.length);
+        const held = [...state.clients.values()].reduce((n, c) => n + c.private, 0);
+        expect(state.free + held + 1).toBe(state.total);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("at the host's limit grants from the reserve with LOW, then refuses with NO_MEMORY; a client's limit is OVER_LIMIT", () => {
+    const total = 1 + 2 * RESERVE_PAGES + 10;
+    const seen: number[][] = [];
+    run(total, [1000, 1000], [
+      (_sys, mm) => {
+        seen.push(mm.back(0, 10, true)); // the pool's free pages beyond the reserves
+        seen.push(mm.back(10, 1, true)); // from the reserve
+        seen.push(mm.back(11, RESERVE_PAGES - 1, true)); // the rest of its reserve
+        seen.push(mm.back(100, 1, true)); // nothing left for it
+        seen.push(mm.back(200, 3, false)); // zero pages cost nothing
+        seen.push(mm.call(MemoryOp.HOST));
+      },
+      (_sys, mm) => {
+        // The other client's reserve is still there.
+        seen.push(mm.back(0, RESERVE_PAGES, true));
+        seen.push(mm.back(RESERVE_PAGES, 1, true));
+      },
+    ]);
+    expect(seen).toEqual([
+      [MemoryStatus.OK, 10],
+      [MemoryStatus.LOW, 1],
+      [MemoryStatus.LOW, RESERVE_PAGES - 1],
+      [MemoryStatus.NO_MEMORY, 0],
+      [MemoryStatus.OK, 3],
+      [MemoryStatus.OK, total, RESERVE_PAGES, 2],
+      [MemoryStatus.LOW, RESERVE_PAGES],
+      [MemoryStatus.NO_MEMORY, 0],
+    ]);
+    const limited: number[][] = [];
+    run(1000, [5], [(_sys, mm) => void limited.push(mm.back(0, 6, true), mm.back(0, 5, true), mm.back(5, 1, true), mm.back(5, 1, false))]);
+    expect(limited).toEqual([
+      [MemoryStatus.OVER_LIMIT, 0],
+      [MemoryStatus.OK, 5],
+      [MemoryStatus.OVER_LIMIT, 0],
+      [MemoryStatus.OK, 1],
+    ]);
+  });
+
+  it("refuses malformed requests and unknown clients without granting anything", () => {
+    const replies: number[][] = [];
+    const state = run(100, [50], [
+      (_sys, mm) => {
+        replies.push(mm.call(MemoryOp.BACK, 0, 0, 1));
+        replies.push(mm.call(MemoryOp.BACK, 2 ** 20 - 1, 2, 1));
+        replies.push(mm.call(MemoryOp.BACK, -1, 2, 1));
+        replies.push(mm.call(MemoryOp.BACK, 0, 2, 7));
+        replies.push(mm.call(MemoryOp.BACK, 0, 5000, 0));
+        replies.push(mm.call(MemoryOp.ALLOC, 0, 0));
+        replies.push(mm.call(MemoryOp.BACK, 0));
+        replies.push(mm.call(99));
+        mm.back(3, 1, true);
+        replies.push(mm.call(MemoryOp.ALLOC, 2, 2)); // over a page it holds
+      },
+    ]);
+    for (const r of replies) expect(r).toEqual([MemoryStatus.BAD_REQUEST, 0]);
+    expect(state.clients.get(1)!.private).toBe(1);
+    expect(state.free).toBe(98);
+  });
+});

@@ -1,0 +1,267 @@
+// Guest RAM backed on first touch. A VM starts with no frames: the first access of the guest to a
+// page is an MMIO exit (the page is not mapped), and the VMM backs the page then: a read gets the
+// memory manager's shared zero frame read-only, a write (or a read of a page a snapshot holds) a
+// private frame, which is mapped into the VM. A write to a zero-backed page exits too (the mapping
+// is read-only) and makes it private: copy-on-write of the zero page. Device models reach guest RAM
+// through the same object (it is their GuestRam), so DMA backs pages the same way.
+//
+// A resumed VM's pages come from its snapshot on first touch in the same way: restore costs the
+// index of the file, not its RAM.
+
+import type { VcpuState } from "../kernel/index.js";
+import { MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
+import type { GuestRam } from "./devices/virtio/guest-ram.js";
+import type { RamPages } from "./protocol.js";
+
+/** Where a resumed VM's RAM comes from (a snapshot file). Pages it does not hold are zero. */
+export interface GuestRamSource {
+  hasPage(page: number): boolean;
+  /** Page `page` (4 KiB) into `into`. */
+  readPage(page: number, into: Uint8Array): void;
+}
+
+/** What backing a page takes: the VMM's calls to the memory manager and the kernel. */
+export interface RamBacking {
+  /** Ask the memory manager to back window pages [first, first+count) (MemoryOp.BACK): its status and pages backed. */
+  back(first: number, count: number, write: boolean): { status: number; pages: number };
+  /** Unmap window page `page` from the VMM (and so from the VM): it held the zero frame. */
+  unmap(page: number): void;
+  /** Map window pages [first, first+count) into the VM at the same guest pages, read-only or not. */
+  map(first: number, count: number, writable: boolean): void;
+  /** The VMM's view of window page `page` (writable), or null. */
+  view(page: number): Uint8Array | null;
+}
+
+/** The memory manager refused a page the VM needs: the VM cannot go on. */
+export class GuestMemoryError extends Error {
+  constructor(readonly status: number, page: number) {
+    super(`no host memory for guest page 0x${page.toString(16)}: the memory manager answered ${memoryStatusName(status)}`);
+    this.name = "GuestMemoryError";
+  }
+}
+
+const PAGE = 4096;
+/** Page states. */
+const UNBACKED = 0, ZERO = 1, PRIVATE = 2, FROM_SOURCE = 3, NOT_RAM = 4;
+/** Most pages one sequential fault backs ahead (fault-around), so a burst costs few calls. */
+const MAX_BATCH = 16;
+
+export class DemandRam implements GuestRam, RamPages {
+  readonly pages: number;
+  private readonly state: Uint8Array;
+  private readonly views: Array<Uint8Array | undefined>;
+  /** Pages still to come from the source. */
+  private fromSource = 0;
+  /** The last page a fault made private, and how many the next sequential fault backs. */
+  private lastFault = -2;
+  private batch = 1;
+  /** The memory manager granted pages from its reserve: the VM must stop (the VMM checks and clears). */
+  low = false;
+  /** Counters: pages backed by faults of the guest or by devices, and calls to the memory manager. */
+  readonly stats = { zeroFaults: 0, privateFaults: 0, copies: 0, calls: 0 };
+
+  constructor(
+    readonly size: number,
+    private readonly backing: RamBacking,
+    private readonly source: GuestRamSource | null = null,
+  ) {
+    this.pages = Math.ceil(size / PAGE);
+    this.state = new Uint8Array(this.pages);
+    this.views = new Array<Uint8Array | undefined>(this.pages);
+    if (source) {
+      for (let p = 0; p < this.pages; p++) {
+        if (!source.hasPage(p)) continue;
+        this.state[p] = FROM_SOURCE;
+        this.fromSource++;
+      }
+    }
+  }
+
+  /** Page `page` is not RAM (a ROM shadows it): never back it. */
+  exclude(page: number): void {
+    if (this.state[page] === FROM_SOURCE) this.fromSource--;
+    if (this.state[page] === ZERO || this.state[page] === PRIVATE) this.backing.unmap(page);
+    this.state[page] = NOT_RAM;
+    this.views[page] = undefined;
+  }
+
+  /** Whether an MMIO exit at `gpa` is this RAM's to answer (its page is not backed for this access). */
+  handles(gpa: number, write: boolean): boolean {
+    const page = Math.floor(gpa / PAGE);
+    if (page >= this.pages) return false;
+    const s = this.state[page];
+    return s === UNBACKED || s === FROM_SOURCE || (write && s === ZERO);
+  }
+
+  /** Answer an MMIO exit on a page that `handles`: back the page, then do the access on it. */
+  access(q: VcpuState["qual"]): void {
+    const at = q.address;
+    const last = at + q.size - 1;
+    this.touch(Math.floor(at / PAGE), q.write);
+    if (Math.floor(last / PAGE) < this.pages) this.touch(Math.floor(last / PAGE), q.write);
+    if (q.write) {
+      for (let k = 0; k < q.size; k++) this.setU8(at + k, k < 4 ? (q.data >>> (8 * k)) & 0xff : (q.edx >>> (8 * (k - 4))) & 0xff);
+      return;
+    }
+    let lo = 0, hi = 0;
+    for (let k = 0; k < q.size; k++) {
+      if (k < 4) lo |= this.u8(at + k) << (8 * k);
+      else hi |= this.u8(at + k) << (8 * (k - 4));
+    }
+    q.data = lo >>> 0;
+    if (q.size === 8) q.edx = hi >>> 0;
+  }
+
+  /** Make every page the source still holds real (a save reads RAM in place). */
+  fillAll(): void {
+    for (let p = 0; this.fromSource > 0 && p < this.pages; p++) if (this.state[p] === FROM_SOURCE) this.touch(p, false);
+  }
+
+  /** Copy `bytes` to guest-physical `gpa` (boot images). */
+  write(gpa: number, bytes: Uint8Array): void {
+    for (let done = 0; done < bytes.length; ) {
+      const at = gpa + done;
+      const n = Math.min(PAGE - (at % PAGE), bytes.length - done);
+      const p = Math.floor(at / PAGE);
+      if (this.state[p] !== NOT_RAM) this.page(p).set(bytes.subarray(done, done + n), at % PAGE);
+      done += n;
+    }
+  }
+
+  // ---- GuestRam: what device models see ----
+
+  contains(gpa: number, length: number): boolean {
+    return Number.isSafeInteger(gpa) && Number.isSafeInteger(length) && gpa >= 0 && length >= 0 && gpa + length <= this.size;
+  }
+
+  view(gpa: number, length: number): Uint8Array | null {
+    if (!this.isRam(gpa, length) || (length > 0 && Math.floor(gpa / PAGE) !== Math.floor((gpa + length - 1) / PAGE))) return null;
+    return this.page(Math.floor(gpa / PAGE)).subarray(gpa % PAGE, (gpa % PAGE) + length);
+  }
+
+  segments(gpa: number, length: number): Uint8Array[] | null {
+    if (!this.isRam(gpa, length)) return null;
+    const out: Uint8Array[] = [];
+    for (let done = 0; done < length; ) {
+      const at = gpa + done;
+      const n = Math.min(PAGE - (at % PAGE), length - done);
+      const page = this.page(Math.floor(at / PAGE));
+      out.push(page.subarray(at % PAGE, (at % PAGE) + n));
+      done += n;
+    }
+    return out;
+  }
+
+  /** A byte; reading never backs a page that is still zero. */
+  u8(gpa: number): number {
+    const p = Math.floor(gpa / PAGE);
+    return this.state[p] === PRIVATE || this.state[p] === FROM_SOURCE ? this.page(p)[gpa % PAGE] : 0;
+  }
+
+  u16(gpa: number): number {
+    return this.u8(gpa) | (this.u8(gpa + 1) << 8);
+  }
+
+  u32(gpa: number): number {
+    return (this.u16(gpa) | (this.u16(gpa + 2) << 16)) >>> 0;
+  }
+
+  /** A byte; a write to a page that is not RAM (under a ROM) goes nowhere. */
+  setU8(gpa: number, value: number): void {
+    const p = Math.floor(gpa / PAGE);
+    if (this.state[p] !== NOT_RAM) this.page(p)[gpa % PAGE] = value;
+  }
+
+  setU16(gpa: number, value: number): void {
+    this.setU8(gpa, value & 0xff);
+    this.setU8(gpa + 1, (value >>> 8) & 0xff);
+  }
+
+  setU32(gpa: number, value: number): void {
+    this.setU16(gpa, value & 0xffff);
+    this.setU16(gpa + 2, (value >>> 16) & 0xffff);
+  }
+
+  /** Whether [gpa, gpa + length) is RAM, none of it under a ROM. */
+  private isRam(gpa: number, length: number): boolean {
+    if (!this.contains(gpa, length)) return false;
+    for (let p = Math.floor(gpa / PAGE); p * PAGE < gpa + length; p++) if (this.state[p] === NOT_RAM) return false;
+    return true;
+  }
+
+  // ---- RamPages: what a save reads ----
+
+  /** Page `n`'s bytes, or null when it is all zero (never written, or zero-backed). */
+  read(n: number): Uint8Array | null {
+    const s = this.state[n];
+    if (s === PRIVATE) return this.page(n);
+    if (s === FROM_SOURCE) {
+      const into = new Uint8Array(PAGE);
+      this.source!.readPage(n, into);
+      return into;
+    }
+    return null;
+  }
+
+  /** Host frames this RAM holds and zero-backed pages (for accounting views). */
+  counts(): { private: number; zero: number; fromSource: number } {
+    let priv = 0, zero = 0;
+    for (let p = 0; p < this.pages; p++) {
+      if (this.state[p] === PRIVATE) priv++;
+      else if (this.state[p] === ZERO) zero++;
+    }
+    return { private: priv, zero, fromSource: this.fromSource };
+  }
+
+  /** The writable bytes of page `n`, backing it privately first if it is not yet. */
+  private page(n: number): Uint8Array {
+    if (this.state[n] !== PRIVATE) this.touch(n, true);
+    const v = this.views[n];
+    if (v === undefined) throw new GuestMemoryError(MemoryStatus.BAD_REQUEST, n);
+    return v;
+  }
+
+  /** Back page `n` for a read or a write (and, after a sequential run of faults, the pages after it). */
+  private touch(n: number, write: boolean): void {
+    const s = this.state[n];
+    if (s === PRIVATE || s === NOT_RAM || (s === ZERO && !write)) return;
+    if (s === ZERO) {
+      this.backing.unmap(n);
+      this.state[n] = UNBACKED;
+      this.stats.copies++;
+    }
+    const fromSource = s === FROM_SOURCE;
+    const private_ = write || fromSource;
+    // A fault right after the page before it is a stream (a memset, a copy): back ahead of it.
+    this.batch = n === this.lastFault + 1 ? Math.min(this.batch * 2, MAX_BATCH) : 1;
+    let count = 1;
+    while (count < this.batch && n + count < this.pages && this.state[n + count] === this.state[n]) count++;
+    if (!private_) count = 1;
+    const { status, pages } = this.call(n, count, private_);
+    if (status !== MemoryStatus.OK && status !== MemoryStatus.LOW) throw new GuestMemoryError(status, n);
+    if (status === MemoryStatus.LOW) this.low = true;
+    if (pages !== count) throw new GuestMemoryError(MemoryStatus.BAD_REQUEST, n);
+    this.backing.map(n, count, private_);
+    for (let p = n; p < n + count; p++) {
+      if (!private_) {
+        this.state[p] = ZERO;
+        this.stats.zeroFaults++;
+        continue;
+      }
+      const view = this.backing.view(p) ?? undefined;
+      this.views[p] = view;
+      if (this.state[p] === FROM_SOURCE && view) {
+        this.source!.readPage(p, view);
+        this.fromSource--;
+      }
+      this.state[p] = PRIVATE;
+      this.stats.privateFaults++;
+    }
+    if (private_) this.lastFault = n + count - 1;
+  }
+
+  private call(first: number, count: number, write: boolean): { status: number; pages: number } {
+    this.stats.calls++;
+    return this.backing.back(first, count, write);
+  }
+}
