@@ -148,12 +148,19 @@ export function registerFleetCommand(program: Command): void {
     .argument("<file>", "the fleet file (JSON)")
     .option("--qmp <address>", "one QMP socket for all the VMs (unix:PATH); commands name a VM with the argument vm")
     .option("--timeout <seconds>", "stop after this much virtual time", Number)
-    .action(async (file: string, opts: { qmp?: string; timeout?: number }) => {
+    .option("--host-mem <size>", "host memory all the VMs' frames may take together, e.g. 1G (guest RAM is backed when written; at the limit a VM pauses)", parseSize)
+    .action(async (file: string, opts: FleetOpts) => {
       process.exitCode = await fleet(file, opts);
     });
 }
 
-async function fleet(file: string, opts: { qmp?: string; timeout?: number }): Promise<number> {
+interface FleetOpts {
+  qmp?: string;
+  timeout?: number;
+  hostMem?: number;
+}
+
+async function fleet(file: string, opts: FleetOpts): Promise<number> {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -216,6 +223,7 @@ async function fleet(file: string, opts: { qmp?: string; timeout?: number }): Pr
         engine: createX86Engine,
         control,
         maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
+        hostMemoryBytes: opts.hostMem,
         pace: { now: () => performance.now() * 1e6 },
         onStart: (_k, raise) => {
           raiseInput = raise.input;

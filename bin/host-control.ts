@@ -4,7 +4,7 @@
 // runVm's host loop), so callers wait without holding the loop.
 
 import { Status } from "../kernel/index.js";
-import type { ControlCommand, ControlHost, ControlResult } from "../services/vm-control.js";
+import type { ControlCommand, ControlHost, ControlResult, MemoryCounts } from "../services/vm-control.js";
 import { saveSnapshot, type SaveRequest } from "./snapshot.js";
 
 /** A command the control component refused (a kernel status), or that the VM's end cut short. */
@@ -13,8 +13,19 @@ export class ControlError extends Error {
 }
 
 /** What the QMP server and the console need from VM control; VMs are numbered as in the composition. */
+/** What QUERY says about a VM. */
+export interface VmQuery {
+  running: boolean;
+  vmTimeNs: number;
+  /** Why a paused VM is paused: its host paused it, or the host's memory limit did. */
+  pausedFor: "host" | "memory";
+  memory: MemoryCounts;
+}
+
+const NO_COUNTS: MemoryCounts = { private: 0, zero: 0, limit: 0, hostTotal: 0, hostFree: 0 };
+
 export interface VmControl {
-  query(vm: number): Promise<{ running: boolean; vmTimeNs: number }>;
+  query(vm: number): Promise<VmQuery>;
   /** Pause; `wasRunning` says whether it ran (QEMU announces STOP only then). */
   pause(vm: number): Promise<{ wasRunning: boolean }>;
   resume(vm: number): Promise<{ wasRunning: boolean }>;
@@ -38,8 +49,11 @@ export class HostControl implements ControlHost, VmControl {
   private readonly taken = new Map<ControlCommand, Pending>();
   private closedWhy: string | null = null;
 
-  query(vm: number): Promise<{ running: boolean; vmTimeNs: number }> {
-    return this.request({ vm, op: "query" }, (r) => ({ running: "running" in r && r.running === true, vmTimeNs: "vmTimeNs" in r ? (r.vmTimeNs ?? 0) : 0 }));
+  query(vm: number): Promise<VmQuery> {
+    return this.request({ vm, op: "query" }, (r) => {
+      const q: Exclude<ControlResult, { state: Uint8Array }> = "state" in r ? { status: r.status } : r;
+      return { running: q.running === true, vmTimeNs: q.vmTimeNs ?? 0, pausedFor: q.pausedFor ?? "host", memory: q.memory ?? NO_COUNTS };
+    });
   }
 
   pause(vm: number): Promise<{ wasRunning: boolean }> {

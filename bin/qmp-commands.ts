@@ -62,6 +62,7 @@ export const COMMANDS: Record<string, QmpCommand> = {
   "query-version": { params: {}, run: () => QMP_VERSION },
   "query-name": { params: {}, run: ({ server }) => ({ name: server.vm(undefined).name }) },
   "query-status": { params: VM, run: ({ server }, args) => queryStatus(server, server.vm(args.vm as string | undefined)) },
+  "query-memory": { params: VM, run: ({ server }, args) => queryMemory(server, server.vm(args.vm as string | undefined)) },
   stop: { params: VM, run: ({ server }, args) => stop(server, server.vm(args.vm as string | undefined)) },
   cont: { params: VM, run: ({ server }, args) => cont(server, server.vm(args.vm as string | undefined)) },
   quit: { params: {}, run: ({ server }) => void server.options.quit() },
@@ -75,9 +76,19 @@ export const COMMANDS: Record<string, QmpCommand> = {
   },
 };
 
-async function queryStatus(server: QmpServer, vm: QmpVm): Promise<{ status: "running" | "paused"; running: boolean; singlestep: false }> {
-  const { running } = await server.options.control.query(vm.index);
-  return { status: running ? "running" : "paused", running, singlestep: false };
+/** QEMU's StatusInfo; `reason` (ours) says why a paused VM waits: "host-memory" when the host's memory limit paused it. */
+async function queryStatus(server: QmpServer, vm: QmpVm): Promise<{ status: "running" | "paused"; running: boolean; singlestep: false; reason?: "host-memory" }> {
+  const { running, pausedFor } = await server.options.control.query(vm.index);
+  return { status: running ? "running" : "paused", running, singlestep: false, ...(!running && pausedFor === "memory" ? { reason: "host-memory" as const } : {}) };
+}
+
+/** Our own: the VM's memory as the memory manager counts it, and the host's, in bytes. */
+async function queryMemory(server: QmpServer, vm: QmpVm) {
+  const { memory: m } = await server.options.control.query(vm.index);
+  return {
+    vm: { "private-bytes": m.private * 4096, "zero-pages": m.zero, "limit-bytes": m.limit * 4096 },
+    host: { "total-bytes": m.hostTotal * 4096, "free-bytes": m.hostFree * 4096 },
+  };
 }
 
 /** `stop`: STOP goes out only when the VM ran, and before the reply, as in QEMU. */

@@ -80,6 +80,7 @@ interface RunOpts {
   pace?: boolean;
   timeout?: number;
   wallTimeout?: number;
+  hostMem?: number;
   bootOk: boolean;
   restore?: string;
   ignoreDriveChanges: boolean;
@@ -104,6 +105,7 @@ export function registerRunCommand(program: Command): void {
     .option("--debugcon <where>", "port 0xe9 output: stdio or file:PATH")
     .option("--debug-exit", "isa-debug-exit at port 0xf4: a write of v ends hv with status (v << 1) | 1", false)
     .option("--drive <spec>", "a disk as virtio-blk (/dev/vda, vdb, ...): file=PATH[,format=raw|qcow2|vpc|vmdk][,readonly=on]; repeatable", parseDrive, [])
+    .option("--host-mem <size>", "host memory the VM's frames may take, e.g. 64M: guest RAM is backed when written, so --mem may be more; at the limit the VM pauses", parseSize)
     .option("--apic", "give the VM a local APIC and an I/O APIC (default: 8259 PIC only)", false)
     .option("--trace <file>", "write a Chrome trace of the run in host time (kernel IPC, VM exits by reason, device time in exit handlers)")
     .option("--pace", "hold virtual time back to wall time (default on a terminal)")
@@ -247,6 +249,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       trace,
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
+      hostMemoryBytes: opts.hostMem,
       wallTimeout: opts.wallTimeout ? { clock: { now: () => performance.now() * 1e6 }, ns: opts.wallTimeout * 1e9 } : null,
       onStart: (_k, raiseOn) => {
         raise = raiseOn.input;

@@ -49,6 +49,8 @@ export interface VmRunOptions {
   wallTimeout?: { clock: HostTimeSource; ns: number } | null;
   /** Virtual time per guest instruction. */
   nsPerInstruction?: number;
+  /** Host memory for all the VMs' frames, in bytes (`--host-mem`); default: all of their RAM. */
+  hostMemoryBytes?: number;
   /** Disk images, in order: /dev/vda, /dev/vdb, ... (virtio-blk through the block driver component). */
   drives?: ReadonlyArray<DriveConfig>;
   /** The boot plan, when the caller made it already (otherwise made from kernelImage/bios). */
@@ -132,7 +134,7 @@ export interface FleetVm {
 }
 
 /** What the whole run shares: the engine, time, limits and the host's hooks. */
-export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "control" | "onSlice" | "stopRequested"> & {
+export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "control" | "onSlice" | "stopRequested"> & {
   /** Raise VM i's console interrupt when its input arrived, the control interrupt when a command was queued. */
   onStart?: (kernel: Kernel, raise: { input: (vm: number) => void; control: () => void }) => void;
 };
@@ -155,7 +157,7 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
   const nsPerTscTick = o.nsPerInstruction ?? 1;
   const composition = compose(
     vms.map((vm) => ({ ...vm, drives: vm.drives ?? [], nsPerTscTick })),
-    { control: o.control },
+    { control: o.control, hostMemoryBytes: o.hostMemoryBytes },
   );
   try {
     const kernel = new Kernel({

@@ -5,7 +5,7 @@
 // component's memory: the host reads them through the views it is given, while the VM is paused.
 
 import { SpaceKind, Status, crd, type GlobalEntry, type Sys } from "../kernel/index.js";
-import { VmmControlOp, type RamPages } from "../vmm/protocol.js";
+import { PauseReason, VmmControlOp, type RamPages } from "../vmm/protocol.js";
 
 /** Selectors the root task fills: the control interrupt, and VM i's control portal at VM_BASE + i. */
 export const ControlSel = { IRQ: 1, VM_BASE: 16 } as const;
@@ -17,8 +17,17 @@ export type ControlCommand =
   | { vm: number; op: "resume" }
   | { vm: number; op: "query" };
 
+/** A VM's memory as the memory manager counts it, in pages, and the host's. */
+export interface MemoryCounts {
+  private: number;
+  zero: number;
+  limit: number;
+  hostTotal: number;
+  hostFree: number;
+}
+
 export type ControlResult =
-  | { status: Status; running?: boolean; vmTimeNs?: number }
+  | { status: Status; running?: boolean; vmTimeNs?: number; pausedFor?: "host" | "memory"; memory?: MemoryCounts }
   /** A save: `state` is the encoded VmState, `ram` guest RAM page by page; both valid only during `done`. */
   | { status: Status; state: Uint8Array; ram: RamPages };
 
@@ -49,7 +58,11 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
           } else if (command.op === "query") {
             const st = call(sys, portal, VmmControlOp.QUERY);
             const w = sys.utcb.words;
-            host.done(command, st === Status.SUCCESS ? { status: st, running: w[1] === 1, vmTimeNs: w[2] + w[3] * 2 ** 32 } : { status: st });
+            if (st !== Status.SUCCESS) host.done(command, { status: st });
+            else {
+              const memory = { private: w[5], zero: w[6], limit: w[7], hostTotal: w[8], hostFree: w[9] };
+              host.done(command, { status: st, running: w[1] === 1, vmTimeNs: w[2] + w[3] * 2 ** 32, pausedFor: w[4] === PauseReason.MEMORY ? "memory" : "host", memory });
+            }
           } else {
             // Pause (if it runs), save, and let it go on as it was.
             if (call(sys, portal, VmmControlOp.QUERY) !== Status.SUCCESS) {

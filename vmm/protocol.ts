@@ -14,7 +14,10 @@
 //   [RESUME]     [status]
 //   [SAVE]       [status, stateBytes]   paused VMs only: the VmState, msgpack-encoded, at the start
 //                                       of the state region (RAM is read through the RAM pages)
-//   [QUERY]      [status, running, vmTimeLo, vmTimeHi]   running: 1, paused: 0; VM time in ns
+//   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree]
+//                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory
+//                manager's pages: the VM's private and zero-backed pages and its limit, the host's
+//                frames and those free
 //
 // A paused VM's time stands still (a VM's time is its vCPU's own): its devices and its TSC see no
 // time pass, so a guest cannot tell that it was stopped, saved or moved.
@@ -33,6 +36,14 @@ export interface RamPages {
   /** Page `n` (4 KiB), or null when it is all zero. Valid until the VM runs again. */
   read(n: number): Uint8Array | null;
 }
+
+/** Why a VM is paused (QUERY's word 4). */
+export const PauseReason = {
+  /** Running, or paused by its host (a pause command, a save, a restore). */
+  HOST: 0,
+  /** The host's memory limit was reached: it waits for memory to be freed. */
+  MEMORY: 1,
+} as const;
 
 /** Pages of the state region (256 KiB): the encoded VmState of one VM must fit. */
 export const STATE_PAGES = 64;

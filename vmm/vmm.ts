@@ -31,7 +31,7 @@ import { ConsoleChannel } from "../drivers/console/protocol.js";
 import { MemoryOp, MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
 import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
 import { encode } from "@msgpack/msgpack";
-import { STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
+import { PauseReason, STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
 import { RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
 import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
 
@@ -193,6 +193,8 @@ class Vmm {
   private ram!: DemandRam;
   /** The VM stops for want of host memory at its next instruction boundary. */
   private memoryPause = false;
+  /** The current pause is for want of host memory (QUERY says so). */
+  private pausedForMemory = false;
   /** The state region (SAVE writes the encoded VmState here), and its first page in the VMM's space. */
   private stateView: Uint8Array | null = null;
   private statePage = 0;
@@ -631,7 +633,10 @@ class Vmm {
         return this.save(utcb);
       case VmmControlOp.QUERY: {
         const t = this.vmNow();
-        return void utcb.set(Status.SUCCESS, this.pauseStart === null ? 1 : 0, t % 2 ** 32, Math.floor(t / 2 ** 32));
+        const held = this.memoryCall(MemoryOp.HELD);
+        const host = this.memoryCall(MemoryOp.HOST);
+        const why = this.pauseStart !== null && this.pausedForMemory ? PauseReason.MEMORY : PauseReason.HOST;
+        return void utcb.set(Status.SUCCESS, this.pauseStart === null ? 1 : 0, t % 2 ** 32, Math.floor(t / 2 ** 32), why, held[1], held[2], held[3], host[1], host[2]);
       }
     }
     utcb.set(Status.BAD_PARAMETER);
@@ -662,8 +667,18 @@ class Vmm {
     this.sayPausedForMemory();
   }
 
+  /** One word to the memory manager; its reply words (all zero when the call failed). */
+  private memoryCall(op: number): number[] {
+    const sys = this.sys;
+    sys.utcb.items.length = 0;
+    sys.utcb.set(op);
+    if (sys.call(VmmSel.MEMORY) !== Status.SUCCESS) return [MemoryStatus.BAD_REQUEST, 0, 0, 0];
+    return Array.from(sys.utcb.words.subarray(0, 4));
+  }
+
   private sayPausedForMemory(): void {
     this.memoryPause = false;
+    this.pausedForMemory = true;
     const text = "\r\n[hv] VM paused: the host memory limit is reached. Free memory (stop or shrink another VM), then resume it (hv ctl cont).\r\n";
     this.serialOut.push(...new TextEncoder().encode(text));
     this.send(ConsoleChannel.SERIAL0, this.serialOut);
@@ -681,6 +696,7 @@ class Vmm {
 
   private resume(): void {
     if (this.pauseStart === null || this.ended) return;
+    this.pausedForMemory = false;
     const sys = this.sys;
     // Stopped in an exit, the vCPU's time stood still by itself; waiting in HLT, it ran on: hide that.
     must(sys.hideTime(VCPU, sys.now() - this.pauseStart), "hide the pause from the vCPU");
