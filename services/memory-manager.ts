@@ -76,10 +76,10 @@ export function memoryManager(total: number, limits: ReadonlyMap<number, number>
       clients,
     };
     if (state) state.current = s;
-    /** Clients that can still draw on the reserve: it is kept for each of them. */
-    const reserve = () => {
+    /** Frames kept back for the clients' reserves (but `except`'s own). */
+    const reserve = (except?: ClientAccount) => {
       let n = 0;
-      for (const c of clients.values()) n += RESERVE_PAGES - c.reserveUsed;
+      for (const c of clients.values()) if (c !== except) n += RESERVE_PAGES - c.reserveUsed;
       return n;
     };
 
@@ -117,11 +117,11 @@ export function memoryManager(total: number, limits: ReadonlyMap<number, number>
         if (write) {
           if (account.private + wanted > account.limit) return void utcb.set(MemoryStatus.OVER_LIMIT, 0);
           if (pool.free - wanted < reserve()) {
-            // Host memory is at its limit: the reserve lets this client finish what it is doing.
-            if (account.reserveUsed + wanted > RESERVE_PAGES || wanted > pool.free) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
+            // Host memory is at its limit: its own reserve lets this client finish what it is doing.
+            if (account.reserveUsed + wanted > RESERVE_PAGES || pool.free - wanted < reserve(account)) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
             account.reserveUsed += wanted;
             status = MemoryStatus.LOW;
-          }
+          } else account.reserveUsed = 0;
         }
         let backed = 0;
         for (let p = first; p < first + count; p++) {

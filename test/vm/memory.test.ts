@@ -1,0 +1,158 @@
+// Guest RAM on demand, seen from a guest: pages only read cost no frame, written ones one each,
+// copy-on-write of the zero page keeps every other zero page zero, and a VM that would pass the
+// host's memory limit pauses (saying so) instead of taking the host down.
+
+import { describe, expect, it } from "vitest";
+import { MemoryConsole } from "../../drivers/console/host.js";
+import { Status } from "../../kernel/index.js";
+import { runVm } from "../../bin/vm-runner.js";
+import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
+import { createX86Engine } from "../../vmm/x86/index.js";
+import { multiboot } from "../hostile/run-harness.js";
+import { hasNasm } from "./nasm.js";
+
+const MEMORY = 64 << 20;
+const READ_PAGES = 256;
+const COW_PAGES = 16;
+
+/**
+ * Reads READ_PAGES pages at 16 MiB, writes `writes` pages at 32 MiB (each its own number), writes
+ * the first COW_PAGES of the read pages, then checks everything: the written pages hold what was
+ * written, the other read pages are still zero. Prints D (or F on a wrong byte), then spins.
+ */
+function guest(writes: number): Uint8Array {
+  return multiboot(`
+    mov esi, 0x1000000
+    mov ecx, ${READ_PAGES}
+read: mov eax, [esi]
+    add esi, 4096
+    loop read
+    mov edi, 0x2000000
+    mov ecx, ${writes}
+write: mov [edi], ecx
+    add edi, 4096
+    loop write
+    mov edi, 0x1000000
+    mov ecx, ${COW_PAGES}
+cow: mov dword [edi], 0xabcd1234
+    add edi, 4096
+    loop cow
+    mov edi, 0x2000000
+    mov ecx, ${writes}
+check: cmp [edi], ecx
+    jne fail
+    add edi, 4096
+    loop check
+    mov esi, 0x1000000 + ${COW_PAGES} * 4096
+    mov ecx, ${READ_PAGES - COW_PAGES}
+zero: cmp dword [esi], 0
+    jne fail
+    add esi, 4096
+    loop zero
+    mov al, 'D'
+    jmp out
+fail: mov al, 'F'
+out: mov dx, 0x3f8
+    out dx, al
+    jmp $
+`);
+}
+
+class Control implements ControlHost {
+  readonly queue: ControlCommand[] = [];
+  readonly results: ControlResult[] = [];
+  take(): ControlCommand | null {
+    return this.queue.shift() ?? null;
+  }
+  done(_command: ControlCommand, result: ControlResult): void {
+    this.results.push(result);
+  }
+}
+
+/** Run the guest, pause it at VM time `atNs`, query it, and stop. */
+async function runAndQuery(kernelImage: Uint8Array, hostMemoryBytes?: number) {
+  const con = new MemoryConsole();
+  const control = new Control();
+  control.queue.push({ vm: 0, op: "pause", atVmTimeNs: 20e6 }, { vm: 0, op: "query" });
+  const result = await runVm({
+    memoryBytes: MEMORY,
+    kernelImage,
+    console: con,
+    engine: createX86Engine,
+    control,
+    hostMemoryBytes,
+    maxVirtualNs: 5e9,
+    onStart: (_k, raise) => raise.control(),
+    stopRequested: () => control.results.length >= 2,
+  });
+  const query = control.results[1];
+  if (!query || !("memory" in query) || !query.memory) throw new Error(`no query result: ${JSON.stringify(control.results)}`);
+  return { result, serial: new TextDecoder().decode(Uint8Array.from(con.serial)), query };
+}
+
+describe.skipIf(!hasNasm())("guest RAM on demand", () => {
+  it("a page read costs no frame, a page written one; copy-on-write keeps the other zero pages zero", async () => {
+    const few = await runAndQuery(guest(128));
+    const many = await runAndQuery(guest(384));
+    for (const run of [few, many]) {
+      expect(run.serial).toBe("D");
+      expect(run.query.status).toBe(Status.SUCCESS);
+      expect(run.query.running).toBe(false);
+      // The read pages that were not written stay on the shared zero frame.
+      expect(run.query.memory!.zero).toBeGreaterThanOrEqual(READ_PAGES - COW_PAGES);
+    }
+    // 256 more pages written: 256 more frames, and no more than a fault-around batch beyond that.
+    const more = many.query.memory!.private - few.query.memory!.private;
+    expect(more).toBeGreaterThanOrEqual(256);
+    expect(more).toBeLessThanOrEqual(256 + 15);
+    // The whole VM holds far less than its 64 MiB: what it wrote, its loaded kernel, and fixed regions.
+    expect(few.query.memory!.private * 4096).toBeLessThan(2 << 20);
+    expect(few.query.memory!.limit).toBeGreaterThanOrEqual(MEMORY / 4096);
+  });
+
+  it("at the host memory limit the VM pauses and says why; the host goes on", async () => {
+    const run = await runAndQuery(guest(2048), 4 << 20);
+    expect(run.serial).not.toContain("D");
+    expect(run.serial).toContain("[hv] VM paused: the host memory limit is reached");
+    expect(run.query.running).toBe(false);
+    expect(run.query.pausedFor).toBe("memory");
+    expect(run.query.memory!.hostTotal).toBe(1024);
+    expect(run.result.stop).toBe("quit");
+    expect(run.result.ended).toBe(false);
+  });
+
+  it("resumed with no memory freed, it pauses again until its reserve is gone, then ends with an error; the host goes on", async () => {
+    const con = new MemoryConsole();
+    const control = new Control();
+    let raise = () => {};
+    let resumes = 0;
+    let asked = 0;
+    const result = await runVm({
+      memoryBytes: MEMORY,
+      kernelImage: guest(2048),
+      console: con,
+      engine: createX86Engine,
+      control,
+      hostMemoryBytes: 4 << 20,
+      maxVirtualNs: 5e9,
+      onStart: (_k, r) => void (raise = r.control),
+      onSlice: () => {
+        // Ask once the last answer came; a VM paused for memory is resumed at once (as an impatient user would).
+        if (control.results.length < asked) return;
+        const last = control.results.at(-1);
+        if (last && "pausedFor" in last && last.running === false && last.pausedFor === "memory") {
+          control.queue.push({ vm: 0, op: "resume" });
+          resumes++;
+        }
+        control.queue.push({ vm: 0, op: "query" });
+        asked = control.results.length + (control.queue.length);
+        raise();
+      },
+    });
+    expect(result.ended).toBe(true);
+    expect(result.status).toBe(1);
+    expect(result.message).toMatch(/no host memory for guest page 0x[0-9a-f]+: the memory manager answered NO_MEMORY/);
+    expect(resumes).toBeGreaterThanOrEqual(1);
+    expect(new TextDecoder().decode(Uint8Array.from(con.serial))).toContain("[hv] VM paused: the host memory limit is reached");
+  });
+});
