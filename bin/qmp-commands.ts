@@ -86,7 +86,7 @@ async function queryStatus(server: QmpServer, vm: QmpVm): Promise<{ status: "run
 async function queryMemory(server: QmpServer, vm: QmpVm) {
   const { memory: m } = await server.options.control.query(vm.index);
   return {
-    vm: { "private-bytes": m.private * 4096, "zero-pages": m.zero, "limit-bytes": m.limit * 4096 },
+    vm: { "private-bytes": m.private * 4096, "zero-pages": m.zero, "touched-pages": m.touched, "limit-bytes": m.limit * 4096 },
     host: { "total-bytes": m.hostTotal * 4096, "free-bytes": m.hostFree * 4096 },
   };
 }

@@ -87,10 +87,15 @@ class Mm {
   }
 }
 
-type Op = { kind: "back"; first: number; count: number; write: boolean; fill: number } | { kind: "alloc"; count: number } | { kind: "held" };
+type Op =
+  | { kind: "back"; first: number; count: number; write: boolean; fill: number }
+  | { kind: "free"; first: number; count: number }
+  | { kind: "alloc"; count: number }
+  | { kind: "held" };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("back" as const), first: fc.integer({ min: 0, max: 40 }), count: fc.integer({ min: 1, max: 12 }), write: fc.boolean(), fill: fc.integer({ min: 1, max: 255 }) }),
+  fc.record({ kind: fc.constant("free" as const), first: fc.integer({ min: 0, max: 40 }), count: fc.integer({ min: 1, max: 12 }) }),
   fc.record({ kind: fc.constant("alloc" as const), count: fc.integer({ min: 1, max: 4 }) }),
   fc.record({ kind: fc.constant("held" as const) }),
 );
@@ -134,6 +139,19 @@ describe("memory manager", () => {
                 }
                 priv += op.count;
                 allocAt += op.count;
+                continue;
+              }
+              if (op.kind === "free") {
+                // Zero pages the client unmaps itself; private ones the manager takes back.
+                let had = 0;
+                for (let p = op.first; p < op.first + op.count; p++) {
+                  if (kind[p] === ZERO) mm.unmap(p), zero--;
+                  if (kind[p] === PRIVATE) priv--;
+                  if (kind[p] !== NONE) had++;
+                  kind[p] = NONE;
+                }
+                expect(mm.call(MemoryOp.FREE, op.first, op.count)).toEqual([MemoryStatus.OK, had]);
+                for (let p = op.first; p < op.first + op.count; p++) expect(mm.mapped(p)).toBe(false);
                 continue;
               }
               let wanted = 0;

@@ -64,8 +64,11 @@ export interface MemoryManagerState {
  * `limits` gives each client id its most private frames; unknown clients are refused.
  */
 export function memoryManager(total: number, limits: ReadonlyMap<number, number>, state?: { current?: MemoryManagerState }): LocalEntry {
-  return () => {
+  return (sys) => {
     const pool = new FramePool(total);
+    /** The frames as this component sees them (its own pages [0, total)), to zero-fill what comes back. */
+    let frames: Uint8Array | null = null;
+    const zeroFill = (frame: number) => (frames ??= sys.memory(0, total))?.fill(0, frame * 4096, (frame + 1) * 4096);
     const clients = new Map<number, ClientAccount>();
     for (const [id, limit] of limits) clients.set(id, { limit, private: 0, zero: 0, reserveUsed: 0, table: new PageTable() });
     const s: MemoryManagerState = {
@@ -103,6 +106,26 @@ export function memoryManager(total: number, limits: ReadonlyMap<number, number>
         for (let i = 0; i < pages; i++) account.table.set(first + i, run + i);
         account.private += pages;
         return void utcb.set(MemoryStatus.OK, pages);
+      }
+      if (op === MemoryOp.FREE && utcb.untyped >= 3) {
+        const first = w[1], count = w[2];
+        if (!inWindow(first, count) || count > MAX_BACK_PAGES) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
+        let freed = 0;
+        for (let p = first; p < first + count; p++) {
+          const f = account.table.get(p);
+          if (f === NONE) continue;
+          if (f === ZERO) account.zero--;
+          else {
+            // Revoke keeps this component's own mapping and takes the client's (and its VM's).
+            sys.revoke(crd(SpaceKind.MEMORY, f, 0), true);
+            zeroFill(f);
+            pool.give(f);
+            account.private--;
+          }
+          account.table.set(p, NONE);
+          freed++;
+        }
+        return void utcb.set(MemoryStatus.OK, freed);
       }
       if (op === MemoryOp.BACK && utcb.untyped >= 4) {
         const first = w[1], count = w[2], write = w[3] === 1;
@@ -165,6 +188,11 @@ class FramePool {
 
   get free(): number {
     return this.top - this.next + this.returned.length;
+  }
+
+  /** A frame back into the pool (zero-filled). */
+  give(frame: number): void {
+    this.returned.push(frame);
   }
 
   /** One frame; the caller checked `free`. */

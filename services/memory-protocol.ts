@@ -6,6 +6,7 @@
 //   request                           reply
 //   [ALLOC, first, pages]             [status, pages]             contiguous frames (one view) at [first, first+pages)
 //   [BACK, first, count, write]       [status, pages backed]      demand paging: back window pages [first, first+count)
+//   [FREE, first, count]              [status, pages freed]       the client gives window pages back (a balloon)
 //   [HELD]                            [status, private, zero, limit]
 //   [HOST]                            [status, total, free, clients]
 //
@@ -16,6 +17,10 @@
 // Private pages are skipped. Replies LOW when it granted the pages from the reserve that lets a
 // VM finish the instruction it is in: the client must stop asking (pause its VM) until memory is
 // freed; NO_MEMORY when even that is gone.
+//
+// FREE takes private frames back by revoking them (from the client and from its VM), zero-fills
+// them and returns them to the pool; a page on the zero frame the client unmaps itself first (as
+// for BACK). Either way the page is unbacked afterwards: its next touch is a fresh zero page.
 
 /** Operation in word 0 of a request. */
 export const MemoryOp = {
@@ -23,6 +28,7 @@ export const MemoryOp = {
   HELD: 2,
   BACK: 3,
   HOST: 4,
+  FREE: 5,
 } as const;
 
 /** Word 0 of a reply. */

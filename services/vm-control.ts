@@ -24,6 +24,8 @@ export interface MemoryCounts {
   limit: number;
   hostTotal: number;
   hostFree: number;
+  /** Guest RAM pages the guest or its devices touched (read or written). */
+  touched: number;
 }
 
 export type ControlResult =
@@ -60,7 +62,7 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             const w = sys.utcb.words;
             if (st !== Status.SUCCESS) host.done(command, { status: st });
             else {
-              const memory = { private: w[5], zero: w[6], limit: w[7], hostTotal: w[8], hostFree: w[9] };
+              const memory = { private: w[5], zero: w[6], limit: w[7], hostTotal: w[8], hostFree: w[9], touched: w[10] };
               host.done(command, { status: st, running: w[1] === 1, vmTimeNs: w[2] + w[3] * 2 ** 32, pausedFor: w[4] === PauseReason.MEMORY ? "memory" : "host", memory });
             }
           } else {

@@ -14,10 +14,10 @@
 //   [RESUME]     [status]
 //   [SAVE]       [status, stateBytes]   paused VMs only: the VmState, msgpack-encoded, at the start
 //                                       of the state region (RAM is read through the RAM pages)
-//   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree]
+//   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree, touched]
 //                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory
 //                manager's pages: the VM's private and zero-backed pages and its limit, the host's
-//                frames and those free
+//                frames and those free; the guest RAM pages the guest (or a device) touched
 //
 // A paused VM's time stands still (a VM's time is its vCPU's own): its devices and its TSC see no
 // time pass, so a guest cannot tell that it was stopped, saved or moved.
