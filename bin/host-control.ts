@@ -4,7 +4,7 @@
 // runVm's host loop), so callers wait without holding the loop.
 
 import { Status } from "../kernel/index.js";
-import type { ControlCommand, ControlHost, ControlResult, MemoryCounts } from "../services/vm-control.js";
+import type { BalloonInfo, ControlCommand, ControlHost, ControlResult, MemoryCounts } from "../services/vm-control.js";
 import { saveSnapshot, type SaveRequest } from "./snapshot.js";
 
 /** A command the control component refused (a kernel status), or that the VM's end cut short. */
@@ -29,6 +29,7 @@ export interface VmControl {
   /** Pause; `wasRunning` says whether it ran (QEMU announces STOP only then). */
   pause(vm: number): Promise<{ wasRunning: boolean }>;
   resume(vm: number): Promise<{ wasRunning: boolean }>;
+  balloon(vm: number, guestPages?: number): Promise<BalloonInfo>;
   /** Pause if it runs, write the snapshot file, and let it go on as it was. */
   save(vm: number, request: SaveRequest): Promise<{ bytes: number; pages: number }>;
 }
@@ -40,7 +41,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved" };
+const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -51,7 +52,7 @@ export class HostControl implements ControlHost, VmControl {
 
   query(vm: number): Promise<VmQuery> {
     return this.request({ vm, op: "query" }, (r) => {
-      const q: Exclude<ControlResult, { state: Uint8Array }> = "state" in r ? { status: r.status } : r;
+      const q: Extract<ControlResult, { running?: boolean }> = "state" in r || "balloon" in r ? { status: r.status } : r;
       return { running: q.running === true, vmTimeNs: q.vmTimeNs ?? 0, pausedFor: q.pausedFor ?? "host", memory: q.memory ?? NO_COUNTS };
     });
   }
@@ -62,6 +63,14 @@ export class HostControl implements ControlHost, VmControl {
 
   resume(vm: number): Promise<{ wasRunning: boolean }> {
     return this.lookThen(vm, { vm, op: "resume" });
+  }
+
+  /** The balloon: with `guestPages`, the guest should have that much RAM (4 KiB pages); says what it has. */
+  balloon(vm: number, guestPages?: number): Promise<BalloonInfo> {
+    return this.request({ vm, op: "balloon", guestPages }, (r) => {
+      if (!("balloon" in r)) throw new ControlError(`the VM has no balloon (status ${r.status})`);
+      return r.balloon;
+    });
   }
 
   save(vm: number, request: SaveRequest): Promise<{ bytes: number; pages: number }> {

@@ -62,6 +62,11 @@ export const COMMANDS: Record<string, QmpCommand> = {
   "query-version": { params: {}, run: () => QMP_VERSION },
   "query-name": { params: {}, run: ({ server }) => ({ name: server.vm(undefined).name }) },
   "query-status": { params: VM, run: ({ server }, args) => queryStatus(server, server.vm(args.vm as string | undefined)) },
+  balloon: {
+    params: { value: { type: "int" }, ...VM },
+    run: ({ server }, args) => balloon(server, server.vm(args.vm as string | undefined), args.value as number),
+  },
+  "query-balloon": { params: VM, run: ({ server }, args) => queryBalloon(server, server.vm(args.vm as string | undefined)) },
   "query-memory": { params: VM, run: ({ server }, args) => queryMemory(server, server.vm(args.vm as string | undefined)) },
   stop: { params: VM, run: ({ server }, args) => stop(server, server.vm(args.vm as string | undefined)) },
   cont: { params: VM, run: ({ server }, args) => cont(server, server.vm(args.vm as string | undefined)) },
@@ -80,6 +85,18 @@ export const COMMANDS: Record<string, QmpCommand> = {
 async function queryStatus(server: QmpServer, vm: QmpVm): Promise<{ status: "running" | "paused"; running: boolean; singlestep: false; reason?: "host-memory" }> {
   const { running, pausedFor } = await server.options.control.query(vm.index);
   return { status: running ? "running" : "paused", running, singlestep: false, ...(!running && pausedFor === "memory" ? { reason: "host-memory" as const } : {}) };
+}
+
+/** QEMU's `balloon`: `value` is the RAM the guest should have, in bytes (its balloon takes the rest). */
+async function balloon(server: QmpServer, vm: QmpVm, value: number): Promise<void> {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new QmpError("GenericError", "Parameter 'value' expects a size of more than 0 bytes");
+  await server.options.control.balloon(vm.index, Math.ceil(value / 4096));
+}
+
+/** QEMU's BalloonInfo: `actual`, the RAM the guest has now (its RAM less what its balloon holds), in bytes. */
+async function queryBalloon(server: QmpServer, vm: QmpVm): Promise<{ actual: number }> {
+  const b = await server.options.control.balloon(vm.index);
+  return { actual: b.actual * 4096 };
 }
 
 /** Our own: the VM's memory as the memory manager counts it, and the host's, in bytes. */

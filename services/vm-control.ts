@@ -15,7 +15,9 @@ export type ControlCommand =
   | { vm: number; op: "pause"; atVmTimeNs?: number }
   | { vm: number; op: "save"; atVmTimeNs?: number }
   | { vm: number; op: "resume" }
-  | { vm: number; op: "query" };
+  | { vm: number; op: "query" }
+  /** The balloon: `guestPages` (when given) is how much RAM the guest should have; the answer says what it has. */
+  | { vm: number; op: "balloon"; guestPages?: number };
 
 /** A VM's memory as the memory manager counts it, in pages, and the host's. */
 export interface MemoryCounts {
@@ -28,7 +30,15 @@ export interface MemoryCounts {
   touched: number;
 }
 
+/** The balloon as the VMM sees it, in 4 KiB pages: the guest's RAM less what its balloon holds, and the target of that. */
+export interface BalloonInfo {
+  actual: number;
+  target: number;
+  ramPages: number;
+}
+
 export type ControlResult =
+  | { status: Status; balloon: BalloonInfo }
   | { status: Status; running?: boolean; vmTimeNs?: number; pausedFor?: "host" | "memory"; memory?: MemoryCounts }
   /** A save: `state` is the encoded VmState, `ram` guest RAM page by page; both valid only during `done`. */
   | { status: Status; state: Uint8Array; ram: RamPages };
@@ -57,6 +67,13 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
           } else if (command.op === "resume") {
             host.done(command, { status: call(sys, portal, VmmControlOp.RESUME) });
+          } else if (command.op === "balloon") {
+            const set = command.guestPages !== undefined;
+            sys.utcb.set(VmmControlOp.BALLOON, set ? 1 : 0, set ? command.guestPages! : 0);
+            const called = sys.call(portal);
+            const w = sys.utcb.words;
+            const st = called === Status.SUCCESS ? (w[0] as Status) : called;
+            host.done(command, st === Status.SUCCESS ? { status: st, balloon: { actual: w[1], target: w[2], ramPages: w[4] } } : { status: st });
           } else if (command.op === "query") {
             const st = call(sys, portal, VmmControlOp.QUERY);
             const w = sys.utcb.words;

@@ -26,6 +26,8 @@ export interface RamBacking {
   back(first: number, count: number, write: boolean): { status: number; pages: number };
   /** Unmap window page `page` from the VMM (and so from the VM): it held the zero frame. */
   unmap(page: number): void;
+  /** Give window pages [first, first+count) back to the memory manager (MemoryOp.FREE): pages freed. */
+  free(first: number, count: number): number;
   /** Map window pages [first, first+count) into the VM at the same guest pages, read-only or not. */
   map(first: number, count: number, writable: boolean): void;
   /** The VMM's view of window page `page` (writable), or null. */
@@ -43,6 +45,8 @@ export class GuestMemoryError extends Error {
 const PAGE = 4096;
 /** Page states. */
 const UNBACKED = 0, ZERO = 1, PRIVATE = 2, FROM_SOURCE = 3, NOT_RAM = 4;
+/** Pages one FREE call covers (at most the protocol's MAX_BACK_PAGES). */
+const RELEASE_RUN = 512;
 /** Most pages one sequential fault backs ahead (fault-around), so a burst costs few calls. */
 const MAX_BATCH = 16;
 
@@ -58,7 +62,7 @@ export class DemandRam implements GuestRam, RamPages {
   /** The memory manager granted pages from its reserve: the VM must stop (the VMM checks and clears). */
   low = false;
   /** Counters: pages backed by faults of the guest or by devices, and calls to the memory manager. */
-  readonly stats = { zeroFaults: 0, privateFaults: 0, copies: 0, calls: 0 };
+  readonly stats = { zeroFaults: 0, privateFaults: 0, copies: 0, calls: 0, released: 0 };
 
   constructor(
     readonly size: number,
@@ -83,6 +87,30 @@ export class DemandRam implements GuestRam, RamPages {
     if (this.state[page] === ZERO || this.state[page] === PRIVATE) this.backing.unmap(page);
     this.state[page] = NOT_RAM;
     this.views[page] = undefined;
+  }
+
+  /**
+   * The guest gave pages [first, first+count) back (a balloon inflated, free pages reported): their
+   * frames go back to the host, and a later touch is a fresh zero page, whatever the guest said.
+   * Returns the pages that held a frame or the zero frame.
+   */
+  release(first: number, count: number): number {
+    const end = Math.min(first + count, this.pages);
+    let released = 0;
+    for (let p = Math.max(0, first); p < end; p++) {
+      const s = this.state[p];
+      if (s === ZERO) this.backing.unmap(p);
+      if (s === FROM_SOURCE) this.fromSource--;
+      if (s === ZERO || s === PRIVATE || s === FROM_SOURCE) {
+        this.state[p] = UNBACKED;
+        this.views[p] = undefined;
+        released++;
+      }
+    }
+    // The memory manager takes the frames (from the VM too) in runs of what one call may cover.
+    for (let p = Math.max(0, first); p < end; p += RELEASE_RUN) this.backing.free(p, Math.min(RELEASE_RUN, end - p));
+    this.stats.released += released;
+    return released;
   }
 
   /** Whether an MMIO exit at `gpa` is this RAM's to answer (its page is not backed for this access). */

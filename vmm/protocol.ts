@@ -14,6 +14,10 @@
 //   [RESUME]     [status]
 //   [SAVE]       [status, stateBytes]   paused VMs only: the VmState, msgpack-encoded, at the start
 //                                       of the state region (RAM is read through the RAM pages)
+//   [BALLOON, set, pages]  [status, actual, target, statsAsked, ramPages]   set 1: the guest should
+//                have `pages` of its RAM (4 KiB pages; the balloon's target is the rest), as QEMU's
+//                `balloon`; actual and target: the guest's RAM less what its balloon holds now, and
+//                less what it should hold
 //   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree, touched]
 //                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory
 //                manager's pages: the VM's private and zero-backed pages and its limit, the host's
@@ -28,6 +32,7 @@ export const VmmControlOp = {
   RESUME: 3,
   SAVE: 4,
   QUERY: 5,
+  BALLOON: 6,
 } as const;
 
 /** Guest RAM as a save reads it, page by page. */

@@ -25,7 +25,7 @@ import type { BootPlan } from "./boot/index.js";
 import { PcPlatform } from "./devices/platform.js";
 import type { AccessSize } from "./devices/bus.js";
 import { KernelDeviceClock } from "./device-clock.js";
-import { BlockAttachError, FlatGuestRam, VirtioBlk, VirtioBlkStatus, VirtioPciDevice, installVirtioPci, ipcBlockBackend, type BlockBackend, type GuestRam } from "./devices/virtio/index.js";
+import { BlockAttachError, FlatGuestRam, VirtioBalloon, VirtioBlk, VirtioBlkStatus, VirtioPciDevice, installVirtioPci, ipcBlockBackend, type BlockBackend, type GuestRam } from "./devices/virtio/index.js";
 import { ManualClock, type DeviceClock } from "./devices/clock.js";
 import { ConsoleChannel } from "../drivers/console/protocol.js";
 import { MemoryOp, MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
@@ -52,6 +52,8 @@ export function drivePlacement(i: number) {
   return { slot: 4 + i, irq: [11, 10, 9, 5][i], memBase: 0xfebf0000 - 0x4000 * i, ioBase: 0xc000 + 0x100 * i };
 }
 export const MAX_DRIVES = 4;
+/** The memory balloon: a PCI function after the drives' IRQs, its BAR below theirs. */
+const BALLOON_PLACEMENT = { slot: 3, irq: 15, memBase: 0xfebf0000 - 0x4000 * MAX_DRIVES, ioBase: 0xc000 + 0x100 * MAX_DRIVES };
 
 /** Selectors the VMM uses for what it creates itself. */
 const EXIT_EC = 32;
@@ -145,6 +147,14 @@ function installDrive(platform: PcPlatform, i: number, backend: BlockBackend, d:
   installVirtioPci(platform, device, drivePlacement(i));
 }
 
+/** The memory balloon on the platform; pages the guest gives up go to `release`. */
+function installBalloon(platform: PcPlatform, ram: GuestRam, release: (first: number, count: number) => number): { balloon: VirtioBalloon; device: VirtioPciDevice } {
+  const balloon = new VirtioBalloon({ release });
+  const device = new VirtioPciDevice(balloon, ram);
+  installVirtioPci(platform, device, BALLOON_PLACEMENT);
+  return { balloon, device };
+}
+
 /**
  * Check a saved VM's device records against the platform `config` describes, before anything
  * starts: the same devices are built on a scratch clock and load the records. Throws
@@ -155,6 +165,7 @@ export function checkSavedDevices(config: VmmConfig, drives: ReadonlyArray<{ sec
   const ram = new FlatGuestRam(new Uint8Array(0));
   const refuse = () => VirtioBlkStatus.IOERR;
   drives.forEach((d, i) => installDrive(platform, i, { sectors: d.sectors, readOnly: d.readOnly, read: refuse, write: refuse, flush: refuse }, d, ram));
+  installBalloon(platform, ram, () => 0);
   platform.loadState(platformRecord);
 }
 
@@ -191,6 +202,8 @@ class Vmm {
   private kickPending = false;
   /** Guest RAM, backed on first touch (and a resumed VM's pages read from its snapshot then). */
   private ram!: DemandRam;
+  /** The memory balloon, and its PCI function. */
+  private balloon!: { balloon: VirtioBalloon; device: VirtioPciDevice };
   /** The VM stops for want of host memory at its next instruction boundary. */
   private memoryPause = false;
   /** The current pause is for want of host memory (QUERY says so). */
@@ -242,6 +255,7 @@ class Vmm {
     must(sys.createSm(TIMER_SM, 0), "create the timer semaphore");
     this.setUpMemory();
     this.attachDrives();
+    this.balloon = installBalloon(this.platform, this.ram, (first, count) => this.ram.release(first, count));
     if (this.ended) return; // a drive was refused: the VM never starts
     // A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU.
     const resume = this.config.resume;
@@ -355,6 +369,11 @@ class Vmm {
         sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
         if (called !== Status.SUCCESS) return { status: MemoryStatus.BAD_REQUEST, pages: 0 };
         return { status: sys.utcb.words[0], pages: sys.utcb.words[1] };
+      },
+      free: (first, count) => {
+        sys.utcb.items.length = 0;
+        sys.utcb.set(MemoryOp.FREE, first, count);
+        return sys.call(VmmSel.MEMORY) === Status.SUCCESS && sys.utcb.words[0] === MemoryStatus.OK ? sys.utcb.words[1] : 0;
       },
       unmap: (page) => must(sys.revoke(crd(SpaceKind.MEMORY, RAM_WINDOW.base + page, 0)), "unmap a zero page"),
       map: (first, count, writable) => mapRange(sys, RAM_WINDOW.base + first, first, count, writable ? MemRights.ALL : MemRights.R | MemRights.X),
@@ -631,6 +650,18 @@ class Vmm {
         return void utcb.set(Status.SUCCESS);
       case VmmControlOp.SAVE:
         return this.save(utcb);
+      case VmmControlOp.BALLOON: {
+        const { balloon, device } = this.balloon;
+        const ramPages = Math.ceil(this.config.memoryBytes / 4096);
+        if (utcb.untyped >= 3 && utcb.words[1] === 1) {
+          balloon.target = ramPages - Math.min(utcb.words[2], ramPages);
+          device.configChanged();
+        }
+        // Fresh statistics for the next look: hand the driver its stats buffer back.
+        const asked = balloon.requestStats();
+        if (asked) device.signalUsed();
+        return void utcb.set(Status.SUCCESS, ramPages - Math.min(balloon.actual, ramPages), ramPages - balloon.target, asked ? 1 : 0, ramPages);
+      }
       case VmmControlOp.QUERY: {
         const t = this.vmNow();
         const held = this.memoryCall(MemoryOp.HELD);

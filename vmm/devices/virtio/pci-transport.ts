@@ -26,6 +26,8 @@ export const LEGACY_BAR = 0;
 const MODERN_BAR_SIZE = 0x4000;
 const REGION_SIZE = 0x1000;
 const REGION = { COMMON: 0, ISR: 1, DEVICE: 2, NOTIFY: 3 } as const;
+/** PCI device ids of transitional devices (virtio 1.1 4.1.2.1): not in device id order. */
+const LEGACY_DEVICE_ID: Record<number, number> = { 1: 0x1000, 2: 0x1001, 5: 0x1002, 3: 0x1003, 8: 0x1004, 4: 0x1005, 9: 0x1009 };
 const NOTIFY_MULTIPLIER = 4;
 /** virtio_pci_cap cfg_type values. */
 const CapType = { COMMON: 1, NOTIFY: 2, ISR: 3, DEVICE: 4 } as const;
@@ -75,7 +77,7 @@ export class VirtioPciDevice extends PciDevice {
     const transitional = options.transitional ?? true;
     super(model.name, {
       vendorId: VIRTIO_PCI_VENDOR,
-      deviceId: transitional ? 0x1000 + model.deviceId - 1 : 0x1040 + model.deviceId,
+      deviceId: transitional ? (LEGACY_DEVICE_ID[model.deviceId] ?? 0x1000 + model.deviceId - 1) : 0x1040 + model.deviceId,
       revision: transitional ? 0 : 1,
       classCode: model.pciClass,
       subsystemVendorId: VIRTIO_PCI_VENDOR,
@@ -140,6 +142,11 @@ export class VirtioPciDevice extends PciDevice {
     } finally {
       if (q.takeSignal()) this.interrupt(VirtioIsr.QUEUE);
     }
+  }
+
+  /** The device type used buffers outside a notify (a balloon asking for stats): interrupt if the driver wants it. */
+  signalUsed(): void {
+    for (const q of this.queues) if (q.ready && q.takeSignal()) this.interrupt(VirtioIsr.QUEUE);
   }
 
   private resetVirtio(): void {

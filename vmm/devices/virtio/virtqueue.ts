@@ -38,6 +38,8 @@ export interface DescriptorChain {
   readonly writable: Uint8Array[];
   readableBytes: number;
   writableBytes: number;
+  /** Every buffer's guest-physical address and length, in chain order. */
+  readonly ranges: Array<{ gpa: number; length: number; writable: boolean }>;
 }
 
 export class Virtqueue {
@@ -94,8 +96,12 @@ export class Virtqueue {
     this.check();
   }
 
-  /** Take the next available chain, or null when the driver has made none available. */
-  pop(): DescriptorChain | null {
+  /**
+   * Take the next available chain, or null when the driver has made none available. With `views`
+   * false the buffers are not touched (no views of them are made: a device that only needs their
+   * addresses, like a balloon's free page reports, must not make their pages real).
+   */
+  pop(views = true): DescriptorChain | null {
     this.check();
     const ram = this.ram;
     const availIdx = ram.u16(this.avail + 2);
@@ -104,7 +110,7 @@ export class Virtqueue {
     if (pending > this.size) this.fail(`available index ${availIdx} is ${pending} entries ahead (queue size ${this.size})`);
     const head = ram.u16(this.avail + 4 + 2 * (this.lastAvail & (this.size - 1)));
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
-    return this.walk(head);
+    return this.walk(head, views);
   }
 
   /** Hand chain `head` back to the driver with `written` bytes written into its device-writable buffers. */
@@ -150,8 +156,8 @@ export class Virtqueue {
   }
 
   /** Follow the chain from `head`, through at most one indirect table. */
-  private walk(head: number): DescriptorChain {
-    const chain: DescriptorChain = { head, readable: [], writable: [], readableBytes: 0, writableBytes: 0 };
+  private walk(head: number, views: boolean): DescriptorChain {
+    const chain: DescriptorChain = { head, readable: [], writable: [], readableBytes: 0, writableBytes: 0, ranges: [] };
     const ram = this.ram;
     let i = head;
     for (let n = 1; ; n++) {
@@ -162,16 +168,16 @@ export class Virtqueue {
       if (flags & DESC_INDIRECT) {
         if (!this.indirect) this.fail("indirect descriptor without VIRTIO_F_RING_INDIRECT_DESC");
         if (flags & DESC_NEXT) this.fail("indirect descriptor with NEXT set");
-        this.walkIndirect(chain, this.address64(at), ram.u32(at + 8));
+        this.walkIndirect(chain, this.address64(at), ram.u32(at + 8), views);
         return chain;
       }
-      this.add(chain, this.address64(at), ram.u32(at + 8), (flags & DESC_WRITE) !== 0);
+      this.add(chain, this.address64(at), ram.u32(at + 8), (flags & DESC_WRITE) !== 0, views);
       if (!(flags & DESC_NEXT)) return chain;
       i = ram.u16(at + 14);
     }
   }
 
-  private walkIndirect(chain: DescriptorChain, table: number, length: number): void {
+  private walkIndirect(chain: DescriptorChain, table: number, length: number, views: boolean): void {
     const ram = this.ram;
     if (length === 0 || length % 16 !== 0) this.fail(`indirect table length ${length} is not a multiple of 16`);
     if (!ram.contains(table, length)) this.fail(`indirect table at 0x${table.toString(16)} is outside RAM`);
@@ -183,14 +189,16 @@ export class Virtqueue {
       const at = table + 16 * i;
       const flags = ram.u16(at + 12);
       if (flags & DESC_INDIRECT) this.fail("nested indirect descriptor");
-      this.add(chain, this.address64(at), ram.u32(at + 8), (flags & DESC_WRITE) !== 0);
+      this.add(chain, this.address64(at), ram.u32(at + 8), (flags & DESC_WRITE) !== 0, views);
       if (!(flags & DESC_NEXT)) return;
       i = ram.u16(at + 14);
     }
   }
 
-  private add(chain: DescriptorChain, gpa: number, length: number, writable: boolean): void {
-    const views = this.ram.segments(gpa, length);
+  private add(chain: DescriptorChain, gpa: number, length: number, writable: boolean, withViews: boolean): void {
+    if (!this.ram.contains(gpa, length)) this.fail(`buffer at 0x${gpa.toString(16)}+0x${length.toString(16)} is outside RAM`);
+    chain.ranges.push({ gpa, length, writable });
+    const views = withViews ? this.ram.segments(gpa, length) : [];
     if (views === null) this.fail(`buffer at 0x${gpa.toString(16)}+0x${length.toString(16)} is outside RAM`);
     if (writable) {
       chain.writable.push(...views);
