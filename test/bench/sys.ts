@@ -5,7 +5,7 @@
 // translation tables shows. Prints a table, then one `key=value` line:
 // `sys_alu_ns=<n> sys_cpuid=<ratio> sys_cpuid_exit=<ratio> sys_cr0=<ratio> ...`.
 //
-// Options: --iterations N (ALU loop iterations; the others run N/16), --only NAME[,NAME...].
+// Options: --iterations N (ALU loop iterations; the others run N/4), --only NAME[,NAME...].
 
 import { ExitReason, type VcpuExitHandler } from "../../kernel/vcpu.js";
 import { Machine } from "../../vmm/x86/testing.js";
@@ -111,7 +111,7 @@ export function main(): void {
   const loops = LOOPS.filter((l) => l.name === "alu" || only === undefined || only.includes(l.name));
   const nsPer = new Map<string, number>();
   for (const l of loops) {
-    const n = l.name === "alu" ? iterations : Math.max(1, Math.floor(iterations / 16));
+    const n = l.name === "alu" ? iterations : Math.max(1, Math.floor(iterations / 4));
     time(l, Math.min(n, 10_000)); // warm up the JIT on this loop
     let best = Infinity;
     for (let k = 0; k < 3; k++) best = Math.min(best, time(l, n));

@@ -13,7 +13,7 @@ import { IF, materialize, TF } from "./flags.js";
 import type { Fpu } from "./fpu/hook.js";
 import { CPU_HANDLERS, invalidOpcode } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
-import { flushTlb, physRead, setFetchPage } from "./mmu.js";
+import { bytesChangedAfter, flushTlb, physRead, setFetchPage } from "./mmu.js";
 import { translateBlock } from "./translate.js";
 import { refreshAllAccess, setCpl, setSegment } from "./segments.js";
 
@@ -44,7 +44,10 @@ export class X86Engine implements VcpuEngine {
     this.cpu = new Cpu(memory, this.state, invalidOpcode, SLOT_COUNT);
     this.source = new CodeSource(this.cpu);
     const c = this.cpu;
-    memory.onInvalidate(() => flushTlb(c, true));
+    memory.onInvalidate(() => {
+      flushTlb(c, true);
+      c.codeEpoch++; // frames were replaced: the bytes behind guest-physical pages changed
+    });
     this.reset();
   }
 
@@ -161,7 +164,7 @@ export class X86Engine implements VcpuEngine {
             if (blocks.tag[b] !== phys || blocks.mode[b] !== c.codeMode) {
               blocks.build(c, b, src, lin, eip, phys, po);
             } else if (blocks.epoch[b] !== c.codeEpoch) {
-              if (blocks.same(c, b, c.fetchOff + po)) blocks.epoch[b] = c.codeEpoch;
+              if (!bytesChangedAfter(c, blocks.epoch[b]) || blocks.same(c, b, c.fetchOff + po)) blocks.epoch[b] = c.codeEpoch;
               else blocks.build(c, b, src, lin, eip, phys, po);
             }
             single = ((eip + blocks.bytes[b] - 1) >>> 0) > c.limit[SEG_CS];
