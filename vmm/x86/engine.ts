@@ -36,7 +36,11 @@ export class X86Engine implements VcpuEngine {
    * purpose: every translation is a new function V8 must compile and optimize (milliseconds
    * each), which only pays off for really hot code. Measured on the Linux boot: 50 gave 61 s of
    * CPU, 20000 gave 40 s; 40000 translates 400 blocks instead of 620, as fast (boot 31 s), with
-   * 15 MiB less peak RSS (compiled code, bytecode and feedback of the functions).
+   * 15 MiB less peak RSS (compiled code, bytecode and feedback of the functions). Tried for the
+   * XZ decompressor before the first serial byte (2.3 G instructions, a flat profile over ~170
+   * translated blocks): 4000, or a rate (2000-4000 runs with the counts halved every 2-4 M
+   * instructions), reached the first byte 5-13% sooner in CPU time but cost the whole boot 8-15%
+   * more CPU and 10-75 MiB more RSS (more, colder blocks translated).
    */
   translateAfter = 40000;
 
