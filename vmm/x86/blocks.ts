@@ -6,9 +6,10 @@
 // A block keeps a copy of its bytes. It is compared with memory when it is entered for the first
 // time in a code epoch (`Cpu.codeEpoch`); the epoch advances whenever code may have changed
 // behind the CPU's back or under it: at the start of every run and after every synchronous exit
-// (device models write guest RAM only then, e.g. DMA), on TLB flushes and INVLPG, on page faults,
-// and on guest writes into a page with cached code (which also end the running block:
-// self-modifying code).
+// (device models write guest RAM only then, e.g. DMA), on page faults, and on guest writes into
+// a page with cached code (which also end the running block: self-modifying code). TLB flushes
+// and INVLPG advance it too (links between blocks assume the linear map), but a block is not
+// compared again when only flushes happened since its last comparison (mmu.ts bytesChangedAfter).
 // A block that ran often enough gets a translation (translate.ts); it is dropped with the block
 // and kept by address, so a block decoded again from the same bytes gets it back at once.
 
@@ -194,9 +195,10 @@ export class CodeSource implements ByteSource {
 export function markCodePage(c: Cpu, gpn: number): void {
   if (c.codePage[gpn]) return;
   c.codePage[gpn] = 1;
-  const list = c.tlbList;
-  for (let k = 0; k < c.tlbCount; k++) {
-    const p = list[k];
-    if (c.tlbPhys[p] === gpn) c.tlbFlags[p] &= ~(TLB_WS | TLB_WU);
+  for (const [list, count] of [[c.tlbList, c.tlbCount], [c.tlbGlobalList, c.tlbGlobalCount]] as const) {
+    for (let k = 0; k < count; k++) {
+      const p = list[k];
+      if (c.tlbPhys[p] === gpn) c.tlbFlags[p] &= ~(TLB_WS | TLB_WU);
+    }
   }
 }

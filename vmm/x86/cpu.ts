@@ -119,8 +119,17 @@ export class Cpu implements LazyFlags {
   /** Byte offset in the store of the linear page's first byte. */
   readonly tlbOff = new Int32Array(LINEAR_PAGES);
   readonly tlbPhys = new Int32Array(LINEAR_PAGES);
+  /**
+   * The filled entries, so that a flush costs what was filled, not the 2^20 pages: non-global
+   * pages in tlbList, global ones in tlbGlobalList (a MOV CR3 walks only the first). Every page
+   * with tlbFlags non-zero is in the list tlbWhere names (1 non-global, 2 global, 0 none); a list
+   * may also hold pages that moved to the other list or were invalidated since (skipped).
+   */
   readonly tlbList = new Int32Array(TLB_LIST_MAX);
   tlbCount = 0;
+  readonly tlbGlobalList = new Int32Array(TLB_LIST_MAX);
+  tlbGlobalCount = 0;
+  readonly tlbWhere = new Uint8Array(LINEAR_PAGES);
   /** Current access masks (depend on CPL). */
   rdMask = TLB_RS;
   wrMask = TLB_WS;
@@ -161,6 +170,14 @@ export class Cpu implements LazyFlags {
   readonly codePage = new Uint8Array(1 << 20);
   /** Advances whenever cached code may be stale (see blocks.ts). */
   codeEpoch = 0;
+  /**
+   * TLB flushes advance codeEpoch too (block links and loops assume the linear-to-physical map of
+   * code), but they change no bytes: codeEpoch right after the last flush, and the last value
+   * codeEpoch had from any other advance before it, let the run loop skip comparing a block's
+   * bytes when only flushes happened since it last compared them (see bytesChangedAfter).
+   */
+  flushEpoch = -1;
+  byteEpoch = 0;
   /** Advances whenever CS (base, limit, code size) or the CPL changes: what instruction fetch depends on. */
   csEpoch = 0;
   /**

@@ -13,7 +13,7 @@ import { IF, materialize, TF } from "./flags.js";
 import type { Fpu } from "./fpu/hook.js";
 import { CPU_HANDLERS, invalidOpcode } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
-import { flushTlb, physRead, setFetchPage } from "./mmu.js";
+import { bytesChangedAfter, flushTlb, physRead, setFetchPage } from "./mmu.js";
 import { translateBlock } from "./translate.js";
 import { refreshAllAccess, setCpl, setSegment } from "./segments.js";
 
@@ -36,7 +36,11 @@ export class X86Engine implements VcpuEngine {
    * purpose: every translation is a new function V8 must compile and optimize (milliseconds
    * each), which only pays off for really hot code. Measured on the Linux boot: 50 gave 61 s of
    * CPU, 20000 gave 40 s; 40000 translates 400 blocks instead of 620, as fast (boot 31 s), with
-   * 15 MiB less peak RSS (compiled code, bytecode and feedback of the functions).
+   * 15 MiB less peak RSS (compiled code, bytecode and feedback of the functions). Tried for the
+   * XZ decompressor before the first serial byte (2.3 G instructions, a flat profile over ~170
+   * translated blocks): 4000, or a rate (2000-4000 runs with the counts halved every 2-4 M
+   * instructions), reached the first byte 5-13% sooner in CPU time but cost the whole boot 8-15%
+   * more CPU and 10-75 MiB more RSS (more, colder blocks translated).
    */
   translateAfter = 40000;
 
@@ -44,7 +48,10 @@ export class X86Engine implements VcpuEngine {
     this.cpu = new Cpu(memory, this.state, invalidOpcode, SLOT_COUNT);
     this.source = new CodeSource(this.cpu);
     const c = this.cpu;
-    memory.onInvalidate(() => flushTlb(c, true));
+    memory.onInvalidate(() => {
+      flushTlb(c, true);
+      c.codeEpoch++; // frames were replaced: the bytes behind guest-physical pages changed
+    });
     this.reset();
   }
 
@@ -161,7 +168,7 @@ export class X86Engine implements VcpuEngine {
             if (blocks.tag[b] !== phys || blocks.mode[b] !== c.codeMode) {
               blocks.build(c, b, src, lin, eip, phys, po);
             } else if (blocks.epoch[b] !== c.codeEpoch) {
-              if (blocks.same(c, b, c.fetchOff + po)) blocks.epoch[b] = c.codeEpoch;
+              if (!bytesChangedAfter(c, blocks.epoch[b]) || blocks.same(c, b, c.fetchOff + po)) blocks.epoch[b] = c.codeEpoch;
               else blocks.build(c, b, src, lin, eip, phys, po);
             }
             single = ((eip + blocks.bytes[b] - 1) >>> 0) > c.limit[SEG_CS];

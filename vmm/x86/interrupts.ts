@@ -140,9 +140,14 @@ export function deliver(c: Cpu, vector: number, source: number, code: number, re
 function realMode(c: Cpu, vector: number, flags: number, returnEip: number): void {
   if (vector * 4 + 3 > c.idtLimit) c.fault(13, 0);
   const entry = c.linRd32((c.idtBase + vector * 4) | 0, false);
-  c.push16(flags);
-  c.push16(c.sel[SEG_CS]);
-  c.push16(returnEip);
+  // SP wraps at 64 KiB like any push; a word across the segment's end (SP 1, 3 or 5) raises #SS
+  // with SP as it was (a fault), whose own delivery then ends in shutdown as the SDM describes.
+  const f = c.frame;
+  f[0] = flags;
+  f[1] = c.sel[SEG_CS];
+  f[2] = returnEip;
+  const sp = pushFrame(c, c.base[SEG_SS], c.limit[SEG_SS], c.segAcc[SEG_SS], c.r[4], c.stack32 === 1, 3, 2, 0, false);
+  c.setSp(sp);
   c.flags &= ~(IF | TF | AC | RF);
   setSegment(c, SEG_CS, entry >>> 16, (entry >>> 16) << 4, c.limit[SEG_CS], c.attr[SEG_CS]);
   c.nextEip = entry & 0xffff;

@@ -26,24 +26,47 @@ export function refreshStores(c: Cpu): void {
   }
 }
 
-/** Drop cached translations; global pages stay unless `all`. */
+/** Drop cached translations; global pages stay unless `all`. Costs the entries filled since the last flush. */
 export function flushTlb(c: Cpu, all: boolean): void {
+  const flags = c.tlbFlags, where = c.tlbWhere;
   const list = c.tlbList;
-  let kept = 0;
   for (let k = 0; k < c.tlbCount; k++) {
     const p = list[k];
-    if (!all && c.tlbFlags[p] & TLB_GLOBAL) list[kept++] = p;
-    else c.tlbFlags[p] = 0;
+    if (where[p] === 1) flags[p] = where[p] = 0;
   }
-  c.tlbCount = kept;
-  c.fetchPage = -1;
-  c.codeEpoch++;
+  c.tlbCount = 0;
+  if (all) {
+    const global = c.tlbGlobalList;
+    for (let k = 0; k < c.tlbGlobalCount; k++) {
+      const p = global[k];
+      if (where[p] === 2) flags[p] = where[p] = 0;
+    }
+    c.tlbGlobalCount = 0;
+  }
+  mappingChanged(c);
 }
 
 export function invalidatePage(c: Cpu, lin: number): void {
-  c.tlbFlags[lin >>> 12] = 0;
+  c.tlbFlags[lin >>> 12] = 0; // stays in its list: a refill finds it there
+  mappingChanged(c);
+}
+
+/**
+ * The linear-to-physical map changed: forget the fetch page and advance the code epoch (block
+ * links and loops assume the map), noting that no bytes changed (Cpu.flushEpoch).
+ */
+function mappingChanged(c: Cpu): void {
   c.fetchPage = -1;
-  c.codeEpoch++;
+  if (c.codeEpoch !== c.flushEpoch) c.byteEpoch = c.codeEpoch;
+  c.flushEpoch = ++c.codeEpoch;
+}
+
+/**
+ * Whether guest RAM bytes may have changed after code epoch `epoch` (< c.codeEpoch): some advance
+ * other than a TLB flush happened since.
+ */
+export function bytesChangedAfter(c: Cpu, epoch: number): boolean {
+  return c.codeEpoch !== c.flushEpoch || c.byteEpoch > epoch;
 }
 
 function pageFault(c: Cpu, lin: number, present: boolean, write: boolean, user: boolean): never {
@@ -115,9 +138,16 @@ function fill(c: Cpu, p: number, gpn: number, rights: number, lin: number): numb
     c.tlbStore[p] = s;
     c.tlbOff[p] = m.offsetOf[gpn];
   }
-  if (c.tlbFlags[p] === 0) {
-    if (c.tlbCount >= TLB_LIST_MAX) flushTlb(c, true);
-    c.tlbList[c.tlbCount++] = p;
+  const list = f & TLB_GLOBAL ? 2 : 1;
+  if (c.tlbWhere[p] !== list) {
+    if (list === 1) {
+      if (c.tlbCount >= TLB_LIST_MAX) flushTlb(c, true);
+      c.tlbList[c.tlbCount++] = p;
+    } else {
+      if (c.tlbGlobalCount >= TLB_LIST_MAX) flushTlb(c, true);
+      c.tlbGlobalList[c.tlbGlobalCount++] = p;
+    }
+    c.tlbWhere[p] = list;
   }
   c.tlbFlags[p] = f;
   c.tlbPhys[p] = gpn;

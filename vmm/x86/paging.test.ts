@@ -103,6 +103,82 @@ describe("paging", () => {
     expect([r.eax, r.ebx, r.ecx]).toEqual([111, 111, 222]);
   });
 
+  it("MOV CR3 keeps global pages (CR4.PGE) and drops the others, also a page that stopped being global", () => {
+    const m = new Machine();
+    m.flat(0);
+    pageTables(m, (p) => (p[0x70] = 0x71000 | 0x107));
+    m.w32(0x71000, 111);
+    m.w32(0x72000, 222);
+    m.code32(`${ENABLE_PAGING}
+      mov eax, cr4
+      or eax, 0x80
+      mov cr4, eax
+      mov eax, [0x70000]                    ; global entry for 0x70000 -> 0x71000
+      mov dword [${PT + 0x70 * 4}], 0x72007 ; not global any more, other frame
+      mov edx, cr3
+      mov cr3, edx
+      mov ebx, [0x70000]                    ; the global entry survived
+      invlpg [0x70000]
+      mov ecx, [0x70000]                    ; refilled, not global
+      mov dword [${PT + 0x70 * 4}], 0x71007
+      mov cr3, edx
+      mov esi, [0x70000]                    ; the non-global entry is gone
+      hlt`);
+    expect(m.run()).toBe(ExitReason.HLT);
+    const r = m.regs;
+    expect([r.eax, r.ebx, r.ecx, r.esi]).toEqual([111, 111, 222, 111]);
+  });
+
+  for (const translateAfter of [1, 40000]) {
+    it(`runs patched code between TLB flushes (translateAfter ${translateAfter})`, () => {
+      const m = new Machine();
+      m.flat(0);
+      m.engine.translateAfter = translateAfter;
+      pageTables(m);
+      m.code32(`${ENABLE_PAGING}
+        mov ecx, 40
+        xor ebx, ebx
+      again:
+        mov eax, 1          ; its immediate is patched below
+        add ebx, eax
+        mov edx, cr0
+        xor edx, 0x10000
+        mov cr0, edx        ; a full flush (WP under paging)
+        inc dword [again + 1]
+        mov edx, cr3
+        mov cr3, edx        ; and one more right after the code write
+        loop again
+        hlt`);
+      expect(m.run()).toBe(ExitReason.HLT);
+      expect(m.regs.ebx).toBe((40 * 41) / 2);
+    });
+
+    it(`runs the new code after the page holding it is remapped (translateAfter ${translateAfter})`, () => {
+      const m = new Machine();
+      m.flat(0);
+      m.engine.translateAfter = translateAfter;
+      pageTables(m, (p) => (p[0x70] = 0x71000 | 7));
+      m.code32("mov eax, 1\nret", 0x71000);
+      m.code32("mov eax, 2\nret", 0x72000);
+      m.code32(`${ENABLE_PAGING}
+        mov ecx, 100
+        xor ebx, ebx
+      again:
+        call 0x70000
+        add ebx, eax
+        cmp ecx, 50
+        jne .same
+        mov dword [${PT + 0x70 * 4}], 0x72007
+        mov edx, cr3
+        mov cr3, edx
+      .same:
+        loop again
+        hlt`);
+      expect(m.run()).toBe(ExitReason.HLT);
+      expect(m.regs.ebx).toBe(51 * 1 + 49 * 2);
+    });
+  }
+
   it("exits for MMIO on unmapped guest-physical pages (reads and writes)", () => {
     const m = new Machine();
     m.flat(0);

@@ -58,7 +58,8 @@ export function taskSwitch(c: Cpu, sel: number, source: number, returnEip: numbe
     v[0] = c.cr3;
     v[1] = c.linRd16(newBase + 14, false);
     v[2] = c.linRd16(newBase + 16, false);
-    for (let r = 0; r < 8; r++) v[3 + r] = c.linRd16(newBase + 18 + 2 * r, false) | (c.r[r] & 0xffff0000);
+    // The upper halves of the general registers become 0xFFFF (real 386s, Bochs and QEMU agree).
+    for (let r = 0; r < 8; r++) v[3 + r] = c.linRd16(newBase + 18 + 2 * r, false) | 0xffff0000;
     for (let s = 0; s < 4; s++) v[11 + s] = c.linRd16(newBase + 34 + 2 * s, false);
     v[15] = 0;
     v[16] = 0;

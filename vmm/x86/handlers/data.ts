@@ -153,13 +153,19 @@ export function registerData(h: Record<string, Handler>): void {
       c.setSp(sp);
     };
     if (s === 1) continue;
+    // The pop is from the old stack: SP or ESP moves by the old SS's B bit, also when POP SS
+    // loads a stack segment of the other size (as Bochs and QEMU do).
     h[`pop_${name}16`] = (c) => {
+      const big = c.stack32;
       setSreg(c, s, c.peek16(0));
-      c.setSp(c.sp + 2);
+      if (big) c.r[4] = c.r[4] + 2;
+      else c.r16[8] = c.r16[8] + 2;
     };
     h[`pop_${name}32`] = (c) => {
+      const big = c.stack32;
       setSreg(c, s, c.peek32(0) & 0xffff);
-      c.setSp(c.sp + 4);
+      if (big) c.r[4] = c.r[4] + 4;
+      else c.r16[8] = c.r16[8] + 4;
     };
   }
   h.pusha16 = (c) => {
@@ -270,7 +276,9 @@ function enter(c: Cpu, i: number, size: number): void {
   };
   const bp0 = big ? c.r[5] : c.r16[10];
   wr(size === 4 ? c.r[5] : c.r16[10]);
-  const frameTemp = sp;
+  // The frame pointer is the stack pointer after that push: on a 16-bit stack, SP under ESP's
+  // unchanged upper half, which a 32-bit ENTER pushes and puts in EBP whole (Bochs and QEMU).
+  const frameTemp = big ? sp : (c.r[4] & ~0xffff) | sp;
   if (level > 0) {
     let bp = bp0;
     for (let k = 1; k < level; k++) {

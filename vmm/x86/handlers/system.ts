@@ -330,6 +330,8 @@ function debugIndex(c: Cpu, n: number): number {
   return n;
 }
 
+const CR0_PG = 0x80000000 | 0, CR0_WP = 0x10000;
+
 /** Write CR0 with its consistency checks; flushes the TLB when paging bits change. */
 export function writeCr0(c: Cpu, v: number): void {
   v |= 0x10; // ET is fixed on P6
@@ -337,7 +339,10 @@ export function writeCr0(c: Cpu, v: number): void {
   if (v & 0x20000000 && !(v & 0x40000000)) c.fault(13, 0);
   const old = c.cr0;
   c.cr0 = v & (0xe005003f | 0);
-  if ((old ^ c.cr0) & (0x80010001 | 0)) flushTlb(c, true);
+  // Without paging the TLB holds identity entries with all rights, whatever PE and WP say: only
+  // a change of PG, or of WP under paging, makes them wrong (a loop toggling TS or CD stays cheap).
+  const changed = old ^ c.cr0;
+  if (changed & CR0_PG || (c.cr0 & CR0_PG && changed & CR0_WP)) flushTlb(c, true);
   if ((old ^ c.cr0) & 1) {
     if (!(c.cr0 & 1)) setCpl(c, 0);
     refreshAllAccess(c);
@@ -350,7 +355,8 @@ export function writeCr4(c: Cpu, v: number): void {
   if (v & ~supported) c.fault(13, 0);
   const old = c.cr4;
   c.cr4 = v;
-  if ((old ^ v) & 0x90) flushTlb(c, true);
+  // PSE and PGE change what page walks and flushes do; without paging there is nothing to change.
+  if ((old ^ v) & 0x90 && c.cr0 & CR0_PG) flushTlb(c, true);
 }
 
 /** The access-rights word (LAR) or limit (LSL) of `sel`, or null when the query fails (ZF=0). */

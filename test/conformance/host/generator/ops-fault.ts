@@ -54,7 +54,8 @@ function divideError(b: SequenceBuilder): void {
     b.insn(`idiv ${REGS[32][reg]}`, "idiv", { undefined: ARITH });
   } else {
     b.insn(`mov ax, ${hex(value(r, 16))}`, "setup");
-    b.insn("aam 0", "aam", { undefined: ARITH });
+    // A fault: AX and every flag stay as they were (SDM; the host, Bochs and QEMU agree; issue 17).
+    b.insn("aam 0", "aam");
   }
 }
 
