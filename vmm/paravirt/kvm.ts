@@ -70,12 +70,12 @@ export interface KvmHost {
 export type HypercallRegisters = Pick<VcpuState, "eax" | "ebx" | "ecx" | "edx" | "esi">;
 
 /** The state the guest gave the interface: the MSR values (64 bits as two 32-bit halves). */
-export interface KvmRecord {
+export type KvmRecord = {
   systemTimeLo: number;
   systemTimeHi: number;
   wallClockLo: number;
   wallClockHi: number;
-}
+};
 
 export class KvmParavirt {
   private readonly scale: TscScale;
