@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { ExitReason, type VcpuState } from "../../kernel/vcpu.js";
 import { HYPERVISOR_PRESENT } from "./cpuid.js";
+import { disassemble } from "./disasm.js";
 import { CODE, Machine } from "./testing.js";
 
 /** A machine in flat ring 0 whose synchronous exits `answer` handles. */
@@ -107,6 +108,11 @@ describe("MSR exits", () => {
 });
 
 describe("VMCALL", () => {
+  it("disassembles as vmcall (and SGDT stays SGDT)", () => {
+    expect(disassemble(Uint8Array.of(0x0f, 0x01, 0xc1), 0, 32)).toEqual({ text: "vmcall", length: 3 });
+    expect(disassemble(Uint8Array.of(0x0f, 0x01, 0x01), 0, 32).text).toMatch(/^sgdt /);
+  });
+
   it("raises #UD without VMCALL exits", () => {
     const m = machine({});
     m.update((s) => (s.exceptionBitmap = 1 << 6));
