@@ -1,8 +1,13 @@
 // KVM's paravirtual interface on the whole stack: a Multiboot kernel reads the hypervisor CPUID
 // leaves, makes hypercalls and registers kvm-clock records through the MSRs; with the interface
 // hidden (pv: false), the same kernel sees a plain PC and VMCALL raises #UD.
+import { decode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
+import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
+import type { VmState } from "../../vmm/protocol.js";
+import { loadKernel } from "../../vmm/boot/index.js";
+import { vcpuFromRecord } from "../../vmm/vcpu-record.js";
 import { VmEnd } from "../../services/root-protocol.js";
 import { runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
@@ -115,7 +120,101 @@ async function run(pv: boolean) {
   return { result, bytes, words };
 }
 
+/** Registers kvm-clock, spins ~40 ms of VM time (a save comes meanwhile), then prints what the MSRs read and exits. */
+const SPINNER = `
+bits 32
+org 0x100000
+header: dd 0x1BADB002, 0x10000, -(0x1BADB002 + 0x10000), header, header, end, end, start
+start:
+  mov esp, 0x90000
+  mov ecx, 0x4b564d01
+  mov eax, 0x8001
+  mov edx, 0
+  wrmsr
+  mov ecx, 0x4b564d00
+  mov eax, 0x8040
+  wrmsr
+  mov ecx, 20000000
+.spin:
+  dec ecx
+  jnz .spin
+  mov ecx, 0x4b564d01
+  rdmsr
+  call out32
+  mov ecx, 0x4b564d00
+  rdmsr
+  call out32
+  mov eax, [0x8010]                ; the record's system time: written once, before the save
+  call out32
+  mov al, 0
+  out 0xf4, al
+  hlt
+out32:
+  push ecx
+  mov ecx, 4
+.byte:
+  out 0xe9, al
+  shr eax, 8
+  loop .byte
+  pop ecx
+  ret
+end:
+`;
+
+/** A control host: commands queued by the test, saves kept. */
+class Control implements ControlHost {
+  readonly queue: ControlCommand[] = [];
+  readonly saves: Uint8Array[] = [];
+  readonly ram: Uint8Array[] = [];
+  take(): ControlCommand | null {
+    return this.queue.shift() ?? null;
+  }
+  done(command: ControlCommand, result: ControlResult): void {
+    if (command.op === "save" && "state" in result) {
+      this.saves.push(result.state.slice());
+      this.ram.push(result.ram.slice());
+    }
+  }
+}
+
 describe.skipIf(!nasm)("KVM's paravirtual interface on the whole stack", () => {
+  it("keeps the kvm-clock MSRs across a save and a resume", async () => {
+    const plan = loadKernel(assemble(SPINNER), { memSize: 16 << 20, cmdline: "" });
+    const run = async (resume?: { state: VmState; ram: Uint8Array }) => {
+      const con = new MemoryConsole();
+      const ctl = new Control();
+      let raise = () => {};
+      if (resume) ctl.queue.push({ vm: 0, op: "resume" });
+      const page = (ram: Uint8Array, n: number) => ram.subarray(n * 4096, (n + 1) * 4096);
+      // A resumed VM's plan: its ROMs and the saved vCPU, no writes (as openSavedVm makes it).
+      const resumePlan = resume && { ...plan, writes: [], state: vcpuFromRecord(resume.state.vcpu, "vcpu") };
+      const result = await runVm({
+        memoryBytes: 16 << 20, plan, console: con, engine: createX86Engine, debugExitPort: 0xf4, debugcon: true, control: ctl, maxVirtualNs: 1e9,
+        resume: resumePlan && resume && { plan: resumePlan, state: resume.state, ram: { hasPage: (n) => page(resume.ram, n).some((b) => b !== 0), readPage: (n, into) => into.set(page(resume.ram, n)) } },
+        onStart: (_k, r) => {
+          raise = r.control;
+          if (resume) raise();
+        },
+        onSlice: (k) => {
+          if (resume || ctl.saves.length > 0 || ctl.queue.length > 0 || k.clock.now < 10e6) return;
+          ctl.queue.push({ vm: 0, op: "save" });
+          raise();
+        },
+      });
+      return { result, out: Uint8Array.from(con.debugcon), ctl };
+    };
+    const first = await run();
+    expect(first.result.why).toBe(VmEnd.DEBUG_EXIT);
+    expect(first.ctl.saves.length).toBe(1);
+    const state = decode(first.ctl.saves[0]) as VmState;
+    expect(state.kvm).toEqual({ systemTimeLo: 0x8001, systemTimeHi: 0, wallClockLo: 0x8040, wallClockHi: 0 });
+    const words = (b: Uint8Array) => Array.from({ length: b.length >> 2 }, (_, i) => new DataView(b.buffer).getUint32(4 * i, true));
+    expect(words(first.out).slice(0, 2)).toEqual([0x8001, 0x8040]);
+    const second = await run({ state, ram: first.ctl.ram[0] });
+    expect(second.result.why).toBe(VmEnd.DEBUG_EXIT);
+    expect(words(second.out)).toEqual(words(first.out));
+  });
+
   it("shows KVM to the guest, answers hypercalls and writes kvm-clock records that tell VM time", async () => {
     const { result, bytes, words } = await run(true);
     expect(result.why).toBe(VmEnd.DEBUG_EXIT);
