@@ -110,6 +110,7 @@ async function mainPv(opts: ReturnType<typeof options>): Promise<number> {
     ["VM exits", ...runs.map((r) => String(r.exits))],
     ...reasons.map((k) => [`  ${k}`, ...runs.map((r) => String(r.byReason[k] ?? 0))]),
     ["idle exits/s", ...runs.map((r) => r.idleExitsPerSecond.toFixed(1))],
+    ...[...new Set(runs.flatMap((r) => Object.keys(r.idleByReason)))].map((k) => [`  ${k}`, ...runs.map((r) => (r.idleByReason[k] ?? 0).toFixed(1))]),
     ["wall s", ...runs.map((r) => r.wallSeconds.toFixed(1))],
   ];
   const width = rows.map((r) => r.map((c) => c.length)).reduce((w, r) => w.map((x, i) => Math.max(x, r[i])));

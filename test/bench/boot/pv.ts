@@ -11,6 +11,8 @@ import type { DefaultGuest } from "../../../services/guest/index.js";
 
 /** The default guest's shell is up (its init prints this, then the prompt). */
 const PROMPT = /hv-init: ready[\s\S]*# /;
+/** The answer to the question typed after the idle time (the line, not the echo of the command). */
+const CLOCKSOURCE = /^cs=([\w-]+)\r?$/m;
 
 export interface PvMeasure {
   pv: boolean;
@@ -23,8 +25,9 @@ export interface PvMeasure {
   byReason: Record<string, number>;
   /** VM time at the prompt, s. */
   promptSeconds: number;
-  /** Exits per second of VM time while the shell idles at its prompt. */
+  /** Exits per second of VM time while the shell idles at its prompt, in all and by reason name. */
   idleExitsPerSecond: number;
+  idleByReason: Record<string, number>;
   /** The guest's clocksource and what its kernel log says about the hypervisor. */
   clocksource: string;
   wallSeconds: number;
@@ -52,7 +55,7 @@ export async function measurePv(guest: DefaultGuest, pv: boolean, idleSeconds: n
   let raise = () => {};
   let asked = false;
   /** Exits and VM time of the idle window at the prompt. */
-  let idle = { exits: 0, ns: 0 };
+  let idle = { exits: 0, ns: 0, byReason: {} as Record<string, number> };
   con.onOutput = () => {
     if (atPrompt || !PROMPT.test(con.text)) return;
     atPrompt = { instructions: engines[0]?.retired ?? 0, exits, byReason: { ...byReason }, ns: kernel!.clock.now };
@@ -84,11 +87,17 @@ export async function measurePv(guest: DefaultGuest, pv: boolean, idleSeconds: n
         // Idle time is over: ask the shell what it runs on, then stop once it answered.
         asked = true;
         con.type("echo cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\n");
-        idle = { exits: exits - prompt.exits, ns: kernel!.clock.now - prompt.ns };
+        const before = (atPrompt as { byReason: Record<string, number> }).byReason;
+        const perSecond = (n: number) => n / ((kernel!.clock.now - prompt.ns) / 1e9);
+        idle = {
+          exits: exits - prompt.exits,
+          ns: kernel!.clock.now - prompt.ns,
+          byReason: Object.fromEntries(Object.entries(byReason).map(([k, n]) => [k, perSecond(n - (before[k] ?? 0))]).filter(([, n]) => (n as number) > 0)),
+        };
         raise();
         return false;
       }
-      return /cs=\S+/.test(con.text);
+      return CLOCKSOURCE.test(con.text);
     },
   });
   const p = atPrompt as { instructions: number; exits: number; byReason: Record<string, number>; ns: number } | null;
@@ -100,7 +109,8 @@ export async function measurePv(guest: DefaultGuest, pv: boolean, idleSeconds: n
     byReason: p?.byReason ?? byReason,
     promptSeconds: (p?.ns ?? 0) / 1e9,
     idleExitsPerSecond: idle.ns > 0 ? idle.exits / (idle.ns / 1e9) : Number.NaN,
-    clocksource: /cs=(\S+)/.exec(con.text)?.[1] ?? "?",
+    clocksource: CLOCKSOURCE.exec(con.text)?.[1] ?? "?",
+    idleByReason: idle.byReason,
     wallSeconds: (performance.now() - start) / 1000,
   };
 }
