@@ -25,7 +25,7 @@ const call = fc.record({ eax: number, ebx: u32, ecx: u32, edx: u32, esi: u32 });
 const address = fc.oneof(fc.integer({ min: RAM - 48, max: RAM + 16 }), u32, fc.integer({ min: 0, max: RAM - 1 }));
 const clockMsr = fc.constantFrom(KvmMsr.SYSTEM_TIME_NEW, KvmMsr.WALL_CLOCK_NEW, KvmMsr.SYSTEM_TIME, KvmMsr.WALL_CLOCK);
 const msrWrite = fc.record({ index: clockMsr, lo: address, hi: fc.oneof(fc.constant(0), u32) }).filter((w) => w.hi !== 0 || w.lo + 64 < GUEST_AREA[0] || w.lo >= GUEST_AREA[1]);
-const otherMsr = fc.integer({ min: 0x4b564d02, max: 0x4b564dff });
+const otherMsr = fc.integer({ min: 0x4b564d02, max: 0x4b564dff }).filter((i) => i !== KvmMsr.STEAL_TIME);
 
 const dd = (values: readonly number[]) => values.map((v) => `dd 0x${(v >>> 0).toString(16)}`).join("\n");
 

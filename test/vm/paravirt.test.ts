@@ -207,7 +207,7 @@ describe.skipIf(!nasm)("KVM's paravirtual interface on the whole stack", () => {
     expect(first.result.why).toBe(VmEnd.DEBUG_EXIT);
     expect(first.ctl.saves.length).toBe(1);
     const state = decode(first.ctl.saves[0]) as VmState;
-    expect(state.kvm).toEqual({ systemTimeLo: 0x8001, systemTimeHi: 0, wallClockLo: 0x8040, wallClockHi: 0 });
+    expect(state.kvm).toEqual({ systemTimeLo: 0x8001, systemTimeHi: 0, wallClockLo: 0x8040, wallClockHi: 0, stealTimeLo: 0, stealTimeHi: 0 });
     const words = (b: Uint8Array) => Array.from({ length: b.length >> 2 }, (_, i) => new DataView(b.buffer).getUint32(4 * i, true));
     expect(words(first.out).slice(0, 2)).toEqual([0x8001, 0x8040]);
     const second = await run({ state, ram: first.ctl.ram[0] });

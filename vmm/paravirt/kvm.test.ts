@@ -49,8 +49,8 @@ describe("CPUID leaves", () => {
     expect(sig.toString("latin1")).toBe("KVMKVMKVM\0\0\0");
     q.address = KVM_CPUID_FEATURES;
     kvm.cpuid(q);
-    for (const bit of [KvmFeature.CLOCKSOURCE2, KvmFeature.CLOCKSOURCE_STABLE_BIT, KvmFeature.CLOCKSOURCE]) expect((q.data >>> bit) & 1).toBe(1);
-    for (const bit of [5, 6, 7, 11]) expect((q.data >>> bit) & 1).toBe(0); // steal time, PV EOI, unhalt, send-IPI: not offered
+    for (const bit of [KvmFeature.CLOCKSOURCE2, KvmFeature.CLOCKSOURCE_STABLE_BIT, KvmFeature.CLOCKSOURCE, KvmFeature.STEAL_TIME]) expect((q.data >>> bit) & 1).toBe(1);
+    for (const bit of [6, 7, 11]) expect((q.data >>> bit) & 1).toBe(0); // PV EOI, unhalt, send-IPI: not offered
     expect([q.ebx, q.ecx, q.edx]).toEqual([0, 0, 0]);
     q.address = 0x40000002;
     q.data = 99;
@@ -102,21 +102,42 @@ describe("kvm-clock MSRs", () => {
 
   it("leaves other MSRs alone (the access raises #GP)", () => {
     const { kvm } = setup();
-    for (const index of [0x4b564d02, 0x4b564d03, 0x4b564dff, 0x1a0, 0, 0xffffffff]) {
+    for (const index of [0x4b564d02, 0x4b564d04, 0x4b564dff, 0x1a0, 0, 0xffffffff]) {
       expect(wrmsr(kvm, index, 1n)).toBe(false);
       expect(rdmsr(kvm, index)).toBe(null);
     }
+  });
+
+  it("registers a steal time record that says nothing was stolen; refuses reserved bits", () => {
+    const { kvm, ram } = setup();
+    ram.bytes.fill(0xaa, 0x4000, 0x4040);
+    expect(wrmsr(kvm, KvmMsr.STEAL_TIME, 0x4000n | 1n)).toBe(true);
+    expect(rdmsr(kvm, KvmMsr.STEAL_TIME)).toBe(0x4001n);
+    const v = new DataView(ram.bytes.buffer, 0x4000, 64);
+    expect(v.getBigUint64(0, true)).toBe(0n); // steal
+    expect(v.getUint32(8, true) % 2).toBe(0); // version, even
+    expect(v.getUint8(16)).toBe(0); // not preempted
+    expect(wrmsr(kvm, KvmMsr.STEAL_TIME, 0x4000n | 2n | 1n)).toBe(false); // reserved bit 1: #GP
+    expect(rdmsr(kvm, KvmMsr.STEAL_TIME)).toBe(0x4001n);
+    const before = ram.bytes.slice();
+    for (const beyond of [0x10000n, 1n << 32n, 0xffffffc0n]) expect(wrmsr(kvm, KvmMsr.STEAL_TIME, beyond | 1n)).toBe(true); // not written
+    expect(ram.bytes).toEqual(before);
   });
 
   it("saves and loads the MSR values; refuses a bad record", () => {
     const { kvm } = setup();
     wrmsr(kvm, KvmMsr.SYSTEM_TIME_NEW, 0x1_0000_2041n);
     wrmsr(kvm, KvmMsr.WALL_CLOCK_NEW, 0x3000n);
+    wrmsr(kvm, KvmMsr.STEAL_TIME, 0x4001n);
     const saved = kvm.saveState();
     const other = setup().kvm;
     other.loadState(structuredClone(saved));
     expect(rdmsr(other, KvmMsr.SYSTEM_TIME_NEW)).toBe(0x1_0000_2041n);
     expect(rdmsr(other, KvmMsr.WALL_CLOCK)).toBe(0x3000n);
+    expect(rdmsr(other, KvmMsr.STEAL_TIME)).toBe(0x4001n);
+    const { stealTimeLo: _lo, stealTimeHi: _hi, ...older } = saved; // a record from before steal time
+    other.loadState(older);
+    expect(rdmsr(other, KvmMsr.STEAL_TIME)).toBe(0n);
     expect(() => other.loadState({ ...saved, wallClockHi: -1 })).toThrow(DeviceStateError);
     expect(() => other.loadState({ systemTimeLo: 1 })).toThrow(/wallClock|systemTimeHi/);
     expect(rdmsr(other, KvmMsr.SYSTEM_TIME_NEW)).toBe(0x1_0000_2041n); // unchanged by the refusals

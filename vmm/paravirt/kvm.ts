@@ -7,6 +7,7 @@ import type { VcpuState } from "../../kernel/index.js";
 import type { GuestRam } from "../devices/virtio/index.js";
 import { DeliveryMode, type ApicMessageTarget } from "../devices/lapic.js";
 import { StateReader } from "../devices/state.js";
+import { guestBytes } from "./guest-bytes.js";
 import { PVCLOCK_TSC_STABLE_BIT, bootEpoch, tscScale, writeTimeInfo, writeWallClock, type TscScale } from "./pvclock.js";
 
 /** CPUID leaves. */
@@ -23,22 +24,30 @@ export const KvmFeature = {
   NOP_IO_DELAY: 1,
   /** kvm-clock through MSRs 0x4b564d00/0x4b564d01. */
   CLOCKSOURCE2: 3,
+  /** Steal time through MSR 0x4b564d03. */
+  STEAL_TIME: 5,
   /** The kvm-clock records may carry PVCLOCK_TSC_STABLE_BIT. */
   CLOCKSOURCE_STABLE_BIT: 24,
 } as const;
 
-/** What leaf 0x40000001 EAX offers: kvm-clock (old and new MSRs, stable) and no I/O delays. */
+/** What leaf 0x40000001 EAX offers: kvm-clock (old and new MSRs, stable), no I/O delays, steal time. */
 export const OFFERED_FEATURES =
-  (1 << KvmFeature.CLOCKSOURCE) | (1 << KvmFeature.NOP_IO_DELAY) | (1 << KvmFeature.CLOCKSOURCE2) | (1 << KvmFeature.CLOCKSOURCE_STABLE_BIT);
+  (1 << KvmFeature.CLOCKSOURCE) | (1 << KvmFeature.NOP_IO_DELAY) | (1 << KvmFeature.CLOCKSOURCE2) | (1 << KvmFeature.STEAL_TIME) |
+  (1 << KvmFeature.CLOCKSOURCE_STABLE_BIT);
 
 export const KvmMsr = {
   WALL_CLOCK: 0x11,
   SYSTEM_TIME: 0x12,
   WALL_CLOCK_NEW: 0x4b564d00,
   SYSTEM_TIME_NEW: 0x4b564d01,
+  STEAL_TIME: 0x4b564d03,
 } as const;
-/** Bit 0 of a system time MSR value: the record at the address in the other bits is live. */
+/** Bit 0 of a system time or steal time MSR value: the record at the address in the other bits is live. */
 const SYSTEM_TIME_ENABLE = 1;
+/** Bits 5:1 of the steal time MSR are reserved (the record is 64-byte aligned): a write with them raises #GP. */
+const STEAL_TIME_RESERVED = 0x3en;
+/** struct kvm_steal_time: 64 bytes; the fields we write. */
+const STEAL = { STEAL: 0, VERSION: 8, FLAGS: 12, PREEMPTED: 16, BYTES: 64 } as const;
 
 export const KvmHypercall = {
   VAPIC_POLL_IRQ: 1,
@@ -75,12 +84,16 @@ export type KvmRecord = {
   systemTimeHi: number;
   wallClockLo: number;
   wallClockHi: number;
+  /** Absent in records from before steal time (read as 0: not registered). */
+  stealTimeLo?: number;
+  stealTimeHi?: number;
 };
 
 export class KvmParavirt {
   private readonly scale: TscScale;
   private systemTime = 0n;
   private wallClock = 0n;
+  private stealTime = 0n;
 
   constructor(private readonly host: KvmHost) {
     this.scale = tscScale(host.nsPerTscTick);
@@ -110,6 +123,12 @@ export class KvmParavirt {
         if (!q.write) return answer(q, this.systemTime);
         this.systemTime = value;
         if (value & BigInt(SYSTEM_TIME_ENABLE)) this.publishTime(value & ~BigInt(SYSTEM_TIME_ENABLE), tsc);
+        return true;
+      case KvmMsr.STEAL_TIME:
+        if (!q.write) return answer(q, this.stealTime);
+        if (value & STEAL_TIME_RESERVED) return false;
+        this.stealTime = value;
+        if (value & BigInt(SYSTEM_TIME_ENABLE)) this.publishStealTime(value & ~BigInt(SYSTEM_TIME_ENABLE));
         return true;
       case KvmMsr.WALL_CLOCK:
       case KvmMsr.WALL_CLOCK_NEW:
@@ -141,7 +160,8 @@ export class KvmParavirt {
   saveState(): KvmRecord {
     const [systemTimeLo, systemTimeHi] = halves(this.systemTime);
     const [wallClockLo, wallClockHi] = halves(this.wallClock);
-    return { systemTimeLo, systemTimeHi, wallClockLo, wallClockHi };
+    const [stealTimeLo, stealTimeHi] = halves(this.stealTime);
+    return { systemTimeLo, systemTimeHi, wallClockLo, wallClockHi, stealTimeLo, stealTimeHi };
   }
 
   /** Take a saved record (checked first: a bad one throws DeviceStateError and changes nothing). */
@@ -149,6 +169,7 @@ export class KvmParavirt {
     const r = checkKvmRecord(raw, path);
     this.systemTime = (BigInt(r.systemTimeHi) << 32n) | BigInt(r.systemTimeLo);
     this.wallClock = (BigInt(r.wallClockHi) << 32n) | BigInt(r.wallClockLo);
+    this.stealTime = (BigInt(r.stealTimeHi ?? 0) << 32n) | BigInt(r.stealTimeLo ?? 0);
   }
 
   /**
@@ -165,6 +186,25 @@ export class KvmParavirt {
     const { seconds, atNs } = this.host.wallClock();
     const { sec, nsec } = bootEpoch(seconds, atNs);
     writeWallClock(this.host.ram, Number(gpa), sec, nsec);
+  }
+
+  /**
+   * The steal time record: a VM's time passes only while its vCPU runs or waits in HLT, never
+   * while it is preempted, so no time is ever stolen from it: steal stays 0 and the vCPU is never
+   * seen preempted. Written once, at registration, by the version protocol.
+   */
+  private publishStealTime(gpa: bigint): void {
+    if (gpa > BigInt(Number.MAX_SAFE_INTEGER)) return;
+    const bytes = guestBytes(this.host.ram, Number(gpa), STEAL.BYTES);
+    if (bytes === null) return;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let version = view.getUint32(STEAL.VERSION, true);
+    if (version & 1) version++;
+    view.setUint32(STEAL.VERSION, (version + 1) >>> 0, true);
+    view.setBigUint64(STEAL.STEAL, 0n, true);
+    view.setUint32(STEAL.FLAGS, 0, true);
+    view.setUint8(STEAL.PREEMPTED, 0);
+    view.setUint32(STEAL.VERSION, (version + 2) >>> 0, true);
   }
 
   /** KVM_HC_SEND_IPI in 32-bit mode: bitmaps of APIC IDs min..min+31 and min+32..min+63. */
@@ -185,7 +225,11 @@ export class KvmParavirt {
 export function checkKvmRecord(raw: unknown, path: string): KvmRecord {
   const r = new StateReader(raw, path);
   const u32 = (k: keyof KvmRecord) => r.int(k, 0, 0xffffffff);
-  return { systemTimeLo: u32("systemTimeLo"), systemTimeHi: u32("systemTimeHi"), wallClockLo: u32("wallClockLo"), wallClockHi: u32("wallClockHi") };
+  const optional = (k: keyof KvmRecord) => (r.has(k) ? u32(k) : 0);
+  return {
+    systemTimeLo: u32("systemTimeLo"), systemTimeHi: u32("systemTimeHi"), wallClockLo: u32("wallClockLo"), wallClockHi: u32("wallClockHi"),
+    stealTimeLo: optional("stealTimeLo"), stealTimeHi: optional("stealTimeHi"),
+  };
 }
 
 function answer(q: VcpuState["qual"], value: bigint): true {

@@ -7,6 +7,7 @@
 // same even version before and after read a consistent record.
 
 import type { GuestRam } from "../devices/virtio/index.js";
+import { guestBytes } from "./guest-bytes.js";
 
 /** struct pvclock_vcpu_time_info: 32 bytes, little-endian. */
 export const TIME_INFO = { VERSION: 0, TSC_TIMESTAMP: 8, SYSTEM_TIME: 16, MUL: 24, SHIFT: 28, FLAGS: 29, BYTES: 32 } as const;
@@ -115,13 +116,4 @@ function beginUpdate(view: DataView): number {
   version = (version + 1) >>> 0;
   view.setUint32(0, version, true);
   return version;
-}
-
-/**
- * The one place this module touches guest memory: the bytes of [gpa, gpa + length), or null when
- * they are not all RAM. Kept alone so a change of how the VMM holds RAM changes one function.
- */
-function guestBytes(ram: GuestRam, gpa: number, length: number): Uint8Array | null {
-  if (!Number.isSafeInteger(gpa) || gpa < 0) return null;
-  return ram.view(gpa, length);
 }
