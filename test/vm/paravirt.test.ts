@@ -161,6 +161,38 @@ out32:
 end:
 `;
 
+/** Drops to ring 3 (IOPL 3, so it may print and exit) and makes a hypercall from there. */
+const USER = `
+bits 32
+org 0x100000
+header: dd 0x1BADB002, 0x10000, -(0x1BADB002 + 0x10000), header, header, end, end, start
+start:
+  mov esp, 0x90000
+  lgdt [gdtr]
+  push dword 0x23                  ; SS: ring-3 data
+  push dword 0x80000
+  push dword 0x3002                ; EFLAGS: IOPL 3
+  push dword 0x1b                  ; CS: ring-3 code
+  push dword user
+  iret
+user:
+  mov eax, 1                       ; KVM_HC_VAPIC_POLL_IRQ, but from user mode
+  vmcall
+  mov ecx, 4
+.byte:
+  out 0xe9, al
+  shr eax, 8
+  loop .byte
+  mov al, 0
+  out 0xf4, al
+  jmp $
+gdtr: dw 5*8 - 1
+      dd gdt
+align 8
+gdt: dq 0, 0x00cf9a000000ffff, 0x00cf92000000ffff, 0x00cffa000000ffff, 0x00cff2000000ffff
+end:
+`;
+
 /** A control host: commands queued by the test, saves kept. */
 class Control implements ControlHost {
   readonly queue: ControlCommand[] = [];
@@ -252,6 +284,14 @@ describe.skipIf(!nasm)("KVM's paravirtual interface on the whole stack", () => {
     expect(bootSeconds).toBeGreaterThan(1_700_000_000 - 1);
     expect(bootSeconds).toBeLessThanOrEqual(1_700_000_000);
     expect(words[22]).toBe(0xfffff001);
+  });
+
+  it("refuses a hypercall from user mode with -KVM_EPERM", async () => {
+    const con = new MemoryConsole();
+    const result = await runVm({ memoryBytes: 16 << 20, kernelImage: assemble(USER), console: con, engine: createX86Engine, debugExitPort: 0xf4, debugcon: true, maxVirtualNs: 1e9 });
+    expect(result.why).toBe(VmEnd.DEBUG_EXIT);
+    expect(result.status).toBe(1);
+    expect(new DataView(Uint8Array.from(con.debugcon).buffer).getInt32(0, true)).toBe(-1);
   });
 
   it("hides it all with pv off: no hypervisor bit, empty leaves, VMCALL raises #UD", async () => {
