@@ -1,7 +1,8 @@
 // What KVM's paravirtual interface buys the default guest (`npm run bench:boot -- --pv`): boot it
 // to its shell prompt with and without the interface and count guest instructions and VM exits
 // to get there, then let the shell idle and count exits per second of VM time. Counts, not wall
-// times: the run is deterministic, so they are the same on every machine.
+// times: the guest runs the same on every machine; only where the prompt is seen moves a little
+// (between slices of host time, which the wall-time limit sizes), a few exits from run to run.
 import { readFileSync } from "node:fs";
 import { MemoryConsole } from "../../../drivers/console/host.js";
 import { ExitReason, type Kernel, type TraceSink, type VcpuEngine } from "../../../kernel/index.js";
