@@ -97,7 +97,7 @@ export const Mtd = {
   CR: 1 << 12, // cr0 cr2 cr3 cr4
   DR: 1 << 13, // dr0-3 dr6 dr7
   SYSENTER: 1 << 14, // sysenter cs/esp/eip MSRs
-  QUAL: 1 << 15, // exit qualification (read-only except `data`, which answers reads)
+  QUAL: 1 << 15, // exit qualification (read-only except the answers: `data`, `ebx`/`ecx`/`edx`, `refused`)
   CTRL: 1 << 16, // exit controls (exception bitmap, cpuid/msr/vmcall exits, hypervisor leaves)
   INJ: 1 << 17, // event injection and interrupt-window request
   STA: 1 << 18, // interruptibility and activity state, x87 error pins
