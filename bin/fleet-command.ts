@@ -10,7 +10,8 @@
 //                                                        linked clone of it); none: the default guest
 //                "drives": ["file=a.qcow2,format=qcow2"], hv run's --drive spelling
 //                "console": "file:web.log" | "unix:/tmp/web.sock",   default file:NAME.log
-//                "apic": false, "debugExit": false } ] }
+//                "apic": false, "debugExit": false,
+//                "pv": true } ] }                        KVM's paravirtual interface (false: hidden)
 
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -44,6 +45,8 @@ export interface FleetEntry {
   console: { kind: "file" | "unix"; path: string };
   apic: boolean;
   debugExit: boolean;
+  /** Offer KVM's paravirtual interface (default true). */
+  pv: boolean;
 }
 
 export interface FleetFile {
@@ -51,7 +54,7 @@ export interface FleetFile {
   vms: FleetEntry[];
 }
 
-const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "debugExit"]);
+const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "debugExit", "pv"]);
 /** VMs one fleet may hold (the consoles' interrupt lines and the kernel's frames bound it long before). */
 const MAX_FLEET = 64;
 
@@ -77,8 +80,8 @@ export function parseFleet(text: string, where: string): FleetFile {
       if (typeof v[k] !== "string" || v[k] === "") throw new InvalidArgumentError(`${at}.${k}: must be a non-empty string`);
       return v[k] as string;
     };
-    const bool = (k: string): boolean => {
-      if (v[k] === undefined) return false;
+    const bool = (k: string, absent = false): boolean => {
+      if (v[k] === undefined) return absent;
       if (typeof v[k] !== "boolean") throw new InvalidArgumentError(`${at}.${k}: must be true or false`);
       return v[k] as boolean;
     };
@@ -126,6 +129,7 @@ export function parseFleet(text: string, where: string): FleetFile {
       console: { kind: m[1] as "file" | "unix", path: m[2] },
       apic: bool("apic"),
       debugExit: bool("debugExit"),
+      pv: bool("pv", true),
     };
   });
   const consoles = new Set<string>();
@@ -200,7 +204,7 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
           bios: e.bios ? readInputFile(e.bios, `${at}: bios`, 16 << 20, "the flash window") : undefined,
         });
       const drives = r?.drives ?? e.drives;
-      const platform = r?.platform ?? { apic: e.apic, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1 };
+      const platform = r?.platform ?? { apic: e.apic, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1, pv: e.pv };
       const console = e.console.kind === "file" ? new FileConsole(e.console.path) : await SocketConsole.listen(e.console.path, () => raiseInput(i));
       consoles.push(console);
       vms.push({ name: e.name, memoryBytes, plan, console, drives, ...platformConfig(platform), resume: r ? { state: r.state, ram: r.reader } : undefined });

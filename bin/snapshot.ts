@@ -14,6 +14,7 @@ import type { BootPlan } from "../vmm/boot/index.js";
 import { DeviceStateError, StateReader } from "../vmm/devices/state.js";
 import type { RamPages, VmState } from "../vmm/protocol.js";
 import { vcpuFromRecord } from "../vmm/vcpu-record.js";
+import { checkKvmRecord } from "../vmm/paravirt/kvm.js";
 
 /** How the VM was configured: a snapshot resumes only on the same platform. */
 export interface SavedPlatform {
@@ -21,11 +22,13 @@ export interface SavedPlatform {
   debugcon: boolean;
   /** isa-debug-exit port, or -1 for none. */
   debugExitPort: number;
+  /** KVM's paravirtual interface offered (snapshots from before it: false, as those VMs ran). */
+  pv: boolean;
 }
 
 /** A saved platform as the VMM's configuration has it (no isa-debug-exit: null, not -1). */
-export function platformConfig(p: SavedPlatform): { apic: boolean; debugcon: boolean; debugExitPort: number | null } {
-  return { apic: p.apic, debugcon: p.debugcon, debugExitPort: p.debugExitPort >= 0 ? p.debugExitPort : null };
+export function platformConfig(p: SavedPlatform): { apic: boolean; debugcon: boolean; debugExitPort: number | null; pv: boolean } {
+  return { apic: p.apic, debugcon: p.debugcon, debugExitPort: p.debugExitPort >= 0 ? p.debugExitPort : null, pv: p.pv };
 }
 
 export interface SaveRequest {
@@ -51,9 +54,9 @@ export function saveSnapshot(request: SaveRequest, encodedState: Uint8Array, ram
         memoryBytes: request.memoryBytes,
         vmTimeNs: state.vmTimeNs,
         vcpuCount: 1,
-        boot: { apic: request.platform.apic, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort },
+        boot: { apic: request.platform.apic, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort, pv: request.platform.pv },
       },
-      vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged }],
+      vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged, ...(state.kvm ? { kvm: state.kvm } : {}) }],
       devices: state.platform,
       memoryMap: { ramBytes: request.memoryBytes, roms: request.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })) },
       drives: request.drives.map(driveRecord),
@@ -102,11 +105,13 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
     const registers = vcpuFromRecord((reader.vcpus[0] as Record<string, unknown>).registers, "vcpus[0].registers");
     const halted = vcpu.bool("halted");
     const ignneChanged = vcpu.bool("ignneChanged");
+    const kvm = vcpu.has("kvm") ? checkKvmRecord((reader.vcpus[0] as Record<string, unknown>).kvm, "vcpus[0].kvm") : undefined;
     const boot = h.boot ?? {};
     const platform: SavedPlatform = {
       apic: boot.apic === true,
       debugcon: boot.debugcon === true,
       debugExitPort: typeof boot.debugExitPort === "number" && Number.isInteger(boot.debugExitPort) && boot.debugExitPort >= -1 && boot.debugExitPort <= 0xffff ? boot.debugExitPort : -1,
+      pv: boot.pv === true,
     };
     const checked = reader.drives.map((d, i) => checkDrive(d, i, options.ignoreDriveChanges ?? false));
     // The devices' records, against the devices this VM will have (its drives as they are now).
@@ -120,7 +125,7 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
     }
     const name = options.clone ? options.clone.name ?? `${h.name}-clone-${Date.now().toString(36)}` : h.name;
     const drives = options.clone ? cloneDrives(checked, options.clone.dir, name) : checked;
-    const state: VmState = { vmTimeNs: h.vmTimeNs, vcpu: (reader.vcpus[0] as Record<string, unknown>).registers as Record<string, unknown>, halted, platform: reader.devices, ignneChanged };
+    const state: VmState = { vmTimeNs: h.vmTimeNs, vcpu: (reader.vcpus[0] as Record<string, unknown>).registers as Record<string, unknown>, halted, platform: reader.devices, ignneChanged, kvm };
     const plan: BootPlan = { writes: [], roms: reader.memoryMap.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })), state: registers, memoryMap: [] };
     return { reader, name, memoryBytes: h.memoryBytes, platform, drives, plan, state };
   } catch (error) {

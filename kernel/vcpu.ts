@@ -2,10 +2,10 @@
 //
 // A vCPU EC is run by a `VcpuEngine`. The engine executes guest code until something happens that
 // it cannot finish alone; then it *exits*. Exits come in two kinds:
-//  - boundary exits (HLT, interrupt window, exception, triple fault, recall, budget): `run()`
+//  - boundary exits (HLT, VMCALL, interrupt window, exception, triple fault, recall, budget): `run()`
 //    returns the reason at an instruction boundary;
-//  - synchronous exits (port I/O, MMIO, CPUID): the engine calls `VcpuExitHandler.exit()` in the
-//    middle of the instruction and completes it with the answer (no restart, no re-decode).
+//  - synchronous exits (port I/O, MMIO, CPUID, MSR): the engine calls `VcpuExitHandler.exit()` in
+//    the middle of the instruction and completes it with the answer (no restart, no re-decode).
 // For every exit except BUDGET the kernel calls the VMM's portal at selector
 // `eventBase + reason`, moving exactly the state groups the portal's MTD selects into the UTCB
 // and, when the VMM replies, back into the engine.
@@ -24,7 +24,10 @@ export enum ExitReason {
    * The vCPU waits for the VMM's reply.
    */
   HLT = 3,
-  /** CPUID, when the VMM asked for CPUID exits (`ctrl.cpuidExits`). Synchronous. */
+  /**
+   * CPUID, when the VMM asked for CPUID exits (`ctrl.cpuidExits`), or of a hypervisor leaf
+   * (0x40000000-0x4fffffff) when it offers them (`ctrl.hypervisorLeaves`). Synchronous.
+   */
   CPUID = 4,
   /** The guest can take an external interrupt now (EFLAGS.IF=1, no shadow), as requested. */
   INTR_WINDOW = 5,
@@ -47,6 +50,20 @@ export enum ExitReason {
    * cleared it. A PC routes FERR# to IRQ 13 and answers port F0h with IGNNE#.
    */
   FERR = 11,
+  /**
+   * RDMSR/WRMSR of an MSR the engine does not implement, when the VMM asked (`ctrl.msrExits`);
+   * without, such an access raises #GP(0). The index in `qual.address`, `qual.write`, the value
+   * in `qual.data` (bits 31:0) and `qual.edx` (63:32), `qual.size` 8. The reply answers a read
+   * in `data`/`edx`, or refuses the access (`qual.refused`: the instruction raises #GP(0)). Synchronous.
+   */
+  MSR = 12,
+  /**
+   * VMCALL (0F 01 C1), when the VMM asked (`ctrl.vmcallExits`); without, it raises #UD as on a
+   * processor outside VMX operation. The instruction has retired (EIP after it): the VMM reads
+   * the hypercall's registers and replies with its result in them (KVM's ABI: number in EAX,
+   * arguments in EBX, ECX, EDX, ESI, result in EAX).
+   */
+  VMCALL = 13,
 }
 
 /** Why an engine stopped with INVALID_STATE (`qual.address` of that exit). */
@@ -58,7 +75,7 @@ export enum InvalidStateCause {
 }
 
 /** Number of exit reasons; a VMM's event range for one vCPU is this many selectors. */
-export const EXIT_REASON_COUNT = 12;
+export const EXIT_REASON_COUNT = 14;
 
 /**
  * Message transfer descriptor: which groups of vCPU state move between engine and UTCB.
@@ -80,8 +97,8 @@ export const Mtd = {
   CR: 1 << 12, // cr0 cr2 cr3 cr4
   DR: 1 << 13, // dr0-3 dr6 dr7
   SYSENTER: 1 << 14, // sysenter cs/esp/eip MSRs
-  QUAL: 1 << 15, // exit qualification (read-only except `data`, which answers reads)
-  CTRL: 1 << 16, // exit controls (exception bitmap, cpuid exits)
+  QUAL: 1 << 15, // exit qualification (read-only except the answers: `data`, `ebx`/`ecx`/`edx`, `refused`)
+  CTRL: 1 << 16, // exit controls (exception bitmap, cpuid/msr/vmcall exits, hypervisor leaves)
   INJ: 1 << 17, // event injection and interrupt-window request
   STA: 1 << 18, // interruptibility and activity state, x87 error pins
   TSC: 1 << 19, // time stamp counter
@@ -133,12 +150,23 @@ export class VcpuState {
     errorCode: 0,
     /** Guest-linear address for page faults. */
     linear: 0,
+    /** MSR replies: the MSR does not exist for this VM (the instruction raises #GP(0)). */
+    refused: false,
   };
   // CTRL
   exceptionBitmap = 0;
   cpuidExits = false;
   /** Exit with FERR when the x87's FERR# output changes level. */
   ferrExits = false;
+  /**
+   * The VMM offers hypervisor CPUID leaves: CPUID.1:ECX bit 31 (hypervisor present) reads 1 and
+   * leaves 0x40000000-0x4fffffff are CPUID exits (answered by the VMM).
+   */
+  hypervisorLeaves = false;
+  /** RDMSR/WRMSR of MSRs the engine does not implement exit (MSR) instead of raising #GP(0). */
+  msrExits = false;
+  /** VMCALL exits (VMCALL) instead of raising #UD. */
+  vmcallExits = false;
   // INJ: event to deliver at the next instruction boundary where it can be taken
   inj = { valid: false, vector: 0, type: 0, errorCode: -1 as number, requestWindow: false };
   // STA

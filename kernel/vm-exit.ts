@@ -116,6 +116,7 @@ export function loadVcpuReply(k: Kernel, vcpu: Ec, handler: Ec, exit: VcpuState 
       exit.qual.ebx = v.qual.ebx;
       exit.qual.ecx = v.qual.ecx;
       exit.qual.edx = v.qual.edx;
+      exit.qual.refused = v.qual.refused === true;
     }
     vcpu.engine!.loadState(mtd & ~Mtd.QUAL, v);
     // A TSC in the reply to a boundary exit is the TSC as of now: time before is not added again.
@@ -154,7 +155,7 @@ export function endIdle(k: Kernel, ec: Ec): void {
   ec.idleSince = null;
 }
 
-/** A synchronous exit in the middle of an instruction (port I/O, MMIO, CPUID). */
+/** A synchronous exit in the middle of an instruction (port I/O, MMIO, CPUID, MSR). */
 function syncExit(k: Kernel, ec: Ec, reason: ExitReason, state: VcpuState): boolean {
   const pt = exitPortal(ec, reason);
   if (!pt) return false;

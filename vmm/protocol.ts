@@ -65,4 +65,6 @@ export interface VmState {
   platform: Record<string, unknown>;
   /** The monitor's own state: IGNNE# changed and not yet handed to the vCPU. */
   ignneChanged: boolean;
+  /** KVM's paravirtual interface (its MSR values, a KvmRecord), when the VM has it. */
+  kvm?: Record<string, unknown>;
 }

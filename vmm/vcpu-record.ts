@@ -11,6 +11,8 @@ export const RECORD_MTD = Mtd.ALL & ~Mtd.QUAL;
 const U32 = 0xffffffff;
 const SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"] as const;
 const REGISTERS = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags", "cr0", "cr2", "cr3", "cr4", "dr0", "dr1", "dr2", "dr3", "dr6", "dr7", "gdtrBase", "idtrBase", "sysenterEsp", "sysenterEip", "exceptionBitmap", "apicBase"] as const;
+/** Exit controls of the paravirtual interface (optional in a record). */
+const PV_CONTROLS = ["hypervisorLeaves", "msrExits", "vmcallExits"] as const;
 /** FXSAVE image size. */
 const FPU_BYTES = 512;
 
@@ -30,6 +32,9 @@ export function vcpuRecord(st: VcpuState): VcpuRecord {
     tscLo: Number(st.tsc & 0xffffffffn) >>> 0,
     cpuidExits: st.cpuidExits,
     ferrExits: st.ferrExits,
+    hypervisorLeaves: st.hypervisorLeaves,
+    msrExits: st.msrExits,
+    vmcallExits: st.vmcallExits,
     inj: { ...st.inj },
     interruptibility: st.interruptibility,
     activity: st.activity,
@@ -51,6 +56,8 @@ export function vcpuFromRecord(raw: unknown, path: string): VcpuState {
   st.tsc = (BigInt(r.int("tscHi", 0, U32)) << 32n) | BigInt(r.int("tscLo", 0, U32));
   st.cpuidExits = r.bool("cpuidExits");
   st.ferrExits = r.bool("ferrExits");
+  // Records saved before the paravirtual interface lack these: such a VM never had it.
+  for (const k of PV_CONTROLS) st[k] = r.has(k) ? r.bool(k) : false;
   const inj = r.record("inj");
   st.inj = { valid: inj.bool("valid"), vector: inj.int("vector", 0, 255), type: inj.int("type", 0, 7), errorCode: inj.int("errorCode", -1, U32), requestWindow: inj.bool("requestWindow") };
   st.interruptibility = r.int("interruptibility", 0, 15);

@@ -34,6 +34,7 @@ import { encode } from "@msgpack/msgpack";
 import { PauseReason, STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
 import { RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
 import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
+import { KVM_ENOSYS, KvmParavirt } from "./paravirt/kvm.js";
 
 export type { GuestRamSource } from "./demand-ram.js";
 
@@ -92,6 +93,11 @@ export interface VmmConfig {
   /** Virtual ns per TSC tick (the kernel's ns per instruction; default 1). */
   nsPerTscTick?: number;
   /**
+   * Offer KVM's paravirtual interface (hypervisor CPUID leaves, kvm-clock, hypercalls), which an
+   * unmodified Linux uses (default true; false hides it: a plain PC, VMCALL raises #UD).
+   */
+  pv?: boolean;
+  /**
    * Resume a saved VM instead of booting: `plan` then holds the saved ROMs and vCPU state (its
    * TSC as of `state.vmTimeNs`) and no writes. Checked before the VMM starts (checkVmState).
    */
@@ -126,6 +132,10 @@ const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.TRIPLE_FAULT]: Mtd.EIP_LEN | Mtd.CS_SS,
   [ExitReason.INVALID_STATE]: Mtd.QUAL | Mtd.EIP_LEN | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
   [ExitReason.FERR]: Mtd.STA,
+  // The TSC at the access: a kvm-clock record pairs it with the VM's time.
+  [ExitReason.MSR]: Mtd.QUAL | Mtd.TSC,
+  // The hypercall's registers, and what the privilege level is made of (KVM refuses user mode).
+  [ExitReason.VMCALL]: Mtd.GPR_ACDB | Mtd.GPR_BSD | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
 };
 
 /** The PC platform of a VM configured so (its drives come later, with installDrive). */
@@ -215,6 +225,8 @@ class Vmm {
   private bouncePages: number[] = [];
   /** IGNNE# changed on a port F0h write: hand it to the vCPU at the recall that follows. */
   private ignneChanged = false;
+  /** KVM's paravirtual interface, when offered. */
+  private kvm: KvmParavirt | null = null;
   private serialOut: number[] = [];
   private debugOut: number[] = [];
 
@@ -257,6 +269,16 @@ class Vmm {
     this.attachDrives();
     this.balloon = installBalloon(this.platform, this.ram, (first, count) => this.ram.release(first, count));
     if (this.ended) return; // a drive was refused: the VM never starts
+    if (this.config.pv ?? true) {
+      const platform = this.platform;
+      this.kvm = new KvmParavirt({
+        ram: this.ram,
+        nsPerTscTick: this.config.nsPerTscTick ?? 1,
+        vmNow: () => this.vmNow(),
+        wallClock: () => platform.rtc.reference,
+        lapic: platform.lapic,
+      });
+    }
     // A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU.
     const resume = this.config.resume;
     if (resume) {
@@ -264,6 +286,7 @@ class Vmm {
       this.pauseStart = sys.now();
       this.platform.loadState(resume.state.platform);
       this.ignneChanged = resume.state.ignneChanged;
+      if (resume.state.kvm && this.kvm) this.kvm.loadState(resume.state.kvm, "kvm");
     }
     must(sys.createLocalEc(EXIT_EC, 0, () => (utcb, reason) => this.onExit(utcb, reason)), "create the exit handler");
     for (let r = 0; r < EXIT_REASON_COUNT; r++) {
@@ -431,6 +454,7 @@ class Vmm {
         v.ferrExits = true;
         v.mtd |= Mtd.CTRL;
         if (this.config.resume) this.resumeAtStartup(v);
+        else this.offerPv(v);
         return;
       case ExitReason.FERR:
         // A falling FERR# drops IGNNE#: this reply carries it, no recall needed.
@@ -446,6 +470,17 @@ class Vmm {
         this.mmio(q);
         return;
       case ExitReason.CPUID:
+        // Only hypervisor leaves exit (the VMM asks for no others), and only while PV is offered.
+        if (this.kvm) this.kvm.cpuid(q);
+        else q.data = q.ebx = q.ecx = q.edx = 0;
+        return;
+      case ExitReason.MSR:
+        q.refused = this.kvm === null || !this.kvm.msr(q, v.tsc);
+        v.mtd = Mtd.QUAL;
+        return;
+      case ExitReason.VMCALL:
+        v.eax = (this.kvm ? this.kvm.hypercall(v, cpl(v)) : -KVM_ENOSYS) >>> 0;
+        v.mtd = Mtd.GPR_ACDB;
         return;
       case ExitReason.HLT:
         if ((v.eflags & IF) === 0) {
@@ -514,7 +549,7 @@ class Vmm {
       }
       return;
     }
-    if (reason === ExitReason.CPUID) return;
+    if (reason === ExitReason.CPUID || reason === ExitReason.MSR) return;
     this.sys.deferReply();
   }
 
@@ -611,6 +646,7 @@ class Vmm {
   private resumeAtStartup(v: VcpuState): void {
     const saved = this.config.resume!.state;
     v.mtd = RECORD_MTD;
+    this.offerPv(v);
     if (saved.halted) {
       // Halted: let the vCPU take the saved state and stop at once in HLT, where it waits (and its
       // time runs) as it did when saved; that exit parks it with this state.
@@ -620,6 +656,14 @@ class Vmm {
     }
     this.hiddenNs = this.sys.vmTime(VCPU)! - this.pauseVm;
     this.pausedAt = this.park(v, true);
+  }
+
+  /**
+   * The paravirtual exits follow this VMM's configuration, not a saved record: the VM is offered
+   * what its platform has.
+   */
+  private offerPv(v: VcpuState): void {
+    v.hypervisorLeaves = v.msrExits = v.vmcallExits = this.kvm !== null;
   }
 
   private onControl(utcb: Utcb): void {
@@ -759,6 +803,7 @@ class Vmm {
       halted: this.pausedAt === null,
       platform: this.platform.saveState() as Record<string, unknown>,
       ignneChanged: this.ignneChanged,
+      ...(this.kvm ? { kvm: this.kvm.saveState() } : {}),
     };
     const bytes = encode(state);
     if (bytes.length > this.stateView!.length) return void utcb.set(Status.OUT_OF_QUOTA, bytes.length);
@@ -817,6 +862,13 @@ function copyState(from: VcpuState, to: VcpuState): void {
   to.qual = keepQual;
   to.fpu = from.fpu;
   to.mtd = from.mtd;
+}
+
+/** The privilege level of a vCPU state with the CR, EFLAGS and CS_SS groups (as the engine derives it). */
+function cpl(v: VcpuState): number {
+  if ((v.cr0 & 1) === 0) return 0;
+  if (v.eflags & 0x20000) return 3; // virtual-8086 mode
+  return (v.ss.attributes >> 5) & 3;
 }
 
 /** "CS:EIP" of a vCPU state, as in "triple fault at 0008:0010002a". */

@@ -3,6 +3,8 @@
 // with v86, each in its own child process, one after the other, and prints a table and last
 // `boot_s=<ours> v86_s=<peer> ratio=<ours/peer> peak_rss_mib=<ours>` (nan where not measured).
 // Exit status 0 when every runner that ran booted, 1 otherwise. `--help` lists the options.
+// With --pv it measures KVM's paravirtual interface instead (boot/pv.ts): guest instructions and
+// VM exits to the shell prompt and exits per second of an idle shell, with and without it.
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +15,7 @@ import { REPO_ROOT, runChild } from "./boot/child.js";
 import { asCpuProfile, formatSelfTimes, topFiles, topFunctions } from "./boot/profile.js";
 import type { BootJob, BootReport } from "./boot/protocol.js";
 import { findSeabios } from "./boot/seabios.js";
+import { measurePv, type PvMeasure } from "./boot/pv.js";
 import { contentionWarnings, cpuRatio, failureDetails, num, resultLine, table, type RunnerResult } from "./boot/summary.js";
 
 const HELP = `usage: npm run bench:boot -- [options]
@@ -22,7 +25,10 @@ const HELP = `usage: npm run bench:boot -- [options]
   --quiet           add 'quiet' to the kernel command line (both sides)
   --echo            show the guests' serial output on stderr as it arrives
   --profile         run ours under node --cpu-prof and print where its time goes
-  --top N           rows of the profile summary (default 30)`;
+  --top N           rows of the profile summary (default 30)
+  --pv              instead: instructions and VM exits to the shell prompt, and exits/s of the idle
+                    shell, with KVM's paravirtual interface and without (--no-pv); ours only
+  --idle-s S        with --pv: VM seconds the shell idles at its prompt (default 5)`;
 
 function options() {
   const { values } = parseArgs({
@@ -34,6 +40,8 @@ function options() {
       echo: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       top: { type: "string", default: "30" },
+      pv: { type: "boolean", default: false },
+      "idle-s": { type: "string", default: "5" },
       help: { type: "boolean", default: false },
     },
   });
@@ -55,6 +63,8 @@ function options() {
     echo: values.echo,
     profile: values.profile,
     top: Math.floor(positive("top", values.top)),
+    pv: values.pv,
+    idleSeconds: positive("idle-s", values["idle-s"]),
   };
 }
 
@@ -81,8 +91,42 @@ function printProfile(dir: string, top: number, fromMicros: number | undefined, 
   console.log(formatSelfTimes("self time by file:", topFiles(profile, Math.min(top, 15), o)).join("\n"));
 }
 
+/** `--pv`: the default guest to its prompt with and without the interface; prints the counts. */
+async function mainPv(opts: ReturnType<typeof options>): Promise<number> {
+  const guest = await ensureDefaultGuest({ quiet: opts.quiet });
+  console.log(`paravirtual benchmark: default guest to its shell prompt, then ${opts.idleSeconds} s (VM time) idle`);
+  const runs: PvMeasure[] = [];
+  for (const pv of [true, false]) {
+    process.stderr.write(`bench:boot: booting ${pv ? "with" : "without (--no-pv)"} KVM's paravirtual interface...\n`);
+    runs.push(await measurePv(guest, pv, opts.idleSeconds, opts.timeoutSeconds));
+  }
+  const reasons = [...new Set(runs.flatMap((r) => Object.keys(r.byReason)))].sort((a, b) => (runs[1].byReason[b] ?? 0) - (runs[1].byReason[a] ?? 0));
+  const rows = [
+    ["", "pv", "no-pv"],
+    ["reached prompt", ...runs.map((r) => String(r.reached))],
+    ["clocksource", ...runs.map((r) => r.clocksource)],
+    ["VM s to prompt", ...runs.map((r) => r.promptSeconds.toFixed(3))],
+    ["instructions", ...runs.map((r) => String(r.instructions))],
+    ["VM exits", ...runs.map((r) => String(r.exits))],
+    ...reasons.map((k) => [`  ${k}`, ...runs.map((r) => String(r.byReason[k] ?? 0))]),
+    ["idle exits/s", ...runs.map((r) => r.idleExitsPerSecond.toFixed(1))],
+    ...[...new Set(runs.flatMap((r) => Object.keys(r.idleByReason)))].map((k) => [`  ${k}`, ...runs.map((r) => (r.idleByReason[k] ?? 0).toFixed(1))]),
+    ["wall s", ...runs.map((r) => r.wallSeconds.toFixed(1))],
+  ];
+  const width = rows.map((r) => r.map((c) => c.length)).reduce((w, r) => w.map((x, i) => Math.max(x, r[i])));
+  console.log(rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(width[i]) : c.padStart(width[i]))).join("  ")).join("\n"));
+  const [on, off] = runs;
+  const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(3) : "nan");
+  console.log(
+    `pv_boot_exit_ratio=${ratio(on.exits, off.exits)} pv_boot_instruction_ratio=${ratio(on.instructions, off.instructions)} ` +
+      `idle_exits_per_s_pv=${on.idleExitsPerSecond.toFixed(1)} idle_exits_per_s_nopv=${off.idleExitsPerSecond.toFixed(1)}`,
+  );
+  return runs.every((r) => r.reached) ? 0 : 1;
+}
+
 async function main(): Promise<number> {
   const opts = options();
+  if (opts.pv) return mainPv(opts);
   const guest = await ensureDefaultGuest({ bootOk: true, quiet: opts.quiet });
   const job: BootJob = {
     kernel: guest.kernel, initrd: guest.initrd, append: guest.append, memoryBytes: opts.memoryBytes,

@@ -100,6 +100,9 @@ describe.skipIf(!hasNasm())("a fleet of VMs on one kernel", () => {
     expect(bad({ vms: [{ name: "a", console: "file:x" }, { name: "b", console: "file:./x" }] })).toThrow(/console \.\/x is another VM's too/);
     expect(bad({ vms: [{ name: "a", colour: "red" }] })).toThrow(/unknown key 'colour'/);
     expect(bad({ vms: [{ name: "a", apic: "yes" }] })).toThrow(/vms\[0\]\.apic: must be true or false/);
+    expect(bad({ vms: [{ name: "a", pv: 0 }] })).toThrow(/vms\[0\]\.pv: must be true or false/);
+    expect(parseFleet(JSON.stringify(ok), "f.json").vms[0].pv).toBe(true); // KVM's interface unless hidden
+    expect(parseFleet(JSON.stringify({ vms: [{ name: "a", pv: false }] }), "f.json").vms[0].pv).toBe(false);
     expect(bad({ vms: [{ name: "a" }], extra: 1 })).toThrow(/unknown key 'extra'/);
   });
 

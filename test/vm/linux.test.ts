@@ -110,7 +110,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       if (command.atVmTimeNs === undefined) {
         const diskThen = join(dir, "disk-at-prompt.raw");
         copyFileSync(disk, diskThen);
-        const platform = { apic: false, debugcon: false, debugExitPort: -1 };
+        const platform = { apic: false, debugcon: false, debugExitPort: -1, pv: true };
         saveSnapshot({ path: file, name: "linux", memoryBytes: 128 << 20, platform, roms: plan.roms, drives: [{ path: diskThen, format: "raw" }] }, result.state, result.ram);
         saved = { file, later: null };
         control.queue.push({ vm: 0, op: "save", atVmTimeNs: (decode(result.state) as VmState).vmTimeNs + IDLE_NS });
@@ -135,7 +135,12 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
           conversation = new Conversation(
             con,
             [
-              { expect: /hv-init: ready[\s\S]*# /, type: "echo hi; uname -a; cat /proc/cpuinfo; echo done-$((6*7))\n" },
+              {
+                expect: /hv-init: ready[\s\S]*# /,
+                type:
+                  "echo hi; uname -a; cat /proc/cpuinfo; dmesg | grep -E 'Hypervisor detected|kvm-clock' | head -3; " +
+                  "echo clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource); echo epoch=$(date +%s); echo done-$((6*7))\n",
+              },
               {
                 expect: /done-42/,
                 type:
@@ -170,6 +175,15 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       expect(text).toMatch(/cpu family\s*: 6/);
       expect(text).toMatch(/fpu\s*: yes/);
       expect(text).toMatch(/flags\s*:.*\bcmov\b/);
+      // KVM's paravirtual interface: detected, and kvm-clock is the clocksource (no TSC or PIT calibration).
+      expect(text).toMatch(/flags\s*:.*\bhypervisor\b/);
+      expect(text).toMatch(/Hypervisor detected: KVM/);
+      expect(text).toMatch(/kvm-clock: Using msrs 4b564d01 and 4b564d00/);
+      expect(text).toMatch(/^clocksource=kvm-clock\r?$/m);
+      // Its wall clock: hv's RTC starts at 1,700,000,000 (Unix seconds) and the guest ran seconds.
+      const epoch = Number(/^epoch=(\d+)\r?$/m.exec(text)?.[1]);
+      expect(epoch).toBeGreaterThanOrEqual(1_700_000_000);
+      expect(epoch).toBeLessThan(1_700_000_000 + 120);
       // The disk: its size, what the host put there, and what the guest wrote back.
       expect(text).toMatch(/^sectors=2048\r?$/m);
       expect(text).toMatch(/^hv-disk-signature-0123\r?$/m);

@@ -81,6 +81,19 @@ describe("MC146818 RTC", () => {
     expect(get(0)).toBe(0x31);
   });
 
+  it("gives its reference point (Unix seconds at a virtual time), running or set anew", () => {
+    const { set, clock, rtc, t0 } = setup();
+    clock.advance(2.5e9);
+    expect(rtc.reference).toEqual({ seconds: START, atNs: t0 });
+    set(REG_B, 0x82);
+    set(0, 0x30);
+    clock.advance(1e9);
+    const frozen = rtc.reference; // frozen: the time registers, now
+    expect(frozen).toEqual({ seconds: START - 5 + 0x1e, atNs: clock.now() });
+    set(REG_B, 0x02);
+    expect(rtc.reference).toEqual({ seconds: START - 5 + 0x1e, atNs: clock.now() });
+  });
+
   it("raises IRQ8 for the periodic flag at the register-A rate until register C is read", () => {
     const { get, set, clock, sink, t0 } = setup();
     set(REG_B, 0x42); // PIE

@@ -125,6 +125,14 @@ export class Rtc implements Device, BusHandler {
     return this.halted ? this.decodeTime() : this.secondsAt(this.clock.now());
   }
 
+  /**
+   * The clock as a reference point: it read Unix time `seconds` at virtual time `atNs` (and runs
+   * on from there at one second per 1e9 ns, unless frozen). What a paravirtual wall clock is made of.
+   */
+  get reference(): { seconds: number; atNs: number } {
+    return this.halted ? { seconds: this.decodeTime(), atNs: this.clock.now() } : { seconds: this.baseSeconds, atNs: this.baseNs };
+  }
+
   /** Byte `i` of the CMOS (time registers as last stored). For the VMM's boot-time set-up. */
   nvram(i: number): number {
     return this.cmos[i & 0x7f];

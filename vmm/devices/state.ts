@@ -53,6 +53,11 @@ export class StateReader {
     return this.num(key);
   }
 
+  /** The field is present (for fields newer records have and older ones lack). */
+  has(key: string): boolean {
+    return Object.hasOwn(this.fields, key);
+  }
+
   /** The field is present and null. */
   isNull(key: string): boolean {
     return this.field(key) === null;

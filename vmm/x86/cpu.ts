@@ -161,6 +161,10 @@ export class Cpu implements LazyFlags {
   /** FERR# as last seen by the core, and whether its changes end the run (ExitReason.FERR). */
   ferrLevel = false;
   ferrExits = false;
+  /** Paravirtual exits the VMM asked for (VcpuState's CTRL group says what each does). */
+  hypervisorLeaves = false;
+  msrExits = false;
+  vmcallExits = false;
   /** Last host error caught by the run loop (an engine bug); reported as INVALID_STATE. */
   lastError: unknown = null;
   /** Why the last run ended with INVALID_STATE for a guest reason (e.g. executing MMIO). */

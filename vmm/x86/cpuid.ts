@@ -17,6 +17,9 @@ const FPU = 1 << 0, FXSR = 1 << 24;
 
 export const SIGNATURE = 0x652; // family 6, model 5, stepping 2
 
+/** Leaf 1 ECX bit 31: a hypervisor is present (its leaves start at 0x40000000). */
+export const HYPERVISOR_PRESENT = 1 << 31;
+
 export function cpuid(c: Cpu): void {
   const leaf = c.r[0] >>> 0;
   const r = c.r;
@@ -30,7 +33,7 @@ export function cpuid(c: Cpu): void {
     case 1:
       r[0] = SIGNATURE;
       r[3] = 0;
-      r[1] = 0;
+      r[1] = c.hypervisorLeaves ? HYPERVISOR_PRESENT : 0;
       r[2] = FEATURES_EDX | (c.fpu !== null ? FPU | FXSR : 0);
       return;
     case 2:

@@ -38,6 +38,8 @@ export function disassemble(bytes: Uint8Array, offset: number, mode: 16 | 32): {
   const e = d.entry[0];
   if (truncated) return { text: "(truncated)", length: Math.max(0, bytes.length - offset) };
   if (e === null || length > 15) return { text: "(bad)", length: Math.max(1, Math.min(length, 15)) };
+  // 0F 01 C1 shares its record with SGDT (reg field 0); register forms of it are the VMX group.
+  if (d.opc[0] === 0x101 && d.mod3[0] && d.reg[0] === 0 && d.rm[0] === 1) return { text: "vmcall", length };
   const pfx = d.pfx[0];
   const o32 = (pfx & Pfx.O32) !== 0;
   let m = e.mnemonic;

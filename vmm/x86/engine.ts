@@ -425,6 +425,9 @@ export class X86Engine implements VcpuEngine {
       to.exceptionBitmap = c.exceptionBitmap >>> 0;
       to.cpuidExits = c.cpuidExits;
       to.ferrExits = c.ferrExits;
+      to.hypervisorLeaves = c.hypervisorLeaves;
+      to.msrExits = c.msrExits;
+      to.vmcallExits = c.vmcallExits;
     }
     if (mtd & Mtd.INJ) Object.assign(to.inj, this.inj);
     if (mtd & Mtd.STA) {
@@ -501,6 +504,9 @@ export class X86Engine implements VcpuEngine {
       c.exceptionBitmap = from.exceptionBitmap | 0;
       c.cpuidExits = from.cpuidExits;
       c.ferrExits = from.ferrExits;
+      c.hypervisorLeaves = from.hypervisorLeaves;
+      c.msrExits = from.msrExits;
+      c.vmcallExits = from.vmcallExits;
     }
     if (mtd & Mtd.INJ) Object.assign(this.inj, from.inj);
     if (mtd & Mtd.STA) {

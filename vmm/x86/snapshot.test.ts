@@ -81,6 +81,21 @@ describe("vCPU state as a value", () => {
     expect(() => vcpuFromRecord([1, 2], "vcpus[1]")).toThrow(/vcpus\[1\]: not a record/);
   });
 
+  it("keeps the paravirtual exit controls, and reads records from before them as without", () => {
+    const m = machine(new Uint8Array(RAM), CODE, 7);
+    m.update((s) => Object.assign(s, { hypervisorLeaves: true, msrExits: true, vmcallExits: true }));
+    const st = new VcpuState();
+    m.engine.saveState(RECORD_MTD, st);
+    const record = vcpuRecord(st);
+    const back = vcpuFromRecord(decode(encode(record)), "vcpus[0]");
+    expect([back.hypervisorLeaves, back.msrExits, back.vmcallExits]).toEqual([true, true, true]);
+    const old = structuredClone(record) as Record<string, unknown>;
+    for (const k of ["hypervisorLeaves", "msrExits", "vmcallExits"]) delete old[k];
+    const fromOld = vcpuFromRecord(old, "vcpus[0]");
+    expect([fromOld.hypervisorLeaves, fromOld.msrExits, fromOld.vmcallExits]).toEqual([false, false, false]);
+    expect(() => vcpuFromRecord({ ...record, msrExits: 1 }, "vcpus[0]")).toThrow(/vcpus\[0\]\.msrExits/);
+  });
+
   it("save after N instructions, load into a fresh engine, run M: the same as N + M in one go", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.integer({ min: 1, max: 1200 }), fc.integer({ min: 1, max: 3000 }), (seed, n, m) => {

@@ -112,7 +112,7 @@ export class Machine {
     st.ldtr.selector = 0; st.ldtr.base = 0; st.ldtr.limit = 0; st.ldtr.attributes = 0x10000;
     st.eip = eip; st.esp = esp; st.eflags = 0x202;
     st.eax = st.ebx = st.ecx = st.edx = st.esi = st.edi = st.ebp = 0;
-    st.exceptionBitmap = 0; st.cpuidExits = false;
+    st.exceptionBitmap = 0; st.cpuidExits = false; st.hypervisorLeaves = st.msrExits = st.vmcallExits = false;
     st.inj.valid = false; st.inj.requestWindow = false;
     st.activity = 0; st.interruptibility = 0;
     this.engine.loadState(Mtd.ALL & ~Mtd.FPU, st);

@@ -135,7 +135,9 @@ export function registerSystem(h: Record<string, Handler>): void {
     const base = c.rd32(d.seg[i], (off + 2) & d.amask[i]);
     return [limit, d.pfx[i] & Pfx.O32 ? base : base & 0xffffff];
   };
-  h.sgdt = (c, i) => storeTable(c, i, c.gdtLimit, c.gdtBase);
+  // 0F 01 with mod = 3 and reg = 0 are the VMX instructions; of those only VMCALL (rm = 1) means
+  // anything to a guest (a hypercall), the others raise #UD as outside VMX operation.
+  h.sgdt = (c, i) => (c.dec.mod3[i] && c.dec.rm[i] === 1 ? vmcall(c) : storeTable(c, i, c.gdtLimit, c.gdtBase));
   h.sidt = (c, i) => storeTable(c, i, c.idtLimit, c.idtBase);
   h.lgdt = (c, i) => {
     const [limit, base] = loadTable(c, i);
@@ -233,11 +235,13 @@ export function registerSystem(h: Record<string, Handler>): void {
   // MSRs, TSC, CPUID.
   h.rdmsr = (c) => {
     requireCpl0(c);
-    if (!readMsr(c, c.r[1] >>> 0)) c.fault(13, 0);
+    const index = c.r[1] >>> 0;
+    if (!readMsr(c, index) && !msrExit(c, index, false)) c.fault(13, 0);
   };
   h.wrmsr = (c) => {
     requireCpl0(c);
-    if (!writeMsr(c, c.r[1] >>> 0, c.r[0], c.r[2])) c.fault(13, 0);
+    const index = c.r[1] >>> 0;
+    if (!writeMsr(c, index, c.r[0], c.r[2]) && !msrExit(c, index, true)) c.fault(13, 0);
   };
   h.rdtsc = (c) => {
     if (c.cr4 & 4 && c.cr0 & 1 && c.cpl !== 0) c.fault(13, 0);
@@ -387,8 +391,40 @@ function verify(c: Cpu, sel: number, write: boolean): void {
   if (ok) c.flags |= ZF;
 }
 
+/**
+ * RDMSR/WRMSR of an MSR the core does not implement: the VMM's answer, when it asked for MSR exits.
+ * False when the access raises #GP(0) (no MSR exits, no VMM, or the VMM refused it).
+ */
+function msrExit(c: Cpu, index: number, write: boolean): boolean {
+  if (!c.msrExits || c.exits === null) return false;
+  const q = c.state.qual;
+  q.address = index;
+  q.size = 8;
+  q.write = write;
+  q.data = write ? c.r[0] >>> 0 : 0;
+  q.edx = write ? c.r[2] >>> 0 : 0;
+  q.ebx = q.ecx = 0;
+  q.refused = false;
+  const ok = c.exits.exit(ExitReason.MSR, c.state);
+  c.codeEpoch++; // the VMM may have written guest memory (a kvm-clock record)
+  if (!ok || q.refused) return false;
+  if (!write) {
+    c.r[0] = q.data;
+    c.r[2] = q.edx;
+  }
+  return true;
+}
+
+/** VMCALL: a boundary exit after the instruction, when the VMM takes hypercalls; else #UD. */
+function vmcall(c: Cpu): void {
+  if (!c.vmcallExits) c.fault(6);
+  c.stop = ExitReason.VMCALL;
+  c.attention = true;
+}
+
 function cpuidInstruction(c: Cpu): void {
-  if (c.cpuidExits && c.exits !== null) {
+  const hypervisorLeaf = c.hypervisorLeaves && c.r[0] >>> 28 === 4;
+  if ((c.cpuidExits || hypervisorLeaf) && c.exits !== null) {
     const st = c.state;
     const q = st.qual;
     q.address = c.r[0] >>> 0;
