@@ -6,7 +6,7 @@ import { KernelMemoryCost, MAX_FRAMES, PdRights } from "../kernel/index.js";
 import { BlockDriver, type DriveConfig } from "../drivers/block/component.js";
 import { consoleInput, consoleOutput, type ConsoleHost } from "../drivers/console/console.js";
 import { ConsoleSel } from "../drivers/console/protocol.js";
-import { memoryManager } from "../services/memory-manager.js";
+import { MemoryManager } from "../services/memory-manager.js";
 import { Published } from "../services/root-protocol.js";
 import { ControlSel, controlThread, type ControlHost } from "../services/vm-control.js";
 import { STATE_PAGES } from "../vmm/protocol.js";
@@ -18,6 +18,8 @@ import { BLOCK_BOUNCE_PAGES, VCPU_PRIORITY, VCPU_QUANTUM_NS, vmmComponent, VmmSe
 export interface VmDescription extends Omit<VmmConfig, "drives"> {
   /** Unique among the VMs: names its PDs ("NAME", "vmm:NAME", "console:NAME"). */
   name: string;
+  /** VMs share equal pages only within one trust group (shared pages leak timing between VMs). Default 0. */
+  trustGroup?: number;
   console: ConsoleHost;
   /** Disk images in order: /dev/vda, /dev/vdb, ... */
   drives?: ReadonlyArray<DriveConfig & { serial?: string }>;
@@ -95,7 +97,14 @@ export interface HostServices {
    * enough for every VM to write all of its RAM.
    */
   hostMemoryBytes?: number;
+  /** Pages the memory manager's scanner looks at per second of virtual time, for equal and all-zero pages; 0: no scanner. */
+  scanRate?: number;
 }
+
+/** The scanner's default rate, pages per second of virtual time. */
+export const DEFAULT_SCAN_RATE = 20_000;
+/** The scanner runs above the vCPUs (its work per tick is bounded), below the VMMs' own threads. */
+const SCANNER_PRIORITY = 15;
 
 export function compose(vms: readonly VmDescription[], services: HostServices = {}): Composition {
   const names = new Set(vms.map((v) => v.name));
@@ -113,12 +122,20 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
   const drives = vms.flatMap((vm) => vm.drives ?? []);
   const firstClient = vms.map((_, i) => vms.slice(0, i).reduce((n, vm) => n + (vm.drives?.length ?? 0), 0));
   const maxRamPages = Math.max(...vms.map((vm) => Math.ceil(vm.memoryBytes / 4096)));
+  const mm = new MemoryManager(frames, {
+    limits: new Map(vms.map((vm, i) => [i + 1, framesFor(vm)])),
+    groups: new Map(vms.map((vm, i) => [i + 1, vm.trustGroup ?? 0])),
+    scanRate: services.scanRate ?? DEFAULT_SCAN_RATE,
+  });
+  const scanner = mm.scannerThread();
   const memory: BootModule & { portals: Record<string, { handler: string; id: number }> } = {
     name: "memory",
     quota: spaceQuota(frames),
     frames: true,
-    handlers: { main: memoryManager(frames, new Map(vms.map((vm, i) => [i + 1, framesFor(vm)]))) },
+    handlers: { main: mm.handler() },
     portals: {},
+    maxPriority: SCANNER_PRIORITY,
+    threads: scanner ? [{ entry: scanner, priority: SCANNER_PRIORITY, quantumNs: 1_000_000 }] : [],
   };
   const modules: BootModule[] = [memory];
   const blockPortals: Record<string, { handler: string; id: number }> = {};

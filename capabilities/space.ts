@@ -18,6 +18,8 @@ export class Space {
   private readonly chunkCounts: number[] = [];
   /** Number of occupied slots. */
   size = 0;
+  /** Counts removals and downgrades: a holder of views into the slots' objects sees that they may be stale. */
+  revocations = 0;
   listener: SlotListener | null = null;
 
   /** Number of slots: indices are integers in [0, slots). */
@@ -58,11 +60,13 @@ export class Space {
     chunk[m.index & (CHUNK_SIZE - 1)] = undefined;
     this.size--;
     if (--this.chunkCounts[ci] === 0) this.chunks[ci] = undefined;
+    this.revocations++;
     this.listener?.(m.index, undefined);
   }
 
   /** Tell the listener that the rights of the mapping in `index` changed. */
   changed(m: Mapping): void {
+    this.revocations++;
     this.listener?.(m.index, m);
   }
 

@@ -170,9 +170,10 @@ export class Sys {
 
   /**
    * The bytes of `pages` pages of this PD's memory space from `page` on, as one view (no copy):
-   * like an MMU mapping. Null unless all are mapped readable and writable and contiguous.
+   * like an MMU mapping. Null unless all are mapped readable (and writable, unless `writable` is
+   * false) and contiguous. A view outlives a revoke: check `memoryRevocations` before using one kept.
    */
-  memory(page: number, pages: number): Uint8Array | null {
+  memory(page: number, pages: number, writable = true): Uint8Array | null {
     if (!Number.isInteger(page) || !Number.isInteger(pages) || page < 0 || pages <= 0) return null;
     const space = this.#pd.memory;
     const first = space.get(page);
@@ -180,10 +181,16 @@ export class Sys {
     for (let i = 0; i < pages; i++) {
       const m = space.get(page + i);
       if (!m || m.cap.object !== first.cap.object || m.offset !== first.offset + i) return null;
-      if ((m.cap.rights & (MemRights.R | MemRights.W)) !== (MemRights.R | MemRights.W)) return null;
+      const need = writable ? MemRights.R | MemRights.W : MemRights.R;
+      if ((m.cap.rights & need) !== need) return null;
     }
     const bytes = (first.cap.object as FrameStore).bytes;
     return bytes.subarray(first.offset * 4096, (first.offset + pages) * 4096);
+  }
+
+  /** How many times a mapping of this PD's memory space was removed or downgraded: views taken before a change may be stale. */
+  memoryRevocations(): number {
+    return this.#pd.memory.revocations;
   }
 
   #hc(nr: Hypercall, args: object): Status {

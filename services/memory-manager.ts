@@ -6,21 +6,33 @@
 // read-only, until it is written. So a VM holds what its guest has written, not what it was given,
 // and the clients together may be given more RAM than the host holds (overcommit).
 //
+// A scanner (like Linux's KSM) looks at a bounded number of private pages per second of virtual
+// time: a page that stayed the same for two looks and is all zero goes back to the pool (the page
+// becomes a zero page), one equal to another client's page (same trust group, compared in full)
+// is merged with it into one shared read-only frame. The scanner takes the private frames away
+// (revoke), and the client gets the shared frame read-only when it asks for the page again; a
+// write to it is copy-on-write (BACK with write). No guest sees the sharing.
+//
 // Frame 0 of the memory manager's space is the zero frame. Single frames come from the bottom of
 // the pool (and from frames given back, most recent first), contiguous runs (ROMs, state and bounce
 // regions) from the top, so the host's resident memory grows with what is handed out.
 
-import { MemRights, SpaceKind, alignedRuns, crd, type LocalEntry, type Utcb } from "../kernel/index.js";
+import { MemRights, SpaceKind, alignedRuns, crd, type GlobalEntry, type LocalEntry, type Sys, type Utcb } from "../kernel/index.js";
 import { MAX_BACK_PAGES, MemoryOp, MemoryStatus, RESERVE_PAGES } from "./memory-protocol.js";
 
 /** Pages of a client's window: offsets are guest-physical page numbers below 4 GiB. */
 const WINDOW_PAGES = 2 ** 20;
-/** A window page backed by the zero frame (PageTable value). */
-const ZERO = -2;
+const PAGE = 4096;
+/** PageTable values: no frame; the zero frame; a shared frame f is stored as SHARED_BASE - f; a private frame as itself. */
 const NONE = -1;
+const ZERO = -2;
+const SHARED_BASE = -3;
 const CHUNK = 1024;
 
-/** Window offset → frame (NONE, ZERO or a frame number), in chunks so a sparse window costs little. */
+const isShared = (v: number) => v <= SHARED_BASE;
+const sharedFrame = (v: number) => SHARED_BASE - v;
+
+/** Window offset → what backs it, in chunks so a sparse window costs little. */
 class PageTable {
   private readonly chunks: Array<Int32Array | undefined> = [];
 
@@ -29,145 +41,381 @@ class PageTable {
     return c === undefined ? NONE : c[page & (CHUNK - 1)];
   }
 
-  set(page: number, frame: number): void {
+  set(page: number, value: number): void {
     let c = this.chunks[page >>> 10];
     if (c === undefined) c = this.chunks[page >>> 10] = new Int32Array(CHUNK).fill(NONE);
-    c[page & (CHUNK - 1)] = frame;
+    c[page & (CHUNK - 1)] = value;
+  }
+
+  /** The first offset at or after `from` that holds a private frame, or -1. */
+  nextPrivate(from: number): number {
+    for (let ci = from >>> 10; ci < this.chunks.length; ci++) {
+      const c = this.chunks[ci];
+      if (c === undefined) continue;
+      for (let i = ci === from >>> 10 ? from & (CHUNK - 1) : 0; i < CHUNK; i++) if (c[i] >= 0) return ci * CHUNK + i;
+    }
+    return -1;
   }
 }
 
 /** What one client holds. */
 export interface ClientAccount {
+  readonly id: number;
   /** Most private frames it may hold. */
   readonly limit: number;
+  /** Clients share pages only within their trust group (shared pages leak timing). */
+  readonly group: number;
   /** Private frames it holds. */
   private: number;
   /** Window pages backed by the shared zero frame. */
   zero: number;
+  /** Window pages backed by a shared frame. */
+  shared: number;
   /** Pages taken from the reserve since host memory reached its limit. */
   reserveUsed: number;
-  /** Its window: offset → frame. */
+  /** Its window: offset → what backs it. */
   readonly table: PageTable;
 }
 
-/** The memory manager's state, for tests and accounting views. */
-export interface MemoryManagerState {
-  /** Frames of the pool, as page numbers of the manager's own space [0, total); frame 0 is the zero frame. */
-  readonly total: number;
-  /** Frames no client holds. */
-  free: number;
-  readonly clients: Map<number, ClientAccount>;
+/** The scanner's work so far. */
+export interface ScannerStats {
+  /** Pages hashed. */
+  scanned: number;
+  /** Pages merged into a shared frame, and private pages found all zero (given back). */
+  merged: number;
+  zeroed: number;
+  /** Copy-on-write breaks of shared pages. */
+  broken: number;
+  /** Shared frames now. */
+  sharedFrames: number;
 }
+
+export interface MemoryManagerOptions {
+  /** Each client id's most private frames; unknown clients are refused. */
+  limits: ReadonlyMap<number, number>;
+  /** Each client's trust group (default 0: all share). */
+  groups?: ReadonlyMap<number, number>;
+  /** Pages the scanner looks at per second of virtual time (0: no scanner). */
+  scanRate?: number;
+}
+
+/** How often the scanner wakes, ns of virtual time. */
+const SCAN_TICK_NS = 100_000_000;
+
+export class MemoryManager {
+  readonly clients = new Map<number, ClientAccount>();
+  readonly scanner: ScannerStats = { scanned: 0, merged: 0, zeroed: 0, broken: 0, sharedFrames: 0 };
+  private readonly pool: FramePool;
+  /** References to each shared frame (clients' pages backed by it). */
+  private readonly refs = new Map<number, number>();
+  /** Shared frames by trust group and content hash. */
+  private readonly stable = new Map<string, number[]>();
+  /** Pages seen once this pass, by trust group and hash: candidates to merge with. */
+  private unstable = new Map<string, { client: ClientAccount; page: number; frame: number }>();
+  /** Each frame's hash at its last look (the scanner merges only pages that did not change since). */
+  private readonly lastHash: Int32Array;
+  private readonly hashed: Uint8Array;
+  /** Where the scanner goes on: client index and offset. */
+  private cursor = { client: 0, page: 0 };
+  private frames: Uint8Array | null = null;
+  private words: Int32Array | null = null;
+  private sys: Sys | null = null;
+
+  constructor(
+    readonly total: number,
+    private readonly options: MemoryManagerOptions,
+  ) {
+    this.pool = new FramePool(total);
+    this.lastHash = new Int32Array(total);
+    this.hashed = new Uint8Array(total);
+    for (const [id, limit] of options.limits)
+      this.clients.set(id, { id, limit, group: options.groups?.get(id) ?? 0, private: 0, zero: 0, shared: 0, reserveUsed: 0, table: new PageTable() });
+  }
+
+  /** Frames no client holds. */
+  get free(): number {
+    return this.pool.free;
+  }
+
+  /** The portal handler (one portal per client; the portal id names it). */
+  handler(): LocalEntry {
+    return (sys) => {
+      this.sys ??= sys;
+      return (utcb, client) => this.serve(utcb, client);
+    };
+  }
+
+  /** The scanner's thread (none when the scan rate is 0). */
+  scannerThread(): GlobalEntry | null {
+    const rate = this.options.scanRate ?? 0;
+    if (rate <= 0) return null;
+    const perTick = Math.max(1, Math.round((rate * SCAN_TICK_NS) / 1e9));
+    return (sys) => {
+      const self = this;
+      this.sys ??= sys;
+      return (function* () {
+        for (;;) {
+          yield sys.wait.sleep(SCAN_TICK_NS);
+          self.scan(perTick);
+        }
+      })();
+    };
+  }
+
+  private serve(utcb: Utcb, client: number): void {
+    const account = this.clients.get(client);
+    const w = utcb.words;
+    const op = utcb.untyped >= 1 ? w[0] : 0;
+    if (!account) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
+    switch (op) {
+      case MemoryOp.HELD:
+        return void utcb.set(MemoryStatus.OK, account.private, account.zero, account.limit, account.shared);
+      case MemoryOp.HOST: {
+        const s = this.scanner;
+        return void utcb.set(MemoryStatus.OK, this.total, this.pool.free, this.clients.size, s.sharedFrames, s.scanned, s.merged, s.zeroed, s.broken);
+      }
+      case MemoryOp.ALLOC:
+        if (utcb.untyped >= 3) return this.alloc(utcb, account, w[1], w[2]);
+        break;
+      case MemoryOp.FREE:
+        if (utcb.untyped >= 3) return this.release(utcb, account, w[1], w[2]);
+        break;
+      case MemoryOp.BACK:
+        if (utcb.untyped >= 4) return this.back(utcb, account, w[1], w[2], w[3]);
+        break;
+    }
+    utcb.set(MemoryStatus.BAD_REQUEST, 0);
+  }
+
+  /** Frames kept back for the clients' reserves (but `except`'s own). */
+  private reserve(except?: ClientAccount): number {
+    let n = 0;
+    for (const c of this.clients.values()) if (c !== except) n += RESERVE_PAGES - c.reserveUsed;
+    return n;
+  }
+
+  private alloc(utcb: Utcb, account: ClientAccount, first: number, pages: number): void {
+    if (!inWindow(first, pages)) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
+    for (let p = first; p < first + pages; p++) if (account.table.get(p) !== NONE) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
+    if (account.private + pages > account.limit) return void utcb.set(MemoryStatus.OVER_LIMIT, 0);
+    if (this.pool.free - pages < this.reserve()) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
+    const run = this.pool.takeRun(pages, first);
+    if (run < 0) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
+    for (const [offset, order] of alignedRuns(pages, [run, first]))
+      utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, run + offset, order, MemRights.ALL), offset: first + offset });
+    for (let i = 0; i < pages; i++) {
+      account.table.set(first + i, run + i);
+      // Contiguous regions (ROMs, state, bounce buffers) are the VMM's own: never scanned.
+      this.hashed[run + i] = 2;
+    }
+    account.private += pages;
+    utcb.set(MemoryStatus.OK, pages);
+  }
+
+  /**
+   * BACK: write 1 makes each page private (a copy of what backs it now: nothing, the zero frame or
+   * a shared frame); write 0 backs each page that has nothing with the zero frame and hands out
+   * again what the page has (the zero or a shared frame, read-only) when the client lost it.
+   */
+  private back(utcb: Utcb, account: ClientAccount, first: number, count: number, writeWord: number): void {
+    if (!inWindow(first, count) || count > MAX_BACK_PAGES || (writeWord !== 0 && writeWord !== 1)) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
+    const write = writeWord === 1;
+    // Plan: how many private frames this takes, and whether the host can pay for them.
+    let wanted = 0;
+    for (let p = first; p < first + count; p++) if (write && account.table.get(p) < 0) wanted++;
+    let status: MemoryStatus = MemoryStatus.OK;
+    if (wanted > 0) {
+      if (account.private + wanted > account.limit) return void utcb.set(MemoryStatus.OVER_LIMIT, 0);
+      if (this.pool.free - wanted < this.reserve()) {
+        // Host memory is at its limit: its own reserve lets this client finish what it is doing.
+        if (account.reserveUsed + wanted > RESERVE_PAGES || this.pool.free - wanted < this.reserve(account)) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
+        account.reserveUsed += wanted;
+        status = MemoryStatus.LOW;
+      } else account.reserveUsed = 0;
+    }
+    let backed = 0;
+    for (let p = first; p < first + count; p++) {
+      const v = account.table.get(p);
+      if (v >= 0) continue;
+      if (write) {
+        const frame = this.pool.take();
+        if (isShared(v)) {
+          this.view().copyWithin(frame * PAGE, sharedFrame(v) * PAGE, (sharedFrame(v) + 1) * PAGE);
+          this.unshare(account, v);
+          this.scanner.broken++;
+        } else if (v === ZERO) account.zero--;
+        utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, frame, 0, MemRights.ALL), offset: p });
+        account.table.set(p, frame);
+        this.hashed[frame] = 0;
+        account.private++;
+      } else {
+        // The zero frame, or a shared frame, read-only; again if the client lost it (a delegation
+        // onto a page it still holds changes nothing).
+        const frame = isShared(v) ? sharedFrame(v) : 0;
+        utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, frame, 0, MemRights.R | MemRights.X), offset: p });
+        if (v === NONE) {
+          account.table.set(p, ZERO);
+          account.zero++;
+        }
+      }
+      backed++;
+    }
+    utcb.set(status, backed);
+  }
+
+  private release(utcb: Utcb, account: ClientAccount, first: number, count: number): void {
+    if (!inWindow(first, count) || count > MAX_BACK_PAGES) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
+    let freed = 0;
+    for (let p = first; p < first + count; p++) {
+      const v = account.table.get(p);
+      if (v === NONE) continue;
+      if (v === ZERO) account.zero--;
+      else if (isShared(v)) this.unshare(account, v);
+      else {
+        // Revoke keeps this component's own mapping and takes the client's (and its VM's).
+        this.sys!.revoke(crd(SpaceKind.MEMORY, v, 0), true);
+        this.giveBack(v);
+        account.private--;
+      }
+      account.table.set(p, NONE);
+      freed++;
+    }
+    utcb.set(MemoryStatus.OK, freed);
+  }
+
+  /** One page of `account` no longer uses shared frame (table value) `v`. */
+  private unshare(account: ClientAccount, v: number): void {
+    const frame = sharedFrame(v);
+    account.shared--;
+    const left = (this.refs.get(frame) ?? 1) - 1;
+    if (left > 0) return void this.refs.set(frame, left);
+    this.refs.delete(frame);
+    const key = `${account.group}:${this.lastHash[frame]}`;
+    const list = this.stable.get(key)?.filter((f) => f !== frame) ?? [];
+    if (list.length > 0) this.stable.set(key, list);
+    else this.stable.delete(key);
+    this.scanner.sharedFrames--;
+    this.giveBack(frame);
+  }
+
+  /** A frame back into the pool, zero-filled. */
+  private giveBack(frame: number): void {
+    this.view().fill(0, frame * PAGE, (frame + 1) * PAGE);
+    this.hashed[frame] = 0;
+    this.pool.give(frame);
+  }
+
+  private view(): Uint8Array {
+    return (this.frames ??= this.sys!.memory(0, this.total)!);
+  }
+
+  private wordsOf(frame: number): Int32Array {
+    this.words ??= new Int32Array(this.view().buffer, this.view().byteOffset, this.total * (PAGE / 4));
+    return this.words.subarray(frame * (PAGE / 4), (frame + 1) * (PAGE / 4));
+  }
+
+  // ---- the scanner ----
+
+  /** Look at up to `budget` private pages, from where the last look stopped. */
+  scan(budget: number): void {
+    const clients = [...this.clients.values()];
+    if (clients.length === 0) return;
+    for (let n = 0; n < budget; ) {
+      const c = clients[this.cursor.client];
+      const page = c.table.nextPrivate(this.cursor.page);
+      if (page < 0) {
+        // This client is done: the next one; after the last, a new pass forgets the candidates.
+        this.cursor = { client: (this.cursor.client + 1) % clients.length, page: 0 };
+        if (this.cursor.client === 0) {
+          this.unstable = new Map();
+          // A pass over nothing at all ends the tick.
+          if (clients.every((x) => x.table.nextPrivate(0) < 0)) return;
+        }
+        continue;
+      }
+      this.cursor.page = page + 1;
+      this.look(c, page, c.table.get(page));
+      n++;
+    }
+  }
+
+  private look(c: ClientAccount, page: number, frame: number): void {
+    if (this.hashed[frame] === 2) return;
+    this.scanner.scanned++;
+    const words = this.wordsOf(frame);
+    const h = hashWords(words);
+    // Only a page that stayed the same since the last look: one that changes often is not worth it.
+    const stable = this.hashed[frame] === 1 && this.lastHash[frame] === h;
+    this.lastHash[frame] = h;
+    this.hashed[frame] = 1;
+    if (!stable) return;
+    if (h === ZERO_HASH && words.every((x) => x === 0)) return this.zeroPage(c, page, frame);
+    const key = `${c.group}:${h}`;
+    for (const s of this.stable.get(key) ?? []) if (sameWords(this.wordsOf(s), words)) return this.merge(c, page, frame, s);
+    const candidate = this.unstable.get(key);
+    if (candidate && candidate.client.table.get(candidate.page) === candidate.frame && candidate.frame !== frame && sameWords(this.wordsOf(candidate.frame), words)) {
+      // The candidate's frame becomes the shared one: its client now gets it read-only.
+      const s = candidate.frame;
+      this.sys!.revoke(crd(SpaceKind.MEMORY, s, 0), true);
+      candidate.client.table.set(candidate.page, SHARED_BASE - s);
+      candidate.client.private--;
+      candidate.client.shared++;
+      this.refs.set(s, 1);
+      this.stable.set(key, [...(this.stable.get(key) ?? []), s]);
+      this.scanner.sharedFrames++;
+      this.scanner.merged++;
+      this.unstable.delete(key);
+      return this.merge(c, page, frame, s);
+    }
+    this.unstable.set(key, { client: c, page, frame });
+  }
+
+  /** Page `page` of `c` (private `frame`) becomes shared frame `s`: its frame goes back. */
+  private merge(c: ClientAccount, page: number, frame: number, s: number): void {
+    this.sys!.revoke(crd(SpaceKind.MEMORY, frame, 0), true);
+    this.giveBack(frame);
+    c.table.set(page, SHARED_BASE - s);
+    c.private--;
+    c.shared++;
+    this.refs.set(s, (this.refs.get(s) ?? 0) + 1);
+    this.scanner.merged++;
+  }
+
+  /** Page `page` of `c` (private `frame`) is all zero: it becomes a zero page, its frame goes back. */
+  private zeroPage(c: ClientAccount, page: number, frame: number): void {
+    this.sys!.revoke(crd(SpaceKind.MEMORY, frame, 0), true);
+    this.giveBack(frame);
+    c.table.set(page, ZERO);
+    c.private--;
+    c.zero++;
+    this.scanner.zeroed++;
+  }
+}
+
+/** FNV-1a over 32-bit words: cheap, and only a filter (a merge compares the pages in full). */
+function hashWords(words: Int32Array): number {
+  let h = 0x811c9dc5 | 0;
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i], 0x01000193);
+  return h;
+}
+const ZERO_HASH = hashWords(new Int32Array(PAGE / 4));
+
+function sameWords(a: Int32Array, b: Int32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The memory manager's state, for tests and accounting views. */
+export type MemoryManagerState = MemoryManager;
 
 /**
  * The memory manager's portal handler over `total` frames delegated to it at pages [0, total).
  * `limits` gives each client id its most private frames; unknown clients are refused.
  */
-export function memoryManager(total: number, limits: ReadonlyMap<number, number>, state?: { current?: MemoryManagerState }): LocalEntry {
-  return (sys) => {
-    const pool = new FramePool(total);
-    /** The frames as this component sees them (its own pages [0, total)), to zero-fill what comes back. */
-    let frames: Uint8Array | null = null;
-    const zeroFill = (frame: number) => (frames ??= sys.memory(0, total))?.fill(0, frame * 4096, (frame + 1) * 4096);
-    const clients = new Map<number, ClientAccount>();
-    for (const [id, limit] of limits) clients.set(id, { limit, private: 0, zero: 0, reserveUsed: 0, table: new PageTable() });
-    const s: MemoryManagerState = {
-      total,
-      get free() {
-        return pool.free;
-      },
-      clients,
-    };
-    if (state) state.current = s;
-    /** Frames kept back for the clients' reserves (but `except`'s own). */
-    const reserve = (except?: ClientAccount) => {
-      let n = 0;
-      for (const c of clients.values()) if (c !== except) n += RESERVE_PAGES - c.reserveUsed;
-      return n;
-    };
-
-    return (utcb: Utcb, client: number) => {
-      const account = clients.get(client);
-      const w = utcb.words;
-      const op = utcb.untyped >= 1 ? w[0] : 0;
-      if (!account) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
-      if (op === MemoryOp.HELD) return void utcb.set(MemoryStatus.OK, account.private, account.zero, account.limit);
-      if (op === MemoryOp.HOST) return void utcb.set(MemoryStatus.OK, total, pool.free, clients.size);
-      if (op === MemoryOp.ALLOC && utcb.untyped >= 3) {
-        const first = w[1], pages = w[2];
-        if (!inWindow(first, pages)) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
-        for (let p = first; p < first + pages; p++) if (account.table.get(p) !== NONE) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
-        if (account.private + pages > account.limit) return void utcb.set(MemoryStatus.OVER_LIMIT, 0);
-        if (pool.free - pages < reserve()) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
-        const run = pool.takeRun(pages, first);
-        if (run < 0) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
-        for (const [offset, order] of alignedRuns(pages, [run, first]))
-          utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, run + offset, order, MemRights.ALL), offset: first + offset });
-        for (let i = 0; i < pages; i++) account.table.set(first + i, run + i);
-        account.private += pages;
-        return void utcb.set(MemoryStatus.OK, pages);
-      }
-      if (op === MemoryOp.FREE && utcb.untyped >= 3) {
-        const first = w[1], count = w[2];
-        if (!inWindow(first, count) || count > MAX_BACK_PAGES) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
-        let freed = 0;
-        for (let p = first; p < first + count; p++) {
-          const f = account.table.get(p);
-          if (f === NONE) continue;
-          if (f === ZERO) account.zero--;
-          else {
-            // Revoke keeps this component's own mapping and takes the client's (and its VM's).
-            sys.revoke(crd(SpaceKind.MEMORY, f, 0), true);
-            zeroFill(f);
-            pool.give(f);
-            account.private--;
-          }
-          account.table.set(p, NONE);
-          freed++;
-        }
-        return void utcb.set(MemoryStatus.OK, freed);
-      }
-      if (op === MemoryOp.BACK && utcb.untyped >= 4) {
-        const first = w[1], count = w[2], write = w[3] === 1;
-        if (!inWindow(first, count) || count > MAX_BACK_PAGES || (w[3] !== 0 && w[3] !== 1)) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
-        // Plan: which pages get what, and whether the host can pay for them.
-        let wanted = 0;
-        for (let p = first; p < first + count; p++) {
-          const f = account.table.get(p);
-          if (f === NONE || (write && f === ZERO)) wanted++;
-        }
-        let status: MemoryStatus = MemoryStatus.OK;
-        if (write) {
-          if (account.private + wanted > account.limit) return void utcb.set(MemoryStatus.OVER_LIMIT, 0);
-          if (pool.free - wanted < reserve()) {
-            // Host memory is at its limit: its own reserve lets this client finish what it is doing.
-            if (account.reserveUsed + wanted > RESERVE_PAGES || pool.free - wanted < reserve(account)) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
-            account.reserveUsed += wanted;
-            status = MemoryStatus.LOW;
-          } else account.reserveUsed = 0;
-        }
-        let backed = 0;
-        for (let p = first; p < first + count; p++) {
-          const f = account.table.get(p);
-          if (f >= 0 || (!write && f === ZERO)) continue;
-          if (write) {
-            const frame = pool.take();
-            utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, frame, 0, MemRights.ALL), offset: p });
-            account.table.set(p, frame);
-            account.private++;
-            if (f === ZERO) account.zero--;
-          } else {
-            utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, 0, 0, MemRights.R | MemRights.X), offset: p });
-            account.table.set(p, ZERO);
-            account.zero++;
-          }
-          backed++;
-        }
-        return void utcb.set(status, backed);
-      }
-      utcb.set(MemoryStatus.BAD_REQUEST, 0);
-    };
-  };
+export function memoryManager(total: number, limits: ReadonlyMap<number, number>, state?: { current?: MemoryManager }): LocalEntry {
+  const mm = new MemoryManager(total, { limits });
+  if (state) state.current = mm;
+  return mm.handler();
 }
 
 function inWindow(first: number, pages: number): boolean {

@@ -140,7 +140,7 @@ function attach(sys: Sys, portal: number, vm: number, windowOrder: number): { ra
   const [ramPages, statePages] = [sys.utcb.words[1], sys.utcb.words[2]];
   const state = sys.memory(base + ramPages, statePages);
   if (!state || !Number.isInteger(ramPages) || ramPages < 0 || ramPages + statePages > 2 ** windowOrder) return Status.BAD_CAPABILITY;
-  // A page that did not come (never written) or came read-only (the shared zero frame) is zero.
-  const ram: RamPages = { pages: ramPages, read: (n) => (Number.isInteger(n) && n >= 0 && n < ramPages ? sys.memory(base + n, 1) : null) };
+  // A page that did not come (never touched) is zero; read-only ones (the zero frame, shared frames) are read as they are.
+  const ram: RamPages = { pages: ramPages, read: (n) => (Number.isInteger(n) && n >= 0 && n < ramPages ? sys.memory(base + n, 1, false) : null) };
   return { ram, state };
 }

@@ -1,9 +1,14 @@
 // Guest RAM backed on first touch. A VM starts with no frames: the first access of the guest to a
 // page is an MMIO exit (the page is not mapped), and the VMM backs the page then: a read gets the
 // memory manager's shared zero frame read-only, a write (or a read of a page a snapshot holds) a
-// private frame, which is mapped into the VM. A write to a zero-backed page exits too (the mapping
-// is read-only) and makes it private: copy-on-write of the zero page. Device models reach guest RAM
-// through the same object (it is their GuestRam), so DMA backs pages the same way.
+// private frame, which is mapped into the VM. A write to a read-only page (the zero frame, or a
+// frame the memory manager's scanner shares between VMs) exits too and makes it private: copy-on-
+// write. Device models reach guest RAM through the same object (it is their GuestRam), so DMA
+// backs pages the same way.
+//
+// The memory manager may take a page away at any time (its scanner merges equal pages, gives all-
+// zero ones back): the VMM sees it in its memory space's revocation count and looks again at what
+// it holds before it trusts a view it kept (a page it lost is backed again on its next touch).
 //
 // A resumed VM's pages come from its snapshot on first touch in the same way: restore costs the
 // index of the file, not its RAM.
@@ -30,8 +35,10 @@ export interface RamBacking {
   free(first: number, count: number): number;
   /** Map window pages [first, first+count) into the VM at the same guest pages, read-only or not. */
   map(first: number, count: number, writable: boolean): void;
-  /** The VMM's view of window page `page` (writable), or null. */
-  view(page: number): Uint8Array | null;
+  /** The VMM's view of window page `page` (writable, or readable when `writable` is false), or null. */
+  view(page: number, writable: boolean): Uint8Array | null;
+  /** The VMM's memory space's revocation count (sys.memoryRevocations). */
+  revocations(): number;
 }
 
 /** The memory manager refused a page the VM needs: the VM cannot go on. */
@@ -43,8 +50,12 @@ export class GuestMemoryError extends Error {
 }
 
 const PAGE = 4096;
-/** Page states. */
-const UNBACKED = 0, ZERO = 1, PRIVATE = 2, FROM_SOURCE = 3, NOT_RAM = 4;
+/**
+ * Page states. READ_ONLY: the zero frame or a shared frame, mapped read-only. LOST: the memory
+ * manager took the page away (it has it still, as a zero or shared page): like UNBACKED, but a
+ * save must ask for it again first.
+ */
+const UNBACKED = 0, READ_ONLY = 1, PRIVATE = 2, FROM_SOURCE = 3, NOT_RAM = 4, LOST = 5;
 /** Pages one FREE call covers (at most the protocol's MAX_BACK_PAGES). */
 const RELEASE_RUN = 512;
 /** Most pages one sequential fault backs ahead (fault-around), so a burst costs few calls. */
@@ -61,8 +72,10 @@ export class DemandRam implements GuestRam, RamPages {
   private batch = 1;
   /** The memory manager granted pages from its reserve: the VM must stop (the VMM checks and clears). */
   low = false;
-  /** Counters: pages backed by faults of the guest or by devices, and calls to the memory manager. */
-  readonly stats = { zeroFaults: 0, privateFaults: 0, copies: 0, calls: 0, released: 0 };
+  /** Counters: pages backed by faults of the guest or by devices, calls to the memory manager, looks after a revocation. */
+  readonly stats = { readFaults: 0, privateFaults: 0, copies: 0, calls: 0, released: 0, resyncs: 0, lost: 0 };
+  /** The revocation count when this RAM last knew what it holds. */
+  private seenRevocations: number;
 
   constructor(
     readonly size: number,
@@ -70,6 +83,7 @@ export class DemandRam implements GuestRam, RamPages {
     private readonly source: GuestRamSource | null = null,
   ) {
     this.pages = Math.ceil(size / PAGE);
+    this.seenRevocations = backing.revocations();
     this.state = new Uint8Array(this.pages);
     this.views = new Array<Uint8Array | undefined>(this.pages);
     if (source) {
@@ -84,7 +98,7 @@ export class DemandRam implements GuestRam, RamPages {
   /** Page `page` is not RAM (a ROM shadows it): never back it. */
   exclude(page: number): void {
     if (this.state[page] === FROM_SOURCE) this.fromSource--;
-    if (this.state[page] === ZERO || this.state[page] === PRIVATE) this.backing.unmap(page);
+    if (this.state[page] === READ_ONLY || this.state[page] === PRIVATE) this.unmapOwn(page);
     this.state[page] = NOT_RAM;
     this.views[page] = undefined;
   }
@@ -95,13 +109,14 @@ export class DemandRam implements GuestRam, RamPages {
    * Returns the pages that held a frame or the zero frame.
    */
   release(first: number, count: number): number {
+    this.sync();
     const end = Math.min(first + count, this.pages);
     let released = 0;
     for (let p = Math.max(0, first); p < end; p++) {
       const s = this.state[p];
-      if (s === ZERO) this.backing.unmap(p);
+      if (s === READ_ONLY) this.unmapOwn(p);
       if (s === FROM_SOURCE) this.fromSource--;
-      if (s === ZERO || s === PRIVATE || s === FROM_SOURCE) {
+      if (s === READ_ONLY || s === PRIVATE || s === FROM_SOURCE) {
         this.state[p] = UNBACKED;
         this.views[p] = undefined;
         released++;
@@ -109,6 +124,7 @@ export class DemandRam implements GuestRam, RamPages {
     }
     // The memory manager takes the frames (from the VM too) in runs of what one call may cover.
     for (let p = Math.max(0, first); p < end; p += RELEASE_RUN) this.backing.free(p, Math.min(RELEASE_RUN, end - p));
+    this.seenRevocations = this.backing.revocations();
     this.stats.released += released;
     return released;
   }
@@ -117,8 +133,9 @@ export class DemandRam implements GuestRam, RamPages {
   handles(gpa: number, write: boolean): boolean {
     const page = Math.floor(gpa / PAGE);
     if (page >= this.pages) return false;
+    this.sync();
     const s = this.state[page];
-    return s === UNBACKED || s === FROM_SOURCE || (write && s === ZERO);
+    return s === UNBACKED || s === LOST || s === FROM_SOURCE || (write && s === READ_ONLY);
   }
 
   /** Answer an MMIO exit on a page that `handles`: back the page, then do the access on it. */
@@ -140,9 +157,13 @@ export class DemandRam implements GuestRam, RamPages {
     if (q.size === 8) q.edx = hi >>> 0;
   }
 
-  /** Make every page the source still holds real (a save reads RAM in place). */
+  /**
+   * Before a save reads RAM in place: every page the source still holds becomes real, and every
+   * page the memory manager took away is asked for again (read-only).
+   */
   fillAll(): void {
-    for (let p = 0; this.fromSource > 0 && p < this.pages; p++) if (this.state[p] === FROM_SOURCE) this.touch(p, false);
+    this.sync();
+    for (let p = 0; p < this.pages; p++) if (this.state[p] === FROM_SOURCE || this.state[p] === LOST) this.touch(p, false);
   }
 
   /** Copy `bytes` to guest-physical `gpa` (boot images). */
@@ -180,10 +201,13 @@ export class DemandRam implements GuestRam, RamPages {
     return out;
   }
 
-  /** A byte; reading never backs a page that is still zero. */
+  /** A byte; reading never makes a page private, nor backs one that has nothing. */
   u8(gpa: number): number {
     const p = Math.floor(gpa / PAGE);
-    return this.state[p] === PRIVATE || this.state[p] === FROM_SOURCE ? this.page(p)[gpa % PAGE] : 0;
+    this.sync();
+    const s = this.state[p];
+    if (s === READ_ONLY) return this.views[p]?.[gpa % PAGE] ?? 0;
+    return s === PRIVATE || s === FROM_SOURCE ? this.page(p)[gpa % PAGE] : 0;
   }
 
   u16(gpa: number): number {
@@ -221,8 +245,10 @@ export class DemandRam implements GuestRam, RamPages {
 
   /** Page `n`'s bytes, or null when it is all zero (never written, or zero-backed). */
   read(n: number): Uint8Array | null {
+    this.sync();
     const s = this.state[n];
     if (s === PRIVATE) return this.page(n);
+    if (s === READ_ONLY) return this.views[n] ?? null;
     if (s === FROM_SOURCE) {
       const into = new Uint8Array(PAGE);
       this.source!.readPage(n, into);
@@ -236,13 +262,14 @@ export class DemandRam implements GuestRam, RamPages {
     let priv = 0, zero = 0;
     for (let p = 0; p < this.pages; p++) {
       if (this.state[p] === PRIVATE) priv++;
-      else if (this.state[p] === ZERO) zero++;
+      else if (this.state[p] === READ_ONLY) zero++;
     }
     return { private: priv, zero, fromSource: this.fromSource };
   }
 
   /** The writable bytes of page `n`, backing it privately first if it is not yet. */
   private page(n: number): Uint8Array {
+    this.sync();
     if (this.state[n] !== PRIVATE) this.touch(n, true);
     const v = this.views[n];
     if (v === undefined) throw new GuestMemoryError(MemoryStatus.BAD_REQUEST, n);
@@ -252,12 +279,14 @@ export class DemandRam implements GuestRam, RamPages {
   /** Back page `n` for a read or a write (and, after a sequential run of faults, the pages after it). */
   private touch(n: number, write: boolean): void {
     const s = this.state[n];
-    if (s === PRIVATE || s === NOT_RAM || (s === ZERO && !write)) return;
-    if (s === ZERO) {
-      this.backing.unmap(n);
+    if (s === PRIVATE || s === NOT_RAM || (s === READ_ONLY && !write)) return;
+    if (s === READ_ONLY) {
+      this.unmapOwn(n);
       this.state[n] = UNBACKED;
+      this.views[n] = undefined;
       this.stats.copies++;
     }
+    if (s === LOST) this.state[n] = UNBACKED;
     const fromSource = s === FROM_SOURCE;
     const private_ = write || fromSource;
     // A fault right after the page before it is a stream (a memset, a copy): back ahead of it.
@@ -272,11 +301,12 @@ export class DemandRam implements GuestRam, RamPages {
     this.backing.map(n, count, private_);
     for (let p = n; p < n + count; p++) {
       if (!private_) {
-        this.state[p] = ZERO;
-        this.stats.zeroFaults++;
+        this.state[p] = READ_ONLY;
+        this.views[p] = this.backing.view(p, false) ?? undefined;
+        this.stats.readFaults++;
         continue;
       }
-      const view = this.backing.view(p) ?? undefined;
+      const view = this.backing.view(p, true) ?? undefined;
       this.views[p] = view;
       if (this.state[p] === FROM_SOURCE && view) {
         this.source!.readPage(p, view);
@@ -286,6 +316,38 @@ export class DemandRam implements GuestRam, RamPages {
       this.stats.privateFaults++;
     }
     if (private_) this.lastFault = n + count - 1;
+  }
+
+  /** Unmap a read-only page of this RAM's own: a change it knows of. */
+  private unmapOwn(page: number): void {
+    this.sync();
+    this.backing.unmap(page);
+    this.seenRevocations = this.backing.revocations();
+  }
+
+  /**
+   * If anything in the VMM's memory was revoked since this RAM last looked (the memory manager took
+   * pages away), look at every page it holds again: a page gone is unbacked (its next touch asks
+   * for it again), one that became read-only is read-only.
+   */
+  private sync(): void {
+    const now = this.backing.revocations();
+    if (now === this.seenRevocations) return;
+    this.seenRevocations = now;
+    this.stats.resyncs++;
+    for (let p = 0; p < this.pages; p++) {
+      const s = this.state[p];
+      if (s !== PRIVATE && s !== READ_ONLY) continue;
+      const writable = this.backing.view(p, true);
+      if (writable) {
+        this.views[p] = writable;
+        continue;
+      }
+      const readable = this.backing.view(p, false);
+      this.views[p] = readable ?? undefined;
+      this.state[p] = readable ? READ_ONLY : LOST;
+      if (!readable) this.stats.lost++;
+    }
   }
 
   private call(first: number, count: number, write: boolean): { status: number; pages: number } {

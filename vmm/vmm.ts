@@ -400,7 +400,8 @@ class Vmm {
       },
       unmap: (page) => must(sys.revoke(crd(SpaceKind.MEMORY, RAM_WINDOW.base + page, 0)), "unmap a zero page"),
       map: (first, count, writable) => mapRange(sys, RAM_WINDOW.base + first, first, count, writable ? MemRights.ALL : MemRights.R | MemRights.X),
-      view: (page) => sys.memory(RAM_WINDOW.base + page, 1),
+      view: (page, writable) => sys.memory(RAM_WINDOW.base + page, 1, writable),
+      revocations: () => sys.memoryRevocations(),
     };
   }
 
