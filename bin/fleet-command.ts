@@ -11,7 +11,8 @@
 //                "drives": ["file=a.qcow2,format=qcow2"], hv run's --drive spelling
 //                "console": "file:web.log" | "unix:/tmp/web.sock",   default file:NAME.log
 //                "apic": false, "debugExit": false,
-//                "pv": true } ] }                        KVM's paravirtual interface (false: hidden)
+//                "pv": true,                             KVM's paravirtual interface (false: hidden)
+//                "group": 0 } ] }                        trust group: VMs share equal pages only within one (default 0)
 
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -47,6 +48,8 @@ export interface FleetEntry {
   debugExit: boolean;
   /** Offer KVM's paravirtual interface (default true). */
   pv: boolean;
+  /** Trust group: VMs share equal pages only within one. */
+  group: number;
 }
 
 export interface FleetFile {
@@ -54,7 +57,7 @@ export interface FleetFile {
   vms: FleetEntry[];
 }
 
-const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "debugExit", "pv"]);
+const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "debugExit", "pv", "group"]);
 /** VMs one fleet may hold (the consoles' interrupt lines and the kernel's frames bound it long before). */
 const MAX_FLEET = 64;
 
@@ -130,6 +133,7 @@ export function parseFleet(text: string, where: string): FleetFile {
       apic: bool("apic"),
       debugExit: bool("debugExit"),
       pv: bool("pv", true),
+      group: trustGroup(v.group, at),
     };
   });
   const consoles = new Set<string>();
@@ -143,6 +147,13 @@ export function parseFleet(text: string, where: string): FleetFile {
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** A fleet entry's "group": a whole number from 0 to 1000 (default 0). */
+function trustGroup(value: unknown, at: string): number {
+  if (value === undefined) return 0;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 1000) throw new InvalidArgumentError(`${at}.group: a whole number from 0 to 1000`);
+  return value;
 }
 
 export function registerFleetCommand(program: Command): void {
@@ -207,7 +218,7 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
       const platform = r?.platform ?? { apic: e.apic, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1, pv: e.pv };
       const console = e.console.kind === "file" ? new FileConsole(e.console.path) : await SocketConsole.listen(e.console.path, () => raiseInput(i));
       consoles.push(console);
-      vms.push({ name: e.name, memoryBytes, plan, console, drives, ...platformConfig(platform), resume: r ? { state: r.state, ram: r.reader } : undefined });
+      vms.push({ name: e.name, memoryBytes, plan, console, drives, trustGroup: e.group, ...platformConfig(platform), resume: r ? { state: r.state, ram: r.reader } : undefined });
       saveRequests.push((path, compress = false) => ({ path, name: e.name, memoryBytes, platform, roms: plan.roms, drives, compress }));
       if (r) control.resume(i).catch((error: Error) => process.stderr.write(`hv: ${e.name}: ${error.message}\n`));
     }

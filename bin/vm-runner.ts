@@ -125,6 +125,8 @@ export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
 /** One VM of a fleet: what it boots (or resumes), its console and drives. */
 export interface FleetVm {
   name: string;
+  /** VMs share equal pages only within one trust group (default 0). */
+  trustGroup?: number;
   memoryBytes: number;
   plan: BootPlan;
   console: ConsoleHost;

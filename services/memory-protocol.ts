@@ -7,8 +7,8 @@
 //   [ALLOC, first, pages]             [status, pages]             contiguous frames (one view) at [first, first+pages)
 //   [BACK, first, count, write]       [status, pages backed]      demand paging: back window pages [first, first+count)
 //   [FREE, first, count]              [status, pages freed]       the client gives window pages back (a balloon)
-//   [HELD]                            [status, private, zero, limit]
-//   [HOST]                            [status, total, free, clients]
+//   [HELD]                            [status, private, zero, limit, shared]
+//   [HOST]                            [status, total, free, clients, sharedFrames, scanned, merged, zeroed, broken]
 //
 // BACK gives each page in the range that has no frame yet a private, zero-filled frame when
 // `write` is 1, or the shared zero frame read-only when it is 0. A page backed by the zero frame

@@ -28,6 +28,10 @@ export interface MemoryCounts {
   hostFree: number;
   /** Guest RAM pages the guest or its devices touched (read or written). */
   touched: number;
+  /** The VM's pages on frames shared with other pages. */
+  shared: number;
+  /** The host's shared frames, and what the memory manager's scanner did so far. */
+  scanner: { sharedFrames: number; scanned: number; merged: number; zeroed: number; broken: number };
 }
 
 /** The balloon as the VMM sees it, in 4 KiB pages: the guest's RAM less what its balloon holds, and the target of that. */
@@ -79,7 +83,10 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             const w = sys.utcb.words;
             if (st !== Status.SUCCESS) host.done(command, { status: st });
             else {
-              const memory = { private: w[5], zero: w[6], limit: w[7], hostTotal: w[8], hostFree: w[9], touched: w[10] };
+              const memory = {
+                private: w[5], zero: w[6], limit: w[7], hostTotal: w[8], hostFree: w[9], touched: w[10], shared: w[11],
+                scanner: { sharedFrames: w[12], scanned: w[13], merged: w[14], zeroed: w[15], broken: w[16] },
+              };
               host.done(command, { status: st, running: w[1] === 1, vmTimeNs: w[2] + w[3] * 2 ** 32, pausedFor: w[4] === PauseReason.MEMORY ? "memory" : "host", memory });
             }
           } else {

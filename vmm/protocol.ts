@@ -18,10 +18,12 @@
 //                have `pages` of its RAM (4 KiB pages; the balloon's target is the rest), as QEMU's
 //                `balloon`; actual and target: the guest's RAM less what its balloon holds now, and
 //                less what it should hold
-//   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree, touched]
+//   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree,
+//                 touched, shared, sharedFrames, scanned, merged, zeroed, broken]
 //                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory
 //                manager's pages: the VM's private and zero-backed pages and its limit, the host's
-//                frames and those free; the guest RAM pages the guest (or a device) touched
+//                frames and those free; the guest RAM pages the guest (or a device) touched; the
+//                VM's pages on shared frames; the host's shared frames and its scanner's counts
 //
 // A paused VM's time stands still (a VM's time is its vCPU's own): its devices and its TSC see no
 // time pass, so a guest cannot tell that it was stopped, saved or moved.

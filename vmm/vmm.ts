@@ -713,7 +713,7 @@ class Vmm {
         const host = this.memoryCall(MemoryOp.HOST);
         const why = this.pauseStart !== null && this.pausedForMemory ? PauseReason.MEMORY : PauseReason.HOST;
         const ram = this.ram.counts();
-        return void utcb.set(Status.SUCCESS, this.pauseStart === null ? 1 : 0, t % 2 ** 32, Math.floor(t / 2 ** 32), why, held[1], held[2], held[3], host[1], host[2], ram.private + ram.zero);
+        return void utcb.set(Status.SUCCESS, this.pauseStart === null ? 1 : 0, t % 2 ** 32, Math.floor(t / 2 ** 32), why, held[1], held[2], held[3], host[1], host[2], ram.private + ram.zero, held[4], ...host.slice(4, 9));
       }
     }
     utcb.set(Status.BAD_PARAMETER);
@@ -749,8 +749,8 @@ class Vmm {
     const sys = this.sys;
     sys.utcb.items.length = 0;
     sys.utcb.set(op);
-    if (sys.call(VmmSel.MEMORY) !== Status.SUCCESS) return [MemoryStatus.BAD_REQUEST, 0, 0, 0];
-    return Array.from(sys.utcb.words.subarray(0, 4));
+    if (sys.call(VmmSel.MEMORY) !== Status.SUCCESS) return new Array<number>(9).fill(0);
+    return Array.from(sys.utcb.words.subarray(0, 9));
   }
 
   private sayPausedForMemory(): void {
