@@ -39,6 +39,8 @@ export interface Composition {
   controlGsi: number | null;
   /** The block driver (close it when the run ends), if any VM has drives. */
   blockDriver: BlockDriver | null;
+  /** The memory manager (its scanner's counts, for benchmarks and tests). */
+  memory: MemoryManager;
 }
 
 /** The first host interrupt line of the consoles; VM i's is CONSOLE_GSI_BASE + i. */
@@ -99,6 +101,8 @@ export interface HostServices {
   hostMemoryBytes?: number;
   /** Pages the memory manager's scanner looks at per second of virtual time, for equal and all-zero pages; 0: no scanner. */
   scanRate?: number;
+  /** A host clock (ns) the scanner's own time is measured with (its share of the host's CPU); none: not measured. */
+  hostClock?: () => number;
 }
 
 /** The scanner's default rate, pages per second of virtual time. */
@@ -126,6 +130,7 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
     limits: new Map(vms.map((vm, i) => [i + 1, framesFor(vm)])),
     groups: new Map(vms.map((vm, i) => [i + 1, vm.trustGroup ?? 0])),
     scanRate: services.scanRate ?? DEFAULT_SCAN_RATE,
+    hostClock: services.hostClock,
   });
   const scanner = mm.scannerThread();
   const memory: BootModule & { portals: Record<string, { handler: string; id: number }> } = {
@@ -210,5 +215,6 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
     gsis: Math.max(24, CONSOLE_GSI_BASE + vms.length),
     controlGsi: services.control ? CONTROL_GSI : null,
     blockDriver,
+    memory: mm,
   };
 }

@@ -4,6 +4,7 @@
 // `pace`, virtual time is held back to wall time (through the explicit host time source); with
 // `wallTimeout`, the run stops when that much wall time has passed (same source of host time).
 
+import type { ScannerStats } from "../services/memory-manager.js";
 import { Kernel, type HostTimeSource, type TraceSink, type VcpuEngineFactory } from "../kernel/index.js";
 import { loadBios, loadKernel, type BootPlan } from "../vmm/boot/index.js";
 import type { ConsoleHost } from "../drivers/console/console.js";
@@ -53,6 +54,8 @@ export interface VmRunOptions {
   nsPerInstruction?: number;
   /** Host memory for all the VMs' frames, in bytes (`--host-mem`); default: all of their RAM. */
   hostMemoryBytes?: number;
+  /** Pages the memory manager's scanner looks at per VM second (default DEFAULT_SCAN_RATE; 0: no scanner). */
+  scanRate?: number;
   /** Disk images, in order: /dev/vda, /dev/vdb, ... (virtio-blk through the block driver component). */
   drives?: ReadonlyArray<DriveConfig>;
   /** The boot plan, when the caller made it already (otherwise made from kernelImage/bios). */
@@ -139,7 +142,9 @@ export interface FleetVm {
 }
 
 /** What the whole run shares: the engine, time, limits and the host's hooks. */
-export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "control" | "onSlice" | "stopRequested"> & {
+export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested"> & {
+  /** A host clock (ns) that times the scanner (FleetResult.scanner.hostNs). */
+  scanClock?: () => number;
   /** Raise VM i's console interrupt when its input arrived, the control interrupt when a command was queued. */
   onStart?: (kernel: Kernel, raise: { input: (vm: number) => void; control: () => void }) => void;
 };
@@ -150,6 +155,8 @@ export interface FleetResult {
   stop: VmRunResult["stop"];
   /** How each VM ended (those still running when the loop stopped: ended false). */
   vms: VmOutcome[];
+  /** What the memory manager's scanner did. */
+  scanner: ScannerStats;
 }
 
 /**
@@ -162,7 +169,7 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
   const nsPerTscTick = o.nsPerInstruction ?? 1;
   const composition = compose(
     vms.map((vm) => ({ ...vm, drives: vm.drives ?? [], nsPerTscTick })),
-    { control: o.control, hostMemoryBytes: o.hostMemoryBytes },
+    { control: o.control, hostMemoryBytes: o.hostMemoryBytes, scanRate: o.scanRate, hostClock: o.scanClock },
   );
   try {
     const kernel = new Kernel({
@@ -183,14 +190,14 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
     };
     const host = { vmEnded: (module: string, status: number, why: VmEnd, message: string) => end(byModule.get(module) ?? -1, status, why, message) };
     kernel.boot(rootTask(composition.modules, { frames: composition.frames }, host));
-    return await hostLoop(kernel, o, outcomes, byModule, composition.consoleGsi, composition.controlGsi);
+    return { ...(await hostLoop(kernel, o, outcomes, byModule, composition.consoleGsi, composition.controlGsi)), scanner: composition.memory.scanner };
   } finally {
     composition.blockDriver?.close();
   }
 }
 
 /** Drives the kernel in slices until every VM ended, the host asks to stop, or time runs out. */
-async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], byModule: ReadonlyMap<string, number>, consoleGsi: readonly number[], controlGsi: number | null): Promise<FleetResult> {
+async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], byModule: ReadonlyMap<string, number>, consoleGsi: readonly number[], controlGsi: number | null): Promise<Omit<FleetResult, "scanner">> {
   const inputPending = consoleGsi.map(() => false);
   let controlPending = false;
   o.onStart?.(kernel, { input: (vm) => void (inputPending[vm] = true), control: () => void (controlPending = true) });
@@ -199,7 +206,7 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
   const wallStart = wall?.clock.now() ?? 0;
   let sliceNs = wall ? MIN_SLICE_NS : SLICE_NS;
   let faultsSeen = 0;
-  const result = (stop: FleetResult["stop"]): FleetResult => ({ kernel, stop, vms: outcomes });
+  const result = (stop: FleetResult["stop"]) => ({ kernel, stop, vms: outcomes });
   for (;;) {
     o.onSlice?.(kernel);
     // An interrupt raised before its driver enabled it stays pending until it can be delivered.

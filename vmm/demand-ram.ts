@@ -205,6 +205,8 @@ export class DemandRam implements GuestRam, RamPages {
   u8(gpa: number): number {
     const p = Math.floor(gpa / PAGE);
     this.sync();
+    // A page the memory manager took away still has its bytes there: ask for it again, read-only.
+    if (this.state[p] === LOST) this.touch(p, false);
     const s = this.state[p];
     if (s === READ_ONLY) return this.views[p]?.[gpa % PAGE] ?? 0;
     return s === PRIVATE || s === FROM_SOURCE ? this.page(p)[gpa % PAGE] : 0;
@@ -246,6 +248,7 @@ export class DemandRam implements GuestRam, RamPages {
   /** Page `n`'s bytes, or null when it is all zero (never written, or zero-backed). */
   read(n: number): Uint8Array | null {
     this.sync();
+    if (this.state[n] === LOST) this.touch(n, false);
     const s = this.state[n];
     if (s === PRIVATE) return this.page(n);
     if (s === READ_ONLY) return this.views[n] ?? null;

@@ -101,7 +101,7 @@ export interface VmmConfig {
    * Resume a saved VM instead of booting: `plan` then holds the saved ROMs and vCPU state (its
    * TSC as of `state.vmTimeNs`) and no writes. Checked before the VMM starts (checkVmState).
    */
-  resume?: { state: VmState; ram: GuestRamSource };
+  resume?: { state: VmState; ram: GuestRamSource; eager?: boolean };
 }
 
 
@@ -347,6 +347,8 @@ class Vmm {
     const sys = this.sys;
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
     this.ram = new DemandRam(this.config.memoryBytes, this.ramBacking(), this.config.resume?.ram ?? null);
+    // An eager restore reads all of the saved RAM now (a full copy, as the scanner's benchmark wants).
+    if (this.config.resume?.eager) this.ram.fillAll();
     let next = ramPages;
     const alloc = (pages: number): number => {
       const first = next;

@@ -1,0 +1,190 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { VcpuState } from "../kernel/index.js";
+import { MemoryStatus } from "../services/memory-protocol.js";
+import { DemandRam, GuestMemoryError, type RamBacking } from "./demand-ram.js";
+
+const PAGE = 4096;
+const PAGES = 24;
+
+/**
+ * The memory manager and the VMM's window, modelled: what the manager holds for each page (nothing,
+ * the zero frame, a shared frame, a private frame), and what the window has mapped. The manager can
+ * take pages away behind the VMM's back (merge into a shared frame, give a zero page back), as its
+ * scanner does; each such change counts a revocation.
+ */
+class FakeManager implements RamBacking {
+  readonly held: Array<{ kind: "none" } | { kind: "zero" } | { kind: "shared" | "private"; bytes: Uint8Array }> = Array.from({ length: PAGES }, () => ({ kind: "none" }));
+  /** Window page → the bytes mapped there and whether writable. */
+  readonly window = new Map<number, { bytes: Uint8Array; writable: boolean }>();
+  private count = 0;
+  limit = Infinity;
+  calls = 0;
+
+  back(first: number, count: number, write: boolean): { status: number; pages: number } {
+    this.calls++;
+    let wanted = 0;
+    for (let p = first; p < first + count; p++) if (write && this.held[p].kind !== "private") wanted++;
+    if (wanted > this.limit) return { status: MemoryStatus.NO_MEMORY, pages: 0 };
+    this.limit -= wanted;
+    for (let p = first; p < first + count; p++) {
+      const h = this.held[p];
+      if (h.kind === "private") continue;
+      if (write) {
+        const bytes = h.kind === "shared" ? h.bytes.slice() : new Uint8Array(PAGE);
+        this.held[p] = { kind: "private", bytes };
+        if (!this.window.has(p)) this.window.set(p, { bytes, writable: true });
+      } else {
+        if (h.kind === "none") this.held[p] = { kind: "zero" };
+        const bytes = h.kind === "shared" ? h.bytes : new Uint8Array(PAGE);
+        if (!this.window.has(p)) this.window.set(p, { bytes, writable: false });
+      }
+    }
+    return { status: MemoryStatus.OK, pages: count };
+  }
+
+  free(first: number, count: number): number {
+    for (let p = first; p < first + count; p++) {
+      if (this.held[p].kind === "private") {
+        this.window.delete(p);
+        this.count++;
+      }
+      this.held[p] = { kind: "none" };
+    }
+    return count;
+  }
+
+  unmap(page: number): void {
+    this.window.delete(page);
+    this.count++;
+  }
+
+  map(): void {}
+
+  view(page: number, writable: boolean): Uint8Array | null {
+    const w = this.window.get(page);
+    return w && (w.writable || !writable) ? w.bytes : null;
+  }
+
+  revocations(): number {
+    return this.count;
+  }
+
+  /** The scanner: page `p`'s private frame becomes a shared one (equal bytes), or goes back when all zero. */
+  takeAway(p: number): void {
+    const h = this.held[p];
+    if (h.kind !== "private") return;
+    this.held[p] = h.bytes.every((b) => b === 0) ? { kind: "zero" } : { kind: "shared", bytes: h.bytes.slice() };
+    this.window.delete(p);
+    this.count++;
+  }
+}
+
+/** The guest's side: an access goes to the mapped frame when the page is mapped for it, or is an MMIO exit. */
+function guestAccess(ram: DemandRam, mm: FakeManager, gpa: number, size: 1 | 2 | 4, write: boolean, value: number): number {
+  if (ram.handles(gpa, write)) {
+    const q = new VcpuState().qual;
+    Object.assign(q, { address: gpa, size, write, data: write ? value >>> 0 : 0 });
+    ram.access(q);
+    return q.data;
+  }
+  const page = Math.floor(gpa / PAGE);
+  // The engine would exit for a page that is not mapped (the VMM's state says it is): a stale state is a bug.
+  const w = mm.window.get(page);
+  expect(w, `page ${page} is not mapped, yet the VMM did not take the exit`).toBeDefined();
+  expect(!write || w!.writable, `page ${page} is mapped read-only, yet the VMM did not take the write`).toBe(true);
+  let v = 0;
+  for (let k = 0; k < size; k++) {
+    if (write) w!.bytes[(gpa % PAGE) + k] = (value >>> (8 * k)) & 0xff;
+    else v |= w!.bytes[(gpa % PAGE) + k] << (8 * k);
+  }
+  return v >>> 0;
+}
+
+type Op =
+  | { kind: "guest"; page: number; at: number; size: 1 | 2 | 4; write: boolean; value: number }
+  | { kind: "device"; gpa: number; bytes: number[] }
+  | { kind: "release"; page: number; count: number }
+  | { kind: "takeAway"; page: number };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ kind: fc.constant("guest" as const), page: fc.integer({ min: 0, max: PAGES - 1 }), at: fc.integer({ min: 0, max: PAGE - 4 }), size: fc.constantFrom(1 as const, 2 as const, 4 as const), write: fc.boolean(), value: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("device" as const), gpa: fc.integer({ min: 0, max: PAGES * PAGE - 64 }), bytes: fc.array(fc.nat({ max: 255 }), { minLength: 1, maxLength: 40 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("release" as const), page: fc.integer({ min: 0, max: PAGES - 1 }), count: fc.integer({ min: 1, max: 3 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("takeAway" as const), page: fc.integer({ min: 0, max: PAGES - 1 }) }) },
+);
+
+describe("DemandRam", () => {
+  it("guest, devices, balloon and the scanner taking pages away: RAM always reads as a plain byte array would (property)", () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 80 }), fc.boolean(), (ops, withSource) => {
+        const mm = new FakeManager();
+        // Half the runs resume from a "snapshot" holding every third page.
+        const saved = (p: number) => new Uint8Array(PAGE).fill(p + 1);
+        const source = withSource ? { hasPage: (p: number) => p % 3 === 0, readPage: (p: number, into: Uint8Array) => into.set(saved(p)) } : null;
+        const ram = new DemandRam(PAGES * PAGE, mm, source);
+        const model = new Uint8Array(PAGES * PAGE);
+        if (source) for (let p = 0; p < PAGES; p += 3) model.set(saved(p), p * PAGE);
+        for (const op of ops) {
+          if (op.kind === "guest") {
+            const gpa = op.page * PAGE + op.at;
+            const got = guestAccess(ram, mm, gpa, op.size, op.write, op.value);
+            if (op.write) for (let k = 0; k < op.size; k++) model[gpa + k] = (op.value >>> (8 * k)) & 0xff;
+            else {
+              let v = 0;
+              for (let k = 0; k < op.size; k++) v |= model[gpa + k] << (8 * k);
+              expect(got).toBe(v >>> 0);
+            }
+          } else if (op.kind === "device") {
+            const segments = ram.segments(op.gpa, op.bytes.length)!;
+            let k = 0;
+            for (const s of segments) for (let i = 0; i < s.length; i++) s[i] = op.bytes[k++];
+            model.set(op.bytes, op.gpa);
+          } else if (op.kind === "release") {
+            ram.release(op.page, op.count);
+            model.fill(0, op.page * PAGE, Math.min(PAGES, op.page + op.count) * PAGE);
+          } else mm.takeAway(op.page);
+          // What a save reads, and the device view of every byte, agree with the model.
+          for (let p = 0; p < PAGES; p++) {
+            const bytes = ram.read(p);
+            const want = model.subarray(p * PAGE, (p + 1) * PAGE);
+            if (bytes === null) expect(want.every((b) => b === 0), `page ${p} reads as zero`).toBe(true);
+            else expect(Buffer.compare(bytes, want), `page ${p}`).toBe(0);
+          }
+        }
+        // A save after it all: every page the manager holds is in the window again (none left lost).
+        ram.fillAll();
+        for (let p = 0; p < PAGES; p++) if (mm.held[p].kind !== "none") expect(mm.window.has(p), `page ${p} back in the window`).toBe(true);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("a released page the guest touches again is a fresh zero page, whatever was there", () => {
+    const mm = new FakeManager();
+    const ram = new DemandRam(PAGES * PAGE, mm);
+    guestAccess(ram, mm, 5 * PAGE + 8, 4, true, 0xdeadbeef);
+    expect(ram.release(5, 1)).toBe(1);
+    expect(mm.window.has(5)).toBe(false);
+    expect(guestAccess(ram, mm, 5 * PAGE + 8, 4, false, 0)).toBe(0);
+  });
+
+  it("reads of pages never written cost no private frame; a burst of writes to consecutive pages takes few calls", () => {
+    const mm = new FakeManager();
+    const ram = new DemandRam(PAGES * PAGE, mm);
+    for (let p = 0; p < 8; p++) guestAccess(ram, mm, p * PAGE, 4, false, 0);
+    expect(mm.held.filter((h) => h.kind === "private")).toHaveLength(0);
+    const before = mm.calls;
+    for (let p = 8; p < PAGES; p++) guestAccess(ram, mm, p * PAGE, 4, true, p);
+    expect(mm.calls - before).toBeLessThan(8);
+    expect(mm.held.filter((h) => h.kind === "private")).toHaveLength(PAGES - 8);
+  });
+
+  it("a page the manager will not back is a typed error naming the page", () => {
+    const mm = new FakeManager();
+    mm.limit = 0;
+    const ram = new DemandRam(PAGES * PAGE, mm);
+    expect(() => guestAccess(ram, mm, 3 * PAGE, 4, true, 1)).toThrow(GuestMemoryError);
+    expect(() => guestAccess(ram, mm, 3 * PAGE, 4, true, 1)).toThrow(/guest page 0x3: the memory manager answered NO_MEMORY/);
+  });
+});
