@@ -156,7 +156,7 @@ describe("DemandRam", () => {
         ram.fillAll();
         for (let p = 0; p < PAGES; p++) if (mm.held[p].kind !== "none") expect(mm.window.has(p), `page ${p} back in the window`).toBe(true);
       }),
-      { numRuns: 1000 },
+      { numRuns: 300 },
     );
   });
 
