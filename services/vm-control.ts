@@ -39,6 +39,9 @@ export interface BalloonInfo {
   actual: number;
   target: number;
   ramPages: number;
+  /** Pages the guest reported free (free page reporting), and pages that went back to the host. */
+  reported: number;
+  released: number;
 }
 
 export type ControlResult =
@@ -77,7 +80,7 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             const called = sys.call(portal);
             const w = sys.utcb.words;
             const st = called === Status.SUCCESS ? (w[0] as Status) : called;
-            host.done(command, st === Status.SUCCESS ? { status: st, balloon: { actual: w[1], target: w[2], ramPages: w[4] } } : { status: st });
+            host.done(command, st === Status.SUCCESS ? { status: st, balloon: { actual: w[1], target: w[2], ramPages: w[4], reported: w[5], released: w[6] } } : { status: st });
           } else if (command.op === "query") {
             const st = call(sys, portal, VmmControlOp.QUERY);
             const w = sys.utcb.words;

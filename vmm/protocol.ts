@@ -14,10 +14,12 @@
 //   [RESUME]     [status]
 //   [SAVE]       [status, stateBytes]   paused VMs only: the VmState, msgpack-encoded, at the start
 //                                       of the state region (RAM is read through the RAM pages)
-//   [BALLOON, set, pages]  [status, actual, target, statsAsked, ramPages]   set 1: the guest should
+//   [BALLOON, set, pages]  [status, actual, target, statsAsked, ramPages, reported, released]
+//                set 1: the guest should
 //                have `pages` of its RAM (4 KiB pages; the balloon's target is the rest), as QEMU's
 //                `balloon`; actual and target: the guest's RAM less what its balloon holds now, and
-//                less what it should hold
+//                less what it should hold; pages the guest reported free, and pages that went back
+//                to the host (inflated or reported, that held memory)
 //   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree,
 //                 touched, shared, sharedFrames, scanned, merged, zeroed, broken]
 //                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory

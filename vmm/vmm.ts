@@ -707,7 +707,7 @@ class Vmm {
         // Fresh statistics for the next look: hand the driver its stats buffer back.
         const asked = balloon.requestStats();
         if (asked) device.signalUsed();
-        return void utcb.set(Status.SUCCESS, ramPages - Math.min(balloon.actual, ramPages), ramPages - balloon.target, asked ? 1 : 0, ramPages);
+        return void utcb.set(Status.SUCCESS, ramPages - Math.min(balloon.actual, ramPages), ramPages - balloon.target, asked ? 1 : 0, ramPages, balloon.counts.reported, balloon.counts.released);
       }
       case VmmControlOp.QUERY: {
         const t = this.vmNow();

@@ -17,7 +17,7 @@ import { exitVerdict, runFleet, runVm } from "../../bin/vm-runner.js";
 import { openImage } from "../../drivers/block/open.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { loadKernel } from "../../vmm/boot/index.js";
-import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
+import type { BalloonInfo, ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
 import type { VmState } from "../../vmm/protocol.js";
 import { openSavedVm, saveSnapshot } from "../../bin/snapshot.js";
 
@@ -289,6 +289,75 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     expect(first(join(dir, "c2-vda.qcow2"))).toBe("c2-wrote-3\nn");
     expect(Buffer.compare(readFileSync(base), baseBefore)).toBe(0);
     expect(Buffer.compare(readFileSync(saved!.file), fileBefore)).toBe(0);
+  }, 60 * 60 * 1000);
+
+  it("a balloon target takes memory from the guest: the balloon fills, frames go back to the host, and the guest goes on", async () => {
+    expect(saved).not.toBeNull();
+    const vm = openSavedVm(saved!.file);
+    const con = new MemoryConsole();
+    let balloon: BalloonInfo | null = null;
+    const held: number[] = [];
+    let asked = false;
+    let phase: "fill" | "balloon" | "check" | "done" = "fill";
+    let raise = () => {};
+    let raiseInput = () => {};
+    const control = new TestControl((_command, result) => {
+      if ("balloon" in result) balloon = result.balloon;
+      if ("memory" in result && result.memory) held.push(result.memory.private);
+      asked = false;
+    });
+    control.queue.push({ vm: 0, op: "resume" });
+    // The guest writes 24 MiB into a tmpfs file (its RAM), so the balloon has memory to take.
+    const target = 96 << 20;
+    try {
+      const result = await runVm({
+        memoryBytes: vm.memoryBytes,
+        resume: { plan: vm.plan, state: vm.state, ram: vm.reader },
+        drives: vm.drives,
+        console: con,
+        engine: createX86Engine,
+        maxVirtualNs: 120e9,
+        control,
+        stopRequested: () => phase === "done",
+        onStart: (_k, r) => {
+          raise = r.control;
+          raiseInput = r.input;
+          raise();
+          con.type("dd if=/dev/zero of=/tmp/f bs=1M count=24 2>/dev/null; echo filled-$((1+1))\n");
+          raiseInput();
+        },
+        onSlice: () => {
+          if (asked) return;
+          const b = balloon as BalloonInfo | null;
+          if (phase === "fill" && con.text.includes("filled-2")) {
+            phase = "balloon";
+            control.queue.push({ vm: 0, op: "query" }, { vm: 0, op: "balloon", guestPages: target / 4096 });
+          } else if (phase === "balloon") {
+            if (b && b.actual * 4096 <= target) {
+              phase = "check";
+              control.queue.push({ vm: 0, op: "query" });
+              con.type("rm /tmp/f; echo alive-$((2+3))\n");
+              raiseInput();
+            } else control.queue.push({ vm: 0, op: "balloon" });
+          } else if (phase === "check" && con.text.includes("alive-5")) phase = "done";
+          else return;
+          asked = true;
+          raise();
+        },
+      });
+      expect(result.ended).toBe(false);
+      expect(phase).toBe("done");
+      const b = balloon as BalloonInfo | null;
+      expect(b).not.toBeNull();
+      expect(b!.target * 4096).toBe(target);
+      expect(b!.actual * 4096).toBeLessThanOrEqual(target);
+      // Pages the balloon took that held memory went back to the host: the VM holds fewer frames.
+      expect(b!.released).toBeGreaterThan(0);
+      expect(held).toHaveLength(2);
+      expect(held[1]).toBeLessThan(held[0]);
+    } finally {
+      vm.reader.close();
+    }
   }, 60 * 60 * 1000);
 
   it("a guest panic ends the VM with a non-zero status and the panic text on the console", async () => {

@@ -84,9 +84,7 @@ export class VirtioBalloon implements VirtioDeviceModel {
     this.host.onActual?.(value >>> 0);
   }
 
-  negotiated(f: FeatureWords): void {
-    if (process.env.HVDBG) console.error("balloon negotiated", f);
-  }
+  negotiated(): void {}
 
   reset(): void {
     this.view.setUint32(CONFIG_ACTUAL, 0, true);
@@ -95,7 +93,6 @@ export class VirtioBalloon implements VirtioDeviceModel {
   }
 
   process(queue: Virtqueue): void {
-    if (process.env.HVDBG) console.error("balloon queue", queue.index, JSON.stringify(this.counts));
     if (queue.index === BalloonQueue.STATS) return this.takeStats(queue);
     // Page numbers are read from the buffers; reported ranges are only addresses (no page is touched).
     const views = queue.index !== BalloonQueue.REPORTING;
