@@ -65,6 +65,11 @@ export function framesFor(vm: Pick<VmDescription, "memoryBytes" | "plan">): numb
 
 const mib = (pages: number): string => `${Math.round((pages / 256) * 100) / 100} MiB`;
 
+/** A VM layout the kernel cannot hold (RAM, drives, VMs): a refusal of the user's configuration, before anything starts. */
+export class LayoutError extends RangeError {
+  override name = "LayoutError";
+}
+
 /**
  * Refuse, before anything starts, a composition whose memory does not fit: the kernel's frames,
  * or the windows in which the block driver (one per drive) and the control component (one per
@@ -72,15 +77,15 @@ const mib = (pages: number): string => `${Math.round((pages / 256) * 100) / 100}
  */
 function checkLayout(frames: number, ramPages: number, drives: number, windowOrder: number, vms: number, controlOrder: number | null): void {
   if (frames > MAX_FRAMES)
-    throw new RangeError(`guest RAM of ${mib(ramPages)} does not fit: with its ROMs and the VMM's state pages it needs ${mib(frames)}, and the kernel has at most ${mib(MAX_FRAMES)} of frames`);
+    throw new LayoutError(`guest RAM of ${mib(ramPages)} does not fit: with its ROMs and the VMM's state pages it needs ${mib(frames)}, and the kernel has at most ${mib(MAX_FRAMES)} of frames`);
   const driveWindows = SPACE_PAGES / 2 ** windowOrder;
   if (drives > driveWindows) {
     const fitAll = SPACE_PAGES / 2 ** Math.ceil(Math.log2(drives));
-    throw new RangeError(
+    throw new LayoutError(
       `${drives} drives do not fit with ${mib(ramPages)} of guest RAM: the block driver sees each drive's guest RAM in a window of ${mib(2 ** windowOrder)} of its 4 GiB space, so at most ${driveWindows} drives fit (${drives} with ${mib(fitAll)} of RAM or less)`,
     );
   }
-  if (controlOrder !== null && vms > SPACE_PAGES / 2 ** controlOrder) throw new RangeError(`${vms} VMs with ${mib(ramPages)} of RAM each do not fit the control component's 4 GiB space`);
+  if (controlOrder !== null && vms > SPACE_PAGES / 2 ** controlOrder) throw new LayoutError(`${vms} VMs with ${mib(ramPages)} of RAM each do not fit the control component's 4 GiB space`);
 }
 
 /** Kernel memory for a space that maps `pages` pages once (mapping nodes), with room to spare. */
@@ -95,7 +100,7 @@ export interface HostServices {
 
 export function compose(vms: readonly VmDescription[], services: HostServices = {}): Composition {
   const names = new Set(vms.map((v) => v.name));
-  if (names.size !== vms.length) throw new RangeError("every VM needs a name of its own");
+  if (names.size !== vms.length) throw new LayoutError("every VM needs a name of its own");
   const frames = vms.reduce((n, vm) => n + framesFor(vm), 0);
 
   // Block driver clients are numbered across the VMs: VM i's drive k is client firstClient[i] + k.

@@ -108,7 +108,7 @@ describe.skipIf(!hasNasm())("hostile snapshots", () => {
   it("hv run --restore refuses a tampered file before anything starts", () => {
     const path = tampered("pit-mode", (c) => ((c.devices.pit as { channels: { mode: number }[] }).channels[0].mode = 9));
     const r = spawnSync(process.execPath, [...HV, "run", "--restore", path, "--no-pace"], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 });
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/devices section, pit\.channels\[0\]\.mode/);
     expect(r.stdout).toBe("");
   });

@@ -282,6 +282,6 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     const { result, con } = await resumeSaved([{ vm: 0, op: "resume" }], () => false, "echo c > /proc/sysrq-trigger\n");
     expect(result.stop).toBe("ended");
     expect(con.text).toMatch(/Kernel panic - not syncing: /);
-    expect(exitVerdict(result, con.text.slice(-4096))).toEqual({ status: 1, message: "the guest panicked" });
+    expect(exitVerdict(result, con.text.slice(-4096))).toEqual({ status: 4, message: "the guest panicked" });
   }, 60 * 60 * 1000);
 });
