@@ -43,6 +43,7 @@ export interface FleetEntry {
   drives: DriveConfig[];
   console: { kind: "file" | "unix"; path: string };
   apic: boolean;
+  acpi: boolean;
   debugExit: boolean;
 }
 
@@ -51,7 +52,7 @@ export interface FleetFile {
   vms: FleetEntry[];
 }
 
-const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "debugExit"]);
+const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "acpi", "debugExit"]);
 /** VMs one fleet may hold (the consoles' interrupt lines and the kernel's frames bound it long before). */
 const MAX_FLEET = 64;
 
@@ -125,6 +126,7 @@ export function parseFleet(text: string, where: string): FleetFile {
       drives,
       console: { kind: m[1] as "file" | "unix", path: m[2] },
       apic: bool("apic"),
+      acpi: v.acpi === undefined ? true : bool("acpi"),
       debugExit: bool("debugExit"),
     };
   });
@@ -193,7 +195,7 @@ async function fleet(file: string, opts: { qmp?: string; timeout?: number }): Pr
           bios: e.bios ? readInputFile(e.bios, `${at}: bios`, 16 << 20, "the flash window") : undefined,
         });
       const drives = r?.drives ?? e.drives;
-      const platform = r?.platform ?? { apic: e.apic, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1 };
+      const platform = r?.platform ?? { apic: e.apic, acpi: e.acpi, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1 };
       const console = e.console.kind === "file" ? new FileConsole(e.console.path) : await SocketConsole.listen(e.console.path, () => raiseInput(i));
       consoles.push(console);
       vms.push({ name: e.name, memoryBytes, plan, console, drives, ...platformConfig(platform), resume: r ? { state: r.state, ram: r.reader } : undefined });

@@ -77,6 +77,7 @@ interface RunOpts {
   debugExit: boolean;
   trace?: string;
   apic: boolean;
+  acpi: boolean;
   pace?: boolean;
   timeout?: number;
   wallTimeout?: number;
@@ -105,6 +106,7 @@ export function registerRunCommand(program: Command): void {
     .option("--debug-exit", "isa-debug-exit at port 0xf4: a write of v ends hv with status (v << 1) | 1", false)
     .option("--drive <spec>", "a disk as virtio-blk (/dev/vda, vdb, ...): file=PATH[,format=raw|qcow2|vpc|vmdk][,readonly=on]; repeatable", parseDrive, [])
     .option("--apic", "give the VM a local APIC and an I/O APIC (default: 8259 PIC only)", false)
+    .option("--no-acpi", "no ACPI tables, ACPI PM timer, HPET or fw_cfg (the PC as hv had it before)")
     .option("--trace <file>", "write a Chrome trace of the run in host time (kernel IPC, VM exits by reason, device time in exit handlers)")
     .option("--pace", "hold virtual time back to wall time (default on a terminal)")
     .option("--no-pace", "run virtual time as fast as the host can")
@@ -207,7 +209,7 @@ function openOutputs(opts: RunOpts, debugconFile: string | null, inputs: FileIde
 
 async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: RunInputs): Promise<number> {
   const { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives } = inputs;
-  const platform = restored?.platform ?? { apic: opts.apic, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1 };
+  const platform = restored?.platform ?? { apic: opts.apic, acpi: opts.acpi, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1 };
   const vmOptions = { memoryBytes, kernelImage, kernelName: kernelPath, initrd, append, bios };
   let plan: VmRunOptions["plan"];
   try {

@@ -18,14 +18,16 @@ import { vcpuFromRecord } from "../vmm/vcpu-record.js";
 /** How the VM was configured: a snapshot resumes only on the same platform. */
 export interface SavedPlatform {
   apic: boolean;
+  /** fw_cfg, ACPI and the HPET (files saved before they existed: false, the platform those VMs had). */
+  acpi: boolean;
   debugcon: boolean;
   /** isa-debug-exit port, or -1 for none. */
   debugExitPort: number;
 }
 
 /** A saved platform as the VMM's configuration has it (no isa-debug-exit: null, not -1). */
-export function platformConfig(p: SavedPlatform): { apic: boolean; debugcon: boolean; debugExitPort: number | null } {
-  return { apic: p.apic, debugcon: p.debugcon, debugExitPort: p.debugExitPort >= 0 ? p.debugExitPort : null };
+export function platformConfig(p: SavedPlatform): { apic: boolean; acpi: boolean; debugcon: boolean; debugExitPort: number | null } {
+  return { apic: p.apic, acpi: p.acpi, debugcon: p.debugcon, debugExitPort: p.debugExitPort >= 0 ? p.debugExitPort : null };
 }
 
 export interface SaveRequest {
@@ -51,7 +53,7 @@ export function saveSnapshot(request: SaveRequest, encodedState: Uint8Array, ram
         memoryBytes: request.memoryBytes,
         vmTimeNs: state.vmTimeNs,
         vcpuCount: 1,
-        boot: { apic: request.platform.apic, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort },
+        boot: { apic: request.platform.apic, acpi: request.platform.acpi, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort },
       },
       vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged }],
       devices: state.platform,
@@ -105,6 +107,7 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
     const boot = h.boot ?? {};
     const platform: SavedPlatform = {
       apic: boot.apic === true,
+      acpi: boot.acpi === true,
       debugcon: boot.debugcon === true,
       debugExitPort: typeof boot.debugExitPort === "number" && Number.isInteger(boot.debugExitPort) && boot.debugExitPort >= -1 && boot.debugExitPort <= 0xffff ? boot.debugExitPort : -1,
     };

@@ -38,6 +38,8 @@ export interface VmRunOptions {
   debugExitPort?: number | null;
   debugcon?: boolean;
   apic?: boolean;
+  /** fw_cfg, ACPI and the HPET (default true). */
+  acpi?: boolean;
   trace?: TraceSink | null;
   /** Hold virtual time back to this host clock (interactive use); absent: run as fast as possible. */
   pace?: HostTimeSource | null;
@@ -112,9 +114,9 @@ export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" 
 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const plan = o.resume?.plan ?? o.plan ?? bootPlanFor(o);
-  const { debugExitPort, debugcon, apic, console, drives } = o;
+  const { debugExitPort, debugcon, apic, acpi, console, drives } = o;
   const resume = o.resume ? { state: o.resume.state, ram: o.resume.ram } : undefined;
-  const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, drives, resume }], {
+  const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, acpi, drives, resume }], {
     ...o,
     onStart: o.onStart ? (k, raise) => o.onStart!(k, { input: () => raise.input(0), control: raise.control }) : undefined,
   });
@@ -131,6 +133,7 @@ export interface FleetVm {
   debugExitPort?: number | null;
   debugcon?: boolean;
   apic?: boolean;
+  acpi?: boolean;
   resume?: VmmConfig["resume"];
 }
 

@@ -48,7 +48,7 @@ describe.skipIf(!hasNasm())("hostile snapshots", () => {
       },
       done(_c: ControlCommand, r: ControlResult) {
         if (!("state" in r)) throw new Error(`save failed: ${r.status}`);
-        saveSnapshot({ path: good, name: "victim", memoryBytes: MEMORY, platform: { apic: false, debugcon: false, debugExitPort: -1 }, roms: plan.roms, drives: [{ path: disk, format: "raw" }] }, r.state, r.ram);
+        saveSnapshot({ path: good, name: "victim", memoryBytes: MEMORY, platform: { apic: false, acpi: true, debugcon: false, debugExitPort: -1 }, roms: plan.roms, drives: [{ path: disk, format: "raw" }] }, r.state, r.ram);
         saved = true;
       },
     };

@@ -109,7 +109,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       if (command.atVmTimeNs === undefined) {
         const diskThen = join(dir, "disk-at-prompt.raw");
         copyFileSync(disk, diskThen);
-        const platform = { apic: false, debugcon: false, debugExitPort: -1 };
+        const platform = { apic: false, acpi: true, debugcon: false, debugExitPort: -1 };
         saveSnapshot({ path: file, name: "linux", memoryBytes: 128 << 20, platform, roms: plan.roms, drives: [{ path: diskThen, format: "raw" }] }, result.state, result.ram);
         saved = { file, later: null };
         control.queue.push({ vm: 0, op: "save", atVmTimeNs: (decode(result.state) as VmState).vmTimeNs + IDLE_NS });
