@@ -9,7 +9,7 @@
 import { buildAcpiTables, type AcpiTables } from "../boot/acpi.js";
 import { pcMemoryMap } from "../boot/plan.js";
 import { A20Gate } from "./a20.js";
-import { AcpiPm } from "./acpi-pm.js";
+import { AcpiPm, SCI_IRQ } from "./acpi-pm.js";
 import { IoBus, MmioBus, type Device } from "./bus.js";
 import type { DeviceClock } from "./clock.js";
 import { DebugConsole, DebugExit } from "./debug-ports.js";
@@ -18,7 +18,7 @@ import { FwCfg } from "./fw-cfg.js";
 import { HPET_PIT_INPUT, HPET_RTC_INPUT, Hpet } from "./hpet.js";
 import { I8042 } from "./i8042.js";
 import { IoApic } from "./ioapic.js";
-import { IrqLine } from "./irq.js";
+import { IrqLine, SharedIrq } from "./irq.js";
 import { LocalApic } from "./lapic.js";
 import { PciHost } from "./pci.js";
 import { PicPair, type InterruptController } from "./pic.js";
@@ -98,6 +98,8 @@ export class PcPlatform {
   readonly hpet: Hpet | null = null;
   /** The ACPI tables for guest RAM (the VMM writes them at `base` when it boots the VM), or null. */
   readonly acpiTables: AcpiTables | null = null;
+  /** ISA lines with more than one source (IRQ 9: the SCI and PCI INTx), by IRQ. */
+  private readonly shared = new Map<number, SharedIrq>();
   /** Called for every guest reset request, with where it came from (keyboard controller, port 0x92, 0xcf9). */
   onReset: ((source: string) => void) | null = null;
   /** Told when the vCPU's INTR (interruptController.hasInterrupt()) changes: recall the vCPU on a rise. */
@@ -132,7 +134,9 @@ export class PcPlatform {
       // The PIT and the RTC reach IRQ 0 and 8 through the HPET, which takes the lines in legacy replacement mode.
       pitIrq = new IrqLine([{ sink: this.hpet, pin: HPET_PIT_INPUT }]);
       rtcIrq = new IrqLine([{ sink: this.hpet, pin: HPET_RTC_INPUT }]);
-      this.acpiPm = new AcpiPm(clock, this.isaIrq[9]);
+      const sci = new SharedIrq(this.isaIrq[SCI_IRQ]);
+      this.shared.set(SCI_IRQ, sci);
+      this.acpiPm = new AcpiPm(clock, sci.input());
       const cpus = options.cpus ?? 1;
       this.fwCfg = new FwCfg({ memoryBytes: options.memoryBytes, cpus });
       this.acpiTables = buildAcpiTables({ cpus, apic: this.lapic !== null, ioapicId: 0 });
@@ -177,6 +181,14 @@ export class PcPlatform {
     this.hpet?.attach(this.mmio);
   }
 
+  /**
+   * The line a level-triggered device (a PCI function's INTx) drives for ISA IRQ `irq`: its own
+   * input where the IRQ is shared with another source, else the ISA line itself.
+   */
+  irqLine(irq: number): IrqLine {
+    return this.shared.get(irq)?.input() ?? this.isaIrq[irq];
+  }
+
   /** What the vCPU asks for INTR and INTA: the local APIC (which passes the PIC through), or the PIC. */
   get interruptController(): InterruptController {
     return this.lapic ?? this.pic;
@@ -219,7 +231,9 @@ export class PcPlatform {
       for (; done < devices.length; done++) devices[done].loadState(raw[devices[done].name]);
     } catch (e) {
       for (let i = 0; i < done; i++) devices[i].loadState(backup[i]);
+      for (const s of this.shared.values()) s.resync();
       throw e;
     }
+    for (const s of this.shared.values()) s.resync();
   }
 }
