@@ -8,7 +8,7 @@ import { MemoryConsole } from "../../drivers/console/host.js";
 import { VmEnd } from "../../services/root-protocol.js";
 import { runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { assemble, hasNasm } from "./nasm.js";
+import { assemble, hasNasm, realModeRom } from "./nasm.js";
 
 const nasm = hasNasm();
 if (!nasm) console.warn("test/vm/platform: nasm is not installed; the platform kernel tests are skipped");
@@ -462,6 +462,28 @@ start:
 end:
 `);
 
+/** A 64 KiB ROM (at 0xF0000 below 1 MiB) scanning 0xE0000-0xEFFFF in real mode for the RSDP the VMM placed there. */
+const ROM_SCAN = realModeRom(`
+  mov ax, 0xE000
+  mov es, ax
+  xor di, di
+.scan:
+  cmp dword [es:di], 'RSD '
+  jne .next
+  cmp dword [es:di+4], 'PTR '
+  je .found
+.next:
+  add di, 16
+  jnz .scan
+  mov al, 0x7e
+  out 0xf4, al
+  hlt
+.found:
+  mov al, 0x22
+  out 0xf4, al
+  hlt
+`);
+
 describe.skipIf(!nasm)("platform test kernels", () => {
   it("fw_cfg: the signature and CPU count through the ports, the file directory by DMA, ERROR for a hostile target", async () => {
     const { result, text } = await run(FW_CFG);
@@ -496,5 +518,12 @@ describe.skipIf(!nasm)("platform test kernels", () => {
     const { result } = await run(LOW);
     expect(result.why).toBe(VmEnd.DEBUG_EXIT);
     expect(result.status).toBe((0x21 << 1) | 1);
+  });
+
+  it("a ROM that leaves 0xE0000 free finds the RSDP there in real mode", async () => {
+    const con = new MemoryConsole();
+    const result = await runVm({ memoryBytes: 4 << 20, bios: assemble(ROM_SCAN), console: con, engine: createX86Engine, debugExitPort: 0xf4, maxVirtualNs: 1e9 });
+    expect(result.why).toBe(VmEnd.DEBUG_EXIT);
+    expect(result.status).toBe((0x22 << 1) | 1);
   });
 });
