@@ -10,7 +10,7 @@
 //                                                        linked clone of it); none: the default guest
 //                "drives": ["file=a.qcow2,format=qcow2"], hv run's --drive spelling
 //                "console": "file:web.log" | "unix:/tmp/web.sock",   default file:NAME.log
-//                "apic": false, "debugExit": false } ] }
+//                "apic": false, "acpi": true, "debugExit": false } ] }
 
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";

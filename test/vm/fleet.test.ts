@@ -101,6 +101,8 @@ describe.skipIf(!hasNasm())("a fleet of VMs on one kernel", () => {
     expect(bad({ vms: [{ name: "a", colour: "red" }] })).toThrow(/unknown key 'colour'/);
     expect(bad({ vms: [{ name: "a", apic: "yes" }] })).toThrow(/vms\[0\]\.apic: must be true or false/);
     expect(bad({ vms: [{ name: "a" }], extra: 1 })).toThrow(/unknown key 'extra'/);
+    expect(bad({ vms: [{ name: "a", acpi: 0 }] })).toThrow(/vms\[0\]\.acpi: must be true or false/);
+    expect(parseFleet(JSON.stringify({ vms: [{ name: "a" }, { name: "b", acpi: false }] }), "f.json").vms.map((v) => v.acpi)).toEqual([true, false]);
   });
 
   it("hv fleet runs the file's VMs with their consoles in log files", () => {
