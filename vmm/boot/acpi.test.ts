@@ -1,6 +1,6 @@
 // Tests of the ACPI tables: parsed back the way an OS finds and walks them.
 import { describe, expect, it } from "vitest";
-import { ACPI_BASE, FADT, FADT_FLAGS, HEADER, INTI_LEVEL_HIGH, IOAPIC_BASE, LAPIC_BASE, MADT, RSDP, buildAcpiTables } from "./acpi.js";
+import { ACPI_BASE, EISA_PNP0A03, dsdtAml, FADT, FADT_FLAGS, HEADER, INTI_LEVEL_HIGH, IOAPIC_BASE, LAPIC_BASE, MADT, RSDP, buildAcpiTables } from "./acpi.js";
 import { HPET_BASE } from "../devices/hpet.js";
 
 /** Guest memory holding the blob where it belongs; reads by guest-physical address. */
@@ -117,5 +117,26 @@ describe("ACPI tables", () => {
     expect(sig(t.tables, 0)).toBe("FACS");
     expect(t.tablesOffset + t.tables.length).toBe(t.bytes.length);
     expect(() => buildAcpiTables({ cpus: 0, apic: true })).toThrow(RangeError);
+  });
+
+  it("DSDT: \\_SB.PCI0 as a PNP0A03 host bridge, with package lengths that add up", () => {
+    const aml = dsdtAml();
+    const v = new DataView(aml.buffer);
+    expect(aml[0]).toBe(0x10); // ScopeOp
+    expect(1 + aml[1]).toBe(aml.length); // its PkgLength covers the rest
+    expect(String.fromCharCode(...aml.subarray(2, 7))).toBe("\\_SB_");
+    expect([aml[7], aml[8]]).toEqual([0x5b, 0x82]); // DeviceOp
+    expect(9 + aml[9]).toBe(aml.length);
+    expect(String.fromCharCode(...aml.subarray(10, 14))).toBe("PCI0");
+    expect(String.fromCharCode(...aml.subarray(15, 19))).toBe("_HID");
+    expect(aml[19]).toBe(0x0c);
+    expect(v.getUint32(20, true)).toBe(EISA_PNP0A03);
+    // The EISA ID decodes to "PNP0A03": three 5-bit letters, big-endian, then the product number.
+    const id = (aml[20] << 8) | aml[21];
+    expect(String.fromCharCode(((id >> 10) & 31) + 64, ((id >> 5) & 31) + 64, (id & 31) + 64)).toBe("PNP");
+    expect(((aml[22] << 8) | aml[23]).toString(16).padStart(4, "0")).toBe("0a03");
+    const t = buildAcpiTables({ cpus: 1, apic: false });
+    const dsdt = t.addresses.DSDT - t.base;
+    expect(t.bytes.subarray(dsdt + 36, dsdt + 36 + aml.length)).toEqual(aml);
   });
 });

@@ -163,6 +163,33 @@ function hpetTable(): Uint8Array {
   return table("HPET", 1, b.bytes);
 }
 
+/** AML opcodes and encodings used by the DSDT (ACPI spec 20.2). */
+const AML = { ZERO: 0x00, NAME: 0x08, DWORD: 0x0c, SCOPE: 0x10, ROOT: 0x5c, EXT: 0x5b, DEVICE: 0x82 } as const;
+/** EISA ID "PNP0A03" (PCI host bridge) as AML's compressed DWORD. */
+export const EISA_PNP0A03 = 0x030ad041;
+
+/** A PkgLength (ACPI 20.2.4) for `content` bytes after it, followed by the content. */
+function pkg(content: number[]): number[] {
+  const total = content.length + 1;
+  if (total < 0x40) return [total, ...content];
+  const two = content.length + 2;
+  if (two >= 0x1000) throw new RangeError("AML package too long for a 2-byte PkgLength");
+  return [0x40 | (two & 0xf), two >> 4, ...content];
+}
+
+const nameSeg = (s: string) => Array.from(s, (c) => c.charCodeAt(0));
+
+/**
+ * The DSDT's AML: \_SB.PCI0, a PCI host bridge (PNP0A03) at bus 0, so that Linux with ACPI on
+ * still scans the PCI bus (without it, it finds no root bridge and no PCI device). No _PRT: in PIC
+ * mode Linux falls back to each function's Interrupt Line; no \_S5: poweroff stays a HLT.
+ */
+export function dsdtAml(): Uint8Array {
+  const name = (seg: string, value: number[]) => [AML.NAME, ...nameSeg(seg), ...value];
+  const device = [AML.EXT, AML.DEVICE, ...pkg([...nameSeg("PCI0"), ...name("_HID", [AML.DWORD, ...le32(EISA_PNP0A03)]), ...name("_ADR", [AML.ZERO]), ...name("_UID", [AML.ZERO])])];
+  return Uint8Array.from([AML.SCOPE, ...pkg([AML.ROOT, ...nameSeg("_SB_"), ...device])]);
+}
+
 function le32(v: number): number[] {
   return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
 }
@@ -178,8 +205,7 @@ export function buildAcpiTables(options: AcpiOptions): AcpiTables {
   const facs = new Uint8Array(64);
   facs.set(ascii("FACS"));
   new DataView(facs.buffer).setUint32(4, 64, true);
-  // The DSDT: no AML. Nothing in it needs to be described (no \_S5: poweroff stays HLT; PCI is found by probing).
-  const dsdt = table("DSDT", 1, new Uint8Array(0));
+  const dsdt = table("DSDT", 1, dsdtAml());
   const parts: { name: string; bytes: Uint8Array; at: number }[] = [];
   let cursor: number = RSDP.SIZE;
   const place = (name: string, bytes: Uint8Array, alignment = 16) => {
