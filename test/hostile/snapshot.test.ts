@@ -105,6 +105,20 @@ describe.skipIf(!hasNasm())("hostile snapshots", () => {
     expect(() => openSavedVm(path)).toThrow(message);
   });
 
+  it("opens a file saved before ACPI existed (no boot.acpi) as a VM without it, and keeps acpi=true otherwise", () => {
+    const withAcpi = openSavedVm(good);
+    withAcpi.reader.close();
+    expect(withAcpi.platform.acpi).toBe(true);
+    const old = openSavedVm(
+      tampered("no-acpi-field", (c) => {
+        delete (c.header.boot as Record<string, unknown>).acpi;
+        for (const d of ["fw-cfg", "acpi-pm", "hpet"]) delete (c.devices as Record<string, unknown>)[d];
+      }),
+    );
+    old.reader.close();
+    expect(old.platform.acpi).toBe(false);
+  });
+
   it("hv run --restore refuses a tampered file before anything starts", () => {
     const path = tampered("pit-mode", (c) => ((c.devices.pit as { channels: { mode: number }[] }).channels[0].mode = 9));
     const r = spawnSync(process.execPath, [...HV, "run", "--restore", path, "--no-pace"], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 });
