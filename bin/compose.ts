@@ -75,14 +75,19 @@ function fixedFramesFor(vm: Pick<VmDescription, "plan" | "drives">): number {
 
 const mib = (pages: number): string => `${Math.round((pages / 256) * 100) / 100} MiB`;
 
+/** A VM layout the kernel cannot hold (RAM, drives, VMs): a refusal of the user's configuration, before anything starts. */
+export class LayoutError extends RangeError {
+  override name = "LayoutError";
+}
+
 /**
  * Refuse, before anything starts, a composition whose memory does not fit: the kernel's frames,
  * or the windows in which the control component sees each VM's RAM, 2^order pages each in one
  * 4 GiB memory space.
  */
 function checkLayout(frames: number, ramPages: number, vms: number, controlOrder: number | null): void {
-  if (frames > MAX_FRAMES) throw new RangeError(`host memory of ${mib(frames)} is more than a kernel can have (${mib(MAX_FRAMES)})`);
-  if (controlOrder !== null && vms > SPACE_PAGES / 2 ** controlOrder) throw new RangeError(`${vms} VMs with ${mib(ramPages)} of RAM each do not fit the control component's 4 GiB space`);
+  if (frames > MAX_FRAMES) throw new LayoutError(`host memory of ${mib(frames)} is more than a kernel can have (${mib(MAX_FRAMES)})`);
+  if (controlOrder !== null && vms > SPACE_PAGES / 2 ** controlOrder) throw new LayoutError(`${vms} VMs with ${mib(ramPages)} of RAM each do not fit the control component's 4 GiB space`);
 }
 
 /** Kernel memory for a space that maps `pages` pages once (mapping nodes), with room to spare. */
@@ -112,7 +117,7 @@ const SCANNER_PRIORITY = 15;
 
 export function compose(vms: readonly VmDescription[], services: HostServices = {}): Composition {
   const names = new Set(vms.map((v) => v.name));
-  if (names.size !== vms.length) throw new RangeError("every VM needs a name of its own");
+  if (names.size !== vms.length) throw new LayoutError("every VM needs a name of its own");
   // The pool: frame 0 is the zero frame, and each VM has a reserve to finish an instruction at the limit.
   const overhead = 1 + vms.length * RESERVE_PAGES;
   const needed = vms.reduce((n, vm) => n + framesFor(vm), 0) + overhead;
@@ -120,7 +125,7 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
   // Without a limit, the host holds what the VMs could write, up to what a kernel can have.
   const frames = services.hostMemoryBytes === undefined ? Math.min(needed, MAX_FRAMES) : Math.floor(services.hostMemoryBytes / 4096);
   if (frames < fixed + 256)
-    throw new RangeError(`host memory of ${mib(frames)} is too small: the VMs' ROMs, state and bounce regions and the memory manager's reserve alone take ${mib(fixed)}, and each VM needs RAM beyond that`);
+    throw new LayoutError(`host memory of ${mib(frames)} is too small: the VMs' ROMs, state and bounce regions and the memory manager's reserve alone take ${mib(fixed)}, and each VM needs RAM beyond that`);
 
   // Block driver clients are numbered across the VMs: VM i's drive k is client firstClient[i] + k.
   const drives = vms.flatMap((vm) => vm.drives ?? []);

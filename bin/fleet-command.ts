@@ -10,7 +10,7 @@
 //                                                        linked clone of it); none: the default guest
 //                "drives": ["file=a.qcow2,format=qcow2"], hv run's --drive spelling
 //                "console": "file:web.log" | "unix:/tmp/web.sock",   default file:NAME.log
-//                "apic": false, "debugExit": false,
+//                "apic": false, "acpi": true, "debugExit": false,
 //                "pv": true,                             KVM's paravirtual interface (false: hidden)
 //                "group": 0 } ] }                        trust group: VMs share equal pages only within one (default 0)
 
@@ -45,6 +45,7 @@ export interface FleetEntry {
   drives: DriveConfig[];
   console: { kind: "file" | "unix"; path: string };
   apic: boolean;
+  acpi: boolean;
   debugExit: boolean;
   /** Offer KVM's paravirtual interface (default true). */
   pv: boolean;
@@ -57,7 +58,7 @@ export interface FleetFile {
   vms: FleetEntry[];
 }
 
-const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "debugExit", "pv", "group"]);
+const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "acpi", "debugExit", "pv", "group"]);
 /** VMs one fleet may hold (the consoles' interrupt lines and the kernel's frames bound it long before). */
 const MAX_FLEET = 64;
 
@@ -131,6 +132,7 @@ export function parseFleet(text: string, where: string): FleetFile {
       drives,
       console: { kind: m[1] as "file" | "unix", path: m[2] },
       apic: bool("apic"),
+      acpi: v.acpi === undefined ? true : bool("acpi"),
       debugExit: bool("debugExit"),
       pv: bool("pv", true),
       group: trustGroup(v.group, at),
@@ -215,7 +217,7 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
           bios: e.bios ? readInputFile(e.bios, `${at}: bios`, 16 << 20, "the flash window") : undefined,
         });
       const drives = r?.drives ?? e.drives;
-      const platform = r?.platform ?? { apic: e.apic, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1, pv: e.pv };
+      const platform = r?.platform ?? { apic: e.apic, acpi: e.acpi, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1, pv: e.pv };
       const console = e.console.kind === "file" ? new FileConsole(e.console.path) : await SocketConsole.listen(e.console.path, () => raiseInput(i));
       consoles.push(console);
       vms.push({ name: e.name, memoryBytes, plan, console, drives, trustGroup: e.group, ...platformConfig(platform), resume: r ? { state: r.state, ram: r.reader } : undefined });

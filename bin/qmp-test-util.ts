@@ -51,6 +51,6 @@ export function testVm(name: string): QmpVm {
   return {
     name,
     index: 0,
-    saveRequest: (path, compress) => ({ path, name, memoryBytes: RAM_BYTES, platform: { apic: false, debugcon: false, debugExitPort: -1, pv: true }, roms: [], drives: [], compress }),
+    saveRequest: (path, compress) => ({ path, name, memoryBytes: RAM_BYTES, platform: { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true }, roms: [], drives: [], compress }),
   };
 }

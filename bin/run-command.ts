@@ -78,6 +78,7 @@ interface RunOpts {
   trace?: string;
   apic: boolean;
   pv: boolean;
+  acpi: boolean;
   pace?: boolean;
   timeout?: number;
   wallTimeout?: number;
@@ -109,6 +110,7 @@ export function registerRunCommand(program: Command): void {
     .option("--host-mem <size>", "host memory the VM's frames may take, e.g. 64M: guest RAM is backed when written, so --mem may be more; at the limit the VM pauses", parseSize)
     .option("--apic", "give the VM a local APIC and an I/O APIC (default: 8259 PIC only)", false)
     .option("--no-pv", "hide KVM's paravirtual interface (kvm-clock, hypercalls) that Linux uses by default")
+    .option("--no-acpi", "no ACPI tables, ACPI PM timer, HPET or fw_cfg (the PC as hv had it before)")
     .option("--trace <file>", "write a Chrome trace of the run in host time (kernel IPC, VM exits by reason, device time in exit handlers)")
     .option("--pace", "hold virtual time back to wall time (default on a terminal)")
     .option("--no-pace", "run virtual time as fast as the host can")
@@ -211,7 +213,7 @@ function openOutputs(opts: RunOpts, debugconFile: string | null, inputs: FileIde
 
 async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: RunInputs): Promise<number> {
   const { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives } = inputs;
-  const platform = restored?.platform ?? { apic: opts.apic, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1, pv: opts.pv };
+  const platform = restored?.platform ?? { apic: opts.apic, acpi: opts.acpi, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1, pv: opts.pv };
   const vmOptions = { memoryBytes, kernelImage, kernelName: kernelPath, initrd, append, bios };
   let plan: VmRunOptions["plan"];
   try {

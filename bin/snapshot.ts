@@ -19,6 +19,8 @@ import { checkKvmRecord } from "../vmm/paravirt/kvm.js";
 /** How the VM was configured: a snapshot resumes only on the same platform. */
 export interface SavedPlatform {
   apic: boolean;
+  /** fw_cfg, ACPI and the HPET (files saved before they existed: false, the platform those VMs had). */
+  acpi: boolean;
   debugcon: boolean;
   /** isa-debug-exit port, or -1 for none. */
   debugExitPort: number;
@@ -27,8 +29,8 @@ export interface SavedPlatform {
 }
 
 /** A saved platform as the VMM's configuration has it (no isa-debug-exit: null, not -1). */
-export function platformConfig(p: SavedPlatform): { apic: boolean; debugcon: boolean; debugExitPort: number | null; pv: boolean } {
-  return { apic: p.apic, debugcon: p.debugcon, debugExitPort: p.debugExitPort >= 0 ? p.debugExitPort : null, pv: p.pv };
+export function platformConfig(p: SavedPlatform): { apic: boolean; acpi: boolean; debugcon: boolean; debugExitPort: number | null; pv: boolean } {
+  return { apic: p.apic, acpi: p.acpi, debugcon: p.debugcon, debugExitPort: p.debugExitPort >= 0 ? p.debugExitPort : null, pv: p.pv };
 }
 
 export interface SaveRequest {
@@ -54,7 +56,7 @@ export function saveSnapshot(request: SaveRequest, encodedState: Uint8Array, ram
         memoryBytes: request.memoryBytes,
         vmTimeNs: state.vmTimeNs,
         vcpuCount: 1,
-        boot: { apic: request.platform.apic, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort, pv: request.platform.pv },
+        boot: { apic: request.platform.apic, acpi: request.platform.acpi, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort, pv: request.platform.pv },
       },
       vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged, ...(state.kvm ? { kvm: state.kvm } : {}) }],
       devices: state.platform,
@@ -109,6 +111,7 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
     const boot = h.boot ?? {};
     const platform: SavedPlatform = {
       apic: boot.apic === true,
+      acpi: boot.acpi === true,
       debugcon: boot.debugcon === true,
       debugExitPort: typeof boot.debugExitPort === "number" && Number.isInteger(boot.debugExitPort) && boot.debugExitPort >= -1 && boot.debugExitPort <= 0xffff ? boot.debugExitPort : -1,
       pv: boot.pv === true,

@@ -14,6 +14,7 @@ import { rootTask } from "../services/root.js";
 import { MAX_DRIVES, type VmmConfig } from "../vmm/vmm.js";
 import type { ControlHost } from "../services/vm-control.js";
 import { compose } from "./compose.js";
+import { ExitStatus } from "./exit-status.js";
 
 /** How the VM ended, as its VMM reported it to the root task. */
 export interface VmOutcome {
@@ -40,6 +41,8 @@ export interface VmRunOptions {
   apic?: boolean;
   /** Offer KVM's paravirtual interface (default true). */
   pv?: boolean;
+  /** fw_cfg, ACPI and the HPET (default true). */
+  acpi?: boolean;
   trace?: TraceSink | null;
   /** Hold virtual time back to this host clock (interactive use); absent: run as fast as possible. */
   pace?: HostTimeSource | null;
@@ -93,32 +96,34 @@ const WALL_SLICE_TARGET_NS = 20_000_000;
 const MIN_SLICE_NS = 100_000;
 
 /** Exit status when a time limit (virtual or wall) ran out, as timeout(1) has it; never an isa-debug-exit status (those are odd). */
-export const TIMEOUT_STATUS = 124;
+export const TIMEOUT_STATUS = ExitStatus.TIMEOUT;
 
 /**
  * The exit status of `hv run` for how the VM ended, given the last console output: 0 for a
  * poweroff (the CPU halted with interrupts off), a reset request (there is no reboot) or a quit;
- * the isa-debug-exit value (its low 8 bits, as a process status has them); 1 for a panic (the
- * panic text is on the console), a triple fault or an error; 124 when a time limit ran out.
+ * the isa-debug-exit value (its low 8 bits, as a process status has them, always odd); VM_FAILED for
+ * a panic (the panic text is on the console), a triple fault or an error; 124 when a time limit
+ * ran out. Every status but the debug-exit one is even (see ExitStatus).
  */
 export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" | "message">, consoleTail: string): { status: number; message: string } {
   if (result.stop === "quit") return { status: 0, message: "" };
   if (result.stop === "timeout") return { status: TIMEOUT_STATUS, message: "stopped at the virtual time limit (--timeout)" };
   if (result.stop === "wall-timeout") return { status: TIMEOUT_STATUS, message: "stopped at the wall-clock limit (--wall-timeout)" };
-  if (result.stop === "idle") return { status: 1, message: "the VM stopped: nothing can run and nothing will wake it" };
+  if (result.stop === "idle") return { status: ExitStatus.VM_FAILED, message: "the VM stopped: nothing can run and nothing will wake it" };
   if (result.why === VmEnd.DEBUG_EXIT) return { status: result.status & 0xff, message: "" };
-  if (/Kernel panic/.test(consoleTail)) return { status: 1, message: "the guest panicked" };
-  if (result.why === VmEnd.ERROR || result.why === VmEnd.TRIPLE_FAULT) return { status: 1, message: result.message };
+  if (/Kernel panic/.test(consoleTail)) return { status: ExitStatus.VM_FAILED, message: "the guest panicked" };
+  if (result.why === VmEnd.ERROR || result.why === VmEnd.TRIPLE_FAULT) return { status: ExitStatus.VM_FAILED, message: result.message };
   if (result.why === VmEnd.HALTED) return { status: 0, message: "" };
   if (result.why === VmEnd.RESET) return { status: 0, message: result.message };
-  return { status: result.status & 0xff, message: result.message ? `VM ended: ${result.message}` : "" };
+  // Any other end (a component fault) is a failure; its raw status could be odd, so it is not passed on.
+  return { status: result.status === 0 ? ExitStatus.OK : ExitStatus.VM_FAILED, message: result.message ? `VM ended: ${result.message}` : "" };
 }
 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const plan = o.resume?.plan ?? o.plan ?? bootPlanFor(o);
-  const { debugExitPort, debugcon, apic, pv, console, drives } = o;
+  const { debugExitPort, debugcon, apic, acpi, pv, console, drives } = o;
   const resume = o.resume ? { state: o.resume.state, ram: o.resume.ram } : undefined;
-  const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, pv, drives, resume }], {
+  const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, acpi, pv, drives, resume }], {
     ...o,
     onStart: o.onStart ? (k, raise) => o.onStart!(k, { input: () => raise.input(0), control: raise.control }) : undefined,
   });
@@ -138,6 +143,7 @@ export interface FleetVm {
   debugcon?: boolean;
   apic?: boolean;
   pv?: boolean;
+  acpi?: boolean;
   resume?: VmmConfig["resume"];
 }
 

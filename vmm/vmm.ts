@@ -81,6 +81,8 @@ export interface VmmConfig {
   plan: BootPlan;
   /** Local APIC + I/O APIC (default false: Linux then runs on the 8259 PIC). */
   apic?: boolean;
+  /** fw_cfg, ACPI tables and PM registers, the HPET (default true; false: the PC as hv had it before). */
+  acpi?: boolean;
   /** Unix time of the RTC at virtual time 0. */
   startTime?: number;
   /** isa-debug-exit port (QEMU's default 0xf4), or null for none. */
@@ -106,6 +108,8 @@ export interface VmmConfig {
 
 
 const IF = 0x200;
+/** The NMI's vector (SDM vol. 3, 6.3.1). */
+const NMI_VECTOR = 2;
 
 /** A vCPU stopped in an exit whose reply the VMM holds back: halted (HLT) or paused. */
 interface Parked {
@@ -138,6 +142,18 @@ const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.VMCALL]: Mtd.GPR_ACDB | Mtd.GPR_BSD | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
 };
 
+/**
+ * Whether the ACPI tables can go into RAM at their address: inside RAM, under no ROM (a firmware
+ * image mapped over the BIOS area builds its own tables, from fw_cfg's files) and clear of the
+ * boot plan's writes. The loaders leave the BIOS area alone (it is reserved in their memory maps).
+ */
+export function acpiFits(tables: { base: number; bytes: Uint8Array }, plan: BootPlan, memoryBytes: number): boolean {
+  const start = tables.base;
+  const end = start + tables.bytes.length;
+  const clear = (r: { gpa: number; bytes: Uint8Array }) => r.gpa + r.bytes.length <= start || r.gpa >= end;
+  return end <= memoryBytes && plan.roms.every(clear) && plan.writes.every(clear);
+}
+
 /** The PC platform of a VM configured so (its drives come later, with installDrive). */
 function platformFor(config: VmmConfig, clock: DeviceClock, hooks: { debugExit: (status: number) => void; debugConsole: (byte: number) => void }): PcPlatform {
   return new PcPlatform({
@@ -145,6 +161,8 @@ function platformFor(config: VmmConfig, clock: DeviceClock, hooks: { debugExit: 
     memoryBytes: config.memoryBytes,
     startTime: config.startTime ?? 1_700_000_000,
     apic: config.apic ?? false,
+    acpi: config.acpi ?? true,
+    cpus: 1,
     serialPorts: 1,
     debugExit: config.debugExitPort === null ? undefined : { onExit: hooks.debugExit, port: config.debugExitPort ?? 0xf4 },
     debugConsole: config.debugcon ? hooks.debugConsole : undefined,
@@ -218,6 +236,8 @@ class Vmm {
   private memoryPause = false;
   /** The current pause is for want of host memory (QUERY says so). */
   private pausedForMemory = false;
+  /** An NMI was delivered by the local APIC (ICR, LINT1, an I/O APIC message) and not handed to the vCPU yet. */
+  private nmiPending = false;
   /** The state region (SAVE writes the encoded VmState here), and its first page in the VMM's space. */
   private stateView: Uint8Array | null = null;
   private statePage = 0;
@@ -253,6 +273,12 @@ class Vmm {
     this.platform.onIntr = (pending) => {
       if (pending) this.kick();
     };
+    if (this.platform.lapic) {
+      this.platform.lapic.onNmi = () => {
+        this.nmiPending = true;
+        this.kick();
+      };
+    }
     // There is no reboot: a reset request ends the VM, as QEMU's -no-reboot does (status 0: the guest chose it).
     this.platform.onReset = (source) => this.end(0, VmEnd.RESET, `the guest asked for a reset (${source}); hv does not reboot, so the VM ended`);
     this.platform.fpuError.onIgnne = () => {
@@ -268,6 +294,7 @@ class Vmm {
     this.setUpMemory();
     this.attachDrives();
     this.balloon = installBalloon(this.platform, this.ram, (first, count) => this.ram.release(first, count));
+    this.platform.fwCfg?.attachRam(this.ram);
     if (this.ended) return; // a drive was refused: the VM never starts
     if (this.config.pv ?? true) {
       const platform = this.platform;
@@ -372,6 +399,9 @@ class Vmm {
       mapRange(sys, page, first, pages, MemRights.R | MemRights.X);
     }
     for (const w of this.config.plan.writes) this.ram.write(w.gpa, w.bytes);
+    // ACPI tables at 0xE0000 for a booted VM (a resumed one has them in its RAM), where no ROM is.
+    const acpi = this.platform.acpiTables;
+    if (acpi && !this.config.resume && acpiFits(acpi, this.config.plan, this.config.memoryBytes)) this.ram.write(acpi.base, acpi.bytes);
     this.statePage = alloc(STATE_PAGES);
     this.stateView = this.view(this.statePage, STATE_PAGES);
     this.bouncePages = (this.config.drives ?? []).map(() => alloc(BLOCK_BOUNCE_PAGES));
@@ -486,7 +516,7 @@ class Vmm {
         v.mtd = Mtd.GPR_ACDB;
         return;
       case ExitReason.HLT:
-        if ((v.eflags & IF) === 0) {
+        if ((v.eflags & IF) === 0 && !this.nmiPending) {
           // Nothing but an NMI or a reset can wake this CPU: the guest is off.
           const why = v.ferr && !v.ignne ? " (or froze on a pending x87 exception)" : "";
           this.end(0, VmEnd.HALTED, `the CPU halted with interrupts disabled${why}`);
@@ -498,7 +528,7 @@ class Vmm {
           this.hiddenNs = this.sys.vmTime(VCPU)! - this.pauseVm;
           this.halted = this.park(this.resumeHalted, true);
           this.resumeHalted = null;
-        } else if (this.platform.interruptController.hasInterrupt() && this.pauseStart === null) {
+        } else if ((this.platform.interruptController.hasInterrupt() || this.nmiPending) && this.pauseStart === null) {
           this.inject(v);
           this.passIgnne(v, v.mtd);
         } else {
@@ -590,10 +620,18 @@ class Vmm {
   /** Take a pending interrupt now if the guest can, else ask for an interrupt window. */
   private inject(v: VcpuState): void {
     v.mtd = Mtd.INJ;
-    // An event handed over earlier and not delivered yet stays as it is.
-    if (v.inj.valid) return;
     const ic = this.platform.interruptController;
-    if (!ic.hasInterrupt()) {
+    // An event handed over earlier and not delivered yet stays as it is; a pending NMI asks for the next window.
+    if (v.inj.valid) {
+      if (this.nmiPending) v.inj.requestWindow = true;
+      return;
+    }
+    if (this.nmiPending) {
+      // NMI first (vector 2). The vCPU holds it while NMIs are blocked (until the IRET of the last
+      // one) and delivers it then; an external interrupt waits for the window after it.
+      this.nmiPending = false;
+      v.inj = { valid: true, vector: NMI_VECTOR, type: InjectionType.NMI, errorCode: -1, requestWindow: ic.hasInterrupt() };
+    } else if (!ic.hasInterrupt()) {
       v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
     } else if ((v.eflags & IF) !== 0 && (v.interruptibility & 3) === 0) {
       v.inj = { valid: true, vector: ic.acknowledge(), type: InjectionType.EXTERNAL, errorCode: -1, requestWindow: false };
@@ -631,7 +669,8 @@ class Vmm {
     copyState(p.state, v);
     v.tsc = this.tscAt(p, this.vmNow());
     const full = p.fullReply ? RECORD_MTD : 0;
-    v.interruptibility = p.state.activity === 1 ? 0 : p.state.interruptibility;
+    // Waking from HLT ends STI/MOV SS blocking, not NMI blocking (bit 3): a handler that halts is still in its NMI.
+    v.interruptibility = p.state.activity === 1 ? p.state.interruptibility & 8 : p.state.interruptibility;
     this.inject(v);
     this.passIgnne(v, v.mtd | full);
     this.sys.reply(p.token);

@@ -104,7 +104,7 @@ async function sharing(plan: ReturnType<typeof loadKernel>) {
       take: () => queue.shift() ?? null,
       done: (command: ControlCommand, result: ControlResult) => {
         if (command.op !== "save" || !("state" in result)) return;
-        const platform = { apic: false, debugcon: false, debugExitPort: -1, pv: true };
+        const platform = { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true };
         saveSnapshot({ path: file, name: "share", memoryBytes: BALLOON_MEMORY, platform, roms: plan.roms, drives: [] }, result.state, result.ram);
         saved = true;
       },

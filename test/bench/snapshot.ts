@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const initrd = new Uint8Array(readFileSync(guest.initrd));
   const plan = loadKernel(kernelImage, { memSize: MEMORY, cmdline: guest.append, initrd });
   const file = join(dir, "prompt.hvsnap");
-  const request = (path: string): SaveRequest => ({ path, name: "bench", memoryBytes: MEMORY, platform: { apic: false, debugcon: false, debugExitPort: -1, pv: true }, roms: plan.roms, drives: [] });
+  const request = (path: string): SaveRequest => ({ path, name: "bench", memoryBytes: MEMORY, platform: { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true }, roms: plan.roms, drives: [] });
 
   // Boot once; at the prompt, save REPS times (each timed from the request to the file's rename).
   process.stderr.write("bench:snapshot: booting the default guest...\n");

@@ -68,12 +68,12 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** A refusal before anything ran: status 1, the message, no stack trace, not killed by the test's timeout. */
+/** A refusal before anything ran: status 2, the message, no stack trace, not killed by the test's timeout. */
 function expectRefused(r: RunResult, message: RegExp): void {
   expect(r.signal).toBeNull();
   expect(r.err).toMatch(message);
   expect(r.err).not.toMatch(/\n\s+at /);
-  expect(r.code).toBe(1);
+  expect(r.code).toBe(2);
 }
 
 describe.skipIf(!nasm)("hv run: inputs that are not regular files, or larger than the VM", () => {
@@ -146,16 +146,16 @@ describe.skipIf(!nasm)("hv run --mem: the whole documented range works, above it
 });
 
 describe.skipIf(!nasm)("hv run's exit status says how the VM ended", () => {
-  it("a triple fault is status 1 with CS:EIP, not 0 like a power-off", () => {
+  it("a triple fault is status 4 with CS:EIP, not 0 like a power-off", () => {
     const r = hvRun(["--kernel", put(dir, "triple.bin", multiboot(TRIPLE))]);
     expect(r.err).toMatch(/hv: triple fault at 0010:00100040/);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4);
   });
 
   it("code fetched outside RAM says so, with the address", () => {
     const r = hvRun(["--kernel", put(dir, "outside.bin", multiboot(OUTSIDE_RAM)), "--mem", "16M"]);
     expect(r.err).toMatch(/hv: the vCPU stopped at 0010:40000000: code fetched outside RAM and ROM, at linear address 0x40000000/);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4);
   });
 
   it("a reset request ends the VM with status 0 and says where it came from (there is no reboot)", () => {
@@ -236,7 +236,7 @@ describe.skipIf(!nasm)("hv run's time limits", () => {
       ] as const) {
         const r = hvRun(["--kernel", exitKernel, "--debug-exit", option, value]);
         expect(r.err).toMatch(message);
-        expect(r.code).toBe(1);
+        expect(r.code).toBe(2);
       }
     }
   });

@@ -48,7 +48,7 @@ describe.skipIf(!hasNasm())("hostile snapshots", () => {
       },
       done(_c: ControlCommand, r: ControlResult) {
         if (!("state" in r)) throw new Error(`save failed: ${r.status}`);
-        saveSnapshot({ path: good, name: "victim", memoryBytes: MEMORY, platform: { apic: false, debugcon: false, debugExitPort: -1, pv: true }, roms: plan.roms, drives: [{ path: disk, format: "raw" }] }, r.state, r.ram);
+        saveSnapshot({ path: good, name: "victim", memoryBytes: MEMORY, platform: { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true }, roms: plan.roms, drives: [{ path: disk, format: "raw" }] }, r.state, r.ram);
         saved = true;
       },
     };
@@ -105,10 +105,24 @@ describe.skipIf(!hasNasm())("hostile snapshots", () => {
     expect(() => openSavedVm(path)).toThrow(message);
   });
 
+  it("opens a file saved before ACPI existed (no boot.acpi) as a VM without it, and keeps acpi=true otherwise", () => {
+    const withAcpi = openSavedVm(good);
+    withAcpi.reader.close();
+    expect(withAcpi.platform.acpi).toBe(true);
+    const old = openSavedVm(
+      tampered("no-acpi-field", (c) => {
+        delete (c.header.boot as Record<string, unknown>).acpi;
+        for (const d of ["fw-cfg", "acpi-pm", "hpet"]) delete (c.devices as Record<string, unknown>)[d];
+      }),
+    );
+    old.reader.close();
+    expect(old.platform.acpi).toBe(false);
+  });
+
   it("hv run --restore refuses a tampered file before anything starts", () => {
     const path = tampered("pit-mode", (c) => ((c.devices.pit as { channels: { mode: number }[] }).channels[0].mode = 9));
     const r = spawnSync(process.execPath, [...HV, "run", "--restore", path, "--no-pace"], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 });
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/devices section, pit\.channels\[0\]\.mode/);
     expect(r.stdout).toBe("");
   });

@@ -104,6 +104,8 @@ describe.skipIf(!hasNasm())("a fleet of VMs on one kernel", () => {
     expect(parseFleet(JSON.stringify(ok), "f.json").vms[0].pv).toBe(true); // KVM's interface unless hidden
     expect(parseFleet(JSON.stringify({ vms: [{ name: "a", pv: false }] }), "f.json").vms[0].pv).toBe(false);
     expect(bad({ vms: [{ name: "a" }], extra: 1 })).toThrow(/unknown key 'extra'/);
+    expect(bad({ vms: [{ name: "a", acpi: 0 }] })).toThrow(/vms\[0\]\.acpi: must be true or false/);
+    expect(parseFleet(JSON.stringify({ vms: [{ name: "a" }, { name: "b", acpi: false }] }), "f.json").vms.map((v) => v.acpi)).toEqual([true, false]);
   });
 
   it("hv fleet runs the file's VMs with their consoles in log files", () => {

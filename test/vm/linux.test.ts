@@ -110,7 +110,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       if (command.atVmTimeNs === undefined) {
         const diskThen = join(dir, "disk-at-prompt.raw");
         copyFileSync(disk, diskThen);
-        const platform = { apic: false, debugcon: false, debugExitPort: -1, pv: true };
+        const platform = { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true };
         saveSnapshot({ path: file, name: "linux", memoryBytes: 128 << 20, platform, roms: plan.roms, drives: [{ path: diskThen, format: "raw" }] }, result.state, result.ram);
         saved = { file, later: null };
         control.queue.push({ vm: 0, op: "save", atVmTimeNs: (decode(result.state) as VmState).vmTimeNs + IDLE_NS });
@@ -366,6 +366,6 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     const { result, con } = await resumeSaved([{ vm: 0, op: "resume" }], () => false, "echo c > /proc/sysrq-trigger\n");
     expect(result.stop).toBe("ended");
     expect(con.text).toMatch(/Kernel panic - not syncing: /);
-    expect(exitVerdict(result, con.text.slice(-4096))).toEqual({ status: 1, message: "the guest panicked" });
+    expect(exitVerdict(result, con.text.slice(-4096))).toEqual({ status: 4, message: "the guest panicked" });
   }, 60 * 60 * 1000);
 });

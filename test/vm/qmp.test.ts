@@ -128,7 +128,7 @@ describe.skipIf(!hasNasm())("QMP on a running VM", () => {
     const plan = loadBios(rom, { memSize: MEMORY });
     const server = new QmpServer({
       control,
-      vms: [{ name: "counter", index: 0, saveRequest: (path, compress) => ({ path, name: "counter", memoryBytes: MEMORY, platform: { apic: false, debugcon: false, debugExitPort: -1, pv: true }, roms: plan.roms, drives: [], compress }) }],
+      vms: [{ name: "counter", index: 0, saveRequest: (path, compress) => ({ path, name: "counter", memoryBytes: MEMORY, platform: { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true }, roms: plan.roms, drives: [], compress }) }],
       quit: () => void (quit = true),
       now: () => Date.now(),
       cwd: dir,

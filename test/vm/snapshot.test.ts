@@ -132,7 +132,7 @@ describe.skipIf(!hasNasm())("VM snapshots", () => {
         },
       });
       const path = join(dir, "vm.hvsnap");
-      const platform = { apic: false, debugcon: false, debugExitPort: 0xf4, pv: true };
+      const platform = { apic: false, acpi: true, debugcon: false, debugExitPort: 0xf4, pv: true };
       const { pages } = saveSnapshot({ path, name: "vm", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [], compress: true }, ctl.saves[0].state, ctl.saves[0].ram);
       expect(pages).toBeGreaterThan(0);
 

@@ -3,6 +3,7 @@ import { HDRS_MAGIC, loadLinux, type LinuxLoadOptions } from "./linux.js";
 import { findMultibootHeader, loadMultiboot } from "./multiboot.js";
 import { BootImageError, type BootPlan } from "./plan.js";
 
+export { ACPI_BASE, buildAcpiTables, type AcpiOptions, type AcpiTables } from "./acpi.js";
 export { loadBios, type BiosLoadOptions } from "./bios.js";
 export { loadLinux, parseSetupHeader, type LinuxLoadOptions, type SetupHeader } from "./linux.js";
 export { loadMultiboot, findMultibootHeader, type MultibootLoadOptions } from "./multiboot.js";

@@ -158,6 +158,59 @@ describe("loadMultiboot (ELF)", () => {
     expect(cstr(v.getUint32(mods + 24, true))).toBe("mod2 x");
   });
 
+  it("accepts a segment in the low loader area (0x8000) by moving its own data after the modules, as QEMU does", () => {
+    const low = filled(0x800, 5);
+    const k = elfKernel(
+      [
+        { vaddr: 0x8000, paddr: 0x8000, data: low, memsz: 0x1000 },
+        { vaddr: 0x100000, paddr: 0x100000, data: text, memsz: 0x3000 },
+      ],
+      0x8000,
+    );
+    const initrd = filled(5000, 6);
+    const plan = loadMultiboot(k, { memSize: MEM, cmdline: "low kernel", initrd });
+    const mem = memoryOf(plan);
+    const v = new DataView(mem.buffer);
+    expect(same(mem.subarray(0x8000, 0x8800), low)).toBe(true);
+    expect(plan.state.eip).toBe(0x8000);
+    const mbi = plan.state.ebx;
+    const modStart = v.getUint32(v.getUint32(mbi + 24, true), true);
+    const modEnd = v.getUint32(v.getUint32(mbi + 24, true) + 4, true);
+    // Info and GDT lie above the module, not in 0x1000-0x10000 where the kernel is.
+    expect(plan.state.gdtrBase).toBeGreaterThanOrEqual(modEnd);
+    expect(mbi).toBeGreaterThan(plan.state.gdtrBase);
+    expect(modStart).toBeGreaterThanOrEqual(0x103000);
+    const cstr = (at: number) => Buffer.from(mem.subarray(at, mem.indexOf(0, at))).toString("latin1");
+    expect(cstr(v.getUint32(mbi + 16, true))).toBe("low kernel");
+    // The GDT the state points at is the flat one (code descriptor at 0x10).
+    expect(mem[plan.state.gdtrBase + 0x10 + 5]).toBe(0x9b);
+    expect(same(mem.subarray(modStart, modEnd), initrd)).toBe(true);
+    // A kernel that leaves low memory free keeps the GRUB-like layout.
+    expect(loadMultiboot(kernel, { memSize: MEM }).state.ebx).toBe(0x9000);
+  });
+
+  it("refuses real overlaps only, naming both ranges", () => {
+    const a = filled(0x100, 7);
+    const overlapping = elfKernel(
+      [
+        { vaddr: 0x100000, paddr: 0x100000, data: a, memsz: 0x2000 },
+        { vaddr: 0x101000, paddr: 0x101000, data: a, memsz: 0x100 },
+      ],
+      0x100000,
+    );
+    const message = expectCode(() => loadMultiboot(overlapping, { memSize: MEM }), "OVERLAP");
+    expect(message).toMatch(/segment 0x100000-0x102000 overlaps kernel segment 0x101000-0x101100/);
+    // No room after the kernel for the loader's data when the kernel fills memory up to its end and also uses low memory.
+    const full = elfKernel(
+      [
+        { vaddr: 0x8000, paddr: 0x8000, data: a, memsz: 0x100 },
+        { vaddr: 0x100000, paddr: 0x100000, data: a, memsz: 2 * MIB - 0x100000 },
+      ],
+      0x8000,
+    );
+    expect(expectCode(() => loadMultiboot(full, { memSize: 2 * MIB }), "TOO_LARGE")).toMatch(/Multiboot information at 0x200040-/);
+  });
+
   it("is picked by loadKernel", () => {
     expect(kernelKind(kernel)).toBe("multiboot");
     expect(loadKernel(kernel, { memSize: MEM }).state.eax).toBe(MULTIBOOT_BOOTLOADER_MAGIC);

@@ -32,13 +32,23 @@ export const MBI_MODS = 1 << 3;
 export const MBI_MMAP = 1 << 6;
 export const MBI_LOADER_NAME = 1 << 9;
 
-/** Where the loader's own data goes; a kernel segment overlapping it is refused. */
+/**
+ * Where the loader's own data (GDT, information structure, command lines, memory map, module
+ * list) goes: low memory, as GRUB has it, when no kernel segment uses that area; otherwise the
+ * first page after the kernel and its modules, as QEMU does (it puts the information structure
+ * after the modules). Either way it never overlaps the kernel.
+ */
 export const MULTIBOOT_LAYOUT = {
   gdt: 0x1000,
   info: 0x9000,
   /** Command lines, memory map and module list follow the info structure, up to `infoEnd`. */
   infoEnd: 0x10000,
 } as const;
+
+/** Largest loader data area (GDT + info + strings + tables), bytes. */
+const AREA_MAX = MULTIBOOT_LAYOUT.infoEnd - MULTIBOOT_LAYOUT.info;
+/** Where the info structure starts in a relocated area: after the 32-byte GDT, 16-byte aligned. */
+const RELOCATED_INFO_OFFSET = 0x40;
 
 export const LOADER_NAME = "hv";
 
@@ -105,9 +115,6 @@ export function loadMultiboot(image: Uint8Array, opts: MultibootLoadOptions): Bo
   const { segments, entry } = (header.flags & MB_AOUT_KLUDGE) !== 0 ? aoutSegments(image, header, what) : elfSegments(image, what);
   let kernelEnd = 0;
   for (const s of segments) {
-    if (s.gpa < MULTIBOOT_LAYOUT.infoEnd && s.gpa + s.memSize > MULTIBOOT_LAYOUT.gdt) {
-      throw new BootImageError("UNSUPPORTED", `${what}: a segment at 0x${s.gpa.toString(16)} overlaps the loader's area 0x1000-0x10000`);
-    }
     if (s.gpa + s.memSize > opts.memSize) {
       throw new BootImageError("TOO_LARGE", `${what}: segment at 0x${s.gpa.toString(16)} (${s.memSize} bytes) ends beyond ${opts.memSize / MIB} MiB of memory`);
     }
@@ -127,15 +134,61 @@ export function loadMultiboot(image: Uint8Array, opts: MultibootLoadOptions): Bo
     throw new BootImageError("INITRD_DOES_NOT_FIT", `${what}: modules end at ${(cursor / MIB).toFixed(1)} MiB, beyond ${opts.memSize / MIB} MiB of memory`);
   }
 
-  // The info structure and its strings/tables in the loader area.
+  // The loader's data: in low memory when the kernel leaves it free, else after the modules.
+  const lowFree = segments.every((seg) => seg.gpa >= MULTIBOOT_LAYOUT.infoEnd || seg.gpa + seg.memSize <= MULTIBOOT_LAYOUT.gdt);
   const memoryMap = pcMemoryMap(opts.memSize);
-  const area = new Uint8Array(MULTIBOOT_LAYOUT.infoEnd - MULTIBOOT_LAYOUT.info);
+  let gdtAt: number = MULTIBOOT_LAYOUT.gdt;
+  let infoAt: number = MULTIBOOT_LAYOUT.info;
+  if (!lowFree) {
+    gdtAt = alignUp(cursor, 4096);
+    infoAt = gdtAt + RELOCATED_INFO_OFFSET;
+  }
+  const info = buildInfo(infoAt, opts, memoryMap, placed, what);
+  const ranges: Array<{ what: string; start: number; end: number }> = [
+    ...segments.map((seg) => ({ what: `${what} segment`, start: seg.gpa, end: seg.gpa + seg.memSize })),
+    ...placed.map((m, i) => ({ what: `module ${i}`, start: m.gpa, end: m.gpa + m.bytes.length })),
+    { what: "the loader's GDT", start: gdtAt, end: gdtAt + 32 },
+    { what: "the Multiboot information", start: infoAt, end: infoAt + info.length },
+  ];
+  checkOverlaps(ranges, what);
+  if (infoAt + info.length > opts.memSize) {
+    throw new BootImageError("TOO_LARGE", `${what}: the Multiboot information at 0x${infoAt.toString(16)}-0x${(infoAt + info.length).toString(16)} does not fit in ${opts.memSize / MIB} MiB of memory after the kernel and modules`);
+  }
+
+  const writes: BootWrite[] = [
+    { gpa: gdtAt, bytes: flatGdt() },
+    { gpa: infoAt, bytes: info },
+    ...segments.filter((s) => s.bytes.length > 0).map((s) => ({ gpa: s.gpa, bytes: s.bytes })),
+    ...placed.filter((m) => m.bytes.length > 0).map((m) => ({ gpa: m.gpa, bytes: m.bytes })),
+  ];
+  // bss is not written: guest RAM starts zeroed (fresh frames from the memory manager).
+  checkWrites(writes, opts.memSize, what);
+  const state = protectedModeState(gdtAt, entry);
+  state.eax = MULTIBOOT_BOOTLOADER_MAGIC;
+  state.ebx = infoAt;
+  return { writes, roms: [], state, memoryMap };
+}
+
+/** Throws an OVERLAP error naming both ranges if any two of `ranges` (half-open, bytes) share a byte; empty ranges share none. */
+function checkOverlaps(ranges: Array<{ what: string; start: number; end: number }>, what: string): void {
+  const sorted = ranges.filter((r) => r.end > r.start).sort((a, b) => a.start - b.start);
+  const hex = (r: { start: number; end: number }) => `0x${r.start.toString(16)}-0x${r.end.toString(16)}`;
+  for (let i = 1; i < sorted.length; i++) {
+    const a = sorted[i - 1]!;
+    const b = sorted[i]!;
+    if (b.start < a.end) throw new BootImageError("OVERLAP", `${what}: ${a.what} ${hex(a)} overlaps ${b.what} ${hex(b)}`);
+  }
+}
+
+/** The information structure at guest-physical `base`, followed by the strings and tables it points to. */
+function buildInfo(base: number, opts: MultibootLoadOptions, memoryMap: ReturnType<typeof pcMemoryMap>, placed: Array<MultibootModule & { gpa: number }>, what: string): Uint8Array {
+  const area = new Uint8Array(AREA_MAX);
   const w = new ByteWriter(area);
   let next = 0x60; // after the 88-byte info structure (rounded)
   const put = (bytes: Uint8Array) => {
     if (next + bytes.length > area.length) throw new BootImageError("BAD_OPTION", `${what}: command lines too long for the Multiboot info area`);
     area.set(bytes, next);
-    const gpa = MULTIBOOT_LAYOUT.info + next;
+    const gpa = base + next;
     next = alignUp(next + bytes.length, 4);
     return gpa;
   };
@@ -167,19 +220,7 @@ export function loadMultiboot(image: Uint8Array, opts: MultibootLoadOptions): Bo
     w.u32(24, put(list));
   }
   w.u32(0, flags);
-
-  const writes: BootWrite[] = [
-    { gpa: MULTIBOOT_LAYOUT.gdt, bytes: flatGdt() },
-    { gpa: MULTIBOOT_LAYOUT.info, bytes: area.subarray(0, next) },
-    ...segments.filter((s) => s.bytes.length > 0).map((s) => ({ gpa: s.gpa, bytes: s.bytes })),
-    ...placed.filter((m) => m.bytes.length > 0).map((m) => ({ gpa: m.gpa, bytes: m.bytes })),
-  ];
-  // bss is not written: guest RAM starts zeroed (fresh frames from the memory manager).
-  checkWrites(writes, opts.memSize, what);
-  const state = protectedModeState(MULTIBOOT_LAYOUT.gdt, entry);
-  state.eax = MULTIBOOT_BOOTLOADER_MAGIC;
-  state.ebx = MULTIBOOT_LAYOUT.info;
-  return { writes, roms: [], state, memoryMap };
+  return area.subarray(0, next);
 }
 
 function aoutSegments(image: Uint8Array, h: MultibootHeader, what: string): { segments: Segment[]; entry: number } {

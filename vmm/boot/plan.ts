@@ -41,7 +41,9 @@ export type BootImageErrorCode =
   /** A valid image asking for something this loader does not do (e.g. zImage, video mode). */
   | "UNSUPPORTED"
   /** Bad loader options (memory size, command line too long). */
-  | "BAD_OPTION";
+  | "BAD_OPTION"
+  /** Two parts of the image (segments, modules, the loader's own data) claim the same bytes. */
+  | "OVERLAP";
 
 /** A refused boot image; `code` says what was wrong, the message names the file and the problem. */
 export class BootImageError extends Error {

@@ -67,3 +67,30 @@ export class IrqLine {
     this.asserted = level;
   }
 }
+
+/**
+ * Several sources wired-OR onto one line (a shared level-triggered IRQ: the ACPI SCI and a PCI
+ * INTx both on IRQ 9): the line is high while any input is. Each source drives its own input, so
+ * one source lowering its input never drops another's request.
+ */
+export class SharedIrq implements IrqSink {
+  private readonly inputs: IrqLine[] = [];
+
+  constructor(private readonly out: IrqLine) {}
+
+  /** A new input line for one source (wiring time only). */
+  input(): IrqLine {
+    const line = new IrqLine([{ sink: this, pin: this.inputs.length }]);
+    this.inputs.push(line);
+    return line;
+  }
+
+  setIrq(): void {
+    this.out.set(this.inputs.some((l) => l.level));
+  }
+
+  /** After the sources restored their inputs (loadState): the output's level, without telling the controllers. */
+  resync(): void {
+    this.out.restore(this.inputs.some((l) => l.level));
+  }
+}

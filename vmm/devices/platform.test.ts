@@ -4,6 +4,9 @@ import { describe, expect, it } from "vitest";
 import { ManualClock } from "./clock.js";
 import { PcPlatform } from "./platform.js";
 import { ticksToNs } from "./pit.js";
+import { HPET_BASE, HPET_CFG, HPET_TN, HpetReg } from "./hpet.js";
+import { FW_CFG_DATA_PORT, FW_CFG_SELECTOR_PORT, FwCfgKey } from "./fw-cfg.js";
+import { PM_TMR_BLK } from "./acpi-pm.js";
 import { DeviceStateError } from "./state.js";
 import { throughMsgpack } from "./test-support.js";
 
@@ -127,5 +130,54 @@ describe("PC platform", () => {
     expect(masked).not.toBe(before);
     expect(() => b.p.loadState(damaged)).toThrow(DeviceStateError);
     expect(JSON.stringify(b.p.pic.saveState())).toBe(masked);
+  });
+
+  it("has fw_cfg, the PM timer, the HPET and ACPI tables by default, none of them with acpi off", () => {
+    const { p, clock } = platform(true);
+    p.io.write(FW_CFG_SELECTOR_PORT, 2, FwCfgKey.SIGNATURE);
+    expect(String.fromCharCode(...[0, 1, 2, 3].map(() => p.io.read(FW_CFG_DATA_PORT, 1)))).toBe("QEMU");
+    p.io.write(FW_CFG_SELECTOR_PORT, 2, FwCfgKey.FILE_DIR);
+    expect([0, 1, 2, 3].map(() => p.io.read(FW_CFG_DATA_PORT, 1))).toEqual([0, 0, 0, 3]);
+    clock.advance(1_000_000);
+    expect(p.io.read(PM_TMR_BLK, 4)).toBe(3579);
+    expect(p.mmio.read(HPET_BASE + 4, 4)).toBe(0x00989680);
+    expect(p.acpiTables?.bytes.length).toBeGreaterThan(36);
+    const names = p.devices().map((d) => d.name);
+    expect(names).toEqual(expect.arrayContaining(["fw-cfg", "acpi-pm", "hpet"]));
+    const off = new PcPlatform({ clock: new ManualClock(), memoryBytes: 64 << 20, startTime: 0, acpi: false });
+    expect(off.io.read(PM_TMR_BLK, 4)).toBe(0xffffffff);
+    expect(off.io.read(FW_CFG_DATA_PORT, 1)).toBe(0xff);
+    expect(off.mmio.read(HPET_BASE, 4)).toBe(0xffffffff);
+    expect(off.acpiTables).toBeNull();
+    expect(off.devices().map((d) => d.name)).not.toContain("hpet");
+  });
+
+  it("HPET legacy replacement takes IRQ 0 from the PIT: ticks then come at the HPET's rate", () => {
+    const { p, clock } = platform(false);
+    initPic(p);
+    // PIT at 4773 ticks (4 ms); the HPET's timer 0 every 1 ms in legacy mode.
+    p.io.write(0x43, 1, 0x34);
+    p.io.write(0x40, 1, 4773 & 0xff);
+    p.io.write(0x40, 1, 4773 >> 8);
+    const timer0 = HPET_BASE + HpetReg.TIMER_BASE;
+    p.mmio.write(timer0 + HpetReg.TIMER_CONF, 4, HPET_TN.INT_ENABLE | HPET_TN.PERIODIC | HPET_TN.SET_VALUE | HPET_TN.MODE_32);
+    p.mmio.write(timer0 + HpetReg.TIMER_COMPARATOR, 4, 100_000);
+    p.mmio.write(timer0 + HpetReg.TIMER_COMPARATOR, 4, 100_000);
+    const count = (ms: number) => {
+      let n = 0;
+      const ic = p.interruptController;
+      for (let i = 0; i < ms * 10; i++) {
+        clock.advance(100_000);
+        while (ic.hasInterrupt()) {
+          expect(ic.acknowledge()).toBe(0x30);
+          p.io.write(0x20, 1, 0x20);
+          n++;
+        }
+      }
+      return n;
+    };
+    expect(count(40)).toBe(10); // the PIT alone: every 4 ms
+    p.mmio.write(HPET_BASE + HpetReg.CONFIG, 4, HPET_CFG.ENABLE | HPET_CFG.LEGACY);
+    expect(count(40)).toBe(40); // the HPET alone: every 1 ms
   });
 });

@@ -2,15 +2,23 @@
 // I/O APIC, the PIC behind the local APIC's LINT0, the APIC's level EOIs back to the I/O APIC,
 // one A20 gate for the keyboard controller and port 0x92, and one reset callback for every
 // reset source. The VMM component owns a PcPlatform and dispatches its VM exits to `io`/`mmio`.
+// With `acpi` (the default) it is the PC of QEMU's pc machine: fw_cfg, the ACPI PM registers,
+// the HPET (between the PIT/RTC and IRQ 0/8, for legacy replacement) and the ACPI tables, which
+// the VMM places in guest RAM and fw_cfg serves as files.
 
+import { buildAcpiTables, type AcpiTables } from "../boot/acpi.js";
+import { pcMemoryMap } from "../boot/plan.js";
 import { A20Gate } from "./a20.js";
+import { AcpiPm, SCI_IRQ } from "./acpi-pm.js";
 import { IoBus, MmioBus, type Device } from "./bus.js";
 import type { DeviceClock } from "./clock.js";
 import { DebugConsole, DebugExit } from "./debug-ports.js";
 import { FpuErrorLogic } from "./fpu-error.js";
+import { FwCfg } from "./fw-cfg.js";
+import { HPET_PIT_INPUT, HPET_RTC_INPUT, Hpet } from "./hpet.js";
 import { I8042 } from "./i8042.js";
 import { IoApic } from "./ioapic.js";
-import { IrqLine } from "./irq.js";
+import { IrqLine, SharedIrq } from "./irq.js";
 import { LocalApic } from "./lapic.js";
 import { PciHost } from "./pci.js";
 import { PicPair, type InterruptController } from "./pic.js";
@@ -42,6 +50,23 @@ export interface PcPlatformOptions {
   debugExit?: { onExit: (status: number) => void; port?: number; length?: number };
   /** 0xe9 debug console sink. Absent: no port. */
   debugConsole?: (byte: number) => void;
+  /** fw_cfg, ACPI (tables, PM registers) and the HPET (default true). */
+  acpi?: boolean;
+  /** vCPUs the ACPI tables and fw_cfg announce (default 1). */
+  cpus?: number;
+}
+
+/** The e820 table as fw_cfg's "etc/e820" has it: packed { u64 address, u64 length, u32 type }, little-endian. */
+export function e820File(memoryBytes: number): Uint8Array {
+  const map = pcMemoryMap(memoryBytes);
+  const out = new Uint8Array(map.length * 20);
+  const v = new DataView(out.buffer);
+  map.forEach((r, i) => {
+    v.setBigUint64(i * 20, BigInt(r.base), true);
+    v.setBigUint64(i * 20 + 8, BigInt(r.size), true);
+    v.setUint32(i * 20 + 16, r.type, true);
+  });
+  return out;
 }
 
 /** The I/O APIC input an ISA IRQ arrives on: the timer is on pin 2 (the usual source override). */
@@ -68,6 +93,13 @@ export class PcPlatform {
   readonly pci: PciHost;
   readonly debugExit: DebugExit | null = null;
   readonly debugConsole: DebugConsole | null = null;
+  readonly fwCfg: FwCfg | null = null;
+  readonly acpiPm: AcpiPm | null = null;
+  readonly hpet: Hpet | null = null;
+  /** The ACPI tables for guest RAM (the VMM writes them at `base` when it boots the VM), or null. */
+  readonly acpiTables: AcpiTables | null = null;
+  /** ISA lines with more than one source (IRQ 9: the SCI and PCI INTx), by IRQ. */
+  private readonly shared = new Map<number, SharedIrq>();
   /** Called for every guest reset request, with where it came from (keyboard controller, port 0x92, 0xcf9). */
   onReset: ((source: string) => void) | null = null;
   /** Told when the vCPU's INTR (interruptController.hasInterrupt()) changes: recall the vCPU on a rise. */
@@ -93,8 +125,27 @@ export class PcPlatform {
       this.pic.onIntr = (pending) => this.onIntr?.(pending);
     }
     const reset = (source: string) => (): void => this.onReset?.(source);
-    this.pit = new Pit(clock, this.isaIrq[0]);
-    this.rtc = new Rtc(clock, this.isaIrq[8], { startTime: options.startTime, memoryBytes: options.memoryBytes });
+    const acpi = options.acpi ?? true;
+    let pitIrq = this.isaIrq[0];
+    let rtcIrq = this.isaIrq[8];
+    if (acpi) {
+      const ioapic = this.ioapic;
+      this.hpet = new Hpet(clock, { irq0: this.isaIrq[0], irq8: this.isaIrq[8], gsi: ioapic ? (pin, level) => ioapic.setIrq(pin, level) : undefined });
+      // The PIT and the RTC reach IRQ 0 and 8 through the HPET, which takes the lines in legacy replacement mode.
+      pitIrq = new IrqLine([{ sink: this.hpet, pin: HPET_PIT_INPUT }]);
+      rtcIrq = new IrqLine([{ sink: this.hpet, pin: HPET_RTC_INPUT }]);
+      const sci = new SharedIrq(this.isaIrq[SCI_IRQ]);
+      this.shared.set(SCI_IRQ, sci);
+      this.acpiPm = new AcpiPm(clock, sci.input());
+      const cpus = options.cpus ?? 1;
+      this.fwCfg = new FwCfg({ memoryBytes: options.memoryBytes, cpus });
+      this.acpiTables = buildAcpiTables({ cpus, apic: this.lapic !== null, ioapicId: 0 });
+      this.fwCfg.addFile("etc/acpi/rsdp", this.acpiTables.rsdp);
+      this.fwCfg.addFile("etc/acpi/tables", this.acpiTables.tables);
+      this.fwCfg.addFile("etc/e820", e820File(options.memoryBytes));
+    }
+    this.pit = new Pit(clock, pitIrq);
+    this.rtc = new Rtc(clock, rtcIrq, { startTime: options.startTime, memoryBytes: options.memoryBytes });
     const serial = Math.min(Math.max(options.serialPorts ?? 1, 0), SERIAL_PORTS.length);
     for (let i = 0; i < serial; i++) {
       const { base, irq } = SERIAL_PORTS[i];
@@ -125,6 +176,17 @@ export class PcPlatform {
     this.debugConsole?.attach(this.io);
     this.lapic?.attach(this.mmio);
     this.ioapic?.attach(this.mmio);
+    this.fwCfg?.attach(this.io);
+    this.acpiPm?.attach(this.io);
+    this.hpet?.attach(this.mmio);
+  }
+
+  /**
+   * The line a level-triggered device (a PCI function's INTx) drives for ISA IRQ `irq`: its own
+   * input where the IRQ is shared with another source, else the ISA line itself.
+   */
+  irqLine(irq: number): IrqLine {
+    return this.shared.get(irq)?.input() ?? this.isaIrq[irq];
   }
 
   /** What the vCPU asks for INTR and INTA: the local APIC (which passes the PIC through), or the PIC. */
@@ -139,6 +201,9 @@ export class PcPlatform {
     if (this.ioapic) list.push(this.ioapic);
     if (this.debugExit) list.push(this.debugExit);
     if (this.debugConsole) list.push(this.debugConsole);
+    if (this.fwCfg) list.push(this.fwCfg);
+    if (this.acpiPm) list.push(this.acpiPm);
+    if (this.hpet) list.push(this.hpet);
     return list;
   }
 
@@ -166,7 +231,9 @@ export class PcPlatform {
       for (; done < devices.length; done++) devices[done].loadState(raw[devices[done].name]);
     } catch (e) {
       for (let i = 0; i < done; i++) devices[i].loadState(backup[i]);
+      for (const s of this.shared.values()) s.resync();
       throw e;
     }
+    for (const s of this.shared.values()) s.resync();
   }
 }

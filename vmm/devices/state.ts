@@ -63,6 +63,13 @@ export class StateReader {
     return this.field(key) === null;
   }
 
+  /** A string of at most `maxLength` characters. */
+  str(key: string, maxLength = 256): string {
+    const v = this.field(key);
+    if (typeof v !== "string" || v.length > maxLength) throw new DeviceStateError(`${this.path}.${key}`, `not a string of at most ${maxLength} characters`);
+    return v;
+  }
+
   bool(key: string): boolean {
     const v = this.field(key);
     if (typeof v !== "boolean") throw new DeviceStateError(`${this.path}.${key}`, "not a boolean");

@@ -24,7 +24,7 @@ export interface VirtioPlacement {
 export function installVirtioPci(platform: PcPlatform, device: VirtioPciDevice, at: VirtioPlacement): void {
   const irq = at.irq ?? 11;
   if (irq < 3 || irq > 15 || irq === 8 || irq === 13) throw new RangeError(`IRQ ${irq} cannot be a level-triggered PCI interrupt`);
-  device.irq = platform.isaIrq[irq];
+  device.irq = platform.irqLine(irq);
   platform.pci.add(device, at.slot);
   programVirtioPci(platform, device, { ...at, irq });
 }
