@@ -138,6 +138,8 @@ export interface FleetVm {
 
 /** What the whole run shares: the engine, time, limits and the host's hooks. */
 export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "control" | "onSlice" | "stopRequested"> & {
+  /** Pairs of VMs connected by an hv PV channel (compose's HostServices.channels). */
+  channels?: ReadonlyArray<readonly [string, string]>;
   /** Raise VM i's console interrupt when its input arrived, the control interrupt when a command was queued. */
   onStart?: (kernel: Kernel, raise: { input: (vm: number) => void; control: () => void }) => void;
 };
@@ -160,7 +162,7 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
   const nsPerTscTick = o.nsPerInstruction ?? 1;
   const composition = compose(
     vms.map((vm) => ({ ...vm, drives: vm.drives ?? [], nsPerTscTick })),
-    { control: o.control, hostMemoryBytes: o.hostMemoryBytes },
+    { control: o.control, hostMemoryBytes: o.hostMemoryBytes, channels: o.channels },
   );
   try {
     const kernel = new Kernel({
