@@ -33,3 +33,35 @@ describe.skipIf(!gcc)("hv PV ABI: guest programs", () => {
     expect(w.slice(37, 42)).toEqual([2, 0, -HvError.EINVAL, 0x1234, HvPortState.UNBOUND]);
   });
 });
+
+/** Run guests `a` and `b` (built images) as a fleet connected by one channel (unless `connect` is false). */
+export async function pair(a: Uint8Array, b: Uint8Array, connect = true, maxVirtualNs = 5e9) {
+  const cons = [new MemoryConsole(), new MemoryConsole()];
+  const vms: FleetVm[] = [a, b].map((image, i) => ({
+    name: i === 0 ? "a" : "b",
+    memoryBytes: 16 << 20,
+    plan: bootPlanFor({ memoryBytes: 16 << 20, kernelImage: image }),
+    console: cons[i],
+    debugExitPort: 0xf4,
+    debugcon: true,
+  }));
+  const result = await runFleet(vms, { engine: createX86Engine, maxVirtualNs, channels: connect ? [["a", "b"]] : [] });
+  return { result, out: cons.map((c) => dwords(c.debugcon)) };
+}
+
+describe.skipIf(!gcc)("hv PV ABI: two VMs", () => {
+  it("event-channel ping-pong: every event answered, both ends see each round", async () => {
+    const rounds = 25;
+    const { result, out } = await pair(buildGuest("pingpong", { ROLE: 0, ROUNDS: rounds }), buildGuest("pingpong", { ROLE: 1, ROUNDS: rounds }));
+    expect(result.stop, JSON.stringify(result.vms)).toBe("ended");
+    const [a, b] = out;
+    // PING, peers 1, init 0, port, rounds, events left over 0, cycles, DONE
+    expect(b.slice(0, 4)).toEqual([0x474e4950, 1, 0, 1]);
+    expect(a.slice(0, 3)).toEqual([0x474e4950, 1, 0]);
+    expect(a[3]).toBeGreaterThan(0);
+    expect(a.slice(4, 6)).toEqual([rounds, 0]);
+    expect(b.slice(4, 6)).toEqual([rounds, 0]);
+    expect(a[6]).toBeGreaterThan(0);
+    expect(a[7]).toBe(0x454e4f44);
+  });
+});
