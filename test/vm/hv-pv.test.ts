@@ -65,3 +65,19 @@ describe.skipIf(!gcc)("hv PV ABI: two VMs", () => {
     expect(a[7]).toBe(0x454e4f44);
   });
 });
+
+describe.skipIf(!gcc)("hv PV ABI: echo over a ring", () => {
+  it("every request answered through grant copies; notifications suppressed under load", async () => {
+    const n = 3000;
+    const { result, out } = await pair(buildGuest("ring", { ROLE: 0, N: n }), buildGuest("ring", { ROLE: 1, N: n }), true, 20e9);
+    expect(result.stop, JSON.stringify(result.vms)).toBe("ended");
+    const [client, server] = out;
+    expect(client.slice(0, 3)).toEqual([0x474e4952, n, n]); // every response good
+    expect(server.slice(0, 3)).toEqual([0x474e4952, n, n]);
+    expect(client[5]).toBe(0x454e4f44);
+    // Event indices: far fewer notifications than requests, both ways.
+    expect(client[3]).toBeGreaterThan(0);
+    expect(client[3]).toBeLessThan(n / 10);
+    expect(server[3]).toBeLessThan(n / 10);
+  });
+});
