@@ -176,10 +176,15 @@ export class HvParavirt {
     this.inMulticall = true;
     try {
       for (let i = 0; i < count; i++) {
-        const at = gpa + i * MulticallEntry.BYTES;
-        const a = (k: number) => ram.u32(at + MulticallEntry.ARGS + 4 * k);
-        const result = this.call(ram.u32(at + MulticallEntry.OP), a(0), a(1), a(2), a(3), a(4));
-        ram.setU32(at + MulticallEntry.RESULT, result >>> 0);
+        // The entry is looked up again for each call: the one before may have changed guest RAM's pages.
+        const bytes = guestBytes(ram, gpa + i * MulticallEntry.BYTES, MulticallEntry.BYTES);
+        if (bytes === null) return -HvError.EFAULT;
+        const e = new DataView(bytes.buffer, bytes.byteOffset, MulticallEntry.BYTES);
+        const a = (k: number) => e.getUint32(MulticallEntry.ARGS + 4 * k, true);
+        const result = this.call(e.getUint32(MulticallEntry.OP, true), a(0), a(1), a(2), a(3), a(4));
+        const after = guestBytes(ram, gpa + i * MulticallEntry.BYTES, MulticallEntry.BYTES);
+        if (after === null) return -HvError.EFAULT;
+        new DataView(after.buffer, after.byteOffset, MulticallEntry.BYTES).setUint32(MulticallEntry.RESULT, result >>> 0, true);
         if (result < 0 && flags & MULTICALL_STOP_ON_ERROR) return i + 1;
       }
       return count;
