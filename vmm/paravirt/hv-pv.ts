@@ -175,16 +175,16 @@ export class HvParavirt {
     for (let i = 0; i < count; i++) if (guestBytes(ram, gpa + i * MulticallEntry.BYTES, MulticallEntry.BYTES) === null) return -HvError.EFAULT;
     this.inMulticall = true;
     try {
+      // An array within one page is one view for the whole run: the first look made the page
+      // private, and no op of this ABI gives pages back, so its frame stays. Else entry by entry.
+      const whole = guestBytes(ram, gpa, count * MulticallEntry.BYTES);
+      const view = whole && new DataView(whole.buffer, whole.byteOffset, whole.byteLength);
+      const u32 = view ? (at: number) => view.getUint32(at - gpa, true) : (at: number) => ram.u32(at);
+      const setU32 = view ? (at: number, v: number) => view.setUint32(at - gpa, v, true) : (at: number, v: number) => ram.setU32(at, v);
       for (let i = 0; i < count; i++) {
-        // The entry is looked up again for each call: the one before may have changed guest RAM's pages.
-        const bytes = guestBytes(ram, gpa + i * MulticallEntry.BYTES, MulticallEntry.BYTES);
-        if (bytes === null) return -HvError.EFAULT;
-        const e = new DataView(bytes.buffer, bytes.byteOffset, MulticallEntry.BYTES);
-        const a = (k: number) => e.getUint32(MulticallEntry.ARGS + 4 * k, true);
-        const result = this.call(e.getUint32(MulticallEntry.OP, true), a(0), a(1), a(2), a(3), a(4));
-        const after = guestBytes(ram, gpa + i * MulticallEntry.BYTES, MulticallEntry.BYTES);
-        if (after === null) return -HvError.EFAULT;
-        new DataView(after.buffer, after.byteOffset, MulticallEntry.BYTES).setUint32(MulticallEntry.RESULT, result >>> 0, true);
+        const at = gpa + i * MulticallEntry.BYTES, args = at + MulticallEntry.ARGS;
+        const result = this.call(u32(at + MulticallEntry.OP), u32(args), u32(args + 4), u32(args + 8), u32(args + 12), u32(args + 16));
+        setU32(at + MulticallEntry.RESULT, result >>> 0);
         if (result < 0 && flags & MULTICALL_STOP_ON_ERROR) return i + 1;
       }
       return count;
