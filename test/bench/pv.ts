@@ -7,8 +7,8 @@
 //   pv_boot_exit_ratio VM exits to the default guest's prompt with / without KVM's interface: the
 //                      code path of `bench:boot --pv` (boot/pv.ts), two Linux boots; --no-boot skips
 //                      them (then it prints "skipped": run `npm run bench:boot -- --pv` for it)
-// Options: --rounds N (multicall rounds, default 2000), --pings N (default 2000), --pairs N
-// (default 40000), --no-boot, --quiet.
+// Options: --rounds N (multicall rounds, default 20000), --pings N (default 5000), --pairs N
+// (default 200000), --no-boot, --quiet. The work is sized so that it outweighs the runs' noise.
 import { parseArgs } from "node:util";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { bootPlanFor, runFleet, runVm, type FleetVm } from "../../bin/vm-runner.js";
@@ -19,9 +19,9 @@ import { measurePv } from "./boot/pv.js";
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: "string", default: "2000" },
-    pings: { type: "string", default: "2000" },
-    pairs: { type: "string", default: "40000" },
+    rounds: { type: "string", default: "20000" },
+    pings: { type: "string", default: "5000" },
+    pairs: { type: "string", default: "200000" },
     "no-boot": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
