@@ -13,6 +13,7 @@ import { STATE_PAGES } from "../vmm/protocol.js";
 import { RESERVE_PAGES } from "../services/memory-protocol.js";
 import { LOW_ROM_WINDOW, MAX_ROM_SIZE } from "../vmm/boot/bios.js";
 import type { BootModule } from "../services/root.js";
+import { MAX_PEERS } from "../vmm/paravirt/peer-protocol.js";
 import { BLOCK_BOUNCE_PAGES, VCPU_PRIORITY, VCPU_QUANTUM_NS, vmmComponent, VmmSel, type VmmConfig } from "../vmm/vmm.js";
 
 export interface VmDescription extends Omit<VmmConfig, "drives"> {
@@ -108,6 +109,29 @@ export interface HostServices {
   scanRate?: number;
   /** A host clock (ns) the scanner's own time is measured with (its share of the host's CPU); none: not measured. */
   hostClock?: () => number;
+  /**
+   * Pairs of VMs (by name) connected by a channel of the hv PV ABI (event channels, grant copy).
+   * Only these pairs can reach each other: each VMM is handed the other's peer portal, nothing else.
+   */
+  channels?: ReadonlyArray<readonly [string, string]>;
+}
+
+/**
+ * Each VM's peers, in channel order (a VM's channel k is its k-th pair in `channels`). Throws
+ * RangeError for a name that is no VM, a VM paired with itself, a pair given twice, too many channels.
+ */
+export function peersOf(vms: readonly { name: string }[], channels: ReadonlyArray<readonly [string, string]>): Map<string, string[]> {
+  const peers = new Map(vms.map((vm) => [vm.name, [] as string[]]));
+  for (const [a, b] of channels) {
+    const pa = peers.get(a), pb = peers.get(b);
+    if (!pa || !pb) throw new RangeError(`channel ${a} - ${b}: '${!pa ? a : b}' is not a VM of this fleet`);
+    if (a === b) throw new RangeError(`channel ${a} - ${b}: a VM cannot have a channel to itself (it has HV_PEER_SELF)`);
+    if (pa.includes(b)) throw new RangeError(`channel ${a} - ${b}: given twice`);
+    pa.push(b);
+    pb.push(a);
+    if (pa.length > MAX_PEERS || pb.length > MAX_PEERS) throw new RangeError(`channel ${a} - ${b}: a VM may have at most ${MAX_PEERS} channels`);
+  }
+  return peers;
 }
 
 /** The scanner's default rate, pages per second of virtual time. */
@@ -155,6 +179,7 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
   const windowOrder = Math.ceil(Math.log2(BLOCK_BOUNCE_PAGES));
   const controlOrder = Math.ceil(Math.log2(maxRamPages + STATE_PAGES));
   checkLayout(frames, maxRamPages, vms.length, services.control ? controlOrder : null);
+  const peers = peersOf(vms, services.channels ?? []);
   const blockDriver = drives.length > 0 ? new BlockDriver(new Map(drives.map((d, client) => [client, d])), { windowOrder }) : null;
 
   vms.forEach((vm, i) => {
@@ -167,6 +192,9 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
       return { sel: VmmSel.BLOCK_BASE + k, portal: `block.c${client}` };
     });
     const gsi = CONSOLE_GSI_BASE + i;
+    // Channel k's peer portal goes to the peer's VMM, at the selector of this VM's channel there.
+    const mine = peers.get(vm.name)!;
+    const peerRoutes = mine.map((peer, k) => [Published.PEER_BASE + k, { module: `vmm:${peer}`, sel: VmmSel.PEER_BASE + peers.get(peer)!.indexOf(vm.name) }] as const);
     vmModules.push(
       {
         name: `console:${vm.name}`,
@@ -193,8 +221,9 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
         routes: Object.fromEntries([
           [Published.CONSOLE_INPUT, { module: `console:${vm.name}`, sel: ConsoleSel.VMM_INPUT }],
           ...(services.control ? [[Published.VMM_CONTROL, { module: "control", sel: ControlSel.VM_BASE + i }]] : []),
+          ...peerRoutes,
         ]),
-        threads: [{ entry: vmmComponent({ ...vm, drives: vm.drives?.map((d) => ({ readOnly: d.readOnly, serial: d.serial })) }), priority: 30, quantumNs: 1_000_000 }],
+        threads: [{ entry: vmmComponent({ ...vm, peers: mine, drives: vm.drives?.map((d) => ({ readOnly: d.readOnly, serial: d.serial })) }), priority: 30, quantumNs: 1_000_000 }],
       },
     );
   });

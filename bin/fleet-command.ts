@@ -11,8 +11,11 @@
 //                "drives": ["file=a.qcow2,format=qcow2"], hv run's --drive spelling
 //                "console": "file:web.log" | "unix:/tmp/web.sock",   default file:NAME.log
 //                "apic": false, "acpi": true, "debugExit": false,
-//                "pv": true,                             KVM's paravirtual interface (false: hidden)
-//                "group": 0 } ] }                        trust group: VMs share equal pages only within one (default 0)
+//                "pv": true,                             KVM's and our paravirtual interfaces (false: hidden)
+//                "group": 0 } ],                         trust group: VMs share equal pages only within one (default 0)
+//     "channels": [["web", "db"]] }                      optional: pairs of VMs connected by an hv PV
+//                                                        channel (event channels, grant copy); no other
+//                                                        pair can reach each other
 
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -23,7 +26,7 @@ import { ensureDefaultGuest } from "../services/guest/index.js";
 import { SnapshotError } from "../services/snapshot/file.js";
 import { BootImageError } from "../vmm/boot/index.js";
 import { createX86Engine } from "../vmm/x86/index.js";
-import { MAX_VM_MEMORY } from "./compose.js";
+import { MAX_VM_MEMORY, peersOf } from "./compose.js";
 import { HostControl } from "./host-control.js";
 import { HostFileError, checkDrives, readInputFile } from "./host-files.js";
 import { shutdownCause, startQmp } from "./qmp-socket.js";
@@ -56,6 +59,8 @@ export interface FleetEntry {
 export interface FleetFile {
   qmp?: string;
   vms: FleetEntry[];
+  /** Pairs of VM names connected by an hv PV channel. */
+  channels: Array<[string, string]>;
 }
 
 const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "acpi", "debugExit", "pv", "group"]);
@@ -71,7 +76,7 @@ export function parseFleet(text: string, where: string): FleetFile {
     throw new InvalidArgumentError(`${where}: not JSON (${error instanceof Error ? error.message : String(error)})`);
   }
   if (!isRecord(raw)) throw new InvalidArgumentError(`${where}: must be an object with "vms"`);
-  for (const k of Object.keys(raw)) if (k !== "vms" && k !== "qmp") throw new InvalidArgumentError(`${where}: unknown key '${k}' (vms, qmp)`);
+  for (const k of Object.keys(raw)) if (k !== "vms" && k !== "qmp" && k !== "channels") throw new InvalidArgumentError(`${where}: unknown key '${k}' (vms, qmp, channels)`);
   if (!Array.isArray(raw.vms) || raw.vms.length === 0 || raw.vms.length > MAX_FLEET) throw new InvalidArgumentError(`${where}: "vms" must be a list of 1 to ${MAX_FLEET} VMs`);
   if (raw.qmp !== undefined && typeof raw.qmp !== "string") throw new InvalidArgumentError(`${where}: "qmp" must be a string like unix:PATH`);
   const names = new Set<string>();
@@ -144,7 +149,20 @@ export function parseFleet(text: string, where: string): FleetFile {
     if (consoles.has(path)) throw new InvalidArgumentError(`${where}: VM ${vm.name}'s console ${vm.console.path} is another VM's too`);
     consoles.add(path);
   }
-  return { qmp: raw.qmp as string | undefined, vms };
+  return { qmp: raw.qmp as string | undefined, vms, channels: parseChannels(raw.channels, vms, where) };
+}
+
+/** "channels": pairs of names of this fleet's VMs, each pair once (compose's peersOf checks them). */
+function parseChannels(raw: unknown, vms: readonly { name: string }[], where: string): Array<[string, string]> {
+  if (raw === undefined) return [];
+  const pair = (c: unknown): c is [string, string] => Array.isArray(c) && c.length === 2 && c.every((n) => typeof n === "string");
+  if (!Array.isArray(raw) || !raw.every(pair)) throw new InvalidArgumentError(`${where}: "channels" must be a list of pairs of VM names, like [["a", "b"]]`);
+  try {
+    peersOf(vms, raw);
+  } catch (error) {
+    throw new InvalidArgumentError(`${where}: "channels": ${(error as Error).message}`);
+  }
+  return raw.map(([a, b]) => [a, b]);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -238,6 +256,7 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
     try {
       const result = await runFleet(vms, {
         engine: createX86Engine,
+        channels: spec.channels,
         control,
         maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
         hostMemoryBytes: opts.hostMem,

@@ -151,6 +151,8 @@ export interface FleetVm {
 export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested"> & {
   /** A host clock (ns) that times the scanner (FleetResult.scanner.hostNs). */
   scanClock?: () => number;
+  /** Pairs of VMs connected by an hv PV channel (compose's HostServices.channels). */
+  channels?: ReadonlyArray<readonly [string, string]>;
   /** Raise VM i's console interrupt when its input arrived, the control interrupt when a command was queued. */
   onStart?: (kernel: Kernel, raise: { input: (vm: number) => void; control: () => void }) => void;
 };
@@ -175,7 +177,7 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
   const nsPerTscTick = o.nsPerInstruction ?? 1;
   const composition = compose(
     vms.map((vm) => ({ ...vm, drives: vm.drives ?? [], nsPerTscTick })),
-    { control: o.control, hostMemoryBytes: o.hostMemoryBytes, scanRate: o.scanRate, hostClock: o.scanClock },
+    { control: o.control, hostMemoryBytes: o.hostMemoryBytes, scanRate: o.scanRate, hostClock: o.scanClock, channels: o.channels },
   );
   try {
     const kernel = new Kernel({

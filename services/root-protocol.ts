@@ -17,6 +17,11 @@ export const Published = {
   CONSOLE_INPUT: 1,
   /** The VMM's control portal (vmm/protocol.ts): the control component stops, saves and resumes the VM through it. */
   VMM_CONTROL: 2,
+  /**
+   * A VMM's peer portal of channel k is PEER_BASE + k (vmm/paravirt/peer-protocol.ts): the root
+   * passes it to the VMM at the channel's other end, the only one the fleet connected.
+   */
+  PEER_BASE: 8,
 } as const;
 
 /** Why a VM ended (reasonCode of VM_EXITED). */

@@ -58,8 +58,8 @@ export interface RootHost {
 
 /** Root selectors of what it creates for the modules, from here on. */
 const FIRST_FREE = 0x200;
-/** Names a module can publish (window slots of its parent EC). */
-const PUBLISH_SLOTS = 8;
+/** Names a module can publish (window slots of its parent EC): up to Published.PEER_BASE + 8 peer portals. */
+const PUBLISH_SLOTS = 16;
 
 export class BootDescriptionError extends Error {}
 

@@ -35,6 +35,9 @@ import { PauseReason, STATE_PAGES, VmmControlOp, type VmState } from "./protocol
 import { RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
 import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
 import { KVM_ENOSYS, KvmParavirt } from "./paravirt/kvm.js";
+import { HvParavirt } from "./paravirt/hv-pv.js";
+import { HvError, HvVirq } from "./paravirt/hv-abi.js";
+import { MAX_PEERS } from "./paravirt/peer-protocol.js";
 
 export type { GuestRamSource } from "./demand-ram.js";
 
@@ -46,6 +49,8 @@ export const VmmSel = {
   CONSOLE: 4,
   /** Block driver portal of drive i at BLOCK_BASE + i. */
   BLOCK_BASE: 8,
+  /** The peer portal of channel k (the other VMM's, vmm/paravirt/peer-protocol.ts) at PEER_BASE + k. */
+  PEER_BASE: 16,
 } as const;
 
 /** Where drive i appears: PCI slot, ISA IRQ (one each: ISA lines are not wired-OR), BARs. */
@@ -65,6 +70,9 @@ const VCPU = 36;
 const VCPU_SC = 37;
 const CONTROL_EC = 38;
 const CONTROL_PT = 39;
+const PEER_EC = 40;
+/** The peer portal this VMM serves for channel k: PEER_PT_BASE + k (its portal id k). */
+const PEER_PT_BASE = 48;
 const EXIT_PT_BASE = 64;
 /** The vCPU's scheduling context: its priority (below the VMM's own threads) and quantum. */
 export const VCPU_PRIORITY = 10;
@@ -99,6 +107,11 @@ export interface VmmConfig {
    * unmodified Linux uses (default true; false hides it: a plain PC, VMCALL raises #UD).
    */
   pv?: boolean;
+  /**
+   * The VMs this one has channels to (our own PV ABI's peers 0, 1, ...), by name: the fleet grants
+   * them, and the root task hands this VMM the peer portal of each (VmmSel.PEER_BASE + k).
+   */
+  peers?: readonly string[];
   /**
    * Resume a saved VM instead of booting: `plan` then holds the saved ROMs and vCPU state (its
    * TSC as of `state.vmTimeNs`) and no writes. Checked before the VMM starts (checkVmState).
@@ -247,6 +260,12 @@ class Vmm {
   private ignneChanged = false;
   /** KVM's paravirtual interface, when offered. */
   private kvm: KvmParavirt | null = null;
+  /** Our own paravirtual ABI (multicalls, event channels, grant copy), offered with KVM's. */
+  private hv: HvParavirt | null = null;
+  /** The hv upcall was raised and is not injected yet. */
+  private upcallRaised = false;
+  /** The hv one-shot timer (SET_TIMER), when armed. */
+  private hvTimer: ReturnType<DeviceClock["setTimer"]> | null = null;
   private serialOut: number[] = [];
   private debugOut: number[] = [];
 
@@ -305,6 +324,7 @@ class Vmm {
         wallClock: () => platform.rtc.reference,
         lapic: platform.lapic,
       });
+      this.hv = this.createHv();
     }
     // A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU.
     const resume = this.config.resume;
@@ -327,6 +347,7 @@ class Vmm {
     must(sys.createLocalEc(INPUT_EC, 0, () => (utcb) => this.onInput(utcb)), "create the input handler");
     must(sys.createPt(INPUT_PT, INPUT_EC), "create the input portal");
     this.publish(INPUT_PT, Published.CONSOLE_INPUT);
+    this.servePeers();
     must(sys.createLocalEc(CONTROL_EC, 0, () => (utcb) => this.onControl(utcb)), "create the control handler");
     must(sys.createPt(CONTROL_PT, CONTROL_EC), "create the control portal");
     this.publish(CONTROL_PT, Published.VMM_CONTROL);
@@ -343,6 +364,56 @@ class Vmm {
       if (this.pauseStart === null) this.clock.fireDue(this.vmNow());
       this.flushConsole();
     }
+  }
+
+  /** Our own paravirtual ABI, reaching peers through the portals the root task gave this VMM. */
+  private createHv(): HvParavirt {
+    const sys = this.sys;
+    const peers = this.config.peers?.length ?? 0;
+    if (peers > MAX_PEERS) throw new Error(`at most ${MAX_PEERS} channels`);
+    return new HvParavirt({
+      ram: this.ram,
+      peers,
+      raiseUpcall: () => {
+        if (!this.hv || this.hv.upcallVector === 0) return;
+        this.upcallRaised = true;
+        this.kick();
+      },
+      peerCall: (peer, fill) => {
+        const utcb = sys.utcb;
+        utcb.items.length = 0;
+        utcb.untyped = fill(utcb.words);
+        return sys.call(VmmSel.PEER_BASE + peer) === Status.SUCCESS ? utcb.words : null;
+      },
+      vmNow: () => this.vmNow(),
+      setTimer: (at) => {
+        if (this.hvTimer !== null) this.clock.cancelTimer(this.hvTimer);
+        this.hvTimer = at === null ? null : this.clock.setTimer(at, () => {
+          this.hvTimer = null;
+          this.hv?.fireVirq(HvVirq.TIMER);
+        });
+      },
+    });
+  }
+
+  /** One peer portal per channel, handed to the root task, which gives it to that peer's VMM only. */
+  private servePeers(): void {
+    const peers = this.config.peers?.length ?? 0;
+    if (peers === 0) return;
+    const sys = this.sys;
+    must(sys.createLocalEc(PEER_EC, 0, () => (utcb, peer) => this.onPeer(utcb, peer)), "create the peer handler");
+    for (let k = 0; k < peers; k++) {
+      must(sys.createPt(PEER_PT_BASE + k, PEER_EC), "create a peer portal");
+      must(sys.setPortalId(PEER_PT_BASE + k, k), "name a peer portal");
+      this.publish(PEER_PT_BASE + k, Published.PEER_BASE + k);
+    }
+  }
+
+  /** A request of peer `peer`'s VMM (the portal id says who). A VM without the ABI refuses all. */
+  private onPeer(utcb: Utcb, peer: number): void {
+    const reply = this.hv && !this.ended ? this.hv.servePeer(peer, utcb.words, utcb.untyped) : [HvError.ENOSYS];
+    utcb.items.length = 0;
+    utcb.set(...reply);
   }
 
   /** The VM's virtual time (it stands still during a pause). */
@@ -504,7 +575,8 @@ class Vmm {
         return;
       case ExitReason.CPUID:
         // Only hypervisor leaves exit (the VMM asks for no others), and only while PV is offered.
-        if (this.kvm) this.kvm.cpuid(q);
+        if (this.hv && HvParavirt.ownsLeaf(q.address)) this.hv.cpuid(q);
+        else if (this.kvm) this.kvm.cpuid(q);
         else q.data = q.ebx = q.ecx = q.edx = 0;
         return;
       case ExitReason.MSR:
@@ -512,7 +584,9 @@ class Vmm {
         v.mtd = Mtd.QUAL;
         return;
       case ExitReason.VMCALL:
-        v.eax = (this.kvm ? this.kvm.hypercall(v, cpl(v)) : -KVM_ENOSYS) >>> 0;
+        // Our ABI's numbers are a range of their own, far above KVM's.
+        if (this.hv && HvParavirt.owns(v.eax)) v.eax = this.hv.hypercall(v, cpl(v)) >>> 0;
+        else v.eax = (this.kvm ? this.kvm.hypercall(v, cpl(v)) : -KVM_ENOSYS) >>> 0;
         v.mtd = Mtd.GPR_ACDB;
         return;
       case ExitReason.HLT:
@@ -528,7 +602,7 @@ class Vmm {
           this.hiddenNs = this.sys.vmTime(VCPU)! - this.pauseVm;
           this.halted = this.park(this.resumeHalted, true);
           this.resumeHalted = null;
-        } else if ((this.platform.interruptController.hasInterrupt() || this.nmiPending) && this.pauseStart === null) {
+        } else if ((this.interruptPending() || this.nmiPending) && this.pauseStart === null) {
           this.inject(v);
           this.passIgnne(v, v.mtd);
         } else {
@@ -630,14 +704,22 @@ class Vmm {
       // NMI first (vector 2). The vCPU holds it while NMIs are blocked (until the IRET of the last
       // one) and delivers it then; an external interrupt waits for the window after it.
       this.nmiPending = false;
-      v.inj = { valid: true, vector: NMI_VECTOR, type: InjectionType.NMI, errorCode: -1, requestWindow: ic.hasInterrupt() };
-    } else if (!ic.hasInterrupt()) {
+      v.inj = { valid: true, vector: NMI_VECTOR, type: InjectionType.NMI, errorCode: -1, requestWindow: this.interruptPending() };
+    } else if (!this.interruptPending()) {
       v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
     } else if ((v.eflags & IF) !== 0 && (v.interruptibility & 3) === 0) {
-      v.inj = { valid: true, vector: ic.acknowledge(), type: InjectionType.EXTERNAL, errorCode: -1, requestWindow: false };
+      // The hv upcall goes first: it is an edge the VMM raised, not a line of the platform.
+      const vector = this.upcallRaised ? this.hv!.upcallVector : ic.acknowledge();
+      this.upcallRaised = false;
+      v.inj = { valid: true, vector, type: InjectionType.EXTERNAL, errorCode: -1, requestWindow: false };
     } else {
       v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: true };
     }
+  }
+
+  /** An interrupt waits: the platform's, or the hv upcall. */
+  private interruptPending(): boolean {
+    return this.upcallRaised || this.platform.interruptController.hasInterrupt();
   }
 
   /** An interrupt became pending: wake a halted vCPU with it, or recall a running one (later, if paused). */
@@ -856,6 +938,7 @@ class Vmm {
   private onInput(utcb: Utcb): void {
     const n = Math.min(utcb.words[0], 4 * (utcb.untyped - 1));
     this.platform.uarts[0].receive(unpackBytes(utcb.words, 1, n));
+    this.hv?.fireVirq(HvVirq.CONSOLE);
     utcb.set(Status.SUCCESS);
   }
 

@@ -1,0 +1,83 @@
+// Our own paravirtual ABI on the whole stack, with C guests built at test time (test/guest):
+// a multicall test in one VM, an event-channel ping-pong between two VMs of a fleet, and an
+// echo service over a ring in a granted page between two VMs.
+import { describe, expect, it } from "vitest";
+import { MemoryConsole } from "../../drivers/console/host.js";
+import { runFleet, runVm, type FleetVm } from "../../bin/vm-runner.js";
+import { bootPlanFor } from "../../bin/vm-runner.js";
+import { createX86Engine } from "../../vmm/x86/index.js";
+import { HV_HYPERCALL_BASE, HvError, HvOp, HvPortState } from "../../vmm/paravirt/hv-abi.js";
+import { buildGuest, hasGcc32 } from "../guest/build.js";
+
+const gcc = hasGcc32();
+
+/** The guest's dwords on debugcon. */
+export function dwords(bytes: readonly number[]): number[] {
+  const b = Uint8Array.from(bytes);
+  return Array.from({ length: b.length >> 2 }, (_, i) => new DataView(b.buffer).getInt32(4 * i, true));
+}
+
+describe.skipIf(!gcc)("hv PV ABI: guest programs", () => {
+  it("multicall: detection, 32 entries with results stored back, stop at the first failure", async () => {
+    const con = new MemoryConsole();
+    const result = await runVm({ memoryBytes: 16 << 20, kernelImage: buildGuest("multicall"), console: con, engine: createX86Engine, debugExitPort: 0xf4, debugcon: true, maxVirtualNs: 2e9 });
+    expect(result.why, result.message).toBeDefined();
+    const w = dwords(con.debugcon);
+    expect(w[0]).toBe(0x4d43414c);
+    expect(w[w.length - 1]).toBe(0x454e4f44);
+    expect(w.slice(1, 5)).toEqual([1, HV_HYPERCALL_BASE, 1, 32]);
+    const results = w.slice(5, 37);
+    expect(results.slice(0, 16)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    expect(results.slice(16)).toEqual(new Array(16).fill(HvPortState.UNBOUND));
+    // close 1 (ok), close 1 (fails: stop), close 2 never ran
+    expect(w.slice(37, 42)).toEqual([2, 0, -HvError.EINVAL, 0x1234, HvPortState.UNBOUND]);
+  });
+});
+
+/** Run guests `a` and `b` (built images) as a fleet connected by one channel (unless `connect` is false). */
+export async function pair(a: Uint8Array, b: Uint8Array, connect = true, maxVirtualNs = 5e9) {
+  const cons = [new MemoryConsole(), new MemoryConsole()];
+  const vms: FleetVm[] = [a, b].map((image, i) => ({
+    name: i === 0 ? "a" : "b",
+    memoryBytes: 16 << 20,
+    plan: bootPlanFor({ memoryBytes: 16 << 20, kernelImage: image }),
+    console: cons[i],
+    debugExitPort: 0xf4,
+    debugcon: true,
+  }));
+  const result = await runFleet(vms, { engine: createX86Engine, maxVirtualNs, channels: connect ? [["a", "b"]] : [] });
+  return { result, out: cons.map((c) => dwords(c.debugcon)) };
+}
+
+describe.skipIf(!gcc)("hv PV ABI: two VMs", () => {
+  it("event-channel ping-pong: every event answered, both ends see each round", async () => {
+    const rounds = 25;
+    const { result, out } = await pair(buildGuest("pingpong", { ROLE: 0, ROUNDS: rounds }), buildGuest("pingpong", { ROLE: 1, ROUNDS: rounds }));
+    expect(result.stop, JSON.stringify(result.vms)).toBe("ended");
+    const [a, b] = out;
+    // PING, peers 1, init 0, port, rounds, events left over 0, cycles, DONE
+    expect(b.slice(0, 4)).toEqual([0x474e4950, 1, 0, 1]);
+    expect(a.slice(0, 3)).toEqual([0x474e4950, 1, 0]);
+    expect(a[3]).toBeGreaterThan(0);
+    expect(a.slice(4, 6)).toEqual([rounds, 0]);
+    expect(b.slice(4, 6)).toEqual([rounds, 0]);
+    expect(a[6]).toBeGreaterThan(0);
+    expect(a[7]).toBe(0x454e4f44);
+  });
+});
+
+describe.skipIf(!gcc)("hv PV ABI: echo over a ring", () => {
+  it("every request answered through grant copies; notifications suppressed under load", async () => {
+    const n = 3000;
+    const { result, out } = await pair(buildGuest("ring", { ROLE: 0, N: n }), buildGuest("ring", { ROLE: 1, N: n }), true, 20e9);
+    expect(result.stop, JSON.stringify(result.vms)).toBe("ended");
+    const [client, server] = out;
+    expect(client.slice(0, 3)).toEqual([0x474e4952, n, n]); // every response good
+    expect(server.slice(0, 3)).toEqual([0x474e4952, n, n]);
+    expect(client[5]).toBe(0x454e4f44);
+    // Event indices: far fewer notifications than requests, both ways.
+    expect(client[3]).toBeGreaterThan(0);
+    expect(client[3]).toBeLessThan(n / 10);
+    expect(server[3]).toBeLessThan(n / 10);
+  });
+});

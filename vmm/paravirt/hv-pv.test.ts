@@ -1,0 +1,293 @@
+import { describe, expect, it } from "vitest";
+import { FlatGuestRam } from "../devices/virtio/index.js";
+import { VcpuState } from "../../kernel/index.js";
+import { HvParavirt } from "./hv-pv.js";
+import {
+  GRANT_COPY_TO_PEER,
+  GrantEntry,
+  GrantFlag,
+  HV_CPUID_BASE,
+  HV_CPUID_INFO,
+  HV_HYPERCALL_BASE,
+  HV_PEER_SELF,
+  HV_SIGNATURE,
+  HvError,
+  HvOp,
+  HvPortState,
+  HvVirq,
+  MULTICALL_STOP_ON_ERROR,
+  MulticallEntry,
+  SharedInfo,
+} from "./hv-abi.js";
+
+const SHARED = 0x10000, CALLS = 0x11000, TABLE = 0x12000, DATA = 0x13000;
+
+/** A VM's ABI on flat RAM; its peers are wired up afterwards (`link`). */
+function vm(peers = 0) {
+  const ram = new FlatGuestRam(new Uint8Array(1 << 20));
+  const state = { upcalls: 0, timer: null as number | null, now: 0, links: [] as HvParavirt[], self: 0 };
+  const hv: HvParavirt = new HvParavirt({
+    ram,
+    peers,
+    raiseUpcall: () => void state.upcalls++,
+    vmNow: () => state.now,
+    setTimer: (at) => void (state.timer = at),
+    peerCall: (peer, fill) => {
+      const other = state.links[peer];
+      if (!other) return null;
+      const words = new Uint32Array(1008);
+      const n = fill(words);
+      // The other VMM knows the caller by the portal called: its own index for us.
+      const reply = other.servePeer(state.self, words, n);
+      return Uint32Array.from(reply);
+    },
+  });
+  const call = (op: number, ...a: number[]) => hv.hypercall({ eax: HV_HYPERCALL_BASE + op, ebx: a[0] ?? 0, ecx: a[1] ?? 0, edx: a[2] ?? 0, esi: a[3] ?? 0, edi: a[4] ?? 0 }, 0);
+  const bit = (base: number, port: number) => (ram.u32(base + 4 * (port >>> 5)) >>> (port & 31)) & 1;
+  return { ram, hv, state, call, bit };
+}
+
+/** Two VMs, each the other's peer 0. */
+function pair() {
+  const a = vm(1), b = vm(1);
+  a.state.links = [b.hv];
+  b.state.links = [a.hv];
+  return { a, b };
+}
+
+function entry(ram: FlatGuestRam, i: number, op: number, args: number[]) {
+  const at = CALLS + i * MulticallEntry.BYTES;
+  ram.setU32(at + MulticallEntry.OP, HV_HYPERCALL_BASE + op);
+  args.forEach((v, k) => ram.setU32(at + MulticallEntry.ARGS + 4 * k, v));
+  ram.setU32(at + MulticallEntry.RESULT, 0xdeadbeef);
+}
+const result = (ram: FlatGuestRam, i: number) => ram.u32(CALLS + i * MulticallEntry.BYTES + MulticallEntry.RESULT) | 0;
+
+describe("hv PV ABI: discovery and calls", () => {
+  it("answers its own leaves with the signature, the version and the hypercall base", () => {
+    const { hv } = vm();
+    const q = new VcpuState().qual;
+    q.address = HV_CPUID_BASE;
+    hv.cpuid(q);
+    expect([q.data, q.ebx, q.ecx, q.edx]).toEqual([HV_CPUID_INFO, ...HV_SIGNATURE]);
+    const text = new TextDecoder().decode(new Uint8Array(new Uint32Array([q.ebx, q.ecx, q.edx]).buffer));
+    expect(text).toBe("novatsPVABI\0");
+    q.address = HV_CPUID_INFO;
+    hv.cpuid(q);
+    expect(q.data).toBe(1);
+    expect(q.ebx).toBe(HV_HYPERCALL_BASE);
+    expect(HvParavirt.ownsLeaf(0x40000000)).toBe(false);
+    expect(HvParavirt.ownsLeaf(0x40000101)).toBe(true);
+  });
+
+  it("routes by number range: KVM's numbers are not ours; unknown ops and user mode are refused", () => {
+    const { hv, call } = vm();
+    expect(HvParavirt.owns(1)).toBe(false);
+    expect(HvParavirt.owns(HV_HYPERCALL_BASE)).toBe(true);
+    expect(call(HvOp.VERSION)).toBe(1);
+    expect(call(0xff)).toBe(-HvError.ENOSYS);
+    expect(hv.hypercall({ eax: HV_HYPERCALL_BASE, ebx: 0, ecx: 0, edx: 0, esi: 0, edi: 0 }, 3)).toBe(-HvError.EPERM);
+  });
+});
+
+describe("multicall", () => {
+  it("runs every entry and stores each result back", () => {
+    const { ram, call } = vm();
+    entry(ram, 0, HvOp.VERSION, []);
+    entry(ram, 1, HvOp.EVTCHN_ALLOC_UNBOUND, [HV_PEER_SELF]);
+    entry(ram, 2, HvOp.EVTCHN_ALLOC_UNBOUND, [HV_PEER_SELF]);
+    entry(ram, 3, HvOp.EVTCHN_STATUS, [2]);
+    expect(call(HvOp.MULTICALL, CALLS, 4, 0)).toBe(4);
+    expect([0, 1, 2, 3].map((i) => result(ram, i))).toEqual([1, 1, 2, HvPortState.UNBOUND]);
+  });
+
+  it("stops at the first failure only when asked", () => {
+    const { ram, call } = vm();
+    const fill = () => {
+      entry(ram, 0, HvOp.VERSION, []);
+      entry(ram, 1, HvOp.EVTCHN_SEND, [999]); // no such port
+      entry(ram, 2, HvOp.EVTCHN_ALLOC_UNBOUND, [HV_PEER_SELF]);
+    };
+    fill();
+    expect(call(HvOp.MULTICALL, CALLS, 3, MULTICALL_STOP_ON_ERROR)).toBe(2);
+    expect([result(ram, 0), result(ram, 1), ram.u32(CALLS + 2 * 32 + MulticallEntry.RESULT)]).toEqual([1, -HvError.EINVAL, 0xdeadbeef]);
+    fill();
+    expect(call(HvOp.MULTICALL, CALLS, 3, 0)).toBe(3);
+    expect([result(ram, 0), result(ram, 1), result(ram, 2)]).toEqual([1, -HvError.EINVAL, 1]);
+  });
+
+  it("refuses a nested multicall, a misaligned or out-of-RAM array (running nothing), unknown flags", () => {
+    const { ram, call } = vm();
+    entry(ram, 0, HvOp.MULTICALL, [CALLS, 1, 0]);
+    expect(call(HvOp.MULTICALL, CALLS, 1, 0)).toBe(1);
+    expect(result(ram, 0)).toBe(-HvError.EINVAL);
+    expect(call(HvOp.MULTICALL, CALLS + 4, 1, 0)).toBe(-HvError.EINVAL);
+    expect(call(HvOp.MULTICALL, CALLS, 1, 2)).toBe(-HvError.EINVAL);
+    entry(ram, 0, HvOp.EVTCHN_ALLOC_UNBOUND, [HV_PEER_SELF]);
+    expect(call(HvOp.MULTICALL, (1 << 20) - 64, 4, 0)).toBe(-HvError.EFAULT);
+    expect(call(HvOp.EVTCHN_STATUS, 1)).toBe(HvPortState.CLOSED);
+  });
+});
+
+describe("event channels", () => {
+  it("a loopback channel: pending bit, selector word and one upcall, then none until cleared", () => {
+    const { ram, call, bit, state } = vm();
+    expect(call(HvOp.SHARED_INFO, SHARED + 8)).toBe(-HvError.EINVAL);
+    expect(call(HvOp.SHARED_INFO, SHARED)).toBe(0);
+    const p1 = call(HvOp.EVTCHN_ALLOC_UNBOUND, HV_PEER_SELF);
+    const p2 = call(HvOp.EVTCHN_BIND_INTERDOMAIN, HV_PEER_SELF, p1);
+    expect([p1, p2]).toEqual([1, 2]);
+    expect(call(HvOp.EVTCHN_SEND, p2)).toBe(0);
+    expect(bit(SHARED + SharedInfo.PENDING, p1)).toBe(1);
+    expect(bit(SHARED + SharedInfo.PENDING, p2)).toBe(0);
+    expect(ram.u32(SHARED + SharedInfo.PENDING_SEL)).toBe(1);
+    expect(ram.bytes[SHARED + SharedInfo.UPCALL_PENDING]).toBe(1);
+    expect(state.upcalls).toBe(1);
+    call(HvOp.EVTCHN_SEND, p1);
+    expect(bit(SHARED + SharedInfo.PENDING, p2)).toBe(1);
+    expect(state.upcalls).toBe(1); // upcall_pending still set: the guest has not looked yet
+    ram.bytes[SHARED + SharedInfo.UPCALL_PENDING] = 0;
+    ram.setU32(SHARED + SharedInfo.PENDING, 0);
+    call(HvOp.EVTCHN_SEND, p2);
+    expect(state.upcalls).toBe(2);
+  });
+
+  it("a masked port stays quiet until unmasked", () => {
+    const { ram, call, bit, state } = vm();
+    call(HvOp.SHARED_INFO, SHARED);
+    const p1 = call(HvOp.EVTCHN_ALLOC_UNBOUND, HV_PEER_SELF);
+    const p2 = call(HvOp.EVTCHN_BIND_INTERDOMAIN, HV_PEER_SELF, p1);
+    ram.setU32(SHARED + SharedInfo.MASK, 1 << p1);
+    call(HvOp.EVTCHN_SEND, p2);
+    expect(bit(SHARED + SharedInfo.PENDING, p1)).toBe(1);
+    expect([ram.u32(SHARED + SharedInfo.PENDING_SEL), state.upcalls]).toEqual([0, 0]);
+    expect(call(HvOp.EVTCHN_UNMASK, p1)).toBe(0);
+    expect(bit(SHARED + SharedInfo.MASK, p1)).toBe(0);
+    expect([ram.u32(SHARED + SharedInfo.PENDING_SEL), state.upcalls]).toEqual([1, 1]);
+  });
+
+  it("VIRQ ports: one per VIRQ, fired by the VMM; the timer is armed through the host", () => {
+    const { hv, call, bit, state } = vm();
+    call(HvOp.SHARED_INFO, SHARED);
+    const t = call(HvOp.EVTCHN_BIND_VIRQ, HvVirq.TIMER);
+    expect(call(HvOp.EVTCHN_BIND_VIRQ, HvVirq.TIMER)).toBe(-HvError.EBUSY);
+    expect(call(HvOp.EVTCHN_BIND_VIRQ, 77)).toBe(-HvError.EINVAL);
+    expect(call(HvOp.EVTCHN_SEND, t)).toBe(-HvError.EINVAL);
+    state.now = 500;
+    expect(call(HvOp.SET_TIMER, 100, 0)).toBe(0);
+    expect(state.timer).toBe(500); // already past: at once
+    call(HvOp.SET_TIMER, 0, 1);
+    expect(state.timer).toBe(2 ** 32);
+    call(HvOp.SET_TIMER, 0, 0);
+    expect(state.timer).toBe(null);
+    expect(bit(SHARED + SharedInfo.PENDING, t)).toBe(0);
+    const c = call(HvOp.EVTCHN_BIND_VIRQ, HvVirq.CONSOLE);
+    expect(bit(SHARED + SharedInfo.PENDING, c)).toBe(0);
+    hv.fireVirq(HvVirq.TIMER);
+    expect(bit(SHARED + SharedInfo.PENDING, t)).toBe(1);
+    expect(bit(SHARED + SharedInfo.PENDING, c)).toBe(0);
+    expect(call(HvOp.EVTCHN_CLOSE, t)).toBe(0);
+    expect(call(HvOp.EVTCHN_BIND_VIRQ, HvVirq.TIMER)).toBe(t);
+  });
+
+  it("between two VMs: bind to the peer's unbound port, send both ways, close back to unbound", () => {
+    const { a, b } = pair();
+    a.call(HvOp.SHARED_INFO, SHARED);
+    b.call(HvOp.SHARED_INFO, SHARED);
+    const pb = b.call(HvOp.EVTCHN_ALLOC_UNBOUND, 0);
+    const pa = a.call(HvOp.EVTCHN_BIND_INTERDOMAIN, 0, pb);
+    expect(pa).toBeGreaterThan(0);
+    expect(b.call(HvOp.EVTCHN_STATUS, pb)).toBe(HvPortState.INTERDOMAIN);
+    expect(a.call(HvOp.EVTCHN_SEND, pa)).toBe(0);
+    expect(b.bit(SHARED + SharedInfo.PENDING, pb)).toBe(1);
+    expect(b.state.upcalls).toBe(1);
+    expect(b.call(HvOp.EVTCHN_SEND, pb)).toBe(0);
+    expect(a.bit(SHARED + SharedInfo.PENDING, pa)).toBe(1);
+    expect(a.state.upcalls).toBe(1);
+    // A second bind to the same port is refused: it is no longer unbound.
+    expect(a.call(HvOp.EVTCHN_BIND_INTERDOMAIN, 0, pb)).toBe(-HvError.EINVAL);
+    expect(a.call(HvOp.EVTCHN_CLOSE, pa)).toBe(0);
+    expect(b.call(HvOp.EVTCHN_STATUS, pb)).toBe(HvPortState.UNBOUND);
+    expect(b.call(HvOp.EVTCHN_SEND, pb)).toBe(0); // dropped: nobody is bound
+  });
+
+  it("refuses peers the VM has no channel to, ports allocated for someone else, bad ports", () => {
+    const { a, b } = pair();
+    expect(a.call(HvOp.EVTCHN_ALLOC_UNBOUND, 1)).toBe(-HvError.ESRCH);
+    expect(a.call(HvOp.EVTCHN_BIND_INTERDOMAIN, 5, 1)).toBe(-HvError.ESRCH);
+    const self = b.call(HvOp.EVTCHN_ALLOC_UNBOUND, HV_PEER_SELF);
+    expect(a.call(HvOp.EVTCHN_BIND_INTERDOMAIN, 0, self)).toBe(-HvError.EINVAL);
+    expect(a.call(HvOp.EVTCHN_BIND_INTERDOMAIN, 0, 0)).toBe(-HvError.EINVAL);
+    expect(a.call(HvOp.EVTCHN_BIND_INTERDOMAIN, 0, 5000)).toBe(-HvError.EINVAL);
+    // A forged peer message naming a port that is not connected to the caller.
+    expect(b.hv.servePeer(0, Uint32Array.from([2, self, 1]), 3)).toEqual([HvError.EINVAL]);
+    expect(b.hv.servePeer(0, Uint32Array.from([99]), 1)).toEqual([HvError.ENOSYS]);
+    for (const p of [0, -1, 1024, 0xffffffff]) expect(a.call(HvOp.EVTCHN_SEND, p)).toBe(-HvError.EINVAL);
+  });
+
+  it("runs out of ports with ENOSPC", () => {
+    const { call } = vm();
+    for (let i = 1; i < 1024; i++) expect(call(HvOp.EVTCHN_ALLOC_UNBOUND, HV_PEER_SELF)).toBe(i);
+    expect(call(HvOp.EVTCHN_ALLOC_UNBOUND, HV_PEER_SELF)).toBe(-HvError.ENOSPC);
+  });
+});
+
+describe("grant copy", () => {
+  function granted() {
+    const { a, b } = pair();
+    expect(a.call(HvOp.GNTTAB_SETUP, TABLE, 16)).toBe(0);
+    const grant = (ref: number, flags: number, peer: number, frame: number) => {
+      const at = TABLE + ref * GrantEntry.BYTES;
+      a.ram.setU16(at + GrantEntry.FLAGS, flags);
+      a.ram.setU16(at + GrantEntry.PEER, peer);
+      a.ram.setU32(at + GrantEntry.FRAME, frame);
+    };
+    for (let i = 0; i < 4096; i++) a.ram.bytes[DATA + i] = (i * 7) & 0xff;
+    return { a, b, grant };
+  }
+
+  it("the peer reads a granted page and writes it only when the grant is writable", () => {
+    const { a, b, grant } = granted();
+    grant(3, GrantFlag.PERMIT_ACCESS | GrantFlag.READONLY, 0, DATA / 4096);
+    expect(b.call(HvOp.GRANT_COPY, 0, 3, 0, DATA, 4096)).toBe(0);
+    expect(b.ram.bytes.subarray(DATA, DATA + 4096)).toEqual(a.ram.bytes.subarray(DATA, DATA + 4096));
+    expect(b.call(HvOp.GRANT_COPY, 0, 3, 100, 0x20000 + 5, 10)).toBe(0);
+    expect(Array.from(b.ram.bytes.subarray(0x20005, 0x2000f))).toEqual(Array.from(a.ram.bytes.subarray(DATA + 100, DATA + 110)));
+    b.ram.bytes.fill(0xee, 0x30000, 0x30010);
+    expect(b.call(HvOp.GRANT_COPY, 0, 3, 8, 0x30000, 16 | GRANT_COPY_TO_PEER)).toBe(-HvError.EACCES);
+    grant(3, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GRANT_COPY, 0, 3, 8, 0x30000, 16 | GRANT_COPY_TO_PEER)).toBe(0);
+    expect(Array.from(a.ram.bytes.subarray(DATA + 8, DATA + 24))).toEqual(new Array(16).fill(0xee));
+    expect(a.ram.bytes[DATA + 24]).toBe((24 * 7) & 0xff);
+  });
+
+  it("refuses what was not granted: no entry, revoked, another peer, past the page, bad local RAM", () => {
+    const { a, b, grant } = granted();
+    grant(1, 0, 0, DATA / 4096);
+    grant(2, GrantFlag.PERMIT_ACCESS, 1, DATA / 4096);
+    grant(4, GrantFlag.PERMIT_ACCESS, 0, 0xfffff);
+    grant(5, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GRANT_COPY, 0, 1, 0, DATA, 16)).toBe(-HvError.EACCES);
+    expect(b.call(HvOp.GRANT_COPY, 0, 2, 0, DATA, 16)).toBe(-HvError.EACCES);
+    expect(b.call(HvOp.GRANT_COPY, 0, 16, 0, DATA, 16)).toBe(-HvError.EACCES);
+    expect(b.call(HvOp.GRANT_COPY, 0, 4, 0, DATA, 16)).toBe(-HvError.EFAULT);
+    expect(b.call(HvOp.GRANT_COPY, 0, 5, 4090, DATA, 16)).toBe(-HvError.EINVAL);
+    expect(b.call(HvOp.GRANT_COPY, 0, 5, 0, (1 << 20) - 8, 16)).toBe(-HvError.EFAULT);
+    expect(b.call(HvOp.GRANT_COPY, 1, 5, 0, DATA, 16)).toBe(-HvError.ESRCH);
+    expect(b.call(HvOp.GRANT_COPY, 0, 5, 0, DATA, 16 | 0x4000)).toBe(-HvError.EINVAL);
+    expect(b.call(HvOp.GRANT_COPY, 0, 5, 0, DATA, 16)).toBe(0);
+    // The table must be RAM and fit one page.
+    expect(a.call(HvOp.GNTTAB_SETUP, TABLE, 513)).toBe(-HvError.EINVAL);
+    expect(a.call(HvOp.GNTTAB_SETUP, (1 << 20) - 8, 2)).toBe(-HvError.EFAULT);
+  });
+
+  it("copies within one VM through its own grants (HV_PEER_SELF)", () => {
+    const { a } = granted();
+    a.ram.setU16(TABLE + 8 + GrantEntry.FLAGS, GrantFlag.PERMIT_ACCESS);
+    a.ram.setU16(TABLE + 8 + GrantEntry.PEER, HV_PEER_SELF);
+    a.ram.setU32(TABLE + 8 + GrantEntry.FRAME, DATA / 4096);
+    expect(a.call(HvOp.GRANT_COPY, HV_PEER_SELF, 1, 16, 0x40000, 32)).toBe(0);
+    expect(Array.from(a.ram.bytes.subarray(0x40000, 0x40020))).toEqual(Array.from(a.ram.bytes.subarray(DATA + 16, DATA + 48)));
+  });
+});
+

@@ -1,0 +1,267 @@
+// Our own paravirtual ABI as the VMM serves it (hv-abi.ts is the ABI): the discovery leaves, the
+// hypercall table (one handler per op, each checks its arguments and returns a result or
+// -HvError), multicalls, event channels, grant copy, and the peer side of a channel (what another
+// VMM asks of this one). Never throws for what a guest or a peer gave it.
+
+import type { VcpuState } from "../../kernel/index.js";
+import { packBytes, unpackBytes } from "../../kernel/index.js";
+import type { GuestRam } from "../devices/virtio/index.js";
+import { EventChannels } from "./event-channels.js";
+import { GrantTable } from "./grant-table.js";
+import { guestBytes } from "./guest-bytes.js";
+import {
+  GRANT_COPY_LENGTH_MASK,
+  GRANT_COPY_TO_PEER,
+  HV_ABI_VERSION,
+  HV_CPUID_BASE,
+  HV_CPUID_INFO,
+  HV_HYPERCALL_BASE,
+  HV_HYPERCALL_SPAN,
+  HV_PEER_SELF,
+  HV_PORTS,
+  HV_SIGNATURE,
+  HvError,
+  HvOp,
+  MULTICALL_MAX,
+  MULTICALL_STOP_ON_ERROR,
+  MulticallEntry,
+} from "./hv-abi.js";
+import { PEER_CHUNK, PeerOp } from "./peer-protocol.js";
+
+/** Feature bits of leaf 0x40000101 ECX. */
+export const HvFeature = { MULTICALL: 1, EVTCHN: 2, GRANT_COPY: 4 } as const;
+const FEATURES = HvFeature.MULTICALL | HvFeature.EVTCHN | HvFeature.GRANT_COPY;
+
+/** What the ABI needs of its VMM. */
+export interface HvHost {
+  readonly ram: GuestRam;
+  /** Channels the fleet gave this VM: peers 0..peers-1. */
+  readonly peers: number;
+  /** Inject the upcall (the VMM owns the vector and the interrupt path). */
+  raiseUpcall(): void;
+  /**
+   * Call peer `peer`'s VMM: `fill` writes the request into the message words and returns how many;
+   * the reply's words (valid until the next call), or null when the call failed (the peer is gone).
+   */
+  peerCall(peer: number, fill: (words: Uint32Array) => number): Uint32Array | null;
+  /** The VM's time, ns. */
+  vmNow(): number;
+  /** Arm the one-shot timer at VM time `atNs` (null: cancel); the VMM calls fireVirq(TIMER) then. */
+  setTimer(atNs: number | null): void;
+}
+
+/** The hypercall's registers: number in EAX, arguments in EBX, ECX, EDX, ESI, EDI. */
+export type HvRegisters = Pick<VcpuState, "eax" | "ebx" | "ecx" | "edx" | "esi" | "edi">;
+
+type Handler = (a1: number, a2: number, a3: number, a4: number, a5: number) => number;
+
+export class HvParavirt {
+  readonly events: EventChannels;
+  readonly grants: GrantTable;
+  /** The upcall's vector (0: none). */
+  upcallVector = 0;
+  private readonly table: ReadonlyArray<Handler>;
+  /** Depth guard: a multicall entry may not be a multicall. */
+  private inMulticall = false;
+
+  constructor(private readonly host: HvHost) {
+    this.grants = new GrantTable(host.ram);
+    this.events = new EventChannels({
+      ram: host.ram,
+      peers: host.peers,
+      raiseUpcall: () => host.raiseUpcall(),
+      peerEvent: (peer, op, port, callerPort) => this.peerEvent(peer, op, port, callerPort),
+    });
+    const e = this.events;
+    const t: Handler[] = [];
+    t[HvOp.VERSION] = () => HV_ABI_VERSION;
+    t[HvOp.MULTICALL] = (gpa, count, flags) => this.multicall(gpa, count, flags);
+    t[HvOp.SHARED_INFO] = (gpa) => e.setSharedInfo(gpa);
+    t[HvOp.UPCALL_VECTOR] = (vector) => this.setUpcallVector(vector);
+    t[HvOp.EVTCHN_ALLOC_UNBOUND] = (peer) => e.allocUnbound(peer);
+    t[HvOp.EVTCHN_BIND_INTERDOMAIN] = (peer, port) => e.bindInterdomain(peer, port);
+    t[HvOp.EVTCHN_BIND_VIRQ] = (virq) => e.bindVirq(virq);
+    t[HvOp.EVTCHN_SEND] = (port) => e.send(port);
+    t[HvOp.EVTCHN_UNMASK] = (port) => e.unmask(port);
+    t[HvOp.EVTCHN_CLOSE] = (port) => e.close(port);
+    t[HvOp.EVTCHN_STATUS] = (port) => e.status(port);
+    t[HvOp.SET_TIMER] = (lo, hi) => this.setTimer(lo, hi);
+    t[HvOp.GNTTAB_SETUP] = (gpa, entries) => this.grants.setup(gpa, entries);
+    t[HvOp.GRANT_COPY] = (peer, ref, offset, local, lengthAndDir) => this.grantCopy(peer, ref, offset, local, lengthAndDir);
+    t[HvOp.PEERS] = () => host.peers;
+    this.table = t;
+  }
+
+  /** Whether hypercall number `eax` is this ABI's (the rest are KVM's). */
+  static owns(eax: number): boolean {
+    const n = eax >>> 0;
+    return n >= HV_HYPERCALL_BASE && n < HV_HYPERCALL_BASE + HV_HYPERCALL_SPAN;
+  }
+
+  /** Whether CPUID leaf `leaf` is this ABI's. */
+  static ownsLeaf(leaf: number): boolean {
+    return leaf >>> 8 === HV_CPUID_BASE >>> 8;
+  }
+
+  /** Answer a CPUID exit of one of this ABI's leaves (EAX into `q.data`, then EBX, ECX, EDX). */
+  cpuid(q: VcpuState["qual"]): void {
+    q.data = q.ebx = q.ecx = q.edx = 0;
+    if (q.address === HV_CPUID_BASE) {
+      q.data = HV_CPUID_INFO;
+      [q.ebx, q.ecx, q.edx] = HV_SIGNATURE;
+    } else if (q.address === HV_CPUID_INFO) {
+      [q.data, q.ebx, q.ecx, q.edx] = [HV_ABI_VERSION, HV_HYPERCALL_BASE, FEATURES, HV_PORTS];
+    }
+  }
+
+  /** A VMCALL of this ABI at privilege level `cpl`: the value for EAX. */
+  hypercall(r: HvRegisters, cpl: number): number {
+    if (cpl !== 0) return -HvError.EPERM;
+    return this.call(r.eax >>> 0, r.ebx >>> 0, r.ecx >>> 0, r.edx >>> 0, r.esi >>> 0, r.edi >>> 0);
+  }
+
+  /** A virtual IRQ happened (the timer's deadline, console input). */
+  fireVirq(virq: number): void {
+    this.events.fireVirq(virq);
+  }
+
+  /** A request from peer `peer`'s VMM (the words of its message): the reply's words. */
+  servePeer(peer: number, w: Uint32Array, untyped: number): number[] {
+    if (untyped < 1) return [HvError.EINVAL];
+    switch (w[0]) {
+      case PeerOp.BIND:
+      case PeerOp.SEND:
+      case PeerOp.CLOSE:
+        if (untyped < 3) return [HvError.EINVAL];
+        return [this.events.fromPeer(peer, w[0], w[1], w[2])];
+      case PeerOp.READ: {
+        const [ref, offset, length] = [w[1], w[2], w[3]];
+        if (untyped < 4 || length > PEER_CHUNK) return [HvError.EINVAL];
+        const gpa = this.grants.resolve(peer, ref, offset, length, false);
+        if (gpa < 0) return [-gpa];
+        const bytes = readRam(this.host.ram, gpa, length);
+        if (!bytes) return [HvError.EFAULT];
+        const words = new Uint32Array(Math.ceil(length / 4));
+        packBytes(bytes, words, 0);
+        return [0, length, ...words];
+      }
+      case PeerOp.WRITE: {
+        const [ref, offset, length] = [w[1], w[2], w[3]];
+        if (untyped < 4 || length > PEER_CHUNK || untyped < 4 + Math.ceil(length / 4)) return [HvError.EINVAL];
+        const gpa = this.grants.resolve(peer, ref, offset, length, true);
+        if (gpa < 0) return [-gpa];
+        return [writeRam(this.host.ram, gpa, unpackBytes(w, 4, length)) ? 0 : HvError.EFAULT];
+      }
+    }
+    return [HvError.ENOSYS];
+  }
+
+  private call(number: number, a1: number, a2: number, a3: number, a4: number, a5: number): number {
+    if (!HvParavirt.owns(number)) return -HvError.ENOSYS;
+    const handler = this.table[number - HV_HYPERCALL_BASE];
+    // Results are 32-bit (and never -0: a peer status 0 negated).
+    return handler ? handler(a1, a2, a3, a4, a5) | 0 : -HvError.ENOSYS;
+  }
+
+  /**
+   * Run `count` entries from gpa (32-byte aligned, so no entry crosses a page), each result
+   * written back to its entry; the number of entries run.
+   */
+  private multicall(gpa: number, count: number, flags: number): number {
+    if (this.inMulticall) return -HvError.EINVAL;
+    if (gpa % MulticallEntry.BYTES !== 0 || count > MULTICALL_MAX || (flags & ~MULTICALL_STOP_ON_ERROR) !== 0) return -HvError.EINVAL;
+    const ram = this.host.ram;
+    // Check every entry is RAM before running any: a bad array runs nothing.
+    for (let i = 0; i < count; i++) if (guestBytes(ram, gpa + i * MulticallEntry.BYTES, MulticallEntry.BYTES) === null) return -HvError.EFAULT;
+    this.inMulticall = true;
+    try {
+      // An array within one page is one view for the whole run: the first look made the page
+      // private, and no op of this ABI gives pages back, so its frame stays. Else entry by entry.
+      const whole = guestBytes(ram, gpa, count * MulticallEntry.BYTES);
+      const view = whole && new DataView(whole.buffer, whole.byteOffset, whole.byteLength);
+      const u32 = view ? (at: number) => view.getUint32(at - gpa, true) : (at: number) => ram.u32(at);
+      const setU32 = view ? (at: number, v: number) => view.setUint32(at - gpa, v, true) : (at: number, v: number) => ram.setU32(at, v);
+      for (let i = 0; i < count; i++) {
+        const at = gpa + i * MulticallEntry.BYTES, args = at + MulticallEntry.ARGS;
+        const result = this.call(u32(at + MulticallEntry.OP), u32(args), u32(args + 4), u32(args + 8), u32(args + 12), u32(args + 16));
+        setU32(at + MulticallEntry.RESULT, result >>> 0);
+        if (result < 0 && flags & MULTICALL_STOP_ON_ERROR) return i + 1;
+      }
+      return count;
+    } finally {
+      this.inMulticall = false;
+    }
+  }
+
+  private setUpcallVector(vector: number): number {
+    if (vector !== 0 && !(vector >= 0x20 && vector <= 0xff)) return -HvError.EINVAL;
+    this.upcallVector = vector;
+    return 0;
+  }
+
+  private setTimer(lo: number, hi: number): number {
+    const at = hi * 2 ** 32 + lo;
+    if (at === 0) return this.host.setTimer(null), 0;
+    // A deadline already past fires at once (as Xen's set_timer_op).
+    this.host.setTimer(Math.max(at, this.host.vmNow()));
+    return 0;
+  }
+
+  private grantCopy(peer: number, ref: number, offset: number, local: number, lengthAndDir: number): number {
+    const toPeer = (lengthAndDir & GRANT_COPY_TO_PEER) !== 0;
+    const length = lengthAndDir & GRANT_COPY_LENGTH_MASK;
+    if ((lengthAndDir & ~(GRANT_COPY_TO_PEER | GRANT_COPY_LENGTH_MASK)) !== 0 || length > 4096 || offset + length > 4096) return -HvError.EINVAL;
+    const ram = this.host.ram;
+    if (ram.segments(local, length) === null) return -HvError.EFAULT;
+    if (peer === HV_PEER_SELF) {
+      const gpa = this.grants.resolve(HV_PEER_SELF, ref, offset, length, toPeer);
+      if (gpa < 0) return gpa;
+      const bytes = readRam(ram, toPeer ? local : gpa, length)!;
+      return writeRam(ram, toPeer ? gpa : local, bytes) ? 0 : -HvError.EFAULT;
+    }
+    if (!(peer < this.host.peers)) return -HvError.ESRCH;
+    for (let at = 0; at < length; at += PEER_CHUNK) {
+      const n = Math.min(PEER_CHUNK, length - at);
+      if (toPeer) {
+        const bytes = readRam(ram, local + at, n)!;
+        const reply = this.host.peerCall(peer, (w) => {
+          w.set([PeerOp.WRITE, ref, offset + at, n]);
+          return 4 + packBytes(bytes, w, 4);
+        });
+        if (!reply) return -HvError.ESRCH;
+        if (reply[0] !== 0) return -reply[0];
+      } else {
+        const reply = this.host.peerCall(peer, (w) => (w.set([PeerOp.READ, ref, offset + at, n]), 4));
+        if (!reply) return -HvError.ESRCH;
+        if (reply[0] !== 0) return -reply[0];
+        if (reply[1] !== n || !writeRam(ram, local + at, unpackBytes(reply, 2, n))) return -HvError.EFAULT;
+      }
+    }
+    return 0;
+  }
+
+  private peerEvent(peer: number, op: number, port: number, callerPort: number): number {
+    const reply = this.host.peerCall(peer, (w) => (w.set([op, port, callerPort]), 3));
+    return reply ? reply[0] : HvError.ESRCH;
+  }
+}
+
+/** A copy of guest RAM [gpa, gpa + length) (across pages), or null when it is not all RAM. */
+function readRam(ram: GuestRam, gpa: number, length: number): Uint8Array | null {
+  const segments = ram.segments(gpa, length);
+  if (!segments) return null;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const s of segments) out.set(s, at), (at += s.length);
+  return out;
+}
+
+/** Write `bytes` to guest RAM at gpa (across pages); false when it is not all RAM. */
+function writeRam(ram: GuestRam, gpa: number, bytes: Uint8Array): boolean {
+  const segments = ram.segments(gpa, bytes.length);
+  if (!segments) return false;
+  let at = 0;
+  for (const s of segments) s.set(bytes.subarray(at, at + s.length)), (at += s.length);
+  return true;
+}
+
