@@ -39,6 +39,8 @@ export interface RamBacking {
   view(page: number, writable: boolean): Uint8Array | null;
   /** The VMM's memory space's revocation count (sys.memoryRevocations). */
   revocations(): number;
+  /** Make the VM's mapping of page `page` read-only (dirty logging), or writable again. */
+  protect(page: number, writable: boolean): void;
 }
 
 /** The memory manager refused a page the VM needs: the VM cannot go on. */
@@ -76,6 +78,14 @@ export class DemandRam implements GuestRam, RamPages {
   readonly stats = { readFaults: 0, privateFaults: 0, copies: 0, calls: 0, released: 0, resyncs: 0, lost: 0 };
   /** The revocation count when this RAM last knew what it holds. */
   private seenRevocations: number;
+  /**
+   * Dirty logging (for live migration): 1 for each page written since the log was last collected,
+   * or null when off. While it is on, a private page not yet dirty is mapped read-only in the VM,
+   * so the guest's first write to it exits and is seen here; devices write through this object.
+   */
+  private dirty: Uint8Array | null = null;
+  /** 1 for each private page mapped read-only in the VM for dirty logging. */
+  private readonly writeProtected: Uint8Array;
 
   constructor(
     readonly size: number,
@@ -85,6 +95,7 @@ export class DemandRam implements GuestRam, RamPages {
     this.pages = Math.ceil(size / PAGE);
     this.seenRevocations = backing.revocations();
     this.state = new Uint8Array(this.pages);
+    this.writeProtected = new Uint8Array(this.pages);
     this.views = new Array<Uint8Array | undefined>(this.pages);
     if (source) {
       for (let p = 0; p < this.pages; p++) {
@@ -119,6 +130,9 @@ export class DemandRam implements GuestRam, RamPages {
       if (s === READ_ONLY || s === PRIVATE || s === FROM_SOURCE) {
         this.state[p] = UNBACKED;
         this.views[p] = undefined;
+        this.writeProtected[p] = 0;
+        // Its bytes became zero: news for a migration.
+        if (this.dirty) this.dirty[p] = 1;
         released++;
       }
     }
@@ -135,7 +149,7 @@ export class DemandRam implements GuestRam, RamPages {
     if (page >= this.pages) return false;
     this.sync();
     const s = this.state[page];
-    return s === UNBACKED || s === LOST || s === FROM_SOURCE || (write && s === READ_ONLY);
+    return s === UNBACKED || s === LOST || s === FROM_SOURCE || (write && (s === READ_ONLY || this.writeProtected[page] === 1));
   }
 
   /** Answer an MMIO exit on a page that `handles`: back the page, then do the access on it. */
@@ -206,10 +220,9 @@ export class DemandRam implements GuestRam, RamPages {
     const p = Math.floor(gpa / PAGE);
     this.sync();
     // A page the memory manager took away still has its bytes there: ask for it again, read-only.
-    if (this.state[p] === LOST) this.touch(p, false);
+    if (this.state[p] === LOST || this.state[p] === FROM_SOURCE) this.touch(p, false);
     const s = this.state[p];
-    if (s === READ_ONLY) return this.views[p]?.[gpa % PAGE] ?? 0;
-    return s === PRIVATE || s === FROM_SOURCE ? this.page(p)[gpa % PAGE] : 0;
+    return s === READ_ONLY || s === PRIVATE ? (this.views[p]?.[gpa % PAGE] ?? 0) : 0;
   }
 
   u16(gpa: number): number {
@@ -270,13 +283,62 @@ export class DemandRam implements GuestRam, RamPages {
     return { private: priv, zero, fromSource: this.fromSource };
   }
 
-  /** The writable bytes of page `n`, backing it privately first if it is not yet. */
+  /** The writable bytes of page `n`, backing it privately first if it is not yet: the caller writes (it is dirty). */
   private page(n: number): Uint8Array {
     this.sync();
     if (this.state[n] !== PRIVATE) this.touch(n, true);
     const v = this.views[n];
     if (v === undefined) throw new GuestMemoryError(MemoryStatus.BAD_REQUEST, n);
+    if (this.dirty) {
+      this.dirty[n] = 1;
+      // Written now: the guest's own writes to it need not exit again until the log is collected.
+      if (this.writeProtected[n]) {
+        this.writeProtected[n] = 0;
+        this.backing.protect(n, true);
+      }
+    }
     return v;
+  }
+
+  // ---- dirty logging ----
+
+  /** Start logging writes: every private page becomes read-only in the VM until written. */
+  startDirtyLog(): void {
+    this.sync();
+    this.dirty = new Uint8Array(this.pages);
+    this.protectAll();
+  }
+
+  /** The pages written since the log started or was last collected (1 each), and start again. */
+  collectDirty(): Uint8Array {
+    if (!this.dirty) throw new RangeError("dirty logging is off");
+    this.sync();
+    const written = this.dirty;
+    this.dirty = new Uint8Array(this.pages);
+    this.protectAll();
+    return written;
+  }
+
+  /** Stop logging: the VM's private pages are writable again. */
+  stopDirtyLog(): void {
+    this.dirty = null;
+    for (let p = 0; p < this.pages; p++) {
+      if (!this.writeProtected[p]) continue;
+      this.writeProtected[p] = 0;
+      if (this.state[p] === PRIVATE) this.backing.protect(p, true);
+    }
+  }
+
+  get logging(): boolean {
+    return this.dirty !== null;
+  }
+
+  private protectAll(): void {
+    for (let p = 0; p < this.pages; p++) {
+      if (this.state[p] !== PRIVATE || this.writeProtected[p]) continue;
+      this.writeProtected[p] = 1;
+      this.backing.protect(p, false);
+    }
   }
 
   /** Back page `n` for a read or a write (and, after a sequential run of faults, the pages after it). */
@@ -317,7 +379,14 @@ export class DemandRam implements GuestRam, RamPages {
       }
       this.state[p] = PRIVATE;
       this.stats.privateFaults++;
+      // Logging: a page backed ahead or read in from a snapshot is not written yet.
+      if (this.dirty && p !== n) {
+        this.writeProtected[p] = 1;
+        this.backing.protect(p, false);
+      }
     }
+    // A page read in from the source (or copied from a shared frame) is news too.
+    if (this.dirty && private_) for (let p = n; p < n + count; p++) if (fromSource) this.dirty[p] = 1;
     if (private_) this.lastFault = n + count - 1;
   }
 
@@ -349,6 +418,7 @@ export class DemandRam implements GuestRam, RamPages {
       const readable = this.backing.view(p, false);
       this.views[p] = readable ?? undefined;
       this.state[p] = readable ? READ_ONLY : LOST;
+      this.writeProtected[p] = 0;
       if (!readable) this.stats.lost++;
     }
   }

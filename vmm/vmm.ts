@@ -505,6 +505,13 @@ class Vmm {
       map: (first, count, writable) => mapRange(sys, RAM_WINDOW.base + first, first, count, writable ? MemRights.ALL : MemRights.R | MemRights.X),
       view: (page, writable) => sys.memory(RAM_WINDOW.base + page, 1, writable),
       revocations: () => sys.memoryRevocations(),
+      protect: (page, writable) => {
+        const at = RAM_WINDOW.base + page;
+        if (!writable) return void must(sys.revoke(crd(SpaceKind.MEMORY, at, 0, MemRights.W), true), "write-protect a guest page");
+        // The VM's read-only mapping goes, a writable one comes (a delegation does not replace a mapping).
+        must(sys.revoke(crd(SpaceKind.MEMORY, at, 0), true), "unmap a write-protected guest page");
+        mapRange(sys, at, page, 1, MemRights.ALL);
+      },
     };
   }
 
