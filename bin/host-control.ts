@@ -41,7 +41,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned" };
+const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -52,7 +52,7 @@ export class HostControl implements ControlHost, VmControl {
 
   query(vm: number): Promise<VmQuery> {
     return this.request({ vm, op: "query" }, (r) => {
-      const q: Extract<ControlResult, { running?: boolean }> = "state" in r || "balloon" in r ? { status: r.status } : r;
+      const q: Extract<ControlResult, { running?: boolean }> = "state" in r || "balloon" in r || "dirty" in r ? { status: r.status } : r;
       return { running: q.running === true, vmTimeNs: q.vmTimeNs ?? 0, pausedFor: q.pausedFor ?? "host", memory: q.memory ?? NO_COUNTS };
     });
   }

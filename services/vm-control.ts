@@ -5,7 +5,7 @@
 // component's memory: the host reads them through the views it is given, while the VM is paused.
 
 import { SpaceKind, Status, crd, type GlobalEntry, type Sys } from "../kernel/index.js";
-import { PauseReason, VmmControlOp, type RamPages } from "../vmm/protocol.js";
+import { DirtyAction, PauseReason, VmmControlOp, type RamPages } from "../vmm/protocol.js";
 
 /** Selectors the root task fills: the control interrupt, and VM i's control portal at VM_BASE + i. */
 export const ControlSel = { IRQ: 1, VM_BASE: 16 } as const;
@@ -17,7 +17,9 @@ export type ControlCommand =
   | { vm: number; op: "resume" }
   | { vm: number; op: "query" }
   /** The balloon: `guestPages` (when given) is how much RAM the guest should have; the answer says what it has. */
-  | { vm: number; op: "balloon"; guestPages?: number };
+  | { vm: number; op: "balloon"; guestPages?: number }
+  /** Dirty logging (live migration): start, collect (the pages written since, as a bitmap), stop. */
+  | { vm: number; op: "dirty"; action: "start" | "collect" | "stop" };
 
 /** A VM's memory as the memory manager counts it, in pages, and the host's. */
 export interface MemoryCounts {
@@ -46,6 +48,8 @@ export interface BalloonInfo {
 
 export type ControlResult =
   | { status: Status; balloon: BalloonInfo }
+  /** A dirty log collected: one bit per RAM page (LSB first), valid only during `done`; `pages` set. */
+  | { status: Status; dirty: Uint8Array; pages: number }
   | { status: Status; running?: boolean; vmTimeNs?: number; pausedFor?: "host" | "memory"; memory?: MemoryCounts }
   /** A save: `state` is the encoded VmState, `ram` guest RAM page by page; both valid only during `done`. */
   | { status: Status; state: Uint8Array; ram: RamPages };
@@ -61,6 +65,8 @@ export interface ControlHost {
 export function controlThread(host: ControlHost, windowOrder: number): GlobalEntry {
   return (sys) =>
     (function* () {
+      /** Each VM's state region as this component last saw it (it stays the same pages). */
+      const stateViews = new Map<number, Uint8Array>();
       for (;;) {
         const s: Status = yield sys.wait.down(ControlSel.IRQ);
         if (s !== Status.SUCCESS) return;
@@ -74,6 +80,23 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
           } else if (command.op === "resume") {
             host.done(command, { status: call(sys, portal, VmmControlOp.RESUME) });
+          } else if (command.op === "dirty") {
+            const action = { start: DirtyAction.START, collect: DirtyAction.COLLECT, stop: DirtyAction.STOP }[command.action];
+            sys.utcb.set(VmmControlOp.DIRTY, action);
+            const called = sys.call(portal);
+            const st = called === Status.SUCCESS ? (sys.utcb.words[0] as Status) : called;
+            const [pages, bytes] = [sys.utcb.words[1], sys.utcb.words[2]];
+            if (st !== Status.SUCCESS || command.action !== "collect") host.done(command, { status: st });
+            else {
+              // The bitmap is in the VM's state region: this component sees it once it has attached.
+              let state = stateViews.get(command.vm);
+              if (!state) {
+                const got = attach(sys, portal, command.vm, windowOrder);
+                state = typeof got === "number" ? undefined : got.state;
+                if (state) stateViews.set(command.vm, state);
+              }
+              host.done(command, state && bytes <= state.length ? { status: st, dirty: state.subarray(0, bytes), pages } : { status: Status.BAD_CAPABILITY });
+            }
           } else if (command.op === "balloon") {
             const set = command.guestPages !== undefined;
             sys.utcb.set(VmmControlOp.BALLOON, set ? 1 : 0, set ? command.guestPages! : 0);
@@ -106,6 +129,7 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             // RAM gains frames while the VM runs: see it as it is now.
             const views = st === Status.SUCCESS ? attach(sys, portal, command.vm, windowOrder) : st;
             if (typeof views === "number") st = views;
+            else stateViews.set(command.vm, views.state);
             if (st === Status.SUCCESS && typeof views !== "number") host.done(command, { status: st, state: views.state.subarray(0, bytes), ram: views.ram });
             else host.done(command, { status: st });
             if (wasRunning) call(sys, portal, VmmControlOp.RESUME);

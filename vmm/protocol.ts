@@ -20,6 +20,10 @@
 //                `balloon`; actual and target: the guest's RAM less what its balloon holds now, and
 //                less what it should hold; pages the guest reported free, and pages that went back
 //                to the host (inflated or reported, that held memory)
+//   [DIRTY, action]  [status, pages, bitmapBytes]   dirty logging (live migration): action 1 starts
+//                it, 2 collects (the pages written since the start or the last collect, as a bitmap
+//                of one bit per RAM page, LSB first, at the start of the state region) and goes on,
+//                3 stops it
 //   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree,
 //                 touched, shared, sharedFrames, scanned, merged, zeroed, broken]
 //                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory
@@ -37,7 +41,11 @@ export const VmmControlOp = {
   SAVE: 4,
   QUERY: 5,
   BALLOON: 6,
+  DIRTY: 7,
 } as const;
+
+/** DIRTY's actions. */
+export const DirtyAction = { START: 1, COLLECT: 2, STOP: 3 } as const;
 
 /** Guest RAM as a save reads it, page by page. */
 export interface RamPages {

@@ -31,7 +31,7 @@ import { ConsoleChannel } from "../drivers/console/protocol.js";
 import { MemoryOp, MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
 import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
 import { encode } from "@msgpack/msgpack";
-import { PauseReason, STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
+import { DirtyAction, PauseReason, STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
 import { RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
 import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
 import { KVM_ENOSYS, KvmParavirt } from "./paravirt/kvm.js";
@@ -825,6 +825,28 @@ class Vmm {
         return void utcb.set(Status.SUCCESS);
       case VmmControlOp.SAVE:
         return this.save(utcb);
+      case VmmControlOp.DIRTY: {
+        const action = utcb.untyped >= 2 ? utcb.words[1] : 0;
+        if (action === DirtyAction.START) {
+          this.ram.startDirtyLog();
+          return void utcb.set(Status.SUCCESS, 0, 0);
+        }
+        if (action === DirtyAction.STOP) {
+          this.ram.stopDirtyLog();
+          return void utcb.set(Status.SUCCESS, 0, 0);
+        }
+        if (action !== DirtyAction.COLLECT || !this.ram.logging) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
+        const written = this.ram.collectDirty();
+        const bitmap = this.stateView!.subarray(0, Math.ceil(written.length / 8));
+        bitmap.fill(0);
+        let pages = 0;
+        for (let p = 0; p < written.length; p++) {
+          if (!written[p]) continue;
+          bitmap[p >> 3] |= 1 << (p & 7);
+          pages++;
+        }
+        return void utcb.set(Status.SUCCESS, pages, bitmap.length);
+      }
       case VmmControlOp.BALLOON: {
         const { balloon, device } = this.balloon;
         const ramPages = Math.ceil(this.config.memoryBytes / 4096);
