@@ -188,6 +188,13 @@ export class Sys {
     return bytes.subarray(first.offset * 4096, (first.offset + pages) * 4096);
   }
 
+  /** Show a counter of this component's in the kernel's trace, if there is one (a name of at most 40 characters). */
+  traceCount(name: string, value: number): void {
+    const trace = this.#kernel.trace;
+    if (!trace || typeof name !== "string" || typeof value !== "number") return;
+    trace.count(this.#kernel.clock.now, this.#pd.name, name.slice(0, 40), value);
+  }
+
   /** How many times a mapping of this PD's memory space was removed or downgraded: views taken before a change may be stale. */
   memoryRevocations(): number {
     return this.#pd.memory.revocations;

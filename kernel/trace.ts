@@ -9,4 +9,6 @@ export interface TraceSink {
   callEnd(t: number, handlerPd: string): void;
   vmExit(t: number, pd: string, reason: number): void;
   fault(t: number, pd: string, ec: string, error: unknown): void;
+  /** A component's own counter: `name` of `pd` is `value` now (sys.traceCount). */
+  count(t: number, pd: string, name: string, value: number): void;
 }

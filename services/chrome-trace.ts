@@ -59,6 +59,10 @@ export class ChromeTrace implements TraceSink {
     this.push({ name: `fault in ${ec}`, ph: "i", s: "p", ts: t / 1000, pid: 1, tid: this.tid(pd), args: { error: String(error) } });
   }
 
+  count(t: number, pd: string, name: string, value: number): void {
+    this.push({ name: "counters", ph: "C", ts: t / 1000, pid: 1, tid: this.tid(pd), args: { [name]: value } });
+  }
+
   /** VM exits counted by reason. */
   get exits(): ReadonlyMap<string, number> {
     return this.exitCounts;

@@ -164,6 +164,11 @@ export class MemoryManager {
           const start = clock?.() ?? 0;
           self.scan(perTick);
           if (clock) self.scanner.hostNs += clock() - start;
+          const s = self.scanner;
+          sys.traceCount("merged", s.merged);
+          sys.traceCount("zeroed", s.zeroed);
+          sys.traceCount("broken", s.broken);
+          sys.traceCount("shared frames", s.sharedFrames);
         }
       })();
     };

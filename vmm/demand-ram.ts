@@ -41,6 +41,8 @@ export interface RamBacking {
   revocations(): number;
   /** Make the VM's mapping of page `page` read-only (dirty logging), or writable again. */
   protect(page: number, writable: boolean): void;
+  /** Show a counter in the trace (sys.traceCount), if there is one. */
+  traceCount?(name: string, value: number): void;
 }
 
 /** The memory manager refused a page the VM needs: the VM cannot go on. */
@@ -140,6 +142,7 @@ export class DemandRam implements GuestRam, RamPages {
     for (let p = Math.max(0, first); p < end; p += RELEASE_RUN) this.backing.free(p, Math.min(RELEASE_RUN, end - p));
     this.seenRevocations = this.backing.revocations();
     this.stats.released += released;
+    this.backing.traceCount?.("released", this.stats.released);
     return released;
   }
 
@@ -388,6 +391,12 @@ export class DemandRam implements GuestRam, RamPages {
     // A page read in from the source (or copied from a shared frame) is news too.
     if (this.dirty && private_) for (let p = n; p < n + count; p++) if (fromSource) this.dirty[p] = 1;
     if (private_) this.lastFault = n + count - 1;
+    const c = this.backing.traceCount;
+    if (c) {
+      c.call(this.backing, "read faults", this.stats.readFaults);
+      c.call(this.backing, "private faults", this.stats.privateFaults);
+      c.call(this.backing, "copies", this.stats.copies);
+    }
   }
 
   /** Unmap a read-only page of this RAM's own: a change it knows of. */
@@ -421,6 +430,7 @@ export class DemandRam implements GuestRam, RamPages {
       this.writeProtected[p] = 0;
       if (!readable) this.stats.lost++;
     }
+    this.backing.traceCount?.("taken away", this.stats.lost);
   }
 
   private call(first: number, count: number, write: boolean): { status: number; pages: number } {

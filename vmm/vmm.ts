@@ -505,6 +505,7 @@ class Vmm {
       map: (first, count, writable) => mapRange(sys, RAM_WINDOW.base + first, first, count, writable ? MemRights.ALL : MemRights.R | MemRights.X),
       view: (page, writable) => sys.memory(RAM_WINDOW.base + page, 1, writable),
       revocations: () => sys.memoryRevocations(),
+      traceCount: (name, value) => sys.traceCount(name, value),
       protect: (page, writable) => {
         const at = RAM_WINDOW.base + page;
         if (!writable) return void must(sys.revoke(crd(SpaceKind.MEMORY, at, 0, MemRights.W), true), "write-protect a guest page");

@@ -2,6 +2,7 @@
 // copy-on-write of the zero page keeps every other zero page zero, and a VM that would pass the
 // host's memory limit pauses (saying so) instead of taking the host down.
 
+import { ChromeTrace } from "../../services/chrome-trace.js";
 import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { Status } from "../../kernel/index.js";
@@ -257,6 +258,7 @@ versions: times 48 dd 0
 `);
     const run = async (scanRate: number) => {
       const consoles = [0, 1, 2].map(() => new MemoryConsole());
+      const trace = new ChromeTrace();
       const control = new Control();
       let done = false;
       const result = await runFleet(
@@ -265,6 +267,7 @@ versions: times 48 dd 0
           engine: createX86Engine,
           control,
           scanRate,
+          trace,
           maxVirtualNs: 30e9,
           stopRequested: () => done,
           onStart: (_k, raise) => {
@@ -274,7 +277,9 @@ versions: times 48 dd 0
           onSlice: () => void (done = consoles.every((c) => c.serial.length > 0)),
         },
       );
-      return { result, serial: consoles.map((c) => String.fromCharCode(...c.serial)) };
+      // The trace shows the memory counters: faults in each VMM, the scanner's merges and breaks.
+      const counters = new Set(trace.toJSON().traceEvents.filter((e) => e.name === "counters").flatMap((e) => Object.keys(e.args ?? {})));
+      return { result, serial: consoles.map((c) => String.fromCharCode(...c.serial)), counters };
     };
     const shared = await run(500_000);
     expect(shared.serial).toEqual(["D", "D", "D"]);
@@ -282,6 +287,7 @@ versions: times 48 dd 0
     expect(shared.result.scanner.merged).toBeGreaterThan(48);
     expect(shared.result.scanner.zeroed).toBeGreaterThanOrEqual(3 * 16);
     expect(shared.result.scanner.broken).toBeGreaterThan(0);
+    for (const name of ["private faults", "read faults", "copies", "taken away", "merged", "zeroed", "broken", "shared frames"]) expect(shared.counters).toContain(name);
     const alone = await run(0);
     expect(alone.serial).toEqual(["D", "D", "D"]);
     expect(alone.result.scanner.merged).toBe(0);

@@ -34,6 +34,7 @@ function system(drives: Record<number, DriveConfig>) {
     callEnd() {},
     vmExit() {},
     fault() {},
+    count() {},
   };
   const bed = new Testbed({ trace });
   const driver = new BlockDriver(new Map(Object.entries(drives).map(([k, v]) => [Number(k), v])));

@@ -43,6 +43,7 @@ export async function measurePv(guest: DefaultGuest, pv: boolean, idleSeconds: n
     callBegin() {},
     callEnd() {},
     fault() {},
+    count() {},
     vmExit(_t, _pd, reason) {
       exits++;
       const name = ExitReason[reason] ?? String(reason);
