@@ -90,6 +90,8 @@ export interface ScannerStats {
   sharedFrames: number;
   /** Host time the scanner took (ns), when the memory manager has a host clock. */
   hostNs: number;
+  /** Frames given back by reclaims at the host's limit. */
+  reclaimed: number;
 }
 
 export interface MemoryManagerOptions {
@@ -103,12 +105,14 @@ export interface MemoryManagerOptions {
   hostClock?: () => number;
 }
 
+/** Pages one reclaim at the host's limit looks at, at most. */
+const RECLAIM_PAGES = 4096;
 /** How often the scanner wakes, ns of virtual time. */
 const SCAN_TICK_NS = 100_000_000;
 
 export class MemoryManager {
   readonly clients = new Map<number, ClientAccount>();
-  readonly scanner: ScannerStats = { scanned: 0, merged: 0, zeroed: 0, broken: 0, sharedFrames: 0, hostNs: 0 };
+  readonly scanner: ScannerStats = { scanned: 0, merged: 0, zeroed: 0, broken: 0, sharedFrames: 0, hostNs: 0, reclaimed: 0 };
   private readonly pool: FramePool;
   /** References to each shared frame (clients' pages backed by it). */
   private readonly refs = new Map<number, number>();
@@ -124,6 +128,9 @@ export class MemoryManager {
   private frames: Uint8Array | null = null;
   private words: Int32Array | null = null;
   private sys: Sys | null = null;
+  /** A reclaim at the limit is running (merge on the first look); the last one found nothing. */
+  private pressure = false;
+  private reclaimFruitless = false;
 
   constructor(
     readonly total: number,
@@ -238,6 +245,8 @@ export class MemoryManager {
     let status: MemoryStatus = MemoryStatus.OK;
     if (wanted > 0) {
       if (account.private + wanted > account.limit) return void utcb.set(MemoryStatus.OVER_LIMIT, 0);
+      // At the host's limit, first take back what can be shared or is all zero; then the reserve.
+      if (this.pool.free - wanted < this.reserve()) this.reclaim();
       if (this.pool.free - wanted < this.reserve()) {
         // Host memory is at its limit: its own reserve lets this client finish what it is doing.
         if (account.reserveUsed + wanted > RESERVE_PAGES || this.pool.free - wanted < this.reserve(account)) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
@@ -312,6 +321,7 @@ export class MemoryManager {
 
   /** A frame back into the pool, zero-filled. */
   private giveBack(frame: number): void {
+    if (!this.pressure) this.reclaimFruitless = false;
     this.view().fill(0, frame * PAGE, (frame + 1) * PAGE);
     this.hashed[frame] = 0;
     this.pool.give(frame);
@@ -332,11 +342,14 @@ export class MemoryManager {
   scan(budget: number): void {
     const clients = [...this.clients.values()];
     if (clients.length === 0) return;
-    for (let n = 0; n < budget; ) {
+    // At most one whole pass (the cursor moves on to each client once more than there are clients).
+    let switches = 0;
+    for (let n = 0; n < budget && switches <= clients.length; ) {
       const c = clients[this.cursor.client];
       const page = c.table.nextPrivate(this.cursor.page);
       if (page < 0) {
         // This client is done: the next one; after the last, a new pass forgets the candidates.
+        switches++;
         this.cursor = { client: (this.cursor.client + 1) % clients.length, page: 0 };
         if (this.cursor.client === 0) {
           this.unstable = new Map();
@@ -351,13 +364,32 @@ export class MemoryManager {
     }
   }
 
+  /**
+   * Host memory is at its limit: scan up to RECLAIM_PAGES pages now, merging and giving back on the
+   * first look (no time to see whether a page stays the same). After a reclaim that found nothing,
+   * the next waits until some frame came back by other means.
+   */
+  private reclaim(): void {
+    if (this.reclaimFruitless) return;
+    const before = this.pool.free;
+    this.pressure = true;
+    try {
+      this.scan(RECLAIM_PAGES);
+    } finally {
+      this.pressure = false;
+    }
+    this.scanner.reclaimed += this.pool.free - before;
+    this.reclaimFruitless = this.pool.free === before;
+  }
+
   private look(c: ClientAccount, page: number, frame: number): void {
     if (this.hashed[frame] === 2) return;
     this.scanner.scanned++;
     const words = this.wordsOf(frame);
     const h = hashWords(words);
-    // Only a page that stayed the same since the last look: one that changes often is not worth it.
-    const stable = this.hashed[frame] === 1 && this.lastHash[frame] === h;
+    // Only a page that stayed the same since the last look (one that changes often is not worth
+    // it), unless host memory is at its limit.
+    const stable = this.pressure || (this.hashed[frame] === 1 && this.lastHash[frame] === h);
     this.lastHash[frame] = h;
     this.hashed[frame] = 1;
     if (!stable) return;
