@@ -5,6 +5,7 @@
 
 import { Status } from "../kernel/index.js";
 import type { BalloonInfo, ControlCommand, ControlHost, ControlResult, MemoryCounts } from "../services/vm-control.js";
+import type { RamPages } from "../vmm/protocol.js";
 import { saveSnapshot, type SaveRequest } from "./snapshot.js";
 
 /** A command the control component refused (a kernel status), or that the VM's end cut short. */
@@ -41,7 +42,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged" };
+const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -52,7 +53,7 @@ export class HostControl implements ControlHost, VmControl {
 
   query(vm: number): Promise<VmQuery> {
     return this.request({ vm, op: "query" }, (r) => {
-      const q: Extract<ControlResult, { running?: boolean }> = "state" in r || "balloon" in r || "dirty" in r ? { status: r.status } : r;
+      const q: Extract<ControlResult, { running?: boolean }> = "running" in r || "memory" in r || "vmTimeNs" in r ? r : { status: r.status };
       return { running: q.running === true, vmTimeNs: q.vmTimeNs ?? 0, pausedFor: q.pausedFor ?? "host", memory: q.memory ?? NO_COUNTS };
     });
   }
@@ -71,6 +72,32 @@ export class HostControl implements ControlHost, VmControl {
       if (!("balloon" in r)) throw new ControlError(`the VM has no balloon (status ${r.status})`);
       return r.balloon;
     });
+  }
+
+  /** Dirty logging: start, collect (a copy of the bitmap, one bit per RAM page), stop. */
+  dirty(vm: number, action: "start" | "collect" | "stop"): Promise<{ bitmap: Uint8Array | null; pages: number }> {
+    return this.request({ vm, op: "dirty", action }, (r) => {
+      if (r.status !== Status.SUCCESS) throw new ControlError(`dirty logging (${action}) failed: ${Status[r.status] ?? r.status}`);
+      return "dirty" in r ? { bitmap: r.dirty.slice(), pages: r.pages } : { bitmap: null, pages: 0 };
+    });
+  }
+
+  /** Read guest RAM while the VM runs on: `use` sees it page by page, during the call only. */
+  readRam<T>(vm: number, use: (ram: RamPages) => T): Promise<T> {
+    return this.request({ vm, op: "ram" }, (r) => {
+      if (!("pages" in r) || typeof r.pages === "number") throw new ControlError(`the VM's RAM could not be read (status ${r.status})`);
+      return use(r.pages);
+    });
+  }
+
+  /** Save without a file: pause if it runs, and hand the encoded state and RAM to `use` (during the call only); the VM stays paused. */
+  capture<T>(vm: number, use: (state: Uint8Array, ram: RamPages) => T): Promise<T> {
+    return this.request({ vm, op: "pause" }, () => undefined).then(() =>
+      this.request({ vm, op: "save" }, (r) => {
+        if (!("state" in r)) throw new ControlError("the VM could not be saved (the control component sent no state)");
+        return use(r.state, r.ram);
+      }),
+    );
   }
 
   save(vm: number, request: SaveRequest): Promise<{ bytes: number; pages: number }> {

@@ -9,7 +9,7 @@ import { createImage } from "../drivers/block/ops/create.js";
 import { openImage } from "../drivers/block/open.js";
 import { checkSavedDevices } from "../vmm/vmm.js";
 import type { DriveConfig } from "../drivers/block/component.js";
-import { openSnapshot, writeSnapshot, SnapshotError, type DriveRecord, type SnapshotReader } from "../services/snapshot/file.js";
+import { openSnapshot, writeSnapshot, SnapshotError, type DriveRecord, type SnapshotContents, type SnapshotReader } from "../services/snapshot/file.js";
 import type { BootPlan } from "../vmm/boot/index.js";
 import { DeviceStateError, StateReader } from "../vmm/devices/state.js";
 import type { RamPages, VmState } from "../vmm/protocol.js";
@@ -45,27 +45,27 @@ export interface SaveRequest {
 
 /** Write a saved VM (its encoded VmState and RAM, as the control component hands them over). */
 export function saveSnapshot(request: SaveRequest, encodedState: Uint8Array, ram: Uint8Array | RamPages): { bytes: number; pages: number } {
+  return writeSnapshot(request.path, { ...savedMetadata(request, encodedState), ram }, { compress: request.compress });
+}
+
+/** A saved VM's metadata (a snapshot file's sections but RAM), from its encoded VmState: what a migration stream carries too. */
+export function savedMetadata(request: Omit<SaveRequest, "path">, encodedState: Uint8Array): Omit<SnapshotContents, "ram"> {
   const state = decode(encodedState) as VmState;
-  return writeSnapshot(
-    request.path,
-    {
-      header: {
-        name: request.name,
-        createdAt: new Date().toISOString(),
-        hvVersion: "0.1.0",
-        memoryBytes: request.memoryBytes,
-        vmTimeNs: state.vmTimeNs,
-        vcpuCount: 1,
-        boot: { apic: request.platform.apic, acpi: request.platform.acpi, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort, pv: request.platform.pv },
-      },
-      vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged, ...(state.kvm ? { kvm: state.kvm } : {}) }],
-      devices: state.platform,
-      memoryMap: { ramBytes: request.memoryBytes, roms: request.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })) },
-      drives: request.drives.map(driveRecord),
-      ram,
+  return {
+    header: {
+      name: request.name,
+      createdAt: new Date().toISOString(),
+      hvVersion: "0.1.0",
+      memoryBytes: request.memoryBytes,
+      vmTimeNs: state.vmTimeNs,
+      vcpuCount: 1,
+      boot: { apic: request.platform.apic, acpi: request.platform.acpi, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort, pv: request.platform.pv },
     },
-    { compress: request.compress },
-  );
+    vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged, ...(state.kvm ? { kvm: state.kvm } : {}) }],
+    devices: state.platform,
+    memoryMap: { ramBytes: request.memoryBytes, roms: request.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })) },
+    drives: request.drives.map(driveRecord),
+  };
 }
 
 /** What a drive is now: restore refuses one that changed since the save. */

@@ -19,7 +19,9 @@ export type ControlCommand =
   /** The balloon: `guestPages` (when given) is how much RAM the guest should have; the answer says what it has. */
   | { vm: number; op: "balloon"; guestPages?: number }
   /** Dirty logging (live migration): start, collect (the pages written since, as a bitmap), stop. */
-  | { vm: number; op: "dirty"; action: "start" | "collect" | "stop" };
+  | { vm: number; op: "dirty"; action: "start" | "collect" | "stop" }
+  /** Guest RAM as it is now, the VM running on (live migration reads it while the guest runs). */
+  | { vm: number; op: "ram" };
 
 /** A VM's memory as the memory manager counts it, in pages, and the host's. */
 export interface MemoryCounts {
@@ -50,6 +52,8 @@ export type ControlResult =
   | { status: Status; balloon: BalloonInfo }
   /** A dirty log collected: one bit per RAM page (LSB first), valid only during `done`; `pages` set. */
   | { status: Status; dirty: Uint8Array; pages: number }
+  /** RAM as it is now, page by page, valid only during `done`. */
+  | { status: Status; pages: RamPages }
   | { status: Status; running?: boolean; vmTimeNs?: number; pausedFor?: "host" | "memory"; memory?: MemoryCounts }
   /** A save: `state` is the encoded VmState, `ram` guest RAM page by page; both valid only during `done`. */
   | { status: Status; state: Uint8Array; ram: RamPages };
@@ -80,6 +84,13 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
           } else if (command.op === "resume") {
             host.done(command, { status: call(sys, portal, VmmControlOp.RESUME) });
+          } else if (command.op === "ram") {
+            const got = attach(sys, portal, command.vm, windowOrder);
+            if (typeof got === "number") host.done(command, { status: got });
+            else {
+              stateViews.set(command.vm, got.state);
+              host.done(command, { status: Status.SUCCESS, pages: got.ram });
+            }
           } else if (command.op === "dirty") {
             const action = { start: DirtyAction.START, collect: DirtyAction.COLLECT, stop: DirtyAction.STOP }[command.action];
             sys.utcb.set(VmmControlOp.DIRTY, action);

@@ -1,0 +1,225 @@
+// Live migration between two hv processes (pre-copy): the source sends guest RAM while the VM runs,
+// then the pages written since, pass after pass, until few are left; then it stops the VM and sends
+// the rest with the VM's state. The destination rebuilds the VM from the stream and runs it; only
+// when it says so (ACK) does the source let its VM go. Until then anything that goes wrong (the
+// connection, a refused stream) leaves the source VM running as it was. Stream format:
+// services/migration/stream.ts.
+
+import { encode } from "@msgpack/msgpack";
+import { mkdtempSync, rmSync } from "node:fs";
+import type { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FrameReader, FrameType, MigrationError, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame } from "../services/migration/stream.js";
+import { decodeMsgpack } from "../services/snapshot/msgpack-check.js";
+import { MAX_MEMORY_BYTES, writeSnapshot } from "../services/snapshot/file.js";
+import type { RamPages } from "../vmm/protocol.js";
+import type { HostControl } from "./host-control.js";
+import { openSavedVm, savedMetadata, type RestoredVm, type SaveRequest } from "./snapshot.js";
+
+const PAGE = 4096;
+
+export interface MigrationOptions {
+  /** Pre-copy passes at most (the first sends all of RAM). */
+  maxPasses?: number;
+  /** Stop and copy the rest once a pass leaves at most this many pages. */
+  stopPages?: number;
+  onProgress?: (p: MigrationProgress) => void;
+}
+
+export interface MigrationProgress {
+  pass: number;
+  /** Pages sent in this pass, and in all. */
+  pages: number;
+  bytes: number;
+  /** Pages written since the pass before (what the next pass sends). */
+  dirty: number;
+}
+
+export interface MigrationResult extends MigrationProgress {
+  /** Host ms from stopping the VM to the destination's ACK. */
+  downtimeMs: number;
+}
+
+/**
+ * Send VM `vm` over `socket` (connected to a destination). Resolves once the destination runs it
+ * (the source's VM is then paused for good: the caller ends it); rejects when anything failed
+ * before, and the source VM is running again, as it was.
+ */
+export async function migrateOut(control: HostControl, vm: number, request: Omit<SaveRequest, "path">, socket: Socket, options: MigrationOptions = {}): Promise<MigrationResult> {
+  const maxPasses = options.maxPasses ?? 8;
+  const stopPages = options.stopPages ?? 256;
+  const replies = new FrameReader(false);
+  let answer: Frame | null = null;
+  let failure: Error | null = null;
+  const waiting: Array<() => void> = [];
+  const wake = () => waiting.splice(0).forEach((w) => w());
+  socket.on("data", (chunk: Buffer) => {
+    try {
+      for (const f of replies.push(new Uint8Array(chunk))) answer ??= f;
+    } catch (error) {
+      failure ??= error as Error;
+    }
+    wake();
+  });
+  socket.on("error", (error) => {
+    failure ??= error;
+    wake();
+  });
+  socket.on("close", () => {
+    failure ??= new Error("the destination closed the connection");
+    wake();
+  });
+  const send = (bytes: Uint8Array) =>
+    new Promise<void>((resolve, reject) => {
+      if (failure) return reject(failure);
+      socket.write(bytes, (error) => (error ? reject(error) : resolve()));
+    });
+  const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0 };
+  /** Frames of the pages `wanted` says (all when null), read from `ram` now; counts the pages in `progress`. */
+  const framesOf = (ram: RamPages, wanted: Uint8Array | null): Uint8Array[] => {
+    const frames: Uint8Array[] = [];
+    let batch: Array<{ page: number; bytes: Uint8Array | null }> = [];
+    for (let p = 0; p < ram.pages; p++) {
+      if (wanted && !((wanted[p >> 3] >> (p & 7)) & 1)) continue;
+      const bytes = ram.read(p);
+      // Pass 1 leaves zero pages out (the destination starts from zeros); later passes must say "now zero".
+      if (!wanted && (bytes === null || bytes.every((b) => b === 0))) continue;
+      batch.push({ page: p, bytes });
+      progress.pages++;
+      if (batch.length === PAGES_PER_FRAME) {
+        frames.push(encodeFrame(FrameType.PAGES, encodePages(batch)));
+        batch = [];
+      }
+    }
+    if (batch.length > 0) frames.push(encodeFrame(FrameType.PAGES, encodePages(batch)));
+    return frames;
+  };
+  const sendAll = async (frames: Uint8Array[]) => {
+    for (const f of frames) {
+      await send(f);
+      progress.bytes += f.length;
+    }
+  };
+  let logging = false;
+  try {
+    await send(MIGRATION_MAGIC);
+    await send(encodeFrame(FrameType.META, encode({ hello: { memoryBytes: request.memoryBytes, name: request.name } })));
+    await control.dirty(vm, "start");
+    logging = true;
+    let wanted: Uint8Array | null = null;
+    for (progress.pass = 1; ; progress.pass++) {
+      const frames = await control.readRam(vm, (ram) => framesOf(ram, wanted));
+      await sendAll(frames);
+      const log = await control.dirty(vm, "collect");
+      progress.dirty = log.pages;
+      options.onProgress?.({ ...progress });
+      wanted = log.bitmap;
+      if (log.pages <= stopPages || progress.pass >= maxPasses) break;
+    }
+    // Stop the VM; what was written since the last look, the state, and the end.
+    const stoppedAt = performance.now();
+    await control.pause(vm);
+    const last = await control.dirty(vm, "collect");
+    const merged = wanted ?? new Uint8Array(0);
+    for (let i = 0; i < merged.length && last.bitmap; i++) merged[i] |= last.bitmap[i];
+    const tail = await control.capture(vm, (state, ram) => [...framesOf(ram, merged), encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)]);
+    await sendAll(tail);
+    // The source's VM stays paused until the destination says it runs the VM.
+    while (!answer && !failure) await new Promise<void>((resolve) => waiting.push(resolve));
+    const reply = answer as Frame | null;
+    if (!reply || reply.type !== FrameType.ACK) {
+      const why = reply?.type === FrameType.ABORT ? new TextDecoder().decode(reply.payload) : (failure as Error | null)?.message ?? "no answer";
+      throw new Error(`the destination did not take the VM: ${why}`);
+    }
+    return { ...progress, downtimeMs: performance.now() - stoppedAt };
+  } catch (error) {
+    // Anything short of an ACK: the source keeps the VM, running as before.
+    if (logging) await control.dirty(vm, "stop").catch(() => {});
+    await control.resume(vm).catch(() => {});
+    socket.destroy();
+    throw error;
+  }
+}
+
+/** What arrived: the VM, written into a snapshot file in a fresh temporary folder, opened. */
+export interface IncomingVm {
+  vm: RestoredVm;
+  /** Tell the source the VM runs here (it may end); call once the VM is about to run. */
+  accept(): void;
+  /** Remove the temporary file (the open reader keeps what it needs). */
+  cleanup(): void;
+}
+
+/**
+ * Receive a VM on `socket`. The stream is checked as it comes; whatever is wrong with it is a
+ * MigrationError (or the snapshot checks' SnapshotError) and the source is told (ABORT).
+ */
+export async function migrateIn(socket: Socket): Promise<IncomingVm> {
+  const reader = new FrameReader();
+  const ram = new Map<number, Uint8Array>();
+  let memoryBytes = 0;
+  let meta: Record<string, unknown> | null = null;
+  const frames: Frame[] = [];
+  let ended = false;
+  let failure: Error | null = null;
+  let wake = () => {};
+  socket.on("data", (chunk: Buffer) => {
+    try {
+      frames.push(...reader.push(new Uint8Array(chunk)));
+    } catch (error) {
+      failure ??= error as Error;
+    }
+    wake();
+  });
+  socket.on("error", (error) => {
+    failure ??= error;
+    wake();
+  });
+  socket.on("close", () => {
+    failure ??= new MigrationError("stream", `the connection closed before the end (${reader.pending} bytes of a frame left)`);
+    wake();
+  });
+  try {
+    while (!ended) {
+      while (frames.length === 0 && !failure) await new Promise<void>((resolve) => (wake = resolve));
+      const f = frames.shift();
+      if (!f) throw failure!;
+      if (f.type === FrameType.META) {
+        const value = decodeMsgpack(f.payload, "META") as Record<string, unknown>;
+        const hello = value?.hello as Record<string, unknown> | undefined;
+        if (hello) {
+          const m = hello.memoryBytes;
+          if (typeof m !== "number" || !Number.isInteger(m) || m <= 0 || m > MAX_MEMORY_BYTES || m % PAGE !== 0) throw new MigrationError("META", `memoryBytes ${String(m)} is not a RAM size`);
+          memoryBytes = m;
+        } else if (value?.vm && typeof value.vm === "object") meta = value.vm as Record<string, unknown>;
+        else throw new MigrationError("META", "neither hello nor vm");
+      } else if (f.type === FrameType.PAGES) {
+        if (memoryBytes === 0) throw new MigrationError("PAGES", "pages before the RAM size (hello)");
+        decodePages(f.payload, memoryBytes / PAGE, ram);
+      } else if (f.type === FrameType.END) ended = true;
+      else throw new MigrationError("frame", `a frame of type ${f.type} has no place in a migration`);
+    }
+    if (!meta) throw new MigrationError("END", "the stream ended without the VM's state");
+    const dir = mkdtempSync(join(tmpdir(), "hv-incoming-"));
+    const file = join(dir, "incoming.hvsnap");
+    try {
+      const contents = { ...(meta as object), ram: { pages: memoryBytes / PAGE, read: (n: number) => ram.get(n) ?? null } } as Parameters<typeof writeSnapshot>[1];
+      writeSnapshot(file, contents);
+      const vm = openSavedVm(file);
+      return {
+        vm,
+        accept: () => void socket.end(encodeFrame(FrameType.ACK)),
+        cleanup: () => rmSync(dir, { recursive: true, force: true }),
+      };
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    socket.end(encodeFrame(FrameType.ABORT, new TextEncoder().encode(why.slice(0, 500))));
+    throw error;
+  }
+}
+

@@ -1,0 +1,155 @@
+// Live migration on loopback, both ends in this process: a guest that prints numbered lines and
+// keeps writing memory moves from one VM to another while it runs; the lines go on at the
+// destination with none lost and none twice. A destination that refuses the stream leaves the
+// source running, and so does a connection cut short.
+
+import { createServer, connect, type Server, type Socket } from "node:net";
+import { describe, expect, it } from "vitest";
+import { MemoryConsole } from "../../drivers/console/host.js";
+import { HostControl } from "../../bin/host-control.js";
+import { migrateIn, migrateOut } from "../../bin/migrate.js";
+import { platformConfig, type SaveRequest } from "../../bin/snapshot.js";
+import { runVm } from "../../bin/vm-runner.js";
+import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
+import { loadKernel } from "../../vmm/boot/index.js";
+import { createX86Engine } from "../../vmm/x86/index.js";
+import { multiboot } from "../hostile/run-harness.js";
+import { hasNasm } from "./nasm.js";
+
+const MEMORY = 32 << 20;
+
+/** Prints L<n> lines (n from 1, as decimal digits) while it rewrites 64 pages at 8 MiB with n. */
+const GUEST = () =>
+  multiboot(`
+    mov esp, 0x90000
+    mov dword [count], 0
+next: inc dword [count]
+    mov edi, 0x800000
+    mov ecx, 64 * 1024
+    mov eax, [count]
+    rep stosd
+    mov dx, 0x3f8
+    mov al, 'L'
+    out dx, al
+    mov eax, [count]
+    xor ecx, ecx
+    mov ebx, 10
+digits: xor edx, edx
+    div ebx
+    push edx
+    inc ecx
+    test eax, eax
+    jnz digits
+print: pop eax
+    add al, '0'
+    mov dx, 0x3f8
+    out dx, al
+    loop print
+    mov al, 10
+    out dx, al
+    jmp next
+count: dd 0
+`);
+
+const platform = { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true };
+
+function listen(): Promise<{ server: Server; port: number }> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => resolve({ server, port: (server.address() as { port: number }).port }));
+  });
+}
+
+/** Lines "L1".."Ln" in order, none missing, none twice: the largest n. */
+function checkLines(text: string): number {
+  const lines = text.split("\n").filter((l) => l.length > 0);
+  lines.forEach((l, i) => expect(l, `line ${i + 1}`).toBe(`L${i + 1}`));
+  return lines.length;
+}
+
+class QueueControl implements ControlHost {
+  readonly queue: ControlCommand[] = [];
+  take(): ControlCommand | null {
+    return this.queue.shift() ?? null;
+  }
+  done(_c: ControlCommand, _r: ControlResult): void {}
+}
+
+describe.skipIf(!hasNasm())("live migration", () => {
+  it("moves a running guest that keeps writing memory: its lines go on at the destination, none lost or twice", async () => {
+    const kernel = GUEST();
+    const plan = loadKernel(kernel, { memSize: MEMORY });
+    const request: Omit<SaveRequest, "path"> = { name: "mover", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [] };
+    const { server, port } = await listen();
+    const sourceCon = new MemoryConsole();
+    const destCon = new MemoryConsole();
+    const control = new HostControl();
+    let migrated = false;
+    let started = false;
+    let result: Awaited<ReturnType<typeof migrateOut>> | null = null;
+    // The destination: receive, run, stop once the guest printed 10 more lines there.
+    const destination = new Promise<Awaited<ReturnType<typeof runVm>>>((resolve, reject) => {
+      server.once("connection", (socket: Socket) => {
+        migrateIn(socket)
+          .then(async (incoming) => {
+            const ctl = new QueueControl();
+            ctl.queue.push({ vm: 0, op: "resume" });
+            incoming.accept();
+            try {
+              resolve(
+                await runVm({
+                  memoryBytes: incoming.vm.memoryBytes,
+                  resume: { plan: incoming.vm.plan, state: incoming.vm.state, ram: incoming.vm.reader },
+                  console: destCon,
+                  engine: createX86Engine,
+                  control: ctl,
+                  ...platformConfig(incoming.vm.platform),
+                  maxVirtualNs: 60e9,
+                  onStart: (_k, raise) => raise.control(),
+                  stopRequested: () => String.fromCharCode(...destCon.serial).split("\n").length > 10,
+                }),
+              );
+            } finally {
+              incoming.vm.reader.close();
+              incoming.cleanup();
+            }
+          })
+          .catch(reject);
+      });
+    });
+    const source = await runVm({
+      memoryBytes: MEMORY,
+      plan,
+      console: sourceCon,
+      engine: createX86Engine,
+      control,
+      ...platformConfig(platform),
+      maxVirtualNs: 60e9,
+      onStart: (_k, raise) => {
+        control.raise = raise.control;
+      },
+      onSlice: () => {
+        // After 10 lines, migrate while the guest runs on.
+        if (started || String.fromCharCode(...sourceCon.serial).split("\n").length <= 10) return;
+        started = true;
+        const socket = connect(port, "127.0.0.1");
+        migrateOut(control, 0, request, socket, { stopPages: 16 }).then((r) => {
+          result = r;
+          migrated = true;
+        });
+      },
+      stopRequested: () => migrated,
+    });
+    const dest = await destination;
+    server.close();
+    expect(source.stop).toBe("quit");
+    expect(dest.ended).toBe(false);
+    expect(result).not.toBeNull();
+    expect(result!.pass).toBeGreaterThanOrEqual(1);
+    // The source's lines and then the destination's: one sequence, nothing lost, nothing twice.
+    const sourceText = String.fromCharCode(...sourceCon.serial);
+    const all = sourceText + String.fromCharCode(...destCon.serial);
+    const lines = checkLines(all);
+    expect(lines).toBeGreaterThan(checkLines(sourceText.slice(0, sourceText.lastIndexOf("\n") + 1)) + 9);
+  });
+});
