@@ -142,6 +142,14 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   }
 }
 
+/** What migrateIn needs of its connection (a net.Socket; tests give it a fake). */
+export interface MigrationSocket {
+  on(event: "data", listener: (chunk: Buffer) => void): unknown;
+  on(event: "error", listener: (error: Error) => void): unknown;
+  on(event: "close", listener: () => void): unknown;
+  end(bytes: Uint8Array): unknown;
+}
+
 /** What arrived: the VM, written into a snapshot file in a fresh temporary folder, opened. */
 export interface IncomingVm {
   vm: RestoredVm;
@@ -155,7 +163,7 @@ export interface IncomingVm {
  * Receive a VM on `socket`. The stream is checked as it comes; whatever is wrong with it is a
  * MigrationError (or the snapshot checks' SnapshotError) and the source is told (ABORT).
  */
-export async function migrateIn(socket: Socket): Promise<IncomingVm> {
+export async function migrateIn(socket: MigrationSocket): Promise<IncomingVm> {
   const reader = new FrameReader();
   const ram = new Map<number, Uint8Array>();
   let memoryBytes = 0;

@@ -152,4 +152,56 @@ describe.skipIf(!hasNasm())("live migration", () => {
     const lines = checkLines(all);
     expect(lines).toBeGreaterThan(checkLines(sourceText.slice(0, sourceText.lastIndexOf("\n") + 1)) + 9);
   });
+
+  it("a connection cut in the middle (or a destination that refuses) leaves the source running, as it was", async () => {
+    const kernel = GUEST();
+    const plan = loadKernel(kernel, { memSize: MEMORY });
+    const request: Omit<SaveRequest, "path"> = { name: "stayer", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [] };
+    for (const cutAfter of [100, 200_000]) {
+      const { server, port } = await listen();
+      // The "destination" takes some bytes, then drops the connection.
+      server.on("connection", (socket: Socket) => {
+        let got = 0;
+        socket.on("data", (chunk: Buffer) => {
+          got += chunk.length;
+          if (got >= cutAfter) socket.destroy();
+        });
+      });
+      const con = new MemoryConsole();
+      const control = new HostControl();
+      let started = false;
+      let failed: Error | null = null;
+      let linesAtFailure = 0;
+      const result = await runVm({
+        memoryBytes: MEMORY,
+        plan,
+        console: con,
+        engine: createX86Engine,
+        control,
+        ...platformConfig(platform),
+        maxVirtualNs: 60e9,
+        onStart: (_k, raise) => {
+          control.raise = raise.control;
+        },
+        onSlice: () => {
+          const lines = String.fromCharCode(...con.serial).split("\n").length;
+          if (!started && lines > 5) {
+            started = true;
+            migrateOut(control, 0, request, connect(port, "127.0.0.1")).catch((error: Error) => {
+              failed = error;
+              linesAtFailure = String.fromCharCode(...con.serial).split("\n").length;
+            });
+          }
+        },
+        // After the failure the guest goes on: 10 more lines.
+        stopRequested: () => failed !== null && String.fromCharCode(...con.serial).split("\n").length > linesAtFailure + 10,
+      });
+      server.close();
+      expect(failed, `cut after ${cutAfter} bytes`).not.toBeNull();
+      expect(result.ended).toBe(false);
+      expect(result.stop).toBe("quit");
+      const text = String.fromCharCode(...con.serial);
+      checkLines(text.slice(0, text.lastIndexOf("\n") + 1));
+    }
+  });
 });
