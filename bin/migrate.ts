@@ -231,3 +231,59 @@ export async function migrateIn(socket: MigrationSocket): Promise<IncomingVm> {
   }
 }
 
+
+/** `tcp:HOST:PORT` (QEMU's spelling) as host and port; throws RangeError naming what is wrong. */
+export function parseTcpUri(uri: string): { host: string; port: number } {
+  const m = /^tcp:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(uri);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new RangeError(`'${uri}' is not tcp:HOST:PORT (a port from 1 to 65535)`);
+  return { host: m[1].replace(/^\[|\]$/g, ""), port };
+}
+
+/** The source side as QMP sees it: one migration at a time, its status, and the end of hv when it is done. */
+export class OutgoingMigration {
+  status: "none" | "active" | "completed" | "failed" = "none";
+  private progress: MigrationProgress | null = null;
+  private result: MigrationResult | null = null;
+  private error = "";
+  private started = 0;
+
+  constructor(
+    private readonly control: HostControl,
+    private readonly request: (vm: number) => Omit<SaveRequest, "path">,
+    private readonly connect: (host: string, port: number) => Socket,
+    /** The VM runs at the destination: the source hv ends (status 0). */
+    private readonly done: () => void,
+  ) {}
+
+  /** Start migrating VM `vm` to `uri`; throws RangeError for a bad URI or one already running. */
+  start(vm: number, uri: string): void {
+    const { host, port } = parseTcpUri(uri);
+    if (this.status === "active") throw new RangeError("a migration is running already");
+    this.status = "active";
+    this.started = performance.now();
+    this.progress = null;
+    migrateOut(this.control, vm, this.request(vm), this.connect(host, port), { onProgress: (p) => (this.progress = p) }).then(
+      (r) => {
+        this.result = r;
+        this.status = "completed";
+        this.done();
+      },
+      (error: Error) => {
+        this.error = error.message;
+        this.status = "failed";
+      },
+    );
+  }
+
+  /** QEMU's MigrationInfo, in part. */
+  query(): Record<string, unknown> {
+    if (this.status === "none") return {};
+    const p = this.result ?? this.progress;
+    const info: Record<string, unknown> = { status: this.status, "total-time": Math.round(performance.now() - this.started) };
+    if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, "remaining": p.dirty * 4096, "normal": p.pages };
+    if (this.result) info.downtime = Math.round(this.result.downtimeMs);
+    if (this.status === "failed") info["error-desc"] = this.error;
+    return info;
+  }
+}

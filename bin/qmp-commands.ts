@@ -67,6 +67,20 @@ export const COMMANDS: Record<string, QmpCommand> = {
     run: ({ server }, args) => balloon(server, server.vm(args.vm as string | undefined), args.value as number),
   },
   "query-balloon": { params: VM, run: ({ server }, args) => queryBalloon(server, server.vm(args.vm as string | undefined)) },
+  migrate: {
+    params: { uri: { type: "str" }, ...VM },
+    run: ({ server }, args) => {
+      const migration = server.options.migration;
+      if (!migration) throw new QmpError("GenericError", "this hv cannot migrate its VMs");
+      try {
+        migration.start(server.vm(args.vm as string | undefined).index, args.uri as string);
+      } catch (error) {
+        throw new QmpError("GenericError", (error as Error).message);
+      }
+      return {};
+    },
+  },
+  "query-migrate": { params: {}, run: ({ server }) => server.options.migration?.query() ?? {} },
   "query-memory": { params: VM, run: ({ server }, args) => queryMemory(server, server.vm(args.vm as string | undefined)) },
   stop: { params: VM, run: ({ server }, args) => stop(server, server.vm(args.vm as string | undefined)) },
   cont: { params: VM, run: ({ server }, args) => cont(server, server.vm(args.vm as string | undefined)) },

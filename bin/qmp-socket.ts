@@ -4,7 +4,7 @@
 import { chmodSync, lstatSync, unlinkSync, type Stats } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import type { VmControl } from "./host-control.js";
-import { QmpServer, type QmpVm, type ShutdownCause } from "./qmp.js";
+import { QmpServer, type QmpServerOptions, type QmpVm, type ShutdownCause } from "./qmp.js";
 import type { VmRunResult } from "./vm-runner.js";
 
 /** A client that stops reading is dropped once this much output waits for it. */
@@ -24,7 +24,7 @@ export function parseQmpAddress(spec: string): string {
 }
 
 /** `hv run --qmp`: a QMP server for `vms` on the socket at `path`, with the host's clock and working directory. */
-export function startQmp(path: string, options: { control: VmControl; vms: readonly QmpVm[]; quit: () => void }): Promise<QmpListener> {
+export function startQmp(path: string, options: { control: VmControl; vms: readonly QmpVm[]; quit: () => void; migration?: QmpServerOptions["migration"] }): Promise<QmpListener> {
   const server = new QmpServer({ ...options, now: () => performance.timeOrigin + performance.now(), cwd: process.cwd() });
   return QmpListener.listen(path, server);
 }

@@ -30,6 +30,8 @@ export interface QmpServerOptions {
   now: () => number;
   /** Where relative snapshot paths point: hv's working directory. */
   cwd: string;
+  /** Live migration of the VMs (none: `migrate` is refused). */
+  migration?: { start(vm: number, uri: string): void; query(): Record<string, unknown> };
 }
 
 /** A client's connection as the server sees it. */

@@ -1,5 +1,8 @@
 // `hv run`: boot a VM. With no --kernel and no --bios it boots the default guest (Debian's i686
 // kernel and a busybox initramfs, fetched and built on first use).
+import { connect, createServer, type Socket } from "node:net";
+import { OutgoingMigration, migrateIn, parseTcpUri, type IncomingVm } from "./migrate.js";
+import { MigrationError } from "../services/migration/stream.js";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
@@ -85,6 +88,7 @@ interface RunOpts {
   hostMem?: number;
   bootOk: boolean;
   restore?: string;
+  incoming?: string;
   ignoreDriveChanges: boolean;
   clone: boolean;
   compress: boolean;
@@ -117,6 +121,7 @@ export function registerRunCommand(program: Command): void {
     .option("--timeout <seconds>", "stop after this much virtual time (status 124)", parseSeconds)
     .option("--wall-timeout <seconds>", "stop after this much real (wall-clock) time (status 124)", parseSeconds)
     .option("--boot-ok", "default guest only: print BOOT-OK <uptime> and power off", false)
+    .option("--incoming <uri>", "wait for a VM migrated from another hv (tcp:HOST:PORT, as QEMU's -incoming); it runs here once it arrived")
     .option("--restore <file>", "resume the VM saved in a snapshot file (RAM, devices, drives and --mem come from the file)")
     .option("--ignore-drive-changes", "with --restore: take drives that changed since the save as they are", false)
     .option("--clone", "with --restore: the snapshot is a template; run a linked clone whose disk writes go to new qcow2 overlays (NAME-vda.qcow2, ...) in the working directory", false)
@@ -136,6 +141,7 @@ export function registerRunCommand(program: Command): void {
 async function run(opts: RunOpts): Promise<number> {
   if (opts.restore && (opts.kernel || opts.bios || opts.initrd || opts.append || opts.drive.length > 0 || opts.bootOk))
     throw new InvalidArgumentError("--restore takes the VM from the file: --kernel, --initrd, --append, --bios, --drive and --boot-ok cannot be given with it");
+  if (opts.incoming) return runIncoming(opts);
   let restored: RestoredVm | undefined;
   try {
     if (opts.clone && !opts.restore) throw new InvalidArgumentError("--clone needs --restore TEMPLATE");
@@ -152,7 +158,40 @@ async function run(opts: RunOpts): Promise<number> {
   }
 }
 
-async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Promise<number> {
+/** `--incoming tcp:HOST:PORT`: wait for one migration, check it, and run the VM that came. */
+async function runIncoming(opts: RunOpts): Promise<number> {
+  if (opts.restore || opts.kernel || opts.bios || opts.initrd || opts.append || opts.drive.length > 0 || opts.bootOk)
+    throw new InvalidArgumentError("--incoming takes the VM from the stream: --restore, --kernel, --initrd, --append, --bios, --drive and --boot-ok cannot be given with it");
+  let address;
+  try {
+    address = parseTcpUri(opts.incoming!);
+  } catch (error) {
+    throw new InvalidArgumentError(`--incoming: ${(error as Error).message}`);
+  }
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error) => reject(new InvalidArgumentError(`--incoming: cannot listen on ${opts.incoming}: ${error.message}`)));
+    server.listen(address.port, address.host, resolve);
+  });
+  process.stderr.write(`hv: waiting for a migration on ${opts.incoming}\n`);
+  const socket = await new Promise<Socket>((resolve) => server.once("connection", resolve));
+  server.close();
+  let incoming: IncomingVm;
+  try {
+    incoming = await migrateIn(socket);
+  } catch (error) {
+    if (error instanceof MigrationError || error instanceof SnapshotError) throw new InvalidArgumentError(`incoming migration refused: ${error.message}`);
+    throw error;
+  }
+  try {
+    return await runOrResume(opts, incoming.vm, () => incoming.accept());
+  } finally {
+    incoming.vm.reader.close();
+    incoming.cleanup();
+  }
+}
+
+async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined, started?: () => void): Promise<number> {
   let debugconFile: string | null = null;
   if (opts.debugcon && opts.debugcon !== "stdio") {
     if (opts.debugcon.startsWith("file:") && opts.debugcon.length > 5) debugconFile = opts.debugcon.slice(5);
@@ -179,7 +218,7 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined): Pro
   // Drives and outputs are checked and opened before the VM starts: a bad one is an error now, not later.
   const read: Array<[string | undefined, string]> = [[kernelPath, "the kernel"], [initrdPath, "the initrd"], [opts.bios, "the ROM (--bios)"], [opts.restore, "the snapshot (--restore)"]];
   const inputs: FileIdentity[] = [...checkDrives(drives), ...read.flatMap(([path, what]) => identityOf(path, what) ?? [])];
-  return runWith(opts, restored, { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives, debugconFile, inputs });
+  return runWith(opts, restored, { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives, debugconFile, inputs }, started);
 }
 
 /** What runOrResume checked and read. */
@@ -211,7 +250,7 @@ function openOutputs(opts: RunOpts, debugconFile: string | null, inputs: FileIde
   }
 }
 
-async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: RunInputs): Promise<number> {
+async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: RunInputs, started?: () => void): Promise<number> {
   const { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives } = inputs;
   const platform = restored?.platform ?? { apic: opts.apic, acpi: opts.acpi, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1, pv: opts.pv };
   const vmOptions = { memoryBytes, kernelImage, kernelName: kernelPath, initrd, append, bios };
@@ -231,7 +270,9 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   if (restored) control.resume(0).catch((error: Error) => process.stderr.write(`hv: ${error.message}\n`));
 
   let quit = false;
-  const qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true) }).catch((error: Error) => {
+  // QMP `migrate`: the VM goes to another hv; once it runs there, this one ends (status 0).
+  const migration = new OutgoingMigration(control, () => ({ name, memoryBytes, platform, roms: plan!.roms, drives }), (host, port) => connect(port, host), () => (quit = true));
+  const qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true), migration }).catch((error: Error) => {
     throw new InvalidArgumentError(`--qmp: ${error.message}`);
   }) : null;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
@@ -259,6 +300,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
         raise = raiseOn.input;
         control.raise = raiseOn.control;
         raiseOn.control();
+        started?.();
       },
       stopRequested: () => quit,
     });

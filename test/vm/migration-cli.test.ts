@@ -1,0 +1,118 @@
+// Live migration as a user does it: two hv processes, the destination started with
+// `hv run --incoming tcp:HOST:PORT`, the source told `migrate` over its QMP socket (with hv ctl).
+// The source ends with status 0 once the destination runs the VM; the guest's lines go on there.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import { createServer } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { HV, ROOT } from "../hostile/img-harness.js";
+import { multiboot } from "../hostile/run-harness.js";
+import { hasNasm } from "./nasm.js";
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hv-migrate-cli-"));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A free TCP port on loopback (taken and given back). */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Start `hv run ARGS`; its stdout and stderr as they come. */
+function hv(args: string[]): { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [...HV, "run", ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (b: Buffer) => (out += b.toString("latin1")));
+  child.stderr!.on("data", (b: Buffer) => (err += b.toString("latin1")));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, out: () => out, err: () => err, exited };
+}
+
+const ctl = (sock: string, ...args: string[]) => spawnSync(process.execPath, [...HV, "ctl", sock, ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+
+async function until(what: string, ok: () => boolean, ms = 120_000): Promise<void> {
+  const start = Date.now();
+  while (!ok()) {
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.skipIf(!hasNasm())("hv run --incoming and QMP migrate", () => {
+  it("moves a running guest between two hv processes; the source ends with 0, the lines go on at the destination", async () => {
+    // Prints L<n> (n counting up) while it rewrites 64 pages with n; paced so that lines come slowly.
+    const kernel = path.join(dir, "counter.bin");
+    fs.writeFileSync(
+      kernel,
+      multiboot(`
+    mov esp, 0x90000
+next: inc dword [count]
+    mov edi, 0x800000
+    mov ecx, 64 * 1024
+    mov eax, [count]
+    rep stosd
+    mov dx, 0x3f8
+    mov al, 'L'
+    out dx, al
+    mov eax, [count]
+    xor ecx, ecx
+    mov ebx, 10
+digits: xor edx, edx
+    div ebx
+    push edx
+    inc ecx
+    test eax, eax
+    jnz digits
+print: pop eax
+    add al, '0'
+    mov dx, 0x3f8
+    out dx, al
+    loop print
+    mov al, 10
+    out dx, al
+    jmp next
+count: dd 0
+`),
+    );
+    const port = await freePort();
+    const sock = path.join(dir, "source.qmp");
+    const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, "--no-pace", "--wall-timeout", "120"]);
+    await until("the destination to listen", () => destination.err().includes("waiting for a migration"));
+    const source = hv(["--kernel", kernel, "--mem", "32M", "--qmp", `unix:${sock}`, "--no-pace", "--wall-timeout", "120"]);
+    await until("the source's lines", () => source.out().split("\n").length > 20 && fs.existsSync(sock));
+    const started = ctl(sock, "migrate", `uri=tcp:127.0.0.1:${port}`);
+    expect(started.status, started.stderr).toBe(0);
+    const code = await source.exited;
+    expect(code, source.err()).toBe(0);
+    // The destination goes on from where the source stopped.
+    const before = source.out();
+    await until("the destination's lines", () => destination.out().split("\n").length > 10);
+    destination.child.kill("SIGTERM");
+    await destination.exited;
+    const lines = (before + destination.out()).split("\n").filter((l) => l.length > 0);
+    const complete = lines.slice(0, -1); // the last may be cut by the kill
+    complete.forEach((l, i) => expect(l, `line ${i + 1}`).toBe(`L${i + 1}`));
+    expect(destination.out().length).toBeGreaterThan(0);
+  }, 300_000);
+
+  it("refuses --incoming with a boot source or a bad address, before anything listens", () => {
+    for (const [args, message] of [
+      [["--incoming", "tcp:127.0.0.1:0x50"], /--incoming: 'tcp:127.0.0.1:0x50' is not tcp:HOST:PORT/],
+      [["--incoming", "unix:/tmp/x"], /is not tcp:HOST:PORT/],
+      [["--incoming", "tcp:127.0.0.1:4444", "--kernel", "x.bin"], /--incoming takes the VM from the stream/],
+    ] as const) {
+      const r = spawnSync(process.execPath, [...HV, "run", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+});
