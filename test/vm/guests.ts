@@ -1,5 +1,6 @@
 // Guests for the whole-system tests, as nasm source.
 
+import { multiboot } from "../hostile/run-harness.js";
 import { pitInterrupts, realModeRom } from "./nasm.js";
 
 /**
@@ -63,3 +64,36 @@ irq0:
 `,
   0xe000,
 );
+
+/** Prints L<n> lines (n from 1, as decimal digits) while it rewrites 64 pages at 8 MiB with n. */
+export const COUNTER_GUEST = (): Uint8Array =>
+  multiboot(`
+    mov esp, 0x90000
+    mov dword [count], 0
+next: inc dword [count]
+    mov edi, 0x800000
+    mov ecx, 64 * 1024
+    mov eax, [count]
+    rep stosd
+    mov dx, 0x3f8
+    mov al, 'L'
+    out dx, al
+    mov eax, [count]
+    xor ecx, ecx
+    mov ebx, 10
+digits: xor edx, edx
+    div ebx
+    push edx
+    inc ecx
+    test eax, eax
+    jnz digits
+print: pop eax
+    add al, '0'
+    mov dx, 0x3f8
+    out dx, al
+    loop print
+    mov al, 10
+    out dx, al
+    jmp next
+count: dd 0
+`);

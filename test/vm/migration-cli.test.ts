@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { HV, ROOT } from "../hostile/img-harness.js";
-import { multiboot } from "../hostile/run-harness.js";
+import { COUNTER_GUEST } from "./guests.js";
 import { hasNasm } from "./nasm.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hv-migrate-cli-"));
@@ -49,40 +49,9 @@ async function until(what: string, ok: () => boolean, ms = 120_000): Promise<voi
 
 describe.skipIf(!hasNasm())("hv run --incoming and QMP migrate", () => {
   it("moves a running guest between two hv processes; the source ends with 0, the lines go on at the destination", async () => {
-    // Prints L<n> (n counting up) while it rewrites 64 pages with n; paced so that lines come slowly.
+    // Prints L<n> (n counting up) while it rewrites 64 pages with n.
     const kernel = path.join(dir, "counter.bin");
-    fs.writeFileSync(
-      kernel,
-      multiboot(`
-    mov esp, 0x90000
-next: inc dword [count]
-    mov edi, 0x800000
-    mov ecx, 64 * 1024
-    mov eax, [count]
-    rep stosd
-    mov dx, 0x3f8
-    mov al, 'L'
-    out dx, al
-    mov eax, [count]
-    xor ecx, ecx
-    mov ebx, 10
-digits: xor edx, edx
-    div ebx
-    push edx
-    inc ecx
-    test eax, eax
-    jnz digits
-print: pop eax
-    add al, '0'
-    mov dx, 0x3f8
-    out dx, al
-    loop print
-    mov al, 10
-    out dx, al
-    jmp next
-count: dd 0
-`),
-    );
+    fs.writeFileSync(kernel, COUNTER_GUEST());
     const port = await freePort();
     const sock = path.join(dir, "source.qmp");
     const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, "--no-pace", "--wall-timeout", "120"]);

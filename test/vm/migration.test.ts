@@ -13,43 +13,10 @@ import { runVm } from "../../bin/vm-runner.js";
 import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
 import { loadKernel } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { multiboot } from "../hostile/run-harness.js";
 import { hasNasm } from "./nasm.js";
+import { COUNTER_GUEST as GUEST } from "./guests.js";
 
 const MEMORY = 32 << 20;
-
-/** Prints L<n> lines (n from 1, as decimal digits) while it rewrites 64 pages at 8 MiB with n. */
-const GUEST = () =>
-  multiboot(`
-    mov esp, 0x90000
-    mov dword [count], 0
-next: inc dword [count]
-    mov edi, 0x800000
-    mov ecx, 64 * 1024
-    mov eax, [count]
-    rep stosd
-    mov dx, 0x3f8
-    mov al, 'L'
-    out dx, al
-    mov eax, [count]
-    xor ecx, ecx
-    mov ebx, 10
-digits: xor edx, edx
-    div ebx
-    push edx
-    inc ecx
-    test eax, eax
-    jnz digits
-print: pop eax
-    add al, '0'
-    mov dx, 0x3f8
-    out dx, al
-    loop print
-    mov al, 10
-    out dx, al
-    jmp next
-count: dd 0
-`);
 
 const platform = { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true };
 
