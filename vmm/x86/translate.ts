@@ -18,7 +18,7 @@
 import { mulFlags, shift } from "./alu.js";
 import { type BlockFn, BlockLinks } from "./block-links.js";
 import type { Cpu, Handler } from "./cpu.js";
-import { Emitter } from "./emitter.js";
+import { Emitter, RELOAD, SPILL } from "./emitter.js";
 import { condition, getCF, PARITY } from "./flags.js";
 import { GENERATORS } from "./inline-forms.js";
 
@@ -124,7 +124,7 @@ export function translateBlock(
         break;
       }
       if (g.touched && !last) {
-        g.emit(`if (c.attention) { c.eip = c.nextEip = ${g.fall}; c.retired = r0 + ${k + 1}; c.linkFrom = null; return null; }`);
+        g.emit(`if (c.attention) { ${SPILL} c.eip = c.nextEip = ${g.fall}; c.retired = r0 + ${k + 1}; c.linkFrom = null; return null; }`);
       }
     } else {
       g.out.length = mark;
@@ -132,8 +132,8 @@ export function translateBlock(
       uses.push({ read: true, write: false, observe: true });
       let f = g.fns.indexOf(fn);
       if (f < 0) f = g.fns.push(fn) - 1;
-      g.emit(g.sync);
-      g.emit(`f${f}(c, ${slot});`);
+      g.emit(`${SPILL} ${g.sync}`);
+      g.emit(`f${f}(c, ${slot}); ${RELOAD}`);
       g.emit(`c.eip = t = c.nextEip; c.retired = r0 + ${k + 1};`);
       if (last) {
         g.link(k + 1);
@@ -150,7 +150,8 @@ export function translateBlock(
     g.k = count - 1;
     g.leave(g.eipAt(off));
   }
-  const body = elideDeadFlags(g.out.join("\n"), uses);
+  const regs = Emitter.registerCode(g.used, g.written);
+  const body = elideDeadFlags(g.out.join("\n"), uses).replaceAll(SPILL, regs.spill).replaceAll(RELOAD, regs.reload);
   const fnDecls = g.fns.map((_, k) => `const f${k} = F[${k}];`).join("\n");
   const source = `"use strict";
 const { getCF, condition, shift, mulFlags, PARITY, rd8, rd16, rd32, wr8, wr16, wr32 } = H;
@@ -161,6 +162,7 @@ const r = c.r, r16 = c.r16, r8 = c.r8, sb = c.base, sf = c.segFast, tf = c.tlbFl
 const vw = c.views, by = c.bytes;
 const e0 = c.eip, ep = c.codeEpoch, cs0 = c.csEpoch;
 let r0 = c.retired;
+${regs.entry}
 let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null;
 ${g.loops ? "for (;;) {" : ""}
 ${body}
