@@ -1,9 +1,9 @@
 // Steady translator benchmark (issue 15): loop-heavy guest workloads, each run on one machine
 // until its blocks are translated and optimized, then measured over a few hundred million
-// instructions, alternating with the interpreter alone on the same code. The interpreter is the
+// instructions of CPU time, alternating with the interpreter alone on the same code. The interpreter is the
 // yardstick: the ratio translated MIPS / interpreted MIPS, measured in the same run, changes only
 // when the translator does, while the machine's load moves both.
-// Usage: npm run bench:cpu-steady [-- --seconds S]   Last line: `steady_ratio=<geometric mean>`.
+// Usage: npm run bench:cpu-steady [-- --seconds S --rounds N]   Last line: `steady_ratio=<geometric mean>`.
 
 import { parseArgs } from "node:util";
 import { ExitReason } from "../../kernel/vcpu.js";
@@ -165,38 +165,55 @@ function setup(source: string, translate: boolean): Machine {
   return m;
 }
 
-/** Run `m` for about `seconds` of host time; instructions per second / 1e6. */
+/** CPU seconds of this process (less disturbed than wall time by other processes on the machine). */
+function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** Run `m` for about `seconds` of CPU time; instructions per CPU second / 1e6. */
 function measure(m: Machine, seconds: number): number {
   const e = m.engine;
   const r0 = e.retired;
-  const t0 = process.hrtime.bigint();
+  const t0 = cpuSeconds();
   let t = 0;
   do {
     const reason = m.run(10_000_000);
     if (reason !== ExitReason.BUDGET) throw new Error(`workload ended with ${ExitReason[reason]}`);
-    t = Number(process.hrtime.bigint() - t0) / 1e9;
+    t = cpuSeconds() - t0;
   } while (t < seconds);
   return (e.retired - r0) / t / 1e6;
 }
 
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
 function main(): void {
-  const { values } = parseArgs({ options: { seconds: { type: "string" } } });
-  const seconds = Number(values.seconds ?? 1.5);
+  const { values } = parseArgs({ options: { seconds: { type: "string" }, rounds: { type: "string" } } });
+  const seconds = Number(values.seconds ?? 0.4);
+  const rounds = Number(values.rounds ?? 7);
   const ratios: number[] = [];
   console.log(`${"workload".padEnd(28)} ${"interp".padStart(8)} ${"transl".padStart(8)} ${"ratio".padStart(7)}`);
   for (const w of WORKLOADS) {
     const fast = setup(w.source, true);
     const slow = setup(w.source, false);
-    measure(fast, seconds); // translate the hot blocks and let V8 optimize them
-    measure(slow, seconds / 3);
-    let bestFast = 0, bestSlow = 0;
-    for (let k = 0; k < 3; k++) {
-      bestSlow = Math.max(bestSlow, measure(slow, seconds / 3));
-      bestFast = Math.max(bestFast, measure(fast, seconds));
+    measure(fast, 4 * seconds); // translate the hot blocks and let V8 optimize them
+    measure(slow, seconds / 2);
+    // Alternate short measurements; the median of the ratios of neighbours cancels most of the
+    // changes in the machine's load.
+    const slows: number[] = [], fasts: number[] = [], pairs: number[] = [];
+    for (let k = 0; k < rounds; k++) {
+      const s = measure(slow, seconds / 2);
+      const f = measure(fast, seconds);
+      slows.push(s);
+      fasts.push(f);
+      pairs.push(f / s);
     }
-    const ratio = bestFast / bestSlow;
+    const ratio = median(pairs);
     ratios.push(ratio);
-    console.log(`${w.name.padEnd(28)} ${bestSlow.toFixed(1).padStart(8)} ${bestFast.toFixed(1).padStart(8)} ${ratio.toFixed(2).padStart(7)}`);
+    console.log(`${w.name.padEnd(28)} ${median(slows).toFixed(1).padStart(8)} ${median(fasts).toFixed(1).padStart(8)} ${ratio.toFixed(2).padStart(7)}`);
   }
   const mean = Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length);
   console.log(`steady_ratio=${mean.toFixed(2)}`);
