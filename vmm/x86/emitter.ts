@@ -249,18 +249,20 @@ export class Emitter {
 
   /** Leave the block continuing at `next` after the current instruction. */
   leave(next: string): void {
-    this.emit(`${next === "t" ? "" : `t = ${next}; `}c.eip = c.nextEip = t; c.retired = r0 + ${this.k + 1};`);
+    if (next !== "t") this.emit(`t = ${next};`);
     this.link(this.k + 1);
   }
 
-  /** Return the linked next block when its link holds for target t (c.eip), else null. */
+  /**
+   * Leave for target t (a local) with `retired` instructions of this pass retired, through the
+   * function's one exit path (translate.ts), which follows exit j's link when it holds.
+   * One shared exit keeps the functions small (less for V8 to compile) and gives its code type
+   * feedback from every exit (no deoptimization when a rare exit is first taken).
+   */
   link(retired: number): void {
     this.observe = true;
     const j = this.exits++;
-    this.emit(SPILL);
-    this.emit(`if (le[${j}] === c.codeEpoch && lt[${j}] === t && lc[${j}] === c.csEpoch && !c.attention && ` +
-      `r0 + ${retired + " + ln[" + j + "]"} <= end) { x = lf[${j}]; if (code[lb[${j}]] === x) return x; }`);
-    this.emit(`c.linkFrom = LK; c.linkExit = ${j}; return null;`);
+    this.emit(`{ n = ${retired}; j = ${j}; break out; }`);
   }
 
   /**

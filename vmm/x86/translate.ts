@@ -124,7 +124,9 @@ export function translateBlock(
         break;
       }
       if (g.touched && !last) {
-        g.emit(`if (c.attention) { ${SPILL} c.eip = c.nextEip = ${g.fall}; c.retired = r0 + ${k + 1}; c.linkFrom = null; return null; }`);
+        g.emit(`if (c.attention) { t = ${g.fall};`);
+        g.link(k + 1);
+        g.emit("}");
       }
     } else {
       g.out.length = mark;
@@ -158,15 +160,21 @@ const { getCF, condition, shift, mulFlags, PARITY, rd8, rd16, rd32, wr8, wr16, w
 const lf = LK.fn, lt = LK.eip, lb = LK.block, ln = LK.count, le = LK.codeEpoch, lc = LK.csEpoch;
 ${fnDecls}
 return function block(c, end) {
-const r = c.r, r16 = c.r16, r8 = c.r8, sb = c.base, sf = c.segFast, tf = c.tlbFlags, ts = c.tlbStore, to = c.tlbOff;
+const r = c.r, sb = c.base, sf = c.segFast, tf = c.tlbFlags, ts = c.tlbStore, to = c.tlbOff;
 const vw = c.views, by = c.bytes;
 const e0 = c.eip, ep = c.codeEpoch, cs0 = c.csEpoch;
 let r0 = c.retired;
 ${regs.entry}
-let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null;
+let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null, n = 0, j = 0;
+out: {
 ${g.loops ? "for (;;) {" : ""}
 ${body}
 ${g.loops ? "}" : ""}
+}
+c.eip = c.nextEip = t; c.retired = r0 + n;
+${regs.spill}
+if (le[j] === c.codeEpoch && lt[j] === t && lc[j] === c.csEpoch && !c.attention && r0 + n + ln[j] <= end) { x = lf[j]; if (code[lb[j]] === x) return x; }
+c.linkFrom = LK; c.linkExit = j; return null;
 };`;
   const links = new BlockLinks(g.exits);
   const factory = new Function("H", "F", "LK", "code", "ls", source) as (
