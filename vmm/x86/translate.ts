@@ -159,9 +159,8 @@ export function translateBlock(
 const { getCF, condition, shift, mulFlags, PARITY, rd8, rd16, rd32, wr8, wr16, wr32 } = H;
 const lf = LK.fn, lt = LK.eip, lb = LK.block, ln = LK.count, le = LK.codeEpoch, lc = LK.csEpoch;
 ${fnDecls}
+const r = C.r, sb = C.base, sf = C.segFast, tf = C.tlbFlags, ts = C.tlbStore, to = C.tlbOff, vw = C.views, by = C.bytes;
 return function block(c, end) {
-const r = c.r, sb = c.base, sf = c.segFast, tf = c.tlbFlags, ts = c.tlbStore, to = c.tlbOff;
-const vw = c.views, by = c.bytes;
 const e0 = c.eip, ep = c.codeEpoch, cs0 = c.csEpoch;
 let r0 = c.retired;
 ${regs.entry}
@@ -177,13 +176,15 @@ if (le[j] === c.codeEpoch && lt[j] === t && lc[j] === c.csEpoch && !c.attention 
 c.linkFrom = LK; c.linkExit = j; return null;
 };`;
   const links = new BlockLinks(g.exits);
-  const factory = new Function("H", "F", "LK", "code", "ls", source) as (
-    h: typeof RUNTIME, f: Handler[], links: BlockLinks, code: readonly (BlockFn | null)[], ls: Int32Array,
+  // The CPU's state arrays (never replaced; the store lists only grow) are constants of the
+  // function's closure: no property loads at entry. A translation belongs to its Cpu.
+  const factory = new Function("H", "F", "LK", "code", "ls", "C", source) as (
+    h: typeof RUNTIME, f: Handler[], links: BlockLinks, code: readonly (BlockFn | null)[], ls: Int32Array, cpu: Cpu,
   ) => BlockFn;
   // The segment limits as int32: a limit of 0xffffffff read from the Uint32Array would be a heap
   // number in unoptimized code.
   const limits = new Int32Array(c.limit.buffer, c.limit.byteOffset, c.limit.length);
-  return factory(RUNTIME, g.fns, links, code, limits);
+  return factory(RUNTIME, g.fns, links, code, limits, c);
 }
 
 /** The generated source of a block (for tests and debugging). */
