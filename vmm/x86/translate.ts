@@ -10,8 +10,12 @@
 // handler call, a memory access missing the inline TLB fast path, a branch beyond the CS limit)
 // is preceded by a "sync" storing the instruction's EIP, next EIP and retired count, so faults,
 // MMIO exits and code-page writes see exactly the interpreter's state. On top of that:
+// - the general registers the block uses live in JS locals (eax..edi): loaded at entry, the
+//   written ones stored back into c.r before that sync, a handler call or an exit, and loaded
+//   again after a handler call or slow path (either may change them);
 // - a branch back to the block's own start loops inside the function while nothing changed;
-// - each exit may return the next translated block through its link (block-links.ts);
+// - all exits share one exit path at the end of the function, which may return the next
+//   translated block through the exit's link (block-links.ts);
 // - conditions right after an inline flag-writing instruction read its lazy record directly;
 // - flag updates nobody can observe before the next full flag write are dropped.
 
