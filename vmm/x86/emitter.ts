@@ -40,13 +40,13 @@ export class Emitter {
   nextOverride: string | null = null;
   /**
    * The lazy flag record as the last flag-writing instruction of this block left it, while it
-   * is certain that nothing else changed it since (no handler call, no memory access whose slow
-   * path could exit to a VMM that reads or writes EFLAGS); conditions then read c.lz* directly.
+   * is certain that nothing else changed it since (no handler call; a VMM that changed EFLAGS in
+   * a slow memory path's exit has set c.attention, and the block left); conditions then read
+   * c.lz* directly.
    */
   known: KnownFlags | null = null;
-  /** Lazy record written by the current instruction, and whether memory was accessed after it. */
+  /** Lazy record written by the current instruction. */
   pending: KnownFlags | null = null;
-  memoryAfterFlags = false;
   /**
    * Flag use of the current instruction, for dead flag elimination: reads the arithmetic flags,
    * writes all six (before it could fault), or may fault or leave the block (flags observable).
@@ -200,10 +200,7 @@ export class Emitter {
     } else {
       this.read(s, d.seg[i], this.ea(), "a");
       this.emit(body);
-      if (store) {
-        this.writeBack(s, d.seg[i], "v");
-        this.memoryAfterFlags = true;
-      }
+      if (store) this.writeBack(s, d.seg[i], "v");
     }
   }
 

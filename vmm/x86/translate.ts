@@ -112,7 +112,6 @@ export function translateBlock(
     g.len = d.len[slot];
     g.touched = false;
     g.pending = null;
-    g.memoryAfterFlags = false;
     g.flagRead = g.flagWrite = g.observe = false;
     const last = k === count - 1;
     const fn = d.fn[slot];
@@ -120,8 +119,11 @@ export function translateBlock(
     const mark = g.out.length;
     g.emit(`// ${k}: slot ${slot}`);
     if (gen !== undefined && gen.gen(g, slot)) {
-      if (g.pending !== null) g.known = g.memoryAfterFlags ? null : g.pending;
-      else if (g.touched || !gen.keepsFlags) g.known = null;
+      // A slow memory path may exit to the VMM, and a VMM that changes EFLAGS (loadState) sets
+      // c.attention: the block leaves right after the instruction. Past that check the lazy
+      // record is still the one known here (materializing it for the VMM keeps its operands).
+      if (g.pending !== null) g.known = g.pending;
+      else if (!gen.keepsFlags) g.known = null;
       uses.push({ read: g.flagRead, write: g.flagWrite, observe: g.observe || g.touched });
       if (gen.ends) {
         ended = true;
