@@ -3,7 +3,11 @@
 
 import type { Cpu, Handler } from "./cpu.js";
 import { NO_REG } from "./decoder.js";
-import { R8 } from "./operands.js";
+
+/** The JS locals that hold EAX..EDI inside a translated block. */
+export const REG_NAMES = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"] as const;
+/** Placeholders, replaced once the whole block is known (the sets of used and written registers). */
+export const SPILL = "/*spill*/", RELOAD = "/*reload*/";
 
 export const ARITH = 0x8d5;
 /** -2^31: `(x ^ MIN) < (y ^ MIN)` compares x and y as unsigned 32-bit integers. */
@@ -36,13 +40,13 @@ export class Emitter {
   nextOverride: string | null = null;
   /**
    * The lazy flag record as the last flag-writing instruction of this block left it, while it
-   * is certain that nothing else changed it since (no handler call, no memory access whose slow
-   * path could exit to a VMM that reads or writes EFLAGS); conditions then read c.lz* directly.
+   * is certain that nothing else changed it since (no handler call; a VMM that changed EFLAGS in
+   * a slow memory path's exit has set c.attention, and the block left); conditions then read
+   * c.lz* directly.
    */
   known: KnownFlags | null = null;
-  /** Lazy record written by the current instruction, and whether memory was accessed after it. */
+  /** Lazy record written by the current instruction. */
   pending: KnownFlags | null = null;
-  memoryAfterFlags = false;
   /**
    * Flag use of the current instruction, for dead flag elimination: reads the arithmetic flags,
    * writes all six (before it could fault), or may fault or leave the block (flags observable).
@@ -53,6 +57,14 @@ export class Emitter {
   /** Instructions in the block; whether a branch back to its start loops inside the function. */
   count = 0;
   loops = false;
+
+  /**
+   * Registers the block reads or writes (bit n: register n), kept in JS locals: loaded at entry,
+   * stored back (the written ones) before anything that can see c.r (a handler call, a slow path,
+   * a fault, an exit) and loaded again after a handler call or slow path (which may change them).
+   */
+  used = 0;
+  written = 0;
 
   constructor(
     readonly c: Cpu,
@@ -91,21 +103,47 @@ export class Emitter {
     const base = d.base[i], index = d.index[i], scale = d.scale[i], disp = d.disp[i];
     const a32 = d.amask[i] === -1;
     const parts: string[] = [];
-    if (base !== NO_REG) parts.push(`r[${base}]`);
-    if (index !== NO_REG) parts.push(scale ? `(r[${index}] << ${scale})` : `r[${index}]`);
+    if (base !== NO_REG) parts.push(this.get(2, base));
+    if (index !== NO_REG) parts.push(scale ? `(${this.get(2, index)} << ${scale})` : this.get(2, index));
     if (parts.length === 0) return String(a32 ? disp | 0 : disp & 0xffff);
     if (disp !== 0) parts.push(String(disp));
     return a32 ? `((${parts.join(" + ")}) | 0)` : `((${parts.join(" + ")}) & 65535)`;
   }
 
-  /** Register operand expressions by size index (0: 8, 1: 16, 2: 32 bits). */
-  reg(s: number, n: number): string {
-    return s === 2 ? `r[${n}]` : s === 1 ? `r16[${n << 1}]` : `r8[${R8[n]}]`;
+  /** Register n of size index s (0: 8, 1: 16, 2: 32 bits) as an expression. */
+  get(s: number, n: number): string {
+    const q = s === 0 ? n & 3 : n;
+    this.used |= 1 << q;
+    const x = REG_NAMES[q];
+    return s === 2 ? x : s === 1 ? `(${x} & 65535)` : n < 4 ? `(${x} & 255)` : `((${x} >> 8) & 255)`;
+  }
+
+  /** The statement setting register n of size index s to `val` (the other bits stay). */
+  set(s: number, n: number, val: string): string {
+    const q = s === 0 ? n & 3 : n;
+    this.used |= 1 << q;
+    this.written |= 1 << q;
+    const x = REG_NAMES[q];
+    if (s === 2) return `${x} = (${val}) | 0;`;
+    if (s === 1) return `${x} = (${x} & -65536) | ((${val}) & 65535);`;
+    return n < 4 ? `${x} = (${x} & -256) | ((${val}) & 255);` : `${x} = (${x} & -65281) | (((${val}) & 255) << 8);`;
+  }
+
+  /** Statements storing the written registers into c.r (SPILL) and loading them back (RELOAD). */
+  static registerCode(used: number, written: number): { entry: string; spill: string; reload: string } {
+    const list = (mask: number, f: (n: number) => string) => REG_NAMES.map((_, n) => n).filter((n) => mask & (1 << n)).map(f);
+    const entry = list(used, (n) => `${REG_NAMES[n]} = r[${n}]`);
+    return {
+      entry: entry.length ? `let ${entry.join(", ")};` : "",
+      spill: list(written, (n) => `r[${n}] = ${REG_NAMES[n]};`).join(" "),
+      reload: list(used, (n) => `${REG_NAMES[n]} = r[${n}];`).join(" "),
+    };
   }
 
   /**
    * `dst = [seg:off]` of size index s through the TLB fast path; `off` is assigned to `o` first
-   * and `l`, `p` keep the linear address and page for a following `writeBack`.
+   * and `l`, `p` keep the linear address and page for a following `writeBack`. `dst` is a
+   * temporary (the slow path reloads the register locals after it).
    */
   read(s: number, seg: number, off: string, dst: string): void {
     this.touched = true;
@@ -117,7 +155,7 @@ export class Emitter {
       : "by[ts[p]][to[p] + (l & 4095)]";
     this.emit(`o = ${off}; l = (sb[${seg}] + o) | 0; p = l >>> 12;`);
     this.emit(`if (sf[${seg}] & 1 && tf[p] & c.rdMask${edge}) ${dst} = ${fast};`);
-    this.emit(`else ${dst} = rd${bits}(c, ${seg}, o, ${this.syncArgs});`);
+    this.emit(`else { ${SPILL} ${dst} = rd${bits}(c, ${seg}, o, ${this.syncArgs}); ${RELOAD} }`);
   }
 
   /** `[seg:off] = val` of size index s. */
@@ -136,20 +174,20 @@ export class Emitter {
       : s === 1 ? `vw[ts[p]].setUint16(to[p] + (l & 4095), ${val}, true)`
       : `by[ts[p]][to[p] + (l & 4095)] = ${val}`;
     this.emit(`if (sf[${seg}] & 2 && tf[p] & c.wrMask${edge}) ${fast};`);
-    this.emit(`else wr${bits}(c, ${seg}, o, ${val}, ${this.syncArgs});`);
+    this.emit(`else { ${SPILL} wr${bits}(c, ${seg}, o, ${val}, ${this.syncArgs}); ${RELOAD} }`);
   }
 
-  /** `dst = E` (the r/m operand) of size index s. */
+  /** `dst = E` (the r/m operand) of size index s; dst is a temporary. */
   readE(s: number, dst: string): void {
     const d = this.c.dec, i = this.slot;
-    if (d.mod3[i]) this.emit(`${dst} = ${this.reg(s, d.rm[i])};`);
+    if (d.mod3[i]) this.emit(`${dst} = ${this.get(s, d.rm[i])};`);
     else this.read(s, d.seg[i], this.ea(), dst);
   }
 
   /** E = val. */
   writeE(s: number, val: string): void {
     const d = this.c.dec, i = this.slot;
-    if (d.mod3[i]) this.emit(`${this.reg(s, d.rm[i])} = ${val};`);
+    if (d.mod3[i]) this.emit(this.set(s, d.rm[i], val));
     else this.write(s, d.seg[i], this.ea(), val);
   }
 
@@ -157,16 +195,12 @@ export class Emitter {
   modifyE(s: number, body: string, store: boolean): void {
     const d = this.c.dec, i = this.slot;
     if (d.mod3[i]) {
-      const at = this.reg(s, d.rm[i]);
-      this.emit(`a = ${at}; ${body}`);
-      if (store) this.emit(`${at} = v;`);
+      this.emit(`a = ${this.get(s, d.rm[i])}; ${body}`);
+      if (store) this.emit(this.set(s, d.rm[i], "v"));
     } else {
       this.read(s, d.seg[i], this.ea(), "a");
       this.emit(body);
-      if (store) {
-        this.writeBack(s, d.seg[i], "v");
-        this.memoryAfterFlags = true;
-      }
+      if (store) this.writeBack(s, d.seg[i], "v");
     }
   }
 
@@ -204,7 +238,7 @@ export class Emitter {
     this.emit(`t = ${o32 ? `(${target}) | 0` : `(${target}) & 65535`};`);
     // Unsigned comparison through the sign flip: int32 operands all the way (no heap numbers
     // before the function is optimized); ls is c.limit viewed as an Int32Array.
-    this.emit(`if ((t ^ ${MIN}) > (ls[1] ^ ${MIN})) { ${this.sync} c.fault(13, 0); }`);
+    this.emit(`if ((t ^ ${MIN}) > (ls[1] ^ ${MIN})) { ${SPILL} ${this.sync} c.fault(13, 0); }`);
   }
 
   /** Exits emitted so far (each has a link). */
@@ -212,17 +246,20 @@ export class Emitter {
 
   /** Leave the block continuing at `next` after the current instruction. */
   leave(next: string): void {
-    this.emit(`${next === "t" ? "" : `t = ${next}; `}c.eip = c.nextEip = t; c.retired = r0 + ${this.k + 1};`);
+    if (next !== "t") this.emit(`t = ${next};`);
     this.link(this.k + 1);
   }
 
-  /** Return the linked next block when its link holds for target t (c.eip), else null. */
+  /**
+   * Leave for target t (a local) with `retired` instructions of this pass retired, through the
+   * function's one exit path (translate.ts), which follows exit j's link when it holds.
+   * One shared exit keeps the functions small (less for V8 to compile) and gives its code type
+   * feedback from every exit (no deoptimization when a rare exit is first taken).
+   */
   link(retired: number): void {
     this.observe = true;
     const j = this.exits++;
-    this.emit(`if (le[${j}] === c.codeEpoch && lt[${j}] === t && lc[${j}] === c.csEpoch && !c.attention && ` +
-      `r0 + ${retired + " + ln[" + j + "]"} <= end) { x = lf[${j}]; if (code[lb[${j}]] === x) return x; }`);
-    this.emit(`c.linkFrom = LK; c.linkExit = ${j}; return null;`);
+    this.emit(`{ n = ${retired}; j = ${j}; break out; }`);
   }
 
   /**

@@ -98,7 +98,7 @@ function buildGenerators(): Map<Handler, InlineForm> {
       const bit = BITS[s];
       const e = s === 0 ? "Eb" : "Ev", gr = s === 0 ? "Gb" : "Gv", sz = sized(s);
       add(`${name}_${e}${gr}${sz}`, (g, i) => {
-        g.emit(`b = ${g.reg(s, g.c.dec.reg[i])};`);
+        g.emit(`b = ${g.get(s, g.c.dec.reg[i])};`);
         g.modifyE(s, aluBody(op, bit, g), write);
         return true;
       });
@@ -108,17 +108,16 @@ function buildGenerators(): Map<Handler, InlineForm> {
         return true;
       });
       add(`${name}_${gr}${e}${sz}`, (g, i) => {
-        const dst = g.reg(s, g.c.dec.reg[i]);
-        g.emit(`a = ${dst};`);
+        const n = g.c.dec.reg[i];
+        g.emit(`a = ${g.get(s, n)};`);
         g.readE(s, "b");
         g.emit(aluBody(op, bit, g));
-        if (write) g.emit(`${dst} = v;`);
+        if (write) g.emit(g.set(s, n, "v"));
         return true;
       });
       add(`${name}_${s === 0 ? "ALIb" : "eAXIz" + sz}`, (g, i) => {
-        const acc = g.reg(s, 0);
-        g.emit(`a = ${acc}; b = ${g.c.dec.imm[i]}; ${aluBody(op, bit, g)}`);
-        if (write) g.emit(`${acc} = v;`);
+        g.emit(`a = ${g.get(s, 0)}; b = ${g.c.dec.imm[i]}; ${aluBody(op, bit, g)}`);
+        if (write) g.emit(g.set(s, 0, "v"));
         return true;
       });
     }
@@ -149,12 +148,12 @@ function buildGenerators(): Map<Handler, InlineForm> {
       return true;
     });
     add(s === 0 ? "test_ALIb" : `test_eAXIz${sized(s)}`, (g, i) => {
-      g.emit(`v = ${g.reg(s, 0)} & ${g.c.dec.imm[i]}; ${g.lazy(LZ_LOGIC, "v", "0", "v", bit)}`);
+      g.emit(`v = ${g.get(s, 0)} & ${g.c.dec.imm[i]}; ${g.lazy(LZ_LOGIC, "v", "0", "v", bit)}`);
       return true;
     });
     add(s === 0 ? "test_EbGb" : `test_EvGv${sized(s)}`, (g, i) => {
       g.readE(s, "a");
-      g.emit(`v = a & ${g.reg(s, g.c.dec.reg[i])}; ${g.lazy(LZ_LOGIC, "v", "0", "v", bit)}`);
+      g.emit(`v = a & ${g.get(s, g.c.dec.reg[i])}; ${g.lazy(LZ_LOGIC, "v", "0", "v", bit)}`);
       return true;
     });
     for (let op = 0; op < 8; op++) {
@@ -165,13 +164,13 @@ function buildGenerators(): Map<Handler, InlineForm> {
     const bit = BITS[s];
     const sz = sized(s);
     add(`inc_r${sz}`, (g, i) => {
-      const at = g.reg(s, g.c.dec.opc[i] & 7);
-      g.emit(`a = ${at}; v = (a + 1) | 0; ${g.lazyKeepCF(LZ_ADD, "a", "1", "v", bit)} ${at} = v;`);
+      const n = g.c.dec.opc[i] & 7;
+      g.emit(`a = ${g.get(s, n)}; v = (a + 1) | 0; ${g.lazyKeepCF(LZ_ADD, "a", "1", "v", bit)} ${g.set(s, n, "v")}`);
       return true;
     });
     add(`dec_r${sz}`, (g, i) => {
-      const at = g.reg(s, g.c.dec.opc[i] & 7);
-      g.emit(`a = ${at}; v = (a - 1) | 0; ${g.lazyKeepCF(LZ_SUB, "a", "1", "v", bit)} ${at} = v;`);
+      const n = g.c.dec.opc[i] & 7;
+      g.emit(`a = ${g.get(s, n)}; v = (a - 1) | 0; ${g.lazyKeepCF(LZ_SUB, "a", "1", "v", bit)} ${g.set(s, n, "v")}`);
       return true;
     });
   }
@@ -181,11 +180,12 @@ function buildGenerators(): Map<Handler, InlineForm> {
   for (const s of [0, 1, 2]) {
     const e = s === 0 ? "Eb" : "Ev", gr = s === 0 ? "Gb" : "Gv", sz = sized(s);
     add(`mov_${e}${gr}${sz}`, (g, i) => {
-      g.writeE(s, g.reg(s, g.c.dec.reg[i]));
+      g.writeE(s, g.get(s, g.c.dec.reg[i]));
       return true;
     });
     add(`mov_${gr}${e}${sz}`, (g, i) => {
-      g.readE(s, g.reg(s, g.c.dec.reg[i]));
+      g.readE(s, "v");
+      g.emit(g.set(s, g.c.dec.reg[i], "v"));
       return true;
     });
     add(s === 0 ? "mov_EbIb" : `mov_EvIz${sz}`, (g, i) => {
@@ -193,16 +193,17 @@ function buildGenerators(): Map<Handler, InlineForm> {
       return true;
     });
     add(s === 0 ? "mov_r8Ib" : `mov_rIv${sz}`, (g, i) => {
-      g.emit(`${g.reg(s, g.c.dec.opc[i] & 7)} = ${g.c.dec.imm[i]};`);
+      g.emit(g.set(s, g.c.dec.opc[i] & 7, String(g.c.dec.imm[i])));
       return true;
     });
     const moff = (g: Emitter, i: number) => String(g.c.dec.disp[i] & g.c.dec.amask[i]);
     add(s === 0 ? "mov_ALOb" : `mov_eAXOv${sz}`, (g, i) => {
-      g.read(s, g.c.dec.seg[i], moff(g, i), g.reg(s, 0));
+      g.read(s, g.c.dec.seg[i], moff(g, i), "v");
+      g.emit(g.set(s, 0, "v"));
       return true;
     });
     add(s === 0 ? "mov_ObAL" : `mov_OveAX${sz}`, (g, i) => {
-      g.write(s, g.c.dec.seg[i], moff(g, i), g.reg(s, 0));
+      g.write(s, g.c.dec.seg[i], moff(g, i), g.get(s, 0));
       return true;
     });
   }
@@ -210,37 +211,37 @@ function buildGenerators(): Map<Handler, InlineForm> {
     const sz = sized(s);
     add(`lea${sz}`, (g, i) => {
       if (g.c.dec.mod3[i]) return false;
-      g.emit(`${g.reg(s, g.c.dec.reg[i])} = ${g.ea()};`);
+      g.emit(g.set(s, g.c.dec.reg[i], g.ea()));
       return true;
     });
     add(`movzx_GvEb${sz}`, (g, i) => {
       g.readE(0, "v");
-      g.emit(`${g.reg(s, g.c.dec.reg[i])} = v;`);
+      g.emit(g.set(s, g.c.dec.reg[i], "v"));
       return true;
     });
     add(`movzx_GvEw${sz}`, (g, i) => {
       g.readE(1, "v");
-      g.emit(`${g.reg(s, g.c.dec.reg[i])} = v;`);
+      g.emit(g.set(s, g.c.dec.reg[i], "v"));
       return true;
     });
     add(`movsx_GvEb${sz}`, (g, i) => {
       g.readE(0, "v");
-      g.emit(`${g.reg(s, g.c.dec.reg[i])} = (v << 24) >> 24;`);
+      g.emit(g.set(s, g.c.dec.reg[i], "(v << 24) >> 24"));
       return true;
     });
     add(`movsx_GvEw${sz}`, (g, i) => {
       g.readE(1, "v");
-      g.emit(`${g.reg(s, g.c.dec.reg[i])} = (v << 16) >> 16;`);
+      g.emit(g.set(s, g.c.dec.reg[i], "(v << 16) >> 16"));
       return true;
     });
     add(`xchg_rAX${sz}`, (g, i) => {
-      const at = g.reg(s, g.c.dec.opc[i] & 7), acc = g.reg(s, 0);
-      g.emit(`v = ${at}; ${at} = ${acc}; ${acc} = v;`);
+      const n = g.c.dec.opc[i] & 7;
+      g.emit(`v = ${g.get(s, n)}; ${g.set(s, n, g.get(s, 0))} ${g.set(s, 0, "v")}`);
       return true;
     });
     add(`cmov${sz}`, (g, i) => {
       g.readE(s, "v");
-      g.emit(`if (${cond(g, g.c.dec.opc[i] & 15)}) ${g.reg(s, g.c.dec.reg[i])} = v;`);
+      g.emit(`if (${cond(g, g.c.dec.opc[i] & 15)}) ${g.set(s, g.c.dec.reg[i], "v")}`);
       return true;
     });
   }
@@ -248,7 +249,7 @@ function buildGenerators(): Map<Handler, InlineForm> {
     const v = `(${cond(g, g.c.dec.opc[i] & 15)} ? 1 : 0)`;
     const d = g.c.dec;
     if (d.mod3[i]) {
-      g.emit(`${g.reg(0, d.rm[i])} = ${v};`);
+      g.emit(g.set(0, d.rm[i], v));
     } else {
       g.emit(`v = ${v};`);
       g.write(0, d.seg[i], g.ea(), "v");
@@ -257,42 +258,42 @@ function buildGenerators(): Map<Handler, InlineForm> {
   });
   add("nop", () => true);
   add("nop_Ev", () => true);
-  add("cbw16", (g) => (g.emit("r16[0] = (r8[0] << 24) >> 24;"), true));
-  add("cbw32", (g) => (g.emit("r[0] = (r16[0] << 16) >> 16;"), true));
-  add("cwd16", (g) => (g.emit("r16[4] = r16[0] & 32768 ? 65535 : 0;"), true));
-  add("cwd32", (g) => (g.emit("r[2] = r[0] >> 31;"), true));
+  add("cbw16", (g) => (g.emit(g.set(1, 0, `(${g.get(0, 0)} << 24) >> 24`)), true));
+  add("cbw32", (g) => (g.emit(g.set(2, 0, `(${g.get(1, 0)} << 16) >> 16`)), true));
+  add("cwd16", (g) => (g.emit(g.set(1, 2, `${g.get(1, 0)} & 32768 ? 65535 : 0`)), true));
+  add("cwd32", (g) => (g.emit(g.set(2, 2, `${g.get(2, 0)} >> 31`)), true));
   add("cld", (g) => (g.emit("c.flags &= -1025;"), true));
   add("std", (g) => (g.emit("c.flags |= 1024;"), true));
 
   // Multiply.
   keepsFlags = false;
-  add("imul_GvEv32", (g, i) => genImul32(g, i, `r[${g.c.dec.reg[i]}]`));
+  add("imul_GvEv32", (g, i) => genImul32(g, i, g.get(2, g.c.dec.reg[i])));
   add("imul_GvEvIz32", (g, i) => genImul32(g, i, String(g.c.dec.imm[i])));
-  add("imul_GvEv16", (g, i) => genImul16(g, i, `r16[${g.c.dec.reg[i] << 1}]`));
+  add("imul_GvEv16", (g, i) => genImul16(g, i, g.get(1, g.c.dec.reg[i])));
   add("imul_GvEvIz16", (g, i) => genImul16(g, i, String(g.c.dec.imm[i])));
 
   // Stack.
   keepsFlags = true;
-  add("push_r32", (g, i) => (push(g, 2, `r[${g.c.dec.opc[i] & 7}]`), true));
-  add("push_r16", (g, i) => (push(g, 1, `r16[${(g.c.dec.opc[i] & 7) << 1}]`), true));
+  add("push_r32", (g, i) => (push(g, 2, g.get(2, g.c.dec.opc[i] & 7)), true));
+  add("push_r16", (g, i) => (push(g, 1, g.get(1, g.c.dec.opc[i] & 7)), true));
   add("push_Iz32", (g, i) => (push(g, 2, String(g.c.dec.imm[i])), true));
   add("push_Iz16", (g, i) => (push(g, 1, String(g.c.dec.imm[i])), true));
   add("pop_r32", (g, i) => {
-    g.emit("sp = c.stack32 ? r[4] : r16[8];");
+    g.emit(`sp = ${stackPointer(g)};`);
     g.read(2, SEG_SS, "sp", "v");
-    g.emit(`if (c.stack32) r[4] = sp + 4; else r16[8] = sp + 4; r[${g.c.dec.opc[i] & 7}] = v;`);
+    g.emit(`${setStackPointer(g, "sp + 4")} ${g.set(2, g.c.dec.opc[i] & 7, "v")}`);
     return true;
   });
   add("pop_r16", (g, i) => {
-    g.emit("sp = c.stack32 ? r[4] : r16[8];");
+    g.emit(`sp = ${stackPointer(g)};`);
     g.read(1, SEG_SS, "sp", "v");
-    g.emit(`if (c.stack32) r[4] = sp + 2; else r16[8] = sp + 2; r16[${(g.c.dec.opc[i] & 7) << 1}] = v;`);
+    g.emit(`${setStackPointer(g, "sp + 2")} ${g.set(1, g.c.dec.opc[i] & 7, "v")}`);
     return true;
   });
   add("leave32", (g) => {
-    g.emit("sp = c.stack32 ? r[5] : r16[10];");
+    g.emit(`sp = c.stack32 ? ${g.get(2, 5)} : ${g.get(1, 5)};`);
     g.read(2, SEG_SS, "sp", "v");
-    g.emit("if (c.stack32) r[4] = sp + 4; else r16[8] = sp + 4; r[5] = v;");
+    g.emit(`${setStackPointer(g, "sp + 4")} ${g.set(2, 5, "v")}`);
     return true;
   });
 
@@ -317,10 +318,10 @@ function buildGenerators(): Map<Handler, InlineForm> {
       return true;
     }, true);
     add(`ret${sz}`, (g) => {
-      g.emit("sp = c.stack32 ? r[4] : r16[8];");
+      g.emit(`sp = ${stackPointer(g)};`);
       g.read(o32 ? 2 : 1, SEG_SS, "sp", "v");
       g.jump("v", o32);
-      g.emit(`if (c.stack32) r[4] = sp + ${o32 ? 4 : 2}; else r16[8] = sp + ${o32 ? 4 : 2};`);
+      g.emit(setStackPointer(g, `sp + ${o32 ? 4 : 2}`));
       g.leave("t");
       return true;
     }, true);
@@ -328,14 +329,24 @@ function buildGenerators(): Map<Handler, InlineForm> {
   return m;
 }
 
+/** ESP or SP, as the stack size says. */
+function stackPointer(g: Emitter): string {
+  return `c.stack32 ? ${g.get(2, 4)} : ${g.get(1, 4)}`;
+}
+
+/** The statement setting ESP or SP (as the stack size says) to `val`. */
+function setStackPointer(g: Emitter, val: string): string {
+  return `if (c.stack32) ${g.set(2, 4, val)} else ${g.set(1, 4, val)}`;
+}
+
 /** PUSH; `next` is the next EIP a CALL has already set (a fault leaves it in c.nextEip). */
 function push(g: Emitter, s: number, val: string, next: string | null = null): void {
   const n = s === 2 ? 4 : 2;
-  g.emit(`w = ${val}; sp = c.stack32 ? (r[4] - ${n}) | 0 : (r16[8] - ${n}) & 65535;`);
+  g.emit(`w = ${val}; sp = c.stack32 ? (${g.get(2, 4)} - ${n}) | 0 : (${g.get(1, 4)} - ${n}) & 65535;`);
   g.nextOverride = next;
   g.write(s, SEG_SS, "sp", "w");
   g.nextOverride = null;
-  g.emit("if (c.stack32) r[4] = sp; else r16[8] = sp;");
+  g.emit(setStackPointer(g, "sp"));
 }
 
 function jcc(g: Emitter, cc: number, imm: number, o32: boolean): void {
@@ -346,14 +357,14 @@ function jcc(g: Emitter, cc: number, imm: number, o32: boolean): void {
 
 function genImul32(g: Emitter, i: number, b: string): boolean {
   g.readE(2, "a");
-  g.emit(`b = ${b}; v = Math.imul(a, b); r[${g.c.dec.reg[i]}] = v;`);
+  g.emit(`b = ${b}; v = Math.imul(a, b); ${g.set(2, g.c.dec.reg[i], "v")}`);
   g.emit(g.setArith("(a * b !== v ? 2049 : 0) | (v < 0 ? 128 : 0) | (v === 0 ? 64 : 0) | PARITY[v & 255]"));
   return true;
 }
 
 function genImul16(g: Emitter, i: number, b: string): boolean {
   g.readE(1, "a");
-  g.emit(`v = ((a << 16) >> 16) * ((${b} << 16) >> 16); r16[${g.c.dec.reg[i] << 1}] = v;`);
+  g.emit(`v = ((a << 16) >> 16) * ((${b} << 16) >> 16); ${g.set(1, g.c.dec.reg[i], "v")}`);
   g.emit("mulFlags(c, v !== (v << 16) >> 16, v, 15);");
   g.flagWrite = true;
   return true;
@@ -377,7 +388,7 @@ function genShift(g: Emitter, i: number, op: number, s: number): boolean {
     return true;
   }
   // Count in CL: a zero count only reads the operand.
-  g.emit("b = r8[4] & 31; if (b === 0) {");
+  g.emit(`b = ${g.get(0, 1)} & 31; if (b === 0) {`);
   g.readE(s, "a");
   g.emit("} else {");
   if (s === 2 && (op === 4 || op === 6 || op === 5 || op === 7)) {

@@ -304,6 +304,49 @@ describe("block translator", () => {
     expect(p.fast.states.length).toBe(80);
   });
 
+  it("sees registers and flags a VMM changes in an MMIO exit in the middle of a block", () => {
+    const p = pair();
+    const { ram } = image([], prng(8));
+    // The MMIO accesses sit between a flag write and the branch that reads it, and between
+    // writes of registers the block keeps in locals; the VMM flips ZF and changes EBX and ECX.
+    ram.set(nasm(`bits 32
+      org ${CODE}
+      mov ecx, 30
+    top:
+      add ebx, 7
+      sub edx, edx
+      dec dword [${MMIO}]
+      jz skip
+      add esi, 3
+    skip:
+      mov eax, [${MMIO} + 4]
+      add ebx, eax
+      dec ecx
+      jnz top
+      hlt
+    `), CODE);
+    for (const m of [p.fast, p.slow]) {
+      const exit = m.handler.exit;
+      let n = 0;
+      m.handler.exit = (reason, st) => {
+        const r = exit(reason, st);
+        if (reason === ExitReason.MMIO && ++n % 3 !== 0) {
+          const s = m.regs;
+          s.eflags ^= 0x40;
+          s.ebx = (s.ebx + n) >>> 0;
+          if (n === 31) s.ecx = 2;
+          m.engine.loadState(Mtd.ALL & ~(Mtd.FPU | Mtd.QUAL | Mtd.EIP_LEN), s);
+        }
+        return r;
+      };
+    }
+    p.fast.engine.translateAfter = 1;
+    start(p, ram, CODE, 0, prng(9));
+    expect(runBoth(p, () => 1_000_000)).toBe(ExitReason.HLT);
+    expect(translatedBlocks(p.fast)).toBeGreaterThan(0);
+    expect(p.fast.states.length).toBeGreaterThan(20);
+  });
+
   it("steps one instruction at a time through translated code in an interrupt shadow and with TF", () => {
     const p = pair();
     const { ram } = image([], prng(8));

@@ -10,15 +10,19 @@
 // handler call, a memory access missing the inline TLB fast path, a branch beyond the CS limit)
 // is preceded by a "sync" storing the instruction's EIP, next EIP and retired count, so faults,
 // MMIO exits and code-page writes see exactly the interpreter's state. On top of that:
+// - the general registers the block uses live in JS locals (eax..edi): loaded at entry, the
+//   written ones stored back into c.r before that sync, a handler call or an exit, and loaded
+//   again after a handler call or slow path (either may change them);
 // - a branch back to the block's own start loops inside the function while nothing changed;
-// - each exit may return the next translated block through its link (block-links.ts);
+// - all exits share one exit path at the end of the function, which may return the next
+//   translated block through the exit's link (block-links.ts);
 // - conditions right after an inline flag-writing instruction read its lazy record directly;
 // - flag updates nobody can observe before the next full flag write are dropped.
 
 import { mulFlags, shift } from "./alu.js";
 import { type BlockFn, BlockLinks } from "./block-links.js";
 import type { Cpu, Handler } from "./cpu.js";
-import { Emitter } from "./emitter.js";
+import { Emitter, RELOAD, SPILL } from "./emitter.js";
 import { condition, getCF, PARITY } from "./flags.js";
 import { GENERATORS } from "./inline-forms.js";
 
@@ -108,7 +112,6 @@ export function translateBlock(
     g.len = d.len[slot];
     g.touched = false;
     g.pending = null;
-    g.memoryAfterFlags = false;
     g.flagRead = g.flagWrite = g.observe = false;
     const last = k === count - 1;
     const fn = d.fn[slot];
@@ -116,15 +119,20 @@ export function translateBlock(
     const mark = g.out.length;
     g.emit(`// ${k}: slot ${slot}`);
     if (gen !== undefined && gen.gen(g, slot)) {
-      if (g.pending !== null) g.known = g.memoryAfterFlags ? null : g.pending;
-      else if (g.touched || !gen.keepsFlags) g.known = null;
+      // A slow memory path may exit to the VMM, and a VMM that changes EFLAGS (loadState) sets
+      // c.attention: the block leaves right after the instruction. Past that check the lazy
+      // record is still the one known here (materializing it for the VMM keeps its operands).
+      if (g.pending !== null) g.known = g.pending;
+      else if (!gen.keepsFlags) g.known = null;
       uses.push({ read: g.flagRead, write: g.flagWrite, observe: g.observe || g.touched });
       if (gen.ends) {
         ended = true;
         break;
       }
       if (g.touched && !last) {
-        g.emit(`if (c.attention) { c.eip = c.nextEip = ${g.fall}; c.retired = r0 + ${k + 1}; c.linkFrom = null; return null; }`);
+        g.emit(`if (c.attention) { t = ${g.fall};`);
+        g.link(k + 1);
+        g.emit("}");
       }
     } else {
       g.out.length = mark;
@@ -132,8 +140,8 @@ export function translateBlock(
       uses.push({ read: true, write: false, observe: true });
       let f = g.fns.indexOf(fn);
       if (f < 0) f = g.fns.push(fn) - 1;
-      g.emit(g.sync);
-      g.emit(`f${f}(c, ${slot});`);
+      g.emit(`${SPILL} ${g.sync}`);
+      g.emit(`f${f}(c, ${slot}); ${RELOAD}`);
       g.emit(`c.eip = t = c.nextEip; c.retired = r0 + ${k + 1};`);
       if (last) {
         g.link(k + 1);
@@ -150,30 +158,41 @@ export function translateBlock(
     g.k = count - 1;
     g.leave(g.eipAt(off));
   }
-  const body = elideDeadFlags(g.out.join("\n"), uses);
+  const regs = Emitter.registerCode(g.used, g.written);
+  const body = elideDeadFlags(g.out.join("\n"), uses).replaceAll(SPILL, regs.spill).replaceAll(RELOAD, regs.reload);
   const fnDecls = g.fns.map((_, k) => `const f${k} = F[${k}];`).join("\n");
   const source = `"use strict";
 const { getCF, condition, shift, mulFlags, PARITY, rd8, rd16, rd32, wr8, wr16, wr32 } = H;
 const lf = LK.fn, lt = LK.eip, lb = LK.block, ln = LK.count, le = LK.codeEpoch, lc = LK.csEpoch;
 ${fnDecls}
+const r = C.r, sb = C.base, sf = C.segFast, tf = C.tlbFlags, ts = C.tlbStore, to = C.tlbOff;
 return function block(c, end) {
-const r = c.r, r16 = c.r16, r8 = c.r8, sb = c.base, sf = c.segFast, tf = c.tlbFlags, ts = c.tlbStore, to = c.tlbOff;
 const vw = c.views, by = c.bytes;
 const e0 = c.eip, ep = c.codeEpoch, cs0 = c.csEpoch;
 let r0 = c.retired;
-let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null;
+${regs.entry}
+let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null, n = 0, j = 0;
+out: {
 ${g.loops ? "for (;;) {" : ""}
 ${body}
 ${g.loops ? "}" : ""}
+}
+c.eip = c.nextEip = t; c.retired = r0 + n;
+${regs.spill}
+if (le[j] === c.codeEpoch && lt[j] === t && lc[j] === c.csEpoch && !c.attention && r0 + n + ln[j] <= end) { x = lf[j]; if (code[lb[j]] === x) return x; }
+c.linkFrom = LK; c.linkExit = j; return null;
 };`;
   const links = new BlockLinks(g.exits);
-  const factory = new Function("H", "F", "LK", "code", "ls", source) as (
-    h: typeof RUNTIME, f: Handler[], links: BlockLinks, code: readonly (BlockFn | null)[], ls: Int32Array,
+  // The CPU's register, segment and TLB arrays (never replaced) are constants of the function's
+  // closure: no property loads at entry. A translation belongs to its Cpu. The store lists stay
+  // loads: as closure constants too, the boot's peak RSS grew by 10 MiB for no time gained.
+  const factory = new Function("H", "F", "LK", "code", "ls", "C", source) as (
+    h: typeof RUNTIME, f: Handler[], links: BlockLinks, code: readonly (BlockFn | null)[], ls: Int32Array, cpu: Cpu,
   ) => BlockFn;
   // The segment limits as int32: a limit of 0xffffffff read from the Uint32Array would be a heap
   // number in unoptimized code.
   const limits = new Int32Array(c.limit.buffer, c.limit.byteOffset, c.limit.length);
-  return factory(RUNTIME, g.fns, links, code, limits);
+  return factory(RUNTIME, g.fns, links, code, limits, c);
 }
 
 /** The generated source of a block (for tests and debugging). */
