@@ -129,7 +129,7 @@ export class DemandRam implements GuestRam, RamPages {
       const s = this.state[p];
       if (s === READ_ONLY) this.unmapOwn(p);
       if (s === FROM_SOURCE) this.fromSource--;
-      if (s === READ_ONLY || s === PRIVATE || s === FROM_SOURCE) {
+      if (s === READ_ONLY || s === PRIVATE || s === FROM_SOURCE || s === LOST) {
         this.state[p] = UNBACKED;
         this.views[p] = undefined;
         this.writeProtected[p] = 0;
