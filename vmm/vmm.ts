@@ -916,6 +916,9 @@ class Vmm {
 
   /** Give the caller guest RAM and the state region (into its memory window). */
   private attachControl(utcb: Utcb): void {
+    // The caller reads RAM in place: pages still in the snapshot, or taken away by the memory
+    // manager (shared or zero now), come into the window first.
+    this.ram.fillAll();
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
     for (const [offset, order] of alignedRuns(ramPages, [RAM_WINDOW.base, 0]))
       utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, RAM_WINDOW.base + offset, order, MemRights.ALL), offset });

@@ -3,12 +3,16 @@
 // destination with none lost and none twice. A destination that refuses the stream leaves the
 // source running, and so does a connection cut short.
 
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, connect, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { HostControl } from "../../bin/host-control.js";
 import { migrateIn, migrateOut } from "../../bin/migrate.js";
-import { platformConfig, type SaveRequest } from "../../bin/snapshot.js";
+import { openSavedVm, platformConfig, type SaveRequest } from "../../bin/snapshot.js";
+import { copyRam } from "../support/ram.js";
 import { runVm } from "../../bin/vm-runner.js";
 import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
 import { loadKernel } from "../../vmm/boot/index.js";
@@ -169,6 +173,101 @@ describe.skipIf(!hasNasm())("live migration", () => {
       expect(result.stop).toBe("quit");
       const text = String.fromCharCode(...con.serial);
       checkLines(text.slice(0, text.lastIndexOf("\n") + 1));
+    }
+  });
+
+  it("a resumed VM whose pages the scanner took away migrates whole: the destination's RAM is the source's at the stop, byte for byte", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hv-migrate-"));
+    try {
+      const kernel = GUEST();
+      const plan = loadKernel(kernel, { memSize: MEMORY });
+      const request: Omit<SaveRequest, "path"> = { name: "resumed", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [] };
+      // A snapshot of the guest after 5 lines.
+      const file = join(dir, "counter.hvsnap");
+      const first = new MemoryConsole();
+      const control0 = new HostControl();
+      let saved = false;
+      await runVm({
+        memoryBytes: MEMORY, plan, console: first, engine: createX86Engine, control: control0, ...platformConfig(platform), maxVirtualNs: 60e9,
+        onStart: (_k, raise) => void (control0.raise = raise.control),
+        onSlice: () => {
+          if (saved || String.fromCharCode(...first.serial).split("\n").length <= 5) return;
+          saved = true;
+          void control0.save(0, { ...request, path: file }).then(() => (saved = true));
+        },
+        stopRequested: () => saved && existsSync(file),
+      });
+      // Resumed from it (its pages come from the file on first touch), with the scanner fast, then migrated.
+      const vm = openSavedVm(file);
+      const { server, port } = await listen();
+      const control = new HostControl();
+      let sourceRam: Uint8Array | null = null;
+      let destRam: Uint8Array | null = null;
+      let scanner = { merged: 0, zeroed: 0 };
+      const destination = new Promise<void>((resolve, reject) => {
+        server.once("connection", (socket: Socket) => {
+          migrateIn(socket)
+            .then(async (incoming) => {
+              const ctl: ControlHost & { queue: ControlCommand[] } = {
+                queue: [{ vm: 0, op: "save" }],
+                take() {
+                  return this.queue.shift() ?? null;
+                },
+                done(command, result) {
+                  if (command.op === "save" && "state" in result) destRam = copyRam(result.ram);
+                },
+              };
+              incoming.accept();
+              try {
+                await runVm({
+                  memoryBytes: incoming.vm.memoryBytes, resume: { plan: incoming.vm.plan, state: incoming.vm.state, ram: incoming.vm.reader },
+                  console: new MemoryConsole(), engine: createX86Engine, control: ctl, ...platformConfig(incoming.vm.platform), maxVirtualNs: 60e9,
+                  onStart: (_k, raise) => raise.control(),
+                  stopRequested: () => destRam !== null,
+                });
+                resolve();
+              } finally {
+                incoming.vm.reader.close();
+                incoming.cleanup();
+              }
+            })
+            .catch(reject);
+        });
+      });
+      const con = new MemoryConsole();
+      let started = false;
+      let asking = false;
+      await runVm({
+        memoryBytes: vm.memoryBytes, resume: { plan: vm.plan, state: vm.state, ram: vm.reader }, console: con, engine: createX86Engine, control,
+        ...platformConfig(vm.platform), scanRate: 500_000, maxVirtualNs: 60e9,
+        onStart: (_k, raise) => {
+          control.raise = raise.control;
+          void control.resume(0);
+        },
+        onSlice: () => {
+          // Once the scanner has taken pages away (asked again and again until then), migrate.
+          if (started || asking) return;
+          asking = true;
+          void control.query(0).then((q) => {
+            asking = false;
+            scanner = q.memory.scanner;
+            if (scanner.merged + scanner.zeroed === 0) return;
+            started = true;
+            void migrateOut(control, 0, request, connect(port, "127.0.0.1")).then(() => control.capture(0, (_state, ram) => (sourceRam = copyRam(ram))));
+          });
+        },
+        stopRequested: () => sourceRam !== null,
+      });
+      vm.reader.close();
+      await destination;
+      server.close();
+      // The scanner did take pages away from the resumed VM before it moved.
+      expect(scanner.merged + scanner.zeroed).toBeGreaterThan(0);
+      expect(sourceRam).not.toBeNull();
+      expect(destRam).not.toBeNull();
+      expect(Buffer.compare(sourceRam!, destRam!)).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
