@@ -242,7 +242,8 @@ export function parseTcpUri(uri: string): { host: string; port: number } {
 
 /** The source side as QMP sees it: one migration at a time, its status, and the end of hv when it is done. */
 export class OutgoingMigration {
-  status: "none" | "active" | "completed" | "failed" = "none";
+  status: "none" | "active" | "completed" | "failed" | "cancelled" = "none";
+  private socket: Socket | null = null;
   private progress: MigrationProgress | null = null;
   private result: MigrationResult | null = null;
   private error = "";
@@ -263,7 +264,8 @@ export class OutgoingMigration {
     this.status = "active";
     this.started = performance.now();
     this.progress = null;
-    migrateOut(this.control, vm, this.request(vm), this.connect(host, port), { onProgress: (p) => (this.progress = p) }).then(
+    const socket = (this.socket = this.connect(host, port));
+    migrateOut(this.control, vm, this.request(vm), socket, { onProgress: (p) => (this.progress = p) }).then(
       (r) => {
         this.result = r;
         this.status = "completed";
@@ -271,9 +273,17 @@ export class OutgoingMigration {
       },
       (error: Error) => {
         this.error = error.message;
-        this.status = "failed";
+        if (this.status === "active") this.status = "failed";
       },
     );
+  }
+
+  /** QMP `migrate_cancel`: drop the connection; the source VM goes on as before (nothing if none runs). */
+  cancel(): void {
+    if (this.status !== "active") return;
+    this.status = "cancelled";
+    this.error = "cancelled";
+    this.socket?.destroy();
   }
 
   /** QEMU's MigrationInfo, in part. */

@@ -81,6 +81,7 @@ export const COMMANDS: Record<string, QmpCommand> = {
     },
   },
   "query-migrate": { params: {}, run: ({ server }) => server.options.migration?.query() ?? {} },
+  migrate_cancel: { params: {}, run: ({ server }) => void server.options.migration?.cancel() },
   "query-memory": { params: VM, run: ({ server }, args) => queryMemory(server, server.vm(args.vm as string | undefined)) },
   stop: { params: VM, run: ({ server }, args) => stop(server, server.vm(args.vm as string | undefined)) },
   cont: { params: VM, run: ({ server }, args) => cont(server, server.vm(args.vm as string | undefined)) },

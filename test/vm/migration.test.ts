@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { HostControl } from "../../bin/host-control.js";
-import { migrateIn, migrateOut } from "../../bin/migrate.js";
+import { OutgoingMigration, migrateIn, migrateOut } from "../../bin/migrate.js";
 import { openSavedVm, platformConfig, type SaveRequest } from "../../bin/snapshot.js";
 import { copyRam } from "../support/ram.js";
 import { runVm } from "../../bin/vm-runner.js";
@@ -269,5 +269,41 @@ describe.skipIf(!hasNasm())("live migration", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("migrate_cancel while the destination keeps the source waiting: the source goes on, the migration says cancelled", async () => {
+    const kernel = GUEST();
+    const plan = loadKernel(kernel, { memSize: MEMORY });
+    const request: Omit<SaveRequest, "path"> = { name: "cancelled", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [] };
+    const { server, port } = await listen();
+    // A destination that takes everything and never answers.
+    server.on("connection", (socket: Socket) => socket.on("data", () => {}));
+    const con = new MemoryConsole();
+    const control = new HostControl();
+    const migration = new OutgoingMigration(control, () => request, (host, p) => connect(p, host), () => {
+      throw new Error("the migration must not complete");
+    });
+    let phase: "run" | "migrating" | "cancelled" = "run";
+    let linesAtCancel = 0;
+    const lines = () => String.fromCharCode(...con.serial).split("\n").length;
+    const result = await runVm({
+      memoryBytes: MEMORY, plan, console: con, engine: createX86Engine, control, ...platformConfig(platform), maxVirtualNs: 60e9,
+      onStart: (_k, raise) => void (control.raise = raise.control),
+      onSlice: () => {
+        if (phase === "run" && lines() > 5) {
+          phase = "migrating";
+          migration.start(0, `tcp:127.0.0.1:${port}`);
+        } else if (phase === "migrating" && migration.query().ram !== undefined) {
+          migration.cancel();
+          phase = "cancelled";
+        } else if (phase === "cancelled" && linesAtCancel === 0 && migration.query().status === "cancelled") linesAtCancel = lines();
+      },
+      stopRequested: () => linesAtCancel > 0 && lines() > linesAtCancel + 10,
+    });
+    server.close();
+    expect(result.ended).toBe(false);
+    expect(migration.query()).toMatchObject({ status: "cancelled" });
+    const text = String.fromCharCode(...con.serial);
+    checkLines(text.slice(0, text.lastIndexOf("\n") + 1));
   });
 });
