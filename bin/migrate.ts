@@ -22,8 +22,17 @@ const PAGE = 4096;
 export interface MigrationOptions {
   /** Pre-copy passes at most (the first sends all of RAM). */
   maxPasses?: number;
-  /** Stop and copy the rest once a pass leaves at most this many pages. */
+  /**
+   * Stop and copy the rest once what a pass leaves fits `downtimeLimitMs` at the bandwidth measured
+   * in that pass (QEMU's downtime-limit, default 300 ms); or, when given, once at most `stopPages`
+   * are left.
+   */
+  downtimeLimitMs?: number;
   stopPages?: number;
+  /** Bytes per second the stream may use at most (QEMU's max-bandwidth; default: no limit). */
+  maxBandwidth?: number;
+  /** Host time in ms (the explicit host time source; default performance.now). */
+  clock?: () => number;
   onProgress?: (p: MigrationProgress) => void;
 }
 
@@ -34,6 +43,8 @@ export interface MigrationProgress {
   bytes: number;
   /** Pages written since the pass before (what the next pass sends). */
   dirty: number;
+  /** What sending those would take at this pass's bandwidth, ms. */
+  expectedDowntimeMs?: number;
 }
 
 export interface MigrationResult extends MigrationProgress {
@@ -48,7 +59,12 @@ export interface MigrationResult extends MigrationProgress {
  */
 export async function migrateOut(control: HostControl, vm: number, request: Omit<SaveRequest, "path">, socket: Socket, options: MigrationOptions = {}): Promise<MigrationResult> {
   const maxPasses = options.maxPasses ?? 8;
-  const stopPages = options.stopPages ?? 256;
+  const downtimeLimitMs = options.downtimeLimitMs ?? 300;
+  const rate = options.maxBandwidth ?? Infinity;
+  const clock = options.clock ?? (() => performance.now());
+  /** The token bucket: when the stream started, and bytes sent since. */
+  const startedAt = clock();
+  let budgetUsed = 0;
   const replies = new FrameReader(false);
   let answer: Frame | null = null;
   let failure: Error | null = null;
@@ -97,7 +113,14 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   };
   const sendAll = async (frames: Uint8Array[]) => {
     for (const f of frames) {
+      // Within max-bandwidth: a frame waits until the bucket holds its bytes.
+      if (rate !== Infinity) {
+        const due = startedAt + ((budgetUsed + f.length) / rate) * 1000;
+        const wait = due - clock();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      }
       await send(f);
+      budgetUsed += f.length;
       progress.bytes += f.length;
     }
   };
@@ -110,12 +133,18 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     let wanted: Uint8Array | null = null;
     for (progress.pass = 1; ; progress.pass++) {
       const frames = await control.readRam(vm, (ram) => framesOf(ram, wanted));
+      const passStart = clock();
+      const bytesBefore = progress.bytes;
       await sendAll(frames);
       const log = await control.dirty(vm, "collect");
       progress.dirty = log.pages;
+      // Bytes per ms the link took in this pass (with max-bandwidth's bucket).
+      const bandwidth = (progress.bytes - bytesBefore) / Math.max(clock() - passStart, 1e-3);
+      progress.expectedDowntimeMs = (log.pages * (PAGE + 5)) / bandwidth;
       options.onProgress?.({ ...progress });
       wanted = log.bitmap;
-      if (log.pages <= stopPages || progress.pass >= maxPasses) break;
+      const fits = options.stopPages !== undefined ? log.pages <= options.stopPages : progress.expectedDowntimeMs <= downtimeLimitMs;
+      if (fits || progress.pass >= maxPasses) break;
     }
     // Stop the VM; what was written since the last look, the state, and the end.
     const stoppedAt = performance.now();
@@ -243,6 +272,8 @@ export function parseTcpUri(uri: string): { host: string; port: number } {
 /** The source side as QMP sees it: one migration at a time, its status, and the end of hv when it is done. */
 export class OutgoingMigration {
   status: "none" | "active" | "completed" | "failed" | "cancelled" = "none";
+  /** QEMU's migration parameters: bytes per second (0: no limit) and ms. */
+  readonly parameters = { "max-bandwidth": 0, "downtime-limit": 300 };
   private socket: Socket | null = null;
   private progress: MigrationProgress | null = null;
   private result: MigrationResult | null = null;
@@ -265,7 +296,9 @@ export class OutgoingMigration {
     this.started = performance.now();
     this.progress = null;
     const socket = (this.socket = this.connect(host, port));
-    migrateOut(this.control, vm, this.request(vm), socket, { onProgress: (p) => (this.progress = p) }).then(
+    const p = this.parameters;
+    const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, onProgress: (q: MigrationProgress) => (this.progress = q) };
+    migrateOut(this.control, vm, this.request(vm), socket, options).then(
       (r) => {
         this.result = r;
         this.status = "completed";
@@ -276,6 +309,17 @@ export class OutgoingMigration {
         if (this.status === "active") this.status = "failed";
       },
     );
+  }
+
+  /** QMP `migrate-set-parameters`: each a whole number, bandwidth up to 2^40 bytes/s, downtime up to 2,000,000 ms; RangeError otherwise. */
+  setParameters(values: { "max-bandwidth"?: number; "downtime-limit"?: number }): void {
+    const check = (name: string, v: number | undefined, max: number) => {
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0 || v > max)) throw new RangeError(`Parameter '${name}' expects a whole number from 0 to ${max}`);
+    };
+    check("max-bandwidth", values["max-bandwidth"], 2 ** 40);
+    check("downtime-limit", values["downtime-limit"], 2_000_000);
+    if (values["max-bandwidth"] !== undefined) this.parameters["max-bandwidth"] = values["max-bandwidth"];
+    if (values["downtime-limit"] !== undefined) this.parameters["downtime-limit"] = values["downtime-limit"];
   }
 
   /** QMP `migrate_cancel`: drop the connection; the source VM goes on as before (nothing if none runs). */
@@ -293,6 +337,7 @@ export class OutgoingMigration {
     const info: Record<string, unknown> = { status: this.status, "total-time": Math.round(performance.now() - this.started) };
     if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, "remaining": p.dirty * 4096, "normal": p.pages };
     if (this.result) info.downtime = Math.round(this.result.downtimeMs);
+    else if (p?.expectedDowntimeMs !== undefined) info["expected-downtime"] = Math.round(p.expectedDowntimeMs);
     if (this.status === "failed") info["error-desc"] = this.error;
     return info;
   }

@@ -82,6 +82,20 @@ export const COMMANDS: Record<string, QmpCommand> = {
   },
   "query-migrate": { params: {}, run: ({ server }) => server.options.migration?.query() ?? {} },
   migrate_cancel: { params: {}, run: ({ server }) => void server.options.migration?.cancel() },
+  "migrate-set-parameters": {
+    params: { "max-bandwidth": { type: "int", optional: true }, "downtime-limit": { type: "int", optional: true } },
+    run: ({ server }, args) => {
+      const migration = server.options.migration;
+      if (!migration) throw new QmpError("GenericError", "this hv cannot migrate its VMs");
+      try {
+        migration.setParameters(args as { "max-bandwidth"?: number; "downtime-limit"?: number });
+      } catch (error) {
+        throw new QmpError("GenericError", (error as Error).message);
+      }
+      return {};
+    },
+  },
+  "query-migrate-parameters": { params: {}, run: ({ server }) => ({ ...(server.options.migration?.parameters ?? {}) }) },
   "query-memory": { params: VM, run: ({ server }, args) => queryMemory(server, server.vm(args.vm as string | undefined)) },
   stop: { params: VM, run: ({ server }, args) => stop(server, server.vm(args.vm as string | undefined)) },
   cont: { params: VM, run: ({ server }, args) => cont(server, server.vm(args.vm as string | undefined)) },

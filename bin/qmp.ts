@@ -31,7 +31,13 @@ export interface QmpServerOptions {
   /** Where relative snapshot paths point: hv's working directory. */
   cwd: string;
   /** Live migration of the VMs (none: `migrate` is refused). */
-  migration?: { start(vm: number, uri: string): void; cancel(): void; query(): Record<string, unknown> };
+  migration?: {
+    start(vm: number, uri: string): void;
+    cancel(): void;
+    query(): Record<string, unknown>;
+    readonly parameters: Record<string, number>;
+    setParameters(values: { "max-bandwidth"?: number; "downtime-limit"?: number }): void;
+  };
 }
 
 /** A client's connection as the server sees it. */

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import { HostControl } from "../../bin/host-control.js";
-import { OutgoingMigration, migrateIn, migrateOut } from "../../bin/migrate.js";
+import { OutgoingMigration, migrateIn, migrateOut, type MigrationOptions, type MigrationResult } from "../../bin/migrate.js";
 import { openSavedVm, platformConfig, type SaveRequest } from "../../bin/snapshot.js";
 import { copyRam } from "../support/ram.js";
 import { runVm } from "../../bin/vm-runner.js";
@@ -46,82 +46,95 @@ class QueueControl implements ControlHost {
   done(_c: ControlCommand, _r: ControlResult): void {}
 }
 
+/**
+ * Boot the counter guest, move it (after 10 lines) to a destination in this process with `options`,
+ * and let the destination print 10 lines: what both printed, the migration's result, its host time.
+ */
+async function moveCounter(options: MigrationOptions) {
+  const kernel = GUEST();
+  const plan = loadKernel(kernel, { memSize: MEMORY });
+  const request: Omit<SaveRequest, "path"> = { name: "mover", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [] };
+  const { server, port } = await listen();
+  const sourceCon = new MemoryConsole();
+  const destCon = new MemoryConsole();
+  const control = new HostControl();
+  let result: MigrationResult | null = null;
+  let started = 0;
+  let elapsedMs = 0;
+  const destination = new Promise<void>((resolve, reject) => {
+    server.once("connection", (socket: Socket) => {
+      migrateIn(socket)
+        .then(async (incoming) => {
+          const ctl = new QueueControl();
+          ctl.queue.push({ vm: 0, op: "resume" });
+          incoming.accept();
+          try {
+            await runVm({
+              memoryBytes: incoming.vm.memoryBytes,
+              resume: { plan: incoming.vm.plan, state: incoming.vm.state, ram: incoming.vm.reader },
+              console: destCon,
+              engine: createX86Engine,
+              control: ctl,
+              ...platformConfig(incoming.vm.platform),
+              maxVirtualNs: 60e9,
+              onStart: (_k, raise) => raise.control(),
+              stopRequested: () => String.fromCharCode(...destCon.serial).split("\n").length > 10,
+            });
+            resolve();
+          } finally {
+            incoming.vm.reader.close();
+            incoming.cleanup();
+          }
+        })
+        .catch(reject);
+    });
+  });
+  await runVm({
+    memoryBytes: MEMORY,
+    plan,
+    console: sourceCon,
+    engine: createX86Engine,
+    control,
+    ...platformConfig(platform),
+    maxVirtualNs: 60e9,
+    onStart: (_k, raise) => void (control.raise = raise.control),
+    onSlice: () => {
+      if (started || String.fromCharCode(...sourceCon.serial).split("\n").length <= 10) return;
+      started = performance.now();
+      void migrateOut(control, 0, request, connect(port, "127.0.0.1"), options).then((r) => {
+        elapsedMs = performance.now() - started;
+        result = r;
+      });
+    },
+    stopRequested: () => result !== null,
+  });
+  await destination;
+  server.close();
+  const r = result as MigrationResult | null;
+  if (!r) throw new Error("the migration did not complete");
+  return { result: r, elapsedMs, sourceText: String.fromCharCode(...sourceCon.serial), destText: String.fromCharCode(...destCon.serial) };
+}
+
 describe.skipIf(!hasNasm())("live migration", () => {
   it("moves a running guest that keeps writing memory: its lines go on at the destination, none lost or twice", async () => {
-    const kernel = GUEST();
-    const plan = loadKernel(kernel, { memSize: MEMORY });
-    const request: Omit<SaveRequest, "path"> = { name: "mover", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [] };
-    const { server, port } = await listen();
-    const sourceCon = new MemoryConsole();
-    const destCon = new MemoryConsole();
-    const control = new HostControl();
-    let migrated = false;
-    let started = false;
-    let result: Awaited<ReturnType<typeof migrateOut>> | null = null;
-    // The destination: receive, run, stop once the guest printed 10 more lines there.
-    const destination = new Promise<Awaited<ReturnType<typeof runVm>>>((resolve, reject) => {
-      server.once("connection", (socket: Socket) => {
-        migrateIn(socket)
-          .then(async (incoming) => {
-            const ctl = new QueueControl();
-            ctl.queue.push({ vm: 0, op: "resume" });
-            incoming.accept();
-            try {
-              resolve(
-                await runVm({
-                  memoryBytes: incoming.vm.memoryBytes,
-                  resume: { plan: incoming.vm.plan, state: incoming.vm.state, ram: incoming.vm.reader },
-                  console: destCon,
-                  engine: createX86Engine,
-                  control: ctl,
-                  ...platformConfig(incoming.vm.platform),
-                  maxVirtualNs: 60e9,
-                  onStart: (_k, raise) => raise.control(),
-                  stopRequested: () => String.fromCharCode(...destCon.serial).split("\n").length > 10,
-                }),
-              );
-            } finally {
-              incoming.vm.reader.close();
-              incoming.cleanup();
-            }
-          })
-          .catch(reject);
-      });
-    });
-    const source = await runVm({
-      memoryBytes: MEMORY,
-      plan,
-      console: sourceCon,
-      engine: createX86Engine,
-      control,
-      ...platformConfig(platform),
-      maxVirtualNs: 60e9,
-      onStart: (_k, raise) => {
-        control.raise = raise.control;
-      },
-      onSlice: () => {
-        // After 10 lines, migrate while the guest runs on.
-        if (started || String.fromCharCode(...sourceCon.serial).split("\n").length <= 10) return;
-        started = true;
-        const socket = connect(port, "127.0.0.1");
-        migrateOut(control, 0, request, socket, { stopPages: 16 }).then((r) => {
-          result = r;
-          migrated = true;
-        });
-      },
-      stopRequested: () => migrated,
-    });
-    const dest = await destination;
-    server.close();
-    expect(source.stop).toBe("quit");
-    expect(dest.ended).toBe(false);
-    expect(result).not.toBeNull();
-    expect(result!.pass).toBeGreaterThanOrEqual(1);
+    const run = await moveCounter({ stopPages: 16 });
+    expect(run.result.pass).toBeGreaterThanOrEqual(1);
     // The source's lines and then the destination's: one sequence, nothing lost, nothing twice.
-    const sourceText = String.fromCharCode(...sourceCon.serial);
-    const all = sourceText + String.fromCharCode(...destCon.serial);
-    const lines = checkLines(all);
-    expect(lines).toBeGreaterThan(checkLines(sourceText.slice(0, sourceText.lastIndexOf("\n") + 1)) + 9);
+    const lines = checkLines(run.sourceText + run.destText);
+    expect(lines).toBeGreaterThan(checkLines(run.sourceText.slice(0, run.sourceText.lastIndexOf("\n") + 1)) + 9);
+  });
+
+  it("keeps to max-bandwidth, and stops when the rest fits the downtime limit (or after the most passes)", async () => {
+    const rate = 2_000_000;
+    const limited = await moveCounter({ maxBandwidth: rate });
+    // The token bucket: never faster than the rate (a lower bound on time, whatever the machine).
+    expect(limited.elapsedMs).toBeGreaterThanOrEqual(((limited.result.bytes / rate) * 1000) * 0.95);
+    checkLines(limited.sourceText + limited.destText);
+    // The guest dirties 64 pages a line: about 270 KB, 135 ms at 2 MB/s, within the 300 ms default: few passes.
+    expect(limited.result.pass).toBeLessThan(8);
+    const never = await moveCounter({ downtimeLimitMs: 0, maxPasses: 3 });
+    expect(never.result.pass).toBe(3);
+    checkLines(never.sourceText + never.destText);
   });
 
   it("a connection cut in the middle (or a destination that refuses) leaves the source running, as it was", async () => {
@@ -305,5 +318,16 @@ describe.skipIf(!hasNasm())("live migration", () => {
     expect(migration.query()).toMatchObject({ status: "cancelled" });
     const text = String.fromCharCode(...con.serial);
     checkLines(text.slice(0, text.lastIndexOf("\n") + 1));
+  });
+
+  it("migrate-set-parameters takes whole numbers in range and refuses the rest, naming the parameter", () => {
+    const m = new OutgoingMigration(new HostControl(), () => ({}) as never, () => ({}) as never, () => {});
+    expect(m.parameters).toEqual({ "max-bandwidth": 0, "downtime-limit": 300 });
+    m.setParameters({ "max-bandwidth": 125_000_000, "downtime-limit": 20 });
+    expect(m.parameters).toEqual({ "max-bandwidth": 125_000_000, "downtime-limit": 20 });
+    for (const bad of [{ "max-bandwidth": -1 }, { "max-bandwidth": 2 ** 41 }, { "downtime-limit": 0.5 }, { "downtime-limit": Number.NaN }])
+      expect(() => m.setParameters(bad)).toThrow(/Parameter '(max-bandwidth|downtime-limit)' expects a whole number/);
+    expect(m.parameters).toEqual({ "max-bandwidth": 125_000_000, "downtime-limit": 20 });
+    expect(() => m.start(0, "tcp:localhost:99999")).toThrow(/not tcp:HOST:PORT/);
   });
 });
