@@ -65,30 +65,11 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   /** The token bucket: when the stream started, and bytes sent since. */
   const startedAt = clock();
   let budgetUsed = 0;
-  const replies = new FrameReader(false);
-  let answer: Frame | null = null;
-  let failure: Error | null = null;
-  const waiting: Array<() => void> = [];
-  const wake = () => waiting.splice(0).forEach((w) => w());
-  socket.on("data", (chunk: Buffer) => {
-    try {
-      for (const f of replies.push(new Uint8Array(chunk))) answer ??= f;
-    } catch (error) {
-      failure ??= error as Error;
-    }
-    wake();
-  });
-  socket.on("error", (error) => {
-    failure ??= error;
-    wake();
-  });
-  socket.on("close", () => {
-    failure ??= new Error("the destination closed the connection");
-    wake();
-  });
+  // The destination says one thing (ACK or ABORT), or the connection ends.
+  const replies = new FrameInbox(socket, new FrameReader(false), () => new Error("the destination closed the connection"));
   const send = (bytes: Uint8Array) =>
     new Promise<void>((resolve, reject) => {
-      if (failure) return reject(failure);
+      if (replies.error) return reject(replies.error);
       socket.write(bytes, (error) => (error ? reject(error) : resolve()));
     });
   const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0 };
@@ -155,10 +136,9 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     const tail = await control.capture(vm, (state, ram) => [...framesOf(ram, merged), encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)]);
     await sendAll(tail);
     // The source's VM stays paused until the destination says it runs the VM.
-    while (!answer && !failure) await new Promise<void>((resolve) => waiting.push(resolve));
-    const reply = answer as Frame | null;
-    if (!reply || reply.type !== FrameType.ACK) {
-      const why = reply?.type === FrameType.ABORT ? new TextDecoder().decode(reply.payload) : (failure as Error | null)?.message ?? "no answer";
+    const reply = await replies.next().catch((error: Error) => error);
+    if (reply instanceof Error || reply.type !== FrameType.ACK) {
+      const why = reply instanceof Error ? reply.message : reply.type === FrameType.ABORT ? new TextDecoder().decode(reply.payload) : `a frame of type ${reply.type}`;
       throw new Error(`the destination did not take the VM: ${why}`);
     }
     return { ...progress, downtimeMs: performance.now() - stoppedAt };
@@ -168,6 +148,48 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     await control.resume(vm).catch(() => {});
     socket.destroy();
     throw error;
+  }
+}
+
+/** Frames as they arrive on a connection, and the first thing that went wrong with it. */
+class FrameInbox {
+  private readonly frames: Frame[] = [];
+  private failure: Error | null = null;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(socket: MigrationSocket, reader: FrameReader, closed: () => Error) {
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        this.frames.push(...reader.push(new Uint8Array(chunk)));
+      } catch (error) {
+        this.failure ??= error as Error;
+      }
+      this.wake();
+    });
+    socket.on("error", (error: Error) => this.fail(error));
+    socket.on("close", () => this.fail(closed()));
+  }
+
+  /** What ended the connection (a broken frame, a socket error, the close), or null. */
+  get error(): Error | null {
+    return this.failure;
+  }
+
+  /** The next frame; once none will come, rejects with what ended the connection. */
+  async next(): Promise<Frame> {
+    while (this.frames.length === 0 && !this.failure) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    const f = this.frames.shift();
+    if (!f) throw this.failure!;
+    return f;
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of this.waiting.splice(0)) w();
   }
 }
 
@@ -194,34 +216,14 @@ export interface IncomingVm {
  */
 export async function migrateIn(socket: MigrationSocket): Promise<IncomingVm> {
   const reader = new FrameReader();
+  const inbox = new FrameInbox(socket, reader, () => new MigrationError("stream", `the connection closed before the end (${reader.pending} bytes of a frame left)`));
   const ram = new Map<number, Uint8Array>();
   let memoryBytes = 0;
   let meta: Record<string, unknown> | null = null;
-  const frames: Frame[] = [];
   let ended = false;
-  let failure: Error | null = null;
-  let wake = () => {};
-  socket.on("data", (chunk: Buffer) => {
-    try {
-      frames.push(...reader.push(new Uint8Array(chunk)));
-    } catch (error) {
-      failure ??= error as Error;
-    }
-    wake();
-  });
-  socket.on("error", (error) => {
-    failure ??= error;
-    wake();
-  });
-  socket.on("close", () => {
-    failure ??= new MigrationError("stream", `the connection closed before the end (${reader.pending} bytes of a frame left)`);
-    wake();
-  });
   try {
     while (!ended) {
-      while (frames.length === 0 && !failure) await new Promise<void>((resolve) => (wake = resolve));
-      const f = frames.shift();
-      if (!f) throw failure!;
+      const f = await inbox.next();
       if (f.type === FrameType.META) {
         const value = decodeMsgpack(f.payload, "META") as Record<string, unknown>;
         const hello = value?.hello as Record<string, unknown> | undefined;
