@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Kernel, SpaceKind, Status, crd, type Sys } from "../kernel/index.js";
-import { MemoryManager, type MemoryManagerState } from "./memory-manager.js";
+import { MemoryManager } from "./memory-manager.js";
 import { MemoryOp, MemoryStatus, RESERVE_PAGES } from "./memory-protocol.js";
 import { rootTask, type BootModule } from "./root.js";
 
@@ -13,7 +13,7 @@ const WINDOW = { base: 1 << 16, order: 16 };
 type Client = (sys: Sys, mm: Mm) => void | Generator<import("../kernel/index.js").Wait, void, Status>;
 
 /** Run `clients` (one thread each, in turn) against a memory manager of `total` frames. */
-function run(total: number, limits: number[], clients: Client[], options: { groups?: number[]; scanRate?: number } = {}): MemoryManagerState {
+function run(total: number, limits: number[], clients: Client[], options: { groups?: number[]; scanRate?: number } = {}): MemoryManager {
   const kernel = new Kernel({ memoryMiB: Math.ceil(total / 256), ioPorts: 0 });
   const mm = new MemoryManager(total, {
     limits: new Map(limits.map((l, i) => [i + 1, l])),

@@ -449,18 +449,6 @@ function sameWords(a: Int32Array, b: Int32Array): boolean {
   return true;
 }
 
-/** The memory manager's state, for tests and accounting views. */
-export type MemoryManagerState = MemoryManager;
-
-/**
- * The memory manager's portal handler over `total` frames delegated to it at pages [0, total).
- * `limits` gives each client id its most private frames; unknown clients are refused.
- */
-export function memoryManager(total: number, limits: ReadonlyMap<number, number>, state?: { current?: MemoryManager }): LocalEntry {
-  const mm = new MemoryManager(total, { limits });
-  if (state) state.current = mm;
-  return mm.handler();
-}
 
 function inWindow(first: number, pages: number): boolean {
   return Number.isInteger(first) && Number.isInteger(pages) && first >= 0 && pages > 0 && first + pages <= WINDOW_PAGES;

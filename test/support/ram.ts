@@ -1,4 +1,4 @@
-// Guest RAM as a save hands it over (RamPages), and as flat bytes, for tests that compare them.
+// Guest RAM as a save hands it over (RamPages), as flat bytes, for tests that compare it.
 
 import type { RamPages } from "../../vmm/protocol.js";
 
@@ -14,7 +14,3 @@ export function copyRam(ram: RamPages): Uint8Array {
   return out;
 }
 
-/** Flat bytes as RamPages. */
-export function flatRam(bytes: Uint8Array): RamPages {
-  return { pages: Math.ceil(bytes.length / PAGE), read: (n) => bytes.subarray(n * PAGE, (n + 1) * PAGE) };
-}
