@@ -449,7 +449,6 @@ function sameWords(a: Int32Array, b: Int32Array): boolean {
   return true;
 }
 
-
 function inWindow(first: number, pages: number): boolean {
   return Number.isInteger(first) && Number.isInteger(pages) && first >= 0 && pages > 0 && first + pages <= WINDOW_PAGES;
 }
