@@ -1,6 +1,7 @@
 // Host memory handed out as page frames: the backing object of memory-space capabilities.
 
 import type { CapObject } from "../capabilities/index.js";
+import type { Mapping } from "../capabilities/index.js";
 
 export const FRAME_SIZE = 4096;
 /**
@@ -8,14 +9,89 @@ export const FRAME_SIZE = 4096;
  * as 32-bit signed integers (GuestMemory.offsetOf).
  */
 export const MAX_FRAMES = 2 ** 19;
+/** Frames per chunk of host storage (256 KiB): the unit in which storage comes and goes back. */
+export const CHUNK_FRAMES = 64;
 
-/** A contiguous block of frames. Frame n is bytes [n*4096, (n+1)*4096) of `bytes`. */
+const NO_BYTES = new Uint8Array(0);
+const NO_VIEW = new DataView(new ArrayBuffer(0));
+
+/**
+ * The frames, stored in chunks of CHUNK_FRAMES: frame n is bytes [(n % 64) * 4096, ...) of chunk
+ * n / 64. A chunk has storage only while one of its frames is in use: a frame is blank (reads as
+ * zero) until it is first used, and again after its holder discards it; a chunk of blank frames
+ * gives its storage back to the JS heap. `chunks` and `views` (both never replaced, so VMs' page
+ * tables can index them) hold an empty array for a chunk without storage.
+ */
 export class FrameStore implements CapObject {
   readonly type = 0;
-  readonly bytes: Uint8Array;
+  readonly chunks: Uint8Array[];
+  readonly views: DataView[];
+  /** 1 for each blank frame. */
+  private readonly blank: Uint8Array;
+  /** Frames in use per chunk. */
+  private readonly used: Uint16Array;
 
   constructor(readonly frames: number) {
     if (frames > MAX_FRAMES) throw new RangeError(`${frames} frames: a kernel has at most ${MAX_FRAMES} (2 GiB)`);
-    this.bytes = new Uint8Array(frames * FRAME_SIZE);
+    const chunks = Math.ceil(frames / CHUNK_FRAMES);
+    this.chunks = new Array<Uint8Array>(chunks).fill(NO_BYTES);
+    this.views = new Array<DataView>(chunks).fill(NO_VIEW);
+    this.blank = new Uint8Array(frames).fill(1);
+    this.used = new Uint16Array(chunks);
   }
+
+  /** Bytes of storage the frames have now. */
+  get residentBytes(): number {
+    let n = 0;
+    for (const c of this.chunks) n += c.byteLength;
+    return n;
+  }
+
+  /** Frame `frame` is about to be read or written: its chunk (with storage), where it is bytes [offset, offset + 4096). */
+  use(frame: number): Uint8Array {
+    const c = Math.floor(frame / CHUNK_FRAMES);
+    let bytes = this.chunks[c];
+    if (bytes === NO_BYTES) {
+      bytes = this.chunks[c] = new Uint8Array(Math.min(CHUNK_FRAMES, this.frames - c * CHUNK_FRAMES) * FRAME_SIZE);
+      this.views[c] = new DataView(bytes.buffer);
+    }
+    if (this.blank[frame]) {
+      this.blank[frame] = 0;
+      this.used[c]++;
+      const at = (frame % CHUNK_FRAMES) * FRAME_SIZE;
+      bytes.fill(0, at, at + FRAME_SIZE);
+    }
+    return bytes;
+  }
+
+  /** Nobody needs what frame `frame` holds: it is blank from now on, and its chunk's storage goes when all of its frames are. */
+  discard(frame: number): void {
+    if (this.blank[frame]) return;
+    this.blank[frame] = 1;
+    const c = Math.floor(frame / CHUNK_FRAMES);
+    if (--this.used[c] > 0) return;
+    this.chunks[c] = NO_BYTES;
+    this.views[c] = NO_VIEW;
+  }
+}
+
+/** Byte offset of frame `frame` in its chunk. */
+export function frameOffset(frame: number): number {
+  return (frame % CHUNK_FRAMES) * FRAME_SIZE;
+}
+
+/** Chunk index of frame `frame`. */
+export function frameChunk(frame: number): number {
+  return Math.floor(frame / CHUNK_FRAMES);
+}
+
+/**
+ * Can the holder of `m` discard its frame? Only when no one else sees it: nothing is derived from
+ * `m`, and each of its ancestors delegated the frame to the next one alone (an ancestor can
+ * revoke it anyway).
+ */
+export function heldAlone(m: Mapping): boolean {
+  if (m.firstChild) return false;
+  for (let c = m; c.parent; c = c.parent) if (c.prevSibling || c.nextSibling) return false;
+  return true;
 }

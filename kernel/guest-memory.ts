@@ -13,14 +13,14 @@ export const GUEST_PAGES = 1 << 20;
 
 /**
  * Page-granular view of guest-physical memory. Engines read the arrays directly on their
- * hot path: `storeOf[gpn]` is an index into `stores` or -1 (not mapped: MMIO exit),
- * `offsetOf[gpn]` the byte offset of the page in that store, `rightsOf[gpn]` the MemRights.
- * `generation` changes whenever any mapping is added, removed or changed, so engines can drop
- * cached translations; `writeGeneration` tells engines nothing about code caches (they watch
- * their own writes).
+ * hot path: `storeOf[gpn]` is an index into `stores` (and `views`, a DataView of each store) or
+ * -1 (not mapped: MMIO exit), `offsetOf[gpn]` the byte offset of the page in that store,
+ * `rightsOf[gpn]` the MemRights. A VM's stores are the kernel's frame chunks, shared with the
+ * frame store: a chunk's entry changes when its storage comes or goes, never while a page of it is
+ * mapped. `generation` changes whenever any mapping is added, removed or changed, so engines can
+ * drop cached translations.
  */
 export class GuestMemory {
-  readonly stores: Uint8Array[] = [];
   readonly storeOf = new Int16Array(GUEST_PAGES).fill(-1);
   readonly offsetOf = new Int32Array(GUEST_PAGES);
   readonly rightsOf = new Uint8Array(GUEST_PAGES);
@@ -28,13 +28,24 @@ export class GuestMemory {
   /** Listeners told about every unmap or downgrade (engines flush their TLBs). */
   private readonly invalidated: Array<(gpn: number) => void> = [];
 
-  /** Map guest page `gpn` to `PAGE_SIZE` bytes of `store` at `offset`. */
+  constructor(
+    readonly stores: Uint8Array[] = [],
+    readonly views: DataView[] = [],
+  ) {}
+
+  /** Map guest page `gpn` to `PAGE_SIZE` bytes of `store` at `offset` (a store of its own, added on first use). */
   map(gpn: number, store: Uint8Array, offset: number, rights: number): void {
     let index = this.stores.indexOf(store);
     if (index < 0) {
       index = this.stores.length;
       this.stores.push(store);
+      this.views.push(new DataView(store.buffer, store.byteOffset, store.byteLength));
     }
+    this.mapStore(gpn, index, offset, rights);
+  }
+
+  /** Map guest page `gpn` to `PAGE_SIZE` bytes of store `index` at `offset`. */
+  mapStore(gpn: number, index: number, offset: number, rights: number): void {
     const wasMapped = this.storeOf[gpn] >= 0;
     const changed = !wasMapped || this.rightsOf[gpn] !== rights || this.storeOf[gpn] !== index || this.offsetOf[gpn] !== offset;
     this.storeOf[gpn] = index;

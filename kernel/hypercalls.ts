@@ -137,7 +137,7 @@ const createPd = entry(
     const label = o.name !== undefined && o.name.length > 0 ? o.name.slice(0, 64) : `pd${dst}`;
     if (!pay(parent, KernelMemoryCost.PD + quota, ec.pd)) return Status.OUT_OF_QUOTA;
     // Nothing below can fail: the new PD's space is empty and its quota covers its self capability.
-    const pd = new Pd(parent, quota, label, o.vm === true, ceiling);
+    const pd = new Pd(parent, quota, label, o.vm === true ? k.memory : null, ceiling);
     pd.onDestroyed = parent.onDestroyed;
     pd.charge(KernelMemoryCost.MAPPING);
     const creator = k.adopt(ec.pd, pd, dst, PdRights.ALL);

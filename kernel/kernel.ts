@@ -109,7 +109,7 @@ export class Kernel {
     this.trace = options.trace ?? null;
     this.vcpuEngine = options.vcpuEngine ?? null;
     this.memory = new FrameStore(((options.memoryMiB ?? 64) * 1024 * 1024) / 4096);
-    this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", false, { maxPriority: MAX_PRIORITY, maxQuantumNs: MAX_QUANTUM_NS });
+    this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", null, { maxPriority: MAX_PRIORITY, maxQuantumNs: MAX_QUANTUM_NS });
     this.root.onDestroyed = (pd) => this.pdDestroyed(pd);
     this.bootSpaces(options.gsis ?? 24, Math.min(options.ioPorts ?? 0x10000, 0x10000));
   }

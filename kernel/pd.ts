@@ -3,7 +3,7 @@
 import { ObjectType, Space, SpaceKind, type Mapping } from "../capabilities/index.js";
 import { GuestMemory } from "./guest-memory.js";
 import { KernelMemoryCost, KernelObject, type QuotaAccount } from "./object.js";
-import type { FrameStore } from "./frames.js";
+import { type FrameStore, frameChunk, frameOffset } from "./frames.js";
 import type { DeferredReply } from "./portal.js";
 
 /** Selectors every PD finds filled in its object space. */
@@ -42,19 +42,21 @@ export class Pd extends KernelObject implements QuotaAccount {
     payer: QuotaAccount,
     readonly limit: number,
     readonly name: string,
-    isVm: boolean,
+    /** For a virtual machine: the frames its guest-physical memory maps (else null). */
+    vmFrames: FrameStore | null,
     readonly ceiling: ScCeiling,
   ) {
     super(payer, KernelMemoryCost.PD + limit);
     this.objects = new Space(SpaceKind.OBJECT, this);
     this.memory = new Space(SpaceKind.MEMORY, this);
     this.io = new Space(SpaceKind.IO, this);
-    this.guestMemory = isVm ? new GuestMemory() : null;
-    if (this.guestMemory) {
+    this.guestMemory = vmFrames ? new GuestMemory(vmFrames.chunks, vmFrames.views) : null;
+    if (vmFrames && this.guestMemory) {
       const gm = this.guestMemory;
       this.memory.listener = (page: number, m: Mapping | undefined) => {
-        if (m === undefined) gm.unmap(page);
-        else gm.map(page, (m.cap.object as FrameStore).bytes, m.offset * 4096, m.cap.rights);
+        if (m === undefined) return gm.unmap(page);
+        vmFrames.use(m.offset);
+        gm.mapStore(page, frameChunk(m.offset), frameOffset(m.offset), m.cap.rights);
       };
     }
   }

@@ -13,7 +13,7 @@ import { type ReplyToken, deferReply } from "./portal.js";
 import type { Pd } from "./pd.js";
 import { Status } from "./status.js";
 import type { Utcb } from "./utcb.js";
-import type { FrameStore } from "./frames.js";
+import { CHUNK_FRAMES, FRAME_SIZE, FrameStore, frameChunk, frameOffset, heldAlone } from "./frames.js";
 
 /** What `createPd` lets the parent choose besides the quota. */
 export interface CreatePdOptions {
@@ -171,21 +171,41 @@ export class Sys {
   /**
    * The bytes of `pages` pages of this PD's memory space from `page` on, as one view (no copy):
    * like an MMU mapping. Null unless all are mapped readable (and writable, unless `writable` is
-   * false) and contiguous. A view outlives a revoke: check `memoryRevocations` before using one kept.
+   * false) and are consecutive frames of one chunk of CHUNK_FRAMES (a chunk never has less).
+   * A view outlives a revoke: check `memoryRevocations` before using one kept.
    */
   memory(page: number, pages: number, writable = true): Uint8Array | null {
-    if (!Number.isInteger(page) || !Number.isInteger(pages) || page < 0 || pages <= 0) return null;
+    if (!Number.isInteger(page) || !Number.isInteger(pages) || page < 0 || pages <= 0 || pages > CHUNK_FRAMES) return null;
     const space = this.#pd.memory;
     const first = space.get(page);
-    if (!first) return null;
+    if (!first || frameChunk(first.offset) !== frameChunk(first.offset + pages - 1)) return null;
+    const need = writable ? MemRights.R | MemRights.W : MemRights.R;
     for (let i = 0; i < pages; i++) {
       const m = space.get(page + i);
-      if (!m || m.cap.object !== first.cap.object || m.offset !== first.offset + i) return null;
-      const need = writable ? MemRights.R | MemRights.W : MemRights.R;
-      if ((m.cap.rights & need) !== need) return null;
+      if (!m || m.cap.object !== first.cap.object || m.offset !== first.offset + i || (m.cap.rights & need) !== need) return null;
     }
-    const bytes = (first.cap.object as FrameStore).bytes;
-    return bytes.subarray(first.offset * 4096, (first.offset + pages) * 4096);
+    const frames = first.cap.object as FrameStore;
+    let bytes = frames.use(first.offset);
+    for (let i = 1; i < pages; i++) bytes = frames.use(first.offset + i);
+    const at = frameOffset(first.offset);
+    return bytes.subarray(at, at + pages * FRAME_SIZE);
+  }
+
+  /**
+   * Give back the storage of the frames in `pages` pages of this PD's memory space from `page` on
+   * (like madvise's DONTNEED): they read as zero from now on. Only a writable page whose frame no
+   * one else sees is discarded (nothing delegated from it, and no other branch of its ancestors
+   * holds it); the others are left as they are. Returns how many were discarded.
+   */
+  discard(page: number, pages: number): number {
+    if (!Number.isInteger(page) || !Number.isInteger(pages) || page < 0 || pages <= 0 || page + pages > this.#pd.memory.slots) return 0;
+    let n = 0;
+    for (const m of this.#pd.memory.mappingsIn(page, pages)) {
+      if (!(m.cap.object instanceof FrameStore) || (m.cap.rights & MemRights.W) === 0 || !heldAlone(m)) continue;
+      m.cap.object.discard(m.offset);
+      n++;
+    }
+    return n;
   }
 
   /** Show a counter of this component's in the kernel's trace, if there is one (a name of at most 40 characters). */

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Kernel, SpaceKind, Status, crd, type Sys } from "../kernel/index.js";
+import { CHUNK_FRAMES, Kernel, SpaceKind, Status, crd, type Sys } from "../kernel/index.js";
 import { MemoryManager } from "./memory-manager.js";
 import { MemoryOp, MemoryStatus, RESERVE_PAGES } from "./memory-protocol.js";
 import { rootTask, type BootModule } from "./root.js";
@@ -13,7 +13,7 @@ const WINDOW = { base: 1 << 16, order: 16 };
 type Client = (sys: Sys, mm: Mm) => void | Generator<import("../kernel/index.js").Wait, void, Status>;
 
 /** Run `clients` (one thread each, in turn) against a memory manager of `total` frames. */
-function run(total: number, limits: number[], clients: Client[], options: { groups?: number[]; scanRate?: number } = {}): MemoryManager {
+function run(total: number, limits: number[], clients: Client[], options: { groups?: number[]; scanRate?: number } = {}): MemoryManager & { kernel: Kernel } {
   const kernel = new Kernel({ memoryMiB: Math.ceil(total / 256), ioPorts: 0 });
   const mm = new MemoryManager(total, {
     limits: new Map(limits.map((l, i) => [i + 1, l])),
@@ -59,7 +59,7 @@ function run(total: number, limits: number[], clients: Client[], options: { grou
   kernel.boot(rootTask(modules, { frames: kernel.memory.frames }, { vmEnded: () => {} }));
   kernel.run({ maxSteps: 1_000_000, untilNs: 60e9 });
   if (errors.length > 0) throw errors[0];
-  return mm;
+  return Object.assign(mm, { kernel });
 }
 
 /** A client's calls to the memory manager. */
@@ -95,6 +95,13 @@ class Mm {
   }
 }
 
+/** A name for the frame behind a page view: its chunk's storage and place there. */
+const storageIds = new Map<ArrayBufferLike, number>();
+function frameName(view: Uint8Array): string {
+  if (!storageIds.has(view.buffer)) storageIds.set(view.buffer, storageIds.size);
+  return `${storageIds.get(view.buffer)}:${view.byteOffset}`;
+}
+
 type Op =
   | { kind: "back"; first: number; count: number; write: boolean; fill: number }
   | { kind: "free"; first: number; count: number }
@@ -114,8 +121,9 @@ describe("memory manager", () => {
   it("backs pages on demand, zero pages shared read-only, private ones zero-filled and apart, and its accounting adds up (property)", () => {
     fc.assert(
       fc.property(fc.array(fc.array(opArb, { maxLength: 25 }), { minLength: 2, maxLength: 3 }), (programs) => {
+        storageIds.clear();
         const limits = programs.map(() => 80);
-        const seenFrames: Array<Map<number, number>> = [];
+        const seenFrames: Array<Map<string, number>> = [];
         const state = run(
           1024,
           limits,
@@ -200,8 +208,8 @@ describe("memory manager", () => {
                 } else expect(mm.mapped(p)).toBe(false);
               }
             }
-            const frames = new Map<number, number>();
-            for (let p = 0; p < 128; p++) if (kind[p] === PRIVATE) frames.set(mm.page(p)!.byteOffset, p);
+            const frames = new Map<string, number>();
+            for (let p = 0; p < 128; p++) if (kind[p] === PRIVATE) frames.set(frameName(mm.page(p)!), p);
             seenFrames[c] = frames;
             expect(mm.call(MemoryOp.HELD).slice(0, 3)).toEqual([MemoryStatus.OK, priv, zero]);
           }),
@@ -211,6 +219,10 @@ describe("memory manager", () => {
         expect(new Set(all).size).toBe(all.length);
         const held = [...state.clients.values()].reduce((n, c) => n + c.private, 0);
         expect(state.free + held + 1).toBe(state.total);
+        // Host storage follows what is held: exactly the chunks with a client's private frame in them.
+        const inUse = new Set<number>();
+        for (const c of state.clients.values()) for (let p = 0; p < 128; p++) if (c.table.get(p) >= 0) inUse.add(Math.floor(c.table.get(p) / CHUNK_FRAMES));
+        expect(state.kernel.memory.residentBytes).toBe(inUse.size * CHUNK_FRAMES * PAGE);
       }),
       { numRuns: 60 },
     );

@@ -14,10 +14,12 @@
 // write to it is copy-on-write (BACK with write). No guest sees the sharing.
 //
 // Frame 0 of the memory manager's space is the zero frame. Single frames come from the bottom of
-// the pool (and from frames given back, most recent first), contiguous runs (ROMs, state and bounce
-// regions) from the top, so the host's resident memory grows with what is handed out.
+// the pool, contiguous runs (ROMs, state and bounce regions, each inside one of the kernel's chunks
+// of frames) from the top. A frame that comes back is discarded (the kernel gives a chunk's
+// storage back to the JS heap once all its frames are), and frames are handed out again from
+// chunks that are in use first, so the host's resident memory follows what the clients hold.
 
-import { MemRights, SpaceKind, alignedRuns, crd, type GlobalEntry, type LocalEntry, type Sys, type Utcb } from "../kernel/index.js";
+import { CHUNK_FRAMES, MemRights, SpaceKind, alignedRuns, crd, type GlobalEntry, type LocalEntry, type Sys, type Utcb } from "../kernel/index.js";
 import { MAX_BACK_PAGES, MemoryOp, MemoryStatus, RESERVE_PAGES } from "./memory-protocol.js";
 
 /** Pages of a client's window: offsets are guest-physical page numbers below 4 GiB. */
@@ -125,8 +127,6 @@ export class MemoryManager {
   private readonly hashed: Uint8Array;
   /** Where the scanner goes on: client index and offset. */
   private cursor = { client: 0, page: 0 };
-  private frames: Uint8Array | null = null;
-  private words: Int32Array | null = null;
   private sys: Sys | null = null;
   /** A reclaim at the limit is running (merge on the first look); the last one found nothing. */
   private pressure = false;
@@ -214,7 +214,7 @@ export class MemoryManager {
   }
 
   private alloc(utcb: Utcb, account: ClientAccount, first: number, pages: number): void {
-    if (!inWindow(first, pages)) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
+    if (!inWindow(first, pages) || pages > CHUNK_FRAMES) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
     for (let p = first; p < first + pages; p++) if (account.table.get(p) !== NONE) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
     if (account.private + pages > account.limit) return void utcb.set(MemoryStatus.OVER_LIMIT, 0);
     if (this.pool.free - pages < this.reserve()) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
@@ -261,7 +261,7 @@ export class MemoryManager {
       if (write) {
         const frame = this.pool.take();
         if (isShared(v)) {
-          this.view().copyWithin(frame * PAGE, sharedFrame(v) * PAGE, (sharedFrame(v) + 1) * PAGE);
+          this.bytesOf(frame).set(this.bytesOf(sharedFrame(v)));
           this.unshare(account, v);
           this.scanner.broken++;
         } else if (v === ZERO) account.zero--;
@@ -319,21 +319,28 @@ export class MemoryManager {
     this.giveBack(frame);
   }
 
-  /** A frame back into the pool, zero-filled. */
+  /**
+   * A frame back into the pool. Whoever still had it loses it; the kernel discards it (its storage
+   * goes when its chunk's does), and it reads as zero when it is handed out again.
+   */
   private giveBack(frame: number): void {
     if (!this.pressure) this.reclaimFruitless = false;
-    this.view().fill(0, frame * PAGE, (frame + 1) * PAGE);
+    const sys = this.sys!;
+    sys.revoke(crd(SpaceKind.MEMORY, frame, 0), true);
+    // Not discarded (an ancestor of this component handed the frame out elsewhere too): zero it here.
+    if (sys.discard(frame, 1) === 0) this.bytesOf(frame).fill(0);
     this.hashed[frame] = 0;
     this.pool.give(frame);
   }
 
-  private view(): Uint8Array {
-    return (this.frames ??= this.sys!.memory(0, this.total)!);
+  /** Frame `frame`'s bytes (a view for now: a discarded frame's storage may go). */
+  private bytesOf(frame: number): Uint8Array {
+    return this.sys!.memory(frame, 1)!;
   }
 
   private wordsOf(frame: number): Int32Array {
-    this.words ??= new Int32Array(this.view().buffer, this.view().byteOffset, this.total * (PAGE / 4));
-    return this.words.subarray(frame * (PAGE / 4), (frame + 1) * (PAGE / 4));
+    const b = this.bytesOf(frame);
+    return new Int32Array(b.buffer, b.byteOffset, PAGE / 4);
   }
 
   // ---- the scanner ----
@@ -453,47 +460,98 @@ function inWindow(first: number, pages: number): boolean {
   return Number.isInteger(first) && Number.isInteger(pages) && first >= 0 && pages > 0 && first + pages <= WINDOW_PAGES;
 }
 
-/** The manager's frames: singles from the bottom (and given-back frames first), runs from the top. */
+/**
+ * The manager's frames: singles from the bottom, runs from the top, each inside one chunk of
+ * CHUNK_FRAMES. Frames given back are handed out again before new ones, those of chunks with
+ * frames in use first, so that chunks empty out and their storage goes back to the host.
+ */
 class FramePool {
   /** Next never-used frame from the bottom (frame 0 is the zero frame). */
   private next = 1;
   /** First frame of the runs handed out from the top. */
   private top: number;
-  private readonly returned: number[] = [];
+  /** Frames handed out, per chunk. */
+  private readonly used: Uint16Array;
+  /** Frames given back (or skipped for a run's alignment), per chunk. */
+  private readonly spare: number[][];
+  /** Chunks with spare frames: with frames in use, and without. */
+  private readonly partial = new Set<number>();
+  private readonly empty = new Set<number>();
+  private spares = 0;
 
   constructor(readonly total: number) {
     this.top = total;
+    const chunks = Math.ceil(total / CHUNK_FRAMES);
+    this.used = new Uint16Array(chunks);
+    this.spare = Array.from({ length: chunks }, () => []);
+    this.used[0] = 1; // the zero frame
   }
 
   get free(): number {
-    return this.top - this.next + this.returned.length;
+    return this.top - this.next + this.spares;
   }
 
-  /** A frame back into the pool (zero-filled). */
+  /** A frame back into the pool. */
   give(frame: number): void {
-    this.returned.push(frame);
+    const c = chunkOf(frame);
+    this.used[c]--;
+    this.addSpare(frame);
   }
 
   /** One frame; the caller checked `free`. */
   take(): number {
-    const f = this.returned.pop();
-    if (f !== undefined) return f;
-    if (this.next >= this.top) throw new RangeError("the frame pool is empty");
-    return this.next++;
+    // A spare frame of a chunk in use, then the next new one of the chunk begun at the bottom,
+    // then a spare of an empty chunk, and only then a new chunk.
+    const c = first(this.partial) ?? (this.next % CHUNK_FRAMES !== 0 && this.next < this.top ? -1 : first(this.empty));
+    if (c === undefined || c === -1) {
+      if (this.next >= this.top) throw new RangeError("the frame pool is empty");
+      this.used[chunkOf(this.next)]++;
+      return this.next++;
+    }
+    const frame = this.spare[c].pop()!;
+    this.spares--;
+    if (this.used[c]++ === 0) this.empty.delete(c);
+    if (this.spare[c].length === 0) this.partial.delete(c);
+    else this.partial.add(c);
+    return frame;
   }
 
   /**
-   * `pages` contiguous frames, or -1 when the untouched middle of the pool is too small. The run
-   * starts as aligned as `offset` (where it goes) allows, so it travels as few delegate items:
-   * the frames skipped for that are given back.
+   * `pages` (at most CHUNK_FRAMES) contiguous frames in one chunk, or -1 when the untouched middle
+   * of the pool is too small. The run starts as aligned as `offset` (where it goes) allows, so it
+   * travels as few delegate items: the frames skipped for that are spare.
    */
   takeRun(pages: number, offset: number): number {
     const align = 2 ** Math.min(Math.floor(Math.log2(pages)), offset === 0 ? 20 : Math.log2(offset & -offset));
     let run = this.top - pages;
-    run -= (((run - offset) % align) + align) % align;
+    for (;;) {
+      run -= (((run - offset) % align) + align) % align;
+      const last = chunkOf(run + pages - 1);
+      if (chunkOf(run) === last) break;
+      run = last * CHUNK_FRAMES - pages;
+    }
     if (run < this.next) return -1;
-    for (let f = run + pages; f < this.top; f++) this.returned.push(f);
+    for (let f = run + pages; f < this.top; f++) this.addSpare(f);
+    for (let f = run; f < run + pages; f++) this.used[chunkOf(f)]++;
     this.top = run;
     return run;
   }
+
+  private addSpare(frame: number): void {
+    const c = chunkOf(frame);
+    this.spare[c].push(frame);
+    this.spares++;
+    if (this.used[c] > 0) this.partial.add(c);
+    else {
+      this.partial.delete(c);
+      this.empty.add(c);
+    }
+  }
+}
+
+const chunkOf = (frame: number) => Math.floor(frame / CHUNK_FRAMES);
+
+function first<T>(set: Set<T>): T | undefined {
+  for (const x of set) return x;
+  return undefined;
 }

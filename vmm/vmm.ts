@@ -3,6 +3,7 @@
 // interrupts. It reaches the console and the root task only through the portals it was granted.
 
 import {
+  CHUNK_FRAMES,
   ExitReason,
   EXIT_REASON_COUNT,
   InjectionType,
@@ -465,9 +466,13 @@ class Vmm {
       const first = Math.floor(rom.gpa / 4096);
       // A ROM shadows RAM below it (the BIOS area below 1 MiB): those pages are not RAM.
       for (let p = first; p < Math.min(first + pages, ramPages); p++) this.ram.exclude(p);
-      const page = alloc(pages);
-      this.view(page, pages).set(rom.bytes);
-      mapRange(sys, page, first, pages, MemRights.R | MemRights.X);
+      // In pieces of at most a chunk of frames: a contiguous run is never more.
+      for (let done = 0; done < pages; done += CHUNK_FRAMES) {
+        const n = Math.min(CHUNK_FRAMES, pages - done);
+        const page = alloc(n);
+        this.view(page, n).set(rom.bytes.subarray(done * 4096, (done + n) * 4096));
+        mapRange(sys, page, first + done, n, MemRights.R | MemRights.X);
+      }
     }
     for (const w of this.config.plan.writes) this.ram.write(w.gpa, w.bytes);
     // ACPI tables at 0xE0000 for a booted VM (a resumed one has them in its RAM), where no ROM is.

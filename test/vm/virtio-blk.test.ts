@@ -19,7 +19,7 @@ beforeEach(() => {
 });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** VMM selectors: the driver portal; guest RAM (1 MiB) at page 256; a 16 KiB bounce region at page 64. */
+/** VMM selectors: the driver portal; guest RAM (256 KiB, one chunk of frames) at page 256; a 16 KiB bounce region at page 64. */
 const PORTAL = 7;
 const RAM_PAGE = 256;
 const BOUNCE_PAGE = 64;
@@ -55,7 +55,7 @@ function system(drives: Record<number, DriveConfig>) {
     })(), {
       grants: [
         { from: portals.get(id)!, to: PORTAL },
-        { from: crd(SpaceKind.MEMORY, frames, 8, MemRights.ALL), to: RAM_PAGE },
+        { from: crd(SpaceKind.MEMORY, frames, 6, MemRights.ALL), to: RAM_PAGE },
         { from: crd(SpaceKind.MEMORY, frames + 256, 2, MemRights.ALL), to: BOUNCE_PAGE },
       ],
     });
@@ -91,7 +91,7 @@ describe.each([
     fillRandom(data, 42);
     const out: Record<string, unknown> = {};
     vmm(1, (sys) => {
-      const ram = sys.memory(RAM_PAGE, 256)!;
+      const ram = sys.memory(RAM_PAGE, 64)!;
       const shared = sharing === "bounce" ? sys.memory(BOUNCE_PAGE, 4)! : ram;
       const backend = ipcBlockBackend(sys, PORTAL, shared, sharing === "bounce" ? BOUNCE_PAGE : RAM_PAGE);
       const m = virtioMachine(new VirtioBlk(backend), { ram });
@@ -145,7 +145,7 @@ describe("virtio-blk → block driver component: two VMs, one image", () => {
     });
     vmm(3, (sys) => {
       const backend = ipcBlockBackend(sys, PORTAL, sys.memory(BOUNCE_PAGE, 4)!, BOUNCE_PAGE);
-      const ram = sys.memory(RAM_PAGE, 256)!;
+      const ram = sys.memory(RAM_PAGE, 64)!;
       const m = virtioMachine(new VirtioBlk(backend), { ram });
       m.driver.initModern((o) => o);
       out.roFeature = (m.driver.deviceFeatures()[0] >>> 5) & 1;

@@ -133,8 +133,9 @@ export class Cpu implements LazyFlags {
   /** Current access masks (depend on CPL). */
   rdMask = TLB_RS;
   wrMask = TLB_WS;
-  bytes: Uint8Array[] = [];
-  views: DataView[] = [];
+  /** The guest memory's stores and their DataViews (the same arrays: a store's storage may change). */
+  readonly bytes: Uint8Array[];
+  readonly views: DataView[];
 
   // Code fetch: the linear page last used for fetching and its store.
   fetchPage = -1;
@@ -199,6 +200,8 @@ export class Cpu implements LazyFlags {
   ) {
     this.state = state;
     this.dec = new Decoded<Cpu>(decodeSlots, emptySlot);
+    this.bytes = memory.stores;
+    this.views = memory.views;
   }
 
   /** FpuHost: is Jcc condition `cc` true now? */

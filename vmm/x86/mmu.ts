@@ -17,15 +17,6 @@ import {
 const CR0_PG = 0x80000000 | 0, CR0_WP = 0x10000;
 const CR4_PSE = 0x10, CR4_PGE = 0x80;
 
-/** Make `bytes`/`views` cover every store of the guest memory. */
-export function refreshStores(c: Cpu): void {
-  const stores = c.memory.stores;
-  for (let s = c.bytes.length; s < stores.length; s++) {
-    c.bytes.push(stores[s]);
-    c.views.push(new DataView(stores[s].buffer, stores[s].byteOffset, stores[s].byteLength));
-  }
-}
-
 /** Drop cached translations; global pages stay unless `all`. Costs the entries filled since the last flush. */
 export function flushTlb(c: Cpu, all: boolean): void {
   const flags = c.tlbFlags, where = c.tlbWhere;
@@ -134,7 +125,6 @@ function fill(c: Cpu, p: number, gpn: number, rights: number, lin: number): numb
   if (s < 0 || !(r & MemRights.R)) f &= TLB_VALID | TLB_GLOBAL;
   else {
     if (!(r & MemRights.W) || c.codePage[gpn]) f &= ~(TLB_WS | TLB_WU);
-    if (s >= c.bytes.length) refreshStores(c);
     c.tlbStore[p] = s;
     c.tlbOff[p] = m.offsetOf[gpn];
   }
@@ -161,7 +151,6 @@ export function physRead(c: Cpu, pa: number, size: number): number {
   const m = c.memory;
   const s = m.storeOf[gpn];
   if (s >= 0 && m.rightsOf[gpn] & MemRights.R && (pa & 0xfff) + size <= 0x1000) {
-    if (s >= c.bytes.length) refreshStores(c);
     const o = m.offsetOf[gpn] + (pa & 0xfff);
     if (size === 1) return c.bytes[s][o];
     if (size === 2) return c.views[s].getUint16(o, true);
@@ -180,7 +169,6 @@ export function physWrite(c: Cpu, pa: number, size: number, v: number): void {
   const m = c.memory;
   const s = m.storeOf[gpn];
   if (s >= 0 && m.rightsOf[gpn] & MemRights.W && (pa & 0xfff) + size <= 0x1000) {
-    if (s >= c.bytes.length) refreshStores(c);
     if (c.codePage[gpn]) {
       // A write into a page with cached code: end the running block and make every block
       // compare its bytes again on its next entry. The page stays marked (writes stay slow).

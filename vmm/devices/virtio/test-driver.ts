@@ -13,8 +13,8 @@ export const SLOT = 3;
 export const MEM_BAR_BASE = 0xfebf0000;
 export const IO_BAR_BASE = 0xc000;
 /** Where the test driver puts the rings of queue 0, and where it allocates buffers. */
-export const RING_BASE = 0x10000;
-export const BUFFER_BASE = 0x40000;
+export const RING_BASE = 0x1000;
+export const BUFFER_BASE = 0x8000;
 
 export interface DmaBuffer {
   gpa: number;
