@@ -7,6 +7,7 @@ import { registerRunCommand } from "./run-command.js";
 import { registerFleetCommand } from "./fleet-command.js";
 import { registerSnapshotCommand } from "./snapshot-command.js";
 import { statusForError } from "./exit-status.js";
+import { relaunch, wantsRelaunch, watchParent } from "./host-memory.js";
 
 const program = new Command();
 program
@@ -23,8 +24,13 @@ registerImgCommand(program);
 registerSnapshotCommand(program);
 registerCtlCommand(program);
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  // Commander has printed its own errors already; an InvalidArgumentError thrown by an action has not.
-  if (!(err instanceof CommanderError) || err instanceof InvalidArgumentError) process.stderr.write(`hv: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(statusForError(err));
-});
+// The commands that host VMs run in a process whose memory follows what the VMs hold (host-memory.ts).
+if (["run", "fleet"].includes(process.argv[2]) && wantsRelaunch()) relaunch();
+else {
+  watchParent();
+  program.parseAsync(process.argv).catch((err: unknown) => {
+    // Commander has printed its own errors already; an InvalidArgumentError thrown by an action has not.
+    if (!(err instanceof CommanderError) || err instanceof InvalidArgumentError) process.stderr.write(`hv: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(statusForError(err));
+  });
+}

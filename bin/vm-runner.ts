@@ -15,6 +15,7 @@ import { MAX_DRIVES, type VmmConfig } from "../vmm/vmm.js";
 import type { ControlHost } from "../services/vm-control.js";
 import { compose } from "./compose.js";
 import { ExitStatus } from "./exit-status.js";
+import { StorageCollector } from "./host-memory.js";
 
 /** How the VM ended, as its VMM reported it to the root task. */
 export interface VmOutcome {
@@ -214,8 +215,10 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
   const wallStart = wall?.clock.now() ?? 0;
   let sliceNs = wall ? MIN_SLICE_NS : SLICE_NS;
   let faultsSeen = 0;
+  const storage = new StorageCollector();
   const result = (stop: FleetResult["stop"]) => ({ kernel, stop, vms: outcomes });
   for (;;) {
+    storage.check(kernel.memory.residentBytes);
     o.onSlice?.(kernel);
     // An interrupt raised before its driver enabled it stays pending until it can be delivered.
     inputPending.forEach((pending, i) => void (pending && (inputPending[i] = !kernel.raiseGsi(consoleGsi[i]))));

@@ -30,6 +30,8 @@ export class FrameStore implements CapObject {
   private readonly blank: Uint8Array;
   /** Frames in use per chunk. */
   private readonly used: Uint16Array;
+  /** Bytes of storage the frames have now. */
+  residentBytes = 0;
 
   constructor(readonly frames: number) {
     if (frames > MAX_FRAMES) throw new RangeError(`${frames} frames: a kernel has at most ${MAX_FRAMES} (2 GiB)`);
@@ -40,13 +42,6 @@ export class FrameStore implements CapObject {
     this.used = new Uint16Array(chunks);
   }
 
-  /** Bytes of storage the frames have now. */
-  get residentBytes(): number {
-    let n = 0;
-    for (const c of this.chunks) n += c.byteLength;
-    return n;
-  }
-
   /** Frame `frame` is about to be read or written: its chunk (with storage), where it is bytes [offset, offset + 4096). */
   use(frame: number): Uint8Array {
     const c = Math.floor(frame / CHUNK_FRAMES);
@@ -54,6 +49,7 @@ export class FrameStore implements CapObject {
     if (bytes === NO_BYTES) {
       bytes = this.chunks[c] = new Uint8Array(Math.min(CHUNK_FRAMES, this.frames - c * CHUNK_FRAMES) * FRAME_SIZE);
       this.views[c] = new DataView(bytes.buffer);
+      this.residentBytes += bytes.byteLength;
     }
     if (this.blank[frame]) {
       this.blank[frame] = 0;
@@ -70,6 +66,7 @@ export class FrameStore implements CapObject {
     this.blank[frame] = 1;
     const c = Math.floor(frame / CHUNK_FRAMES);
     if (--this.used[c] > 0) return;
+    this.residentBytes -= this.chunks[c].byteLength;
     this.chunks[c] = NO_BYTES;
     this.views[c] = NO_VIEW;
   }

@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSavedVm, saveSnapshot } from "../../bin/snapshot.js";
 import { runFleet, runVm } from "../../bin/vm-runner.js";
+import { relaunch, wantsRelaunch } from "../../bin/host-memory.js";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
 import type { BalloonInfo, ControlCommand, ControlHost, ControlResult, MemoryCounts } from "../../services/vm-control.js";
 import { loadKernel } from "../../vmm/boot/index.js";
@@ -44,7 +45,11 @@ async function main(): Promise<void> {
   if (c) console.log(`host frames the VM holds: ${mib(c.private)} MiB; the host's pool: ${mib(c.hostTotal)} MiB, ${mib(c.hostFree)} MiB free; process RSS ${(rss / 2 ** 20).toFixed(0)} MiB`);
   const b = only && only !== "balloon" ? null : await ballooning(loadKernel(kernel, { memSize: BALLOON_MEMORY, cmdline: guest.append, initrd }));
   if (b) console.log(`free page reporting: ${mib(b.peak)} MiB held after a 32 MiB file, ${mib(b.afterReport)} MiB ${b.reportS.toFixed(2)} VM s after it was deleted`);
-  if (b) console.log(`balloon: target 96 MiB reached after ${b.balloonS.toFixed(3)} VM s; the VM holds ${mib(b.afterBalloon)} MiB`);
+  if (b) {
+    console.log(`balloon: target 96 MiB reached after ${b.balloonS.toFixed(3)} VM s; the VM holds ${mib(b.afterBalloon)} MiB`);
+    const [storage, rss] = [b.storage.map((n) => (n / 2 ** 20).toFixed(1)), b.rss.map((n) => (n / 2 ** 20).toFixed(0))];
+    console.log(`host storage of the kernel's frames: ${storage[2]} MiB at the file's peak, ${storage[0]} after reporting, ${storage[1]} after the balloon; process RSS ${rss[2]}, ${rss[0]}, ${rss[1]} MiB`);
+  }
   const share8 = sh ? (sh.eight.used / sh.one.used).toFixed(3) : "skipped";
   const scanCpu = sh ? (sh.eight.scanner.hostNs / 1e6 / sh.eight.hostMs).toFixed(4) : "skipped";
   console.log(`share8_ratio=${share8} scan_cpu=${scanCpu} overcommit_ratio=${c ? (c.private / c.touched).toFixed(3) : "skipped"} balloon_s=${b ? b.balloonS.toFixed(3) : "skipped"}`);
@@ -220,7 +225,8 @@ async function ballooning(plan: ReturnType<typeof loadKernel>) {
   let phase: "boot" | "fill" | "report" | "balloon" | "done" = "boot";
   let phaseAt = 0;
   let lastPoll = 0;
-  const out = { peak: 0, afterReport: 0, reportS: 0, balloonS: NaN, afterBalloon: 0 };
+  const out = { peak: 0, afterReport: 0, reportS: 0, balloonS: NaN, afterBalloon: 0, storage: [0, 0, 0], rss: [0, 0, 0] };
+  let settleUntil = Infinity;
   process.stderr.write("bench:memory: booting the default guest with 128 MiB of RAM...\n");
   await runVm({
     memoryBytes: BALLOON_MEMORY,
@@ -249,10 +255,13 @@ async function ballooning(plan: ReturnType<typeof loadKernel>) {
       answered = false;
       if (phase === "report") {
         out.peak = Math.max(out.peak, held);
+        if (k.memory.residentBytes > out.storage[2]) [out.storage[2], out.rss[2]] = [k.memory.residentBytes, process.memoryUsage().rss];
         // Reporting waits 2 s after pages are freed; give it 6 s of VM time.
         if (now - phaseAt >= 6e9) {
           out.afterReport = held;
           out.reportS = (now - phaseAt) / 1e9;
+          out.storage[0] = k.memory.residentBytes;
+          out.rss[0] = process.memoryUsage().rss;
           phase = "balloon";
           phaseAt = now;
           queue.push({ vm: 0, op: "balloon", guestPages: BALLOON_TARGET / 4096 });
@@ -260,10 +269,15 @@ async function ballooning(plan: ReturnType<typeof loadKernel>) {
         queue.push({ vm: 0, op: "query" });
       } else if (phase === "balloon") {
         const b = balloon as BalloonInfo | null;
-        if (b && b.actual * 4096 <= BALLOON_TARGET && b.target * 4096 === BALLOON_TARGET) {
+        if (settleUntil === Infinity && b && b.actual * 4096 <= BALLOON_TARGET && b.target * 4096 === BALLOON_TARGET) {
           out.balloonS = (now - phaseAt) / 1e9;
+          // The host's storage and RSS after one more VM second (the JS heap frees dropped chunks at its next collection).
+          settleUntil = now + 1e9;
+        } else if (now >= settleUntil || now - phaseAt > 60e9) {
+          out.storage[1] = k.memory.residentBytes;
+          out.rss[1] = process.memoryUsage().rss;
           phase = "done";
-        } else if (now - phaseAt > 60e9) phase = "done";
+        }
         queue.push({ vm: 0, op: "balloon" }, { vm: 0, op: "query" });
       }
       raise();
@@ -273,7 +287,10 @@ async function ballooning(plan: ReturnType<typeof loadKernel>) {
   return out;
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+// Like `hv run`: a process whose malloc gives dropped frame storage back to the OS.
+if (wantsRelaunch()) relaunch();
+else
+  main().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
