@@ -495,24 +495,25 @@ class FramePool {
   give(frame: number): void {
     const c = chunkOf(frame);
     this.used[c]--;
-    this.addSpare(frame);
+    this.spare[c].push(frame);
+    this.spares++;
+    this.place(c);
   }
 
   /** One frame; the caller checked `free`. */
   take(): number {
     // A spare frame of a chunk in use, then the next new one of the chunk begun at the bottom,
     // then a spare of an empty chunk, and only then a new chunk.
-    const c = first(this.partial) ?? (this.next % CHUNK_FRAMES !== 0 && this.next < this.top ? -1 : first(this.empty));
-    if (c === undefined || c === -1) {
+    const c = first(this.partial) ?? (this.next % CHUNK_FRAMES !== 0 && this.next < this.top ? undefined : first(this.empty));
+    if (c === undefined) {
       if (this.next >= this.top) throw new RangeError("the frame pool is empty");
       this.used[chunkOf(this.next)]++;
       return this.next++;
     }
     const frame = this.spare[c].pop()!;
     this.spares--;
-    if (this.used[c]++ === 0) this.empty.delete(c);
-    if (this.spare[c].length === 0) this.partial.delete(c);
-    else this.partial.add(c);
+    this.used[c]++;
+    this.place(c);
     return frame;
   }
 
@@ -531,21 +532,23 @@ class FramePool {
       run = last * CHUNK_FRAMES - pages;
     }
     if (run < this.next) return -1;
-    for (let f = run + pages; f < this.top; f++) this.addSpare(f);
     for (let f = run; f < run + pages; f++) this.used[chunkOf(f)]++;
+    for (let f = run + pages; f < this.top; f++) {
+      this.spare[chunkOf(f)].push(f);
+      this.spares++;
+    }
+    for (let c = chunkOf(run); c <= chunkOf(this.top - 1); c++) this.place(c);
     this.top = run;
     return run;
   }
 
-  private addSpare(frame: number): void {
-    const c = chunkOf(frame);
-    this.spare[c].push(frame);
-    this.spares++;
-    if (this.used[c] > 0) this.partial.add(c);
-    else {
-      this.partial.delete(c);
-      this.empty.add(c);
-    }
+  /** Put chunk `c` into the set its spare and used frames say. */
+  private place(c: number): void {
+    const spare = this.spare[c].length > 0;
+    if (spare && this.used[c] > 0) this.partial.add(c);
+    else this.partial.delete(c);
+    if (spare && this.used[c] === 0) this.empty.add(c);
+    else this.empty.delete(c);
   }
 }
 

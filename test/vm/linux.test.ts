@@ -17,6 +17,7 @@ import { exitVerdict, runFleet, runVm } from "../../bin/vm-runner.js";
 import { openImage } from "../../drivers/block/open.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { loadKernel } from "../../vmm/boot/index.js";
+import type { Kernel } from "../../kernel/index.js";
 import type { BalloonInfo, ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
 import type { VmState } from "../../vmm/protocol.js";
 import { openSavedVm, saveSnapshot } from "../../bin/snapshot.js";
@@ -297,13 +298,19 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     const con = new MemoryConsole();
     let balloon: BalloonInfo | null = null;
     const held: number[] = [];
+    // The kernel's frame storage at each query: it follows what the VM holds.
+    const storage: number[] = [];
+    let kernel: Kernel | null = null;
     let asked = false;
     let phase: "fill" | "balloon" | "check" | "done" = "fill";
     let raise = () => {};
     let raiseInput = () => {};
     const control = new TestControl((_command, result) => {
       if ("balloon" in result) balloon = result.balloon;
-      if ("memory" in result && result.memory) held.push(result.memory.private);
+      if ("memory" in result && result.memory) {
+        held.push(result.memory.private);
+        storage.push(kernel!.memory.residentBytes);
+      }
       asked = false;
     });
     control.queue.push({ vm: 0, op: "resume" });
@@ -319,7 +326,8 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
         maxVirtualNs: 120e9,
         control,
         stopRequested: () => phase === "done",
-        onStart: (_k, r) => {
+        onStart: (k, r) => {
+          kernel = k;
           raise = r.control;
           raiseInput = r.input;
           raise();
@@ -355,6 +363,9 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       expect(b!.released).toBeGreaterThan(0);
       expect(held).toHaveLength(2);
       expect(held[1]).toBeLessThan(held[0]);
+      // ... and the host's storage for frames went down with them, and still covers what it holds.
+      expect(storage[1]).toBeLessThan(storage[0]);
+      expect(storage[1]).toBeGreaterThanOrEqual(held[1] * 4096);
     } finally {
       vm.reader.close();
     }
