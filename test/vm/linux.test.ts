@@ -314,7 +314,8 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       asked = false;
     });
     control.queue.push({ vm: 0, op: "resume" });
-    // The guest writes 24 MiB into a tmpfs file (its RAM), so the balloon has memory to take.
+    // The guest writes 24 MiB into a tmpfs file (its RAM) and deletes it, so the balloon has memory
+    // to take that the VM holds frames for (a page freed last is one Linux hands out first).
     const target = 96 << 20;
     try {
       const result = await runVm({
@@ -331,7 +332,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
           raise = r.control;
           raiseInput = r.input;
           raise();
-          con.type("dd if=/dev/zero of=/tmp/f bs=1M count=24 2>/dev/null; echo filled-$((1+1))\n");
+          con.type("dd if=/dev/zero of=/tmp/f bs=1M count=24 2>/dev/null; rm /tmp/f; echo filled-$((1+1))\n");
           raiseInput();
         },
         onSlice: () => {
@@ -344,7 +345,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
             if (b && b.actual * 4096 <= target) {
               phase = "check";
               control.queue.push({ vm: 0, op: "query" });
-              con.type("rm /tmp/f; echo alive-$((2+3))\n");
+              con.type("echo alive-$((2+3))\n");
               raiseInput();
             } else control.queue.push({ vm: 0, op: "balloon" });
           } else if (phase === "check" && con.text.includes("alive-5")) phase = "done";
@@ -364,7 +365,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       expect(held).toHaveLength(2);
       expect(held[1]).toBeLessThan(held[0]);
       // ... and the host's storage for frames went down with them, and still covers what it holds.
-      expect(storage[1]).toBeLessThan(storage[0]);
+      expect(storage[0] - storage[1]).toBeGreaterThanOrEqual(8 << 20);
       expect(storage[1]).toBeGreaterThanOrEqual(held[1] * 4096);
     } finally {
       vm.reader.close();
