@@ -23,7 +23,7 @@ export interface VmQuery {
   memory: MemoryCounts;
 }
 
-const NO_COUNTS: MemoryCounts = { private: 0, zero: 0, limit: 0, hostTotal: 0, hostFree: 0, touched: 0, shared: 0, scanner: { sharedFrames: 0, scanned: 0, merged: 0, zeroed: 0, broken: 0 } };
+const NO_COUNTS: MemoryCounts = { private: 0, zero: 0, limit: 0, hostTotal: 0, hostFree: 0, touched: 0, shared: 0, ballooned: 0, scanner: { sharedFrames: 0, scanned: 0, merged: 0, zeroed: 0, broken: 0 } };
 
 export interface VmControl {
   query(vm: number): Promise<VmQuery>;

@@ -132,7 +132,7 @@ async function queryBalloon(server: QmpServer, vm: QmpVm): Promise<{ actual: num
 async function queryMemory(server: QmpServer, vm: QmpVm) {
   const { memory: m } = await server.options.control.query(vm.index);
   return {
-    vm: { "private-bytes": m.private * 4096, "zero-pages": m.zero, "shared-pages": m.shared, "touched-pages": m.touched, "limit-bytes": m.limit * 4096 },
+    vm: { "private-bytes": m.private * 4096, "zero-pages": m.zero, "shared-pages": m.shared, "touched-pages": m.touched, "ballooned-pages": m.ballooned, "limit-bytes": m.limit * 4096 },
     host: { "total-bytes": m.hostTotal * 4096, "free-bytes": m.hostFree * 4096, "shared-frames": m.scanner.sharedFrames },
     scanner: { scanned: m.scanner.scanned, merged: m.scanner.merged, zeroed: m.scanner.zeroed, broken: m.scanner.broken },
   };

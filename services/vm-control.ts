@@ -34,6 +34,8 @@ export interface MemoryCounts {
   touched: number;
   /** The VM's pages on frames shared with other pages. */
   shared: number;
+  /** Guest RAM pages its balloon holds (given back to the host). */
+  ballooned: number;
   /** The host's shared frames, and what the memory manager's scanner did so far. */
   scanner: { sharedFrames: number; scanned: number; merged: number; zeroed: number; broken: number };
 }
@@ -121,7 +123,7 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             if (st !== Status.SUCCESS) host.done(command, { status: st });
             else {
               const memory = {
-                private: w[5], zero: w[6], limit: w[7], hostTotal: w[8], hostFree: w[9], touched: w[10], shared: w[11],
+                private: w[5], zero: w[6], limit: w[7], hostTotal: w[8], hostFree: w[9], touched: w[10], shared: w[11], ballooned: w[17],
                 scanner: { sharedFrames: w[12], scanned: w[13], merged: w[14], zeroed: w[15], broken: w[16] },
               };
               host.done(command, { status: st, running: w[1] === 1, vmTimeNs: w[2] + w[3] * 2 ** 32, pausedFor: w[4] === PauseReason.MEMORY ? "memory" : "host", memory });

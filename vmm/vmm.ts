@@ -871,7 +871,7 @@ class Vmm {
         const host = this.memoryCall(MemoryOp.HOST);
         const why = this.pauseStart !== null && this.pausedForMemory ? PauseReason.MEMORY : PauseReason.HOST;
         const ram = this.ram.counts();
-        return void utcb.set(Status.SUCCESS, this.pauseStart === null ? 1 : 0, t % 2 ** 32, Math.floor(t / 2 ** 32), why, held[1], held[2], held[3], host[1], host[2], ram.private + ram.zero, held[4], ...host.slice(4, 9));
+        return void utcb.set(Status.SUCCESS, this.pauseStart === null ? 1 : 0, t % 2 ** 32, Math.floor(t / 2 ** 32), why, held[1], held[2], held[3], host[1], host[2], ram.private + ram.zero, held[4], ...host.slice(4, 9), this.balloon.balloon.actual);
       }
     }
     utcb.set(Status.BAD_PARAMETER);

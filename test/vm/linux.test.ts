@@ -300,6 +300,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     const held: number[] = [];
     // The kernel's frame storage at each query: it follows what the VM holds.
     const storage: number[] = [];
+    const ballooned: number[] = [];
     let kernel: Kernel | null = null;
     let asked = false;
     let phase: "fill" | "balloon" | "check" | "done" = "fill";
@@ -309,6 +310,7 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       if ("balloon" in result) balloon = result.balloon;
       if ("memory" in result && result.memory) {
         held.push(result.memory.private);
+        ballooned.push(result.memory.ballooned);
         storage.push(kernel!.memory.residentBytes);
       }
       asked = false;
@@ -367,6 +369,8 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
       // ... and the host's storage for frames went down with them, and still covers what it holds.
       expect(storage[0] - storage[1]).toBeGreaterThanOrEqual(8 << 20);
       expect(storage[1]).toBeGreaterThanOrEqual(held[1] * 4096);
+      // The VM's memory counts show the balloon: before the target none, after it what the target left.
+      expect(ballooned).toEqual([0, (128 << 20) / 4096 - b!.actual]);
     } finally {
       vm.reader.close();
     }
