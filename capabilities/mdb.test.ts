@@ -3,7 +3,7 @@ import { capability } from "./capability.js";
 import { SpaceKind, alignedRuns, crd } from "./crd.js";
 import { insertRoot, performDelegate, performRevoke, planDelegate, planRevoke, revokeSize, type DelegationPlan } from "./mdb.js";
 import type { Mapping } from "./mapping.js";
-import { Space } from "./space.js";
+import { REVOCATION_LOG, Space } from "./space.js";
 
 const obj = (n: number) => ({ type: 1, n });
 
@@ -124,5 +124,24 @@ describe("capability spaces", () => {
     insertRoot(a, 5, capability(obj(1), 1));
     expect(a.get(5)).toBeDefined();
     for (const bad of [2 ** 32 + 5, 2 ** 40 + 5, 2 ** 18 + 5, -(2 ** 32) + 5, 5.5, -1, NaN, Infinity]) expect(a.get(bad)).toBeUndefined();
+  });
+});
+
+describe("a space's log of revocations", () => {
+  it("names the slots removed or downgraded since a count, until more than REVOCATION_LOG have passed", () => {
+    const [a, b] = spaces(2, SpaceKind.MEMORY);
+    for (let i = 0; i < 8; i++) insertRoot(a, i, capability(obj(i), 7));
+    delegate(a, 0, 3, 7, b, 16);
+    const start = b.revocations;
+    expect(b.revokedSince(start)).toEqual([]);
+    performRevoke([a.get(3)!], 2, true, () => {}); // b's slot 19 loses a right
+    performRevoke([a.get(5)!], 0xff, true, () => {}); // b's slot 21 goes
+    expect(b.revokedSince(start)).toEqual([19, 21]);
+    expect(b.revokedSince(start + 1)).toEqual([21]);
+    for (const bad of [start + 3, -1, 0.5, Number.NaN]) expect(b.revokedSince(bad)).toBeNull();
+    // Round and round: the log keeps the last REVOCATION_LOG.
+    for (let n = 0; n < REVOCATION_LOG; n++) b.changed(b.get(16)!);
+    expect(b.revokedSince(start)).toBeNull();
+    expect(b.revokedSince(b.revocations - REVOCATION_LOG)).toEqual(new Array(REVOCATION_LOG).fill(16));
   });
 });

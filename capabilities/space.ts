@@ -5,6 +5,8 @@ import type { Mapping } from "./mapping.js";
 
 const CHUNK_SHIFT = 10;
 const CHUNK_SIZE = 1 << CHUNK_SHIFT;
+/** Revocations a space remembers the slot of (a power of two). */
+export const REVOCATION_LOG = 4096;
 
 /** Called whenever a slot changes (set, downgrade, or remove); the kernel mirrors memory spaces with it. */
 export type SlotListener = (index: number, mapping: Mapping | undefined) => void;
@@ -20,6 +22,8 @@ export class Space {
   size = 0;
   /** Counts removals and downgrades: a holder of views into the slots' objects sees that they may be stale. */
   revocations = 0;
+  /** The slot of each of the last REVOCATION_LOG revocations, at its number modulo the log's size (made on the first). */
+  private log: Int32Array | null = null;
   listener: SlotListener | null = null;
 
   /** Number of slots: indices are integers in [0, slots). */
@@ -60,14 +64,30 @@ export class Space {
     chunk[m.index & (CHUNK_SIZE - 1)] = undefined;
     this.size--;
     if (--this.chunkCounts[ci] === 0) this.chunks[ci] = undefined;
-    this.revocations++;
+    this.noteRevocation(m.index);
     this.listener?.(m.index, undefined);
   }
 
   /** Tell the listener that the rights of the mapping in `index` changed. */
   changed(m: Mapping): void {
-    this.revocations++;
+    this.noteRevocation(m.index);
     this.listener?.(m.index, m);
+  }
+
+  /**
+   * The slots revoked since the count was `since`, oldest first (a slot may come more than once),
+   * or null when the log does not reach back that far.
+   */
+  revokedSince(since: number): number[] | null {
+    if (!Number.isInteger(since) || since < 0 || since > this.revocations || this.revocations - since > REVOCATION_LOG) return null;
+    const out: number[] = [];
+    for (let n = since; n < this.revocations; n++) out.push(this.log![n & (REVOCATION_LOG - 1)]);
+    return out;
+  }
+
+  private noteRevocation(index: number): void {
+    (this.log ??= new Int32Array(REVOCATION_LOG))[this.revocations & (REVOCATION_LOG - 1)] = index;
+    this.revocations++;
   }
 
   /** The occupied slots in [base, base + count), in index order. Skips empty chunks. */

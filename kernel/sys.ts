@@ -220,6 +220,15 @@ export class Sys {
     return this.#pd.memory.revocations;
   }
 
+  /**
+   * The pages of this PD's memory space revoked (removed or downgraded) since `memoryRevocations`
+   * was `since`, oldest first; null when the kernel no longer remembers all of them (the last
+   * 4,096 only): then every view kept may be stale.
+   */
+  memoryRevokedSince(since: number): number[] | null {
+    return this.#pd.memory.revokedSince(since);
+  }
+
   #hc(nr: Hypercall, args: object): Status {
     const ec = this.#kernel.current;
     if (!ec || ec.pd !== this.#pd) return Status.BAD_FEATURE;

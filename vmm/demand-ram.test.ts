@@ -20,8 +20,13 @@ class FakeManager implements RamBacking {
   /** Guest page → whether the VM's mapping of it is writable (the VMM maps its window pages into the VM). */
   readonly vm = new Map<number, boolean>();
   private count = 0;
+  /** The window page of each revocation, in order. */
+  private readonly log: number[] = [];
   limit = Infinity;
   calls = 0;
+
+  /** `knowsRevoked`: tell which pages were revoked (the kernel's log), or only how many (the log overflowed). */
+  constructor(private readonly knowsRevoked = true) {}
 
   back(first: number, count: number, write: boolean): { status: number; pages: number } {
     this.calls++;
@@ -50,7 +55,7 @@ class FakeManager implements RamBacking {
       if (this.held[p].kind === "private") {
         this.window.delete(p);
         this.vm.delete(p);
-        this.count++;
+        this.revoked(p);
       }
       this.held[p] = { kind: "none" };
     }
@@ -60,7 +65,7 @@ class FakeManager implements RamBacking {
   unmap(page: number): void {
     this.window.delete(page);
     this.vm.delete(page);
-    this.count++;
+    this.revoked(page);
   }
 
   map(first: number, count: number, writable: boolean): void {
@@ -85,6 +90,15 @@ class FakeManager implements RamBacking {
     return this.count;
   }
 
+  revokedSince(since: number): number[] | null {
+    return this.knowsRevoked ? this.log.slice(since) : null;
+  }
+
+  private revoked(page: number): void {
+    this.log.push(page);
+    this.count++;
+  }
+
   /** The scanner: page `p`'s private frame becomes a shared one (equal bytes), or goes back when all zero. */
   takeAway(p: number): void {
     const h = this.held[p];
@@ -92,7 +106,7 @@ class FakeManager implements RamBacking {
     this.held[p] = h.bytes.every((b) => b === 0) ? { kind: "zero" } : { kind: "shared", bytes: h.bytes.slice() };
     this.window.delete(p);
     this.vm.delete(p);
-    this.count++;
+    this.revoked(p);
   }
 }
 
@@ -134,8 +148,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 describe("DemandRam", () => {
   it("guest, devices, balloon and the scanner taking pages away: RAM always reads as a plain byte array would (property)", () => {
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 80 }), fc.boolean(), (ops, withSource) => {
-        const mm = new FakeManager();
+      fc.property(fc.array(opArb, { maxLength: 80 }), fc.boolean(), fc.boolean(), (ops, withSource, knowsRevoked) => {
+        const mm = new FakeManager(knowsRevoked);
         // Half the runs resume from a "snapshot" holding every third page.
         const saved = (p: number) => new Uint8Array(PAGE).fill(p + 1);
         const source = withSource ? { hasPage: (p: number) => p % 3 === 0, readPage: (p: number, into: Uint8Array) => into.set(saved(p)) } : null;
@@ -208,8 +222,8 @@ describe("DemandRam", () => {
   it("dirty logging misses no write: guest, devices, balloon, copies of shared pages; every page that changed is in the log (property)", () => {
     const streamArb = fc.record({ kind: fc.constant("stream" as const), page: fc.integer({ min: 0, max: PAGES - 8 }), count: fc.integer({ min: 2, max: 8 }), value: fc.nat() });
     fc.assert(
-      fc.property(fc.array(fc.oneof({ weight: 8, arbitrary: opArb }, { weight: 2, arbitrary: streamArb }, { weight: 1, arbitrary: fc.constant({ kind: "collect" as const }) }), { maxLength: 80 }), fc.integer({ min: 0, max: 20 }), (ops, startAt) => {
-        const mm = new FakeManager();
+      fc.property(fc.array(fc.oneof({ weight: 8, arbitrary: opArb }, { weight: 2, arbitrary: streamArb }, { weight: 1, arbitrary: fc.constant({ kind: "collect" as const }) }), { maxLength: 80 }), fc.integer({ min: 0, max: 20 }), fc.boolean(), (ops, startAt, knowsRevoked) => {
+        const mm = new FakeManager(knowsRevoked);
         const ram = new DemandRam(PAGES * PAGE, mm);
         const model = new Uint8Array(PAGES * PAGE);
         let base: Uint8Array | null = null;

@@ -39,6 +39,8 @@ export interface RamBacking {
   view(page: number, writable: boolean): Uint8Array | null;
   /** The VMM's memory space's revocation count (sys.memoryRevocations). */
   revocations(): number;
+  /** The window pages revoked since the count was `since` (sys.memoryRevokedSince, pages outside the window left out), or null when not known. */
+  revokedSince?(since: number): number[] | null;
   /** Make the VM's mapping of page `page` read-only (dirty logging), or writable again. */
   protect(page: number, writable: boolean): void;
   /** Show a counter in the trace (sys.traceCount), if there is one. */
@@ -414,23 +416,29 @@ export class DemandRam implements GuestRam, RamPages {
   private sync(): void {
     const now = this.backing.revocations();
     if (now === this.seenRevocations) return;
+    // The pages revoked since the last look when the kernel knows them, else every page held.
+    const revoked = this.backing.revokedSince?.(this.seenRevocations) ?? null;
     this.seenRevocations = now;
     this.stats.resyncs++;
-    for (let p = 0; p < this.pages; p++) {
-      const s = this.state[p];
-      if (s !== PRIVATE && s !== READ_ONLY) continue;
-      const writable = this.backing.view(p, true);
-      if (writable) {
-        this.views[p] = writable;
-        continue;
-      }
-      const readable = this.backing.view(p, false);
-      this.views[p] = readable ?? undefined;
-      this.state[p] = readable ? READ_ONLY : LOST;
-      this.writeProtected[p] = 0;
-      if (!readable) this.stats.lost++;
-    }
+    if (revoked) for (const p of revoked) this.recheck(p);
+    else for (let p = 0; p < this.pages; p++) this.recheck(p);
     this.backing.traceCount?.("taken away", this.stats.lost);
+  }
+
+  /** Page `p` may have lost its frame, or its write right: look at what the VMM still holds. */
+  private recheck(p: number): void {
+    const s = this.state[p];
+    if (p < 0 || p >= this.pages || (s !== PRIVATE && s !== READ_ONLY)) return;
+    const writable = this.backing.view(p, true);
+    if (writable) {
+      this.views[p] = writable;
+      return;
+    }
+    const readable = this.backing.view(p, false);
+    this.views[p] = readable ?? undefined;
+    this.state[p] = readable ? READ_ONLY : LOST;
+    this.writeProtected[p] = 0;
+    if (!readable) this.stats.lost++;
   }
 
   private call(first: number, count: number, write: boolean): { status: number; pages: number } {

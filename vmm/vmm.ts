@@ -510,6 +510,10 @@ class Vmm {
       map: (first, count, writable) => mapRange(sys, RAM_WINDOW.base + first, first, count, writable ? MemRights.ALL : MemRights.R | MemRights.X),
       view: (page, writable) => sys.memory(RAM_WINDOW.base + page, 1, writable),
       revocations: () => sys.memoryRevocations(),
+      revokedSince: (since) => {
+        const pages = sys.memoryRevokedSince(since);
+        return pages && pages.filter((p) => p >= RAM_WINDOW.base && p < RAM_WINDOW.base + 2 ** RAM_WINDOW.order).map((p) => p - RAM_WINDOW.base);
+      },
       traceCount: (name, value) => sys.traceCount(name, value),
       protect: (page, writable) => {
         const at = RAM_WINDOW.base + page;
