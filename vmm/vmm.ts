@@ -33,7 +33,7 @@ import { MemoryOp, MemoryStatus, memoryStatusName } from "../services/memory-pro
 import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
 import { encode } from "@msgpack/msgpack";
 import { DirtyAction, PauseReason, STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
-import { RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
+import { copyVcpuState as copyState, RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
 import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
 import { KVM_ENOSYS, KvmParavirt } from "./paravirt/kvm.js";
 import { HvParavirt } from "./paravirt/hv-pv.js";
@@ -1020,15 +1020,6 @@ class Vmm {
 function mapRange(sys: Sys, from: number, to: number, pages: number, rights: number): void {
   for (const [offset, order] of alignedRuns(pages, [from, to]))
     must(sys.delegate(VmmSel.VM_PD, crd(SpaceKind.MEMORY, from + offset, order, rights), to + offset), "map guest memory");
-}
-
-/** Copy the groups of `from.mtd` into `to` (a plain field copy: the VcpuState shape is fixed). */
-function copyState(from: VcpuState, to: VcpuState): void {
-  const keepQual = to.qual;
-  Object.assign(to, structuredClone({ ...from, fpu: null }));
-  to.qual = keepQual;
-  to.fpu = from.fpu;
-  to.mtd = from.mtd;
 }
 
 /** The privilege level of a vCPU state with the CR, EFLAGS and CS_SS groups (as the engine derives it). */
