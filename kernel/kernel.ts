@@ -91,8 +91,6 @@ export class Kernel {
   readonly vcpuEngine: VcpuEngineFactory | null;
   /** Portal calls open on the stack now (bounded by MAX_CALL_DEPTH). */
   callDepth = 0;
-  /** What each reply token handed to a handler stands for. */
-  readonly replies = new WeakMap<object, DeferredReply>();
   private readonly syscalls = new WeakMap<Pd, Sys>();
   private readonly interrupts: Sm[] = [];
   private readonly dying: Pd[] = [];

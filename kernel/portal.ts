@@ -25,10 +25,22 @@ export const MAX_CALL_DEPTH = 64;
  */
 export const HANDLER_STACK_BYTES = 256 * 1024;
 
-/** What a handler holds for a deferred reply: a name only; the kernel keeps what it stands for. */
+/** The deferred reply a token stands for, and the tie between them (this file only: a handler reaches neither). */
+let deferredOf: (token: object) => DeferredReply | undefined;
+let bindToken: (token: ReplyToken, deferred: DeferredReply) => void;
+
+/**
+ * What a handler holds for a deferred reply: a name only; what it stands for is in a private field
+ * only this file reads (not a WeakMap: a halted vCPU defers its reply on every HLT).
+ */
 export class ReplyToken {
+  #deferred: DeferredReply | undefined = undefined;
   constructor() {
     Object.freeze(this);
+  }
+  static {
+    deferredOf = (token) => (#deferred in token ? token.#deferred : undefined);
+    bindToken = (token, deferred) => void (token.#deferred = deferred);
   }
 }
 Object.freeze(ReplyToken.prototype);
@@ -41,7 +53,9 @@ export class DeferredReply {
     readonly caller: Ec,
     /** The PD whose handler took the call; its death aborts the reply. */
     readonly server: Pd,
-  ) {}
+  ) {
+    bindToken(this.token, this);
+  }
 
   cancel(_ec: Ec): void {
     this.used = true;
@@ -144,13 +158,12 @@ export function deferReply(k: Kernel, handler: Ec): ReplyToken | null {
   const deferred = new DeferredReply(caller, handler.pd);
   handler.deferred = deferred;
   handler.pd.owedReplies.add(deferred);
-  k.replies.set(deferred.token, deferred);
   return deferred.token;
 }
 
 /** Answer a deferred call with the message in `from`'s UTCB. */
 export function reply(k: Kernel, from: Ec, token: unknown): Status {
-  const deferred = typeof token === "object" && token !== null ? k.replies.get(token) : undefined;
+  const deferred = typeof token === "object" && token !== null ? deferredOf(token) : undefined;
   if (deferred === undefined || deferred.used || deferred.server !== from.pd) return Status.BAD_PARAMETER;
   deferred.used = true;
   from.pd.owedReplies.delete(deferred);

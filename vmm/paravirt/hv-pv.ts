@@ -8,7 +8,6 @@ import { packBytes, unpackBytes } from "../../kernel/index.js";
 import type { GuestRam } from "../devices/virtio/index.js";
 import { EventChannels } from "./event-channels.js";
 import { GrantTable } from "./grant-table.js";
-import { guestBytes } from "./guest-bytes.js";
 import {
   GRANT_COPY_LENGTH_MASK,
   GRANT_COPY_TO_PEER,
@@ -170,24 +169,25 @@ export class HvParavirt {
   private multicall(gpa: number, count: number, flags: number): number {
     if (this.inMulticall) return -HvError.EINVAL;
     if (gpa % MulticallEntry.BYTES !== 0 || count > MULTICALL_MAX || (flags & ~MULTICALL_STOP_ON_ERROR) !== 0) return -HvError.EINVAL;
-    const ram = this.host.ram;
-    // Check every entry is RAM before running any: a bad array runs nothing.
-    for (let i = 0; i < count; i++) if (guestBytes(ram, gpa + i * MulticallEntry.BYTES, MulticallEntry.BYTES) === null) return -HvError.EFAULT;
+    // One check of the whole array before any entry runs (a bad array runs nothing): its pages,
+    // each one view. The views stay valid for the run: the first look made each page private, and
+    // no op of this ABI gives pages back.
+    const pages = count === 0 ? [] : this.host.ram.segments(gpa, count * MulticallEntry.BYTES);
+    if (pages === null) return -HvError.EFAULT;
     this.inMulticall = true;
     try {
-      // An array within one page is one view for the whole run: the first look made the page
-      // private, and no op of this ABI gives pages back, so its frame stays. Else entry by entry.
-      const whole = guestBytes(ram, gpa, count * MulticallEntry.BYTES);
-      const view = whole && new DataView(whole.buffer, whole.byteOffset, whole.byteLength);
-      const u32 = view ? (at: number) => view.getUint32(at - gpa, true) : (at: number) => ram.u32(at);
-      const setU32 = view ? (at: number, v: number) => view.setUint32(at - gpa, v, true) : (at: number, v: number) => ram.setU32(at, v);
-      for (let i = 0; i < count; i++) {
-        const at = gpa + i * MulticallEntry.BYTES, args = at + MulticallEntry.ARGS;
-        const result = this.call(u32(at + MulticallEntry.OP), u32(args), u32(args + 4), u32(args + 8), u32(args + 12), u32(args + 16));
-        setU32(at + MulticallEntry.RESULT, result >>> 0);
-        if (result < 0 && flags & MULTICALL_STOP_ON_ERROR) return i + 1;
+      let run = 0;
+      for (const page of pages) {
+        const words = new DataView(page.buffer, page.byteOffset, page.byteLength);
+        for (let at = 0; at < page.byteLength; at += MulticallEntry.BYTES) {
+          const args = at + MulticallEntry.ARGS;
+          const result = this.call(words.getUint32(at + MulticallEntry.OP, true), words.getUint32(args, true), words.getUint32(args + 4, true), words.getUint32(args + 8, true), words.getUint32(args + 12, true), words.getUint32(args + 16, true));
+          words.setInt32(at + MulticallEntry.RESULT, result, true);
+          run++;
+          if (result < 0 && flags & MULTICALL_STOP_ON_ERROR) return run;
+        }
       }
-      return count;
+      return run;
     } finally {
       this.inMulticall = false;
     }

@@ -325,3 +325,20 @@ describe("benchmark workload", () => {
     expect(benchmarkFpu(0.05)).toBeGreaterThan(0);
   });
 });
+
+describe("save (the FXSAVE image a vCPU exit carries)", () => {
+  it("gives the same image while the state is unchanged, a new one with the new state after a change", () => {
+    const { x, run } = setup();
+    run([0xdb, 0xe3]); // fninit
+    const first = x.save();
+    expect(x.save()).toBe(first);
+    run([0xd9, 0xe8]); // fld1
+    const second = x.save();
+    expect(second).not.toBe(first);
+    expect(second[4]).toBe(0x80); // the abridged tag: ST0 (physical R7) is in use
+    expect(first[4]).toBe(0);
+    const fresh = new Uint8Array(512);
+    storeFxsave(x, fresh);
+    expect(second).toEqual(fresh);
+  });
+});

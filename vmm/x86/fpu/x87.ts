@@ -54,6 +54,11 @@ export class X87 implements Fpu {
   readonly raw = new Int32Array(2);
   /** Scratch for memory images (FSAVE is the largest: 108 bytes). */
   readonly image = new Uint8Array(512);
+  /** Where save() builds the image, and the image it returned last. */
+  private readonly saveScratch = new Uint8Array(512);
+  private readonly saveWords = new Int32Array(this.saveScratch.buffer);
+  private lastSaved: Uint8Array | null = null;
+  private lastWords: Int32Array | null = null;
 
   // ---- the Fpu interface ----
 
@@ -90,10 +95,17 @@ export class X87 implements Fpu {
     if (this.sw & SW_ES) this.deliverPending(c);
   }
 
+  /**
+   * The state as an FXSAVE image. Unchanged state gives the image of the last call again (callers
+   * never write to it): a vCPU that halts exits with all its state each time, and a fresh 512-byte
+   * buffer per HLT was a tenth of an event-channel round trip.
+   */
   save(): Uint8Array {
-    const out = new Uint8Array(512);
-    storeFxsave(this, out);
-    return out;
+    storeFxsave(this, this.saveScratch);
+    const words = this.saveWords, last = this.lastWords;
+    if (last !== null && sameWords(words, last)) return this.lastSaved!;
+    this.lastWords = words.slice();
+    return (this.lastSaved = new Uint8Array(this.lastWords.buffer));
   }
 
   load(image: Uint8Array): void {
@@ -280,4 +292,9 @@ export class X87 implements Fpu {
     return true;
   }
 
+}
+
+function sameWords(a: Int32Array, b: Int32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
