@@ -37,6 +37,7 @@ import { copyVcpuState as copyState, RECORD_MTD, vcpuRecord } from "./vcpu-recor
 import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
 import { KVM_ENOSYS, KvmParavirt } from "./paravirt/kvm.js";
 import { HvParavirt } from "./paravirt/hv-pv.js";
+import { GrantPages } from "./paravirt/grant-pages.js";
 import { HvError, HvVirq } from "./paravirt/hv-abi.js";
 import { MAX_PEERS } from "./paravirt/peer-protocol.js";
 
@@ -82,6 +83,8 @@ export const VCPU_QUANTUM_NS = 10_000_000;
 export const EVENT_BASE = 0x100;
 /** Where guest RAM and ROM frames arrive in the VMM's own memory space (page numbers): guest page p at base + p. */
 const RAM_WINDOW = { base: 1 << 19, order: 19 };
+/** Grant mapping (vmm/paravirt/grant-pages.ts): the export slots of this VM's grants, and the peers' pages it maps. */
+const GRANT_EXPORTS = 1 << 18, GRANT_IMPORTS = (1 << 18) + (1 << 10);
 /** Pages each drive's bounce region holds: the block driver reads and writes disk data there. */
 export const BLOCK_BOUNCE_PAGES = 64;
 
@@ -372,6 +375,7 @@ class Vmm {
     const sys = this.sys;
     const peers = this.config.peers?.length ?? 0;
     if (peers > MAX_PEERS) throw new Error(`at most ${MAX_PEERS} channels`);
+    const pages = new GrantPages(sys, this.ram, { vmPd: VmmSel.VM_PD, ramBase: RAM_WINDOW.base, exportBase: GRANT_EXPORTS, importBase: GRANT_IMPORTS, peerBase: VmmSel.PEER_BASE });
     return new HvParavirt({
       ram: this.ram,
       peers,
@@ -386,6 +390,8 @@ class Vmm {
         utcb.untyped = fill(utcb.words);
         return sys.call(VmmSel.PEER_BASE + peer) === Status.SUCCESS ? utcb.words : null;
       },
+      exports: pages,
+      imports: pages,
       vmNow: () => this.vmNow(),
       setTimer: (at) => {
         if (this.hvTimer !== null) this.clock.cancelTimer(this.hvTimer);
@@ -412,8 +418,8 @@ class Vmm {
 
   /** A request of peer `peer`'s VMM (the portal id says who). A VM without the ABI refuses all. */
   private onPeer(utcb: Utcb, peer: number): void {
+    utcb.items.length = 0; // a MAP's reply carries the page (hv-pv.ts puts it here)
     const reply = this.hv && !this.ended ? this.hv.servePeer(peer, utcb.words, utcb.untyped) : [HvError.ENOSYS];
-    utcb.items.length = 0;
     utcb.set(...reply);
   }
 
@@ -695,6 +701,8 @@ class Vmm {
       if (this.ram.low) this.pauseForMemory();
       return;
     }
+    // A peer's page mapped here and revoked since (or not fetched since a restore): fetched again, the access is done on it.
+    if (this.hv?.refault(q)) return;
     const bus = this.platform.mmio;
     if (q.size === 8) {
       if (q.write) {
@@ -1005,6 +1013,7 @@ class Vmm {
   private end(status: number, why: VmEnd, message = ""): void {
     if (this.ended) return;
     this.ended = true;
+    this.hv?.end();
     this.flushConsole();
     const sys = this.sys;
     sys.utcb.set(ParentOp.VM_EXITED, status, why, ...Array.from(new TextEncoder().encode(message.slice(0, 200))));

@@ -2,7 +2,8 @@
  * vmm/paravirt/hv-abi.ts; keep the two in step.
  *
  * Discovery: CPUID 0x40000100 gives EAX = highest leaf, "novatsPVABI\0" in EBX, ECX, EDX;
- * CPUID 0x40000101 gives EAX = version, EBX = hypercall base, ECX = features, EDX = ports.
+ * CPUID 0x40000101 gives EAX = version, EBX = hypercall base, ECX = features, EDX = ports;
+ * CPUID 0x40000102 gives EAX = the grant map area's guest-physical base, EBX = its pages.
  * Calls: VMCALL, EAX = base + op, arguments EBX, ECX, EDX, ESI, EDI; result in EAX
  * (>= 0 success, -HV_E* failure). Ring 0 only.
  *
@@ -15,8 +16,11 @@
  *
  * Grants: a table of hv_grant_entry in one page of the granting guest's RAM (HV_OP_GNTTAB_SETUP);
  * entry `ref` lets peer `peer` (the granter's channel index) read, or with flags without
- * HV_GTF_READONLY also write, guest frame `frame`. The peer copies with HV_OP_GRANT_COPY. The
- * VMM reads the entry at each use: clearing HV_GTF_PERMIT_ACCESS revokes.
+ * HV_GTF_READONLY also write, guest frame `frame`. The peer copies with HV_OP_GRANT_COPY (the VMM
+ * reads the entry at each use: clearing HV_GTF_PERMIT_ACCESS revokes) or maps the page into a page
+ * of its grant map area with HV_OP_GNTTAB_MAP (read-only with HV_GNTMAP_READONLY; the entry shows
+ * HV_GTF_READING / HV_GTF_WRITING while mapped) and unmaps it with HV_OP_GNTTAB_UNMAP. The granter
+ * ends a grant, revoking every mapping of it, with HV_OP_GNTTAB_END.
  *
  * Rings (after Xen's io/ring.h): a request/response ring in a page. The header holds the
  * producer indices req_prod (client) and rsp_prod (server), and the event indices req_event
@@ -34,6 +38,7 @@ typedef unsigned char hv_u8;
 
 #define HV_CPUID_BASE 0x40000100u
 #define HV_CPUID_INFO 0x40000101u
+#define HV_CPUID_GRANT_MAP 0x40000102u
 #define HV_SIGNATURE_EBX 0x61766f6eu /* "nova" */
 #define HV_SIGNATURE_ECX 0x56507374u /* "tsPV" */
 #define HV_SIGNATURE_EDX 0x00494241u /* "ABI\0" */
@@ -54,6 +59,9 @@ enum {
   HV_OP_GNTTAB_SETUP = 12,         /* (gpa, entries) */
   HV_OP_GRANT_COPY = 13,           /* (peer, ref, offset, local gpa, length | HV_COPY_TO_PEER) */
   HV_OP_PEERS = 14,                /* () -> channels */
+  HV_OP_GNTTAB_MAP = 15,           /* (peer, ref, gpa in the grant map area, flags) */
+  HV_OP_GNTTAB_UNMAP = 16,         /* (gpa) */
+  HV_OP_GNTTAB_END = 17,           /* (ref): clear the entry, revoke every mapping of it */
 };
 
 #define HV_EPERM 1
@@ -96,6 +104,9 @@ struct hv_multicall_entry { /* 32 bytes; the array is 32-byte aligned */
 
 #define HV_GTF_PERMIT_ACCESS 1
 #define HV_GTF_READONLY 4
+#define HV_GTF_READING 8  /* set by the VMM while a peer maps the page */
+#define HV_GTF_WRITING 16 /* ... writable */
+#define HV_GNTMAP_READONLY 4
 struct hv_grant_entry {
   volatile hv_u16 flags;
   hv_u16 peer;
@@ -117,6 +128,13 @@ static inline __attribute__((unused)) int hv_detect(void) {
   hv_cpuid(HV_CPUID_INFO, &a, &b, &c, &d);
   hv_base = b;
   return (int)a;
+}
+
+/* The first page of the grant map area. */
+static inline __attribute__((unused)) hv_u32 hv_gntmap_base(void) {
+  hv_u32 a, b, c, d;
+  hv_cpuid(HV_CPUID_GRANT_MAP, &a, &b, &c, &d);
+  return a;
 }
 
 static inline __attribute__((unused)) int hv_call5(hv_u32 op, hv_u32 a1, hv_u32 a2, hv_u32 a3, hv_u32 a4, hv_u32 a5) {

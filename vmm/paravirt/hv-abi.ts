@@ -3,9 +3,10 @@
 // entries). test/guest/hv_pv.h is the same ABI for C guests; keep the two in step. Modelled on
 // Xen's public interface (multicalls, event channels, grant tables), not binary compatible with it.
 //
-// Discovery: CPUID leaf 0x40000100 answers EAX = the highest leaf of the range (0x40000101) and
+// Discovery: CPUID leaf 0x40000100 answers EAX = the highest leaf of the range (0x40000102) and
 // "novatsPVABI\0" in EBX, ECX, EDX; leaf 0x40000101 answers EAX = ABI version, EBX = the hypercall
-// base, ECX = feature bits, EDX = event channel ports. KVM's leaves at 0x40000000 stay as they are.
+// base, ECX = feature bits, EDX = event channel ports; leaf 0x40000102 EAX = the guest-physical
+// base of the grant map area, EBX = its pages. KVM's leaves at 0x40000000 stay as they are.
 //
 // Calls: VMCALL with EAX = base + op, arguments in EBX, ECX, EDX, ESI, EDI; the result in EAX
 // (>= 0 success, -HvError on failure); other registers are kept. The base is far above KVM's
@@ -13,6 +14,7 @@
 
 export const HV_CPUID_BASE = 0x40000100;
 export const HV_CPUID_INFO = 0x40000101;
+export const HV_CPUID_GRANT_MAP = 0x40000102;
 /** "novatsPVABI\0" in EBX, ECX, EDX (little-endian words). */
 export const HV_SIGNATURE = [0x61766f6e, 0x56507374, 0x00494241] as const;
 export const HV_ABI_VERSION = 1;
@@ -57,8 +59,20 @@ export const HvOp = {
   GRANT_COPY: 13,
   /** () -> the number of channels (peers) the fleet gave this VM. */
   PEERS: 14,
+  /**
+   * (peer, ref, gpa, flags) -> 0: map the peer's granted page `ref` at gpa, a page of the grant map
+   * area (HV_GNTMAP_BASE), writable unless flags has GNTMAP_READONLY (Xen's GNTTABOP_map_grant_ref).
+   */
+  GNTTAB_MAP: 15,
+  /** (gpa) -> 0: unmap the grant mapped at gpa (Xen's GNTTABOP_unmap_grant_ref). */
+  GNTTAB_UNMAP: 16,
+  /**
+   * (ref) -> 0: end grant `ref` of this VM's table: its entry is cleared and every mapping of it,
+   * in any VM, goes (where Xen would make the granter wait for the grantee's unmap, we revoke).
+   */
+  GNTTAB_END: 17,
 } as const;
-export const HV_OP_COUNT = 15;
+export const HV_OP_COUNT = 18;
 
 /** Errors, negated in EAX (Xen's errno values). */
 export const HvError = {
@@ -112,7 +126,13 @@ export const MULTICALL_MAX = 256;
 
 /** A grant entry (Xen's grant_entry_v1): u16 flags, u16 peer (the grantee's channel index), u32 guest frame. */
 export const GrantEntry = { FLAGS: 0, PEER: 2, FRAME: 4, BYTES: 8 } as const;
-export const GrantFlag = { PERMIT_ACCESS: 1, READONLY: 4 } as const;
+/** Entry flags: the granter's PERMIT_ACCESS and READONLY; READING and WRITING the VMM sets while a peer has the page mapped (Xen's GTF_*). */
+export const GrantFlag = { PERMIT_ACCESS: 1, READONLY: 4, READING: 8, WRITING: 16 } as const;
+/** GNTTAB_MAP flags: a read-only mapping (Xen's GNTMAP_readonly). */
+export const GNTMAP_READONLY = 4;
+/** The grant map area: guest-physical pages where GNTTAB_MAP puts a peer's pages (above RAM, below the PC's devices). */
+export const HV_GNTMAP_BASE = 0xfc000000;
+export const HV_GNTMAP_PAGES = 256;
 export const GRANT_COPY_TO_PEER = 0x80000000;
 export const GRANT_COPY_LENGTH_MASK = 0x1fff;
 /** A grant table is one page. */

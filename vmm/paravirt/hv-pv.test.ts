@@ -6,8 +6,12 @@ import {
   GRANT_COPY_TO_PEER,
   GrantEntry,
   GrantFlag,
+  GNTMAP_READONLY,
   HV_CPUID_BASE,
+  HV_CPUID_GRANT_MAP,
   HV_CPUID_INFO,
+  HV_GNTMAP_BASE,
+  HV_GNTMAP_PAGES,
   HV_HYPERCALL_BASE,
   HV_PEER_SELF,
   HV_SIGNATURE,
@@ -22,24 +26,67 @@ import {
 
 const SHARED = 0x10000, CALLS = 0x11000, TABLE = 0x12000, DATA = 0x13000;
 
-/** A VM's ABI on flat RAM; its peers are wired up afterwards (`link`). */
+/**
+ * A VM's ABI on flat RAM; its peers are wired up afterwards (`link`). Grant pages are modelled:
+ * an export is a (RAM, page) pair the serving VM offers with its reply; an import is the page the
+ * caller received, read and written by `access` (the VM's own accesses are not modelled).
+ */
 function vm(peers = 0) {
   const ram = new FlatGuestRam(new Uint8Array(1 << 20));
-  const state = { upcalls: 0, timer: null as number | null, now: 0, links: [] as HvParavirt[], self: 0 };
+  const state = {
+    upcalls: 0,
+    timer: null as number | null,
+    now: 0,
+    links: [] as { hv: HvParavirt; state: { offered: GrantPage | null; exports: Map<number, number> }; ram: FlatGuestRam }[],
+    self: 0,
+    /** Export slots: ref -> guest page. */
+    exports: new Map<number, number>(),
+    /** What the last MAP served offered. */
+    offered: null as GrantPage | null,
+    /** Map slots: what is mapped there, or revoked (the export it came from went). */
+    imports: new Map<number, GrantPage>(),
+    revoked: 0,
+  };
+  const serve = (peer: number, fill: (words: Uint32Array) => number) => {
+    const other = state.links[peer];
+    if (!other) return null;
+    const words = new Uint32Array(1008);
+    const n = fill(words);
+    other.state.offered = null;
+    // The other VMM knows the caller by the portal called: its own index for us.
+    return { other, reply: Uint32Array.from(other.hv.servePeer(state.self, words, n)) };
+  };
   const hv: HvParavirt = new HvParavirt({
     ram,
     peers,
     raiseUpcall: () => void state.upcalls++,
     vmNow: () => state.now,
     setTimer: (at) => void (state.timer = at),
-    peerCall: (peer, fill) => {
-      const other = state.links[peer];
-      if (!other) return null;
-      const words = new Uint32Array(1008);
-      const n = fill(words);
-      // The other VMM knows the caller by the portal called: its own index for us.
-      const reply = other.servePeer(state.self, words, n);
-      return Uint32Array.from(reply);
+    peerCall: (peer, fill) => serve(peer, fill)?.reply ?? null,
+    exports: {
+      export: (ref, page) => (page * 4096 < ram.size ? (state.exports.set(ref, page), true) : false),
+      offer: (ref, writable) => void (state.offered = { ram, page: state.exports.get(ref)!, writable, ref, exports: state.exports }),
+      revoke: (ref) => void (state.exports.delete(ref), state.revoked++),
+    },
+    imports: {
+      fetch: (peer, slot, fill) => {
+        const r = serve(peer, fill);
+        if (!r) return null;
+        if (r.reply[0] !== 0 || slot < 0) return r.reply[0];
+        if (!r.other.state.offered) return HvError.EFAULT;
+        state.imports.set(slot, r.other.state.offered);
+        return 0;
+      },
+      map: () => {},
+      unmap: (slot) => void state.imports.delete(slot),
+      access: (slot, q) => {
+        const p = state.imports.get(slot);
+        // Revoked: the export it came from is gone (or names another page now).
+        if (!p || p.exports.get(p.ref) !== p.page || (q.write && !p.writable)) return false;
+        if (q.write) p.ram.setU32(p.page * 4096 + (q.address % 4096), q.data);
+        else q.data = p.ram.u32(p.page * 4096 + (q.address % 4096));
+        return true;
+      },
     },
   });
   const call = (op: number, ...a: number[]) => hv.hypercall({ eax: HV_HYPERCALL_BASE + op, ebx: a[0] ?? 0, ecx: a[1] ?? 0, edx: a[2] ?? 0, esi: a[3] ?? 0, edi: a[4] ?? 0 }, 0);
@@ -47,11 +94,19 @@ function vm(peers = 0) {
   return { ram, hv, state, call, bit };
 }
 
+interface GrantPage {
+  ram: FlatGuestRam;
+  page: number;
+  writable: boolean;
+  ref: number;
+  exports: Map<number, number>;
+}
+
 /** Two VMs, each the other's peer 0. */
 function pair() {
   const a = vm(1), b = vm(1);
-  a.state.links = [b.hv];
-  b.state.links = [a.hv];
+  a.state.links = [b];
+  b.state.links = [a];
   return { a, b };
 }
 
@@ -69,7 +124,7 @@ describe("hv PV ABI: discovery and calls", () => {
     const q = new VcpuState().qual;
     q.address = HV_CPUID_BASE;
     hv.cpuid(q);
-    expect([q.data, q.ebx, q.ecx, q.edx]).toEqual([HV_CPUID_INFO, ...HV_SIGNATURE]);
+    expect([q.data, q.ebx, q.ecx, q.edx]).toEqual([HV_CPUID_GRANT_MAP, ...HV_SIGNATURE]);
     const text = new TextDecoder().decode(new Uint8Array(new Uint32Array([q.ebx, q.ecx, q.edx]).buffer));
     expect(text).toBe("novatsPVABI\0");
     q.address = HV_CPUID_INFO;
@@ -232,20 +287,20 @@ describe("event channels", () => {
   });
 });
 
-describe("grant copy", () => {
-  function granted() {
-    const { a, b } = pair();
-    expect(a.call(HvOp.GNTTAB_SETUP, TABLE, 16)).toBe(0);
-    const grant = (ref: number, flags: number, peer: number, frame: number) => {
-      const at = TABLE + ref * GrantEntry.BYTES;
-      a.ram.setU16(at + GrantEntry.FLAGS, flags);
-      a.ram.setU16(at + GrantEntry.PEER, peer);
-      a.ram.setU32(at + GrantEntry.FRAME, frame);
-    };
-    for (let i = 0; i < 4096; i++) a.ram.bytes[DATA + i] = (i * 7) & 0xff;
-    return { a, b, grant };
-  }
+function granted() {
+  const { a, b } = pair();
+  expect(a.call(HvOp.GNTTAB_SETUP, TABLE, 16)).toBe(0);
+  const grant = (ref: number, flags: number, peer: number, frame: number) => {
+    const at = TABLE + ref * GrantEntry.BYTES;
+    a.ram.setU16(at + GrantEntry.FLAGS, flags);
+    a.ram.setU16(at + GrantEntry.PEER, peer);
+    a.ram.setU32(at + GrantEntry.FRAME, frame);
+  };
+  for (let i = 0; i < 4096; i++) a.ram.bytes[DATA + i] = (i * 7) & 0xff;
+  return { a, b, grant };
+}
 
+describe("grant copy", () => {
   it("the peer reads a granted page and writes it only when the grant is writable", () => {
     const { a, b, grant } = granted();
     grant(3, GrantFlag.PERMIT_ACCESS | GrantFlag.READONLY, 0, DATA / 4096);
@@ -291,3 +346,103 @@ describe("grant copy", () => {
   });
 });
 
+describe("grant map", () => {
+  const AREA = HV_GNTMAP_BASE;
+  /** Entry `ref`'s flags in a's table. */
+  const flagsOf = (a: ReturnType<typeof vm>, ref: number) => a.ram.u16(TABLE + ref * GrantEntry.BYTES + GrantEntry.FLAGS);
+  /** b's guest reads or writes a word at gpa (an access that exited: the page is fetched again if need be). */
+  const read = (b: ReturnType<typeof vm>, gpa: number) => {
+    const q = new VcpuState().qual;
+    Object.assign(q, { address: gpa, size: 4, write: false, data: 0 });
+    return b.hv.refault(q) ? q.data : null;
+  };
+  const write = (b: ReturnType<typeof vm>, gpa: number, value: number) => {
+    const q = new VcpuState().qual;
+    Object.assign(q, { address: gpa, size: 4, write: true, data: value });
+    return b.hv.refault(q);
+  };
+
+  it("the leaf 0x40000102 names the area; a writable grant maps writable and the granter's entry shows READING | WRITING", () => {
+    const q = new VcpuState().qual;
+    const { a, b, grant } = granted();
+    q.address = HV_CPUID_GRANT_MAP;
+    b.hv.cpuid(q);
+    expect([q.data, q.ebx]).toEqual([HV_GNTMAP_BASE, HV_GNTMAP_PAGES]);
+    grant(2, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 2, AREA + 4096, 0)).toBe(0);
+    expect(flagsOf(a, 2)).toBe(GrantFlag.PERMIT_ACCESS | GrantFlag.READING | GrantFlag.WRITING);
+    expect(read(b, AREA + 4096 + 8)).toBe(a.ram.u32(DATA + 8));
+    expect(write(b, AREA + 4096 + 12, 0xcafef00d)).toBe(true);
+    expect(a.ram.u32(DATA + 12)).toBe(0xcafef00d);
+    // Unmapped: the slot is free again and the entry no longer in use.
+    expect(b.call(HvOp.GNTTAB_UNMAP, AREA + 4096)).toBe(0);
+    expect(flagsOf(a, 2)).toBe(GrantFlag.PERMIT_ACCESS);
+    expect(read(b, AREA + 4096)).toBeNull();
+    expect(b.call(HvOp.GNTTAB_UNMAP, AREA + 4096)).toBe(-HvError.EINVAL);
+  });
+
+  it("a read-only mapping of a read-only grant reads but never writes; a writable mapping of it is refused", () => {
+    const { a, b, grant } = granted();
+    grant(3, GrantFlag.PERMIT_ACCESS | GrantFlag.READONLY, 0, DATA / 4096);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 3, AREA, 0)).toBe(-HvError.EACCES);
+    expect(flagsOf(a, 3)).toBe(GrantFlag.PERMIT_ACCESS | GrantFlag.READONLY);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 3, AREA, GNTMAP_READONLY)).toBe(0);
+    expect(flagsOf(a, 3)).toBe(GrantFlag.PERMIT_ACCESS | GrantFlag.READONLY | GrantFlag.READING);
+    const before = a.ram.u32(DATA);
+    expect(read(b, AREA)).toBe(before);
+    expect(write(b, AREA, 0x12345678)).toBe(false);
+    expect(a.ram.u32(DATA)).toBe(before);
+  });
+
+  it("refuses a grant not given (no entry, another peer, not permitted, past the table), bad places and flags, a busy slot", () => {
+    const { b, grant } = granted();
+    grant(1, 0, 0, DATA / 4096);
+    grant(2, GrantFlag.PERMIT_ACCESS, 1, DATA / 4096);
+    grant(4, GrantFlag.PERMIT_ACCESS, 0, 0xfffff);
+    grant(5, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 1, AREA, 0)).toBe(-HvError.EACCES);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 2, AREA, 0)).toBe(-HvError.EACCES);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 16, AREA, 0)).toBe(-HvError.EACCES);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 4, AREA, 0)).toBe(-HvError.EFAULT);
+    expect(b.call(HvOp.GNTTAB_MAP, 1, 5, AREA, 0)).toBe(-HvError.ESRCH);
+    expect(b.call(HvOp.GNTTAB_MAP, HV_PEER_SELF, 5, AREA, 0)).toBe(-HvError.ESRCH);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 5, AREA + 8, 0)).toBe(-HvError.EINVAL);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 5, DATA, 0)).toBe(-HvError.EINVAL);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 5, AREA + HV_GNTMAP_PAGES * 4096, 0)).toBe(-HvError.EINVAL);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 5, AREA, 1)).toBe(-HvError.EINVAL);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 5, AREA, 0)).toBe(0);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 5, AREA, 0)).toBe(-HvError.EBUSY);
+    expect(b.state.imports.size).toBe(1);
+  });
+
+  it("GNTTAB_END revokes every mapping: the grantee's accesses find nothing, a new map is refused", () => {
+    const { a, b, grant } = granted();
+    grant(6, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 6, AREA, 0)).toBe(0);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 6, AREA + 4096, GNTMAP_READONLY)).toBe(0);
+    expect(read(b, AREA)).toBe(a.ram.u32(DATA));
+    expect(a.call(HvOp.GNTTAB_END, 6)).toBe(0);
+    expect(a.state.revoked).toBe(1);
+    expect(flagsOf(a, 6)).toBe(0);
+    expect(read(b, AREA)).toBeNull();
+    expect(write(b, AREA + 4096, 1)).toBe(false);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 6, AREA + 8192, 0)).toBe(-HvError.EACCES);
+    expect(a.call(HvOp.GNTTAB_END, 16)).toBe(-HvError.EINVAL);
+    // Granted again (a page the entry names anew): the old mapping comes back on the next touch.
+    grant(6, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096 + 1);
+    a.ram.setU32(DATA + 4096, 0x600d);
+    expect(read(b, AREA)).toBe(0x600d);
+  });
+
+  it("the granter's end revokes its exports; a rewritten entry moves the export to the new page", () => {
+    const { a, b, grant } = granted();
+    grant(7, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 7, AREA, 0)).toBe(0);
+    grant(7, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096 + 2);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 7, AREA + 4096, 0)).toBe(0);
+    expect(a.state.exports.get(7)).toBe(DATA / 4096 + 2);
+    expect(a.state.revoked).toBe(1);
+    a.hv.end();
+    expect(a.state.exports.size).toBe(0);
+  });
+});

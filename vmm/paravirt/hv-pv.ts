@@ -7,13 +7,17 @@ import type { VcpuState } from "../../kernel/index.js";
 import { packBytes, unpackBytes } from "../../kernel/index.js";
 import type { GuestRam } from "../devices/virtio/index.js";
 import { EventChannels } from "./event-channels.js";
-import { GrantTable } from "./grant-table.js";
+import { GrantMaps, type GrantImports } from "./grant-maps.js";
+import { GrantTable, type GrantExports } from "./grant-table.js";
 import {
   GRANT_COPY_LENGTH_MASK,
   GRANT_COPY_TO_PEER,
   HV_ABI_VERSION,
   HV_CPUID_BASE,
+  HV_CPUID_GRANT_MAP,
   HV_CPUID_INFO,
+  HV_GNTMAP_BASE,
+  HV_GNTMAP_PAGES,
   HV_HYPERCALL_BASE,
   HV_HYPERCALL_SPAN,
   HV_PEER_SELF,
@@ -28,8 +32,8 @@ import {
 import { PEER_CHUNK, PeerOp } from "./peer-protocol.js";
 
 /** Feature bits of leaf 0x40000101 ECX. */
-export const HvFeature = { MULTICALL: 1, EVTCHN: 2, GRANT_COPY: 4 } as const;
-const FEATURES = HvFeature.MULTICALL | HvFeature.EVTCHN | HvFeature.GRANT_COPY;
+export const HvFeature = { MULTICALL: 1, EVTCHN: 2, GRANT_COPY: 4, GRANT_MAP: 8 } as const;
+const FEATURES = HvFeature.MULTICALL | HvFeature.EVTCHN | HvFeature.GRANT_COPY | HvFeature.GRANT_MAP;
 
 /** What the ABI needs of its VMM. */
 export interface HvHost {
@@ -47,6 +51,9 @@ export interface HvHost {
   vmNow(): number;
   /** Arm the one-shot timer at VM time `atNs` (null: cancel); the VMM calls fireVirq(TIMER) then. */
   setTimer(atNs: number | null): void;
+  /** Grant mapping's page capabilities: this VM's pages peers map, and peers' pages this VM maps. */
+  readonly exports: GrantExports;
+  readonly imports: GrantImports;
 }
 
 /** The hypercall's registers: number in EAX, arguments in EBX, ECX, EDX, ESI, EDI. */
@@ -57,6 +64,7 @@ type Handler = (a1: number, a2: number, a3: number, a4: number, a5: number) => n
 export class HvParavirt {
   readonly events: EventChannels;
   readonly grants: GrantTable;
+  readonly maps: GrantMaps;
   /** The upcall's vector (0: none). */
   upcallVector = 0;
   private readonly table: ReadonlyArray<Handler>;
@@ -64,7 +72,8 @@ export class HvParavirt {
   private inMulticall = false;
 
   constructor(private readonly host: HvHost) {
-    this.grants = new GrantTable(host.ram);
+    this.grants = new GrantTable(host.ram, host.exports);
+    this.maps = new GrantMaps(host.imports, host.peers);
     this.events = new EventChannels({
       ram: host.ram,
       peers: host.peers,
@@ -88,6 +97,9 @@ export class HvParavirt {
     t[HvOp.GNTTAB_SETUP] = (gpa, entries) => this.grants.setup(gpa, entries);
     t[HvOp.GRANT_COPY] = (peer, ref, offset, local, lengthAndDir) => this.grantCopy(peer, ref, offset, local, lengthAndDir);
     t[HvOp.PEERS] = () => host.peers;
+    t[HvOp.GNTTAB_MAP] = (peer, ref, gpa, flags) => this.maps.map(peer, ref, gpa, flags);
+    t[HvOp.GNTTAB_UNMAP] = (gpa) => this.maps.unmap(gpa);
+    t[HvOp.GNTTAB_END] = (ref) => this.grants.endGrant(ref);
     this.table = t;
   }
 
@@ -106,10 +118,12 @@ export class HvParavirt {
   cpuid(q: VcpuState["qual"]): void {
     q.data = q.ebx = q.ecx = q.edx = 0;
     if (q.address === HV_CPUID_BASE) {
-      q.data = HV_CPUID_INFO;
+      q.data = HV_CPUID_GRANT_MAP;
       [q.ebx, q.ecx, q.edx] = HV_SIGNATURE;
     } else if (q.address === HV_CPUID_INFO) {
       [q.data, q.ebx, q.ecx, q.edx] = [HV_ABI_VERSION, HV_HYPERCALL_BASE, FEATURES, HV_PORTS];
+    } else if (q.address === HV_CPUID_GRANT_MAP) {
+      [q.data, q.ebx] = [HV_GNTMAP_BASE, HV_GNTMAP_PAGES];
     }
   }
 
@@ -117,6 +131,16 @@ export class HvParavirt {
   hypercall(r: HvRegisters, cpl: number): number {
     if (cpl !== 0) return -HvError.EPERM;
     return this.call(r.eax >>> 0, r.ebx >>> 0, r.ecx >>> 0, r.edx >>> 0, r.esi >>> 0, r.edi >>> 0);
+  }
+
+  /** The VM ended: peers' mappings of its pages go. */
+  end(): void {
+    this.grants.endAll();
+  }
+
+  /** A guest access exited (MMIO): true when it was to a grant mapping that is back now, and the access is done. */
+  refault(q: VcpuState["qual"]): boolean {
+    return this.maps.refault(q);
   }
 
   /** A virtual IRQ happened (the timer's deadline, console input). */
@@ -150,6 +174,12 @@ export class HvParavirt {
         const gpa = this.grants.resolve(peer, ref, offset, length, true);
         if (gpa < 0) return [-gpa];
         return [writeRam(this.host.ram, gpa, unpackBytes(w, 4, length)) ? 0 : HvError.EFAULT];
+      }
+      case PeerOp.MAP:
+      case PeerOp.UNMAP: {
+        if (untyped < 4 || w[3] > 1) return [HvError.EINVAL];
+        const [ref, slot, writable] = [w[1], w[2], w[3] === 1];
+        return [w[0] === PeerOp.MAP ? this.grants.map(peer, ref, slot, writable) : this.grants.unmap(peer, ref, slot, writable)];
       }
     }
     return [HvError.ENOSYS];
