@@ -15,6 +15,7 @@ import { DeviceStateError, StateReader } from "../vmm/devices/state.js";
 import type { RamPages, VmState } from "../vmm/protocol.js";
 import { vcpuFromRecord } from "../vmm/vcpu-record.js";
 import { checkKvmRecord } from "../vmm/paravirt/kvm.js";
+import { checkHvRecord } from "../vmm/paravirt/hv-state.js";
 
 /** How the VM was configured: a snapshot resumes only on the same platform. */
 export interface SavedPlatform {
@@ -61,7 +62,7 @@ export function savedMetadata(request: Omit<SaveRequest, "path">, encodedState: 
       vcpuCount: 1,
       boot: { apic: request.platform.apic, acpi: request.platform.acpi, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort, pv: request.platform.pv },
     },
-    vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged, ...(state.kvm ? { kvm: state.kvm } : {}) }],
+    vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged, ...(state.kvm ? { kvm: state.kvm } : {}), ...(state.hv ? { hv: state.hv } : {}) }],
     devices: state.platform,
     memoryMap: { ramBytes: request.memoryBytes, roms: request.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })) },
     drives: request.drives.map(driveRecord),
@@ -108,6 +109,10 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
     const halted = vcpu.bool("halted");
     const ignneChanged = vcpu.bool("ignneChanged");
     const kvm = vcpu.has("kvm") ? checkKvmRecord((reader.vcpus[0] as Record<string, unknown>).kvm, "vcpus[0].kvm") : undefined;
+    // The ABI's record is checked here, and again by the VMM that takes it.
+    const hvRaw = (reader.vcpus[0] as Record<string, unknown>).hv;
+    if (vcpu.has("hv")) checkHvRecord(hvRaw, "vcpus[0].hv");
+    const hv = vcpu.has("hv") ? (hvRaw as Record<string, unknown>) : undefined;
     const boot = h.boot ?? {};
     const platform: SavedPlatform = {
       apic: boot.apic === true,
@@ -128,7 +133,7 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
     }
     const name = options.clone ? options.clone.name ?? `${h.name}-clone-${Date.now().toString(36)}` : h.name;
     const drives = options.clone ? cloneDrives(checked, options.clone.dir, name) : checked;
-    const state: VmState = { vmTimeNs: h.vmTimeNs, vcpu: (reader.vcpus[0] as Record<string, unknown>).registers as Record<string, unknown>, halted, platform: reader.devices, ignneChanged, kvm };
+    const state: VmState = { vmTimeNs: h.vmTimeNs, vcpu: (reader.vcpus[0] as Record<string, unknown>).registers as Record<string, unknown>, halted, platform: reader.devices, ignneChanged, kvm, hv };
     const plan: BootPlan = { writes: [], roms: reader.memoryMap.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })), state: registers, memoryMap: [] };
     return { reader, name, memoryBytes: h.memoryBytes, platform, drives, plan, state };
   } catch (error) {

@@ -79,4 +79,6 @@ export interface VmState {
   ignneChanged: boolean;
   /** KVM's paravirtual interface (its MSR values, a KvmRecord), when the VM has it. */
   kvm?: Record<string, unknown>;
+  /** Our own paravirtual ABI (vmm/paravirt/hv-state.ts: ports, grants, mappings, the upcall), when the VM has it. */
+  hv?: Record<string, unknown>;
 }

@@ -338,6 +338,7 @@ class Vmm {
       this.platform.loadState(resume.state.platform);
       this.ignneChanged = resume.state.ignneChanged;
       if (resume.state.kvm && this.kvm) this.kvm.loadState(resume.state.kvm, "kvm");
+      if (resume.state.hv && this.hv) this.upcallRaised = this.hv.loadState(resume.state.hv, "hv");
     }
     must(sys.createLocalEc(EXIT_EC, 0, () => (utcb, reason) => this.onExit(utcb, reason)), "create the exit handler");
     for (let r = 0; r < EXIT_REASON_COUNT; r++) {
@@ -978,6 +979,7 @@ class Vmm {
       platform: this.platform.saveState() as Record<string, unknown>,
       ignneChanged: this.ignneChanged,
       ...(this.kvm ? { kvm: this.kvm.saveState() } : {}),
+      ...(this.hv ? { hv: this.hv.saveState(this.upcallRaised) } : {}),
     };
     const bytes = encode(state);
     if (bytes.length > this.stateView!.length) return void utcb.set(Status.OUT_OF_QUOTA, bytes.length);

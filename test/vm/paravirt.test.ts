@@ -7,13 +7,17 @@ import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
 import type { ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
 import type { VmState } from "../../vmm/protocol.js";
-import { loadKernel } from "../../vmm/boot/index.js";
+import { loadKernel, type BootPlan } from "../../vmm/boot/index.js";
+import type { Kernel } from "../../kernel/index.js";
 import { vcpuFromRecord } from "../../vmm/vcpu-record.js";
 import { VmEnd } from "../../services/root-protocol.js";
 import { runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { scaleDelta } from "../../vmm/paravirt/pvclock.js";
 import { assemble, hasNasm } from "./nasm.js";
+import { buildGuest, hasGcc32 } from "../guest/build.js";
+import { checkHvRecord } from "../../vmm/paravirt/hv-state.js";
+import { HV_PEER_SELF, HvPortState, HvVirq } from "../../vmm/paravirt/hv-abi.js";
 
 const nasm = hasNasm();
 
@@ -210,32 +214,45 @@ class Control implements ControlHost {
   }
 }
 
+interface Saved {
+  state: VmState;
+  ram: Uint8Array;
+}
+
+/**
+ * Run the Multiboot kernel of `plan` (16 MiB, debugcon, exit port 0xF4) to its end; saved once,
+ * at the first slice `saveWhen` agrees to, or (with `resume`) resumed from a save instead.
+ */
+async function runSaved(plan: BootPlan, saveWhen: (k: Kernel) => boolean, resume?: Saved) {
+  const con = new MemoryConsole();
+  const ctl = new Control();
+  let raise = () => {};
+  let asked = false;
+  if (resume) ctl.queue.push({ vm: 0, op: "resume" });
+  const page = (ram: Uint8Array, n: number) => ram.subarray(n * 4096, (n + 1) * 4096);
+  // A resumed VM's plan: its ROMs and the saved vCPU, no writes (as openSavedVm makes it).
+  const resumePlan = resume && { ...plan, writes: [], state: vcpuFromRecord(resume.state.vcpu, "vcpu") };
+  const result = await runVm({
+    memoryBytes: 16 << 20, plan, console: con, engine: createX86Engine, debugExitPort: 0xf4, debugcon: true, control: ctl, maxVirtualNs: 1e9,
+    resume: resumePlan && resume && { plan: resumePlan, state: resume.state, ram: { hasPage: (n) => page(resume.ram, n).some((b) => b !== 0), readPage: (n, into) => into.set(page(resume.ram, n)) } },
+    onStart: (_k, r) => {
+      raise = r.control;
+      if (resume) raise();
+    },
+    onSlice: (k) => {
+      if (resume || asked || !saveWhen(k)) return;
+      asked = true;
+      ctl.queue.push({ vm: 0, op: "save" });
+      raise();
+    },
+  });
+  return { result, out: Uint8Array.from(con.debugcon), ctl };
+}
+
 describe.skipIf(!nasm)("KVM's paravirtual interface on the whole stack", () => {
   it("keeps the kvm-clock MSRs across a save and a resume", async () => {
     const plan = loadKernel(assemble(SPINNER), { memSize: 16 << 20, cmdline: "" });
-    const run = async (resume?: { state: VmState; ram: Uint8Array }) => {
-      const con = new MemoryConsole();
-      const ctl = new Control();
-      let raise = () => {};
-      if (resume) ctl.queue.push({ vm: 0, op: "resume" });
-      const page = (ram: Uint8Array, n: number) => ram.subarray(n * 4096, (n + 1) * 4096);
-      // A resumed VM's plan: its ROMs and the saved vCPU, no writes (as openSavedVm makes it).
-      const resumePlan = resume && { ...plan, writes: [], state: vcpuFromRecord(resume.state.vcpu, "vcpu") };
-      const result = await runVm({
-        memoryBytes: 16 << 20, plan, console: con, engine: createX86Engine, debugExitPort: 0xf4, debugcon: true, control: ctl, maxVirtualNs: 1e9,
-        resume: resumePlan && resume && { plan: resumePlan, state: resume.state, ram: { hasPage: (n) => page(resume.ram, n).some((b) => b !== 0), readPage: (n, into) => into.set(page(resume.ram, n)) } },
-        onStart: (_k, r) => {
-          raise = r.control;
-          if (resume) raise();
-        },
-        onSlice: (k) => {
-          if (resume || ctl.saves.length > 0 || ctl.queue.length > 0 || k.clock.now < 10e6) return;
-          ctl.queue.push({ vm: 0, op: "save" });
-          raise();
-        },
-      });
-      return { result, out: Uint8Array.from(con.debugcon), ctl };
-    };
+    const run = (resume?: Saved) => runSaved(plan, (k) => k.clock.now >= 10e6, resume);
     const first = await run();
     expect(first.result.why).toBe(VmEnd.DEBUG_EXIT);
     expect(first.ctl.saves.length).toBe(1);
@@ -303,5 +320,39 @@ describe.skipIf(!nasm)("KVM's paravirtual interface on the whole stack", () => {
     expect(words.slice(1, 6)).toEqual([0, 0, 0, 0, 0]);
     expect(bytes.length).toBe(6 * 4 + 1);
     expect(String.fromCharCode(bytes[24])).toBe("U");
+  });
+});
+
+describe.skipIf(!hasGcc32())("hv PV ABI across a save and a resume", () => {
+  it("a resumed VM keeps its ports, its upcall and its timer: it goes on exactly as the saved one did", async () => {
+    const plan = loadKernel(buildGuest("evtloop", { ROUNDS: 32768, SPIN: 40000 }), { memSize: 16 << 20, cmdline: "" });
+    // Saved in the middle of the rounds (checked below), after 10 ms.
+    const first = await runSaved(plan, (k) => k.clock.now >= 10e6);
+    expect(first.result.why).toBe(VmEnd.DEBUG_EXIT);
+    const words = (b: Uint8Array) => Array.from({ length: b.length >> 2 }, (_, i) => new DataView(b.buffer).getUint32(4 * i, true));
+    const all = words(first.out);
+    expect(all.slice(0, 4)).toEqual([0x504f4f4c, 2, 1, 3]);
+    expect(all.slice(-4)).toEqual([32768, 32768, 512, 0x454e4f44]);
+    const state = decode(first.ctl.saves[0]) as VmState;
+    const hv = checkHvRecord(state.hv, "hv");
+    expect(hv.upcallVector).toBe(0x41);
+    expect(hv.events.ports).toEqual([
+      [1, HvPortState.INTERDOMAIN, HV_PEER_SELF, 2, 0],
+      [2, HvPortState.INTERDOMAIN, HV_PEER_SELF, 1, 0],
+      [3, HvPortState.VIRQ, 0, 0, HvVirq.TIMER],
+    ]);
+    expect(hv.events.sharedInfo).toBeGreaterThan(0);
+    const never = () => false;
+    const second = await runSaved(plan, never, { state, ram: first.ctl.ram[0] });
+    expect(second.result.why).toBe(VmEnd.DEBUG_EXIT);
+    // What the resumed VM wrote is what the original wrote after the save.
+    const rest = words(second.out);
+    expect(rest.length).toBeGreaterThan(8);
+    expect(rest.length).toBeLessThan(all.length - 8);
+    expect(all.slice(-rest.length)).toEqual(rest);
+
+    // The same save without the ABI's record: the resumed guest's ports are gone and it never finishes.
+    const lost = await runSaved(plan, never, { state: { ...state, hv: undefined }, ram: first.ctl.ram[0] });
+    expect(lost.result.why).not.toBe(VmEnd.DEBUG_EXIT);
   });
 });

@@ -32,6 +32,14 @@ export interface EventChannelHost {
 
 const closed = (): Port => ({ state: HvPortState.CLOSED, peer: 0, remotePort: 0, virq: 0 });
 
+/** Event channels as a snapshot keeps them: the shared-info page and the open ports. */
+export interface EventChannelState {
+  /** The shared-info page's gpa, or -1. */
+  sharedInfo: number;
+  /** The open ports: [port, state, peer, remotePort, virq] each. */
+  ports: [number, number, number, number, number][];
+}
+
 export class EventChannels {
   private readonly ports: Port[] = Array.from({ length: HV_PORTS }, closed);
   private readonly virqPorts = new Array<number>(HV_VIRQ_COUNT).fill(0);
@@ -131,6 +139,23 @@ export class EventChannels {
   status(port: number): number {
     const p = this.portAt(port);
     return p ? p.state : -HvError.EINVAL;
+  }
+
+  saveState(): EventChannelState {
+    const ports: EventChannelState["ports"] = [];
+    this.ports.forEach((p, port) => p.state !== HvPortState.CLOSED && ports.push([port, p.state, p.peer, p.remotePort, p.virq]));
+    return { sharedInfo: this.sharedInfo, ports };
+  }
+
+  /** A state checked by checkEventChannelState (hv-state.ts). */
+  loadState(s: EventChannelState): void {
+    this.ports.forEach((_, port) => (this.ports[port] = closed()));
+    this.virqPorts.fill(0);
+    for (const [port, state, peer, remotePort, virq] of s.ports) {
+      this.ports[port] = { state, peer, remotePort, virq };
+      if (state === HvPortState.VIRQ) this.virqPorts[virq] = port;
+    }
+    this.sharedInfo = s.sharedInfo;
   }
 
   /** A virtual IRQ happened: its port (if bound) becomes pending. */

@@ -8,7 +8,6 @@
 import type { GuestRam } from "../devices/virtio/index.js";
 import { guestBytes } from "./guest-bytes.js";
 import { GNTTAB_MAX_ENTRIES, GrantEntry, GrantFlag, HV_GNTMAP_PAGES, HvError } from "./hv-abi.js";
-import { MAX_PEERS } from "./peer-protocol.js";
 
 /** The granter's side of grant mapping: page capabilities (grant-pages.ts), by grant reference. */
 export interface GrantExports {
@@ -130,13 +129,6 @@ export class GrantTable {
       if (!users) this.users.set(ref, (users = new Set()));
       users.add(userKey(peer, slot, writable === 1));
     }
-  }
-
-  /** Whether a saved table is one this VM could have had (hv-state.ts checks the rest). */
-  static validState(s: GrantTableState): boolean {
-    const valid = (ref: number, peer: number, slot: number, writable: number) =>
-      ref < s.entries && peer < MAX_PEERS && slot < HV_GNTMAP_PAGES && (writable === 0 || writable === 1);
-    return (s.entries === 0 || s.entries <= GNTTAB_MAX_ENTRIES) && s.mapped.every((m) => valid(...m));
   }
 
   private end(ref: number, clearEntry: boolean): void {

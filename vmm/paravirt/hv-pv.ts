@@ -25,11 +25,13 @@ import {
   HV_SIGNATURE,
   HvError,
   HvOp,
+  HvVirq,
   MULTICALL_MAX,
   MULTICALL_STOP_ON_ERROR,
   MulticallEntry,
 } from "./hv-abi.js";
 import { PEER_CHUNK, PeerOp } from "./peer-protocol.js";
+import { checkHvRecord, hvRecord } from "./hv-state.js";
 
 /** Feature bits of leaf 0x40000101 ECX. */
 export const HvFeature = { MULTICALL: 1, EVTCHN: 2, GRANT_COPY: 4, GRANT_MAP: 8 } as const;
@@ -68,6 +70,8 @@ export class HvParavirt {
   /** The upcall's vector (0: none). */
   upcallVector = 0;
   private readonly table: ReadonlyArray<Handler>;
+  /** SET_TIMER's deadline (VM time, ns) until it fires, or null. */
+  private timerNs: number | null = null;
   /** Depth guard: a multicall entry may not be a multicall. */
   private inMulticall = false;
 
@@ -145,7 +149,25 @@ export class HvParavirt {
 
   /** A virtual IRQ happened (the timer's deadline, console input). */
   fireVirq(virq: number): void {
+    if (virq === HvVirq.TIMER) this.timerNs = null;
     this.events.fireVirq(virq);
+  }
+
+  /** The ABI's state for a snapshot (`upcallRaised`: the VMM raised the upcall and has not injected it yet). */
+  saveState(upcallRaised: boolean): Record<string, unknown> {
+    return hvRecord({ upcallVector: this.upcallVector, upcallRaised, timerNs: this.timerNs, events: this.events.saveState(), grants: this.grants.saveState(), maps: this.maps.saveState() });
+  }
+
+  /** Take a saved record (checked first: a bad one throws DeviceStateError and changes nothing); whether an upcall waits to be injected. */
+  loadState(raw: unknown, path = "hv"): boolean {
+    const r = checkHvRecord(raw, path);
+    this.upcallVector = r.upcallVector;
+    this.events.loadState(r.events);
+    this.grants.loadState(r.grants);
+    this.maps.loadState(r.maps.map(([slot, peer, ref, writable]) => [slot, { peer, ref, writable: writable === 1 }]));
+    this.timerNs = r.timerNs;
+    this.host.setTimer(r.timerNs);
+    return r.upcallRaised;
   }
 
   /** A request from peer `peer`'s VMM (the words of its message): the reply's words. */
@@ -231,9 +253,9 @@ export class HvParavirt {
 
   private setTimer(lo: number, hi: number): number {
     const at = hi * 2 ** 32 + lo;
-    if (at === 0) return this.host.setTimer(null), 0;
     // A deadline already past fires at once (as Xen's set_timer_op).
-    this.host.setTimer(Math.max(at, this.host.vmNow()));
+    this.timerNs = at === 0 ? null : Math.max(at, this.host.vmNow());
+    this.host.setTimer(this.timerNs);
     return 0;
   }
 
