@@ -76,6 +76,9 @@ describe.skipIf(!hasNasm())("hostile snapshots", () => {
     reader.close();
   });
 
+  const hvOf = (c: SnapshotContents) => c.vcpus[0] as Record<string, unknown>;
+  const hvRecordOf = (c: SnapshotContents) => hvOf(c).hv as { upcallVector: number; timerNs: number; events: { sharedInfo: number; ports: number[] }; grants: unknown; maps: number[] };
+
   /** A copy of the good file with `change` applied to its decoded contents (checksums stay valid). */
   function tampered(name: string, change: (c: SnapshotContents) => void): string {
     const c = structuredClone(contents);
@@ -89,6 +92,8 @@ describe.skipIf(!hasNasm())("hostile snapshots", () => {
     const vm = openSavedVm(good);
     vm.reader.close();
     expect(vm.state.vmTimeNs).toBeGreaterThan(0);
+    // Its hv PV ABI record is there (empty: the guest never used the ABI).
+    expect(vm.state.hv).toEqual({ upcallVector: 0, upcallRaised: false, timerNs: null, events: { sharedInfo: -1, ports: [] }, grants: { gpa: 0, entries: 0, mapped: [] }, maps: [] });
   });
 
   it.each([
@@ -98,6 +103,17 @@ describe.skipIf(!hasNasm())("hostile snapshots", () => {
     ["a disk of another size than the drive's", (c: SnapshotContents) => void ((c.devices.pci as { functions: Record<string, { virtio: { model: { sectors: number } } }> }).functions["04.0"].virtio.model.sectors += 1), /devices section, .*sectors: saved disk has 2049 sectors, this one 2048/],
     ["a register that is not a number", (c: SnapshotContents) => void ((c.vcpus[0] as { registers: Record<string, unknown> }).registers.eip = "x"), /vcpus section, vcpus\[0\]\.registers\.eip/],
     ["a halted flag that is not a boolean", (c: SnapshotContents) => void ((c.vcpus[0] as Record<string, unknown>).halted = 1), /vcpus section, vcpus\[0\]\.halted/],
+    ["an hv ABI record of another kind", (c: SnapshotContents) => void (hvOf(c).hv = "x"), /vcpus section, vcpus\[0\]\.hv: not a record/],
+    ["an hv port in no state there is", (c: SnapshotContents) => void (hvRecordOf(c).events.ports = [1, 9, 0, 0, 0]), /vcpus section, vcpus\[0\]\.hv\.events\.ports\[0\]/],
+    ["an hv port twice", (c: SnapshotContents) => void (hvRecordOf(c).events.ports = [3, 3, 0, 0, 0, 3, 3, 0, 0, 1]), /vcpus section, vcpus\[0\]\.hv\.events\.ports\[1\]: not a port, or a port twice/],
+    ["an hv loopback port without its other end", (c: SnapshotContents) => void (hvRecordOf(c).events.ports = [1, 2, 0x7ff0, 5, 0]), /vcpus\[0\]\.hv\.events\.ports: loopback port 1/],
+    ["an hv port list cut short", (c: SnapshotContents) => void (hvRecordOf(c).events.ports = [1, 1, 0]), /vcpus\[0\]\.hv\.events\.ports: not \[port/],
+    ["an hv shared-info page off a page boundary", (c: SnapshotContents) => void (hvRecordOf(c).events.sharedInfo = 0x1234), /vcpus\[0\]\.hv\.events\.sharedInfo/],
+    ["an hv grant table crossing a page", (c: SnapshotContents) => void (hvRecordOf(c).grants = { gpa: 4088, entries: 2, mapped: [] }), /vcpus\[0\]\.hv\.grants\.gpa/],
+    ["an hv grant mapped past its table", (c: SnapshotContents) => void (hvRecordOf(c).grants = { gpa: 0x1000, entries: 2, mapped: [2, 0, 0, 1] }), /vcpus\[0\]\.hv\.grants\.mapped\[0\]/],
+    ["an hv mapping outside the grant map area", (c: SnapshotContents) => void (hvRecordOf(c).maps = [256, 0, 0, 1]), /vcpus\[0\]\.hv\.maps\[0\]/],
+    ["an hv upcall vector of an exception", (c: SnapshotContents) => void (hvRecordOf(c).upcallVector = 14), /vcpus\[0\]\.hv\.upcallVector/],
+    ["an hv timer that is not a time", (c: SnapshotContents) => void (hvRecordOf(c).timerNs = -5), /vcpus\[0\]\.hv\.timerNs/],
     ["a drive that changed since the save", (c: SnapshotContents) => void (c.drives[0].identity = "0:0:0"), /drives section, \[0\]\.identity/],
     ["a drive of another size", (c: SnapshotContents) => void (c.drives[0].sizeBytes += 512), /drives section, \[0\]\.sizeBytes/],
   ])("refuses %s, naming the section and field", (_what, change, message) => {

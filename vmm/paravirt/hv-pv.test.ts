@@ -1,4 +1,6 @@
+import { decode, encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
+import { DeviceStateError } from "../devices/state.js";
 import { FlatGuestRam } from "../devices/virtio/index.js";
 import { VcpuState } from "../../kernel/index.js";
 import { HvParavirt } from "./hv-pv.js";
@@ -444,5 +446,56 @@ describe("grant map", () => {
     expect(a.state.revoked).toBe(1);
     a.hv.end();
     expect(a.state.exports.size).toBe(0);
+  });
+});
+
+describe("the ABI's state in a snapshot", () => {
+  it("round-trips ports, the upcall, the timer, the grant table and mappings: the restored VM goes on alike", () => {
+    const { a, b, grant } = granted();
+    a.call(HvOp.SHARED_INFO, SHARED);
+    a.call(HvOp.UPCALL_VECTOR, 0x50);
+    const far = a.call(HvOp.EVTCHN_ALLOC_UNBOUND, HV_PEER_SELF);
+    const near = a.call(HvOp.EVTCHN_BIND_INTERDOMAIN, HV_PEER_SELF, far);
+    const timer = a.call(HvOp.EVTCHN_BIND_VIRQ, HvVirq.TIMER);
+    a.state.now = 1000;
+    a.call(HvOp.SET_TIMER, 5000, 0);
+    grant(2, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 2, HV_GNTMAP_BASE, 0)).toBe(0);
+    const savedA = decode(encode(a.hv.saveState(true)));
+    const savedB = decode(encode(b.hv.saveState(false)));
+
+    // Fresh VMs (on the same RAM, as a restore has it) take the records.
+    const a2 = vm(1), b2 = vm(1);
+    a2.ram.bytes.set(a.ram.bytes);
+    a2.state.links = [b2];
+    b2.state.links = [a2];
+    expect(a2.hv.loadState(savedA)).toBe(true);
+    expect(b2.hv.loadState(savedB)).toBe(false);
+    expect(a2.state.timer).toBe(5000);
+    expect(a2.hv.upcallVector).toBe(0x50);
+    expect([near, far, timer].map((p) => a2.call(HvOp.EVTCHN_STATUS, p))).toEqual([HvPortState.INTERDOMAIN, HvPortState.INTERDOMAIN, HvPortState.VIRQ]);
+    expect(a2.call(HvOp.EVTCHN_SEND, near)).toBe(0);
+    expect(a2.bit(SHARED + SharedInfo.PENDING, far)).toBe(1);
+    a2.hv.fireVirq(HvVirq.TIMER);
+    expect(a2.bit(SHARED + SharedInfo.PENDING, timer)).toBe(1);
+    // The grantee's mapping comes back on its first touch, from the restored granter.
+    const q = new VcpuState().qual;
+    Object.assign(q, { address: HV_GNTMAP_BASE + 8, size: 4, write: false, data: 0 });
+    expect(b2.hv.refault(q)).toBe(true);
+    expect(q.data).toBe(a2.ram.u32(DATA + 8));
+    expect(b2.call(HvOp.GNTTAB_MAP, 0, 2, HV_GNTMAP_BASE, 0)).toBe(-HvError.EBUSY);
+    expect(b2.call(HvOp.GNTTAB_UNMAP, HV_GNTMAP_BASE)).toBe(0);
+    expect(a2.ram.u16(TABLE + 2 * GrantEntry.BYTES + GrantEntry.FLAGS)).toBe(GrantFlag.PERMIT_ACCESS);
+  });
+
+  it("refuses a bad record naming the field, and changes nothing then", () => {
+    const { a } = granted();
+    const p = a.call(HvOp.EVTCHN_ALLOC_UNBOUND, HV_PEER_SELF);
+    const good = a.hv.saveState(false) as { events: { ports: number[] } };
+    const bad = { ...good, events: { ...good.events, ports: [5, HvPortState.VIRQ, 0, 0, 7] } };
+    expect(() => a.hv.loadState(bad)).toThrow(DeviceStateError);
+    expect(() => a.hv.loadState(bad)).toThrow(/hv\.events\.ports\[0\]/);
+    expect(a.call(HvOp.EVTCHN_STATUS, p)).toBe(HvPortState.UNBOUND);
+    expect(a.call(HvOp.EVTCHN_STATUS, 5)).toBe(HvPortState.CLOSED);
   });
 });
