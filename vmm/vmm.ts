@@ -268,6 +268,8 @@ class Vmm {
   private hv: HvParavirt | null = null;
   /** The hv upcall was raised and is not injected yet. */
   private upcallRaised = false;
+  /** A vCPU record for the next park to hand the exit handler's UTCB (park and unpark move records, not copies). */
+  private spareVcpu: VcpuState | null = null;
   /** The hv one-shot timer (SET_TIMER), when armed. */
   private hvTimer: ReturnType<DeviceClock["setTimer"]> | null = null;
   private serialOut: number[] = [];
@@ -766,15 +768,23 @@ class Vmm {
 
   /** Hold the exit's reply back: the vCPU stays stopped with this state until `unpark`. */
   private park(v: VcpuState, fullReply: boolean): Parked {
-    const state = new VcpuState();
-    copyState(v, state);
+    const utcb = this.sys.utcb;
+    let state = v;
+    if (utcb.vcpu === v) {
+      // The exit's own record is what is parked (no copy: a halted vCPU parks on every event);
+      // the handler's UTCB takes a spare one for the next exit.
+      utcb.vcpu = this.spareVcpu ?? new VcpuState();
+      this.spareVcpu = null;
+    } else copyState(v, (state = new VcpuState()));
     return { token: this.sys.deferReply()!, state, vmTimeNs: this.vmNow(), fullReply };
   }
 
   /** Let a parked vCPU go on, with any interrupt that can be taken now. */
   private unpark(p: Parked): void {
-    const v = (this.sys.utcb.vcpu ??= new VcpuState());
-    copyState(p.state, v);
+    // The parked record itself is the reply; the one the UTCB held is the next park's spare.
+    const utcb = this.sys.utcb;
+    if (utcb.vcpu !== null && utcb.vcpu !== p.state) this.spareVcpu = utcb.vcpu;
+    const v = (utcb.vcpu = p.state);
     v.tsc = this.tscAt(p, this.vmNow());
     const full = p.fullReply ? RECORD_MTD : 0;
     // Waking from HLT ends STI/MOV SS blocking, not NMI blocking (bit 3): a handler that halts is still in its NMI.

@@ -230,11 +230,12 @@ export class HvParavirt {
     try {
       let run = 0;
       for (const page of pages) {
-        const words = new DataView(page.buffer, page.byteOffset, page.byteLength);
-        for (let at = 0; at < page.byteLength; at += MulticallEntry.BYTES) {
-          const args = at + MulticallEntry.ARGS;
-          const result = this.call(words.getUint32(at + MulticallEntry.OP, true), words.getUint32(args, true), words.getUint32(args + 4, true), words.getUint32(args + 8, true), words.getUint32(args + 12, true), words.getUint32(args + 16, true));
-          words.setInt32(at + MulticallEntry.RESULT, result, true);
+        // Words of the page's entries (a page view is word-aligned; guest and host are little-endian).
+        const w = new Int32Array(page.buffer, page.byteOffset, page.byteLength >> 2);
+        for (let at = 0; at < w.length; at += MulticallEntry.BYTES >> 2) {
+          const args = at + (MulticallEntry.ARGS >> 2);
+          const result = this.call(w[at] >>> 0, w[args] >>> 0, w[args + 1] >>> 0, w[args + 2] >>> 0, w[args + 3] >>> 0, w[args + 4] >>> 0);
+          w[at + (MulticallEntry.RESULT >> 2)] = result;
           run++;
           if (result < 0 && flags & MULTICALL_STOP_ON_ERROR) return run;
         }

@@ -340,5 +340,10 @@ describe("save (the FXSAVE image a vCPU exit carries)", () => {
     const fresh = new Uint8Array(512);
     storeFxsave(x, fresh);
     expect(second).toEqual(fresh);
+    // Fields written directly are seen once touched.
+    x.cw = 0x27f;
+    x.touch();
+    expect(x.save()[0]).toBe(0x7f);
+    expect(x.save()[1]).toBe(0x02);
   });
 });

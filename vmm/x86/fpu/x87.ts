@@ -59,10 +59,13 @@ export class X87 implements Fpu {
   private readonly saveWords = new Int32Array(this.saveScratch.buffer);
   private lastSaved: Uint8Array | null = null;
   private lastWords: Int32Array | null = null;
+  /** Whether the state may differ from lastSaved's. */
+  private changed = true;
 
   // ---- the Fpu interface ----
 
   execute(c: X87Host, i: number): void {
+    this.changed = true;
     const d = c.dec;
     const op = d.opc[i] & 7;
     const modrm = d.modrm[i];
@@ -97,10 +100,13 @@ export class X87 implements Fpu {
 
   /**
    * The state as an FXSAVE image. Unchanged state gives the image of the last call again (callers
-   * never write to it): a vCPU that halts exits with all its state each time, and a fresh 512-byte
-   * buffer per HLT was a tenth of an event-channel round trip.
+   * never write to it): a vCPU that halts exits with all its state each time, and building a fresh
+   * 512-byte image per HLT was a tenth of an event-channel round trip. The state changes only in
+   * execute() and load() (code that writes the fields directly calls touch()).
    */
   save(): Uint8Array {
+    if (!this.changed && this.lastSaved !== null) return this.lastSaved;
+    this.changed = false;
     storeFxsave(this, this.saveScratch);
     const words = this.saveWords, last = this.lastWords;
     if (last !== null && sameWords(words, last)) return this.lastSaved!;
@@ -109,7 +115,13 @@ export class X87 implements Fpu {
   }
 
   load(image: Uint8Array): void {
+    this.changed = true;
     loadFxsave(this, image);
+  }
+
+  /** The fields were written directly: the next save() builds its image anew. */
+  touch(): void {
+    this.changed = true;
   }
 
   /** FERR#: on the P6 it follows ES, asserted at the end of the instruction that flagged the exception. */
