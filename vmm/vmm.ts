@@ -785,8 +785,9 @@ class Vmm {
     const utcb = this.sys.utcb;
     if (utcb.vcpu !== null && utcb.vcpu !== p.state) this.spareVcpu = utcb.vcpu;
     const v = (utcb.vcpu = p.state);
-    v.tsc = this.tscAt(p, this.vmNow());
     const full = p.fullReply ? RECORD_MTD : 0;
+    // The TSC goes with a full reply only (else the kernel moves it on by the time waited).
+    if (full) v.tsc = this.tscAt(p, this.vmNow());
     // Waking from HLT ends STI/MOV SS blocking, not NMI blocking (bit 3): a handler that halts is still in its NMI.
     v.interruptibility = p.state.activity === 1 ? p.state.interruptibility & 8 : p.state.interruptibility;
     this.inject(v);
