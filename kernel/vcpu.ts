@@ -2,10 +2,11 @@
 //
 // A vCPU EC is run by a `VcpuEngine`. The engine executes guest code until something happens that
 // it cannot finish alone; then it *exits*. Exits come in two kinds:
-//  - boundary exits (HLT, VMCALL, interrupt window, exception, triple fault, recall, budget): `run()`
+//  - boundary exits (HLT, interrupt window, exception, triple fault, recall, budget): `run()`
 //    returns the reason at an instruction boundary;
-//  - synchronous exits (port I/O, MMIO, CPUID, MSR): the engine calls `VcpuExitHandler.exit()` in
-//    the middle of the instruction and completes it with the answer (no restart, no re-decode).
+//  - synchronous exits (port I/O, MMIO, CPUID, MSR, VMCALL): the engine calls
+//    `VcpuExitHandler.exit()` in the middle of the instruction and completes it with the answer
+//    (no restart, no re-decode).
 // For every exit except BUDGET the kernel calls the VMM's portal at selector
 // `eventBase + reason`, moving exactly the state groups the portal's MTD selects into the UTCB
 // and, when the VMM replies, back into the engine.
@@ -59,9 +60,9 @@ export enum ExitReason {
   MSR = 12,
   /**
    * VMCALL (0F 01 C1), when the VMM asked (`ctrl.vmcallExits`); without, it raises #UD as on a
-   * processor outside VMX operation. The instruction has retired (EIP after it): the VMM reads
-   * the hypercall's registers and replies with its result in them (KVM's ABI: number in EAX,
-   * arguments in EBX, ECX, EDX, ESI, result in EAX).
+   * processor outside VMX operation. Synchronous (a hypercall should not cost the run): the VMM
+   * reads the hypercall's registers (KVM's ABI: number in EAX, also in `qual.address`, arguments
+   * in EBX, ECX, EDX, ESI) and answers the result in `qual.data`, which becomes EAX.
    */
   VMCALL = 13,
 }

@@ -156,7 +156,7 @@ const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   // The TSC at the access: a kvm-clock record pairs it with the VM's time.
   [ExitReason.MSR]: Mtd.QUAL | Mtd.TSC,
   // The hypercall's registers, and what the privilege level is made of (KVM refuses user mode).
-  [ExitReason.VMCALL]: Mtd.GPR_ACDB | Mtd.GPR_BSD | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
+  [ExitReason.VMCALL]: Mtd.QUAL | Mtd.GPR_ACDB | Mtd.GPR_BSD | Mtd.CS_SS | Mtd.CR | Mtd.EFLAGS,
 };
 
 /**
@@ -611,9 +611,9 @@ class Vmm {
         return;
       case ExitReason.VMCALL:
         // Our ABI's numbers are a range of their own, far above KVM's.
-        if (this.hv && HvParavirt.owns(v.eax)) v.eax = this.hv.hypercall(v, cpl(v)) >>> 0;
-        else v.eax = (this.kvm ? this.kvm.hypercall(v, cpl(v)) : -KVM_ENOSYS) >>> 0;
-        v.mtd = Mtd.GPR_ACDB;
+        if (this.hv && HvParavirt.owns(v.eax)) q.data = this.hv.hypercall(v, cpl(v)) >>> 0;
+        else q.data = (this.kvm ? this.kvm.hypercall(v, cpl(v)) : -KVM_ENOSYS) >>> 0;
+        v.mtd = Mtd.QUAL;
         return;
       case ExitReason.HLT:
         if ((v.eflags & IF) === 0 && !this.nmiPending) {
@@ -682,7 +682,7 @@ class Vmm {
       }
       return;
     }
-    if (reason === ExitReason.CPUID || reason === ExitReason.MSR) return;
+    if (reason === ExitReason.CPUID || reason === ExitReason.MSR || reason === ExitReason.VMCALL) return;
     this.sys.deferReply();
   }
 

@@ -415,11 +415,22 @@ function msrExit(c: Cpu, index: number, write: boolean): boolean {
   return true;
 }
 
-/** VMCALL: a boundary exit after the instruction, when the VMM takes hypercalls; else #UD. */
+/**
+ * VMCALL: a synchronous exit when the VMM takes hypercalls (the number in `qual.address`, the
+ * VMM's answer in `qual.data` becomes EAX; no answer leaves EAX as it was); else #UD. Synchronous,
+ * not at the boundary: the run goes on in translated code, as after CPUID.
+ */
 function vmcall(c: Cpu): void {
   if (!c.vmcallExits) c.fault(6);
-  c.stop = ExitReason.VMCALL;
-  c.attention = true;
+  if (c.exits === null) return;
+  const q = c.state.qual;
+  q.address = q.data = c.r[0] >>> 0;
+  q.size = 0;
+  q.write = false;
+  q.ebx = q.ecx = q.edx = 0;
+  const ok = c.exits.exit(ExitReason.VMCALL, c.state);
+  c.exited(); // the VMM may have written guest memory (multicall results, grant copies)
+  if (ok) c.r[0] = q.data;
 }
 
 function cpuidInstruction(c: Cpu): void {
