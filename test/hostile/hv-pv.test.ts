@@ -10,7 +10,10 @@ import { bootPlanFor, runFleet, type FleetVm } from "../../bin/vm-runner.js";
 import { peersOf } from "../../bin/compose.js";
 import { parseFleet } from "../../bin/fleet-command.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { HV_HYPERCALL_BASE, HV_OP_COUNT, HV_PEER_SELF, HvError, HvOp } from "../../vmm/paravirt/hv-abi.js";
+import { GrantEntry, GrantFlag, HV_GNTMAP_BASE, HV_HYPERCALL_BASE, HV_OP_COUNT, HV_PEER_SELF, HvError, HvOp } from "../../vmm/paravirt/hv-abi.js";
+import { HvParavirt } from "../../vmm/paravirt/hv-pv.js";
+import { PeerOp } from "../../vmm/paravirt/peer-protocol.js";
+import { FlatGuestRam } from "../../vmm/devices/virtio/index.js";
 import { assemble, hasNasm } from "../vm/nasm.js";
 
 const nasm = hasNasm();
@@ -82,6 +85,9 @@ describe.skipIf(!nasm)("hv PV channels exist only where the fleet grants them", 
           [op(HvOp.GRANT_COPY), 0, 0, 0, BUF, 16], // b granted nothing
           [op(HvOp.GRANT_COPY), 1, 0, 0, BUF, 16],
           [op(HvOp.GRANT_COPY), HV_PEER_SELF, 0, 0, BUF, 16], // a has no table either
+          [op(HvOp.GNTTAB_MAP), 0, 0, HV_GNTMAP_BASE, 0], // nor can it map what b did not grant
+          [op(HvOp.GNTTAB_MAP), 1, 0, HV_GNTMAP_BASE, 0],
+          [op(HvOp.GNTTAB_UNMAP), HV_GNTMAP_BASE],
         ]),
         b: callsGuest([[op(HvOp.EVTCHN_ALLOC_UNBOUND), HV_PEER_SELF], [op(HvOp.PEERS)]]),
         c: callsGuest([
@@ -92,15 +98,16 @@ describe.skipIf(!nasm)("hv PV channels exist only where the fleet grants them", 
           [op(HvOp.GRANT_COPY), 0, 0, 0, BUF, 16],
           [op(HvOp.GRANT_COPY), 1, 0, 0, BUF, 16 | 0x80000000],
           [op(HvOp.EVTCHN_SEND), 1],
+          [op(HvOp.GNTTAB_MAP), 0, 0, HV_GNTMAP_BASE, 0],
         ]),
       },
       [["a", "b"]],
     );
     expect(result.stop).toBe("ended");
     for (const vm of result.vms) expect(vm.why, vm.message).toBe(VmEnd.DEBUG_EXIT);
-    expect(results(cons.a)).toEqual([1, -HvError.ESRCH, -HvError.ESRCH, -HvError.EINVAL, -HvError.EACCES, -HvError.ESRCH, -HvError.EACCES]);
+    expect(results(cons.a)).toEqual([1, -HvError.ESRCH, -HvError.ESRCH, -HvError.EINVAL, -HvError.EACCES, -HvError.ESRCH, -HvError.EACCES, -HvError.EACCES, -HvError.ESRCH, -HvError.EINVAL]);
     expect(results(cons.b)).toEqual([1, 1]);
-    expect(results(cons.c)).toEqual([0, -HvError.ESRCH, -HvError.ESRCH, -HvError.ESRCH, -HvError.ESRCH, -HvError.ESRCH, -HvError.EINVAL]);
+    expect(results(cons.c)).toEqual([0, -HvError.ESRCH, -HvError.ESRCH, -HvError.ESRCH, -HvError.ESRCH, -HvError.ESRCH, -HvError.EINVAL, -HvError.ESRCH]);
   });
 
   it("channels that name no VM, a VM itself, a pair twice or too many are refused before anything runs", () => {
@@ -142,5 +149,52 @@ describe.skipIf(!nasm)("hostile hv PV hypercalls", () => {
     // Something was refused for each reason a random guest meets, and something succeeded.
     for (const e of [HvError.EINVAL, HvError.ENOSYS, HvError.ESRCH]) expect(out).toContain(-e);
     expect(out.some((r) => r > 0)).toBe(true);
+  });
+});
+
+describe("hostile peer requests", () => {
+  it("random messages of a peer's VMM (MAP and UNMAP among them) get a status, and a page only with success", () => {
+    const ram = new FlatGuestRam(new Uint8Array(1 << 20));
+    const nop = () => {};
+    let offered = 0;
+    const hv = new HvParavirt({
+      ram,
+      peers: 2,
+      raiseUpcall: nop,
+      vmNow: () => 0,
+      setTimer: nop,
+      peerCall: () => null,
+      exports: { export: (_ref, page) => page < 256, offer: () => void offered++, revoke: nop },
+      imports: { fetch: () => null, map: nop, unmap: nop, access: () => false },
+    });
+    // A table of 4 grants to peer 1: writable, read-only, not permitted, past RAM.
+    const TABLE = 0x10000;
+    hv.hypercall({ eax: HV_HYPERCALL_BASE + HvOp.GNTTAB_SETUP, ebx: TABLE, ecx: 4, edx: 0, esi: 0, edi: 0 }, 0);
+    [[GrantFlag.PERMIT_ACCESS, 0x20], [GrantFlag.PERMIT_ACCESS | GrantFlag.READONLY, 0x21], [0, 0x22], [GrantFlag.PERMIT_ACCESS, 0xfffff]].forEach(([flags, frame], ref) => {
+      ram.setU16(TABLE + ref * GrantEntry.BYTES + GrantEntry.FLAGS, flags);
+      ram.setU16(TABLE + ref * GrantEntry.BYTES + GrantEntry.PEER, 1);
+      ram.setU32(TABLE + ref * GrantEntry.BYTES + GrantEntry.FRAME, frame);
+    });
+    const word = fc.oneof(fc.constantFrom(0, 1, 2, 3, 4, 255, 256, 0xffffffff), u32);
+    const small = (max: number) => fc.integer({ min: 0, max });
+    const message = fc.oneof(
+      fc.tuple(fc.constantFrom(...Object.values(PeerOp), 0, 99), fc.array(word, { maxLength: 6 }), small(3)),
+      // Near misses of MAP and UNMAP: refs around the table, slots around the area, a bad direction.
+      fc.tuple(fc.constantFrom(PeerOp.MAP, PeerOp.UNMAP), fc.tuple(small(5), small(300), small(2)), small(3)),
+    );
+    fc.assert(
+      fc.property(message, ([opcode, rest, peer]) => {
+        const words = new Uint32Array(16);
+        words.set([opcode, ...rest]);
+        const before = offered;
+        const reply = hv.servePeer(peer, words, 1 + rest.length);
+        expect(reply.length).toBeGreaterThan(0);
+        expect(Number.isInteger(reply[0]) && reply[0] >= 0 && reply[0] <= 0xffff).toBe(true);
+        if (offered !== before) expect([opcode, reply[0]]).toEqual([PeerOp.MAP, 0]);
+      }),
+      { numRuns: 3000, seed: 0x9ee2 },
+    );
+    // Only peer 1 was ever given a page, and only of the two grants that stand.
+    expect(offered).toBeGreaterThan(0);
   });
 });
