@@ -9,7 +9,7 @@
 //   pv_boot_exit_ratio VM exits to the default guest's prompt with / without KVM's interface: the
 //                      code path of `bench:boot --pv` (boot/pv.ts), two Linux boots; --no-boot skips
 //                      them (then it prints "skipped": run `npm run bench:boot -- --pv` for it)
-// Options: --rounds N (multicall rounds, default 20000), --pings N (default 5000), --pairs N
+// Options: --rounds N (multicall rounds, default 50000), --pings N (default 5000), --pairs N
 // (default 200000), --no-boot, --quiet. The work is sized so that it outweighs the runs' noise.
 import { parseArgs } from "node:util";
 import { MemoryConsole } from "../../drivers/console/host.js";
@@ -21,7 +21,7 @@ import { measurePv } from "./boot/pv.js";
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: "string", default: "20000" },
+    rounds: { type: "string", default: "50000" },
     pings: { type: "string", default: "5000" },
     pairs: { type: "string", default: "200000" },
     "no-boot": { type: "boolean", default: false },
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   await one(multis, 41, 42); // warm up the engine's caches
   // Taken in turns, so that a busy moment of the machine falls on both alike.
   let tSingles = Infinity, tMultis = Infinity;
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 5; i++) {
     tSingles = Math.min(tSingles, await one(singles, 41, 42));
     tMultis = Math.min(tMultis, await one(multis, 41, 42));
   }

@@ -20,6 +20,7 @@ import {
   HV_GNTMAP_PAGES,
   HV_HYPERCALL_BASE,
   HV_HYPERCALL_SPAN,
+  HV_OP_COUNT,
   HV_PEER_SELF,
   HV_PORTS,
   HV_SIGNATURE,
@@ -208,10 +209,15 @@ export class HvParavirt {
   }
 
   private call(number: number, a1: number, a2: number, a3: number, a4: number, a5: number): number {
-    if (!HvParavirt.owns(number)) return -HvError.ENOSYS;
-    const handler = this.table[number - HV_HYPERCALL_BASE];
+    const handler = this.handlerOf(number);
     // Results are 32-bit (and never -0: a peer status 0 negated).
     return handler ? handler(a1, a2, a3, a4, a5) | 0 : -HvError.ENOSYS;
+  }
+
+  /** The handler of hypercall number `number` (unsigned), or undefined. */
+  private handlerOf(number: number): Handler | undefined {
+    const op = number - HV_HYPERCALL_BASE;
+    return op >= 0 && op < HV_OP_COUNT ? this.table[op] : undefined;
   }
 
   /**
@@ -231,19 +237,28 @@ export class HvParavirt {
       let run = 0;
       for (const page of pages) {
         // Words of the page's entries (a page view is word-aligned; guest and host are little-endian).
-        const w = new Int32Array(page.buffer, page.byteOffset, page.byteLength >> 2);
-        for (let at = 0; at < w.length; at += MulticallEntry.BYTES >> 2) {
-          const args = at + (MulticallEntry.ARGS >> 2);
-          const result = this.call(w[at] >>> 0, w[args] >>> 0, w[args + 1] >>> 0, w[args + 2] >>> 0, w[args + 3] >>> 0, w[args + 4] >>> 0);
-          w[at + (MulticallEntry.RESULT >> 2)] = result;
-          run++;
-          if (result < 0 && flags & MULTICALL_STOP_ON_ERROR) return run;
-        }
+        const done = this.runEntries(new Int32Array(page.buffer, page.byteOffset, page.byteLength >> 2), flags & MULTICALL_STOP_ON_ERROR);
+        run += Math.abs(done);
+        if (done < 0) break;
       }
       return run;
     } finally {
       this.inMulticall = false;
     }
+  }
+
+  /** Run the entries in `w`, each result written back: how many ran, negated when one failed and `stop` ended the run there. */
+  private runEntries(w: Int32Array, stop: number): number {
+    let run = 0;
+    for (let at = 0; at < w.length; at += MulticallEntry.BYTES >> 2) {
+      const args = at + (MulticallEntry.ARGS >> 2);
+      const handler = this.handlerOf(w[at] >>> 0);
+      const result = handler ? handler(w[args] >>> 0, w[args + 1] >>> 0, w[args + 2] >>> 0, w[args + 3] >>> 0, w[args + 4] >>> 0) | 0 : -HvError.ENOSYS;
+      w[at + (MulticallEntry.RESULT >> 2)] = result;
+      run++;
+      if (result < 0 && stop) return -run;
+    }
+    return run;
   }
 
   private setUpcallVector(vector: number): number {
