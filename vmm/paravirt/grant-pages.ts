@@ -40,6 +40,10 @@ export class GrantPages implements GrantExports, GrantImports {
     return this.sys.delegate(Sel.SELF_PD, crd(SpaceKind.MEMORY, ramBase + page, 0, MemRights.R | MemRights.W), exportBase + ref) === Status.SUCCESS;
   }
 
+  has(ref: number): boolean {
+    return this.sys.memory(this.layout.exportBase + ref, 1, false) !== null;
+  }
+
   offer(ref: number, writable: boolean): void {
     const rights = writable ? MemRights.R | MemRights.W : MemRights.R;
     this.sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, this.layout.exportBase + ref, 0, rights), offset: 0 });

@@ -13,6 +13,8 @@ import { GNTTAB_MAX_ENTRIES, GrantEntry, GrantFlag, HV_GNTMAP_PAGES, HvError } f
 export interface GrantExports {
   /** Keep guest page `page` (made private first) as export `ref`; false when it is not RAM. */
   export(ref: number, page: number): boolean;
+  /** Export `ref` is still there (the memory manager may have taken the page back, and every mapping of it with it). */
+  has(ref: number): boolean;
   /** Hand export `ref` to the peer being served, with the reply: read-only unless `writable`. */
   offer(ref: number, writable: boolean): void;
   /** Export `ref` goes, and every mapping derived from it, in any VM. */
@@ -75,9 +77,10 @@ export class GrantTable {
     const gpa = this.resolve(peer, ref, 0, 4096, writable);
     if (gpa < 0) return -gpa;
     const page = gpa / 4096;
-    if (this.exported[ref] !== page) {
-      // The entry names another page than the one exported (the guest rewrote it): that export ends.
-      if (this.exported[ref] >= 0) this.end(ref, false);
+    if (this.exported[ref] !== page || !this.exports.has(ref)) {
+      // The entry names another page than the one exported (the guest rewrote it), or the export
+      // went with the page: a new one.
+      if (this.exported[ref] >= 0) this.exports.revoke(ref);
       if (!this.exports.export(ref, page)) return HvError.EFAULT;
       this.exported[ref] = page;
     }

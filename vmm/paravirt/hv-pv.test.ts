@@ -67,6 +67,7 @@ function vm(peers = 0) {
     peerCall: (peer, fill) => serve(peer, fill)?.reply ?? null,
     exports: {
       export: (ref, page) => (page * 4096 < ram.size ? (state.exports.set(ref, page), true) : false),
+      has: (ref) => state.exports.has(ref),
       offer: (ref, writable) => void (state.offered = { ram, page: state.exports.get(ref)!, writable, ref, exports: state.exports }),
       revoke: (ref) => void (state.exports.delete(ref), state.revoked++),
     },
@@ -446,6 +447,16 @@ describe("grant map", () => {
     expect(a.state.revoked).toBe(1);
     a.hv.end();
     expect(a.state.exports.size).toBe(0);
+  });
+
+  it("an export the memory manager took away (the page, and every mapping with it) is made anew on the next map", () => {
+    const { a, b, grant } = granted();
+    grant(1, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 1, HV_GNTMAP_BASE, 0)).toBe(0);
+    a.state.exports.clear(); // revoked from above: the export slot is empty
+    a.ram.setU32(DATA + 4, 0xabcd);
+    expect(read(b, HV_GNTMAP_BASE + 4)).toBe(0xabcd);
+    expect(a.state.exports.get(1)).toBe(DATA / 4096);
   });
 });
 
