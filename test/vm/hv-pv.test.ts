@@ -6,7 +6,7 @@ import { MemoryConsole } from "../../drivers/console/host.js";
 import { runFleet, runVm, type FleetVm } from "../../bin/vm-runner.js";
 import { bootPlanFor } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { HV_HYPERCALL_BASE, HvError, HvOp, HvPortState } from "../../vmm/paravirt/hv-abi.js";
+import { GrantFlag, HV_HYPERCALL_BASE, HvError, HvOp, HvPortState } from "../../vmm/paravirt/hv-abi.js";
 import { buildGuest, hasGcc32 } from "../guest/build.js";
 
 const gcc = hasGcc32();
@@ -86,5 +86,22 @@ describe.skipIf(!gcc)("hv PV ABI: echo over a ring", () => {
     expect(client[4]).toBeGreaterThan(0);
     expect(client[4]).toBeLessThan(n / 10);
     expect(server[4]).toBeLessThan(n / 10);
+  });
+});
+
+describe.skipIf(!gcc)("hv PV ABI: grant map between two VMs", () => {
+  it("maps as granted (read-only, writable), shares the frame, and ending the grants revokes the mappings", async () => {
+    const { result, out } = await pair(buildGuest("grantmap", { ROLE: 0 }), buildGuest("grantmap", { ROLE: 1 }));
+    expect(result.stop, JSON.stringify(result.vms)).toBe("ended");
+    const [granter, grantee] = out;
+    const GMAP = 0x50414d47, DONE = 0x454e4f44, EACCES = -HvError.EACCES, EBUSY = -HvError.EBUSY;
+    // The grantee: refused a writable mapping of the read-only grant, mapped both, refused a busy
+    // page; read the granter's word, its write to the read-only mapping went nowhere; after the
+    // grants ended, nothing there (all ones) and a new mapping refused; both unmapped.
+    expect(grantee).toEqual([GMAP, 1, EACCES, 0, 0, EBUSY, 0x600df00d, 0x600df00d, 0x12345678, -1, -1, EACCES, 0, 0, DONE]);
+    // The granter: its table, its port; its page took the grantee's write; the entries showed the
+    // mappings (READING, and WRITING for the writable one) until the grants ended, cleared then.
+    const { PERMIT_ACCESS: P, READONLY: R, READING, WRITING } = GrantFlag;
+    expect(granter).toEqual([GMAP, 0, 1, 0x12345678, P | R | READING, P | READING | WRITING, 0, 0, 0, DONE]);
   });
 });
