@@ -121,6 +121,8 @@ export interface VmmConfig {
 
 
 const IF = 0x200;
+/** IA32_APIC_BASE of the boot processor: the xAPIC page, globally enabled (bit 11), BSP (bit 8). */
+const APIC_BASE_BSP = 0xfee00900;
 /** The NMI's vector (SDM vol. 3, 6.3.1). */
 const NMI_VECTOR = 2;
 
@@ -167,6 +169,9 @@ export function acpiFits(tables: { base: number; bytes: Uint8Array }, plan: Boot
   return end <= memoryBytes && plan.roms.every(clear) && plan.writes.every(clear);
 }
 
+/** Every PCI function's INTA# route, for the DSDT's `_PRT`: the balloon's and each possible drive's. */
+const PCI_IRQS = [BALLOON_PLACEMENT, ...Array.from({ length: MAX_DRIVES }, (_, i) => drivePlacement(i))].map((p) => ({ slot: p.slot, gsi: p.irq }));
+
 /** The PC platform of a VM configured so (its drives come later, with installDrive). */
 function platformFor(config: VmmConfig, clock: DeviceClock, hooks: { debugExit: (status: number) => void; debugConsole: (byte: number) => void }): PcPlatform {
   return new PcPlatform({
@@ -176,6 +181,7 @@ function platformFor(config: VmmConfig, clock: DeviceClock, hooks: { debugExit: 
     apic: config.apic ?? false,
     acpi: config.acpi ?? true,
     cpus: 1,
+    pciIrqs: PCI_IRQS,
     serialPorts: 1,
     debugExit: config.debugExitPort === null ? undefined : { onExit: hooks.debugExit, port: config.debugExitPort ?? 0xf4 },
     debugConsole: config.debugcon ? hooks.debugConsole : undefined,
@@ -298,6 +304,7 @@ class Vmm {
         this.kick();
       };
     }
+    this.platform.onPowerOff = () => this.end(0, VmEnd.HALTED, "the guest powered off (ACPI S5)");
     // There is no reboot: a reset request ends the VM, as QEMU's -no-reboot does (status 0: the guest chose it).
     this.platform.onReset = (source) => this.end(0, VmEnd.RESET, `the guest asked for a reset (${source}); hv does not reboot, so the VM ended`);
     this.platform.fpuError.onIgnne = () => {
@@ -565,6 +572,12 @@ class Vmm {
         // FERR# goes to IRQ 13 (port F0h logic), so the VMM wants to hear its changes.
         v.ferrExits = true;
         v.mtd |= Mtd.CTRL;
+        if (!this.config.resume) {
+          // CPUID reports a local APIC only where the VM has one (the boot processor's: APIC ID 0).
+          v.apicBase = this.platform.lapic ? APIC_BASE_BSP : 0;
+          v.apicId = 0;
+          v.mtd |= Mtd.MSR;
+        }
         if (this.config.resume) this.resumeAtStartup(v);
         else this.offerPv(v);
         return;

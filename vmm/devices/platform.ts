@@ -6,10 +6,10 @@
 // the HPET (between the PIT/RTC and IRQ 0/8, for legacy replacement) and the ACPI tables, which
 // the VMM places in guest RAM and fw_cfg serves as files.
 
-import { buildAcpiTables, type AcpiTables } from "../boot/acpi.js";
+import { buildAcpiTables, type AcpiTables, type PciIrqRoute } from "../boot/acpi.js";
 import { pcMemoryMap } from "../boot/plan.js";
 import { A20Gate } from "./a20.js";
-import { AcpiPm, SCI_IRQ } from "./acpi-pm.js";
+import { AcpiPm, SCI_IRQ, SLP_TYP_S5 } from "./acpi-pm.js";
 import { IoBus, MmioBus, type Device } from "./bus.js";
 import type { DeviceClock } from "./clock.js";
 import { DebugConsole, DebugExit } from "./debug-ports.js";
@@ -54,6 +54,8 @@ export interface PcPlatformOptions {
   acpi?: boolean;
   /** vCPUs the ACPI tables and fw_cfg announce (default 1). */
   cpus?: number;
+  /** How PCI slots' INTA# reach ISA IRQs (the DSDT's `_PRT`). */
+  pciIrqs?: readonly PciIrqRoute[];
 }
 
 /** The e820 table as fw_cfg's "etc/e820" has it: packed { u64 address, u64 length, u32 type }, little-endian. */
@@ -102,6 +104,8 @@ export class PcPlatform {
   private readonly shared = new Map<number, SharedIrq>();
   /** Called for every guest reset request, with where it came from (keyboard controller, port 0x92, 0xcf9). */
   onReset: ((source: string) => void) | null = null;
+  /** Called when the guest enters ACPI S5 (soft-off) through PM1 control. */
+  onPowerOff: (() => void) | null = null;
   /** Told when the vCPU's INTR (interruptController.hasInterrupt()) changes: recall the vCPU on a rise. */
   onIntr: ((pending: boolean) => void) | null = null;
 
@@ -137,9 +141,12 @@ export class PcPlatform {
       const sci = new SharedIrq(this.isaIrq[SCI_IRQ]);
       this.shared.set(SCI_IRQ, sci);
       this.acpiPm = new AcpiPm(clock, sci.input());
+      this.acpiPm.onSleep = (type) => {
+        if (type === SLP_TYP_S5) this.onPowerOff?.();
+      };
       const cpus = options.cpus ?? 1;
       this.fwCfg = new FwCfg({ memoryBytes: options.memoryBytes, cpus });
-      this.acpiTables = buildAcpiTables({ cpus, apic: this.lapic !== null, ioapicId: 0 });
+      this.acpiTables = buildAcpiTables({ cpus, apic: this.lapic !== null, ioapicId: 0, pciIrqs: options.pciIrqs });
       this.fwCfg.addFile("etc/acpi/rsdp", this.acpiTables.rsdp);
       this.fwCfg.addFile("etc/acpi/tables", this.acpiTables.tables);
       this.fwCfg.addFile("etc/e820", e820File(options.memoryBytes));
