@@ -232,6 +232,8 @@ class Vmm {
   private readonly bsp: VcpuSlot;
   /** VM time at which the boot processor's TSC was 0 (application processors start in step with it). */
   private tscZeroVm = 0;
+  /** The vCPU state a parked vCPU's reply is built in. */
+  private readonly replyScratch = new VcpuState();
   /** The vCPU stopped for a pause (at a recall, or at a resumed VM's start). */
   private pausedAt: Parked | null = null;
   private ended = false;
@@ -883,7 +885,11 @@ class Vmm {
   /** Let a parked vCPU go on, with any interrupt that can be taken now. */
   private unpark(p: Parked, cpu: VcpuSlot): void {
     cpu.off = false;
-    const v = (this.sys.utcb.vcpu ??= new VcpuState());
+    // The reply goes out of the UTCB of the EC running now, which may be the exit handler in the
+    // middle of another vCPU's exit (an IPI's sender): that exit's state stays as it was.
+    const utcb = this.sys.utcb;
+    const inExit = utcb.vcpu;
+    const v = (utcb.vcpu = this.replyScratch);
     copyState(p.state, v);
     v.tsc = this.tscAt(p, this.vmNow());
     const full = p.fullReply ? RECORD_MTD : 0;
@@ -892,6 +898,7 @@ class Vmm {
     this.inject(v, cpu);
     this.passIgnne(v, v.mtd | full);
     this.sys.reply(p.token);
+    if (inExit) utcb.vcpu = inExit;
   }
 
   /** The TSC of a parked vCPU at VM time `vmTimeNs` (it ticks on while halted, not while paused). */
