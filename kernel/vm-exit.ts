@@ -163,11 +163,20 @@ export function vmTime(k: Kernel, ec: Ec): number {
   return ec.idleSince === null ? ec.vmNs : ec.vmNs + (k.now() - ec.idleSince);
 }
 
-/** The vCPU stops waiting in HLT (its exit was answered): the time it waited is the VM's. */
+/** The vCPU stops waiting (in HLT, or for the CPU): the time it waited, up to now, is the VM's. */
 export function endIdle(k: Kernel, ec: Ec): void {
   if (ec.idleSince === null) return;
-  ec.vmNs += k.clock.now - ec.idleSince;
+  ec.vmNs += k.now() - ec.idleSince;
   ec.idleSince = null;
+}
+
+/**
+ * The vCPU's HLT exit was answered (maybe by an IPI in the middle of another vCPU's run). A
+ * multiprocessor's vCPU then waits for the CPU, which is its VM's time too (see runVcpu).
+ */
+export function endHalt(k: Kernel, ec: Ec): void {
+  endIdle(k, ec);
+  if (ec.pd.vcpus > 1) ec.idleSince = k.now();
 }
 
 /** A synchronous exit in the middle of an instruction (port I/O, MMIO, CPUID, MSR). */
