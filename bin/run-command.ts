@@ -287,7 +287,11 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   }) : null;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
   const trace = opts.trace ? new ChromeTrace({ hostClock: () => performance.now() * 1e6 }) : null;
-  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => saveFromConsole(control, 0, saveRequest(`hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`)) });
+  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => {
+    // Snapshots hold one vCPU's state: the VMM refuses to pause a multiprocessor; say why here.
+    if (!restored && opts.smp > 1) return void process.stderr.write(`\r\nhv: a VM with --smp ${opts.smp} cannot be saved (snapshots hold one vCPU)\r\n`);
+    saveFromConsole(control, 0, saveRequest(`hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`));
+  } });
   let raise = () => {};
   const pace = opts.pace ?? process.stdin.isTTY === true;
   try {
