@@ -10,7 +10,7 @@ import { MemoryConsole } from "../../drivers/console/host.js";
 import { VmEnd } from "../../services/root-protocol.js";
 import { runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { assemble, hasNasm } from "./nasm.js";
+import { assemble, DEBUGCON_PRINT, hasNasm, MULTIBOOT_HEADER } from "./nasm.js";
 
 const nasm = hasNasm();
 if (!nasm) console.warn("test/vm/smp: nasm is not installed; the SMP kernel tests are skipped");
@@ -24,7 +24,7 @@ const CODE_CALLS = 50_000;
 const SOURCE = `
 bits 32
 org 0x100000
-header: dd 0x1BADB002, 0x10000, -(0x1BADB002 + 0x10000), header, header, end, end, start
+${MULTIBOOT_HEADER}
 
 LAPIC equ 0xFEE00000
 IDT equ 0x300000
@@ -96,17 +96,10 @@ start:
   mov eax, 0x50
   mov ebx, isr50
   call gate
-  mov dword [LAPIC+0xF0], 0x1FF  ; software-enable the APIC, spurious vector 0xFF
-  mov dword [LAPIC+0xE0], 0xFFFFFFFF ; flat logical model
-  mov dword [LAPIC+0xD0], 0x01000000 ; logical ID bit 0
-  mov eax, [LAPIC+0x20]
-  shr eax, 24
+  call identify
   mov [bsp_id], eax
-  mov eax, 1
-  cpuid
-  mov [bsp_features], edx
-  shr ebx, 24
   mov [bsp_cpuid_id], ebx
+  mov [bsp_features], edx
   ; the shared function: mov eax, 1; ret
   mov dword [FN], 0x000001B8
   mov dword [FN+4], 0xC300
@@ -233,15 +226,8 @@ ap_main:
   mov esp, 0x80000
   lidt [idtr]
   lock inc dword [ap_starts]
-  mov dword [LAPIC+0xF0], 0x1FF
-  mov dword [LAPIC+0xE0], 0xFFFFFFFF
-  mov dword [LAPIC+0xD0], 0x02000000 ; logical ID bit 1
-  mov eax, [LAPIC+0x20]
-  shr eax, 24
+  call identify
   mov [ap_id], eax
-  mov eax, 1
-  cpuid
-  shr ebx, 24
   mov [ap_cpuid_id], ebx
   sti
   mov dword [ap_up], 1
@@ -331,6 +317,23 @@ atomics:
   lock inc dword [done3]
   ret
 
+; Enable this CPU's APIC (spurious vector 0xFF; flat logical ID 1 << APIC ID). Returns its APIC
+; ID as the APIC says in EAX, as CPUID.1:EBX[31:24] says in EBX, and CPUID.1:EDX in EDX.
+identify:
+  mov dword [LAPIC+0xF0], 0x1FF
+  mov dword [LAPIC+0xE0], 0xFFFFFFFF
+  mov esi, [LAPIC+0x20]
+  shr esi, 24
+  mov ecx, esi
+  mov eax, 0x01000000
+  shl eax, cl
+  mov [LAPIC+0xD0], eax
+  mov eax, 1
+  cpuid
+  shr ebx, 24
+  mov eax, esi
+  ret
+
 paging_on:
   mov eax, cr4
   or eax, 0x10                   ; PSE
@@ -351,48 +354,22 @@ isr40:                           ; on the AP: count, answer the BSP with 0x41
   mov dword [LAPIC+0x310], 0
   mov dword [LAPIC+0x300], 0x41
   iret
-isr41:
-  lock inc dword [ipi41]
+%macro COUNTING_ISR 1            ; isr%1: count the IPI in [ipi%1], EOI
+isr%1:
+  lock inc dword [ipi%1]
   mov dword [LAPIC+0xB0], 0
   iret
-isr42:
-  lock inc dword [ipi42]
-  mov dword [LAPIC+0xB0], 0
-  iret
-isr43:
-  lock inc dword [ipi43]
-  mov dword [LAPIC+0xB0], 0
-  iret
+%endmacro
+COUNTING_ISR 41
+COUNTING_ISR 42
+COUNTING_ISR 43
 isr50:                           ; the shootdown: invalidate X here too, then acknowledge
   invlpg [X]
   lock inc dword [ack50]
   mov dword [LAPIC+0xB0], 0
   iret
 
-puts:
-  lodsb
-  test al, al
-  jz .d
-  out 0xe9, al
-  jmp puts
-.d:
-  ret
-
-hex32:
-  mov ecx, 8
-.h:
-  rol eax, 4
-  push eax
-  and al, 0xf
-  add al, '0'
-  cmp al, '9'
-  jbe .o
-  add al, 7
-.o:
-  out 0xe9, al
-  pop eax
-  loop .h
-  ret
+${DEBUGCON_PRINT}
 
 gate:
   lea edi, [IDT + eax*8]
