@@ -644,6 +644,7 @@ class Vmm {
         v.mtd = Mtd.GPR_ACDB;
         return;
       case ExitReason.HLT:
+        if (cpu.initPending) return this.toWaitForSipi(v, cpu);
         if (cpu.waitForSipi) return this.parkForSipi(v, cpu);
         if ((v.eflags & IF) === 0 && !cpu.nmiPending) {
           // Nothing but an NMI (or INIT, SIPI) can wake this CPU: when no CPU can run, the guest is off.
@@ -820,7 +821,7 @@ class Vmm {
     cpu.waitForSipi = true;
   }
 
-  /** INIT while the vCPU ran: it takes the wait-for-SIPI state (keeping its TSC) and halts at once. */
+  /** INIT came while the vCPU ran: it takes the wait-for-SIPI state (keeping its TSC) and halts at once. */
   private toWaitForSipi(v: VcpuState, cpu: VcpuSlot): void {
     cpu.initPending = false;
     copyState(waitForSipiState(cpu.index), v);
@@ -848,7 +849,10 @@ class Vmm {
     if (cpu === this.bsp || this.ended || cpu.waitForSipi) return;
     const parked = cpu.halted;
     if (!parked) {
+      // It takes the INIT state at its next exit (the recall's, or a HLT's before it); from now
+      // on it takes no interrupt, and a SIPI waits for it to park.
       cpu.initPending = true;
+      cpu.waitForSipi = true;
       this.sys.recall(vcpuEc(cpu.index));
       return;
     }

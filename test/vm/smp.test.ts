@@ -3,7 +3,7 @@
 // exchange IPIs (fixed to a physical and a logical destination, the all-but-self and all
 // shorthands, NMI), race on atomic instructions and a spinlock, pass messages through memory,
 // change code under each other (cross-modifying code after a serializing CPUID) and page tables
-// (a changed PTE with and without an INVLPG shootdown IPI). It prints name=value pairs on port
+// (a changed PTE with and without an INVLPG shootdown IPI), and INIT and SIPI restart it. It prints name=value pairs on port
 // 0xe9 and ends with isa-debug-exit; the tests check what x86 guarantees and what it allows.
 import { describe, expect, it } from "vitest";
 import { MemoryConsole } from "../../drivers/console/host.js";
@@ -175,6 +175,15 @@ start:
   SPIN_UNTIL ack50, 1
   mov dword [phase], 8
   SPIN_UNTIL ready8, 1
+
+  ; ---- INIT and SIPI again: to the AP halted in its idle loop, then to the AP running its second
+  ; start (spinning for a phase 3 that does not come back); each time it starts anew at the SIPI vector
+  IPI 1, 0x00004500
+  IPI 1, 0x00004670
+  SPIN_UNTIL ap_starts, 2
+  IPI 1, 0x00004500
+  IPI 1, 0x00004670
+  SPIN_UNTIL ap_starts, 3
 
   PRINT bsp_id
   PRINT bsp_cpuid_id
@@ -451,7 +460,9 @@ describe.skipIf(!nasm)("two vCPUs", () => {
     // Start-up: APIC IDs 0 and 1, in the APIC ID register and CPUID.1:EBX[31:24]; CPUID reports the APIC.
     expect([v.bsp_id, v.bsp_cpuid_id, v.ap_id, v.ap_cpuid_id]).toEqual([0, 0, 1, 1]);
     expect(v.bsp_features & (1 << 9)).not.toBe(0);
-    expect(v.ap_starts).toBe(1); // the second SIPI found it running and was ignored
+    // Three starts: the first SIPI's (the second found it running and was ignored), then INIT and
+    // SIPI to it halted, and to it running.
+    expect(v.ap_starts).toBe(3);
     // IPIs: two fixed (physical, logical), all-but-self reached only the AP, all reached both, one NMI.
     expect([v.ipi40, v.ipi41, v.ipi42, v.ipi43, v.ap_nmis]).toEqual([2, 2, 1, 2, 1]);
     // Atomics: no increment lost, and the two CPUs' loops really interleaved.
