@@ -1,5 +1,5 @@
 // The reference guest on two vCPUs: Linux finds both processors in the MADT, starts the second
-// with INIT/SIPI, and a workload of two busy processes runs on both (the per-CPU busy time in
+// with INIT/SIPI (and again after taking it offline), and a workload of two busy processes runs on both (the per-CPU busy time in
 // /proc/stat grows on each). `poweroff` goes through ACPI S5. Needs apt-get, as test/vm/linux does.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
@@ -37,7 +37,10 @@ describe.skipIf(!canFetch)("the reference Linux guest with --smp 2", () => {
       {
         expect: /hv-init: ready[\s\S]*# /,
         type:
-          "echo cpus=$(grep -c ^processor /proc/cpuinfo); dmesg | grep 'smp: Brought up'; echo before; grep -E '^cpu[01] ' /proc/stat; " +
+          "echo cpus=$(grep -c ^processor /proc/cpuinfo); dmesg | grep 'smp: Brought up'; " +
+          // CPU hotplug: cpu1 goes offline (halts with interrupts off) and comes back (INIT, SIPI).
+          "echo 0 > /sys/devices/system/cpu/cpu1/online; echo offline=$(cat /sys/devices/system/cpu/online); " +
+          "echo 1 > /sys/devices/system/cpu/cpu1/online; echo online=$(cat /sys/devices/system/cpu/online); echo before; grep -E '^cpu[01] ' /proc/stat; " +
           `${spinner("one")} & ${spinner("two")} & wait; echo after; grep -E '^cpu[01] ' /proc/stat; echo done-$((6*7))\n`,
       },
       { expect: /done-42/, type: "poweroff\n" },
@@ -68,6 +71,8 @@ describe.skipIf(!canFetch)("the reference Linux guest with --smp 2", () => {
     expect(result.status).toBe(0);
     expect(text).toMatch(/smp: Brought up 1 node, 2 CPUs/);
     expect(text).toMatch(/^cpus=2\r?$/m);
+    expect(text).toMatch(/^offline=0\r?$/m);
+    expect(text).toMatch(/^online=0-1\r?$/m);
     expect(text).toMatch(/^one-done\r?$/m);
     expect(text).toMatch(/^two-done\r?$/m);
     const before = busy(text, "before");
