@@ -11,6 +11,7 @@
 //                "drives": ["file=a.qcow2,format=qcow2"], hv run's --drive spelling
 //                "console": "file:web.log" | "unix:/tmp/web.sock",   default file:NAME.log
 //                "apic": false, "acpi": true, "debugExit": false,
+//                "smp": 1,                               vCPUs, 1 to 8 (more than 1: local APICs, no PV, no snapshots)
 //                "pv": true,                             KVM's and our paravirtual interfaces (false: hidden)
 //                "group": 0 } ],                         trust group: VMs share equal pages only within one (default 0)
 //     "channels": [["web", "db"]] }                      optional: pairs of VMs connected by an hv PV
@@ -30,7 +31,8 @@ import { MAX_VM_MEMORY, peersOf } from "./compose.js";
 import { HostControl } from "./host-control.js";
 import { HostFileError, checkDrives, readInputFile } from "./host-files.js";
 import { shutdownCause, startQmp } from "./qmp-socket.js";
-import { parseDrive, parseSize } from "./run-command.js";
+import { parseCpus, parseDrive, parseSize } from "./run-command.js";
+import { MAX_CPUS } from "../vmm/smp.js";
 import { openSavedVm, platformConfig, type RestoredVm, type SaveRequest } from "./snapshot.js";
 import { bootPlanFor, exitVerdict, runFleet, type FleetVm } from "./vm-runner.js";
 
@@ -50,6 +52,8 @@ export interface FleetEntry {
   apic: boolean;
   acpi: boolean;
   debugExit: boolean;
+  /** vCPUs (default 1). */
+  smp: number;
   /** Offer KVM's paravirtual interface (default true). */
   pv: boolean;
   /** Trust group: VMs share equal pages only within one. */
@@ -63,7 +67,7 @@ export interface FleetFile {
   channels: Array<[string, string]>;
 }
 
-const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "acpi", "debugExit", "pv", "group"]);
+const KEYS = new Set(["name", "mem", "kernel", "initrd", "append", "bios", "restore", "clone", "drives", "console", "apic", "acpi", "debugExit", "pv", "group", "smp"]);
 /** VMs one fleet may hold (the consoles' interrupt lines and the kernel's frames bound it long before). */
 const MAX_FLEET = 64;
 
@@ -122,6 +126,9 @@ export function parseFleet(text: string, where: string): FleetFile {
     const restore = str("restore");
     if (v.clone !== undefined && !restore) throw new InvalidArgumentError(`${at}.clone: only with restore`);
     if (restore && (v.initrd !== undefined || v.append !== undefined || drives.length > 0)) throw new InvalidArgumentError(`${at}: restore takes the VM from the file (no initrd, append or drives)`);
+    const smp = cpusOf(v.smp, at);
+    if (smp > 1 && restore) throw new InvalidArgumentError(`${at}.smp: a restored VM has the vCPUs it was saved with (snapshots hold one)`);
+    if (smp > 1 && v.acpi === false) throw new InvalidArgumentError(`${at}.smp: several vCPUs need ACPI (its MADT lists the processors)`);
     const consoleSpec = str("console") ?? `file:${name}.log`;
     const m = /^(file|unix):(.+)$/.exec(consoleSpec);
     if (!m) throw new InvalidArgumentError(`${at}.console: file:PATH or unix:PATH, not '${consoleSpec}'`);
@@ -139,6 +146,7 @@ export function parseFleet(text: string, where: string): FleetFile {
       apic: bool("apic"),
       acpi: v.acpi === undefined ? true : bool("acpi"),
       debugExit: bool("debugExit"),
+      smp,
       pv: bool("pv", true),
       group: trustGroup(v.group, at),
     };
@@ -150,6 +158,17 @@ export function parseFleet(text: string, where: string): FleetFile {
     consoles.add(path);
   }
   return { qmp: raw.qmp as string | undefined, vms, channels: parseChannels(raw.channels, vms, where) };
+}
+
+/** "smp": a whole number of vCPUs (default 1). */
+function cpusOf(raw: unknown, at: string): number {
+  if (raw === undefined) return 1;
+  if (typeof raw !== "number") throw new InvalidArgumentError(`${at}.smp: must be a number of vCPUs, 1 to ${MAX_CPUS}`);
+  try {
+    return parseCpus(String(raw));
+  } catch (error) {
+    throw new InvalidArgumentError(`${at}.smp: ${(error as Error).message}`);
+  }
 }
 
 /** "channels": pairs of names of this fleet's VMs, each pair once (compose's peersOf checks them). */
@@ -235,10 +254,10 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
           bios: e.bios ? readInputFile(e.bios, `${at}: bios`, 16 << 20, "the flash window") : undefined,
         });
       const drives = r?.drives ?? e.drives;
-      const platform = r?.platform ?? { apic: e.apic, acpi: e.acpi, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1, pv: e.pv };
+      const platform = r?.platform ?? { apic: e.apic || e.smp > 1, acpi: e.acpi, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1, pv: e.pv };
       const console = e.console.kind === "file" ? new FileConsole(e.console.path) : await SocketConsole.listen(e.console.path, () => raiseInput(i));
       consoles.push(console);
-      vms.push({ name: e.name, memoryBytes, plan, console, drives, trustGroup: e.group, ...platformConfig(platform), resume: r ? { state: r.state, ram: r.reader } : undefined });
+      vms.push({ name: e.name, memoryBytes, plan, console, drives, trustGroup: e.group, ...platformConfig(platform), cpus: e.smp, resume: r ? { state: r.state, ram: r.reader } : undefined });
       saveRequests.push((path, compress = false) => ({ path, name: e.name, memoryBytes, platform, roms: plan.roms, drives, compress }));
       if (r) control.resume(i).catch((error: Error) => process.stderr.write(`hv: ${e.name}: ${error.message}\n`));
     }

@@ -15,6 +15,7 @@ import { SnapshotError } from "../services/snapshot/file.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";
+import { MAX_CPUS } from "../vmm/smp.js";
 import { MAX_ROM_SIZE } from "../vmm/boot/bios.js";
 import { MAX_VM_MEMORY } from "./compose.js";
 import { OutputFile, checkDrives, identityOf, readInputFile, type FileIdentity } from "./host-files.js";
@@ -45,6 +46,14 @@ export function parseSeconds(value: string): number {
   if (!Number.isFinite(n)) throw new InvalidArgumentError(`'${value}' is not a finite number of seconds`);
   if (!(n > 0)) throw new InvalidArgumentError(`'${value}': the limit must be more than 0 seconds`);
   if (n > MAX_SECONDS) throw new InvalidArgumentError(`'${value}': the limit can be at most ${MAX_SECONDS} seconds (11.6 days)`);
+  return n;
+}
+
+/** Parses a number of vCPUs (`--smp`, fleet `smp`): a whole number from 1 to MAX_CPUS. */
+export function parseCpus(value: string): number {
+  if (!/^\s*\d+\s*$/.test(value)) throw new InvalidArgumentError(`'${value}' is not a whole number of vCPUs`);
+  const n = Number(value);
+  if (n < 1 || n > MAX_CPUS) throw new InvalidArgumentError(`'${value}': a VM has 1 to ${MAX_CPUS} vCPUs`);
   return n;
 }
 
@@ -103,10 +112,7 @@ export function registerRunCommand(program: Command): void {
     .option("--initrd <file>", "initial ramdisk (a Multiboot kernel gets it as its first module)")
     .option("--append <cmdline>", "kernel command line")
     .addOption(new Option("--mem <size>", `guest RAM, ${MEM_RANGE}, e.g. 512M or 1G`).argParser(parseSize).default(128 * 1024 * 1024, "128M"))
-    .addOption(new Option("--smp <n>", "virtual CPUs (only 1 is supported)").default(1).argParser((v) => {
-      if (v !== "1") throw new InvalidArgumentError("only --smp 1 is supported");
-      return 1;
-    }))
+    .addOption(new Option("--smp <n>", `virtual CPUs, 1 to ${MAX_CPUS} (more than 1: with local APICs, without the paravirtual interface, no snapshots)`).default(1).argParser(parseCpus))
     .option("--bios <file>", "firmware or test ROM, mapped below 4 GiB and at 0xE0000; the CPU starts at the reset vector")
     .option("--debugcon <where>", "port 0xe9 output: stdio or file:PATH")
     .option("--debug-exit", "isa-debug-exit at port 0xf4: a write of v ends hv with status (v << 1) | 1", false)
@@ -139,6 +145,9 @@ export function registerRunCommand(program: Command): void {
 }
 
 async function run(opts: RunOpts): Promise<number> {
+  if (opts.smp > 1 && (opts.restore || opts.incoming))
+    throw new InvalidArgumentError(`--smp ${opts.smp}: a resumed or migrated VM has the vCPUs it was saved with (snapshots hold one)`);
+  if (opts.smp > 1 && !opts.acpi) throw new InvalidArgumentError(`--smp ${opts.smp} needs ACPI (its MADT lists the processors): leave out --no-acpi`);
   if (opts.restore && (opts.kernel || opts.bios || opts.initrd || opts.append || opts.drive.length > 0 || opts.bootOk))
     throw new InvalidArgumentError("--restore takes the VM from the file: --kernel, --initrd, --append, --bios, --drive and --boot-ok cannot be given with it");
   if (opts.incoming) return runIncoming(opts);
@@ -252,7 +261,8 @@ function openOutputs(opts: RunOpts, debugconFile: string | null, inputs: FileIde
 
 async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: RunInputs, started?: () => void): Promise<number> {
   const { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives } = inputs;
-  const platform = restored?.platform ?? { apic: opts.apic, acpi: opts.acpi, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1, pv: opts.pv };
+  // Several vCPUs need local APICs (INIT/SIPI, IPIs): --smp implies --apic.
+  const platform = restored?.platform ?? { apic: opts.apic || opts.smp > 1, acpi: opts.acpi, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1, pv: opts.pv };
   const vmOptions = { memoryBytes, kernelImage, kernelName: kernelPath, initrd, append, bios };
   let plan: VmRunOptions["plan"];
   try {
@@ -277,7 +287,11 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   }) : null;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
   const trace = opts.trace ? new ChromeTrace({ hostClock: () => performance.now() * 1e6 }) : null;
-  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => saveFromConsole(control, 0, saveRequest(`hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`)) });
+  const console = new TerminalConsole({ debugcon, onInput: () => raise(), onQuit: () => (quit = true), onSave: () => {
+    // Snapshots hold one vCPU's state: the VMM refuses to pause a multiprocessor; say why here.
+    if (!restored && opts.smp > 1) return void process.stderr.write(`\r\nhv: a VM with --smp ${opts.smp} cannot be saved (snapshots hold one vCPU)\r\n`);
+    saveFromConsole(control, 0, saveRequest(`hv-${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.hvsnap`));
+  } });
   let raise = () => {};
   const pace = opts.pace ?? process.stdin.isTTY === true;
   try {
@@ -291,6 +305,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       engine: createX86Engine,
       drives,
       ...platformConfig(platform),
+      cpus: restored ? 1 : opts.smp,
       trace,
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,

@@ -40,6 +40,8 @@ export interface VmRunOptions {
   debugExitPort?: number | null;
   debugcon?: boolean;
   apic?: boolean;
+  /** vCPUs (default 1; more need `apic`). */
+  cpus?: number;
   /** Offer KVM's paravirtual interface (default true). */
   pv?: boolean;
   /** fw_cfg, ACPI and the HPET (default true). */
@@ -122,9 +124,9 @@ export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" 
 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const plan = o.resume?.plan ?? o.plan ?? bootPlanFor(o);
-  const { debugExitPort, debugcon, apic, acpi, pv, console, drives } = o;
+  const { debugExitPort, debugcon, apic, cpus, acpi, pv, console, drives } = o;
   const resume = o.resume ? { state: o.resume.state, ram: o.resume.ram } : undefined;
-  const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, acpi, pv, drives, resume }], {
+  const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, cpus, acpi, pv, drives, resume }], {
     ...o,
     onStart: o.onStart ? (k, raise) => o.onStart!(k, { input: () => raise.input(0), control: raise.control }) : undefined,
   });
@@ -143,6 +145,7 @@ export interface FleetVm {
   debugExitPort?: number | null;
   debugcon?: boolean;
   apic?: boolean;
+  cpus?: number;
   pv?: boolean;
   acpi?: boolean;
   resume?: VmmConfig["resume"];

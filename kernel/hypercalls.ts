@@ -166,6 +166,7 @@ const createEc = entry(
     else {
       created.engine = k.vcpuEngine!(pd.guestMemory!);
       created.eventBase = eventBase;
+      pd.vcpus++;
     }
     k.adopt(ec.pd, created, dst, EcRights.ALL);
     return Status.SUCCESS;

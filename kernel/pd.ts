@@ -33,6 +33,8 @@ export class Pd extends KernelObject implements QuotaAccount {
   used = 0;
   /** Guest-physical memory as vCPUs see it; only for PDs created as virtual machines. */
   readonly guestMemory: GuestMemory | null;
+  /** vCPU ECs created in it (a VM with several is a multiprocessor: see runVcpu's time rule). */
+  vcpus = 0;
   /** The deferred replies its handlers owe: aborted when it dies. */
   readonly owedReplies = new Set<DeferredReply>();
   /** Called with the removal of every mapping of this PD's spaces (set by the kernel). */

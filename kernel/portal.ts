@@ -10,7 +10,7 @@ import type { Pd } from "./pd.js";
 import type { Pt } from "./pt.js";
 import { Status } from "./status.js";
 import { type ExitReason, type VcpuState } from "./vcpu.js";
-import { deliverVcpuState, endIdle, loadVcpuReply } from "./vm-exit.js";
+import { deliverVcpuState, endHalt, loadVcpuReply } from "./vm-exit.js";
 
 /** Internal result of a call whose reply was deferred. Never returned to component code. */
 export const DEFERRED = -1 as Status;
@@ -171,7 +171,7 @@ export function reply(k: Kernel, from: Ec, token: unknown): Status {
   if (caller.state !== EcState.BLOCKED || caller.waitingOn !== deferred) return Status.ABORTED;
   if (caller.kind === EcKind.VCPU) {
     // A reply the vCPU cannot take stops it, as a failed exit handler does.
-    endIdle(k, caller);
+    endHalt(k, caller);
     if (from.utcb.vcpu !== null && !loadVcpuReply(k, caller, from)) return Status.BAD_PARAMETER;
   } else {
     transferMessage(from.utcb, from.pd, caller.utcb, caller.pd);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { crd, SpaceKind } from "../capabilities/index.js";
+import type { Ec } from "./ec.js";
 import { Kernel } from "./kernel.js";
 import type { ReplyToken } from "./portal.js";
 import { ScriptedEngine, type ScriptStep } from "../test/support/kernel.js";
@@ -224,5 +225,44 @@ describe("VM exits", () => {
     expect(seen[1].vm - seen[0].vm).toBe(seen[1].kernel - seen[0].kernel);
     expect(seen[3].kernel - seen[2].kernel).toBeGreaterThanOrEqual(3000);
     expect(seen[3].vm).toBe(seen[2].vm);
+  });
+});
+
+describe("a multiprocessor's time", () => {
+  /** A VM PD with `count` vCPUs of one priority, each spinning `spin` instructions, then halting for good. */
+  function machine(count: number, spin: number) {
+    const engines: ScriptedEngine[] = [];
+    const k = new Kernel({ memoryMiB: 1, vcpuEngine: () => engines[engines.push(new ScriptedEngine([{ op: "spin", instructions: spin }, { op: "exit", reason: ExitReason.HLT }])) - 1] });
+    const vcpus: number[] = [];
+    k.boot(function* (sys) {
+      expect(sys.createPd(10, 1 << 20, { vm: true, name: "vm" })).toBe(Status.SUCCESS);
+      expect(sys.createLocalEc(200, 0, (vmm) => (_utcb, reason) => void (reason === ExitReason.HLT && vmm.deferReply()))).toBe(Status.SUCCESS);
+      for (let i = 0; i < count; i++) {
+        for (const r of [ExitReason.STARTUP, ExitReason.HLT]) {
+          expect(sys.createPt(300 + 16 * i + r, 200, 0)).toBe(Status.SUCCESS);
+          expect(sys.setPortalId(300 + 16 * i + r, r)).toBe(Status.SUCCESS);
+          expect(sys.delegate(10, crd(SpaceKind.OBJECT, 300 + 16 * i + r, 0), EVENT_BASE + 16 * i + r)).toBe(Status.SUCCESS);
+        }
+        expect(sys.createVcpu(20 + i, 10, EVENT_BASE + 16 * i)).toBe(Status.SUCCESS);
+        expect(sys.createSc(40 + i, 20 + i, 5, 1_000_000)).toBe(Status.SUCCESS);
+        vcpus.push(20 + i);
+      }
+    });
+    return { k, engines, vmNs: () => vcpus.map((sel) => (k.root.objects.get(sel)!.cap.object as Ec).vmNs) };
+  }
+
+  it("passes for every vCPU while its siblings run (their TSCs agree); a lone vCPU's only while it runs", () => {
+    const pair = machine(2, 5_000_000);
+    expect(pair.k.run({ untilNs: 20e6 })).not.toBe("steps");
+    expect(pair.engines.map((e) => e.retired)).toEqual([5_000_001, 5_000_001]);
+    const [a, b] = pair.vmNs();
+    // Both ran in 1 ms turns; each one's VM time covers both of their runs.
+    expect(a).toBeGreaterThan(9_900_000);
+    expect(Math.abs(a - b)).toBeLessThan(1_000_000);
+    const lone = machine(1, 5_000_000);
+    lone.k.run({ untilNs: 20e6 });
+    const [only] = lone.vmNs();
+    expect(only).toBeGreaterThanOrEqual(5_000_000);
+    expect(only).toBeLessThan(5_100_000);
   });
 });

@@ -104,7 +104,7 @@ export const Mtd = {
   STA: 1 << 18, // interruptibility and activity state, x87 error pins
   TSC: 1 << 19, // time stamp counter
   FPU: 1 << 20, // x87 state as an FXSAVE image
-  MSR: 1 << 21, // the other MSRs with state: IA32_APIC_BASE
+  MSR: 1 << 21, // the other MSRs with state: IA32_APIC_BASE; and the initial APIC ID
   ALL: (1 << 22) - 1,
 } as const;
 
@@ -136,7 +136,10 @@ export class VcpuState {
   sysenterCs = 0; sysenterEsp = 0; sysenterEip = 0;
   tsc = 0n;
   // MSR
+  /** IA32_APIC_BASE; 0: the vCPU has no local APIC (no such MSR, CPUID.1:EDX.APIC clear). */
   apicBase = 0xfee00900;
+  /** The initial APIC ID (CPUID.1:EBX[31:24]): which vCPU of its VM this is. */
+  apicId = 0;
   // QUAL: what caused the exit
   qual = {
     /** PIO: port; MMIO: guest-physical address; EXCEPTION: vector; CPUID: leaf (eax). */

@@ -12,15 +12,27 @@ import { Status } from "./status.js";
 import type { Utcb } from "./utcb.js";
 import { ExitReason, Mtd, VcpuState, type VcpuExitHandler } from "./vcpu.js";
 
-/** Run `ec` until it blocks, its quantum ends, a timeout is due, or a higher priority is ready. */
+/**
+ * Run `ec` until it blocks, its quantum ends, a timeout is due, or a higher priority is ready.
+ *
+ * A vCPU of a VM with several vCPUs (a multiprocessor) is preempted mostly by its siblings, which
+ * the guest sees as running at the same time: its VM time passes while it waits for the CPU too,
+ * so all vCPUs of the VM keep one time (and their TSCs agree). A lone vCPU's VM time does not.
+ */
 export function runVcpu(k: Kernel, ec: Ec, sc: Sc, until: number): void {
-  const engine = ec.engine!;
   if (!ec.started) {
     ec.started = true;
     // VM time starts where the kernel's is; from here on it passes only for this vCPU.
     ec.vmNs = ec.tscSyncedNs = k.clock.now;
     if (!vmExit(k, ec, ExitReason.STARTUP)) return;
   }
+  endIdle(k, ec); // a multiprocessor's vCPU waited for the CPU
+  runVcpuOn(k, ec, sc, until);
+  if (ec.state === EcState.READY && ec.pd.vcpus > 1) ec.idleSince = k.clock.now;
+}
+
+function runVcpuOn(k: Kernel, ec: Ec, sc: Sc, until: number): void {
+  const engine = ec.engine!;
   while (ec.state === EcState.READY && sc.left > 0) {
     if (ec.recall) {
       ec.recall = false;
@@ -141,18 +153,30 @@ export function hideTime(k: Kernel, ec: Ec, ns: number): number {
   return hidden;
 }
 
-/** The VM time of vCPU `ec` now: mid-run, up to its last instruction; waiting in HLT, up to now. */
+/**
+ * The VM time of vCPU `ec` now: mid-run, up to its last instruction; waiting in HLT (or, on a
+ * multiprocessor, for the CPU), up to now, including the progress of the vCPU running now.
+ */
 export function vmTime(k: Kernel, ec: Ec): number {
   const r = k.vcpuRun;
   if (r !== null && r.ec === ec) return ec.vmNs + (ec.engine!.retired - r.startRetired) * k.nsPerInstruction;
-  return ec.idleSince === null ? ec.vmNs : ec.vmNs + (k.clock.now - ec.idleSince);
+  return ec.idleSince === null ? ec.vmNs : ec.vmNs + (k.now() - ec.idleSince);
 }
 
-/** The vCPU stops waiting in HLT (its exit was answered): the time it waited is the VM's. */
+/** The vCPU stops waiting (in HLT, or for the CPU): the time it waited, up to now, is the VM's. */
 export function endIdle(k: Kernel, ec: Ec): void {
   if (ec.idleSince === null) return;
-  ec.vmNs += k.clock.now - ec.idleSince;
+  ec.vmNs += k.now() - ec.idleSince;
   ec.idleSince = null;
+}
+
+/**
+ * The vCPU's HLT exit was answered (maybe by an IPI in the middle of another vCPU's run). A
+ * multiprocessor's vCPU then waits for the CPU, which is its VM's time too (see runVcpu).
+ */
+export function endHalt(k: Kernel, ec: Ec): void {
+  endIdle(k, ec);
+  if (ec.pd.vcpus > 1) ec.idleSince = k.now();
 }
 
 /** A synchronous exit in the middle of an instruction (port I/O, MMIO, CPUID, MSR). */

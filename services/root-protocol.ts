@@ -26,7 +26,7 @@ export const Published = {
 
 /** Why a VM ended (reasonCode of VM_EXITED). */
 export enum VmEnd {
-  /** The CPU halted with interrupts disabled: nothing can wake it (Linux's poweroff without ACPI). */
+  /** The guest is off: the CPU halted with interrupts disabled (Linux's poweroff without ACPI), or it entered ACPI S5. */
   HALTED = 1,
   /** isa-debug-exit was written. */
   DEBUG_EXIT = 2,

@@ -40,6 +40,7 @@ import { HvParavirt } from "./paravirt/hv-pv.js";
 import { GrantPages } from "./paravirt/grant-pages.js";
 import { HvError, HvVirq } from "./paravirt/hv-abi.js";
 import { MAX_PEERS } from "./paravirt/peer-protocol.js";
+import { MAX_CPUS, VcpuSlot, apicBaseOf, startAt, waitForSipiState, type Parked } from "./smp.js";
 
 export type { GuestRamSource } from "./demand-ram.js";
 
@@ -68,18 +69,26 @@ const EXIT_EC = 32;
 const INPUT_EC = 33;
 const INPUT_PT = 34;
 const TIMER_SM = 35;
-const VCPU = 36;
-const VCPU_SC = 37;
 const CONTROL_EC = 38;
 const CONTROL_PT = 39;
 const PEER_EC = 40;
 /** The peer portal this VMM serves for channel k: PEER_PT_BASE + k (its portal id k). */
 const PEER_PT_BASE = 48;
-const EXIT_PT_BASE = 64;
-/** The vCPU's scheduling context: its priority (below the VMM's own threads) and quantum. */
+/** vCPU i's exit portals: EXIT_PT_BASE + i * EXIT_REASON_COUNT + reason (portal id (i << 8) | reason). */
+const EXIT_PT_BASE = 0x100;
+/** vCPU i's EC at VCPU_BASE + 2i, its SC at VCPU_BASE + 2i + 1. */
+const VCPU_BASE = 0x80;
+const vcpuEc = (i: number) => VCPU_BASE + 2 * i;
+const vcpuSc = (i: number) => VCPU_BASE + 2 * i + 1;
+/** A vCPU's scheduling context: its priority (below the VMM's own threads) and quantum. */
 export const VCPU_PRIORITY = 10;
 export const VCPU_QUANTUM_NS = 10_000_000;
-/** Exit portals in the VM PD's object space start here. */
+/**
+ * The quantum of each vCPU of a multiprocessor VM: a vCPU that spins waiting for another (a lock,
+ * an IPI's answer) spins at most this long before the other runs.
+ */
+export const SMP_QUANTUM_NS = 1_000_000;
+/** vCPU i's exit portals in the VM PD's object space start at EVENT_BASE + i * EXIT_REASON_COUNT. */
 export const EVENT_BASE = 0x100;
 /** Where guest RAM and ROM frames arrive in the VMM's own memory space (page numbers): guest page p at base + p. */
 const RAM_WINDOW = { base: 1 << 19, order: 19 };
@@ -93,6 +102,12 @@ export interface VmmConfig {
   plan: BootPlan;
   /** Local APIC + I/O APIC (default false: Linux then runs on the 8259 PIC). */
   apic?: boolean;
+  /**
+   * vCPUs, 1 to MAX_CPUS (default 1). More than one needs `apic` (INIT/SIPI and IPIs go through
+   * the local APICs); such a VM has no paravirtual interface (it is per-VM, built for one vCPU) and
+   * cannot be paused or saved.
+   */
+  cpus?: number;
   /** fw_cfg, ACPI tables and PM registers, the HPET (default true; false: the PC as hv had it before). */
   acpi?: boolean;
   /** Unix time of the RTC at virtual time 0. */
@@ -128,17 +143,6 @@ const IF = 0x200;
 /** The NMI's vector (SDM vol. 3, 6.3.1). */
 const NMI_VECTOR = 2;
 
-/** A vCPU stopped in an exit whose reply the VMM holds back: halted (HLT) or paused. */
-interface Parked {
-  token: ReplyToken;
-  /** Its whole state when it stopped (the portal moved every group). */
-  state: VcpuState;
-  /** VM time of `state.tsc`. */
-  vmTimeNs: number;
-  /** The reply must load the whole state (a resumed VM's first exit), not only what changed. */
-  fullReply: boolean;
-}
-
 /** Portal MTDs per exit reason: exactly what each handler reads or writes. */
 const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.STARTUP]: Mtd.ALL,
@@ -171,6 +175,9 @@ export function acpiFits(tables: { base: number; bytes: Uint8Array }, plan: Boot
   return end <= memoryBytes && plan.roms.every(clear) && plan.writes.every(clear);
 }
 
+/** Every PCI function's INTA# route, for the DSDT's `_PRT`: the balloon's and each possible drive's. */
+const PCI_IRQS = [BALLOON_PLACEMENT, ...Array.from({ length: MAX_DRIVES }, (_, i) => drivePlacement(i))].map((p) => ({ slot: p.slot, gsi: p.irq }));
+
 /** The PC platform of a VM configured so (its drives come later, with installDrive). */
 function platformFor(config: VmmConfig, clock: DeviceClock, hooks: { debugExit: (status: number) => void; debugConsole: (byte: number) => void }): PcPlatform {
   return new PcPlatform({
@@ -179,7 +186,8 @@ function platformFor(config: VmmConfig, clock: DeviceClock, hooks: { debugExit: 
     startTime: config.startTime ?? 1_700_000_000,
     apic: config.apic ?? false,
     acpi: config.acpi ?? true,
-    cpus: 1,
+    cpus: config.cpus ?? 1,
+    pciIrqs: PCI_IRQS,
     serialPorts: 1,
     debugExit: config.debugExitPort === null ? undefined : { onExit: hooks.debugExit, port: config.debugExitPort ?? 0xf4 },
     debugConsole: config.debugcon ? hooks.debugConsole : undefined,
@@ -222,8 +230,12 @@ export function vmmComponent(config: VmmConfig): GlobalEntry {
 class Vmm {
   private readonly clock: KernelDeviceClock;
   private readonly platform: PcPlatform;
-  /** The vCPU waits in HLT for an interrupt. */
-  private halted: Parked | null = null;
+  /** The vCPUs, the boot processor first. */
+  private readonly cpus: VcpuSlot[];
+  /** The boot processor: the one that runs the boot plan, and the one pauses and snapshots know. */
+  private readonly bsp: VcpuSlot;
+  /** VM time at which the boot processor's TSC was 0 (application processors start in step with it). */
+  private tscZeroVm = 0;
   /** The vCPU stopped for a pause (at a recall, or at a resumed VM's start). */
   private pausedAt: Parked | null = null;
   private ended = false;
@@ -253,8 +265,6 @@ class Vmm {
   private memoryPause = false;
   /** The current pause is for want of host memory (QUERY says so). */
   private pausedForMemory = false;
-  /** An NMI was delivered by the local APIC (ICR, LINT1, an I/O APIC message) and not handed to the vCPU yet. */
-  private nmiPending = false;
   /** The state region (SAVE writes the encoded VmState here), and its first page in the VMM's space. */
   private stateView: Uint8Array | null = null;
   private statePage = 0;
@@ -279,6 +289,11 @@ class Vmm {
     private readonly sys: Sys,
     private readonly config: VmmConfig,
   ) {
+    const cpus = config.cpus ?? 1;
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) throw new Error(`${cpus} vCPUs: must be 1 to ${MAX_CPUS}`);
+    if (cpus > 1 && !config.apic) throw new Error("a VM with several vCPUs needs local APICs (apic)");
+    this.cpus = Array.from({ length: cpus }, (_, i) => new VcpuSlot(i));
+    this.bsp = this.cpus[0];
     this.clock = new KernelDeviceClock(
       () => this.vmNow(),
       () => void sys.up(TIMER_SM),
@@ -295,21 +310,25 @@ class Vmm {
       this.serialOut.push(byte);
       this.send(ConsoleChannel.SERIAL0, this.serialOut);
     };
-    this.platform.onIntr = (pending) => {
-      if (pending) this.kick();
+    this.platform.onIntr = (pending, cpu) => {
+      if (pending) this.kick(this.cpus[cpu]);
     };
-    if (this.platform.lapic) {
-      this.platform.lapic.onNmi = () => {
-        this.nmiPending = true;
-        this.kick();
+    this.platform.lapics.forEach((lapic, i) => {
+      const cpu = this.cpus[i];
+      lapic.onNmi = () => {
+        cpu.nmiPending = true;
+        this.kick(cpu);
       };
-    }
+      lapic.onInit = () => this.init(cpu);
+      lapic.onStartup = (vector) => this.startup(cpu, vector);
+    });
+    this.platform.onPowerOff = () => this.end(0, VmEnd.HALTED, "the guest powered off (ACPI S5)");
     // There is no reboot: a reset request ends the VM, as QEMU's -no-reboot does (status 0: the guest chose it).
     this.platform.onReset = (source) => this.end(0, VmEnd.RESET, `the guest asked for a reset (${source}); hv does not reboot, so the VM ended`);
     this.platform.fpuError.onIgnne = () => {
       if (this.ignneChanged) return;
       this.ignneChanged = true;
-      this.sys.recall(VCPU);
+      this.sys.recall(vcpuEc(0));
     };
   }
 
@@ -321,7 +340,7 @@ class Vmm {
     this.balloon = installBalloon(this.platform, this.ram, (first, count) => this.ram.release(first, count));
     this.platform.fwCfg?.attachRam(this.ram);
     if (this.ended) return; // a drive was refused: the VM never starts
-    if (this.config.pv ?? true) {
+    if ((this.config.pv ?? true) && this.cpus.length === 1) {
       const platform = this.platform;
       this.kvm = new KvmParavirt({
         ram: this.ram,
@@ -342,13 +361,16 @@ class Vmm {
       if (resume.state.kvm && this.kvm) this.kvm.loadState(resume.state.kvm, "kvm");
       if (resume.state.hv && this.hv) this.upcallRaised = this.hv.loadState(resume.state.hv, "hv");
     }
-    must(sys.createLocalEc(EXIT_EC, 0, () => (utcb, reason) => this.onExit(utcb, reason)), "create the exit handler");
-    for (let r = 0; r < EXIT_REASON_COUNT; r++) {
-      const mtd = EXIT_MTD[r as ExitReason];
-      if (mtd === undefined) continue;
-      must(sys.createPt(EXIT_PT_BASE + r, EXIT_EC, mtd), "create an exit portal");
-      must(sys.setPortalId(EXIT_PT_BASE + r, r), "name an exit portal");
-      must(sys.delegate(VmmSel.VM_PD, crd(SpaceKind.OBJECT, EXIT_PT_BASE + r, 0), EVENT_BASE + r), "hand an exit portal to the VM");
+    must(sys.createLocalEc(EXIT_EC, 0, () => (utcb, id) => this.onExit(utcb, id)), "create the exit handler");
+    for (const cpu of this.cpus) {
+      for (let r = 0; r < EXIT_REASON_COUNT; r++) {
+        const mtd = EXIT_MTD[r as ExitReason];
+        if (mtd === undefined) continue;
+        const pt = EXIT_PT_BASE + cpu.index * EXIT_REASON_COUNT + r;
+        must(sys.createPt(pt, EXIT_EC, mtd), "create an exit portal");
+        must(sys.setPortalId(pt, (cpu.index << 8) | r), "name an exit portal");
+        must(sys.delegate(VmmSel.VM_PD, crd(SpaceKind.OBJECT, pt, 0), EVENT_BASE + cpu.index * EXIT_REASON_COUNT + r), "hand an exit portal to the VM");
+      }
     }
     // Console input arrives through a portal the root task passes on to the console driver.
     must(sys.createLocalEc(INPUT_EC, 0, () => (utcb) => this.onInput(utcb)), "create the input handler");
@@ -359,8 +381,13 @@ class Vmm {
     must(sys.createPt(CONTROL_PT, CONTROL_EC), "create the control portal");
     this.publish(CONTROL_PT, Published.VMM_CONTROL);
 
-    must(sys.createVcpu(VCPU, VmmSel.VM_PD, EVENT_BASE), "create the vCPU");
-    must(sys.createSc(VCPU_SC, VCPU, this.config.vcpuPriority ?? VCPU_PRIORITY, VCPU_QUANTUM_NS), "schedule the vCPU");
+    // vCPUs of one priority take turns on virtual time, round robin in creation order: the boot
+    // processor first. Application processors wait for INIT and SIPI (their STARTUP exit parks them).
+    const quantum = this.cpus.length > 1 ? SMP_QUANTUM_NS : VCPU_QUANTUM_NS;
+    for (const cpu of this.cpus) {
+      must(sys.createVcpu(vcpuEc(cpu.index), VmmSel.VM_PD, EVENT_BASE + cpu.index * EXIT_REASON_COUNT), "create a vCPU");
+      must(sys.createSc(vcpuSc(cpu.index), vcpuEc(cpu.index), this.config.vcpuPriority ?? VCPU_PRIORITY, quantum), "schedule a vCPU");
+    }
 
     // The timer thread: sleep until the next device deadline (or until an earlier one is armed).
     // A paused VM's devices stand still: no deadline is due until it resumes.
@@ -385,7 +412,7 @@ class Vmm {
       raiseUpcall: () => {
         if (!this.hv || this.hv.upcallVector === 0) return;
         this.upcallRaised = true;
-        this.kick();
+        this.kick(this.bsp);
       },
       peerCall: (peer, fill) => {
         const utcb = sys.utcb;
@@ -429,7 +456,7 @@ class Vmm {
   /** The VM's virtual time (it stands still during a pause). */
   private vmNow(): number {
     if (this.pauseStart !== null) return this.pauseVm;
-    return (this.vcpuStarted ? this.sys.vmTime(VCPU)! : this.sys.now()) - this.hiddenNs;
+    return (this.vcpuStarted ? this.sys.vmTime(vcpuEc(0))! : this.sys.now()) - this.hiddenNs;
   }
 
   /** Begin a pause: the VM's time stands still from here. */
@@ -561,9 +588,13 @@ class Vmm {
     return v;
   }
 
-  private onExit(utcb: Utcb, reason: ExitReason): void {
+  /** An exit of vCPU `id >> 8` for reason `id & 0xff` (the portal's id). */
+  private onExit(utcb: Utcb, id: number): void {
+    const cpu = this.cpus[id >> 8];
+    const reason = (id & 0xff) as ExitReason;
+    this.platform.cpu = cpu.index;
     try {
-      this.handleExit(utcb, reason);
+      this.handleExit(utcb, reason, cpu);
     } catch (error) {
       // The memory manager had no page for the guest or a device: the VM cannot go on.
       if (!(error instanceof GuestMemoryError)) throw error;
@@ -572,17 +603,30 @@ class Vmm {
     }
   }
 
-  private handleExit(utcb: Utcb, reason: ExitReason): void {
+  private handleExit(utcb: Utcb, reason: ExitReason, cpu: VcpuSlot): void {
     const v = utcb.vcpu!;
     const q = v.qual;
     if (this.ended) return this.afterEnd(reason, q);
     switch (reason) {
       case ExitReason.STARTUP:
+        if (cpu !== this.bsp) return this.startApplicationProcessor(v, cpu);
         this.vcpuStarted = true;
         copyState(this.config.plan.state, v);
         // FERR# goes to IRQ 13 (port F0h logic), so the VMM wants to hear its changes.
         v.ferrExits = true;
         v.mtd |= Mtd.CTRL;
+        if (!this.config.resume) {
+          // CPUID reports a local APIC only where the VM has one (the boot processor's: APIC ID 0).
+          v.apicBase = this.platform.lapic ? apicBaseOf(0) : 0;
+          v.apicId = 0;
+          v.mtd |= Mtd.MSR;
+        }
+        if (this.cpus.length > 1) {
+          // The TSCs of a multiprocessor count from one moment: the boot processor's 0 is now.
+          this.tscZeroVm = this.vmNow();
+          v.tsc = 0n;
+          v.mtd |= Mtd.TSC;
+        }
         if (this.config.resume) this.resumeAtStartup(v);
         else this.offerPv(v);
         return;
@@ -616,27 +660,37 @@ class Vmm {
         v.mtd = Mtd.QUAL;
         return;
       case ExitReason.HLT:
-        if ((v.eflags & IF) === 0 && !this.nmiPending) {
-          // Nothing but an NMI or a reset can wake this CPU: the guest is off.
+        if (cpu.initPending) return this.toWaitForSipi(v, cpu);
+        if (cpu.waitForSipi) return this.parkForSipi(v, cpu);
+        if ((v.eflags & IF) === 0 && !cpu.nmiPending) {
+          // Nothing but an NMI (or INIT, SIPI) can wake this CPU: when no CPU can run, the guest is off.
           const why = v.ferr && !v.ignne ? " (or froze on a pending x87 exception)" : "";
-          this.end(0, VmEnd.HALTED, `the CPU halted with interrupts disabled${why}`);
-          this.sys.deferReply();
+          if (this.cpus.length === 1) {
+            this.end(0, VmEnd.HALTED, `the CPU halted with interrupts disabled${why}`);
+            this.sys.deferReply();
+            return;
+          }
+          cpu.off = true;
+          cpu.halted = this.park(v, false);
+          if (this.cpus.every((c) => c.stopped)) this.end(0, VmEnd.HALTED, `every CPU halted with interrupts disabled${why}`);
+          this.flushConsole();
           return;
         }
         if (this.resumeHalted) {
           // A VM saved halted waits here as it was saved: its time and TSC go on from the save.
-          this.hiddenNs = this.sys.vmTime(VCPU)! - this.pauseVm;
-          this.halted = this.park(this.resumeHalted, true);
+          this.hiddenNs = this.sys.vmTime(vcpuEc(0))! - this.pauseVm;
+          cpu.halted = this.park(this.resumeHalted, true);
           this.resumeHalted = null;
-        } else if ((this.interruptPending() || this.nmiPending) && this.pauseStart === null) {
-          this.inject(v);
+        } else if ((this.interruptPending(cpu) || cpu.nmiPending) && this.pauseStart === null) {
+          this.inject(v, cpu);
           this.passIgnne(v, v.mtd);
         } else {
-          this.halted = this.park(v, false);
+          cpu.halted = this.park(v, false);
         }
         this.flushConsole();
         return;
       case ExitReason.RECALL:
+        if (cpu.initPending) return this.toWaitForSipi(v, cpu);
         if (this.pauseReply || this.memoryPause) {
           this.pausedAt = this.park(v, false);
           this.beginPause();
@@ -648,11 +702,11 @@ class Vmm {
           this.sys.reply(token);
           return;
         }
-        this.inject(v);
+        this.inject(v, cpu);
         this.passIgnne(v, v.mtd);
         return;
       case ExitReason.INTR_WINDOW:
-        this.inject(v);
+        this.inject(v, cpu);
         this.passIgnne(v, v.mtd);
         return;
       case ExitReason.TRIPLE_FAULT:
@@ -719,51 +773,128 @@ class Vmm {
     else q.data = bus.read(q.address, q.size as AccessSize);
   }
 
-  /** Take a pending interrupt now if the guest can, else ask for an interrupt window. */
-  private inject(v: VcpuState): void {
+  /** Take a pending interrupt of `cpu` now if the guest can, else ask for an interrupt window. */
+  private inject(v: VcpuState, cpu: VcpuSlot): void {
     v.mtd = Mtd.INJ;
-    const ic = this.platform.interruptController;
+    const ic = this.platform.interruptControllerOf(cpu.index);
     // An event handed over earlier and not delivered yet stays as it is; a pending NMI asks for the next window.
     if (v.inj.valid) {
-      if (this.nmiPending) v.inj.requestWindow = true;
+      if (cpu.nmiPending) v.inj.requestWindow = true;
       return;
     }
-    if (this.nmiPending) {
+    if (cpu.waitForSipi) {
+      // Waiting for SIPI, a processor takes no interrupt, not even an NMI.
+      cpu.nmiPending = false;
+      v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
+    } else if (cpu.nmiPending) {
       // NMI first (vector 2). The vCPU holds it while NMIs are blocked (until the IRET of the last
       // one) and delivers it then; an external interrupt waits for the window after it.
-      this.nmiPending = false;
-      v.inj = { valid: true, vector: NMI_VECTOR, type: InjectionType.NMI, errorCode: -1, requestWindow: this.interruptPending() };
-    } else if (!this.interruptPending()) {
+      cpu.nmiPending = false;
+      v.inj = { valid: true, vector: NMI_VECTOR, type: InjectionType.NMI, errorCode: -1, requestWindow: this.interruptPending(cpu) };
+    } else if (!this.interruptPending(cpu)) {
       v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
     } else if ((v.eflags & IF) !== 0 && (v.interruptibility & 3) === 0) {
       // The hv upcall goes first: it is an edge the VMM raised, not a line of the platform.
-      const vector = this.upcallRaised ? this.hv!.upcallVector : ic.acknowledge();
-      this.upcallRaised = false;
+      const upcall = cpu === this.bsp && this.upcallRaised;
+      const vector = upcall ? this.hv!.upcallVector : ic.acknowledge();
+      if (upcall) this.upcallRaised = false;
       v.inj = { valid: true, vector, type: InjectionType.EXTERNAL, errorCode: -1, requestWindow: false };
     } else {
       v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: true };
     }
   }
 
-  /** An interrupt waits: the platform's, or the hv upcall. */
-  private interruptPending(): boolean {
-    return this.upcallRaised || this.platform.interruptController.hasInterrupt();
+  /** An interrupt waits for `cpu`: its interrupt controller's, or (the boot processor's) the hv upcall. */
+  private interruptPending(cpu: VcpuSlot): boolean {
+    return (cpu === this.bsp && this.upcallRaised) || this.platform.interruptControllerOf(cpu.index).hasInterrupt();
   }
 
-  /** An interrupt became pending: wake a halted vCPU with it, or recall a running one (later, if paused). */
-  private kick(): void {
+  /** An interrupt became pending for `cpu`: wake it from HLT with it, or recall it if it runs (later, if paused). */
+  private kick(cpu: VcpuSlot): void {
     if (this.ended) return;
     if (this.pauseStart !== null) {
       this.kickPending = true;
       return;
     }
-    const halted = this.halted;
+    // Waiting for SIPI, or halted with interrupts off, only SIPI (or an NMI) wakes it.
+    if (cpu.waitForSipi || (cpu.off && !cpu.nmiPending)) return;
+    const halted = cpu.halted;
     if (halted) {
-      this.halted = null;
-      this.unpark(halted);
+      cpu.halted = null;
+      this.unpark(halted, cpu);
       return;
     }
-    this.sys.recall(VCPU);
+    this.sys.recall(vcpuEc(cpu.index));
+  }
+
+  /**
+   * An application processor's first exit: it waits for SIPI in the state INIT gives, its TSC in
+   * step with the boot processor's.
+   */
+  private startApplicationProcessor(v: VcpuState, cpu: VcpuSlot): void {
+    copyState(waitForSipiState(cpu.index), v);
+    v.ferrExits = true;
+    v.tsc = BigInt(Math.floor((this.vmNow() - this.tscZeroVm) / (this.config.nsPerTscTick ?? 1)));
+    v.mtd = RECORD_MTD;
+    cpu.waitForSipi = true;
+  }
+
+  /** INIT came while the vCPU ran: it takes the wait-for-SIPI state (keeping its TSC) and halts at once. */
+  private toWaitForSipi(v: VcpuState, cpu: VcpuSlot): void {
+    cpu.initPending = false;
+    copyState(waitForSipiState(cpu.index), v);
+    v.ferrExits = true;
+    v.mtd = RECORD_MTD & ~Mtd.TSC;
+    cpu.waitForSipi = true;
+  }
+
+  /** A processor waiting for SIPI halted: park it there; a SIPI that came first starts it now. */
+  private parkForSipi(v: VcpuState, cpu: VcpuSlot): void {
+    cpu.off = false;
+    if (cpu.pendingSipi >= 0) {
+      startAt(v, cpu.pendingSipi);
+      cpu.pendingSipi = -1;
+      cpu.waitForSipi = false;
+      v.mtd = RECORD_MTD & ~Mtd.TSC;
+      return;
+    }
+    cpu.halted = this.park(v, false);
+    if (this.cpus.every((c) => c.stopped)) this.end(0, VmEnd.HALTED, "every CPU halted with interrupts disabled");
+  }
+
+  /** INIT to `cpu` (an IPI): an application processor goes to wait-for-SIPI; the boot processor's INIT would restart firmware there is none of. */
+  private init(cpu: VcpuSlot): void {
+    if (cpu === this.bsp || this.ended || cpu.waitForSipi) return;
+    const parked = cpu.halted;
+    if (!parked) {
+      // It takes the INIT state at its next exit (the recall's, or a HLT's before it); from now
+      // on it takes no interrupt, and a SIPI waits for it to park.
+      cpu.initPending = true;
+      cpu.waitForSipi = true;
+      this.sys.recall(vcpuEc(cpu.index));
+      return;
+    }
+    cpu.halted = null;
+    cpu.off = false;
+    const state = waitForSipiState(cpu.index);
+    state.ferrExits = true;
+    state.tsc = parked.state.tsc;
+    cpu.waitForSipi = true;
+    this.unpark({ ...parked, state, fullReply: true }, cpu);
+  }
+
+  /** Start-up IPI to `cpu`: a processor waiting for SIPI starts in real mode at vector * 4096; any other ignores it. */
+  private startup(cpu: VcpuSlot, vector: number): void {
+    const parked = cpu.halted;
+    if (this.ended || !cpu.waitForSipi) return;
+    if (parked === null) {
+      cpu.pendingSipi = vector; // it parks at its next exit, and starts then
+      return;
+    }
+    cpu.halted = null;
+    cpu.waitForSipi = false;
+    startAt(parked.state, vector);
+    this.unpark({ ...parked, fullReply: true }, cpu);
   }
 
   /** Hold the exit's reply back: the vCPU stays stopped with this state until `unpark`. */
@@ -780,19 +911,26 @@ class Vmm {
   }
 
   /** Let a parked vCPU go on, with any interrupt that can be taken now. */
-  private unpark(p: Parked): void {
-    // The parked record itself is the reply; the one the UTCB held is the next park's spare.
+  private unpark(p: Parked, cpu: VcpuSlot): void {
+    cpu.off = false;
+    // The parked record itself is the reply. It goes out of the UTCB of the EC running now, which
+    // may be the exit handler in the middle of another vCPU's exit (an IPI's sender): that exit's
+    // state comes back afterwards, and the parked record is the next park's spare.
     const utcb = this.sys.utcb;
-    if (utcb.vcpu !== null && utcb.vcpu !== p.state) this.spareVcpu = utcb.vcpu;
+    const inExit = utcb.vcpu;
     const v = (utcb.vcpu = p.state);
     const full = p.fullReply ? RECORD_MTD : 0;
     // The TSC goes with a full reply only (else the kernel moves it on by the time waited).
     if (full) v.tsc = this.tscAt(p, this.vmNow());
     // Waking from HLT ends STI/MOV SS blocking, not NMI blocking (bit 3): a handler that halts is still in its NMI.
     v.interruptibility = p.state.activity === 1 ? p.state.interruptibility & 8 : p.state.interruptibility;
-    this.inject(v);
+    this.inject(v, cpu);
     this.passIgnne(v, v.mtd | full);
     this.sys.reply(p.token);
+    if (inExit !== null && inExit !== p.state) {
+      utcb.vcpu = inExit;
+      this.spareVcpu ??= p.state;
+    }
   }
 
   /** The TSC of a parked vCPU at VM time `vmTimeNs` (it ticks on while halted, not while paused). */
@@ -815,7 +953,7 @@ class Vmm {
       copyState(v, this.resumeHalted);
       return;
     }
-    this.hiddenNs = this.sys.vmTime(VCPU)! - this.pauseVm;
+    this.hiddenNs = this.sys.vmTime(vcpuEc(0))! - this.pauseVm;
     this.pausedAt = this.park(v, true);
   }
 
@@ -834,8 +972,9 @@ class Vmm {
       case VmmControlOp.PAUSE: {
         const at = utcb.untyped >= 3 ? utcb.words[1] + utcb.words[2] * 2 ** 32 : 0;
         if (this.pauseStart !== null || this.ended) return void utcb.set(Status.SUCCESS);
-        if (this.pauseReply || this.pauseAt) return void utcb.set(Status.BAD_FEATURE);
-        if (this.halted && at <= this.vmNow()) {
+        // Pauses (and so snapshots and migration) stop one vCPU: a multiprocessor cannot be paused.
+        if (this.pauseReply || this.pauseAt || this.cpus.length > 1) return void utcb.set(Status.BAD_FEATURE);
+        if (this.bsp.halted && at <= this.vmNow()) {
           this.beginPause();
           return void utcb.set(Status.SUCCESS);
         }
@@ -903,9 +1042,9 @@ class Vmm {
 
   /** Pause now and answer `token` once stopped: a halted vCPU stays parked, a running one stops at its next instruction boundary. */
   private pauseNow(token: ReplyToken): void {
-    if (!this.halted) {
+    if (!this.bsp.halted) {
       this.pauseReply = token;
-      this.sys.recall(VCPU);
+      this.sys.recall(vcpuEc(0));
       return;
     }
     this.beginPause();
@@ -919,9 +1058,10 @@ class Vmm {
    */
   private pauseForMemory(): void {
     this.ram.low = false;
-    if (this.memoryPause || this.pauseStart !== null || this.ended) return;
+    // A multiprocessor runs on (it cannot be paused) until its memory runs out, which ends it.
+    if (this.memoryPause || this.pauseStart !== null || this.ended || this.cpus.length > 1) return;
     this.memoryPause = true;
-    if (!this.halted) return void this.sys.recall(VCPU);
+    if (!this.bsp.halted) return void this.sys.recall(vcpuEc(0));
     this.beginPause();
     this.sayPausedForMemory();
   }
@@ -961,22 +1101,22 @@ class Vmm {
     this.pausedForMemory = false;
     const sys = this.sys;
     // Stopped in an exit, the vCPU's time stood still by itself; waiting in HLT, it ran on: hide that.
-    must(sys.hideTime(VCPU, sys.now() - this.pauseStart), "hide the pause from the vCPU");
+    must(sys.hideTime(vcpuEc(0), sys.now() - this.pauseStart), "hide the pause from the vCPU");
     this.pauseStart = null;
     const parked = this.pausedAt;
     this.pausedAt = null;
-    if (parked) this.unpark(parked);
+    if (parked) this.unpark(parked, this.bsp);
     sys.up(TIMER_SM);
     if (this.kickPending) {
       this.kickPending = false;
-      this.kick();
+      this.kick(this.bsp);
     }
   }
 
   /** Encode the paused VM's state into the state region. */
   private save(utcb: Utcb): void {
-    const parked = this.pausedAt ?? this.halted;
-    if (this.pauseStart === null || !parked) return void utcb.set(Status.BAD_FEATURE, 0);
+    const parked = this.pausedAt ?? this.bsp.halted;
+    if (this.pauseStart === null || !parked || this.cpus.length > 1) return void utcb.set(Status.BAD_FEATURE, 0);
     // The caller reads RAM in place: what is still in the snapshot this VM came from comes in first.
     this.ram.fillAll();
     const vmTimeNs = this.vmNow();
@@ -1032,9 +1172,9 @@ class Vmm {
     sys.utcb.set(ParentOp.VM_EXITED, status, why, ...Array.from(new TextEncoder().encode(message.slice(0, 200))));
     sys.call(VmmSel.PARENT);
     sys.up(TIMER_SM);
-    // The vCPU stops after the instruction that ended the VM (a debug-exit write, a reset request):
-    // the recall's exit is never answered. (Before the vCPU exists this is a harmless BAD_CAPABILITY.)
-    sys.recall(VCPU);
+    // The vCPUs stop after the instruction that ended the VM (a debug-exit write, a reset request):
+    // the recall's exit is never answered. (Before the vCPUs exist this is a harmless BAD_CAPABILITY.)
+    for (const cpu of this.cpus) sys.recall(vcpuEc(cpu.index));
   }
 }
 

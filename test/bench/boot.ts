@@ -23,6 +23,7 @@ const HELP = `usage: npm run bench:boot -- [options]
   --timeout S       wall seconds each runner may take (default 600)
   --mem-mib N       guest RAM in MiB (default 128)
   --quiet           add 'quiet' to the kernel command line (both sides)
+  --smp N           our VM's vCPUs (default 1; more: with local APICs; v86 keeps one)
   --echo            show the guests' serial output on stderr as it arrives
   --profile         run ours under node --cpu-prof and print where its time goes
   --top N           rows of the profile summary (default 30)
@@ -37,6 +38,7 @@ function options() {
       timeout: { type: "string", default: "600" },
       "mem-mib": { type: "string", default: "128" },
       quiet: { type: "boolean", default: false },
+      smp: { type: "string", default: "1" },
       echo: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       top: { type: "string", default: "30" },
@@ -60,6 +62,7 @@ function options() {
     timeoutSeconds: positive("timeout", values.timeout),
     memoryBytes: positive("mem-mib", values["mem-mib"]) * 1024 * 1024,
     quiet: values.quiet,
+    cpus: Math.floor(positive("smp", values.smp)),
     echo: values.echo,
     profile: values.profile,
     top: Math.floor(positive("top", values.top)),
@@ -130,10 +133,10 @@ async function main(): Promise<number> {
   const guest = await ensureDefaultGuest({ bootOk: true, quiet: opts.quiet });
   const job: BootJob = {
     kernel: guest.kernel, initrd: guest.initrd, append: guest.append, memoryBytes: opts.memoryBytes,
-    timeoutSeconds: opts.timeoutSeconds, echoSerial: opts.echo,
+    timeoutSeconds: opts.timeoutSeconds, echoSerial: opts.echo, cpus: opts.cpus,
   };
   const killAfterSeconds = opts.timeoutSeconds + 60;
-  console.log(`boot benchmark: ${opts.memoryBytes / 1024 / 1024} MiB guest, timeout ${opts.timeoutSeconds} s per runner`);
+  console.log(`boot benchmark: ${opts.memoryBytes / 1024 / 1024} MiB guest, ${opts.cpus} vCPU(s) for ours, timeout ${opts.timeoutSeconds} s per runner`);
   console.log(`  kernel  ${guest.kernel}\n  initrd  ${guest.initrd}\n  append  ${guest.append}`);
 
   // Runners run as plain JS bundles so the tsx loader is not part of their RSS; tsx is the fallback.

@@ -241,6 +241,23 @@ describe.skipIf(!nasm)("hv run's time limits", () => {
   });
 });
 
+describe.skipIf(!nasm)("hv run --smp", () => {
+  it("refuses counts that are not 1 to 8, and combinations that cannot have several vCPUs", () => {
+    for (const [value, message] of [
+      ["0", /'0': a VM has 1 to 8 vCPUs/],
+      ["9", /'9': a VM has 1 to 8 vCPUs/],
+      ["1.5", /'1.5' is not a whole number of vCPUs/],
+      ["two", /'two' is not a whole number of vCPUs/],
+    ] as const) expectRefused(hvRun(["--kernel", exitKernel, "--debug-exit", "--smp", value]), message);
+    expectRefused(hvRun(["--kernel", exitKernel, "--debug-exit", "--smp", "2", "--no-acpi"]), /--smp 2 needs ACPI/);
+    expectRefused(hvRun(["--restore", p("none.hvsnap"), "--smp", "2"]), /--smp 2: a resumed or migrated VM has the vCPUs it was saved with/);
+  });
+
+  it("boots a kernel on 8 vCPUs (the application processors wait for a SIPI that never comes)", () => {
+    expect(hvRun(["--kernel", exitKernel, "--debug-exit", "--smp", "8"]).code).toBe(67);
+  });
+});
+
 describe.skipIf(!nasm)("hv run's outputs are opened before the VM starts", () => {
   it("a --debugcon file: that cannot be opened is an error at start, not silence", () => {
     expectRefused(hvRun(["--kernel", exitKernel, "--debug-exit", "--debugcon", `file:${p("no-such-dir/out")}`]), /--debugcon '.*no-such-dir\/out': cannot be opened for writing \(no such file or directory\)/);

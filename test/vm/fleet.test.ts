@@ -106,6 +106,11 @@ describe.skipIf(!hasNasm())("a fleet of VMs on one kernel", () => {
     expect(bad({ vms: [{ name: "a" }], extra: 1 })).toThrow(/unknown key 'extra'/);
     expect(bad({ vms: [{ name: "a", acpi: 0 }] })).toThrow(/vms\[0\]\.acpi: must be true or false/);
     expect(parseFleet(JSON.stringify({ vms: [{ name: "a" }, { name: "b", acpi: false }] }), "f.json").vms.map((v) => v.acpi)).toEqual([true, false]);
+    expect(parseFleet(JSON.stringify({ vms: [{ name: "a" }, { name: "b", smp: 4 }] }), "f.json").vms.map((v) => v.smp)).toEqual([1, 4]);
+    expect(bad({ vms: [{ name: "a", smp: 9 }] })).toThrow(/vms\[0\]\.smp: '9': a VM has 1 to 8 vCPUs/);
+    expect(bad({ vms: [{ name: "a", smp: "2" }] })).toThrow(/vms\[0\]\.smp: must be a number/);
+    expect(bad({ vms: [{ name: "a", smp: 2, acpi: false }] })).toThrow(/vms\[0\]\.smp: several vCPUs need ACPI/);
+    expect(bad({ vms: [{ name: "a", smp: 2, restore: "s" }] })).toThrow(/vms\[0\]\.smp: a restored VM/);
   });
 
   it("hv fleet runs the file's VMs with their consoles in log files", () => {

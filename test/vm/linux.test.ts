@@ -5,7 +5,6 @@
 // The guest is fetched from Debian's archive on first use (cached), so this needs apt-get.
 import { copyRam } from "../support/ram.js";
 import { decode } from "@msgpack/msgpack";
-import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,18 +20,9 @@ import type { Kernel } from "../../kernel/index.js";
 import type { BalloonInfo, ControlCommand, ControlHost, ControlResult } from "../../services/vm-control.js";
 import type { VmState } from "../../vmm/protocol.js";
 import { openSavedVm, saveSnapshot } from "../../bin/snapshot.js";
+import { canFetchGuest } from "../support/guest.js";
 
-function hasAptGet(): boolean {
-  try {
-    execFileSync("apt-get", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const canFetch = hasAptGet() && process.env.HV_SKIP_LINUX !== "1";
-if (!canFetch) console.warn("test/vm/linux: no apt-get (or HV_SKIP_LINUX=1): the Linux boot test is skipped");
+const canFetch = canFetchGuest("test/vm/linux");
 
 /** A script of (wait for this text, then type that) steps over the serial console. */
 class Conversation {

@@ -3,14 +3,10 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { hostHas } from "../support/host-tools.js";
 
 export function hasNasm(): boolean {
-  try {
-    execFileSync("nasm", ["-v"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
+  return hostHas("nasm", ["-v"]);
 }
 
 /** Assemble `source` as a flat binary. */
@@ -65,3 +61,47 @@ export function pitInterrupts(handler: string, reload: number): string {
   mov al, ah
   out 0x40, al`;
 }
+
+/**
+ * The Multiboot header of a 32-bit kernel (the a.out kludge: load from `header` to `end`, enter at
+ * `start`); the kernel defines those labels.
+ */
+export const MULTIBOOT_HEADER = "header: dd 0x1BADB002, 0x10000, -(0x1BADB002 + 0x10000), header, header, end, end, start";
+
+/**
+ * 32-bit debug console helpers: `puts` writes the NUL-terminated string at ESI to port 0xe9,
+ * `hex32` writes EAX as 8 hex digits there (both keep EAX and ECX).
+ */
+export const DEBUGCON_PRINT = `
+puts:
+  push eax
+.l:
+  lodsb
+  test al, al
+  jz .d
+  out 0xe9, al
+  jmp .l
+.d:
+  pop eax
+  ret
+
+hex32:
+  push ecx
+  push eax
+  mov ecx, 8
+.h:
+  rol eax, 4
+  push eax
+  and al, 0xf
+  add al, '0'
+  cmp al, '9'
+  jbe .o
+  add al, 7
+.o:
+  out 0xe9, al
+  pop eax
+  loop .h
+  pop eax
+  pop ecx
+  ret
+`;

@@ -8,7 +8,7 @@ import { MemoryConsole } from "../../drivers/console/host.js";
 import { VmEnd } from "../../services/root-protocol.js";
 import { runVm } from "../../bin/vm-runner.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
-import { assemble, hasNasm, realModeRom } from "./nasm.js";
+import { assemble, DEBUGCON_PRINT, hasNasm, MULTIBOOT_HEADER, realModeRom } from "./nasm.js";
 
 const nasm = hasNasm();
 if (!nasm) console.warn("test/vm/platform: nasm is not installed; the platform kernel tests are skipped");
@@ -25,7 +25,7 @@ function kernel(body: string, data = ""): Uint8Array {
   return assemble(`
 bits 32
 org 0x100000
-header: dd 0x1BADB002, 0x10000, -(0x1BADB002 + 0x10000), header, header, end, end, start
+${MULTIBOOT_HEADER}
 start:
   mov esp, 0x90000
   lidt [idtr]
@@ -35,37 +35,7 @@ done:
   out 0xf4, al
   hlt
 
-puts:
-  push eax
-.l:
-  lodsb
-  test al, al
-  jz .d
-  out 0xe9, al
-  jmp .l
-.d:
-  pop eax
-  ret
-
-hex32:
-  push ecx
-  push eax
-  mov ecx, 8
-.h:
-  rol eax, 4
-  push eax
-  and al, 0xf
-  add al, '0'
-  cmp al, '9'
-  jbe .o
-  add al, 7
-.o:
-  out 0xe9, al
-  pop eax
-  loop .h
-  pop eax
-  pop ecx
-  ret
+${DEBUGCON_PRINT}
 
 gate:
   push edi
@@ -445,7 +415,7 @@ seen: dd 0
 const LOW = assemble(`
 bits 32
 org 0x8000
-header: dd 0x1BADB002, 0x10000, -(0x1BADB002 + 0x10000), header, header, end, end, start
+${MULTIBOOT_HEADER}
 start:
   cmp eax, 0x2BADB002
   jne .bad

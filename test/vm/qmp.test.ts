@@ -2,7 +2,7 @@
 // where python3 exists, a plain Python one: a socket and json, no QMP library) stops it, queries it,
 // saves it to a file, lets it go on and quits hv. The saved file must open and be resumable.
 
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -19,6 +19,7 @@ import { openSnapshot } from "../../services/snapshot/file.js";
 import { loadBios } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { assemble, hasNasm, realModeRom } from "./nasm.js";
+import { hostHas } from "../support/host-tools.js";
 
 /** Real mode at the reset vector: counts in [0x600] forever and prints a dot every 2^16 counts. */
 const ROM = realModeRom(
@@ -77,12 +78,7 @@ async function rawClient(path: string) {
 }
 
 function hasPython(): boolean {
-  try {
-    execFileSync("python3", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
+  return hostHas("python3");
 }
 
 /** A plain Python QMP client, as a script would write one; it sends without newlines, as python's qemu.qmp does. */

@@ -1,7 +1,80 @@
 // Tests of the ACPI tables: parsed back the way an OS finds and walks them.
 import { describe, expect, it } from "vitest";
-import { ACPI_BASE, EISA_PNP0A03, dsdtAml, FADT, FADT_FLAGS, HEADER, INTI_LEVEL_HIGH, IOAPIC_BASE, LAPIC_BASE, MADT, RSDP, buildAcpiTables } from "./acpi.js";
+import { ACPI_BASE, AML, EISA_PNP0A03, dsdtAml, FADT, FADT_FLAGS, HEADER, INTI_LEVEL_HIGH, IOAPIC_BASE, LAPIC_BASE, MADT, RSDP, buildAcpiTables } from "./acpi.js";
 import { HPET_BASE } from "../devices/hpet.js";
+import { SLP_TYP_S5 } from "../devices/acpi-pm.js";
+
+type AmlValue = number | AmlValue[];
+
+/**
+ * The names the subset of AML the DSDT uses declares (Scope, Device, Name with integers and
+ * packages), by full path: every PkgLength must end exactly where its content does.
+ */
+function parseAml(aml: Uint8Array): Record<string, AmlValue> {
+  const out: Record<string, AmlValue> = {};
+  let at = 0;
+  const pkgEnd = (): number => {
+    const start = at;
+    const lead = aml[at++];
+    const extra = lead >> 6;
+    let length = extra === 0 ? lead & 0x3f : lead & 0x0f;
+    for (let i = 0; i < extra; i++) length |= aml[at++] << (4 + 8 * i);
+    return start + length;
+  };
+  const nameString = (): string => {
+    let prefix = "";
+    if (aml[at] === AML.ROOT) {
+      prefix = "\\";
+      at++;
+    }
+    const seg = String.fromCharCode(...aml.subarray(at, at + 4));
+    at += 4;
+    return prefix + seg;
+  };
+  const value = (): AmlValue => {
+    const op = aml[at++];
+    if (op === AML.ZERO) return 0;
+    if (op === AML.ONE) return 1;
+    if (op === AML.BYTE) return aml[at++];
+    if (op === AML.DWORD) {
+      const v = new DataView(aml.buffer, aml.byteOffset + at, 4).getUint32(0, true);
+      at += 4;
+      return v;
+    }
+    if (op === AML.PACKAGE) {
+      const end = pkgEnd();
+      const count = aml[at++];
+      const items: AmlValue[] = [];
+      while (at < end) items.push(value());
+      expect(at).toBe(end);
+      expect(items.length).toBe(count);
+      return items;
+    }
+    throw new Error(`unexpected AML opcode 0x${op.toString(16)} at ${at - 1}`);
+  };
+  const terms = (end: number, scope: string): void => {
+    while (at < end) {
+      const op = aml[at++];
+      const join = (n: string) => (n.startsWith("\\") ? n : scope === "" ? n : `${scope}.${n}`);
+      if (op === AML.NAME) {
+        const n = join(nameString());
+        out[n] = value();
+      } else if (op === AML.SCOPE) {
+        const e = pkgEnd();
+        terms(e, join(nameString()));
+      } else if (op === AML.EXT && aml[at] === AML.DEVICE) {
+        at++;
+        const e = pkgEnd();
+        terms(e, join(nameString()));
+      } else {
+        throw new Error(`unexpected AML opcode 0x${op.toString(16)} at ${at - 1}`);
+      }
+    }
+    expect(at).toBe(end);
+  };
+  terms(aml.length, "");
+  return out;
+}
 
 /** Guest memory holding the blob where it belongs; reads by guest-physical address. */
 function memoryWith(t: ReturnType<typeof buildAcpiTables>) {
@@ -119,23 +192,20 @@ describe("ACPI tables", () => {
     expect(() => buildAcpiTables({ cpus: 0, apic: true })).toThrow(RangeError);
   });
 
-  it("DSDT: \\_SB.PCI0 as a PNP0A03 host bridge, with package lengths that add up", () => {
-    const aml = dsdtAml();
-    const v = new DataView(aml.buffer);
-    expect(aml[0]).toBe(0x10); // ScopeOp
-    expect(1 + aml[1]).toBe(aml.length); // its PkgLength covers the rest
-    expect(String.fromCharCode(...aml.subarray(2, 7))).toBe("\\_SB_");
-    expect([aml[7], aml[8]]).toEqual([0x5b, 0x82]); // DeviceOp
-    expect(9 + aml[9]).toBe(aml.length);
-    expect(String.fromCharCode(...aml.subarray(10, 14))).toBe("PCI0");
-    expect(String.fromCharCode(...aml.subarray(15, 19))).toBe("_HID");
-    expect(aml[19]).toBe(0x0c);
-    expect(v.getUint32(20, true)).toBe(EISA_PNP0A03);
+  it("DSDT: \\_S5 and \\_SB.PCI0 as a PNP0A03 host bridge with its _PRT, with package lengths that add up", () => {
+    const routes = [{ slot: 3, gsi: 15 }, { slot: 4, gsi: 11 }, { slot: 7, gsi: 5 }];
+    const aml = dsdtAml(routes);
+    const names = parseAml(aml);
+    expect(names["\\_S5_"]).toEqual([SLP_TYP_S5, SLP_TYP_S5, 0, 0]);
+    expect(names["\\_SB_.PCI0._HID"]).toBe(EISA_PNP0A03);
+    expect(names["\\_SB_.PCI0._ADR"]).toBe(0);
+    expect(names["\\_SB_.PCI0._PRT"]).toEqual(routes.map((r) => [r.slot * 0x10000 + 0xffff, 0, 0, r.gsi]));
     // The EISA ID decodes to "PNP0A03": three 5-bit letters, big-endian, then the product number.
-    const id = (aml[20] << 8) | aml[21];
+    const b = [EISA_PNP0A03 & 0xff, (EISA_PNP0A03 >> 8) & 0xff, (EISA_PNP0A03 >> 16) & 0xff, EISA_PNP0A03 >>> 24];
+    const id = (b[0] << 8) | b[1];
     expect(String.fromCharCode(((id >> 10) & 31) + 64, ((id >> 5) & 31) + 64, (id & 31) + 64)).toBe("PNP");
-    expect(((aml[22] << 8) | aml[23]).toString(16).padStart(4, "0")).toBe("0a03");
-    const t = buildAcpiTables({ cpus: 1, apic: false });
+    expect(((b[2] << 8) | b[3]).toString(16).padStart(4, "0")).toBe("0a03");
+    const t = buildAcpiTables({ cpus: 1, apic: false, pciIrqs: routes });
     const dsdt = t.addresses.DSDT - t.base;
     expect(t.bytes.subarray(dsdt + 36, dsdt + 36 + aml.length)).toEqual(aml);
   });

@@ -9,7 +9,7 @@
 // PC). Every table's bytes sum to 0 (mod 256); the RSDP's first 20 bytes and all 36 do too.
 
 import { HPET_BASE, HPET_CAP_LOW } from "../devices/hpet.js";
-import { PM1A_CNT_BLK, PM1A_EVT_BLK, PM1_CNT_LEN, PM1_EVT_LEN, PM_TMR_BLK, PM_TMR_LEN, SCI_IRQ } from "../devices/acpi-pm.js";
+import { PM1A_CNT_BLK, PM1A_EVT_BLK, PM1_CNT_LEN, PM1_EVT_LEN, PM_TMR_BLK, PM_TMR_LEN, SCI_IRQ, SLP_TYP_S5 } from "../devices/acpi-pm.js";
 
 /** Where the blob goes: the start of the BIOS area; the RSDP is its first 36 bytes. */
 export const ACPI_BASE = 0xe0000;
@@ -59,6 +59,14 @@ export interface AcpiOptions {
   ioapicId?: number;
   /** Guest-physical address of the blob (default ACPI_BASE). */
   base?: number;
+  /** PCI interrupt routing for the DSDT's `_PRT`: INTA# of the function in `slot` drives `gsi`. */
+  pciIrqs?: readonly PciIrqRoute[];
+}
+
+/** One slot's INTA# and the GSI (ISA IRQ number, I/O APIC input) it is wired to. */
+export interface PciIrqRoute {
+  slot: number;
+  gsi: number;
 }
 
 export interface AcpiTables {
@@ -164,7 +172,7 @@ function hpetTable(): Uint8Array {
 }
 
 /** AML opcodes and encodings used by the DSDT (ACPI spec 20.2). */
-const AML = { ZERO: 0x00, NAME: 0x08, DWORD: 0x0c, SCOPE: 0x10, ROOT: 0x5c, EXT: 0x5b, DEVICE: 0x82 } as const;
+export const AML = { ZERO: 0x00, ONE: 0x01, NAME: 0x08, BYTE: 0x0a, DWORD: 0x0c, SCOPE: 0x10, PACKAGE: 0x12, ROOT: 0x5c, EXT: 0x5b, DEVICE: 0x82 } as const;
 /** EISA ID "PNP0A03" (PCI host bridge) as AML's compressed DWORD. */
 export const EISA_PNP0A03 = 0x030ad041;
 
@@ -179,15 +187,33 @@ function pkg(content: number[]): number[] {
 
 const nameSeg = (s: string) => Array.from(s, (c) => c.charCodeAt(0));
 
+/** An integer as the shortest AML constant. */
+function amlInteger(v: number): number[] {
+  if (v === 0) return [AML.ZERO];
+  if (v === 1) return [AML.ONE];
+  if (v < 0x100) return [AML.BYTE, v];
+  return [AML.DWORD, ...le32(v)];
+}
+
+/** Package(n) { integers... } */
+function amlPackage(elements: number[][]): number[] {
+  return [AML.PACKAGE, ...pkg([elements.length, ...elements.flat()])];
+}
+
 /**
- * The DSDT's AML: \_SB.PCI0, a PCI host bridge (PNP0A03) at bus 0, so that Linux with ACPI on
- * still scans the PCI bus (without it, it finds no root bridge and no PCI device). No _PRT: in PIC
- * mode Linux falls back to each function's Interrupt Line; no \_S5: poweroff stays a HLT.
+ * The DSDT's AML: \_S5 (soft-off, sleep type SLP_TYP_S5, so that Linux powers off through PM1
+ * control) and \_SB.PCI0, a PCI host bridge (PNP0A03) at bus 0, so that Linux with ACPI on still
+ * scans the PCI bus (without it, it finds no root bridge and no PCI device), with `_PRT`: each
+ * slot's INTA# on a fixed GSI (source 0), which in APIC mode is the I/O APIC input and in PIC mode
+ * the ISA IRQ (the same numbers: every route is an ISA IRQ wired to both).
  */
-export function dsdtAml(): Uint8Array {
+export function dsdtAml(pciIrqs: readonly PciIrqRoute[] = []): Uint8Array {
   const name = (seg: string, value: number[]) => [AML.NAME, ...nameSeg(seg), ...value];
-  const device = [AML.EXT, AML.DEVICE, ...pkg([...nameSeg("PCI0"), ...name("_HID", [AML.DWORD, ...le32(EISA_PNP0A03)]), ...name("_ADR", [AML.ZERO]), ...name("_UID", [AML.ZERO])])];
-  return Uint8Array.from([AML.SCOPE, ...pkg([AML.ROOT, ...nameSeg("_SB_"), ...device])]);
+  // _PRT entries: { address (device in the high word, any function), pin (0 = INTA#), source, source index }.
+  const prt = amlPackage(pciIrqs.map((r) => amlPackage([amlInteger(((r.slot << 16) | 0xffff) >>> 0), amlInteger(0), amlInteger(0), amlInteger(r.gsi)])));
+  const device = [AML.EXT, AML.DEVICE, ...pkg([...nameSeg("PCI0"), ...name("_HID", [AML.DWORD, ...le32(EISA_PNP0A03)]), ...name("_ADR", [AML.ZERO]), ...name("_UID", [AML.ZERO]), ...name("_PRT", prt)])];
+  const s5 = [AML.NAME, AML.ROOT, ...nameSeg("_S5_"), ...amlPackage([amlInteger(SLP_TYP_S5), amlInteger(SLP_TYP_S5), amlInteger(0), amlInteger(0)])];
+  return Uint8Array.from([...s5, AML.SCOPE, ...pkg([AML.ROOT, ...nameSeg("_SB_"), ...device])]);
 }
 
 function le32(v: number): number[] {
@@ -205,7 +231,7 @@ export function buildAcpiTables(options: AcpiOptions): AcpiTables {
   const facs = new Uint8Array(64);
   facs.set(ascii("FACS"));
   new DataView(facs.buffer).setUint32(4, 64, true);
-  const dsdt = table("DSDT", 1, dsdtAml());
+  const dsdt = table("DSDT", 1, dsdtAml(options.pciIrqs));
   const parts: { name: string; bytes: Uint8Array; at: number }[] = [];
   let cursor: number = RSDP.SIZE;
   const place = (name: string, bytes: Uint8Array, alignment = 16) => {

@@ -5,7 +5,7 @@
 // resumed VM reads on from its saved time). TMR_STS is set each time bit 23 of the counter
 // changes; with TMR_EN it raises the SCI (IRQ 9, level, as the MADT's override says). The FADT
 // gives no SMI command port, so the system is always in ACPI mode: SCI_EN reads 1. A write of
-// SLP_EN is told to `onSleep` with SLP_TYP (the DSDT has no \_S5, so Linux does not use it).
+// SLP_EN is told to `onSleep` with SLP_TYP (the DSDT's \_S5 names SLP_TYP_S5: soft-off).
 
 import type { AccessSize, Device, IoBus } from "./bus.js";
 import type { DeviceClock, TimerHandle } from "./clock.js";
@@ -54,6 +54,9 @@ export const PM1_CNT = {
   SLP_TYP_MASK: 7 << 10,
   SLP_EN: 1 << 13,
 } as const;
+
+/** The sleep type of soft-off (S5), as QEMU's piix4 decodes SLP_TYP: 0. */
+export const SLP_TYP_S5 = 0;
 
 /** PM timer ticks completed at virtual time `ns` (from 0), exact for large ns. */
 export function pmTicks(ns: number): number {

@@ -1,4 +1,4 @@
-// Local APIC (xAPIC, MMIO at 0xfee00000) of the single vCPU.
+// Local APIC (xAPIC, MMIO at 0xfee00000) of one vCPU.
 //
 // Interrupt acceptance (IRR/ISR/TMR as 256-bit sets), task and processor priority, EOI (with a
 // callback for level-triggered vectors so the I/O APIC can clear remote IRR), the spurious vector
@@ -7,7 +7,10 @@
 // the divider); guests calibrate it. LINT0 in ExtINT mode passes the PIC's INTR through, which is
 // how a PIC-only (`noapic`) guest gets its interrupts with the APIC enabled; with the APIC
 // globally disabled (IA32_APIC_BASE bit 11 clear) the PIC is passed through unconditionally.
-// TSC-deadline mode, x2APIC and INIT/SIPI (no second CPU) are not modelled.
+// On a multiprocessor the APICs share an APIC bus (apic-bus.ts): IPIs from the ICR go there, to
+// fixed, lowest-priority, NMI, INIT and start-up (SIPI) delivery at their destinations; INIT and
+// SIPI are handed to the VMM, which owns the vCPUs. Only the boot processor's LINT0 starts in
+// ExtINT mode (the others masked). TSC-deadline mode and x2APIC are not modelled.
 
 import type { AccessSize, BusHandler, Device, MmioBus } from "./bus.js";
 import type { DeviceClock, TimerHandle } from "./clock.js";
@@ -36,6 +39,14 @@ export interface ApicMessageTarget {
   receiveMessage(msg: ApicMessage): void;
 }
 
+/** ICR destination shorthands (bits 19:18). */
+export const Shorthand = { NONE: 0, SELF: 1, ALL: 2, ALL_BUT_SELF: 3 } as const;
+
+/** Where a local APIC sends its IPIs: the APIC bus of a multiprocessor. */
+export interface IpiTarget {
+  sendIpi(msg: ApicMessage, from: LocalApic, shorthand: number): void;
+}
+
 // LVT indices and register offsets.
 const LVT_OFFSETS = [0x2f0, 0x320, 0x330, 0x340, 0x350, 0x360, 0x370];
 const LVT_TIMER = 1;
@@ -49,6 +60,9 @@ const APIC_BASE_ENABLE = 0x800;
 const APIC_BASE_BSP = 0x100;
 const ESR_RECEIVE_ILLEGAL = 0x40;
 const ESR_SEND_ILLEGAL = 0x20;
+/** ICR bits 14 (level: assert) and 15 (trigger mode: level). */
+const ICR_LEVEL_ASSERT = 0x4000;
+const ICR_LEVEL_TRIGGERED = 0x8000;
 
 function bitTest(set: Uint32Array, v: number): boolean {
   return (set[v >> 5] & (1 << (v & 31))) !== 0;
@@ -66,7 +80,8 @@ function highest(set: Uint32Array): number {
 }
 
 export class LocalApic implements Device, BusHandler, InterruptController, ApicMessageTarget {
-  readonly name = "lapic";
+  /** "lapic" for the boot processor's (APIC ID 0), "lapic<id>" for the others. */
+  readonly name: string;
   /** Told when hasInterrupt() changes (the VMM recalls the vCPU on a rise). */
   onIntr: ((pending: boolean) => void) | null = null;
   /** Told the vector of every EOI of a level-triggered interrupt (the I/O APIC clears remote IRR). */
@@ -75,6 +90,12 @@ export class LocalApic implements Device, BusHandler, InterruptController, ApicM
   onNmi: (() => void) | null = null;
   /** The PIC behind LINT0 (ExtINT) and behind a globally disabled APIC. */
   extInt: InterruptController | null = null;
+  /** Told of an INIT delivered to this APIC's processor (level assert; the de-assert only synchronises). */
+  onInit: (() => void) | null = null;
+  /** Told of a start-up IPI with its vector (the processor starts at vector * 4096 in real mode). */
+  onStartup: ((vector: number) => void) | null = null;
+  /** The APIC bus IPIs go to; without one, only IPIs to this APIC itself arrive. */
+  ipiTarget: IpiTarget | null = null;
 
   private apicBase = (LAPIC_BASE | APIC_BASE_ENABLE | APIC_BASE_BSP) >>> 0;
   private tpr = 0;
@@ -99,7 +120,13 @@ export class LocalApic implements Device, BusHandler, InterruptController, ApicM
   private intr = false;
 
   constructor(private readonly clock: DeviceClock, readonly id = 0) {
+    this.name = id === 0 ? "lapic" : `lapic${id}`;
     this.reset();
+  }
+
+  /** IA32_APIC_BASE after reset: enabled, with the BSP flag on the boot processor's. */
+  private get resetBase(): number {
+    return (LAPIC_BASE | APIC_BASE_ENABLE | (this.id === 0 ? APIC_BASE_BSP : 0)) >>> 0;
   }
 
   /** Claim the 4 KiB register page. */
@@ -108,14 +135,14 @@ export class LocalApic implements Device, BusHandler, InterruptController, ApicM
   }
 
   reset(): void {
-    this.apicBase = (LAPIC_BASE | APIC_BASE_ENABLE | APIC_BASE_BSP) >>> 0;
+    this.apicBase = this.resetBase;
     this.tpr = 0;
     this.svr = 0xff;
     this.ldr = 0;
     this.dfr = 0xffffffff;
     this.lvt.fill(LVT_MASKED);
     // LINT0 of the boot CPU starts as ExtINT, unmasked, so the PIC reaches the CPU before an OS sets up the APIC.
-    this.lvt[LVT_LINT0] = DeliveryMode.EXTINT << 8;
+    if (this.id === 0) this.lvt[LVT_LINT0] = DeliveryMode.EXTINT << 8;
     this.icrLow = 0;
     this.icrHigh = 0;
     this.esr = 0;
@@ -137,7 +164,7 @@ export class LocalApic implements Device, BusHandler, InterruptController, ApicM
   /** WRMSR IA32_APIC_BASE: only the global enable bit acts; relocation is not supported (the base stays). */
   set apicBaseMsr(value: number) {
     const enable = (value & APIC_BASE_ENABLE) !== 0;
-    this.apicBase = (LAPIC_BASE | APIC_BASE_BSP | (enable ? APIC_BASE_ENABLE : 0)) >>> 0;
+    this.apicBase = ((this.resetBase & ~APIC_BASE_ENABLE) | (enable ? APIC_BASE_ENABLE : 0)) >>> 0;
     if (!enable) {
       this.svr &= ~SVR_ENABLE;
       this.lvt.fill(LVT_MASKED);
@@ -218,7 +245,16 @@ export class LocalApic implements Device, BusHandler, InterruptController, ApicM
   }
 
   receiveMessage(msg: ApicMessage): void {
-    if (!this.hardwareEnabled || !this.matches(msg.destination, msg.logical)) return;
+    if (this.accepts(msg.destination, msg.logical)) this.deliver(msg);
+  }
+
+  /** Is this APIC a destination of a message to `destination` (physical ID or logical mask)? */
+  accepts(destination: number, logical: boolean): boolean {
+    return this.hardwareEnabled && this.matches(destination, logical);
+  }
+
+  /** Take a message addressed to this APIC (the bus chose it). */
+  deliver(msg: ApicMessage): void {
     this.deliverMode(msg.deliveryMode, msg.vector, msg.levelTriggered);
   }
 
@@ -238,7 +274,13 @@ export class LocalApic implements Device, BusHandler, InterruptController, ApicM
       case DeliveryMode.NMI:
         this.onNmi?.();
         break;
-      default: // SMI, INIT, SIPI, ExtINT messages: nothing to do with one CPU
+      case DeliveryMode.INIT:
+        this.onInit?.();
+        break;
+      case DeliveryMode.STARTUP:
+        this.onStartup?.(vector);
+        break;
+      default: // SMI and ExtINT messages: nothing to do
         break;
     }
   }
@@ -362,8 +404,15 @@ export class LocalApic implements Device, BusHandler, InterruptController, ApicM
       this.signalError();
       return;
     }
-    const toSelf = shorthand === 1 || shorthand === 2 || (shorthand === 0 && this.matches(this.icrHigh >>> 24, (low & 0x800) !== 0));
+    // INIT level de-assert (level 0, level-triggered) only synchronises arbitration IDs: no effect.
+    if (mode === DeliveryMode.INIT && (low & ICR_LEVEL_ASSERT) === 0 && (low & ICR_LEVEL_TRIGGERED) !== 0) return;
+    const logical = (low & 0x800) !== 0;
     // IPIs are edge-triggered for fixed delivery; the level bit only matters for INIT de-assert.
+    if (this.ipiTarget) {
+      this.ipiTarget.sendIpi({ vector, deliveryMode: mode, levelTriggered: false, destination: this.icrHigh >>> 24, logical }, this, shorthand);
+      return;
+    }
+    const toSelf = shorthand === Shorthand.SELF || shorthand === Shorthand.ALL || (shorthand === Shorthand.NONE && this.matches(this.icrHigh >>> 24, logical));
     if (toSelf) this.deliverMode(mode, vector, false);
   }
 

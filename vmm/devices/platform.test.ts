@@ -6,7 +6,7 @@ import { PcPlatform } from "./platform.js";
 import { ticksToNs } from "./pit.js";
 import { HPET_BASE, HPET_CFG, HPET_TN, HpetReg } from "./hpet.js";
 import { FW_CFG_DATA_PORT, FW_CFG_SELECTOR_PORT, FwCfgKey } from "./fw-cfg.js";
-import { PM_TMR_BLK } from "./acpi-pm.js";
+import { PM1A_CNT_BLK, PM1_CNT, PM_TMR_BLK, SLP_TYP_S5 } from "./acpi-pm.js";
 import { DeviceStateError } from "./state.js";
 import { throughMsgpack } from "./test-support.js";
 
@@ -85,6 +85,17 @@ describe("PC platform", () => {
     expect(p.a20.enabled).toBe(true);
     p.io.write(0x92, 1, 0x00);
     expect(p.a20.enabled).toBe(false);
+  });
+
+  it("powers off on a PM1 control write of SLP_EN with the sleep type of \\_S5, and on no other", () => {
+    const { p } = platform();
+    let off = 0;
+    p.onPowerOff = () => off++;
+    p.io.write(PM1A_CNT_BLK, 2, (1 << 10) | PM1_CNT.SLP_EN); // S1's type (not soft-off)
+    p.io.write(PM1A_CNT_BLK, 2, SLP_TYP_S5 << 10); // the type alone, no SLP_EN
+    expect(off).toBe(0);
+    p.io.write(PM1A_CNT_BLK, 2, (SLP_TYP_S5 << 10) | PM1_CNT.SLP_EN);
+    expect(off).toBe(1);
   });
 
   it("serves the debug ports and leaves unclaimed ports all-ones", () => {

@@ -6,11 +6,12 @@
 // the HPET (between the PIT/RTC and IRQ 0/8, for legacy replacement) and the ACPI tables, which
 // the VMM places in guest RAM and fw_cfg serves as files.
 
-import { buildAcpiTables, type AcpiTables } from "../boot/acpi.js";
+import { buildAcpiTables, type AcpiTables, type PciIrqRoute } from "../boot/acpi.js";
 import { pcMemoryMap } from "../boot/plan.js";
 import { A20Gate } from "./a20.js";
-import { AcpiPm, SCI_IRQ } from "./acpi-pm.js";
-import { IoBus, MmioBus, type Device } from "./bus.js";
+import { ApicBus } from "./apic-bus.js";
+import { AcpiPm, SCI_IRQ, SLP_TYP_S5 } from "./acpi-pm.js";
+import { IoBus, MmioBus, type AccessSize, type BusHandler, type Device } from "./bus.js";
 import type { DeviceClock } from "./clock.js";
 import { DebugConsole, DebugExit } from "./debug-ports.js";
 import { FpuErrorLogic } from "./fpu-error.js";
@@ -19,7 +20,7 @@ import { HPET_PIT_INPUT, HPET_RTC_INPUT, Hpet } from "./hpet.js";
 import { I8042 } from "./i8042.js";
 import { IoApic } from "./ioapic.js";
 import { IrqLine, SharedIrq } from "./irq.js";
-import { LocalApic } from "./lapic.js";
+import { LAPIC_BASE, LocalApic } from "./lapic.js";
 import { PciHost } from "./pci.js";
 import { PicPair, type InterruptController } from "./pic.js";
 import { Pit } from "./pit.js";
@@ -54,6 +55,8 @@ export interface PcPlatformOptions {
   acpi?: boolean;
   /** vCPUs the ACPI tables and fw_cfg announce (default 1). */
   cpus?: number;
+  /** How PCI slots' INTA# reach ISA IRQs (the DSDT's `_PRT`). */
+  pciIrqs?: readonly PciIrqRoute[];
 }
 
 /** The e820 table as fw_cfg's "etc/e820" has it: packed { u64 address, u64 length, u32 type }, little-endian. */
@@ -80,7 +83,15 @@ export class PcPlatform {
   readonly a20 = new A20Gate();
   readonly pic = new PicPair();
   readonly ioapic: IoApic | null;
+  /** The boot processor's local APIC (lapics[0]). */
   readonly lapic: LocalApic | null;
+  /** One local APIC per vCPU, by APIC ID (none without `apic`). */
+  readonly lapics: LocalApic[] = [];
+  /**
+   * The vCPU whose access the buses carry now (the VMM sets it for each exit): the local APIC page
+   * at 0xFEE00000 is that processor's own.
+   */
+  cpu = 0;
   /** ISA IRQ lines 0-15 (line 2 is the cascade and stays unused). */
   readonly isaIrq: IrqLine[] = [];
   readonly pit: Pit;
@@ -102,14 +113,18 @@ export class PcPlatform {
   private readonly shared = new Map<number, SharedIrq>();
   /** Called for every guest reset request, with where it came from (keyboard controller, port 0x92, 0xcf9). */
   onReset: ((source: string) => void) | null = null;
-  /** Told when the vCPU's INTR (interruptController.hasInterrupt()) changes: recall the vCPU on a rise. */
-  onIntr: ((pending: boolean) => void) | null = null;
+  /** Called when the guest enters ACPI S5 (soft-off) through PM1 control. */
+  onPowerOff: (() => void) | null = null;
+  /** Told when vCPU `cpu`'s INTR (interruptControllerOf(cpu).hasInterrupt()) changes: recall it on a rise. */
+  onIntr: ((pending: boolean, cpu: number) => void) | null = null;
 
   constructor(options: PcPlatformOptions) {
     const clock = options.clock;
     const apic = options.apic ?? true;
-    this.lapic = apic ? new LocalApic(clock) : null;
-    this.ioapic = this.lapic ? new IoApic(this.lapic) : null;
+    const cpus = options.cpus ?? 1;
+    if (apic) for (let id = 0; id < cpus; id++) this.lapics.push(new LocalApic(clock, id));
+    this.lapic = this.lapics[0] ?? null;
+    this.ioapic = this.lapic ? new IoApic(new ApicBus(this.lapics)) : null;
     for (let irq = 0; irq < 16; irq++) {
       const line = new IrqLine([{ sink: this.pic, pin: irq }]);
       if (this.ioapic && irq !== 2) line.connect({ sink: this.ioapic, pin: isaIrqToGsi(irq) });
@@ -119,10 +134,12 @@ export class PcPlatform {
       const { lapic, ioapic } = this;
       lapic.extInt = this.pic;
       this.pic.onIntr = () => lapic.extIntChanged();
-      lapic.onLevelEoi = (v) => ioapic.endOfInterrupt(v);
-      lapic.onIntr = (pending) => this.onIntr?.(pending);
+      this.lapics.forEach((l, cpu) => {
+        l.onLevelEoi = (v) => ioapic.endOfInterrupt(v);
+        l.onIntr = (pending) => this.onIntr?.(pending, cpu);
+      });
     } else {
-      this.pic.onIntr = (pending) => this.onIntr?.(pending);
+      this.pic.onIntr = (pending) => this.onIntr?.(pending, 0);
     }
     const reset = (source: string) => (): void => this.onReset?.(source);
     const acpi = options.acpi ?? true;
@@ -137,9 +154,11 @@ export class PcPlatform {
       const sci = new SharedIrq(this.isaIrq[SCI_IRQ]);
       this.shared.set(SCI_IRQ, sci);
       this.acpiPm = new AcpiPm(clock, sci.input());
-      const cpus = options.cpus ?? 1;
+      this.acpiPm.onSleep = (type) => {
+        if (type === SLP_TYP_S5) this.onPowerOff?.();
+      };
       this.fwCfg = new FwCfg({ memoryBytes: options.memoryBytes, cpus });
-      this.acpiTables = buildAcpiTables({ cpus, apic: this.lapic !== null, ioapicId: 0 });
+      this.acpiTables = buildAcpiTables({ cpus, apic: this.lapic !== null, ioapicId: 0, pciIrqs: options.pciIrqs });
       this.fwCfg.addFile("etc/acpi/rsdp", this.acpiTables.rsdp);
       this.fwCfg.addFile("etc/acpi/tables", this.acpiTables.tables);
       this.fwCfg.addFile("etc/e820", e820File(options.memoryBytes));
@@ -174,7 +193,7 @@ export class PcPlatform {
     this.pci.attach(this.io);
     this.debugExit?.attach(this.io);
     this.debugConsole?.attach(this.io);
-    this.lapic?.attach(this.mmio);
+    if (this.lapic) this.mmio.register({ name: "lapic", base: LAPIC_BASE, length: 0x1000, sizes: 4, handler: this.lapicWindow() });
     this.ioapic?.attach(this.mmio);
     this.fwCfg?.attach(this.io);
     this.acpiPm?.attach(this.io);
@@ -189,15 +208,28 @@ export class PcPlatform {
     return this.shared.get(irq)?.input() ?? this.isaIrq[irq];
   }
 
-  /** What the vCPU asks for INTR and INTA: the local APIC (which passes the PIC through), or the PIC. */
+  /** What the boot processor asks for INTR and INTA: its local APIC (which passes the PIC through), or the PIC. */
   get interruptController(): InterruptController {
-    return this.lapic ?? this.pic;
+    return this.interruptControllerOf(0);
+  }
+
+  /** What vCPU `cpu` asks for INTR and INTA. */
+  interruptControllerOf(cpu: number): InterruptController {
+    return this.lapics[cpu] ?? this.pic;
+  }
+
+  /** The local APIC page: each processor reaches its own APIC there. */
+  private lapicWindow(): BusHandler {
+    return {
+      read: (addr: number, size: AccessSize) => this.lapics[this.cpu].read(addr, size),
+      write: (addr: number, size: AccessSize, value: number) => this.lapics[this.cpu].write(addr, size, value),
+    };
   }
 
   /** Every device, in save/load order. */
   devices(): Device[] {
     const list: Device[] = [this.pic, this.pit, this.rtc, ...this.uarts, this.i8042, this.port92, this.fpuError, this.pci];
-    if (this.lapic) list.push(this.lapic);
+    list.push(...this.lapics);
     if (this.ioapic) list.push(this.ioapic);
     if (this.debugExit) list.push(this.debugExit);
     if (this.debugConsole) list.push(this.debugConsole);

@@ -79,6 +79,8 @@ export class Cpu implements LazyFlags {
   sysenterEsp = 0;
   sysenterEip = 0;
   apicBase = 0xfee00900;
+  /** Initial APIC ID, reported by CPUID leaf 1. */
+  apicId = 0;
   /** TSC = retired + tscOffset (a float holding an integer; exact below 2^53). */
   tscOffset = 0;
 

@@ -14,6 +14,9 @@ export const FEATURES_EDX =
 
 /** Reported only with an x87 unit plugged in: the FPU itself and FXSAVE/FXRSTOR. */
 const FPU = 1 << 0, FXSR = 1 << 24;
+/** Leaf 1 EDX bit 9: an on-chip local APIC, reported while IA32_APIC_BASE enables it (SDM vol. 3, 11.4.3). */
+export const APIC = 1 << 9;
+const APIC_GLOBAL_ENABLE = 0x800;
 
 export const SIGNATURE = 0x652; // family 6, model 5, stepping 2
 
@@ -32,9 +35,9 @@ export function cpuid(c: Cpu): void {
       return;
     case 1:
       r[0] = SIGNATURE;
-      r[3] = 0;
+      r[3] = c.apicId << 24; // EBX: initial APIC ID in bits 31:24
       r[1] = c.hypervisorLeaves ? HYPERVISOR_PRESENT : 0;
-      r[2] = FEATURES_EDX | (c.fpu !== null ? FPU | FXSR : 0);
+      r[2] = FEATURES_EDX | (c.fpu !== null ? FPU | FXSR : 0) | (c.apicBase & APIC_GLOBAL_ENABLE ? APIC : 0);
       return;
     case 2:
       // One iteration; descriptors: 16K L1 I/D, 512K L2, TLBs (as a Pentium II reports them).

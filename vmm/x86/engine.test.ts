@@ -136,6 +136,32 @@ describe("engine", () => {
     expect([r.eax, r.ebx, r.ecx, r.edx]).toEqual([107, 1, 2, 3]);
   });
 
+  it("reports the local APIC and its initial APIC ID in CPUID leaf 1 while IA32_APIC_BASE enables it", () => {
+    const program = "mov eax, 1\ncpuid\nmov esi, edx\nmov edi, ebx\nmov ecx, 0x1b\nrdmsr\nhlt";
+    const withApic = new Machine();
+    withApic.flat(0);
+    withApic.update((s) => {
+      s.apicBase = 0xfee00800;
+      s.apicId = 3;
+    });
+    withApic.code32(program);
+    expect(withApic.run()).toBe(ExitReason.HLT);
+    expect(withApic.regs.esi & (1 << 9)).not.toBe(0);
+    expect(withApic.regs.edi >>> 24).toBe(3);
+    expect(withApic.regs.eax >>> 0).toBe(0xfee00800);
+    // No APIC: CPUID says so and IA32_APIC_BASE does not exist (#GP).
+    const without = new Machine();
+    without.flat(0);
+    without.update((s) => {
+      s.apicBase = 0;
+      s.exceptionBitmap = 1 << 13;
+    });
+    without.code32(program);
+    expect(without.run()).toBe(ExitReason.EXCEPTION);
+    expect(without.regs.qual.address).toBe(13);
+    expect(without.regs.esi & (1 << 9)).toBe(0);
+  });
+
   it("derives RDTSC from retired instructions; WRMSR to the TSC moves it", () => {
     const m = new Machine();
     m.flat(0);

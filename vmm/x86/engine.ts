@@ -437,7 +437,10 @@ export class X86Engine implements VcpuEngine {
       to.ignne = c.fpu !== null && c.fpu.ignne;
     }
     if (mtd & Mtd.TSC) to.tsc = BigInt(c.retired + c.tscOffset);
-    if (mtd & Mtd.MSR) to.apicBase = c.apicBase >>> 0;
+    if (mtd & Mtd.MSR) {
+      to.apicBase = c.apicBase >>> 0;
+      to.apicId = c.apicId;
+    }
     if (mtd & Mtd.FPU) to.fpu = c.fpu !== null ? c.fpu.save() : null;
   }
 
@@ -516,7 +519,10 @@ export class X86Engine implements VcpuEngine {
       if (c.fpu !== null) c.fpu.ignne = from.ignne;
     }
     if (mtd & Mtd.TSC) c.tscOffset = Number(from.tsc) - c.retired;
-    if (mtd & Mtd.MSR) c.apicBase = (from.apicBase & 0xfffff900) | 0;
+    if (mtd & Mtd.MSR) {
+      c.apicBase = (from.apicBase & 0xfffff900) | 0;
+      c.apicId = from.apicId & 0xff;
+    }
     // A loaded x87 state brings its FERR# level along; the VMM that loads it knows it (no exit).
     if (mtd & Mtd.FPU && from.fpu && c.fpu !== null) {
       c.fpu.load(from.fpu);

@@ -19,6 +19,7 @@ export function readMsr(c: Cpu, index: number): boolean {
     case MSR_PLATFORM_ID: // read-only; platform ID 0 in bits 52:50 (microcode loaders read it)
       break;
     case MSR_APIC_BASE:
+      if (c.apicBase === 0) return false; // no local APIC, no MSR
       lo = c.apicBase;
       break;
     case MSR_BIOS_SIGN:
@@ -47,7 +48,7 @@ export function writeMsr(c: Cpu, index: number, lo: number, hi: number): boolean
       c.tscOffset = (hi >>> 0) * 4294967296 + (lo >>> 0) - c.retired;
       return true;
     case MSR_APIC_BASE:
-      if (hi !== 0) return false;
+      if (hi !== 0 || c.apicBase === 0) return false;
       c.apicBase = (lo & 0xfffff900) | 0;
       return true;
     case MSR_BIOS_SIGN:

@@ -38,6 +38,8 @@ async function main(): Promise<void> {
     append: job.append,
     console,
     engine: createX86Engine,
+    cpus: job.cpus,
+    apic: (job.cpus ?? 1) > 1,
     // Stop as soon as BOOT-OK is seen (the poweroff after it is not part of the boot).
     stopRequested: () => {
       if (bootSeconds !== null) return true;

@@ -7,7 +7,8 @@ const job = { kernel: "/k", initrd: "/i", append: "console=ttyS0", memoryBytes: 
 
 describe("parseBootJob", () => {
   it("reads a job and defaults echoSerial to false", () => {
-    expect(parseBootJob(JSON.stringify(job))).toEqual({ ...job, echoSerial: false });
+    expect(parseBootJob(JSON.stringify(job))).toEqual({ ...job, echoSerial: false, cpus: 1 });
+    expect(parseBootJob(JSON.stringify({ ...job, cpus: 2 })).cpus).toBe(2);
     expect(parseBootJob(JSON.stringify({ ...job, echoSerial: true })).echoSerial).toBe(true);
   });
 

@@ -13,6 +13,8 @@ export interface BootJob {
   timeoutSeconds: number;
   /** Copy the guest's serial output to stderr as it arrives. */
   echoSerial: boolean;
+  /** vCPUs of our VM (more than 1: with local APICs); v86 always has one. Absent: 1. */
+  cpus?: number;
 }
 
 /** What a child runner prints as its last stdout line, after RESULT_PREFIX. */
@@ -73,6 +75,7 @@ export function parseBootJob(text: string | undefined): BootJob {
     memoryBytes: job.memoryBytes as number,
     timeoutSeconds: job.timeoutSeconds as number,
     echoSerial: job.echoSerial === true,
+    cpus: typeof job.cpus === "number" && Number.isInteger(job.cpus) && job.cpus >= 1 ? job.cpus : 1,
   };
 }
 
