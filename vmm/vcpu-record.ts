@@ -36,7 +36,7 @@ export function copyVcpuState(from: VcpuState, to: VcpuState): void {
   to.dr0 = from.dr0; to.dr1 = from.dr1; to.dr2 = from.dr2; to.dr3 = from.dr3; to.dr6 = from.dr6; to.dr7 = from.dr7;
   to.sysenterCs = from.sysenterCs; to.sysenterEsp = from.sysenterEsp; to.sysenterEip = from.sysenterEip;
   to.tsc = from.tsc;
-  to.apicBase = from.apicBase;
+  to.apicBase = from.apicBase; to.apicId = from.apicId;
   to.exceptionBitmap = from.exceptionBitmap; to.cpuidExits = from.cpuidExits; to.ferrExits = from.ferrExits;
   to.hypervisorLeaves = from.hypervisorLeaves; to.msrExits = from.msrExits; to.vmcallExits = from.vmcallExits;
   to.inj = { ...from.inj };
