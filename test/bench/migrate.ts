@@ -10,9 +10,8 @@
 // (downtime is what the source measured from its stop to the destination's ACK, which the
 // destination sends the moment it resumes the VM, before its first instruction.)
 
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostControl } from "../../bin/host-control.js";
@@ -21,6 +20,7 @@ import { MemoryConsole } from "../../drivers/console/host.js";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
 import { loadKernel } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
+import { freePort, hvRun, until } from "../support/hv-process.js";
 
 const MEMORY = 128 << 20;
 const HV = join(import.meta.dirname, "../../dist/hv.js");
@@ -32,34 +32,8 @@ const WORKLOAD =
   "mkdir -p /t && mount -t tmpfs none /t && yes migrate | head -c 2097152 > /t/src && " +
   "(while :; do cp /t/src /t/f; done) & i=0; while :; do i=$((i+1)); echo HB$i; usleep 10000; done\n";
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** `hv run ARGS` with piped stdio; its output as it comes. */
-function hv(args: string[]): { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [HV, "run", ...args], { stdio: ["pipe", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (b: Buffer) => (out += b.toString("latin1")));
-  child.stderr!.on("data", (b: Buffer) => (err += b.toString("latin1")));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { child, out: () => out, err: () => err, exited };
-}
-
-async function until(what: string, ok: () => boolean, ms = 600_000): Promise<void> {
-  const start = Date.now();
-  while (!ok()) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const hv = (args: string[]) => hvRun([HV], args, { stdin: "pipe" });
+const waitFor = (what: string, ok: () => boolean) => until(what, ok, 600_000);
 
 /** QMP over a Unix socket: negotiate, then one command at a time. */
 async function qmp(path: string): Promise<{ run: (execute: string, args?: object) => Promise<unknown>; close: () => void }> {
@@ -127,7 +101,7 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
   const port = await freePort();
   const sock = join(dir, `source-${bandwidth}.qmp`);
   const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, "--no-pace"]);
-  await until("the destination to listen", () => destination.err().includes("waiting for a migration"));
+  await waitFor("the destination to listen", () => destination.err().includes("waiting for a migration"));
   const source = hv(["--restore", snapshot, "--qmp", `unix:${sock}`, "--no-pace"]);
   try {
     const alive = () => {
@@ -136,9 +110,9 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
     };
     // A restored shell says nothing until it hears something: a newline brings its prompt back.
     source.child.stdin!.write("\n");
-    await until("the source's prompt", () => alive() && source.out().includes("# "));
+    await waitFor("the source's prompt", () => alive() && source.out().includes("# "));
     source.child.stdin!.write(WORKLOAD);
-    await until("20 heartbeats", () => alive() && beats(source.out()).length >= 20);
+    await waitFor("20 heartbeats", () => alive() && beats(source.out()).length >= 20);
     say(`${label}: the workload runs (20 beats); migrating`);
     const q = await qmp(sock);
     await q.run("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: true }] });
@@ -160,7 +134,7 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
     if (!m) throw new Error(`the source did not say how it went: ${source.err()}`);
     say(`${label}: ${/migrated in [^\r\n]*/.exec(source.err())![0]}`);
     const before = beats(source.out());
-    await until("10 heartbeats at the destination", () => beats(destination.out()).length >= 10);
+    await waitFor("10 heartbeats at the destination", () => beats(destination.out()).length >= 10);
     const after = beats(destination.out());
     // One sequence: the source's beats, then the destination's, each the one before plus one.
     const all = [...before, ...after];
