@@ -90,7 +90,7 @@ async function moveCounter(options: MigrationOptions | ((source: Kernel) => Migr
         .catch(reject);
     });
   });
-  await runVm({
+  const sourceRun = await runVm({
     memoryBytes: MEMORY,
     plan,
     console: sourceCon,
@@ -112,7 +112,7 @@ async function moveCounter(options: MigrationOptions | ((source: Kernel) => Migr
   await destination;
   server.close();
   const r = result as MigrationResult | null;
-  if (!r) throw new Error("the migration did not complete");
+  if (!r) throw new Error(`the migration did not complete (source: ${JSON.stringify({ ended: sourceRun.ended, stop: sourceRun.stop, message: sourceRun.message })})`);
   return { result: r, elapsedMs, sourceText: String.fromCharCode(...sourceCon.serial), destText: String.fromCharCode(...destCon.serial) };
 }
 
