@@ -97,7 +97,9 @@ async function moveCounter(options: MigrationOptions | ((source: Kernel) => Migr
     engine: createX86Engine,
     control,
     ...platformConfig(platform),
-    maxVirtualNs: 60e9,
+    // Stopped and waiting for the destination's ACK, the source idles through virtual time (its
+    // memory scanner's timer) at seconds per second of the host: a bound only against a hang.
+    maxVirtualNs: 3600e9,
     onStart: (_k, raise) => void (control.raise = raise.control),
     onSlice: (k) => {
       if (started || String.fromCharCode(...sourceCon.serial).split("\n").length <= 10) return;
