@@ -42,7 +42,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read" };
+const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -62,8 +62,9 @@ export class HostControl implements ControlHost, VmControl {
     return this.lookThen(vm, { vm, op: "pause" });
   }
 
-  resume(vm: number): Promise<{ wasRunning: boolean }> {
-    return this.lookThen(vm, { vm, op: "resume" });
+  /** Resume; `onResumed` runs the moment the VMM let the VM go (before its next instruction, inside the kernel's slice). */
+  resume(vm: number, onResumed?: () => void): Promise<{ wasRunning: boolean }> {
+    return this.lookThen(vm, { vm, op: "resume" }, onResumed);
   }
 
   /** The balloon: with `guestPages`, the guest should have that much RAM (4 KiB pages); says what it has. */
@@ -80,6 +81,11 @@ export class HostControl implements ControlHost, VmControl {
       if (r.status !== Status.SUCCESS) throw new ControlError(`dirty logging (${action}) failed: ${Status[r.status] ?? r.status}`);
       return "dirty" in r ? { bitmap: r.dirty.slice(), pages: r.pages } : { bitmap: null, pages: 0 };
     });
+  }
+
+  /** Auto-converge: hold the vCPU back `percent` (0-99) of each period of virtual time; 0 lets it run. */
+  throttle(vm: number, percent: number): Promise<void> {
+    return this.request({ vm, op: "throttle", percent }, () => undefined);
   }
 
   /** Read guest RAM while the VM runs on: `use` sees it page by page, during the call only. */
@@ -147,8 +153,8 @@ export class HostControl implements ControlHost, VmControl {
   }
 
   /** Query, then `command`, queued together: nothing comes between the look and the act. */
-  private async lookThen(vm: number, command: ControlCommand): Promise<{ wasRunning: boolean }> {
-    const [state] = await Promise.all([this.query(vm), this.request(command, () => undefined)]);
+  private async lookThen(vm: number, command: ControlCommand, onDone?: () => void): Promise<{ wasRunning: boolean }> {
+    const [state] = await Promise.all([this.query(vm), this.request(command, () => onDone?.())]);
     return { wasRunning: state.running };
   }
 }

@@ -6,16 +6,13 @@
 // services/migration/stream.ts.
 
 import { encode } from "@msgpack/msgpack";
-import { mkdtempSync, rmSync } from "node:fs";
 import type { Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { FrameReader, FrameType, MigrationError, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame } from "../services/migration/stream.js";
 import { decodeMsgpack } from "../services/snapshot/msgpack-check.js";
-import { MAX_MEMORY_BYTES, writeSnapshot } from "../services/snapshot/file.js";
-import type { RamPages } from "../vmm/protocol.js";
+import { MAX_MEMORY_BYTES, savedVmInMemory } from "../services/snapshot/file.js";
+import { MAX_THROTTLE_PERCENT, type RamPages } from "../vmm/protocol.js";
 import type { HostControl } from "./host-control.js";
-import { openSavedVm, savedMetadata, type RestoredVm, type SaveRequest } from "./snapshot.js";
+import { checkSavedVm, savedMetadata, type RestoredVm, type SaveRequest } from "./snapshot.js";
 
 const PAGE = 4096;
 
@@ -29,11 +26,25 @@ export interface MigrationOptions {
    */
   downtimeLimitMs?: number;
   stopPages?: number;
-  /** Bytes per second the stream may use at most (QEMU's max-bandwidth; default: no limit). */
+  /** Bytes per second the stream may use at most (QEMU's max-bandwidth, a token bucket without burst; default: no limit). */
   maxBandwidth?: number;
+  /**
+   * QEMU's auto-converge: when a pass dirtied more than `triggerThreshold`% of the bytes it sent,
+   * the second time (and every second time after), throttle the vCPU: `initial`%, then
+   * `increment`% more each time, at most `max`%. Passes then go on past `maxPasses` while the
+   * throttle can still rise. Absent: no throttle.
+   */
+  autoConverge?: ThrottleParameters;
   /** Host time in ms (the explicit host time source; default performance.now). */
   clock?: () => number;
   onProgress?: (p: MigrationProgress) => void;
+}
+
+export interface ThrottleParameters {
+  triggerThreshold: number;
+  initial: number;
+  increment: number;
+  max: number;
 }
 
 export interface MigrationProgress {
@@ -45,11 +56,17 @@ export interface MigrationProgress {
   dirty: number;
   /** What sending those would take at this pass's bandwidth, ms. */
   expectedDowntimeMs?: number;
+  /** How much the vCPU is held back now (auto-converge), percent. */
+  throttle: number;
+  /** Non-zero pages when the migration started (what pass 1 sent). */
+  nonZeroPages: number;
 }
 
 export interface MigrationResult extends MigrationProgress {
   /** Host ms from stopping the VM to the destination's ACK. */
   downtimeMs: number;
+  /** The last pass left what fits the downtime limit (else the pass limit stopped it). */
+  converged: boolean;
 }
 
 /**
@@ -62,9 +79,13 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   const downtimeLimitMs = options.downtimeLimitMs ?? 300;
   const rate = options.maxBandwidth ?? Infinity;
   const clock = options.clock ?? (() => performance.now());
-  /** The token bucket: when the stream started, and bytes sent since. */
-  const startedAt = clock();
-  let budgetUsed = 0;
+  const converge = options.autoConverge;
+  // Auto-converge's pass limit: enough passes for the throttle to reach its most, two for each step.
+  const passLimit = converge ? maxPasses + 2 * (1 + Math.ceil(Math.max(0, converge.max - converge.initial) / Math.max(1, converge.increment))) : maxPasses;
+  /** The token bucket (max-bandwidth, no burst): when the link is free again, clock ms. */
+  let linkFreeAt = clock();
+  /** The bucket held the stream back in this pass: the link took what max-bandwidth lets through. */
+  let heldBack = false;
   // The destination says one thing (ACK or ABORT), or the connection ends.
   const replies = new FrameInbox(socket, new FrameReader(false), () => new Error("the destination closed the connection"));
   const send = (bytes: Uint8Array) =>
@@ -72,7 +93,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       if (replies.error) return reject(replies.error);
       socket.write(bytes, (error) => (error ? reject(error) : resolve()));
     });
-  const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0 };
+  const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0, throttle: 0, nonZeroPages: 0 };
   /** Frames of the pages `wanted` says (all when null), read from `ram` now; counts the pages in `progress`. */
   const framesOf = (ram: RamPages, wanted: Uint8Array | null): Uint8Array[] => {
     const frames: Uint8Array[] = [];
@@ -94,18 +115,23 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   };
   const sendAll = async (frames: Uint8Array[]) => {
     for (const f of frames) {
-      // Within max-bandwidth: a frame waits until the bucket holds its bytes.
-      if (rate !== Infinity) {
-        const due = startedAt + ((budgetUsed + f.length) / rate) * 1000;
-        const wait = due - clock();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      }
       await send(f);
-      budgetUsed += f.length;
       progress.bytes += f.length;
+      // Within max-bandwidth: the next frame waits until this one's bytes had their time on the link.
+      if (rate === Infinity) continue;
+      linkFreeAt = Math.max(linkFreeAt, clock()) + (f.length / rate) * 1000;
+      // A few ms at a time: the clock may be the VM's virtual time, which the host loop moves meanwhile.
+      for (let wait = linkFreeAt - clock(); wait > 0; wait = linkFreeAt - clock()) {
+        heldBack = true;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 2)));
+      }
     }
   };
   let logging = false;
+  let throttled = false;
+  let converged = false;
+  /** Passes that dirtied more than the trigger threshold since the throttle last rose. */
+  let highPasses = 0;
   try {
     await send(MIGRATION_MAGIC);
     await send(encodeFrame(FrameType.META, encode({ hello: { memoryBytes: request.memoryBytes, name: request.name } })));
@@ -115,17 +141,29 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     for (progress.pass = 1; ; progress.pass++) {
       const frames = await control.readRam(vm, (ram) => framesOf(ram, wanted));
       const passStart = clock();
+      heldBack = false;
       const bytesBefore = progress.bytes;
       await sendAll(frames);
       const log = await control.dirty(vm, "collect");
+      if (progress.pass === 1) progress.nonZeroPages = progress.pages;
       progress.dirty = log.pages;
-      // Bytes per ms the link took in this pass (with max-bandwidth's bucket).
-      const bandwidth = (progress.bytes - bytesBefore) / Math.max(clock() - passStart, 1e-3);
+      const sent = progress.bytes - bytesBefore;
+      // Bytes per ms the link took in this pass: max-bandwidth if the bucket held the stream back (the
+      // link was faster), else what it measured.
+      const bandwidth = heldBack ? rate / 1000 : sent / Math.max(clock() - passStart, 1e-3);
       progress.expectedDowntimeMs = (log.pages * (PAGE + 5)) / bandwidth;
-      options.onProgress?.({ ...progress });
       wanted = log.bitmap;
-      const fits = options.stopPages !== undefined ? log.pages <= options.stopPages : progress.expectedDowntimeMs <= downtimeLimitMs;
-      if (fits || progress.pass >= maxPasses) break;
+      converged = options.stopPages !== undefined ? log.pages <= options.stopPages : progress.expectedDowntimeMs <= downtimeLimitMs;
+      // The guest writes faster than the link takes it: hold its vCPU back more (QEMU's rule).
+      if (!converged && converge && log.pages * PAGE > (sent * converge.triggerThreshold) / 100 && ++highPasses >= 2) {
+        highPasses = 0;
+        const next = progress.throttle === 0 ? converge.initial : progress.throttle + converge.increment;
+        progress.throttle = Math.min(next, converge.max, MAX_THROTTLE_PERCENT);
+        throttled = true;
+        await control.throttle(vm, progress.throttle);
+      }
+      options.onProgress?.({ ...progress });
+      if (converged || progress.pass >= passLimit) break;
     }
     // Stop the VM; what was written since the last look, the state, and the end.
     const stoppedAt = performance.now();
@@ -141,10 +179,11 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       const why = reply instanceof Error ? reply.message : reply.type === FrameType.ABORT ? new TextDecoder().decode(reply.payload) : `a frame of type ${reply.type}`;
       throw new Error(`the destination did not take the VM: ${why}`);
     }
-    return { ...progress, downtimeMs: performance.now() - stoppedAt };
+    return { ...progress, downtimeMs: performance.now() - stoppedAt, converged };
   } catch (error) {
     // Anything short of an ACK: the source keeps the VM, running as before.
     if (logging) await control.dirty(vm, "stop").catch(() => {});
+    if (throttled) await control.throttle(vm, 0).catch(() => {});
     await control.resume(vm).catch(() => {});
     socket.destroy();
     throw error;
@@ -201,13 +240,11 @@ export interface MigrationSocket {
   end(bytes: Uint8Array): unknown;
 }
 
-/** What arrived: the VM, written into a snapshot file in a fresh temporary folder, opened. */
+/** What arrived: the VM, checked, its pages in memory (they come into guest RAM on first touch, as a snapshot's do). */
 export interface IncomingVm {
   vm: RestoredVm;
   /** Tell the source the VM runs here (it may end); call once the VM is about to run. */
   accept(): void;
-  /** Remove the temporary file (the open reader keeps what it needs). */
-  cleanup(): void;
 }
 
 /**
@@ -240,21 +277,9 @@ export async function migrateIn(socket: MigrationSocket): Promise<IncomingVm> {
       else throw new MigrationError("frame", `a frame of type ${f.type} has no place in a migration`);
     }
     if (!meta) throw new MigrationError("END", "the stream ended without the VM's state");
-    const dir = mkdtempSync(join(tmpdir(), "hv-incoming-"));
-    const file = join(dir, "incoming.hvsnap");
-    try {
-      const contents = { ...(meta as object), ram: { pages: memoryBytes / PAGE, read: (n: number) => ram.get(n) ?? null } } as Parameters<typeof writeSnapshot>[1];
-      writeSnapshot(file, contents);
-      const vm = openSavedVm(file);
-      return {
-        vm,
-        accept: () => void socket.end(encodeFrame(FrameType.ACK)),
-        cleanup: () => rmSync(dir, { recursive: true, force: true }),
-      };
-    } catch (error) {
-      rmSync(dir, { recursive: true, force: true });
-      throw error;
-    }
+    // Checked as a snapshot file would be, and resumed from memory: no file between stop and start.
+    const vm = checkSavedVm(savedVmInMemory(meta, memoryBytes, ram));
+    return { vm, accept: () => void socket.end(encodeFrame(FrameType.ACK)) };
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     socket.end(encodeFrame(FrameType.ABORT, new TextEncoder().encode(why.slice(0, 500))));
@@ -262,6 +287,13 @@ export async function migrateIn(socket: MigrationSocket): Promise<IncomingVm> {
   }
 }
 
+
+/** A finished migration in a line: "migrated in 3 passes: 41.2 MiB sent for 38.0 MiB of non-zero RAM (ratio 1.08), downtime 12.3 ms, throttle 0%". */
+export function migrationSummary(r: MigrationResult): string {
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+  const ratio = r.nonZeroPages > 0 ? (r.bytes / (r.nonZeroPages * PAGE)).toFixed(3) : "-";
+  return `migrated in ${r.pass} passes: ${mib(r.bytes)} MiB sent for ${mib(r.nonZeroPages * PAGE)} MiB of non-zero RAM (ratio ${ratio}), downtime ${r.downtimeMs.toFixed(1)} ms, throttle ${r.throttle}%${r.converged ? "" : " (not converged: stopped at the pass limit)"}`;
+}
 
 /** `tcp:HOST:PORT` (QEMU's spelling) as host and port; throws RangeError naming what is wrong. */
 export function parseTcpUri(uri: string): { host: string; port: number } {
@@ -271,11 +303,35 @@ export function parseTcpUri(uri: string): { host: string; port: number } {
   return { host: m[1].replace(/^\[|\]$/g, ""), port };
 }
 
+export type MigrationParameter = "max-bandwidth" | "downtime-limit" | "throttle-trigger-threshold" | "cpu-throttle-initial" | "cpu-throttle-increment" | "max-cpu-throttle";
+
+/** QEMU's defaults: no bandwidth limit (0), 300 ms downtime; throttle at 50% dirtied of sent, from 20%, by 10%, up to 99%. */
+const DEFAULT_PARAMETERS: Record<MigrationParameter, number> = {
+  "max-bandwidth": 0,
+  "downtime-limit": 300,
+  "throttle-trigger-threshold": 50,
+  "cpu-throttle-initial": 20,
+  "cpu-throttle-increment": 10,
+  "max-cpu-throttle": 99,
+};
+
+/** Each parameter's range, as QEMU has it (bytes/s up to 2^40, ms up to 2,000,000, percentages). */
+const PARAMETER_RANGES: Record<MigrationParameter, readonly [number, number]> = {
+  "max-bandwidth": [0, 2 ** 40],
+  "downtime-limit": [0, 2_000_000],
+  "throttle-trigger-threshold": [1, 100],
+  "cpu-throttle-initial": [1, MAX_THROTTLE_PERCENT],
+  "cpu-throttle-increment": [1, MAX_THROTTLE_PERCENT],
+  "max-cpu-throttle": [1, MAX_THROTTLE_PERCENT],
+};
+
 /** The source side as QMP sees it: one migration at a time, its status, and the end of hv when it is done. */
 export class OutgoingMigration {
   status: "none" | "active" | "completed" | "failed" | "cancelled" = "none";
-  /** QEMU's migration parameters: bytes per second (0: no limit) and ms. */
-  readonly parameters = { "max-bandwidth": 0, "downtime-limit": 300 };
+  /** QEMU's migration parameters: bytes per second (0: no limit), ms, and auto-converge's percentages. */
+  readonly parameters: Record<MigrationParameter, number> = { ...DEFAULT_PARAMETERS };
+  /** QEMU's migration capabilities (auto-converge is the one hv has). */
+  readonly capabilities = { "auto-converge": false };
   private socket: Socket | null = null;
   private progress: MigrationProgress | null = null;
   private result: MigrationResult | null = null;
@@ -287,7 +343,7 @@ export class OutgoingMigration {
     private readonly request: (vm: number) => Omit<SaveRequest, "path">,
     private readonly connect: (host: string, port: number) => Socket,
     /** The VM runs at the destination: the source hv ends (status 0). */
-    private readonly done: () => void,
+    private readonly done: (result: MigrationResult) => void,
   ) {}
 
   /** Start migrating VM `vm` to `uri`; throws RangeError for a bad URI or one already running. */
@@ -299,12 +355,15 @@ export class OutgoingMigration {
     this.progress = null;
     const socket = (this.socket = this.connect(host, port));
     const p = this.parameters;
-    const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, onProgress: (q: MigrationProgress) => (this.progress = q) };
+    const autoConverge = this.capabilities["auto-converge"]
+      ? { triggerThreshold: p["throttle-trigger-threshold"], initial: p["cpu-throttle-initial"], increment: p["cpu-throttle-increment"], max: p["max-cpu-throttle"] }
+      : undefined;
+    const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q) };
     migrateOut(this.control, vm, this.request(vm), socket, options).then(
       (r) => {
         this.result = r;
         this.status = "completed";
-        this.done();
+        this.done(r);
       },
       (error: Error) => {
         this.error = error.message;
@@ -313,15 +372,25 @@ export class OutgoingMigration {
     );
   }
 
-  /** QMP `migrate-set-parameters`: each a whole number, bandwidth up to 2^40 bytes/s, downtime up to 2,000,000 ms; RangeError otherwise. */
-  setParameters(values: { "max-bandwidth"?: number; "downtime-limit"?: number }): void {
-    const check = (name: string, v: number | undefined, max: number) => {
-      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0 || v > max)) throw new RangeError(`Parameter '${name}' expects a whole number from 0 to ${max}`);
-    };
-    check("max-bandwidth", values["max-bandwidth"], 2 ** 40);
-    check("downtime-limit", values["downtime-limit"], 2_000_000);
-    if (values["max-bandwidth"] !== undefined) this.parameters["max-bandwidth"] = values["max-bandwidth"];
-    if (values["downtime-limit"] !== undefined) this.parameters["downtime-limit"] = values["downtime-limit"];
+  /** QMP `migrate-set-parameters`: each a whole number within PARAMETER_RANGES; RangeError naming the first that is not (and nothing changes). */
+  setParameters(values: Partial<Record<MigrationParameter, number>>): void {
+    for (const [name, v] of Object.entries(values) as Array<[MigrationParameter, number | undefined]>) {
+      const [min, max] = PARAMETER_RANGES[name];
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < min || v > max)) throw new RangeError(`Parameter '${name}' expects a whole number from ${min} to ${max}`);
+    }
+    for (const [name, v] of Object.entries(values) as Array<[MigrationParameter, number | undefined]>) if (v !== undefined) this.parameters[name] = v;
+  }
+
+  /** QMP `migrate-set-capabilities`: only auto-converge; RangeError for another (and nothing changes), or while a migration runs. */
+  setCapabilities(values: ReadonlyArray<{ capability: string; state: boolean }>): void {
+    if (this.status === "active") throw new RangeError("There's a migration process in progress");
+    for (const v of values) if (v.capability !== "auto-converge") throw new RangeError(`Capability '${v.capability}' is not one hv has (auto-converge)`);
+    for (const v of values) this.capabilities["auto-converge"] = v.state;
+  }
+
+  /** The migration holds the VM's vCPU back (auto-converge): the host loop should hold virtual time to host time. */
+  get throttling(): boolean {
+    return this.status === "active" && (this.progress?.throttle ?? 0) > 0;
   }
 
   /** QMP `migrate_cancel`: drop the connection; the source VM goes on as before (nothing if none runs). */
@@ -338,6 +407,7 @@ export class OutgoingMigration {
     const p = this.result ?? this.progress;
     const info: Record<string, unknown> = { status: this.status, "total-time": Math.round(performance.now() - this.started) };
     if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, "remaining": p.dirty * 4096, "normal": p.pages };
+    if (p && p.throttle > 0) info["cpu-throttle-percentage"] = p.throttle;
     if (this.result) info.downtime = Math.round(this.result.downtimeMs);
     else if (p?.expectedDowntimeMs !== undefined) info["expected-downtime"] = Math.round(p.expectedDowntimeMs);
     if (this.status === "failed") info["error-desc"] = this.error;

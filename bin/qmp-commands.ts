@@ -26,7 +26,7 @@ export class QmpError extends Error {
 export const QMP_VERSION = { qemu: { micro: 0, minor: 0, major: 8 }, package: "hv 0.1.0" } as const;
 
 export interface Param {
-  type: "str" | "bool" | "[str]" | "int";
+  type: "str" | "bool" | "[str]" | "int" | "[capability]";
   optional?: true;
 }
 
@@ -42,6 +42,18 @@ export interface QmpCommand {
 }
 
 const VM: Record<string, Param> = { vm: { type: "str", optional: true } };
+
+/** Change the migration's settings; a RangeError becomes the command's GenericError. */
+function onMigration(server: QmpServer, change: (m: NonNullable<QmpServer["options"]["migration"]>) => void): Record<string, never> {
+  const migration = server.options.migration;
+  if (!migration) throw new QmpError("GenericError", "this hv cannot migrate its VMs");
+  try {
+    change(migration);
+  } catch (error) {
+    throw new QmpError("GenericError", (error as Error).message);
+  }
+  return {};
+}
 
 const qmpCapabilities: QmpCommand = {
   params: { enable: { type: "[str]", optional: true } },
@@ -69,33 +81,23 @@ export const COMMANDS: Record<string, QmpCommand> = {
   "query-balloon": { params: VM, run: ({ server }, args) => queryBalloon(server, server.vm(args.vm as string | undefined)) },
   migrate: {
     params: { uri: { type: "str" }, ...VM },
-    run: ({ server }, args) => {
-      const migration = server.options.migration;
-      if (!migration) throw new QmpError("GenericError", "this hv cannot migrate its VMs");
-      try {
-        migration.start(server.vm(args.vm as string | undefined).index, args.uri as string);
-      } catch (error) {
-        throw new QmpError("GenericError", (error as Error).message);
-      }
-      return {};
-    },
+    run: ({ server }, args) => onMigration(server, (m) => m.start(server.vm(args.vm as string | undefined).index, args.uri as string)),
   },
   "query-migrate": { params: {}, run: ({ server }) => server.options.migration?.query() ?? {} },
   migrate_cancel: { params: {}, run: ({ server }) => void server.options.migration?.cancel() },
   "migrate-set-parameters": {
-    params: { "max-bandwidth": { type: "int", optional: true }, "downtime-limit": { type: "int", optional: true } },
-    run: ({ server }, args) => {
-      const migration = server.options.migration;
-      if (!migration) throw new QmpError("GenericError", "this hv cannot migrate its VMs");
-      try {
-        migration.setParameters(args as { "max-bandwidth"?: number; "downtime-limit"?: number });
-      } catch (error) {
-        throw new QmpError("GenericError", (error as Error).message);
-      }
-      return {};
-    },
+    params: Object.fromEntries(["max-bandwidth", "downtime-limit", "throttle-trigger-threshold", "cpu-throttle-initial", "cpu-throttle-increment", "max-cpu-throttle"].map((n) => [n, { type: "int", optional: true }])),
+    run: ({ server }, args) => onMigration(server, (m) => m.setParameters(args as Record<string, number | undefined>)),
   },
   "query-migrate-parameters": { params: {}, run: ({ server }) => ({ ...(server.options.migration?.parameters ?? {}) }) },
+  "migrate-set-capabilities": {
+    params: { capabilities: { type: "[capability]" } },
+    run: ({ server }, args) => onMigration(server, (m) => m.setCapabilities(args.capabilities as Array<{ capability: string; state: boolean }>)),
+  },
+  "query-migrate-capabilities": {
+    params: {},
+    run: ({ server }) => Object.entries(server.options.migration?.capabilities ?? {}).map(([capability, state]) => ({ capability, state })),
+  },
   "query-memory": { params: VM, run: ({ server }, args) => queryMemory(server, server.vm(args.vm as string | undefined)) },
   stop: { params: VM, run: ({ server }, args) => stop(server, server.vm(args.vm as string | undefined)) },
   cont: { params: VM, run: ({ server }, args) => cont(server, server.vm(args.vm as string | undefined)) },

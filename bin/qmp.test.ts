@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Status } from "../kernel/index.js";
 import { openSnapshot } from "../services/snapshot/file.js";
 import { scratchDir } from "../services/snapshot/test-util.js";
+import { OutgoingMigration } from "./migrate.js";
 import { HostControl } from "./host-control.js";
 import { QmpServer, type QmpPeer, type QmpSession } from "./qmp.js";
 import { QmpListener, parseQmpAddress } from "./qmp-socket.js";
@@ -228,6 +229,25 @@ describe("QMP protocol", () => {
     ]);
     expect(a.ended && b.ended).toBe(true);
     expect(b.received).toHaveLength(1);
+  });
+
+  it("migration settings: QEMU's parameters and the auto-converge capability, checked by type and range; refused without a migration", async () => {
+    const peer = await negotiated();
+    expect((await peer.execute("migrate-set-capabilities", { capabilities: [] })).reply.error).toEqual({ class: "GenericError", desc: "this hv cannot migrate its VMs" });
+    const migration = new OutgoingMigration(control, () => ({}) as never, () => ({}) as never, () => {});
+    server = new QmpServer({ control, vms: [testVm("guest")], quit: () => ++quits, now: () => 0, cwd: dir, migration });
+    const p = await negotiated();
+    expect((await p.execute("query-migrate-capabilities")).reply.return).toEqual([{ capability: "auto-converge", state: false }]);
+    expect((await p.execute("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: true }] })).reply.return).toEqual({});
+    expect((await p.execute("query-migrate-capabilities")).reply.return).toEqual([{ capability: "auto-converge", state: true }]);
+    expect((await p.execute("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: "on" }] })).reply.error).toEqual({
+      class: "GenericError",
+      desc: "Invalid parameter type for 'capabilities', expected: array of {capability: string, state: boolean}",
+    });
+    expect((await p.execute("migrate-set-capabilities", { capabilities: [{ capability: "xbzrle", state: true }] })).reply.error.desc).toMatch(/Capability 'xbzrle' is not one hv has/);
+    expect((await p.execute("migrate-set-parameters", { "cpu-throttle-initial": 30, "max-cpu-throttle": 90 })).reply.return).toEqual({});
+    expect((await p.execute("migrate-set-parameters", { "cpu-throttle-increment": 100 })).reply.error.desc).toMatch(/Parameter 'cpu-throttle-increment' expects a whole number from 1 to 99/);
+    expect((await p.execute("query-migrate-parameters")).reply.return).toMatchObject({ "cpu-throttle-initial": 30, "max-cpu-throttle": 90, "cpu-throttle-increment": 10, "throttle-trigger-threshold": 50 });
   });
 
   it("pauses a client that sends faster than its commands finish, and resumes it", async () => {

@@ -36,7 +36,9 @@ export interface QmpServerOptions {
     cancel(): void;
     query(): Record<string, unknown>;
     readonly parameters: Record<string, number>;
-    setParameters(values: { "max-bandwidth"?: number; "downtime-limit"?: number }): void;
+    readonly capabilities: Record<string, boolean>;
+    setParameters(values: Record<string, number | undefined>): void;
+    setCapabilities(values: ReadonlyArray<{ capability: string; state: boolean }>): void;
   };
 }
 
@@ -209,12 +211,13 @@ function checkRequest(request: unknown): { name: string; args: Record<string, un
   return { name: request.execute as string, args: (request.arguments as Record<string, unknown> | undefined) ?? {} };
 }
 
-const TYPE_NAMES: Record<Param["type"], string> = { str: "string", bool: "boolean", int: "integer", "[str]": "array of strings" };
+const TYPE_NAMES: Record<Param["type"], string> = { str: "string", bool: "boolean", int: "integer", "[str]": "array of strings", "[capability]": "array of {capability: string, state: boolean}" };
 const HAS_TYPE: Record<Param["type"], (value: unknown) => boolean> = {
   str: (v) => typeof v === "string",
   bool: (v) => typeof v === "boolean",
   int: (v) => Number.isSafeInteger(v),
   "[str]": (v) => Array.isArray(v) && v.every((s) => typeof s === "string"),
+  "[capability]": (v) => Array.isArray(v) && v.every((c) => typeof c === "object" && c !== null && typeof c.capability === "string" && typeof c.state === "boolean" && Object.keys(c).length === 2),
 };
 
 /** Every argument checked against the command's parameters before it runs: a refused call changes nothing. */

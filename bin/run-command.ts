@@ -1,7 +1,7 @@
 // `hv run`: boot a VM. With no --kernel and no --bios it boots the default guest (Debian's i686
 // kernel and a busybox initramfs, fetched and built on first use).
 import { connect, createServer, type Socket } from "node:net";
-import { OutgoingMigration, migrateIn, parseTcpUri, type IncomingVm } from "./migrate.js";
+import { OutgoingMigration, migrateIn, migrationSummary, parseTcpUri, type IncomingVm } from "./migrate.js";
 import { MigrationError } from "../services/migration/stream.js";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { TerminalConsole } from "../drivers/console/host.js";
@@ -196,7 +196,6 @@ async function runIncoming(opts: RunOpts): Promise<number> {
     return await runOrResume(opts, incoming.vm, () => incoming.accept());
   } finally {
     incoming.vm.reader.close();
-    incoming.cleanup();
   }
 }
 
@@ -277,11 +276,15 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   const saveRequest = (path: string, compress = opts.compress): SaveRequest => ({ path, name, memoryBytes, platform, roms: plan!.roms, drives, compress });
   // The console (Ctrl-A s) and the QMP socket share one queue of commands to the VM.
   const control = new HostControl();
-  if (restored) control.resume(0).catch((error: Error) => process.stderr.write(`hv: ${error.message}\n`));
+  // A migrated VM: the source hears that it runs here (and lets its VM go) the moment it resumes.
+  if (restored) control.resume(0, started).catch((error: Error) => process.stderr.write(`hv: ${error.message}\n`));
 
   let quit = false;
   // QMP `migrate`: the VM goes to another hv; once it runs there, this one ends (status 0).
-  const migration = new OutgoingMigration(control, () => ({ name, memoryBytes, platform, roms: plan!.roms, drives }), (host, port) => connect(port, host), () => (quit = true));
+  const migration = new OutgoingMigration(control, () => ({ name, memoryBytes, platform, roms: plan!.roms, drives }), (host, port) => connect(port, host), (r) => {
+    process.stderr.write(`\r\nhv: ${migrationSummary(r)}; the VM runs at the destination now\r\n`);
+    quit = true;
+  });
   const qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true), migration }).catch((error: Error) => {
     throw new InvalidArgumentError(`--qmp: ${error.message}`);
   }) : null;
@@ -308,6 +311,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       cpus: restored ? 1 : opts.smp,
       trace,
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
+      holdBack: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.throttling },
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
       hostMemoryBytes: opts.hostMem,
       wallTimeout: opts.wallTimeout ? { clock: { now: () => performance.now() * 1e6 }, ns: opts.wallTimeout * 1e9 } : null,
@@ -315,7 +319,6 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
         raise = raiseOn.input;
         control.raise = raiseOn.control;
         raiseOn.control();
-        started?.();
       },
       stopRequested: () => quit,
     });

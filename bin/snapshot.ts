@@ -9,7 +9,7 @@ import { createImage } from "../drivers/block/ops/create.js";
 import { openImage } from "../drivers/block/open.js";
 import { checkSavedDevices } from "../vmm/vmm.js";
 import type { DriveConfig } from "../drivers/block/component.js";
-import { openSnapshot, writeSnapshot, SnapshotError, type DriveRecord, type SnapshotContents, type SnapshotReader } from "../services/snapshot/file.js";
+import { openSnapshot, writeSnapshot, SnapshotError, type DriveRecord, type SavedVmSource, type SnapshotContents, type SnapshotReader } from "../services/snapshot/file.js";
 import type { BootPlan } from "../vmm/boot/index.js";
 import { DeviceStateError, StateReader } from "../vmm/devices/state.js";
 import type { RamPages, VmState } from "../vmm/protocol.js";
@@ -75,8 +75,9 @@ function driveRecord(d: DriveConfig): DriveRecord {
   return { path: d.path, format: d.format ?? "probe", sizeBytes: st.size, readOnly: d.readOnly ?? false, identity: `${st.dev}:${st.ino}:${st.mtimeMs}` };
 }
 
-export interface RestoredVm {
-  reader: SnapshotReader;
+export interface RestoredVm<Source extends SavedVmSource = SavedVmSource> {
+  /** Its records and pages: an open snapshot file, or what a migration brought. */
+  reader: Source;
   name: string;
   memoryBytes: number;
   platform: SavedPlatform;
@@ -99,8 +100,12 @@ export interface CloneOptions {
  * the snapshot is a template: the VM is a linked clone that writes its own overlays and leaves
  * the template's drives (and the file) as they are.
  */
-export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolean; clone?: CloneOptions } = {}): RestoredVm {
-  const reader = openSnapshot(path);
+export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolean; clone?: CloneOptions } = {}): RestoredVm<SnapshotReader> {
+  return checkSavedVm(openSnapshot(path), options);
+}
+
+/** A saved VM from its records and pages (a file's, or a migration's), checked as openSavedVm says; `reader` is closed when it is refused. */
+export function checkSavedVm<Source extends SavedVmSource>(reader: Source, options: { ignoreDriveChanges?: boolean; clone?: CloneOptions } = {}): RestoredVm<Source> {
   try {
     const h = reader.header;
     if (h.vcpuCount !== 1 || reader.vcpus.length !== 1) throw new SnapshotError("vcpus", "length", `${reader.vcpus.length} vCPUs; this hv runs 1`);

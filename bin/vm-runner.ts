@@ -49,6 +49,12 @@ export interface VmRunOptions {
   trace?: TraceSink | null;
   /** Hold virtual time back to this host clock (interactive use); absent: run as fast as possible. */
   pace?: HostTimeSource | null;
+  /**
+   * Without `pace`: while `active()` says so, virtual time may not run ahead of `clock` (counted
+   * from when it began). A migration's throttle holds the vCPU back in virtual time; this makes
+   * that cost host time too, so that the guest writes less per second of the link's.
+   */
+  holdBack?: { clock: HostTimeSource; active: () => boolean } | null;
   /** Give up after this much virtual time (ns). */
   maxVirtualNs?: number;
   /**
@@ -152,7 +158,7 @@ export interface FleetVm {
 }
 
 /** What the whole run shares: the engine, time, limits and the host's hooks. */
-export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested"> & {
+export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "holdBack" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested"> & {
   /** A host clock (ns) that times the scanner (FleetResult.scanner.hostNs). */
   scanClock?: () => number;
   /** Pairs of VMs connected by an hv PV channel (compose's HostServices.channels). */
@@ -217,6 +223,8 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
   const wall = o.wallTimeout ?? null;
   const wallStart = wall?.clock.now() ?? 0;
   let sliceNs = wall ? MIN_SLICE_NS : SLICE_NS;
+  /** Since when (host and virtual ns) holdBack holds virtual time back, or null. */
+  let heldSince: { host: number; virtual: number } | null = null;
   let faultsSeen = 0;
   const storage = new StorageCollector();
   const result = (stop: FleetResult["stop"]) => ({ kernel, stop, vms: outcomes });
@@ -247,8 +255,13 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
       await new Promise((resolve) => setTimeout(resolve, 10));
       continue;
     }
-    if (o.pace) {
-      const aheadMs = (kernel.clock.now - (o.pace.now() - startHost)) / 1e6;
+    const hold = o.holdBack;
+    heldSince = !o.pace && hold?.active() ? (heldSince ?? { host: hold.clock.now(), virtual: kernel.clock.now }) : null;
+    // How far virtual time is ahead of the host clock it is held to (ms), if it is held.
+    const aheadMs = o.pace
+      ? (kernel.clock.now - (o.pace.now() - startHost)) / 1e6
+      : hold && heldSince ? (kernel.clock.now - heldSince.virtual - (hold.clock.now() - heldSince.host)) / 1e6 : null;
+    if (aheadMs !== null) {
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(aheadMs, 50))));
     } else {
       await new Promise((resolve) => setImmediate(resolve));

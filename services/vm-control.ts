@@ -21,7 +21,9 @@ export type ControlCommand =
   /** Dirty logging (live migration): start, collect (the pages written since, as a bitmap), stop. */
   | { vm: number; op: "dirty"; action: "start" | "collect" | "stop" }
   /** Guest RAM as it is now, the VM running on (live migration reads it while the guest runs). */
-  | { vm: number; op: "ram" };
+  | { vm: number; op: "ram" }
+  /** Auto-converge: hold the vCPU back `percent` of each period (0: not at all). */
+  | { vm: number; op: "throttle"; percent: number };
 
 /** A VM's memory as the memory manager counts it, in pages, and the host's. */
 export interface MemoryCounts {
@@ -110,6 +112,10 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
               }
               host.done(command, state && bytes <= state.length ? { status: st, dirty: state.subarray(0, bytes), pages } : { status: Status.BAD_CAPABILITY });
             }
+          } else if (command.op === "throttle") {
+            sys.utcb.set(VmmControlOp.THROTTLE, command.percent);
+            const called = sys.call(portal);
+            host.done(command, { status: called === Status.SUCCESS ? (sys.utcb.words[0] as Status) : called });
           } else if (command.op === "balloon") {
             const set = command.guestPages !== undefined;
             sys.utcb.set(VmmControlOp.BALLOON, set ? 1 : 0, set ? command.guestPages! : 0);

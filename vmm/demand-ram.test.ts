@@ -219,13 +219,27 @@ describe("DemandRam", () => {
     expect(() => guestAccess(ram, mm, 3 * PAGE, 4, true, 1)).toThrow(/guest page 0x3: the memory manager answered NO_MEMORY/);
   });
 
+  it("while logging, a page read in from a snapshot is not news, and its first write after that is", () => {
+    const mm = new FakeManager();
+    const ram = new DemandRam(PAGES * PAGE, mm, { hasPage: (p) => p === 3, readPage: (_p, into) => into.fill(7, 0, PAGE) });
+    ram.startDirtyLog();
+    expect(guestAccess(ram, mm, 3 * PAGE, 1, false, 0)).toBe(7);
+    expect(ram.collectDirty()[3]).toBe(0);
+    guestAccess(ram, mm, 3 * PAGE + 1, 1, true, 9);
+    expect(ram.collectDirty()[3]).toBe(1);
+  });
+
   it("dirty logging misses no write: guest, devices, balloon, copies of shared pages; every page that changed is in the log (property)", () => {
     const streamArb = fc.record({ kind: fc.constant("stream" as const), page: fc.integer({ min: 0, max: PAGES - 8 }), count: fc.integer({ min: 2, max: 8 }), value: fc.nat() });
     fc.assert(
-      fc.property(fc.array(fc.oneof({ weight: 8, arbitrary: opArb }, { weight: 2, arbitrary: streamArb }, { weight: 1, arbitrary: fc.constant({ kind: "collect" as const }) }), { maxLength: 80 }), fc.integer({ min: 0, max: 20 }), fc.boolean(), (ops, startAt, knowsRevoked) => {
+      fc.property(fc.array(fc.oneof({ weight: 8, arbitrary: opArb }, { weight: 2, arbitrary: streamArb }, { weight: 1, arbitrary: fc.constant({ kind: "collect" as const }) }), { maxLength: 80 }), fc.integer({ min: 0, max: 20 }), fc.boolean(), fc.boolean(), (ops, startAt, knowsRevoked, resumed) => {
         const mm = new FakeManager(knowsRevoked);
-        const ram = new DemandRam(PAGES * PAGE, mm);
+        // A resumed VM: every third page comes from its snapshot on first touch.
+        const saved = (p: number) => resumed && p % 3 === 0;
+        const source = { hasPage: saved, readPage: (p: number, into: Uint8Array) => into.fill(saved(p) ? p + 1 : 0, 0, PAGE) };
+        const ram = new DemandRam(PAGES * PAGE, mm, source);
         const model = new Uint8Array(PAGES * PAGE);
+        for (let p = 0; p < PAGES; p++) if (saved(p)) model.fill(p + 1, p * PAGE, (p + 1) * PAGE);
         let base: Uint8Array | null = null;
         const check = () => {
           const written = ram.collectDirty();

@@ -384,14 +384,13 @@ export class DemandRam implements GuestRam, RamPages {
       }
       this.state[p] = PRIVATE;
       this.stats.privateFaults++;
-      // Logging: a page backed ahead or read in from a snapshot is not written yet.
-      if (this.dirty && p !== n) {
+      // Logging: a page backed ahead, or read in from a snapshot, is not written yet (a migration has
+      // its bytes already): its first write must exit to be seen.
+      if (this.dirty && (p !== n || !write)) {
         this.writeProtected[p] = 1;
         this.backing.protect(p, false);
       }
     }
-    // A page read in from the source (or copied from a shared frame) is news too.
-    if (this.dirty && private_) for (let p = n; p < n + count; p++) if (fromSource) this.dirty[p] = 1;
     if (private_) this.lastFault = n + count - 1;
     const c = this.backing.traceCount;
     if (c) {

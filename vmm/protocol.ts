@@ -24,6 +24,11 @@
 //                it, 2 collects (the pages written since the start or the last collect, as a bitmap
 //                of one bit per RAM page, LSB first, at the start of the state region) and goes on,
 //                3 stops it
+//   [THROTTLE, percent]  [status]   auto-converge (live migration): from now on the vCPU runs only
+//                (100 - percent)% of each THROTTLE_PERIOD_NS: after (100 - percent)% of a period of
+//                its own time it stops for percent% of a period of the host's virtual time (in which
+//                the VM's time stands still, as in a pause: the guest does not see it). 0 ends it;
+//                at most MAX_THROTTLE_PERCENT
 //   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree,
 //                 touched, shared, sharedFrames, scanned, merged, zeroed, broken]
 //                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory
@@ -42,7 +47,12 @@ export const VmmControlOp = {
   QUERY: 5,
   BALLOON: 6,
   DIRTY: 7,
+  THROTTLE: 8,
 } as const;
+
+/** THROTTLE: the period the vCPU's share is counted in (virtual ns; QEMU's throttle timeslice), and the most it may be held back (percent). */
+export const THROTTLE_PERIOD_NS = 10_000_000;
+export const MAX_THROTTLE_PERCENT = 99;
 
 /** DIRTY's actions. */
 export const DirtyAction = { START: 1, COLLECT: 2, STOP: 3 } as const;

@@ -32,7 +32,7 @@ import { ConsoleChannel } from "../drivers/console/protocol.js";
 import { MemoryOp, MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
 import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
 import { encode } from "@msgpack/msgpack";
-import { DirtyAction, PauseReason, STATE_PAGES, VmmControlOp, type VmState } from "./protocol.js";
+import { DirtyAction, MAX_THROTTLE_PERCENT, PauseReason, STATE_PAGES, THROTTLE_PERIOD_NS, VmmControlOp, type VmState } from "./protocol.js";
 import { copyVcpuState as copyState, RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
 import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
 import { KVM_ENOSYS, KvmParavirt } from "./paravirt/kvm.js";
@@ -284,6 +284,13 @@ class Vmm {
   private hvTimer: ReturnType<DeviceClock["setTimer"]> | null = null;
   private serialOut: number[] = [];
   private debugOut: number[] = [];
+  /**
+   * Auto-converge (THROTTLE; the boot vCPU's, whose time is the VM's, as a pause stops it): percent
+   * of each period it is held back (0: never); the timer
+   * that ends its share of the period; a recall it asked for; and the vCPU while held back, with
+   * the kernel time that ends it.
+   */
+  private throttle: { percent: number; timer: ReturnType<DeviceClock["setTimer"]> | null; due: boolean; held: { parked: Parked; until: number } | null } = { percent: 0, timer: null, due: false, held: null };
 
   constructor(
     private readonly sys: Sys,
@@ -391,10 +398,14 @@ class Vmm {
 
     // The timer thread: sleep until the next device deadline (or until an earlier one is armed).
     // A paused VM's devices stand still: no deadline is due until it resumes.
+    // Held back by the throttle, the VM's time stands still too; the thread wakes when that ends.
     while (!this.ended) {
-      const next = this.pauseStart !== null ? Infinity : this.clock.nextDeadline();
-      const wait = next === Infinity ? Infinity : Math.max(0, next - this.vmNow());
+      const held = this.throttle.held;
+      const next = this.pauseStart !== null || held ? Infinity : this.clock.nextDeadline();
+      const wait = held ? Math.max(0, held.until - sys.now()) : next === Infinity ? Infinity : Math.max(0, next - this.vmNow());
       yield sys.wait.down(TIMER_SM, wait);
+      const heldNow = this.throttle.held;
+      if (heldNow && sys.now() >= heldNow.until) this.releaseThrottled();
       if (this.pauseStart === null) this.clock.fireDue(this.vmNow());
       this.flushConsole();
     }
@@ -700,6 +711,13 @@ class Vmm {
           if (!token) return;
           this.sys.utcb.set(Status.SUCCESS);
           this.sys.reply(token);
+          return;
+        }
+        if (this.throttle.due && cpu === this.bsp) {
+          // The vCPU used its share of the period: it stops for the rest, in host virtual time.
+          this.throttle.due = false;
+          this.throttle.held = { parked: this.park(v, false), until: this.sys.now() + (THROTTLE_PERIOD_NS * this.throttle.percent) / 100 };
+          this.sys.up(TIMER_SM);
           return;
         }
         this.inject(v, cpu);
@@ -1016,6 +1034,12 @@ class Vmm {
         }
         return void utcb.set(Status.SUCCESS, pages, bitmap.length);
       }
+      case VmmControlOp.THROTTLE: {
+        const percent = utcb.untyped >= 2 ? utcb.words[1] : -1;
+        if (!Number.isInteger(percent) || percent < 0 || percent > MAX_THROTTLE_PERCENT) return void utcb.set(Status.BAD_PARAMETER);
+        this.setThrottle(percent);
+        return void utcb.set(Status.SUCCESS);
+      }
       case VmmControlOp.BALLOON: {
         const { balloon, device } = this.balloon;
         const ramPages = Math.ceil(this.config.memoryBytes / 4096);
@@ -1038,6 +1062,39 @@ class Vmm {
       }
     }
     utcb.set(Status.BAD_PARAMETER);
+  }
+
+  /** Hold the vCPU back `percent` of each THROTTLE_PERIOD_NS from now on (0: let it run). */
+  private setThrottle(percent: number): void {
+    const t = this.throttle;
+    t.percent = percent;
+    t.due = false;
+    if (t.timer !== null) this.clock.cancelTimer(t.timer);
+    t.timer = null;
+    if (percent === 0) this.releaseThrottled();
+    else if (!t.held) this.armThrottle();
+  }
+
+  /** End the vCPU's share of this period (100 - percent)% of it from now, in its own time: a recall stops it there. */
+  private armThrottle(): void {
+    const t = this.throttle;
+    t.timer = this.clock.setTimer(this.vmNow() + (THROTTLE_PERIOD_NS * (100 - t.percent)) / 100, () => {
+      t.timer = null;
+      // Waiting in HLT, it runs nothing: its next share starts now.
+      if (this.bsp.halted) return this.armThrottle();
+      t.due = true;
+      this.sys.recall(vcpuEc(0));
+    });
+  }
+
+  /** A vCPU held back by the throttle goes on (and its next share of a period starts). */
+  private releaseThrottled(): void {
+    const t = this.throttle;
+    const held = t.held;
+    t.held = null;
+    if (!held || this.ended) return;
+    this.unpark(held.parked, this.bsp);
+    if (t.percent > 0) this.armThrottle();
   }
 
   /** Pause now and answer `token` once stopped: a halted vCPU stays parked, a running one stops at its next instruction boundary. */
@@ -1107,6 +1164,8 @@ class Vmm {
     this.pausedAt = null;
     if (parked) this.unpark(parked, this.bsp);
     sys.up(TIMER_SM);
+    // The throttle's recall went to the pause: ask again.
+    if (this.throttle.due) sys.recall(vcpuEc(0));
     if (this.kickPending) {
       this.kickPending = false;
       this.kick(this.bsp);

@@ -21,3 +21,4 @@ export { SnapshotError } from "./errors.js";
 export { FORMAT_VERSION } from "./layout.js";
 export { writeSnapshot, type SnapshotContents, type WriteOptions, type WriteResult } from "./writer.js";
 export { openSnapshot, type SnapshotReader, type SectionInfo } from "./reader.js";
+export { savedVmInMemory, type SavedVmSource } from "./memory-source.js";

@@ -47,7 +47,6 @@ async function feed(bytes: Uint8Array, cuts: number[]): Promise<{ error: unknown
   const done = migrateIn(socket).then(
     (vm) => {
       vm.vm.reader.close();
-      vm.cleanup();
       return null;
     },
     (error: unknown) => error,

@@ -66,15 +66,39 @@ irq0:
 );
 
 /** Prints L<n> lines (n from 1, as decimal digits) while it rewrites 64 pages at 8 MiB with n. */
-export const COUNTER_GUEST = (): Uint8Array =>
-  multiboot(`
-    mov esp, 0x90000
-    mov dword [count], 0
-next: inc dword [count]
+export const COUNTER_GUEST = (): Uint8Array => multiboot(counterGuest(`
     mov edi, 0x800000
     mov ecx, 64 * 1024
     mov eax, [count]
-    rep stosd
+    rep stosd`));
+
+/**
+ * Prints L<n> lines like COUNTER_GUEST, writing one page after another of the 256 at 8 MiB (n into
+ * its first dword, round and round), 64 pages a line, about 20,000 instructions apart: a guest that
+ * dirties memory at a steady rate, 50 pages per ms of its time.
+ */
+export const DIRTIER_GUEST = (): Uint8Array => multiboot(counterGuest(`
+    mov ebx, 64
+page: mov eax, [count]
+    mov [esi], eax
+    add esi, 4096
+    cmp esi, 0x900000
+    jb spin_start
+    mov esi, 0x800000
+spin_start: mov ecx, 10000
+spin: dec ecx
+    jnz spin
+    dec ebx
+    jnz page`));
+
+/** A guest that runs `work` and then prints L<count>, for count = 1, 2, ...; esi starts at 8 MiB. */
+function counterGuest(work: string): string {
+  return `
+    mov esp, 0x90000
+    mov dword [count], 0
+    mov esi, 0x800000
+next: inc dword [count]
+${work}
     mov dx, 0x3f8
     mov al, 'L'
     out dx, al
@@ -96,4 +120,5 @@ print: pop eax
     out dx, al
     jmp next
 count: dd 0
-`);
+`;
+}

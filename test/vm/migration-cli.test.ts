@@ -2,50 +2,23 @@
 // `hv run --incoming tcp:HOST:PORT`, the source told `migrate` over its QMP socket (with hv ctl).
 // The source ends with status 0 once the destination runs the VM; the guest's lines go on there.
 
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { HV, ROOT } from "../hostile/img-harness.js";
+import { freePort, hvRun, until } from "../support/hv-process.js";
 import { COUNTER_GUEST } from "./guests.js";
 import { hasNasm } from "./nasm.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hv-migrate-cli-"));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** A free TCP port on loopback (taken and given back). */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** Start `hv run ARGS`; its stdout and stderr as they come. */
-function hv(args: string[]): { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [...HV, "run", ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (b: Buffer) => (out += b.toString("latin1")));
-  child.stderr!.on("data", (b: Buffer) => (err += b.toString("latin1")));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { child, out: () => out, err: () => err, exited };
-}
+const hv = (args: string[]) => hvRun(HV, args, { cwd: ROOT });
 
 const ctl = (sock: string, ...args: string[]) => spawnSync(process.execPath, [...HV, "ctl", sock, ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
-
-async function until(what: string, ok: () => boolean, ms = 120_000): Promise<void> {
-  const start = Date.now();
-  while (!ok()) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe.skipIf(!hasNasm())("hv run --incoming and QMP migrate", () => {
   it("moves a running guest between two hv processes; the source ends with 0, the lines go on at the destination", async () => {

@@ -18,7 +18,8 @@ import type { ControlCommand, ControlHost, ControlResult } from "../../services/
 import { loadKernel } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { hasNasm } from "./nasm.js";
-import { COUNTER_GUEST as GUEST } from "./guests.js";
+import { COUNTER_GUEST as GUEST, DIRTIER_GUEST } from "./guests.js";
+import type { Kernel } from "../../kernel/index.js";
 
 const MEMORY = 32 << 20;
 
@@ -47,11 +48,12 @@ class QueueControl implements ControlHost {
 }
 
 /**
- * Boot the counter guest, move it (after 10 lines) to a destination in this process with `options`,
- * and let the destination print 10 lines: what both printed, the migration's result, its host time.
+ * Boot the counter guest (or `guest`), move it (after 10 lines) to a destination in this process
+ * with `options` (or what they are for the source's kernel), and let the destination print 10
+ * lines: what both printed, the migration's result, its host time.
  */
-async function moveCounter(options: MigrationOptions) {
-  const kernel = GUEST();
+async function moveCounter(options: MigrationOptions | ((source: Kernel) => MigrationOptions), guest = GUEST) {
+  const kernel = guest();
   const plan = loadKernel(kernel, { memSize: MEMORY });
   const request: Omit<SaveRequest, "path"> = { name: "mover", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [] };
   const { server, port } = await listen();
@@ -83,25 +85,26 @@ async function moveCounter(options: MigrationOptions) {
             resolve();
           } finally {
             incoming.vm.reader.close();
-            incoming.cleanup();
           }
         })
         .catch(reject);
     });
   });
-  await runVm({
+  const sourceRun = await runVm({
     memoryBytes: MEMORY,
     plan,
     console: sourceCon,
     engine: createX86Engine,
     control,
     ...platformConfig(platform),
-    maxVirtualNs: 60e9,
+    // Stopped and waiting for the destination's ACK, the source idles through virtual time (its
+    // memory scanner's timer) at seconds per second of the host: a bound only against a hang.
+    maxVirtualNs: 3600e9,
     onStart: (_k, raise) => void (control.raise = raise.control),
-    onSlice: () => {
+    onSlice: (k) => {
       if (started || String.fromCharCode(...sourceCon.serial).split("\n").length <= 10) return;
       started = performance.now();
-      void migrateOut(control, 0, request, connect(port, "127.0.0.1"), options).then((r) => {
+      void migrateOut(control, 0, request, connect(port, "127.0.0.1"), typeof options === "function" ? options(k) : options).then((r) => {
         elapsedMs = performance.now() - started;
         result = r;
       });
@@ -111,7 +114,7 @@ async function moveCounter(options: MigrationOptions) {
   await destination;
   server.close();
   const r = result as MigrationResult | null;
-  if (!r) throw new Error("the migration did not complete");
+  if (!r) throw new Error(`the migration did not complete (source: ${JSON.stringify({ ended: sourceRun.ended, stop: sourceRun.stop, message: sourceRun.message })})`);
   return { result: r, elapsedMs, sourceText: String.fromCharCode(...sourceCon.serial), destText: String.fromCharCode(...destCon.serial) };
 }
 
@@ -135,6 +138,27 @@ describe.skipIf(!hasNasm())("live migration", () => {
     const never = await moveCounter({ downtimeLimitMs: 0, maxPasses: 3 });
     expect(never.result.pass).toBe(3);
     checkLines(never.sourceText + never.destText);
+  });
+
+  it("auto-converge: a guest that dirties faster than the link converges within the downtime limit when throttled, and not without", async () => {
+    // The link runs on the source's virtual time (as if the host held it to wall time exactly):
+    // 10 pages per ms of it, against a guest that writes 50 pages per ms of its own time.
+    const link = (k: Kernel): MigrationOptions => ({ clock: () => k.clock.now / 1e6, maxBandwidth: 10 * 4101 * 1000, downtimeLimitMs: 3 });
+    const off = await moveCounter(link, DIRTIER_GUEST);
+    expect(off.result.converged).toBe(false);
+    expect(off.result.pass).toBe(8);
+    expect(off.result.throttle).toBe(0);
+    // What the last pass left would take far longer than the limit: the guest outran the link.
+    expect(off.result.expectedDowntimeMs).toBeGreaterThan(3 * 3);
+    checkLines(off.sourceText + off.destText);
+    const autoConverge = { triggerThreshold: 50, initial: 50, increment: 20, max: 99 };
+    const on = await moveCounter((k) => ({ ...link(k), autoConverge }), DIRTIER_GUEST);
+    expect(on.result.converged).toBe(true);
+    expect(on.result.throttle).toBeGreaterThanOrEqual(50);
+    expect(on.result.expectedDowntimeMs).toBeLessThanOrEqual(3);
+    // Its last pass left what fits 3 ms of the link: a few pages, where the unthrottled one left a whole region's worth.
+    expect(on.result.dirty).toBeLessThan(off.result.dirty / 4);
+    checkLines(on.sourceText + on.destText);
   });
 
   it("a connection cut in the middle (or a destination that refuses) leaves the source running, as it was", async () => {
@@ -241,7 +265,6 @@ describe.skipIf(!hasNasm())("live migration", () => {
                 resolve();
               } finally {
                 incoming.vm.reader.close();
-                incoming.cleanup();
               }
             })
             .catch(reject);
@@ -322,12 +345,20 @@ describe.skipIf(!hasNasm())("live migration", () => {
 
   it("migrate-set-parameters takes whole numbers in range and refuses the rest, naming the parameter", () => {
     const m = new OutgoingMigration(new HostControl(), () => ({}) as never, () => ({}) as never, () => {});
-    expect(m.parameters).toEqual({ "max-bandwidth": 0, "downtime-limit": 300 });
-    m.setParameters({ "max-bandwidth": 125_000_000, "downtime-limit": 20 });
-    expect(m.parameters).toEqual({ "max-bandwidth": 125_000_000, "downtime-limit": 20 });
-    for (const bad of [{ "max-bandwidth": -1 }, { "max-bandwidth": 2 ** 41 }, { "downtime-limit": 0.5 }, { "downtime-limit": Number.NaN }])
-      expect(() => m.setParameters(bad)).toThrow(/Parameter '(max-bandwidth|downtime-limit)' expects a whole number/);
-    expect(m.parameters).toEqual({ "max-bandwidth": 125_000_000, "downtime-limit": 20 });
+    const defaults = { "max-bandwidth": 0, "downtime-limit": 300, "throttle-trigger-threshold": 50, "cpu-throttle-initial": 20, "cpu-throttle-increment": 10, "max-cpu-throttle": 99 };
+    expect(m.parameters).toEqual(defaults);
+    m.setParameters({ "max-bandwidth": 125_000_000, "downtime-limit": 20, "cpu-throttle-initial": 30 });
+    const set = { ...defaults, "max-bandwidth": 125_000_000, "downtime-limit": 20, "cpu-throttle-initial": 30 };
+    expect(m.parameters).toEqual(set);
+    for (const bad of [{ "max-bandwidth": -1 }, { "max-bandwidth": 2 ** 41 }, { "downtime-limit": 0.5 }, { "downtime-limit": Number.NaN }, { "max-cpu-throttle": 100 }, { "cpu-throttle-increment": 0 }])
+      expect(() => m.setParameters(bad)).toThrow(/Parameter '(max-bandwidth|downtime-limit|max-cpu-throttle|cpu-throttle-increment)' expects a whole number/);
+    // A refused change changes nothing, not even the parameters before the bad one.
+    expect(() => m.setParameters({ "downtime-limit": 50, "max-cpu-throttle": 200 })).toThrow(/max-cpu-throttle/);
+    expect(m.parameters).toEqual(set);
+    expect(m.capabilities).toEqual({ "auto-converge": false });
+    m.setCapabilities([{ capability: "auto-converge", state: true }]);
+    expect(m.capabilities).toEqual({ "auto-converge": true });
+    expect(() => m.setCapabilities([{ capability: "postcopy-ram", state: true }])).toThrow(/Capability 'postcopy-ram' is not one hv has/);
     expect(() => m.start(0, "tcp:localhost:99999")).toThrow(/not tcp:HOST:PORT/);
   });
 });

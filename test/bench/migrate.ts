@@ -1,0 +1,167 @@
+// Benchmark: live migration of the default guest (128 MiB) between two hv processes on loopback.
+// Boots the guest to its prompt once (in this process) and saves it; then, for each max-bandwidth
+// (1 Gbit/s, then 100 Mbit/s): a source `hv run --restore` of that snapshot and a destination
+// `hv run --incoming`. In the source's shell a loop rewrites a 2 MiB tmpfs file from a non-zero
+// one while another prints a numbered heartbeat every 10 ms of guest time; once 20 beats came,
+// QMP turns on auto-converge and sets max-bandwidth, downtime-limit 10 ms, and migrates. The
+// heartbeat must go on at the destination with no beat lost or twice. Progress on stderr; last line:
+//   downtime_ms=<source stop to the destination's resume, 1 Gbit/s> downtime_100m_ms=<n>
+//   total_s=<migration time at 1 Gbit/s> bytes_ratio=<bytes sent / non-zero guest RAM, 1 Gbit/s>
+// (downtime is what the source measured from its stop to the destination's ACK, which the
+// destination sends the moment it resumes the VM, before its first instruction.)
+
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { HostControl } from "../../bin/host-control.js";
+import { runVm } from "../../bin/vm-runner.js";
+import { MemoryConsole } from "../../drivers/console/host.js";
+import { ensureDefaultGuest } from "../../services/guest/index.js";
+import { loadKernel } from "../../vmm/boot/index.js";
+import { createX86Engine } from "../../vmm/x86/index.js";
+import { freePort, hvRun, until } from "../support/hv-process.js";
+
+const MEMORY = 128 << 20;
+const HV = join(import.meta.dirname, "../../dist/hv.js");
+const dir = mkdtempSync(join(tmpdir(), "hv-bench-migrate-"));
+const say = (text: string) => void process.stderr.write(`bench:migrate: ${text}\n`);
+
+/** The workload, typed at the prompt: a 2 MiB non-zero file copied over another, round and round; a heartbeat every 10 ms. */
+const WORKLOAD =
+  "mkdir -p /t && mount -t tmpfs none /t && yes migrate | head -c 2097152 > /t/src && " +
+  "(while :; do cp /t/src /t/f; done) & i=0; while :; do i=$((i+1)); echo HB$i; usleep 10000; done\n";
+
+const hv = (args: string[]) => hvRun([HV], args, { stdin: "pipe" });
+const waitFor = (what: string, ok: () => boolean) => until(what, ok, 600_000);
+
+/** QMP over a Unix socket: negotiate, then one command at a time. */
+async function qmp(path: string): Promise<{ run: (execute: string, args?: object) => Promise<unknown>; close: () => void }> {
+  const socket = connect(path);
+  let buffer = "";
+  const waiting: Array<(line: Record<string, unknown>) => void> = [];
+  socket.on("data", (b: Buffer) => {
+    buffer += b.toString();
+    for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+      const line = JSON.parse(buffer.slice(0, nl)) as Record<string, unknown>;
+      buffer = buffer.slice(nl + 1);
+      if ("return" in line || "error" in line || "QMP" in line) waiting.shift()?.(line);
+    }
+  });
+  const next = () => new Promise<Record<string, unknown>>((resolve) => waiting.push(resolve));
+  await next();
+  const run = async (execute: string, args?: object) => {
+    const reply = next();
+    socket.write(JSON.stringify(args ? { execute, arguments: args } : { execute }) + "\n");
+    const r = await reply;
+    if ("error" in r) throw new Error(`${execute}: ${JSON.stringify(r.error)}`);
+    return r.return;
+  };
+  await run("qmp_capabilities");
+  return { run, close: () => socket.destroy() };
+}
+
+/** The heartbeat numbers in `text`, in order (a line cut by the end is left out). */
+const beats = (text: string) => [...text.matchAll(/HB(\d+)\r?\n/g)].map((m) => Number(m[1]));
+
+async function bootAndSave(file: string): Promise<void> {
+  const guest = await ensureDefaultGuest({ quiet: true });
+  const plan = loadKernel(new Uint8Array(readFileSync(guest.kernel)), { memSize: MEMORY, cmdline: guest.append, initrd: new Uint8Array(readFileSync(guest.initrd)) });
+  const request = { path: file, name: "bench", memoryBytes: MEMORY, platform: { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true }, roms: plan.roms, drives: [] };
+  say("booting the default guest...");
+  const con = new MemoryConsole();
+  const control = new HostControl();
+  let saved = false;
+  let asked = false;
+  await runVm({
+    memoryBytes: MEMORY, plan, console: con, engine: createX86Engine, control, maxVirtualNs: 300e9,
+    onStart: (_k, raise) => {
+      control.raise = raise.control;
+      con.onOutput = () => {
+        if (asked || !/hv-init: ready[\s\S]*# /.test(con.text)) return;
+        asked = true;
+        say("at the prompt; saving");
+        void control.save(0, request).then(() => (saved = true));
+      };
+    },
+    stopRequested: () => saved,
+  });
+  if (!saved) throw new Error("the guest did not reach its prompt");
+}
+
+interface Run {
+  downtimeMs: number;
+  totalS: number;
+  ratio: number;
+  passes: number;
+  throttle: number;
+}
+
+async function migrate(snapshot: string, bandwidth: number, label: string): Promise<Run> {
+  const port = await freePort();
+  const sock = join(dir, `source-${bandwidth}.qmp`);
+  const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, "--no-pace"]);
+  await waitFor("the destination to listen", () => destination.err().includes("waiting for a migration"));
+  const source = hv(["--restore", snapshot, "--qmp", `unix:${sock}`, "--no-pace"]);
+  try {
+    const alive = () => {
+      if (source.child.exitCode !== null) throw new Error(`the source ended (${source.child.exitCode}): ${source.err()}\n${source.out().slice(-2000)}`);
+      return true;
+    };
+    // A restored shell says nothing until it hears something: a newline brings its prompt back.
+    source.child.stdin!.write("\n");
+    await waitFor("the source's prompt", () => alive() && source.out().includes("# "));
+    source.child.stdin!.write(WORKLOAD);
+    await waitFor("20 heartbeats", () => alive() && beats(source.out()).length >= 20);
+    say(`${label}: the workload runs (20 beats); migrating`);
+    const q = await qmp(sock);
+    await q.run("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: true }] });
+    await q.run("migrate-set-parameters", { "max-bandwidth": bandwidth, "downtime-limit": 10 });
+    const started = performance.now();
+    await q.run("migrate", { uri: `tcp:127.0.0.1:${port}` });
+    const progress = setInterval(() => {
+      q.run("query-migrate").then((m) => {
+        const info = m as { status?: string; ram?: { transferred: number; "dirty-sync-count": number; remaining: number }; "cpu-throttle-percentage"?: number };
+        if (info.ram) say(`${label}: pass ${info.ram["dirty-sync-count"]}, ${(info.ram.transferred / 2 ** 20).toFixed(1)} MiB sent, ${(info.ram.remaining / 2 ** 20).toFixed(2)} MiB dirty, throttle ${info["cpu-throttle-percentage"] ?? 0}%`);
+      }, () => {});
+    }, 500);
+    const code = await source.exited;
+    clearInterval(progress);
+    q.close();
+    const totalS = (performance.now() - started) / 1000;
+    if (code !== 0) throw new Error(`the source ended with ${code}: ${source.err()}`);
+    const m = /migrated in (\d+) passes: .* \(ratio ([\d.]+)\), downtime ([\d.]+) ms, throttle (\d+)%/.exec(source.err());
+    if (!m) throw new Error(`the source did not say how it went: ${source.err()}`);
+    say(`${label}: ${/migrated in [^\r\n]*/.exec(source.err())![0]}`);
+    const before = beats(source.out());
+    await waitFor("10 heartbeats at the destination", () => beats(destination.out()).length >= 10);
+    const after = beats(destination.out());
+    // One sequence: the source's beats, then the destination's, each the one before plus one.
+    const all = [...before, ...after];
+    all.forEach((n, i) => {
+      if (i > 0 && n !== all[i - 1] + 1) throw new Error(`heartbeat ${all[i - 1]} is followed by ${n}`);
+    });
+    say(`${label}: heartbeats ${before[0]}..${before.at(-1)} at the source, ${after[0]}..${after.at(-1)} at the destination: none lost`);
+    return { passes: Number(m[1]), ratio: Number(m[2]), downtimeMs: Number(m[3]), throttle: Number(m[4]), totalS };
+  } finally {
+    source.child.kill("SIGKILL");
+    destination.child.kill("SIGKILL");
+    await Promise.all([source.exited, destination.exited]);
+  }
+}
+
+async function main(): Promise<void> {
+  // HV_BENCH_SNAPSHOT: a snapshot of the default guest at its prompt, to skip the boot.
+  const snapshot = process.env.HV_BENCH_SNAPSHOT ?? join(dir, "prompt.hvsnap");
+  try {
+    if (!process.env.HV_BENCH_SNAPSHOT) await bootAndSave(snapshot);
+    const fast = await migrate(snapshot, 125_000_000, "1 Gbit/s");
+    const slow = await migrate(snapshot, 12_500_000, "100 Mbit/s");
+    say(`100 Mbit/s: ${slow.passes} passes, throttle ${slow.throttle}%, ratio ${slow.ratio}, ${slow.totalS.toFixed(2)} s`);
+    process.stdout.write(`downtime_ms=${fast.downtimeMs.toFixed(1)} downtime_100m_ms=${slow.downtimeMs.toFixed(1)} total_s=${fast.totalS.toFixed(2)} bytes_ratio=${fast.ratio.toFixed(3)}\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
