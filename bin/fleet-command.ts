@@ -30,7 +30,7 @@ import { createX86Engine } from "../vmm/x86/index.js";
 import { MAX_VM_MEMORY, peersOf } from "./compose.js";
 import { HostControl } from "./host-control.js";
 import { HostFileError, checkDrives, readInputFile } from "./host-files.js";
-import { shutdownCause, startQmp } from "./qmp-socket.js";
+import { parseQmpAddress, shutdownCause, startQmp } from "./qmp-socket.js";
 import { parseCpus, parseDrive, parseSize } from "./run-command.js";
 import { MAX_CPUS } from "../vmm/smp.js";
 import { openSavedVm, platformConfig, type RestoredVm, type SaveRequest } from "./snapshot.js";
@@ -263,8 +263,14 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
     }
     checkDrives(vms.flatMap((vm) => vm.drives ?? []));
     const address = opts.qmp ?? spec.qmp;
-    const qmp = address
-      ? await startQmp(address, { control, vms: spec.vms.map((e, index) => ({ name: e.name, index, saveRequest: saveRequests[index] })), quit: () => (quit = true) }).catch((error: Error) => {
+    let socketPath: string | null = null;
+    try {
+      socketPath = address === undefined ? null : parseQmpAddress(address);
+    } catch (error) {
+      throw new InvalidArgumentError(`qmp: ${(error as Error).message}`);
+    }
+    const qmp = socketPath
+      ? await startQmp(socketPath, { control, vms: spec.vms.map((e, index) => ({ name: e.name, index, saveRequest: saveRequests[index] })), quit: () => (quit = true) }).catch((error: Error) => {
           throw new InvalidArgumentError(`qmp: ${error.message}`);
         })
       : null;
