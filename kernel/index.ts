@@ -8,7 +8,7 @@ export { MAX_PRIORITY, MAX_QUANTUM_NS } from "./sc.js";
 export { EcKind, EcState, type PortalHandler, type EcBody, type Wait, type LocalEntry, type GlobalEntry } from "./ec.js";
 export { Utcb, UTCB_WORDS, packBytes, unpackBytes, type TypedItem, type ReceivedItem } from "./utcb.js";
 export { KernelMemoryCost } from "./object.js";
-export { MAX_FRAMES, CHUNK_FRAMES } from "./frames.js";
+export { MAX_FRAMES, CHUNK_FRAMES, frameChunk } from "./frames.js";
 export { GuestMemory, PAGE_SIZE, PAGE_SHIFT } from "./guest-memory.js";
 export { type HostTimeSource } from "./clock.js";
 export { type TraceSink } from "./trace.js";

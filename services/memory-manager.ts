@@ -19,7 +19,7 @@
 // storage back to the JS heap once all its frames are), and frames are handed out again from
 // chunks that are in use first, so the host's resident memory follows what the clients hold.
 
-import { CHUNK_FRAMES, MemRights, SpaceKind, alignedRuns, crd, type GlobalEntry, type LocalEntry, type Sys, type Utcb } from "../kernel/index.js";
+import { CHUNK_FRAMES, MemRights, frameChunk, SpaceKind, alignedRuns, crd, type GlobalEntry, type LocalEntry, type Sys, type Utcb } from "../kernel/index.js";
 import { MAX_BACK_PAGES, MemoryOp, MemoryStatus, RESERVE_PAGES } from "./memory-protocol.js";
 
 /** Pages of a client's window: offsets are guest-physical page numbers below 4 GiB. */
@@ -493,7 +493,7 @@ class FramePool {
 
   /** A frame back into the pool. */
   give(frame: number): void {
-    const c = chunkOf(frame);
+    const c = frameChunk(frame);
     this.used[c]--;
     this.spare[c].push(frame);
     this.spares++;
@@ -507,7 +507,7 @@ class FramePool {
     const c = first(this.partial) ?? (this.next % CHUNK_FRAMES !== 0 && this.next < this.top ? undefined : first(this.empty));
     if (c === undefined) {
       if (this.next >= this.top) throw new RangeError("the frame pool is empty");
-      this.used[chunkOf(this.next)]++;
+      this.used[frameChunk(this.next)]++;
       return this.next++;
     }
     const frame = this.spare[c].pop()!;
@@ -527,17 +527,17 @@ class FramePool {
     let run = this.top - pages;
     for (;;) {
       run -= (((run - offset) % align) + align) % align;
-      const last = chunkOf(run + pages - 1);
-      if (chunkOf(run) === last) break;
+      const last = frameChunk(run + pages - 1);
+      if (frameChunk(run) === last) break;
       run = last * CHUNK_FRAMES - pages;
     }
     if (run < this.next) return -1;
-    for (let f = run; f < run + pages; f++) this.used[chunkOf(f)]++;
+    for (let f = run; f < run + pages; f++) this.used[frameChunk(f)]++;
     for (let f = run + pages; f < this.top; f++) {
-      this.spare[chunkOf(f)].push(f);
+      this.spare[frameChunk(f)].push(f);
       this.spares++;
     }
-    for (let c = chunkOf(run); c <= chunkOf(this.top - 1); c++) this.place(c);
+    for (let c = frameChunk(run); c <= frameChunk(this.top - 1); c++) this.place(c);
     this.top = run;
     return run;
   }
@@ -551,8 +551,6 @@ class FramePool {
     else this.empty.delete(c);
   }
 }
-
-const chunkOf = (frame: number) => Math.floor(frame / CHUNK_FRAMES);
 
 function first<T>(set: Set<T>): T | undefined {
   for (const x of set) return x;
