@@ -12,19 +12,19 @@ describe("frames in chunks of storage", () => {
     const { k, asRoot } = bootedKernel({ memoryMiB: 1 });
     expect(k.memory.residentBytes).toBe(0);
     asRoot((sys) => {
-      const old = sys.memory(0, CHUNK_FRAMES)!;
+      const old = sys.memory(0, CHUNK_FRAMES)!.bytes;
       expect(k.memory.residentBytes).toBe(CHUNK_BYTES);
       old.fill(0xaa);
       expect(sys.discard(0, CHUNK_FRAMES - 1)).toBe(CHUNK_FRAMES - 1);
       // Frame 63 is still in use: the chunk stays, and a discarded frame comes back zero.
       expect(k.memory.residentBytes).toBe(CHUNK_BYTES);
-      expect(sys.memory(5, 1)!.every((b) => b === 0)).toBe(true);
-      expect(sys.memory(CHUNK_FRAMES - 1, 1)!.every((b) => b === 0xaa)).toBe(true);
+      expect(sys.memory(5, 1)!.bytes.every((b) => b === 0)).toBe(true);
+      expect(sys.memory(CHUNK_FRAMES - 1, 1)!.bytes.every((b) => b === 0xaa)).toBe(true);
       expect(sys.discard(0, CHUNK_FRAMES)).toBe(CHUNK_FRAMES);
       expect(k.memory.residentBytes).toBe(0);
       expect(k.memory.chunks[0].byteLength).toBe(0);
       // Used again: new storage, all zero.
-      expect(sys.memory(CHUNK_FRAMES - 1, 1)!.every((b) => b === 0)).toBe(true);
+      expect(sys.memory(CHUNK_FRAMES - 1, 1)!.bytes.every((b) => b === 0)).toBe(true);
       expect(k.memory.residentBytes).toBe(CHUNK_BYTES);
     });
   });
@@ -43,10 +43,10 @@ describe("frames in chunks of storage", () => {
     asRoot((sys) => {
       expect(sys.createPd(100, 1 << 20, { name: "a" })).toBe(Status.SUCCESS);
       expect(sys.createPd(101, 1 << 20, { name: "b" })).toBe(Status.SUCCESS);
-      sys.memory(10, 1)!.fill(7);
+      sys.memory(10, 1)!.bytes.fill(7);
       expect(sys.delegate(100, crd(SpaceKind.MEMORY, 10, 0, MemRights.ALL), 10)).toBe(Status.SUCCESS);
       expect(sys.discard(10, 1)).toBe(0);
-      expect(sys.memory(10, 1)!.every((b) => b === 7)).toBe(true);
+      expect(sys.memory(10, 1)!.bytes.every((b) => b === 7)).toBe(true);
       for (const [page, pages] of [[-1, 1], [0, 0], [1.5, 1], [0, 2 ** 40], [2 ** 40, 1], [0, Number.NaN]]) expect(sys.discard(page, pages)).toBe(0);
       expect(k.memory.residentBytes).toBe(CHUNK_BYTES);
     });
@@ -56,13 +56,13 @@ describe("frames in chunks of storage", () => {
     expect(k.memory.residentBytes).toBe(0);
     asRoot((sys) => {
       // Given to A and B: neither may discard it.
-      sys.memory(11, 1)!.fill(9);
+      sys.memory(11, 1)!.bytes.fill(9);
       expect(sys.delegate(100, crd(SpaceKind.MEMORY, 11, 0, MemRights.ALL), 11)).toBe(Status.SUCCESS);
       expect(sys.delegate(101, crd(SpaceKind.MEMORY, 11, 0, MemRights.R), 11)).toBe(Status.SUCCESS);
     });
     expect(sysA.discard(11, 1)).toBe(0);
     const sysB = k.sysFor(k.root.objects.get(101)!.cap.object as Pd);
     expect(sysB.discard(11, 1)).toBe(0);
-    asRoot((sys) => expect(sys.memory(11, 1)!.every((b) => b === 9)).toBe(true));
+    asRoot((sys) => expect(sys.memory(11, 1)!.bytes.every((b) => b === 9)).toBe(true));
   });
 });

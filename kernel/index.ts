@@ -9,6 +9,7 @@ export { EcKind, EcState, type PortalHandler, type EcBody, type Wait, type Local
 export { Utcb, UTCB_WORDS, packBytes, unpackBytes, type TypedItem, type ReceivedItem } from "./utcb.js";
 export { KernelMemoryCost } from "./object.js";
 export { MAX_FRAMES, CHUNK_FRAMES, frameChunk } from "./frames.js";
+export { MemoryView, MemoryRevokedError } from "./memory-view.js";
 export { GuestMemory, PAGE_SIZE, PAGE_SHIFT } from "./guest-memory.js";
 export { type HostTimeSource } from "./clock.js";
 export { type TraceSink } from "./trace.js";

@@ -5,7 +5,7 @@
 // frozen: a component cannot reach around its handle, nor change the handles of others. Methods
 // pass their arguments on as they got them; the hypercall table copies and checks them.
 
-import { type Crd, MemRights } from "../capabilities/index.js";
+import { type Crd, type Mapping, MemRights } from "../capabilities/index.js";
 import { EcKind, type GlobalEntry, type LocalEntry, type Wait } from "./ec.js";
 import { EcCtrlOp, Hypercall, SmCtrlOp, hypercall } from "./hypercalls.js";
 import type { Kernel } from "./kernel.js";
@@ -13,7 +13,8 @@ import { type ReplyToken, deferReply } from "./portal.js";
 import type { Pd } from "./pd.js";
 import { Status } from "./status.js";
 import type { Utcb } from "./utcb.js";
-import { CHUNK_FRAMES, FRAME_SIZE, FrameStore, frameChunk, frameOffset, heldAlone } from "./frames.js";
+import { CHUNK_FRAMES, FrameStore, frameChunk, heldAlone } from "./frames.js";
+import { MemoryView } from "./memory-view.js";
 
 /** What `createPd` lets the parent choose besides the quota. */
 export interface CreatePdOptions {
@@ -172,23 +173,22 @@ export class Sys {
    * The bytes of `pages` pages of this PD's memory space from `page` on, as one view (no copy):
    * like an MMU mapping. Null unless all are mapped readable (and writable, unless `writable` is
    * false) and are consecutive frames of one chunk of CHUNK_FRAMES (a chunk never has less).
-   * A view outlives a revoke: check `memoryRevocations` before using one kept.
+   * The view lasts as long as those mappings: once one is revoked (or made read-only, for a
+   * writable view), using it throws MemoryRevokedError.
    */
-  memory(page: number, pages: number, writable = true): Uint8Array | null {
+  memory(page: number, pages: number, writable = true): MemoryView | null {
     if (!Number.isInteger(page) || !Number.isInteger(pages) || page < 0 || pages <= 0 || pages > CHUNK_FRAMES) return null;
     const space = this.#pd.memory;
     const first = space.get(page);
-    if (!first || frameChunk(first.offset) !== frameChunk(first.offset + pages - 1)) return null;
+    if (!first || !(first.cap.object instanceof FrameStore) || frameChunk(first.offset) !== frameChunk(first.offset + pages - 1)) return null;
     const need = writable ? MemRights.R | MemRights.W : MemRights.R;
+    const mappings: Mapping[] = [];
     for (let i = 0; i < pages; i++) {
       const m = space.get(page + i);
       if (!m || m.cap.object !== first.cap.object || m.offset !== first.offset + i || (m.cap.rights & need) !== need) return null;
+      mappings.push(m);
     }
-    const frames = first.cap.object as FrameStore;
-    let bytes = frames.use(first.offset);
-    for (let i = 1; i < pages; i++) bytes = frames.use(first.offset + i);
-    const at = frameOffset(first.offset);
-    return bytes.subarray(at, at + pages * FRAME_SIZE);
+    return new MemoryView(space, page, mappings, !!writable);
   }
 
   /**

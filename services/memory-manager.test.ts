@@ -82,7 +82,7 @@ class Mm {
 
   /** The writable bytes of window page `p`, or null. */
   page(p: number): Uint8Array | null {
-    return this.sys.memory(WINDOW.base + p, 1);
+    return this.sys.memory(WINDOW.base + p, 1)?.bytes ?? null;
   }
 
   /** Whether window page `p` holds anything (the zero frame shows only here: it is read-only). */
@@ -146,8 +146,8 @@ describe("memory manager", () => {
                 if (!ok) continue;
                 expect(pages).toBe(op.count);
                 // One run: the pages are one contiguous view.
-                const view = sys.memory(WINDOW.base + allocAt, op.count);
-                expect(view).not.toBeNull();
+                const view = sys.memory(WINDOW.base + allocAt, op.count)?.bytes;
+                expect(view).toBeDefined();
                 expect(view!.every((b) => b === 0)).toBe(true);
                 for (let p = allocAt; p < allocAt + op.count; p++) {
                   kind[p] = PRIVATE;
@@ -237,7 +237,7 @@ describe("memory manager", () => {
       (sys, mm) => {
         // Three pages at offset 2 start at an even frame: the top frame is skipped (a spare).
         expect(mm.call(MemoryOp.ALLOC, 2, 3)).toEqual([MemoryStatus.OK, 3]);
-        for (let p = 0; p < 3; p++) names.add(frameName(sys.memory(WINDOW.base + 2 + p, 1)!));
+        for (let p = 0; p < 3; p++) names.add(frameName(sys.memory(WINDOW.base + 2 + p, 1)!.bytes));
         // Then single pages until the pool is at its reserve: every one a frame of its own, zero.
         for (let p = 8; ; p++) {
           const [status] = mm.back(p, 1, true);
@@ -338,8 +338,8 @@ describe("memory manager", () => {
         seen[`lost${c}`] = lost;
         expect(mm.back(0, 16, false)[0]).toBe(MemoryStatus.OK);
         for (let p = 0; p < 16; p++) {
-          const bytes = sys.memory(WINDOW.base + p, 1, false);
-          expect(bytes, `client ${c} page ${p}`).not.toBeNull();
+          const bytes = sys.memory(WINDOW.base + p, 1, false)?.bytes;
+          expect(bytes, `client ${c} page ${p}`).toBeDefined();
           expect(bytes!.every((b) => b === fill(c, p)), `client ${c} page ${p}`).toBe(true);
         }
         if (c === 1) {
@@ -351,7 +351,7 @@ describe("memory manager", () => {
           mine.fill(0xee);
         }
         yield sys.wait.sleep(1e6);
-        if (c === 2) expect(sys.memory(WINDOW.base, 1, false)!.every((b) => b === 1)).toBe(true);
+        if (c === 2) expect(sys.memory(WINDOW.base, 1, false)!.bytes.every((b) => b === 1)).toBe(true);
       };
     const mm = run(1024, [64, 64, 64], [writer(1), writer(2), writer(3)], { groups: [0, 0, 1], scanRate: 2000 });
     // Clients 1 and 2 (one group) share pages 0-9; client 3 (another group) keeps its own; all give their zero pages back.
@@ -382,7 +382,7 @@ describe("memory manager", () => {
         // shared read-only), not its own.
         expect(Array.from({ length: 60 }, (_, p) => mm.page(p) !== null).filter(Boolean)).toHaveLength(10);
         expect(mm.back(0, 60, false)[0]).toBe(MemoryStatus.OK);
-        for (let p = 0; p < 60; p++) expect(sys.memory(WINDOW.base + p, 1, false)!.every((b) => b === (p < 40 ? 0 : p < 50 ? 7 : p))).toBe(true);
+        for (let p = 0; p < 60; p++) expect(sys.memory(WINDOW.base + p, 1, false)!.bytes.every((b) => b === (p < 40 ? 0 : p < 50 ? 7 : p))).toBe(true);
       },
       function* (sys, mm) {
         yield sys.wait.sleep(5e5);

@@ -335,7 +335,7 @@ export class MemoryManager {
 
   /** Frame `frame`'s bytes (a view for now: a discarded frame's storage may go). */
   private bytesOf(frame: number): Uint8Array {
-    return this.sys!.memory(frame, 1)!;
+    return this.sys!.memory(frame, 1)!.bytes;
   }
 
   private wordsOf(frame: number): Int32Array {

@@ -4,7 +4,7 @@
 // hands the result back. For a save, the VMM has delegated guest RAM and its state region into this
 // component's memory: the host reads them through the views it is given, while the VM is paused.
 
-import { SpaceKind, Status, crd, type GlobalEntry, type Sys } from "../kernel/index.js";
+import { SpaceKind, Status, crd, type GlobalEntry, type MemoryView, type Sys } from "../kernel/index.js";
 import { DirtyAction, PauseReason, VmmControlOp, type RamPages } from "../vmm/protocol.js";
 
 /** Selectors the root task fills: the control interrupt, and VM i's control portal at VM_BASE + i. */
@@ -74,7 +74,7 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
   return (sys) =>
     (function* () {
       /** Each VM's state region as this component last saw it (it stays the same pages). */
-      const stateViews = new Map<number, Uint8Array>();
+      const stateViews = new Map<number, MemoryView>();
       for (;;) {
         const s: Status = yield sys.wait.down(ControlSel.IRQ);
         if (s !== Status.SUCCESS) return;
@@ -110,7 +110,7 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
                 state = typeof got === "number" ? undefined : got.state;
                 if (state) stateViews.set(command.vm, state);
               }
-              host.done(command, state && bytes <= state.length ? { status: st, dirty: state.subarray(0, bytes), pages } : { status: Status.BAD_CAPABILITY });
+              host.done(command, state && bytes <= state.length ? { status: st, dirty: state.bytes.subarray(0, bytes), pages } : { status: Status.BAD_CAPABILITY });
             }
           } else if (command.op === "throttle") {
             sys.utcb.set(VmmControlOp.THROTTLE, command.percent);
@@ -149,7 +149,7 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             const views = st === Status.SUCCESS ? attach(sys, portal, command.vm, windowOrder) : st;
             if (typeof views === "number") st = views;
             else stateViews.set(command.vm, views.state);
-            if (st === Status.SUCCESS && typeof views !== "number") host.done(command, { status: st, state: views.state.subarray(0, bytes), ram: views.ram });
+            if (st === Status.SUCCESS && typeof views !== "number") host.done(command, { status: st, state: views.state.bytes.subarray(0, bytes), ram: views.ram });
             else host.done(command, { status: st });
             if (wasRunning) call(sys, portal, VmmControlOp.RESUME);
           }
@@ -182,7 +182,7 @@ function call(sys: Sys, portal: number, op: number): Status {
  * ATTACH: receive VM `vm`'s RAM and state region into its window (emptied first: what an earlier
  * ATTACH delivered goes); RAM page by page, and the state region's view; or a status.
  */
-function attach(sys: Sys, portal: number, vm: number, windowOrder: number): { ram: RamPages; state: Uint8Array } | Status {
+function attach(sys: Sys, portal: number, vm: number, windowOrder: number): { ram: RamPages; state: MemoryView } | Status {
   const base = vm * 2 ** windowOrder;
   const window = crd(SpaceKind.MEMORY, base, windowOrder);
   sys.revoke(window);
@@ -194,6 +194,6 @@ function attach(sys: Sys, portal: number, vm: number, windowOrder: number): { ra
   const state = sys.memory(base + ramPages, statePages);
   if (!state || !Number.isInteger(ramPages) || ramPages < 0 || ramPages + statePages > 2 ** windowOrder) return Status.BAD_CAPABILITY;
   // A page that did not come (never touched) is zero; read-only ones (the zero frame, shared frames) are read as they are.
-  const ram: RamPages = { pages: ramPages, read: (n) => (Number.isInteger(n) && n >= 0 && n < ramPages ? sys.memory(base + n, 1, false) : null) };
+  const ram: RamPages = { pages: ramPages, read: (n) => (Number.isInteger(n) && n >= 0 && n < ramPages ? (sys.memory(base + n, 1, false)?.bytes ?? null) : null) };
   return { ram, state };
 }

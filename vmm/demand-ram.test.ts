@@ -81,9 +81,9 @@ class FakeManager implements RamBacking {
     this.vm.set(page, writable);
   }
 
-  view(page: number, writable: boolean): Uint8Array | null {
+  view(page: number, writable: boolean): { bytes: Uint8Array } | null {
     const w = this.window.get(page);
-    return w && (w.writable || !writable) ? w.bytes : null;
+    return w && (w.writable || !writable) ? { bytes: w.bytes } : null;
   }
 
   revocations(): number {

@@ -25,6 +25,11 @@ export interface GuestRamSource {
   readPage(page: number, into: Uint8Array): void;
 }
 
+/** A page of the VMM's memory as `sys.memory` gives it: read `bytes` at each use (they follow revocations). */
+export interface PageView {
+  readonly bytes: Uint8Array;
+}
+
 /** What backing a page takes: the VMM's calls to the memory manager and the kernel. */
 export interface RamBacking {
   /** Ask the memory manager to back window pages [first, first+count) (MemoryOp.BACK): its status and pages backed. */
@@ -36,7 +41,7 @@ export interface RamBacking {
   /** Map window pages [first, first+count) into the VM at the same guest pages, read-only or not. */
   map(first: number, count: number, writable: boolean): void;
   /** The VMM's view of window page `page` (writable, or readable when `writable` is false), or null. */
-  view(page: number, writable: boolean): Uint8Array | null;
+  view(page: number, writable: boolean): PageView | null;
   /** The VMM's memory space's revocation count (sys.memoryRevocations). */
   revocations(): number;
   /** The window pages revoked since the count was `since` (sys.memoryRevokedSince, pages outside the window left out), or null when not known. */
@@ -70,7 +75,8 @@ const MAX_BATCH = 16;
 export class DemandRam implements GuestRam, RamPages {
   readonly pages: number;
   private readonly state: Uint8Array;
-  private readonly views: Array<Uint8Array | undefined>;
+  /** The VMM's view of each page it holds (read `bytes` at each use: a view renews itself after revocations elsewhere). */
+  private readonly views: Array<PageView | undefined>;
   /** Pages still to come from the source. */
   private fromSource = 0;
   /** The last page a fault made private, and how many the next sequential fault backs. */
@@ -100,7 +106,7 @@ export class DemandRam implements GuestRam, RamPages {
     this.seenRevocations = backing.revocations();
     this.state = new Uint8Array(this.pages);
     this.writeProtected = new Uint8Array(this.pages);
-    this.views = new Array<Uint8Array | undefined>(this.pages);
+    this.views = new Array<PageView | undefined>(this.pages);
     if (source) {
       for (let p = 0; p < this.pages; p++) {
         if (!source.hasPage(p)) continue;
@@ -227,7 +233,7 @@ export class DemandRam implements GuestRam, RamPages {
     // A page the memory manager took away still has its bytes there: ask for it again, read-only.
     if (this.state[p] === LOST || this.state[p] === FROM_SOURCE) this.touch(p, false);
     const s = this.state[p];
-    return s === READ_ONLY || s === PRIVATE ? (this.views[p]?.[gpa % PAGE] ?? 0) : 0;
+    return s === READ_ONLY || s === PRIVATE ? (this.views[p]?.bytes[gpa % PAGE] ?? 0) : 0;
   }
 
   u16(gpa: number): number {
@@ -269,7 +275,7 @@ export class DemandRam implements GuestRam, RamPages {
     if (this.state[n] === LOST) this.touch(n, false);
     const s = this.state[n];
     if (s === PRIVATE) return this.page(n);
-    if (s === READ_ONLY) return this.views[n] ?? null;
+    if (s === READ_ONLY) return this.views[n]?.bytes ?? null;
     if (s === FROM_SOURCE) {
       const into = new Uint8Array(PAGE);
       this.source!.readPage(n, into);
@@ -302,7 +308,7 @@ export class DemandRam implements GuestRam, RamPages {
         this.backing.protect(n, true);
       }
     }
-    return v;
+    return v.bytes;
   }
 
   // ---- dirty logging ----
@@ -379,7 +385,7 @@ export class DemandRam implements GuestRam, RamPages {
       const view = this.backing.view(p, true) ?? undefined;
       this.views[p] = view;
       if (this.state[p] === FROM_SOURCE && view) {
-        this.source!.readPage(p, view);
+        this.source!.readPage(p, view.bytes);
         this.fromSource--;
       }
       this.state[p] = PRIVATE;

@@ -18,6 +18,7 @@ import {
   packBytes,
   unpackBytes,
   type GlobalEntry,
+  type MemoryView,
   type ReplyToken,
   type Sys,
   type Utcb,
@@ -266,7 +267,7 @@ class Vmm {
   /** The current pause is for want of host memory (QUERY says so). */
   private pausedForMemory = false;
   /** The state region (SAVE writes the encoded VmState here), and its first page in the VMM's space. */
-  private stateView: Uint8Array | null = null;
+  private stateView: MemoryView | null = null;
   private statePage = 0;
   /** Each drive's bounce region: its first page in the VMM's space. */
   private bouncePages: number[] = [];
@@ -517,7 +518,7 @@ class Vmm {
       for (let done = 0; done < pages; done += CHUNK_FRAMES) {
         const n = Math.min(CHUNK_FRAMES, pages - done);
         const page = alloc(n);
-        this.view(page, n).set(rom.bytes.subarray(done * 4096, (done + n) * 4096));
+        this.view(page, n).bytes.set(rom.bytes.subarray(done * 4096, (done + n) * 4096));
         mapRange(sys, page, first + done, n, MemRights.R | MemRights.X);
       }
     }
@@ -592,8 +593,8 @@ class Vmm {
     });
   }
 
-  /** A byte view of `pages` of the VMM's own memory: frames are contiguous when they came in one piece. */
-  private view(page: number, pages: number): Uint8Array {
+  /** A view of `pages` of the VMM's own memory: frames are contiguous when they came in one piece. */
+  private view(page: number, pages: number): MemoryView {
     const v = this.sys.memory(page, pages);
     if (!v) throw new Error(`guest memory at VMM page ${page} (+${pages}) is not one contiguous writable range`);
     return v;
@@ -1024,7 +1025,7 @@ class Vmm {
         }
         if (action !== DirtyAction.COLLECT || !this.ram.logging) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
         const written = this.ram.collectDirty();
-        const bitmap = this.stateView!.subarray(0, Math.ceil(written.length / 8));
+        const bitmap = this.stateView!.bytes.subarray(0, Math.ceil(written.length / 8));
         bitmap.fill(0);
         let pages = 0;
         for (let p = 0; p < written.length; p++) {
@@ -1193,7 +1194,7 @@ class Vmm {
     };
     const bytes = encode(state);
     if (bytes.length > this.stateView!.length) return void utcb.set(Status.OUT_OF_QUOTA, bytes.length);
-    this.stateView!.set(bytes);
+    this.stateView!.bytes.set(bytes);
     utcb.set(Status.SUCCESS, bytes.length);
   }
 

@@ -97,7 +97,7 @@ describe.each(["raw", "qcow2"] as const)("block driver component on %s", (format
     const seen: Record<string, unknown> = {};
     h.client(1, (sys) => {
       seen.attach = attach(sys);
-      const shared = sys.memory(SHARED_PAGE, SHARED_PAGES)!;
+      const shared = sys.memory(SHARED_PAGE, SHARED_PAGES)!.bytes;
       shared.set(data, 4096);
       seen.write = request(sys, BlockOp.WRITE, 100, 0, 8, 4096);
       seen.read = request(sys, BlockOp.READ, 100, 0, 8, 32768);
@@ -141,7 +141,7 @@ describe("block driver component: refusals", () => {
       replies.push(request(sys, BlockOp.READ, 0, 0, 1, 0)); // before ATTACH
       replies.push(attach(sys));
       before = fs.readFileSync(file);
-      const shared = sys.memory(SHARED_PAGE, SHARED_PAGES)!;
+      const shared = sys.memory(SHARED_PAGE, SHARED_PAGES)!.bytes;
       shared.fill(0xaa);
       replies.push(request(sys, BlockOp.WRITE, 2047, 0, 2, 0)); // one sector past the end
       replies.push(request(sys, BlockOp.WRITE, 0, 1, 1, 0)); // sector 2^32
@@ -172,6 +172,28 @@ describe("block driver component: refusals", () => {
     expect(Buffer.compare(fs.readFileSync(file), before!)).toBe(0);
   });
 
+  it("a client that takes its shared pages back gets BAD_BUFFER: the driver reaches them no more", () => {
+    const file = path.join(dir, "revoked.raw");
+    createImage(file, "raw", 64 * 1024);
+    const h = harness({ 1: { path: file } }, [1]);
+    const replies: number[][] = [];
+    h.client(1, (sys) => {
+      replies.push(attach(sys));
+      sys.memory(SHARED_PAGE, SHARED_PAGES)!.bytes.fill(0x5a);
+      replies.push(request(sys, BlockOp.WRITE, 0, 0, 1, 0));
+      // Revoke what the driver was given (keeping its own pages), then ask again.
+      expect(sys.revoke(crd(SpaceKind.MEMORY, SHARED_PAGE, 4), true)).toBe(0);
+      sys.memory(SHARED_PAGE, SHARED_PAGES)!.bytes.fill(0x77);
+      replies.push(request(sys, BlockOp.WRITE, 1, 0, 1, 0), request(sys, BlockOp.READ, 0, 0, 1, 0));
+    });
+    runClean(h);
+    expect(replies.map((r) => r[0])).toEqual([BlockReply.OK, BlockReply.OK, BlockReply.BAD_BUFFER, BlockReply.BAD_BUFFER]);
+    h.driver.close();
+    const image = fs.readFileSync(file);
+    expect(image.subarray(0, 512).every((b) => b === 0x5a)).toBe(true);
+    expect(image.subarray(512, 1024).every((b) => b === 0)).toBe(true);
+  });
+
   it("serves a read-only image for reading and refuses writes with READ_ONLY", () => {
     const file = path.join(dir, "ro.raw");
     createImage(file, "raw", 64 * 1024);
@@ -184,7 +206,7 @@ describe("block driver component: refusals", () => {
       seen.attach = attach(sys);
       seen.write = request(sys, BlockOp.WRITE, 0, 0, 1, 0);
       seen.read = request(sys, BlockOp.READ, 1, 0, 2, 512);
-      seen.bytes = sys.memory(SHARED_PAGE, SHARED_PAGES)!.slice(512, 1536);
+      seen.bytes = sys.memory(SHARED_PAGE, SHARED_PAGES)!.bytes.slice(512, 1536);
     });
     runClean(h);
     expect(seen.attach).toEqual([BlockReply.OK, 128, 0, BlockFlags.READ_ONLY, 2 ** 16]);

@@ -8,7 +8,7 @@
 // described in ./protocol.ts. The image is opened at ATTACH, so a second writer of the same image
 // (another client, or another process) is refused there with LOCKED.
 
-import { SpaceKind, crd, packBytes, type Crd, type LocalEntry, type Sys, type Utcb } from "../../kernel/index.js";
+import { MemoryRevokedError, SpaceKind, crd, packBytes, type Crd, type LocalEntry, type MemoryView, type Sys, type Utcb } from "../../kernel/index.js";
 import { ImageError } from "./errors.js";
 import type { FormatName } from "./image.js";
 import { BLOCK_SECTOR_SIZE, BlockFlags, BlockOp, BlockReply } from "./protocol.js";
@@ -39,7 +39,8 @@ const REASON_BYTES = 512;
 interface Attachment {
   readonly service: BlockService;
   /** The delegated pages as one byte view (aliasing the client's memory). */
-  readonly region: Uint8Array;
+  /** The client's pages: a view that fails once the client revokes them. */
+  readonly region: MemoryView;
   readonly pages: number;
 }
 
@@ -161,7 +162,7 @@ export class BlockDriver {
     return true;
   }
 
-  private checkAttach(sys: Sys, utcb: Utcb, id: number, window: Crd): Refusal | { drive: DriveConfig; region: Uint8Array; pages: number } {
+  private checkAttach(sys: Sys, utcb: Utcb, id: number, window: Crd): Refusal | { drive: DriveConfig; region: MemoryView; pages: number } {
     if (this.attached.has(id)) return { status: BlockReply.BAD_REQUEST, reason: "already attached (DETACH first)" };
     if (utcb.untyped < 2) return { status: BlockReply.BAD_REQUEST, reason: "ATTACH needs the page count" };
     const pages = utcb.words[1];
@@ -194,7 +195,15 @@ function transfer(a: Attachment, utcb: Utcb, op: number): BlockReply {
   if (offset + bytes > a.region.length) return BlockReply.BAD_BUFFER;
   if (sector + count > a.service.sectors) return BlockReply.OUT_OF_RANGE;
   if (op === BlockOp.WRITE && a.service.readOnly) return BlockReply.READ_ONLY;
-  const buffer = a.region.subarray(offset, offset + bytes);
+  let region: Uint8Array;
+  try {
+    region = a.region.bytes;
+  } catch (error) {
+    // The client took its pages back: nothing to read from or write into.
+    if (error instanceof MemoryRevokedError) return BlockReply.BAD_BUFFER;
+    throw error;
+  }
+  const buffer = region.subarray(offset, offset + bytes);
   return statusOf(a.service.handle({ op: op === BlockOp.READ ? "read" : "write", sector, count, buffer }).status);
 }
 

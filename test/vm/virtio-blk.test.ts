@@ -91,8 +91,9 @@ describe.each([
     fillRandom(data, 42);
     const out: Record<string, unknown> = {};
     vmm(1, (sys) => {
-      const ram = sys.memory(RAM_PAGE, 64)!;
-      const shared = sharing === "bounce" ? sys.memory(BOUNCE_PAGE, 4)! : ram;
+      const ramView = sys.memory(RAM_PAGE, 64)!;
+      const ram = ramView.bytes;
+      const shared = sharing === "bounce" ? sys.memory(BOUNCE_PAGE, 4)! : ramView;
       const backend = ipcBlockBackend(sys, PORTAL, shared, sharing === "bounce" ? BOUNCE_PAGE : RAM_PAGE);
       const m = virtioMachine(new VirtioBlk(backend), { ram });
       out.init = m.driver.initModern((o) => o);
@@ -145,7 +146,7 @@ describe("virtio-blk → block driver component: two VMs, one image", () => {
     });
     vmm(3, (sys) => {
       const backend = ipcBlockBackend(sys, PORTAL, sys.memory(BOUNCE_PAGE, 4)!, BOUNCE_PAGE);
-      const ram = sys.memory(RAM_PAGE, 64)!;
+      const ram = sys.memory(RAM_PAGE, 64)!.bytes;
       const m = virtioMachine(new VirtioBlk(backend), { ram });
       m.driver.initModern((o) => o);
       out.roFeature = (m.driver.deviceFeatures()[0] >>> 5) & 1;

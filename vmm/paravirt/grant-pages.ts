@@ -76,8 +76,8 @@ export class GrantPages implements GrantExports, GrantImports {
   }
 
   access(slot: number, q: VcpuState["qual"]): boolean {
-    const page = this.sys.memory(this.layout.importBase + slot, 1, q.write);
-    if (page === null) return false;
+    const page = this.sys.memory(this.layout.importBase + slot, 1, q.write)?.bytes;
+    if (page === undefined) return false;
     // Little-endian bytes of data (and edx above 4 bytes), within the page.
     const at = q.address % 4096, n = Math.min(q.size, 4096 - at);
     if (q.write) {

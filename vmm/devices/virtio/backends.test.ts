@@ -102,8 +102,8 @@ describe("IPC backend: what it sends the block driver", () => {
       const shared = sys.memory(64, 4)!;
       const backend = ipcBlockBackend(sys, 7, shared, 64);
       meta = `${backend.sectors} ${backend.readOnly}`;
-      results.push(backend.read(5, shared.subarray(1024, 1024 + 2048)));
-      const outside = sys.memory(128, 16)!;
+      results.push(backend.read(5, shared.bytes.subarray(1024, 1024 + 2048)));
+      const outside = sys.memory(128, 16)!.bytes;
       results.push(backend.write(2 ** 33 + 1, outside.subarray(0, 40960)));
       results.push(backend.read(1, outside.subarray(0, 100)));
       results.push(backend.flush());
@@ -144,7 +144,7 @@ describe("IPC backend: what it sends the block driver", () => {
         error = e;
       }
       const backend = ipcBlockBackend(sys, 7, sys.memory(64, 4)!, 64);
-      const buf = sys.memory(64, 1)!.subarray(0, 512);
+      const buf = sys.memory(64, 1)!.bytes.subarray(0, 512);
       results.push(backend.read(1, buf), backend.read(2, buf));
     });
     expect(results).toEqual([VirtioBlkStatus.IOERR, VirtioBlkStatus.UNSUPP]);

@@ -4,7 +4,7 @@
 // that lies inside the region (for example when the region is all of guest RAM) costs one call
 // and no copy; any other buffer goes through the region in chunks.
 
-import { MemRights, SpaceKind, Status, alignedRuns, crd, unpackBytes, type Sys } from "../../../kernel/index.js";
+import { MemRights, SpaceKind, Status, alignedRuns, crd, unpackBytes, type MemoryView, type Sys } from "../../../kernel/index.js";
 import { BlockOp, BlockReply, BlockFlags, BLOCK_SECTOR_SIZE, blockReplyName } from "../../../drivers/block/protocol.js";
 import { VirtioBlkStatus, type BlockBackend } from "./blk.js";
 
@@ -25,10 +25,10 @@ export interface IpcBlockBackend extends BlockBackend {
 
 /**
  * Attach to the block driver behind `portal`, sharing `shared` (a view of this PD's memory from
- * page `sharedPage` on, e.g. from `sys.memory(sharedPage, pages)`). Throws BlockAttachError when
+ * page `sharedPage` on, from `sys.memory(sharedPage, pages)`). Throws BlockAttachError when
  * the driver refuses (LOCKED: another writer has the image). Call from an EC of the PD `sys` is for.
  */
-export function ipcBlockBackend(sys: Sys, portal: number, shared: Uint8Array, sharedPage: number): IpcBlockBackend {
+export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sharedPage: number): IpcBlockBackend {
   const pages = shared.length / PAGE;
   if (!Number.isInteger(pages) || pages < 1) throw new RangeError(`shared region of ${shared.length} bytes is not whole pages`);
   const utcb = () => sys.utcb;
@@ -57,21 +57,21 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: Uint8Array, sh
     return statusOf(m.words[0]);
   };
   /** Byte offset of `buf` inside the shared region, or -1. */
-  const offsetOf = (buf: Uint8Array): number =>
-    buf.buffer === shared.buffer && buf.byteOffset >= shared.byteOffset && buf.byteOffset + buf.length <= shared.byteOffset + shared.length
-      ? buf.byteOffset - shared.byteOffset
+  const offsetOf = (buf: Uint8Array, region: Uint8Array): number =>
+    buf.buffer === region.buffer && buf.byteOffset >= region.byteOffset && buf.byteOffset + buf.length <= region.byteOffset + region.length
+      ? buf.byteOffset - region.byteOffset
       : -1;
   const move = (write: boolean, sector: number, buf: Uint8Array): VirtioBlkStatus => {
     if (buf.length % BLOCK_SECTOR_SIZE !== 0 || !Number.isSafeInteger(sector) || sector < 0) return VirtioBlkStatus.IOERR;
     const op = write ? BlockOp.WRITE : BlockOp.READ;
-    const inside = offsetOf(buf);
+    const inside = offsetOf(buf, shared.bytes);
     if (inside >= 0) return call(op, sector, buf.length / BLOCK_SECTOR_SIZE, inside);
     for (let at = 0; at < buf.length; at += chunk) {
       const n = Math.min(chunk, buf.length - at);
-      if (write) shared.set(buf.subarray(at, at + n));
+      if (write) shared.bytes.set(buf.subarray(at, at + n));
       const st = call(op, sector + at / BLOCK_SECTOR_SIZE, n / BLOCK_SECTOR_SIZE, 0);
       if (st !== VirtioBlkStatus.OK) return st;
-      if (!write) buf.set(shared.subarray(0, n), at);
+      if (!write) buf.set(shared.bytes.subarray(0, n), at);
     }
     return VirtioBlkStatus.OK;
   };
