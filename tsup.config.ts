@@ -1,9 +1,10 @@
 import { defineConfig } from "tsup";
 
-// The `hv` CLI is bundled so that it starts fast without a TypeScript loader. Benchmarks and the
+// The `hv` CLI is bundled so that it starts fast without a TypeScript loader, and so is the block
+// driver's worker (`--isolate`), which bin/isolate.ts starts from beside it. Benchmarks and the
 // conformance runner are run through tsx (same esbuild transform) and need no bundle.
 export default defineConfig({
-  entry: { hv: "bin/hv.ts" },
+  entry: { hv: "bin/hv.ts", "block-worker": "drivers/block/worker.ts" },
   format: ["esm"],
   platform: "node",
   target: "node20",

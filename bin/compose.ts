@@ -4,6 +4,7 @@
 
 import { KernelMemoryCost, MAX_FRAMES, PdRights } from "../kernel/index.js";
 import { BlockDriver, type DriveConfig } from "../drivers/block/component.js";
+import { IsolatedBlockDriver, type IsolateOptions } from "./isolate.js";
 import { consoleInput, consoleOutput, type ConsoleHost } from "../drivers/console/console.js";
 import { ConsoleSel } from "../drivers/console/protocol.js";
 import { MemoryManager } from "../services/memory-manager.js";
@@ -39,7 +40,7 @@ export interface Composition {
   /** Host interrupt line of the control component (raise it when a command was queued), if any. */
   controlGsi: number | null;
   /** The block driver (close it when the run ends), if any VM has drives. */
-  blockDriver: BlockDriver | null;
+  blockDriver: BlockDriver | IsolatedBlockDriver | null;
   /** The memory manager (its scanner's counts, for benchmarks and tests). */
   memory: MemoryManager;
 }
@@ -114,6 +115,8 @@ export interface HostServices {
    * Only these pairs can reach each other: each VMM is handed the other's peer portal, nothing else.
    */
   channels?: ReadonlyArray<readonly [string, string]>;
+  /** Run the block driver in a worker thread of its own (`--isolate`), with these limits; null or absent: in-process. */
+  isolate?: IsolateOptions | null;
 }
 
 /**
@@ -180,7 +183,8 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
   const controlOrder = Math.ceil(Math.log2(maxRamPages + STATE_PAGES));
   checkLayout(frames, maxRamPages, vms.length, services.control ? controlOrder : null);
   const peers = peersOf(vms, services.channels ?? []);
-  const blockDriver = drives.length > 0 ? new BlockDriver(new Map(drives.map((d, client) => [client, d])), { windowOrder }) : null;
+  const driveMap = new Map(drives.map((d, client) => [client, d]));
+  const blockDriver = drives.length === 0 ? null : services.isolate ? new IsolatedBlockDriver(driveMap, windowOrder, services.isolate) : new BlockDriver(driveMap, { windowOrder });
 
   vms.forEach((vm, i) => {
     const vmPages = framesFor(vm);

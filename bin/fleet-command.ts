@@ -203,6 +203,7 @@ export function registerFleetCommand(program: Command): void {
     .option("--qmp <address>", "one QMP socket for all the VMs (unix:PATH); commands name a VM with the argument vm")
     .option("--timeout <seconds>", "stop after this much virtual time", Number)
     .option("--host-mem <size>", "host memory all the VMs' frames may take together, e.g. 1G (guest RAM is backed when written; at the limit a VM pauses)", parseSize)
+    .option("--isolate", "run the block driver in a worker thread of its own: if it throws, hangs (10 s watchdog) or passes its heap limit (256 MiB), it is restarted and the guest's disk I/O goes on (each request costs a copy)", false)
     .action(async (file: string, opts: FleetOpts) => {
       process.exitCode = await fleet(file, opts);
     });
@@ -212,6 +213,7 @@ interface FleetOpts {
   qmp?: string;
   timeout?: number;
   hostMem?: number;
+  isolate: boolean;
 }
 
 async function fleet(file: string, opts: FleetOpts): Promise<number> {
@@ -285,6 +287,7 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
         control,
         maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
         hostMemoryBytes: opts.hostMem,
+        isolate: opts.isolate ? {} : null,
         pace: { now: () => performance.now() * 1e6 },
         onStart: (_k, raise) => {
           raiseInput = raise.input;

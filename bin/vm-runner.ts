@@ -14,6 +14,7 @@ import { rootTask } from "../services/root.js";
 import { MAX_DRIVES, type VmmConfig } from "../vmm/vmm.js";
 import type { ControlHost } from "../services/vm-control.js";
 import { compose } from "./compose.js";
+import { IsolatedBlockDriver, type IsolateOptions } from "./isolate.js";
 import { ExitStatus } from "./exit-status.js";
 import { StorageCollector } from "./host-memory.js";
 
@@ -76,12 +77,24 @@ export interface VmRunOptions {
   resume?: { plan: BootPlan } & NonNullable<VmmConfig["resume"]>;
   /** The host's control of the VM (pause, resume, save), through the control component. */
   control?: ControlHost;
-  /** Called once the kernel exists: raise the console GSI when input arrived, the control GSI when a command was queued. */
-  onStart?: (kernel: Kernel, raise: { input: () => void; control: () => void }) => void;
+  /** Run the block driver in a worker thread (`--isolate`), with these limits; null or absent: in-process. */
+  isolate?: IsolateOptions | null;
+  /**
+   * Called once the kernel exists: raise the console GSI when input arrived, the control GSI when
+   * a command was queued; `components.kill(name)` kills an isolated component's worker, as a crash
+   * would (false: no such isolated component).
+   */
+  onStart?: (kernel: Kernel, raise: { input: () => void; control: () => void }, components: HostComponents) => void;
   /** Called between slices of virtual time (tests use it to act at a time). */
   onSlice?: (kernel: Kernel) => void;
   /** Polled between slices: stop when it returns true (Ctrl-A x). */
   stopRequested?: () => boolean;
+}
+
+/** The components the host can reach from outside the kernel (isolated ones, in workers). */
+export interface HostComponents {
+  /** Kill the worker of isolated component `name` ("block"); false when there is no such worker. */
+  kill(name: string): boolean;
 }
 
 export interface VmRunResult extends VmOutcome {
@@ -134,7 +147,7 @@ export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const resume = o.resume ? { state: o.resume.state, ram: o.resume.ram } : undefined;
   const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, cpus, acpi, pv, drives, resume }], {
     ...o,
-    onStart: o.onStart ? (k, raise) => o.onStart!(k, { input: () => raise.input(0), control: raise.control }) : undefined,
+    onStart: o.onStart ? (k, raise, components) => o.onStart!(k, { input: () => raise.input(0), control: raise.control }, components) : undefined,
   });
   return { ...vms[0], kernel, stop: stop === "ended" ? "ended" : stop };
 }
@@ -158,13 +171,13 @@ export interface FleetVm {
 }
 
 /** What the whole run shares: the engine, time, limits and the host's hooks. */
-export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "holdBack" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested"> & {
+export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "holdBack" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested" | "isolate"> & {
   /** A host clock (ns) that times the scanner (FleetResult.scanner.hostNs). */
   scanClock?: () => number;
   /** Pairs of VMs connected by an hv PV channel (compose's HostServices.channels). */
   channels?: ReadonlyArray<readonly [string, string]>;
   /** Raise VM i's console interrupt when its input arrived, the control interrupt when a command was queued. */
-  onStart?: (kernel: Kernel, raise: { input: (vm: number) => void; control: () => void }) => void;
+  onStart?: (kernel: Kernel, raise: { input: (vm: number) => void; control: () => void }, components: HostComponents) => void;
 };
 
 export interface FleetResult {
@@ -187,7 +200,7 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
   const nsPerTscTick = o.nsPerInstruction ?? 1;
   const composition = compose(
     vms.map((vm) => ({ ...vm, drives: vm.drives ?? [], nsPerTscTick })),
-    { control: o.control, hostMemoryBytes: o.hostMemoryBytes, scanRate: o.scanRate, hostClock: o.scanClock, channels: o.channels },
+    { control: o.control, hostMemoryBytes: o.hostMemoryBytes, scanRate: o.scanRate, hostClock: o.scanClock, channels: o.channels, isolate: o.isolate },
   );
   try {
     const kernel = new Kernel({
@@ -208,17 +221,19 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
     };
     const host = { vmEnded: (module: string, status: number, why: VmEnd, message: string) => end(byModule.get(module) ?? -1, status, why, message) };
     kernel.boot(rootTask(composition.modules, { frames: composition.frames }, host));
-    return { ...(await hostLoop(kernel, o, outcomes, byModule, composition.consoleGsi, composition.controlGsi)), scanner: composition.memory.scanner };
+    const block = composition.blockDriver;
+    const components: HostComponents = { kill: (name) => name === "block" && block instanceof IsolatedBlockDriver && (block.kill(), true) };
+    return { ...(await hostLoop(kernel, o, outcomes, byModule, composition.consoleGsi, composition.controlGsi, components)), scanner: composition.memory.scanner };
   } finally {
     composition.blockDriver?.close();
   }
 }
 
 /** Drives the kernel in slices until every VM ended, the host asks to stop, or time runs out. */
-async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], byModule: ReadonlyMap<string, number>, consoleGsi: readonly number[], controlGsi: number | null): Promise<Omit<FleetResult, "scanner">> {
+async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], byModule: ReadonlyMap<string, number>, consoleGsi: readonly number[], controlGsi: number | null, components: HostComponents): Promise<Omit<FleetResult, "scanner">> {
   const inputPending = consoleGsi.map(() => false);
   let controlPending = false;
-  o.onStart?.(kernel, { input: (vm) => void (inputPending[vm] = true), control: () => void (controlPending = true) });
+  o.onStart?.(kernel, { input: (vm) => void (inputPending[vm] = true), control: () => void (controlPending = true) }, components);
   const startHost = o.pace?.now() ?? 0;
   const wall = o.wallTimeout ?? null;
   const wallStart = wall?.clock.now() ?? 0;

@@ -10,6 +10,7 @@ export { Utcb, UTCB_WORDS, packBytes, unpackBytes, type TypedItem, type Received
 export { KernelMemoryCost } from "./object.js";
 export { MAX_FRAMES, CHUNK_FRAMES, frameChunk } from "./frames.js";
 export { MemoryView, MemoryRevokedError } from "./memory-view.js";
+export { WorkerLink, serveLink, newMailbox, MAILBOX_PAYLOAD, type CallOutcome } from "./worker-link.js";
 export { GuestMemory, PAGE_SIZE, PAGE_SHIFT } from "./guest-memory.js";
 export { type HostTimeSource } from "./clock.js";
 export { type TraceSink } from "./trace.js";

@@ -4,11 +4,12 @@
 // in the driver's PD, one local EC per client from `entry(id)` and a portal to it with id = the
 // client id. A client ATTACHes by delegating memory pages into that EC's window; from then on a
 // request names a sector range and a byte offset into those pages, and the driver reads or writes
-// the image straight from/into them (`sys.memory()` views: no copy through IPC). The words are
-// described in ./protocol.ts. The image is opened at ATTACH, so a second writer of the same image
-// (another client, or another process) is refused there with LOCKED.
+// the image straight from/into them (`sys.memory()` views: no copy through IPC; in a worker,
+// `--isolate`, copies that the main side makes: ./worker.ts). The words are described in
+// ./protocol.ts. The image is opened at ATTACH, so a second writer of the same image (another
+// client, or another process) is refused there with LOCKED.
 
-import { MemoryRevokedError, SpaceKind, crd, packBytes, type Crd, type LocalEntry, type MemoryView, type Sys, type Utcb } from "../../kernel/index.js";
+import { MemoryRevokedError, SpaceKind, crd, packBytes, type Crd, type LocalEntry, type MemoryView, type PortalHandler, type Status, type Sys, type Utcb } from "../../kernel/index.js";
 import { ImageError } from "./errors.js";
 import type { FormatName } from "./image.js";
 import { BLOCK_SECTOR_SIZE, BlockFlags, BlockOp, BlockReply } from "./protocol.js";
@@ -28,6 +29,8 @@ export interface BlockDriverOptions {
    * pages [id, id + 1) * 2^windowOrder of the driver's space (2^20 pages), so ids must fit.
    */
   windowOrder?: number;
+  /** Write each image's metadata after every write (BlockServiceOptions.persistWrites): for a driver in a worker. */
+  persistWrites?: boolean;
 }
 
 /** Pages of the driver's memory space (2^20) that windows may use. */
@@ -35,12 +38,55 @@ const MEMORY_SPACE_PAGES = 2 ** 20;
 /** Longest failure reason sent back with ATTACH, in bytes. */
 const REASON_BYTES = 512;
 
+/**
+ * A client's shared pages as the driver reaches them: in-process, views of the pages themselves
+ * (no copy); in a worker, copies made by the main side. Both throw MemoryRevokedError once the
+ * client has taken the pages back.
+ */
+export interface ClientRegion {
+  readonly length: number;
+  /** Bytes [offset, offset + length) to write to the disk. */
+  source(offset: number, length: number): Uint8Array;
+  /** Where to read [offset, offset + length) from the disk into, and `commit` to put it there. */
+  sink(offset: number, length: number): { buffer: Uint8Array; commit(): void };
+}
+
+/** What the driver uses of a syscall handle: a worker gets a stand-in that asks the main side. */
+export interface DriverSys {
+  readonly utcb: Utcb;
+  revoke(range: Crd, keepSelf?: boolean): Status;
+  /** Pages [page, page + pages) of the driver's space as one region, or null if they are not one readable and writable range. */
+  region(page: number, pages: number): ClientRegion | null;
+}
+
+/** A view's bytes as a region: no copy. */
+export function viewRegion(view: MemoryView): ClientRegion {
+  return {
+    length: view.length,
+    source: (offset, length) => view.bytes.subarray(offset, offset + length),
+    sink: (offset, length) => ({ buffer: view.bytes.subarray(offset, offset + length), commit: () => {} }),
+  };
+}
+
+/** The driver's view of an in-process syscall handle. */
+function inProcess(sys: Sys): DriverSys {
+  return {
+    get utcb() {
+      return sys.utcb;
+    },
+    revoke: (range, keepSelf) => sys.revoke(range, keepSelf),
+    region: (page, pages) => {
+      const view = sys.memory(page, pages);
+      return view && viewRegion(view);
+    },
+  };
+}
+
 /** What one attached client has: its opened image and the shared region. */
 interface Attachment {
   readonly service: BlockService;
-  /** The delegated pages as one byte view (aliasing the client's memory). */
-  /** The client's pages: a view that fails once the client revokes them. */
-  readonly region: MemoryView;
+  /** The client's pages: they fail once the client revokes them. */
+  readonly region: ClientRegion;
   readonly pages: number;
 }
 
@@ -57,12 +103,14 @@ interface Refusal {
 export class BlockDriver {
   private readonly attached = new Map<number, Attachment>();
   private readonly windowOrder: number;
+  private readonly persistWrites: boolean;
 
   constructor(
     private readonly drives: ReadonlyMap<number, DriveConfig>,
     options: BlockDriverOptions = {},
   ) {
     this.windowOrder = options.windowOrder ?? 16;
+    this.persistWrites = options.persistWrites === true;
     if (!Number.isInteger(this.windowOrder) || this.windowOrder < 0 || this.windowOrder > 20) {
       throw new RangeError(`block driver: window order ${this.windowOrder} outside 0-20`);
     }
@@ -80,6 +128,12 @@ export class BlockDriver {
 
   /** The entry of the local EC that serves client `id`. Bind exactly one portal to it, with portal id `id`. */
   entry(id: number): LocalEntry {
+    const serve = this.server(id);
+    return (sys) => serve(inProcess(sys));
+  }
+
+  /** Client `id`'s portal handler on a driver syscall handle (in-process, or a worker's stand-in). */
+  server(id: number): (sys: DriverSys) => PortalHandler {
     const window = this.windowOf(id);
     return (sys) => {
       sys.utcb.receiveWindow[SpaceKind.MEMORY] = window;
@@ -106,7 +160,7 @@ export class BlockDriver {
   }
 
   /** Handle one request of client `id`; says whether memory that arrived with it was kept. */
-  private serve(sys: Sys, utcb: Utcb, id: number, window: Crd): boolean {
+  private serve(sys: DriverSys, utcb: Utcb, id: number, window: Crd): boolean {
     const op = utcb.untyped > 0 ? utcb.words[0] : 0;
     const a = this.attached.get(id);
     switch (op) {
@@ -142,7 +196,7 @@ export class BlockDriver {
   }
 
   /** ATTACH: check the message and the delegated region completely, then open the image. */
-  private attach(sys: Sys, utcb: Utcb, id: number, window: Crd): boolean {
+  private attach(sys: DriverSys, utcb: Utcb, id: number, window: Crd): boolean {
     const checked = this.checkAttach(sys, utcb, id, window);
     if ("status" in checked) {
       refuse(utcb, checked);
@@ -150,7 +204,7 @@ export class BlockDriver {
     }
     let service: BlockService;
     try {
-      service = BlockService.open(checked.drive.path, { format: checked.drive.format, readOnly: checked.drive.readOnly });
+      service = BlockService.open(checked.drive.path, { format: checked.drive.format, readOnly: checked.drive.readOnly, persistWrites: this.persistWrites });
     } catch (err) {
       const locked = err instanceof ImageError && err.code === "LOCKED";
       refuse(utcb, { status: locked ? BlockReply.LOCKED : BlockReply.BAD_IMAGE, reason: err instanceof Error ? err.message : String(err) });
@@ -162,7 +216,7 @@ export class BlockDriver {
     return true;
   }
 
-  private checkAttach(sys: Sys, utcb: Utcb, id: number, window: Crd): Refusal | { drive: DriveConfig; region: MemoryView; pages: number } {
+  private checkAttach(sys: DriverSys, utcb: Utcb, id: number, window: Crd): Refusal | { drive: DriveConfig; region: ClientRegion; pages: number } {
     if (this.attached.has(id)) return { status: BlockReply.BAD_REQUEST, reason: "already attached (DETACH first)" };
     if (utcb.untyped < 2) return { status: BlockReply.BAD_REQUEST, reason: "ATTACH needs the page count" };
     const pages = utcb.words[1];
@@ -178,7 +232,7 @@ export class BlockDriver {
       end += 2 ** c.order;
     }
     if (end - window.base !== pages) return { status: BlockReply.BAD_BUFFER, reason: `${end - window.base} pages arrived, ${pages} announced` };
-    const region = sys.memory(window.base, pages);
+    const region = sys.region(window.base, pages);
     if (!region) return { status: BlockReply.BAD_BUFFER, reason: "delegated pages are not one readable and writable range" };
     return { drive, region, pages };
   }
@@ -195,16 +249,17 @@ function transfer(a: Attachment, utcb: Utcb, op: number): BlockReply {
   if (offset + bytes > a.region.length) return BlockReply.BAD_BUFFER;
   if (sector + count > a.service.sectors) return BlockReply.OUT_OF_RANGE;
   if (op === BlockOp.WRITE && a.service.readOnly) return BlockReply.READ_ONLY;
-  let region: Uint8Array;
   try {
-    region = a.region.bytes;
+    if (op === BlockOp.WRITE) return statusOf(a.service.handle({ op: "write", sector, count, buffer: a.region.source(offset, bytes) }).status);
+    const into = a.region.sink(offset, bytes);
+    const status = statusOf(a.service.handle({ op: "read", sector, count, buffer: into.buffer }).status);
+    if (status === BlockReply.OK) into.commit();
+    return status;
   } catch (error) {
     // The client took its pages back: nothing to read from or write into.
     if (error instanceof MemoryRevokedError) return BlockReply.BAD_BUFFER;
     throw error;
   }
-  const buffer = region.subarray(offset, offset + bytes);
-  return statusOf(a.service.handle({ op: op === BlockOp.READ ? "read" : "write", sector, count, buffer }).status);
 }
 
 function replyInfo(utcb: Utcb, a: Attachment, window: Crd): void {
@@ -225,7 +280,7 @@ function statusOf(s: BlockStatus): BlockReply {
 }
 
 /** Memory delegated with a message that did not keep it is unmapped again at once. */
-function dropReceived(sys: Sys, utcb: Utcb): void {
+function dropReceived(sys: DriverSys, utcb: Utcb): void {
   for (const r of utcb.received) {
     if (r.kind === "delegated" && r.crd.kind === SpaceKind.MEMORY) sys.revoke(crd(SpaceKind.MEMORY, r.crd.base, r.crd.order));
   }

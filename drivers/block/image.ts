@@ -65,6 +65,11 @@ export interface BlockImage {
   /** Write cached metadata and fsync the files. */
   flush(): void;
   /**
+   * Write cached metadata to the files, without fsync: what was written survives the thread that
+   * wrote it (a block driver worker that dies), not a host crash.
+   */
+  persist(): void;
+  /**
    * Write cached metadata (no fsync, like qemu-img's default for convert) and close this image and
    * its backing chain. Call flush() first when the data must survive a host crash.
    */

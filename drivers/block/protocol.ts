@@ -50,6 +50,11 @@ export const BlockReply = {
   BAD_IMAGE: 9,
   /** Malformed message: too few words, ATTACH while attached. */
   BAD_REQUEST: 10,
+  /**
+   * The driver (running isolated, in a worker) died during the request and was restarted, with
+   * every client attached again: the request may or may not have happened. Send it again.
+   */
+  RESTARTED: 11,
 } as const;
 export type BlockReply = (typeof BlockReply)[keyof typeof BlockReply];
 

@@ -76,6 +76,10 @@ export class RawImage implements BlockImage {
     this.file.sync();
   }
 
+  persist(): void {
+    // No metadata: data is written through at once.
+  }
+
   close(): void {
     this.file.close();
   }

@@ -35,6 +35,11 @@ export interface BlockResponse {
 export interface BlockServiceOptions {
   format?: FormatName;
   readOnly?: boolean;
+  /**
+   * Write the image's metadata after every write (no fsync): an acknowledged write then survives
+   * the death of the thread that served it. For a driver in a worker (`--isolate`).
+   */
+  persistWrites?: boolean;
 }
 
 /**
@@ -45,10 +50,13 @@ export interface BlockServiceOptions {
 export class BlockService {
   private closed = false;
 
-  private constructor(private readonly image: BlockImage) {}
+  private constructor(
+    private readonly image: BlockImage,
+    private readonly persistWrites: boolean,
+  ) {}
 
   static open(path: string, options: BlockServiceOptions = {}): BlockService {
-    return new BlockService(openImage(path, { format: options.format, writable: options.readOnly !== true }));
+    return new BlockService(openImage(path, { format: options.format, writable: options.readOnly !== true }), options.persistWrites === true);
   }
 
   get sectors(): number {
@@ -94,7 +102,10 @@ export class BlockService {
     }
     const view = req.buffer!.subarray(0, req.count * SECTOR_SIZE);
     if (req.op === "read") this.image.read(req.sector * SECTOR_SIZE, view);
-    else this.image.write(req.sector * SECTOR_SIZE, view);
+    else {
+      this.image.write(req.sector * SECTOR_SIZE, view);
+      if (this.persistWrites) this.image.persist();
+    }
   }
 
   /** Write metadata, release the write lock and close the image chain. */

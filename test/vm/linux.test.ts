@@ -21,6 +21,8 @@ import type { BalloonInfo, ControlCommand, ControlHost, ControlResult } from "..
 import type { VmState } from "../../vmm/protocol.js";
 import { openSavedVm, saveSnapshot } from "../../bin/snapshot.js";
 import { canFetchGuest } from "../support/guest.js";
+import { hostHas } from "../support/host-tools.js";
+import { spawnSync } from "node:child_process";
 
 const canFetch = canFetchGuest("test/vm/linux");
 
@@ -280,6 +282,70 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     expect(first(join(dir, "c2-vda.qcow2"))).toBe("c2-wrote-3\nn");
     expect(Buffer.compare(readFileSync(base), baseBefore)).toBe(0);
     expect(Buffer.compare(readFileSync(saved!.file), fileBefore)).toBe(0);
+  }, 60 * 60 * 1000);
+
+  it("the block driver in a worker (--isolate), killed in the middle of a write loop on /dev/vda: restarted, the guest's data and the image intact", async () => {
+    expect(saved).not.toBeNull();
+    // A linked clone: its writes go to a qcow2 overlay, whose metadata a crash could hurt.
+    const vm = openSavedVm(saved!.file, { clone: { dir, name: "iso" } });
+    const con = new MemoryConsole();
+    const control = new TestControl(() => undefined);
+    control.queue.push({ vm: 0, op: "resume" });
+    const BLOCKS = 48;
+    let killed = -1;
+    let kill = (): boolean => false;
+    try {
+      const result = await runVm({
+        memoryBytes: vm.memoryBytes,
+        resume: { plan: vm.plan, state: vm.state, ram: vm.reader },
+        drives: vm.drives,
+        console: con,
+        engine: createX86Engine,
+        maxVirtualNs: 120e9,
+        control,
+        // The watchdog is generous: a restart must come from the kill, not from a slow machine.
+        isolate: { watchdogMs: 120_000 },
+        stopRequested: () => con.text.includes("done-42"),
+        onStart: (_k, raise, components) => {
+          kill = () => components.kill("block");
+          raise.control();
+          con.type(
+            `i=0; while [ $i -lt ${BLOCKS} ]; do i=$((i+1)); printf 'hv-block-%04d' $i | dd of=/dev/vda bs=512 seek=$((i*8)) conv=notrunc 2>/dev/null; sync; echo w$i; done; ` +
+              "echo 3 > /proc/sys/vm/drop_caches; for i in 1 24 25 48; do dd if=/dev/vda bs=512 skip=$((i*8)) count=1 2>/dev/null | head -c 13; echo; done; echo done-$((40+2))\n",
+          );
+          raise.input();
+        },
+        onSlice: () => {
+          // Halfway through the loop, between two of the driver's requests (the host loop runs between slices).
+          if (killed < 0 && /\bw24\b/.test(con.text)) {
+            expect(kill()).toBe(true);
+            killed = con.text.length;
+          }
+        },
+      });
+      expect(result.ended).toBe(false);
+    } finally {
+      vm.reader.close();
+    }
+    expect(killed).toBeGreaterThan(0);
+    // Writes after the kill were served (by the new worker), and the guest reads back what it wrote.
+    expect(con.text.slice(killed)).toMatch(/\bw48\b/);
+    for (const i of [1, 24, 25, 48]) expect(con.text).toMatch(new RegExp(`^hv-block-${String(i).padStart(4, "0")}\\r?$`, "m"));
+    const overlay = join(dir, "iso-vda.qcow2");
+    const image = openImage(overlay);
+    try {
+      for (let i = 1; i <= BLOCKS; i++) {
+        const sector = new Uint8Array(13);
+        image.read(i * 8 * 512, sector);
+        expect(new TextDecoder().decode(sector)).toBe(`hv-block-${String(i).padStart(4, "0")}`);
+      }
+    } finally {
+      image.close();
+    }
+    if (hostHas("qemu-img")) {
+      const check = spawnSync("qemu-img", ["check", overlay], { encoding: "utf8" });
+      expect(check.status, check.stdout + check.stderr).toBe(0);
+    }
   }, 60 * 60 * 1000);
 
   it("a balloon target takes memory from the guest: the balloon fills, frames go back to the host, and the guest goes on", async () => {

@@ -338,6 +338,11 @@ export class Qcow2Image implements BlockImage {
     this.headerDirty = true;
   }
 
+  /** Write cached metadata (no fsync). */
+  persist(): void {
+    if (this.writable && !this.closed) this.writeMetadata();
+  }
+
   /** Write cached metadata and fsync: after flush, everything written so far survives a crash. */
   flush(): void {
     if (!this.writable || this.closed) return;

@@ -339,6 +339,11 @@ export class VhdImage implements BlockImage {
     return report;
   }
 
+  /** Write cached metadata (no fsync). */
+  persist(): void {
+    if (this.writable && !this.closed) this.writeMetadata();
+  }
+
   /** Write cached metadata and fsync. */
   flush(): void {
     if (!this.writable || this.closed) return;

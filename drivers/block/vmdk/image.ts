@@ -222,6 +222,11 @@ export class VmdkImage implements BlockImage {
     return report;
   }
 
+  /** Write cached metadata (no fsync). */
+  persist(): void {
+    if (this.writable && !this.closed) this.writeMetadata();
+  }
+
   /** Write cached grain tables and fsync every file. */
   flush(): void {
     if (!this.writable || this.closed) return;

@@ -18,6 +18,9 @@ export class BlockAttachError extends Error {
   }
 }
 
+/** Times a request is sent to a driver that keeps restarting under it. */
+const RESTART_TRIES = 3;
+
 export interface IpcBlockBackend extends BlockBackend {
   /** Flush, close the image on the driver's side and unmap the shared region there. */
   detach(): VirtioBlkStatus;
@@ -52,9 +55,13 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sh
   const call = (op: number, sector: number, count: number, offset: number): VirtioBlkStatus => {
     const m = utcb();
     const hi = Math.floor(sector / 2 ** 32);
-    m.set(op, sector - hi * 2 ** 32, hi, count, offset);
-    if (sys.call(portal) !== Status.SUCCESS) return VirtioBlkStatus.IOERR;
-    return statusOf(m.words[0]);
+    // A driver that restarted under a request answers RESTARTED: reads and writes of whole
+    // sectors may simply happen again.
+    for (let tries = 0; ; tries++) {
+      m.set(op, sector - hi * 2 ** 32, hi, count, offset);
+      if (sys.call(portal) !== Status.SUCCESS) return VirtioBlkStatus.IOERR;
+      if (m.words[0] !== BlockReply.RESTARTED || tries + 1 >= RESTART_TRIES) return statusOf(m.words[0]);
+    }
   };
   /** Byte offset of `buf` inside the shared region, or -1. */
   const offsetOf = (buf: Uint8Array, region: Uint8Array): number =>
@@ -81,10 +88,7 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sh
     readOnly,
     read: (sector, buf) => move(false, sector, buf),
     write: (sector, buf) => move(true, sector, buf),
-    flush: () => {
-      utcb().set(BlockOp.FLUSH);
-      return sys.call(portal) === Status.SUCCESS ? statusOf(utcb().words[0]) : VirtioBlkStatus.IOERR;
-    },
+    flush: () => call(BlockOp.FLUSH, 0, 0, 0),
     detach: () => {
       utcb().set(BlockOp.DETACH);
       return sys.call(portal) === Status.SUCCESS ? statusOf(utcb().words[0]) : VirtioBlkStatus.IOERR;
