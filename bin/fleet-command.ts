@@ -34,7 +34,7 @@ import { parseQmpAddress, shutdownCause, startQmp } from "./qmp-socket.js";
 import { parseCpus, parseDrive, parseSize } from "./run-command.js";
 import { MAX_CPUS } from "../vmm/smp.js";
 import { openSavedVm, platformConfig, type RestoredVm, type SaveRequest } from "./snapshot.js";
-import { bootPlanFor, exitVerdict, runFleet, type FleetVm } from "./vm-runner.js";
+import { bootPlanFor, exitVerdict, runFleet, type FleetVm, type HostComponents } from "./vm-runner.js";
 
 /** One VM of the file, checked. */
 export interface FleetEntry {
@@ -271,8 +271,11 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
     } catch (error) {
       throw new InvalidArgumentError(`qmp: ${(error as Error).message}`);
     }
+    // The isolated components exist once the fleet runs (onStart).
+    let hostComponents: HostComponents | null = null;
+    const components: HostComponents = { kill: (component) => hostComponents?.kill(component) ?? false };
     const qmp = socketPath
-      ? await startQmp(socketPath, { control, vms: spec.vms.map((e, index) => ({ name: e.name, index, saveRequest: saveRequests[index] })), quit: () => (quit = true) }).catch((error: Error) => {
+      ? await startQmp(socketPath, { control, vms: spec.vms.map((e, index) => ({ name: e.name, index, saveRequest: saveRequests[index] })), quit: () => (quit = true), components }).catch((error: Error) => {
           throw new InvalidArgumentError(`qmp: ${error.message}`);
         })
       : null;
@@ -289,7 +292,8 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
         hostMemoryBytes: opts.hostMem,
         isolate: opts.isolate ? {} : null,
         pace: { now: () => performance.now() * 1e6 },
-        onStart: (_k, raise) => {
+        onStart: (_k, raise, started) => {
+          hostComponents = started;
           raiseInput = raise.input;
           control.raise = raise.control;
           raise.control();

@@ -68,6 +68,16 @@ const qmpCapabilities: QmpCommand = {
 /** Commands of a client in negotiation mode: only this one, as in QEMU. */
 export const NEGOTIATION_COMMANDS: Record<string, QmpCommand> = { qmp_capabilities: qmpCapabilities };
 
+/** Kill an isolated component's worker as a crash would (isolation tests): the next request restarts it. */
+const componentKill: QmpCommand = {
+  params: { component: { type: "str" } },
+  run({ server }, args) {
+    const name = args.component as string;
+    if (!server.options.components?.kill(name)) throw new QmpError("GenericError", `no isolated component '${name}' (hv run --isolate runs 'block' in a worker)`);
+    return {};
+  },
+};
+
 export const COMMANDS: Record<string, QmpCommand> = {
   qmp_capabilities: qmpCapabilities,
   "query-commands": { params: {}, run: () => Object.keys(COMMANDS).map((name) => ({ name })) },
@@ -110,6 +120,7 @@ export const COMMANDS: Record<string, QmpCommand> = {
     params: { "command-line": { type: "str" }, "cpu-index": { type: "int", optional: true } },
     run: (context, args) => humanMonitor(context.server, args["command-line"] as string),
   },
+  "x-component-kill": componentKill,
 };
 
 /** QEMU's StatusInfo; `reason` (ours) says why a paused VM waits: "host-memory" when the host's memory limit paused it. */

@@ -24,7 +24,7 @@ export function parseQmpAddress(spec: string): string {
 }
 
 /** `hv run --qmp`: a QMP server for `vms` on the socket at `path`, with the host's clock and working directory. */
-export function startQmp(path: string, options: { control: VmControl; vms: readonly QmpVm[]; quit: () => void; migration?: QmpServerOptions["migration"] }): Promise<QmpListener> {
+export function startQmp(path: string, options: Pick<QmpServerOptions, "control" | "vms" | "quit" | "migration" | "components">): Promise<QmpListener> {
   const server = new QmpServer({ ...options, now: () => performance.timeOrigin + performance.now(), cwd: process.cwd() });
   return QmpListener.listen(path, server);
 }

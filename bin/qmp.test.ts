@@ -93,6 +93,23 @@ async function negotiated(): Promise<MemoryPeer> {
   return peer;
 }
 
+describe("x-component-kill", () => {
+  it("kills an isolated component the host has, and refuses a name it has not (or a server without any)", async () => {
+    let peer = await negotiated();
+    expect((await peer.execute("x-component-kill", { component: "block" })).reply).toEqual({
+      error: { class: "GenericError", desc: "no isolated component 'block' (hv run --isolate runs 'block' in a worker)" },
+      id: "x-component-kill",
+    });
+    const killed: string[] = [];
+    server = new QmpServer({ control, vms: [testVm("guest")], quit: () => ++quits, now: () => 0, cwd: dir, components: { kill: (name) => name === "block" && killed.push(name) > 0 } });
+    peer = await negotiated();
+    expect((await peer.execute("x-component-kill", { component: "block" })).reply).toEqual({ return: {}, id: "x-component-kill" });
+    expect((await peer.execute("x-component-kill", { component: "vmm" })).reply).toMatchObject({ error: { class: "GenericError" } });
+    expect((await peer.execute("x-component-kill", {})).reply).toMatchObject({ error: { class: "GenericError" } });
+    expect(killed).toEqual(["block"]);
+  });
+});
+
 describe("QMP protocol", () => {
   it("greets, accepts only qmp_capabilities before negotiation, and refuses it after", async () => {
     const peer = connect();

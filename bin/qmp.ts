@@ -10,6 +10,7 @@ import type { VmControl } from "./host-control.js";
 import { JsonSplitter, type JsonPiece } from "./json-stream.js";
 import { COMMANDS, NEGOTIATION_COMMANDS, QMP_VERSION, QmpError, type QmpCommand, type Param } from "./qmp-commands.js";
 import type { SaveRequest } from "./snapshot.js";
+import type { HostComponents } from "./vm-runner.js";
 
 export { QMP_VERSION, QmpError, type QmpErrorClass } from "./qmp-commands.js";
 
@@ -40,6 +41,8 @@ export interface QmpServerOptions {
     setParameters(values: Record<string, number | undefined>): void;
     setCapabilities(values: ReadonlyArray<{ capability: string; state: boolean }>): void;
   };
+  /** Isolated components (`--isolate`), for `x-component-kill`; none: the command says there are none. */
+  components?: HostComponents;
 }
 
 /** A client's connection as the server sees it. */

@@ -7,7 +7,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
 import { ensureDefaultGuest } from "../services/guest/index.js";
-import { bootPlanFor, exitVerdict, runVm, type VmRunOptions } from "./vm-runner.js";
+import { bootPlanFor, exitVerdict, runVm, type HostComponents, type VmRunOptions } from "./vm-runner.js";
 import { openSavedVm, platformConfig, type RestoredVm, type SaveRequest } from "./snapshot.js";
 import { HostControl, saveFromConsole } from "./host-control.js";
 import { parseQmpAddress, shutdownCause, startQmp } from "./qmp-socket.js";
@@ -287,7 +287,10 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
     process.stderr.write(`\r\nhv: ${migrationSummary(r)}; the VM runs at the destination now\r\n`);
     quit = true;
   });
-  const qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true), migration }).catch((error: Error) => {
+  // The isolated components exist once the VM runs (onStart).
+  let hostComponents: HostComponents | null = null;
+  const components: HostComponents = { kill: (component) => hostComponents?.kill(component) ?? false };
+  const qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true), migration, components }).catch((error: Error) => {
     throw new InvalidArgumentError(`--qmp: ${error.message}`);
   }) : null;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
@@ -318,7 +321,8 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       hostMemoryBytes: opts.hostMem,
       isolate: opts.isolate ? {} : null,
       wallTimeout: opts.wallTimeout ? { clock: { now: () => performance.now() * 1e6 }, ns: opts.wallTimeout * 1e9 } : null,
-      onStart: (_k, raiseOn) => {
+      onStart: (_k, raiseOn, started) => {
+        hostComponents = started;
         raise = raiseOn.input;
         control.raise = raiseOn.control;
         raiseOn.control();
