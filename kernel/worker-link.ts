@@ -118,7 +118,14 @@ export class WorkerLink {
       const turn = this.box.waitWhile(waitingOn, watchdogMs);
       if (turn === waitingOn) return { kind: "timeout" };
       if (turn === Turn.HYPERCALL) {
-        this.box.put(Turn.RESULT, serve(this.box.take()));
+        let result: unknown;
+        try {
+          result = serve(this.box.take());
+        } catch (error) {
+          // The worker waits for an answer it will not get: it is as good as crashed.
+          return { kind: "crash", message: `serving its hypercall: ${error instanceof Error ? error.message : String(error)}` };
+        }
+        this.box.put(Turn.RESULT, result);
         waitingOn = Turn.RESULT;
         continue;
       }
