@@ -122,6 +122,31 @@ describe("IPC backend: what it sends the block driver", () => {
     expect(seen.slice(5)).toEqual([[BlockOp.FLUSH], [BlockOp.DETACH]]);
   });
 
+  it("sends a request a restarted driver answered RESTARTED again, at most three times in all", () => {
+    const bed = new Testbed();
+    // Sector 5: RESTARTED twice, then OK. Sector 6: always RESTARTED. FLUSH: once RESTARTED.
+    let fives = 0, flushes = 0;
+    const { portal, seen } = fakeDriver(bed, (w) => {
+      if (w[0] === BlockOp.ATTACH) return [BlockReply.OK, 1000, 0, 0, 16];
+      if (w[0] === BlockOp.FLUSH) return [flushes++ === 0 ? BlockReply.RESTARTED : BlockReply.OK];
+      if (w[1] === 5) return [fives++ < 2 ? BlockReply.RESTARTED : BlockReply.OK];
+      return [BlockReply.RESTARTED];
+    });
+    const results: number[] = [];
+    runVmm(bed, portal, (sys) => {
+      const backend = ipcBlockBackend(sys, 7, sys.memory(64, 4)!, 64);
+      const buf = sys.memory(64, 1)!.bytes.subarray(0, 512);
+      results.push(backend.write(5, buf), backend.read(6, buf), backend.flush());
+    });
+    expect(results).toEqual([VirtioBlkStatus.OK, VirtioBlkStatus.IOERR, VirtioBlkStatus.OK]);
+    expect(seen.slice(1)).toEqual([
+      ...new Array(3).fill([BlockOp.WRITE, 5, 0, 1, 0]),
+      ...new Array(3).fill([BlockOp.READ, 6, 0, 1, 0]),
+      [BlockOp.FLUSH],
+      [BlockOp.FLUSH],
+    ]);
+  });
+
   it("maps the driver's refusals: ATTACH errors throw with the reason, request errors become IOERR or UNSUPP", () => {
     const bed = new Testbed();
     const reason = new TextEncoder().encode("image is already opened for writing");

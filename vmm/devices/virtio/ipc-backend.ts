@@ -52,16 +52,18 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sh
   const readOnly = (w[3] & BlockFlags.READ_ONLY) !== 0;
   const chunk = Math.floor(shared.length / BLOCK_SECTOR_SIZE) * BLOCK_SECTOR_SIZE;
 
-  const call = (op: number, sector: number, count: number, offset: number): VirtioBlkStatus => {
+  /** Send a request; one a restarted driver answered RESTARTED is sent again (reads, writes and flushes may simply happen again). */
+  const send = (...words: number[]): VirtioBlkStatus => {
     const m = utcb();
-    const hi = Math.floor(sector / 2 ** 32);
-    // A driver that restarted under a request answers RESTARTED: reads and writes of whole
-    // sectors may simply happen again.
     for (let tries = 0; ; tries++) {
-      m.set(op, sector - hi * 2 ** 32, hi, count, offset);
+      m.set(...words);
       if (sys.call(portal) !== Status.SUCCESS) return VirtioBlkStatus.IOERR;
       if (m.words[0] !== BlockReply.RESTARTED || tries + 1 >= RESTART_TRIES) return statusOf(m.words[0]);
     }
+  };
+  const call = (op: number, sector: number, count: number, offset: number): VirtioBlkStatus => {
+    const hi = Math.floor(sector / 2 ** 32);
+    return send(op, sector - hi * 2 ** 32, hi, count, offset);
   };
   /** Byte offset of `buf` inside the shared region, or -1. */
   const offsetOf = (buf: Uint8Array, region: Uint8Array): number =>
@@ -88,7 +90,7 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sh
     readOnly,
     read: (sector, buf) => move(false, sector, buf),
     write: (sector, buf) => move(true, sector, buf),
-    flush: () => call(BlockOp.FLUSH, 0, 0, 0),
+    flush: () => send(BlockOp.FLUSH),
     detach: () => {
       utcb().set(BlockOp.DETACH);
       return sys.call(portal) === Status.SUCCESS ? statusOf(utcb().words[0]) : VirtioBlkStatus.IOERR;
