@@ -5,9 +5,11 @@
 // `echo`, a linked clone to its first instruction, and the host memory (RSS) of a process that
 // runs 8 idle clones against one that runs 1 (each idles 2 s of VM time). Last line:
 //   save_ms=<n> restore_ms=<n> echo_ms=<n> snapshot_ratio=<x> clone_ms=<n> clones8_mem_ratio=<x>
+// HV_BENCH_SNAPSHOT=FILE: a snapshot of the default guest at its prompt, to skip the ~90 s boot;
+// the saves are then of that VM restored from a copy of FILE (FILE itself is only read).
 
 import type { RamPages } from "../../vmm/protocol.js";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryConsole } from "../../drivers/console/host.js";
@@ -56,20 +58,24 @@ async function main(): Promise<void> {
   const file = join(dir, "prompt.hvsnap");
   const request = (path: string): SaveRequest => ({ path, name: "bench", memoryBytes: MEMORY, platform: { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true }, roms: plan.roms, drives: [] });
 
-  // Boot once; at the prompt, save REPS times (each timed from the request to the file's rename).
-  process.stderr.write("bench:snapshot: booting the default guest...\n");
+  // Boot once (or restore HV_BENCH_SNAPSHOT); at the prompt, save REPS times (each timed from the
+  // request to the file's rename).
+  const given = process.env.HV_BENCH_SNAPSHOT;
   const con = new MemoryConsole();
   const saves: number[] = [];
   let asked = 0;
   let requestedAt = 0;
   let ratio = NaN;
   let raiseInput = () => {};
+  let stopSaving = false;
   const control: BenchControl = new BenchControl((command, result) => {
+    if (command.op === "resume") return;
     if (command.op !== "save" || !("state" in result)) throw new Error(`save failed: ${result.status}`);
     const { bytes } = saveSnapshot(request(file), result.state, result.ram);
     saves.push(performance.now() - requestedAt);
     ratio = bytes / (nonZeroPages(result.ram) * 4096);
     if (asked < REPS) ask();
+    else if (given) stopSaving = true;
     else {
       con.type("poweroff\n");
       raiseInput();
@@ -80,25 +86,52 @@ async function main(): Promise<void> {
     requestedAt = performance.now();
     control.push({ vm: 0, op: "save" });
   };
-  const booted = performance.now();
-  await runVm({
-    memoryBytes: MEMORY,
-    plan,
-    console: con,
-    engine: createX86Engine,
-    control,
-    maxVirtualNs: 300e9,
-    onStart: (_k, raise) => {
-      control.raise = raise.control;
-      raiseInput = raise.input;
-      con.onOutput = () => {
-        if (asked === 0 && /hv-init: ready[\s\S]*# /.test(con.text)) {
-          process.stderr.write(`bench:snapshot: at the prompt after ${((performance.now() - booted) / 1000).toFixed(1)} s; saving\n`);
+  if (given) {
+    process.stderr.write(`bench:snapshot: restoring ${given} instead of booting\n`);
+    const source = join(dir, "given.hvsnap");
+    copyFileSync(given, source);
+    const vm = openSavedVm(source, {});
+    control.queue.push({ vm: 0, op: "resume" });
+    try {
+      await runVm({
+        memoryBytes: vm.memoryBytes,
+        resume: { plan: vm.plan, state: vm.state, ram: vm.reader },
+        console: con,
+        engine: createX86Engine,
+        control,
+        maxVirtualNs: 60e9,
+        stopRequested: () => stopSaving,
+        onStart: (_k, raise) => {
+          control.raise = raise.control;
+          raise.control();
           ask();
-        }
-      };
-    },
-  });
+        },
+      });
+    } finally {
+      vm.reader.close();
+    }
+  } else {
+    process.stderr.write("bench:snapshot: booting the default guest...\n");
+    const booted = performance.now();
+    await runVm({
+      memoryBytes: MEMORY,
+      plan,
+      console: con,
+      engine: createX86Engine,
+      control,
+      maxVirtualNs: 300e9,
+      onStart: (_k, raise) => {
+        control.raise = raise.control;
+        raiseInput = raise.input;
+        con.onOutput = () => {
+          if (asked === 0 && /hv-init: ready[\s\S]*# /.test(con.text)) {
+            process.stderr.write(`bench:snapshot: at the prompt after ${((performance.now() - booted) / 1000).toFixed(1)} s; saving\n`);
+            ask();
+          }
+        };
+      },
+    });
+  }
   if (saves.length < REPS) throw new Error(`the guest ended before ${REPS} saves (${saves.length})`);
 
   // Restore REPS times to the first instruction, and REPS times to a prompt that answered echo.
