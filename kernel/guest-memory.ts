@@ -22,9 +22,11 @@ export const GUEST_PAGES = 1 << 20;
  * drop cached translations.
  */
 export class GuestMemory {
-  readonly storeOf = new Int16Array(GUEST_PAGES);
-  readonly offsetOf = new Int32Array(GUEST_PAGES);
-  readonly rightsOf = new Uint8Array(GUEST_PAGES);
+  /** One buffer for the three tables: one allocation for a VM, not three. */
+  private readonly tables = new ArrayBuffer(7 * GUEST_PAGES);
+  readonly offsetOf = new Int32Array(this.tables, 0, GUEST_PAGES);
+  readonly storeOf = new Int16Array(this.tables, 4 * GUEST_PAGES, GUEST_PAGES);
+  readonly rightsOf = new Uint8Array(this.tables, 6 * GUEST_PAGES, GUEST_PAGES);
   generation = 0;
   /** Listeners told about every unmap or downgrade (engines flush their TLBs). */
   private readonly invalidated: Array<(gpn: number) => void> = [];
