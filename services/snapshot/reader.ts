@@ -152,6 +152,8 @@ class SnapshotFileReader implements SnapshotReader {
   readonly sections: ReadonlyArray<SectionInfo>;
   private readonly ram: SectionEntry;
   private cached: { chunk: number; data: Uint8Array } | null = null;
+  /** Where readPage reads a chunk's stored bytes (made on the first read, used again by each). */
+  private scratch: Uint8Array | null = null;
   private closed = false;
 
   constructor(
@@ -210,7 +212,11 @@ class SnapshotFileReader implements SnapshotReader {
     if (this.cached?.chunk !== k) {
       this.cached = null;
       const c = this.index.chunk(k);
-      const stored = this.readStored(this.ram.offset + c.offset, c.storedBytes, `page ${n} (chunk ${k})`);
+      // A stored chunk is at most its raw size (one stored compressed is smaller), and the cached
+      // chunk is the only thing the scratch holds: read into it rather than into new memory each time.
+      this.scratch ??= new Uint8Array(this.index.chunkPages * PAGE_SIZE);
+      const into = c.storedBytes <= this.scratch.length ? this.scratch.subarray(0, c.storedBytes) : undefined;
+      const stored = this.readStored(this.ram.offset + c.offset, c.storedBytes, `page ${n} (chunk ${k})`, into);
       this.cached = { chunk: k, data: this.decodeChunk(k, stored, `page ${n} (chunk ${k})`) };
     }
     const at = (i - k * this.index.chunkPages) * PAGE_SIZE;
@@ -260,10 +266,10 @@ class SnapshotFileReader implements SnapshotReader {
     }
   }
 
-  private readStored(position: number, length: number, field: string): Uint8Array {
+  private readStored(position: number, length: number, field: string, into?: Uint8Array): Uint8Array {
     if (this.closed) throw new Error(`snapshot ${this.path} is closed`);
     try {
-      return this.file.read(position, length, "ram", field);
+      return this.file.read(position, length, "ram", field, into);
     } catch (err) {
       throw err instanceof SnapshotError ? err.inFile(this.path) : err;
     }
