@@ -133,6 +133,7 @@ async function main(): Promise<void> {
     });
   }
   if (saves.length < REPS) throw new Error(`the guest ended before ${REPS} saves (${saves.length})`);
+  process.stderr.write(`bench:snapshot: saves (ms): ${saves.map((t) => t.toFixed(0)).join(" ")}\n`);
 
   // Restore REPS times to the first instruction, and REPS times to a prompt that answered echo.
   // Each is also timed in CPU time (this process's, all threads): on a shared machine it says
