@@ -52,6 +52,8 @@ export interface SnapshotReader {
   readonly sections: ReadonlyArray<SectionInfo>;
   /** Whether page n (0 <= n < memoryBytes / 4096) is stored; unstored pages are zero. */
   hasPage(n: number): boolean;
+  /** The stored pages' numbers, in order. */
+  storedPages(): Uint32Array;
   /**
    * Reads page n into `into` (at least 4096 bytes); zero-fills when the page is not stored. Checks
    * the checksum of the page's chunk and throws a SnapshotError naming the ram section and the
@@ -198,6 +200,10 @@ class SnapshotFileReader implements SnapshotReader {
   hasPage(n: number): boolean {
     this.checkPageNumber(n);
     return this.index.storedIndex(n) >= 0;
+  }
+
+  storedPages(): Uint32Array {
+    return this.index.storedPageNumbers();
   }
 
   readPage(n: number, into: Uint8Array): void {
