@@ -18,7 +18,7 @@ type Client = (sys: Sys, mm: Mm) => void | Generator<import("../kernel/index.js"
 let booting: Kernel | null = null;
 
 /** Run `clients` (one thread each, in turn) against a memory manager of `total` frames. */
-function run(total: number, limits: number[], clients: Client[], options: { groups?: number[]; scanRate?: number } = {}): MemoryManager & { kernel: Kernel } {
+function run(total: number, limits: number[], clients: Client[], options: { groups?: number[]; scanRate?: number; noFrames?: boolean } = {}): MemoryManager & { kernel: Kernel } {
   const kernel = (booting = new Kernel({ memoryMiB: Math.ceil(total / 256), ioPorts: 0 }));
   const mm = new MemoryManager(total, {
     limits: new Map(limits.map((l, i) => [i + 1, l])),
@@ -29,7 +29,7 @@ function run(total: number, limits: number[], clients: Client[], options: { grou
   const memory: BootModule = {
     name: "memory",
     quota: 4 << 20,
-    frames: true,
+    frames: options.noFrames !== true,
     grants: [{ sel: MemoryManagerSel.PARENT, parent: true }],
     handlers: { main: mm.handler() },
     portals: Object.fromEntries(limits.map((_, i) => [`c${i + 1}`, { handler: "main", id: i + 1 }])),
@@ -286,6 +286,25 @@ describe("memory manager", () => {
       },
     ]);
     expect(held).toEqual([0, FRAME_PIECE, FRAME_PIECE, 2 * FRAME_PIECE, 3 * FRAME_PIECE]);
+  });
+
+  it("when the root gives it no frames, it answers NO_MEMORY, grants nothing and keeps its pool whole", () => {
+    const total = 2 * FRAME_PIECE;
+    const answers: number[][] = [];
+    const state = run(
+      total,
+      [total],
+      [
+        (_sys, mm) => {
+          answers.push(mm.back(0, 4, true), mm.back(8, 2, false), mm.call(MemoryOp.ALLOC, 64, 16), mm.call(MemoryOp.HOST).slice(0, 3), mm.call(MemoryOp.HELD));
+          for (const p of [0, 8, 64]) answers.push([mm.mapped(p) ? 1 : 0]);
+        },
+      ],
+      { noFrames: true },
+    );
+    const { OK, NO_MEMORY } = MemoryStatus;
+    expect(answers).toEqual([[NO_MEMORY, 0], [NO_MEMORY, 0], [NO_MEMORY, 0], [OK, total, total - 1], [OK, 0, 0, total, 0], [0], [0], [0]]);
+    expect(state.kernel.faults).toEqual([]);
   });
 
   it("at the host's limit grants from the reserve with LOW, then refuses with NO_MEMORY; a client's limit is OVER_LIMIT", () => {
