@@ -7,7 +7,7 @@ import { BlockDriver, type DriveConfig } from "../drivers/block/component.js";
 import { IsolatedBlockDriver, type IsolateOptions } from "./isolate.js";
 import { consoleInput, consoleOutput, type ConsoleHost } from "../drivers/console/console.js";
 import { ConsoleSel } from "../drivers/console/protocol.js";
-import { MemoryManager } from "../services/memory-manager.js";
+import { MemoryManager, MemoryManagerSel } from "../services/memory-manager.js";
 import { Published } from "../services/root-protocol.js";
 import { ControlSel, controlThread, type ControlHost } from "../services/vm-control.js";
 import { STATE_PAGES } from "../vmm/protocol.js";
@@ -169,6 +169,7 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
     name: "memory",
     quota: spaceQuota(frames),
     frames: true,
+    grants: [{ sel: MemoryManagerSel.PARENT, parent: true }],
     handlers: { main: mm.handler() },
     portals: {},
     maxPriority: SCANNER_PRIORITY,

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { capability } from "./capability.js";
 import { SpaceKind, alignedRuns, crd } from "./crd.js";
 import { insertRoot, performDelegate, performRevoke, planDelegate, planRevoke, revokeSize, type DelegationPlan } from "./mdb.js";
-import type { Mapping } from "./mapping.js";
+import { Mapping } from "./mapping.js";
 import { REVOCATION_LOG, Space } from "./space.js";
 
 const obj = (n: number) => ({ type: 1, n });
@@ -18,6 +18,50 @@ function delegate(from: Space, base: number, order: number, rights: number, to: 
 }
 
 describe("mapping database", () => {
+  it("a space filled at boot behaves as if every boot mapping were there, but makes a chunk only when it is looked at", () => {
+    const count = 2500; // two whole chunks of 1024 and part of a third
+    const made: number[] = [];
+    const cap = capability(obj(0), 7);
+    const boot = () => {
+      const s = new Space(SpaceKind.MEMORY, "root");
+      s.fillAtBoot(count, (i) => (made.push(i), new Mapping(s, i, cap, i)));
+      return s;
+    };
+    const [b] = spaces(1, SpaceKind.MEMORY);
+    const a = boot();
+    expect(a.size).toBe(count);
+    expect(made.length).toBe(0);
+    // Delegating from the second chunk makes it, and only it.
+    const m = delegate(a, 1024, 9, 5, b, 0);
+    expect(m.length).toBe(512);
+    expect(m[0].parent).toBe(a.get(1024));
+    expect(m[511].offset).toBe(1535);
+    expect(made.length).toBe(1024);
+    expect(Math.min(...made)).toBe(1024);
+    // A look past the boot range makes nothing; the short last chunk has its 452 mappings.
+    expect(a.get(2500)).toBeUndefined();
+    expect(a.get(2499)?.offset).toBe(2499);
+    expect(made.length).toBe(1024 + 452);
+    expect(a.mappingsIn(0, 4096).length).toBe(count);
+    // Revoking the boot mappings of a chunk empties it for good (it is not made again).
+    performRevoke(planRevoke(a, crd(SpaceKind.MEMORY, 1024, 10)) as Mapping[], 0xff, false, () => {});
+    expect(b.size).toBe(0);
+    expect(a.get(1024)).toBeUndefined();
+    expect(a.size).toBe(count - 1024);
+    expect(a.all().length).toBe(count - 1024);
+    expect(made.length).toBe(count);
+    // Into an empty boot slot goes a new mapping; into an occupied one does not.
+    insertRoot(b, 0, cap, 0);
+    expect(planDelegate(b, crd(SpaceKind.MEMORY, 0, 0), a, 5)).toBe("OCCUPIED");
+    expect(typeof planDelegate(b, crd(SpaceKind.MEMORY, 0, 0), a, 1024)).toBe("object");
+    // The same as a space filled mapping by mapping, for every slot.
+    const eager = new Space(SpaceKind.MEMORY, "eager");
+    for (let i = 0; i < count; i++) insertRoot(eager, i, cap, i);
+    const lazy = boot();
+    for (const i of [0, 1023, 1024, 2047, 2048, 2499, 2500, 4095]) expect(lazy.get(i)?.offset).toBe(eager.get(i)?.offset);
+    expect(() => lazy.fillAtBoot(1, () => new Mapping(lazy, 0, cap, 0))).toThrow(RangeError);
+  });
+
   it("delegation copies the capability with rights ANDed, never added", () => {
     const [a, b] = spaces(2);
     const o = obj(1);

@@ -13,17 +13,20 @@ export const GUEST_PAGES = 1 << 20;
 
 /**
  * Page-granular view of guest-physical memory. Engines read the arrays directly on their
- * hot path: `storeOf[gpn]` is an index into `stores` (and `views`, a DataView of each store) or
- * -1 (not mapped: MMIO exit), `offsetOf[gpn]` the byte offset of the page in that store,
- * `rightsOf[gpn]` the MemRights. A VM's stores are the kernel's frame chunks, shared with the
+ * hot path: `rightsOf[gpn]` is the MemRights of the page, 0 when it is not mapped (MMIO exit);
+ * only for a mapped page, `storeOf[gpn]` is an index into `stores` (and `views`, a DataView of
+ * each store) and `offsetOf[gpn]` the byte offset of the page in that store. (So a new VM's
+ * table is all zero: nothing to fill, and untouched parts cost no host memory.) A VM's stores are the kernel's frame chunks, shared with the
  * frame store: a chunk's entry changes when its storage comes or goes, never while a page of it is
  * mapped. `generation` changes whenever any mapping is added, removed or changed, so engines can
  * drop cached translations.
  */
 export class GuestMemory {
-  readonly storeOf = new Int16Array(GUEST_PAGES).fill(-1);
-  readonly offsetOf = new Int32Array(GUEST_PAGES);
-  readonly rightsOf = new Uint8Array(GUEST_PAGES);
+  /** One buffer for the three tables: one allocation for a VM, not three. */
+  private readonly tables = new ArrayBuffer(7 * GUEST_PAGES);
+  readonly offsetOf = new Int32Array(this.tables, 0, GUEST_PAGES);
+  readonly storeOf = new Int16Array(this.tables, 4 * GUEST_PAGES, GUEST_PAGES);
+  readonly rightsOf = new Uint8Array(this.tables, 6 * GUEST_PAGES, GUEST_PAGES);
   generation = 0;
   /** Listeners told about every unmap or downgrade (engines flush their TLBs). */
   private readonly invalidated: Array<(gpn: number) => void> = [];
@@ -46,7 +49,7 @@ export class GuestMemory {
 
   /** Map guest page `gpn` to `PAGE_SIZE` bytes of store `index` at `offset`. */
   mapStore(gpn: number, index: number, offset: number, rights: number): void {
-    const wasMapped = this.storeOf[gpn] >= 0;
+    const wasMapped = this.rightsOf[gpn] !== 0;
     const changed = !wasMapped || this.rightsOf[gpn] !== rights || this.storeOf[gpn] !== index || this.offsetOf[gpn] !== offset;
     this.storeOf[gpn] = index;
     this.offsetOf[gpn] = offset;
@@ -56,16 +59,15 @@ export class GuestMemory {
   }
 
   unmap(gpn: number): void {
-    if (this.storeOf[gpn] < 0) return;
-    this.storeOf[gpn] = -1;
+    if (this.rightsOf[gpn] === 0) return;
     this.rightsOf[gpn] = 0;
     this.invalidate(gpn);
   }
 
   /** The bytes of page `gpn`, or undefined when it is not mapped. A view, not a copy. */
   page(gpn: number): Uint8Array | undefined {
+    if (this.rightsOf[gpn] === 0) return undefined;
     const s = this.storeOf[gpn];
-    if (s < 0) return undefined;
     const off = this.offsetOf[gpn];
     return this.stores[s].subarray(off, off + PAGE_SIZE);
   }

@@ -9,7 +9,7 @@
 // answers later; the caller stays blocked until then (portal.ts). vCPUs are driven by the
 // dispatcher too: their exits are portal calls the kernel makes on their behalf (vm-exit.ts).
 
-import { type Mapping, ObjectType, capability, insertRoot, performRevoke, type RemovedHook } from "../capabilities/index.js";
+import { Mapping, ObjectType, capability, insertRoot, performRevoke, type RemovedHook } from "../capabilities/index.js";
 import { MemRights, IoRights, PdRights, SmRights, EcRights, ScRights, SpaceKind } from "../capabilities/index.js";
 import { copier } from "./args.js";
 import { VirtualClock } from "./clock.js";
@@ -123,9 +123,10 @@ export class Kernel {
       this.interrupts.push(sm);
       this.adopt(root, sm, Sel.GSI_BASE + gsi, SmRights.ALL);
     }
-    // Capabilities are immutable, so one record serves all boot mappings of a space.
+    // Capabilities are immutable, so one record serves all boot mappings of a space. The frames'
+    // mappings are made when first looked at (a 2 GiB kernel has 2^19 of them).
     const frames = capability(this.memory, MemRights.ALL);
-    for (let f = 0; f < this.memory.frames; f++) insertRoot(root.memory, f, frames, f);
+    root.memory.fillAtBoot(this.memory.frames, (f) => new Mapping(root.memory, f, frames, f));
     const ports = capability({ type: 0 }, IoRights.ALL);
     for (let port = 0; port < ioPorts; port++) insertRoot(root.io, port, ports, port);
   }

@@ -1,8 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CHUNK_FRAMES, Kernel, SpaceKind, Status, crd, type Sys } from "../kernel/index.js";
-import { MemoryManager } from "./memory-manager.js";
+import type { Pd } from "../kernel/pd.js";
+import { MemoryManager, MemoryManagerSel } from "./memory-manager.js";
 import { MemoryOp, MemoryStatus, RESERVE_PAGES } from "./memory-protocol.js";
+import { FRAME_PIECE } from "./root-protocol.js";
 import { rootTask, type BootModule } from "./root.js";
 
 const PAGE = 4096;
@@ -12,9 +14,12 @@ const WINDOW = { base: 1 << 16, order: 16 };
 
 type Client = (sys: Sys, mm: Mm) => void | Generator<import("../kernel/index.js").Wait, void, Status>;
 
+/** The kernel `run` is running (for clients that look at it from outside). */
+let booting: Kernel | null = null;
+
 /** Run `clients` (one thread each, in turn) against a memory manager of `total` frames. */
-function run(total: number, limits: number[], clients: Client[], options: { groups?: number[]; scanRate?: number } = {}): MemoryManager & { kernel: Kernel } {
-  const kernel = new Kernel({ memoryMiB: Math.ceil(total / 256), ioPorts: 0 });
+function run(total: number, limits: number[], clients: Client[], options: { groups?: number[]; scanRate?: number; noFrames?: boolean } = {}): MemoryManager & { kernel: Kernel } {
+  const kernel = (booting = new Kernel({ memoryMiB: Math.ceil(total / 256), ioPorts: 0 }));
   const mm = new MemoryManager(total, {
     limits: new Map(limits.map((l, i) => [i + 1, l])),
     groups: new Map((options.groups ?? []).map((g, i) => [i + 1, g])),
@@ -24,7 +29,8 @@ function run(total: number, limits: number[], clients: Client[], options: { grou
   const memory: BootModule = {
     name: "memory",
     quota: 4 << 20,
-    frames: true,
+    frames: options.noFrames !== true,
+    grants: [{ sel: MemoryManagerSel.PARENT, parent: true }],
     handlers: { main: mm.handler() },
     portals: Object.fromEntries(limits.map((_, i) => [`c${i + 1}`, { handler: "main", id: i + 1 }])),
     maxPriority: 20,
@@ -253,6 +259,52 @@ describe("memory manager", () => {
     ]);
     expect(backed).toBe(total - 1 - 3 - RESERVE_PAGES);
     expect(names.size).toBe(3 + backed);
+  });
+
+  it("holds only the pieces of frames it handed out: the root gives them when the pool first reaches them", () => {
+    const total = 4 * FRAME_PIECE;
+    const held: number[] = [];
+    // The memory manager's PD is the root's first module (selector 0x200); its memory space holds what it was given.
+    const mmPages = () => (booting!.root.objects.get(0x200)!.cap.object as Pd).memory.size;
+    run(total, [total], [
+      (_sys, mm) => {
+        held.push(mmPages()); // nothing asked for yet
+        // Reads back pages with the zero frame: the first piece.
+        expect(mm.back(0, 4, false)).toEqual([MemoryStatus.OK, 4]);
+        held.push(mmPages());
+        // Written pages come from the bottom: the first piece still.
+        expect(mm.back(8, 8, true)).toEqual([MemoryStatus.OK, 8]);
+        held.push(mmPages());
+        // A contiguous run comes from the top: the last piece.
+        expect(mm.call(MemoryOp.ALLOC, 64, 16)).toEqual([MemoryStatus.OK, 16]);
+        held.push(mmPages());
+        // Singles past the first piece's end: the second.
+        for (let p = 100; p < 100 + FRAME_PIECE; p += 256) expect(mm.back(p, 256, true)).toEqual([MemoryStatus.OK, 256]);
+        held.push(mmPages());
+        // The pool's accounting is of all the machine's frames, given or not.
+        expect(mm.call(MemoryOp.HOST).slice(0, 3)).toEqual([MemoryStatus.OK, total, total - 1 - 8 - 16 - FRAME_PIECE]);
+      },
+    ]);
+    expect(held).toEqual([0, FRAME_PIECE, FRAME_PIECE, 2 * FRAME_PIECE, 3 * FRAME_PIECE]);
+  });
+
+  it("when the root gives it no frames, it answers NO_MEMORY, grants nothing and keeps its pool whole", () => {
+    const total = 2 * FRAME_PIECE;
+    const answers: number[][] = [];
+    const state = run(
+      total,
+      [total],
+      [
+        (_sys, mm) => {
+          answers.push(mm.back(0, 4, true), mm.back(8, 2, false), mm.call(MemoryOp.ALLOC, 64, 16), mm.call(MemoryOp.HOST).slice(0, 3), mm.call(MemoryOp.HELD));
+          for (const p of [0, 8, 64]) answers.push([mm.mapped(p) ? 1 : 0]);
+        },
+      ],
+      { noFrames: true },
+    );
+    const { OK, NO_MEMORY } = MemoryStatus;
+    expect(answers).toEqual([[NO_MEMORY, 0], [NO_MEMORY, 0], [NO_MEMORY, 0], [OK, total, total - 1], [OK, 0, 0, total, 0], [0], [0], [0]]);
+    expect(state.kernel.faults).toEqual([]);
   });
 
   it("at the host's limit grants from the reserve with LOW, then refuses with NO_MEMORY; a client's limit is OVER_LIMIT", () => {

@@ -13,14 +13,24 @@
 // (revoke), and the client gets the shared frame read-only when it asks for the page again; a
 // write to it is copy-on-write (BACK with write). No guest sees the sharing.
 //
-// Frame 0 of the memory manager's space is the zero frame. Single frames come from the bottom of
+// The frames come from the root task a piece at a time (ParentOp.FRAMES), when the pool first hands
+// out a frame of that piece: what the memory manager holds grows with what its clients took, so
+// starting a VM does not cost a mapping per frame of the machine. Frame n of the pool is page n of
+// its memory space, given or not yet. Frame 0 is the zero frame. Single frames come from the bottom of
 // the pool, contiguous runs (ROMs, state and bounce regions, each inside one of the kernel's chunks
 // of frames) from the top. A frame that comes back is discarded (the kernel gives a chunk's
 // storage back to the JS heap once all its frames are), and frames are handed out again from
 // chunks that are in use first, so the host's resident memory follows what the clients hold.
 
-import { CHUNK_FRAMES, MemRights, frameChunk, SpaceKind, alignedRuns, crd, type GlobalEntry, type LocalEntry, type Sys, type Utcb } from "../kernel/index.js";
+import { CHUNK_FRAMES, MemRights, frameChunk, SpaceKind, Status, alignedRuns, crd, type GlobalEntry, type LocalEntry, type Sys, type Utcb } from "../kernel/index.js";
 import { MAX_BACK_PAGES, MemoryOp, MemoryStatus, RESERVE_PAGES } from "./memory-protocol.js";
+import { FRAME_PIECE, ParentOp } from "./root-protocol.js";
+
+/** Selectors of the memory manager's object space that its boot description fills. */
+export const MemoryManagerSel = {
+  /** Its parent portal (the root task), which gives it frames (ParentOp.FRAMES). */
+  PARENT: 1,
+} as const;
 
 /** Pages of a client's window: offsets are guest-physical page numbers below 4 GiB. */
 const WINDOW_PAGES = 2 ** 20;
@@ -125,6 +135,8 @@ export class MemoryManager {
   /** Each frame's hash at its last look (the scanner merges only pages that did not change since). */
   private readonly lastHash: Int32Array;
   private readonly hashed: Uint8Array;
+  /** 1 for each piece of FRAME_PIECE frames the root has given this component. */
+  private readonly held: Uint8Array;
   /** Where the scanner goes on: client index and offset. */
   private cursor = { client: 0, page: 0 };
   private sys: Sys | null = null;
@@ -139,6 +151,7 @@ export class MemoryManager {
     this.pool = new FramePool(total);
     this.lastHash = new Int32Array(total);
     this.hashed = new Uint8Array(total);
+    this.held = new Uint8Array(Math.ceil(total / FRAME_PIECE));
     for (const [id, limit] of options.limits)
       this.clients.set(id, { id, limit, group: options.groups?.get(id) ?? 0, private: 0, zero: 0, shared: 0, reserveUsed: 0, table: new PageTable() });
   }
@@ -206,6 +219,24 @@ export class MemoryManager {
     utcb.set(MemoryStatus.BAD_REQUEST, 0);
   }
 
+  /**
+   * Make sure this component holds `frames` (frames of the pool it is about to hand out or use):
+   * each piece it was not given yet it asks the root for. Overwrites the UTCB of the EC that runs.
+   */
+  private hold(frames: readonly number[]): boolean {
+    for (const f of frames) {
+      const piece = Math.floor(f / FRAME_PIECE);
+      if (this.held[piece]) continue;
+      const sys = this.sys!;
+      const u = sys.utcb;
+      u.items.length = 0;
+      u.set(ParentOp.FRAMES, piece * FRAME_PIECE);
+      if (sys.call(MemoryManagerSel.PARENT) !== Status.SUCCESS || u.untyped < 1 || u.words[0] !== Status.SUCCESS) return false;
+      this.held[piece] = 1;
+    }
+    return true;
+  }
+
   /** Frames kept back for the clients' reserves (but `except`'s own). */
   private reserve(except?: ClientAccount): number {
     let n = 0;
@@ -220,6 +251,10 @@ export class MemoryManager {
     if (this.pool.free - pages < this.reserve()) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
     const run = this.pool.takeRun(pages, first);
     if (run < 0) return void utcb.set(MemoryStatus.NO_MEMORY, 0);
+    if (!this.hold([run, run + pages - 1])) {
+      for (let f = run; f < run + pages; f++) this.pool.give(f);
+      return void utcb.set(MemoryStatus.NO_MEMORY, 0);
+    }
     for (const [offset, order] of alignedRuns(pages, [run, first]))
       utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, run + offset, order, MemRights.ALL), offset: first + offset });
     for (let i = 0; i < pages; i++) {
@@ -254,12 +289,20 @@ export class MemoryManager {
         status = MemoryStatus.LOW;
       } else account.reserveUsed = 0;
     }
+    // The frames, taken and held before the reply is written (asking the root uses this UTCB).
+    const fresh: number[] = [];
+    for (let i = 0; i < wanted; i++) fresh.push(this.pool.take());
+    if (!this.hold(write ? fresh : [0])) {
+      for (const f of fresh) this.pool.give(f);
+      if (status === MemoryStatus.LOW) account.reserveUsed -= wanted;
+      return void utcb.set(MemoryStatus.NO_MEMORY, 0);
+    }
     let backed = 0;
     for (let p = first; p < first + count; p++) {
       const v = account.table.get(p);
       if (v >= 0) continue;
       if (write) {
-        const frame = this.pool.take();
+        const frame = fresh[backed];
         if (isShared(v)) {
           this.bytesOf(frame).set(this.bytesOf(sharedFrame(v)));
           this.unshare(account, v);

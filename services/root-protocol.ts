@@ -9,7 +9,18 @@ export const ParentOp = {
    * name once): the root passes it on to the module the boot description routes that name to.
    */
   PUBLISH: 2,
+  /**
+   * [FRAMES, first] — the machine's frames [first, first + FRAME_PIECE) (fewer at the end), at the
+   * same pages of the caller's memory space, all rights; `first` a multiple of FRAME_PIECE. Only a
+   * module described with `frames` may ask (the memory manager); asking again for a piece it was
+   * given changes nothing. So the memory manager holds the frames it has needed so far, not every
+   * frame of the machine from the start (a restore does not pay for the RAM its guest has not used).
+   */
+  FRAMES: 3,
 } as const;
+
+/** Frames one ParentOp.FRAMES gives (2 MiB: eight of the kernel's chunks of storage). */
+export const FRAME_PIECE = 512;
 
 /** Names of published portals (word 1 of PUBLISH). */
 export const Published = {

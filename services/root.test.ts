@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Kernel, PtRights, SpaceKind, Status, crd, type Sys } from "../kernel/index.js";
-import { ParentOp, VmEnd } from "./root-protocol.js";
+import { FRAME_PIECE, ParentOp, VmEnd } from "./root-protocol.js";
 import { BootDescriptionError, rootTask, type BootModule } from "./root.js";
 
 function boot(modules: BootModule[]) {
@@ -59,6 +59,51 @@ describe("root task", () => {
     expect(kernel.faults).toEqual([]);
     expect(seen).toEqual([Status.SUCCESS, 11, 7, Status.BAD_CAPABILITY, Status.SUCCESS, Status.SUCCESS, Status.SUCCESS, 43]);
     expect(ended).toEqual([["pub", 3, VmEnd.HALTED, "hi"]]);
+  });
+
+  it("gives a module with `frames` the machine's frames a piece at a time when it asks, and no one else any", () => {
+    // 3 MiB = 768 frames: a whole piece of FRAME_PIECE (512) and a short one.
+    const kernel = new Kernel({ memoryMiB: 3, ioPorts: 16 });
+    const frames = kernel.memory.frames;
+    const answers: Record<string, number[]> = { mm: [], other: [] };
+    const asker = (name: string): BootModule => ({
+      name,
+      quota: 1 << 20,
+      frames: name === "mm",
+      grants: [{ sel: 4, parent: true }],
+      threads: [
+        {
+          priority: 10,
+          quantumNs: 1000,
+          entry: (sys: Sys) =>
+            (function* () {
+              const ask = (...words: number[]) => {
+                sys.utcb.set(...words);
+                answers[name].push(sys.call(4) === Status.SUCCESS ? sys.utcb.words[0] : -1);
+              };
+              const held = () => answers[name].push(...[0, FRAME_PIECE - 1, FRAME_PIECE, frames - 1, frames].map((p) => (sys.lookup(crd(SpaceKind.MEMORY, p, 0)) === Status.SUCCESS && sys.utcb.lookupResult !== null ? 1 : 0)));
+              held(); // nothing at boot
+              ask(ParentOp.FRAMES, FRAME_PIECE); // the second, short piece
+              ask(ParentOp.FRAMES, FRAME_PIECE); // again: changes nothing
+              ask(ParentOp.FRAMES, 1); // not a piece's start
+              ask(ParentOp.FRAMES, frames); // past the end
+              ask(ParentOp.FRAMES); // no word 1
+              ask(ParentOp.FRAMES, 0);
+              ask(ParentOp.FRAMES, 2 * FRAME_PIECE); // past the end too
+              held();
+            })(),
+        },
+      ],
+    });
+    kernel.boot(rootTask([asker("mm"), asker("other")], { frames }, { vmEnded: () => {} }));
+    kernel.run({ maxSteps: 10_000 });
+    expect(kernel.faults).toEqual([]);
+    expect(frames).toBe(3 * 256);
+    const { SUCCESS: OK, BAD_PARAMETER: BAD } = Status;
+    expect(answers.mm).toEqual([0, 0, 0, 0, 0, OK, OK, BAD, BAD, BAD, OK, BAD, 1, 1, 1, 1, 0]);
+    expect(answers.other).toEqual([0, 0, 0, 0, 0, BAD, BAD, BAD, BAD, BAD, BAD, BAD, 0, 0, 0, 0, 0]);
+    // Every frame went to the memory manager exactly once.
+    expect(kernel.root.memory.all().reduce((n, m) => n + (m.firstChild ? 1 : 0), 0)).toBe(frames);
   });
 
   it("refuses a description that names what does not exist, before anything runs", () => {

@@ -8,7 +8,7 @@
 // before anything is created.
 
 import { Sel, SmRights, SpaceKind, Status, alignedRuns, crd, MemRights, PtRights, type GlobalEntry, type LocalEntry, type Sys, type Utcb } from "../kernel/index.js";
-import { ParentOp, type VmEnd } from "./root-protocol.js";
+import { FRAME_PIECE, ParentOp, type VmEnd } from "./root-protocol.js";
 
 /** A capability a module finds at `sel` of its object space when its threads start. */
 export type ModuleGrant =
@@ -28,7 +28,11 @@ export interface BootModule {
   readonly quota: number;
   /** A VM PD: its memory space is a guest-physical address space, and it runs no code of its own. */
   readonly vm?: boolean;
-  /** Give it every memory frame of the machine, at pages [0, frames) of its space (the memory manager). */
+  /**
+   * It may have every memory frame of the machine, at pages [0, frames) of its space (the memory
+   * manager): it asks for them a piece at a time (ParentOp.FRAMES) through its parent portal, so
+   * give it `{ parent: true }` too.
+   */
   readonly frames?: boolean;
   /** Handler ECs by name: each serves the portals that name it. */
   readonly handlers?: Readonly<Record<string, LocalEntry>>;
@@ -71,12 +75,14 @@ export function rootTask(modules: readonly BootModule[], info: BootInfo, host: R
     const pds = new Map<string, number>();
     const portals = new Map<string, number>();
     const parents = new Map<string, number>();
+    /** Pieces of frames given (ParentOp.FRAMES), per module that may ask. */
+    const given = new Map<string, Uint8Array>();
     for (const m of modules) {
       const pd = next++;
       const ceiling = { maxPriority: m.maxPriority ?? 0, maxQuantumNs: m.maxQuantumNs ?? 1_000_000 };
       must(sys.createPd(pd, m.quota, { name: m.name, vm: m.vm, ...ceiling }), `create the PD of ${m.name}`);
       pds.set(m.name, pd);
-      if (m.frames) for (const [base, order] of alignedRuns(info.frames, [0])) must(sys.delegate(pd, crd(SpaceKind.MEMORY, base, order, MemRights.ALL), base), `give frames to ${m.name}`);
+      if (m.frames) given.set(m.name, new Uint8Array(Math.ceil(info.frames / FRAME_PIECE)));
     }
     for (const m of modules) {
       const pd = pds.get(m.name)!;
@@ -101,7 +107,7 @@ export function rootTask(modules: readonly BootModule[], info: BootInfo, host: R
         const pt = next++;
         const entry: LocalEntry = (self) => {
           self.utcb.receiveWindow[SpaceKind.OBJECT] = crd(SpaceKind.OBJECT, published, Math.log2(PUBLISH_SLOTS));
-          return (utcb: Utcb) => onParent(self, utcb, m, published, pds, host);
+          return (utcb: Utcb) => onParent(self, utcb, m, { published, pds, host, frames: info.frames, given: given.get(m.name) });
         };
         must(sys.createLocalEc(ec, 0, entry), `create the parent EC of ${m.name}`);
         must(sys.createPt(pt, ec), `create the parent portal of ${m.name}`);
@@ -152,8 +158,35 @@ function checkDescription(modules: readonly BootModule[]): void {
   }
 }
 
-function onParent(sys: Sys, utcb: Utcb, module: BootModule, published: number, pds: ReadonlyMap<string, number>, host: RootHost): void {
+/** What the parent portal of a module works with. */
+interface ParentContext {
+  /** The module's window of published portals. */
+  readonly published: number;
+  readonly pds: ReadonlyMap<string, number>;
+  readonly host: RootHost;
+  /** The machine's frames, and the pieces of them the module was given (only for a module with `frames`). */
+  readonly frames: number;
+  readonly given: Uint8Array | undefined;
+}
+
+function onParent(sys: Sys, utcb: Utcb, module: BootModule, { published, pds, host, frames, given }: ParentContext): void {
   switch (utcb.words[0]) {
+    case ParentOp.FRAMES: {
+      const first = utcb.words[1];
+      if (given === undefined || utcb.untyped < 2 || first % FRAME_PIECE !== 0 || first >= frames) return void utcb.set(Status.BAD_PARAMETER);
+      const piece = first / FRAME_PIECE;
+      if (given[piece] === 0) {
+        // One delegation (a piece is aligned; a short last piece may take a few): a refusal (the
+        // module's quota is too small) is the answer, and the piece counts as given once all of it went.
+        const pd = pds.get(module.name)!;
+        for (const [offset, order] of alignedRuns(Math.min(FRAME_PIECE, frames - first), [first])) {
+          const status = sys.delegate(pd, crd(SpaceKind.MEMORY, first + offset, order, MemRights.ALL), first + offset);
+          if (status !== Status.SUCCESS) return void utcb.set(status);
+        }
+        given[piece] = 1;
+      }
+      return void utcb.set(Status.SUCCESS);
+    }
     case ParentOp.PUBLISH: {
       // The published portal arrived in our window; pass it on where the description routes it.
       const name = utcb.words[1];

@@ -148,11 +148,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 describe("DemandRam", () => {
   it("guest, devices, balloon and the scanner taking pages away: RAM always reads as a plain byte array would (property)", () => {
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 80 }), fc.boolean(), fc.boolean(), (ops, withSource, knowsRevoked) => {
+      fc.property(fc.array(opArb, { maxLength: 80 }), fc.boolean(), fc.boolean(), fc.boolean(), (ops, withSource, knowsRevoked, listsPages) => {
         const mm = new FakeManager(knowsRevoked);
-        // Half the runs resume from a "snapshot" holding every third page.
+        // Half the runs resume from a "snapshot" holding every third page; half of those list them.
         const saved = (p: number) => new Uint8Array(PAGE).fill(p + 1);
-        const source = withSource ? { hasPage: (p: number) => p % 3 === 0, readPage: (p: number, into: Uint8Array) => into.set(saved(p)) } : null;
+        const every3 = Array.from({ length: Math.ceil(PAGES / 3) }, (_, i) => 3 * i).reverse();
+        const source = withSource ? { hasPage: (p: number) => p % 3 === 0, readPage: (p: number, into: Uint8Array) => into.set(saved(p)), ...(listsPages ? { storedPages: () => every3 } : {}) } : null;
         const ram = new DemandRam(PAGES * PAGE, mm, source);
         const model = new Uint8Array(PAGES * PAGE);
         if (source) for (let p = 0; p < PAGES; p += 3) model.set(saved(p), p * PAGE);

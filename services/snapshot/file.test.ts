@@ -59,6 +59,7 @@ describe("snapshot file round trips", () => {
       try {
         expectSameContents(reader, contents);
         expect(reader.pageCount).toBe(stored.length);
+        expect(Array.from(reader.storedPages())).toEqual([...stored].sort((a, b) => a - b));
         const page = new Uint8Array(PAGE_SIZE);
         for (let n = 0; n < contents.header.memoryBytes / PAGE_SIZE; n++) {
           expect(reader.hasPage(n)).toBe(stored.includes(n));

@@ -52,6 +52,8 @@ export interface SnapshotReader {
   readonly sections: ReadonlyArray<SectionInfo>;
   /** Whether page n (0 <= n < memoryBytes / 4096) is stored; unstored pages are zero. */
   hasPage(n: number): boolean;
+  /** The stored pages' numbers, in order. */
+  storedPages(): Uint32Array;
   /**
    * Reads page n into `into` (at least 4096 bytes); zero-fills when the page is not stored. Checks
    * the checksum of the page's chunk and throws a SnapshotError naming the ram section and the
@@ -152,6 +154,8 @@ class SnapshotFileReader implements SnapshotReader {
   readonly sections: ReadonlyArray<SectionInfo>;
   private readonly ram: SectionEntry;
   private cached: { chunk: number; data: Uint8Array } | null = null;
+  /** Where readPage reads a chunk's stored bytes (made on the first read, used again by each). */
+  private scratch: Uint8Array | null = null;
   private closed = false;
 
   constructor(
@@ -198,6 +202,10 @@ class SnapshotFileReader implements SnapshotReader {
     return this.index.storedIndex(n) >= 0;
   }
 
+  storedPages(): Uint32Array {
+    return this.index.storedPageNumbers();
+  }
+
   readPage(n: number, into: Uint8Array): void {
     this.checkPageNumber(n);
     if (into.length < PAGE_SIZE) throw new RangeError(`readPage needs ${PAGE_SIZE} bytes to read into, not ${into.length}`);
@@ -210,7 +218,11 @@ class SnapshotFileReader implements SnapshotReader {
     if (this.cached?.chunk !== k) {
       this.cached = null;
       const c = this.index.chunk(k);
-      const stored = this.readStored(this.ram.offset + c.offset, c.storedBytes, `page ${n} (chunk ${k})`);
+      // A stored chunk is at most its raw size (one stored compressed is smaller), and the cached
+      // chunk is the only thing the scratch holds: read into it rather than into new memory each time.
+      this.scratch ??= new Uint8Array(this.index.chunkPages * PAGE_SIZE);
+      const into = c.storedBytes <= this.scratch.length ? this.scratch.subarray(0, c.storedBytes) : undefined;
+      const stored = this.readStored(this.ram.offset + c.offset, c.storedBytes, `page ${n} (chunk ${k})`, into);
       this.cached = { chunk: k, data: this.decodeChunk(k, stored, `page ${n} (chunk ${k})`) };
     }
     const at = (i - k * this.index.chunkPages) * PAGE_SIZE;
@@ -260,10 +272,10 @@ class SnapshotFileReader implements SnapshotReader {
     }
   }
 
-  private readStored(position: number, length: number, field: string): Uint8Array {
+  private readStored(position: number, length: number, field: string, into?: Uint8Array): Uint8Array {
     if (this.closed) throw new Error(`snapshot ${this.path} is closed`);
     try {
-      return this.file.read(position, length, "ram", field);
+      return this.file.read(position, length, "ram", field, into);
     } catch (err) {
       throw err instanceof SnapshotError ? err.inFile(this.path) : err;
     }

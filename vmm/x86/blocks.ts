@@ -14,7 +14,7 @@
 // and kept by address, so a block decoded again from the same bytes gets it back at once.
 
 import { type Cpu, FAULT, TLB_WS, TLB_WU } from "./cpu.js";
-import { type ByteSource, decodeInto } from "./decoder.js";
+import { type ByteSource, decodeInto, slotEntry } from "./decoder.js";
 import { CPU_HANDLERS } from "./handlers/index.js";
 import type { BlockFn } from "./block-links.js";
 
@@ -122,7 +122,7 @@ export class BlockCache {
       if (n > 0 && (bytes + len > MAX_BYTES || po + bytes + len > PAGE_TAIL)) break;
       n++;
       bytes += len;
-      const e = d.entry[slot];
+      const e = slotEntry(d, slot);
       if (e === null || (e.endsBlock && !isConditionalBranch(e.opcode)) || po + bytes > PAGE_TAIL) break;
     }
     this.count[b] = n;

@@ -40,7 +40,6 @@ export class Decoded<C> {
   readonly imm: Int32Array;
   readonly imm2: Int32Array;
   readonly fn: SlotHandler<C>[];
-  readonly entry: (OpcodeEntry | null)[];
 
   constructor(readonly size: number, empty: SlotHandler<C>) {
     this.len = new Uint8Array(size);
@@ -59,8 +58,17 @@ export class Decoded<C> {
     this.imm = new Int32Array(size);
     this.imm2 = new Int32Array(size);
     this.fn = new Array<SlotHandler<C>>(size).fill(empty);
-    this.entry = new Array<OpcodeEntry | null>(size).fill(null);
   }
+}
+
+/**
+ * The opcode record of the instruction in `slot` (null: none, #UD), found again from its opcode
+ * and ModRM reg field as the decoder found it: kept per slot, it would be one more array of a
+ * VM's 131,073 slots to allocate, for a lookup that happens once per decoded instruction.
+ */
+export function slotEntry<C>(d: Decoded<C>, slot: number): OpcodeEntry | null {
+  const e = OPCODES[d.opc[slot]];
+  return e !== null && e.group ? e.group[d.reg[slot]] : e;
 }
 
 /** How the decoder picks handlers: by record and operand size; `invalid` raises #UD, `tooLong` #GP(0). */
@@ -209,7 +217,6 @@ export function decodeInto<C>(
   d.disp[slot] = disp;
   d.imm[slot] = imm;
   d.imm2[slot] = imm2;
-  d.entry[slot] = e;
   if (k > MAX_LENGTH || (k === MAX_LENGTH && e === null)) d.fn[slot] = handlers.tooLong;
   else if (e === null || ((pfx & Pfx.LOCK) !== 0 && (!e.lockable || mod3 === 1))) d.fn[slot] = handlers.invalid;
   else d.fn[slot] = handlers.resolve(e, o32);

@@ -1,7 +1,7 @@
 // Disassembler (Intel syntax) for traces and error messages; decodes with the CPU's decoder and
 // opcode table, so what it prints is what the core executes.
 
-import { Decoded, decodeInto, type HandlerResolver, NO_REG, Pfx } from "./decoder.js";
+import { Decoded, decodeInto, type HandlerResolver, NO_REG, Pfx, slotEntry } from "./decoder.js";
 import type { OpcodeEntry } from "./opcodes.js";
 
 const R8 = ["al", "cl", "dl", "bl", "ah", "ch", "dh", "bh"];
@@ -35,7 +35,7 @@ export function disassemble(bytes: Uint8Array, offset: number, mode: 16 | 32): {
   };
   decodeInto(d, 0, src, mode === 32, RESOLVER);
   const length = d.len[0];
-  const e = d.entry[0];
+  const e = slotEntry(d, 0);
   if (truncated) return { text: "(truncated)", length: Math.max(0, bytes.length - offset) };
   if (e === null || length > 15) return { text: "(bad)", length: Math.max(1, Math.min(length, 15)) };
   // 0F 01 C1 shares its record with SGDT (reg field 0); register forms of it are the VMX group.
