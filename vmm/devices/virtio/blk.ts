@@ -39,6 +39,10 @@ export interface BlockBackend {
   write(sector: number, buf: Uint8Array): VirtioBlkStatus;
   /** Make written data durable. */
   flush(): VirtioBlkStatus;
+  /** Optional: fill consecutive `segments` (each a multiple of 512 bytes) from `sector` on, in as few requests as it can. */
+  readAll?(sector: number, segments: readonly Uint8Array[]): VirtioBlkStatus;
+  /** Optional: write consecutive `segments` at `sector`, in as few requests as it can. */
+  writeAll?(sector: number, segments: readonly Uint8Array[]): VirtioBlkStatus;
 }
 
 export interface VirtioBlkOptions {
@@ -143,6 +147,8 @@ export class VirtioBlk implements VirtioDeviceModel {
     }
     if (total % SECTOR_BYTES !== 0 || sector + total / SECTOR_BYTES > backend.sectors) return VirtioBlkStatus.IOERR;
     if (aligned) {
+      const all = write ? backend.writeAll : backend.readAll;
+      if (all) return all.call(backend, sector, segments);
       let at = sector;
       for (const s of segments) {
         if (s.length === 0) continue;

@@ -84,12 +84,53 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sh
     }
     return VirtioBlkStatus.OK;
   };
+  /**
+   * Consecutive `segments` (each a multiple of 512 bytes) from `sector` on, gathered through the
+   * shared region: one request per region-full instead of one per segment (a guest's request is
+   * a page per segment). A segment inside the region (or larger than it) goes alone, as `move` does.
+   */
+  const moveAll = (write: boolean, sector: number, segments: readonly Uint8Array[]): VirtioBlkStatus => {
+    const op = write ? BlockOp.WRITE : BlockOp.READ;
+    let batch: Uint8Array[] = [];
+    let bytes = 0;
+    const flushBatch = (): VirtioBlkStatus => {
+      if (bytes === 0) return VirtioBlkStatus.OK;
+      const region = shared.bytes;
+      if (write) for (let i = 0, at = 0; i < batch.length; at += batch[i].length, i++) region.set(batch[i], at);
+      const st = call(op, sector, bytes / BLOCK_SECTOR_SIZE, 0);
+      if (st === VirtioBlkStatus.OK && !write) for (let i = 0, at = 0; i < batch.length; at += batch[i].length, i++) batch[i].set(region.subarray(at, at + batch[i].length));
+      sector += bytes / BLOCK_SECTOR_SIZE;
+      batch = [];
+      bytes = 0;
+      return st;
+    };
+    for (const s of segments) {
+      if (s.length % BLOCK_SECTOR_SIZE !== 0 || !Number.isSafeInteger(sector) || sector < 0) return VirtioBlkStatus.IOERR;
+      if (bytes + s.length > chunk) {
+        const st = flushBatch();
+        if (st !== VirtioBlkStatus.OK) return st;
+      }
+      if (s.length > chunk || offsetOf(s, shared.bytes) >= 0) {
+        const pending = flushBatch();
+        if (pending !== VirtioBlkStatus.OK) return pending;
+        const st = move(write, sector, s);
+        if (st !== VirtioBlkStatus.OK) return st;
+        sector += s.length / BLOCK_SECTOR_SIZE;
+        continue;
+      }
+      batch.push(s);
+      bytes += s.length;
+    }
+    return flushBatch();
+  };
 
   return {
     sectors,
     readOnly,
     read: (sector, buf) => move(false, sector, buf),
     write: (sector, buf) => move(true, sector, buf),
+    readAll: (sector, segments) => moveAll(false, sector, segments),
+    writeAll: (sector, segments) => moveAll(true, sector, segments),
     flush: () => send(BlockOp.FLUSH),
     detach: () => {
       utcb().set(BlockOp.DETACH);
