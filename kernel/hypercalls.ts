@@ -117,7 +117,17 @@ const call: Entry = {
   run: (k, ec, sel: number) => portalCall(k, ec, sel, false),
 };
 
-const reply = entry({ token: "opaque" }, (k, ec, a) => replyTo(k, ec, a.token));
+// Hot too (every wake-up of a halted vCPU): one opaque field, copied by hand.
+const reply: Entry = {
+  copy: (raw) => {
+    try {
+      return { token: (raw as { token?: unknown }).token };
+    } catch {
+      return undefined;
+    }
+  },
+  run: (k, ec, a: { token: unknown }) => replyTo(k, ec, a.token),
+};
 
 const createPd = entry(
   {

@@ -309,7 +309,12 @@ export class HvParavirt {
   }
 
   private peerEvent(peer: number, op: number, port: number, callerPort: number): number {
-    const reply = this.host.peerCall(peer, (w) => (w.set([op, port, callerPort]), 3));
+    const reply = this.host.peerCall(peer, (w) => {
+      w[0] = op;
+      w[1] = port;
+      w[2] = callerPort;
+      return 3;
+    });
     return reply ? reply[0] : HvError.ESRCH;
   }
 }
