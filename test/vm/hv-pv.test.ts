@@ -104,4 +104,17 @@ describe.skipIf(!gcc)("hv PV ABI: grant map between two VMs", () => {
     const { PERMIT_ACCESS: P, READONLY: R, READING, WRITING } = GrantFlag;
     expect(granter).toEqual([GMAP, 0, 1, 0x12345678, P | R | READING, P | READING | WRITING, 0, 0, 0, DONE]);
   });
+
+  it("grant map of a VM's own grants (HV_PEER_SELF): the same page twice, through capabilities, revoked when the grant ends", async () => {
+    const con = new MemoryConsole();
+    const result = await runVm({ memoryBytes: 16 << 20, kernelImage: buildGuest("grantmap", { ROLE: 2 }), console: con, engine: createX86Engine, debugExitPort: 0xf4, debugcon: true, maxVirtualNs: 2e9 });
+    expect(result.why, result.message).toBeDefined();
+    const { PERMIT_ACCESS: P, READONLY: R, READING, WRITING } = GrantFlag;
+    // Set up; a writable mapping of the read-only grant refused; both mapped; the entries show it;
+    // its write through the mapping is in its page, its page's write shows through the mapping, the
+    // read-only mapping took no write; the grant ended: nothing there; unmapped, the entry is free.
+    expect(dwords(con.debugcon)).toEqual([
+      0x50414d47, 0, -HvError.EACCES, 0, 0, P | R | READING, P | READING | WRITING, 0x12345678, 0xabcd, 0x600df00d, 0, -1, 0, P | R, 0, 0x454e4f44,
+    ]);
+  });
 });

@@ -49,6 +49,11 @@ export class GrantPages implements GrantExports, GrantImports {
     this.sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, this.layout.exportBase + ref, 0, rights), offset: 0 });
   }
 
+  lend(ref: number, slot: number, writable: boolean): boolean {
+    const rights = writable ? MemRights.R | MemRights.W : MemRights.R;
+    return this.sys.delegate(Sel.SELF_PD, crd(SpaceKind.MEMORY, this.layout.exportBase + ref, 0, rights), this.layout.importBase + slot) === Status.SUCCESS;
+  }
+
   revoke(ref: number): void {
     this.sys.revoke(crd(SpaceKind.MEMORY, this.layout.exportBase + ref, 0));
   }

@@ -7,7 +7,7 @@
 
 import type { GuestRam } from "../devices/virtio/index.js";
 import { guestBytes } from "./guest-bytes.js";
-import { GNTTAB_MAX_ENTRIES, GrantEntry, GrantFlag, HV_GNTMAP_PAGES, HvError } from "./hv-abi.js";
+import { GNTTAB_MAX_ENTRIES, GrantEntry, GrantFlag, HV_GNTMAP_PAGES, HV_PEER_SELF, HvError } from "./hv-abi.js";
 
 /** The granter's side of grant mapping: page capabilities (grant-pages.ts), by grant reference. */
 export interface GrantExports {
@@ -17,6 +17,8 @@ export interface GrantExports {
   has(ref: number): boolean;
   /** Hand export `ref` to the peer being served, with the reply: read-only unless `writable`. */
   offer(ref: number, writable: boolean): void;
+  /** Put export `ref` into this VM's own map slot `slot` (it maps its own grant): false when that failed. */
+  lend(ref: number, slot: number, writable: boolean): boolean;
   /** Export `ref` goes, and every mapping derived from it, in any VM. */
   revoke(ref: number): void;
 }
@@ -71,7 +73,10 @@ export class GrantTable {
     return gpa;
   }
 
-  /** Peer `peer` maps grant `ref` at its map slot `slot` (PeerOp.MAP): the page goes with the reply; 0 or an HvError code. */
+  /**
+   * Peer `peer` maps grant `ref` at its map slot `slot` (PeerOp.MAP): the page goes with the reply;
+   * 0 or an HvError code. HV_PEER_SELF is this VM mapping its own grant: the page goes to its slot.
+   */
   map(peer: number, ref: number, slot: number, writable: boolean): number {
     if (!(slot < HV_GNTMAP_PAGES)) return HvError.EINVAL;
     const gpa = this.resolve(peer, ref, 0, 4096, writable);
@@ -84,7 +89,9 @@ export class GrantTable {
       if (!this.exports.export(ref, page)) return HvError.EFAULT;
       this.exported[ref] = page;
     }
-    this.exports.offer(ref, writable);
+    if (peer === HV_PEER_SELF) {
+      if (!this.exports.lend(ref, slot, writable)) return HvError.EFAULT;
+    } else this.exports.offer(ref, writable);
     let users = this.users.get(ref);
     if (!users) this.users.set(ref, (users = new Set()));
     users.add(userKey(peer, slot, writable));
