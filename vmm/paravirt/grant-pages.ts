@@ -40,8 +40,8 @@ export class GrantPages implements GrantExports, GrantImports {
     return this.sys.delegate(Sel.SELF_PD, crd(SpaceKind.MEMORY, ramBase + page, 0, MemRights.R | MemRights.W), exportBase + ref) === Status.SUCCESS;
   }
 
-  has(ref: number): boolean {
-    return this.sys.memory(this.layout.exportBase + ref, 1, false) !== null;
+  has(ref: number, writable: boolean): boolean {
+    return this.sys.memory(this.layout.exportBase + ref, 1, writable) !== null;
   }
 
   offer(ref: number, writable: boolean): void {

@@ -43,6 +43,8 @@ function vm(peers = 0) {
     self: 0,
     /** Export slots: ref -> guest page. */
     exports: new Map<number, number>(),
+    /** Exports that lost their write right (the VMM's dirty logging write-protects the page). */
+    readOnlyExports: new Set<number>(),
     /** What the last MAP served offered. */
     offered: null as GrantPage | null,
     /** Map slots: what is mapped there, or revoked (the export it came from went). */
@@ -66,8 +68,8 @@ function vm(peers = 0) {
     setTimer: (at) => void (state.timer = at),
     peerCall: (peer, fill) => serve(peer, fill)?.reply ?? null,
     exports: {
-      export: (ref, page) => (page * 4096 < ram.size ? (state.exports.set(ref, page), true) : false),
-      has: (ref) => state.exports.has(ref),
+      export: (ref, page) => (page * 4096 < ram.size ? (state.exports.set(ref, page), state.readOnlyExports.delete(ref), true) : false),
+      has: (ref, writable) => state.exports.has(ref) && !(writable && state.readOnlyExports.has(ref)),
       offer: (ref, writable) => void (state.offered = { ram, page: state.exports.get(ref)!, writable, ref, exports: state.exports }),
       lend: (ref, slot, writable) => {
         if (state.imports.has(slot)) return false;
@@ -387,6 +389,22 @@ describe("grant map", () => {
     expect(flagsOf(a, 2)).toBe(GrantFlag.PERMIT_ACCESS);
     expect(read(b, AREA + 4096)).toBeNull();
     expect(b.call(HvOp.GNTTAB_UNMAP, AREA + 4096)).toBe(-HvError.EINVAL);
+  });
+
+  it("a writable mapping of an export that lost its write right (dirty logging) exports the page anew", () => {
+    const { a, b, grant } = granted();
+    grant(1, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 1, AREA, GNTMAP_READONLY)).toBe(0);
+    expect(a.state.revoked).toBe(0);
+    // The VMM's write protection took the write right from the export: a read-only mapping still uses it...
+    a.state.readOnlyExports.add(1);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 1, AREA + 4096, GNTMAP_READONLY)).toBe(0);
+    expect(a.state.revoked).toBe(0);
+    // ...a writable one gets a new export (the old one, and the mappings made from it, go).
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 1, AREA + 8192, 0)).toBe(0);
+    expect(a.state.revoked).toBe(1);
+    expect(write(b, AREA + 8192, 0xfeed)).toBe(true);
+    expect(a.ram.u32(DATA)).toBe(0xfeed);
   });
 
   it("a VM maps its own grants (HV_PEER_SELF): its own table answers, and only for entries naming it", () => {
