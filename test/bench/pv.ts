@@ -18,6 +18,8 @@ import { createX86Engine } from "../../vmm/x86/index.js";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
 import { buildGuest } from "../guest/build.js";
 import { measurePv } from "./boot/pv.js";
+import { ExitReason } from "../../kernel/vcpu.js";
+import type { TraceSink } from "../../kernel/trace.js";
 
 const { values } = parseArgs({
   options: {
@@ -35,13 +37,34 @@ function dwords(bytes: readonly number[]): number[] {
   return Array.from({ length: b.length >> 2 }, (_, i) => new DataView(b.buffer).getInt32(4 * i, true));
 }
 
-/** A console that stamps each debugcon byte with the wall time it arrived. */
+/** Counts VM exits (by VM and reason) while `on`: the kernel's trace sink, for an untimed run. */
+class ExitCounter implements TraceSink {
+  on = false;
+  total = 0;
+  readonly byReason = new Map<string, number>();
+  vmExit(_t: number, pd: string, reason: number): void {
+    if (!this.on) return;
+    this.total++;
+    const key = `${pd} ${ExitReason[reason]}`;
+    this.byReason.set(key, (this.byReason.get(key) ?? 0) + 1);
+  }
+  schedule(): void {}
+  callBegin(): void {}
+  callEnd(): void {}
+  fault(): void {}
+  count(): void {}
+}
+
+/** A console that stamps each debugcon byte with the wall time it arrived (and counts exits between two dwords, if asked). */
 class StampConsole extends MemoryConsole {
   readonly stamps: number[] = [];
+  counting: { counter: ExitCounter; before: number; after: number } | null = null;
   override write(channel: number, bytes: Uint8Array): void {
     super.write(channel, bytes);
     const now = performance.now();
     while (this.stamps.length < this.debugcon.length) this.stamps.push(now);
+    const c = this.counting;
+    if (c) c.counter.on = this.stamps.length >= 4 * c.before + 4 && this.stamps.length < 4 * c.after + 1;
   }
   /** Wall ms from the last byte of dword `before` to the first byte of dword `after`. */
   between(before: number, after: number): number {
@@ -58,11 +81,16 @@ async function one(image: Uint8Array, before: number, after: number): Promise<nu
   return con.between(before, after);
 }
 
-/** Two connected VMs run to their end: the wall ms of vm0's timed loop (between its dwords `before` and `after`), and their dwords. */
-async function two(a: Uint8Array, b: Uint8Array, before: number, after: number): Promise<{ ms: number; out: number[][] }> {
+/**
+ * Two connected VMs run to their end: the wall ms of vm0's timed loop (between its dwords `before`
+ * and `after`), and their dwords. With `counter`, the exits of the timed loop are counted (a
+ * run of its own: the trace costs time).
+ */
+async function two(a: Uint8Array, b: Uint8Array, before: number, after: number, counter: ExitCounter | null = null): Promise<{ ms: number; out: number[][] }> {
   const cons = [new StampConsole(), new StampConsole()];
+  if (counter) cons[0].counting = { counter, before, after };
   const vms: FleetVm[] = [a, b].map((image, i) => ({ name: `vm${i}`, memoryBytes: 16 << 20, plan: bootPlanFor({ memoryBytes: 16 << 20, kernelImage: image }), console: cons[i], debugExitPort: 0xf4, debugcon: true }));
-  const r = await runFleet(vms, { engine: createX86Engine, maxVirtualNs: 600e9, channels: [["vm0", "vm1"]] });
+  const r = await runFleet(vms, { engine: createX86Engine, maxVirtualNs: 600e9, channels: [["vm0", "vm1"]], trace: counter });
   const out = cons.map((c) => dwords(c.debugcon));
   if (r.stop !== "ended" || out.some((o) => o.at(-1) !== 0x454e4f44)) throw new Error(`the two guests did not finish: ${JSON.stringify(r.vms)}`);
   return { ms: cons[0].between(before, after), out };
@@ -102,7 +130,7 @@ async function main(): Promise<void> {
 
   say(`ring: echo of ${pairs} requests, the server on the client's page mapped (grant map), then through grant copies`);
   // ring.c, the client: dword 1 (its port, once bound) before the pairs, 2 (N) after.
-  const ring = (map: number) => two(buildGuest("ring", { ROLE: 0, N: pairs, MAP: map }), buildGuest("ring", { ROLE: 1, N: pairs, MAP: map }), 1, 2);
+  const ring = (map: number, counter: ExitCounter | null = null) => two(buildGuest("ring", { ROLE: 0, N: pairs, MAP: map }), buildGuest("ring", { ROLE: 1, N: pairs, MAP: map }), 1, 2, counter);
   const bestRing = async (map: number) => {
     let b = await ring(map);
     for (let i = 0; i < 2; i++) {
@@ -115,6 +143,16 @@ async function main(): Promise<void> {
   const pairsPerS = pairs / (rMap.ms / 1e3);
   for (const [how, r] of [["mapped", rMap], ["copies", rCopy]] as const)
     console.log(`ring (${how}): ${pairs} pairs ${r.ms.toFixed(1)} ms (${Math.round(pairs / (r.ms / 1e3))}/s); notifications client ${r.out[0][4]}, server ${r.out[1][4]}`);
+  // Exits per pair (both VMs, the client's timed loop): virtual time decides them, not the host's
+  // load, so they show whether notification suppression holds.
+  const exitsPerPair: string[] = [];
+  for (const [how, map] of [["mapped", 1], ["copies", 0]] as const) {
+    const counter = new ExitCounter();
+    await ring(map, counter);
+    const reasons = [...counter.byReason].sort((x, y) => y[1] - x[1]).map(([k, n]) => `${k} ${n}`).join(", ");
+    console.log(`ring (${how}): ${counter.total} exits, ${(counter.total / pairs).toFixed(4)} per pair (${reasons})`);
+    exitsPerPair.push((counter.total / pairs).toFixed(4));
+  }
 
   let exitRatio = "skipped";
   if (!values["no-boot"]) {
@@ -125,6 +163,7 @@ async function main(): Promise<void> {
     console.log(`boot: exits to the prompt ${on.exits} with, ${off.exits} without (reached: ${on.reached}, ${off.reached})`);
     if (on.reached && off.reached && off.exits > 0) exitRatio = (on.exits / off.exits).toFixed(3);
   }
+  console.log(`ring_exits_per_pair=${exitsPerPair[0]} (copies ${exitsPerPair[1]})`);
   console.log(`multicall_speedup=${multicallSpeedup.toFixed(2)} evtchn_rtt_us=${rttUs.toFixed(2)} ring_pairs_per_s=${Math.round(pairsPerS)} pv_boot_exit_ratio=${exitRatio}`);
 }
 
