@@ -117,7 +117,17 @@ const call: Entry = {
   run: (k, ec, sel: number) => portalCall(k, ec, sel, false),
 };
 
-const reply = entry({ token: "opaque" }, (k, ec, a) => replyTo(k, ec, a.token));
+// Hot too (every wake-up of a halted vCPU): one opaque field, copied by hand.
+const reply: Entry = {
+  copy: (raw) => {
+    try {
+      return { token: (raw as { token?: unknown }).token };
+    } catch {
+      return undefined;
+    }
+  },
+  run: (k, ec, a: { token: unknown }) => replyTo(k, ec, a.token),
+};
 
 const createPd = entry(
   {
@@ -229,7 +239,22 @@ const lookup = entry({ range: "crd" }, (_k, ec, { range }) => {
   return Status.SUCCESS;
 });
 
-const ecCtrl = entry({ sel: "number", op: "number", ns: "number?" }, (k, ec, { sel, op, ns }) => {
+// Hot too (a VMM asks its vCPU's time at every halt): the record { sel, op, ns? } copied by hand.
+const ecCtrl: Entry = {
+  copy: (raw) => {
+    try {
+      const r = raw as { sel?: unknown; op?: unknown; ns?: unknown };
+      const sel = r.sel, op = r.op, ns = r.ns;
+      if (typeof sel !== "number" || typeof op !== "number" || (ns !== undefined && typeof ns !== "number")) return undefined;
+      return { sel, op, ns };
+    } catch {
+      return undefined;
+    }
+  },
+  run: (k, ec, a: { sel: number; op: number; ns: number | undefined }) => ecCtrlRun(k, ec, a),
+};
+
+function ecCtrlRun(k: Kernel, ec: Ec, { sel, op, ns }: { sel: number; op: number; ns: number | undefined }): Status {
   const target = lookupCap<Ec>(ec.pd, sel, ObjectType.EC, EcRights.CONTROL);
   if (!target) return Status.BAD_CAPABILITY;
   if (target.kind !== EcKind.VCPU) return Status.BAD_PARAMETER;
@@ -244,7 +269,7 @@ const ecCtrl = entry({ sel: "number", op: "number", ns: "number?" }, (k, ec, { s
   if (op !== EcCtrlOp.HIDE_TIME || ns === undefined || !(ns >= 0) || target === k.vcpuRun?.ec || !target.started) return Status.BAD_PARAMETER;
   ec.utcb.result = hideTime(k, target, ns);
   return Status.SUCCESS;
-});
+}
 
 const scCtrl = entry({ sel: "number" }, (_k, ec, { sel }) => {
   const sc = lookupCap<Sc>(ec.pd, sel, ObjectType.SC, ScRights.CONTROL);

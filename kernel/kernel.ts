@@ -214,8 +214,7 @@ export class Kernel {
       for (let i = 0; i < this.dying.length; i++) {
         const p = this.dying[i];
         for (const space of [p.objects, p.memory, p.io]) performRevoke(space.all(), 0xff, false, this.removed);
-        for (const d of p.owedReplies) abortReply(this, d);
-        p.owedReplies.clear();
+        for (const d of p.owedReplies.takeAll()) abortReply(this, d);
       }
     } finally {
       this.dying.length = 0;

@@ -36,7 +36,7 @@ export class Pd extends KernelObject implements QuotaAccount {
   /** vCPU ECs created in it (a VM with several is a multiprocessor: see runVcpu's time rule). */
   vcpus = 0;
   /** The deferred replies its handlers owe: aborted when it dies. */
-  readonly owedReplies = new Set<DeferredReply>();
+  readonly owedReplies = new OwedReplies<DeferredReply>();
   /** Called with the removal of every mapping of this PD's spaces (set by the kernel). */
   onDestroyed: ((pd: Pd) => void) | null = null;
 
@@ -79,5 +79,44 @@ export class Pd extends KernelObject implements QuotaAccount {
 
   protected override onDestroy(): void {
     this.onDestroyed?.(this);
+  }
+}
+
+/** A deferred reply as the list of its server's PD links it. */
+export interface OwedReply {
+  prevOwed: OwedReply | null;
+  nextOwed: OwedReply | null;
+}
+
+/**
+ * The replies a PD's handlers owe, linked through the replies themselves: a halted vCPU defers a
+ * reply on every HLT, and a Set hashed each new one (a tenth of a microsecond a halt).
+ */
+export class OwedReplies<T extends OwedReply> {
+  private head: T | null = null;
+
+  add(r: T): void {
+    r.prevOwed = null;
+    r.nextOwed = this.head;
+    if (this.head !== null) this.head.prevOwed = r;
+    this.head = r;
+  }
+
+  /** Unlink `r` (a reply of this list, or one unlinked already: then nothing happens). */
+  delete(r: T): void {
+    if (r.prevOwed === null && this.head !== r) return;
+    if (r.prevOwed !== null) r.prevOwed.nextOwed = r.nextOwed;
+    else this.head = r.nextOwed as T | null;
+    if (r.nextOwed !== null) r.nextOwed.prevOwed = r.prevOwed;
+    r.prevOwed = r.nextOwed = null;
+  }
+
+  /** All of them, the list emptied. */
+  takeAll(): T[] {
+    const out: T[] = [];
+    for (let r = this.head; r !== null; r = r.nextOwed as T | null) out.push(r);
+    for (const r of out) r.prevOwed = r.nextOwed = null;
+    this.head = null;
+    return out;
   }
 }

@@ -48,6 +48,9 @@ Object.freeze(ReplyToken.prototype);
 /** A reply a handler deferred, as the kernel keeps it: the caller stays blocked until `reply` or abort. */
 export class DeferredReply {
   used = false;
+  /** Links in the server PD's list of owed replies (pd.ts OwedReplies). */
+  prevOwed: DeferredReply | null = null;
+  nextOwed: DeferredReply | null = null;
   readonly token = new ReplyToken();
   constructor(
     readonly caller: Ec,

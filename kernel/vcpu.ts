@@ -224,6 +224,34 @@ export interface VcpuEngine {
   saveState(mtd: number, to: VcpuState): void;
   /** Copy the state groups in `mtd` from `from` into the engine. */
   loadState(mtd: number, from: VcpuState): void;
+  /**
+   * Move the TSC on by `ticks` (as saveState(TSC), add, loadState(TSC) would; without it the
+   * kernel does that). The kernel does so before every run of a vCPU that waited.
+   */
+  addTsc?(ticks: number): void;
+}
+
+/** Copy an exit qualification field by field (no Object.assign: it is on every exit's path). */
+export function copyQual(from: VcpuState["qual"], to: VcpuState["qual"]): void {
+  to.address = from.address;
+  to.size = from.size;
+  to.write = from.write;
+  to.data = from.data;
+  to.ebx = from.ebx;
+  to.ecx = from.ecx;
+  to.edx = from.edx;
+  to.errorCode = from.errorCode;
+  to.linear = from.linear;
+  to.refused = from.refused;
+}
+
+/** Copy an injection record field by field. */
+export function copyInjection(from: VcpuState["inj"], to: VcpuState["inj"]): void {
+  to.valid = from.valid;
+  to.vector = from.vector;
+  to.type = from.type;
+  to.errorCode = from.errorCode;
+  to.requestWindow = from.requestWindow;
 }
 
 /** How the kernel obtains an engine for a new vCPU EC of a VM whose guest-physical memory is `memory`. */

@@ -10,7 +10,7 @@ import type { Pt } from "./pt.js";
 import type { Sc } from "./sc.js";
 import { Status } from "./status.js";
 import type { Utcb } from "./utcb.js";
-import { ExitReason, Mtd, VcpuState, type VcpuExitHandler } from "./vcpu.js";
+import { ExitReason, Mtd, VcpuState, copyQual, type VcpuExitHandler } from "./vcpu.js";
 
 /**
  * Run `ec` until it blocks, its quantum ends, a timeout is due, or a higher priority is ready.
@@ -77,10 +77,14 @@ function runVcpuOn(k: Kernel, ec: Ec, sc: Sc, until: number): void {
 function syncTsc(k: Kernel, ec: Ec): void {
   const ticks = Math.floor((vmTime(k, ec) - ec.tscSyncedNs) / k.nsPerInstruction);
   if (ticks <= 0) return;
-  const s = (ec.tscScratch ??= new VcpuState());
-  ec.engine!.saveState(Mtd.TSC, s);
-  s.tsc += BigInt(ticks);
-  ec.engine!.loadState(Mtd.TSC, s);
+  const engine = ec.engine!;
+  if (engine.addTsc) engine.addTsc(ticks);
+  else {
+    const s = (ec.tscScratch ??= new VcpuState());
+    engine.saveState(Mtd.TSC, s);
+    s.tsc += BigInt(ticks);
+    engine.loadState(Mtd.TSC, s);
+  }
   ec.tscSyncedNs += ticks * k.nsPerInstruction;
 }
 
@@ -205,7 +209,7 @@ export function deliverVcpuState(k: Kernel, vcpu: Ec, pt: Pt, to: Utcb, exit: Vc
   // The TSC of a boundary exit is the TSC as of delivery, so that the VMM sees it with the time now.
   if (!exit && groups & Mtd.TSC) syncTsc(k, vcpu);
   vcpu.engine!.saveState(groups, v);
-  if (exit && pt.mtd & Mtd.QUAL) Object.assign(v.qual, exit.qual);
+  if (exit && pt.mtd & Mtd.QUAL) copyQual(exit.qual, v.qual);
   v.mtd = pt.mtd;
 }
 

@@ -428,7 +428,7 @@ class Vmm {
       },
       peerCall: (peer, fill) => {
         const utcb = sys.utcb;
-        utcb.items.length = 0;
+        if (utcb.items.length !== 0) utcb.items.length = 0; // setting a length is a runtime call
         utcb.untyped = fill(utcb.words);
         return sys.call(VmmSel.PEER_BASE + peer) === Status.SUCCESS ? utcb.words : null;
       },
@@ -460,7 +460,7 @@ class Vmm {
 
   /** A request of peer `peer`'s VMM (the portal id says who). A VM without the ABI refuses all. */
   private onPeer(utcb: Utcb, peer: number): void {
-    utcb.items.length = 0; // a MAP's reply carries the page (hv-pv.ts puts it here)
+    if (utcb.items.length !== 0) utcb.items.length = 0; // a MAP's reply carries the page (hv-pv.ts puts it here)
     const reply = this.hv && !this.ended ? this.hv.servePeer(peer, utcb.words, utcb.untyped) : [HvError.ENOSYS];
     utcb.set(...reply);
   }

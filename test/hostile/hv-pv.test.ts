@@ -164,7 +164,7 @@ describe("hostile peer requests", () => {
       vmNow: () => 0,
       setTimer: nop,
       peerCall: () => null,
-      exports: { export: (_ref, page) => page < 256, has: () => true, offer: () => void offered++, revoke: nop },
+      exports: { export: (_ref, page) => page < 256, has: () => true, offer: () => void offered++, lend: () => (offered++, true), revoke: nop },
       imports: { fetch: () => null, map: nop, unmap: nop, access: () => false },
     });
     // A table of 4 grants to peer 1: writable, read-only, not permitted, past RAM.

@@ -3,10 +3,11 @@
 // page with its reply; this VMM maps it into its VM. A mapping the granter revoked (GNTTAB_END, its
 // VM ended, its memory manager took the page) leaves an unmapped page behind: the guest's accesses
 // then exit, and `refault` asks the peer once more (a revoked grant answers no: reads see all
-// ones, writes go nowhere). A restored VM finds its mappings so too.
+// ones, writes go nowhere). A restored VM finds its mappings so too. A VM may map its own grants
+// (HV_PEER_SELF, an entry naming it): its own table answers, and the page is the same capability.
 
 import type { VcpuState } from "../../kernel/index.js";
-import { GNTMAP_READONLY, HV_GNTMAP_BASE, HV_GNTMAP_PAGES, HvError } from "./hv-abi.js";
+import { GNTMAP_READONLY, HV_GNTMAP_BASE, HV_GNTMAP_PAGES, HV_PEER_SELF, HvError } from "./hv-abi.js";
 import { PeerOp } from "./peer-protocol.js";
 
 /** Page capabilities on the grantee's side (grant-pages.ts). */
@@ -25,6 +26,14 @@ export interface GrantImports {
   access(slot: number, q: VcpuState["qual"]): boolean;
 }
 
+/** This VM's own grant table, for mappings of its own grants (HV_PEER_SELF): no peer to ask. */
+export interface OwnGrants {
+  /** Map own grant `ref` at slot `slot` (the page lands in the slot's import): 0 or an HvError code. */
+  map(ref: number, slot: number, writable: boolean): number;
+  /** The mapping at slot `slot` went. */
+  unmap(ref: number, slot: number, writable: boolean): void;
+}
+
 /** One mapping: whose grant, and how. */
 export interface GrantMapping {
   peer: number;
@@ -38,6 +47,7 @@ export class GrantMaps {
   constructor(
     private readonly imports: GrantImports,
     private readonly peers: number,
+    private readonly own: OwnGrants,
   ) {}
 
   /** GNTTAB_MAP(peer, ref, gpa, flags). */
@@ -45,7 +55,7 @@ export class GrantMaps {
     if ((flags & ~GNTMAP_READONLY) !== 0) return -HvError.EINVAL;
     const slot = slotOf(gpa);
     if (slot < 0) return -HvError.EINVAL;
-    if (!(peer < this.peers)) return -HvError.ESRCH;
+    if (!(peer < this.peers) && peer !== HV_PEER_SELF) return -HvError.ESRCH;
     if (this.slots[slot] !== null) return -HvError.EBUSY;
     const mapping = { peer, ref, writable: (flags & GNTMAP_READONLY) === 0 };
     const status = this.fetch(slot, mapping);
@@ -62,7 +72,8 @@ export class GrantMaps {
     this.imports.unmap(slot);
     this.slots[slot] = null;
     // The granter counts our mappings; gone or revoked already, it has nothing to undo.
-    this.imports.fetch(mapping.peer, -1, (w) => (w.set([PeerOp.UNMAP, mapping.ref, slot, mapping.writable ? 1 : 0]), 4));
+    if (mapping.peer === HV_PEER_SELF) this.own.unmap(mapping.ref, slot, mapping.writable);
+    else this.imports.fetch(mapping.peer, -1, (w) => (w.set([PeerOp.UNMAP, mapping.ref, slot, mapping.writable ? 1 : 0]), 4));
     return 0;
   }
 
@@ -96,7 +107,7 @@ export class GrantMaps {
 
   /** Ask the granter for the page and map it: 0 or an HvError code. */
   private fetch(slot: number, m: GrantMapping): number {
-    const status = this.imports.fetch(m.peer, slot, (w) => (w.set([PeerOp.MAP, m.ref, slot, m.writable ? 1 : 0]), 4));
+    const status = m.peer === HV_PEER_SELF ? this.own.map(m.ref, slot, m.writable) : this.imports.fetch(m.peer, slot, (w) => (w.set([PeerOp.MAP, m.ref, slot, m.writable ? 1 : 0]), 4));
     if (status === null) return HvError.ESRCH;
     if (status !== 0) return status;
     this.imports.map(slot, m.writable);

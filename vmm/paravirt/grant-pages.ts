@@ -40,13 +40,18 @@ export class GrantPages implements GrantExports, GrantImports {
     return this.sys.delegate(Sel.SELF_PD, crd(SpaceKind.MEMORY, ramBase + page, 0, MemRights.R | MemRights.W), exportBase + ref) === Status.SUCCESS;
   }
 
-  has(ref: number): boolean {
-    return this.sys.memory(this.layout.exportBase + ref, 1, false) !== null;
+  has(ref: number, writable: boolean): boolean {
+    return this.sys.memory(this.layout.exportBase + ref, 1, writable) !== null;
   }
 
   offer(ref: number, writable: boolean): void {
     const rights = writable ? MemRights.R | MemRights.W : MemRights.R;
     this.sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, this.layout.exportBase + ref, 0, rights), offset: 0 });
+  }
+
+  lend(ref: number, slot: number, writable: boolean): boolean {
+    const rights = writable ? MemRights.R | MemRights.W : MemRights.R;
+    return this.sys.delegate(Sel.SELF_PD, crd(SpaceKind.MEMORY, this.layout.exportBase + ref, 0, rights), this.layout.importBase + slot) === Status.SUCCESS;
   }
 
   revoke(ref: number): void {

@@ -7,16 +7,22 @@
 
 import type { GuestRam } from "../devices/virtio/index.js";
 import { guestBytes } from "./guest-bytes.js";
-import { GNTTAB_MAX_ENTRIES, GrantEntry, GrantFlag, HV_GNTMAP_PAGES, HvError } from "./hv-abi.js";
+import { GNTTAB_MAX_ENTRIES, GrantEntry, GrantFlag, HV_GNTMAP_PAGES, HV_PEER_SELF, HvError } from "./hv-abi.js";
 
 /** The granter's side of grant mapping: page capabilities (grant-pages.ts), by grant reference. */
 export interface GrantExports {
   /** Keep guest page `page` (made private first) as export `ref`; false when it is not RAM. */
   export(ref: number, page: number): boolean;
-  /** Export `ref` is still there (the memory manager may have taken the page back, and every mapping of it with it). */
-  has(ref: number): boolean;
+  /**
+   * Export `ref` is still there (the memory manager may have taken the page back, and every
+   * mapping of it with it), writable too if `writable` (dirty logging write-protects the page:
+   * the VMM takes the write right from everything derived from its own, exports included).
+   */
+  has(ref: number, writable: boolean): boolean;
   /** Hand export `ref` to the peer being served, with the reply: read-only unless `writable`. */
   offer(ref: number, writable: boolean): void;
+  /** Put export `ref` into this VM's own map slot `slot` (it maps its own grant): false when that failed. */
+  lend(ref: number, slot: number, writable: boolean): boolean;
   /** Export `ref` goes, and every mapping derived from it, in any VM. */
   revoke(ref: number): void;
 }
@@ -71,20 +77,31 @@ export class GrantTable {
     return gpa;
   }
 
-  /** Peer `peer` maps grant `ref` at its map slot `slot` (PeerOp.MAP): the page goes with the reply; 0 or an HvError code. */
+  /**
+   * Peer `peer` maps grant `ref` at its map slot `slot` (PeerOp.MAP): the page goes with the reply;
+   * 0 or an HvError code. HV_PEER_SELF is this VM mapping its own grant: the page goes to its slot.
+   */
   map(peer: number, ref: number, slot: number, writable: boolean): number {
     if (!(slot < HV_GNTMAP_PAGES)) return HvError.EINVAL;
     const gpa = this.resolve(peer, ref, 0, 4096, writable);
     if (gpa < 0) return -gpa;
     const page = gpa / 4096;
-    if (this.exported[ref] !== page || !this.exports.has(ref)) {
+    if (this.exported[ref] !== page || !this.exports.has(ref, writable)) {
       // The entry names another page than the one exported (the guest rewrote it), or the export
-      // went with the page: a new one.
+      // went with the page, or lost its write right to the VM's dirty logging: a new one. (Its
+      // mappings of the old one go too; a peer maps again on its next access.) That is also how a
+      // page peers write is in this VM's dirty log: logging write-protects the page, which takes
+      // the write right from every capability derived from the VMM's, peers' mappings included, so
+      // a peer's first write after each collection exits and comes here, and exporting the page
+      // anew (ram.view) counts it written. Before, the export stayed read-only and the peer's
+      // writes while this VM was logged went nowhere.
       if (this.exported[ref] >= 0) this.exports.revoke(ref);
       if (!this.exports.export(ref, page)) return HvError.EFAULT;
       this.exported[ref] = page;
     }
-    this.exports.offer(ref, writable);
+    if (peer === HV_PEER_SELF) {
+      if (!this.exports.lend(ref, slot, writable)) return HvError.EFAULT;
+    } else this.exports.offer(ref, writable);
     let users = this.users.get(ref);
     if (!users) this.users.set(ref, (users = new Set()));
     users.add(userKey(peer, slot, writable));
@@ -150,9 +167,17 @@ export class GrantTable {
     if (view === null) return;
     const flags = view.getUint16(GrantEntry.FLAGS, true) & ~(GrantFlag.READING | GrantFlag.WRITING);
     const users = this.users.get(ref);
-    const writing = users !== undefined && [...users].some((key) => key & 1);
+    const writing = this.writtenThrough(ref);
     const use = (users ? GrantFlag.READING : 0) | (writing ? GrantFlag.WRITING : 0);
     view.setUint16(GrantEntry.FLAGS, flags | use, true);
+  }
+
+  /** Whether some mapping of grant `ref` is writable. */
+  private writtenThrough(ref: number): boolean {
+    const users = this.users.get(ref);
+    if (users === undefined) return false;
+    for (const key of users) if (key & 1) return true;
+    return false;
   }
 
   private validRef(ref: number): boolean {

@@ -43,6 +43,8 @@ function vm(peers = 0) {
     self: 0,
     /** Export slots: ref -> guest page. */
     exports: new Map<number, number>(),
+    /** Exports that lost their write right (the VMM's dirty logging write-protects the page). */
+    readOnlyExports: new Set<number>(),
     /** What the last MAP served offered. */
     offered: null as GrantPage | null,
     /** Map slots: what is mapped there, or revoked (the export it came from went). */
@@ -66,9 +68,14 @@ function vm(peers = 0) {
     setTimer: (at) => void (state.timer = at),
     peerCall: (peer, fill) => serve(peer, fill)?.reply ?? null,
     exports: {
-      export: (ref, page) => (page * 4096 < ram.size ? (state.exports.set(ref, page), true) : false),
-      has: (ref) => state.exports.has(ref),
+      export: (ref, page) => (page * 4096 < ram.size ? (state.exports.set(ref, page), state.readOnlyExports.delete(ref), true) : false),
+      has: (ref, writable) => state.exports.has(ref) && !(writable && state.readOnlyExports.has(ref)),
       offer: (ref, writable) => void (state.offered = { ram, page: state.exports.get(ref)!, writable, ref, exports: state.exports }),
+      lend: (ref, slot, writable) => {
+        if (state.imports.has(slot)) return false;
+        state.imports.set(slot, { ram, page: state.exports.get(ref)!, writable, ref, exports: state.exports });
+        return true;
+      },
       revoke: (ref) => void (state.exports.delete(ref), state.revoked++),
     },
     imports: {
@@ -384,6 +391,53 @@ describe("grant map", () => {
     expect(b.call(HvOp.GNTTAB_UNMAP, AREA + 4096)).toBe(-HvError.EINVAL);
   });
 
+  it("a writable mapping of an export that lost its write right (dirty logging) exports the page anew", () => {
+    const { a, b, grant } = granted();
+    grant(1, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 1, AREA, GNTMAP_READONLY)).toBe(0);
+    expect(a.state.revoked).toBe(0);
+    // The VMM's write protection took the write right from the export: a read-only mapping still uses it...
+    a.state.readOnlyExports.add(1);
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 1, AREA + 4096, GNTMAP_READONLY)).toBe(0);
+    expect(a.state.revoked).toBe(0);
+    // ...a writable one gets a new export (the old one, and the mappings made from it, go).
+    expect(b.call(HvOp.GNTTAB_MAP, 0, 1, AREA + 8192, 0)).toBe(0);
+    expect(a.state.revoked).toBe(1);
+    expect(write(b, AREA + 8192, 0xfeed)).toBe(true);
+    expect(a.ram.u32(DATA)).toBe(0xfeed);
+  });
+
+  it("a VM maps its own grants (HV_PEER_SELF): its own table answers, and only for entries naming it", () => {
+    const { a, grant } = granted();
+    grant(1, GrantFlag.PERMIT_ACCESS, HV_PEER_SELF, DATA / 4096);
+    grant(2, GrantFlag.PERMIT_ACCESS | GrantFlag.READONLY, HV_PEER_SELF, DATA / 4096);
+    grant(3, GrantFlag.PERMIT_ACCESS, 0, DATA / 4096); // granted to peer 0, not to itself
+    a.ram.setU32(DATA, 0x600df00d);
+    expect(a.call(HvOp.GNTTAB_MAP, HV_PEER_SELF, 3, AREA, 0)).toBe(-HvError.EACCES);
+    expect(a.call(HvOp.GNTTAB_MAP, HV_PEER_SELF, 2, AREA, 0)).toBe(-HvError.EACCES);
+    expect(a.call(HvOp.GNTTAB_MAP, HV_PEER_SELF, 1, AREA, 0)).toBe(0);
+    expect(a.call(HvOp.GNTTAB_MAP, HV_PEER_SELF, 2, AREA + 4096, GNTMAP_READONLY)).toBe(0);
+    expect(flagsOf(a, 1)).toBe(GrantFlag.PERMIT_ACCESS | GrantFlag.READING | GrantFlag.WRITING);
+    expect(flagsOf(a, 2)).toBe(GrantFlag.PERMIT_ACCESS | GrantFlag.READONLY | GrantFlag.READING);
+    // Both mappings are its own page: a write through the writable one is in its RAM; the read-only one takes none.
+    expect(read(a, AREA + 4096)).toBe(0x600df00d);
+    expect(write(a, AREA, 0x12345678)).toBe(true);
+    expect(a.ram.u32(DATA)).toBe(0x12345678);
+    expect(write(a, AREA + 4096, 1)).toBe(false);
+    expect(a.ram.u32(DATA)).toBe(0x12345678);
+    // Unmapping tells its own table (no peer call); ending the grant revokes the other mapping.
+    expect(a.call(HvOp.GNTTAB_UNMAP, AREA)).toBe(0);
+    expect(flagsOf(a, 1)).toBe(GrantFlag.PERMIT_ACCESS);
+    expect(a.call(HvOp.GNTTAB_END, 2)).toBe(0);
+    expect(read(a, AREA + 4096)).toBeNull();
+    // A snapshot keeps a mapping of its own grant like any other.
+    expect(a.call(HvOp.GNTTAB_MAP, HV_PEER_SELF, 1, AREA + 8192, 0)).toBe(0);
+    const saved = a.hv.saveState(false);
+    const b = vm(1);
+    b.hv.loadState(saved);
+    expect(b.hv.saveState(false)).toEqual(saved);
+  });
+
   it("a read-only mapping of a read-only grant reads but never writes; a writable mapping of it is refused", () => {
     const { a, b, grant } = granted();
     grant(3, GrantFlag.PERMIT_ACCESS | GrantFlag.READONLY, 0, DATA / 4096);
@@ -408,7 +462,7 @@ describe("grant map", () => {
     expect(b.call(HvOp.GNTTAB_MAP, 0, 16, AREA, 0)).toBe(-HvError.EACCES);
     expect(b.call(HvOp.GNTTAB_MAP, 0, 4, AREA, 0)).toBe(-HvError.EFAULT);
     expect(b.call(HvOp.GNTTAB_MAP, 1, 5, AREA, 0)).toBe(-HvError.ESRCH);
-    expect(b.call(HvOp.GNTTAB_MAP, HV_PEER_SELF, 5, AREA, 0)).toBe(-HvError.ESRCH);
+    expect(b.call(HvOp.GNTTAB_MAP, HV_PEER_SELF, 5, AREA, 0)).toBe(-HvError.EACCES); // b has no table: nothing granted to itself
     expect(b.call(HvOp.GNTTAB_MAP, 0, 5, AREA + 8, 0)).toBe(-HvError.EINVAL);
     expect(b.call(HvOp.GNTTAB_MAP, 0, 5, DATA, 0)).toBe(-HvError.EINVAL);
     expect(b.call(HvOp.GNTTAB_MAP, 0, 5, AREA + HV_GNTMAP_PAGES * 4096, 0)).toBe(-HvError.EINVAL);

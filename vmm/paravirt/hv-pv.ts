@@ -78,7 +78,10 @@ export class HvParavirt {
 
   constructor(private readonly host: HvHost) {
     this.grants = new GrantTable(host.ram, host.exports);
-    this.maps = new GrantMaps(host.imports, host.peers);
+    this.maps = new GrantMaps(host.imports, host.peers, {
+      map: (ref, slot, writable) => this.grants.map(HV_PEER_SELF, ref, slot, writable),
+      unmap: (ref, slot, writable) => void this.grants.unmap(HV_PEER_SELF, ref, slot, writable),
+    });
     this.events = new EventChannels({
       ram: host.ram,
       peers: host.peers,
@@ -309,7 +312,12 @@ export class HvParavirt {
   }
 
   private peerEvent(peer: number, op: number, port: number, callerPort: number): number {
-    const reply = this.host.peerCall(peer, (w) => (w.set([op, port, callerPort]), 3));
+    const reply = this.host.peerCall(peer, (w) => {
+      w[0] = op;
+      w[1] = port;
+      w[2] = callerPort;
+      return 3;
+    });
     return reply ? reply[0] : HvError.ESRCH;
   }
 }

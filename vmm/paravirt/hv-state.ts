@@ -72,11 +72,11 @@ function grants(r: StateReader): GrantTableState {
   const entries = r.int("entries", 0, GNTTAB_MAX_ENTRIES);
   const gpa = r.int("gpa", 0, U32);
   if (entries > 0 && (gpa % GrantEntry.BYTES !== 0 || (gpa % 4096) + entries * GrantEntry.BYTES > 4096)) throw new DeviceStateError(`${r.path}.gpa`, "the table does not fit one page");
-  const flat = r.intList("mapped", 4 * GNTTAB_MAX_ENTRIES * MAX_PEERS, 0, U32);
+  const flat = r.intList("mapped", 4 * GNTTAB_MAX_ENTRIES * (MAX_PEERS + 1), 0, U32); // the peers and the VM itself
   const mapped: GrantTableState["mapped"] = [];
   for (let i = 0; i < flat.length; i += 4) {
     const [ref, peer, slot, writable] = flat.slice(i, i + 4);
-    if (!(ref < entries && peer < MAX_PEERS && slot < HV_GNTMAP_PAGES && writable <= 1) || flat.length % 4 !== 0)
+    if (!(ref < entries && (peer < MAX_PEERS || peer === HV_PEER_SELF) && slot < HV_GNTMAP_PAGES && writable <= 1) || flat.length % 4 !== 0)
       throw new DeviceStateError(`${r.path}.mapped[${i / 4}]`, "not [ref, peer, slot, writable] of this table");
     mapped.push([ref, peer, slot, writable]);
   }
@@ -89,7 +89,7 @@ function maps(r: StateReader): HvRecord["maps"] {
   const slots = new Set<number>();
   for (let i = 0; i < flat.length; i += 4) {
     const [slot, peer, ref, writable] = flat.slice(i, i + 4);
-    if (!(slot < HV_GNTMAP_PAGES && !slots.has(slot) && peer < MAX_PEERS && ref < GNTTAB_MAX_ENTRIES && writable <= 1) || flat.length % 4 !== 0)
+    if (!(slot < HV_GNTMAP_PAGES && !slots.has(slot) && (peer < MAX_PEERS || peer === HV_PEER_SELF) && ref < GNTTAB_MAX_ENTRIES && writable <= 1) || flat.length % 4 !== 0)
       throw new DeviceStateError(`${r.path}.maps[${i / 4}]`, "not [slot, peer, ref, writable], or a slot twice");
     slots.add(slot);
     out.push([slot, peer, ref, writable]);

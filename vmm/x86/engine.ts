@@ -3,7 +3,7 @@
 
 import type { GuestMemory } from "../../kernel/guest-memory.js";
 import {
-  ExitReason, InjectionType, InvalidStateCause, Mtd, type SegmentState, VcpuEngine, type VcpuExitHandler, VcpuState,
+  ExitReason, InjectionType, InvalidStateCause, Mtd, type SegmentState, VcpuEngine, type VcpuExitHandler, VcpuState, copyInjection, copyQual,
 } from "../../kernel/vcpu.js";
 import { BlockCache, CodeSource, MAX_INSTRUCTIONS, PAGE_TAIL, SCRATCH_SLOT, SLOT_COUNT } from "./blocks.js";
 import { Cpu, FAULT, SEG_LDTR, SEG_TR, STOP } from "./cpu.js";
@@ -420,7 +420,7 @@ export class X86Engine implements VcpuEngine {
     if (mtd & Mtd.SYSENTER) {
       to.sysenterCs = c.sysenterCs; to.sysenterEsp = c.sysenterEsp >>> 0; to.sysenterEip = c.sysenterEip >>> 0;
     }
-    if (mtd & Mtd.QUAL) Object.assign(to.qual, this.state.qual);
+    if (mtd & Mtd.QUAL) copyQual(this.state.qual, to.qual);
     if (mtd & Mtd.CTRL) {
       to.exceptionBitmap = c.exceptionBitmap >>> 0;
       to.cpuidExits = c.cpuidExits;
@@ -429,7 +429,7 @@ export class X86Engine implements VcpuEngine {
       to.msrExits = c.msrExits;
       to.vmcallExits = c.vmcallExits;
     }
-    if (mtd & Mtd.INJ) Object.assign(to.inj, this.inj);
+    if (mtd & Mtd.INJ) copyInjection(this.inj, to.inj);
     if (mtd & Mtd.STA) {
       to.interruptibility = (c.retired < c.inhibitUntil ? 1 : 0) | (c.nmiBlocked ? 8 : 0);
       to.activity = c.activity;
@@ -442,6 +442,10 @@ export class X86Engine implements VcpuEngine {
       to.apicId = c.apicId;
     }
     if (mtd & Mtd.FPU) to.fpu = c.fpu !== null ? c.fpu.save() : null;
+  }
+
+  addTsc(ticks: number): void {
+    this.cpu.tscOffset += ticks;
   }
 
   loadState(mtd: number, from: VcpuState): void {
@@ -511,7 +515,7 @@ export class X86Engine implements VcpuEngine {
       c.msrExits = from.msrExits;
       c.vmcallExits = from.vmcallExits;
     }
-    if (mtd & Mtd.INJ) Object.assign(this.inj, from.inj);
+    if (mtd & Mtd.INJ) copyInjection(from.inj, this.inj);
     if (mtd & Mtd.STA) {
       c.inhibitUntil = from.interruptibility & 3 ? c.retired + 1 : 0;
       c.nmiBlocked = (from.interruptibility & 8) !== 0;
