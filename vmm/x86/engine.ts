@@ -92,9 +92,25 @@ export class X86Engine implements VcpuEngine {
    * would allocate one.
    */
   private retiredBase = 0;
+  /**
+   * Instruction times the current instruction stalled in slow device accesses (stall()), not yet
+   * in c.retired: translated code sets c.retired from its own count until the block leaves, so
+   * they move there at the next instruction boundary (stall() asks for one).
+   */
+  private stalled = 0;
 
   get retired(): number {
-    return this.retiredBase + this.cpu.retired;
+    return this.retiredBase + this.cpu.retired + this.stalled;
+  }
+
+  stall(instructionTimes: number): void {
+    this.stalled += instructionTimes;
+    this.cpu.attention = true;
+  }
+
+  private takeStalled(): void {
+    this.cpu.retired += this.stalled;
+    this.stalled = 0;
   }
 
   /** Move c.retired's count into retiredBase; everything relative to c.retired moves along. */
@@ -122,6 +138,7 @@ export class X86Engine implements VcpuEngine {
       return this.invalid(InvalidStateCause.ENGINE_ERROR, 0);
     } finally {
       c.exits = null;
+      this.takeStalled();
     }
   }
 
@@ -284,6 +301,7 @@ export class X86Engine implements VcpuEngine {
   /** Events at an instruction boundary; returns an exit reason or -1 to go on executing. */
   private boundary(): number {
     const c = this.cpu;
+    if (this.stalled !== 0) this.takeStalled();
     if (c.stop >= 0) {
       const r = c.stop;
       c.stop = -1;
@@ -436,7 +454,7 @@ export class X86Engine implements VcpuEngine {
       to.ferr = c.ferrLevel;
       to.ignne = c.fpu !== null && c.fpu.ignne;
     }
-    if (mtd & Mtd.TSC) to.tsc = BigInt(c.retired + c.tscOffset);
+    if (mtd & Mtd.TSC) to.tsc = BigInt(c.retired + this.stalled + c.tscOffset);
     if (mtd & Mtd.MSR) {
       to.apicBase = c.apicBase >>> 0;
       to.apicId = c.apicId;
@@ -518,7 +536,7 @@ export class X86Engine implements VcpuEngine {
       c.activity = from.activity;
       if (c.fpu !== null) c.fpu.ignne = from.ignne;
     }
-    if (mtd & Mtd.TSC) c.tscOffset = Number(from.tsc) - c.retired;
+    if (mtd & Mtd.TSC) c.tscOffset = Number(from.tsc) - c.retired - this.stalled;
     if (mtd & Mtd.MSR) {
       c.apicBase = (from.apicBase & 0xfffff900) | 0;
       c.apicId = from.apicId & 0xff;
