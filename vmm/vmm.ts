@@ -24,7 +24,7 @@ import {
 } from "../kernel/index.js";
 import type { BootPlan } from "./boot/index.js";
 import { PcPlatform } from "./devices/platform.js";
-import { type AccessSize, PORT_ACCESS_NS } from "./devices/bus.js";
+import type { AccessSize } from "./devices/bus.js";
 import { KernelDeviceClock } from "./device-clock.js";
 import { BlockAttachError, FlatGuestRam, VirtioBalloon, VirtioBlk, VirtioBlkStatus, VirtioPciDevice, installVirtioPci, ipcBlockBackend, type BlockBackend, type GuestRam } from "./devices/virtio/index.js";
 import { ManualClock, type DeviceClock } from "./devices/clock.js";
@@ -650,7 +650,7 @@ class Vmm {
       case ExitReason.PIO:
         if (q.write) this.platform.io.write(q.address, q.size as AccessSize, q.data);
         else q.data = this.platform.io.read(q.address, q.size as AccessSize);
-        q.accessNs = PORT_ACCESS_NS;
+        q.accessNs = this.platform.io.accessNs(q.address, q.write);
         return;
       case ExitReason.MMIO:
         this.mmio(q);
@@ -790,6 +790,7 @@ class Vmm {
       }
     } else if (q.write) bus.write(q.address, q.size as AccessSize, q.data);
     else q.data = bus.read(q.address, q.size as AccessSize);
+    q.accessNs = bus.accessNs(q.address, q.write);
   }
 
   /** Take a pending interrupt of `cpu` now if the guest can, else ask for an interrupt window. */
