@@ -64,8 +64,11 @@ export class BlockCache {
    * (colliding blocks share a count: it only decides when to translate).
    */
   private readonly pastHits = new Uint16Array(PAST_HITS);
-  /** Statistics: blocks decoded, compared with memory on entry in a new code epoch, translated, translations reused. */
-  readonly stats = { built: 0, compared: 0, translated: 0, reused: 0 };
+  /**
+   * Statistics: blocks decoded, compared with memory on entry in a new code epoch, translated,
+   * translations reused; instructions retired in translated code.
+   */
+  readonly stats = { built: 0, compared: 0, translated: 0, reused: 0, translatedRetired: 0 };
 
   index(phys: number): number {
     return (phys ^ (phys >>> BLOCK_BITS)) & (BLOCK_COUNT - 1);

@@ -221,8 +221,10 @@ export class X86Engine implements VcpuEngine {
                 from.set(c.linkExit, code, b, count, eip, c);
                 c.linkFrom = null;
               }
+              const r0 = c.retired;
               let next = code(c, end);
               while (next !== null) next = next(c, end);
+              blocks.stats.translatedRetired += c.retired - r0;
               continue;
             }
             c.linkFrom = null;
