@@ -40,7 +40,11 @@ export class X86Engine implements VcpuEngine {
    * XZ decompressor before the first serial byte (2.3 G instructions, a flat profile over ~170
    * translated blocks): 4000, or a rate (2000-4000 runs with the counts halved every 2-4 M
    * instructions), reached the first byte 5-13% sooner in CPU time but cost the whole boot 8-15%
-   * more CPU and 10-75 MiB more RSS (more, colder blocks translated).
+   * more CPU and 10-75 MiB more RSS (more, colder blocks translated). Again with device access
+   * times (issue 15, `bench:boot-phases -- --until boot-ok`, one busy machine, one after the
+   * other): after the first byte 40 s of CPU at 40000 (401 blocks), 51 s at 10000 (1224 blocks),
+   * 57 s at 4000 (1754 blocks), though the interpreter then ran 364 M instructions, half of them
+   * the first 40000 runs of blocks that were translated later.
    */
   translateAfter = 40000;
 
