@@ -220,7 +220,7 @@ describe("pd_ctrl delegation", () => {
 describe("vCPU creation", () => {
   it("builds an engine over the VM's guest memory", () => {
     let seen: unknown = null;
-    const engine = { retired: 0, run: () => ExitReason.HLT, saveState: () => {}, loadState: () => {} };
+    const engine = { retired: 0, run: () => ExitReason.HLT, stall: () => {}, saveState: () => {}, loadState: () => {} };
     const { k, asRoot } = bootedKernel({ vcpuEngine: (mem) => ((seen = mem), engine) });
     asRoot((sys) => {
       sys.createPd(10, 100_000, { vm: true });

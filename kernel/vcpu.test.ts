@@ -162,6 +162,30 @@ describe("VM exits", () => {
     expect(k.clock.now).toBe(1000 + 2 * 5_000_001 + 2 * 100);
   });
 
+
+  it("a slow access (accessNs in the reply) stalls the vCPU: its time, TSC and budget move on", () => {
+    const seenNs: number[] = [];
+    const replies = [3001, 0, Number.NaN, -5, 1e12];
+    const { k, engine } = vm(
+      [...replies.map(() => ({ op: "in" as const, port: 0x61, size: 1 as const })), { op: "exit", reason: ExitReason.HLT }],
+      {
+        [ExitReason.STARTUP]: () => {},
+        [ExitReason.PIO]: (u, vmm) => {
+          seenNs.push(vmm.vmTime(11)!);
+          u.vcpu!.qual.accessNs = replies[seenNs.length - 1];
+        },
+        [ExitReason.HLT]: (_u, vmm) => void vmm.deferReply(),
+      },
+      { [ExitReason.PIO]: Mtd.QUAL },
+      { nsPerInstruction: 2 },
+    );
+    expect(k.run()).toBe("idle");
+    // 3001 ns are 1501 instruction times; a reply of nothing, NaN or less costs none; at most 1 ms.
+    const steps = seenNs.slice(1).map((t, i) => t - seenNs[i]);
+    expect(steps).toEqual([2 + 3002, 2, 2, 2]);
+    expect(engine.retired).toBe(replies.length + 1 + 1501 + 500_000);
+    expect(k.clock.now).toBe(1000 + 2 * engine.retired + 2 * 100);
+  });
   it("a stopped VM's time can be hidden from its TSC; recalls cost no time; a TSC in a reply is as of now", () => {
     let token: ReplyToken | null = null;
     const seen: bigint[] = [];

@@ -156,6 +156,11 @@ export class VcpuState {
     linear: 0,
     /** MSR replies: the MSR does not exist for this VM (the instruction raises #GP(0)). */
     refused: false,
+    /**
+     * PIO and MMIO replies: the access took this many ns of VM time on the device's bus (0: none).
+     * The vCPU waits that long inside the instruction, as a CPU does for a slow bus cycle.
+     */
+    accessNs: 0,
   };
   // CTRL
   exceptionBitmap = 0;
@@ -218,8 +223,17 @@ export interface VcpuEngine {
    * the return value is the boundary exit that stopped the run (BUDGET when it ran out).
    */
   run(budget: number, exits: VcpuExitHandler): ExitReason;
-  /** Instructions retired since the engine was created (drives virtual time and RDTSC). */
+  /**
+   * Instruction times since the engine was created: instructions retired plus the times it
+   * stalled (drives virtual time and RDTSC).
+   */
   readonly retired: number;
+  /**
+   * Called by the kernel during a synchronous exit whose access took time (`qual.accessNs`): the
+   * current instruction takes `instructionTimes` longer. They count as retired at once (virtual
+   * time, the TSC) and against the run's budget; the run goes on after the instruction.
+   */
+  stall(instructionTimes: number): void;
   /** Copy the state groups in `mtd` out of the engine into `to` (also sets `to.mtd`). */
   saveState(mtd: number, to: VcpuState): void;
   /** Copy the state groups in `mtd` from `from` into the engine. */

@@ -12,6 +12,9 @@ import { Status } from "./status.js";
 import type { Utcb } from "./utcb.js";
 import { ExitReason, Mtd, VcpuState, copyQual, type VcpuExitHandler } from "./vcpu.js";
 
+/** The longest access a reply may charge (1 ms): a wrong reply cannot stop a VM's clock for long. */
+const MAX_ACCESS_NS = 1_000_000;
+
 /**
  * Run `ec` until it blocks, its quantum ends, a timeout is due, or a higher priority is ready.
  *
@@ -133,6 +136,9 @@ export function loadVcpuReply(k: Kernel, vcpu: Ec, handler: Ec, exit: VcpuState 
       exit.qual.ecx = v.qual.ecx;
       exit.qual.edx = v.qual.edx;
       exit.qual.refused = v.qual.refused === true;
+      // A slow device access: the guest's time passes while it waits (a number, at least 0).
+      const ns = v.qual.accessNs;
+      if (ns > 0) vcpu.engine!.stall(Math.ceil(Math.min(ns, MAX_ACCESS_NS) / k.nsPerInstruction));
     }
     vcpu.engine!.loadState(mtd & ~Mtd.QUAL, v);
     // A TSC in the reply to a boundary exit is the TSC as of now: time before is not added again.

@@ -651,6 +651,7 @@ class Vmm {
       case ExitReason.PIO:
         if (q.write) this.platform.io.write(q.address, q.size as AccessSize, q.data);
         else q.data = this.platform.io.read(q.address, q.size as AccessSize);
+        q.accessNs = this.platform.io.accessNs(q.address, q.write);
         return;
       case ExitReason.MMIO:
         this.mmio(q);
@@ -790,6 +791,7 @@ class Vmm {
       }
     } else if (q.write) bus.write(q.address, q.size as AccessSize, q.data);
     else q.data = bus.read(q.address, q.size as AccessSize);
+    q.accessNs = bus.accessNs(q.address, q.write);
   }
 
   /** Take a pending interrupt of `cpu` now if the guest can, else ask for an interrupt window. */

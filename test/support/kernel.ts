@@ -98,6 +98,11 @@ export class ScriptedEngine implements VcpuEngine {
     return ExitReason.HLT;
   }
 
+  /** Stalls count as retired instructions, as the x86 core's do. */
+  stall(instructionTimes: number): void {
+    this.retired += instructionTimes;
+  }
+
   /** The TSC as the kernel set it (this engine does not tick it per instruction). */
   tsc = 0n;
 

@@ -2,7 +2,7 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BusConflictError, IoBus, MmioBus, type AccessSize, type BusHandler } from "./bus.js";
+import { BusConflictError, IoBus, MmioBus, PORT_ACCESS_NS, type AccessSize, type BusHandler } from "./bus.js";
 
 /** A byte-addressed register file that logs the accesses it sees. */
 class Regs implements BusHandler {
@@ -101,6 +101,18 @@ describe("MmioBus", () => {
     expect(bus.read(0xfee00006, 2)).toBe(0xdead);
     expect(bus.read(0xfec00000, 4)).toBe(0xffffffff);
     expect(() => bus.register({ name: "x", base: 0xfffffff0, length: 0x20, sizes: 4, handler: apic })).toThrow(BusConflictError);
+  });
+});
+
+describe("access times", () => {
+  it("are the range's, else the bus's: ports a microsecond, MMIO nothing", () => {
+    const io = new IoBus();
+    io.register({ name: "fast", base: 0x60, length: 4, sizes: 1, handler: new Regs(0x60), readNs: 10, writeNs: 20 });
+    io.register({ name: "isa", base: 0x70, length: 2, sizes: 1, handler: new Regs(0x70) });
+    expect([io.accessNs(0x61, false), io.accessNs(0x61, true), io.accessNs(0x70, false), io.accessNs(0x1234, true)]).toEqual([10, 20, PORT_ACCESS_NS, PORT_ACCESS_NS]);
+    const mmio = new MmioBus();
+    mmio.register({ name: "hpet", base: 0xfed00000, length: 0x400, sizes: 4, handler: new Regs(0xfed00000), readNs: 500 });
+    expect([mmio.accessNs(0xfed000f0, false), mmio.accessNs(0xfed000f0, true), mmio.accessNs(0xfec00000, false)]).toEqual([500, 0, 0]);
   });
 });
 

@@ -21,6 +21,13 @@ export const HPET_SIZE = 0x400;
 export const HPET_TIMERS = 3;
 /** Counter period in femtoseconds (10 ns), and the resulting ns per tick. */
 export const HPET_PERIOD_FS = 0x00989680;
+/**
+ * VM time (ns) a register read takes, as on a PC's chipset (writes are posted). Linux's
+ * calibration of its hpet character device polls the counter for 1 ms; free reads made that
+ * 154,000 reads and comparator writes. Short enough for its clockevent's minimum delta (1.92 µs:
+ * 192 ticks, of which two reads may use 128).
+ */
+export const HPET_READ_NS = 500;
 const NS_PER_TICK = HPET_PERIOD_FS / 1e6;
 export const HPET_VENDOR_INTEL = 0x8086;
 
@@ -112,7 +119,7 @@ export class Hpet implements Device, BusHandler, IrqSink {
   }
 
   attach(mmio: MmioBus): void {
-    mmio.register({ name: this.name, base: this.base, length: HPET_SIZE, sizes: 4, handler: this });
+    mmio.register({ name: this.name, base: this.base, length: HPET_SIZE, sizes: 4, handler: this, readNs: HPET_READ_NS });
   }
 
   private get enabled(): boolean {

@@ -12,9 +12,8 @@ export type BlockFn = (c: Cpu, end: number) => BlockFn | null;
 /**
  * The links of a translated block: for each of its exits, the translated block the run loop
  * found last at the exit's target, with what that finding depends on. An exit follows its link
- * (returns the next block to the loop's trampoline) only while the target EIP, the code epoch
- * (no code, TLB or page change since), the CS epoch (same CS base, limit, size and CPL) are the
- * same, the next block is still in its cache entry, nothing needs attention and the budget
+ * (returns the next block to the loop's trampoline) only while the target EIP and the code epoch
+ * (no code, TLB, page, CS or CPL change since) are the same, the next block is still in its cache entry, nothing needs attention and the budget
  * holds the whole next block: exactly when the run loop would run that block next.
  */
 export class BlockLinks {
@@ -23,7 +22,6 @@ export class BlockLinks {
   readonly block: Int32Array;
   readonly count: Int32Array;
   readonly codeEpoch: Float64Array;
-  readonly csEpoch: Float64Array;
 
   constructor(exits: number) {
     this.fn = new Array<BlockFn | null>(exits).fill(null);
@@ -31,7 +29,6 @@ export class BlockLinks {
     this.block = new Int32Array(exits);
     this.count = new Int32Array(exits);
     this.codeEpoch = new Float64Array(exits).fill(-1);
-    this.csEpoch = new Float64Array(exits).fill(-1);
   }
 
   /** Exit `j` leads to translated block `fn` (cache entry b, `count` instructions) at `eip`. */
@@ -41,6 +38,5 @@ export class BlockLinks {
     this.count[j] = count;
     this.eip[j] = eip;
     this.codeEpoch[j] = c.codeEpoch;
-    this.csEpoch[j] = c.csEpoch;
   }
 }

@@ -57,7 +57,7 @@ export class Cpu implements LazyFlags {
   readonly attr = new Int32Array(8);
   /** ACC_* bits derived from attr and the mode. */
   readonly segAcc = new Uint8Array(8);
-  /** Bit 0: reads need no limit check (flat), bit 1: writes need none. */
+  /** Bit 0: reads need no limit check (a 4 GiB limit, expand-up), bit 1: writes need none. */
   readonly segFast = new Uint8Array(8);
 
   cpl = 0;
@@ -180,15 +180,13 @@ export class Cpu implements LazyFlags {
   /** Advances whenever cached code may be stale (see blocks.ts). */
   codeEpoch = 0;
   /**
-   * TLB flushes advance codeEpoch too (block links and loops assume the linear-to-physical map of
-   * code), but they change no bytes: codeEpoch right after the last flush, and the last value
+   * TLB flushes and changes of CS or the CPL advance codeEpoch too (block links and loops assume
+   * the linear-to-physical map of code and the code segment), but they change no bytes: codeEpoch right after the last flush, and the last value
    * codeEpoch had from any other advance before it, let the run loop skip comparing a block's
    * bytes when only flushes happened since it last compared them (see bytesChangedAfter).
    */
   flushEpoch = -1;
   byteEpoch = 0;
-  /** Advances whenever CS (base, limit, code size) or the CPL changes: what instruction fetch depends on. */
-  csEpoch = 0;
   /**
    * Set by a translated block that left without a valid link for its exit (translate.ts): the
    * run loop records the block it finds next in that exit's link.

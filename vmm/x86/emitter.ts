@@ -34,7 +34,11 @@ export class Emitter {
   slot = 0;
   off = 0;
   len = 0;
-  /** The current instruction touched memory (c.attention may have been set by a slow path). */
+  /**
+   * The current instruction touched memory. Only a slow path can set c.attention there: it copies
+   * it to the local `at`, which the block checks after the instruction (no load of c.attention
+   * after every fast access).
+   */
   touched = false;
   /** Next EIP a sync stores instead of the fall-through (after CALL has set it). */
   nextOverride: string | null = null;
@@ -129,14 +133,17 @@ export class Emitter {
     return n < 4 ? `${x} = (${x} & -256) | ((${val}) & 255);` : `${x} = (${x} & -65281) | (((${val}) & 255) << 8);`;
   }
 
-  /** Statements storing the written registers into c.r (SPILL) and loading them back (RELOAD). */
+  /**
+   * Statements storing the written registers into c.r (SPILL) and loading them back (RELOAD),
+   * with the TLB access masks of the CPL (locals rm, wm; a handler may change the CPL).
+   */
   static registerCode(used: number, written: number): { entry: string; spill: string; reload: string } {
     const list = (mask: number, f: (n: number) => string) => REG_NAMES.map((_, n) => n).filter((n) => mask & (1 << n)).map(f);
-    const entry = list(used, (n) => `${REG_NAMES[n]} = r[${n}]`);
+    const entry = [...list(used, (n) => `${REG_NAMES[n]} = r[${n}]`), "rm = c.rdMask", "wm = c.wrMask"];
     return {
-      entry: entry.length ? `let ${entry.join(", ")};` : "",
+      entry: `let ${entry.join(", ")};`,
       spill: list(written, (n) => `r[${n}] = ${REG_NAMES[n]};`).join(" "),
-      reload: list(used, (n) => `${REG_NAMES[n]} = r[${n}];`).join(" "),
+      reload: [...list(used, (n) => `${REG_NAMES[n]} = r[${n}];`), "rm = c.rdMask; wm = c.wrMask;"].join(" "),
     };
   }
 
@@ -154,8 +161,8 @@ export class Emitter {
       : s === 1 ? "vw[ts[p]].getUint16(to[p] + (l & 4095), true)"
       : "by[ts[p]][to[p] + (l & 4095)]";
     this.emit(`o = ${off}; l = (sb[${seg}] + o) | 0; p = l >>> 12;`);
-    this.emit(`if (sf[${seg}] & 1 && tf[p] & c.rdMask${edge}) ${dst} = ${fast};`);
-    this.emit(`else { ${SPILL} ${dst} = rd${bits}(c, ${seg}, o, ${this.syncArgs}); ${RELOAD} }`);
+    this.emit(`if (sf[${seg}] & 1 && tf[p] & rm${edge}) ${dst} = ${fast};`);
+    this.emit(`else { ${SPILL} ${dst} = rd${bits}(c, ${seg}, o, ${this.syncArgs}); ${RELOAD} at = c.attention; }`);
   }
 
   /** `[seg:off] = val` of size index s. */
@@ -173,8 +180,8 @@ export class Emitter {
       s === 2 ? `vw[ts[p]].setInt32(to[p] + (l & 4095), ${val}, true)`
       : s === 1 ? `vw[ts[p]].setUint16(to[p] + (l & 4095), ${val}, true)`
       : `by[ts[p]][to[p] + (l & 4095)] = ${val}`;
-    this.emit(`if (sf[${seg}] & 2 && tf[p] & c.wrMask${edge}) ${fast};`);
-    this.emit(`else { ${SPILL} wr${bits}(c, ${seg}, o, ${val}, ${this.syncArgs}); ${RELOAD} }`);
+    this.emit(`if (sf[${seg}] & 2 && tf[p] & wm${edge}) ${fast};`);
+    this.emit(`else { ${SPILL} wr${bits}(c, ${seg}, o, ${val}, ${this.syncArgs}); ${RELOAD} at = c.attention; }`);
   }
 
   /** `dst = E` (the r/m operand) of size index s; dst is a temporary. */
@@ -274,7 +281,7 @@ export class Emitter {
     const self = this.wide ? o32 && (to | 0) === 0 : !o32 && (to & 0xffff) === 0;
     if (self) {
       const k1 = this.k + 1;
-      this.emit(`if (!c.attention && c.codeEpoch === ep && c.csEpoch === cs0 && r0 + ${k1 + this.count} <= end) { r0 += ${k1}; continue; }`);
+      this.emit(`if (!c.attention && c.codeEpoch === ep && r0 + ${k1 + this.count} <= end) { r0 += ${k1}; continue; }`);
       this.loops = true;
     }
     this.leave("t");

@@ -183,6 +183,36 @@ describe("engine", () => {
     expect(r.eax).toBe(1001);
   });
 
+  it("counts a stalled access as retired time: RDTSC sees it, and a polling loop stops at its budget", () => {
+    for (const translate of [false, true]) {
+      const m = new Machine();
+      m.engine.translate = translate;
+      m.engine.translateAfter = 1;
+      const stall = m.handler.exit;
+      m.handler.exit = (reason, st) => (m.engine.stall(1000), stall(reason, st));
+      m.flat(0);
+      m.code32(`
+        rdtsc
+        mov esi, eax
+        in al, 0x61
+        rdtsc
+        mov edi, eax
+        poll: in al, 0x61
+        test al, 0x20
+        jz poll
+        hlt`);
+      m.readValue = 0;
+      // The budget ends right after the read that crossed it: the 10th, at 10 * (3 + 1000).
+      expect(m.run(10_000)).toBe(ExitReason.BUDGET);
+      expect(m.regs.edi - m.regs.esi).toBe(3 + 1000);
+      expect(m.engine.retired).toBe(10 * (3 + 1000));
+      expect(m.exits.length).toBe(10);
+      m.readValue = 0x20;
+      expect(m.run(10_000)).toBe(ExitReason.HLT);
+      expect(m.exits.length).toBe(11);
+    }
+  });
+
   it("raises #NM for x87 escapes when CR0.EM/TS say so, #UD without an FPU", () => {
     const m = new Machine();
     m.flat(0);

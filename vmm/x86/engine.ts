@@ -40,7 +40,11 @@ export class X86Engine implements VcpuEngine {
    * XZ decompressor before the first serial byte (2.3 G instructions, a flat profile over ~170
    * translated blocks): 4000, or a rate (2000-4000 runs with the counts halved every 2-4 M
    * instructions), reached the first byte 5-13% sooner in CPU time but cost the whole boot 8-15%
-   * more CPU and 10-75 MiB more RSS (more, colder blocks translated).
+   * more CPU and 10-75 MiB more RSS (more, colder blocks translated). Again with device access
+   * times (issue 15, `bench:boot-phases -- --until boot-ok`, one busy machine, one after the
+   * other): after the first byte 40 s of CPU at 40000 (401 blocks), 51 s at 10000 (1224 blocks),
+   * 57 s at 4000 (1754 blocks), though the interpreter then ran 364 M instructions, half of them
+   * the first 40000 runs of blocks that were translated later.
    */
   translateAfter = 40000;
 
@@ -92,9 +96,25 @@ export class X86Engine implements VcpuEngine {
    * would allocate one.
    */
   private retiredBase = 0;
+  /**
+   * Instruction times the current instruction stalled in slow device accesses (stall()), not yet
+   * in c.retired: translated code sets c.retired from its own count until the block leaves, so
+   * they move there at the next instruction boundary (stall() asks for one).
+   */
+  private stalled = 0;
 
   get retired(): number {
-    return this.retiredBase + this.cpu.retired;
+    return this.retiredBase + this.cpu.retired + this.stalled;
+  }
+
+  stall(instructionTimes: number): void {
+    this.stalled += instructionTimes;
+    this.cpu.attention = true;
+  }
+
+  private takeStalled(): void {
+    this.cpu.retired += this.stalled;
+    this.stalled = 0;
   }
 
   /** Move c.retired's count into retiredBase; everything relative to c.retired moves along. */
@@ -122,6 +142,7 @@ export class X86Engine implements VcpuEngine {
       return this.invalid(InvalidStateCause.ENGINE_ERROR, 0);
     } finally {
       c.exits = null;
+      this.takeStalled();
     }
   }
 
@@ -204,8 +225,10 @@ export class X86Engine implements VcpuEngine {
                 from.set(c.linkExit, code, b, count, eip, c);
                 c.linkFrom = null;
               }
+              const r0 = c.retired;
               let next = code(c, end);
               while (next !== null) next = next(c, end);
+              blocks.stats.translatedRetired += c.retired - r0;
               continue;
             }
             c.linkFrom = null;
@@ -284,6 +307,7 @@ export class X86Engine implements VcpuEngine {
   /** Events at an instruction boundary; returns an exit reason or -1 to go on executing. */
   private boundary(): number {
     const c = this.cpu;
+    if (this.stalled !== 0) this.takeStalled();
     if (c.stop >= 0) {
       const r = c.stop;
       c.stop = -1;
@@ -436,7 +460,7 @@ export class X86Engine implements VcpuEngine {
       to.ferr = c.ferrLevel;
       to.ignne = c.fpu !== null && c.fpu.ignne;
     }
-    if (mtd & Mtd.TSC) to.tsc = BigInt(c.retired + c.tscOffset);
+    if (mtd & Mtd.TSC) to.tsc = BigInt(c.retired + this.stalled + c.tscOffset);
     if (mtd & Mtd.MSR) {
       to.apicBase = c.apicBase >>> 0;
       to.apicId = c.apicId;
@@ -522,7 +546,7 @@ export class X86Engine implements VcpuEngine {
       c.activity = from.activity;
       if (c.fpu !== null) c.fpu.ignne = from.ignne;
     }
-    if (mtd & Mtd.TSC) c.tscOffset = Number(from.tsc) - c.retired;
+    if (mtd & Mtd.TSC) c.tscOffset = Number(from.tsc) - c.retired - this.stalled;
     if (mtd & Mtd.MSR) {
       c.apicBase = (from.apicBase & 0xfffff900) | 0;
       c.apicId = from.apicId & 0xff;

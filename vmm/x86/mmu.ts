@@ -34,19 +34,20 @@ export function flushTlb(c: Cpu, all: boolean): void {
     }
     c.tlbGlobalCount = 0;
   }
-  mappingChanged(c);
+  fetchChanged(c);
 }
 
 export function invalidatePage(c: Cpu, lin: number): void {
   c.tlbFlags[lin >>> 12] = 0; // stays in its list: a refill finds it there
-  mappingChanged(c);
+  fetchChanged(c);
 }
 
 /**
- * The linear-to-physical map changed: forget the fetch page and advance the code epoch (block
- * links and loops assume the map), noting that no bytes changed (Cpu.flushEpoch).
+ * What instruction fetch depends on changed (the linear-to-physical map; CS base, limit or code
+ * size; the CPL): forget the fetch page and advance the code epoch (block links and loops assume
+ * all of it), noting that no bytes changed (Cpu.flushEpoch).
  */
-function mappingChanged(c: Cpu): void {
+export function fetchChanged(c: Cpu): void {
   c.fetchPage = -1;
   if (c.codeEpoch !== c.flushEpoch) c.byteEpoch = c.codeEpoch;
   c.flushEpoch = ++c.codeEpoch;

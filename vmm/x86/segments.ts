@@ -3,6 +3,7 @@
 
 import { ACC_BIG, ACC_DOWN, ACC_NULL, ACC_R, ACC_W, type Cpu, SEG_LDTR, SEG_TR, TLB_RS, TLB_RU, TLB_WS, TLB_WU } from "./cpu.js";
 import { SEG_CS, SEG_SS } from "./decoder.js";
+import { fetchChanged } from "./mmu.js";
 
 export const ATTR_UNUSABLE = 0x10000;
 
@@ -51,7 +52,8 @@ export function refreshAccess(c: Cpu, seg: number): void {
     acc = ACC_R | (a & 2 ? ACC_W : 0) | (a & 4 ? ACC_DOWN : 0) | (a & 0x4000 ? ACC_BIG : 0);
   }
   c.segAcc[seg] = acc;
-  const flat = c.base[seg] === 0 && c.limit[seg] === 0xffffffff && !(acc & (ACC_DOWN | ACC_NULL));
+  // Any base: the fast paths add it. Linux's per-CPU segment (FS) and TLS segments have one.
+  const flat = c.limit[seg] === 0xffffffff && !(acc & (ACC_DOWN | ACC_NULL));
   c.segFast[seg] = flat ? (acc & ACC_R ? 1 : 0) | (acc & ACC_W ? 2 : 0) : 0;
 }
 
@@ -67,8 +69,7 @@ export function setSegment(c: Cpu, seg: number, sel: number, base: number, limit
   c.attr[seg] = attr;
   if (seg === SEG_CS) {
     c.codeMode = (attr >> 14) & 1;
-    c.fetchPage = -1;
-    c.csEpoch++;
+    fetchChanged(c);
   } else if (seg === SEG_SS) {
     c.stack32 = (attr >> 14) & 1;
   }
@@ -80,8 +81,7 @@ export function setCpl(c: Cpu, cpl: number): void {
   c.cpl = cpl;
   c.rdMask = cpl === 3 ? TLB_RU : TLB_RS;
   c.wrMask = cpl === 3 ? TLB_WU : TLB_WS;
-  c.fetchPage = -1;
-  c.csEpoch++;
+  fetchChanged(c);
 }
 
 /** Real-mode / virtual-8086 segment load: base = selector * 16. */
@@ -92,7 +92,7 @@ export function loadRealSegment(c: Cpu, seg: number, sel: number): void {
   } else {
     c.sel[seg] = sel;
     c.base[seg] = sel << 4;
-    if (seg === SEG_CS) c.csEpoch++;
+    if (seg === SEG_CS) fetchChanged(c);
     if (seg < 6) refreshAccess(c, seg);
   }
 }

@@ -44,6 +44,9 @@ class LoggingMachine extends Machine {
       this.exits.push({ reason, address: q.address, size: q.size, write: q.write, data: q.data });
       this.states.push(JSON.stringify(seen, (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
       if (!q.write) q.data = this.readValue;
+      // Every access is a slow one (a device on a slow bus): the stall moves time and the TSC at
+      // the next boundary, which translated code must reach exactly where the interpreter does.
+      this.engine.stall(3);
       return true;
     },
   };

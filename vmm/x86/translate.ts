@@ -130,7 +130,7 @@ export function translateBlock(
         break;
       }
       if (g.touched && !last) {
-        g.emit(`if (c.attention) { t = ${g.fall};`);
+        g.emit(`if (at) { t = ${g.fall};`);
         g.link(k + 1);
         g.emit("}");
       }
@@ -163,15 +163,15 @@ export function translateBlock(
   const fnDecls = g.fns.map((_, k) => `const f${k} = F[${k}];`).join("\n");
   const source = `"use strict";
 const { getCF, condition, shift, mulFlags, PARITY, rd8, rd16, rd32, wr8, wr16, wr32 } = H;
-const lf = LK.fn, lt = LK.eip, lb = LK.block, ln = LK.count, le = LK.codeEpoch, lc = LK.csEpoch;
+const lf = LK.fn, lt = LK.eip, lb = LK.block, ln = LK.count, le = LK.codeEpoch;
 ${fnDecls}
 const r = C.r, sb = C.base, sf = C.segFast, tf = C.tlbFlags, ts = C.tlbStore, to = C.tlbOff;
 return function block(c, end) {
 const vw = c.views, by = c.bytes;
-const e0 = c.eip, ep = c.codeEpoch, cs0 = c.csEpoch;
+const e0 = c.eip, ep = c.codeEpoch;
 let r0 = c.retired;
 ${regs.entry}
-let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null, n = 0, j = 0;
+let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null, n = 0, j = 0, at = false;
 out: {
 ${g.loops ? "for (;;) {" : ""}
 ${body}
@@ -179,7 +179,7 @@ ${g.loops ? "}" : ""}
 }
 c.eip = c.nextEip = t; c.retired = r0 + n;
 ${regs.spill}
-if (le[j] === c.codeEpoch && lt[j] === t && lc[j] === c.csEpoch && !c.attention && r0 + n + ln[j] <= end) { x = lf[j]; if (code[lb[j]] === x) return x; }
+if (le[j] === c.codeEpoch && lt[j] === t && !c.attention && r0 + n + ln[j] <= end) { x = lf[j]; if (code[lb[j]] === x) return x; }
 c.linkFrom = LK; c.linkExit = j; return null;
 };`;
   const links = new BlockLinks(g.exits);

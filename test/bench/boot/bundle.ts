@@ -1,10 +1,11 @@
 // Bundles a boot benchmark runner into one plain .mjs (esbuild, with a source map) so the child
 // runs on bare `node`: the tsx loader would add its own thread and some 35 MiB to the runner's
 // peak RSS. The bundle goes to node_modules/.cache/hv-bench-boot/, where packages (v86) resolve.
-import { mkdirSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, realpathSync } from "node:fs";
 import { SourceMap, type SourceMapPayload } from "node:module";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 export const BUNDLE_DIR_PARTS = ["node_modules", ".cache", "hv-bench-boot"] as const;
 
@@ -25,7 +26,9 @@ export async function bundleRunner(script: string, repoRoot: string): Promise<Bu
   }
   const dir = join(repoRoot, ...BUNDLE_DIR_PARTS);
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, script.replace(/\.ts$/, ".mjs"));
+  // Worktrees of one repository may share node_modules: each bundles to a file of its own.
+  const tree = createHash("sha256").update(resolve(repoRoot)).digest("hex").slice(0, 8);
+  const file = join(dir, script.replace(/\.ts$/, `-${tree}.mjs`));
   try {
     await esbuild.build({
       entryPoints: [fileURLToPath(new URL(script, import.meta.url))],
@@ -54,10 +57,11 @@ export interface SourcePosition {
 /** A function that maps positions in `bundle` (profile call frames: url, 0-based line and column) to our sources. */
 export function bundleLocator(bundle: Bundle): (url: string, line: number, column: number) => SourcePosition | null {
   const map = new SourceMap(JSON.parse(readFileSync(bundle.map, "utf8")) as SourceMapPayload);
-  const bundleUrl = new URL(`file://${bundle.file}`).href;
+  // A profile names the file by its real path (node_modules may be a symbolic link).
+  const bundleUrls = new Set([pathToFileURL(bundle.file).href, pathToFileURL(realpathSync(bundle.file)).href]);
   const mapDir = dirname(bundle.map);
   return (url, line, column) => {
-    if (url !== bundleUrl) return null;
+    if (!bundleUrls.has(url)) return null;
     const entry = map.findEntry(line, column);
     if (!("originalSource" in entry)) return null;
     return { file: resolve(mapDir, entry.originalSource), line: entry.originalLine };

@@ -69,6 +69,7 @@ function stubEngine(memory: GuestMemory): VcpuEngine {
   const byte = (linear: number): number => memory.page(linear >>> 12)![linear & 0xfff];
   return {
     retired: 0,
+    stall() {},
     loadState(mtd, from) {
       expect(from.cr0 & 1).toBe(1);
       expect(from.cs.limit >>> 0).toBe(0xffffffff);
