@@ -42,7 +42,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
+const VERB: Record<ControlCommand["op"], string> = { load: "loaded", pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -65,6 +65,11 @@ export class HostControl implements ControlHost, VmControl {
   /** Resume; `onResumed` runs the moment the VMM let the VM go (before its next instruction, inside the kernel's slice). */
   resume(vm: number, onResumed?: () => void): Promise<{ wasRunning: boolean }> {
     return this.lookThen(vm, { vm, op: "resume" }, onResumed);
+  }
+
+  /** An incoming migration's VM takes the state the host has for it now (VmmConfig.incoming); it stays paused. */
+  load(vm: number): Promise<void> {
+    return this.request({ vm, op: "load" }, () => undefined);
   }
 
   /** The balloon: with `guestPages`, the guest should have that much RAM (4 KiB pages); says what it has. */

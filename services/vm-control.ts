@@ -15,6 +15,8 @@ export type ControlCommand =
   | { vm: number; op: "pause"; atVmTimeNs?: number }
   | { vm: number; op: "save"; atVmTimeNs?: number }
   | { vm: number; op: "resume" }
+  /** An incoming migration's VM (built before its state came) takes the state the host has now; it stays paused. */
+  | { vm: number; op: "load" }
   | { vm: number; op: "query" }
   /** The balloon: `guestPages` (when given) is how much RAM the guest should have; the answer says what it has. */
   | { vm: number; op: "balloon"; guestPages?: number }
@@ -84,6 +86,10 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
           for (let tries = 0; !holds(sys, portal) && tries < PORTAL_WAITS; tries++) yield sys.wait.sleep(PORTAL_WAIT_NS);
           if (command.op === "pause") {
             pauseMessage(sys, command.atVmTimeNs);
+            const st: Status = yield sys.wait.call(portal);
+            host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
+          } else if (command.op === "load") {
+            sys.utcb.set(VmmControlOp.LOAD);
             const st: Status = yield sys.wait.call(portal);
             host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
           } else if (command.op === "resume") {

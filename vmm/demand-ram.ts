@@ -110,6 +110,19 @@ export class DemandRam implements GuestRam, RamPages {
     }
   }
 
+  /**
+   * The source has more pages now (an incoming migration's, which came while the VM was built):
+   * every page not yet backed that it holds comes from it on first touch.
+   */
+  takeSource(): void {
+    if (!this.source) return;
+    for (let p = 0; p < this.pages; p++) {
+      if (this.state[p] !== UNBACKED || !this.source.hasPage(p)) continue;
+      this.state[p] = FROM_SOURCE;
+      this.fromSource++;
+    }
+  }
+
   /** Page `page` is not RAM (a ROM shadows it): never back it. */
   exclude(page: number): void {
     if (this.state[page] === FROM_SOURCE) this.fromSource--;

@@ -29,6 +29,9 @@
 //                its own time it stops for percent% of a period of the host's virtual time (in which
 //                the VM's time stands still, as in a pause: the guest does not see it). 0 ends it;
 //                at most MAX_THROTTLE_PERCENT
+//   [LOAD]       [status]   deferred until the vCPU stands at the state: an incoming migration's VM
+//                (built before its state came, VmmConfig.incoming) takes the state the host has
+//                now, and the pages that came; it stays paused until RESUME. Once only
 //   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree,
 //                 touched, shared, sharedFrames, scanned, merged, zeroed, broken]
 //                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory
@@ -48,6 +51,7 @@ export const VmmControlOp = {
   BALLOON: 6,
   DIRTY: 7,
   THROTTLE: 8,
+  LOAD: 9,
 } as const;
 
 /** THROTTLE: the period the vCPU's share is counted in (virtual ns; QEMU's throttle timeslice), and the most it may be held back (percent). */

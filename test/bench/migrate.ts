@@ -133,6 +133,16 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
     const m = /migrated in (\d+) passes: .* \(ratio ([\d.]+)\), downtime ([\d.]+) ms, throttle (\d+)%/.exec(source.err());
     if (!m) throw new Error(`the source did not say how it went: ${source.err()}`);
     say(`${label}: ${/migrated in [^\r\n]*/.exec(source.err())![0]}`);
+    // Where the downtime went: the source's steps after its stop, and the destination's after END, on one time line.
+    const steps = /hv: downtime: (.*) ms after the stop \(at ([\d.]+) ms since the epoch\)/.exec(source.err());
+    await waitFor("the destination's timeline", () => /the migrated VM runs: /.test(destination.err()));
+    const arrived = /the migrated VM runs: (.*) ms after end \(at ([\d.]+) ms since the epoch\)/.exec(destination.err());
+    if (steps) say(`${label}: source after the stop: ${steps[1]} ms`);
+    if (steps && arrived) {
+      const endAfterStop = Number(arrived[2]) - Number(steps[2]);
+      const shifted = arrived[1].split(", ").map((p) => p.replace(/(-?[\d.]+)$/, (ms) => (Number(ms) + endAfterStop).toFixed(1)));
+      say(`${label}: destination after the stop: ${shifted.join(", ")} ms`);
+    }
     const before = beats(source.out());
     await waitFor("10 heartbeats at the destination", () => beats(destination.out()).length >= 10);
     const after = beats(destination.out());
