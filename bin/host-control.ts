@@ -111,6 +111,28 @@ export class HostControl implements ControlHost, VmControl {
     );
   }
 
+  /**
+   * A migration's stop in one round: pause, collect the dirty log, and save, queued together so that
+   * the control component does all three in one go; `use` sees the last dirty log (a bitmap, null
+   * when logging was off), the encoded state and RAM, during the call only. The VM stays paused.
+   */
+  stopAndCapture<T>(vm: number, use: (dirty: Uint8Array | null, state: Uint8Array, ram: RamPages) => T, onStep?: (step: "paused" | "collected") => void): Promise<T> {
+    let dirty: { bitmap: Uint8Array | null } | null = null;
+    const paused = this.request({ vm, op: "pause" }, () => onStep?.("paused"));
+    const collected = this.request({ vm, op: "dirty", action: "collect" }, (r) => {
+      onStep?.("collected");
+      // A copy: the save that follows writes the state where the bitmap is.
+      dirty = { bitmap: "dirty" in r ? r.dirty.slice() : null };
+    });
+    const saved = this.request({ vm, op: "save" }, (r) => {
+      if (!("state" in r)) throw new ControlError("the VM could not be saved (the control component sent no state)");
+      // The log came just before (in this round); without it the pages written last would be missed.
+      if (!dirty) throw new ControlError("the VM's last dirty log could not be collected");
+      return use(dirty.bitmap, r.state, r.ram);
+    });
+    return Promise.all([paused, collected, saved]).then(([, , result]) => result);
+  }
+
   save(vm: number, request: SaveRequest): Promise<{ bytes: number; pages: number }> {
     return this.request({ vm, op: "save" }, (r) => {
       if (!("state" in r)) throw new ControlError("the VM could not be saved (the control component sent no state)");

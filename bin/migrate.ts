@@ -67,7 +67,7 @@ export interface MigrationProgress {
 export interface MigrationResult extends MigrationProgress {
   /** Host ms from stopping the VM to the destination's ACK. */
   downtimeMs: number;
-  /** Where the downtime went: each step's end, host ms since the stop (pause, collect, save, read N pages, state, send, ack). */
+  /** Where the downtime went: each step's end, host ms since the stop (stop: paused, dirty log and state collected; read N pages; state; send; ack). */
   stopSteps: Array<[string, number]>;
   /** When the VM stopped, ms since the epoch (to line up with the destination's timeline). */
   stoppedAtEpochMs: number;
@@ -175,22 +175,18 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     const stoppedAt = performance.now();
     const stopSteps: Array<[string, number]> = [];
     const step = (name: string) => void stopSteps.push([name, performance.now() - stoppedAt]);
-    await control.pause(vm);
-    step("pause");
-    const last = await control.dirty(vm, "collect");
-    step("collect");
-    const merged = wanted ?? new Uint8Array(0);
-    for (let i = 0; i < merged.length && last.bitmap; i++) merged[i] |= last.bitmap[i];
     const pagesBefore = progress.pages;
-    const tail = await control.capture(vm, (state, ram) => {
-      step("save");
+    const tail = await control.stopAndCapture(vm, (last, state, ram) => {
+      step("saved");
+      const merged = wanted ?? new Uint8Array(0);
+      for (let i = 0; i < merged.length && last; i++) merged[i] |= last[i];
       const frames = framesOf(ram, merged);
       step(`read ${progress.pages - pagesBefore} pages`);
       return [...frames, encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)];
-    });
-    step("state");
+    }, step);
+    step(`state ${(tail.at(-2)!.length / 1024).toFixed(0)} KiB`);
     await sendAll(tail);
-    step("send");
+    step(`send ${(tail.reduce((n, f) => n + f.length, 0) / 1024).toFixed(0)} KiB`);
     // The source's VM stays paused until the destination says it runs the VM.
     const reply = await replies.next().catch((error: Error) => error);
     if (reply instanceof Error || reply.type !== FrameType.ACK) {
@@ -198,7 +194,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       throw new Error(`the destination did not take the VM: ${why}`);
     }
     step("ack");
-    return { ...progress, downtimeMs: performance.now() - stoppedAt, stopSteps, stoppedAtEpochMs: performance.timeOrigin + stoppedAt, converged };
+    return { ...progress, downtimeMs: performance.now() - stoppedAt, stopSteps, stoppedAtEpochMs: epochMs(stoppedAt), converged };
   } catch (error) {
     // Anything short of an ACK: the source keeps the VM, running as before.
     if (logging) await control.dirty(vm, "stop").catch(() => {});
@@ -388,11 +384,21 @@ export function downtimeSteps(r: MigrationResult): string {
   return `${r.stopSteps.map(([name, ms]) => `${name} ${ms.toFixed(1)}`).join(", ")} ms after the stop (at ${r.stoppedAtEpochMs.toFixed(1)} ms since the epoch)`;
 }
 
+/**
+ * Host time `at` (performance.now()) as ms since the epoch, lined up with the system clock once,
+ * when this module loads: two processes' times then compare to about a ms (performance.timeOrigin
+ * of two processes was seen to differ by more than that).
+ */
+function epochMs(at: number): number {
+  return EPOCH_ANCHOR.date + (at - EPOCH_ANCHOR.perf);
+}
+const EPOCH_ANCHOR = { date: Date.now(), perf: performance.now() };
+
 /** Named moments of an incoming migration, host ms since the epoch (so that they line up with the source's). */
 export class MigrationTimeline {
   readonly marks: Array<[string, number]> = [];
   mark(name: string): void {
-    this.marks.push([name, performance.timeOrigin + performance.now()]);
+    this.marks.push([name, epochMs(performance.now())]);
   }
   /** "end 0.0, checked 21.3, ... ms after END (at 1765100000000.0 ms since the epoch)", from `from`. */
   describe(from: string): string {
