@@ -62,6 +62,9 @@ export interface MigrationProgress {
   throttle: number;
   /** Non-zero pages when the migration started (what pass 1 sent). */
   nonZeroPages: number;
+  /** Bytes this pass sends, and has sent so far (progress comes after each frame too). */
+  passBytes: number;
+  passSent: number;
 }
 
 export interface MigrationResult extends MigrationProgress {
@@ -99,7 +102,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       if (replies.error) return reject(replies.error);
       socket.write(bytes, (error) => (error ? reject(error) : resolve()));
     });
-  const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0, throttle: 0, nonZeroPages: 0 };
+  const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0, throttle: 0, nonZeroPages: 0, passBytes: 0, passSent: 0 };
   /** Frames of the pages `wanted` says (all when null), read from `ram` now; counts the pages in `progress`. */
   const framesOf = (ram: RamPages, wanted: Uint8Array | null): Uint8Array[] => {
     const frames: Uint8Array[] = [];
@@ -123,6 +126,8 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     for (const f of frames) {
       await send(f);
       progress.bytes += f.length;
+      progress.passSent += f.length;
+      options.onProgress?.({ ...progress });
       // Within max-bandwidth: the next frame waits until this one's bytes had their time on the link.
       if (rate === Infinity) continue;
       linkFreeAt = Math.max(linkFreeAt, clock()) + (f.length / rate) * 1000;
@@ -149,6 +154,8 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       const passStart = clock();
       heldBack = false;
       const bytesBefore = progress.bytes;
+      progress.passBytes = frames.reduce((n, f) => n + f.length, 0);
+      progress.passSent = 0;
       await sendAll(frames);
       const log = await control.dirty(vm, "collect");
       if (progress.pass === 1) progress.nonZeroPages = progress.pages;
@@ -449,6 +456,7 @@ export class OutgoingMigration {
   private result: MigrationResult | null = null;
   private error = "";
   private started = 0;
+  private memoryBytes = 0;
 
   constructor(
     private readonly control: HostControl,
@@ -456,6 +464,8 @@ export class OutgoingMigration {
     private readonly connect: (host: string, port: number) => Socket,
     /** The VM runs at the destination: the source hv ends (status 0). */
     private readonly done: (result: MigrationResult) => void,
+    /** The status changed (QMP's MIGRATION event): what query() says now. */
+    private readonly onStatus: (info: Record<string, unknown>) => void = () => {},
   ) {}
 
   /** Start migrating VM `vm` to `uri`; throws RangeError for a bad URI or one already running. */
@@ -465,21 +475,28 @@ export class OutgoingMigration {
     this.status = "active";
     this.started = performance.now();
     this.progress = null;
+    this.result = null;
+    this.onStatus(this.query());
     const socket = (this.socket = this.connect(host, port));
+    const request = this.request(vm);
+    this.memoryBytes = request.memoryBytes;
     const p = this.parameters;
     const autoConverge = this.capabilities["auto-converge"]
       ? { triggerThreshold: p["throttle-trigger-threshold"], initial: p["cpu-throttle-initial"], increment: p["cpu-throttle-increment"], max: p["max-cpu-throttle"] }
       : undefined;
     const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q) };
-    migrateOut(this.control, vm, this.request(vm), socket, options).then(
+    migrateOut(this.control, vm, request, socket, options).then(
       (r) => {
         this.result = r;
         this.status = "completed";
+        this.onStatus(this.query());
         this.done(r);
       },
       (error: Error) => {
         this.error = error.message;
-        if (this.status === "active") this.status = "failed";
+        if (this.status !== "active") return;
+        this.status = "failed";
+        this.onStatus(this.query());
       },
     );
   }
@@ -511,6 +528,7 @@ export class OutgoingMigration {
     this.status = "cancelled";
     this.error = "cancelled";
     this.socket?.destroy();
+    this.onStatus(this.query());
   }
 
   /** QEMU's MigrationInfo, in part. */
@@ -518,7 +536,9 @@ export class OutgoingMigration {
     if (this.status === "none") return {};
     const p = this.result ?? this.progress;
     const info: Record<string, unknown> = { status: this.status, "total-time": Math.round(performance.now() - this.started) };
-    if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, "remaining": p.dirty * 4096, "normal": p.pages };
+    // Remaining: what this pass has still to send, or once it is sent, what the next one will (the pages written since).
+    const remaining = p ? (p.passSent < p.passBytes ? p.passBytes - p.passSent : p.dirty * 4096) : 0;
+    if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, remaining, normal: p.pages, total: this.memoryBytes };
     if (p && p.throttle > 0) info["cpu-throttle-percentage"] = p.throttle;
     if (this.result) info.downtime = Math.round(this.result.downtimeMs);
     else if (p?.expectedDowntimeMs !== undefined) info["expected-downtime"] = Math.round(p.expectedDowntimeMs);

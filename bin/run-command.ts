@@ -12,7 +12,7 @@ import { ensureDefaultGuest } from "../services/guest/index.js";
 import { bootPlanFor, exitVerdict, runVm, type VmRunOptions } from "./vm-runner.js";
 import { openSavedVm, platformConfig, type CheckedSetup, type RestoredVm, type SaveRequest } from "./snapshot.js";
 import { ControlError, HostControl, saveFromConsole } from "./host-control.js";
-import { parseQmpAddress, shutdownCause, startQmp } from "./qmp-socket.js";
+import { parseQmpAddress, shutdownCause, startQmp, type QmpListener } from "./qmp-socket.js";
 import { SnapshotError } from "../services/snapshot/file.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
@@ -342,8 +342,9 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   const migration = new OutgoingMigration(control, () => ({ name, memoryBytes, platform, roms: plan!.roms, drives }), (host, port) => connect(port, host), (r) => {
     process.stderr.write(`\r\nhv: ${migrationSummary(r)}; the VM runs at the destination now\r\nhv: downtime: ${downtimeSteps(r)}\r\n`);
     quit = true;
-  });
-  const qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true), migration }).catch((error: Error) => {
+  }, (info) => qmp?.emit("MIGRATION", info));
+  let qmp: QmpListener | null = null;
+  qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true), migration }).catch((error: Error) => {
     throw new InvalidArgumentError(`--qmp: ${error.message}`);
   }) : null;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
