@@ -1,7 +1,8 @@
 // Live migration between two hv processes (pre-copy): the source sends guest RAM while the VM runs,
 // then the pages written since, pass after pass, until few are left; then it stops the VM and sends
-// the rest with the VM's state. The destination rebuilds the VM from the stream and runs it; only
-// when it says so (ACK) does the source let its VM go. Until then anything that goes wrong (the
+// the rest with the VM's state. The destination builds the VM from the hello's setup (ROMs, drives,
+// platform) while the pages come, and at the END only loads the state (VMM op LOAD) and runs it;
+// only when it says so (ACK) does the source let its VM go. Until then anything that goes wrong (the
 // connection, a refused stream) leaves the source VM running as it was. Stream format:
 // services/migration/stream.ts.
 

@@ -90,6 +90,13 @@ export class DemandRam implements GuestRam, RamPages {
   private dirty: Uint8Array | null = null;
   /** 1 for each private page mapped read-only in the VM for dirty logging. */
   private readonly writeProtected: Uint8Array;
+  /**
+   * 1 for each page whose frame changed (backed, copied, taken away, released), or that the VM may
+   * write again (which takes every mapping derived from the VMM's), since the last takeRemapped():
+   * what a component holding an earlier view of this RAM must take again.
+   */
+  private readonly remapped: Uint8Array;
+  private remappedCount = 0;
 
   constructor(
     readonly size: number,
@@ -100,6 +107,7 @@ export class DemandRam implements GuestRam, RamPages {
     this.seenRevocations = backing.revocations();
     this.state = new Uint8Array(this.pages);
     this.writeProtected = new Uint8Array(this.pages);
+    this.remapped = new Uint8Array(this.pages);
     this.views = new Array<Uint8Array | undefined>(this.pages);
     if (source) {
       for (let p = 0; p < this.pages; p++) {
@@ -123,12 +131,46 @@ export class DemandRam implements GuestRam, RamPages {
     }
   }
 
+  /**
+   * The pages remapped since the last call (in order), and from now on none; or null
+   * (and none from now on) when there were more than `max`: then take all of RAM again.
+   */
+  takeRemapped(max: number): number[] | null {
+    const pages: number[] | null = this.remappedCount <= max ? [] : null;
+    if (pages) for (let p = 0; p < this.pages; p++) if (this.remapped[p]) pages.push(p);
+    this.remapped.fill(0);
+    this.remappedCount = 0;
+    return pages;
+  }
+
+  /**
+   * Let the VM write page `p` again: its read-only mapping goes and a writable one comes, and with
+   * it every other mapping derived from the VMM's (a control component's view): a remap for them.
+   */
+  private writable(p: number): void {
+    this.backing.protect(p, true);
+    this.markRemapped(p);
+  }
+
+  private markRemapped(p: number): void {
+    if (this.remapped[p]) return;
+    this.remapped[p] = 1;
+    this.remappedCount++;
+  }
+
+  /** Page `p`'s view; a view of another frame (or none, or one where there was none) is a remap. */
+  private setView(p: number, view: Uint8Array | undefined): void {
+    const old = this.views[p];
+    if (old?.buffer !== view?.buffer || old?.byteOffset !== view?.byteOffset) this.markRemapped(p);
+    this.views[p] = view;
+  }
+
   /** Page `page` is not RAM (a ROM shadows it): never back it. */
   exclude(page: number): void {
     if (this.state[page] === FROM_SOURCE) this.fromSource--;
     if (this.state[page] === READ_ONLY || this.state[page] === PRIVATE) this.unmapOwn(page);
     this.state[page] = NOT_RAM;
-    this.views[page] = undefined;
+    this.setView(page, undefined);
   }
 
   /**
@@ -146,7 +188,7 @@ export class DemandRam implements GuestRam, RamPages {
       if (s === FROM_SOURCE) this.fromSource--;
       if (s === READ_ONLY || s === PRIVATE || s === FROM_SOURCE || s === LOST) {
         this.state[p] = UNBACKED;
-        this.views[p] = undefined;
+        this.setView(p, undefined);
         this.writeProtected[p] = 0;
         // Its bytes became zero: news for a migration.
         if (this.dirty) this.dirty[p] = 1;
@@ -312,7 +354,7 @@ export class DemandRam implements GuestRam, RamPages {
       // Written now: the guest's own writes to it need not exit again until the log is collected.
       if (this.writeProtected[n]) {
         this.writeProtected[n] = 0;
-        this.backing.protect(n, true);
+        this.writable(n);
       }
     }
     return v;
@@ -343,7 +385,7 @@ export class DemandRam implements GuestRam, RamPages {
     for (let p = 0; p < this.pages; p++) {
       if (!this.writeProtected[p]) continue;
       this.writeProtected[p] = 0;
-      if (this.state[p] === PRIVATE) this.backing.protect(p, true);
+      if (this.state[p] === PRIVATE) this.writable(p);
     }
   }
 
@@ -366,7 +408,7 @@ export class DemandRam implements GuestRam, RamPages {
     if (s === READ_ONLY) {
       this.unmapOwn(n);
       this.state[n] = UNBACKED;
-      this.views[n] = undefined;
+      this.setView(n, undefined);
       this.stats.copies++;
     }
     if (s === LOST) this.state[n] = UNBACKED;
@@ -385,12 +427,12 @@ export class DemandRam implements GuestRam, RamPages {
     for (let p = n; p < n + count; p++) {
       if (!private_) {
         this.state[p] = READ_ONLY;
-        this.views[p] = this.backing.view(p, false) ?? undefined;
+        this.setView(p, this.backing.view(p, false) ?? undefined);
         this.stats.readFaults++;
         continue;
       }
       const view = this.backing.view(p, true) ?? undefined;
-      this.views[p] = view;
+      this.setView(p, view);
       if (this.state[p] === FROM_SOURCE && view) {
         this.source!.readPage(p, view);
         this.fromSource--;
@@ -443,11 +485,11 @@ export class DemandRam implements GuestRam, RamPages {
     if (p < 0 || p >= this.pages || (s !== PRIVATE && s !== READ_ONLY)) return;
     const writable = this.backing.view(p, true);
     if (writable) {
-      this.views[p] = writable;
+      this.setView(p, writable);
       return;
     }
     const readable = this.backing.view(p, false);
-    this.views[p] = readable ?? undefined;
+    this.setView(p, readable ?? undefined);
     this.state[p] = readable ? READ_ONLY : LOST;
     this.writeProtected[p] = 0;
     if (!readable) this.stats.lost++;

@@ -9,6 +9,12 @@
 //                RAM pages without a frame of their own are left out (they are zero), and those
 //                backed by the shared zero frame come read-only: ATTACH again (into an emptied
 //                window) after each SAVE, since RAM gains frames while the VM runs
+//   [ATTACH, CHANGES]  [status, ramPages, statePages, whole, count]   after a whole ATTACH: the
+//                pages whose frames changed since the last ATTACH, as a bitmap (one bit per RAM
+//                page, LSB first) at the start of the state region; whole 1 (no bitmap): too many,
+//                or none was attached whole yet: ATTACH whole again
+//   [ATTACH, CHANGED]  [status, ramPages, statePages] + delegate items: those pages (the caller
+//                revoked them from its window first), each at its offset
 //   [PAUSE(, atLo, atHi)]  [status]     deferred until the vCPU stopped at an instruction boundary:
 //                                       now, or when the VM's clock reaches `at` (ns), exactly there
 //   [RESUME]     [status]
@@ -57,6 +63,11 @@ export const VmmControlOp = {
 /** THROTTLE: the period the vCPU's share is counted in (virtual ns; QEMU's throttle timeslice), and the most it may be held back (percent). */
 export const THROTTLE_PERIOD_NS = 10_000_000;
 export const MAX_THROTTLE_PERCENT = 99;
+
+/** ATTACH's forms (word 1): all of RAM, the list of pages changed since, those pages. */
+export const AttachForm = { WHOLE: 0, CHANGES: 1, CHANGED: 2 } as const;
+/** ATTACH CHANGES says "whole" past this many changed pages (one delegate item each). */
+export const MAX_CHANGED_PAGES = 4096;
 
 /** DIRTY's actions. */
 export const DirtyAction = { START: 1, COLLECT: 2, STOP: 3 } as const;

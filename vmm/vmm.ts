@@ -32,7 +32,7 @@ import { ConsoleChannel } from "../drivers/console/protocol.js";
 import { MemoryOp, MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
 import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
 import { encode } from "@msgpack/msgpack";
-import { DirtyAction, MAX_THROTTLE_PERCENT, PauseReason, STATE_PAGES, THROTTLE_PERIOD_NS, VmmControlOp, type VmState } from "./protocol.js";
+import { AttachForm, DirtyAction, MAX_CHANGED_PAGES, MAX_THROTTLE_PERCENT, PauseReason, STATE_PAGES, THROTTLE_PERIOD_NS, VmmControlOp, type VmState } from "./protocol.js";
 import { copyVcpuState as copyState, RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
 import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
 import { KVM_ENOSYS, KvmParavirt } from "./paravirt/kvm.js";
@@ -262,6 +262,9 @@ class Vmm {
   private resumed: { state: VmState; vcpu: VcpuState } | null = null;
   /** An incoming migration's VM waits for LOAD (only QUERY, PAUSE and LOAD make sense until then). */
   private awaitingLoad = false;
+  /** The control component holds all of RAM (a whole ATTACH); the pages ATTACH CHANGES found, for CHANGED. */
+  private attachedWhole = false;
+  private changedPages: number[] | null = null;
   /** LOAD's reply, once the vCPU stands at the state. */
   private loadReply: ReplyToken | null = null;
   /** Kernel time the current pause began, or null while running. */
@@ -1180,12 +1183,35 @@ class Vmm {
     this.send(ConsoleChannel.SERIAL0, this.serialOut);
   }
 
-  /** Give the caller guest RAM and the state region (into its memory window). */
+  /**
+   * Give the caller guest RAM and the state region (into its memory window): all of it, or after
+   * that (AttachForm) the list of pages whose frames changed since, then those pages.
+   */
   private attachControl(utcb: Utcb): void {
+    const form = utcb.untyped >= 2 ? utcb.words[1] : AttachForm.WHOLE;
     // The caller reads RAM in place: pages still in the snapshot, or taken away by the memory
     // manager (shared or zero now), come into the window first.
     this.ram.fillAll();
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
+    if (form === AttachForm.CHANGES) {
+      const changed = this.attachedWhole ? this.ram.takeRemapped(MAX_CHANGED_PAGES) : null;
+      this.changedPages = changed;
+      if (!changed) return void utcb.set(Status.SUCCESS, ramPages, STATE_PAGES, 1, 0);
+      const bitmap = this.stateView!.subarray(0, Math.ceil(ramPages / 8));
+      bitmap.fill(0);
+      for (const p of changed) bitmap[p >> 3] |= 1 << (p & 7);
+      return void utcb.set(Status.SUCCESS, ramPages, STATE_PAGES, 0, changed.length);
+    }
+    if (form === AttachForm.CHANGED) {
+      const changed = this.changedPages;
+      this.changedPages = null;
+      if (!changed) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
+      for (const p of changed) utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, RAM_WINDOW.base + p, 0, MemRights.ALL), offset: p });
+      return void utcb.set(Status.SUCCESS, ramPages, STATE_PAGES);
+    }
+    if (form !== AttachForm.WHOLE) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
+    this.ram.takeRemapped(0);
+    this.attachedWhole = true;
     for (const [offset, order] of alignedRuns(ramPages, [RAM_WINDOW.base, 0]))
       utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, RAM_WINDOW.base + offset, order, MemRights.ALL), offset });
     for (const [offset, order] of alignedRuns(STATE_PAGES, [this.statePage, ramPages]))
