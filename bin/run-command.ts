@@ -198,9 +198,13 @@ async function runIncoming(opts: RunOpts): Promise<number> {
   try {
     // The VM is built from the hello's setup while its pages come; END brings the state.
     const s = await stream.setup;
-    if (!s) stream.refuse(new MigrationError("META", "the hello does not say how the VM is set up (ROMs, drives, platform)"));
-    if (!s) await stream.vm;
-    setup = s!;
+    if (!s) {
+      // An older source, or a stream that failed already: what ended it is the answer.
+      const why = new MigrationError("META", "the hello does not say how the VM is set up (ROMs, drives, platform)");
+      stream.refuse(why);
+      throw await stream.vm.then(() => why, (error: unknown) => error);
+    }
+    setup = s;
   } catch (error) {
     throw refused(error);
   }
@@ -315,6 +319,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   const control = new HostControl();
   // A migrated VM: the source hears that it runs here (and lets its VM go) the moment it resumes.
   if (restored) control.resume(0, arrival?.started).catch((error: Error) => process.stderr.write(`hv: ${error.message}\n`));
+  let quit = false;
   // An incoming VM, built now: at the END it takes its state (LOAD) and runs; anything refused before ends hv (the source keeps the VM).
   let loaded: { state: VmState; vcpu: VcpuState } | null = null;
   let started = false;
@@ -324,7 +329,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       early.arrived(incoming);
       loaded = { state: incoming.vm.state, vcpu: incoming.vm.plan.state };
       // Queued together: the control component takes both in one go.
-      const loading = control.load(0).then(() => arrival!.mark("loaded"));
+      const loading = control.load(0);
       const resuming = control.resume(0, () => {
         started = true;
         arrival!.started();
@@ -337,7 +342,6 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       quit = true;
     });
 
-  let quit = false;
   // QMP `migrate`: the VM goes to another hv; once it runs there, this one ends (status 0).
   const migration = new OutgoingMigration(control, () => ({ name, memoryBytes, platform, roms: plan!.roms, drives }), (host, port) => connect(port, host), (r) => {
     process.stderr.write(`\r\nhv: ${migrationSummary(r)}; the VM runs at the destination now\r\nhv: downtime: ${downtimeSteps(r)}\r\n`);

@@ -214,7 +214,9 @@ function attach(sys: Sys, portal: number, vm: number, windowOrder: number, held?
       sys.utcb.receiveWindow[SpaceKind.MEMORY] = window;
       const again = call(sys, portal, VmmControlOp.ATTACH, AttachForm.CHANGED);
       sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
-      if (again === Status.SUCCESS) return pagesOf(ramPages, held);
+      // Every page sent must have come (the kernel drops what a message cannot carry, or this component's quota): else all again.
+      const came = sys.utcb.received.filter((r) => r.kind === "delegated").length;
+      if (again === Status.SUCCESS && came === sys.utcb.words[3]) return pagesOf(ramPages, held);
     }
   }
   sys.revoke(window);

@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import { VcpuState } from "../kernel/index.js";
 import { MemoryStatus } from "../services/memory-protocol.js";
 import { DemandRam, GuestMemoryError, type RamBacking } from "./demand-ram.js";
+import { MAX_CHANGED_PAGES } from "./protocol.js";
+import { UTCB_WORDS } from "../kernel/index.js";
 
 const PAGE = 4096;
 const PAGES = 24;
@@ -340,5 +342,9 @@ describe("DemandRam", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("ATTACH CHANGED's most pages fit the typed items of one message (the kernel drops the rest)", () => {
+    expect(MAX_CHANGED_PAGES).toBeLessThanOrEqual(UTCB_WORDS);
   });
 });

@@ -158,6 +158,11 @@ export class DemandRam implements GuestRam, RamPages {
     this.remappedCount++;
   }
 
+  /** Page `p` has a frame in the VMM's window now (its own, the zero frame or a shared one). */
+  mapped(p: number): boolean {
+    return this.state[p] === PRIVATE || this.state[p] === READ_ONLY;
+  }
+
   /** Page `p`'s view; a view of another frame (or none, or one where there was none) is a remap. */
   private setView(p: number, view: Uint8Array | undefined): void {
     const old = this.views[p];
@@ -474,6 +479,8 @@ export class DemandRam implements GuestRam, RamPages {
     const revoked = this.backing.revokedSince?.(this.seenRevocations) ?? null;
     this.seenRevocations = now;
     this.stats.resyncs++;
+    // A revoke may have taken mappings derived from the VMM's (a control component's view) even where
+    // the VMM's own is as it was: recheck counts those pages as remapped for their holders.
     if (revoked) for (const p of revoked) this.recheck(p);
     else for (let p = 0; p < this.pages; p++) this.recheck(p);
     this.backing.traceCount?.("taken away", this.stats.lost);
@@ -483,6 +490,7 @@ export class DemandRam implements GuestRam, RamPages {
   private recheck(p: number): void {
     const s = this.state[p];
     if (p < 0 || p >= this.pages || (s !== PRIVATE && s !== READ_ONLY)) return;
+    this.markRemapped(p);
     const writable = this.backing.view(p, true);
     if (writable) {
       this.setView(p, writable);

@@ -11,10 +11,12 @@
 //                window) after each SAVE, since RAM gains frames while the VM runs
 //   [ATTACH, CHANGES]  [status, ramPages, statePages, whole, count]   after a whole ATTACH: the
 //                pages whose frames changed since the last ATTACH, as a bitmap (one bit per RAM
-//                page, LSB first) at the start of the state region; whole 1 (no bitmap): too many,
+//                page, LSB first) at the start of the state region; whole 1 (no bitmap): too many
+//                (MAX_CHANGED_PAGES),
 //                or none was attached whole yet: ATTACH whole again
-//   [ATTACH, CHANGED]  [status, ramPages, statePages] + delegate items: those pages (the caller
-//                revoked them from its window first), each at its offset
+//   [ATTACH, CHANGED]  [status, ramPages, statePages, items] + delegate items: those pages that
+//                have a frame (the caller revoked them all from its window first), each at its
+//                offset; the caller checks that `items` came
 //   [PAUSE(, atLo, atHi)]  [status]     deferred until the vCPU stopped at an instruction boundary:
 //                                       now, or when the VM's clock reaches `at` (ns), exactly there
 //   [RESUME]     [status]
@@ -66,8 +68,11 @@ export const MAX_THROTTLE_PERCENT = 99;
 
 /** ATTACH's forms (word 1): all of RAM, the list of pages changed since, those pages. */
 export const AttachForm = { WHOLE: 0, CHANGES: 1, CHANGED: 2 } as const;
-/** ATTACH CHANGES says "whole" past this many changed pages (one delegate item each). */
-export const MAX_CHANGED_PAGES = 4096;
+/**
+ * ATTACH CHANGES says "whole" past this many changed pages: CHANGED delegates each as one typed
+ * item, and a message carries at most the kernel's UTCB_WORDS (1008) items (the rest are dropped).
+ */
+export const MAX_CHANGED_PAGES = 1000;
 
 /** DIRTY's actions. */
 export const DirtyAction = { START: 1, COLLECT: 2, STOP: 3 } as const;

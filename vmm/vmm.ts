@@ -1206,8 +1206,9 @@ class Vmm {
       const changed = this.changedPages;
       this.changedPages = null;
       if (!changed) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
-      for (const p of changed) utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, RAM_WINDOW.base + p, 0, MemRights.ALL), offset: p });
-      return void utcb.set(Status.SUCCESS, ramPages, STATE_PAGES);
+      // A page without a frame now (released) is zero: nothing to give. The count lets the caller check that all came.
+      for (const p of changed) if (this.ram.mapped(p)) utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, RAM_WINDOW.base + p, 0, MemRights.ALL), offset: p });
+      return void utcb.set(Status.SUCCESS, ramPages, STATE_PAGES, utcb.items.length);
     }
     if (form !== AttachForm.WHOLE) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
     this.ram.takeRemapped(0);
