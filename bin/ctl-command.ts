@@ -115,6 +115,7 @@ async function followMigration(client: QmpClient, io: CtlIo, json: boolean): Pro
       bar?.update(last);
       if (last.status === "active") await new Promise((resolve) => setTimeout(resolve, MIGRATION_POLL_MS));
     }
+    if (last.status === "completed") bar?.update(last);
   } finally {
     bar?.stop();
   }

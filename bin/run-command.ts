@@ -10,7 +10,7 @@ import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
 import { ensureDefaultGuest } from "../services/guest/index.js";
 import { bootPlanFor, exitVerdict, runVm, type VmRunOptions } from "./vm-runner.js";
-import { openSavedVm, platformConfig, type CheckedSetup, type RestoredVm, type SaveRequest } from "./snapshot.js";
+import { openSavedVm, platformConfig, warmChecks, type CheckedSetup, type RestoredVm, type SaveRequest } from "./snapshot.js";
 import { ControlError, HostControl, saveFromConsole } from "./host-control.js";
 import { parseQmpAddress, shutdownCause, startQmp, type QmpListener } from "./qmp-socket.js";
 import { SnapshotError } from "../services/snapshot/file.js";
@@ -205,6 +205,7 @@ async function runIncoming(opts: RunOpts): Promise<number> {
       throw await stream.vm.then(() => why, (error: unknown) => error);
     }
     setup = s;
+    warmChecks(setup);
   } catch (error) {
     throw refused(error);
   }

@@ -223,12 +223,22 @@ function installBalloon(platform: PcPlatform, ram: GuestRam, release: (first: nu
  * DeviceStateError naming the field (the VMM loads them again, and would refuse them the same way).
  */
 export function checkSavedDevices(config: VmmConfig, drives: ReadonlyArray<{ sectors: number; readOnly: boolean; serial?: string }>, platformRecord: unknown): void {
+  checkPlatform(config, drives).loadState(platformRecord);
+}
+
+/** The devices' records of a VM of `config` just built (no drives): what a check can be tried on. */
+export function freshDeviceRecords(config: VmmConfig): unknown {
+  return checkPlatform(config, []).saveState();
+}
+
+/** A platform of `config` with these drives (that refuse I/O) and the balloon, for checks. */
+function checkPlatform(config: VmmConfig, drives: ReadonlyArray<{ sectors: number; readOnly: boolean; serial?: string }>): PcPlatform {
   const platform = platformFor(config, new ManualClock(), { debugExit: () => {}, debugConsole: () => {} });
   const ram = new FlatGuestRam(new Uint8Array(0));
   const refuse = () => VirtioBlkStatus.IOERR;
   drives.forEach((d, i) => installDrive(platform, i, { sectors: d.sectors, readOnly: d.readOnly, read: refuse, write: refuse, flush: refuse }, d, ram));
   installBalloon(platform, ram, () => 0);
-  platform.loadState(platformRecord);
+  return platform;
 }
 
 /** The VMM component: its body sets the VM up and then runs the device timers. */
