@@ -89,3 +89,67 @@ describe("hv ctl", () => {
     expect(() => parseArguments(["{bad"])).toThrow(/^the arguments are not JSON/);
   });
 });
+
+/** A migration as QMP sees it, scripted: active for `activePolls` looks, then `outcome`. */
+class ScriptedMigration {
+  status = "none";
+  polls = 0;
+  readonly parameters = {};
+  readonly capabilities = {};
+  server: QmpServer | null = null;
+  constructor(
+    readonly activePolls: number,
+    /** failed: query-migrate says so (the source goes on); completed: the source's MIGRATION event, then it ends. */
+    readonly outcome: "failed" | "completed",
+    readonly end: () => void,
+  ) {}
+  start(): void {
+    this.status = "active";
+  }
+  cancel(): void {}
+  setParameters(): void {}
+  setCapabilities(): void {}
+  query(): Record<string, unknown> {
+    if (this.status === "none") return {};
+    const ram = { transferred: this.polls * 2 ** 20, remaining: 2 ** 20, "dirty-sync-count": this.polls + 1, normal: 0 };
+    if (++this.polls <= this.activePolls) return { status: "active", ram };
+    if (this.outcome === "failed") return { status: "failed", ram, "error-desc": "the destination did not take the VM: stream refused" };
+    // A source hv ends once the VM runs at the destination: the event goes out, then the connection.
+    this.server!.emit("MIGRATION", { status: "completed", ram, downtime: 12 });
+    setImmediate(this.end);
+    return { status: "active", ram };
+  }
+}
+
+describe("hv ctl migrate", () => {
+  async function serve(outcome: "failed" | "completed"): Promise<{ path: string; migration: ScriptedMigration; close: () => Promise<void> }> {
+    const sock = path.join(dir, `${outcome}.qmp`);
+    let migrating: QmpListener | null = null;
+    const migration = new ScriptedMigration(3, outcome, () => void migrating?.close("host-qmp-quit"));
+    const server = new QmpServer({ control, vms: [testVm("web")], quit: () => {}, now: () => Date.now(), cwd: dir, migration });
+    migration.server = server;
+    migrating = await QmpListener.listen(sock, server);
+    return { path: sock, migration, close: () => migrating!.close("host-qmp-quit") };
+  }
+
+  it("without a terminal: no bar, polls until the source's MIGRATION event says completed, then one line (exit 0)", async () => {
+    const s = await serve("completed");
+    const r = await ctl(s.path, "migrate", "uri=tcp:127.0.0.1:4444");
+    await s.close();
+    expect(r).toEqual({ code: 0, out: "migration completed, 3.0 MiB sent in 4 passes, downtime 12 ms; the VM runs at the destination\n", err: "" });
+    // It asked until the end came: the 3 active looks and the one the event came with.
+    expect(s.migration.polls).toBe(4);
+  });
+
+  it("a failed migration: hv: and the reason on stderr, exit 1; --json prints the last MigrationInfo", async () => {
+    const s = await serve("failed");
+    const r = await ctl(s.path, "migrate", "uri=tcp:127.0.0.1:4444");
+    expect(r).toEqual({ code: 1, out: "", err: "hv: the migration failed: the destination did not take the VM: stream refused\n" });
+    s.migration.status = "active";
+    s.migration.polls = 0;
+    const j = await ctl("--json", s.path, "migrate", "uri=tcp:127.0.0.1:4444");
+    await s.close();
+    expect(j.code).toBe(1);
+    expect(JSON.parse(j.out)).toMatchObject({ status: "failed", "error-desc": "the destination did not take the VM: stream refused" });
+  });
+});

@@ -1,7 +1,10 @@
 // `hv ctl PATH COMMAND [ARGS]`: one QMP command to a running hv (`hv run --qmp unix:PATH`), for
 // people. It connects, negotiates, sends the command, prints what came back (readable, or --json)
 // and exits 1 with the error's desc when it was refused. Any QMP client does the same job.
+// `migrate` goes on until the migration ended: a progress bar on a terminal (from query-migrate,
+// polled), then how it went; exit 1 when it failed or was cancelled.
 
+import { createRequire } from "node:module";
 import { connect, type Socket } from "node:net";
 import { resolve } from "node:path";
 import type { Command } from "commander";
@@ -13,6 +16,8 @@ export interface CtlIo {
   stderr: (text: string) => void;
   setExitCode: (code: number) => void;
   cwd: () => string;
+  /** A person watches (stdout is a terminal): `migrate` draws its progress bar on stderr. */
+  isTTY?: () => boolean;
 }
 
 const defaultIo = (): CtlIo => ({
@@ -22,6 +27,7 @@ const defaultIo = (): CtlIo => ({
     process.exitCode = c;
   },
   cwd: () => process.cwd(),
+  isTTY: () => process.stdout.isTTY === true,
 });
 
 export function registerCtlCommand(program: Command, io: CtlIo = defaultIo()): void {
@@ -56,6 +62,7 @@ export function registerCtlCommand(program: Command, io: CtlIo = defaultIo()): v
           io.stderr(`hv: ${reply.error.desc}\n`);
           return io.setExitCode(1);
         }
+        if (command === "migrate") return await followMigration(client, io, opts.json === true);
         io.stdout(opts.json ? `${JSON.stringify(reply.return, null, 2)}\n` : render(command, argumentsObject, reply.return));
       } catch (error) {
         io.stderr(`hv: ${(error as Error).message}\n`);
@@ -64,6 +71,98 @@ export function registerCtlCommand(program: Command, io: CtlIo = defaultIo()): v
         client.close();
       }
     });
+}
+
+/** How often `hv ctl migrate` asks how the migration goes (ms). */
+const MIGRATION_POLL_MS = 200;
+
+/** QEMU's MigrationInfo, the part `hv ctl migrate` shows. */
+interface MigrationInfo {
+  status?: string;
+  ram?: { transferred: number; remaining: number; "dirty-sync-count": number };
+  "cpu-throttle-percentage"?: number;
+  downtime?: number;
+  "total-time"?: number;
+  "error-desc"?: string;
+}
+
+/**
+ * After `migrate`: poll query-migrate until it completed, failed or was cancelled (a source hv ends
+ * once its VM runs at the destination: then its MIGRATION event says so before the connection
+ * goes). A bar on stderr for a person; then one line (or --json, the last MigrationInfo).
+ */
+async function followMigration(client: QmpClient, io: CtlIo, json: boolean): Promise<void> {
+  let last: MigrationInfo = {};
+  client.onEvent = (event, data) => {
+    if (event === "MIGRATION" && data) last = data as MigrationInfo;
+  };
+  const bar = !json && io.isTTY?.() === true ? migrationBar() : null;
+  try {
+    while (last.status === undefined || last.status === "active" || last.status === "none") {
+      let reply: Reply;
+      try {
+        reply = await client.execute("query-migrate", {});
+      } catch (error) {
+        // The source ended: its MIGRATION event (kept in `last`) came first and says how.
+        if (last.status !== undefined && last.status !== "active") break;
+        throw error;
+      }
+      if ("error" in reply) throw new Error(reply.error.desc);
+      // An event that came meanwhile may say more than the answer to a question asked before it.
+      const info = reply.return as MigrationInfo;
+      if (last.status === undefined || last.status === "active") last = info;
+      if (last.status === undefined || last.status === "none") throw new Error("no migration runs (it ended before hv ctl could look)");
+      bar?.update(last);
+      if (last.status === "active") await new Promise((resolve) => setTimeout(resolve, MIGRATION_POLL_MS));
+    }
+    if (last.status === "completed") bar?.update(last);
+  } finally {
+    bar?.stop();
+  }
+  if (json) io.stdout(`${JSON.stringify(last, null, 2)}\n`);
+  if (last.status !== "completed") {
+    io.stderr(`hv: the migration ${last.status === "cancelled" ? "was cancelled" : `failed: ${last["error-desc"] ?? "(no reason given)"}`}\n`);
+    return io.setExitCode(1);
+  }
+  if (!json) {
+    const ram = last.ram;
+    const sent = ram ? `, ${(ram.transferred / 2 ** 20).toFixed(1)} MiB sent in ${ram["dirty-sync-count"]} passes` : "";
+    io.stdout(`migration completed${sent}, downtime ${last.downtime ?? "?"} ms; the VM runs at the destination\n`);
+  }
+}
+
+/** The part of cli-progress we use (the package ships no types). */
+interface CliProgress {
+  SingleBar: new (options: Record<string, unknown>, preset: unknown) => {
+    start(total: number, value: number, payload: Record<string, unknown>): void;
+    update(value: number, payload: Record<string, unknown>): void;
+    stop(): void;
+  };
+  Presets: { shades_classic: unknown };
+}
+
+/** A bar on stderr: all that was sent against that and what is left, the pass, the throttle. */
+function migrationBar(): { update(info: MigrationInfo): void; stop(): void } {
+  const cliProgress = createRequire(import.meta.url)("cli-progress") as CliProgress;
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: "migrating [{bar}] {percentage}% | pass {pass} | {sent} MiB sent, {left} MiB left | throttle {throttle}%", hideCursor: true, clearOnComplete: false },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update(info) {
+      const ram = info.ram ?? { transferred: 0, remaining: 0, "dirty-sync-count": 0 };
+      const total = ram.transferred + ram.remaining;
+      const payload = { pass: ram["dirty-sync-count"] || 1, sent: (ram.transferred / 2 ** 20).toFixed(1), left: (ram.remaining / 2 ** 20).toFixed(1), throttle: info["cpu-throttle-percentage"] ?? 0 };
+      const percent = info.status === "completed" ? 100 : total > 0 ? Math.floor((100 * ram.transferred) / total) : 0;
+      if (!started) bar.start(100, percent, payload);
+      else bar.update(percent, payload);
+      started = true;
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
 }
 
 /**
@@ -148,12 +247,16 @@ export class QmpClient {
     return client;
   }
 
+  /** Events that come while a command waits for its answer (the rest are skipped). */
+  onEvent: (event: string, data: Record<string, unknown> | undefined) => void = () => {};
+
   async execute(command: string, args: Record<string, unknown>): Promise<Reply> {
     const id = `hv-ctl-${this.nextId++}`;
     this.socket.write(`${JSON.stringify({ execute: command, arguments: args, id })}\n`);
     for (;;) {
       const message = await this.next();
       if (message.id === id) return message as Reply;
+      if (typeof message.event === "string") this.onEvent(message.event, message.data as Record<string, unknown> | undefined);
     }
   }
 

@@ -42,7 +42,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<ControlCommand["op"], string> = { pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
+const VERB: Record<ControlCommand["op"], string> = { load: "loaded", pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -65,6 +65,11 @@ export class HostControl implements ControlHost, VmControl {
   /** Resume; `onResumed` runs the moment the VMM let the VM go (before its next instruction, inside the kernel's slice). */
   resume(vm: number, onResumed?: () => void): Promise<{ wasRunning: boolean }> {
     return this.lookThen(vm, { vm, op: "resume" }, onResumed);
+  }
+
+  /** An incoming migration's VM takes the state the host has for it now (VmmConfig.incoming); it stays paused. */
+  load(vm: number): Promise<void> {
+    return this.request({ vm, op: "load" }, () => undefined);
   }
 
   /** The balloon: with `guestPages`, the guest should have that much RAM (4 KiB pages); says what it has. */
@@ -104,6 +109,28 @@ export class HostControl implements ControlHost, VmControl {
         return use(r.state, r.ram);
       }),
     );
+  }
+
+  /**
+   * A migration's stop in one round: pause, collect the dirty log, and save, queued together so that
+   * the control component does all three in one go; `use` sees the last dirty log (a bitmap, null
+   * when logging was off), the encoded state and RAM, during the call only. The VM stays paused.
+   */
+  stopAndCapture<T>(vm: number, use: (dirty: Uint8Array | null, state: Uint8Array, ram: RamPages) => T, onStep?: (step: "paused" | "collected") => void): Promise<T> {
+    let dirty: { bitmap: Uint8Array | null } | null = null;
+    const paused = this.request({ vm, op: "pause" }, () => onStep?.("paused"));
+    const collected = this.request({ vm, op: "dirty", action: "collect" }, (r) => {
+      onStep?.("collected");
+      // A copy: the save that follows writes the state where the bitmap is.
+      dirty = { bitmap: "dirty" in r ? r.dirty.slice() : null };
+    });
+    const saved = this.request({ vm, op: "save" }, (r) => {
+      if (!("state" in r)) throw new ControlError("the VM could not be saved (the control component sent no state)");
+      // The log came just before (in this round); without it the pages written last would be missed.
+      if (!dirty) throw new ControlError("the VM's last dirty log could not be collected");
+      return use(dirty.bitmap, r.state, r.ram);
+    });
+    return Promise.all([paused, collected, saved]).then(([, , result]) => result);
   }
 
   save(vm: number, request: SaveRequest): Promise<{ bytes: number; pages: number }> {

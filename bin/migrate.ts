@@ -1,7 +1,8 @@
 // Live migration between two hv processes (pre-copy): the source sends guest RAM while the VM runs,
 // then the pages written since, pass after pass, until few are left; then it stops the VM and sends
-// the rest with the VM's state. The destination rebuilds the VM from the stream and runs it; only
-// when it says so (ACK) does the source let its VM go. Until then anything that goes wrong (the
+// the rest with the VM's state. The destination builds the VM from the hello's setup (ROMs, drives,
+// platform) while the pages come, and at the END only loads the state (VMM op LOAD) and runs it;
+// only when it says so (ACK) does the source let its VM go. Until then anything that goes wrong (the
 // connection, a refused stream) leaves the source VM running as it was. Stream format:
 // services/migration/stream.ts.
 
@@ -9,10 +10,12 @@ import { encode } from "@msgpack/msgpack";
 import type { Socket } from "node:net";
 import { FrameReader, FrameType, MigrationError, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame } from "../services/migration/stream.js";
 import { decodeMsgpack } from "../services/snapshot/msgpack-check.js";
-import { MAX_MEMORY_BYTES, savedVmInMemory } from "../services/snapshot/file.js";
+import { MAX_MEMORY_BYTES, savedSetupInMemory, savedVmInMemory } from "../services/snapshot/file.js";
 import { MAX_THROTTLE_PERCENT, type RamPages } from "../vmm/protocol.js";
 import type { HostControl } from "./host-control.js";
-import { checkSavedVm, savedMetadata, type RestoredVm, type SaveRequest } from "./snapshot.js";
+import { checkSavedSetup, checkSavedVm, savedMetadata, savedSetup, type CheckedSetup, type RestoredVm, type SavedPlatform, type SaveRequest } from "./snapshot.js";
+import type { GuestRamSource } from "../vmm/demand-ram.js";
+import type { DriveConfig } from "../drivers/block/component.js";
 
 const PAGE = 4096;
 
@@ -60,11 +63,18 @@ export interface MigrationProgress {
   throttle: number;
   /** Non-zero pages when the migration started (what pass 1 sent). */
   nonZeroPages: number;
+  /** Bytes this pass sends, and has sent so far (progress comes after each frame too). */
+  passBytes: number;
+  passSent: number;
 }
 
 export interface MigrationResult extends MigrationProgress {
   /** Host ms from stopping the VM to the destination's ACK. */
   downtimeMs: number;
+  /** Where the downtime went: each step's end, host ms since the stop (stop: paused, dirty log and state collected; read N pages; state; send; ack). */
+  stopSteps: Array<[string, number]>;
+  /** When the VM stopped, ms since the epoch (to line up with the destination's timeline). */
+  stoppedAtEpochMs: number;
   /** The last pass left what fits the downtime limit (else the pass limit stopped it). */
   converged: boolean;
 }
@@ -93,7 +103,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       if (replies.error) return reject(replies.error);
       socket.write(bytes, (error) => (error ? reject(error) : resolve()));
     });
-  const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0, throttle: 0, nonZeroPages: 0 };
+  const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0, throttle: 0, nonZeroPages: 0, passBytes: 0, passSent: 0 };
   /** Frames of the pages `wanted` says (all when null), read from `ram` now; counts the pages in `progress`. */
   const framesOf = (ram: RamPages, wanted: Uint8Array | null): Uint8Array[] => {
     const frames: Uint8Array[] = [];
@@ -117,6 +127,8 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     for (const f of frames) {
       await send(f);
       progress.bytes += f.length;
+      progress.passSent += f.length;
+      options.onProgress?.({ ...progress });
       // Within max-bandwidth: the next frame waits until this one's bytes had their time on the link.
       if (rate === Infinity) continue;
       linkFreeAt = Math.max(linkFreeAt, clock()) + (f.length / rate) * 1000;
@@ -134,7 +146,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   let highPasses = 0;
   try {
     await send(MIGRATION_MAGIC);
-    await send(encodeFrame(FrameType.META, encode({ hello: { memoryBytes: request.memoryBytes, name: request.name } })));
+    await send(encodeFrame(FrameType.META, encode({ hello: { memoryBytes: request.memoryBytes, name: request.name, setup: savedSetup(request) } })));
     await control.dirty(vm, "start");
     logging = true;
     let wanted: Uint8Array | null = null;
@@ -143,6 +155,8 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       const passStart = clock();
       heldBack = false;
       const bytesBefore = progress.bytes;
+      progress.passBytes = frames.reduce((n, f) => n + f.length, 0);
+      progress.passSent = 0;
       await sendAll(frames);
       const log = await control.dirty(vm, "collect");
       if (progress.pass === 1) progress.nonZeroPages = progress.pages;
@@ -167,19 +181,28 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     }
     // Stop the VM; what was written since the last look, the state, and the end.
     const stoppedAt = performance.now();
-    await control.pause(vm);
-    const last = await control.dirty(vm, "collect");
-    const merged = wanted ?? new Uint8Array(0);
-    for (let i = 0; i < merged.length && last.bitmap; i++) merged[i] |= last.bitmap[i];
-    const tail = await control.capture(vm, (state, ram) => [...framesOf(ram, merged), encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)]);
+    const stopSteps: Array<[string, number]> = [];
+    const step = (name: string) => void stopSteps.push([name, performance.now() - stoppedAt]);
+    const pagesBefore = progress.pages;
+    const tail = await control.stopAndCapture(vm, (last, state, ram) => {
+      step("saved");
+      const merged = wanted ?? new Uint8Array(0);
+      for (let i = 0; i < merged.length && last; i++) merged[i] |= last[i];
+      const frames = framesOf(ram, merged);
+      step(`read ${progress.pages - pagesBefore} pages`);
+      return [...frames, encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)];
+    }, step);
+    step(`state ${(tail.at(-2)!.length / 1024).toFixed(0)} KiB`);
     await sendAll(tail);
+    step(`send ${(tail.reduce((n, f) => n + f.length, 0) / 1024).toFixed(0)} KiB`);
     // The source's VM stays paused until the destination says it runs the VM.
     const reply = await replies.next().catch((error: Error) => error);
     if (reply instanceof Error || reply.type !== FrameType.ACK) {
       const why = reply instanceof Error ? reply.message : reply.type === FrameType.ABORT ? new TextDecoder().decode(reply.payload) : `a frame of type ${reply.type}`;
       throw new Error(`the destination did not take the VM: ${why}`);
     }
-    return { ...progress, downtimeMs: performance.now() - stoppedAt, converged };
+    step("ack");
+    return { ...progress, downtimeMs: performance.now() - stoppedAt, stopSteps, stoppedAtEpochMs: epochMs(stoppedAt), converged };
   } catch (error) {
     // Anything short of an ACK: the source keeps the VM, running as before.
     if (logging) await control.dirty(vm, "stop").catch(() => {});
@@ -243,56 +266,153 @@ export interface MigrationSocket {
 /** What arrived: the VM, checked, its pages in memory (they come into guest RAM on first touch, as a snapshot's do). */
 export interface IncomingVm {
   vm: RestoredVm;
+  /** When the stream opened, the hello, the END and the check came (more are marked as the VM starts). */
+  timeline: MigrationTimeline;
   /** Tell the source the VM runs here (it may end); call once the VM is about to run. */
   accept(): void;
+}
+
+/** An incoming migration as it comes: the VM's setup (from the hello), its pages so far, and the whole VM at the END. */
+export interface IncomingStream {
+  /** The VM's setup, checked (its drives as they are here), once the hello came; null when the hello had none (an older source). */
+  setup: Promise<CheckedSetup | null>;
+  /** The pages that came so far (a RAM source a VM built early reads once it has its state). */
+  ram: GuestRamSource;
+  /** The VM, once the END came and everything was checked (and found to match the setup). */
+  vm: Promise<IncomingVm>;
+  /** Refuse the migration for a reason found here (the source hears it: ABORT). */
+  refuse(error: Error): void;
+  /** When the stream opened, the hello, the END and the check came; the VM's start marks more. */
+  timeline: MigrationTimeline;
 }
 
 /**
  * Receive a VM on `socket`. The stream is checked as it comes; whatever is wrong with it is a
  * MigrationError (or the snapshot checks' SnapshotError) and the source is told (ABORT).
  */
-export async function migrateIn(socket: MigrationSocket): Promise<IncomingVm> {
+export function receiveMigration(socket: MigrationSocket): IncomingStream {
   const reader = new FrameReader();
   const inbox = new FrameInbox(socket, reader, () => new MigrationError("stream", `the connection closed before the end (${reader.pending} bytes of a frame left)`));
   const ram = new Map<number, Uint8Array>();
-  let memoryBytes = 0;
-  let meta: Record<string, unknown> | null = null;
-  let ended = false;
-  try {
+  const timeline = new MigrationTimeline();
+  timeline.mark("open");
+  let refused: Error | null = null;
+  const refuse = (error: Error) => {
+    if (refused) return;
+    refused = error;
+    socket.end(encodeFrame(FrameType.ABORT, new TextEncoder().encode(error.message.slice(0, 500))));
+  };
+  let setupFound: (setup: CheckedSetup | null) => void = () => {};
+  const setup = new Promise<CheckedSetup | null>((resolve) => (setupFound = resolve));
+  const receive = async (): Promise<IncomingVm> => {
+    let memoryBytes = 0;
+    let meta: Record<string, unknown> | null = null;
+    let helloSetup: CheckedSetup | null = null;
+    let ended = false;
     while (!ended) {
       const f = await inbox.next();
+      if (refused) throw refused;
       if (f.type === FrameType.META) {
         const value = decodeMsgpack(f.payload, "META") as Record<string, unknown>;
         const hello = value?.hello as Record<string, unknown> | undefined;
         if (hello) {
+          if (memoryBytes !== 0) throw new MigrationError("META", "a second hello");
           const m = hello.memoryBytes;
           if (typeof m !== "number" || !Number.isInteger(m) || m <= 0 || m > MAX_MEMORY_BYTES || m % PAGE !== 0) throw new MigrationError("META", `memoryBytes ${String(m)} is not a RAM size`);
           memoryBytes = m;
+          // The setup (ROMs, drives, platform): the destination builds the VM while the pages come.
+          helloSetup = hello.setup === undefined ? null : checkSavedSetup(savedSetupInMemory(hello.setup, memoryBytes));
+          timeline.mark("hello");
+          setupFound(helloSetup);
         } else if (value?.vm && typeof value.vm === "object") meta = value.vm as Record<string, unknown>;
         else throw new MigrationError("META", "neither hello nor vm");
       } else if (f.type === FrameType.PAGES) {
         if (memoryBytes === 0) throw new MigrationError("PAGES", "pages before the RAM size (hello)");
         decodePages(f.payload, memoryBytes / PAGE, ram);
-      } else if (f.type === FrameType.END) ended = true;
-      else throw new MigrationError("frame", `a frame of type ${f.type} has no place in a migration`);
+      } else if (f.type === FrameType.END) {
+        ended = true;
+        timeline.mark("end");
+      } else throw new MigrationError("frame", `a frame of type ${f.type} has no place in a migration`);
     }
     if (!meta) throw new MigrationError("END", "the stream ended without the VM's state");
     // Checked as a snapshot file would be, and resumed from memory: no file between stop and start.
     const vm = checkSavedVm(savedVmInMemory(meta, memoryBytes, ram));
-    return { vm, accept: () => void socket.end(encodeFrame(FrameType.ACK)) };
-  } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
-    socket.end(encodeFrame(FrameType.ABORT, new TextEncoder().encode(why.slice(0, 500))));
-    throw error;
-  }
+    if (helloSetup) {
+      const differs = setupDifference(helloSetup, vm);
+      if (differs) {
+        vm.reader.close();
+        throw new MigrationError("META", `the VM's ${differs} at the end is not what the hello said`);
+      }
+    }
+    timeline.mark("checked");
+    return { vm, timeline, accept: () => void socket.end(encodeFrame(FrameType.ACK)) };
+  };
+  const vm = receive().catch((error: unknown) => {
+    const e = error instanceof Error ? error : new Error(String(error));
+    refuse(e);
+    setupFound(null);
+    throw refused ?? e;
+  });
+  return {
+    setup,
+    ram: { hasPage: (n) => ram.has(n), readPage: (n, into) => (ram.has(n) ? into.set(ram.get(n)!) : into.fill(0, 0, PAGE)) },
+    vm,
+    refuse,
+    timeline,
+  };
 }
 
+/** The first part of the setup that `vm` has otherwise than `setup` (name, RAM, platform, ROMs, drives), or null. */
+function setupDifference(setup: CheckedSetup, vm: RestoredVm): string | null {
+  if (setup.name !== vm.name) return "name";
+  if (setup.memoryBytes !== vm.memoryBytes) return "RAM size";
+  const p = (x: SavedPlatform) => [x.apic, x.acpi, x.debugcon, x.debugExitPort, x.pv].join();
+  if (p(setup.platform) !== p(vm.platform)) return "platform";
+  const roms = vm.plan.roms;
+  if (setup.roms.length !== roms.length || setup.roms.some((r, i) => r.gpa !== roms[i].gpa || r.bytes.length !== roms[i].bytes.length || !r.bytes.every((b, j) => b === roms[i].bytes[j]))) return "ROMs";
+  const d = (x: DriveConfig) => [x.path, x.format ?? "", x.readOnly ?? false].join("\0");
+  if (setup.drives.length !== vm.drives.length || setup.drives.some((x, i) => d(x) !== d(vm.drives[i]))) return "drives";
+  return null;
+}
+
+/** Receive a whole VM on `socket` (receiveMigration, waiting for the END). */
+export async function migrateIn(socket: MigrationSocket): Promise<IncomingVm> {
+  return receiveMigration(socket).vm;
+}
 
 /** A finished migration in a line: "migrated in 3 passes: 41.2 MiB sent for 38.0 MiB of non-zero RAM (ratio 1.08), downtime 12.3 ms, throttle 0%". */
 export function migrationSummary(r: MigrationResult): string {
   const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
   const ratio = r.nonZeroPages > 0 ? (r.bytes / (r.nonZeroPages * PAGE)).toFixed(3) : "-";
   return `migrated in ${r.pass} passes: ${mib(r.bytes)} MiB sent for ${mib(r.nonZeroPages * PAGE)} MiB of non-zero RAM (ratio ${ratio}), downtime ${r.downtimeMs.toFixed(1)} ms, throttle ${r.throttle}%${r.converged ? "" : " (not converged: stopped at the pass limit)"}`;
+}
+
+/** Where a finished migration's downtime went: "pause 9.1, collect 4.0, ... ack 160.2 ms after the stop (at 1765100000000.0 ms since the epoch)". */
+export function downtimeSteps(r: MigrationResult): string {
+  return `${r.stopSteps.map(([name, ms]) => `${name} ${ms.toFixed(1)}`).join(", ")} ms after the stop (at ${r.stoppedAtEpochMs.toFixed(1)} ms since the epoch)`;
+}
+
+/**
+ * Host time `at` (performance.now()) as ms since the epoch, lined up with the system clock once,
+ * when this module loads: two processes' times then compare to about a ms (performance.timeOrigin
+ * of two processes was seen to differ by more than that).
+ */
+function epochMs(at: number): number {
+  return EPOCH_ANCHOR.date + (at - EPOCH_ANCHOR.perf);
+}
+const EPOCH_ANCHOR = { date: Date.now(), perf: performance.now() };
+
+/** Named moments of an incoming migration, host ms since the epoch (so that they line up with the source's). */
+export class MigrationTimeline {
+  readonly marks: Array<[string, number]> = [];
+  mark(name: string): void {
+    this.marks.push([name, epochMs(performance.now())]);
+  }
+  /** "end 0.0, checked 21.3, ... ms after END (at 1765100000000.0 ms since the epoch)", from `from`. */
+  describe(from: string): string {
+    const base = this.marks.find(([n]) => n === from)?.[1] ?? this.marks[0]?.[1] ?? 0;
+    return `${this.marks.map(([name, t]) => `${name} ${(t - base).toFixed(1)}`).join(", ")} ms after ${from} (at ${base.toFixed(1)} ms since the epoch)`;
+  }
 }
 
 /** `tcp:HOST:PORT` (QEMU's spelling) as host and port; throws RangeError naming what is wrong. */
@@ -337,6 +457,7 @@ export class OutgoingMigration {
   private result: MigrationResult | null = null;
   private error = "";
   private started = 0;
+  private memoryBytes = 0;
 
   constructor(
     private readonly control: HostControl,
@@ -344,6 +465,8 @@ export class OutgoingMigration {
     private readonly connect: (host: string, port: number) => Socket,
     /** The VM runs at the destination: the source hv ends (status 0). */
     private readonly done: (result: MigrationResult) => void,
+    /** The status changed (QMP's MIGRATION event): what query() says now. */
+    private readonly onStatus: (info: Record<string, unknown>) => void = () => {},
   ) {}
 
   /** Start migrating VM `vm` to `uri`; throws RangeError for a bad URI or one already running. */
@@ -353,21 +476,28 @@ export class OutgoingMigration {
     this.status = "active";
     this.started = performance.now();
     this.progress = null;
+    this.result = null;
+    this.onStatus(this.query());
     const socket = (this.socket = this.connect(host, port));
+    const request = this.request(vm);
+    this.memoryBytes = request.memoryBytes;
     const p = this.parameters;
     const autoConverge = this.capabilities["auto-converge"]
       ? { triggerThreshold: p["throttle-trigger-threshold"], initial: p["cpu-throttle-initial"], increment: p["cpu-throttle-increment"], max: p["max-cpu-throttle"] }
       : undefined;
     const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q) };
-    migrateOut(this.control, vm, this.request(vm), socket, options).then(
+    migrateOut(this.control, vm, request, socket, options).then(
       (r) => {
         this.result = r;
         this.status = "completed";
+        this.onStatus(this.query());
         this.done(r);
       },
       (error: Error) => {
         this.error = error.message;
-        if (this.status === "active") this.status = "failed";
+        if (this.status !== "active") return;
+        this.status = "failed";
+        this.onStatus(this.query());
       },
     );
   }
@@ -399,6 +529,7 @@ export class OutgoingMigration {
     this.status = "cancelled";
     this.error = "cancelled";
     this.socket?.destroy();
+    this.onStatus(this.query());
   }
 
   /** QEMU's MigrationInfo, in part. */
@@ -406,7 +537,9 @@ export class OutgoingMigration {
     if (this.status === "none") return {};
     const p = this.result ?? this.progress;
     const info: Record<string, unknown> = { status: this.status, "total-time": Math.round(performance.now() - this.started) };
-    if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, "remaining": p.dirty * 4096, "normal": p.pages };
+    // Remaining: what this pass has still to send, or once it is sent, what the next one will (the pages written since).
+    const remaining = p ? (p.passSent < p.passBytes ? p.passBytes - p.passSent : p.dirty * 4096) : 0;
+    if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, remaining, normal: p.pages, total: this.memoryBytes };
     if (p && p.throttle > 0) info["cpu-throttle-percentage"] = p.throttle;
     if (this.result) info.downtime = Math.round(this.result.downtimeMs);
     else if (p?.expectedDowntimeMs !== undefined) info["expected-downtime"] = Math.round(p.expectedDowntimeMs);

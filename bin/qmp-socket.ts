@@ -68,6 +68,11 @@ export class QmpListener {
     return new QmpListener(path, server, qmp, lstatSync(path));
   }
 
+  /** An event to every client (QmpServer.emit). */
+  emit(event: string, data?: Record<string, unknown>): void {
+    if (!this.closed) this.qmp.emit(event, data);
+  }
+
   /** hv is ending: answer what is pending, announce SHUTDOWN, end every connection, remove the socket. */
   async close(cause: ShutdownCause): Promise<void> {
     if (this.closed) return;

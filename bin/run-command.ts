@@ -1,16 +1,18 @@
 // `hv run`: boot a VM. With no --kernel and no --bios it boots the default guest (Debian's i686
 // kernel and a busybox initramfs, fetched and built on first use).
 import { connect, createServer, type Socket } from "node:net";
-import { OutgoingMigration, migrateIn, migrationSummary, parseTcpUri, type IncomingVm } from "./migrate.js";
+import { OutgoingMigration, downtimeSteps, migrationSummary, parseTcpUri, receiveMigration, type IncomingStream, type IncomingVm } from "./migrate.js";
+import { VcpuState } from "../kernel/index.js";
+import type { VmState } from "../vmm/protocol.js";
 import { MigrationError } from "../services/migration/stream.js";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { TerminalConsole } from "../drivers/console/host.js";
 import { ChromeTrace } from "../services/chrome-trace.js";
 import { ensureDefaultGuest } from "../services/guest/index.js";
 import { bootPlanFor, exitVerdict, runVm, type HostComponents, type VmRunOptions } from "./vm-runner.js";
-import { openSavedVm, platformConfig, type RestoredVm, type SaveRequest } from "./snapshot.js";
-import { HostControl, saveFromConsole } from "./host-control.js";
-import { parseQmpAddress, shutdownCause, startQmp } from "./qmp-socket.js";
+import { openSavedVm, platformConfig, warmChecks, type CheckedSetup, type RestoredVm, type SaveRequest } from "./snapshot.js";
+import { ControlError, HostControl, saveFromConsole } from "./host-control.js";
+import { parseQmpAddress, shutdownCause, startQmp, type QmpListener } from "./qmp-socket.js";
 import { SnapshotError } from "../services/snapshot/file.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { BootImageError } from "../vmm/boot/index.js";
@@ -187,21 +189,58 @@ async function runIncoming(opts: RunOpts): Promise<number> {
   process.stderr.write(`hv: waiting for a migration on ${opts.incoming}\n`);
   const socket = await new Promise<Socket>((resolve) => server.once("connection", resolve));
   server.close();
-  let incoming: IncomingVm;
+  const stream = receiveMigration(socket);
+  // Whoever waits for the VM hears what went wrong; no one else need.
+  stream.vm.catch(() => {});
+  const refused = (error: unknown) => {
+    if (error instanceof MigrationError || error instanceof SnapshotError || error instanceof ControlError) return new InvalidArgumentError(`incoming migration refused: ${error.message}`);
+    return error;
+  };
+  let setup: CheckedSetup;
   try {
-    incoming = await migrateIn(socket);
+    // The VM is built from the hello's setup while its pages come; END brings the state.
+    const s = await stream.setup;
+    if (!s) {
+      // An older source, or a stream that failed already: what ended it is the answer.
+      const why = new MigrationError("META", "the hello does not say how the VM is set up (ROMs, drives, platform)");
+      stream.refuse(why);
+      throw await stream.vm.then(() => why, (error: unknown) => error);
+    }
+    setup = s;
+    warmChecks(setup);
   } catch (error) {
-    if (error instanceof MigrationError || error instanceof SnapshotError) throw new InvalidArgumentError(`incoming migration refused: ${error.message}`);
-    throw error;
+    throw refused(error);
   }
+  const timeline = stream.timeline;
+  let arrived: IncomingVm | null = null;
   try {
-    return await runOrResume(opts, incoming.vm, () => incoming.accept());
+    return await runOrResume(opts, undefined, {
+      mark: (name) => timeline.mark(name),
+      started: () => {
+        arrived?.accept();
+        timeline.mark("resumed");
+        process.stderr.write(`hv: the migrated VM runs: ${timeline.describe("end")}\n`);
+      },
+      early: { setup, stream, arrived: (vm) => (arrived = vm) },
+    });
+  } catch (error) {
+    throw refused(error);
   } finally {
-    incoming.vm.reader.close();
+    (arrived as IncomingVm | null)?.vm.reader.close();
   }
 }
 
-async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined, started?: () => void): Promise<number> {
+/**
+ * An incoming VM's hooks: `started` the moment it resumes, `mark` at the steps before (a timeline);
+ * `early`: the VM is built from the setup now and takes its state (LOAD) once the stream brought it.
+ */
+interface Arrival {
+  started: () => void;
+  mark: (step: string) => void;
+  early?: { setup: CheckedSetup; stream: IncomingStream; arrived: (vm: IncomingVm) => void };
+}
+
+async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined, arrival?: Arrival): Promise<number> {
   let debugconFile: string | null = null;
   if (opts.debugcon && opts.debugcon !== "stdio") {
     if (opts.debugcon.startsWith("file:") && opts.debugcon.length > 5) debugconFile = opts.debugcon.slice(5);
@@ -211,7 +250,8 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined, star
   let kernelPath = opts.kernel;
   let initrdPath = opts.initrd;
   let append = opts.append;
-  if (!kernelPath && !opts.bios && !restored) {
+  const early = arrival?.early?.setup;
+  if (!kernelPath && !opts.bios && !restored && !early) {
     const guest = await ensureDefaultGuest({ bootOk: opts.bootOk });
     kernelPath = guest.kernel;
     initrdPath ??= guest.initrd;
@@ -223,12 +263,12 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined, star
   const initrd = initrdPath ? readInputFile(initrdPath, opts.initrd ? "--initrd" : "the default guest's initrd", opts.mem, ramLimit) : undefined;
   const bios = opts.bios ? readInputFile(opts.bios, "--bios", MAX_ROM_SIZE, "bytes of the flash window below 4 GiB") : undefined;
 
-  const memoryBytes = restored?.memoryBytes ?? opts.mem;
-  const drives = restored?.drives ?? opts.drive;
+  const memoryBytes = restored?.memoryBytes ?? early?.memoryBytes ?? opts.mem;
+  const drives = restored?.drives ?? early?.drives ?? opts.drive;
   // Drives and outputs are checked and opened before the VM starts: a bad one is an error now, not later.
   const read: Array<[string | undefined, string]> = [[kernelPath, "the kernel"], [initrdPath, "the initrd"], [opts.bios, "the ROM (--bios)"], [opts.restore, "the snapshot (--restore)"]];
   const inputs: FileIdentity[] = [...checkDrives(drives), ...read.flatMap(([path, what]) => identityOf(path, what) ?? [])];
-  return runWith(opts, restored, { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives, debugconFile, inputs }, started);
+  return runWith(opts, restored, { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives, debugconFile, inputs }, arrival);
 }
 
 /** What runOrResume checked and read. */
@@ -260,37 +300,61 @@ function openOutputs(opts: RunOpts, debugconFile: string | null, inputs: FileIde
   }
 }
 
-async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: RunInputs, started?: () => void): Promise<number> {
+async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: RunInputs, arrival?: Arrival): Promise<number> {
   const { kernelPath, kernelImage, initrd, append, bios, memoryBytes, drives } = inputs;
   // Several vCPUs need local APICs (INIT/SIPI, IPIs): --smp implies --apic.
-  const platform = restored?.platform ?? { apic: opts.apic || opts.smp > 1, acpi: opts.acpi, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1, pv: opts.pv };
+  const early = arrival?.early;
+  const platform = restored?.platform ?? early?.setup.platform ?? { apic: opts.apic || opts.smp > 1, acpi: opts.acpi, debugcon: opts.debugcon !== undefined, debugExitPort: opts.debugExit ? 0xf4 : -1, pv: opts.pv };
   const vmOptions = { memoryBytes, kernelImage, kernelName: kernelPath, initrd, append, bios };
   let plan: VmRunOptions["plan"];
   try {
-    plan = restored?.plan ?? bootPlanFor(vmOptions);
+    // An incoming VM is built from its ROMs; its registers come with LOAD.
+    plan = restored?.plan ?? (early ? { writes: [], roms: early.setup.roms, state: new VcpuState(), memoryMap: [] } : bootPlanFor(vmOptions));
   } catch (error) {
     if (error instanceof BootImageError) throw new InvalidArgumentError(error.message);
     throw error;
   }
   const { debugconOut, traceOut } = openOutputs(opts, inputs.debugconFile, inputs.inputs);
   const debugcon = opts.debugcon === "stdio" ? "stdio" : debugconOut;
-  const name = restored?.name ?? "vm";
+  const name = restored?.name ?? early?.setup.name ?? "vm";
   const saveRequest = (path: string, compress = opts.compress): SaveRequest => ({ path, name, memoryBytes, platform, roms: plan!.roms, drives, compress });
   // The console (Ctrl-A s) and the QMP socket share one queue of commands to the VM.
   const control = new HostControl();
   // A migrated VM: the source hears that it runs here (and lets its VM go) the moment it resumes.
-  if (restored) control.resume(0, started).catch((error: Error) => process.stderr.write(`hv: ${error.message}\n`));
-
+  if (restored) control.resume(0, arrival?.started).catch((error: Error) => process.stderr.write(`hv: ${error.message}\n`));
   let quit = false;
+  // An incoming VM, built now: at the END it takes its state (LOAD) and runs; anything refused before ends hv (the source keeps the VM).
+  let loaded: { state: VmState; vcpu: VcpuState } | null = null;
+  let started = false;
+  let refusal: unknown = null;
+  early?.stream.vm
+    .then(async (incoming) => {
+      early.arrived(incoming);
+      loaded = { state: incoming.vm.state, vcpu: incoming.vm.plan.state };
+      // Queued together: the control component takes both in one go.
+      const loading = control.load(0);
+      const resuming = control.resume(0, () => {
+        started = true;
+        arrival!.started();
+      });
+      await Promise.all([loading, resuming]);
+    })
+    .catch((error: unknown) => {
+      refusal ??= error;
+      early.stream.refuse(error instanceof Error ? error : new Error(String(error)));
+      quit = true;
+    });
+
   // QMP `migrate`: the VM goes to another hv; once it runs there, this one ends (status 0).
   const migration = new OutgoingMigration(control, () => ({ name, memoryBytes, platform, roms: plan!.roms, drives }), (host, port) => connect(port, host), (r) => {
-    process.stderr.write(`\r\nhv: ${migrationSummary(r)}; the VM runs at the destination now\r\n`);
+    process.stderr.write(`\r\nhv: ${migrationSummary(r)}; the VM runs at the destination now\r\nhv: downtime: ${downtimeSteps(r)}\r\n`);
     quit = true;
-  });
+  }, (info) => qmp?.emit("MIGRATION", info));
   // The isolated components exist once the VM runs (onStart).
   let hostComponents: HostComponents | null = null;
   const components: HostComponents = { kill: (component) => hostComponents?.kill(component) ?? false };
-  const qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true), migration, components }).catch((error: Error) => {
+  let qmp: QmpListener | null = null;
+  qmp = opts.qmp ? await startQmp(opts.qmp, { control, vms: [{ name, index: 0, saveRequest }], quit: () => (quit = true), migration, components }).catch((error: Error) => {
     throw new InvalidArgumentError(`--qmp: ${error.message}`);
   }) : null;
   // Host time: the trace shows where the run's real time goes (IPC, device models in exit handlers).
@@ -308,6 +372,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       name,
       plan,
       resume: restored ? { plan: restored.plan, state: restored.state, ram: restored.reader } : undefined,
+      incoming: early ? { ram: early.stream.ram, state: () => loaded } : undefined,
       control,
       console,
       engine: createX86Engine,
@@ -316,19 +381,22 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       cpus: restored ? 1 : opts.smp,
       trace,
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
-      holdBack: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.throttling },
+      // An incoming VM waiting for its state has nothing to run but timers: not a busy loop beside the source.
+      holdBack: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.throttling || (early !== undefined && !started) },
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
       hostMemoryBytes: opts.hostMem,
       isolate: opts.isolate ? {} : null,
       wallTimeout: opts.wallTimeout ? { clock: { now: () => performance.now() * 1e6 }, ns: opts.wallTimeout * 1e9 } : null,
-      onStart: (_k, raiseOn, started) => {
-        hostComponents = started;
+      onStart: (_k, raiseOn, isolated) => {
+        hostComponents = isolated;
+        arrival?.mark("kernel");
         raise = raiseOn.input;
         control.raise = raiseOn.control;
         raiseOn.control();
       },
       stopRequested: () => quit,
     });
+    if (refusal) throw refusal;
     // A trace that cannot be written is reported (by traceOut) and changes nothing else: the status is the guest's.
     if (trace && traceOut) writeTrace(trace, traceOut);
     control.close("the VM has ended");

@@ -7,13 +7,15 @@ import { existsSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createImage } from "../drivers/block/ops/create.js";
 import { openImage } from "../drivers/block/open.js";
-import { checkSavedDevices } from "../vmm/vmm.js";
+import { checkSavedDevices, freshDeviceRecords } from "../vmm/vmm.js";
+import { VcpuState } from "../kernel/index.js";
+import { savedVmInMemory } from "../services/snapshot/file.js";
 import type { DriveConfig } from "../drivers/block/component.js";
-import { openSnapshot, writeSnapshot, SnapshotError, type DriveRecord, type SavedVmSource, type SnapshotContents, type SnapshotReader } from "../services/snapshot/file.js";
+import { openSnapshot, writeSnapshot, SnapshotError, type DriveRecord, type SavedSetupSource, type SavedVmSource, type SnapshotContents, type SnapshotReader } from "../services/snapshot/file.js";
 import type { BootPlan } from "../vmm/boot/index.js";
 import { DeviceStateError, StateReader } from "../vmm/devices/state.js";
 import type { RamPages, VmState } from "../vmm/protocol.js";
-import { vcpuFromRecord } from "../vmm/vcpu-record.js";
+import { vcpuFromRecord, vcpuRecord } from "../vmm/vcpu-record.js";
 import { checkKvmRecord } from "../vmm/paravirt/kvm.js";
 import { checkHvRecord } from "../vmm/paravirt/hv-state.js";
 
@@ -52,18 +54,26 @@ export function saveSnapshot(request: SaveRequest, encodedState: Uint8Array, ram
 /** A saved VM's metadata (a snapshot file's sections but RAM), from its encoded VmState: what a migration stream carries too. */
 export function savedMetadata(request: Omit<SaveRequest, "path">, encodedState: Uint8Array): Omit<SnapshotContents, "ram"> {
   const state = decode(encodedState) as VmState;
+  const setup = savedSetup(request, state.vmTimeNs);
+  return {
+    ...setup,
+    vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged, ...(state.kvm ? { kvm: state.kvm } : {}), ...(state.hv ? { hv: state.hv } : {}) }],
+    devices: state.platform,
+  };
+}
+
+/** A VM's setup: the metadata but its state (header at `vmTimeNs`, ROMs, drives); a migration's hello carries it (at 0), so that the destination builds the VM early. */
+export function savedSetup(request: Omit<SaveRequest, "path">, vmTimeNs = 0): Pick<SnapshotContents, "header" | "memoryMap" | "drives"> {
   return {
     header: {
       name: request.name,
       createdAt: new Date().toISOString(),
       hvVersion: "0.1.0",
       memoryBytes: request.memoryBytes,
-      vmTimeNs: state.vmTimeNs,
+      vmTimeNs,
       vcpuCount: 1,
       boot: { apic: request.platform.apic, acpi: request.platform.acpi, debugcon: request.platform.debugcon, debugExitPort: request.platform.debugExitPort, pv: request.platform.pv },
     },
-    vcpus: [{ registers: state.vcpu, halted: state.halted, ignneChanged: state.ignneChanged, ...(state.kvm ? { kvm: state.kvm } : {}), ...(state.hv ? { hv: state.hv } : {}) }],
-    devices: state.platform,
     memoryMap: { ramBytes: request.memoryBytes, roms: request.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })) },
     drives: request.drives.map(driveRecord),
   };
@@ -118,15 +128,7 @@ export function checkSavedVm<Source extends SavedVmSource>(reader: Source, optio
     const hvRaw = (reader.vcpus[0] as Record<string, unknown>).hv;
     if (vcpu.has("hv")) checkHvRecord(hvRaw, "vcpus[0].hv");
     const hv = vcpu.has("hv") ? (hvRaw as Record<string, unknown>) : undefined;
-    const boot = h.boot ?? {};
-    const platform: SavedPlatform = {
-      apic: boot.apic === true,
-      acpi: boot.acpi === true,
-      debugcon: boot.debugcon === true,
-      debugExitPort: typeof boot.debugExitPort === "number" && Number.isInteger(boot.debugExitPort) && boot.debugExitPort >= -1 && boot.debugExitPort <= 0xffff ? boot.debugExitPort : -1,
-      pv: boot.pv === true,
-    };
-    const checked = reader.drives.map((d, i) => checkDrive(d, i, options.ignoreDriveChanges ?? false));
+    const { platform, drives: checked } = checkSavedSetup(reader, options);
     // The devices' records, against the devices this VM will have (its drives as they are now).
     const sectors = checked.map((d, i) => drivesSectors(d, i));
     try {
@@ -145,6 +147,53 @@ export function checkSavedVm<Source extends SavedVmSource>(reader: Source, optio
     reader.close();
     if (error instanceof DeviceStateError) throw new SnapshotError("vcpus", error.path, error.problem);
     throw error;
+  }
+}
+
+/** What a VM is built from (the platform, drives as they are now, ROMs), from a saved VM's setup sections. */
+export interface CheckedSetup {
+  name: string;
+  memoryBytes: number;
+  platform: SavedPlatform;
+  drives: DriveConfig[];
+  roms: BootPlan["roms"];
+}
+
+/** A saved VM's setup (header, ROMs, drives; a file's, a migration's hello), checked: its drives must be as they were (unless `ignoreDriveChanges`). */
+export function checkSavedSetup(setup: SavedSetupSource, options: { ignoreDriveChanges?: boolean } = {}): CheckedSetup {
+  const h = setup.header;
+  const boot = h.boot ?? {};
+  const platform: SavedPlatform = {
+    apic: boot.apic === true,
+    acpi: boot.acpi === true,
+    debugcon: boot.debugcon === true,
+    debugExitPort: typeof boot.debugExitPort === "number" && Number.isInteger(boot.debugExitPort) && boot.debugExitPort >= -1 && boot.debugExitPort <= 0xffff ? boot.debugExitPort : -1,
+    pv: boot.pv === true,
+  };
+  const drives = setup.drives.map((d, i) => checkDrive(d, i, options.ignoreDriveChanges ?? false));
+  return { name: h.name, memoryBytes: h.memoryBytes, platform, drives, roms: setup.memoryMap.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })) };
+}
+
+/**
+ * Put a made-up VM of `setup` (its devices just built, a reset vCPU, no drives) through the checks a
+ * saved VM's state goes through. An incoming migration does this while the pages come: at the stop
+ * the checks and the devices' loadState then run code that has run before in this process (the
+ * first run of each was a good part of the downtime). Throws nothing: a failure here means nothing.
+ */
+export function warmChecks(setup: CheckedSetup): void {
+  try {
+    const config = { memoryBytes: setup.memoryBytes, plan: { writes: [], roms: [], state: new VcpuState(), memoryMap: [] }, ...platformConfig(setup.platform) };
+    const header = savedSetup({ name: setup.name, memoryBytes: setup.memoryBytes, platform: setup.platform, roms: setup.roms, drives: [] }).header;
+    const sections = {
+      header,
+      vcpus: [{ registers: vcpuRecord(new VcpuState()), halted: false, ignneChanged: false }],
+      devices: freshDeviceRecords(config),
+      memoryMap: { ramBytes: setup.memoryBytes, roms: setup.roms },
+      drives: [],
+    };
+    checkSavedVm(savedVmInMemory(sections, setup.memoryBytes, new Map()));
+  } catch {
+    // Only a warm-up.
   }
 }
 

@@ -75,6 +75,8 @@ export interface VmRunOptions {
   plan?: BootPlan;
   /** Resume a saved VM: its plan (saved ROMs and vCPU state, no writes) replaces the boot plan. */
   resume?: { plan: BootPlan } & NonNullable<VmmConfig["resume"]>;
+  /** An incoming migration's VM: built from `plan` (its ROMs) now, its state taken with the control op LOAD (VmmConfig.incoming). */
+  incoming?: VmmConfig["incoming"];
   /** The host's control of the VM (pause, resume, save), through the control component. */
   control?: ControlHost;
   /** Run the block driver in a worker thread (`--isolate`), with these limits; null or absent: in-process. */
@@ -145,7 +147,7 @@ export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const plan = o.resume?.plan ?? o.plan ?? bootPlanFor(o);
   const { debugExitPort, debugcon, apic, cpus, acpi, pv, console, drives } = o;
   const resume = o.resume ? { state: o.resume.state, ram: o.resume.ram } : undefined;
-  const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, cpus, acpi, pv, drives, resume }], {
+  const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, cpus, acpi, pv, drives, resume, incoming: o.incoming }], {
     ...o,
     onStart: o.onStart ? (k, raise, components) => o.onStart!(k, { input: () => raise.input(0), control: raise.control }, components) : undefined,
   });
@@ -168,6 +170,7 @@ export interface FleetVm {
   pv?: boolean;
   acpi?: boolean;
   resume?: VmmConfig["resume"];
+  incoming?: VmmConfig["incoming"];
 }
 
 /** What the whole run shares: the engine, time, limits and the host's hooks. */
@@ -233,7 +236,14 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
 async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], byModule: ReadonlyMap<string, number>, consoleGsi: readonly number[], controlGsi: number | null, components: HostComponents): Promise<Omit<FleetResult, "scanner">> {
   const inputPending = consoleGsi.map(() => false);
   let controlPending = false;
-  o.onStart?.(kernel, { input: (vm) => void (inputPending[vm] = true), control: () => void (controlPending = true) }, components);
+  // A wait for the host ends early when input or a command arrives: an idle VM answers at once.
+  let wake: (() => void) | null = null;
+  const nap = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => ((wake = null), resolve()), ms);
+      wake = () => ((wake = null), clearTimeout(timer), resolve());
+    });
+  o.onStart?.(kernel, { input: (vm) => void ((inputPending[vm] = true), wake?.()), control: () => void ((controlPending = true), wake?.()) }, components);
   const startHost = o.pace?.now() ?? 0;
   const wall = o.wallTimeout ?? null;
   const wallStart = wall?.clock.now() ?? 0;
@@ -267,7 +277,7 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
     if (r === "idle" && !o.pace) {
       // Nothing can run and nothing will time out: only host input can change that.
       if (!o.onStart) return result("idle");
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await nap(10);
       continue;
     }
     const hold = o.holdBack;
@@ -277,7 +287,7 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
       ? (kernel.clock.now - (o.pace.now() - startHost)) / 1e6
       : hold && heldSince ? (kernel.clock.now - heldSince.virtual - (hold.clock.now() - heldSince.host)) / 1e6 : null;
     if (aheadMs !== null) {
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(aheadMs, 50))));
+      await nap(Math.max(0, Math.min(aheadMs, 50)));
     } else {
       await new Promise((resolve) => setImmediate(resolve));
     }

@@ -5,7 +5,7 @@
 // component's memory: the host reads them through the views it is given, while the VM is paused.
 
 import { SpaceKind, Status, crd, type GlobalEntry, type MemoryView, type Sys } from "../kernel/index.js";
-import { DirtyAction, PauseReason, VmmControlOp, type RamPages } from "../vmm/protocol.js";
+import { AttachForm, DirtyAction, PauseReason, VmmControlOp, type RamPages } from "../vmm/protocol.js";
 
 /** Selectors the root task fills: the control interrupt, and VM i's control portal at VM_BASE + i. */
 export const ControlSel = { IRQ: 1, VM_BASE: 16 } as const;
@@ -15,6 +15,8 @@ export type ControlCommand =
   | { vm: number; op: "pause"; atVmTimeNs?: number }
   | { vm: number; op: "save"; atVmTimeNs?: number }
   | { vm: number; op: "resume" }
+  /** An incoming migration's VM (built before its state came) takes the state the host has now; it stays paused. */
+  | { vm: number; op: "load" }
   | { vm: number; op: "query" }
   /** The balloon: `guestPages` (when given) is how much RAM the guest should have; the answer says what it has. */
   | { vm: number; op: "balloon"; guestPages?: number }
@@ -86,10 +88,14 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             pauseMessage(sys, command.atVmTimeNs);
             const st: Status = yield sys.wait.call(portal);
             host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
+          } else if (command.op === "load") {
+            sys.utcb.set(VmmControlOp.LOAD);
+            const st: Status = yield sys.wait.call(portal);
+            host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
           } else if (command.op === "resume") {
             host.done(command, { status: call(sys, portal, VmmControlOp.RESUME) });
           } else if (command.op === "ram") {
-            const got = attach(sys, portal, command.vm, windowOrder);
+            const got = attach(sys, portal, command.vm, windowOrder, stateViews.get(command.vm));
             if (typeof got === "number") host.done(command, { status: got });
             else {
               stateViews.set(command.vm, got.state);
@@ -143,12 +149,11 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             const wasRunning = sys.utcb.words[1] === 1;
             pauseMessage(sys, command.atVmTimeNs);
             const paused: Status = yield sys.wait.call(portal);
-            let st = paused === Status.SUCCESS ? call(sys, portal, VmmControlOp.SAVE) : paused;
+            // RAM gains frames while the VM runs: see it as it is now (before SAVE, which writes the state where ATTACH's list goes).
+            const views = paused === Status.SUCCESS ? attach(sys, portal, command.vm, windowOrder, stateViews.get(command.vm)) : paused;
+            let st = typeof views === "number" ? views : call(sys, portal, VmmControlOp.SAVE);
             const bytes = sys.utcb.words[1];
-            // RAM gains frames while the VM runs: see it as it is now.
-            const views = st === Status.SUCCESS ? attach(sys, portal, command.vm, windowOrder) : st;
-            if (typeof views === "number") st = views;
-            else stateViews.set(command.vm, views.state);
+            if (typeof views !== "number") stateViews.set(command.vm, views.state);
             if (st === Status.SUCCESS && typeof views !== "number") host.done(command, { status: st, state: views.state.bytes.subarray(0, bytes), ram: views.ram });
             else host.done(command, { status: st });
             if (wasRunning) call(sys, portal, VmmControlOp.RESUME);
@@ -171,29 +176,57 @@ function holds(sys: Sys, sel: number): boolean {
   return sys.lookup(crd(SpaceKind.OBJECT, sel, 0)) === Status.SUCCESS && sys.utcb.lookupResult !== null;
 }
 
-/** Call with one word; the reply's status (word 0) or the call's failure. */
-function call(sys: Sys, portal: number, op: number): Status {
-  sys.utcb.set(op);
+/** Call with one word (and `arg`); the reply's status (word 0) or the call's failure. */
+function call(sys: Sys, portal: number, op: number, arg?: number): Status {
+  if (arg === undefined) sys.utcb.set(op);
+  else sys.utcb.set(op, arg);
   const s = sys.call(portal);
   return s === Status.SUCCESS ? (sys.utcb.words[0] as Status) : s;
 }
 
 /**
- * ATTACH: receive VM `vm`'s RAM and state region into its window (emptied first: what an earlier
- * ATTACH delivered goes); RAM page by page, and the state region's view; or a status.
+ * ATTACH: VM `vm`'s RAM and state region in its window, page by page, and the state region's view;
+ * or a status. With `held` (the state view of an earlier ATTACH, whose window this component
+ * kept), only the pages whose frames changed since come again (ATTACH CHANGES, then CHANGED), as
+ * long as they are few; otherwise the window is emptied and all of it comes (what an earlier
+ * ATTACH delivered goes).
  */
-function attach(sys: Sys, portal: number, vm: number, windowOrder: number): { ram: RamPages; state: MemoryView } | Status {
+function attach(sys: Sys, portal: number, vm: number, windowOrder: number, held?: MemoryView): { ram: RamPages; state: MemoryView } | Status {
   const base = vm * 2 ** windowOrder;
   const window = crd(SpaceKind.MEMORY, base, windowOrder);
+  const pagesOf = (ramPages: number, state: MemoryView) => {
+    // A page that did not come (never touched) is zero; read-only ones (the zero frame, shared frames) are read as they are.
+    const ram: RamPages = { pages: ramPages, read: (n) => (Number.isInteger(n) && n >= 0 && n < ramPages ? (sys.memory(base + n, 1, false)?.bytes ?? null) : null) };
+    return { ram, state };
+  };
+  if (held) {
+    sys.utcb.set(VmmControlOp.ATTACH, AttachForm.CHANGES);
+    const called = sys.call(portal);
+    const [st, ramPages, , whole, count] = sys.utcb.words;
+    const changed = held.bytes;
+    if (called === Status.SUCCESS && st === Status.SUCCESS && whole === 0 && Number.isInteger(ramPages) && ramPages >= 0 && Math.ceil(ramPages / 8) <= changed.length) {
+      // The pages that changed leave the window, and come again as they are now.
+      let revoked = 0;
+      for (let p = 0; p < ramPages && revoked < count; p++)
+        if ((changed[p >> 3] >> (p & 7)) & 1) {
+          sys.revoke(crd(SpaceKind.MEMORY, base + p, 0));
+          revoked++;
+        }
+      sys.utcb.receiveWindow[SpaceKind.MEMORY] = window;
+      const again = call(sys, portal, VmmControlOp.ATTACH, AttachForm.CHANGED);
+      sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
+      // Every page sent must have come (the kernel drops what a message cannot carry, or this component's quota): else all again.
+      const came = sys.utcb.received.filter((r) => r.kind === "delegated").length;
+      if (again === Status.SUCCESS && came === sys.utcb.words[3]) return pagesOf(ramPages, held);
+    }
+  }
   sys.revoke(window);
   sys.utcb.receiveWindow[SpaceKind.MEMORY] = window;
-  const st = call(sys, portal, VmmControlOp.ATTACH);
+  const st = call(sys, portal, VmmControlOp.ATTACH, AttachForm.WHOLE);
   sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
   if (st !== Status.SUCCESS) return st;
   const [ramPages, statePages] = [sys.utcb.words[1], sys.utcb.words[2]];
   const state = sys.memory(base + ramPages, statePages);
   if (!state || !Number.isInteger(ramPages) || ramPages < 0 || ramPages + statePages > 2 ** windowOrder) return Status.BAD_CAPABILITY;
-  // A page that did not come (never touched) is zero; read-only ones (the zero frame, shared frames) are read as they are.
-  const ram: RamPages = { pages: ramPages, read: (n) => (Number.isInteger(n) && n >= 0 && n < ramPages ? (sys.memory(base + n, 1, false)?.bytes ?? null) : null) };
-  return { ram, state };
+  return pagesOf(ramPages, state);
 }

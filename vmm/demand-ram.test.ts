@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import { VcpuState } from "../kernel/index.js";
 import { MemoryStatus } from "../services/memory-protocol.js";
 import { DemandRam, GuestMemoryError, type RamBacking } from "./demand-ram.js";
+import { MAX_CHANGED_PAGES } from "./protocol.js";
+import { UTCB_WORDS } from "../kernel/index.js";
 
 const PAGE = 4096;
 const PAGES = 24;
@@ -286,5 +288,64 @@ describe("DemandRam", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("takeRemapped names every page whose frame changed: a holder of earlier views that takes those again reads RAM as it is (property)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof({ weight: 8, arbitrary: opArb }, { weight: 1, arbitrary: fc.constant({ kind: "attach" as const }) }, { weight: 1, arbitrary: fc.constant({ kind: "collect" as const }) }), { maxLength: 80 }), fc.boolean(), (ops, logging) => {
+        const mm = new FakeManager();
+        const ram = new DemandRam(PAGES * PAGE, mm);
+        const model = new Uint8Array(PAGES * PAGE);
+        // The control component's window: all of RAM once, then only what changed.
+        ram.fillAll();
+        ram.takeRemapped(0);
+        const held: Array<Uint8Array | null> = Array.from({ length: PAGES }, (_, p) => ram.read(p));
+        // Making a page writable again for the VM takes every mapping derived from the VMM's with it (the kernel's revoke): the holder's is dead.
+        const protect = mm.protect.bind(mm);
+        mm.protect = (p, writable) => {
+          protect(p, writable);
+          if (writable) held[p] = new Uint8Array(PAGE).fill(0xee);
+        };
+        // Dirty logging (a migration) write-protects pages and lets them go again at the first write.
+        if (logging) ram.startDirtyLog();
+        const attach = () => {
+          ram.fillAll();
+          const changed = ram.takeRemapped(PAGES)!;
+          for (const p of changed) held[p] = ram.read(p);
+          for (let p = 0; p < PAGES; p++) {
+            const seen = held[p] ?? new Uint8Array(PAGE);
+            expect(Buffer.compare(seen, model.subarray(p * PAGE, (p + 1) * PAGE)), `page ${p} as the holder sees it`).toBe(0);
+          }
+        };
+        for (const op of ops) {
+          if (op.kind === "attach") attach();
+          else if (op.kind === "collect") {
+            if (logging) ram.collectDirty();
+          } else if (op.kind === "guest") {
+            const gpa = op.page * PAGE + op.at;
+            guestAccess(ram, mm, gpa, op.size, op.write, op.value);
+            if (op.write) for (let k = 0; k < op.size; k++) model[gpa + k] = (op.value >>> (8 * k)) & 0xff;
+          } else if (op.kind === "device") {
+            let k = 0;
+            for (const seg of ram.segments(op.gpa, op.bytes.length)!) for (let j = 0; j < seg.length; j++) seg[j] = op.bytes[k++];
+            model.set(op.bytes, op.gpa);
+          } else if (op.kind === "release") {
+            ram.release(op.page, op.count);
+            model.fill(0, op.page * PAGE, Math.min(PAGES, op.page + op.count) * PAGE);
+          } else mm.takeAway(op.page);
+        }
+        attach();
+        // Past `max`, it says "all again" (null) and starts afresh.
+        for (let p = 0; p < 3; p++) guestAccess(ram, mm, p * PAGE, 4, true, 7);
+        ram.release(0, 3);
+        expect(ram.takeRemapped(2)).toBeNull();
+        expect(ram.takeRemapped(2)).toEqual([]);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("ATTACH CHANGED's most pages fit the typed items of one message (the kernel drops the rest)", () => {
+    expect(MAX_CHANGED_PAGES).toBeLessThanOrEqual(UTCB_WORDS);
   });
 });

@@ -98,6 +98,13 @@ export class DemandRam implements GuestRam, RamPages {
   private dirty: Uint8Array | null = null;
   /** 1 for each private page mapped read-only in the VM for dirty logging. */
   private readonly writeProtected: Uint8Array;
+  /**
+   * 1 for each page whose frame changed (backed, copied, taken away, released), or that the VM may
+   * write again (which takes every mapping derived from the VMM's), since the last takeRemapped():
+   * what a component holding an earlier view of this RAM must take again.
+   */
+  private readonly remapped: Uint8Array;
+  private remappedCount = 0;
 
   constructor(
     readonly size: number,
@@ -108,6 +115,7 @@ export class DemandRam implements GuestRam, RamPages {
     this.seenRevocations = backing.revocations();
     this.state = new Uint8Array(this.pages);
     this.writeProtected = new Uint8Array(this.pages);
+    this.remapped = new Uint8Array(this.pages);
     this.views = new Array<PageView | undefined>(this.pages);
     if (source?.storedPages) {
       const stored = source.storedPages();
@@ -126,12 +134,63 @@ export class DemandRam implements GuestRam, RamPages {
     }
   }
 
+  /**
+   * The source has more pages now (an incoming migration's, which came while the VM was built):
+   * every page not yet backed that it holds comes from it on first touch.
+   */
+  takeSource(): void {
+    if (!this.source) return;
+    for (let p = 0; p < this.pages; p++) {
+      if (this.state[p] !== UNBACKED || !this.source.hasPage(p)) continue;
+      this.state[p] = FROM_SOURCE;
+      this.fromSource++;
+    }
+  }
+
+  /**
+   * The pages remapped since the last call (in order), and from now on none; or null
+   * (and none from now on) when there were more than `max`: then take all of RAM again.
+   */
+  takeRemapped(max: number): number[] | null {
+    const pages: number[] | null = this.remappedCount <= max ? [] : null;
+    if (pages) for (let p = 0; p < this.pages; p++) if (this.remapped[p]) pages.push(p);
+    this.remapped.fill(0);
+    this.remappedCount = 0;
+    return pages;
+  }
+
+  /**
+   * Let the VM write page `p` again: its read-only mapping goes and a writable one comes, and with
+   * it every other mapping derived from the VMM's (a control component's view): a remap for them.
+   */
+  private writable(p: number): void {
+    this.backing.protect(p, true);
+    this.markRemapped(p);
+  }
+
+  private markRemapped(p: number): void {
+    if (this.remapped[p]) return;
+    this.remapped[p] = 1;
+    this.remappedCount++;
+  }
+
+  /** Page `p` has a frame in the VMM's window now (its own, the zero frame or a shared one). */
+  mapped(p: number): boolean {
+    return this.state[p] === PRIVATE || this.state[p] === READ_ONLY;
+  }
+
+  /** Page `p`'s view; a new view (of another frame, or none, or one where there was none) is a remap. */
+  private setView(p: number, view: PageView | undefined): void {
+    if (this.views[p] !== view) this.markRemapped(p);
+    this.views[p] = view;
+  }
+
   /** Page `page` is not RAM (a ROM shadows it): never back it. */
   exclude(page: number): void {
     if (this.state[page] === FROM_SOURCE) this.fromSource--;
     if (this.state[page] === READ_ONLY || this.state[page] === PRIVATE) this.unmapOwn(page);
     this.state[page] = NOT_RAM;
-    this.views[page] = undefined;
+    this.setView(page, undefined);
   }
 
   /**
@@ -149,7 +208,7 @@ export class DemandRam implements GuestRam, RamPages {
       if (s === FROM_SOURCE) this.fromSource--;
       if (s === READ_ONLY || s === PRIVATE || s === FROM_SOURCE || s === LOST) {
         this.state[p] = UNBACKED;
-        this.views[p] = undefined;
+        this.setView(p, undefined);
         this.writeProtected[p] = 0;
         // Its bytes became zero: news for a migration.
         if (this.dirty) this.dirty[p] = 1;
@@ -315,7 +374,7 @@ export class DemandRam implements GuestRam, RamPages {
       // Written now: the guest's own writes to it need not exit again until the log is collected.
       if (this.writeProtected[n]) {
         this.writeProtected[n] = 0;
-        this.backing.protect(n, true);
+        this.writable(n);
       }
     }
     return v.bytes;
@@ -346,7 +405,7 @@ export class DemandRam implements GuestRam, RamPages {
     for (let p = 0; p < this.pages; p++) {
       if (!this.writeProtected[p]) continue;
       this.writeProtected[p] = 0;
-      if (this.state[p] === PRIVATE) this.backing.protect(p, true);
+      if (this.state[p] === PRIVATE) this.writable(p);
     }
   }
 
@@ -369,7 +428,7 @@ export class DemandRam implements GuestRam, RamPages {
     if (s === READ_ONLY) {
       this.unmapOwn(n);
       this.state[n] = UNBACKED;
-      this.views[n] = undefined;
+      this.setView(n, undefined);
       this.stats.copies++;
     }
     if (s === LOST) this.state[n] = UNBACKED;
@@ -388,12 +447,12 @@ export class DemandRam implements GuestRam, RamPages {
     for (let p = n; p < n + count; p++) {
       if (!private_) {
         this.state[p] = READ_ONLY;
-        this.views[p] = this.backing.view(p, false) ?? undefined;
+        this.setView(p, this.backing.view(p, false) ?? undefined);
         this.stats.readFaults++;
         continue;
       }
       const view = this.backing.view(p, true) ?? undefined;
-      this.views[p] = view;
+      this.setView(p, view);
       if (this.state[p] === FROM_SOURCE && view) {
         this.source!.readPage(p, view.bytes);
         this.fromSource--;
@@ -435,6 +494,8 @@ export class DemandRam implements GuestRam, RamPages {
     const revoked = this.backing.revokedSince?.(this.seenRevocations) ?? null;
     this.seenRevocations = now;
     this.stats.resyncs++;
+    // A revoke may have taken mappings derived from the VMM's (a control component's view) even where
+    // the VMM's own is as it was: recheck counts those pages as remapped for their holders.
     if (revoked) for (const p of revoked) this.recheck(p);
     else for (let p = 0; p < this.pages; p++) this.recheck(p);
     this.backing.traceCount?.("taken away", this.stats.lost);
@@ -444,13 +505,14 @@ export class DemandRam implements GuestRam, RamPages {
   private recheck(p: number): void {
     const s = this.state[p];
     if (p < 0 || p >= this.pages || (s !== PRIVATE && s !== READ_ONLY)) return;
+    this.markRemapped(p);
     const writable = this.backing.view(p, true);
     if (writable) {
-      this.views[p] = writable;
+      this.setView(p, writable);
       return;
     }
     const readable = this.backing.view(p, false);
-    this.views[p] = readable ?? undefined;
+    this.setView(p, readable ?? undefined);
     this.state[p] = readable ? READ_ONLY : LOST;
     this.writeProtected[p] = 0;
     if (!readable) this.stats.lost++;

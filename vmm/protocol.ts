@@ -9,6 +9,14 @@
 //                RAM pages without a frame of their own are left out (they are zero), and those
 //                backed by the shared zero frame come read-only: ATTACH again (into an emptied
 //                window) after each SAVE, since RAM gains frames while the VM runs
+//   [ATTACH, CHANGES]  [status, ramPages, statePages, whole, count]   after a whole ATTACH: the
+//                pages whose frames changed since the last ATTACH, as a bitmap (one bit per RAM
+//                page, LSB first) at the start of the state region; whole 1 (no bitmap): too many
+//                (MAX_CHANGED_PAGES),
+//                or none was attached whole yet: ATTACH whole again
+//   [ATTACH, CHANGED]  [status, ramPages, statePages, items] + delegate items: those pages that
+//                have a frame (the caller revoked them all from its window first), each at its
+//                offset; the caller checks that `items` came
 //   [PAUSE(, atLo, atHi)]  [status]     deferred until the vCPU stopped at an instruction boundary:
 //                                       now, or when the VM's clock reaches `at` (ns), exactly there
 //   [RESUME]     [status]
@@ -29,6 +37,9 @@
 //                its own time it stops for percent% of a period of the host's virtual time (in which
 //                the VM's time stands still, as in a pause: the guest does not see it). 0 ends it;
 //                at most MAX_THROTTLE_PERCENT
+//   [LOAD]       [status]   deferred until the vCPU stands at the state: an incoming migration's VM
+//                (built before its state came, VmmConfig.incoming) takes the state the host has
+//                now, and the pages that came; it stays paused until RESUME. Once only
 //   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree,
 //                 touched, shared, sharedFrames, scanned, merged, zeroed, broken]
 //                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory
@@ -48,11 +59,20 @@ export const VmmControlOp = {
   BALLOON: 6,
   DIRTY: 7,
   THROTTLE: 8,
+  LOAD: 9,
 } as const;
 
 /** THROTTLE: the period the vCPU's share is counted in (virtual ns; QEMU's throttle timeslice), and the most it may be held back (percent). */
 export const THROTTLE_PERIOD_NS = 10_000_000;
 export const MAX_THROTTLE_PERCENT = 99;
+
+/** ATTACH's forms (word 1): all of RAM, the list of pages changed since, those pages. */
+export const AttachForm = { WHOLE: 0, CHANGES: 1, CHANGED: 2 } as const;
+/**
+ * ATTACH CHANGES says "whole" past this many changed pages: CHANGED delegates each as one typed
+ * item, and a message carries at most the kernel's UTCB_WORDS (1008) items (the rest are dropped).
+ */
+export const MAX_CHANGED_PAGES = 1000;
 
 /** DIRTY's actions. */
 export const DirtyAction = { START: 1, COLLECT: 2, STOP: 3 } as const;

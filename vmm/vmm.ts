@@ -33,7 +33,7 @@ import { ConsoleChannel } from "../drivers/console/protocol.js";
 import { MemoryOp, MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
 import { ParentOp, Published, VmEnd } from "../services/root-protocol.js";
 import { encode } from "@msgpack/msgpack";
-import { DirtyAction, MAX_THROTTLE_PERCENT, PauseReason, STATE_PAGES, THROTTLE_PERIOD_NS, VmmControlOp, type VmState } from "./protocol.js";
+import { AttachForm, DirtyAction, MAX_CHANGED_PAGES, MAX_THROTTLE_PERCENT, PauseReason, STATE_PAGES, THROTTLE_PERIOD_NS, VmmControlOp, type VmState } from "./protocol.js";
 import { copyVcpuState as copyState, RECORD_MTD, vcpuRecord } from "./vcpu-record.js";
 import { DemandRam, GuestMemoryError, type GuestRamSource, type RamBacking } from "./demand-ram.js";
 import { KVM_ENOSYS, KvmParavirt } from "./paravirt/kvm.js";
@@ -72,6 +72,8 @@ const INPUT_PT = 34;
 const TIMER_SM = 35;
 const CONTROL_EC = 38;
 const CONTROL_PT = 39;
+/** An incoming migration's VM waits here for LOAD. */
+const LOAD_SM = 36;
 const PEER_EC = 40;
 /** The peer portal this VMM serves for channel k: PEER_PT_BASE + k (its portal id k). */
 const PEER_PT_BASE = 48;
@@ -137,6 +139,13 @@ export interface VmmConfig {
    * TSC as of `state.vmTimeNs`) and no writes. Checked before the VMM starts (checkVmState).
    */
   resume?: { state: VmState; ram: GuestRamSource; eager?: boolean };
+  /**
+   * An incoming migration's VM, built (RAM, ROMs, devices, portals) while its pages still come, so
+   * that the stop costs only the state: it waits, paused, for the control op LOAD, which takes
+   * `state()` (the VM's state and its vCPU's registers, checked by the host as a resume's are) and
+   * the pages `ram` holds by then. `plan` holds the ROMs; its state and writes are not used.
+   */
+  incoming?: { ram: GuestRamSource; state: () => { state: VmState; vcpu: VcpuState } | null };
 }
 
 
@@ -215,12 +224,22 @@ function installBalloon(platform: PcPlatform, ram: GuestRam, release: (first: nu
  * DeviceStateError naming the field (the VMM loads them again, and would refuse them the same way).
  */
 export function checkSavedDevices(config: VmmConfig, drives: ReadonlyArray<{ sectors: number; readOnly: boolean; serial?: string }>, platformRecord: unknown): void {
+  checkPlatform(config, drives).loadState(platformRecord);
+}
+
+/** The devices' records of a VM of `config` just built (no drives): what a check can be tried on. */
+export function freshDeviceRecords(config: VmmConfig): unknown {
+  return checkPlatform(config, []).saveState();
+}
+
+/** A platform of `config` with these drives (that refuse I/O) and the balloon, for checks. */
+function checkPlatform(config: VmmConfig, drives: ReadonlyArray<{ sectors: number; readOnly: boolean; serial?: string }>): PcPlatform {
   const platform = platformFor(config, new ManualClock(), { debugExit: () => {}, debugConsole: () => {} });
   const ram = new FlatGuestRam(new Uint8Array(0));
   const refuse = () => VirtioBlkStatus.IOERR;
   drives.forEach((d, i) => installDrive(platform, i, { sectors: d.sectors, readOnly: d.readOnly, read: refuse, write: refuse, flush: refuse }, d, ram));
   installBalloon(platform, ram, () => 0);
-  platform.loadState(platformRecord);
+  return platform;
 }
 
 /** The VMM component: its body sets the VM up and then runs the device timers. */
@@ -250,6 +269,15 @@ class Vmm {
   private pauseVm = 0;
   /** A resumed VM that was saved halted: its first HLT exit parks as the saved vCPU. */
   private resumeHalted: VcpuState | null = null;
+  /** The saved VM this one resumes (config.resume's, or what LOAD took), and its vCPU's registers. */
+  private resumed: { state: VmState; vcpu: VcpuState } | null = null;
+  /** An incoming migration's VM waits for LOAD (only QUERY, PAUSE and LOAD make sense until then). */
+  private awaitingLoad = false;
+  /** The control component holds all of RAM (a whole ATTACH); the pages ATTACH CHANGES found, for CHANGED. */
+  private attachedWhole = false;
+  private changedPages: number[] | null = null;
+  /** LOAD's reply, once the vCPU stands at the state. */
+  private loadReply: ReplyToken | null = null;
   /** Kernel time the current pause began, or null while running. */
   private pauseStart: number | null = null;
   /** A pause asked for while the vCPU runs: answered when it stopped. */
@@ -359,15 +387,14 @@ class Vmm {
       });
       this.hv = this.createHv();
     }
-    // A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU.
-    const resume = this.config.resume;
-    if (resume) {
-      this.pauseVm = resume.state.vmTimeNs;
+    if (this.config.resume) this.resumed = { state: this.config.resume.state, vcpu: this.config.plan.state };
+    const incoming = this.config.incoming !== undefined && !this.config.resume;
+    if (this.resumed) this.applyResumed(this.resumed.state);
+    if (incoming) {
+      // Everything but the state is built before it comes: the stop then costs only LOAD.
+      must(sys.createSm(LOAD_SM, 0), "create the load semaphore");
+      this.awaitingLoad = true;
       this.pauseStart = sys.now();
-      this.platform.loadState(resume.state.platform);
-      this.ignneChanged = resume.state.ignneChanged;
-      if (resume.state.kvm && this.kvm) this.kvm.loadState(resume.state.kvm, "kvm");
-      if (resume.state.hv && this.hv) this.upcallRaised = this.hv.loadState(resume.state.hv, "hv");
     }
     must(sys.createLocalEc(EXIT_EC, 0, () => (utcb, id) => this.onExit(utcb, id)), "create the exit handler");
     for (const cpu of this.cpus) {
@@ -391,11 +418,15 @@ class Vmm {
 
     // vCPUs of one priority take turns on virtual time, round robin in creation order: the boot
     // processor first. Application processors wait for INIT and SIPI (their STARTUP exit parks them).
+    // A vCPU runs once it has its SC: an incoming VM's, once LOAD brought the state.
     const quantum = this.cpus.length > 1 ? SMP_QUANTUM_NS : VCPU_QUANTUM_NS;
-    for (const cpu of this.cpus) {
-      must(sys.createVcpu(vcpuEc(cpu.index), VmmSel.VM_PD, EVENT_BASE + cpu.index * EXIT_REASON_COUNT), "create a vCPU");
-      must(sys.createSc(vcpuSc(cpu.index), vcpuEc(cpu.index), this.config.vcpuPriority ?? VCPU_PRIORITY, quantum), "schedule a vCPU");
+    for (const cpu of this.cpus) must(sys.createVcpu(vcpuEc(cpu.index), VmmSel.VM_PD, EVENT_BASE + cpu.index * EXIT_REASON_COUNT), "create a vCPU");
+    if (incoming) {
+      while (!this.resumed && !this.ended) yield sys.wait.down(LOAD_SM, Infinity);
+      if (!this.resumed) return;
+      this.applyResumed(this.resumed.state);
     }
+    for (const cpu of this.cpus) must(sys.createSc(vcpuSc(cpu.index), vcpuEc(cpu.index), this.config.vcpuPriority ?? VCPU_PRIORITY, quantum), "schedule a vCPU");
 
     // The timer thread: sleep until the next device deadline (or until an earlier one is armed).
     // A paused VM's devices stand still: no deadline is due until it resumes.
@@ -410,6 +441,16 @@ class Vmm {
       if (this.pauseStart === null) this.clock.fireDue(this.vmNow());
       this.flushConsole();
     }
+  }
+
+  /** A resumed VM starts paused at its saved time: its devices wait for RESUME like the vCPU. */
+  private applyResumed(state: VmState): void {
+    this.pauseVm = state.vmTimeNs;
+    this.pauseStart = this.sys.now();
+    this.platform.loadState(state.platform);
+    this.ignneChanged = state.ignneChanged;
+    if (state.kvm && this.kvm) this.kvm.loadState(state.kvm, "kvm");
+    if (state.hv && this.hv) this.upcallRaised = this.hv.loadState(state.hv, "hv");
   }
 
   /** Our own paravirtual ABI, reaching peers through the portals the root task gave this VMM. */
@@ -478,6 +519,7 @@ class Vmm {
   }
 
   /** Hand a portal to the root task, which passes it where the boot description says. */
+  /** A local EC handling portal `pt` with `handler`, published to the parent as `name`. */
   private publish(pt: number, name: number): void {
     const sys = this.sys;
     sys.utcb.set(ParentOp.PUBLISH, name);
@@ -493,7 +535,7 @@ class Vmm {
   private setUpMemory(): void {
     const sys = this.sys;
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
-    this.ram = new DemandRam(this.config.memoryBytes, this.ramBacking(), this.config.resume?.ram ?? null);
+    this.ram = new DemandRam(this.config.memoryBytes, this.ramBacking(), this.config.resume?.ram ?? this.config.incoming?.ram ?? null);
     // An eager restore reads all of the saved RAM now (a full copy, as the scanner's benchmark wants).
     if (this.config.resume?.eager) this.ram.fillAll();
     let next = ramPages;
@@ -525,7 +567,7 @@ class Vmm {
     for (const w of this.config.plan.writes) this.ram.write(w.gpa, w.bytes);
     // ACPI tables at 0xE0000 for a booted VM (a resumed one has them in its RAM), where no ROM is.
     const acpi = this.platform.acpiTables;
-    if (acpi && !this.config.resume && acpiFits(acpi, this.config.plan, this.config.memoryBytes)) this.ram.write(acpi.base, acpi.bytes);
+    if (acpi && !this.config.resume && !this.config.incoming && acpiFits(acpi, this.config.plan, this.config.memoryBytes)) this.ram.write(acpi.base, acpi.bytes);
     this.statePage = alloc(STATE_PAGES);
     this.stateView = this.view(this.statePage, STATE_PAGES);
     this.bouncePages = (this.config.drives ?? []).map(() => alloc(BLOCK_BOUNCE_PAGES));
@@ -623,11 +665,11 @@ class Vmm {
       case ExitReason.STARTUP:
         if (cpu !== this.bsp) return this.startApplicationProcessor(v, cpu);
         this.vcpuStarted = true;
-        copyState(this.config.plan.state, v);
+        copyState(this.resumed?.vcpu ?? this.config.plan.state, v);
         // FERR# goes to IRQ 13 (port F0h logic), so the VMM wants to hear its changes.
         v.ferrExits = true;
         v.mtd |= Mtd.CTRL;
-        if (!this.config.resume) {
+        if (!this.resumed) {
           // CPUID reports a local APIC only where the VM has one (the boot processor's: APIC ID 0).
           v.apicBase = this.platform.lapic ? apicBaseOf(0) : 0;
           v.apicId = 0;
@@ -639,7 +681,7 @@ class Vmm {
           v.tsc = 0n;
           v.mtd |= Mtd.TSC;
         }
-        if (this.config.resume) this.resumeAtStartup(v);
+        if (this.resumed) this.resumeAtStartup(v);
         else this.offerPv(v);
         return;
       case ExitReason.FERR:
@@ -964,7 +1006,7 @@ class Vmm {
    * by the same path as a VM that was paused and saved, so that both run on alike.
    */
   private resumeAtStartup(v: VcpuState): void {
-    const saved = this.config.resume!.state;
+    const saved = this.resumed!.state;
     v.mtd = RECORD_MTD;
     this.offerPv(v);
     if (saved.halted) {
@@ -972,10 +1014,17 @@ class Vmm {
       // time runs) as it did when saved; that exit parks it with this state.
       this.resumeHalted = new VcpuState();
       copyState(v, this.resumeHalted);
-      return;
+    } else {
+      this.hiddenNs = this.sys.vmTime(vcpuEc(0))! - this.pauseVm;
+      this.pausedAt = this.park(v, true);
     }
-    this.hiddenNs = this.sys.vmTime(vcpuEc(0))! - this.pauseVm;
-    this.pausedAt = this.park(v, true);
+    // An incoming VM's LOAD is answered now: RESUME finds the vCPU as a resumed VM's.
+    const loaded = this.loadReply;
+    this.loadReply = null;
+    if (loaded) {
+      this.sys.utcb.set(Status.SUCCESS);
+      this.sys.reply(loaded);
+    }
   }
 
   /**
@@ -987,7 +1036,11 @@ class Vmm {
   }
 
   private onControl(utcb: Utcb): void {
-    switch (utcb.words[0]) {
+    const op = utcb.words[0];
+    if (op === VmmControlOp.LOAD) return this.load(utcb);
+    // Before LOAD there is no vCPU: the VM is paused, and says so.
+    if (this.awaitingLoad && op !== VmmControlOp.QUERY && op !== VmmControlOp.PAUSE) return void utcb.set(Status.BAD_FEATURE);
+    switch (op) {
       case VmmControlOp.ATTACH:
         return this.attachControl(utcb);
       case VmmControlOp.PAUSE: {
@@ -1143,17 +1196,54 @@ class Vmm {
     this.send(ConsoleChannel.SERIAL0, this.serialOut);
   }
 
-  /** Give the caller guest RAM and the state region (into its memory window). */
+  /**
+   * Give the caller guest RAM and the state region (into its memory window): all of it, or after
+   * that (AttachForm) the list of pages whose frames changed since, then those pages.
+   */
   private attachControl(utcb: Utcb): void {
+    const form = utcb.untyped >= 2 ? utcb.words[1] : AttachForm.WHOLE;
     // The caller reads RAM in place: pages still in the snapshot, or taken away by the memory
     // manager (shared or zero now), come into the window first.
     this.ram.fillAll();
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
+    if (form === AttachForm.CHANGES) {
+      const changed = this.attachedWhole ? this.ram.takeRemapped(MAX_CHANGED_PAGES) : null;
+      this.changedPages = changed;
+      if (!changed) return void utcb.set(Status.SUCCESS, ramPages, STATE_PAGES, 1, 0);
+      const bitmap = this.stateView!.bytes.subarray(0, Math.ceil(ramPages / 8));
+      bitmap.fill(0);
+      for (const p of changed) bitmap[p >> 3] |= 1 << (p & 7);
+      return void utcb.set(Status.SUCCESS, ramPages, STATE_PAGES, 0, changed.length);
+    }
+    if (form === AttachForm.CHANGED) {
+      const changed = this.changedPages;
+      this.changedPages = null;
+      if (!changed) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
+      // A page without a frame now (released) is zero: nothing to give. The count lets the caller check that all came.
+      for (const p of changed) if (this.ram.mapped(p)) utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, RAM_WINDOW.base + p, 0, MemRights.ALL), offset: p });
+      return void utcb.set(Status.SUCCESS, ramPages, STATE_PAGES, utcb.items.length);
+    }
+    if (form !== AttachForm.WHOLE) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
+    this.ram.takeRemapped(0);
+    this.attachedWhole = true;
     for (const [offset, order] of alignedRuns(ramPages, [RAM_WINDOW.base, 0]))
       utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, RAM_WINDOW.base + offset, order, MemRights.ALL), offset });
     for (const [offset, order] of alignedRuns(STATE_PAGES, [this.statePage, ramPages]))
       utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, this.statePage + offset, order, MemRights.ALL), offset: ramPages + offset });
     utcb.set(Status.SUCCESS, ramPages, STATE_PAGES);
+  }
+
+  /** LOAD: an incoming VM takes its state (config.incoming), and the pages that came; answered once the vCPU stands at it. */
+  private load(utcb: Utcb): void {
+    const got = this.awaitingLoad ? this.config.incoming!.state() : null;
+    if (!got) return void utcb.set(this.awaitingLoad ? Status.BAD_PARAMETER : Status.BAD_FEATURE);
+    const token = this.sys.deferReply();
+    if (!token) return void utcb.set(Status.BAD_FEATURE);
+    this.ram.takeSource();
+    this.awaitingLoad = false;
+    this.resumed = got;
+    this.loadReply = token;
+    this.sys.up(LOAD_SM);
   }
 
   private resume(): void {

@@ -5,8 +5,11 @@
 //   frame     = type (u8), payload length (u32 LE), CRC-32 of the payload (u32 LE), payload
 //   PAGES     = count (u32 LE), then per page: page number (u32 LE), kind (u8: 0 zero, 1 data),
 //               and for data its 4096 bytes. Pre-copy sends a page again when it was written since.
-//   META      = msgpack: the VM's snapshot sections but RAM ({header, vcpus, devices, memoryMap,
-//               drives}, checked like a snapshot file's); once, after the last PAGES
+//   META      = msgpack: first {hello: {memoryBytes, name, setup}}, setup the VM's header, memoryMap
+//               and drives (so that the destination builds the VM while the pages come); last
+//               {vm: the VM's snapshot sections but RAM ({header, vcpus, devices, memoryMap,
+//               drives}, checked like a snapshot file's, and against the hello's setup)}, after
+//               the last PAGES
 //   END       = empty: the source stopped the VM and sent everything
 //   ACK       = (destination → source) empty: the VM runs here now; the source may end
 //   ABORT     = (either way) UTF-8 reason: the migration is off; the source keeps its VM

@@ -21,4 +21,4 @@ export { SnapshotError } from "./errors.js";
 export { FORMAT_VERSION } from "./layout.js";
 export { writeSnapshot, type SnapshotContents, type WriteOptions, type WriteResult } from "./writer.js";
 export { openSnapshot, type SnapshotReader, type SectionInfo } from "./reader.js";
-export { savedVmInMemory, type SavedVmSource } from "./memory-source.js";
+export { savedSetupInMemory, savedVmInMemory, type SavedSetupSource, type SavedVmSource } from "./memory-source.js";

@@ -9,6 +9,20 @@ import { PAGE_SIZE, fields, parseDevices, parseDrives, parseHeader, parseMemoryM
 /** What resuming a saved VM reads of it: its records, and its pages on first touch. */
 export type SavedVmSource = Pick<SnapshotReader, "header" | "vcpus" | "devices" | "memoryMap" | "drives" | "hasPage" | "readPage" | "close">;
 
+/** A VM's setup (its snapshot sections but the state and RAM), as a migration's hello brings it, before the state exists. */
+export type SavedSetupSource = Pick<SnapshotReader, "header" | "memoryMap" | "drives">;
+
+/**
+ * Check `sections` ({header, memoryMap, drives}, decoded from untrusted input) like a snapshot
+ * file's, for RAM of `memoryBytes`; throws SnapshotError naming the field.
+ */
+export function savedSetupInMemory(sections: unknown, memoryBytes: number): SavedSetupSource {
+  const s = fields(sections, "setup", "", ["header", "memoryMap", "drives"]);
+  const header = parseHeader(s.header);
+  if (header.memoryBytes !== memoryBytes) refuse("header", "memoryBytes", `is ${header.memoryBytes}, but the RAM that comes has ${memoryBytes} bytes`);
+  return { header, memoryMap: parseMemoryMap(s.memoryMap, header), drives: parseDrives(s.drives) };
+}
+
 /**
  * Check `sections` ({header, vcpus, devices, memoryMap, drives}, as decoded from untrusted input)
  * like a snapshot file's, for RAM of `memoryBytes` whose non-zero pages are `pages` (taken, not

@@ -7,8 +7,13 @@
 // heartbeat must go on at the destination with no beat lost or twice. Progress on stderr; last line:
 //   downtime_ms=<source stop to the destination's resume, 1 Gbit/s> downtime_100m_ms=<n>
 //   total_s=<migration time at 1 Gbit/s> bytes_ratio=<bytes sent / non-zero guest RAM, 1 Gbit/s>
-// (downtime is what the source measured from its stop to the destination's ACK, which the
-// destination sends the moment it resumes the VM, before its first instruction.)
+//   ack_ms=<n> ack_100m_ms=<n>
+// Downtime is wall time from the source's stop to the moment the destination resumes the VM, before
+// its first instruction: both ends print when (ms since the epoch, on this one machine's clock).
+// ack_ms is what the source measured itself, from its stop to the destination's ACK, which the
+// destination sends at that moment (the ACK's trip back and the source's wake-up on top).
+// The detail lines show each end's steps after the stop on one time line.
+// HV_BENCH_ONLY=1g or 100m: that run only (while working on it; no last line).
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
@@ -90,7 +95,9 @@ async function bootAndSave(file: string): Promise<void> {
 }
 
 interface Run {
+  /** Stop to the destination's resume (ms), and to the ACK at the source. */
   downtimeMs: number;
+  ackMs: number;
   totalS: number;
   ratio: number;
   passes: number;
@@ -133,8 +140,22 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
     const m = /migrated in (\d+) passes: .* \(ratio ([\d.]+)\), downtime ([\d.]+) ms, throttle (\d+)%/.exec(source.err());
     if (!m) throw new Error(`the source did not say how it went: ${source.err()}`);
     say(`${label}: ${/migrated in [^\r\n]*/.exec(source.err())![0]}`);
+    // Where the downtime went: the source's steps after its stop, and the destination's after END, on one time line.
+    const steps = /hv: downtime: (.*) ms after the stop \(at ([\d.]+) ms since the epoch\)/.exec(source.err());
+    await waitFor("the destination's timeline", () => /the migrated VM runs: /.test(destination.err()));
+    const arrived = /the migrated VM runs: (.*) ms after end \(at ([\d.]+) ms since the epoch\)/.exec(destination.err());
+    if (!steps || !arrived) throw new Error(`the ends did not say when they stopped and resumed:\n${source.err()}\n${destination.err()}`);
+    say(`${label}: source after the stop: ${steps[1]} ms`);
+    const resumedMs = Number(arrived[2]) - Number(steps[2]) + Number(/resumed (-?[\d.]+)/.exec(arrived[1])![1]);
+    {
+      const endAfterStop = Number(arrived[2]) - Number(steps[2]);
+      const shifted = arrived[1].split(", ").map((p) => p.replace(/(-?[\d.]+)$/, (ms) => (Number(ms) + endAfterStop).toFixed(1)));
+      say(`${label}: destination after the stop: ${shifted.join(", ")} ms`);
+    }
     const before = beats(source.out());
-    await waitFor("10 heartbeats at the destination", () => beats(destination.out()).length >= 10);
+    await until("10 heartbeats at the destination", () => beats(destination.out()).length >= 10, 120_000).catch((error: Error) => {
+      throw new Error(`${error.message}; the destination printed:\n${destination.out().slice(-2000)}\n${destination.err().slice(-2000)}`);
+    });
     const after = beats(destination.out());
     // One sequence: the source's beats, then the destination's, each the one before plus one.
     const all = [...before, ...after];
@@ -142,7 +163,7 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
       if (i > 0 && n !== all[i - 1] + 1) throw new Error(`heartbeat ${all[i - 1]} is followed by ${n}`);
     });
     say(`${label}: heartbeats ${before[0]}..${before.at(-1)} at the source, ${after[0]}..${after.at(-1)} at the destination: none lost`);
-    return { passes: Number(m[1]), ratio: Number(m[2]), downtimeMs: Number(m[3]), throttle: Number(m[4]), totalS };
+    return { passes: Number(m[1]), ratio: Number(m[2]), downtimeMs: resumedMs, ackMs: Number(m[3]), throttle: Number(m[4]), totalS };
   } finally {
     source.child.kill("SIGKILL");
     destination.child.kill("SIGKILL");
@@ -155,10 +176,16 @@ async function main(): Promise<void> {
   const snapshot = process.env.HV_BENCH_SNAPSHOT ?? join(dir, "prompt.hvsnap");
   try {
     if (!process.env.HV_BENCH_SNAPSHOT) await bootAndSave(snapshot);
+    const only = process.env.HV_BENCH_ONLY;
+    if (only === "100m") return void (await migrate(snapshot, 12_500_000, "100 Mbit/s"));
     const fast = await migrate(snapshot, 125_000_000, "1 Gbit/s");
+    say(`1 Gbit/s: ${fast.passes} passes, downtime ${fast.downtimeMs.toFixed(1)} ms to the resume, ${fast.ackMs.toFixed(1)} ms to the ACK`);
+    if (only === "1g") return;
     const slow = await migrate(snapshot, 12_500_000, "100 Mbit/s");
     say(`100 Mbit/s: ${slow.passes} passes, throttle ${slow.throttle}%, ratio ${slow.ratio}, ${slow.totalS.toFixed(2)} s`);
-    process.stdout.write(`downtime_ms=${fast.downtimeMs.toFixed(1)} downtime_100m_ms=${slow.downtimeMs.toFixed(1)} total_s=${fast.totalS.toFixed(2)} bytes_ratio=${fast.ratio.toFixed(3)}\n`);
+    process.stdout.write(
+      `downtime_ms=${fast.downtimeMs.toFixed(1)} downtime_100m_ms=${slow.downtimeMs.toFixed(1)} total_s=${fast.totalS.toFixed(2)} bytes_ratio=${fast.ratio.toFixed(3)} ack_ms=${fast.ackMs.toFixed(1)} ack_100m_ms=${slow.ackMs.toFixed(1)}\n`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -19,14 +19,16 @@ class FakeSocket extends EventEmitter {
   }
 }
 
-/** A well-formed stream: hello, the RAM in two PAGES frames, the VM's metadata (a sample VM), END. */
-function stream(): Uint8Array {
+/** A well-formed stream: hello (with the VM's setup, or `setup`), the RAM in two PAGES frames, the VM's metadata (a sample VM), END. */
+function stream(setup?: (s: Record<string, unknown>) => unknown): Uint8Array {
   const c = sampleContents(12, 3);
   const { ram, ...meta } = c;
   const pages = Array.from({ length: 12 }, (_, p) => ({ page: p, bytes: ram.subarray(p * 4096, (p + 1) * 4096) }));
+  // The sample's drives are not on this machine: the hello (checked when it comes) names none.
+  const helloSetup = { header: meta.header, memoryMap: meta.memoryMap, drives: [] };
   const parts = [
     MIGRATION_MAGIC,
-    encodeFrame(FrameType.META, encode({ hello: { memoryBytes: c.header.memoryBytes, name: "x" } })),
+    encodeFrame(FrameType.META, encode({ hello: { memoryBytes: c.header.memoryBytes, name: "x", setup: setup ? setup(helloSetup) : helloSetup } })),
     encodeFrame(FrameType.PAGES, encodePages(pages.slice(0, 6))),
     encodeFrame(FrameType.PAGES, encodePages(pages.slice(6))),
     encodeFrame(FrameType.META, encode({ vm: meta })),
@@ -77,6 +79,11 @@ describe("a migration destination under attack", () => {
       [good.subarray(0, good.length - 20), /closed before the end/],
       [Uint8Array.from([...MIGRATION_MAGIC, ...encodeFrame(FrameType.META, encode({ hello: { memoryBytes: 8192 } })), ...encodeFrame(FrameType.END)]), /ended without the VM's state/],
       [Uint8Array.from([...MIGRATION_MAGIC, ...encodeFrame(FrameType.META, encode({ hello: { memoryBytes: -5 } }))]), /memoryBytes -5 is not a RAM size/],
+      // The hello's setup is checked when it comes (the destination builds the VM from it), and the end must match it.
+      [stream(() => ({ header: 5, memoryMap: {}, drives: [] })), /header/],
+      [stream((x) => ({ ...x, extra: 1 })), /setup section, "extra": is not a field/],
+      [stream((x) => ({ ...x, drives: [{ path: "/no/such/disk.raw", format: "raw", sizeBytes: 512, readOnly: false, identity: "" }] })), /drives.*\/no\/such\/disk\.raw' is gone/],
+      [stream((x) => ({ ...x, header: { ...(x.header as object), memoryBytes: 4096 } })), /header.*memoryBytes/],
     ];
     for (const [bytes, message] of cases) {
       const { error, sent } = await feed(bytes, [5, 100, 7]);

@@ -31,8 +31,11 @@ describe.skipIf(!hasNasm())("hv run --incoming and QMP migrate", () => {
     await until("the destination to listen", () => destination.err().includes("waiting for a migration"));
     const source = hv(["--kernel", kernel, "--mem", "32M", "--qmp", `unix:${sock}`, "--no-pace", "--wall-timeout", "120"]);
     await until("the source's lines", () => source.out().split("\n").length > 20 && fs.existsSync(sock));
+    // hv ctl migrate waits until the migration ended (no bar: its stdout is not a terminal).
     const started = ctl(sock, "migrate", `uri=tcp:127.0.0.1:${port}`);
     expect(started.status, started.stderr).toBe(0);
+    expect(started.stdout).toMatch(/^migration completed, [\d.]+ MiB sent in \d+ passes, downtime \d+ ms; the VM runs at the destination\n$/);
+    expect(started.stderr).toBe("");
     const code = await source.exited;
     expect(code, source.err()).toBe(0);
     // The destination goes on from where the source stopped.
