@@ -186,6 +186,25 @@ describe("VM exits", () => {
     expect(engine.retired).toBe(replies.length + 1 + 1501 + 500_000);
     expect(k.clock.now).toBe(1000 + 2 * engine.retired + 2 * 100);
   });
+
+  it("an access time stays with its reply: the next exit, whose handler says none, stalls nothing", () => {
+    const seenNs: number[] = [];
+    const { k } = vm(
+      [1, 2, 3].map(() => ({ op: "in" as const, port: 0x61, size: 1 as const })).concat([{ op: "exit", reason: ExitReason.HLT }] as never[]),
+      {
+        [ExitReason.STARTUP]: () => {},
+        [ExitReason.PIO]: (u, vmm) => {
+          seenNs.push(vmm.vmTime(11)!);
+          // Only the first reply names a time; the handler leaves the field as it finds it.
+          if (seenNs.length === 1) u.vcpu!.qual.accessNs = 1000;
+        },
+        [ExitReason.HLT]: (_u, vmm) => void vmm.deferReply(),
+      },
+      { [ExitReason.PIO]: Mtd.QUAL },
+    );
+    expect(k.run()).toBe("idle");
+    expect(seenNs.slice(1).map((t, i) => t - seenNs[i])).toEqual([1 + 1000, 1]);
+  });
   it("a stopped VM's time can be hidden from its TSC; recalls cost no time; a TSC in a reply is as of now", () => {
     let token: ReplyToken | null = null;
     const seen: bigint[] = [];

@@ -257,6 +257,7 @@ export function copyQual(from: VcpuState["qual"], to: VcpuState["qual"]): void {
   to.errorCode = from.errorCode;
   to.linear = from.linear;
   to.refused = from.refused;
+  to.accessNs = from.accessNs;
 }
 
 /** Copy an injection record field by field. */
