@@ -84,6 +84,7 @@ describe("the block driver in a worker", () => {
 
   it.each([
     ["throws", { faults: [{ at: 3, what: "throw" as const }] }],
+    ["answers garbage instead of words", { faults: [{ at: 3, what: "garbage" as const }] }],
     // The watchdog is the default, 10 s: far beyond what a request takes on a busy machine, so the
     // only restart is the fault's (a worker that died of its heap limit is seen by the watchdog too).
     ["hangs past the watchdog", { faults: [{ at: 3, what: "hang" as const }] }],

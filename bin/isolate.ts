@@ -10,7 +10,7 @@
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker, type ResourceLimits } from "node:worker_threads";
-import { MemoryRevokedError, SpaceKind, WorkerLink, crd, newMailbox, type Crd, type LocalEntry, type MemoryView, type Sys } from "../kernel/index.js";
+import { MemoryRevokedError, SpaceKind, UTCB_WORDS, WorkerLink, crd, newMailbox, type Crd, type LocalEntry, type MemoryView, type Sys } from "../kernel/index.js";
 import { BlockOp, BlockReply } from "../drivers/block/protocol.js";
 import type { DriveConfig } from "../drivers/block/component.js";
 import { lockPathFor } from "../drivers/block/lock.js";
@@ -97,8 +97,9 @@ export class IsolatedBlockDriver {
   /** Send `call` to the worker (a new one if it died); RESTARTED if it dies under it. */
   private forward(call: BlockWorkerCall, serve: (h: BlockWorkerHypercall) => unknown): number[] {
     if (this.dead) this.restart();
-    const outcome = this.link!.call<number[]>(call, (h) => serve(h as BlockWorkerHypercall), this.watchdogMs);
-    if (outcome.kind === "reply") return outcome.reply;
+    const outcome = this.link!.call<unknown>(call, (h) => serve(h as BlockWorkerHypercall), this.watchdogMs);
+    if (outcome.kind === "reply" && isReply(outcome.reply)) return outcome.reply;
+    // Dead, silent, or talking nonsense: the worker is replaced all the same.
     this.restart();
     return [BlockReply.RESTARTED];
   }
@@ -143,6 +144,11 @@ export class IsolatedBlockDriver {
       if (outcome.kind !== "reply" || outcome.reply[0] !== BlockReply.OK) this.attaches.delete(call.client);
     }
   }
+}
+
+/** A reply a portal can carry: at most UTCB_WORDS words, each a 32-bit unsigned integer. */
+function isReply(x: unknown): x is number[] {
+  return Array.isArray(x) && x.length <= UTCB_WORDS && x.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff);
 }
 
 /** A hypercall of the worker, made with the client EC's handle. */

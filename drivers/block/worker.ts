@@ -15,13 +15,14 @@ export interface BlockWorkerData {
   faults?: BlockWorkerFault[];
 }
 
-/** At the worker's `at`th request (counted from 1, per worker): throw, hang, or allocate without end. */
+/** At the worker's `at`th request (counted from 1, per worker): throw, hang, allocate without end, or answer garbage. */
 export interface BlockWorkerFault {
   at: number;
-  what: "throw" | "hang" | "allocate";
+  what: "throw" | "hang" | "allocate" | "garbage";
 }
 
-function inject(fault: BlockWorkerFault): void {
+function inject(fault: BlockWorkerFault): unknown {
+  if (fault.what === "garbage") return { not: "words" };
   if (fault.what === "throw") throw new Error(`injected fault at request ${fault.at}`);
   const hoard: Uint8Array[] = [];
   // Hang, or hang while allocating until the heap limit ends the worker.
@@ -96,7 +97,7 @@ function main(data: BlockWorkerData): never {
   serveLink(data.mailbox, (message, ask) => {
     const m = message as BlockWorkerCall | { op: "close" };
     requests++;
-    for (const f of data.faults ?? []) if (f.at === requests) inject(f);
+    for (const f of data.faults ?? []) if (f.at === requests) return inject(f);
     if (m.op === "close") {
       driver.close();
       return null;
