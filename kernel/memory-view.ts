@@ -16,6 +16,9 @@ export class MemoryRevokedError extends Error {
   }
 }
 
+/** Storage before the first look (no chunk's). */
+const NOT_TAKEN = new Uint8Array(0);
+
 /**
  * `pages` consecutive frames of one chunk as one byte array (no copy), held by the mappings they
  * were taken through. `bytes` is checked on every use: after one of those mappings is revoked (or
@@ -32,9 +35,10 @@ export class MemoryView {
   readonly #space: Space;
   readonly #mappings: readonly Mapping[];
   readonly #frames: FrameStore;
-  /** The space's revocation count and the chunk's storage when the mappings were last checked. */
+  /** The frames' chunk, and its storage and the space's revocation count when the mappings were last checked. */
+  readonly #chunk: number;
+  #storage: Uint8Array = NOT_TAKEN;
   #seen: number;
-  #storage: Uint8Array;
 
   /** Only the kernel makes views (`sys.memory`), from mappings it has checked. */
   constructor(
@@ -46,8 +50,8 @@ export class MemoryView {
     this.#space = space;
     this.#mappings = mappings;
     this.#frames = mappings[0].cap.object as FrameStore;
+    this.#chunk = frameChunk(mappings[0].offset);
     this.#seen = space.revocations;
-    this.#storage = this.#frames.use(mappings[0].offset);
     this.#bytes = this.#take();
   }
 
@@ -58,7 +62,7 @@ export class MemoryView {
 
   /** The bytes; throws MemoryRevokedError when the view's capabilities went. */
   get bytes(): Uint8Array {
-    if (this.#space.revocations === this.#seen && this.#frames.chunks[frameChunk(this.#mappings[0].offset)] === this.#storage) return this.#bytes;
+    if (this.#space.revocations === this.#seen && this.#frames.chunks[this.#chunk] === this.#storage) return this.#bytes;
     this.#check();
     this.#seen = this.#space.revocations;
     return (this.#bytes = this.#take());
