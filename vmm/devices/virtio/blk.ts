@@ -181,7 +181,7 @@ export class VirtioBlk implements VirtioDeviceModel {
 }
 
 /** Copy the first `into.length` bytes of the concatenated `segments` into `into`. */
-function gather(segments: readonly Uint8Array[], into: Uint8Array): void {
+export function gather(segments: readonly Uint8Array[], into: Uint8Array): void {
   let at = 0;
   for (const s of segments) {
     if (at >= into.length) return;
@@ -191,7 +191,8 @@ function gather(segments: readonly Uint8Array[], into: Uint8Array): void {
   }
 }
 
-function scatter(from: Uint8Array, segments: readonly Uint8Array[]): void {
+/** Copy `from` into the `segments`, one after the other. */
+export function scatter(from: Uint8Array, segments: readonly Uint8Array[]): void {
   let at = 0;
   for (const s of segments) {
     s.set(from.subarray(at, at + s.length));

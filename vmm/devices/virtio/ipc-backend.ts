@@ -6,7 +6,7 @@
 
 import { MemRights, SpaceKind, Status, alignedRuns, crd, unpackBytes, type MemoryView, type Sys } from "../../../kernel/index.js";
 import { BlockOp, BlockReply, BlockFlags, BLOCK_SECTOR_SIZE, blockReplyName } from "../../../drivers/block/protocol.js";
-import { VirtioBlkStatus, type BlockBackend } from "./blk.js";
+import { VirtioBlkStatus, gather, scatter, type BlockBackend } from "./blk.js";
 
 const PAGE = 4096;
 
@@ -96,9 +96,9 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sh
     const flushBatch = (): VirtioBlkStatus => {
       if (bytes === 0) return VirtioBlkStatus.OK;
       const region = shared.bytes;
-      if (write) for (let i = 0, at = 0; i < batch.length; at += batch[i].length, i++) region.set(batch[i], at);
+      if (write) gather(batch, region.subarray(0, bytes));
       const st = call(op, sector, bytes / BLOCK_SECTOR_SIZE, 0);
-      if (st === VirtioBlkStatus.OK && !write) for (let i = 0, at = 0; i < batch.length; at += batch[i].length, i++) batch[i].set(region.subarray(at, at + batch[i].length));
+      if (st === VirtioBlkStatus.OK && !write) scatter(region, batch);
       sector += bytes / BLOCK_SECTOR_SIZE;
       batch = [];
       bytes = 0;
