@@ -4,6 +4,9 @@
 
 import { encode } from "@msgpack/msgpack";
 import { EventEmitter } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { migrateIn } from "../../bin/migrate.js";
@@ -11,6 +14,10 @@ import { FrameType, MIGRATION_MAGIC, MigrationError, encodeFrame, encodePages } 
 import { SnapshotError } from "../../services/snapshot/file.js";
 import { sampleContents } from "../../services/snapshot/test-util.js";
 import { scaled } from "../support/scale.js";
+import { platformConfig, savedSetup, type SavedPlatform } from "../../bin/snapshot.js";
+import { VcpuState } from "../../kernel/index.js";
+import { vcpuRecord } from "../../vmm/vcpu-record.js";
+import { freshDeviceRecords } from "../../vmm/vmm.js";
 
 class FakeSocket extends EventEmitter {
   sent: Uint8Array | null = null;
@@ -41,6 +48,40 @@ function stream(setup?: (s: Record<string, unknown>) => unknown): Uint8Array {
     at += p.length;
   }
   return out;
+}
+
+/** Frames after the magic, in one stream. */
+function join_(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+const PLATFORM: SavedPlatform = { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true };
+
+/**
+ * A stream a destination takes: a VM whose state passes every check (a reset vCPU, the devices as
+ * built), 16 pages of RAM and a one-page ROM. `hello` and `end` may change the setup the hello
+ * announces and the VM the end brings.
+ */
+function goodVmStream(change: { hello?: (setup: ReturnType<typeof savedSetup>) => unknown; end?: (vm: Record<string, unknown>) => unknown } = {}): Uint8Array {
+  const memoryBytes = 16 * 4096;
+  const request = { name: "mover", memoryBytes, platform: PLATFORM, roms: [{ gpa: 0xfffff000, bytes: new Uint8Array(4096).fill(0xf4) }], drives: [] };
+  const setup = savedSetup(request);
+  const config = { memoryBytes, plan: { writes: [], roms: [], state: new VcpuState(), memoryMap: [] }, ...platformConfig(PLATFORM) };
+  const vm = { ...savedSetup(request, 5_000_000), vcpus: [{ registers: vcpuRecord(new VcpuState()), halted: false, ignneChanged: false }], devices: freshDeviceRecords(config) };
+  const pages = Array.from({ length: 16 }, (_, page) => ({ page, bytes: new Uint8Array(4096).fill(page + 1) }));
+  return join_([
+    MIGRATION_MAGIC,
+    encodeFrame(FrameType.META, encode({ hello: { memoryBytes, name: "mover", setup: change.hello ? change.hello(setup) : setup } })),
+    encodeFrame(FrameType.PAGES, encodePages(pages)),
+    encodeFrame(FrameType.META, encode({ vm: change.end ? change.end(vm) : vm })),
+    encodeFrame(FrameType.END),
+  ]);
 }
 
 /** Feed `bytes` in pieces of the given sizes, then close; what migrateIn did and what it sent back. */
@@ -94,16 +135,58 @@ describe("a migration destination under attack", () => {
     }
   });
 
+  it("refuses a final state that is not the VM the hello announced (name, platform, ROMs, drives, RAM), naming what differs", async () => {
+    // The well-formed stream is taken: a VM, and the source hears nothing but the ACK it is told to send.
+    const socket = new FakeSocket();
+    const taking = migrateIn(socket);
+    socket.emit("data", Buffer.from(goodVmStream()));
+    const taken = await taking;
+    expect(taken.vm.name).toBe("mover");
+    expect(taken.vm.plan.roms[0].bytes[0]).toBe(0xf4);
+    taken.vm.reader.close();
+    expect(socket.sent).toBeNull();
+    const dir = mkdtempSync(join(tmpdir(), "hv-mig-hostile-"));
+    try {
+      // A drive the hello names (the destination would build the VM with it) that the end does not.
+      const disk = join(dir, "disk.raw");
+      writeFileSync(disk, new Uint8Array(65536));
+      const withDisk = (s: ReturnType<typeof savedSetup>) => ({ ...s, drives: [{ path: disk, format: "raw", sizeBytes: 65536, readOnly: false, identity: savedSetup({ name: "d", memoryBytes: 4096, platform: PLATFORM, roms: [], drives: [{ path: disk, format: "raw" }] }).drives[0].identity }] });
+      type Vm = Record<string, Record<string, unknown>>;
+      const cases: Array<[Parameters<typeof goodVmStream>[0], RegExp]> = [
+        [{ end: (vm) => ({ ...vm, header: { ...(vm as Vm).header, name: "impostor" } }) }, /META: the VM's name at the end is not what the hello said/],
+        [{ hello: (s) => ({ ...s, header: { ...s.header, boot: { ...(s.header.boot as object), debugcon: true } } }) }, /META: the VM's platform at the end is not what the hello said/],
+        [{ end: (vm) => ({ ...vm, memoryMap: { ramBytes: 16 * 4096, roms: [{ gpa: 0xfffff000, bytes: new Uint8Array(4096).fill(0x90) }] } }) }, /META: the VM's ROMs at the end is not what the hello said/],
+        [{ end: (vm) => ({ ...vm, memoryMap: { ramBytes: 16 * 4096, roms: [] } }) }, /META: the VM's ROMs at the end is not what the hello said/],
+        [{ hello: withDisk }, /META: the VM's drives at the end is not what the hello said/],
+        // The RAM size is the hello's: an end that says otherwise is refused by the state's own checks.
+        [{ end: (vm) => ({ ...vm, header: { ...(vm as Vm).header, memoryBytes: 32 * 4096 } }) }, /memoryBytes/],
+      ];
+      for (const [change, message] of cases) {
+        const { error, sent } = await feed(goodVmStream(change), [7, 3000, 50_000]);
+        expect(typed(error), String(error)).toBe(true);
+        expect((error as Error).message).toMatch(message);
+        // The source hears why (ABORT, with the reason), and keeps its VM.
+        expect(sent?.[0]).toBe(FrameType.ABORT);
+        expect(new TextDecoder().decode(sent!.subarray(9))).toMatch(message);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it(`${scaled(300)} mutated streams in random pieces: a typed error or a VM, nothing else thrown`, async () => {
-    const good = stream();
+    // The sample's stream (refused at its state's checks) and one a destination takes (mutations reach the VM's checks and the comparison with the hello).
+    const goods = [stream(), goodVmStream()];
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.record({ at: fc.nat({ max: good.length - 1 }), value: fc.nat({ max: 255 }) }), { minLength: 1, maxLength: 6 }),
+        fc.nat({ max: 1 }),
+        fc.array(fc.record({ at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), value: fc.nat({ max: 255 }) }), { minLength: 1, maxLength: 6 }),
         fc.array(fc.integer({ min: 1, max: 9000 }), { maxLength: 12 }),
-        fc.nat({ max: good.length }),
-        async (flips, cuts, keep) => {
-          const bytes = good.slice(0, Math.max(keep, 8));
-          for (const f of flips) if (f.at < bytes.length) bytes[f.at] = f.value;
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        async (which, flips, cuts, keepShare) => {
+          const good = goods[which];
+          const bytes = good.slice(0, Math.max(Math.floor(keepShare * good.length), 8));
+          for (const f of flips) bytes[Math.floor(f.at * bytes.length)] = f.value;
           const { error, sent } = await feed(bytes, cuts);
           if (error !== null) {
             expect(typed(error), String(error)).toBe(true);
