@@ -62,7 +62,7 @@ export function registerCtlCommand(program: Command, io: CtlIo = defaultIo()): v
           io.stderr(`hv: ${reply.error.desc}\n`);
           return io.setExitCode(1);
         }
-        if (command === "migrate") return await followMigration(client, io, opts.json === true);
+        if (command === "migrate") return await followMigration(client, io, opts.json === true, typeof argumentsObject.vm === "string" ? argumentsObject.vm : undefined);
         io.stdout(opts.json ? `${JSON.stringify(reply.return, null, 2)}\n` : render(command, argumentsObject, reply.return));
       } catch (error) {
         io.stderr(`hv: ${(error as Error).message}\n`);
@@ -87,21 +87,25 @@ interface MigrationInfo {
 }
 
 /**
- * After `migrate`: poll query-migrate until it completed, failed or was cancelled (a source hv ends
+ * After `migrate` (of VM `vm` of a fleet, or the one VM): poll query-migrate until it completed, failed or was cancelled (a source hv ends
  * once its VM runs at the destination: then its MIGRATION event says so before the connection
  * goes). A bar on stderr for a person; then one line (or --json, the last MigrationInfo).
  */
-async function followMigration(client: QmpClient, io: CtlIo, json: boolean): Promise<void> {
+async function followMigration(client: QmpClient, io: CtlIo, json: boolean, vm: string | undefined): Promise<void> {
   let last: MigrationInfo = {};
   client.onEvent = (event, data) => {
-    if (event === "MIGRATION" && data) last = data as MigrationInfo;
+    // A fleet's events name their VM: only this one's count.
+    if (event === "MIGRATION" && data && (data.vm === undefined || data.vm === vm)) {
+      const { vm: _vm, ...info } = data;
+      last = info as MigrationInfo;
+    }
   };
   const bar = !json && io.isTTY?.() === true ? migrationBar() : null;
   try {
     while (last.status === undefined || last.status === "active" || last.status === "none") {
       let reply: Reply;
       try {
-        reply = await client.execute("query-migrate", {});
+        reply = await client.execute("query-migrate", vm === undefined ? {} : { vm });
       } catch (error) {
         // The source ended: its MIGRATION event (kept in `last`) came first and says how.
         if (last.status !== undefined && last.status !== "active") break;

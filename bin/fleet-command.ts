@@ -19,6 +19,7 @@
 //                                                        pair can reach each other
 
 import { readFileSync } from "node:fs";
+import { connect } from "node:net";
 import { resolve } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import { FileConsole, SocketConsole } from "../drivers/console/attach.js";
@@ -29,6 +30,8 @@ import { BootImageError } from "../vmm/boot/index.js";
 import { createX86Engine } from "../vmm/x86/index.js";
 import { MAX_VM_MEMORY, peersOf } from "./compose.js";
 import { HostControl } from "./host-control.js";
+import { OutgoingMigration, downtimeSteps, migrationSummary } from "./migrate.js";
+import type { QmpListener } from "./qmp-socket.js";
 import { HostFileError, checkDrives, readInputFile } from "./host-files.js";
 import { parseQmpAddress, shutdownCause, startQmp } from "./qmp-socket.js";
 import { parseCpus, parseDrive, parseSize } from "./run-command.js";
@@ -274,8 +277,18 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
     // The isolated components exist once the fleet runs (onStart).
     let hostComponents: HostComponents | null = null;
     const components: HostComponents = { kill: (component) => hostComponents?.kill(component) ?? false };
-    const qmp = socketPath
-      ? await startQmp(socketPath, { control, vms: spec.vms.map((e, index) => ({ name: e.name, index, saveRequest: saveRequests[index] })), quit: () => (quit = true), components }).catch((error: Error) => {
+    // QMP `migrate` with a VM's name: that VM goes to another hv; once it runs there, it ends here alone (the others run on).
+    let qmp: QmpListener | null = null;
+    const migrations = spec.vms.map((e, index) => {
+      const moved = (r: Parameters<typeof migrationSummary>[0]) => {
+        process.stderr.write(`hv: ${e.name}: ${migrationSummary(r)}; the VM runs at the destination now\nhv: ${e.name}: downtime: ${downtimeSteps(r)}\n`);
+        control.end(index).catch((error: Error) => process.stderr.write(`hv: ${e.name}: ${error.message}\n`));
+      };
+      const { path: _path, ...request } = saveRequests[index]("");
+      return new OutgoingMigration(control, () => request, (host, port) => connect(port, host), moved, (info) => qmp?.emit("MIGRATION", { vm: e.name, ...info }));
+    });
+    qmp = socketPath
+      ? await startQmp(socketPath, { control, vms: spec.vms.map((e, index) => ({ name: e.name, index, saveRequest: saveRequests[index], migration: migrations[index] })), quit: () => (quit = true), components }).catch((error: Error) => {
           throw new InvalidArgumentError(`qmp: ${error.message}`);
         })
       : null;

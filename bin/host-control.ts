@@ -42,7 +42,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<ControlCommand["op"], string> = { load: "loaded", pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
+const VERB: Record<ControlCommand["op"], string> = { end: "ended", load: "loaded", pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -70,6 +70,11 @@ export class HostControl implements ControlHost, VmControl {
   /** An incoming migration's VM takes the state the host has for it now (VmmConfig.incoming); it stays paused. */
   load(vm: number): Promise<void> {
     return this.request({ vm, op: "load" }, () => undefined);
+  }
+
+  /** End a paused VM for good (it migrated away): its VMM reports it ended (VmEnd.MIGRATED); the others run on. */
+  end(vm: number): Promise<void> {
+    return this.request({ vm, op: "end" }, () => undefined);
   }
 
   /** The balloon: with `guestPages`, the guest should have that much RAM (4 KiB pages); says what it has. */

@@ -6,7 +6,7 @@
 
 import { statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import type { QmpServer, QmpSession, QmpVm } from "./qmp.js";
+import type { QmpMigration, QmpServer, QmpSession, QmpVm } from "./qmp.js";
 
 /** The QEMU error classes hv answers with (QEMU has a few more, for devices and KVM). */
 export type QmpErrorClass = "GenericError" | "CommandNotFound";
@@ -43,16 +43,25 @@ export interface QmpCommand {
 
 const VM: Record<string, Param> = { vm: { type: "str", optional: true } };
 
-/** Change the migration's settings; a RangeError becomes the command's GenericError. */
-function onMigration(server: QmpServer, change: (m: NonNullable<QmpServer["options"]["migration"]>) => void): Record<string, never> {
-  const migration = server.options.migration;
+/** QEMU's migration parameters hv has (bytes/s, ms, auto-converge's percentages). */
+const MIGRATION_PARAMETERS = ["max-bandwidth", "downtime-limit", "throttle-trigger-threshold", "cpu-throttle-initial", "cpu-throttle-increment", "max-cpu-throttle"];
+
+/** Start or change the named VM's migration (`vm`, or the only VM); a RangeError becomes the command's GenericError. */
+function onMigration(server: QmpServer, args: Record<string, unknown>, change: (m: QmpMigration, vm: QmpVm) => void): Record<string, never> {
+  const { vm, migration } = server.migrationOf(args.vm as string | undefined);
   if (!migration) throw new QmpError("GenericError", "this hv cannot migrate its VMs");
   try {
-    change(migration);
+    change(migration, vm);
   } catch (error) {
     throw new QmpError("GenericError", (error as Error).message);
   }
   return {};
+}
+
+/** What the named VM's migration says (`ask`), {} or [] when this hv has none. */
+function askMigration<T>(server: QmpServer, args: Record<string, unknown>, ask: (m: QmpMigration) => T, none: T): T {
+  const { migration } = server.migrationOf(args.vm as string | undefined);
+  return migration ? ask(migration) : none;
 }
 
 const qmpCapabilities: QmpCommand = {
@@ -91,22 +100,22 @@ export const COMMANDS: Record<string, QmpCommand> = {
   "query-balloon": { params: VM, run: ({ server }, args) => queryBalloon(server, server.vm(args.vm as string | undefined)) },
   migrate: {
     params: { uri: { type: "str" }, ...VM },
-    run: ({ server }, args) => onMigration(server, (m) => m.start(server.vm(args.vm as string | undefined).index, args.uri as string)),
+    run: ({ server }, args) => onMigration(server, args, (m, vm) => m.start(vm.index, args.uri as string)),
   },
-  "query-migrate": { params: {}, run: ({ server }) => server.options.migration?.query() ?? {} },
-  migrate_cancel: { params: {}, run: ({ server }) => void server.options.migration?.cancel() },
+  "query-migrate": { params: VM, run: ({ server }, args) => askMigration(server, args, (m) => m.query(), {}) },
+  migrate_cancel: { params: VM, run: ({ server }, args) => askMigration(server, args, (m) => void m.cancel(), undefined) },
   "migrate-set-parameters": {
-    params: Object.fromEntries(["max-bandwidth", "downtime-limit", "throttle-trigger-threshold", "cpu-throttle-initial", "cpu-throttle-increment", "max-cpu-throttle"].map((n) => [n, { type: "int", optional: true }])),
-    run: ({ server }, args) => onMigration(server, (m) => m.setParameters(args as Record<string, number | undefined>)),
+    params: { ...Object.fromEntries(MIGRATION_PARAMETERS.map((n) => [n, { type: "int", optional: true } as Param])), ...VM },
+    run: ({ server }, args) => onMigration(server, args, (m) => m.setParameters(Object.fromEntries(MIGRATION_PARAMETERS.map((n) => [n, args[n] as number | undefined])))),
   },
-  "query-migrate-parameters": { params: {}, run: ({ server }) => ({ ...(server.options.migration?.parameters ?? {}) }) },
+  "query-migrate-parameters": { params: VM, run: ({ server }, args) => askMigration(server, args, (m) => ({ ...m.parameters }), {}) },
   "migrate-set-capabilities": {
-    params: { capabilities: { type: "[capability]" } },
-    run: ({ server }, args) => onMigration(server, (m) => m.setCapabilities(args.capabilities as Array<{ capability: string; state: boolean }>)),
+    params: { capabilities: { type: "[capability]" }, ...VM },
+    run: ({ server }, args) => onMigration(server, args, (m) => m.setCapabilities(args.capabilities as Array<{ capability: string; state: boolean }>)),
   },
   "query-migrate-capabilities": {
-    params: {},
-    run: ({ server }) => Object.entries(server.options.migration?.capabilities ?? {}).map(([capability, state]) => ({ capability, state })),
+    params: VM,
+    run: ({ server }, args) => askMigration(server, args, (m) => Object.entries(m.capabilities).map(([capability, state]) => ({ capability, state })), []),
   },
   "query-memory": { params: VM, run: ({ server }, args) => queryMemory(server, server.vm(args.vm as string | undefined)) },
   stop: { params: VM, run: ({ server }, args) => stop(server, server.vm(args.vm as string | undefined)) },

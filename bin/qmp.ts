@@ -20,6 +20,19 @@ export interface QmpVm {
   index: number;
   /** `compress` absent: as `hv run --compress` says. */
   saveRequest(path: string, compress?: boolean): SaveRequest;
+  /** Its live migration (a fleet's VMs each have one); absent: the server's `migration`. */
+  migration?: QmpMigration;
+}
+
+/** One VM's live migration as QMP drives it (bin/migrate.ts's OutgoingMigration). */
+export interface QmpMigration {
+  start(vm: number, uri: string): void;
+  cancel(): void;
+  query(): Record<string, unknown>;
+  readonly parameters: Record<string, number>;
+  readonly capabilities: Record<string, boolean>;
+  setParameters(values: Record<string, number | undefined>): void;
+  setCapabilities(values: ReadonlyArray<{ capability: string; state: boolean }>): void;
 }
 
 export interface QmpServerOptions {
@@ -31,16 +44,8 @@ export interface QmpServerOptions {
   now: () => number;
   /** Where relative snapshot paths point: hv's working directory. */
   cwd: string;
-  /** Live migration of the VMs (none: `migrate` is refused). */
-  migration?: {
-    start(vm: number, uri: string): void;
-    cancel(): void;
-    query(): Record<string, unknown>;
-    readonly parameters: Record<string, number>;
-    readonly capabilities: Record<string, boolean>;
-    setParameters(values: Record<string, number | undefined>): void;
-    setCapabilities(values: ReadonlyArray<{ capability: string; state: boolean }>): void;
-  };
+  /** Live migration of the one VM (a fleet's VMs have their own, QmpVm.migration; none: `migrate` is refused). */
+  migration?: QmpMigration;
   /** Isolated components (`--isolate`), for `x-component-kill`; none: the command says there are none. */
   components?: HostComponents;
 }
@@ -95,6 +100,12 @@ export class QmpServer {
     const found = vms.find((v) => v.name === name);
     if (!found) throw new QmpError("GenericError", `No VM named '${name}' (this hv runs ${vms.map((v) => v.name).join(", ")})`);
     return found;
+  }
+
+  /** The migration of the VM a command names (or the only one), or null when this hv cannot migrate it. */
+  migrationOf(name: string | undefined): { vm: QmpVm; migration: QmpMigration | null } {
+    const vm = this.vm(name);
+    return { vm, migration: vm.migration ?? this.options.migration ?? null };
   }
 
   /**

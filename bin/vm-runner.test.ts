@@ -14,6 +14,9 @@ describe("hv run's exit status", () => {
     const reset = "the guest asked for a reset (port 0xcf9); hv does not reboot, so the VM ended";
     expect(exitVerdict(ended(VmEnd.RESET, 0, reset), "Kernel panic - not syncing: x")).toEqual({ status: 4, message: "the guest panicked" });
     expect(exitVerdict(ended(VmEnd.RESET, 0, reset), "reboot")).toEqual({ status: 0, message: reset });
+    // A VM that migrated away runs on elsewhere: no failure here, whatever its console said last.
+    const moved = "the VM migrated away: it runs in another hv now";
+    expect(exitVerdict(ended(VmEnd.MIGRATED, 0, moved), "Kernel panic - not syncing: x")).toEqual({ status: 0, message: moved });
     expect(exitVerdict(ended(VmEnd.TRIPLE_FAULT, 1, "triple fault at 0010:00100040"), "")).toEqual({ status: 4, message: "triple fault at 0010:00100040" });
     expect(exitVerdict(ended(VmEnd.ERROR, 1, "vCPU exit EXCEPTION at 0010:00000010"), "")).toEqual({ status: 4, message: "vCPU exit EXCEPTION at 0010:00000010" });
     expect(exitVerdict({ stop: "timeout", why: 0, status: 0, message: "" }, "").status).toBe(124);

@@ -135,6 +135,8 @@ export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" 
   if (result.stop === "wall-timeout") return { status: TIMEOUT_STATUS, message: "stopped at the wall-clock limit (--wall-timeout)" };
   if (result.stop === "idle") return { status: ExitStatus.VM_FAILED, message: "the VM stopped: nothing can run and nothing will wake it" };
   if (result.why === VmEnd.DEBUG_EXIT) return { status: result.status & 0xff, message: "" };
+  // Whatever its console said, the VM goes on elsewhere: its end here is no failure.
+  if (result.why === VmEnd.MIGRATED) return { status: 0, message: result.message };
   if (/Kernel panic/.test(consoleTail)) return { status: ExitStatus.VM_FAILED, message: "the guest panicked" };
   if (result.why === VmEnd.ERROR || result.why === VmEnd.TRIPLE_FAULT) return { status: ExitStatus.VM_FAILED, message: result.message };
   if (result.why === VmEnd.HALTED) return { status: 0, message: "" };

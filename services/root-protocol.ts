@@ -47,4 +47,6 @@ export enum VmEnd {
   ERROR = 4,
   /** Triple fault (shutdown): the guest crashed past its own exception handling. */
   TRIPLE_FAULT = 5,
+  /** The VM migrated away: it runs in another hv now (the control op END). */
+  MIGRATED = 6,
 }

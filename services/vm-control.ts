@@ -17,6 +17,8 @@ export type ControlCommand =
   | { vm: number; op: "resume" }
   /** An incoming migration's VM (built before its state came) takes the state the host has now; it stays paused. */
   | { vm: number; op: "load" }
+  /** The VM is over (it runs elsewhere now: migrated); paused VMs only. */
+  | { vm: number; op: "end" }
   | { vm: number; op: "query" }
   /** The balloon: `guestPages` (when given) is how much RAM the guest should have; the answer says what it has. */
   | { vm: number; op: "balloon"; guestPages?: number }
@@ -94,6 +96,8 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
             host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
           } else if (command.op === "resume") {
             host.done(command, { status: call(sys, portal, VmmControlOp.RESUME) });
+          } else if (command.op === "end") {
+            host.done(command, { status: call(sys, portal, VmmControlOp.END) });
           } else if (command.op === "ram") {
             const got = attach(sys, portal, command.vm, windowOrder, stateViews.get(command.vm));
             if (typeof got === "number") host.done(command, { status: got });

@@ -40,6 +40,9 @@
 //   [LOAD]       [status]   deferred until the vCPU stands at the state: an incoming migration's VM
 //                (built before its state came, VmmConfig.incoming) takes the state the host has
 //                now, and the pages that came; it stays paused until RESUME. Once only
+//   [END]        [status]   paused VMs only: the VM is over, since it runs elsewhere now (it migrated
+//                away); the VMM ends it as a guest's poweroff would (VM_EXITED, VmEnd.MIGRATED), and
+//                it never runs again
 //   [QUERY]      [status, running, vmTimeLo, vmTimeHi, why, private, zero, limit, hostTotal, hostFree,
 //                 touched, shared, sharedFrames, scanned, merged, zeroed, broken]
 //                running: 1, paused: 0; VM time in ns; why it is paused (PauseReason); the memory
@@ -60,6 +63,7 @@ export const VmmControlOp = {
   DIRTY: 7,
   THROTTLE: 8,
   LOAD: 9,
+  END: 10,
 } as const;
 
 /** THROTTLE: the period the vCPU's share is counted in (virtual ns; QEMU's throttle timeslice), and the most it may be held back (percent). */

@@ -1068,6 +1068,11 @@ class Vmm {
         return void utcb.set(Status.SUCCESS);
       case VmmControlOp.SAVE:
         return this.save(utcb);
+      case VmmControlOp.END:
+        // Only a VM its host stopped: one that ran on would have gone on past its moved state.
+        if (this.pauseStart === null && !this.ended) return void utcb.set(Status.BAD_FEATURE);
+        this.end(0, VmEnd.MIGRATED, "the VM migrated away: it runs in another hv now");
+        return void utcb.set(Status.SUCCESS);
       case VmmControlOp.DIRTY: {
         const action = utcb.untyped >= 2 ? utcb.words[1] : 0;
         if (action === DirtyAction.START) {
