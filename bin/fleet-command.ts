@@ -305,6 +305,8 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
         hostMemoryBytes: opts.hostMem,
         isolate: opts.isolate ? {} : null,
         pace: { now: () => performance.now() * 1e6 },
+        // While a VM moves, the host acts between short slices (the stop, frames, the ACK).
+        quick: { clock: { now: () => performance.now() * 1e6 }, active: () => migrations.some((m) => m.status === "active") },
         onStart: (_k, raise, started) => {
           hostComponents = started;
           raiseInput = raise.input;

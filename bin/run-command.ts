@@ -383,6 +383,8 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
       // An incoming VM waiting for its state has nothing to run but timers: not a busy loop beside the source.
       holdBack: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.throttling || (early !== undefined && !started) },
+      // While the VM moves, the host acts between short slices (the stop, frames, the ACK).
+      quick: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.status === "active" },
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
       hostMemoryBytes: opts.hostMem,
       isolate: opts.isolate ? {} : null,

@@ -56,6 +56,13 @@ export interface VmRunOptions {
    * that cost host time too, so that the guest writes less per second of the link's.
    */
   holdBack?: { clock: HostTimeSource; active: () => boolean } | null;
+  /**
+   * While `active()` says so (a live migration runs), slices shrink so that one takes about
+   * QUICK_SLICE_TARGET_NS of host time on `clock`: the host acts between slices (a command reaches
+   * the VM, a frame goes out, the destination's answer is read), so a busy guest's 10 ms slice
+   * would otherwise hold each step of the migration that long, or longer on a slow guest.
+   */
+  quick?: { clock: HostTimeSource; active: () => boolean } | null;
   /** Give up after this much virtual time (ns). */
   maxVirtualNs?: number;
   /**
@@ -118,6 +125,8 @@ const SLICE_NS = 10_000_000;
 const WALL_SLICE_TARGET_NS = 20_000_000;
 /** ...but never below this much virtual time. */
 const MIN_SLICE_NS = 100_000;
+/** While VmRunOptions.quick is active, a slice takes about this much host time (ns). */
+const QUICK_SLICE_TARGET_NS = 2_000_000;
 
 /** Exit status when a time limit (virtual or wall) ran out, as timeout(1) has it; never an isa-debug-exit status (those are odd). */
 export const TIMEOUT_STATUS = ExitStatus.TIMEOUT;
@@ -176,7 +185,7 @@ export interface FleetVm {
 }
 
 /** What the whole run shares: the engine, time, limits and the host's hooks. */
-export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "holdBack" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested" | "isolate"> & {
+export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "holdBack" | "quick" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested" | "isolate"> & {
   /** A host clock (ns) that times the scanner (FleetResult.scanner.hostNs). */
   scanClock?: () => number;
   /** Pairs of VMs connected by an hv PV channel (compose's HostServices.channels). */
@@ -250,6 +259,8 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
   const wall = o.wallTimeout ?? null;
   const wallStart = wall?.clock.now() ?? 0;
   let sliceNs = wall ? MIN_SLICE_NS : SLICE_NS;
+  /** The virtual length of a quick slice (VmRunOptions.quick), fitted to the rate the last one ran. */
+  let quickNs = MIN_SLICE_NS;
   /** Since when (host and virtual ns) holdBack holds virtual time back, or null. */
   let heldSince: { host: number; virtual: number } | null = null;
   let faultsSeen = 0;
@@ -261,10 +272,13 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
     // An interrupt raised before its driver enabled it stays pending until it can be delivered.
     inputPending.forEach((pending, i) => void (pending && (inputPending[i] = !kernel.raiseGsi(consoleGsi[i]))));
     if (controlPending && controlGsi !== null) controlPending = !kernel.raiseGsi(controlGsi);
+    const quick = o.quick?.active() ? o.quick.clock : null;
     const sliceStart = wall?.clock.now() ?? 0;
+    const quickStart = quick?.now() ?? 0;
     const virtualStart = kernel.clock.now;
-    const r = kernel.run({ untilNs: kernel.clock.now + sliceNs });
-    if (wall) sliceNs = nextSlice(kernel.clock.now - virtualStart, wall.clock.now() - sliceStart);
+    const r = kernel.run({ untilNs: kernel.clock.now + (quick ? Math.min(sliceNs, quickNs) : sliceNs) });
+    if (wall) sliceNs = nextSlice(kernel.clock.now - virtualStart, wall.clock.now() - sliceStart, WALL_SLICE_TARGET_NS);
+    if (quick) quickNs = nextSlice(kernel.clock.now - virtualStart, quick.now() - quickStart, QUICK_SLICE_TARGET_NS);
     for (; faultsSeen < kernel.faults.length; faultsSeen++) {
       const f = kernel.faults[faultsSeen];
       const message = `component fault in ${f.pd}/${f.ec}: ${f.error instanceof Error ? f.error.stack ?? f.error.message : String(f.error)}`;
@@ -297,10 +311,11 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
 }
 
 /**
- * The next slice's virtual length, so that it takes about WALL_SLICE_TARGET_NS of host time at the
- * rate the last one ran: slow guest code (x87, MMIO) then cannot outrun a wall-time limit by much.
+ * The next slice's virtual length, so that it takes about `targetNs` of host time at the rate the
+ * last one ran: slow guest code (x87, MMIO) then cannot outrun a wall-time limit by much, nor hold
+ * a migration's steps.
  */
-function nextSlice(virtualNs: number, hostNs: number): number {
+function nextSlice(virtualNs: number, hostNs: number, targetNs: number): number {
   if (!(hostNs > 0) || !(virtualNs > 0)) return SLICE_NS;
-  return Math.min(SLICE_NS, Math.max(MIN_SLICE_NS, Math.floor((virtualNs * WALL_SLICE_TARGET_NS) / hostNs)));
+  return Math.min(SLICE_NS, Math.max(MIN_SLICE_NS, Math.floor((virtualNs * targetNs) / hostNs)));
 }
