@@ -8,7 +8,7 @@
 
 import { encode } from "@msgpack/msgpack";
 import type { Socket } from "node:net";
-import { FrameReader, FrameType, MigrationError, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame } from "../services/migration/stream.js";
+import { FrameReader, FrameType, MigrationError, isZeroPage, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame } from "../services/migration/stream.js";
 import { decodeMsgpack } from "../services/snapshot/msgpack-check.js";
 import { MAX_MEMORY_BYTES, savedSetupInMemory, savedVmInMemory } from "../services/snapshot/file.js";
 import { MAX_THROTTLE_PERCENT, type RamPages } from "../vmm/protocol.js";
@@ -41,6 +41,8 @@ export interface MigrationOptions {
   /** Host time in ms (the explicit host time source; default performance.now). */
   clock?: () => number;
   onProgress?: (p: MigrationProgress) => void;
+  /** The pre-copy is over: the VM stops now (the host need not run its virtual time ahead any more). */
+  onStop?: () => void;
 }
 
 export interface ThrottleParameters {
@@ -96,6 +98,8 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   let linkFreeAt = clock();
   /** The bucket held the stream back in this pass: the link took what max-bandwidth lets through. */
   let heldBack = false;
+  // No Nagle: the small frames at the stop (the state, END) must not wait for the peer's delayed ACK of the pages before them (up to 40 ms on Linux).
+  socket.setNoDelay(true);
   // The destination says one thing (ACK or ABORT), or the connection ends.
   const replies = new FrameInbox(socket, new FrameReader(false), () => new Error("the destination closed the connection"));
   const send = (bytes: Uint8Array) =>
@@ -112,8 +116,9 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       if (wanted && !((wanted[p >> 3] >> (p & 7)) & 1)) continue;
       const bytes = ram.read(p);
       // Pass 1 leaves zero pages out (the destination starts from zeros); later passes must say "now zero".
-      if (!wanted && (bytes === null || bytes.every((b) => b === 0))) continue;
-      batch.push({ page: p, bytes });
+      const zero = bytes === null || isZeroPage(bytes);
+      if (!wanted && zero) continue;
+      batch.push({ page: p, bytes: zero ? null : bytes });
       progress.pages++;
       if (batch.length === PAGES_PER_FRAME) {
         frames.push(encodeFrame(FrameType.PAGES, encodePages(batch)));
@@ -180,6 +185,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       if (converged || progress.pass >= passLimit) break;
     }
     // Stop the VM; what was written since the last look, the state, and the end.
+    options.onStop?.();
     const stoppedAt = performance.now();
     const stopSteps: Array<[string, number]> = [];
     const step = (name: string) => void stopSteps.push([name, performance.now() - stoppedAt]);
@@ -369,7 +375,7 @@ function setupDifference(setup: CheckedSetup, vm: RestoredVm): string | null {
   const p = (x: SavedPlatform) => [x.apic, x.acpi, x.debugcon, x.debugExitPort, x.pv].join();
   if (p(setup.platform) !== p(vm.platform)) return "platform";
   const roms = vm.plan.roms;
-  if (setup.roms.length !== roms.length || setup.roms.some((r, i) => r.gpa !== roms[i].gpa || r.bytes.length !== roms[i].bytes.length || !r.bytes.every((b, j) => b === roms[i].bytes[j]))) return "ROMs";
+  if (setup.roms.length !== roms.length || setup.roms.some((r, i) => r.gpa !== roms[i].gpa || r.bytes.length !== roms[i].bytes.length || Buffer.compare(r.bytes, roms[i].bytes) !== 0)) return "ROMs";
   const d = (x: DriveConfig) => [x.path, x.format ?? "", x.readOnly ?? false].join("\0");
   if (setup.drives.length !== vm.drives.length || setup.drives.some((x, i) => d(x) !== d(vm.drives[i]))) return "drives";
   return null;
@@ -458,6 +464,8 @@ export class OutgoingMigration {
   private error = "";
   private started = 0;
   private memoryBytes = 0;
+  /** The pre-copy is over and the VM stopped (or stopping) for the end. */
+  private stopping = false;
 
   constructor(
     private readonly control: HostControl,
@@ -477,6 +485,7 @@ export class OutgoingMigration {
     this.started = performance.now();
     this.progress = null;
     this.result = null;
+    this.stopping = false;
     this.onStatus(this.query());
     const socket = (this.socket = this.connect(host, port));
     const request = this.request(vm);
@@ -485,7 +494,7 @@ export class OutgoingMigration {
     const autoConverge = this.capabilities["auto-converge"]
       ? { triggerThreshold: p["throttle-trigger-threshold"], initial: p["cpu-throttle-initial"], increment: p["cpu-throttle-increment"], max: p["max-cpu-throttle"] }
       : undefined;
-    const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q) };
+    const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q), onStop: () => (this.stopping = true) };
     migrateOut(this.control, vm, request, socket, options).then(
       (r) => {
         this.result = r;
@@ -518,9 +527,14 @@ export class OutgoingMigration {
     for (const v of values) this.capabilities["auto-converge"] = v.state;
   }
 
-  /** The migration holds the VM's vCPU back (auto-converge): the host loop should hold virtual time to host time. */
-  get throttling(): boolean {
-    return this.status === "active" && (this.progress?.throttle ?? 0) > 0;
+  /**
+   * The host loop should hold virtual time to host time: the migration holds the VM's vCPU back
+   * (auto-converge), so the held-back time must cost host time too; or the VM is stopped for the
+   * end, and virtual time running ahead would only run the host's timers (the memory scanner) at
+   * seconds per second, a busy loop beside the destination while it takes the VM.
+   */
+  get holdsTime(): boolean {
+    return this.status === "active" && (this.stopping || (this.progress?.throttle ?? 0) > 0);
   }
 
   /** QMP `migrate_cancel`: drop the connection; the source VM goes on as before (nothing if none runs). */

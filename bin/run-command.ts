@@ -189,6 +189,8 @@ async function runIncoming(opts: RunOpts): Promise<number> {
   process.stderr.write(`hv: waiting for a migration on ${opts.incoming}\n`);
   const socket = await new Promise<Socket>((resolve) => server.once("connection", resolve));
   server.close();
+  // No Nagle: the ACK (or an ABORT) leaves at once.
+  socket.setNoDelay(true);
   const stream = receiveMigration(socket);
   // Whoever waits for the VM hears what went wrong; no one else need.
   stream.vm.catch(() => {});
@@ -382,7 +384,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       trace,
       pace: pace ? { now: () => performance.now() * 1e6 } : null,
       // An incoming VM waiting for its state has nothing to run but timers: not a busy loop beside the source.
-      holdBack: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.throttling || (early !== undefined && !started) },
+      holdBack: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.holdsTime || (early !== undefined && !started) },
       // While the VM moves, the host acts between short slices (the stop, frames, the ACK).
       quick: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.status === "active" },
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
