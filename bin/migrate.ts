@@ -41,8 +41,12 @@ export interface MigrationOptions {
   /** Host time in ms (the explicit host time source; default performance.now). */
   clock?: () => number;
   onProgress?: (p: MigrationProgress) => void;
-  /** The pre-copy is over: the VM stops now (the host need not run its virtual time ahead any more). */
-  onStop?: () => void;
+  /**
+   * The VM stopped and its state was taken: what is left is sending it and waiting for the ACK, so
+   * the host need not run virtual time ahead any more. (Not before: the stop's round to the control
+   * component takes some virtual time, which held to host time was 30 ms of downtime.)
+   */
+  onStopped?: () => void;
 }
 
 export interface ThrottleParameters {
@@ -187,7 +191,6 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       if (converged || progress.pass >= passLimit) break;
     }
     // Stop the VM; what was written since the last look, the state, and the end.
-    options.onStop?.();
     const stoppedAt = performance.now();
     const stopSteps: Array<[string, number]> = [];
     const step = (name: string) => void stopSteps.push([name, performance.now() - stoppedAt]);
@@ -201,6 +204,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       return [...frames, encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)];
     }, step);
     step(`state ${(tail.at(-2)!.length / 1024).toFixed(0)} KiB`);
+    options.onStopped?.();
     await sendAll(tail);
     step(`send ${(tail.reduce((n, f) => n + f.length, 0) / 1024).toFixed(0)} KiB`);
     // The source's VM stays paused until the destination says it runs the VM.
@@ -467,7 +471,7 @@ export class OutgoingMigration {
   private error = "";
   private started = 0;
   private memoryBytes = 0;
-  /** The pre-copy is over and the VM stopped (or stopping) for the end. */
+  /** The pre-copy is over, the VM stopped and its state taken: the end is on its way. */
   private stopping = false;
 
   constructor(
@@ -497,7 +501,7 @@ export class OutgoingMigration {
     const autoConverge = this.capabilities["auto-converge"]
       ? { triggerThreshold: p["throttle-trigger-threshold"], initial: p["cpu-throttle-initial"], increment: p["cpu-throttle-increment"], max: p["max-cpu-throttle"] }
       : undefined;
-    const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q), onStop: () => (this.stopping = true) };
+    const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q), onStopped: () => (this.stopping = true) };
     migrateOut(this.control, vm, request, socket, options).then(
       (r) => {
         this.result = r;
