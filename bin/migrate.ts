@@ -132,21 +132,44 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     if (batch.length > 0) frames.push(encodeFrame(FrameType.PAGES, encodePages(batch)));
     return frames;
   };
+  /** Wait until the link had its time for what was given it (linkFreeAt). */
+  const linkFree = async () => {
+    // A few ms at a time: the clock may be the VM's virtual time, which the host loop moves meanwhile.
+    for (let wait = linkFreeAt - clock(); wait > 0; wait = linkFreeAt - clock()) {
+      heldBack = true;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 2)));
+    }
+  };
+  const counted = (bytes: number) => {
+    progress.bytes += bytes;
+    progress.passSent += bytes;
+    options.onProgress?.({ ...progress });
+  };
   const sendAll = async (frames: Uint8Array[]) => {
     for (const f of frames) {
       await send(f);
-      progress.bytes += f.length;
-      progress.passSent += f.length;
-      options.onProgress?.({ ...progress });
+      counted(f.length);
       // Within max-bandwidth: the next frame waits until this one's bytes had their time on the link.
       if (rate === Infinity) continue;
       linkFreeAt = Math.max(linkFreeAt, clock()) + (f.length / rate) * 1000;
-      // A few ms at a time: the clock may be the VM's virtual time, which the host loop moves meanwhile.
-      for (let wait = linkFreeAt - clock(); wait > 0; wait = linkFreeAt - clock()) {
-        heldBack = true;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 2)));
-      }
+      await linkFree();
     }
+  };
+  /**
+   * The stop's frames (the last pages, the state, END) as one write, once the link had its time for
+   * all of them: END arrives when it would have frame by frame (each waiting for the link time of
+   * the one before), but after one timer and one write instead of three of each, which under load
+   * were several ms each of the downtime.
+   */
+  const sendTail = async (frames: Uint8Array[]) => {
+    const bytes = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+    frames.reduce((at, f) => (bytes.set(f, at), at + f.length), 0);
+    if (rate !== Infinity) {
+      linkFreeAt = Math.max(linkFreeAt, clock()) + (bytes.length / rate) * 1000;
+      await linkFree();
+    }
+    await send(bytes);
+    counted(bytes.length);
   };
   let logging = false;
   let throttled = false;
@@ -205,7 +228,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     }, step);
     step(`state ${(tail.at(-2)!.length / 1024).toFixed(0)} KiB`);
     options.onStopped?.();
-    await sendAll(tail);
+    await sendTail(tail);
     step(`send ${(tail.reduce((n, f) => n + f.length, 0) / 1024).toFixed(0)} KiB`);
     // The source's VM stays paused until the destination says it runs the VM.
     const reply = await replies.next().catch((error: Error) => error);
