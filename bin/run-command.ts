@@ -334,7 +334,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       early.arrived(incoming);
       loaded = { state: incoming.vm.state, vcpu: incoming.vm.plan.state };
       // Queued together: the control component takes both in one go.
-      const loading = control.load(0).then(() => arrival!.mark("loaded"));
+      const loading = control.load(0);
       const resuming = control.resume(0, () => {
         started = true;
         arrival!.started();
