@@ -4,7 +4,7 @@
 
 import type { GuestMemory } from "../../kernel/guest-memory.js";
 import { ExitReason, type VcpuExitHandler, type VcpuState } from "../../kernel/vcpu.js";
-import { Decoded, SEG_SS } from "./decoder.js";
+import { Decoded, type HandlerResolver, SEG_SS } from "./decoder.js";
 import { condition, setArith, type LazyFlags } from "./flags.js";
 import { probeSlow, readSlow, writeSlow } from "./mmu.js";
 import type { Fpu, FpuHost } from "./fpu/hook.js";
@@ -197,11 +197,11 @@ export class Cpu implements LazyFlags {
   constructor(
     readonly memory: GuestMemory,
     state: VcpuState,
-    emptySlot: Handler,
+    handlers: HandlerResolver<Cpu>,
     decodeSlots: number,
   ) {
     this.state = state;
-    this.dec = new Decoded<Cpu>(decodeSlots, emptySlot);
+    this.dec = new Decoded<Cpu>(decodeSlots, handlers);
     this.bytes = memory.stores;
     this.views = memory.views;
   }

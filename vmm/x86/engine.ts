@@ -11,7 +11,7 @@ import { decodeInto, SEG_CS, SEG_SS } from "./decoder.js";
 import { setFlags } from "./far.js";
 import { IF, materialize, TF } from "./flags.js";
 import type { Fpu } from "./fpu/hook.js";
-import { CPU_HANDLERS, invalidOpcode } from "./handlers/index.js";
+import { CPU_HANDLERS } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
 import { bytesChangedAfter, flushTlb, physRead, setFetchPage } from "./mmu.js";
 import { translateBlock } from "./translate.js";
@@ -49,7 +49,7 @@ export class X86Engine implements VcpuEngine {
   translateAfter = 40000;
 
   constructor(memory: GuestMemory) {
-    this.cpu = new Cpu(memory, this.state, invalidOpcode, SLOT_COUNT);
+    this.cpu = new Cpu(memory, this.state, CPU_HANDLERS, SLOT_COUNT);
     this.source = new CodeSource(this.cpu);
     const c = this.cpu;
     memory.onInvalidate(() => {
@@ -165,6 +165,7 @@ export class X86Engine implements VcpuEngine {
   private loop(end: number): ExitReason {
     const c = this.cpu;
     const d = c.dec;
+    const table = d.table;
     const blocks = this.blocks;
     const src = this.source;
     for (;;) {
@@ -202,7 +203,7 @@ export class X86Engine implements VcpuEngine {
             const len = d.len[SCRATCH_SLOT];
             if (((eip + len - 1) >>> 0) > c.limit[SEG_CS]) c.fault(13, 0);
             c.nextEip = c.codeMode ? (eip + len) | 0 : (eip + len) & 0xffff;
-            d.fn[SCRATCH_SLOT](c, SCRATCH_SLOT);
+            table[d.handler[SCRATCH_SLOT]](c, SCRATCH_SLOT);
             c.eip = c.nextEip;
             c.retired++;
             continue;
@@ -241,7 +242,7 @@ export class X86Engine implements VcpuEngine {
             const at = c.eip;
             const fall = wide ? (at + d.len[slot]) | 0 : (at + d.len[slot]) & 0xffff;
             c.nextEip = fall;
-            d.fn[slot](c, slot);
+            table[d.handler[slot]](c, slot);
             c.eip = c.nextEip;
             c.retired++;
             if (c.nextEip !== fall || c.attention) break;
