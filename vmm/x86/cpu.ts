@@ -154,7 +154,8 @@ export class Cpu implements LazyFlags {
   /** Values of a stack frame being built (interrupt delivery, far calls). */
   readonly frame = new Int32Array(32);
 
-  readonly dec: Decoded<Cpu>;
+  /** Decoded instructions; the block cache replaces them when it grows (between runs). */
+  dec: Decoded<Cpu>;
   /** Exit handler of the current run (synchronous exits) and the state record they fill. */
   exits: VcpuExitHandler | null = null;
   state: VcpuState;
