@@ -189,6 +189,26 @@ describe("lazy reads", () => {
     reader.close();
   });
 
+  it("pages of chunks read before read right when the reads hop between chunks; a corrupt chunk stays refused", () => {
+    const contents = sampleContents(200);
+    for (let n = 0; n < 200; n++) fillRandom(contents.ram.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE), n + 1);
+    writeSnapshot(p("vm.snap"), contents);
+    corruptChunkOf(p("vm.snap"), 40); // the third chunk: stored pages 32..47
+    const reader = openSnapshot(p("vm.snap"));
+    const page = new Uint8Array(PAGE_SIZE);
+    // Every page of chunks 0, 1 and 3, hopping: each chunk is left and come back to 15 times.
+    for (let j = 0; j < 16; j++) {
+      for (const k of [0, 1, 3]) {
+        const n = k * 16 + ((j * 5) % 16);
+        page.fill(0xaa);
+        reader.readPage(n, page);
+        expect(Buffer.compare(page, contents.ram.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE))).toBe(0);
+      }
+      refused(() => reader.readPage(32 + j, page), "ram", `page ${32 + j} (chunk 2)`);
+    }
+    reader.close();
+  });
+
   it("a compressed chunk is checked before it is decompressed", () => {
     const contents = sampleContents(200);
     for (let n = 0; n < 200; n++) fillText(contents.ram.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE), n + 1);

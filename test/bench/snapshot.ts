@@ -7,6 +7,8 @@
 //   save_ms=<n> restore_ms=<n> echo_ms=<n> snapshot_ratio=<x> clone_ms=<n> clones8_mem_ratio=<x>
 // HV_BENCH_SNAPSHOT=FILE: a snapshot of the default guest at its prompt, to skip the ~90 s boot;
 // the saves are then of that VM restored from a copy of FILE (FILE itself is only read).
+// It runs under the malloc settings `hv run` and `hv fleet` run under (bin/host-memory.ts starts it
+// again with them, as they do): what it measures is what hv does.
 
 import type { RamPages } from "../../vmm/protocol.js";
 import { copyFileSync, mkdtempSync, rmSync, statSync } from "node:fs";
@@ -21,6 +23,7 @@ import type { ControlCommand, ControlHost, ControlResult } from "../../services/
 import { loadKernel } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { readFileSync } from "node:fs";
+import { relaunch, wantsRelaunch } from "../../bin/host-memory.js";
 
 const REPS = Number(process.env.HV_BENCH_REPS ?? 10);
 const MEMORY = 128 << 20;
@@ -219,7 +222,10 @@ async function idleClones(n: number, file: string): Promise<void> {
   console.log(`rss=${process.memoryUsage().rss}`);
 }
 
-(process.env.HV_BENCH_CLONES ? idleClones(Number(process.env.HV_BENCH_CLONES), process.env.HV_BENCH_FILE!) : main())
+if (wantsRelaunch()) {
+  rmSync(dir, { recursive: true, force: true });
+  relaunch();
+} else (process.env.HV_BENCH_CLONES ? idleClones(Number(process.env.HV_BENCH_CLONES), process.env.HV_BENCH_FILE!) : main())
   .catch((error: unknown) => {
     process.stderr.write(`bench:snapshot: ${error instanceof Error ? error.stack : String(error)}\n`);
     process.exitCode = 1;

@@ -14,21 +14,26 @@
 // and kept by address, so a block decoded again from the same bytes gets it back at once.
 
 import { type Cpu, FAULT, TLB_WS, TLB_WU } from "./cpu.js";
-import { type ByteSource, decodeInto, slotEntry } from "./decoder.js";
+import { type ByteSource, Decoded, decodeInto, slotEntry } from "./decoder.js";
 import { CPU_HANDLERS } from "./handlers/index.js";
 import type { BlockFn } from "./block-links.js";
 
 /**
- * 2^14 cache entries (and 16 decoded slots each, about 6 MiB): the default guest's boot to BOOT-OK
- * decoded 726,000 blocks with 2^13 entries, 359,000 with 2^14, 212,000 with 2^15 (no faster).
+ * At most 2^14 cache entries (and 16 decoded slots each, about 9 MiB): the default guest's boot to
+ * BOOT-OK decoded 726,000 blocks with 2^13 entries, 359,000 with 2^14, 212,000 with 2^15 (no faster).
  */
 export const BLOCK_BITS = 14;
-export const BLOCK_COUNT = 1 << BLOCK_BITS;
+/**
+ * A cache starts with 2^11 entries and doubles (up to 2^14) whenever blocks pushed out others as
+ * many times as it has entries: a VM that idles, or one of many clones, keeps a cache the size
+ * of what it runs. Its entries are spread by a hash, so a VM that touched a few thousand blocks
+ * has every page of a large cache resident (a restored idle guest: 9 MiB of host memory at 2^14).
+ */
+export const MIN_BLOCK_BITS = 11;
 export const MAX_INSTRUCTIONS = 16;
 export const MAX_BYTES = 64;
-/** Decoded slots: MAX_INSTRUCTIONS per block, plus one scratch slot for uncached instructions. */
-export const SLOT_COUNT = BLOCK_COUNT * MAX_INSTRUCTIONS + 1;
-export const SCRATCH_SLOT = SLOT_COUNT - 1;
+/** Decoded slots of a cache of 2^bits entries: MAX_INSTRUCTIONS per block, plus the scratch slot (the last) for uncached instructions. */
+export const slotsFor = (bits: number): number => (MAX_INSTRUCTIONS << bits) + 1;
 /** Instructions starting this close to a page end are decoded every time (they may cross it). */
 export const PAGE_TAIL = 0xff0;
 
@@ -36,6 +41,8 @@ export const PAGE_TAIL = 0xff0;
 const KEPT_MAX = 1 << 16;
 const PAST_HITS = 1 << 16;
 const pastIndex = (phys: number): number => (phys ^ (phys >>> 16)) & (PAST_HITS - 1);
+/** Runs that make the next run translate at any threshold (the engine's translateAfter is at most 65535). */
+const TRANSLATE_AGAIN = 0xfffe;
 
 interface KeptTranslation {
   readonly fn: BlockFn;
@@ -46,17 +53,22 @@ interface KeptTranslation {
 }
 
 export class BlockCache {
-  readonly tag = new Int32Array(BLOCK_COUNT).fill(-1);
-  readonly mode = new Uint8Array(BLOCK_COUNT);
-  readonly count = new Uint8Array(BLOCK_COUNT);
-  readonly bytes = new Uint8Array(BLOCK_COUNT);
-  readonly words = new Int32Array(BLOCK_COUNT * (MAX_BYTES / 4));
+  /** log2 of the entries; the arrays below have 2^bits entries (words MAX_BYTES/4 per entry). */
+  bits = 0;
+  private mask = 0;
+  tag!: Int32Array;
+  mode!: Uint8Array;
+  count!: Uint8Array;
+  bytes!: Uint8Array;
+  words!: Int32Array;
   /** Code epoch in which the block was last compared with memory. */
-  readonly epoch = new Float64Array(BLOCK_COUNT).fill(-1);
+  epoch!: Float64Array;
   /** Runs of the block since it was decoded (counts up to the translation threshold). */
-  readonly hits = new Uint16Array(BLOCK_COUNT);
+  hits!: Uint16Array;
   /** The block translated into a function (translate.ts), or null; dropped when the block is rebuilt. */
-  readonly code: (BlockFn | null)[] = new Array<BlockFn | null>(BLOCK_COUNT).fill(null);
+  code!: (BlockFn | null)[];
+  /** Blocks built over another block (a different address) since the cache last grew. */
+  private evictions = 0;
   /**
    * Translations by physical address, kept when their block leaves the cache (collisions are
    * frequent): a block decoded again from the same bytes in the same mode gets its translation
@@ -70,12 +82,51 @@ export class BlockCache {
   private readonly pastHits = new Uint16Array(PAST_HITS);
   /**
    * Statistics: blocks decoded, compared with memory on entry in a new code epoch, translated,
-   * translations reused; instructions retired in translated code.
+   * translations reused; instructions retired in translated code; times the cache grew.
    */
-  readonly stats = { built: 0, compared: 0, translated: 0, reused: 0, translatedRetired: 0 };
+  readonly stats = { built: 0, compared: 0, translated: 0, reused: 0, translatedRetired: 0, grown: 0 };
+
+  /** A cache of 2^MIN_BLOCK_BITS entries; `c.dec` must have slotsFor(MIN_BLOCK_BITS) slots. */
+  constructor() {
+    this.allocate(MIN_BLOCK_BITS);
+  }
+
+  private allocate(bits: number): void {
+    const n = 1 << bits;
+    this.bits = bits;
+    this.mask = n - 1;
+    this.tag = new Int32Array(n).fill(-1);
+    this.mode = new Uint8Array(n);
+    this.count = new Uint8Array(n);
+    this.bytes = new Uint8Array(n);
+    this.words = new Int32Array(n * (MAX_BYTES / 4));
+    this.epoch = new Float64Array(n).fill(-1);
+    this.hits = new Uint16Array(n);
+    this.code = new Array<BlockFn | null>(n).fill(null);
+    this.evictions = 0;
+  }
+
+  /**
+   * Between runs (no block of this cache running): double the cache if blocks pushed out others as
+   * many times as it has entries. Every block and translation goes (they name slots and entries of
+   * the old size); counts toward translation stay (pastHits, by address), and a block that had a
+   * translation gets one again at its next run.
+   */
+  growIfFull(c: Cpu): void {
+    if (this.evictions <= this.mask || this.bits >= BLOCK_BITS) return;
+    for (let b = 0; b <= this.mask; b++) if (this.code[b] !== null) this.pastHits[pastIndex(this.tag[b])] = TRANSLATE_AGAIN;
+    for (const phys of this.kept.keys()) this.pastHits[pastIndex(phys)] = TRANSLATE_AGAIN;
+    this.code.fill(null); // links of old translations check their target's entry here: none holds now
+    this.kept.clear();
+    this.allocate(this.bits + 1);
+    c.dec = new Decoded<Cpu>(slotsFor(this.bits), CPU_HANDLERS);
+    c.linkFrom = null;
+    c.codeEpoch++;
+    this.stats.grown++;
+  }
 
   index(phys: number): number {
-    return (phys ^ (phys >>> BLOCK_BITS)) & (BLOCK_COUNT - 1);
+    return (phys ^ (phys >>> this.bits)) & this.mask;
   }
 
   /** Whether block b still matches the bytes at store offset `o` of the fetch page's store. */
@@ -105,6 +156,7 @@ export class BlockCache {
     if (old >= 0 && this.code[b] === null && this.hits[b] > 0) {
       this.pastHits[pastIndex(old)] = this.hits[b];
     }
+    if (old >= 0 && old !== phys) this.evictions++;
     this.tag[b] = -1;
     this.hits[b] = this.pastHits[pastIndex(phys)];
     this.code[b] = null;

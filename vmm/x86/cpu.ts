@@ -4,7 +4,7 @@
 
 import type { GuestMemory } from "../../kernel/guest-memory.js";
 import { ExitReason, type VcpuExitHandler, type VcpuState } from "../../kernel/vcpu.js";
-import { Decoded, SEG_SS } from "./decoder.js";
+import { Decoded, type HandlerResolver, SEG_SS } from "./decoder.js";
 import { condition, setArith, type LazyFlags } from "./flags.js";
 import { probeSlow, readSlow, writeSlow } from "./mmu.js";
 import type { Fpu, FpuHost } from "./fpu/hook.js";
@@ -154,7 +154,8 @@ export class Cpu implements LazyFlags {
   /** Values of a stack frame being built (interrupt delivery, far calls). */
   readonly frame = new Int32Array(32);
 
-  readonly dec: Decoded<Cpu>;
+  /** Decoded instructions; the block cache replaces them when it grows (between runs). */
+  dec: Decoded<Cpu>;
   /** Exit handler of the current run (synchronous exits) and the state record they fill. */
   exits: VcpuExitHandler | null = null;
   state: VcpuState;
@@ -197,11 +198,11 @@ export class Cpu implements LazyFlags {
   constructor(
     readonly memory: GuestMemory,
     state: VcpuState,
-    emptySlot: Handler,
+    handlers: HandlerResolver<Cpu>,
     decodeSlots: number,
   ) {
     this.state = state;
-    this.dec = new Decoded<Cpu>(decodeSlots, emptySlot);
+    this.dec = new Decoded<Cpu>(decodeSlots, handlers);
     this.bytes = memory.stores;
     this.views = memory.views;
   }

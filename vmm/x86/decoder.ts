@@ -39,9 +39,16 @@ export class Decoded<C> {
   readonly disp: Int32Array;
   readonly imm: Int32Array;
   readonly imm2: Int32Array;
-  readonly fn: SlotHandler<C>[];
+  /**
+   * The handler of each slot, as its id in `table` (id 0, #UD, in a slot never decoded). Ids, not
+   * functions: 2 bytes a slot instead of a pointer the garbage collector walks (2 MiB a vCPU for
+   * 262,145 slots, filled at every vCPU's start), against a table all vCPUs share.
+   */
+  readonly handler: Uint16Array;
+  /** The resolver's handlers by id, shared by every `Decoded` it decodes into. */
+  readonly table: readonly SlotHandler<C>[];
 
-  constructor(readonly size: number, empty: SlotHandler<C>) {
+  constructor(readonly size: number, handlers: HandlerResolver<C>) {
     this.len = new Uint8Array(size);
     this.opc = new Uint16Array(size);
     this.pfx = new Uint8Array(size);
@@ -57,8 +64,14 @@ export class Decoded<C> {
     this.disp = new Int32Array(size);
     this.imm = new Int32Array(size);
     this.imm2 = new Int32Array(size);
-    this.fn = new Array<SlotHandler<C>>(size).fill(empty);
+    this.handler = new Uint16Array(size);
+    this.table = handlers.table;
   }
+}
+
+/** The handler of the instruction decoded into `slot`. */
+export function slotHandler<C>(d: Decoded<C>, slot: number): SlotHandler<C> {
+  return d.table[d.handler[slot]];
 }
 
 /**
@@ -71,11 +84,15 @@ export function slotEntry<C>(d: Decoded<C>, slot: number): OpcodeEntry | null {
   return e !== null && e.group ? e.group[d.reg[slot]] : e;
 }
 
-/** How the decoder picks handlers: by record and operand size; `invalid` raises #UD, `tooLong` #GP(0). */
+/**
+ * How the decoder picks handlers: by record and operand size, as ids in `table` (a table that
+ * never changes); `invalid` (id 0) raises #UD, `tooLong` #GP(0).
+ */
 export interface HandlerResolver<C> {
-  resolve(entry: OpcodeEntry, o32: boolean): SlotHandler<C>;
-  readonly invalid: SlotHandler<C>;
-  readonly tooLong: SlotHandler<C>;
+  readonly table: readonly SlotHandler<C>[];
+  resolve(entry: OpcodeEntry, o32: boolean): number;
+  readonly invalid: 0;
+  readonly tooLong: number;
 }
 
 const MAX_LENGTH = 15;
@@ -217,9 +234,9 @@ export function decodeInto<C>(
   d.disp[slot] = disp;
   d.imm[slot] = imm;
   d.imm2[slot] = imm2;
-  if (k > MAX_LENGTH || (k === MAX_LENGTH && e === null)) d.fn[slot] = handlers.tooLong;
-  else if (e === null || ((pfx & Pfx.LOCK) !== 0 && (!e.lockable || mod3 === 1))) d.fn[slot] = handlers.invalid;
-  else d.fn[slot] = handlers.resolve(e, o32);
+  if (k > MAX_LENGTH || (k === MAX_LENGTH && e === null)) d.handler[slot] = handlers.tooLong;
+  else if (e === null || ((pfx & Pfx.LOCK) !== 0 && (!e.lockable || mod3 === 1))) d.handler[slot] = handlers.invalid;
+  else d.handler[slot] = handlers.resolve(e, o32);
 }
 
 function read(src: ByteSource, k: number, n: number): number {

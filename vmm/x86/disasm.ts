@@ -12,7 +12,7 @@ const SIZED_STRING = new Set(["movs", "cmps", "stos", "lods", "scas", "ins", "ou
 const D_SUFFIX = new Set(["pusha", "popa", "pushf", "popf", "iret"]);
 
 const NONE = () => {};
-const RESOLVER: HandlerResolver<null> = { resolve: () => NONE, invalid: NONE, tooLong: NONE };
+const RESOLVER: HandlerResolver<null> = { table: [NONE], resolve: () => 0, invalid: 0, tooLong: 0 };
 
 const hex = (v: number) => "0x" + (v >>> 0).toString(16);
 
@@ -21,7 +21,7 @@ const hex = (v: number) => "0x" + (v >>> 0).toString(16);
  * computed as if the instruction were at address `offset`.
  */
 export function disassemble(bytes: Uint8Array, offset: number, mode: 16 | 32): { text: string; length: number } {
-  const d = new Decoded<null>(1, NONE);
+  const d = new Decoded<null>(1, RESOLVER);
   let truncated = false;
   const src = {
     byteAt(k: number): number {

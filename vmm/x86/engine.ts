@@ -5,13 +5,13 @@ import type { GuestMemory } from "../../kernel/guest-memory.js";
 import {
   ExitReason, InjectionType, InvalidStateCause, Mtd, type SegmentState, VcpuEngine, type VcpuExitHandler, VcpuState, copyInjection, copyQual,
 } from "../../kernel/vcpu.js";
-import { BlockCache, CodeSource, MAX_INSTRUCTIONS, PAGE_TAIL, SCRATCH_SLOT, SLOT_COUNT } from "./blocks.js";
+import { BlockCache, CodeSource, MAX_INSTRUCTIONS, MIN_BLOCK_BITS, PAGE_TAIL, slotsFor } from "./blocks.js";
 import { Cpu, FAULT, SEG_LDTR, SEG_TR, STOP } from "./cpu.js";
 import { decodeInto, SEG_CS, SEG_SS } from "./decoder.js";
 import { setFlags } from "./far.js";
 import { IF, materialize, TF } from "./flags.js";
 import type { Fpu } from "./fpu/hook.js";
-import { CPU_HANDLERS, invalidOpcode } from "./handlers/index.js";
+import { CPU_HANDLERS } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
 import { bytesChangedAfter, flushTlb, physRead, setFetchPage } from "./mmu.js";
 import { translateBlock } from "./translate.js";
@@ -49,7 +49,7 @@ export class X86Engine implements VcpuEngine {
   translateAfter = 40000;
 
   constructor(memory: GuestMemory) {
-    this.cpu = new Cpu(memory, this.state, invalidOpcode, SLOT_COUNT);
+    this.cpu = new Cpu(memory, this.state, CPU_HANDLERS, slotsFor(MIN_BLOCK_BITS));
     this.source = new CodeSource(this.cpu);
     const c = this.cpu;
     memory.onInvalidate(() => {
@@ -134,6 +134,7 @@ export class X86Engine implements VcpuEngine {
     c.exits = exits;
     c.attention = true;
     c.codeEpoch++; // guest RAM may have changed since the last run
+    this.blocks.growIfFull(c);
     try {
       return this.loop(c.retired + Math.max(0, Math.floor(budget)));
     } catch (e) {
@@ -165,6 +166,8 @@ export class X86Engine implements VcpuEngine {
   private loop(end: number): ExitReason {
     const c = this.cpu;
     const d = c.dec;
+    const table = d.table;
+    const scratch = d.size - 1;
     const blocks = this.blocks;
     const src = this.source;
     for (;;) {
@@ -198,11 +201,11 @@ export class X86Engine implements VcpuEngine {
             // One instruction decoded on its own (page tail, or a block that crosses the CS limit).
             src.lin = lin;
             src.eip = eip;
-            decodeInto(d, SCRATCH_SLOT, src, c.codeMode === 1, CPU_HANDLERS);
-            const len = d.len[SCRATCH_SLOT];
+            decodeInto(d, scratch, src, c.codeMode === 1, CPU_HANDLERS);
+            const len = d.len[scratch];
             if (((eip + len - 1) >>> 0) > c.limit[SEG_CS]) c.fault(13, 0);
             c.nextEip = c.codeMode ? (eip + len) | 0 : (eip + len) & 0xffff;
-            d.fn[SCRATCH_SLOT](c, SCRATCH_SLOT);
+            table[d.handler[scratch]](c, scratch);
             c.eip = c.nextEip;
             c.retired++;
             continue;
@@ -241,7 +244,7 @@ export class X86Engine implements VcpuEngine {
             const at = c.eip;
             const fall = wide ? (at + d.len[slot]) | 0 : (at + d.len[slot]) & 0xffff;
             c.nextEip = fall;
-            d.fn[slot](c, slot);
+            table[d.handler[slot]](c, slot);
             c.eip = c.nextEip;
             c.retired++;
             if (c.nextEip !== fall || c.attention) break;

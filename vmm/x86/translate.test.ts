@@ -465,3 +465,54 @@ describe("block translator", () => {
     }
   });
 });
+
+describe("a block cache that grows", () => {
+  /**
+   * BLOCKS blocks (`bswap eax; inc eax; bswap eax; jmp next`, 64 bytes apart; BSWAP's handler
+   * reads its decoded slot as it runs) run PASSES times, then HLT: more
+   * blocks than a new cache has entries, so blocks push each other out and the cache grows
+   * between runs (a translation kept from before would read slots of the old layout).
+   */
+  const BLOCKS = 6000, PASSES = 3, FIRST = 0x100000, STRIDE = 64;
+  function chain(m: Machine): void {
+    for (let i = 0; i < BLOCKS; i++) {
+      const at = FIRST + i * STRIDE;
+      m.write(at, [0x0f, 0xc8, 0x40, 0x0f, 0xc8]); // bswap eax; inc eax; bswap eax
+      if (i < BLOCKS - 1) {
+        m.write(at + 5, [0xe9]); // jmp rel32
+        m.w32(at + 6, STRIDE - 10);
+      } else {
+        m.write(at + 5, [0x49, 0x0f, 0x85]); // dec ecx; jnz rel32 (to the first block)
+        m.w32(at + 8, FIRST - (at + 12));
+        m.write(at + 12, [0xf4]); // hlt
+      }
+    }
+    m.flat(0, FIRST);
+    m.update((s) => void (s.ecx = PASSES));
+  }
+
+  it("grows from MIN_BLOCK_BITS while it runs, and the interpreter, translated code and links agree", () => {
+    const machines = [new Machine(), new Machine(), new Machine()];
+    machines[1].engine.translate = false;
+    machines[2].engine.translateAfter = 1; // every block translated and linked before the cache grows under it
+    const results = machines.map((m) => {
+      chain(m);
+      const bitsAtStart = m.engine.blocks.bits;
+      let reason = ExitReason.BUDGET;
+      let runs = 0;
+      while (reason === ExitReason.BUDGET && runs++ < 1000) reason = m.run(997);
+      expect(reason).toBe(ExitReason.HLT);
+      expect(m.engine.blocks.stats.grown).toBeGreaterThan(0);
+      expect(m.engine.blocks.bits).toBeGreaterThan(bitsAtStart);
+      const r = m.regs;
+      return { eax: r.eax, ecx: r.ecx, eip: r.eip, retired: m.engine.retired };
+    });
+    const bswap = (x: number) => (((x & 0xff) << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | (x >>> 24)) >>> 0;
+    let eax = 0;
+    for (let k = 0; k < BLOCKS * PASSES; k++) eax = bswap((bswap(eax) + 1) >>> 0);
+    expect(results[0]).toEqual({ eax, ecx: 0, eip: FIRST + (BLOCKS - 1) * STRIDE + 13, retired: BLOCKS * PASSES * 4 + PASSES + 1 });
+    expect(results[1]).toEqual(results[0]);
+    expect(results[2]).toEqual(results[0]);
+    expect(machines[2].engine.blocks.stats.translated).toBeGreaterThan(BLOCKS);
+  });
+});

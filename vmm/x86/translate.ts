@@ -21,6 +21,7 @@
 
 import { mulFlags, shift } from "./alu.js";
 import { type BlockFn, BlockLinks } from "./block-links.js";
+import { slotHandler } from "./decoder.js";
 import type { Cpu, Handler } from "./cpu.js";
 import { Emitter, RELOAD, SPILL } from "./emitter.js";
 import { condition, getCF, PARITY } from "./flags.js";
@@ -88,7 +89,7 @@ function elideDeadFlags(source: string, uses: readonly FlagUse[]): string {
 
 /** Whether slot's handler has an inline form (for statistics and tests). */
 export function hasInlineForm(c: Cpu, slot: number): boolean {
-  return GENERATORS.has(c.dec.fn[slot]);
+  return GENERATORS.has(slotHandler(c.dec, slot));
 }
 
 /**
@@ -114,7 +115,7 @@ export function translateBlock(
     g.pending = null;
     g.flagRead = g.flagWrite = g.observe = false;
     const last = k === count - 1;
-    const fn = d.fn[slot];
+    const fn = slotHandler(d, slot);
     const gen = GENERATORS.get(fn);
     const mark = g.out.length;
     g.emit(`// ${k}: slot ${slot}`);

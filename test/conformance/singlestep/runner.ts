@@ -72,8 +72,9 @@ const NONE = () => {};
 
 /** Decode test bytes with the core's decoder (segment, reg field, opcode, prefixes). */
 function decodeBytes(bytes: Uint8Array): { seg: number; reg: number; opcode: number; mem: boolean; pfx: number } {
-  const d = new Decoded<null>(1, NONE);
-  decodeInto(d, 0, { byteAt: (k) => bytes[k] ?? 0 }, false, { resolve: () => NONE, invalid: NONE, tooLong: NONE });
+  const resolver = { table: [NONE], resolve: () => 0, invalid: 0, tooLong: 0 } as const;
+  const d = new Decoded<null>(1, resolver);
+  decodeInto(d, 0, { byteAt: (k) => bytes[k] ?? 0 }, false, resolver);
   return { seg: d.seg[0], reg: d.reg[0], opcode: d.opc[0], mem: d.mod3[0] === 0, pfx: d.pfx[0] };
 }
 

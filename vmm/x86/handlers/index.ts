@@ -57,17 +57,27 @@ function lookup(e: OpcodeEntry, o32: boolean): Handler | undefined {
   return HANDLERS[e.handler];
 }
 
-/** Handlers of every table record for 16- and 32-bit operand size, resolved once. */
-const RESOLVED: ReadonlyMap<OpcodeEntry, readonly [Handler, Handler]> = new Map(
-  allEntries().map((e) => [e, [lookup(e, false) ?? invalidOpcode, lookup(e, true) ?? invalidOpcode]] as const),
+/** Every handler a decoded slot can name, by id: #UD first (id 0, a slot never decoded), then #GP(0) for too long. */
+const TABLE: Handler[] = [invalidOpcode, tooLong];
+
+/** The id of `handler` in TABLE, added when it is not there yet (only while the module loads). */
+function idOf(handler: Handler): number {
+  const id = TABLE.indexOf(handler);
+  return id >= 0 ? id : TABLE.push(handler) - 1;
+}
+
+/** Handler ids of every table record for 16- and 32-bit operand size, resolved once. */
+const RESOLVED: ReadonlyMap<OpcodeEntry, readonly [number, number]> = new Map(
+  allEntries().map((e) => [e, [idOf(lookup(e, false) ?? invalidOpcode), idOf(lookup(e, true) ?? invalidOpcode)]] as const),
 );
 
-/** The resolver the decoder uses for the CPU. */
+/** The resolver the decoder uses for the CPU; its table is complete once the module has loaded. */
 export const CPU_HANDLERS: HandlerResolver<Cpu> = {
+  table: TABLE,
   resolve(e, o32) {
     const pair = RESOLVED.get(e);
-    return pair ? pair[o32 ? 1 : 0] : invalidOpcode;
+    return pair ? pair[o32 ? 1 : 0] : 0;
   },
-  invalid: invalidOpcode,
-  tooLong,
+  invalid: 0,
+  tooLong: 1,
 };
