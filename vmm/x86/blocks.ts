@@ -17,7 +17,6 @@ import { type Cpu, FAULT, TLB_WS, TLB_WU } from "./cpu.js";
 import { type ByteSource, decodeInto, slotEntry } from "./decoder.js";
 import { CPU_HANDLERS } from "./handlers/index.js";
 import type { BlockFn } from "./block-links.js";
-import type { RegionMember } from "./translate.js";
 
 /**
  * 2^14 cache entries (and 16 decoded slots each, about 6 MiB): the default guest's boot to BOOT-OK
@@ -32,9 +31,6 @@ export const SLOT_COUNT = BLOCK_COUNT * MAX_INSTRUCTIONS + 1;
 export const SCRATCH_SLOT = SLOT_COUNT - 1;
 /** Instructions starting this close to a page end are decoded every time (they may cross it). */
 export const PAGE_TAIL = 0xff0;
-
-/** Blocks translated into one function at most (translate.ts translateRegion). */
-export const REGION_MAX = 48;
 
 /** Translations kept by address at most (the map is dropped when it is full). */
 const KEPT_MAX = 1 << 16;
@@ -156,26 +152,6 @@ export class BlockCache {
     }
   }
 
-  /**
-   * The blocks to translate together with block b (translate.ts translateRegion): b, and the
-   * cached blocks of its physical page in its code mode that are translated already or ran at
-   * least `minHits` times, the hottest first, at most REGION_MAX.
-   */
-  regionOf(b: number, minHits: number): RegionMember[] {
-    const page = this.tag[b] >>> 12;
-    const mode = this.mode[b];
-    const found: number[] = [b];
-    for (let e = 0; e < BLOCK_COUNT; e++) {
-      const phys = this.tag[e];
-      if (e === b || phys < 0 || phys >>> 12 !== page || this.mode[e] !== mode) continue;
-      if (this.code[e] !== null || this.hits[e] >= minHits) found.push(e);
-    }
-    const rest = found.slice(1).sort((x, y) => this.heat(y) - this.heat(x) || x - y);
-    return [b, ...rest.slice(0, REGION_MAX - 1)].map((e) => ({
-      first: e * MAX_INSTRUCTIONS, count: this.count[e], bytes: this.bytes[e], pageOffset: this.tag[e] & 0xfff, entry: e,
-    }));
-  }
-
   /** Install translation `fn` of block b (and keep it for the block's bytes). */
   setCode(b: number, fn: BlockFn): void {
     this.code[b] = fn;
@@ -184,11 +160,6 @@ export class BlockCache {
     const w = b * (MAX_BYTES / 4);
     const words = this.words.slice(w, w + ((this.bytes[b] + 3) >> 2));
     this.kept.set(this.tag[b], { fn, mode: this.mode[b], count: this.count[b], bytes: this.bytes[b], words });
-  }
-
-  /** A translated block counts as hotter than any untranslated one. */
-  private heat(e: number): number {
-    return this.code[e] !== null ? 0x10000 : this.hits[e];
   }
 
   private sameWords(b: number, words: Int32Array): boolean {

@@ -56,8 +56,6 @@ export class Emitter {
    * writes all six (before it could fault), or may fault or leave the block (flags observable).
    */
   flagRead = false;
-  /** Index of the current instruction in the translation (all blocks of a region). */
-  flagIndex = 0;
   flagWrite = false;
   observe = false;
   /** Instructions in the block; whether a branch back to its start loops inside the function. */
@@ -217,7 +215,7 @@ export class Emitter {
 
   /** A flag update of the current instruction, removable when no one can see its result. */
   private elidable(code: string): string {
-    return `/*F${this.flagIndex}<*/${code}/*>*/`;
+    return `/*F${this.k}<*/${code}/*>*/`;
   }
 
   lazy(op: number, a: string, b: string, r: string, bit: number, exact = false): string {

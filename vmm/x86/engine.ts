@@ -14,7 +14,7 @@ import type { Fpu } from "./fpu/hook.js";
 import { CPU_HANDLERS, invalidOpcode } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
 import { bytesChangedAfter, flushTlb, physRead, setFetchPage } from "./mmu.js";
-import { translateRegion } from "./translate.js";
+import { translateBlock } from "./translate.js";
 import { refreshAllAccess, setCpl, setSegment } from "./segments.js";
 
 /** c.retired is rebased to 0 at the start of a run once it reaches this (see X86Engine.retiredBase). */
@@ -214,10 +214,8 @@ export class X86Engine implements VcpuEngine {
           if (this.translate && count <= left && !c.attention) {
             let code = blocks.code[b];
             if (code === null && ++blocks.hits[b] >= this.translateAfter) {
-              // The page's other warm blocks join in one function (translate.ts translateRegion).
-              const members = blocks.regionOf(b, Math.max(1, this.translateAfter >> 3));
-              code = translateRegion(c, members, c.codeMode === 1, blocks.code, blocks.epoch);
-              for (const m of members) blocks.setCode(m.entry, code);
+              code = translateBlock(c, b * MAX_INSTRUCTIONS, count, c.codeMode === 1, blocks.code);
+              blocks.setCode(b, code);
             }
             if (code !== null) {
               // Link the exit of the translated block that ran before (if any) to this one, then

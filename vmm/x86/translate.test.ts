@@ -387,61 +387,6 @@ describe("block translator", () => {
     }
   });
 
-  it("runs a page's blocks as one function, going from block to block inside it like the run loop", () => {
-    const p = pair();
-    const { ram } = image([], prng(21));
-    // Four blocks in one page, each ending in a jump to the next (one by RET, one by JMP to a
-    // register), patched from inside the loop every 16th pass (an ADD's immediate in block c).
-    const code = nasm(`bits 32
-      org ${CODE}
-      mov ecx, 200
-      xor ebx, ebx
-      xor edx, edx
-    a:
-      add ebx, ecx
-      test ecx, 15
-      jnz .k
-      mov [c + 2], cl
-    .k:
-      jmp b
-    b:
-      push c
-      xor edx, ebx
-      ret
-    c:
-      add edx, 3
-      mov eax, d
-      jmp eax
-    d:
-      rol edx, 1
-      dec ecx
-      jnz a
-      hlt
-    `);
-    ram.set(code, CODE);
-    const labels = nasm(`bits 32\norg ${CODE}\nmov ecx, 200\nxor ebx, ebx\nxor edx, edx`).length;
-    for (const budget of [1_000_000, 1, 5, 11, 29]) {
-      p.fast.engine.translateAfter = 3;
-      start(p, ram, CODE, 0, prng(budget));
-      expect(runBoth(p, () => budget, 20000)).toBe(ExitReason.HLT);
-      let ebx = 0, edx = 0, imm = 3;
-      for (let ecx = 200; ecx > 0; ecx--) {
-        ebx = (ebx + ecx) | 0;
-        if ((ecx & 15) === 0) imm = ecx & 0xff;
-        edx = (((edx ^ ebx) + ((imm << 24) >> 24)) | 0);
-        edx = (edx << 1) | (edx >>> 31);
-      }
-      expect(p.fast.regs.ebx).toBe(ebx >>> 0);
-      expect(p.fast.regs.edx).toBe(edx >>> 0);
-    }
-    // The loop's blocks share one translation.
-    const blocks = p.fast.engine.blocks;
-    const at = (o: number) => blocks.code[blocks.tag.indexOf(CODE + o)];
-    expect(at(labels)).not.toBe(null);
-    const b = CODE + labels + code.indexOf(0x68, labels) - labels; // push c
-    expect(blocks.code[blocks.tag.indexOf(b)]).toBe(at(labels));
-  });
-
   it("sees self-modifying code in the running block and in later runs of a translated block", () => {
     const p = pair();
     const { ram } = image([], prng(2));

@@ -22,7 +22,7 @@
 import { mulFlags, shift } from "./alu.js";
 import { type BlockFn, BlockLinks } from "./block-links.js";
 import type { Cpu, Handler } from "./cpu.js";
-import { Emitter, MIN, RELOAD, SPILL } from "./emitter.js";
+import { Emitter, RELOAD, SPILL } from "./emitter.js";
 import { condition, getCF, PARITY } from "./flags.js";
 import { GENERATORS } from "./inline-forms.js";
 
@@ -91,21 +91,17 @@ export function hasInlineForm(c: Cpu, slot: number): boolean {
   return GENERATORS.has(c.dec.fn[slot]);
 }
 
-/** A block of a region: its decoded slots, page offset and cache entry. */
-export interface RegionMember {
-  first: number;
-  count: number;
-  bytes: number;
-  pageOffset: number;
-  entry: number;
-}
-
-/** Emit one member's code into g (the exits go to the shared exit path). */
-function emitMember(g: Emitter, uses: FlagUse[], first: number, count: number): void {
-  const d = g.c.dec;
+/**
+ * Translate the `count` decoded instructions at slots first.. (a block in code mode `wide`)
+ * into a function. The block's slots must stay as they are while the function is in use.
+ */
+export function translateBlock(
+  c: Cpu, first: number, count: number, wide: boolean, code: readonly (BlockFn | null)[],
+): BlockFn {
+  const g = new Emitter(c, wide);
   g.count = count;
-  g.known = null;
-  g.nextOverride = null;
+  const uses: FlagUse[] = [];
+  const d = c.dec;
   let off = 0;
   let ended = false;
   for (let k = 0; k < count; k++) {
@@ -122,7 +118,6 @@ function emitMember(g: Emitter, uses: FlagUse[], first: number, count: number): 
     const gen = GENERATORS.get(fn);
     const mark = g.out.length;
     g.emit(`// ${k}: slot ${slot}`);
-    g.flagIndex = uses.length;
     if (gen !== undefined && gen.gen(g, slot)) {
       // A slow memory path may exit to the VMM, and a VMM that changes EFLAGS (loadState) sets
       // c.attention: the block leaves right after the instruction. Past that check the lazy
@@ -163,43 +158,8 @@ function emitMember(g: Emitter, uses: FlagUse[], first: number, count: number): 
     g.k = count - 1;
     g.leave(g.eipAt(off));
   }
-  // The flags are observable where the block leaves.
-  uses[uses.length - 1].observe = true;
-}
-
-/**
- * Translate the blocks of one code page (a region) into one function that is entered at any of
- * them (c.eip selects the member) and goes from one to another inside (a loop over a switch on the
- * member), keeping the registers in locals. A member's slots must stay as they are while the
- * function is in use: the function goes on to member m only when the run loop would run that
- * same translated code next, i.e. m's cache entry still holds this function (code[entry] is it,
- * hence still the block it was translated from) and was compared with memory in the current code
- * epoch (`epochs`: BlockCache.epoch; the same epoch also means the same linear-to-physical map and
- * CS), nothing needs attention, the budget holds the whole block and the block ends within the
- * CS limit. The function's EIP-to-member map is by page offset (the target's EIP minus the EIP of
- * the entry's page start: within one epoch, the same linear page, hence the same physical page).
- */
-export function translateRegion(
-  c: Cpu, members: readonly RegionMember[], wide: boolean, code: readonly (BlockFn | null)[], epochs: Float64Array,
-): BlockFn {
-  const g = new Emitter(c, wide);
-  const uses: FlagUse[] = [];
-  const cases: string[] = [];
-  const memberAt = new Int16Array(4096).fill(-1);
-  const counts = new Int32Array(members.length);
-  const entries = new Int32Array(members.length);
-  const bytes = new Int32Array(members.length);
-  members.forEach((m, q) => {
-    memberAt[m.pageOffset] = q;
-    counts[q] = m.count;
-    entries[q] = m.entry;
-    bytes[q] = m.bytes;
-    g.out.length = 0;
-    emitMember(g, uses, m.first, m.count);
-    cases.push(`case ${q}: {\n${g.out.join("\n")}\n}`);
-  });
   const regs = Emitter.registerCode(g.used, g.written);
-  const body = elideDeadFlags(cases.join("\n"), uses).replaceAll(SPILL, regs.spill).replaceAll(RELOAD, regs.reload);
+  const body = elideDeadFlags(g.out.join("\n"), uses).replaceAll(SPILL, regs.spill).replaceAll(RELOAD, regs.reload);
   const fnDecls = g.fns.map((_, k) => `const f${k} = F[${k}];`).join("\n");
   const source = `"use strict";
 const { getCF, condition, shift, mulFlags, PARITY, rd8, rd16, rd32, wr8, wr16, wr32 } = H;
@@ -208,21 +168,14 @@ ${fnDecls}
 const r = C.r, sb = C.base, sf = C.segFast, tf = C.tlbFlags, ts = C.tlbStore, to = C.tlbOff;
 return function block(c, end) {
 const vw = c.views, by = c.bytes;
-let e0 = c.eip;
-const ep = c.codeEpoch, pe = (e0 - ((sb[1] + e0) & 4095)) | 0;
-let r0 = c.retired, q = MA[(e0 - pe) & 4095];
+const e0 = c.eip, ep = c.codeEpoch;
+let r0 = c.retired;
 ${regs.entry}
-let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null, n = 0, j = 0, y = 0, at = false;
-for (;;) {
+let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null, n = 0, j = 0, at = false;
 out: {
-switch (q) {
+${g.loops ? "for (;;) {" : ""}
 ${body}
-}
-}
-y = (t - pe) | 0;
-if (y >>> 0 < 4096 && (q = MA[y]) >= 0 && !c.attention && r0 + n + MC[q] <= end && code[ME[q]] === block &&
-  ES[ME[q]] === c.codeEpoch && ((t + MB[q] - 1) ^ ${MIN}) <= (ls[1] ^ ${MIN})) { e0 = t; r0 += n; continue; }
-break;
+${g.loops ? "}" : ""}
 }
 c.eip = c.nextEip = t; c.retired = r0 + n;
 ${regs.spill}
@@ -233,19 +186,16 @@ c.linkFrom = LK; c.linkExit = j; return null;
   // The CPU's register, segment and TLB arrays (never replaced) are constants of the function's
   // closure: no property loads at entry. A translation belongs to its Cpu. The store lists stay
   // loads: as closure constants too, the boot's peak RSS grew by 10 MiB for no time gained.
-  const factory = new Function("H", "F", "LK", "code", "ls", "C", "MA", "MC", "ME", "MB", "ES", source) as (
+  const factory = new Function("H", "F", "LK", "code", "ls", "C", source) as (
     h: typeof RUNTIME, f: Handler[], links: BlockLinks, code: readonly (BlockFn | null)[], ls: Int32Array, cpu: Cpu,
-    memberAt: Int16Array, counts: Int32Array, entries: Int32Array, bytes: Int32Array, epochs: Float64Array,
   ) => BlockFn;
   // The segment limits as int32: a limit of 0xffffffff read from the Uint32Array would be a heap
   // number in unoptimized code.
   const limits = new Int32Array(c.limit.buffer, c.limit.byteOffset, c.limit.length);
-  return factory(RUNTIME, g.fns, links, code, limits, c, memberAt, counts, entries, bytes, epochs);
+  return factory(RUNTIME, g.fns, links, code, limits, c);
 }
 
 /** The generated source of a block (for tests and debugging). */
 export function blockSource(c: Cpu, first: number, count: number, wide: boolean): string {
-  let bytes = 0;
-  for (let k = 0; k < count; k++) bytes += c.dec.len[first + k];
-  return translateRegion(c, [{ first, count, bytes, pageOffset: 0, entry: -1 }], wide, [], new Float64Array(0)).toString();
+  return translateBlock(c, first, count, wide, []).toString();
 }
