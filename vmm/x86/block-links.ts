@@ -40,22 +40,3 @@ export class BlockLinks {
     this.codeEpoch[j] = c.codeEpoch;
   }
 }
-
-/**
- * The exit path of every translated block (translate.ts), shared so that its type feedback is
- * warm in every block (a block optimized before it ever left, or before a link failed, would
- * otherwise deoptimize there): sets the state the run loop expects after leaving for `t` with the
- * retired count `retired`, then returns the block exit j's link leads to while it holds
- * (see BlockLinks), or null after recording the exit for the run loop to link.
- */
-export function follow(c: Cpu, links: BlockLinks, code: readonly (BlockFn | null)[], j: number, t: number, retired: number, end: number): BlockFn | null {
-  c.eip = c.nextEip = t;
-  c.retired = retired;
-  if (links.codeEpoch[j] === c.codeEpoch && links.eip[j] === t && !c.attention && retired + links.count[j] <= end) {
-    const x = links.fn[j];
-    if (code[links.block[j]] === x) return x;
-  }
-  c.linkFrom = links;
-  c.linkExit = j;
-  return null;
-}

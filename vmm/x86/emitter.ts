@@ -291,16 +291,6 @@ export class Emitter {
   }
 
   /**
-   * Leave the block continuing at byte offset `o` of the block after the current instruction.
-   * The exit path computes the EIP from `d`: a rarely taken exit then has no arithmetic of its
-   * own, which optimized code would have no type feedback for (a deoptimization when first taken).
-   */
-  leaveAt(o: number): void {
-    this.emit(`d = ${o};`);
-    this.link(this.k + 1);
-  }
-
-  /**
    * Leave for target t (a local) with `retired` instructions of this pass retired, through the
    * function's one exit path (translate.ts), which follows exit j's link when it holds.
    * One shared exit keeps the functions small (less for V8 to compile) and gives its code type

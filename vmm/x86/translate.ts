@@ -22,7 +22,7 @@
 // - flag updates nobody can observe before the next full flag write are dropped.
 
 import { mulFlags, shift } from "./alu.js";
-import { type BlockFn, BlockLinks, follow } from "./block-links.js";
+import { type BlockFn, BlockLinks } from "./block-links.js";
 import type { Cpu, Handler } from "./cpu.js";
 import { Emitter, RELOAD, SPILL } from "./emitter.js";
 import { condition, getCF, PARITY } from "./flags.js";
@@ -62,7 +62,7 @@ const SLOW = {
 };
 
 /** Helpers the generated code calls (bound to locals of the factory). */
-const RUNTIME = { getCF, condition, shift, mulFlags, PARITY, ...SLOW, follow };
+const RUNTIME = { getCF, condition, shift, mulFlags, PARITY, ...SLOW };
 
 interface FlagUse {
   read: boolean;
@@ -139,7 +139,7 @@ export function translateBlock(
         break;
       }
       if (g.touched && !last) {
-        g.emit(`if (at) { d = ${g.off + g.len};`);
+        g.emit(`if (at) { t = ${g.fall};`);
         g.link(k + 1);
         g.emit("}");
       }
@@ -165,13 +165,14 @@ export function translateBlock(
   }
   if (!ended) {
     g.k = count - 1;
-    g.leaveAt(off);
+    g.leave(g.eipAt(off));
   }
   const regs = Emitter.registerCode(g.used, g.written);
   const body = elideDeadFlags(g.out.join("\n"), uses).replaceAll(SPILL, regs.spill).replaceAll(RELOAD, regs.reload);
   const fnDecls = g.fns.map((_, k) => `const f${k} = F[${k}];`).join("\n");
   const source = `"use strict";
-const { getCF, condition, shift, mulFlags, PARITY, rd8, rd16, rd32, wr8, wr16, wr32, follow } = H;
+const { getCF, condition, shift, mulFlags, PARITY, rd8, rd16, rd32, wr8, wr16, wr32 } = H;
+const lf = LK.fn, lt = LK.eip, lb = LK.block, ln = LK.count, le = LK.codeEpoch;
 ${fnDecls}
 const r = C.r, sb = C.base, sf = C.segFast, tf = C.tlbFlags, ts = C.tlbStore, to = C.tlbOff;
 return function block(c, end) {
@@ -179,15 +180,16 @@ const vw = c.views, by = c.bytes;
 const e0 = c.eip, ep = c.codeEpoch;
 let r0 = c.retired;
 ${regs.entry}
-let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, d = -1, sp = 0, n = 0, j = 0, at = false;
+let a = 0, b = 0, v = 0, w = 0, f = 0, o = 0, l = 0, p = 0, t = 0, sp = 0, x = null, n = 0, j = 0, at = false;
 out: {
 ${g.loops ? "for (;;) {" : ""}
 ${body}
 ${g.loops ? "}" : ""}
 }
-if (d >= 0) t = ${wide ? "(e0 + d) | 0" : "(e0 + d) & 65535"};
+c.eip = c.nextEip = t; c.retired = r0 + n;
 ${regs.spill}
-return follow(c, LK, code, j, t, r0 + n, end);
+if (le[j] === c.codeEpoch && lt[j] === t && !c.attention && r0 + n + ln[j] <= end) { x = lf[j]; if (code[lb[j]] === x) return x; }
+c.linkFrom = LK; c.linkExit = j; return null;
 };`;
   const links = new BlockLinks(g.exits);
   // The CPU's register, segment and TLB arrays (never replaced) are constants of the function's
