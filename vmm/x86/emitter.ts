@@ -273,6 +273,8 @@ export class Emitter {
   /**
    * A conditional branch to instruction k of the block (forwardTarget): taken, it breaks out of
    * a labelled block that ends before k, with r0 moved so that r0 + k is the retired count there.
+   * The branch reads the flags, so dead flag elimination (translate.ts), which sees the block as
+   * a straight line, drops no flag update before it for a write that the skip jumps over.
    */
   skipTo(k: number, condition: string): void {
     const label = `s${this.k}`;
