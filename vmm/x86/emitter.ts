@@ -248,6 +248,41 @@ export class Emitter {
     this.emit(`if ((t ^ ${MIN}) > (ls[1] ^ ${MIN})) { ${SPILL} ${this.sync} c.fault(13, 0); }`);
   }
 
+  /** Byte offsets of the block's instructions in the block. */
+  readonly offsets: number[] = [];
+  /**
+   * Open labelled blocks of forward branches inside the block, innermost last: the index of the
+   * instruction each one ends before (the branch target).
+   */
+  readonly skips: number[] = [];
+
+  /**
+   * The index of the instruction a relative branch with displacement `imm` of the current
+   * instruction lands on when that is a later instruction of this block that a labelled block
+   * can reach (nested in the open ones), or -1. The target then lies within the block, hence
+   * within the CS limit the run loop checked for the whole block.
+   */
+  forwardTarget(imm: number, o32: boolean): number {
+    if (imm < 0 || o32 !== this.wide) return -1;
+    const k = this.offsets.indexOf(this.off + this.len + imm);
+    if (k <= this.k) return -1;
+    const inner = this.skips.length > 0 ? this.skips[this.skips.length - 1] : Infinity;
+    return k <= inner ? k : -1;
+  }
+
+  /**
+   * A conditional branch to instruction k of the block (forwardTarget): taken, it breaks out of
+   * a labelled block that ends before k, with r0 moved so that r0 + k is the retired count there.
+   * The branch reads the flags, so dead flag elimination (translate.ts), which sees the block as
+   * a straight line, drops no flag update before it for a write that the skip jumps over.
+   */
+  skipTo(k: number, condition: string): void {
+    const label = `s${this.k}`;
+    this.emit(`${label}: {`);
+    this.emit(`if (${condition}) { r0 += ${this.k + 1 - k}; break ${label}; }`);
+    this.skips.push(k);
+  }
+
   /** Exits emitted so far (each has a link). */
   exits = 0;
 

@@ -350,6 +350,11 @@ function push(g: Emitter, s: number, val: string, next: string | null = null): v
 }
 
 function jcc(g: Emitter, cc: number, imm: number, o32: boolean): void {
+  const k = g.forwardTarget(imm, o32);
+  if (k >= 0) {
+    g.skipTo(k, cond(g, cc));
+    return;
+  }
   g.emit(`if (${cond(g, cc)}) {`);
   g.branch(imm, o32);
   g.emit("}");

@@ -387,6 +387,51 @@ describe("block translator", () => {
     }
   });
 
+  it("skips forward inside a block on conditional branches, with the retired count of the path taken", () => {
+    const p = pair();
+    const { ram } = image([], prng(22));
+    // One block from top to the HLT: two nested forward branches inside.
+    const head = `bits 32\norg ${CODE}\nmov ecx, 300\nxor ebx, ebx\nxor edx, edx\n`;
+    ram.set(nasm(`${head}
+    top:
+      test cl, 1
+      jz .even
+      add ebx, ecx
+      test cl, 2
+      jnz .odd2
+      add ebx, 7
+    .odd2:
+      inc edx
+    .even:
+      sub edx, ebx
+      dec ecx
+      jnz top
+      hlt
+    `), CODE);
+    for (const budget of [1_000_000, 1, 3, 7, 10, 19]) {
+      p.fast.engine.translateAfter = 2;
+      start(p, ram, CODE, 0, prng(budget));
+      expect(runBoth(p, () => budget, 20000)).toBe(ExitReason.HLT);
+      let ebx = 0, edx = 0;
+      for (let ecx = 300; ecx > 0; ecx--) {
+        if (ecx & 1) {
+          ebx = (ebx + ecx) | 0;
+          if (!(ecx & 2)) ebx = (ebx + 7) | 0;
+          edx = (edx + 1) | 0;
+        }
+        edx = (edx - ebx) | 0;
+      }
+      expect(p.fast.regs.ebx).toBe(ebx >>> 0);
+      expect(p.fast.regs.edx).toBe(edx >>> 0);
+    }
+    const blocks = p.fast.engine.blocks;
+    const b = blocks.tag.indexOf(CODE + nasm(head).length);
+    expect(blocks.count[b]).toBe(11); // the HLT after the JNZ too
+    expect(blocks.code[b]).not.toBe(null);
+    const source = blockSource(p.fast.engine.cpu, b * 16, blocks.count[b], true);
+    expect(source.match(/\bs\d+: \{/g)).toHaveLength(2);
+  });
+
   it("sees self-modifying code in the running block and in later runs of a translated block", () => {
     const p = pair();
     const { ram } = image([], prng(2));

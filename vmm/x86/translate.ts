@@ -14,6 +14,8 @@
 //   written ones stored back into c.r before that sync, a handler call or an exit, and loaded
 //   again after a handler call or slow path (either may change them);
 // - a branch back to the block's own start loops inside the function while nothing changed;
+// - a conditional branch forward to a later instruction of the same block skips to it inside the
+//   function (out of a labelled block), with the retired count adjusted;
 // - all exits share one exit path at the end of the function, which may return the next
 //   translated block through the exit's link (block-links.ts);
 // - conditions right after an inline flag-writing instruction read its lazy record directly;
@@ -103,10 +105,17 @@ export function translateBlock(
   g.count = count;
   const uses: FlagUse[] = [];
   const d = c.dec;
+  for (let k = 0, o = 0; k < count; o += d.len[first + k], k++) g.offsets.push(o);
   let off = 0;
   let ended = false;
   for (let k = 0; k < count; k++) {
     const slot = first + k;
+    // Forward branches inside the block land here: what is known of the flags differs by path.
+    while (g.skips.length > 0 && g.skips[g.skips.length - 1] === k) {
+      g.emit("}");
+      g.skips.pop();
+      g.known = null;
+    }
     g.k = k;
     g.slot = slot;
     g.off = off;
