@@ -159,8 +159,12 @@ const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.PIO]: Mtd.QUAL,
   [ExitReason.MMIO]: Mtd.QUAL,
   [ExitReason.CPUID]: Mtd.QUAL,
-  // Where the vCPU may stop for long (halted, paused), the VMM sees all of it: a snapshot needs it.
-  [ExitReason.HLT]: Mtd.ALL & ~Mtd.QUAL,
+  // A halt moves what its handler reads (IF, blocking, FERR#/IGNNE#, an injection not taken) and
+  // the TSC a parked vCPU ticks on from; a snapshot or a start-up IPI reads the rest from the
+  // vCPU, still stopped there (wholeState). A halted vCPU parks on every event: the whole state
+  // was a twentieth of an event-channel round trip.
+  [ExitReason.HLT]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ | Mtd.TSC,
+  // Where the vCPU may stop for long (paused), the VMM sees all of it: a snapshot needs it.
   [ExitReason.INTR_WINDOW]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ,
   [ExitReason.RECALL]: Mtd.ALL & ~Mtd.QUAL,
   [ExitReason.EXCEPTION]: Mtd.QUAL | Mtd.EIP_LEN,
@@ -915,6 +919,7 @@ class Vmm {
   private parkForSipi(v: VcpuState, cpu: VcpuSlot): void {
     cpu.off = false;
     if (cpu.pendingSipi >= 0) {
+      this.wholeState(v, cpu);
       startAt(v, cpu.pendingSipi);
       cpu.pendingSipi = -1;
       cpu.waitForSipi = false;
@@ -956,6 +961,7 @@ class Vmm {
     }
     cpu.halted = null;
     cpu.waitForSipi = false;
+    this.wholeState(parked.state, cpu);
     startAt(parked.state, vector);
     this.unpark({ ...parked, fullReply: true }, cpu);
   }
@@ -971,6 +977,23 @@ class Vmm {
       this.spareVcpu = null;
     } else copyState(v, (state = new VcpuState()));
     return { token: this.sys.deferReply()!, state, vmTimeNs: this.vmNow(), fullReply };
+  }
+
+  /**
+   * Fill in the groups of `v`, vCPU `cpu`'s record of the exit it is stopped in, that the exit did
+   * not move (`v.mtd` says which it holds): from the vCPU, where they are as they were then.
+   */
+  private wholeState(v: VcpuState, cpu: VcpuSlot): void {
+    const held = v.mtd;
+    const missing = RECORD_MTD & ~held;
+    if (missing === 0) return;
+    const utcb = this.sys.utcb;
+    const inUtcb = utcb.vcpu;
+    utcb.vcpu = v;
+    const status = this.sys.vcpuState(vcpuEc(cpu.index), missing);
+    utcb.vcpu = inUtcb;
+    if (status !== Status.SUCCESS) throw new Error(`vCPU ${cpu.index}: its state is not readable (${Status[status]})`);
+    v.mtd = held | missing;
   }
 
   /** Let a parked vCPU go on, with any interrupt that can be taken now. */
@@ -1273,6 +1296,7 @@ class Vmm {
     this.ram.fillAll();
     const vmTimeNs = this.vmNow();
     const vcpu = new VcpuState();
+    this.wholeState(parked.state, this.bsp);
     copyState(parked.state, vcpu);
     vcpu.tsc = this.tscAt(parked, vmTimeNs);
     const state: VmState = {
