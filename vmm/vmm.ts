@@ -153,6 +153,16 @@ const IF = 0x200;
 /** The NMI's vector (SDM vol. 3, 6.3.1). */
 const NMI_VECTOR = 2;
 
+/** Set the injection of exit record `v` (in place: the record's own; no error code). */
+function setInjection(v: VcpuState, valid: boolean, vector: number, type: number, requestWindow: boolean): void {
+  const inj = v.inj;
+  inj.valid = valid;
+  inj.vector = vector;
+  inj.type = type;
+  inj.errorCode = -1;
+  inj.requestWindow = requestWindow;
+}
+
 /** Portal MTDs per exit reason: exactly what each handler reads or writes. */
 const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.STARTUP]: Mtd.ALL,
@@ -852,22 +862,22 @@ class Vmm {
     if (cpu.waitForSipi) {
       // Waiting for SIPI, a processor takes no interrupt, not even an NMI.
       cpu.nmiPending = false;
-      v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
+      setInjection(v, false, 0, 0, false);
     } else if (cpu.nmiPending) {
       // NMI first (vector 2). The vCPU holds it while NMIs are blocked (until the IRET of the last
       // one) and delivers it then; an external interrupt waits for the window after it.
       cpu.nmiPending = false;
-      v.inj = { valid: true, vector: NMI_VECTOR, type: InjectionType.NMI, errorCode: -1, requestWindow: this.interruptPending(cpu) };
+      setInjection(v, true, NMI_VECTOR, InjectionType.NMI, this.interruptPending(cpu));
     } else if (!this.interruptPending(cpu)) {
-      v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
+      setInjection(v, false, 0, 0, false);
     } else if ((v.eflags & IF) !== 0 && (v.interruptibility & 3) === 0) {
       // The hv upcall goes first: it is an edge the VMM raised, not a line of the platform.
       const upcall = cpu === this.bsp && this.upcallRaised;
       const vector = upcall ? this.hv!.upcallVector : ic.acknowledge();
       if (upcall) this.upcallRaised = false;
-      v.inj = { valid: true, vector, type: InjectionType.EXTERNAL, errorCode: -1, requestWindow: false };
+      setInjection(v, true, vector, InjectionType.EXTERNAL, false);
     } else {
-      v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: true };
+      setInjection(v, false, 0, 0, true);
     }
   }
 
