@@ -83,6 +83,11 @@ export class DemandRam implements GuestRam, RamPages {
   private readonly views: Array<PageView | undefined>;
   /** Pages still to come from the source. */
   private fromSource = 0;
+  /**
+   * Counts every hand-out of a page's bytes for writing (every VMM and device write to guest RAM
+   * goes through one; so do some reads): unchanged over a stretch, nothing wrote guest RAM there.
+   */
+  writes = 0;
   /** pageWords' arrays, direct-mapped by page number, each with the page bytes it was made over (kept only while page() gives those). */
   private readonly wordBytes: Array<Uint8Array | undefined> = new Array(WORD_CACHE);
   private readonly wordArrays: Array<Int32Array | undefined> = new Array(WORD_CACHE);
@@ -382,6 +387,7 @@ export class DemandRam implements GuestRam, RamPages {
 
   /** The writable bytes of page `n`, backing it privately first if it is not yet: the caller writes (it is dirty). */
   private page(n: number): Uint8Array {
+    this.writes++;
     this.sync();
     if (this.state[n] !== PRIVATE) this.touch(n, true);
     const v = this.views[n];

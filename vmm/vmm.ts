@@ -722,12 +722,17 @@ class Vmm {
         q.refused = this.kvm === null || !this.kvm.msr(q, v.tsc);
         v.mtd = Mtd.QUAL;
         return;
-      case ExitReason.VMCALL:
+      case ExitReason.VMCALL: {
+        const writes = this.ram.writes;
         // Our ABI's numbers are a range of their own, far above KVM's.
         if (this.hv && HvParavirt.owns(v.eax)) q.data = this.hv.hypercall(v, cpl(v)) >>> 0;
         else q.data = (this.kvm ? this.kvm.hypercall(v, cpl(v)) : -KVM_ENOSYS) >>> 0;
+        // Every write of guest RAM goes through the RAM's page hand-out: none, and the engine's
+        // cached code stands (a peer's event writes the peer's RAM, not this VM's).
+        q.ramUnchanged = this.ram.writes === writes;
         v.mtd = Mtd.QUAL;
         return;
+      }
       case ExitReason.HLT:
         if (cpu.initPending) return this.toWaitForSipi(v, cpu);
         if (cpu.waitForSipi) return this.parkForSipi(v, cpu);
