@@ -27,7 +27,7 @@ import { Pt } from "./pt.js";
 import { Sc, isPriority, isQuantum } from "./sc.js";
 import { Sm } from "./sm.js";
 import { Status } from "./status.js";
-import { EXIT_REASON_COUNT, Mtd } from "./vcpu.js";
+import { EXIT_REASON_COUNT, Mtd, VcpuState } from "./vcpu.js";
 import { hideTime, vmTime } from "./vm-exit.js";
 
 export enum Hypercall {
@@ -54,6 +54,12 @@ export const EcCtrlOp = {
   HIDE_TIME: 1,
   /** The vCPU's VM time (ns), in `utcb.result`: it passes only while the vCPU runs or waits in HLT. */
   VM_TIME: 2,
+  /**
+   * State groups `mtd` (QUAL aside) of a vCPU that is not running (stopped in a boundary exit or
+   * waiting for its reply), into the record at `utcb.vcpu`: what its exit's portal did not move
+   * (a halt moves little) is read where it is, unchanged.
+   */
+  STATE: 3,
 } as const;
 export const SmCtrlOp = { UP: 0, DOWN: 1 } as const;
 
@@ -239,7 +245,8 @@ const lookup = entry({ range: "crd" }, (_k, ec, { range }) => {
   return Status.SUCCESS;
 });
 
-// Hot too (a VMM asks its vCPU's time at every halt): the record { sel, op, ns? } copied by hand.
+// Hot too (a VMM asks its vCPU's time at every halt): the record { sel, op, ns? } copied by hand
+// (`ns`: HIDE_TIME's time, STATE's groups).
 const ecCtrl: Entry = {
   copy: (raw) => {
     try {
@@ -264,6 +271,15 @@ function ecCtrlRun(k: Kernel, ec: Ec, { sel, op, ns }: { sel: number; op: number
   }
   if (op === EcCtrlOp.VM_TIME) {
     ec.utcb.result = vmTime(k, target);
+    return Status.SUCCESS;
+  }
+  if (op === EcCtrlOp.STATE) {
+    const to = ec.utcb.vcpu;
+    if (ns === undefined || !isWord(ns) || (ns & ~Mtd.ALL) !== 0 || !(to instanceof VcpuState)) return Status.BAD_PARAMETER;
+    // Stopped (in a boundary exit, waiting for its reply, or for the CPU), its engine holds its
+    // state at an instruction boundary; in the middle of a run (a synchronous exit) it does not.
+    if (target === k.vcpuRun?.ec) return Status.BAD_PARAMETER;
+    target.engine!.saveState(ns & ~Mtd.QUAL, to);
     return Status.SUCCESS;
   }
   if (op !== EcCtrlOp.HIDE_TIME || ns === undefined || !(ns >= 0) || target === k.vcpuRun?.ec || !target.started) return Status.BAD_PARAMETER;

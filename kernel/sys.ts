@@ -137,6 +137,14 @@ export class Sys {
     return this.#hc(Hypercall.EC_CTRL, { sel: ecSel, op: EcCtrlOp.VM_TIME }) === Status.SUCCESS ? this.utcb.result : null;
   }
 
+  /**
+   * State groups `mtd` of the vCPU at `ecSel`, stopped in an exit (its reply not given yet), into
+   * `utcb.vcpu` (a record the caller put there): the groups its exit's portal did not move.
+   */
+  vcpuState(ecSel: number, mtd: number): Status {
+    return this.#hc(Hypercall.EC_CTRL, { sel: ecSel, op: EcCtrlOp.STATE, ns: mtd });
+  }
+
   /** Hide the last `ns` of a halted vCPU's wait from its VM time (a pause while halted): ns hidden in `utcb.result`. */
   hideTime(ecSel: number, ns: number): Status {
     return this.#hc(Hypercall.EC_CTRL, { sel: ecSel, op: EcCtrlOp.HIDE_TIME, ns });

@@ -4,7 +4,7 @@ import type { Ec } from "./ec.js";
 import { Kernel } from "./kernel.js";
 import type { ReplyToken } from "./portal.js";
 import { ScriptedEngine, type ScriptStep } from "../test/support/kernel.js";
-import { ExitReason, Mtd } from "./vcpu.js";
+import { ExitReason, Mtd, VcpuState } from "./vcpu.js";
 import type { Sys } from "./sys.js";
 import type { Utcb } from "./utcb.js";
 import { Status } from "./status.js";
@@ -205,6 +205,52 @@ describe("VM exits", () => {
     expect(k.run()).toBe("idle");
     expect(seenNs.slice(1).map((t, i) => t - seenNs[i])).toEqual([1 + 1000, 1]);
   });
+  it("a VMM reads the groups a halt did not move from its stopped vCPU; not while it runs, nor groups that do not exist", () => {
+    let token: ReplyToken | null = null;
+    const got: Array<{ status: Status; eax?: number; eip?: number; mtd?: number }> = [];
+    const { k, engine } = vm(
+      [{ op: "out", port: 0x80, size: 1, value: 1 }, { op: "exit", reason: ExitReason.HLT }],
+      {
+        [ExitReason.STARTUP]: (u) => {
+          u.vcpu!.eip = 0x1000;
+          u.vcpu!.eax = 0x1234_5678;
+        },
+        [ExitReason.PIO]: (u, vmm) => {
+          // In the middle of an instruction (a synchronous exit): its state is not whole.
+          const inExit = u.vcpu;
+          u.vcpu = new VcpuState();
+          got.push({ status: vmm.vcpuState(11, Mtd.GPR_ACDB) });
+          u.vcpu = inExit;
+        },
+        [ExitReason.HLT]: (u, vmm) => {
+          expect(u.vcpu!.mtd).toBe(Mtd.EFLAGS);
+          token = vmm.deferReply();
+        },
+      },
+      { [ExitReason.STARTUP]: Mtd.EIP_LEN | Mtd.GPR_ACDB, [ExitReason.PIO]: Mtd.QUAL, [ExitReason.HLT]: Mtd.EFLAGS },
+    );
+    k.boot(function* (sys) {
+      yield sys.wait.sleep(10_000);
+      const v = (sys.utcb.vcpu = new VcpuState());
+      const s = sys.vcpuState(11, Mtd.GPR_ACDB | Mtd.EIP_LEN);
+      got.push({ status: s, eax: v.eax, eip: v.eip, mtd: v.mtd });
+      got.push({ status: sys.vcpuState(11, 1 << 30) }); // no such group
+      got.push({ status: sys.vcpuState(12, Mtd.GPR_ACDB) }); // an SC, not a vCPU
+      sys.utcb.vcpu = null;
+      got.push({ status: sys.vcpuState(11, Mtd.GPR_ACDB) }); // nowhere to put it
+      expect(sys.reply(token!)).toBe(Status.SUCCESS);
+    }, 10);
+    k.run();
+    expect(got).toEqual([
+      { status: Status.BAD_PARAMETER },
+      { status: Status.SUCCESS, eax: 0x1234_5678, eip: engine.regs.eip, mtd: Mtd.GPR_ACDB | Mtd.EIP_LEN },
+      { status: Status.BAD_PARAMETER },
+      { status: Status.BAD_CAPABILITY },
+      { status: Status.BAD_PARAMETER },
+    ]);
+    expect(engine.regs.eip).toBe(0x1000 + 2); // the OUT and the HLT
+  });
+
   it("a stopped VM's time can be hidden from its TSC; recalls cost no time; a TSC in a reply is as of now", () => {
     let token: ReplyToken | null = null;
     const seen: bigint[] = [];

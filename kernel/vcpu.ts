@@ -98,7 +98,7 @@ export const Mtd = {
   CR: 1 << 12, // cr0 cr2 cr3 cr4
   DR: 1 << 13, // dr0-3 dr6 dr7
   SYSENTER: 1 << 14, // sysenter cs/esp/eip MSRs
-  QUAL: 1 << 15, // exit qualification (read-only except the answers: `data`, `ebx`/`ecx`/`edx`, `refused`)
+  QUAL: 1 << 15, // exit qualification (read-only except the answers: `data`, `ebx`/`ecx`/`edx`, `refused`, `ramUnchanged`)
   CTRL: 1 << 16, // exit controls (exception bitmap, cpuid/msr/vmcall exits, hypervisor leaves)
   INJ: 1 << 17, // event injection and interrupt-window request
   STA: 1 << 18, // interruptibility and activity state, x87 error pins
@@ -161,6 +161,11 @@ export class VcpuState {
      * The vCPU waits that long inside the instruction, as a CPU does for a slow bus cycle.
      */
     accessNs: 0,
+    /**
+     * VMCALL replies: the VMM wrote no guest RAM while it handled the exit, so code the engine
+     * cached is as it was (false: it may have, and the engine looks at its cached code again).
+     */
+    ramUnchanged: false,
   };
   // CTRL
   exceptionBitmap = 0;
@@ -258,6 +263,7 @@ export function copyQual(from: VcpuState["qual"], to: VcpuState["qual"]): void {
   to.linear = from.linear;
   to.refused = from.refused;
   to.accessNs = from.accessNs;
+  to.ramUnchanged = from.ramUnchanged;
 }
 
 /** Copy an injection record field by field. */

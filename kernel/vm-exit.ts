@@ -136,6 +136,7 @@ export function loadVcpuReply(k: Kernel, vcpu: Ec, handler: Ec, exit: VcpuState 
       exit.qual.ecx = v.qual.ecx;
       exit.qual.edx = v.qual.edx;
       exit.qual.refused = v.qual.refused === true;
+      exit.qual.ramUnchanged = v.qual.ramUnchanged === true;
       // A slow device access: the guest's time passes while it waits (a number, at least 0).
       const ns = v.qual.accessNs;
       if (ns > 0) vcpu.engine!.stall(Math.ceil(Math.min(ns, MAX_ACCESS_NS) / k.nsPerInstruction));
@@ -194,6 +195,7 @@ function syncExit(k: Kernel, ec: Ec, reason: ExitReason, state: VcpuState): bool
   const pt = exitPortal(ec, reason);
   if (!pt) return false;
   k.trace?.vmExit(k.now(), ec.pd.name, reason);
+  state.qual.ramUnchanged = false; // only a reply that says so
   const s = enter(k, ec, pt, false, state, reason);
   return s === Status.SUCCESS && loadVcpuReply(k, ec, pt.ec, state);
 }

@@ -137,18 +137,20 @@ function guestAccess(ram: DemandRam, mm: FakeManager, gpa: number, size: 1 | 2 |
 type Op =
   | { kind: "guest"; page: number; at: number; size: 1 | 2 | 4; write: boolean; value: number }
   | { kind: "device"; gpa: number; bytes: number[] }
+  | { kind: "words"; page: number; index: number; value: number }
   | { kind: "release"; page: number; count: number }
   | { kind: "takeAway"; page: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ kind: fc.constant("guest" as const), page: fc.integer({ min: 0, max: PAGES - 1 }), at: fc.integer({ min: 0, max: PAGE - 4 }), size: fc.constantFrom(1 as const, 2 as const, 4 as const), write: fc.boolean(), value: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("device" as const), gpa: fc.integer({ min: 0, max: PAGES * PAGE - 64 }), bytes: fc.array(fc.nat({ max: 255 }), { minLength: 1, maxLength: 40 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("words" as const), page: fc.integer({ min: 0, max: PAGES - 1 }), index: fc.integer({ min: 0, max: PAGE / 4 - 1 }), value: fc.integer() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("release" as const), page: fc.integer({ min: 0, max: PAGES - 1 }), count: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("takeAway" as const), page: fc.integer({ min: 0, max: PAGES - 1 }) }) },
 );
 
 describe("DemandRam", () => {
-  it("guest, devices, balloon and the scanner taking pages away: RAM always reads as a plain byte array would (property)", () => {
+  it("guest, devices (bytes and words), balloon and the scanner taking pages away: RAM always reads as a plain byte array would (property)", () => {
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 80 }), fc.boolean(), fc.boolean(), fc.boolean(), (ops, withSource, knowsRevoked, listsPages) => {
         const mm = new FakeManager(knowsRevoked);
@@ -174,6 +176,12 @@ describe("DemandRam", () => {
             let k = 0;
             for (const s of segments) for (let i = 0; i < s.length; i++) s[i] = op.bytes[k++];
             model.set(op.bytes, op.gpa);
+          } else if (op.kind === "words") {
+            // A hypercall's argument array: the page's words (kept by the RAM while the page keeps its frame).
+            const words = ram.pageWords(op.page)!;
+            expect(words.length).toBe(PAGE / 4);
+            words[op.index] = op.value;
+            for (let k = 0; k < 4; k++) model[op.page * PAGE + 4 * op.index + k] = (op.value >>> (8 * k)) & 0xff;
           } else if (op.kind === "release") {
             ram.release(op.page, op.count);
             model.fill(0, op.page * PAGE, Math.min(PAGES, op.page + op.count) * PAGE);
@@ -192,6 +200,25 @@ describe("DemandRam", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("pageWords: a page's words alias its RAM, the same array while it keeps its frame; not RAM or out of range is null", () => {
+    const mm = new FakeManager();
+    const ram = new DemandRam(PAGES * PAGE, mm);
+    ram.exclude(2);
+    expect(ram.pageWords(2)).toBeNull();
+    expect(ram.pageWords(PAGES)).toBeNull();
+    expect(ram.pageWords(-1)).toBeNull();
+    expect(ram.pageWords(0.5)).toBeNull();
+    const w = ram.pageWords(3)!;
+    w[5] = 0x11223344;
+    expect(ram.u32(3 * PAGE + 20)).toBe(0x11223344);
+    expect(ram.pageWords(3)).toBe(w);
+    // Taken away and written again: a new frame, so a new array, holding what the old one held.
+    mm.takeAway(3);
+    const again = ram.pageWords(3)!;
+    expect(again).not.toBe(w);
+    expect(again[5]).toBe(0x11223344);
   });
 
   it("a released page the guest touches again is a fresh zero page, whatever was there", () => {
@@ -276,6 +303,12 @@ describe("DemandRam", () => {
             let k = 0;
             for (const s of segments) for (let j = 0; j < s.length; j++) s[j] = op.bytes[k++];
             model.set(op.bytes, op.gpa);
+          } else if (op.kind === "words") {
+            // A hypercall's argument array: the page's words (kept by the RAM while the page keeps its frame).
+            const words = ram.pageWords(op.page)!;
+            expect(words.length).toBe(PAGE / 4);
+            words[op.index] = op.value;
+            for (let k = 0; k < 4; k++) model[op.page * PAGE + 4 * op.index + k] = (op.value >>> (8 * k)) & 0xff;
           } else if (op.kind === "release") {
             ram.release(op.page, op.count);
             model.fill(0, op.page * PAGE, Math.min(PAGES, op.page + op.count) * PAGE);
@@ -329,6 +362,12 @@ describe("DemandRam", () => {
             let k = 0;
             for (const seg of ram.segments(op.gpa, op.bytes.length)!) for (let j = 0; j < seg.length; j++) seg[j] = op.bytes[k++];
             model.set(op.bytes, op.gpa);
+          } else if (op.kind === "words") {
+            // A hypercall's argument array: the page's words (kept by the RAM while the page keeps its frame).
+            const words = ram.pageWords(op.page)!;
+            expect(words.length).toBe(PAGE / 4);
+            words[op.index] = op.value;
+            for (let k = 0; k < 4; k++) model[op.page * PAGE + 4 * op.index + k] = (op.value >>> (8 * k)) & 0xff;
           } else if (op.kind === "release") {
             ram.release(op.page, op.count);
             model.fill(0, op.page * PAGE, Math.min(PAGES, op.page + op.count) * PAGE);

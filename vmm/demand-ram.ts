@@ -69,6 +69,8 @@ const PAGE = 4096;
  * save must ask for it again first.
  */
 const UNBACKED = 0, READ_ONLY = 1, PRIVATE = 2, FROM_SOURCE = 3, NOT_RAM = 4, LOST = 5;
+/** pageWords' cache entries (a power of 2). */
+const WORD_CACHE = 8;
 /** Pages one FREE call covers (at most the protocol's MAX_BACK_PAGES). */
 const RELEASE_RUN = 512;
 /** Most pages one sequential fault backs ahead (fault-around), so a burst costs few calls. */
@@ -81,6 +83,14 @@ export class DemandRam implements GuestRam, RamPages {
   private readonly views: Array<PageView | undefined>;
   /** Pages still to come from the source. */
   private fromSource = 0;
+  /**
+   * Counts every hand-out of a page's bytes for writing (every VMM and device write to guest RAM
+   * goes through one; so do some reads): unchanged over a stretch, nothing wrote guest RAM there.
+   */
+  writes = 0;
+  /** pageWords' arrays, direct-mapped by page number, each with the page bytes it was made over (kept only while page() gives those). */
+  private readonly wordBytes: Array<Uint8Array | undefined> = new Array(WORD_CACHE);
+  private readonly wordArrays: Array<Int32Array | undefined> = new Array(WORD_CACHE);
   /** The last page a fault made private, and how many the next sequential fault backs. */
   private lastFault = -2;
   private batch = 1;
@@ -282,6 +292,18 @@ export class DemandRam implements GuestRam, RamPages {
     return this.page(Math.floor(gpa / PAGE)).subarray(gpa % PAGE, (gpa % PAGE) + length);
   }
 
+  pageWords(page: number): Int32Array | null {
+    if (!Number.isSafeInteger(page) || page < 0 || page >= this.pages || this.state[page] === NOT_RAM) return null;
+    // page() checks the view (revocations) and takes the write; only the array built on top is kept.
+    const bytes = this.page(page);
+    const k = page & (WORD_CACHE - 1);
+    if (this.wordBytes[k] !== bytes) {
+      this.wordBytes[k] = bytes;
+      this.wordArrays[k] = new Int32Array(bytes.buffer, bytes.byteOffset, PAGE >> 2);
+    }
+    return this.wordArrays[k]!;
+  }
+
   segments(gpa: number, length: number): Uint8Array[] | null {
     if (!this.isRam(gpa, length)) return null;
     const out: Uint8Array[] = [];
@@ -365,6 +387,7 @@ export class DemandRam implements GuestRam, RamPages {
 
   /** The writable bytes of page `n`, backing it privately first if it is not yet: the caller writes (it is dirty). */
   private page(n: number): Uint8Array {
+    this.writes++;
     this.sync();
     if (this.state[n] !== PRIVATE) this.touch(n, true);
     const v = this.views[n];

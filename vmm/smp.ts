@@ -17,7 +17,10 @@ export function apicBaseOf(cpu: number): number {
 /** A vCPU stopped in an exit whose reply the VMM holds back: halted (HLT) or paused. */
 export interface Parked {
   token: ReplyToken;
-  /** Its whole state when it stopped (the portal moved every group). */
+  /**
+   * Its state when it stopped: the groups its exit moved (`state.mtd`; a halt moves few, a pause
+   * all); the rest is still in the vCPU (the VMM's wholeState reads it from there).
+   */
   state: VcpuState;
   /** VM time of `state.tsc`. */
   vmTimeNs: number;

@@ -153,14 +153,28 @@ const IF = 0x200;
 /** The NMI's vector (SDM vol. 3, 6.3.1). */
 const NMI_VECTOR = 2;
 
+/** Set the injection of exit record `v` (in place: the record's own; no error code). */
+function setInjection(v: VcpuState, valid: boolean, vector: number, type: number, requestWindow: boolean): void {
+  const inj = v.inj;
+  inj.valid = valid;
+  inj.vector = vector;
+  inj.type = type;
+  inj.errorCode = -1;
+  inj.requestWindow = requestWindow;
+}
+
 /** Portal MTDs per exit reason: exactly what each handler reads or writes. */
 const EXIT_MTD: Partial<Record<ExitReason, number>> = {
   [ExitReason.STARTUP]: Mtd.ALL,
   [ExitReason.PIO]: Mtd.QUAL,
   [ExitReason.MMIO]: Mtd.QUAL,
   [ExitReason.CPUID]: Mtd.QUAL,
-  // Where the vCPU may stop for long (halted, paused), the VMM sees all of it: a snapshot needs it.
-  [ExitReason.HLT]: Mtd.ALL & ~Mtd.QUAL,
+  // A halt moves what its handler reads (IF, blocking, FERR#/IGNNE#, an injection not taken) and
+  // the TSC a parked vCPU ticks on from; a snapshot or a start-up IPI reads the rest from the
+  // vCPU, still stopped there (wholeState). A halted vCPU parks on every event: the whole state
+  // was a twentieth of an event-channel round trip.
+  [ExitReason.HLT]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ | Mtd.TSC,
+  // Where the vCPU may stop for long (paused), the VMM sees all of it: a snapshot needs it.
   [ExitReason.INTR_WINDOW]: Mtd.EFLAGS | Mtd.STA | Mtd.INJ,
   [ExitReason.RECALL]: Mtd.ALL & ~Mtd.QUAL,
   [ExitReason.EXCEPTION]: Mtd.QUAL | Mtd.EIP_LEN,
@@ -708,12 +722,17 @@ class Vmm {
         q.refused = this.kvm === null || !this.kvm.msr(q, v.tsc);
         v.mtd = Mtd.QUAL;
         return;
-      case ExitReason.VMCALL:
+      case ExitReason.VMCALL: {
+        const writes = this.ram.writes;
         // Our ABI's numbers are a range of their own, far above KVM's.
         if (this.hv && HvParavirt.owns(v.eax)) q.data = this.hv.hypercall(v, cpl(v)) >>> 0;
         else q.data = (this.kvm ? this.kvm.hypercall(v, cpl(v)) : -KVM_ENOSYS) >>> 0;
+        // Every write of guest RAM goes through the RAM's page hand-out: none, and the engine's
+        // cached code stands (a peer's event writes the peer's RAM, not this VM's).
+        q.ramUnchanged = this.ram.writes === writes;
         v.mtd = Mtd.QUAL;
         return;
+      }
       case ExitReason.HLT:
         if (cpu.initPending) return this.toWaitForSipi(v, cpu);
         if (cpu.waitForSipi) return this.parkForSipi(v, cpu);
@@ -848,22 +867,22 @@ class Vmm {
     if (cpu.waitForSipi) {
       // Waiting for SIPI, a processor takes no interrupt, not even an NMI.
       cpu.nmiPending = false;
-      v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
+      setInjection(v, false, 0, 0, false);
     } else if (cpu.nmiPending) {
       // NMI first (vector 2). The vCPU holds it while NMIs are blocked (until the IRET of the last
       // one) and delivers it then; an external interrupt waits for the window after it.
       cpu.nmiPending = false;
-      v.inj = { valid: true, vector: NMI_VECTOR, type: InjectionType.NMI, errorCode: -1, requestWindow: this.interruptPending(cpu) };
+      setInjection(v, true, NMI_VECTOR, InjectionType.NMI, this.interruptPending(cpu));
     } else if (!this.interruptPending(cpu)) {
-      v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: false };
+      setInjection(v, false, 0, 0, false);
     } else if ((v.eflags & IF) !== 0 && (v.interruptibility & 3) === 0) {
       // The hv upcall goes first: it is an edge the VMM raised, not a line of the platform.
       const upcall = cpu === this.bsp && this.upcallRaised;
       const vector = upcall ? this.hv!.upcallVector : ic.acknowledge();
       if (upcall) this.upcallRaised = false;
-      v.inj = { valid: true, vector, type: InjectionType.EXTERNAL, errorCode: -1, requestWindow: false };
+      setInjection(v, true, vector, InjectionType.EXTERNAL, false);
     } else {
-      v.inj = { valid: false, vector: 0, type: 0, errorCode: -1, requestWindow: true };
+      setInjection(v, false, 0, 0, true);
     }
   }
 
@@ -915,6 +934,7 @@ class Vmm {
   private parkForSipi(v: VcpuState, cpu: VcpuSlot): void {
     cpu.off = false;
     if (cpu.pendingSipi >= 0) {
+      this.wholeState(v, cpu);
       startAt(v, cpu.pendingSipi);
       cpu.pendingSipi = -1;
       cpu.waitForSipi = false;
@@ -956,6 +976,7 @@ class Vmm {
     }
     cpu.halted = null;
     cpu.waitForSipi = false;
+    this.wholeState(parked.state, cpu);
     startAt(parked.state, vector);
     this.unpark({ ...parked, fullReply: true }, cpu);
   }
@@ -971,6 +992,23 @@ class Vmm {
       this.spareVcpu = null;
     } else copyState(v, (state = new VcpuState()));
     return { token: this.sys.deferReply()!, state, vmTimeNs: this.vmNow(), fullReply };
+  }
+
+  /**
+   * Fill in the groups of `v`, vCPU `cpu`'s record of the exit it is stopped in, that the exit did
+   * not move (`v.mtd` says which it holds): from the vCPU, where they are as they were then.
+   */
+  private wholeState(v: VcpuState, cpu: VcpuSlot): void {
+    const held = v.mtd;
+    const missing = RECORD_MTD & ~held;
+    if (missing === 0) return;
+    const utcb = this.sys.utcb;
+    const inUtcb = utcb.vcpu;
+    utcb.vcpu = v;
+    const status = this.sys.vcpuState(vcpuEc(cpu.index), missing);
+    utcb.vcpu = inUtcb;
+    if (status !== Status.SUCCESS) throw new Error(`vCPU ${cpu.index}: its state is not readable (${Status[status]})`);
+    v.mtd = held | missing;
   }
 
   /** Let a parked vCPU go on, with any interrupt that can be taken now. */
@@ -1278,6 +1316,7 @@ class Vmm {
     this.ram.fillAll();
     const vmTimeNs = this.vmNow();
     const vcpu = new VcpuState();
+    this.wholeState(parked.state, this.bsp);
     copyState(parked.state, vcpu);
     vcpu.tsc = this.tscAt(parked, vmTimeNs);
     const state: VmState = {

@@ -17,7 +17,7 @@ import { scaleDelta } from "../../vmm/paravirt/pvclock.js";
 import { assemble, hasNasm } from "./nasm.js";
 import { buildGuest, hasGcc32 } from "../guest/build.js";
 import { checkHvRecord } from "../../vmm/paravirt/hv-state.js";
-import { HV_PEER_SELF, HvPortState, HvVirq } from "../../vmm/paravirt/hv-abi.js";
+import { HV_HYPERCALL_BASE, HV_PEER_SELF, HvOp, HvPortState, HvVirq, MulticallEntry } from "../../vmm/paravirt/hv-abi.js";
 
 const nasm = hasNasm();
 
@@ -320,6 +320,77 @@ describe.skipIf(!nasm)("KVM's paravirtual interface on the whole stack", () => {
     expect(words.slice(1, 6)).toEqual([0, 0, 0, 0, 0]);
     expect(bytes.length).toBe(6 * 4 + 1);
     expect(String.fromCharCode(bytes[24])).toBe("U");
+  });
+});
+
+/**
+ * Code the VMM rewrites: a multicall entry (EVTCHN_ALLOC_UNBOUND, a new port each time) lies in
+ * the code, and its result field is the immediate of \`mov eax, imm32; ret\` the guest calls right
+ * after the VMCALL. ROUNDS times: the port it got, as the code returns it, against the one it
+ * should have got. Out: the mismatches, then the rounds + 1.
+ */
+const REWRITTEN = (rounds: number) => `
+bits 32
+org 0x100000
+header: dd 0x1BADB002, 0x10000, -(0x1BADB002 + 0x10000), header, header, end, end, start
+start:
+  mov esp, 0x90000
+  xor edi, edi
+  mov esi, 1                       ; ports come in order from 1
+.round:
+  mov eax, 0x${(HV_HYPERCALL_BASE + HvOp.MULTICALL).toString(16)}
+  mov ebx, entry
+  mov ecx, 1
+  xor edx, edx
+  vmcall
+  call result
+  cmp eax, esi
+  je .same
+  inc edi
+.same:
+  inc esi
+  cmp esi, ${rounds + 1}
+  jne .round
+  mov eax, edi
+  call out32
+  mov eax, esi
+  call out32
+  mov al, 0
+  out 0xf4, al
+  hlt
+out32:
+  push ecx
+  mov ecx, 4
+.byte:
+  out 0xe9, al
+  shr eax, 8
+  loop .byte
+  pop ecx
+  ret
+align ${MulticallEntry.BYTES}
+entry:
+  dd 0x${(HV_HYPERCALL_BASE + HvOp.EVTCHN_ALLOC_UNBOUND).toString(16)}, 0x${HV_PEER_SELF.toString(16)}, 0, 0, 0
+  db 0, 0, 0                       ; the last argument's low bytes, then its high byte is the opcode:
+result equ $
+  db 0xb8                          ; mov eax, <the entry's result>
+  dd 0
+  db 0xc3, 0x90, 0x90, 0x90        ; ret; the entry's reserved word
+end:
+`;
+
+describe.skipIf(!nasm)("a VMCALL's reply and the engine's cached code", () => {
+  it("code the VMM wrote while it handled a VMCALL runs as written, though the guest runs it after every call", async () => {
+    const rounds = 1000;
+    const image = assemble(REWRITTEN(rounds));
+    // The entry's result field is the immediate (the VMM writes it), right after the opcode.
+    const at = image.indexOf(0xb8, image.length - 16);
+    expect(at % MulticallEntry.BYTES).toBe(MulticallEntry.RESULT - 1);
+    const con = new MemoryConsole();
+    const result = await runVm({ memoryBytes: 16 << 20, kernelImage: image, console: con, engine: createX86Engine, debugExitPort: 0xf4, debugcon: true, pv: true, maxVirtualNs: 1e9 });
+    expect(result.why).toBe(VmEnd.DEBUG_EXIT);
+    const bytes = Uint8Array.from(con.debugcon);
+    const words = Array.from({ length: bytes.length >> 2 }, (_, i) => new DataView(bytes.buffer).getUint32(4 * i, true));
+    expect(words).toEqual([0, rounds + 1]);
   });
 });
 

@@ -5,7 +5,6 @@
 // through the `link` (IPC to the peer's VMM); the peer checks its own side.
 
 import type { GuestRam } from "../devices/virtio/index.js";
-import { guestBytes } from "./guest-bytes.js";
 import { PeerOp } from "./peer-protocol.js";
 import { HV_PEER_SELF, HV_PORTS, HV_VIRQ_COUNT, HvError, HvPortState, SharedInfo } from "./hv-abi.js";
 
@@ -52,7 +51,7 @@ export class EventChannels {
   setSharedInfo(gpa: number): number {
     if (gpa === 0) return void (this.sharedInfo = -1), 0;
     if (gpa % 4096 !== 0) return -HvError.EINVAL;
-    if (guestBytes(this.host.ram, gpa, SharedInfo.BYTES) === null) return -HvError.EFAULT;
+    if (this.host.ram.pageWords(gpa / 4096) === null) return -HvError.EFAULT;
     this.sharedInfo = gpa;
     return 0;
   }
@@ -203,19 +202,20 @@ export class EventChannels {
   }
 
   /** Word `word` of the bitmap has an unmasked pending port: selector bit, then the upcall. */
-  private markWord(page: Uint8Array, word: number): void {
+  private markWord(page: Int32Array, word: number): void {
     setU32(page, SharedInfo.PENDING_SEL, u32(page, SharedInfo.PENDING_SEL) | (1 << word));
-    if (page[SharedInfo.UPCALL_PENDING] !== 0) return;
-    page[SharedInfo.UPCALL_PENDING] = 1;
-    if (page[SharedInfo.UPCALL_MASK] === 0) this.host.raiseUpcall();
+    if (byteOf(page, SharedInfo.UPCALL_PENDING) !== 0) return;
+    setByte(page, SharedInfo.UPCALL_PENDING, 1);
+    if (byteOf(page, SharedInfo.UPCALL_MASK) === 0) this.host.raiseUpcall();
   }
 
   /**
-   * The shared-info page now (looked up each time: the page's frame may change under paging).
-   * Its words are read and written byte by byte: a DataView per event was a tenth of a round trip.
+   * The shared-info page's words now (asked for each time: the page's frame may change under
+   * paging; the same array comes back while it does not). A view or a DataView made per event
+   * was a tenth of a round trip.
    */
-  private page(): Uint8Array | null {
-    return this.sharedInfo < 0 ? null : guestBytes(this.host.ram, this.sharedInfo, SharedInfo.BYTES);
+  private page(): Int32Array | null {
+    return this.sharedInfo < 0 ? null : this.host.ram.pageWords(this.sharedInfo / 4096);
   }
 
   private portAt(port: number): Port | null {
@@ -232,16 +232,25 @@ export class EventChannels {
   }
 }
 
-/** The little-endian word at `at` of `b`. */
-function u32(b: Uint8Array, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+// Fields of the shared-info page by byte offset, on its words (every field is a word, or a byte of one).
+
+/** The word at byte `at` (a multiple of 4), unsigned. */
+function u32(w: Int32Array, at: number): number {
+  return w[at >> 2] >>> 0;
 }
 
-function setU32(b: Uint8Array, at: number, v: number): void {
-  b[at] = v;
-  b[at + 1] = v >>> 8;
-  b[at + 2] = v >>> 16;
-  b[at + 3] = v >>> 24;
+function setU32(w: Int32Array, at: number, v: number): void {
+  w[at >> 2] = v;
+}
+
+/** The byte at `at` (little-endian: byte k of a word is its bits 8k to 8k + 7). */
+function byteOf(w: Int32Array, at: number): number {
+  return (w[at >> 2] >>> (8 * (at & 3))) & 0xff;
+}
+
+function setByte(w: Int32Array, at: number, v: number): void {
+  const shift = 8 * (at & 3);
+  w[at >> 2] = (w[at >> 2] & ~(0xff << shift)) | ((v & 0xff) << shift);
 }
 
 function validPort(port: number): boolean {

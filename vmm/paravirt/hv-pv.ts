@@ -34,6 +34,10 @@ import {
 import { PEER_CHUNK, PeerOp } from "./peer-protocol.js";
 import { checkHvRecord, hvRecord } from "./hv-state.js";
 
+const PAGE = 4096;
+/** A multicall entry's size and fields, in words. */
+const ENTRY_WORDS = MulticallEntry.BYTES >> 2, ENTRY_ARGS = MulticallEntry.ARGS >> 2, ENTRY_RESULT = MulticallEntry.RESULT >> 2;
+
 /** Feature bits of leaf 0x40000101 ECX. */
 export const HvFeature = { MULTICALL: 1, EVTCHN: 2, GRANT_COPY: 4, GRANT_MAP: 8 } as const;
 const FEATURES = HvFeature.MULTICALL | HvFeature.EVTCHN | HvFeature.GRANT_COPY | HvFeature.GRANT_MAP;
@@ -230,17 +234,23 @@ export class HvParavirt {
   private multicall(gpa: number, count: number, flags: number): number {
     if (this.inMulticall) return -HvError.EINVAL;
     if (gpa % MulticallEntry.BYTES !== 0 || count > MULTICALL_MAX || (flags & ~MULTICALL_STOP_ON_ERROR) !== 0) return -HvError.EINVAL;
-    // One check of the whole array before any entry runs (a bad array runs nothing): its pages,
-    // each one view. The views stay valid for the run: the first look made each page private, and
-    // no op of this ABI gives pages back.
-    const pages = count === 0 ? [] : this.host.ram.segments(gpa, count * MulticallEntry.BYTES);
-    if (pages === null) return -HvError.EFAULT;
+    if (count === 0) return 0;
+    const ram = this.host.ram;
+    const end = gpa + count * MulticallEntry.BYTES;
+    if (!ram.contains(gpa, end - gpa)) return -HvError.EFAULT;
+    // One check of the whole array before any entry runs (a bad array runs nothing): every page
+    // is RAM. Each page's words are asked for again when its entries run (the same array, no
+    // allocation), so an entry that changed what backs a page cannot leave a stale one in use.
+    const first = Math.floor(gpa / PAGE), last = Math.floor((end - 1) / PAGE);
+    for (let p = first; p <= last; p++) if (ram.pageWords(p) === null) return -HvError.EFAULT;
+    const stop = flags & MULTICALL_STOP_ON_ERROR;
     this.inMulticall = true;
     try {
       let run = 0;
-      for (const page of pages) {
-        // Words of the page's entries (a page view is word-aligned; guest and host are little-endian).
-        const done = this.runEntries(new Int32Array(page.buffer, page.byteOffset, page.byteLength >> 2), flags & MULTICALL_STOP_ON_ERROR);
+      for (let p = first; p <= last; p++) {
+        const from = p === first ? (gpa % PAGE) >> 2 : 0;
+        const to = p === last ? ((end - 1) % PAGE + 1) >> 2 : PAGE >> 2;
+        const done = this.runEntries(ram.pageWords(p)!, from, to, stop);
         run += Math.abs(done);
         if (done < 0) break;
       }
@@ -250,14 +260,16 @@ export class HvParavirt {
     }
   }
 
-  /** Run the entries in `w`, each result written back: how many ran, negated when one failed and `stop` ended the run there. */
-  private runEntries(w: Int32Array, stop: number): number {
+  /** Run the entries in words [from, to) of `w`, each result written back: how many ran, negated when one failed and `stop` ended the run there. */
+  private runEntries(w: Int32Array, from: number, to: number, stop: number): number {
+    const table = this.table;
     let run = 0;
-    for (let at = 0; at < w.length; at += MulticallEntry.BYTES >> 2) {
-      const args = at + (MulticallEntry.ARGS >> 2);
-      const handler = this.handlerOf(w[at] >>> 0);
-      const result = handler ? handler(w[args] >>> 0, w[args + 1] >>> 0, w[args + 2] >>> 0, w[args + 3] >>> 0, w[args + 4] >>> 0) | 0 : -HvError.ENOSYS;
-      w[at + (MulticallEntry.RESULT >> 2)] = result;
+    for (let at = from; at < to; at += ENTRY_WORDS) {
+      const op = (w[at] >>> 0) - HV_HYPERCALL_BASE;
+      const handler = op >= 0 && op < HV_OP_COUNT ? table[op] : undefined;
+      const a = at + ENTRY_ARGS;
+      const result = handler !== undefined ? handler(w[a] >>> 0, w[a + 1] >>> 0, w[a + 2] >>> 0, w[a + 3] >>> 0, w[a + 4] >>> 0) | 0 : -HvError.ENOSYS;
+      w[at + ENTRY_RESULT] = result;
       run++;
       if (result < 0 && stop) return -run;
     }

@@ -218,11 +218,12 @@ export class Cpu implements LazyFlags {
   }
 
   /**
-   * After a synchronous exit: the VMM may have written guest RAM (DMA), and when it recalled the
-   * vCPU the run ends after this instruction (BUDGET; the kernel then delivers RECALL).
+   * After a synchronous exit: the VMM may have written guest RAM (DMA) unless its reply says it did
+   * not, and when it recalled the vCPU the run ends after this instruction (BUDGET; the kernel then
+   * delivers RECALL).
    */
   exited(): void {
-    this.codeEpoch++;
+    if (!this.state.qual.ramUnchanged) this.codeEpoch++;
     if (this.exits !== null && this.exits.stopRequested) {
       if (this.stop < 0) this.stop = ExitReason.BUDGET;
       this.attention = true;

@@ -13,6 +13,12 @@ export interface GuestRam {
   view(gpa: number, length: number): Uint8Array | null;
   /** The bytes of [gpa, gpa + length) as views in address order (one per page where RAM is paged); null when any of it is outside. */
   segments(gpa: number, length: number): Uint8Array[] | null;
+  /**
+   * Guest page `page` (4 KiB from `page * 4096`) as 1024 little-endian 32-bit words, aliasing
+   * guest RAM, to read and write (a hypercall's argument array); null when it is not RAM. Ask
+   * again for each use: the same array comes back while the page keeps its frame (no allocation).
+   */
+  pageWords(page: number): Int32Array | null;
   /** Little-endian fields; the range must be inside RAM (check with `contains`). */
   u16(gpa: number): number;
   u32(gpa: number): number;
@@ -44,6 +50,14 @@ export class FlatGuestRam implements GuestRam {
   segments(gpa: number, length: number): Uint8Array[] | null {
     const view = this.view(gpa, length);
     return view && [view];
+  }
+
+  private words: Int32Array | null = null;
+
+  pageWords(page: number): Int32Array | null {
+    if (!Number.isSafeInteger(page) || page < 0 || (page + 1) * 4096 > this.bytes.length) return null;
+    this.words ??= new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length >> 2);
+    return this.words.subarray(page * 1024, page * 1024 + 1024);
   }
 
   u16(gpa: number): number {

@@ -429,7 +429,7 @@ function vmcall(c: Cpu): void {
   q.write = false;
   q.ebx = q.ecx = q.edx = 0;
   const ok = c.exits.exit(ExitReason.VMCALL, c.state);
-  c.exited(); // the VMM may have written guest memory (multicall results, grant copies)
+  c.exited(); // the VMM may have written guest memory (multicall results, grant copies) unless it says not
   if (ok) c.r[0] = q.data;
 }
 
