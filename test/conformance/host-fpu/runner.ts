@@ -20,6 +20,8 @@ export interface RunSummary {
 }
 
 const BATCH = 2000;
+/** Times a case that differs from the host runs on the host again before it counts as failed. */
+const HOST_RETRIES = 2;
 
 /** Case generators by `--focus` name; "" is the default stream. */
 export const GENERATORS: Readonly<Record<string, (seed: number, index: number) => FpuCase>> = {
@@ -47,20 +49,32 @@ export async function runHostFpu(seed: number, count: number, keep = 20, engine 
     const cases = [];
     for (let k = start; k < Math.min(count, start + BATCH); k++) cases.push(generate(seed, k));
     const native = await runNative(support.harness, cases);
-    cases.forEach((c, k) => {
+    for (let k = 0; k < cases.length; k++) {
+      const c = cases[k];
       const emu = emulate(c);
-      let diff = compareResults(c, emu, native[k]);
-      if (diff === null && side !== null) {
-        const e = viaEngine(c);
-        diff = typeof e === "string" ? e : compareResults(c, e, native[k]);
-        if (diff !== null) diff = `through the core: ${diff}`;
+      const differs = (host: FpuResult): string | null => {
+        let diff = compareResults(c, emu, host);
+        if (diff === null && side !== null) {
+          const e = viaEngine(c);
+          diff = typeof e === "string" ? e : compareResults(c, e, host);
+          if (diff !== null) diff = `through the core: ${diff}`;
+        }
+        return diff;
+      };
+      let diff = differs(native[k]);
+      // The host is disturbed now and then: a context switch in the middle of a case can leave the
+      // x87's last data pointer and selector zero (seen on AMD, about once in a million cases under
+      // load). A difference counts only when the host, asked again, still gives it.
+      for (let again = 0; diff !== null && again < HOST_RETRIES; again++) {
+        const [host] = await runNative(support.harness, [c]);
+        if (differs(host) === null) diff = null;
       }
       if (diff === null) summary.passed++;
       else {
         summary.failed++;
         if (summary.failures.length < keep) summary.failures.push(`#${start + k} ${c.text}: ${diff}`);
       }
-    });
+    }
   }
   return summary;
 }
