@@ -173,8 +173,12 @@ async function run(opts: RunOpts): Promise<number> {
 
 /** `--incoming tcp:HOST:PORT`: wait for one migration, check it, and run the VM that came. */
 async function runIncoming(opts: RunOpts): Promise<number> {
-  if (opts.restore || opts.kernel || opts.bios || opts.initrd || opts.append || opts.drive.length > 0 || opts.bootOk)
-    throw new InvalidArgumentError("--incoming takes the VM from the stream: --restore, --kernel, --initrd, --append, --bios, --drive and --boot-ok cannot be given with it");
+  if (opts.restore || opts.kernel || opts.bios || opts.initrd || opts.append || opts.bootOk)
+    throw new InvalidArgumentError("--incoming takes the VM from the stream: --restore, --kernel, --initrd, --append, --bios and --boot-ok cannot be given with it");
+  // --drive names where the overlays of block-migrated drives (migrate inc) go here: new qcow2 files over the source's backing files.
+  for (const d of opts.drive)
+    if ((d.format && d.format !== "qcow2") || d.readOnly) throw new InvalidArgumentError(`--incoming: --drive file=${d.path} names a block-migrated drive's overlay here, a new qcow2 file (no other format, not read-only)`);
+  if (opts.isolate && opts.drive.length > 0) throw new InvalidArgumentError("--incoming: block-migrated drives are written by the host into the block driver: not with --isolate");
   let address;
   try {
     address = parseTcpUri(opts.incoming!);
@@ -191,7 +195,7 @@ async function runIncoming(opts: RunOpts): Promise<number> {
   server.close();
   // No Nagle: the ACK (or an ABORT) leaves at once.
   socket.setNoDelay(true);
-  const stream = receiveMigration(socket);
+  const stream = receiveMigration(socket, { blockTargets: opts.drive.map((d) => d.path) });
   // Whoever waits for the VM hears what went wrong; no one else need.
   stream.vm.catch(() => {});
   const refused = (error: unknown) => {
@@ -332,6 +336,8 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   early?.stream.vm
     .then(async (incoming) => {
       early.arrived(incoming);
+      // The block-migrated disks' last chunks, into the overlays the VM has open.
+      incoming.writeBlocks();
       loaded = { state: incoming.vm.state, vcpu: incoming.vm.plan.state };
       // Queued together: the control component takes both in one go.
       const loading = control.load(0);
@@ -352,6 +358,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
     process.stderr.write(`\r\nhv: ${migrationSummary(r)}; the VM runs at the destination now\r\nhv: downtime: ${downtimeSteps(r)}\r\n`);
     quit = true;
   }, (info) => qmp?.emit("MIGRATION", info));
+  migration.blockDrives = () => drives.map((_, index) => hostComponents?.drive?.(0, index) ?? null);
   // The isolated components exist once the VM runs (onStart).
   let hostComponents: HostComponents | null = null;
   const components: HostComponents = { kill: (component) => hostComponents?.kill(component) ?? false };
@@ -393,6 +400,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       wallTimeout: opts.wallTimeout ? { clock: { now: () => performance.now() * 1e6 }, ns: opts.wallTimeout * 1e9 } : null,
       onStart: (_k, raiseOn, isolated) => {
         hostComponents = isolated;
+        early?.stream.attachBlocks((index) => isolated.drive?.(0, index) ?? null);
         arrival?.mark("kernel");
         raise = raiseOn.input;
         control.raise = raiseOn.control;
