@@ -371,6 +371,8 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
   timeline.mark("open");
   let refused: Error | null = null;
   let blocks: BlockTargets | null = null;
+  /** The VM's drives, once the runner said where they are (attachBlocks): before or after the hello. */
+  let attached: ((index: number) => HostDrive | null) | null = null;
   const refuse = (error: Error) => {
     if (refused) return;
     refused = error;
@@ -402,6 +404,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
             const drives = (hello.setup as { drives: unknown[] }).drives;
             const sourcePaths = drives.map((d) => (typeof d === "object" && d !== null && typeof (d as { path?: unknown }).path === "string" ? (d as { path: string }).path : undefined));
             blocks = new BlockTargets(announced, sourcePaths, options.blockTargets ?? []);
+            blocks.attach = attached;
             for (const [drive, path] of blocks.paths) drives[drive] = driveRecord({ path, format: "qcow2" });
           }
           // The setup (ROMs, drives, platform): the destination builds the VM while the pages come.
@@ -459,6 +462,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
     refuse,
     timeline,
     attachBlocks: (drive) => {
+      attached = drive;
       if (blocks) blocks.attach = drive;
     },
   };
