@@ -684,6 +684,8 @@ export class OutgoingMigration {
     const remaining = p ? (p.passSent < p.passBytes ? p.passBytes - p.passSent : p.dirty * 4096) : 0;
     if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, remaining, normal: p.pages, total: this.memoryBytes };
     if (p && p.throttle > 0) info["cpu-throttle-percentage"] = p.throttle;
+    // Block migration (inc): QEMU's `disk` part of MigrationInfo, in bytes of chunks.
+    if (p && p.chunks > 0) info.disk = { transferred: p.chunks * BLOCK_CHUNK_BYTES, remaining: p.dirtyChunks * BLOCK_CHUNK_BYTES };
     if (this.result) info.downtime = Math.round(this.result.downtimeMs);
     else if (p?.expectedDowntimeMs !== undefined) info["expected-downtime"] = Math.round(p.expectedDowntimeMs);
     if (this.status === "failed") info["error-desc"] = this.error;
