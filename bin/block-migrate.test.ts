@@ -52,7 +52,7 @@ describe("block migration, the source", () => {
     const wanted = allocatedChunks(image);
     expect([...wanted]).toEqual([0b0010_1000]);
     let counted = 0;
-    const frames = blockFrames({ index: 0, drive }, wanted, (n) => (counted += n));
+    const frames = [...blockFrames({ index: 0, drive }, wanted, (n) => (counted += n))];
     expect(counted).toBe(2);
     const reader = new FrameReader(false);
     const [frame] = reader.push(frames[0]);

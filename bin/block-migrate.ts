@@ -73,29 +73,26 @@ export function allocatedChunks(image: BlockImage): Uint8Array {
   return bitmap;
 }
 
-/** BLOCKS frames of the chunks `wanted` marks, read now as the guest sees them (zeros as a flag); `counted` hears how many. */
-export function blockFrames(source: BlockSource, wanted: Uint8Array, counted: (chunks: number) => void): Uint8Array[] {
+/** BLOCKS frames of the chunks `wanted` marks, each read as the guest sees it (zeros as a flag) when it is taken; `counted` hears how many chunks each held. */
+export function* blockFrames(source: BlockSource, wanted: Uint8Array, counted: (chunks: number) => void): Generator<Uint8Array> {
   const image = overlayOf(source);
   const size = image.virtualSize;
   const chunks = Math.ceil(size / BLOCK_CHUNK_BYTES);
-  const frames: Uint8Array[] = [];
   let batch: BlockChunk[] = [];
+  const frame = () => {
+    const f = encodeFrame(FrameType.BLOCKS, encodeBlocks(source.index, size, batch));
+    counted(batch.length);
+    batch = [];
+    return f;
+  };
   for (let c = 0; c < chunks; c++) {
     if (!((wanted[c >> 3] >> (c & 7)) & 1)) continue;
     const bytes = new Uint8Array(chunkLength(c, size));
     image.read(c * BLOCK_CHUNK_BYTES, bytes);
     batch.push({ chunk: c, bytes });
-    if (batch.length === CHUNKS_PER_FRAME) {
-      frames.push(encodeFrame(FrameType.BLOCKS, encodeBlocks(source.index, size, batch)));
-      counted(batch.length);
-      batch = [];
-    }
+    if (batch.length === CHUNKS_PER_FRAME) yield frame();
   }
-  if (batch.length > 0) {
-    frames.push(encodeFrame(FrameType.BLOCKS, encodeBlocks(source.index, size, batch)));
-    counted(batch.length);
-  }
-  return frames;
+  if (batch.length > 0) yield frame();
 }
 
 /** Bits set in a bitmap. */

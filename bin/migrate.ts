@@ -121,7 +121,10 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   const blocks = options.blocks ?? [];
   /** Each block-migrated drive's chunks the next pass sends (pass 1: what its overlay holds). */
   let wantedChunks: Uint8Array[] = [];
-  const blockFramesOf = (wanted: Uint8Array[]) => blocks.flatMap((b, i) => blockFrames(b, wanted[i], (n) => (progress.chunks += n)));
+  /** BLOCKS frames of the chunks `wanted` marks, each read when it is taken (a pass does not hold a disk's worth in memory). */
+  const blockFramesOf = function* (wanted: Uint8Array[]) {
+    for (const [i, b] of blocks.entries()) yield* blockFrames(b, wanted[i], (n) => (progress.chunks += n));
+  };
   const stopBlockLog = () => blocks.forEach((b) => b.drive.stopLog());
   /** Frames of the pages `wanted` says (all when null), read from `ram` now; counts the pages in `progress`. */
   const framesOf = (ram: RamPages, wanted: Uint8Array | null): Uint8Array[] => {
@@ -156,7 +159,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     progress.passSent += bytes;
     options.onProgress?.({ ...progress });
   };
-  const sendAll = async (frames: Uint8Array[]) => {
+  const sendAll = async (frames: Iterable<Uint8Array>) => {
     for (const f of frames) {
       await send(f);
       counted(f.length);
@@ -202,14 +205,15 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     let wanted: Uint8Array | null = null;
     for (progress.pass = 1; ; progress.pass++) {
       const frames = await control.readRam(vm, (ram) => framesOf(ram, wanted));
-      // Between kernel slices: no disk request is half done.
-      frames.push(...blockFramesOf(wantedChunks));
       const passStart = clock();
       heldBack = false;
       const bytesBefore = progress.bytes;
-      progress.passBytes = frames.reduce((n, f) => n + f.length, 0);
+      // The disk's chunks count as whole ones (zeros go as a flag: the pass may send less).
+      progress.passBytes = frames.reduce((n, f) => n + f.length, 0) + wantedChunks.reduce((n, w) => n + bitsSet(w), 0) * (BLOCK_CHUNK_BYTES + 5);
       progress.passSent = 0;
       await sendAll(frames);
+      // Read as they go, between kernel slices: no disk request is half done.
+      await sendAll(blockFramesOf(wantedChunks));
       const log = await control.dirty(vm, "collect");
       if (progress.pass === 1) progress.nonZeroPages = progress.pages;
       progress.dirty = log.pages;
