@@ -124,12 +124,13 @@ count: dd 0
 }
 
 /**
- * Writes sector n of /dev/vda (a legacy virtio-blk driver: PCI slot 4, I/O BAR at 0xc000, one
- * request at a time, polled, no interrupts) with the dword n, for n = 1 to `writes`, and prints
- * L<n> after each; `spin` loop rounds between writes pace it; then prints DONE and spins.
- * The data is 512 bytes of n (little endian, 128 times).
+ * Writes sector (n * stride) mod `sectors` (a power of two; an odd stride visits each sector once)
+ * of /dev/vda with the dword n, for n = 1 to `writes` (a legacy virtio-blk driver: PCI slot 4, I/O
+ * BAR at 0xc000, one request at a time, polled, no interrupts), and prints L<n> after each; `spin`
+ * loop rounds between writes pace it; then prints DONE and halts. The data is 512 bytes of n
+ * (little endian, 128 times).
  */
-export const DISK_WRITER_GUEST = (writes: number, spin: number): Uint8Array => multiboot(`
+export const DISK_WRITER_GUEST = (writes: number, spin: number, stride = 1, sectors = 1 << 20): Uint8Array => multiboot(`
     mov esp, 0x90000
     mov dx, 0xcf8
     mov eax, 0x80002004
@@ -184,6 +185,8 @@ next: inc dword [count]
     ja done
     mov dword [0x300000], 1
     mov dword [0x300004], 0
+    imul eax, eax, ${stride}
+    and eax, ${sectors - 1}
     mov [0x300008], eax
     mov dword [0x30000c], 0
     mov eax, [count]
