@@ -285,7 +285,9 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
         control.end(index).catch((error: Error) => process.stderr.write(`hv: ${e.name}: ${error.message}\n`));
       };
       const { path: _path, ...request } = saveRequests[index]("");
-      return new OutgoingMigration(control, () => request, (host, port) => connect(port, host), moved, (info) => qmp?.emit("MIGRATION", { vm: e.name, ...info }));
+      const migration = new OutgoingMigration(control, () => request, (host, port) => connect(port, host), moved, (info) => qmp?.emit("MIGRATION", { vm: e.name, ...info }));
+      migration.blockDrives = () => request.drives.map((_, k) => hostComponents?.drive?.(index, k) ?? null);
+      return migration;
     });
     qmp = socketPath
       ? await startQmp(socketPath, { control, vms: spec.vms.map((e, index) => ({ name: e.name, index, saveRequest: saveRequests[index], migration: migrations[index] })), quit: () => (quit = true), components }).catch((error: Error) => {

@@ -8,14 +8,15 @@
 
 import { encode } from "@msgpack/msgpack";
 import type { Socket } from "node:net";
-import { FrameReader, FrameType, MigrationError, isZeroPage, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame } from "../services/migration/stream.js";
+import { FrameReader, FrameType, MigrationError, isZeroPage, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame, BLOCK_CHUNK_BYTES, decodeBlocks } from "../services/migration/stream.js";
 import { decodeMsgpack } from "../services/snapshot/msgpack-check.js";
 import { MAX_MEMORY_BYTES, savedSetupInMemory, savedVmInMemory } from "../services/snapshot/file.js";
 import { MAX_THROTTLE_PERCENT, type RamPages } from "../vmm/protocol.js";
 import type { HostControl } from "./host-control.js";
-import { checkSavedSetup, checkSavedVm, savedMetadata, savedSetup, warmSave, type CheckedSetup, type RestoredVm, type SavedPlatform, type SaveRequest } from "./snapshot.js";
+import { driveRecord, checkSavedSetup, checkSavedVm, savedMetadata, savedSetup, warmSave, type CheckedSetup, type RestoredVm, type SavedPlatform, type SaveRequest } from "./snapshot.js";
 import type { GuestRamSource } from "../vmm/demand-ram.js";
-import type { DriveConfig } from "../drivers/block/component.js";
+import type { DriveConfig, HostDrive } from "../drivers/block/component.js";
+import { BlockTargets, allocatedChunks, announceBlocks, bitsSet, blockFrames, checkAnnouncements, type BlockSource } from "./block-migrate.js";
 
 const PAGE = 4096;
 
@@ -47,6 +48,8 @@ export interface MigrationOptions {
    * component takes some virtual time, which held to host time was 30 ms of downtime.)
    */
   onStopped?: () => void;
+  /** Drives to block-migrate (qcow2 overlays over a shared backing file; QMP migrate's `inc`): their content goes in the stream. */
+  blocks?: readonly BlockSource[];
 }
 
 export interface ThrottleParameters {
@@ -72,6 +75,9 @@ export interface MigrationProgress {
   /** Bytes this pass sends, and has sent so far (progress comes after each frame too). */
   passBytes: number;
   passSent: number;
+  /** Block migration: chunks (BLOCK_CHUNK_BYTES) sent in all, and written since the pass before (the next pass sends them). */
+  chunks: number;
+  dirtyChunks: number;
 }
 
 export interface MigrationResult extends MigrationProgress {
@@ -111,7 +117,15 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       if (replies.error) return reject(replies.error);
       socket.write(bytes, (error) => (error ? reject(error) : resolve()));
     });
-  const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0, throttle: 0, nonZeroPages: 0, passBytes: 0, passSent: 0 };
+  const progress: MigrationProgress = { pass: 0, pages: 0, bytes: 0, dirty: 0, throttle: 0, nonZeroPages: 0, passBytes: 0, passSent: 0, chunks: 0, dirtyChunks: 0 };
+  const blocks = options.blocks ?? [];
+  /** Each block-migrated drive's chunks the next pass sends (pass 1: what its overlay holds). */
+  let wantedChunks: Uint8Array[] = [];
+  /** BLOCKS frames of the chunks `wanted` marks, each read when it is taken (a pass does not hold a disk's worth in memory). */
+  const blockFramesOf = function* (wanted: Uint8Array[]) {
+    for (const [i, b] of blocks.entries()) yield* blockFrames(b, wanted[i], (n) => (progress.chunks += n));
+  };
+  const stopBlockLog = () => blocks.forEach((b) => b.drive.stopLog());
   /** Frames of the pages `wanted` says (all when null), read from `ram` now; counts the pages in `progress`. */
   const framesOf = (ram: RamPages, wanted: Uint8Array | null): Uint8Array[] => {
     const frames: Uint8Array[] = [];
@@ -145,7 +159,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     progress.passSent += bytes;
     options.onProgress?.({ ...progress });
   };
-  const sendAll = async (frames: Uint8Array[]) => {
+  const sendAll = async (frames: Iterable<Uint8Array>) => {
     for (const f of frames) {
       await send(f);
       counted(f.length);
@@ -177,10 +191,15 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   /** Passes that dirtied more than the trigger threshold since the throttle last rose. */
   let highPasses = 0;
   try {
+    // The drives first: one that is not an overlay refuses the migration before anything goes.
+    const announced = announceBlocks(blocks);
     await send(MIGRATION_MAGIC);
-    await send(encodeFrame(FrameType.META, encode({ hello: { memoryBytes: request.memoryBytes, name: request.name, setup: savedSetup(request) } })));
+    await send(encodeFrame(FrameType.META, encode({ hello: { memoryBytes: request.memoryBytes, name: request.name, setup: savedSetup(request), ...(blocks.length > 0 ? { blocks: announced } : {}) } })));
     await control.dirty(vm, "start");
     logging = true;
+    // Written from here on: sent again. The log starts before pass 1 reads what the overlays hold.
+    for (const b of blocks) if (!b.drive.startLog(BLOCK_CHUNK_BYTES)) throw new RangeError(`block migration: drive ${b.index} is not attached to the VM`);
+    wantedChunks = blocks.map((b) => allocatedChunks(b.drive.image()!));
     // The stop's save then runs warm code (cold, it was 10 to 20 ms of the downtime).
     warmSave(request);
     let wanted: Uint8Array | null = null;
@@ -189,17 +208,22 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       const passStart = clock();
       heldBack = false;
       const bytesBefore = progress.bytes;
-      progress.passBytes = frames.reduce((n, f) => n + f.length, 0);
+      // The disk's chunks count as whole ones (zeros go as a flag: the pass may send less).
+      progress.passBytes = frames.reduce((n, f) => n + f.length, 0) + wantedChunks.reduce((n, w) => n + bitsSet(w), 0) * (BLOCK_CHUNK_BYTES + 5);
       progress.passSent = 0;
       await sendAll(frames);
+      // Read as they go, between kernel slices: no disk request is half done.
+      await sendAll(blockFramesOf(wantedChunks));
       const log = await control.dirty(vm, "collect");
       if (progress.pass === 1) progress.nonZeroPages = progress.pages;
       progress.dirty = log.pages;
+      wantedChunks = blocks.map((b) => b.drive.collectLog()!);
+      progress.dirtyChunks = wantedChunks.reduce((n, w) => n + bitsSet(w), 0);
       const sent = progress.bytes - bytesBefore;
       // Bytes per ms the link took in this pass: max-bandwidth if the bucket held the stream back (the
       // link was faster), else what it measured.
       const bandwidth = heldBack ? rate / 1000 : sent / Math.max(clock() - passStart, 1e-3);
-      progress.expectedDowntimeMs = (log.pages * (PAGE + 5)) / bandwidth;
+      progress.expectedDowntimeMs = (log.pages * (PAGE + 5) + progress.dirtyChunks * (BLOCK_CHUNK_BYTES + 5)) / bandwidth;
       wanted = log.bitmap;
       converged = options.stopPages !== undefined ? log.pages <= options.stopPages : progress.expectedDowntimeMs <= downtimeLimitMs;
       // The guest writes faster than the link takes it: hold its vCPU back more (QEMU's rule).
@@ -224,6 +248,18 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       for (let i = 0; i < merged.length && last; i++) merged[i] |= last[i];
       const frames = framesOf(ram, merged);
       step(`read ${progress.pages - pagesBefore} pages`);
+      if (blocks.length > 0) {
+        // The VM is stopped: its disk requests are done. What it wrote last, after the overlays went to disk.
+        const chunksBefore = progress.chunks;
+        for (const b of blocks) b.drive.image()?.flush();
+        const last = blocks.map((b, i) => {
+          const log = b.drive.collectLog()!;
+          for (let k = 0; k < log.length; k++) log[k] |= wantedChunks[i][k];
+          return log;
+        });
+        frames.push(...blockFramesOf(last));
+        step(`read ${progress.chunks - chunksBefore} chunks`);
+      }
       return [...frames, encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)];
     }, step);
     step(`state ${(tail.at(-2)!.length / 1024).toFixed(0)} KiB`);
@@ -237,10 +273,12 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       throw new Error(`the destination did not take the VM: ${why}`);
     }
     step("ack");
+    stopBlockLog();
     return { ...progress, downtimeMs: performance.now() - stoppedAt, stopSteps, stoppedAtEpochMs: epochMs(stoppedAt), converged };
   } catch (error) {
     // Anything short of an ACK: the source keeps the VM, running as before.
     if (logging) await control.dirty(vm, "stop").catch(() => {});
+    stopBlockLog();
     if (throttled) await control.throttle(vm, 0).catch(() => {});
     await control.resume(vm).catch(() => {});
     socket.destroy();
@@ -305,6 +343,8 @@ export interface IncomingVm {
   timeline: MigrationTimeline;
   /** Tell the source the VM runs here (it may end); call once the VM is about to run. */
   accept(): void;
+  /** Write the block-migrated chunks still in memory into the overlays (attachBlocks); before the VM runs. MigrationError if one is not attached. */
+  writeBlocks(): void;
 }
 
 /** An incoming migration as it comes: the VM's setup (from the hello), its pages so far, and the whole VM at the END. */
@@ -319,22 +359,29 @@ export interface IncomingStream {
   refuse(error: Error): void;
   /** When the stream opened, the hello, the END and the check came; the VM's start marks more. */
   timeline: MigrationTimeline;
+  /** The VM's drives as its block driver has them: block-migrated chunks go straight into the overlays then (before, they wait in memory). */
+  attachBlocks(drive: (index: number) => HostDrive | null): void;
 }
 
 /**
  * Receive a VM on `socket`. The stream is checked as it comes; whatever is wrong with it is a
  * MigrationError (or the snapshot checks' SnapshotError) and the source is told (ABORT).
  */
-export function receiveMigration(socket: MigrationSocket): IncomingStream {
+export function receiveMigration(socket: MigrationSocket, options: IncomingOptions = {}): IncomingStream {
   const reader = new FrameReader();
   const inbox = new FrameInbox(socket, reader, () => new MigrationError("stream", `the connection closed before the end (${reader.pending} bytes of a frame left)`));
   const ram = new Map<number, Uint8Array>();
   const timeline = new MigrationTimeline();
   timeline.mark("open");
   let refused: Error | null = null;
+  let blocks: BlockTargets | null = null;
+  /** The VM's drives, once the runner said where they are (attachBlocks): before or after the hello. */
+  let attached: ((index: number) => HostDrive | null) | null = null;
   const refuse = (error: Error) => {
     if (refused) return;
     refused = error;
+    // The overlays made here held only what the failed migration brought.
+    blocks?.remove();
     socket.end(encodeFrame(FrameType.ABORT, new TextEncoder().encode(error.message.slice(0, 500))));
   };
   let setupFound: (setup: CheckedSetup | null) => void = () => {};
@@ -355,15 +402,32 @@ export function receiveMigration(socket: MigrationSocket): IncomingStream {
           const m = hello.memoryBytes;
           if (typeof m !== "number" || !Number.isInteger(m) || m <= 0 || m > MAX_MEMORY_BYTES || m % PAGE !== 0) throw new MigrationError("META", `memoryBytes ${String(m)} is not a RAM size`);
           memoryBytes = m;
+          // Block-migrated drives: an overlay of our own over the same backing file stands in for the source's.
+          const announced = checkAnnouncements(hello.blocks, Array.isArray((hello.setup as { drives?: unknown })?.drives) ? (hello.setup as { drives: unknown[] }).drives.length : 0);
+          if (announced.length > 0) {
+            const drives = (hello.setup as { drives: unknown[] }).drives;
+            const sourcePaths = drives.map((d) => (typeof d === "object" && d !== null && typeof (d as { path?: unknown }).path === "string" ? (d as { path: string }).path : undefined));
+            blocks = new BlockTargets(announced, sourcePaths, options.blockTargets ?? []);
+            blocks.attach = attached;
+            for (const [drive, path] of blocks.paths) drives[drive] = driveRecord({ path, format: "qcow2" });
+          }
           // The setup (ROMs, drives, platform): the destination builds the VM while the pages come.
           helloSetup = hello.setup === undefined ? null : checkSavedSetup(savedSetupInMemory(hello.setup, memoryBytes));
           timeline.mark("hello");
           setupFound(helloSetup);
-        } else if (value?.vm && typeof value.vm === "object") meta = value.vm as Record<string, unknown>;
+        } else if (value?.vm && typeof value.vm === "object") {
+          meta = value.vm as Record<string, unknown>;
+          // The overlays here, as they are now (the source's are not on this machine, or not ours).
+          if (blocks && Array.isArray(meta.drives)) for (const [drive, path] of blocks.paths) if (drive < meta.drives.length) meta.drives[drive] = driveRecord({ path, format: "qcow2" });
+        }
         else throw new MigrationError("META", "neither hello nor vm");
       } else if (f.type === FrameType.PAGES) {
         if (memoryBytes === 0) throw new MigrationError("PAGES", "pages before the RAM size (hello)");
         decodePages(f.payload, memoryBytes / PAGE, ram);
+      } else if (f.type === FrameType.BLOCKS) {
+        if (!blocks) throw new MigrationError("BLOCKS", "block data, but the hello named no block-migrated drive");
+        const { drive, chunks } = decodeBlocks(f.payload, blocks.sizes);
+        blocks.take(drive, chunks);
       } else if (f.type === FrameType.END) {
         ended = true;
         timeline.mark("end");
@@ -381,7 +445,13 @@ export function receiveMigration(socket: MigrationSocket): IncomingStream {
       }
     }
     timeline.mark("checked");
-    return { vm, timeline, accept: () => void socket.end(encodeFrame(FrameType.ACK)) };
+    const targets = blocks as BlockTargets | null;
+    const writeBlocks = () => {
+      if (!targets) return;
+      targets.flush(true);
+      timeline.mark("blocks written");
+    };
+    return { vm, timeline, accept: () => void socket.end(encodeFrame(FrameType.ACK)), writeBlocks };
   };
   const vm = receive().catch((error: unknown) => {
     const e = error instanceof Error ? error : new Error(String(error));
@@ -395,7 +465,16 @@ export function receiveMigration(socket: MigrationSocket): IncomingStream {
     vm,
     refuse,
     timeline,
+    attachBlocks: (drive) => {
+      attached = drive;
+      if (blocks) blocks.attach = drive;
+    },
   };
+}
+
+export interface IncomingOptions {
+  /** `--drive file=PATH` on the incoming side: where the overlays of the block-migrated drives go, in their order (else the source's paths). */
+  blockTargets?: readonly string[];
 }
 
 /** The first part of the setup that `vm` has otherwise than `setup` (name, RAM, platform, ROMs, drives), or null. */
@@ -507,10 +586,22 @@ export class OutgoingMigration {
     private readonly onStatus: (info: Record<string, unknown>) => void = () => {},
   ) {}
 
-  /** Start migrating VM `vm` to `uri`; throws RangeError for a bad URI or one already running. */
-  start(vm: number, uri: string): void {
+  /**
+   * VM `vm`'s writable drives as the host reaches them (block migration), each null when it cannot
+   * (a block driver in a worker); absent: this hv cannot block-migrate.
+   */
+  blockDrives: ((vm: number) => Array<HostDrive | null>) | null = null;
+
+  /**
+   * Start migrating VM `vm` to `uri`; with `inc`, its writable drives (qcow2 overlays) go too, their
+   * backing files being shared (QEMU's incremental block migration). Throws RangeError for a bad
+   * URI, one already running, or drives that cannot go.
+   */
+  start(vm: number, uri: string, inc = false): void {
     const { host, port } = parseTcpUri(uri);
     if (this.status === "active") throw new RangeError("a migration is running already");
+    const blocks = inc ? this.blockSources(vm) : [];
+    announceBlocks(blocks);
     this.status = "active";
     this.started = performance.now();
     this.progress = null;
@@ -524,7 +615,7 @@ export class OutgoingMigration {
     const autoConverge = this.capabilities["auto-converge"]
       ? { triggerThreshold: p["throttle-trigger-threshold"], initial: p["cpu-throttle-initial"], increment: p["cpu-throttle-increment"], max: p["max-cpu-throttle"] }
       : undefined;
-    const options = { downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q), onStopped: () => (this.stopping = true) };
+    const options = { blocks, downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q), onStopped: () => (this.stopping = true) };
     migrateOut(this.control, vm, request, socket, options).then(
       (r) => {
         this.result = r;
@@ -539,6 +630,18 @@ export class OutgoingMigration {
         this.onStatus(this.query());
       },
     );
+  }
+
+  /** The drives `inc` migrates: every writable one, each an overlay the host can reach (announceBlocks checks them further when the migration starts). */
+  private blockSources(vm: number): BlockSource[] {
+    const drives = this.blockDrives?.(vm) ?? [];
+    const writable = this.request(vm).drives.flatMap((d, index) => (d.readOnly ? [] : [index]));
+    if (writable.length === 0) throw new RangeError("inc: the VM has no writable drive to block-migrate");
+    return writable.map((index) => {
+      const drive = drives[index] ?? null;
+      if (!drive) throw new RangeError(`inc: drive ${index} cannot be block-migrated from here (the block driver runs in a worker: --isolate)`);
+      return { index, drive };
+    });
   }
 
   /** QMP `migrate-set-parameters`: each a whole number within PARAMETER_RANGES; RangeError naming the first that is not (and nothing changes). */
@@ -585,6 +688,8 @@ export class OutgoingMigration {
     const remaining = p ? (p.passSent < p.passBytes ? p.passBytes - p.passSent : p.dirty * 4096) : 0;
     if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, remaining, normal: p.pages, total: this.memoryBytes };
     if (p && p.throttle > 0) info["cpu-throttle-percentage"] = p.throttle;
+    // Block migration (inc): QEMU's `disk` part of MigrationInfo, in bytes of chunks.
+    if (p && p.chunks > 0) info.disk = { transferred: p.chunks * BLOCK_CHUNK_BYTES, remaining: p.dirtyChunks * BLOCK_CHUNK_BYTES };
     if (this.result) info.downtime = Math.round(this.result.downtimeMs);
     else if (p?.expectedDowntimeMs !== undefined) info["expected-downtime"] = Math.round(p.expectedDowntimeMs);
     if (this.status === "failed") info["error-desc"] = this.error;

@@ -99,8 +99,13 @@ export const COMMANDS: Record<string, QmpCommand> = {
   },
   "query-balloon": { params: VM, run: ({ server }, args) => queryBalloon(server, server.vm(args.vm as string | undefined)) },
   migrate: {
-    params: { uri: { type: "str" }, ...VM },
-    run: ({ server }, args) => onMigration(server, args, (m, vm) => m.start(vm.index, args.uri as string)),
+    // QEMU's historical block migration: `inc` sends the overlays (backing files shared), `blk` whole disks (not in hv).
+    params: { uri: { type: "str" }, inc: { type: "bool", optional: true }, blk: { type: "bool", optional: true }, ...VM },
+    run: ({ server }, args) =>
+      onMigration(server, args, (m, vm) => {
+        if (args.blk === true) throw new RangeError("blk: hv does not copy whole disks; with qcow2 overlays over shared backing files, use inc");
+        m.start(vm.index, args.uri as string, args.inc === true);
+      }),
   },
   "query-migrate": { params: VM, run: ({ server }, args) => askMigration(server, args, (m) => m.query(), {}) },
   migrate_cancel: { params: VM, run: ({ server }, args) => askMigration(server, args, (m) => void m.cancel(), undefined) },

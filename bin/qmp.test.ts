@@ -265,6 +265,10 @@ describe("QMP protocol", () => {
     expect((await p.execute("migrate-set-parameters", { "cpu-throttle-initial": 30, "max-cpu-throttle": 90 })).reply.return).toEqual({});
     expect((await p.execute("migrate-set-parameters", { "cpu-throttle-increment": 100 })).reply.error.desc).toMatch(/Parameter 'cpu-throttle-increment' expects a whole number from 1 to 99/);
     expect((await p.execute("query-migrate-parameters")).reply.return).toMatchObject({ "cpu-throttle-initial": 30, "max-cpu-throttle": 90, "cpu-throttle-increment": 10, "throttle-trigger-threshold": 50 });
+    // Block migration: blk (whole disks) is not hv's; inc of a VM without a writable drive is refused before anything starts.
+    expect((await p.execute("migrate", { uri: "tcp:127.0.0.1:9", blk: true })).reply.error.desc).toMatch(/blk: hv does not copy whole disks; .* use inc/);
+    expect((await p.execute("migrate", { uri: "tcp:127.0.0.1:9", inc: "yes" })).reply.error.desc).toMatch(/inc/);
+    expect(migration.status).toBe("none");
   });
 
   it("pauses a client that sends faster than its commands finish, and resumes it", async () => {

@@ -26,7 +26,7 @@ export interface QmpVm {
 
 /** One VM's live migration as QMP drives it (bin/migrate.ts's OutgoingMigration). */
 export interface QmpMigration {
-  start(vm: number, uri: string): void;
+  start(vm: number, uri: string, inc?: boolean): void;
   cancel(): void;
   query(): Record<string, unknown>;
   readonly parameters: Record<string, number>;

@@ -131,7 +131,7 @@ export function registerRunCommand(program: Command): void {
     .option("--timeout <seconds>", "stop after this much virtual time (status 124)", parseSeconds)
     .option("--wall-timeout <seconds>", "stop after this much real (wall-clock) time (status 124)", parseSeconds)
     .option("--boot-ok", "default guest only: print BOOT-OK <uptime> and power off", false)
-    .option("--incoming <uri>", "wait for a VM migrated from another hv (tcp:HOST:PORT, as QEMU's -incoming); it runs here once it arrived")
+    .option("--incoming <uri>", "wait for a VM migrated from another hv (tcp:HOST:PORT, as QEMU's -incoming); it runs here once it arrived. With a block migration (migrate inc=true), --drive file=PATH names where each block-migrated drive's new qcow2 overlay goes here, in order (default: the source's path)")
     .option("--restore <file>", "resume the VM saved in a snapshot file (RAM, devices, drives and --mem come from the file)")
     .option("--ignore-drive-changes", "with --restore: take drives that changed since the save as they are", false)
     .option("--clone", "with --restore: the snapshot is a template; run a linked clone whose disk writes go to new qcow2 overlays (NAME-vda.qcow2, ...) in the working directory", false)
@@ -173,8 +173,12 @@ async function run(opts: RunOpts): Promise<number> {
 
 /** `--incoming tcp:HOST:PORT`: wait for one migration, check it, and run the VM that came. */
 async function runIncoming(opts: RunOpts): Promise<number> {
-  if (opts.restore || opts.kernel || opts.bios || opts.initrd || opts.append || opts.drive.length > 0 || opts.bootOk)
-    throw new InvalidArgumentError("--incoming takes the VM from the stream: --restore, --kernel, --initrd, --append, --bios, --drive and --boot-ok cannot be given with it");
+  if (opts.restore || opts.kernel || opts.bios || opts.initrd || opts.append || opts.bootOk)
+    throw new InvalidArgumentError("--incoming takes the VM from the stream: --restore, --kernel, --initrd, --append, --bios and --boot-ok cannot be given with it");
+  // --drive names where the overlays of block-migrated drives (migrate inc) go here: new qcow2 files over the source's backing files.
+  for (const d of opts.drive)
+    if ((d.format && d.format !== "qcow2") || d.readOnly) throw new InvalidArgumentError(`--incoming: --drive file=${d.path} names a block-migrated drive's overlay here, a new qcow2 file (no other format, not read-only)`);
+  if (opts.isolate && opts.drive.length > 0) throw new InvalidArgumentError("--incoming: block-migrated drives are written by the host into the block driver: not with --isolate");
   let address;
   try {
     address = parseTcpUri(opts.incoming!);
@@ -191,7 +195,7 @@ async function runIncoming(opts: RunOpts): Promise<number> {
   server.close();
   // No Nagle: the ACK (or an ABORT) leaves at once.
   socket.setNoDelay(true);
-  const stream = receiveMigration(socket);
+  const stream = receiveMigration(socket, { blockTargets: opts.drive.map((d) => d.path) });
   // Whoever waits for the VM hears what went wrong; no one else need.
   stream.vm.catch(() => {});
   const refused = (error: unknown) => {
@@ -332,6 +336,8 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   early?.stream.vm
     .then(async (incoming) => {
       early.arrived(incoming);
+      // The block-migrated disks' last chunks, into the overlays the VM has open.
+      incoming.writeBlocks();
       loaded = { state: incoming.vm.state, vcpu: incoming.vm.plan.state };
       // Queued together: the control component takes both in one go.
       const loading = control.load(0);
@@ -352,6 +358,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
     process.stderr.write(`\r\nhv: ${migrationSummary(r)}; the VM runs at the destination now\r\nhv: downtime: ${downtimeSteps(r)}\r\n`);
     quit = true;
   }, (info) => qmp?.emit("MIGRATION", info));
+  migration.blockDrives = () => drives.map((_, index) => hostComponents?.drive?.(0, index) ?? null);
   // The isolated components exist once the VM runs (onStart).
   let hostComponents: HostComponents | null = null;
   const components: HostComponents = { kill: (component) => hostComponents?.kill(component) ?? false };
@@ -393,6 +400,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       wallTimeout: opts.wallTimeout ? { clock: { now: () => performance.now() * 1e6 }, ns: opts.wallTimeout * 1e9 } : null,
       onStart: (_k, raiseOn, isolated) => {
         hostComponents = isolated;
+        early?.stream.attachBlocks((index) => isolated.drive?.(0, index) ?? null);
         arrival?.mark("kernel");
         raise = raiseOn.input;
         control.raise = raiseOn.control;

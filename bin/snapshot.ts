@@ -80,7 +80,7 @@ export function savedSetup(request: Omit<SaveRequest, "path">, vmTimeNs = 0): Pi
 }
 
 /** What a drive is now: restore refuses one that changed since the save. */
-function driveRecord(d: DriveConfig): DriveRecord {
+export function driveRecord(d: DriveConfig): DriveRecord {
   const st = statSync(d.path);
   return { path: d.path, format: d.format ?? "probe", sizeBytes: st.size, readOnly: d.readOnly ?? false, identity: `${st.dev}:${st.ino}:${st.mtimeMs}` };
 }

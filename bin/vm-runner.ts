@@ -8,7 +8,7 @@ import type { ScannerStats } from "../services/memory-manager.js";
 import { Kernel, type HostTimeSource, type TraceSink, type VcpuEngineFactory } from "../kernel/index.js";
 import { loadBios, loadKernel, type BootPlan } from "../vmm/boot/index.js";
 import type { ConsoleHost } from "../drivers/console/console.js";
-import type { DriveConfig } from "../drivers/block/component.js";
+import { BlockDriver, type DriveConfig, type HostDrive } from "../drivers/block/component.js";
 import { VmEnd } from "../services/root-protocol.js";
 import { rootTask } from "../services/root.js";
 import { MAX_DRIVES, type VmmConfig } from "../vmm/vmm.js";
@@ -104,6 +104,8 @@ export interface VmRunOptions {
 export interface HostComponents {
   /** Kill the worker of isolated component `name` ("block"); false when there is no such worker. */
   kill(name: string): boolean;
+  /** VM `vm`'s drive `index` as the host reaches it (block migration); null when the block driver runs in a worker (`--isolate`) or there is no such drive. */
+  drive?(vm: number, index: number): HostDrive | null;
 }
 
 export interface VmRunResult extends VmOutcome {
@@ -236,7 +238,11 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
     const host = { vmEnded: (module: string, status: number, why: VmEnd, message: string) => end(byModule.get(module) ?? -1, status, why, message) };
     kernel.boot(rootTask(composition.modules, { frames: composition.frames }, host));
     const block = composition.blockDriver;
-    const components: HostComponents = { kill: (name) => name === "block" && block instanceof IsolatedBlockDriver && (block.kill(), true) };
+    const firstClient = vms.map((_, i) => vms.slice(0, i).reduce((n, vm) => n + (vm.drives?.length ?? 0), 0));
+    const components: HostComponents = {
+      kill: (name) => name === "block" && block instanceof IsolatedBlockDriver && (block.kill(), true),
+      drive: (vm, index) => (block instanceof BlockDriver && vm >= 0 && vm < vms.length && index >= 0 && index < (vms[vm].drives?.length ?? 0) ? block.hostDrive(firstClient[vm] + index) : null),
+    };
     return { ...(await hostLoop(kernel, o, outcomes, byModule, composition.consoleGsi, composition.controlGsi, components)), scanner: composition.memory.scanner };
   } finally {
     composition.blockDriver?.close();

@@ -306,3 +306,40 @@ describe("block driver component: refusals", () => {
     expect(h.driver.isAttached(1) || h.driver.isAttached(5)).toBe(false);
   });
 });
+
+describe("block driver component: the host's write log (block migration)", () => {
+  it("logs the chunks writes touch while on (not reads, not before the start), hands a fresh log at each collect, and none once stopped", () => {
+    const file = path.join(dir, "log.qcow2");
+    createImage(file, "qcow2", 1024 * 1024);
+    const h = harness({ 1: { path: file } }, [1]);
+    const drive = h.driver.hostDrive(1);
+    const CHUNK = 64 * 1024;
+    const seen: Record<string, unknown> = {};
+    expect(drive.startLog(CHUNK)).toBe(false);
+    expect(drive.image()).toBeNull();
+    h.client(1, (sys) => {
+      attach(sys);
+      request(sys, BlockOp.WRITE, 0, 0, 1, 0);
+      seen.started = drive.startLog(CHUNK);
+      // Sectors 127-128 straddle chunks 0 and 1; sector 1023 is chunk 7; the read logs nothing.
+      request(sys, BlockOp.WRITE, 127, 0, 2, 0);
+      request(sys, BlockOp.READ, 512, 0, 8, 0);
+      seen.first = drive.collectLog();
+      request(sys, BlockOp.WRITE, 2047, 0, 1, 0);
+      seen.second = drive.collectLog();
+      seen.empty = drive.collectLog();
+      seen.format = drive.image()?.format;
+      drive.stopLog();
+      request(sys, BlockOp.WRITE, 0, 0, 1, 0);
+      seen.stopped = drive.collectLog();
+    });
+    runClean(h);
+    expect(seen.started).toBe(true);
+    // 1 MiB: 16 chunks, 2 bytes of bitmap.
+    expect(seen.first).toEqual(Uint8Array.from([0b11, 0]));
+    expect(seen.second).toEqual(Uint8Array.from([0, 0b1000_0000]));
+    expect(seen.empty).toEqual(Uint8Array.from([0, 0]));
+    expect(seen.format).toBe("qcow2");
+    expect(seen.stopped).toBeNull();
+  });
+});

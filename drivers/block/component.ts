@@ -11,7 +11,7 @@
 
 import { MemoryRevokedError, SpaceKind, crd, packBytes, type Crd, type LocalEntry, type MemoryView, type PortalHandler, type Status, type Sys, type Utcb } from "../../kernel/index.js";
 import { ImageError } from "./errors.js";
-import type { FormatName } from "./image.js";
+import type { BlockImage, FormatName } from "./image.js";
 import { BLOCK_SECTOR_SIZE, BlockFlags, BlockOp, BlockReply } from "./protocol.js";
 import { BlockService, BlockStatus } from "./service.js";
 
@@ -88,6 +88,23 @@ interface Attachment {
   /** The client's pages: they fail once the client revokes them. */
   readonly region: ClientRegion;
   readonly pages: number;
+  /** While the host logs writes (block migration): one bit per chunk of `logChunkBytes` written since the last collect; null (the default) costs one test per write. */
+  dirty: Uint8Array | null;
+}
+
+/**
+ * Client `id`'s image as the host reaches it between the driver's requests (block migration: the
+ * host loop runs between kernel slices, so no request is half done). Each call finds the client's
+ * attachment then; null when it is not attached (yet, or any more).
+ */
+export interface HostDrive {
+  /** The opened image (its backing chain included), or null when the client is not attached. */
+  image(): BlockImage | null;
+  /** Log writes from now on in chunks of `chunkBytes`; false when the client is not attached. */
+  startLog(chunkBytes: number): boolean;
+  /** The chunks written since the start or the last collect (a bitmap, bit c of byte c >> 3), and a fresh log; null when not logging. */
+  collectLog(): Uint8Array | null;
+  stopLog(): void;
 }
 
 /** A refusal: the reply status and why. */
@@ -102,6 +119,8 @@ interface Refusal {
  */
 export class BlockDriver {
   private readonly attached = new Map<number, Attachment>();
+  /** Clients whose writes the host logs: the chunk size. */
+  private readonly logChunk = new Map<number, number>();
   private readonly windowOrder: number;
   private readonly persistWrites: boolean;
 
@@ -145,6 +164,33 @@ export class BlockDriver {
     };
   }
 
+  /** Client `id`'s image for the host (block migration): in-process only (a worker's driver has none). */
+  hostDrive(id: number): HostDrive {
+    const bitmapFor = (a: Attachment) => new Uint8Array(Math.ceil(Math.ceil((a.service.sectors * BLOCK_SECTOR_SIZE) / this.logChunk.get(id)!) / 8));
+    return {
+      image: () => this.attached.get(id)?.service.opened ?? null,
+      startLog: (bytes) => {
+        const a = this.attached.get(id);
+        if (!a) return false;
+        this.logChunk.set(id, bytes);
+        a.dirty = bitmapFor(a);
+        return true;
+      },
+      collectLog: () => {
+        const a = this.attached.get(id);
+        if (!a?.dirty) return null;
+        const log = a.dirty;
+        a.dirty = bitmapFor(a);
+        return log;
+      },
+      stopLog: () => {
+        const a = this.attached.get(id);
+        if (a) a.dirty = null;
+        this.logChunk.delete(id);
+      },
+    };
+  }
+
   /** Whether client `id` is attached (for tests and diagnostics). */
   isAttached(id: number): boolean {
     return this.attached.has(id);
@@ -168,7 +214,7 @@ export class BlockDriver {
         return this.attach(sys, utcb, id, window);
       case BlockOp.READ:
       case BlockOp.WRITE:
-        utcb.set(a ? transfer(a, utcb, op) : BlockReply.NOT_ATTACHED);
+        utcb.set(a ? transfer(a, utcb, op, this.logChunk.get(id) ?? 0) : BlockReply.NOT_ATTACHED);
         return false;
       case BlockOp.FLUSH:
         utcb.set(a ? statusOf(a.service.handle({ op: "flush", sector: 0, count: 0 }).status) : BlockReply.NOT_ATTACHED);
@@ -210,7 +256,10 @@ export class BlockDriver {
       refuse(utcb, { status: locked ? BlockReply.LOCKED : BlockReply.BAD_IMAGE, reason: err instanceof Error ? err.message : String(err) });
       return false;
     }
-    const a: Attachment = { service, region: checked.region, pages: checked.pages };
+    const a: Attachment = { service, region: checked.region, pages: checked.pages, dirty: null };
+    // Attached again while the host logs writes: what happened in between is unknown, so all of it counts as written.
+    const logging = this.logChunk.get(id);
+    if (logging) a.dirty = new Uint8Array(Math.ceil(Math.ceil((service.sectors * BLOCK_SECTOR_SIZE) / logging) / 8)).fill(0xff);
     this.attached.set(id, a);
     replyInfo(utcb, a, window);
     return true;
@@ -239,7 +288,7 @@ export class BlockDriver {
 }
 
 /** READ or WRITE against an attached client's region: validated here so each refusal has its own status. */
-function transfer(a: Attachment, utcb: Utcb, op: number): BlockReply {
+function transfer(a: Attachment, utcb: Utcb, op: number, logChunkBytes: number): BlockReply {
   if (utcb.untyped < 5) return BlockReply.BAD_REQUEST;
   const w = utcb.words;
   const sector = w[1] + w[2] * 2 ** 32;
@@ -250,7 +299,11 @@ function transfer(a: Attachment, utcb: Utcb, op: number): BlockReply {
   if (sector + count > a.service.sectors) return BlockReply.OUT_OF_RANGE;
   if (op === BlockOp.WRITE && a.service.readOnly) return BlockReply.READ_ONLY;
   try {
-    if (op === BlockOp.WRITE) return statusOf(a.service.handle({ op: "write", sector, count, buffer: a.region.source(offset, bytes) }).status);
+    if (op === BlockOp.WRITE) {
+      // Logged before the write: a write that fails half way may have changed some of the range.
+      if (a.dirty && count > 0) markChunks(a.dirty, sector * BLOCK_SECTOR_SIZE, bytes, logChunkBytes);
+      return statusOf(a.service.handle({ op: "write", sector, count, buffer: a.region.source(offset, bytes) }).status);
+    }
     const into = a.region.sink(offset, bytes);
     const status = statusOf(a.service.handle({ op: "read", sector, count, buffer: into.buffer }).status);
     if (status === BlockReply.OK) into.commit();
@@ -260,6 +313,12 @@ function transfer(a: Attachment, utcb: Utcb, op: number): BlockReply {
     if (error instanceof MemoryRevokedError) return BlockReply.BAD_BUFFER;
     throw error;
   }
+}
+
+/** Set the bits of the chunks that bytes [offset, offset + length) touch. */
+function markChunks(bitmap: Uint8Array, offset: number, length: number, chunkBytes: number): void {
+  const last = Math.floor((offset + length - 1) / chunkBytes);
+  for (let c = Math.floor(offset / chunkBytes); c <= last; c++) bitmap[c >> 3] |= 1 << (c & 7);
 }
 
 function replyInfo(utcb: Utcb, a: Attachment, window: Crd): void {

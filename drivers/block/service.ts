@@ -67,6 +67,11 @@ export class BlockService {
     return !this.image.writable;
   }
 
+  /** The opened image (its whole chain), for the host's block migration: it reads and writes it between the driver's requests. */
+  get opened(): BlockImage {
+    return this.image;
+  }
+
   handle(req: BlockRequest): BlockResponse {
     const problem = this.validate(req);
     if (problem) return problem;

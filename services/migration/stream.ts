@@ -10,6 +10,11 @@
 //               {vm: the VM's snapshot sections but RAM ({header, vcpus, devices, memoryMap,
 //               drives}, checked like a snapshot file's, and against the hello's setup)}, after
 //               the last PAGES
+//   BLOCKS    = (block migration, `inc`) drive (u8), count (u32 LE), then per chunk: chunk number
+//               (u32 LE), kind (u8: 0 zero, 1 data), and for data its bytes: BLOCK_CHUNK_BYTES, or
+//               what is left of the disk for its last chunk. Only drives the hello's `blocks` named;
+//               a chunk is the guest's view of the disk there (the overlay's data over the backing
+//               file's), sent again when the guest wrote it since.
 //   END       = empty: the source stopped the VM and sent everything
 //   ACK       = (destination → source) empty: the VM runs here now; the source may end
 //   ABORT     = (either way) UTF-8 reason: the migration is off; the source keeps its VM
@@ -17,7 +22,7 @@
 import zlib from "node:zlib";
 
 export const MIGRATION_MAGIC = new TextEncoder().encode("HVMIGRT1");
-export const FrameType = { PAGES: 1, META: 2, END: 3, ACK: 4, ABORT: 5 } as const;
+export const FrameType = { PAGES: 1, META: 2, END: 3, ACK: 4, ABORT: 5, BLOCKS: 6 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 const PAGE = 4096;
@@ -106,6 +111,80 @@ export function decodePages(payload: Uint8Array, ramPages: number, ram: Map<numb
   }
   if (at !== payload.length) throw new MigrationError("PAGES", `${payload.length - at} bytes after the last entry`);
   return count;
+}
+
+/** A block-migrated disk travels in chunks of 64 KiB (qcow2's default cluster). */
+export const BLOCK_CHUNK_BYTES = 64 * 1024;
+/** Chunks one BLOCKS frame carries at most (4 MiB of data, below MAX_FRAME_BYTES). */
+export const CHUNKS_PER_FRAME = 64;
+/** Drives a BLOCKS frame can name (its u8). */
+export const MAX_BLOCK_DRIVES = 256;
+
+/** One chunk of a block-migrated disk: its bytes (the guest's view), or null when they are all zero. */
+export interface BlockChunk {
+  chunk: number;
+  bytes: Uint8Array | null;
+}
+
+/** The bytes chunk `chunk` of a disk of `diskBytes` covers (the last one may be short). */
+export function chunkLength(chunk: number, diskBytes: number): number {
+  return Math.min(BLOCK_CHUNK_BYTES, diskBytes - chunk * BLOCK_CHUNK_BYTES);
+}
+
+/** A BLOCKS payload for drive `drive` of a disk of `diskBytes`: each chunk's bytes, or a zero flag. */
+export function encodeBlocks(drive: number, diskBytes: number, chunks: readonly BlockChunk[]): Uint8Array {
+  const size = 5 + chunks.reduce((n, c) => n + 5 + (c.bytes ? chunkLength(c.chunk, diskBytes) : 0), 0);
+  const out = new Uint8Array(size);
+  const v = new DataView(out.buffer);
+  v.setUint8(0, drive);
+  v.setUint32(1, chunks.length, true);
+  let at = 5;
+  for (const c of chunks) {
+    const length = chunkLength(c.chunk, diskBytes);
+    const zero = c.bytes === null || isZeroPage(c.bytes.subarray(0, length));
+    v.setUint32(at, c.chunk, true);
+    v.setUint8(at + 4, zero ? 0 : 1);
+    at += 5;
+    if (!zero) {
+      out.set(c.bytes!.subarray(0, length), at);
+      at += length;
+    }
+  }
+  return out.subarray(0, at);
+}
+
+/**
+ * A BLOCKS payload, checked whole against the drives the hello announced (`diskBytes[drive]`, the
+ * disk's size; undefined: not block-migrated) before anything is given out: the drive and its
+ * chunks, each a copy (or null: zeros).
+ */
+export function decodeBlocks(payload: Uint8Array, diskBytes: ReadonlyArray<number | undefined>): { drive: number; chunks: BlockChunk[] } {
+  if (payload.length < 5) throw new MigrationError("BLOCKS", `${payload.length} bytes, too short for the drive and the count`);
+  const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const drive = v.getUint8(0);
+  const size = diskBytes[drive];
+  if (size === undefined) throw new MigrationError("BLOCKS", `drive ${drive} is not one the hello said would be block-migrated`);
+  const count = v.getUint32(1, true);
+  if (count > CHUNKS_PER_FRAME) throw new MigrationError("BLOCKS", `count ${count} is more than ${CHUNKS_PER_FRAME}`);
+  const chunksInDisk = Math.ceil(size / BLOCK_CHUNK_BYTES);
+  const chunks: BlockChunk[] = [];
+  let at = 5;
+  for (let i = 0; i < count; i++) {
+    if (at + 5 > payload.length) throw new MigrationError("BLOCKS", `entry ${i} of ${count} runs past the frame`);
+    const chunk = v.getUint32(at, true);
+    const kind = v.getUint8(at + 4);
+    at += 5;
+    if (chunk >= chunksInDisk) throw new MigrationError("BLOCKS", `entry ${i}: chunk ${chunk} lies outside drive ${drive} (${size} bytes, ${chunksInDisk} chunks)`);
+    if (kind === 0) chunks.push({ chunk, bytes: null });
+    else if (kind === 1) {
+      const length = chunkLength(chunk, size);
+      if (at + length > payload.length) throw new MigrationError("BLOCKS", `entry ${i}: chunk ${chunk}'s ${length} bytes run past the frame`);
+      chunks.push({ chunk, bytes: payload.slice(at, at + length) });
+      at += length;
+    } else throw new MigrationError("BLOCKS", `entry ${i}: kind ${kind} is neither 0 (zero) nor 1 (data)`);
+  }
+  if (at !== payload.length) throw new MigrationError("BLOCKS", `${payload.length - at} bytes after the last entry`);
+  return { drive, chunks };
 }
 
 /** Takes the stream as it arrives (in pieces of any size) and hands out whole, checked frames. */

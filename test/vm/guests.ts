@@ -122,3 +122,132 @@ print: pop eax
 count: dd 0
 `;
 }
+
+/**
+ * Writes sector (n * stride) mod `sectors` (a power of two; an odd stride visits each sector once)
+ * of /dev/vda with the dword n, for n = 1 to `writes` (a legacy virtio-blk driver: PCI slot 4, I/O
+ * BAR at 0xc000, one request at a time, polled, no interrupts), and prints L<n> after each; `spin`
+ * loop rounds between writes pace it; then prints DONE and halts. The data is 512 bytes of n
+ * (little endian, 128 times).
+ */
+export const DISK_WRITER_GUEST = (writes: number, spin: number, stride = 1, sectors = 1 << 20): Uint8Array => multiboot(`
+    mov esp, 0x90000
+    mov dx, 0xcf8
+    mov eax, 0x80002004
+    out dx, eax
+    mov dx, 0xcfc
+    mov ax, 7
+    out dx, ax
+    mov dx, 0xc012
+    mov al, 0
+    out dx, al
+    mov al, 3
+    out dx, al
+    mov dx, 0xc004
+    xor eax, eax
+    out dx, eax
+    mov dx, 0xc00e
+    xor ax, ax
+    out dx, ax
+    mov dx, 0xc00c
+    in ax, dx
+    movzx eax, ax
+    mov [qsize], eax
+    shl eax, 4
+    add eax, 0x200000
+    mov [avail], eax
+    mov dx, 0xc008
+    mov eax, 0x200
+    out dx, eax
+    mov dx, 0xc012
+    mov al, 7
+    out dx, al
+    ; descriptors: header (16 bytes), data (512), status (1, device writes)
+    mov dword [0x200000], 0x300000
+    mov dword [0x200004], 0
+    mov dword [0x200008], 16
+    mov word [0x20000c], 1
+    mov word [0x20000e], 1
+    mov dword [0x200010], 0x301000
+    mov dword [0x200014], 0
+    mov dword [0x200018], 512
+    mov word [0x20001c], 1
+    mov word [0x20001e], 2
+    mov dword [0x200020], 0x302000
+    mov dword [0x200024], 0
+    mov dword [0x200028], 1
+    mov word [0x20002c], 2
+    mov word [0x20002e], 0
+    mov dword [count], 0
+next: inc dword [count]
+    mov eax, [count]
+    cmp eax, ${writes}
+    ja done
+    mov dword [0x300000], 1
+    mov dword [0x300004], 0
+    imul eax, eax, ${stride}
+    and eax, ${sectors - 1}
+    mov [0x300008], eax
+    mov dword [0x30000c], 0
+    mov eax, [count]
+    mov edi, 0x301000
+    mov ecx, 128
+    rep stosd
+    mov byte [0x302000], 0xff
+    mov ebx, [avail]
+    movzx eax, word [ebx + 2]
+    mov ecx, eax
+    xor edx, edx
+    div dword [qsize]
+    mov word [ebx + 4 + edx * 2], 0
+    inc ecx
+    mov [ebx + 2], cx
+    mov dx, 0xc010
+    xor ax, ax
+    out dx, ax
+    cmp byte [0x302000], 0
+    jne fail
+    mov ecx, ${spin}
+spin: dec ecx
+    jnz spin
+    mov dx, 0x3f8
+    mov al, 'L'
+    out dx, al
+    mov eax, [count]
+    xor ecx, ecx
+    mov ebx, 10
+digits: xor edx, edx
+    div ebx
+    push edx
+    inc ecx
+    test eax, eax
+    jnz digits
+print: pop eax
+    add al, '0'
+    mov dx, 0x3f8
+    out dx, al
+    loop print
+    mov al, 10
+    out dx, al
+    jmp next
+fail: mov dx, 0x3f8
+    mov al, 'E'
+    out dx, al
+    mov al, 10
+    out dx, al
+    jmp $
+done: mov dx, 0x3f8
+    mov esi, donemsg
+.out: lodsb
+    test al, al
+    jz .end
+    out dx, al
+    jmp .out
+.end: cli
+    hlt
+    jmp .end
+donemsg: db "DONE", 10, 0
+count: dd 0
+qsize: dd 0
+avail: dd 0
+`);

@@ -54,6 +54,9 @@ describe.skipIf(!hasNasm())("hv run --incoming and QMP migrate", () => {
       [["--incoming", "tcp:127.0.0.1:0x50"], /--incoming: 'tcp:127.0.0.1:0x50' is not tcp:HOST:PORT/],
       [["--incoming", "unix:/tmp/x"], /is not tcp:HOST:PORT/],
       [["--incoming", "tcp:127.0.0.1:4444", "--kernel", "x.bin"], /--incoming takes the VM from the stream/],
+      // --drive names a block-migrated drive's new overlay here: qcow2, writable, and not with --isolate.
+      [["--incoming", "tcp:127.0.0.1:4444", "--drive", "file=x.raw,format=raw"], /--drive file=x\.raw names a block-migrated drive's overlay here, a new qcow2 file/],
+      [["--incoming", "tcp:127.0.0.1:4444", "--drive", "file=x.qcow2", "--isolate"], /not with --isolate/],
     ] as const) {
       const r = spawnSync(process.execPath, [...HV, "run", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
       expect(r.status).toBe(2);
