@@ -91,15 +91,8 @@ spin: dec ecx
     dec ebx
     jnz page`));
 
-/** A guest that runs `work` and then prints L<count>, for count = 1, 2, ...; esi starts at 8 MiB. */
-function counterGuest(work: string): string {
-  return `
-    mov esp, 0x90000
-    mov dword [count], 0
-    mov esi, 0x800000
-next: inc dword [count]
-${work}
-    mov dx, 0x3f8
+/** Prints "L<count>\n" on COM1 (count: the dword at label `count`; uses labels digits and print). */
+const PRINT_COUNT = `    mov dx, 0x3f8
     mov al, 'L'
     out dx, al
     mov eax, [count]
@@ -118,7 +111,17 @@ print: pop eax
     loop print
     mov al, 10
     out dx, al
-    jmp next
+`;
+
+/** A guest that runs `work` and then prints L<count>, for count = 1, 2, ...; esi starts at 8 MiB. */
+function counterGuest(work: string): string {
+  return `
+    mov esp, 0x90000
+    mov dword [count], 0
+    mov esi, 0x800000
+next: inc dword [count]
+${work}
+${PRINT_COUNT}    jmp next
 count: dd 0
 `;
 }
@@ -210,26 +213,7 @@ next: inc dword [count]
     mov ecx, ${spin}
 spin: dec ecx
     jnz spin
-    mov dx, 0x3f8
-    mov al, 'L'
-    out dx, al
-    mov eax, [count]
-    xor ecx, ecx
-    mov ebx, 10
-digits: xor edx, edx
-    div ebx
-    push edx
-    inc ecx
-    test eax, eax
-    jnz digits
-print: pop eax
-    add al, '0'
-    mov dx, 0x3f8
-    out dx, al
-    loop print
-    mov al, 10
-    out dx, al
-    jmp next
+${PRINT_COUNT}    jmp next
 fail: mov dx, 0x3f8
     mov al, 'E'
     out dx, al
