@@ -41,13 +41,7 @@ function stream(setup?: (s: Record<string, unknown>) => unknown): Uint8Array {
     encodeFrame(FrameType.META, encode({ vm: meta })),
     encodeFrame(FrameType.END),
   ];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return join_(parts);
 }
 
 /** Frames after the magic, in one stream. */
