@@ -44,6 +44,18 @@ function setUp(file: string, options: IsolateOptions = {}): { driver: IsolatedBl
   };
 }
 
+/** This process's open descriptors of `file`. */
+function descriptorsOf(file: string): number {
+  const real = fs.realpathSync(file);
+  return fs.readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`) === real;
+    } catch {
+      return false; // closed meanwhile (the readdir's own descriptor)
+    }
+  }).length;
+}
+
 function request(sys: Sys, ...words: number[]): number {
   sys.utcb.set(...words);
   expect(sys.call(PORTAL)).toBe(0);
@@ -137,5 +149,26 @@ describe("the block driver in a worker", () => {
     expect(replies).toEqual(new Array(17).fill(BlockReply.OK));
     expect(back).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(driver.restarts).toBe(1);
+  });
+
+  it("the images a killed worker held open are closed once it is gone", async () => {
+    const file = path.join(dir, "fd.qcow2");
+    createImage(file, "qcow2", 4 << 20);
+    const { driver, client } = setUp(file);
+    const KILLS = 5;
+    const replies: number[] = [];
+    client((sys) => {
+      replies.push(attach(sys));
+      for (let k = 0; k < KILLS; k++) {
+        driver.kill();
+        replies.push(request(sys, BlockOp.READ, 0, 0, 1, 0));
+      }
+    });
+    expect(replies).toEqual(new Array(KILLS + 1).fill(BlockReply.OK));
+    expect(driver.restarts).toBe(KILLS);
+    driver.close();
+    // Each killed worker held the image open; Node closes a worker's descriptors as it exits.
+    for (let waited = 0; descriptorsOf(file) > 0 && waited < 30_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+    expect(descriptorsOf(file)).toBe(0);
   });
 });

@@ -111,6 +111,9 @@ export class IsolatedBlockDriver {
     const worker = new Worker(url, {
       workerData: { ...data, entry },
       resourceLimits: this.options.resourceLimits ?? { maxOldGenerationSizeMb: 256 },
+      // Descriptors are the process's: Node closes those the worker opened when it exits, killed or not
+      // (the default since Node 14.6; said here because a restart relies on it).
+      trackUnmanagedFds: true,
       stdout: false,
       stderr: false,
     });
