@@ -1,160 +1,111 @@
-// CPU benchmark: fixed guest workloads (CRC-32, insertion sort, byte-copy loop, REP MOVSD) in
-// 32-bit protected mode with paging on, assembled with nasm at bench time. Prints a table and
-// last the line `cpu_mips=<n>` (instructions per second / 1e6 over the non-REP workloads).
+// CPU benchmark (issue 15): one Multiboot kernel (cpu/kernel.ts: CRC-32, insertion sort, a range
+// decoder shaped like the XZ decompressor, a byte-copy loop, REP MOVSD; paging on) run on our x86
+// core and, in a child process, on v86, so both times are for the same instructions.
+//
+//   cold: our core's first 100 M instructions of a fresh machine (translation and V8's warm-up
+//         included);
+//   warm: each workload repeated for at least --seconds of our CPU time (the count is found on a
+//         short run first), timed from the end of its first repetition; v86 runs the same kernel.
+//
+// Times are CPU seconds of each process (both single-threaded emulators; compiler threads count).
+// The workloads' results are compared between the two: a difference is an emulation bug.
+// Last line: `cpu_mips=<warm> cpu_cold_mips=<n> cpu_ratio_vs_v86=<our time / v86's, warm> fpu_mflops=<n>`
+// (cpu_mips and the ratio over the non-REP workloads: REP MOVSD counts an iteration as one instruction).
+// Usage: npm run bench:cpu [-- --seconds S --only ours]
 
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { benchmarkFpu } from "../../vmm/x86/fpu/bench.js";
-import { ExitReason } from "../../kernel/vcpu.js";
-import { Machine } from "../../vmm/x86/testing.js";
+import { KernelOutput, RESULT_PREFIX, WORKLOADS, buildKernel, type Kernel, type PeerReport } from "./cpu/kernel.js";
+import { runOurs } from "./cpu/ours.js";
 
-const PD = 0x100000;
+const COLD_INSTRUCTIONS = 100_000_000;
 
-const WORKLOADS: ReadonlyArray<{ name: string; rep: boolean; source: string }> = [
-  {
-    name: "crc32 (bitwise, 128 KiB)",
-    rep: false,
-    source: `
-      mov esi, 0x200000
-      mov ecx, 131072
-      mov edx, 0xffffffff
-    .byte:
-      xor dl, [esi]
-      inc esi
-      mov ebx, 8
-    .bit:
-      shr edx, 1
-      jnc .nox
-      xor edx, 0xedb88320
-    .nox:
-      dec ebx
-      jnz .bit
-      dec ecx
-      jnz .byte
-      not edx
-      hlt`,
-  },
-  {
-    name: "insertion sort (3000 dwords)",
-    rep: false,
-    source: `
-      N equ 3000
-      mov edi, 0x300000
-      mov ecx, N
-      mov eax, 12345
-    .fill:
-      imul eax, eax, 1103515245
-      add eax, 12345
-      mov [edi], eax
-      add edi, 4
-      loop .fill
-      mov esi, 1
-    .outer:
-      cmp esi, N
-      jae .done
-      mov eax, [0x300000 + esi*4]
-      mov edi, esi
-    .inner:
-      test edi, edi
-      jz .place
-      mov edx, [0x300000 + edi*4 - 4]
-      cmp edx, eax
-      jbe .place
-      mov [0x300000 + edi*4], edx
-      dec edi
-      jmp .inner
-    .place:
-      mov [0x300000 + edi*4], eax
-      inc esi
-      jmp .outer
-    .done:
-      hlt`,
-  },
-  {
-    name: "string copy loop (16 x 64 KiB)",
-    rep: false,
-    source: `
-      mov ebp, 16
-    .again:
-      mov esi, 0x200000
-      mov edi, 0x500000
-      mov ecx, 65536
-    .b:
-      mov al, [esi]
-      mov [edi], al
-      inc esi
-      inc edi
-      dec ecx
-      jnz .b
-      dec ebp
-      jnz .again
-      hlt`,
-  },
-  {
-    name: "rep movsd (64 x 256 KiB)",
-    rep: true,
-    source: `
-      mov ebp, 64
-    .again:
-      mov esi, 0x200000
-      mov edi, 0x600000
-      mov ecx, 65536
-      cld
-      rep movsd
-      dec ebp
-      jnz .again
-      hlt`,
-  },
-];
-
-function setup(source: string): Machine {
-  const m = new Machine(8 << 20);
-  m.flat(0);
-  for (let i = 0; i < 2048; i++) m.w32(0x101000 + i * 4, (i << 12) | 3);
-  m.w32(PD, 0x101003);
-  m.w32(PD + 4, 0x102003);
-  for (let k = 0; k < 0x80000; k++) m.ram[0x200000 + k] = (k * 2654435761) >>> 24;
-  m.code32(source);
-  m.update((s) => {
-    s.cr3 = PD;
-    s.cr0 = (s.cr0 | 0x80000000) >>> 0;
+/** Per workload: instructions and CPU seconds from the end of repetition `from` to its last. */
+function warm(marks: KernelOutput["marks"], from = 1): Array<{ instructions: number; seconds: number }> {
+  return marks.map((m) => {
+    if (m.length < from + 2) return { instructions: NaN, seconds: NaN };
+    const a = m[from], b = m[m.length - 1];
+    return { instructions: b.retired - a.retired, seconds: b.cpu - a.cpu };
   });
-  return m;
 }
 
-function runOnce(source: string): { instructions: number; seconds: number; result: number } {
-  const m = setup(source);
-  const t0 = process.hrtime.bigint();
-  let reason: ExitReason;
-  do reason = m.run(50_000_000);
-  while (reason === ExitReason.BUDGET);
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (reason !== ExitReason.HLT) throw new Error(`workload ended with ${ExitReason[reason]}`);
-  return { instructions: m.engine.retired, seconds, result: m.regs.edx };
+/** Repetitions so that each workload's warm part takes about `seconds` of our CPU time. */
+function calibrate(seconds: number): number[] {
+  const output = new KernelOutput();
+  runOurs(buildKernel(WORKLOADS.map(() => 3)), output);
+  // The third repetition: translated and optimized by then.
+  return warm(output.marks, 2).map((w) => 1 + Math.max(2, Math.ceil(seconds / Math.max(w.seconds, 1e-4))));
 }
+
+function runV86(kernel: Kernel): PeerReport {
+  const dir = mkdtempSync(join(tmpdir(), "hv-bench-cpu-"));
+  try {
+    const file = join(dir, "kernel.bin");
+    writeFileSync(file, kernel.image);
+    let stdout: string;
+    try {
+      stdout = execFileSync(process.execPath, ["--import", "tsx", new URL("./cpu/v86-runner.ts", import.meta.url).pathname, file], { encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "inherit"] });
+    } catch (error) {
+      stdout = String((error as { stdout?: string }).stdout ?? "");
+    }
+    const line = stdout.split("\n").find((l) => l.startsWith(RESULT_PREFIX));
+    if (!line) return { ok: false, detail: "the v86 runner printed no result", marks: [], results: [] };
+    return JSON.parse(line.slice(RESULT_PREFIX.length)) as PeerReport;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const fixed = (x: number, d: number) => (Number.isFinite(x) ? x.toFixed(d) : "nan");
 
 export function main(): void {
-  // Warm up the JIT on a short run of each workload.
-  for (const w of WORKLOADS) runOnce(w.source);
-  const rows: string[] = [];
-  let totalInstructions = 0, totalSeconds = 0;
-  for (const w of WORKLOADS) {
-    let best = { instructions: 0, seconds: Infinity, result: 0 };
-    for (let k = 0; k < 3; k++) {
-      const r = runOnce(w.source);
-      if (r.seconds < best.seconds) best = r;
-    }
-    const mips = best.instructions / best.seconds / 1e6;
-    rows.push(`${w.name.padEnd(32)} ${String(best.instructions).padStart(11)} ${best.seconds.toFixed(3).padStart(8)} ${mips.toFixed(1).padStart(8)}`);
-    if (!w.rep) {
-      totalInstructions += best.instructions;
-      totalSeconds += best.seconds;
-    }
+  const { values } = parseArgs({ options: { seconds: { type: "string", default: "2" }, only: { type: "string" } } });
+  const seconds = Number(values.seconds);
+  if (!(seconds > 0)) throw new Error(`--seconds ${values.seconds}: a positive number of seconds`);
+  if (values.only !== undefined && values.only !== "ours") throw new Error(`--only takes ours, not '${values.only}'`);
+
+  // Cold first, while V8 has optimized nothing of ours yet.
+  const cold = runOurs(buildKernel(WORKLOADS.map(() => 1_000_000)), new KernelOutput(), COLD_INSTRUCTIONS);
+  const reps = calibrate(seconds);
+  const kernel = buildKernel(reps);
+  const ours = new KernelOutput();
+  runOurs(kernel, ours);
+  const peer = values.only === "ours" ? null : runV86(kernel);
+
+  const oursWarm = warm(ours.marks);
+  // Same kernel, same instructions: v86's counts are ours.
+  const peerWarm = peer?.ok ? warm(peer.marks.map((m, w) => m.map((x, k) => ({ cpu: x.cpu, retired: ours.marks[w][k]?.retired ?? NaN })))) : null;
+  const header = ["workload", "reps", "instrs", "ours_s", "ours_MIPS", "v86_s", "v86_MIPS", "ratio"];
+  const rows = WORKLOADS.map((w, i) => {
+    const o = oursWarm[i], p = peerWarm?.[i];
+    return [w.name, String(reps[i]), String(o.instructions), fixed(o.seconds, 3), fixed(o.instructions / o.seconds / 1e6, 1),
+      fixed(p?.seconds ?? NaN, 3), fixed((p?.instructions ?? NaN) / (p?.seconds ?? NaN) / 1e6, 1), fixed(o.seconds / (p?.seconds ?? NaN), 2)];
+  });
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  for (const r of [header, ...rows]) console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  "));
+  console.log(`(warm: CPU seconds after each workload's first repetition; REP MOVSD counts an iteration as one instruction and is left out of cpu_mips and the ratio)`);
+  console.log(`cold: ${cold.retired} instructions in ${cold.seconds.toFixed(3)} s of CPU on a fresh machine`);
+
+  let ratio = NaN;
+  if (peer === null) console.log("v86: not run (--only ours)");
+  else if (!peer.ok) console.log(`v86: ${peer.detail}`);
+  else if (peer.results.join() !== ours.results.join()) {
+    console.log(`v86 and our core disagree on the workloads' results: ours ${ours.results.join(" ")}, v86 ${peer.results.join(" ")}`);
+    process.exitCode = 1;
+  } else {
+    const sum = (xs: Array<{ seconds: number }>) => xs.filter((_, i) => !WORKLOADS[i].rep).reduce((a, x) => a + x.seconds, 0);
+    ratio = sum(oursWarm) / sum(peerWarm!);
+    console.log(`results agree: ${ours.results.join(" ")}`);
   }
-  console.log(`${"workload".padEnd(32)} ${"instrs".padStart(11)} ${"seconds".padStart(8)} ${"MIPS".padStart(8)}`);
-  for (const r of rows) console.log(r);
-  console.log("(rep movsd counts each iteration as one instruction; cpu_mips excludes it)");
+  const nonRep = oursWarm.filter((_, i) => !WORKLOADS[i].rep);
+  const mips = nonRep.reduce((a, x) => a + x.instructions, 0) / nonRep.reduce((a, x) => a + x.seconds, 0) / 1e6;
   // The x87 unit on a fixed workload (degree-16 Horner evaluation through its execute path).
-  console.log(`fpu_mflops=${benchmarkFpu().toFixed(2)}`);
-  console.log(`cpu_mips=${(totalInstructions / totalSeconds / 1e6).toFixed(1)}`);
+  const mflops = benchmarkFpu();
+  console.log(`cpu_mips=${fixed(mips, 1)} cpu_cold_mips=${fixed(cold.retired / cold.seconds / 1e6, 1)} cpu_ratio_vs_v86=${fixed(ratio, 3)} fpu_mflops=${mflops.toFixed(2)}`);
 }
 
 main();
