@@ -38,6 +38,7 @@ function stringOp(c: Cpu, i: number, kind: number, s: number): void {
   if (kind === KIND_INS || kind === KIND_OUTS) checkIoPermission(c, c.r16[4], size);
   let n = rep ? (a32 ? c.r[1] >>> 0 : c.r16[2]) : 1;
   if (n === 0) return;
+  if (rep && a32 && (kind === KIND_MOVS || kind === KIND_STOS)) return repeatInBulk(c, kind, seg, s, n);
   const r = c.r, r16 = c.r16;
   let k = 0;
   while (k < CHUNK) {
@@ -101,6 +102,94 @@ function stringOp(c: Cpu, i: number, kind: number, s: number): void {
   // Chunk used up: run this instruction again (interrupts and exits can come in between).
   c.nextEip = c.eip;
   c.retired += k - 1;
+}
+
+/**
+ * REP MOVS and STOS with 32-bit addresses: runs of elements that stay in one source and one
+ * destination page the TLB already allows are copied or filled at once, the rest one element at a
+ * time (which fills the TLB, or faults with the registers at that element). The chunks, the
+ * registers, the retired count and the bytes are those of one element at a time: a copy whose
+ * source and destination overlap goes element by element, since later elements read earlier ones.
+ */
+function repeatInBulk(c: Cpu, kind: number, seg: number, s: number, n: number): void {
+  const r = c.r;
+  const size = SIZES[s];
+  const step = c.flags & DF ? -size : size;
+  let k = 0;
+  while (k < CHUNK) {
+    const m = bulk(c, kind, seg, s, Math.min(n, CHUNK - k));
+    if (m > 0) {
+      k += m;
+      n -= m;
+    } else {
+      if (kind === KIND_MOVS) {
+        write(c, SEG_ES, r[7], s, read(c, seg, r[6], s));
+        r[6] = (r[6] + step) | 0;
+      } else write(c, SEG_ES, r[7], s, acc(c, s));
+      r[7] = (r[7] + step) | 0;
+      k++;
+      n--;
+    }
+    r[1] = n;
+    if (n === 0) {
+      c.retired += k - 1;
+      return;
+    }
+  }
+  c.nextEip = c.eip;
+  c.retired += k - 1;
+}
+
+/** Elements of `size` bytes from linear `lin` on that fit in its page, going down when `back`. */
+function inPage(lin: number, size: number, back: boolean): number {
+  const o = lin & 0xfff;
+  if (!back) return ((4096 - o) / size) | 0;
+  return o + size <= 4096 ? ((o / size) | 0) + 1 : 0;
+}
+
+/** Up to `n` elements of REP MOVS/STOS at once, within the current pages; 0 when the TLB or the segments do not allow it. */
+function bulk(c: Cpu, kind: number, seg: number, s: number, n: number): number {
+  const r = c.r;
+  const size = SIZES[s];
+  const back = (c.flags & DF) !== 0;
+  if (!(c.segFast[SEG_ES] & 2)) return 0;
+  const dLin = (c.base[SEG_ES] + r[7]) | 0, dp = dLin >>> 12;
+  if (!(c.tlbFlags[dp] & c.wrMask)) return 0;
+  let m = Math.min(n, inPage(dLin, size, back));
+  let sLin = 0, sp = 0;
+  if (kind === KIND_MOVS) {
+    if (!(c.segFast[seg] & 1)) return 0;
+    sLin = (c.base[seg] + r[6]) | 0;
+    sp = sLin >>> 12;
+    if (!(c.tlbFlags[sp] & c.rdMask)) return 0;
+    m = Math.min(m, inPage(sLin, size, back));
+  }
+  if (m < 2) return 0;
+  const bytes = m * size;
+  // The lowest address of the run: the first element's going up, the last one's going down.
+  const low = back ? bytes - size : 0;
+  const store = c.tlbStore[dp], dst = c.bytes[store];
+  const d0 = c.tlbOff[dp] + (dLin & 0xfff) - low;
+  if (kind === KIND_MOVS) {
+    const src = c.bytes[c.tlbStore[sp]];
+    const s0 = c.tlbOff[sp] + (sLin & 0xfff) - low;
+    if (src === dst) {
+      if (s0 !== d0 && s0 < d0 + bytes && d0 < s0 + bytes) return 0;
+      dst.copyWithin(d0, s0, s0 + bytes);
+    } else dst.set(src.subarray(s0, s0 + bytes), d0);
+    r[6] = (r[6] + (back ? -bytes : bytes)) | 0;
+  } else {
+    const v = acc(c, s);
+    if (s === 0 || (s === 1 ? (v & 0xff) === ((v >>> 8) & 0xff) : v === Math.imul(v & 0xff, 0x01010101))) dst.fill(v & 0xff, d0, d0 + bytes);
+    else {
+      // One element, then the pattern doubled.
+      if (s === 1) c.views[store].setUint16(d0, v, true);
+      else c.views[store].setInt32(d0, v, true);
+      for (let done = size; done < bytes; done *= 2) dst.copyWithin(d0 + done, d0, d0 + Math.min(done, bytes - done));
+    }
+  }
+  r[7] = (r[7] + (back ? -bytes : bytes)) | 0;
+  return m;
 }
 
 export function registerString(h: Record<string, Handler>): void {
