@@ -172,7 +172,7 @@ async function main(): Promise<number> {
   console.log("");
   console.log(table([ours, peer]).join("\n"));
   console.log("  boot_s: wall time from starting the VM to BOOT-OK on the serial port; cpu_s: CPU time of the runner by then;");
-  console.log("  first_out_s: to the first serial byte; uptime_s: the guest's /proc/uptime at BOOT-OK; proc_s: whole child process");
+  console.log("  first_out_s: to the first serial byte (the kernel's decompressor is before it); rest_s: from there to BOOT-OK; uptime_s: the guest's /proc/uptime at BOOT-OK; proc_s: whole child process");
   const ratio = cpuRatio(ours.report, peer.report);
   if (ratio !== null) console.log(`  CPU-time ratio ours/v86: ${num(ratio, 3)}`);
   for (const w of contentionWarnings([ours, peer])) console.log(w);

@@ -34,8 +34,9 @@ describe("table and failure details", () => {
     ]);
     expect(lines).toHaveLength(3);
     expect(lines[0]).toMatch(/^runner\s+booted\s+boot_s/);
-    expect(lines[1]).toMatch(/^ours\s+NO\s+nan\s+9\.00\s+0\.50\s+nan\s+150\.3\s+1\.50  reset$/);
-    expect(lines[2]).toMatch(/^v86 \s+yes\s+10\.00/);
+    expect(lines[1]).toMatch(/^ours\s+NO\s+nan\s+9\.00\s+0\.50\s+nan\s+nan\s+150\.3\s+1\.50  reset$/);
+    // The phases: 0.50 s to the first byte, 9.50 s from there to BOOT-OK.
+    expect(lines[2]).toMatch(/^v86 \s+yes\s+10\.00\s+9\.00\s+0\.50\s+9\.50\s/);
     // Numbers are right-aligned under their header.
     expect(lines[2].indexOf("10.00") + 5).toBe(lines[0].indexOf("boot_s") + 6);
   });

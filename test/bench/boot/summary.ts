@@ -22,7 +22,7 @@ export function resultLine(ours: BootReport, peer: BootReport): string {
   return `boot_s=${num(oursS, 3)} v86_s=${num(peerS, 3)} ratio=${num(ratio, 3)} peak_rss_mib=${num(ours.booted ? ours.peakRssMiB : null, 1)}`;
 }
 
-const COLUMNS = ["runner", "booted", "boot_s", "cpu_s", "first_out_s", "uptime_s", "rss_mib", "proc_s", "end"] as const;
+const COLUMNS = ["runner", "booted", "boot_s", "cpu_s", "first_out_s", "rest_s", "uptime_s", "rss_mib", "proc_s", "end"] as const;
 
 /** The human table, one row per runner. */
 export function table(results: RunnerResult[]): string[] {
@@ -34,6 +34,8 @@ export function table(results: RunnerResult[]): string[] {
       num(r.bootSeconds, 2),
       num(r.cpuSeconds, 2),
       num(r.firstOutputSeconds, 2),
+      // The boot's second phase: from the first serial byte (after the kernel's decompressor) to BOOT-OK.
+      num(r.booted && r.bootSeconds !== null && r.firstOutputSeconds !== null ? r.bootSeconds - r.firstOutputSeconds : null, 2),
       num(r.guestUptime, 2),
       num(r.peakRssMiB, 1),
       num(processSeconds, 2),
