@@ -3,6 +3,7 @@
 // over random sizes, directions, counts, overlaps and page crossings.
 import { describe, expect, it } from "vitest";
 import { ExitReason } from "../../kernel/vcpu.js";
+import { prng } from "../../test/support/prng.js";
 import { Machine } from "./testing.js";
 
 const RAM = 2 << 20, PD = 0x1f0000, PT = 0x1f1000;
@@ -19,16 +20,6 @@ interface Case {
   eax: number;
   /** A page of the region that is not present, or -1. */
   hole: number;
-}
-
-function random(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
 }
 
 function pick(rnd: () => number): Case {
@@ -93,7 +84,7 @@ function run(c: Case, fill: () => number): { m: Machine; expected: ReturnType<ty
 
 describe("REP MOVS/STOS in bulk", () => {
   it("moves the same bytes and leaves the same registers and count as one element at a time", () => {
-    const rnd = random(20261207);
+    const rnd = prng(20261207);
     for (let t = 0; t < 200; t++) {
       const c = pick(rnd);
       const { m, expected, want } = run(c, () => Math.floor(rnd() * 256));

@@ -28,24 +28,27 @@ const hex = (x: number) => (x >>> 0).toString(16).padStart(8, "0");
 
 describe.skipIf(!hasNasm())("bench:cpu's kernel", () => {
   it("runs every workload its number of times and reports what JS computes", () => {
-    const reps = [2, 1, 1, 3, 1];
+    const reps = [2, 1, 0, 3, 1];
     expect(reps.length).toBe(WORKLOADS.length);
     const output = new KernelOutput();
     runOurs(buildKernel(reps), output, 500_000_000);
     expect(output.ended).toBe(true);
     // A start mark, then one per repetition, with the instruction count rising.
-    expect(output.marks.map((m) => m.length)).toEqual(reps.map((r) => r + 1));
+    expect(output.marks.map((m) => m.length)).toEqual(reps.map((r) => (r === 0 ? 0 : r + 1)));
     const counts = output.marks.flat().map((m) => m.retired);
     expect(counts).toEqual([...counts].sort((a, b) => a - b));
-    expect(output.results).toHaveLength(WORKLOADS.length);
-    expect(output.results[0]).toBe(`R0=${hex(2 * crc32(source.subarray(0, 131072)))}`);
-    expect(output.results[1]).toBe(`R1=${hex(sortedMiddle())}`);
-    expect(output.results[3]).toBe(`R3=${hex(3 * dword(source, 4096))}`);
-    expect(output.results[4]).toBe(`R4=${hex(dword(source, 8192))}`);
+    // Workload 2 is left out.
+    expect(output.results).toEqual([
+      `R0=${hex(2 * crc32(source.subarray(0, 131072)))}`,
+      `R1=${hex(sortedMiddle())}`,
+      `R3=${hex(3 * dword(source, 4096))}`,
+      `R4=${hex(dword(source, 8192))}`,
+    ]);
   });
 
   it("takes only sane repetition counts", () => {
     expect(() => buildKernel([1, 1])).toThrow(RangeError);
-    expect(() => buildKernel(WORKLOADS.map(() => 0))).toThrow(RangeError);
+    expect(() => buildKernel(WORKLOADS.map(() => -1))).toThrow(RangeError);
+    expect(() => buildKernel(WORKLOADS.map(() => 1.5))).toThrow(RangeError);
   });
 });

@@ -1,7 +1,7 @@
 // The guest of `bench:cpu`: one Multiboot kernel (a.out kludge, flat binary at 1 MiB) that both
 // our core and v86 run, so their times are for the same instructions. It turns on paging (4 KiB
-// pages, 16 MiB identity-mapped), fills its data, then runs each workload `reps[w]` times and
-// writes to COM1's data port:
+// pages, 16 MiB identity-mapped), fills its data, then runs each workload `reps[w]` times (none
+// at all for 0) and writes to COM1's data port:
 //   WORKLOAD_MARK | w   before workload w's first repetition,
 //   REP_MARK | w        after each repetition,
 //   `R<w>=<8 hex digits>\n` after the last one: the sum of its repetitions' results,
@@ -195,12 +195,14 @@ export const WORKLOADS: readonly Workload[] = [
 function source(): string {
   const n = WORKLOADS.length;
   const runs = WORKLOADS.map((_, w) => `
+      mov eax, [reps + ${w * 4}]
+      test eax, eax
+      jz .skip${w}
+      mov [left], eax
       mov al, ${WORKLOAD_MARK | w}
       out dx, al
       xor edi, edi
       mov [result], edi
-      mov eax, [reps + ${w * 4}]
-      mov [left], eax
     .rep${w}:
       call w${w}
       add [result], eax
@@ -218,7 +220,8 @@ function source(): string {
       mov eax, [result]
       call hex
       mov al, 10
-      out dx, al`).join("\n");
+      out dx, al
+    .skip${w}:`).join("\n");
   const bodies = WORKLOADS.map((w, i) => `w${i}:${w.body}`).join("\n");
   return `
 bits 32
@@ -299,10 +302,10 @@ export interface Kernel {
   entry: number;
 }
 
-/** The kernel with `reps[w]` repetitions of workload w. */
+/** The kernel with `reps[w]` repetitions of workload w (0: left out, no marks). */
 export function buildKernel(reps: readonly number[]): Kernel {
-  if (reps.length !== WORKLOADS.length || !reps.every((r) => Number.isInteger(r) && r >= 1 && r <= 0xffffffff)) {
-    throw new RangeError(`repetitions ${reps.join(",")}: one whole number from 1 per workload (${WORKLOADS.length})`);
+  if (reps.length !== WORKLOADS.length || !reps.every((r) => Number.isInteger(r) && r >= 0 && r <= 0xffffffff)) {
+    throw new RangeError(`repetitions ${reps.join(",")}: one whole number from 0 per workload (${WORKLOADS.length})`);
   }
   const image = assemble(source());
   const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
