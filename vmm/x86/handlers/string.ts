@@ -39,6 +39,7 @@ function stringOp(c: Cpu, i: number, kind: number, s: number): void {
   let n = rep ? (a32 ? c.r[1] >>> 0 : c.r16[2]) : 1;
   if (n === 0) return;
   if (rep && a32 && (kind === KIND_MOVS || kind === KIND_STOS)) return repeatInBulk(c, kind, seg, s, n);
+  if (rep === Pfx.REPNE && a32 && kind === KIND_SCAS && s === 0 && !(c.flags & DF)) return scanInBulk(c, n);
   const r = c.r, r16 = c.r16;
   let k = 0;
   while (k < CHUNK) {
@@ -132,6 +133,43 @@ function repeatInBulk(c: Cpu, kind: number, seg: number, s: number, n: number): 
     }
     r[1] = n;
     if (n === 0) {
+      c.retired += k - 1;
+      return;
+    }
+  }
+  c.nextEip = c.eip;
+  c.retired += k - 1;
+}
+
+/**
+ * REPNE SCASB going up (strlen, memchr) with 32-bit addresses: the rest of each page the TLB
+ * allows is searched at once; EDI, ECX, the flags (those of the last byte compared) and the
+ * retired count come out as one byte at a time would leave them.
+ */
+function scanInBulk(c: Cpu, n: number): void {
+  const r = c.r;
+  const al = c.r8[0];
+  let k = 0;
+  while (k < CHUNK) {
+    const lin = (c.base[SEG_ES] + r[7]) | 0, p = lin >>> 12;
+    let m = 1, found = false, last: number;
+    if (c.segFast[SEG_ES] & 1 && c.tlbFlags[p] & c.rdMask) {
+      m = Math.min(n, CHUNK - k, inPage(lin, 1, false));
+      const bytes = c.bytes[c.tlbStore[p]], at = c.tlbOff[p] + (lin & 0xfff);
+      const hit = bytes.indexOf(al, at);
+      found = hit >= 0 && hit < at + m;
+      if (found) m = hit - at + 1;
+      last = bytes[at + m - 1];
+    } else {
+      last = c.rd8(SEG_ES, r[7]);
+      found = last === al;
+    }
+    alu(c, ALU_CMP, al, last, 7);
+    r[7] = (r[7] + m) | 0;
+    k += m;
+    n -= m;
+    r[1] = n;
+    if (n === 0 || found) {
       c.retired += k - 1;
       return;
     }
