@@ -50,19 +50,22 @@ const CRD = { kind: "number", base: "number", order: "number", rights: "number" 
 /** A capability range descriptor as four numbers (ranges unchecked: see isValidCrd); undefined if it is not one. */
 export const copyCrd = copier(CRD);
 
+/**
+ * The copier of a record, generated from its shape: each field read by name at a site of its own
+ * and the copy made as one literal. A loop over the names read and wrote by computed keys, at
+ * sites every shape of every hypercall shared: megamorphic, 190 ns a copy against 65 ns (eight
+ * shapes in turn, the record made each time included).
+ */
 function recordCopier(shape: Shape): Copier {
   const names = Object.keys(shape);
   const fields = names.map((n) => fieldCopier(shape[n]));
-  return (raw) => {
-    if (raw === null || typeof raw !== "object") return INVALID;
-    const out: Record<string, unknown> = {};
-    for (let i = 0; i < names.length; i++) {
-      const v = fields[i]((raw as Record<string, unknown>)[names[i]]);
-      if (v === INVALID) return INVALID;
-      out[names[i]] = v;
-    }
-    return out;
-  };
+  // A literal's "__proto__" would set the prototype, not copy a field (no shape has one).
+  if (names.includes("__proto__")) throw new TypeError("a hypercall shape may not name __proto__");
+  const key = (n: string) => JSON.stringify(n);
+  const reads = names.map((n, i) => `const v${i} = f[${i}](raw[${key(n)}]); if (v${i} === INVALID) return INVALID;`);
+  const copy = names.map((n, i) => `${key(n)}: v${i}`).join(", ");
+  const source = `"use strict"; return (raw) => { if (raw === null || typeof raw !== "object") return INVALID; ${reads.join(" ")} return { ${copy} }; };`;
+  return new Function("f", "INVALID", source)(fields, INVALID) as Copier;
 }
 
 function fieldCopier(field: Field): Copier {

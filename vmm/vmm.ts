@@ -516,8 +516,8 @@ class Vmm {
   /** A request of peer `peer`'s VMM (the portal id says who). A VM without the ABI refuses all. */
   private onPeer(utcb: Utcb, peer: number): void {
     if (utcb.items.length !== 0) utcb.items.length = 0; // a MAP's reply carries the page (hv-pv.ts puts it here)
-    const reply = this.hv && !this.ended ? this.hv.servePeer(peer, utcb.words, utcb.untyped) : [HvError.ENOSYS];
-    utcb.set(...reply);
+    if (this.hv && !this.ended) utcb.untyped = this.hv.servePeerInPlace(peer, utcb.words, utcb.untyped);
+    else utcb.set(HvError.ENOSYS);
   }
 
   /** The VM's virtual time (it stands still during a pause). */

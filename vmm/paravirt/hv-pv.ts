@@ -79,6 +79,9 @@ export class HvParavirt {
   private timerNs: number | null = null;
   /** Depth guard: a multicall entry may not be a multicall. */
   private inMulticall = false;
+  /** The event request peerEvent sends, and its filler: made once, not a closure per send. */
+  private readonly event = new Uint32Array(3);
+  private readonly fillEvent = (w: Uint32Array): number => ((w[0] = this.event[0]), (w[1] = this.event[1]), (w[2] = this.event[2]), 3);
 
   constructor(private readonly host: HvHost) {
     this.grants = new GrantTable(host.ram, host.exports);
@@ -180,13 +183,33 @@ export class HvParavirt {
 
   /** A request from peer `peer`'s VMM (the words of its message): the reply's words. */
   servePeer(peer: number, w: Uint32Array, untyped: number): number[] {
-    if (untyped < 1) return [HvError.EINVAL];
+    const event = this.peerEventOf(peer, w, untyped);
+    return event >= 0 ? [event] : this.servePeerData(peer, w, untyped);
+  }
+
+  /**
+   * The same, with the reply written over the request in `w`: the reply's length. An event (BIND,
+   * SEND, CLOSE: one per event-channel send) allocates nothing.
+   */
+  servePeerInPlace(peer: number, w: Uint32Array, untyped: number): number {
+    const event = this.peerEventOf(peer, w, untyped);
+    if (event >= 0) return (w[0] = event), 1;
+    const reply = this.servePeerData(peer, w, untyped);
+    for (let i = 0; i < reply.length; i++) w[i] = reply[i];
+    return reply.length;
+  }
+
+  /** An event request's status (BIND, SEND, CLOSE, or a message too short for anything), or -1 for the other operations. */
+  private peerEventOf(peer: number, w: Uint32Array, untyped: number): number {
+    if (untyped < 1) return HvError.EINVAL;
+    const op = w[0];
+    if (op !== PeerOp.BIND && op !== PeerOp.SEND && op !== PeerOp.CLOSE) return -1;
+    return untyped < 3 ? HvError.EINVAL : this.events.fromPeer(peer, op, w[1], w[2]);
+  }
+
+  /** The other peer operations (grant access): the reply's words. */
+  private servePeerData(peer: number, w: Uint32Array, untyped: number): number[] {
     switch (w[0]) {
-      case PeerOp.BIND:
-      case PeerOp.SEND:
-      case PeerOp.CLOSE:
-        if (untyped < 3) return [HvError.EINVAL];
-        return [this.events.fromPeer(peer, w[0], w[1], w[2])];
       case PeerOp.READ: {
         const [ref, offset, length] = [w[1], w[2], w[3]];
         if (untyped < 4 || length > PEER_CHUNK) return [HvError.EINVAL];
@@ -324,12 +347,10 @@ export class HvParavirt {
   }
 
   private peerEvent(peer: number, op: number, port: number, callerPort: number): number {
-    const reply = this.host.peerCall(peer, (w) => {
-      w[0] = op;
-      w[1] = port;
-      w[2] = callerPort;
-      return 3;
-    });
+    this.event[0] = op;
+    this.event[1] = port;
+    this.event[2] = callerPort;
+    const reply = this.host.peerCall(peer, this.fillEvent);
     return reply ? reply[0] : HvError.ESRCH;
   }
 }

@@ -63,13 +63,16 @@ export function refreshAllAccess(c: Cpu): void {
 
 /** Load a segment register's visible part and cache without checks. */
 export function setSegment(c: Cpu, seg: number, sel: number, base: number, limit: number, attr: number): void {
+  // CS loaded again as it is (an interrupt and its IRET in one code segment): instruction fetch
+  // depends on nothing that changed, so cached blocks and their links stand.
+  const csChanged = seg === SEG_CS && (c.sel[seg] !== (sel & 0xffff) || c.base[seg] !== (base | 0) || c.limit[seg] !== limit >>> 0 || c.attr[seg] !== (attr | 0));
   c.sel[seg] = sel;
   c.base[seg] = base;
   c.limit[seg] = limit >>> 0;
   c.attr[seg] = attr;
   if (seg === SEG_CS) {
     c.codeMode = (attr >> 14) & 1;
-    fetchChanged(c);
+    if (csChanged) fetchChanged(c);
   } else if (seg === SEG_SS) {
     c.stack32 = (attr >> 14) & 1;
   }
