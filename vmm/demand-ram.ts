@@ -11,7 +11,9 @@
 // it holds before it trusts a view it kept (a page it lost is backed again on its next touch).
 //
 // A resumed VM's pages come from its snapshot on first touch in the same way: restore costs the
-// index of the file, not its RAM.
+// index of the file, not its RAM. A linked clone's snapshot is a template other VMs read too: a
+// page it reads from there is shared at once (MemoryOp.SHARE), so clones of one template hold each
+// page they only read once between them, and copy it on their first write.
 
 import type { VcpuState } from "../kernel/index.js";
 import { MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
@@ -38,6 +40,8 @@ export interface RamBacking {
   back(first: number, count: number, write: boolean): { status: number; pages: number };
   /** Unmap window page `page` from the VMM (and so from the VM): it held the zero frame. */
   unmap(page: number): void;
+  /** Share window pages [first, first+count), private and filled from a template, with equal ones (MemoryOp.SHARE): they come back read-only; pages shared. */
+  share?(first: number, count: number): number;
   /** Give window pages [first, first+count) back to the memory manager (MemoryOp.FREE): pages freed. */
   free(first: number, count: number): number;
   /** Map window pages [first, first+count) into the VM at the same guest pages, read-only or not. */
@@ -97,7 +101,7 @@ export class DemandRam implements GuestRam, RamPages {
   /** The memory manager granted pages from its reserve: the VM must stop (the VMM checks and clears). */
   low = false;
   /** Counters: pages backed by faults of the guest or by devices, calls to the memory manager, looks after a revocation. */
-  readonly stats = { readFaults: 0, privateFaults: 0, copies: 0, calls: 0, released: 0, resyncs: 0, lost: 0 };
+  readonly stats = { readFaults: 0, privateFaults: 0, copies: 0, calls: 0, released: 0, resyncs: 0, lost: 0, shared: 0 };
   /** The revocation count when this RAM last knew what it holds. */
   private seenRevocations: number;
   /**
@@ -120,6 +124,8 @@ export class DemandRam implements GuestRam, RamPages {
     readonly size: number,
     private readonly backing: RamBacking,
     private readonly source: GuestRamSource | null = null,
+    /** The source is a template (a linked clone's): pages read from it are shared (RamBacking.share). */
+    private readonly shareSource = false,
   ) {
     this.pages = Math.ceil(size / PAGE);
     this.seenRevocations = backing.revocations();
@@ -457,6 +463,9 @@ export class DemandRam implements GuestRam, RamPages {
     if (s === LOST) this.state[n] = UNBACKED;
     const fromSource = s === FROM_SOURCE;
     const private_ = write || fromSource;
+    // A template's page that is read: filled in a private frame, then shared read-only (not while
+    // logging: a page read in must then stay private and write-protected).
+    const share = fromSource && !write && this.shareSource && this.dirty === null && this.backing.share !== undefined;
     // A fault right after the page before it is a stream (a memset, a copy): back ahead of it.
     this.batch = n === this.lastFault + 1 ? Math.min(this.batch * 2, MAX_BATCH) : 1;
     let count = 1;
@@ -466,7 +475,7 @@ export class DemandRam implements GuestRam, RamPages {
     if (status !== MemoryStatus.OK && status !== MemoryStatus.LOW) throw new GuestMemoryError(status, n);
     if (status === MemoryStatus.LOW) this.low = true;
     if (pages !== count) throw new GuestMemoryError(MemoryStatus.BAD_REQUEST, n);
-    this.backing.map(n, count, private_);
+    if (!share) this.backing.map(n, count, private_);
     for (let p = n; p < n + count; p++) {
       if (!private_) {
         this.state[p] = READ_ONLY;
@@ -490,11 +499,31 @@ export class DemandRam implements GuestRam, RamPages {
       }
     }
     if (private_) this.lastFault = n + count - 1;
+    if (share) this.shareFilled(n, count);
     const c = this.backing.traceCount;
     if (c) {
       c.call(this.backing, "read faults", this.stats.readFaults);
       c.call(this.backing, "private faults", this.stats.privateFaults);
       c.call(this.backing, "copies", this.stats.copies);
+    }
+  }
+
+  /** Pages [n, n+count), private and just filled from the source (not mapped in the VM yet): shared, and mapped read-only; a page the memory manager kept private is mapped writable. */
+  private shareFilled(n: number, count: number): void {
+    const shared = this.backing.share!(n, count);
+    // Its revocations (of the private frames) are changes this RAM knows of.
+    this.seenRevocations = this.backing.revocations();
+    this.stats.shared += shared;
+    for (let p = n; p < n + count; p++) {
+      if (this.backing.view(p, true) !== null) {
+        this.backing.map(p, 1, true);
+        continue;
+      }
+      const readable = this.backing.view(p, false) ?? undefined;
+      // Shared but not handed back (none seen so far): the next touch asks for it again.
+      this.state[p] = readable ? READ_ONLY : LOST;
+      this.setView(p, readable);
+      if (readable) this.backing.map(p, 1, false);
     }
   }
 
