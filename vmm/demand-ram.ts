@@ -83,8 +83,12 @@ const MAX_BATCH = 16;
 export class DemandRam implements GuestRam, RamPages {
   readonly pages: number;
   private readonly state: Uint8Array;
-  /** The VMM's view of each page it holds (read `bytes` at each use: a view renews itself after revocations elsewhere). */
-  private readonly views: Array<PageView | undefined>;
+  /**
+   * The VMM's view of each page it holds (read `bytes` at each use: a view renews itself after
+   * revocations elsewhere). A map: a VM holds a few hundred of its 32,768 pages after a restore,
+   * and an array of them all was 256 KiB of heap per VM.
+   */
+  private readonly views = new Map<number, PageView>();
   /** Pages still to come from the source. */
   private fromSource = 0;
   /**
@@ -132,7 +136,6 @@ export class DemandRam implements GuestRam, RamPages {
     this.state = new Uint8Array(this.pages);
     this.writeProtected = new Uint8Array(this.pages);
     this.remapped = new Uint8Array(this.pages);
-    this.views = new Array<PageView | undefined>(this.pages);
     if (source?.storedPages) {
       const stored = source.storedPages();
       for (let i = 0; i < stored.length; i++) {
@@ -197,8 +200,9 @@ export class DemandRam implements GuestRam, RamPages {
 
   /** Page `p`'s view; a new view (of another frame, or none, or one where there was none) is a remap. */
   private setView(p: number, view: PageView | undefined): void {
-    if (this.views[p] !== view) this.markRemapped(p);
-    this.views[p] = view;
+    if (this.views.get(p) !== view) this.markRemapped(p);
+    if (view) this.views.set(p, view);
+    else this.views.delete(p);
   }
 
   /** Page `page` is not RAM (a ROM shadows it): never back it. */
@@ -330,7 +334,7 @@ export class DemandRam implements GuestRam, RamPages {
     // A page the memory manager took away still has its bytes there: ask for it again, read-only.
     if (this.state[p] === LOST || this.state[p] === FROM_SOURCE) this.touch(p, false);
     const s = this.state[p];
-    return s === READ_ONLY || s === PRIVATE ? (this.views[p]?.bytes[gpa % PAGE] ?? 0) : 0;
+    return s === READ_ONLY || s === PRIVATE ? (this.views.get(p)?.bytes[gpa % PAGE] ?? 0) : 0;
   }
 
   u16(gpa: number): number {
@@ -372,7 +376,7 @@ export class DemandRam implements GuestRam, RamPages {
     if (this.state[n] === LOST) this.touch(n, false);
     const s = this.state[n];
     if (s === PRIVATE) return this.page(n);
-    if (s === READ_ONLY) return this.views[n]?.bytes ?? null;
+    if (s === READ_ONLY) return this.views.get(n)?.bytes ?? null;
     if (s === FROM_SOURCE) {
       const into = new Uint8Array(PAGE);
       this.source!.readPage(n, into);
@@ -396,7 +400,7 @@ export class DemandRam implements GuestRam, RamPages {
     this.writes++;
     this.sync();
     if (this.state[n] !== PRIVATE) this.touch(n, true);
-    const v = this.views[n];
+    const v = this.views.get(n);
     if (v === undefined) throw new GuestMemoryError(MemoryStatus.BAD_REQUEST, n);
     if (this.dirty) {
       this.dirty[n] = 1;
