@@ -526,16 +526,23 @@ export class DemandRam implements GuestRam, RamPages {
     // Its revocations (of the private frames) are changes this RAM knows of.
     this.seenRevocations = this.backing.revocations();
     this.stats.shared += shared;
-    for (let p = n; p < n + count; p++) {
-      if (this.backing.view(p, true) !== null) {
-        this.backing.map(p, 1, true);
-        continue;
+    // Runs of pages alike (kept private, shared, or lost) are mapped into the VM by one call each.
+    let runStart = n, runState = -1;
+    for (let p = n; p <= n + count; p++) {
+      let state = -1;
+      if (p < n + count) {
+        if (this.backing.view(p, true) !== null) state = PRIVATE;
+        else {
+          const readable = this.backing.view(p, false) ?? undefined;
+          // Shared but not handed back (none seen so far): the next touch asks for it again.
+          state = this.state[p] = readable ? READ_ONLY : LOST;
+          this.setView(p, readable);
+        }
       }
-      const readable = this.backing.view(p, false) ?? undefined;
-      // Shared but not handed back (none seen so far): the next touch asks for it again.
-      this.state[p] = readable ? READ_ONLY : LOST;
-      this.setView(p, readable);
-      if (readable) this.backing.map(p, 1, false);
+      if (state === runState) continue;
+      if (runState === PRIVATE || runState === READ_ONLY) this.backing.map(runStart, p - runStart, runState === PRIVATE);
+      runStart = p;
+      runState = state;
     }
   }
 
