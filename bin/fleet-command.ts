@@ -262,7 +262,7 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
       const platform = r?.platform ?? { apic: e.apic || e.smp > 1, acpi: e.acpi, debugcon: false, debugExitPort: e.debugExit ? 0xf4 : -1, pv: e.pv };
       const console = e.console.kind === "file" ? new FileConsole(e.console.path) : await SocketConsole.listen(e.console.path, () => raiseInput(i));
       consoles.push(console);
-      vms.push({ name: e.name, memoryBytes, plan, console, drives, trustGroup: e.group, ...platformConfig(platform), cpus: e.smp, resume: r ? { state: r.state, ram: r.reader } : undefined });
+      vms.push({ name: e.name, memoryBytes, plan, console, drives, trustGroup: e.group, ...platformConfig(platform), cpus: e.smp, resume: r ? { state: r.state, ram: r.reader, share: r.clone } : undefined });
       saveRequests.push((path, compress = false) => ({ path, name: e.name, memoryBytes, platform, roms: plan.roms, drives, compress }));
       if (r) control.resume(i).catch((error: Error) => process.stderr.write(`hv: ${e.name}: ${error.message}\n`));
     }

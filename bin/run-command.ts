@@ -380,7 +380,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       ...vmOptions,
       name,
       plan,
-      resume: restored ? { plan: restored.plan, state: restored.state, ram: restored.reader } : undefined,
+      resume: restored ? { plan: restored.plan, state: restored.state, ram: restored.reader, share: restored.clone } : undefined,
       incoming: early ? { ram: early.stream.ram, state: () => loaded } : undefined,
       control,
       console,

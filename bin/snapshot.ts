@@ -94,6 +94,8 @@ export interface RestoredVm<Source extends SavedVmSource = SavedVmSource> {
   drives: DriveConfig[];
   plan: BootPlan;
   state: VmState;
+  /** A linked clone: its RAM is a template's, whose pages it shares with other clones while it only reads them (resume.share). */
+  clone: boolean;
 }
 
 /** A linked clone: its writes go to qcow2 overlays `DIR/NAME-vdX.qcow2` whose backing files are the snapshot's drives. */
@@ -142,7 +144,7 @@ export function checkSavedVm<Source extends SavedVmSource>(reader: Source, optio
     const drives = options.clone ? cloneDrives(checked, options.clone.dir, name) : checked;
     const state: VmState = { vmTimeNs: h.vmTimeNs, vcpu: (reader.vcpus[0] as Record<string, unknown>).registers as Record<string, unknown>, halted, platform: reader.devices, ignneChanged, kvm, hv };
     const plan: BootPlan = { writes: [], roms: reader.memoryMap.roms.map((r) => ({ gpa: r.gpa, bytes: r.bytes })), state: registers, memoryMap: [] };
-    return { reader, name, memoryBytes: h.memoryBytes, platform, drives, plan, state };
+    return { reader, name, memoryBytes: h.memoryBytes, platform, drives, plan, state, clone: options.clone !== undefined };
   } catch (error) {
     reader.close();
     if (error instanceof DeviceStateError) throw new SnapshotError("vcpus", error.path, error.problem);

@@ -159,7 +159,7 @@ export function exitVerdict(result: Pick<VmRunResult, "stop" | "why" | "status" 
 export async function runVm(o: VmRunOptions): Promise<VmRunResult> {
   const plan = o.resume?.plan ?? o.plan ?? bootPlanFor(o);
   const { debugExitPort, debugcon, apic, cpus, acpi, pv, console, drives } = o;
-  const resume = o.resume ? { state: o.resume.state, ram: o.resume.ram } : undefined;
+  const resume = o.resume ? { state: o.resume.state, ram: o.resume.ram, share: o.resume.share } : undefined;
   const { kernel, stop, vms } = await runFleet([{ name: o.name ?? "vm", memoryBytes: o.memoryBytes, plan, console, debugExitPort, debugcon, apic, cpus, acpi, pv, drives, resume, incoming: o.incoming }], {
     ...o,
     onStart: o.onStart ? (k, raise, components) => o.onStart!(k, { input: () => raise.input(0), control: raise.control }, components) : undefined,

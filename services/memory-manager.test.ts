@@ -420,6 +420,45 @@ describe("memory manager", () => {
     expect(mm.free + privates + mm.scanner.sharedFrames + 1).toBe(mm.total);
   });
 
+  it("SHARE merges a client's template pages at once with equal ones of its group (or makes them shared), read-only; a write copies", () => {
+    const seen: Record<string, unknown> = {};
+    // Pages 0-3: the template's (equal in every client); page 4: the client's own.
+    const fill = (c: number, p: number) => (p < 4 ? p + 1 : 100 + c);
+    const cloneOf = (c: number): Client =>
+      function* (sys, mm) {
+        // One after the other: client c shares when the clients before it have.
+        yield sys.wait.sleep(c * 1e6);
+        mm.back(0, 5, true);
+        for (let p = 0; p < 5; p++) mm.page(p)!.fill(fill(c, p));
+        seen[`share${c}`] = mm.call(MemoryOp.SHARE, 0, 6); // page 5 has nothing: skipped
+        seen[`held${c}`] = mm.call(MemoryOp.HELD);
+        for (let p = 0; p < 5; p++) {
+          expect(mm.page(p), `client ${c} page ${p} is read-only`).toBeNull();
+          expect(sys.memory(WINDOW.base + p, 1, false)!.bytes.every((b) => b === fill(c, p)), `client ${c} page ${p}`).toBe(true);
+        }
+        if (c === 1) {
+          yield sys.wait.sleep(10e6);
+          mm.unmap(0);
+          expect(mm.back(0, 1, true)).toEqual([MemoryStatus.OK, 1]);
+          expect(mm.page(0)!.every((b) => b === 1)).toBe(true);
+          mm.page(0)!.fill(0xee);
+        }
+        if (c === 2) {
+          yield sys.wait.sleep(20e6);
+          expect(sys.memory(WINDOW.base, 1, false)!.bytes.every((b) => b === 1)).toBe(true);
+        }
+      };
+    const mm = run(1024, [64, 64, 64], [cloneOf(1), cloneOf(2), cloneOf(3)], { groups: [0, 0, 1] });
+    for (const c of [1, 2, 3]) expect(seen[`share${c}`]).toEqual([MemoryStatus.OK, 5]);
+    for (const c of [1, 2, 3]) expect(seen[`held${c}`]).toEqual([MemoryStatus.OK, 0, 0, 64, 5]);
+    // Group 0: pages 0-3 once, and each client's page 4; group 1: its five. Client 1's write broke one.
+    expect(mm.scanner.sharedFrames).toBe(4 + 2 + 5);
+    expect(mm.scanner.broken).toBe(1);
+    const privates = [...mm.clients.values()].reduce((n, c) => n + c.private, 0);
+    expect(privates).toBe(1);
+    expect(mm.free + privates + mm.scanner.sharedFrames + 1).toBe(mm.total);
+  });
+
   it("at the host's limit it first takes back all-zero and equal pages (on the first look), then grants normally", () => {
     const seen: number[][] = [];
     const total = 1 + 2 * RESERVE_PAGES + 60;

@@ -215,6 +215,9 @@ export class MemoryManager {
       case MemoryOp.BACK:
         if (utcb.untyped >= 4) return this.back(utcb, account, w[1], w[2], w[3]);
         break;
+      case MemoryOp.SHARE:
+        if (utcb.untyped >= 3) return this.share(utcb, account, w[1], w[2]);
+        break;
     }
     utcb.set(MemoryStatus.BAD_REQUEST, 0);
   }
@@ -325,6 +328,40 @@ export class MemoryManager {
       backed++;
     }
     utcb.set(status, backed);
+  }
+
+  /**
+   * SHARE: each private page in the range (not a contiguous region's) joins an equal shared frame
+   * of its trust group, or becomes one; the client gets it back read-only at once.
+   */
+  private share(utcb: Utcb, account: ClientAccount, first: number, count: number): void {
+    if (!inWindow(first, count) || count > MAX_BACK_PAGES) return void utcb.set(MemoryStatus.BAD_REQUEST, 0);
+    let shared = 0;
+    for (let p = first; p < first + count; p++) {
+      const frame = account.table.get(p);
+      if (frame < 0 || this.hashed[frame] === 2) continue;
+      const words = this.wordsOf(frame);
+      const h = hashWords(words);
+      const key = `${account.group}:${h}`;
+      const equal = (this.stable.get(key) ?? []).find((s) => sameWords(this.wordsOf(s), words));
+      if (equal !== undefined) this.merge(account, p, frame, equal);
+      else {
+        // Its own frame becomes the shared one (the scanner's first candidate, at once).
+        this.sys!.revoke(crd(SpaceKind.MEMORY, frame, 0), true);
+        this.lastHash[frame] = h;
+        this.hashed[frame] = 1;
+        account.table.set(p, SHARED_BASE - frame);
+        account.private--;
+        account.shared++;
+        this.refs.set(frame, 1);
+        this.stable.set(key, [...(this.stable.get(key) ?? []), frame]);
+        this.scanner.sharedFrames++;
+      }
+      const s = sharedFrame(account.table.get(p));
+      utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, s, 0, MemRights.R | MemRights.X), offset: p });
+      shared++;
+    }
+    utcb.set(MemoryStatus.OK, shared);
   }
 
   private release(utcb: Utcb, account: ClientAccount, first: number, count: number): void {

@@ -7,6 +7,7 @@
 //   [ALLOC, first, pages]             [status, pages]             contiguous frames (one view) at [first, first+pages)
 //   [BACK, first, count, write]       [status, pages backed]      demand paging: back window pages [first, first+count)
 //   [FREE, first, count]              [status, pages freed]       the client gives window pages back (a balloon)
+//   [SHARE, first, count]             [status, pages shared]      private pages filled from a template: share them now
 //   [HELD]                            [status, private, zero, limit, shared]
 //   [HOST]                            [status, total, free, clients, sharedFrames, scanned, merged, zeroed, broken]
 //
@@ -17,6 +18,13 @@
 // Private pages are skipped. Replies LOW when it granted the pages from the reserve that lets a
 // VM finish the instruction it is in: the client must stop asking (pause its VM) until memory is
 // freed; NO_MEMORY when even that is gone.
+//
+// SHARE is for pages a client filled from a source other clients of its trust group may fill the
+// same pages from (a template's snapshot) and did not write since: each private page in the range
+// is merged at once with an equal shared frame, or becomes one (the scanner would take two looks
+// and a second client first). Its private frame is revoked and the shared frame delegated
+// read-only at the same offset; a write to it later is copy-on-write (BACK with write). Other pages
+// are skipped.
 //
 // FREE takes private frames back by revoking them (from the client and from its VM), zero-fills
 // them and returns them to the pool; a page on the zero frame the client unmaps itself first (as
@@ -29,6 +37,7 @@ export const MemoryOp = {
   BACK: 3,
   HOST: 4,
   FREE: 5,
+  SHARE: 6,
 } as const;
 
 /** Word 0 of a reply. */

@@ -101,6 +101,22 @@ class FakeManager implements RamBacking {
     this.count++;
   }
 
+  /** SHARE: each private page becomes a shared one (its bytes), handed back read-only. */
+  share(first: number, count: number): number {
+    let shared = 0;
+    for (let p = first; p < first + count; p++) {
+      const h = this.held[p];
+      if (h.kind !== "private") continue;
+      const bytes = h.bytes.slice();
+      this.held[p] = { kind: "shared", bytes };
+      this.vm.delete(p);
+      this.revoked(p);
+      this.window.set(p, { bytes, writable: false });
+      shared++;
+    }
+    return shared;
+  }
+
   /** The scanner: page `p`'s private frame becomes a shared one (equal bytes), or goes back when all zero. */
   takeAway(p: number): void {
     const h = this.held[p];
@@ -152,15 +168,17 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 describe("DemandRam", () => {
   it("guest, devices (bytes and words), balloon and the scanner taking pages away: RAM always reads as a plain byte array would (property)", () => {
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 80 }), fc.boolean(), fc.boolean(), fc.boolean(), (ops, withSource, knowsRevoked, listsPages) => {
+      fc.property(fc.array(opArb, { maxLength: 80 }), fc.boolean(), fc.boolean(), fc.boolean(), fc.boolean(), (ops, withSource, knowsRevoked, listsPages, shareSource) => {
         const mm = new FakeManager(knowsRevoked);
-        // Half the runs resume from a "snapshot" holding every third page; half of those list them.
+        // Half the runs resume from a "snapshot" holding two of every three pages (runs to read ahead); half of those list them.
         const saved = (p: number) => new Uint8Array(PAGE).fill(p + 1);
-        const every3 = Array.from({ length: Math.ceil(PAGES / 3) }, (_, i) => 3 * i).reverse();
-        const source = withSource ? { hasPage: (p: number) => p % 3 === 0, readPage: (p: number, into: Uint8Array) => into.set(saved(p)), ...(listsPages ? { storedPages: () => every3 } : {}) } : null;
-        const ram = new DemandRam(PAGES * PAGE, mm, source);
+        const isStored = (p: number) => p % 3 !== 1;
+        const stored = Array.from({ length: PAGES }, (_, p) => p).filter(isStored).reverse();
+        const source = withSource ? { hasPage: isStored, readPage: (p: number, into: Uint8Array) => into.set(saved(p)), ...(listsPages ? { storedPages: () => stored } : {}) } : null;
+        // Half of those are a linked clone's: the pages it reads from the template are shared.
+        const ram = new DemandRam(PAGES * PAGE, mm, source, shareSource);
         const model = new Uint8Array(PAGES * PAGE);
-        if (source) for (let p = 0; p < PAGES; p += 3) model.set(saved(p), p * PAGE);
+        if (source) for (const p of stored) model.set(saved(p), p * PAGE);
         for (const op of ops) {
           if (op.kind === "guest") {
             const gpa = op.page * PAGE + op.at;
@@ -249,6 +267,35 @@ describe("DemandRam", () => {
     expect(() => guestAccess(ram, mm, 3 * PAGE, 4, true, 1)).toThrow(/guest page 0x3: the memory manager answered NO_MEMORY/);
   });
 
+  it("a fault on a snapshot page reads the stored pages after it in the same call (at most 8); a clone's are shared, but the page a write fault writes", () => {
+    for (const [write, clone] of [[false, false], [false, true], [true, true]]) {
+      const mm = new FakeManager();
+      const ram = new DemandRam(PAGES * PAGE, mm, { hasPage: (p) => p >= 2 && p < 13, readPage: (p, into) => into.fill(p, 0, PAGE) }, clone);
+      guestAccess(ram, mm, 2 * PAGE, 1, write, 0x55);
+      expect(mm.calls).toBe(1);
+      for (let p = 2; p < 10; p++) expect(mm.held[p].kind, `page ${p}`).toBe(clone && !(write && p === 2) ? "shared" : "private");
+      expect(mm.held[10].kind).toBe("none");
+      for (let p = 3; p < 10; p++) expect(guestAccess(ram, mm, p * PAGE + 7, 1, false, 0)).toBe(p);
+      expect(guestAccess(ram, mm, 2 * PAGE, 1, false, 0)).toBe(write ? 0x55 : 2);
+      expect(mm.calls).toBe(1);
+    }
+  });
+
+  it("a linked clone's read of a template page shares it read-only; its first write copies it, and the shared bytes stay", () => {
+    const mm = new FakeManager();
+    const ram = new DemandRam(PAGES * PAGE, mm, { hasPage: (p) => p === 3, readPage: (_p, into) => into.fill(7, 0, PAGE) }, true);
+    expect(guestAccess(ram, mm, 3 * PAGE + 5, 1, false, 0)).toBe(7);
+    expect(mm.held[3].kind).toBe("shared");
+    expect(mm.vm.get(3)).toBe(false);
+    expect(ram.stats.shared).toBe(1);
+    const shared = mm.window.get(3)!.bytes;
+    guestAccess(ram, mm, 3 * PAGE + 5, 1, true, 9);
+    expect(mm.held[3].kind).toBe("private");
+    expect(guestAccess(ram, mm, 3 * PAGE + 5, 1, false, 0)).toBe(9);
+    expect(shared[5]).toBe(7);
+    expect(ram.read(3)![6]).toBe(7);
+  });
+
   it("while logging, a page read in from a snapshot is not news, and its first write after that is", () => {
     const mm = new FakeManager();
     const ram = new DemandRam(PAGES * PAGE, mm, { hasPage: (p) => p === 3, readPage: (_p, into) => into.fill(7, 0, PAGE) });
@@ -262,12 +309,12 @@ describe("DemandRam", () => {
   it("dirty logging misses no write: guest, devices, balloon, copies of shared pages; every page that changed is in the log (property)", () => {
     const streamArb = fc.record({ kind: fc.constant("stream" as const), page: fc.integer({ min: 0, max: PAGES - 8 }), count: fc.integer({ min: 2, max: 8 }), value: fc.nat() });
     fc.assert(
-      fc.property(fc.array(fc.oneof({ weight: 8, arbitrary: opArb }, { weight: 2, arbitrary: streamArb }, { weight: 1, arbitrary: fc.constant({ kind: "collect" as const }) }), { maxLength: 80 }), fc.integer({ min: 0, max: 20 }), fc.boolean(), fc.boolean(), (ops, startAt, knowsRevoked, resumed) => {
+      fc.property(fc.array(fc.oneof({ weight: 8, arbitrary: opArb }, { weight: 2, arbitrary: streamArb }, { weight: 1, arbitrary: fc.constant({ kind: "collect" as const }) }), { maxLength: 80 }), fc.integer({ min: 0, max: 20 }), fc.boolean(), fc.boolean(), fc.boolean(), (ops, startAt, knowsRevoked, resumed, shareSource) => {
         const mm = new FakeManager(knowsRevoked);
-        // A resumed VM: every third page comes from its snapshot on first touch.
-        const saved = (p: number) => resumed && p % 3 === 0;
+        // A resumed VM: two of every three pages come from its snapshot on first touch.
+        const saved = (p: number) => resumed && p % 3 !== 1;
         const source = { hasPage: saved, readPage: (p: number, into: Uint8Array) => into.fill(saved(p) ? p + 1 : 0, 0, PAGE) };
-        const ram = new DemandRam(PAGES * PAGE, mm, source);
+        const ram = new DemandRam(PAGES * PAGE, mm, source, shareSource);
         const model = new Uint8Array(PAGES * PAGE);
         for (let p = 0; p < PAGES; p++) if (saved(p)) model.fill(p + 1, p * PAGE, (p + 1) * PAGE);
         let base: Uint8Array | null = null;

@@ -138,7 +138,7 @@ export interface VmmConfig {
    * Resume a saved VM instead of booting: `plan` then holds the saved ROMs and vCPU state (its
    * TSC as of `state.vmTimeNs`) and no writes. Checked before the VMM starts (checkVmState).
    */
-  resume?: { state: VmState; ram: GuestRamSource; eager?: boolean };
+  resume?: { state: VmState; ram: GuestRamSource; eager?: boolean; /** `ram` is a template (a linked clone's): pages read from it are shared with other VMs'. */ share?: boolean };
   /**
    * An incoming migration's VM, built (RAM, ROMs, devices, portals) while its pages still come, so
    * that the stop costs only the state: it waits, paused, for the control op LOAD, which takes
@@ -549,7 +549,7 @@ class Vmm {
   private setUpMemory(): void {
     const sys = this.sys;
     const ramPages = Math.ceil(this.config.memoryBytes / 4096);
-    this.ram = new DemandRam(this.config.memoryBytes, this.ramBacking(), this.config.resume?.ram ?? this.config.incoming?.ram ?? null);
+    this.ram = new DemandRam(this.config.memoryBytes, this.ramBacking(), this.config.resume?.ram ?? this.config.incoming?.ram ?? null, this.config.resume?.share ?? false);
     // An eager restore reads all of the saved RAM now (a full copy, as the scanner's benchmark wants).
     if (this.config.resume?.eager) this.ram.fillAll();
     let next = ramPages;
@@ -604,6 +604,14 @@ class Vmm {
         sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
         if (called !== Status.SUCCESS) return { status: MemoryStatus.BAD_REQUEST, pages: 0 };
         return { status: sys.utcb.words[0], pages: sys.utcb.words[1] };
+      },
+      share: (first, count) => {
+        this.receiveRam();
+        sys.utcb.items.length = 0;
+        sys.utcb.set(MemoryOp.SHARE, first, count);
+        const called = sys.call(VmmSel.MEMORY);
+        sys.utcb.receiveWindow[SpaceKind.MEMORY] = null;
+        return called === Status.SUCCESS && sys.utcb.words[0] === MemoryStatus.OK ? sys.utcb.words[1] : 0;
       },
       free: (first, count) => {
         sys.utcb.items.length = 0;

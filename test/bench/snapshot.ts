@@ -164,7 +164,7 @@ async function main(): Promise<void> {
     try {
       await runVm({
         memoryBytes: vm.memoryBytes,
-        resume: { plan: vm.plan, state: vm.state, ram: vm.reader },
+        resume: { plan: vm.plan, state: vm.state, ram: vm.reader, share: vm.clone },
         console,
         engine: createX86Engine,
         control: ctl,
@@ -216,7 +216,7 @@ async function idleClones(n: number, file: string): Promise<void> {
   const control = new BenchControl(() => undefined);
   control.queue.push(...clones.map((_, vm) => ({ vm, op: "resume" as const })));
   await runFleet(
-    clones.map((c) => ({ name: c.name, memoryBytes: c.memoryBytes, plan: c.plan, console: new MemoryConsole(), drives: c.drives, resume: { state: c.state, ram: c.reader } })),
+    clones.map((c) => ({ name: c.name, memoryBytes: c.memoryBytes, plan: c.plan, console: new MemoryConsole(), drives: c.drives, resume: { state: c.state, ram: c.reader, share: c.clone } })),
     { engine: createX86Engine, control, maxVirtualNs: 2e9, onStart: (_k, raise) => raise.control() },
   );
   console.log(`rss=${process.memoryUsage().rss}`);

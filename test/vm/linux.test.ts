@@ -248,11 +248,12 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
     control.queue.push({ vm: 0, op: "resume" }, { vm: 1, op: "resume" });
     try {
       const result = await runFleet(
-        clones.map((c, i) => ({ name: c.name, memoryBytes: c.memoryBytes, plan: c.plan, console: consoles[i], drives: c.drives, resume: { state: c.state, ram: c.reader } })),
+        clones.map((c, i) => ({ name: c.name, memoryBytes: c.memoryBytes, plan: c.plan, console: consoles[i], drives: c.drives, resume: { state: c.state, ram: c.reader, share: c.clone } })),
         {
           engine: createX86Engine,
           control,
           maxVirtualNs: 60e9,
+          scanRate: 0, // what they share, they share by reading the template (MemoryOp.SHARE), not by the scanner
           onStart: (_k, raise) => {
             raise.control();
             clones.forEach((c, i) => {
@@ -263,6 +264,9 @@ describe.skipIf(!canFetch)("the reference Linux guest", () => {
         },
       );
       expect(result.vms.map((v) => v.why)).toEqual([VmEnd.HALTED, VmEnd.HALTED]);
+      // The template's pages they read are shared between them (and copied where one wrote).
+      expect(result.scanner.sharedFrames).toBeGreaterThan(100);
+      expect(result.scanner.merged).toBeGreaterThan(100);
     } finally {
       for (const c of clones) c.reader.close();
     }

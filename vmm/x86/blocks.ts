@@ -25,11 +25,21 @@ import type { BlockFn } from "./block-links.js";
 export const BLOCK_BITS = 14;
 /**
  * A cache starts with 2^11 entries and doubles (up to 2^14) whenever blocks pushed out others as
- * many times as it has entries: a VM that idles, or one of many clones, keeps a cache the size
- * of what it runs. Its entries are spread by a hash, so a VM that touched a few thousand blocks
- * has every page of a large cache resident (a restored idle guest: 9 MiB of host memory at 2^14).
+ * many times as it has entries and the vCPU ran GROW_AFTER instructions per entry since the cache
+ * last grew: a VM that idles, or one of many clones, keeps a cache the size of what it runs. Its
+ * entries are spread by a hash, so a VM that touched a few thousand blocks has every page of a
+ * large cache resident (a restored idle guest: 9 MiB of host memory at 2^14).
  */
 export const MIN_BLOCK_BITS = 11;
+/**
+ * Instructions per entry a vCPU runs before its cache may grow. Growing drops every block, so it
+ * pays only for a vCPU that goes on running: a restored idle guest pushes blocks out as often as
+ * a booting one, per instruction (its timer ticks run cold code), but runs 2-5 M instructions a
+ * second of VM time, and grew to 2^14 in 2 s (8 idle clones: 237 MiB RSS; kept at 2^11: 151-159
+ * MiB, the same CPU). 2^12 per entry: 8 M instructions before the first growth, 56 M before the
+ * last, a few percent of a boot.
+ */
+export const GROW_AFTER = 1 << 12;
 export const MAX_INSTRUCTIONS = 16;
 export const MAX_BYTES = 64;
 /** Decoded slots of a cache of 2^bits entries: MAX_INSTRUCTIONS per block, plus the scratch slot (the last) for uncached instructions. */
@@ -69,6 +79,10 @@ export class BlockCache {
   code!: (BlockFn | null)[];
   /** Blocks built over another block (a different address) since the cache last grew. */
   private evictions = 0;
+  /** The vCPU's instruction count when the cache last grew (or began). */
+  private grownAt = 0;
+  /** Instructions per entry before the cache may grow (GROW_AFTER; tests make it small). */
+  growAfter = GROW_AFTER;
   /**
    * Translations by physical address, kept when their block leaves the cache (collisions are
    * frequent): a block decoded again from the same bytes in the same mode gets its translation
@@ -107,13 +121,15 @@ export class BlockCache {
   }
 
   /**
-   * Between runs (no block of this cache running): double the cache if blocks pushed out others as
-   * many times as it has entries. Every block and translation goes (they name slots and entries of
-   * the old size); counts toward translation stay (pastHits, by address), and a block that had a
-   * translation gets one again at its next run.
+   * Between runs (no block of this cache running), with the vCPU's instruction count `retired`:
+   * double the cache if blocks pushed out others as many times as it has entries, and the vCPU ran
+   * `growAfter` instructions per entry since it last grew. Every block and translation goes (they
+   * name slots and entries of the old size); counts toward translation stay (pastHits, by
+   * address), and a block that had a translation gets one again at its next run.
    */
-  growIfFull(c: Cpu): void {
-    if (this.evictions <= this.mask || this.bits >= BLOCK_BITS) return;
+  growIfFull(c: Cpu, retired: number): void {
+    if (this.evictions <= this.mask || this.bits >= BLOCK_BITS || retired - this.grownAt < this.growAfter * (this.mask + 1)) return;
+    this.grownAt = retired;
     for (let b = 0; b <= this.mask; b++) if (this.code[b] !== null) this.pastHits[pastIndex(this.tag[b])] = TRANSLATE_AGAIN;
     for (const phys of this.kept.keys()) this.pastHits[pastIndex(phys)] = TRANSLATE_AGAIN;
     this.code.fill(null); // links of old translations check their target's entry here: none holds now

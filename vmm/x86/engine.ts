@@ -134,7 +134,7 @@ export class X86Engine implements VcpuEngine {
     c.exits = exits;
     c.attention = true;
     c.codeEpoch++; // guest RAM may have changed since the last run
-    this.blocks.growIfFull(c);
+    this.blocks.growIfFull(c, this.retiredBase + c.retired);
     try {
       return this.loop(c.retired + Math.max(0, Math.floor(budget)));
     } catch (e) {

@@ -541,6 +541,7 @@ describe("a block cache that grows", () => {
     machines[1].engine.translate = false;
     machines[2].engine.translateAfter = 1; // every block translated and linked before the cache grows under it
     const results = machines.map((m) => {
+      m.engine.blocks.growAfter = 1; // this program runs 72,000 instructions, far fewer than a real guest before it grows
       chain(m);
       const bitsAtStart = m.engine.blocks.bits;
       let reason = ExitReason.BUDGET;
@@ -559,5 +560,18 @@ describe("a block cache that grows", () => {
     expect(results[1]).toEqual(results[0]);
     expect(results[2]).toEqual(results[0]);
     expect(machines[2].engine.blocks.stats.translated).toBeGreaterThan(BLOCKS);
+  });
+
+  it("stays as it is while the vCPU has run fewer than growAfter instructions per entry, however often blocks collide", () => {
+    const m = new Machine();
+    chain(m);
+    const bitsAtStart = m.engine.blocks.bits;
+    let reason = ExitReason.BUDGET;
+    let runs = 0;
+    while (reason === ExitReason.BUDGET && runs++ < 1000) reason = m.run(997);
+    expect(reason).toBe(ExitReason.HLT);
+    expect(m.engine.blocks.stats.built).toBeGreaterThan(2 * BLOCKS); // blocks pushed each other out
+    expect(m.engine.blocks.stats.grown).toBe(0);
+    expect(m.engine.blocks.bits).toBe(bitsAtStart);
   });
 });
