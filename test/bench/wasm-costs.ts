@@ -9,6 +9,7 @@
 // Usage: npx tsx test/bench/wasm-costs.ts --case js-ab|js-sab|wasm-tlb-shared|wasm-tlb|wasm-import|js-to-wasm [--n 20000000]
 
 import { parseArgs } from "node:util";
+import { WASM, type WasmImports, type WasmMemory } from "../../vmm/x86/wasm/api.js";
 import { Body, encodeModule, I32, Op } from "../../vmm/x86/wasm/encoder.js";
 
 const CHUNK = 256 << 10;
@@ -68,7 +69,7 @@ function tlbFor(views: DataView[]): { ts: Int16Array; to: Int32Array; tf: Uint8A
  * The wasm loop. Memory layout: TLB flags at 0 (PAGES bytes), the page's address in memory at
  * 4096 (PAGES words), guest RAM at 65536. With `imported`, reads and writes call f0 / f1.
  */
-function wasmLoop(memory: WebAssembly.Memory, shared: boolean, imported: ((a: number) => number)[] | null) {
+function wasmLoop(memory: WasmMemory, shared: boolean, imported: [(a: number) => number, (a: number, x: number) => number] | null) {
   const b = new Body(5); // params: n (0); locals: k 1, x 2, acc 3, l 4, v 5
   const L_N = 0, K = 1, X = 2, ACC = 3, L = 4, V = 5;
   b.i32(12345).set(X);
@@ -101,14 +102,14 @@ function wasmLoop(memory: WebAssembly.Memory, shared: boolean, imported: ((a: nu
     memory: { minPages: memory.buffer.byteLength >> 16, maxPages: 1024, shared },
     funcs: [{ type: { params: [I32], results: [I32] }, body: b }],
   });
-  const imports: WebAssembly.Imports = { m: { memory } };
+  const imports: WasmImports = { m: { memory } };
   if (imported) imports.f = { 0: imported[0], 1: imported[1] };
-  const inst = new WebAssembly.Instance(new WebAssembly.Module(binary), imports);
+  const inst = new WASM.Instance(new WASM.Module(binary), imports);
   return inst.exports.f0 as (n: number) => number;
 }
 
 /** A wasm function doing almost nothing, called from JS once per "block". */
-function wasmCall(memory: WebAssembly.Memory, shared: boolean) {
+function wasmCall(memory: WasmMemory, shared: boolean) {
   const b = new Body(0);
   b.get(0).i32(1).op(Op.i32Add);
   const binary = encodeModule({
@@ -116,7 +117,7 @@ function wasmCall(memory: WebAssembly.Memory, shared: boolean) {
     memory: { minPages: memory.buffer.byteLength >> 16, maxPages: 1024, shared },
     funcs: [{ type: { params: [I32], results: [I32] }, body: b }],
   });
-  const f = new WebAssembly.Instance(new WebAssembly.Module(binary), { m: { memory } }).exports.f0 as (x: number) => number;
+  const f = new WASM.Instance(new WASM.Module(binary), { m: { memory } }).exports.f0 as (x: number) => number;
   return (n: number): number => {
     let x = 0;
     for (let k = 0; k < n; k++) x = f(x);
@@ -132,7 +133,7 @@ function main(): void {
   const n = Number(values.n);
   const which = values.case as (typeof CASES)[number];
   if (!CASES.includes(which)) throw new Error(`--case takes one of ${CASES.join(", ")}`);
-  const mem = new WebAssembly.Memory({ initial: 16, maximum: 1024, shared: true });
+  const mem = new WASM.Memory({ initial: 16, maximum: 1024, shared: true });
   const shared = [new DataView(mem.buffer, 65536, CHUNK)];
   const words = new Int32Array(mem.buffer);
   const flags = new Uint8Array(mem.buffer);
@@ -156,7 +157,7 @@ function main(): void {
       measure("wasm, inline TLB over its memory (shared)", n, wasmLoop(mem, true, null));
       break;
     case "wasm-tlb": {
-      const own = new WebAssembly.Memory({ initial: 16, maximum: 1024 });
+      const own = new WASM.Memory({ initial: 16, maximum: 1024 });
       new Uint8Array(own.buffer).set(new Uint8Array(mem.buffer, 0, 16 << 16));
       measure("wasm, inline TLB over its memory (not shared)", n, wasmLoop(own, false, null));
       break;
