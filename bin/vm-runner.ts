@@ -222,6 +222,8 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
     const kernel = new Kernel({
       vcpuEngine: o.engine,
       memoryMiB: composition.frames / 256,
+      // The x86 core's WebAssembly tier (vmm/x86/wasm) needs guest RAM in a wasm memory.
+      wasmArena: process.env.HV_WASM === "1",
       trace: o.trace ?? null,
       nsPerInstruction: o.nsPerInstruction ?? 1,
       // No component is given host I/O ports (guest port I/O is emulated through VM exits): the

@@ -2,6 +2,7 @@
 
 import type { CapObject } from "../capabilities/index.js";
 import type { Mapping } from "../capabilities/index.js";
+import type { WasmArena } from "./wasm-arena.js";
 
 export const FRAME_SIZE = 4096;
 /**
@@ -33,13 +34,21 @@ export class FrameStore implements CapObject {
   /** Bytes of storage the frames have now. */
   residentBytes = 0;
 
-  constructor(readonly frames: number) {
+  /**
+   * A chunk's storage in the arena, kept when its frames are discarded (an arena never shrinks):
+   * the chunk gets the same bytes back when it is used again.
+   */
+  private readonly arenaChunks: (Uint8Array | null)[];
+
+  /** With an arena, chunks are allocated from it (WebAssembly code can reach them). */
+  constructor(readonly frames: number, readonly arena: WasmArena | null = null) {
     if (frames > MAX_FRAMES) throw new RangeError(`${frames} frames: a kernel has at most ${MAX_FRAMES} (2 GiB)`);
     const chunks = Math.ceil(frames / CHUNK_FRAMES);
     this.chunks = new Array<Uint8Array>(chunks).fill(NO_BYTES);
     this.views = new Array<DataView>(chunks).fill(NO_VIEW);
     this.blank = new Uint8Array(frames).fill(1);
     this.used = new Uint16Array(chunks);
+    this.arenaChunks = arena !== null ? new Array<Uint8Array | null>(chunks).fill(null) : [];
   }
 
   /** Frame `frame` is about to be read or written: its chunk (with storage), where it is bytes [offset, offset + 4096). */
@@ -47,8 +56,9 @@ export class FrameStore implements CapObject {
     const c = Math.floor(frame / CHUNK_FRAMES);
     let bytes = this.chunks[c];
     if (bytes === NO_BYTES) {
-      bytes = this.chunks[c] = new Uint8Array(Math.min(CHUNK_FRAMES, this.frames - c * CHUNK_FRAMES) * FRAME_SIZE);
-      this.views[c] = new DataView(bytes.buffer);
+      const size = Math.min(CHUNK_FRAMES, this.frames - c * CHUNK_FRAMES) * FRAME_SIZE;
+      bytes = this.chunks[c] = this.arena !== null ? this.arenaChunk(c, size) : new Uint8Array(size);
+      this.views[c] = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       this.residentBytes += bytes.byteLength;
     }
     if (this.blank[frame]) {
@@ -58,6 +68,14 @@ export class FrameStore implements CapObject {
       bytes.fill(0, at, at + FRAME_SIZE);
     }
     return bytes;
+  }
+
+  private arenaChunk(c: number, size: number): Uint8Array {
+    const kept = this.arenaChunks[c];
+    if (kept !== null) return kept;
+    const bytes = this.arena?.alloc(size) ?? null;
+    if (bytes === null) throw new RangeError(`frame store: the arena cannot hold chunk ${c}`);
+    return (this.arenaChunks[c] = bytes);
   }
 
   /** Nobody needs what frame `frame` holds: it is blank from now on, and its chunk's storage goes when all of its frames are. */

@@ -2,6 +2,7 @@
 // to bytes of delegated frames. The kernel keeps it in step with the VM PD's memory space.
 
 import { MemRights } from "../capabilities/index.js";
+import type { WasmArena } from "./wasm-arena.js";
 
 /** The rights of a guest page are those of the memory capability it is mapped from. */
 export { MemRights };
@@ -34,6 +35,8 @@ export class GuestMemory {
   constructor(
     readonly stores: Uint8Array[] = [],
     readonly views: DataView[] = [],
+    /** The arena the stores come from when they are in one (a vCPU may put its state there too). */
+    readonly arena: WasmArena | null = null,
   ) {}
 
   /** Map guest page `gpn` to `PAGE_SIZE` bytes of `store` at `offset` (a store of its own, added on first use). */
