@@ -82,9 +82,10 @@ export class BlockCache {
   private readonly pastHits = new Uint16Array(PAST_HITS);
   /**
    * Statistics: blocks decoded, compared with memory on entry in a new code epoch, translated,
-   * translations reused; instructions retired in translated code; times the cache grew.
+   * translations reused; instructions retired in translated code; times the cache grew; blocks
+   * translated to wasm (of `translated`).
    */
-  readonly stats = { built: 0, compared: 0, translated: 0, reused: 0, translatedRetired: 0, grown: 0 };
+  readonly stats = { built: 0, compared: 0, translated: 0, reused: 0, translatedRetired: 0, grown: 0, wasm: 0 };
 
   /** A cache of 2^MIN_BLOCK_BITS entries; `c.dec` must have slotsFor(MIN_BLOCK_BITS) slots. */
   constructor() {

@@ -15,6 +15,7 @@ import { CPU_HANDLERS } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
 import { bytesChangedAfter, flushTlb, physRead, setFetchPage } from "./mmu.js";
 import { translateBlock } from "./translate.js";
+import { translateWasm } from "./wasm/translate.js";
 import { refreshAllAccess, setCpl, setSegment } from "./segments.js";
 
 /** c.retired is rebased to 0 at the start of a run once it reaches this (see X86Engine.retiredBase). */
@@ -47,9 +48,15 @@ export class X86Engine implements VcpuEngine {
    * the first 40000 runs of blocks that were translated later.
    */
   translateAfter = 40000;
+  /**
+   * Translate blocks of 32-bit code whose instructions all have a WebAssembly form to wasm
+   * (wasm/translate.ts) instead of JS; only where the guest memory is in a WebAssembly arena.
+   */
+  wasm: boolean;
 
   constructor(memory: GuestMemory) {
     this.cpu = new Cpu(memory, this.state, CPU_HANDLERS, slotsFor(MIN_BLOCK_BITS));
+    this.wasm = this.cpu.areaAddress !== 0;
     this.source = new CodeSource(this.cpu);
     const c = this.cpu;
     memory.onInvalidate(() => {
@@ -217,7 +224,10 @@ export class X86Engine implements VcpuEngine {
           if (this.translate && count <= left && !c.attention) {
             let code = blocks.code[b];
             if (code === null && ++blocks.hits[b] >= this.translateAfter) {
-              code = translateBlock(c, b * MAX_INSTRUCTIONS, count, c.codeMode === 1, blocks.code);
+              const first = b * MAX_INSTRUCTIONS, wide = c.codeMode === 1;
+              code = this.wasm ? translateWasm(c, first, count, wide, blocks.code) : null;
+              if (code !== null) blocks.stats.wasm++;
+              else code = translateBlock(c, first, count, wide, blocks.code);
               blocks.setCode(b, code);
             }
             if (code !== null) {

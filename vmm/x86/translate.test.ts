@@ -53,8 +53,9 @@ class LoggingMachine extends Machine {
   readonly states: string[] = [];
 }
 
-function pair(): Pair {
-  const fast = new LoggingMachine(RAM);
+/** Two machines; with `arena`, the translating one has its RAM in a WebAssembly arena (wasm tier). */
+function makePair(arena: boolean): Pair {
+  const fast = new LoggingMachine(RAM, 0, arena);
   const slow = new LoggingMachine(RAM);
   slow.engine.translate = false;
   return { fast, slow };
@@ -128,7 +129,10 @@ function translatedBlocks(m: Machine): number {
   return code.filter((f) => f !== null).length;
 }
 
-describe("block translator", () => {
+// Everything once for the JS tier and once with the wasm tier (blocks of 32-bit code go to wasm).
+for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" : "block translator", () => {
+  const pair = () => makePair(wasm);
+
   it("inlines the common instruction forms and calls the handlers of the others", () => {
     const m = new Machine(RAM);
     m.flat(0);
@@ -177,6 +181,7 @@ describe("block translator", () => {
     expect(reasons.get(ExitReason.HLT) ?? 0).toBeGreaterThan(20);
     expect(reasons.get(ExitReason.EXCEPTION) ?? 0).toBeGreaterThan(20);
     expect(translated).toBeGreaterThan(200);
+    if (wasm) expect(p.fast.engine.blocks.stats.wasm).toBeGreaterThan(200);
   });
 
   it("agrees with the interpreter on random programs in real mode (16-bit code)", () => {
