@@ -31,7 +31,7 @@ export const TLB_LIST_MAX = 8192;
 
 /**
  * Byte offsets in a Cpu's state area (Cpu.area). `words` is scratch for the wasm tier (its lazy
- * flag record and results, wasm/layout.ts); tlbAddr exists only in an arena.
+ * flag record and results, wasm/translate.ts W_*); tlbAddr and codeIndex exist only in an arena.
  */
 export const STATE_LAYOUT = {
   regs: 0,
@@ -46,7 +46,9 @@ export const STATE_LAYOUT = {
   tlbWhere: 4096 + 11 * LINEAR_PAGES,
   codePage: 4096 + 12 * LINEAR_PAGES,
   tlbAddr: 4096 + 13 * LINEAR_PAGES,
-  bytes: (arena: boolean): number => 4096 + (arena ? 17 : 13) * LINEAR_PAGES,
+  /** The block cache's codeIndex (2^14 entries at most, blocks.ts BLOCK_BITS). */
+  codeIndex: 4096 + 17 * LINEAR_PAGES,
+  bytes: (arena: boolean): number => 4096 + (arena ? 17 * LINEAR_PAGES + 4 * (1 << 14) : 13 * LINEAR_PAGES),
 } as const;
 
 export class Cpu implements LazyFlags {

@@ -15,7 +15,7 @@ import { CPU_HANDLERS } from "./handlers/index.js";
 import { deliver, HAS_ERROR_CODE, isDoubleFault, Source } from "./interrupts.js";
 import { bytesChangedAfter, flushTlb, physRead, setFetchPage } from "./mmu.js";
 import { translateBlock } from "./translate.js";
-import { translateWasm } from "./wasm/translate.js";
+import { attachWasm, translateWasm } from "./wasm/translate.js";
 import { refreshAllAccess, setCpl, setSegment } from "./segments.js";
 
 /** c.retired is rebased to 0 at the start of a run once it reaches this (see X86Engine.retiredBase). */
@@ -57,6 +57,7 @@ export class X86Engine implements VcpuEngine {
   constructor(memory: GuestMemory) {
     this.cpu = new Cpu(memory, this.state, CPU_HANDLERS, slotsFor(MIN_BLOCK_BITS));
     this.wasm = this.cpu.areaAddress !== 0;
+    attachWasm(this.cpu, this.blocks);
     this.source = new CodeSource(this.cpu);
     const c = this.cpu;
     memory.onInvalidate(() => {

@@ -10,11 +10,11 @@ export const VOID = 0x40;
 /** Opcodes (core spec 5.4). */
 export const Op = {
   unreachable: 0x00, block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b, br: 0x0c, brIf: 0x0d,
-  return: 0x0f, call: 0x10, drop: 0x1a, select: 0x1b,
+  return: 0x0f, call: 0x10, callIndirect: 0x11, drop: 0x1a, select: 0x1b,
   localGet: 0x20, localSet: 0x21, localTee: 0x22, globalGet: 0x23, globalSet: 0x24,
   i32Load: 0x28, f64Load: 0x2b, i32Load8u: 0x2d, i32Load16u: 0x2f, i32Store: 0x36, f64Store: 0x39,
   i32Store8: 0x3a, i32Store16: 0x3b,
-  i32Const: 0x41,
+  i32Const: 0x41, f64Eq: 0x61,
   i32Eqz: 0x45, i32Eq: 0x46, i32Ne: 0x47, i32LtS: 0x48, i32LtU: 0x49, i32GtS: 0x4a, i32GtU: 0x4b,
   i32LeS: 0x4c, i32LeU: 0x4d, i32GeS: 0x4e, i32GeU: 0x4f,
   i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32And: 0x71, i32Or: 0x72, i32Xor: 0x73,
@@ -100,6 +100,10 @@ export interface ModuleSpec {
   imports: FuncType[];
   /** Memory imported as "m"."memory" (shared or not, at least `minPages` pages). */
   memory: { minPages: number; maxPages: number; shared: boolean } | null;
+  /** A function table imported as "t"."table" (at least `minTable` entries), or null. */
+  minTable?: number | null;
+  /** Types for call_indirect (indices into the module's types follow the functions' own). */
+  indirectTypes?: FuncType[];
   /** Defined functions, exported as "f<index>". */
   funcs: { type: FuncType; body: Body }[];
 }
@@ -122,6 +126,14 @@ function str(s: string): number[] {
   return out;
 }
 
+/** The index of type t among a module's types (the order encodeModule gives them). */
+export function typeIndexIn(spec: ModuleSpec, t: FuncType): number {
+  const keys: string[] = [];
+  const key = (f: FuncType) => `${f.params.join(",")}:${f.results.join(",")}`;
+  for (const f of [...spec.imports, ...spec.funcs.map((x) => x.type), ...(spec.indirectTypes ?? [])]) if (!keys.includes(key(f))) keys.push(key(f));
+  return keys.indexOf(key(t));
+}
+
 /** The binary of a module. */
 export function encodeModule(spec: ModuleSpec): Uint8Array {
   const types: string[] = [];
@@ -133,6 +145,7 @@ export function encodeModule(spec: ModuleSpec): Uint8Array {
   };
   const importTypes = spec.imports.map(typeIndex);
   const funcTypes = spec.funcs.map((f) => typeIndex(f.type));
+  for (const t of spec.indirectTypes ?? []) typeIndex(t);
   const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
   const typeSec: number[] = [];
   vec(typeSec, types.map((key) => {
@@ -155,6 +168,11 @@ export function encodeModule(spec: ModuleSpec): Uint8Array {
     const e = [...str("m"), ...str("memory"), 0x02, m.shared ? 0x03 : 0x01];
     uleb(e, m.minPages);
     uleb(e, m.maxPages);
+    imports.push(e);
+  }
+  if (spec.minTable !== undefined && spec.minTable !== null) {
+    const e = [...str("t"), ...str("table"), 0x01, 0x70, 0x00];
+    uleb(e, spec.minTable);
     imports.push(e);
   }
   const importSec: number[] = [];

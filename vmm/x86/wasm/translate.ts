@@ -15,19 +15,24 @@
 
 import type { Cpu } from "../cpu.js";
 import { STATE_LAYOUT } from "../cpu.js";
-import type { BlockFn } from "../block-links.js";
-import { BlockLinks } from "../block-links.js";
+import { type BlockFn, BlockLinks } from "../block-links.js";
+import { type BlockCache, BLOCK_BITS } from "../blocks.js";
 import { NO_REG, Pfx, SEG_SS, slotHandler } from "../decoder.js";
 import { HANDLERS } from "../handlers/index.js";
 import { ALU_NAMES } from "../handlers/names.js";
-import { WASM } from "./api.js";
-import { Body, encodeModule, I32, Op, VOID } from "./encoder.js";
+import { WASM, type WasmMemory, type WasmTable } from "./api.js";
+import { Body, encodeModule, I32, Op, typeIndexIn, VOID } from "./encoder.js";
 
 const I64_MUL = 0x7e, I64_EXTEND_S = 0xac, I64_NE = 0x52, I32_POPCNT = 0x69;
 
 /** State words (int32 index from Cpu.area's `words`): the lazy record, and the results of a run. */
 export const W_FLAGS = 0, W_MASK = 1, W_OP = 2, W_A = 3, W_B = 4, W_R = 5, W_BIT = 6;
-export const W_T = 7, W_RETIRED = 8, W_RM = 9, W_WM = 10, W_AT = 11, W_STACK32 = 12;
+export const W_T = 7, W_RETIRED = 8, W_RM = 9, W_WM = 10, W_AT = 11, W_STACK32 = 12, W_LAST = 13;
+/** The code epoch (float64 at int32 word 16). */
+export const W_EPOCH = 16;
+/** A link record in the arena (wasm code follows links itself): eip, count, block, target index, code epoch (f64). */
+const LINK_BYTES = 24;
+const BLOCK_TYPE = { params: [I32, I32, I32], results: [I32] };
 const ARITH = 0x8d5;
 const LZ_ADD = 1, LZ_SUB = 2, LZ_LOGIC = 3;
 
@@ -56,9 +61,35 @@ interface Known {
  */
 export interface WasmRuntime {
   readonly words: Int32Array;
+  readonly epoch: Float64Array;
   readonly imports: Record<string, Record<string, unknown>>;
   /** Addresses of the state in the arena. */
   readonly area: number;
+  /** The blocks' functions (index 0 is never one); the links of each by index. */
+  readonly table: WasmTable;
+  readonly links: WasmLinks[];
+  readonly index: WeakMap<BlockFn, number>;
+  /** Runs the block at a table index and the wasm blocks its links lead to; returns -1 - exit. */
+  readonly dispatch: (index: number, e0: number, r0: number, end: number) => number;
+  /** Link records are carved from slabs of the arena. */
+  slab: { at: number; left: number };
+}
+
+/** A wasm block's links, with a copy of each in the arena where its code follows them. */
+class WasmLinks extends BlockLinks {
+  constructor(exits: number, private readonly rt: WasmRuntime, private readonly bytes: DataView, readonly address: number) {
+    super(exits);
+  }
+
+  override set(j: number, fn: BlockFn, b: number, count: number, eip: number, c: Cpu): void {
+    super.set(j, fn, b, count, eip, c);
+    const v = this.bytes, at = this.address + j * LINK_BYTES;
+    v.setInt32(at, eip, true);
+    v.setInt32(at + 4, count, true);
+    v.setInt32(at + 8, b, true);
+    v.setInt32(at + 12, this.rt.index.get(fn) ?? 0, true);
+    v.setFloat64(at + 16, c.codeEpoch, true);
+  }
 }
 
 const runtimes = new WeakMap<Cpu, WasmRuntime>();
@@ -69,21 +100,25 @@ function flagsIn(c: Cpu, w: Int32Array): void {
 }
 
 /** Copy the lazy record and what a JS call may have changed (access masks, stack size, attention) to the state words. */
-function flagsOut(c: Cpu, w: Int32Array): void {
+function flagsOut(c: Cpu, w: Int32Array, e: Float64Array): void {
   w[W_FLAGS] = c.flags; w[W_MASK] = c.lzMask; w[W_OP] = c.lzOp; w[W_A] = c.lzA; w[W_B] = c.lzB; w[W_R] = c.lzR; w[W_BIT] = c.lzBit;
   w[W_RM] = c.rdMask; w[W_WM] = c.wrMask; w[W_STACK32] = c.stack32; w[W_AT] = c.attention ? 1 : 0;
+  e[0] = c.codeEpoch;
 }
 
 export function wasmRuntime(c: Cpu): WasmRuntime | null {
   if (c.areaAddress === 0) return null;
   let rt = runtimes.get(c);
   if (rt !== undefined) return rt;
-  const w = new Int32Array(c.area.buffer, c.area.byteOffset + STATE_LAYOUT.words, 16);
+  const arena = c.memory.arena;
+  if (arena === null) return null;
+  const w = new Int32Array(c.area.buffer, c.area.byteOffset + STATE_LAYOUT.words, 32);
+  const e = new Float64Array(c.area.buffer, c.area.byteOffset + STATE_LAYOUT.words + 4 * W_EPOCH, 1);
   const rd = (size: number, seg: number, o: number, eip: number, next: number, retired: number): number => {
     flagsIn(c, w);
     c.eip = eip; c.nextEip = next; c.retired = retired;
     const v = size === 0 ? c.rd8(seg, o) : size === 1 ? c.rd16(seg, o) : c.rd32(seg, o);
-    flagsOut(c, w);
+    flagsOut(c, w, e);
     return v;
   };
   const wr = (size: number, seg: number, o: number, v: number, eip: number, next: number, retired: number): void => {
@@ -92,7 +127,7 @@ export function wasmRuntime(c: Cpu): WasmRuntime | null {
     if (size === 0) c.wr8(seg, o, v);
     else if (size === 1) c.wr16(seg, o, v);
     else c.wr32(seg, o, v);
-    flagsOut(c, w);
+    flagsOut(c, w, e);
   };
   const gp = (eip: number, next: number, retired: number): void => {
     flagsIn(c, w);
@@ -105,12 +140,67 @@ export function wasmRuntime(c: Cpu): WasmRuntime | null {
     c.eip = eip; c.nextEip = next; c.retired = retired;
     const d = c.dec;
     d.table[d.handler[slot]](c, slot);
-    flagsOut(c, w);
+    flagsOut(c, w, e);
     return c.nextEip;
   };
-  rt = { words: w, imports: { f: { 0: rd, 1: wr, 2: gp, 3: handler } }, area: c.areaAddress };
+  const table = new WASM.Table({ element: "anyfunc", initial: 256 });
+  rt = {
+    words: w, epoch: e, imports: { f: { 0: rd, 1: wr, 2: gp, 3: handler } }, area: c.areaAddress,
+    table, links: [], index: new WeakMap(), dispatch: dispatcher(c.areaAddress, arena.memory, table), slab: { at: 0, left: 0 },
+  };
   runtimes.set(c, rt);
   return rt;
+}
+
+/**
+ * The dispatcher: runs the block function at a table index, and while its exit returns the next
+ * block's index (its link holds, checked in wasm: exactly the JS tier's check), that one, with the
+ * EIP and retired count it left; then the index of the last block goes to W_LAST.
+ */
+function dispatcher(area: number, memory: WasmMemory, table: WasmTable): (index: number, e0: number, r0: number, end: number) => number {
+  const words = area + STATE_LAYOUT.words;
+  const IDX = 0, E0 = 1, R0 = 2, END = 3, R = 4;
+  const b = new Body(1);
+  b.op(Op.loop, VOID);
+  b.get(E0).get(R0).get(END).get(IDX);
+  const spec = {
+    imports: [], memory: { minPages: 1, maxPages: 65536, shared: true }, minTable: 1, indirectTypes: [BLOCK_TYPE],
+    funcs: [{ type: { params: [I32, I32, I32, I32], results: [I32] }, body: b }],
+  };
+  b.idx(Op.callIndirect, typeIndexIn(spec, BLOCK_TYPE)).op(0x00).tee(R);
+  b.i32(0).op(Op.i32GtS).op(Op.if, VOID);
+  b.get(R).set(IDX);
+  b.i32(0).mem(Op.i32Load, 2, words + 4 * W_T).set(E0);
+  b.i32(0).mem(Op.i32Load, 2, words + 4 * W_RETIRED).set(R0);
+  b.idx(Op.br, 1);
+  b.op(Op.end, Op.end);
+  b.i32(0).get(IDX).mem(Op.i32Store, 2, words + 4 * W_LAST);
+  b.get(R);
+  const module = new WASM.Module(encodeModule(spec));
+  return new WASM.Instance(module, { m: { memory }, t: { table } }).exports.f0 as (index: number, e0: number, r0: number, end: number) => number;
+}
+
+/** Let the block cache keep its arena copy of the translations' table indices (wasm links check it). */
+export function attachWasm(c: Cpu, blocks: BlockCache): void {
+  const rt = wasmRuntime(c);
+  if (rt === null) return;
+  blocks.codeIndex = new Int32Array(c.area.buffer, c.area.byteOffset + STATE_LAYOUT.codeIndex, 1 << BLOCK_BITS);
+  blocks.indexOf = (fn) => rt.index.get(fn) ?? 0;
+}
+
+/** `bytes` of zeroed arena memory for link records, 8-aligned. */
+function linkMemory(c: Cpu, rt: WasmRuntime, bytes: number): number {
+  const n = (bytes + 7) & ~7;
+  if (rt.slab.left < n) {
+    const size = Math.max(65536, n);
+    const slab = c.memory.arena?.alloc(size) ?? null;
+    if (slab === null) return 0;
+    rt.slab = { at: c.memory.arena?.addressOf(slab) ?? 0, left: size };
+  }
+  const at = rt.slab.at;
+  rt.slab.at += n;
+  rt.slab.left -= n;
+  return at;
 }
 
 /** Emits one block function. */
@@ -137,6 +227,8 @@ class WasmEmitter {
   readonly skips: [number, number][] = [];
   readonly area: number;
   readonly L = STATE_LAYOUT;
+  /** Address of the block's link records (set once the number of exits is known). */
+  linkAddress = 0;
 
   constructor(readonly c: Cpu, rt: WasmRuntime) {
     this.area = rt.area;
@@ -688,6 +780,8 @@ export function translateWasm(c: Cpu, first: number, count: number, wide: boolea
   }
   g.close(); // loop
   b.op(Op.end); // $out
+  g.linkAddress = linkMemory(c, rt, g.exits * LINK_BYTES);
+  if (g.linkAddress === 0) return null;
   const body = finish(g);
   let module: object;
   try {
@@ -699,15 +793,23 @@ export function translateWasm(c: Cpu, first: number, count: number, wide: boolea
         { params: [I32, I32, I32, I32], results: [I32] },
       ],
       memory: { minPages: 1, maxPages: 65536, shared: true },
-      funcs: [{ type: { params: [I32, I32, I32], results: [I32] }, body }],
+      funcs: [{ type: BLOCK_TYPE, body }],
     }));
   } catch (e) {
     throw new Error(`wasm tier: invalid module for the block at slot ${first}: ${String(e)}`);
   }
   const arena = c.memory.arena;
   if (arena === null) return null;
-  const fn = new WASM.Instance(module, { ...rt.imports, m: { memory: arena.memory } }).exports.f0 as (e0: number, r0: number, end: number) => number;
-  return wasmBlock(fn, new BlockLinks(g.exits), code, rt.words);
+  const fn = new WASM.Instance(module, { ...rt.imports, m: { memory: arena.memory } }).exports.f0;
+  const index = rt.links.length === 0 ? 1 : rt.links.length;
+  if (index >= rt.table.length) rt.table.grow(rt.table.length);
+  rt.table.set(index, fn);
+  const links = new WasmLinks(g.exits, rt, new DataView(arena.memory.buffer), g.linkAddress);
+  if (rt.links.length === 0) rt.links.push(links); // index 0 is never a block's
+  rt.links.push(links);
+  const block = wasmBlock(index, rt, code);
+  rt.index.set(block, index);
+  return block;
 }
 
 /**
@@ -762,24 +864,40 @@ function finish(g: WasmEmitter): Body {
   storeLazy(out.code);
   out.i32(0).get(T).mem(Op.i32Store, 2, g.word(W_T));
   out.i32(0).get(P_R0).get(N).op(Op.i32Add).mem(Op.i32Store, 2, g.word(W_RETIRED));
-  out.get(J);
+  // Follow exit J's link when it holds (the JS tier's check, on the arena copy): return the next
+  // block's table index; else -1 - J.
+  const F64_LOAD = 0x2b;
+  out.get(J).i32(LINK_BYTES).op(Op.i32Mul).i32(g.linkAddress).op(Op.i32Add).set(ADDR);
+  out.get(AT).op(Op.i32Eqz);
+  out.get(ADDR).mem(F64_LOAD, 3, 16).i32(0).mem(F64_LOAD, 3, g.word(W_EPOCH)).op(Op.f64Eq).op(Op.i32And);
+  out.get(ADDR).mem(Op.i32Load, 2, 0).get(T).op(Op.i32Eq).op(Op.i32And);
+  out.get(P_R0).get(N).op(Op.i32Add).get(ADDR).mem(Op.i32Load, 2, 4).op(Op.i32Add).get(P_END).op(Op.i32LeS).op(Op.i32And);
+  out.get(ADDR).mem(Op.i32Load, 2, 12).tee(F).op(Op.i32Eqz, Op.i32Eqz).op(Op.i32And);
+  out.get(ADDR).mem(Op.i32Load, 2, 8).i32(2).op(Op.i32Shl).mem(Op.i32Load, 2, area + STATE_LAYOUT.codeIndex).get(F).op(Op.i32Eq).op(Op.i32And);
+  out.op(Op.if, I32).get(F).op(Op.else).i32(-1).get(J).op(Op.i32Sub).op(Op.end);
   return out;
 }
 
-/** The BlockFn of a wasm block: state words in, run, state words out, then the JS tier's link logic. */
-function wasmBlock(fn: (e0: number, r0: number, end: number) => number, links: BlockLinks, code: readonly (BlockFn | null)[], w: Int32Array): BlockFn {
-  const lf = links.fn, lt = links.eip, lb = links.block, ln = links.count, le = links.codeEpoch;
-  return function block(c, end) {
+/**
+ * The BlockFn of a wasm block: the lazy record (and what the blocks read of the Cpu's fields) to
+ * the state words, the dispatcher, the lazy record back, then the JS tier's link logic for the
+ * last block's exit (its link may lead to a JS block).
+ */
+function wasmBlock(index: number, rt: WasmRuntime, code: readonly (BlockFn | null)[]): BlockFn {
+  const w = rt.words, e = rt.epoch, dispatch = rt.dispatch, all = rt.links;
+  return function wasmBlock(c, end) {
     w[W_FLAGS] = c.flags; w[W_MASK] = c.lzMask; w[W_OP] = c.lzOp; w[W_A] = c.lzA; w[W_B] = c.lzB; w[W_R] = c.lzR; w[W_BIT] = c.lzBit;
     w[W_RM] = c.rdMask; w[W_WM] = c.wrMask; w[W_STACK32] = c.stack32;
-    const j = fn(c.eip, c.retired, end);
+    e[0] = c.codeEpoch;
+    const j = -1 - dispatch(index, c.eip, c.retired, end);
     c.flags = w[W_FLAGS]; c.lzMask = w[W_MASK]; c.lzOp = w[W_OP]; c.lzA = w[W_A]; c.lzB = w[W_B]; c.lzR = w[W_R]; c.lzBit = w[W_BIT];
     const t = w[W_T], retired = w[W_RETIRED];
     c.eip = c.nextEip = t;
     c.retired = retired;
-    if (le[j] === c.codeEpoch && lt[j] === t && !c.attention && retired + ln[j] <= end) {
-      const x = lf[j];
-      if (code[lb[j]] === x) return x;
+    const links = all[w[W_LAST]];
+    if (links.codeEpoch[j] === c.codeEpoch && links.eip[j] === t && !c.attention && retired + links.count[j] <= end) {
+      const x = links.fn[j];
+      if (code[links.block[j]] === x) return x;
     }
     c.linkFrom = links;
     c.linkExit = j;
