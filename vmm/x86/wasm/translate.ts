@@ -203,9 +203,42 @@ function linkMemory(c: Cpu, rt: WasmRuntime, bytes: number): number {
   return at;
 }
 
+/** Locals whose value comes from the state words (bit l - LOP): the lazy record, masks, stack size. */
+const STATE_LOCALS = [LOP, LA, LB, LR, LBIT, LMASK, LFLAGS, RM, WM, S32];
+const LAZY_LOCALS = (1 << 7) - 1;
+const bitOf = (l: number): number => (l >= LOP && l <= S32 ? 1 << (l - LOP) : 0);
+
+/**
+ * A body that tracks which state locals the block reads before it assigns them (they are loaded
+ * at entry: `needLoad`), which it assigns on every path so far (`def`) and on some path (`maybe`):
+ * the exit and the spills before calls to JS store only the lazy locals assigned on some path,
+ * and those not assigned on every path are loaded at entry too.
+ */
+class TrackedBody extends Body {
+  def = 0;
+  maybe = 0;
+  needLoad = 0;
+  override get(l: number): this {
+    this.needLoad |= bitOf(l) & ~this.def;
+    return super.get(l);
+  }
+  override set(l: number): this {
+    this.def |= bitOf(l);
+    this.maybe |= bitOf(l);
+    return super.set(l);
+  }
+  override tee(l: number): this {
+    this.def |= bitOf(l);
+    this.maybe |= bitOf(l);
+    return super.tee(l);
+  }
+}
+
 /** Emits one block function. */
 class WasmEmitter {
-  readonly b = new Body(LOCALS);
+  readonly b = new TrackedBody(LOCALS);
+  /** `def` at each spill and exit (the lazy locals stored there must hold their values). */
+  readonly storeDefs: number[] = [];
   /** Open wasm blocks/ifs/loops inside the outermost block ($out). */
   depth = 0;
   k = 0;
@@ -223,7 +256,7 @@ class WasmEmitter {
   written = 0;
   exits = 0;
   readonly offsets: number[] = [];
-  /** Open skips: [target instruction, depth of its block]. */
+  /** Open skips: [target instruction, state locals assigned on every path at the branch]. */
   readonly skips: [number, number][] = [];
   readonly area: number;
   readonly L = STATE_LAYOUT;
@@ -311,6 +344,7 @@ class WasmEmitter {
   readonly marks = new Map<number, "spill" | "reload">();
   spill(): void {
     this.marks.set(this.b.code.length, "spill");
+    this.storeDefs.push(this.b.def);
   }
   reload(): void {
     this.marks.set(this.b.code.length, "reload");
@@ -600,6 +634,7 @@ class WasmEmitter {
 
   /** Leave with n = retired through exit j (br to $out). */
   link(retired: number): void {
+    this.storeDefs.push(this.b.def);
     const j = this.exits++;
     this.b.i32(retired).set(N).i32(j).set(J).idx(Op.br, this.depth);
   }
@@ -644,7 +679,7 @@ class WasmEmitter {
     const k = this.forwardTarget(imm);
     if (k >= 0) {
       this.open(Op.block);
-      this.skips.push([k, this.depth]);
+      this.skips.push([k, this.b.def]);
       this.cond(cc);
       this.open(Op.if);
       this.b.get(P_R0).i32(this.k + 1 - k).op(Op.i32Add).set(P_R0);
@@ -718,7 +753,7 @@ export function translateWasm(c: Cpu, first: number, count: number, wide: boolea
     const slot = first + k;
     while (g.skips.length > 0 && g.skips[g.skips.length - 1][0] === k) {
       g.close();
-      g.skips.pop();
+      b.def &= (g.skips.pop() as [number, number])[1];
       g.known = null;
     }
     g.k = k;
@@ -728,7 +763,8 @@ export function translateWasm(c: Cpu, first: number, count: number, wide: boolea
     g.touched = false;
     g.pending = null;
     const form = FORMS.get(slotHandler(d, slot));
-    const mark = b.code.length, depth = g.depth, exits = g.exits;
+    const mark = b.code.length, depth = g.depth, exits = g.exits, defs = g.storeDefs.length;
+    const def = b.def, maybe = b.maybe, needLoad = b.needLoad;
     if (form !== undefined && form.gen(g, slot)) {
       if (g.pending !== null) g.known = g.pending;
       else if (!form.keepsFlags) g.known = null;
@@ -742,6 +778,10 @@ export function translateWasm(c: Cpu, first: number, count: number, wide: boolea
       for (const at of g.marks.keys()) if (at >= mark) g.marks.delete(at);
       g.depth = depth;
       g.exits = exits;
+      g.storeDefs.length = defs;
+      b.def = def;
+      b.maybe = maybe;
+      b.needLoad = needLoad;
       g.known = null;
       g.touched = false;
       g.spill();
@@ -830,19 +870,23 @@ function finish(g: WasmEmitter): Body {
     for (let n = 0; n < 8; n++) if (mask & (1 << n)) x.i32(0).get(REG0 + n).mem(Op.i32Store, 2, regBase + 4 * n);
     out.push(...x.code);
   };
-  const lazyLocals = [LFLAGS, LMASK, LOP, LA, LB, LR, LBIT];
-  const lazyWords = [W_FLAGS, W_MASK, W_OP, W_A, W_B, W_R, W_BIT];
-  const loadLazy = (out: number[], more: boolean) => {
+  const words = [W_OP, W_A, W_B, W_R, W_BIT, W_MASK, W_FLAGS, W_RM, W_WM, W_STACK32];
+  const t = g.b;
+  const stored = t.maybe & LAZY_LOCALS;
+  let load = t.needLoad;
+  for (const def of g.storeDefs) load |= stored & ~def;
+  const loadState = (mask: number, out: number[]) => {
     const x = new Body();
-    lazyLocals.forEach((l, k) => x.i32(0).mem(Op.i32Load, 2, g.word(lazyWords[k])).set(l));
-    x.i32(0).mem(Op.i32Load, 2, g.word(W_RM)).set(RM).i32(0).mem(Op.i32Load, 2, g.word(W_WM)).set(WM);
-    x.i32(0).mem(Op.i32Load, 2, g.word(W_STACK32)).set(S32);
-    if (more) x.i32(0).mem(Op.i32Load, 2, g.word(W_AT)).set(AT).i32(1).set(SLOW);
+    STATE_LOCALS.forEach((l, k) => {
+      if (mask & (1 << k)) x.i32(0).mem(Op.i32Load, 2, g.word(words[k])).set(l);
+    });
     out.push(...x.code);
   };
   const storeLazy = (out: number[]) => {
     const x = new Body();
-    lazyLocals.forEach((l, k) => x.i32(0).get(l).mem(Op.i32Store, 2, g.word(lazyWords[k])));
+    STATE_LOCALS.forEach((l, k) => {
+      if (stored & (1 << k)) x.i32(0).get(l).mem(Op.i32Store, 2, g.word(words[k]));
+    });
     out.push(...x.code);
   };
   const spill: number[] = [];
@@ -850,10 +894,11 @@ function finish(g: WasmEmitter): Body {
   storeLazy(spill);
   const reload: number[] = [];
   loadRegs(g.used, reload);
-  loadLazy(reload, true);
+  loadState(-1, reload);
+  reload.push(...new Body().i32(0).mem(Op.i32Load, 2, g.word(W_AT)).set(AT).i32(1).set(SLOW).code);
   const out = new Body(LOCALS);
   loadRegs(g.used, out.code);
-  loadLazy(out.code, false);
+  loadState(load, out.code);
   const code = g.b.code;
   for (let k = 0; k <= code.length; k++) {
     const mark = g.marks.get(k);
