@@ -53,6 +53,11 @@ export class X86Engine implements VcpuEngine {
    * (wasm/translate.ts) instead of JS; only where the guest memory is in a WebAssembly arena.
    */
   wasm: boolean;
+  /**
+   * Runs of a decoded block before the wasm tier translates it (at most translateAfter): a wasm
+   * module costs little to compile (V8's Liftoff, then TurboFan in the background).
+   */
+  wasmAfter = 40000;
 
   constructor(memory: GuestMemory) {
     this.cpu = new Cpu(memory, this.state, CPU_HANDLERS, slotsFor(MIN_BLOCK_BITS));
@@ -224,12 +229,13 @@ export class X86Engine implements VcpuEngine {
           // instruction; translated code runs whole blocks.
           if (this.translate && count <= left && !c.attention) {
             let code = blocks.code[b];
-            if (code === null && ++blocks.hits[b] >= this.translateAfter) {
+            const h = code === null ? ++blocks.hits[b] : 0;
+            if (h >= this.translateAfter || (h === this.wasmAfter && this.wasm)) {
               const first = b * MAX_INSTRUCTIONS, wide = c.codeMode === 1;
               code = this.wasm ? translateWasm(c, first, count, wide, blocks.code) : null;
               if (code !== null) blocks.stats.wasm++;
-              else code = translateBlock(c, first, count, wide, blocks.code);
-              blocks.setCode(b, code);
+              else if (h >= this.translateAfter) code = translateBlock(c, first, count, wide, blocks.code);
+              if (code !== null) blocks.setCode(b, code);
             }
             if (code !== null) {
               // Link the exit of the translated block that ran before (if any) to this one, then
