@@ -1,17 +1,19 @@
-// The WebAssembly tier of the block translator: a hot block of 32-bit code whose instructions all
-// have a form here compiles to one wasm function (a module of its own; V8 compiles it with
-// Liftoff at once and tiers it up in the background) that works on the CPU's state where the
-// CPU keeps it, in the guest memory's WebAssembly arena (Cpu.area): registers, segment bases,
-// the TLB and its arena addresses of guest RAM. Blocks with other instructions stay in the JS tier.
+// The WebAssembly tier of the block translator (issue 15): a hot block of 32-bit code compiles to
+// one wasm function, a module of its own (V8 compiles it with Liftoff at once and tiers it up with
+// TurboFan in the background: no JS function for TurboFan to wait on). It works on the CPU's state
+// where the Cpu keeps it in the guest memory's WebAssembly arena (Cpu.area): registers, segment
+// bases and limits, the TLB with the arena address of each page's bytes. Instructions with a form
+// in forms.ts are inline; the others call their handler through an import, as the JS tier does.
 //
-// Semantics are the JS tier's (translate.ts): same exits, links, retired counts, loops and
-// forward skips, and the same sync before anything that can fault or exit. The differences:
-// - the lazy flag record lives in wasm locals; the JS wrapper passes it in and out through the
-//   state words (layout W_*), and every call out to JS (slow memory paths, #GP on a jump beyond
-//   the CS limit) stores it there first and loads it again after (the call copies it to and from
-//   the Cpu, where handlers, faults and the VMM see it);
-// - a slow memory path is an imported JS function; the registers are stored before it and loaded
-//   after it like the JS tier's spill and reload.
+// Semantics are the JS tier's (../translate.ts): the same exits, links, retired counts, loops and
+// forward skips, the same sync before anything that can fault or exit. The differences:
+// - the lazy flag record lives in wasm locals, loaded from and stored to the state words
+//   (runtime.ts W_*) only where the block needs it; every call to JS (slow memory paths, handlers,
+//   #GP on a jump beyond the CS limit) stores it there first and loads it again after, and the
+//   JS side copies it to and from the Cpu, where handlers, faults and the VMM see it;
+// - a block follows its exit's link in wasm (the link records and the block cache's translation
+//   indices have copies in the arena): a chain of linked wasm blocks runs in the dispatcher
+//   without returning to JS, and JS copies the Cpu's fields in and out once per chain.
 
 import type { Cpu } from "../cpu.js";
 import { STATE_LAYOUT } from "../cpu.js";
