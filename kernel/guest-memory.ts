@@ -37,7 +37,15 @@ export class GuestMemory {
     readonly views: DataView[] = [],
     /** The arena the stores come from when they are in one (a vCPU may put its state there too). */
     readonly arena: WasmArena | null = null,
-  ) {}
+  ) {
+    this.storeAddress = new Int32Array(arena !== null ? 1 << 15 : 0);
+  }
+
+  /**
+   * With an arena: the arena address of each store that is in it, else 0 (a store index is an
+   * Int16; an arena store keeps its place, so the address is taken when a page of it is mapped).
+   */
+  readonly storeAddress: Int32Array;
 
   /** Map guest page `gpn` to `PAGE_SIZE` bytes of `store` at `offset` (a store of its own, added on first use). */
   map(gpn: number, store: Uint8Array, offset: number, rights: number): void {
@@ -52,6 +60,7 @@ export class GuestMemory {
 
   /** Map guest page `gpn` to `PAGE_SIZE` bytes of store `index` at `offset`. */
   mapStore(gpn: number, index: number, offset: number, rights: number): void {
+    if (this.arena !== null) this.storeAddress[index] = this.arena.addressOf(this.stores[index]);
     const wasMapped = this.rightsOf[gpn] !== 0;
     const changed = !wasMapped || this.rightsOf[gpn] !== rights || this.storeOf[gpn] !== index || this.offsetOf[gpn] !== offset;
     this.storeOf[gpn] = index;

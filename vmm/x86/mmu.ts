@@ -129,7 +129,7 @@ function fill(c: Cpu, p: number, gpn: number, rights: number, lin: number): numb
     c.tlbStore[p] = s;
     c.tlbOff[p] = m.offsetOf[gpn];
     if (c.tlbAddr !== null) {
-      const at = m.arena !== null ? m.arena.addressOf(m.stores[s]) : 0;
+      const at = m.storeAddress[s];
       c.tlbAddr[p] = at !== 0 ? at + m.offsetOf[gpn] : 0;
     }
   }
