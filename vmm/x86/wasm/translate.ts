@@ -30,20 +30,24 @@ import {
 
 export { attachWasm } from "./runtime.js";
 
-/** Whether the wasm tier takes the block: 32-bit code, and most of its instructions have a wasm form. */
-export function wasmCanTranslate(c: Cpu, first: number, count: number, wide: boolean): boolean {
+/**
+ * Whether the wasm tier takes the block: 32-bit code whose instructions all have a wasm form, or
+ * with `mixed`, at most one in four (or a single one) calling its handler instead.
+ */
+export function wasmCanTranslate(c: Cpu, first: number, count: number, wide: boolean, mixed: boolean): boolean {
   if (!wide || c.areaAddress === 0) return false;
   const d = c.dec;
   let handlers = 0;
   for (let k = 0; k < count; k++) if (!FORMS.has(slotHandler(d, first + k))) handlers++;
-  if (process.env.HV_WASM_PURE === "1") return handlers === 0;
-  return handlers <= 1 || handlers * 4 <= count;
+  return handlers === 0 || (mixed && (handlers <= 1 || handlers * 4 <= count));
 }
 
-/** The block as a wasm function behind a BlockFn, or null when some instruction has no wasm form here. */
-export function translateWasm(c: Cpu, first: number, count: number, wide: boolean, code: readonly (BlockFn | null)[]): BlockFn | null {
+/** The block as a wasm function behind a BlockFn, or null when the wasm tier does not take it (wasmCanTranslate). */
+export function translateWasm(
+  c: Cpu, first: number, count: number, wide: boolean, code: readonly (BlockFn | null)[], mixed: boolean,
+): BlockFn | null {
   const rt = wasmRuntime(c);
-  if (rt === null || !wasmCanTranslate(c, first, count, wide)) return null;
+  if (rt === null || !wasmCanTranslate(c, first, count, wide, mixed)) return null;
   const g = new WasmEmitter(c, rt);
   const d = c.dec;
   g.count = count;
