@@ -34,13 +34,7 @@ export class FrameStore implements CapObject {
   /** Bytes of storage the frames have now. */
   residentBytes = 0;
 
-  /**
-   * A chunk's storage in the arena, kept when its frames are discarded (an arena never shrinks):
-   * the chunk gets the same bytes back when it is used again.
-   */
-  private readonly arenaChunks: (Uint8Array | null)[];
-
-  /** With an arena, chunks are allocated from it (WebAssembly code can reach them). */
+  /** With an arena, chunks are in its reserved part (WebAssembly code can reach them); it must hold `frames`. */
   constructor(readonly frames: number, readonly arena: WasmArena | null = null) {
     if (frames > MAX_FRAMES) throw new RangeError(`${frames} frames: a kernel has at most ${MAX_FRAMES} (2 GiB)`);
     const chunks = Math.ceil(frames / CHUNK_FRAMES);
@@ -48,7 +42,6 @@ export class FrameStore implements CapObject {
     this.views = new Array<DataView>(chunks).fill(NO_VIEW);
     this.blank = new Uint8Array(frames).fill(1);
     this.used = new Uint16Array(chunks);
-    this.arenaChunks = arena !== null ? new Array<Uint8Array | null>(chunks).fill(null) : [];
   }
 
   /** Frame `frame` is about to be read or written: its chunk (with storage), where it is bytes [offset, offset + 4096). */
@@ -70,12 +63,9 @@ export class FrameStore implements CapObject {
     return bytes;
   }
 
+  /** Chunk c's storage in the arena: its fixed place in the reserved part (it comes back blank: use() zeroes blank frames). */
   private arenaChunk(c: number, size: number): Uint8Array {
-    const kept = this.arenaChunks[c];
-    if (kept !== null) return kept;
-    const bytes = this.arena?.alloc(size) ?? null;
-    if (bytes === null) throw new RangeError(`frame store: the arena cannot hold chunk ${c}`);
-    return (this.arenaChunks[c] = bytes);
+    return (this.arena as WasmArena).reserved(c * CHUNK_FRAMES * FRAME_SIZE, size);
   }
 
   /** Nobody needs what frame `frame` holds: it is blank from now on, and its chunk's storage goes when all of its frames are. */

@@ -113,8 +113,9 @@ export class Kernel {
     this.trace = options.trace ?? null;
     this.vcpuEngine = options.vcpuEngine ?? null;
     const frames = ((options.memoryMiB ?? 64) * 1024 * 1024) / 4096;
-    // Room for the frames and the state of a few vCPUs (17 MiB each, see the x86 core's Cpu).
-    const arena = options.wasmArena === true ? new WasmArena(frames * 4096 + (72 << 20)) : null;
+    // Room for the frames and the state of four vCPUs (17 MiB each, see the x86 core's Cpu; the
+    // others keep their state in JS memory and run without the wasm tier).
+    const arena = options.wasmArena === true ? new WasmArena(frames * 4096 + (72 << 20), frames * 4096) : null;
     this.memory = new FrameStore(frames, arena);
     this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", null, { maxPriority: MAX_PRIORITY, maxQuantumNs: MAX_QUANTUM_NS });
     this.root.onDestroyed = (pd) => this.pdDestroyed(pd);

@@ -18,7 +18,7 @@ describe("WebAssembly arena", () => {
   });
 
   it("gives a frame store's chunks their storage, in the same place again after a discard", () => {
-    const arena = new WasmArena(2 * CHUNK_FRAMES * FRAME_SIZE + 65536);
+    const arena = new WasmArena(2 * CHUNK_FRAMES * FRAME_SIZE + 2 * 65536, 2 * CHUNK_FRAMES * FRAME_SIZE);
     const frames = new FrameStore(2 * CHUNK_FRAMES, arena);
     const first = frames.use(CHUNK_FRAMES + 1);
     const at = arena.addressOf(first);
@@ -29,5 +29,7 @@ describe("WebAssembly arena", () => {
     const again = frames.use(CHUNK_FRAMES + 1);
     expect(arena.addressOf(again)).toBe(at);
     expect(again[FRAME_SIZE]).toBe(0);
+    // Other allocations come after the frames, whichever is made first.
+    expect(arena.addressOf(arena.alloc(4096)!)).toBe(65536 + 2 * CHUNK_FRAMES * FRAME_SIZE);
   });
 });

@@ -13,17 +13,26 @@ const wasm = (globalThis as unknown as {
   WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared: boolean }) => WasmMemory };
 }).WebAssembly;
 
-/** Allocations are never given back (a frame chunk keeps its place for when it comes back). */
+/** Allocations are never given back (a frame chunk has its place in the reserved part for good). */
 export class WasmArena {
   readonly memory: WasmMemory;
   /** Next free address; address 0 is never allocated (0 means "not in the arena" to its users). */
-  private top = WASM_PAGE;
+  private top: number;
   /** Buffers of views handed out (the memory's buffer object changes when it grows). */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
 
-  constructor(readonly maxBytes: number) {
+  /**
+   * The first `reservedBytes` after address 0's page are held for `reserved` (the frames: each
+   * chunk has its fixed place there, so vCPU state allocated first cannot crowd them out); `alloc`
+   * hands out the rest, up to `maxBytes` in all.
+   */
+  constructor(
+    readonly maxBytes: number,
+    readonly reservedBytes = 0,
+  ) {
     const pages = Math.min(65536, Math.ceil(maxBytes / WASM_PAGE));
     this.memory = new wasm.Memory({ initial: 1, maximum: pages, shared: true });
+    this.top = WASM_PAGE + Math.ceil(reservedBytes / WASM_PAGE) * WASM_PAGE;
   }
 
   get pages(): number {
@@ -34,13 +43,30 @@ export class WasmArena {
   alloc(bytes: number): Uint8Array | null {
     const at = this.top;
     const end = at + Math.ceil(bytes / 4096) * 4096;
-    const have = this.memory.buffer.byteLength;
-    if (end > have) {
-      const more = Math.ceil((end - have) / WASM_PAGE);
-      if (have / WASM_PAGE + more > Math.ceil(this.maxBytes / WASM_PAGE)) return null;
-      this.memory.grow(more);
-    }
+    if (!this.cover(end)) return null;
     this.top = end;
+    return this.view(at, bytes);
+  }
+
+  /** `bytes` bytes at `offset` of the reserved part (zeroed until first written). */
+  reserved(offset: number, bytes: number): Uint8Array {
+    if (offset < 0 || offset + bytes > this.reservedBytes) throw new RangeError(`arena: ${bytes} bytes at ${offset} are not in the reserved ${this.reservedBytes}`);
+    const at = WASM_PAGE + offset;
+    if (!this.cover(at + bytes)) throw new RangeError("arena: the reserved part does not fit its maximum");
+    return this.view(at, bytes);
+  }
+
+  /** Grow the memory to hold addresses below `end`; false when that is past the maximum. */
+  private cover(end: number): boolean {
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return true;
+    const more = Math.ceil((end - have) / WASM_PAGE);
+    if (have / WASM_PAGE + more > Math.ceil(this.maxBytes / WASM_PAGE)) return false;
+    this.memory.grow(more);
+    return true;
+  }
+
+  private view(at: number, bytes: number): Uint8Array {
     const buffer = this.memory.buffer;
     this.buffers.add(buffer);
     return new Uint8Array(buffer, at, bytes);
