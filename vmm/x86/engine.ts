@@ -59,10 +59,13 @@ export class X86Engine implements VcpuEngine {
    */
   wasmAfter = 40000;
   /**
-   * Let the wasm tier take blocks in which up to one instruction in four calls its handler
-   * (through an import: the lazy flags go to the Cpu and back, 20-40 ns). MEASURED below.
+   * Let the wasm tier also take blocks in which up to one instruction in four calls its handler
+   * (through an import, with the lazy flags copied to the Cpu and back). Off: measured on the
+   * default guest's boot to BOOT-OK (HV_WASM=1, thresholds 40000, two alternated rounds on a busy
+   * machine), CPU seconds 64.2 and 66.9 with only blocks whose instructions all have a wasm form,
+   * 77.8 with these too, 82.6 and 79.0 without the wasm tier.
    */
-  wasmMixed = true;
+  wasmMixed = false;
 
   constructor(memory: GuestMemory) {
     this.cpu = new Cpu(memory, this.state, CPU_HANDLERS, slotsFor(MIN_BLOCK_BITS));

@@ -171,6 +171,8 @@ for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" 
         p.fast.engine.translateAfter = 1 + Math.floor(rnd() * 3);
         // Half of the blocks meet the wasm tier's own threshold first (the others: both at once).
         if (wasm && starts.indexOf(eip) % 2 === 0) [p.fast.engine.wasmAfter, p.fast.engine.translateAfter] = [p.fast.engine.translateAfter, 65535];
+        // Blocks with handler calls too, for a third of the programs.
+        p.fast.engine.wasmMixed = wasm && starts.indexOf(eip) % 3 === 0;
         start(p, ram, eip, rnd() < 0.2 ? 3 : 0, rnd);
         const big = rnd() < 0.3;
         const reason = runBoth(p, () => (big ? 100_000 : 1 + Math.floor(rnd() * 70)));
