@@ -9,7 +9,7 @@
 // (a 32-bit guest). The run that prints the first byte is counted whole.
 // With --until boot-ok it goes on to BOOT-OK, the time after the first byte a phase of its own.
 // Usage: npm run bench:boot-phases [-- --translate-after N] [--wasm-after N] [--wasm-pure] [--until first-byte|boot-ok]
-// (HV_WASM=1: the wasm tier, vmm/x86/wasm)
+// (HV_WASM=0: without the wasm tier, vmm/x86/wasm)
 
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
