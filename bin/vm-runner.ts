@@ -222,6 +222,11 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
     const kernel = new Kernel({
       vcpuEngine: o.engine,
       memoryMiB: composition.frames / 256,
+      // The x86 core's WebAssembly tier (vmm/x86/wasm) needs guest RAM in a wasm memory; HV_WASM=0
+      // turns both off. On: the default guest's boot to BOOT-OK took 64.2 and 66.9 s of CPU
+      // instead of 82.6 and 79.0 (alternated, one busy machine), the XZ decompressor 17-18 s
+      // instead of 28-29, for 10-20 MiB more peak RSS (compiled modules; arena memory is not given back).
+      wasmArena: process.env.HV_WASM !== "0",
       trace: o.trace ?? null,
       nsPerInstruction: o.nsPerInstruction ?? 1,
       // No component is given host I/O ports (guest port I/O is emulated through VM exits): the

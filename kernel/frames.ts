@@ -2,6 +2,7 @@
 
 import type { CapObject } from "../capabilities/index.js";
 import type { Mapping } from "../capabilities/index.js";
+import type { WasmArena } from "./wasm-arena.js";
 
 export const FRAME_SIZE = 4096;
 /**
@@ -33,7 +34,8 @@ export class FrameStore implements CapObject {
   /** Bytes of storage the frames have now. */
   residentBytes = 0;
 
-  constructor(readonly frames: number) {
+  /** With an arena, chunks are in its reserved part (WebAssembly code can reach them); it must hold `frames`. */
+  constructor(readonly frames: number, readonly arena: WasmArena | null = null) {
     if (frames > MAX_FRAMES) throw new RangeError(`${frames} frames: a kernel has at most ${MAX_FRAMES} (2 GiB)`);
     const chunks = Math.ceil(frames / CHUNK_FRAMES);
     this.chunks = new Array<Uint8Array>(chunks).fill(NO_BYTES);
@@ -47,8 +49,9 @@ export class FrameStore implements CapObject {
     const c = Math.floor(frame / CHUNK_FRAMES);
     let bytes = this.chunks[c];
     if (bytes === NO_BYTES) {
-      bytes = this.chunks[c] = new Uint8Array(Math.min(CHUNK_FRAMES, this.frames - c * CHUNK_FRAMES) * FRAME_SIZE);
-      this.views[c] = new DataView(bytes.buffer);
+      const size = Math.min(CHUNK_FRAMES, this.frames - c * CHUNK_FRAMES) * FRAME_SIZE;
+      bytes = this.chunks[c] = this.arena !== null ? this.arenaChunk(c, size) : new Uint8Array(size);
+      this.views[c] = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       this.residentBytes += bytes.byteLength;
     }
     if (this.blank[frame]) {
@@ -58,6 +61,11 @@ export class FrameStore implements CapObject {
       bytes.fill(0, at, at + FRAME_SIZE);
     }
     return bytes;
+  }
+
+  /** Chunk c's storage in the arena: its fixed place in the reserved part (it comes back blank: use() zeroes blank frames). */
+  private arenaChunk(c: number, size: number): Uint8Array {
+    return (this.arena as WasmArena).reserved(c * CHUNK_FRAMES * FRAME_SIZE, size);
   }
 
   /** Nobody needs what frame `frame` holds: it is blank from now on, and its chunk's storage goes when all of its frames are. */

@@ -2,6 +2,7 @@
 // to bytes of delegated frames. The kernel keeps it in step with the VM PD's memory space.
 
 import { MemRights } from "../capabilities/index.js";
+import type { WasmArena } from "./wasm-arena.js";
 
 /** The rights of a guest page are those of the memory capability it is mapped from. */
 export { MemRights };
@@ -34,7 +35,17 @@ export class GuestMemory {
   constructor(
     readonly stores: Uint8Array[] = [],
     readonly views: DataView[] = [],
-  ) {}
+    /** The arena the stores come from when they are in one (a vCPU may put its state there too). */
+    readonly arena: WasmArena | null = null,
+  ) {
+    this.storeAddress = new Int32Array(arena !== null ? 1 << 15 : 0);
+  }
+
+  /**
+   * With an arena: the arena address of each store that is in it, else 0 (a store index is an
+   * Int16; an arena store keeps its place, so the address is taken when a page of it is mapped).
+   */
+  readonly storeAddress: Int32Array;
 
   /** Map guest page `gpn` to `PAGE_SIZE` bytes of `store` at `offset` (a store of its own, added on first use). */
   map(gpn: number, store: Uint8Array, offset: number, rights: number): void {
@@ -49,6 +60,7 @@ export class GuestMemory {
 
   /** Map guest page `gpn` to `PAGE_SIZE` bytes of store `index` at `offset`. */
   mapStore(gpn: number, index: number, offset: number, rights: number): void {
+    if (this.arena !== null) this.storeAddress[index] = this.arena.addressOf(this.stores[index]);
     const wasMapped = this.rightsOf[gpn] !== 0;
     const changed = !wasMapped || this.rightsOf[gpn] !== rights || this.storeOf[gpn] !== index || this.offsetOf[gpn] !== offset;
     this.storeOf[gpn] = index;

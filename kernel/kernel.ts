@@ -15,6 +15,7 @@ import { copier } from "./args.js";
 import { VirtualClock } from "./clock.js";
 import { Ec, EcKind, EcState, type EcBody, type GlobalEntry } from "./ec.js";
 import { FrameStore } from "./frames.js";
+import { WasmArena } from "./wasm-arena.js";
 import { lookupCap } from "./hypercalls.js";
 import { KernelMemoryCost, type KernelObject, type QuotaAccount } from "./object.js";
 import { Pd, Sel } from "./pd.js";
@@ -35,6 +36,11 @@ export interface KernelOptions {
   vcpuEngine?: VcpuEngineFactory;
   /** Host memory given to the root PD as frames, in MiB. */
   memoryMiB?: number;
+  /**
+   * Allocate the frames (and vCPU state) from one shared WebAssembly memory, so that the x86
+   * core's wasm tier can reach guest RAM (default false).
+   */
+  wasmArena?: boolean;
   /** Kernel memory quota of the root PD, in bytes. */
   rootQuota?: number;
   /** Interrupt lines (GSIs) with a semaphore each in the root PD. */
@@ -106,7 +112,11 @@ export class Kernel {
     this.seed = options.seed ?? 0;
     this.trace = options.trace ?? null;
     this.vcpuEngine = options.vcpuEngine ?? null;
-    this.memory = new FrameStore(((options.memoryMiB ?? 64) * 1024 * 1024) / 4096);
+    const frames = ((options.memoryMiB ?? 64) * 1024 * 1024) / 4096;
+    // Room for the frames and the state of four vCPUs (17 MiB each, see the x86 core's Cpu; the
+    // others keep their state in JS memory and run without the wasm tier).
+    const arena = options.wasmArena === true ? new WasmArena(frames * 4096 + (72 << 20), frames * 4096) : null;
+    this.memory = new FrameStore(frames, arena);
     this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", null, { maxPriority: MAX_PRIORITY, maxQuantumNs: MAX_QUANTUM_NS });
     this.root.onDestroyed = (pd) => this.pdDestroyed(pd);
     this.bootSpaces(options.gsis ?? 24, Math.min(options.ioPorts ?? 0x10000, 0x10000));

@@ -8,7 +8,8 @@
 // the relocated bzImage below the kernel's virtual base, the kernel proper at or above 0xC0000000
 // (a 32-bit guest). The run that prints the first byte is counted whole.
 // With --until boot-ok it goes on to BOOT-OK, the time after the first byte a phase of its own.
-// Usage: npm run bench:boot-phases [-- --translate-after N] [--until first-byte|boot-ok]
+// Usage: npm run bench:boot-phases [-- --translate-after N] [--wasm-after N] [--wasm-pure] [--until first-byte|boot-ok]
+// (HV_WASM=0: without the wasm tier, vmm/x86/wasm)
 
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -28,7 +29,7 @@ interface Phase {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { "translate-after": { type: "string" }, until: { type: "string", default: "first-byte" } } });
+  const { values } = parseArgs({ options: { "translate-after": { type: "string" }, "wasm-after": { type: "string" }, "wasm-pure": { type: "boolean", default: false }, until: { type: "string", default: "first-byte" } } });
   if (values.until !== "first-byte" && values.until !== "boot-ok") throw new Error(`--until takes first-byte or boot-ok, not '${values.until}'`);
   const toBootOk = values.until === "boot-ok";
   const guest = await ensureDefaultGuest({ bootOk: true });
@@ -59,6 +60,8 @@ async function main(): Promise<void> {
     engine: (memory) => {
       const e = createX86Engine(memory) as X86Engine;
       if (values["translate-after"] !== undefined) e.translateAfter = Number(values["translate-after"]);
+      if (values["wasm-after"] !== undefined) e.wasmAfter = Number(values["wasm-after"]);
+      if (values["wasm-pure"]) e.wasmMixed = false;
       engine = e;
       const run = e.run.bind(e);
       e.run = (budget: number, handler: VcpuExitHandler) => {

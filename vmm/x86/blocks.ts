@@ -77,6 +77,12 @@ export class BlockCache {
   hits!: Uint16Array;
   /** The block translated into a function (translate.ts), or null; dropped when the block is rebuilt. */
   code!: (BlockFn | null)[];
+  /**
+   * With the wasm tier: the table index of each entry's wasm translation (0: none, or a JS one),
+   * where wasm code checks its links (the arena copy of `code`), and the index of a translation.
+   */
+  codeIndex: Int32Array | null = null;
+  indexOf: (fn: BlockFn) => number = () => 0;
   /** Blocks built over another block (a different address) since the cache last grew. */
   private evictions = 0;
   /** The vCPU's instruction count when the cache last grew (or began). */
@@ -96,9 +102,10 @@ export class BlockCache {
   private readonly pastHits = new Uint16Array(PAST_HITS);
   /**
    * Statistics: blocks decoded, compared with memory on entry in a new code epoch, translated,
-   * translations reused; instructions retired in translated code; times the cache grew.
+   * translations reused; instructions retired in translated code; times the cache grew; blocks
+   * translated to wasm (of `translated`).
    */
-  readonly stats = { built: 0, compared: 0, translated: 0, reused: 0, translatedRetired: 0, grown: 0 };
+  readonly stats = { built: 0, compared: 0, translated: 0, reused: 0, translatedRetired: 0, grown: 0, wasm: 0 };
 
   /** A cache of 2^MIN_BLOCK_BITS entries; `c.dec` must have slotsFor(MIN_BLOCK_BITS) slots. */
   constructor() {
@@ -117,6 +124,7 @@ export class BlockCache {
     this.epoch = new Float64Array(n).fill(-1);
     this.hits = new Uint16Array(n);
     this.code = new Array<BlockFn | null>(n).fill(null);
+    this.codeIndex?.fill(0);
     this.evictions = 0;
   }
 
@@ -133,6 +141,7 @@ export class BlockCache {
     for (let b = 0; b <= this.mask; b++) if (this.code[b] !== null) this.pastHits[pastIndex(this.tag[b])] = TRANSLATE_AGAIN;
     for (const phys of this.kept.keys()) this.pastHits[pastIndex(phys)] = TRANSLATE_AGAIN;
     this.code.fill(null); // links of old translations check their target's entry here: none holds now
+    this.codeIndex?.fill(0);
     this.kept.clear();
     this.allocate(this.bits + 1);
     c.dec = new Decoded<Cpu>(slotsFor(this.bits), CPU_HANDLERS);
@@ -176,6 +185,7 @@ export class BlockCache {
     this.tag[b] = -1;
     this.hits[b] = this.pastHits[pastIndex(phys)];
     this.code[b] = null;
+    if (this.codeIndex !== null) this.codeIndex[b] = 0;
     let n = 0;
     let bytes = 0;
     while (n < MAX_INSTRUCTIONS) {
@@ -216,6 +226,7 @@ export class BlockCache {
     const kept = this.kept.get(phys);
     if (kept !== undefined && kept.mode === c.codeMode && kept.count === n && kept.bytes === bytes && this.sameWords(b, kept.words)) {
       this.code[b] = kept.fn;
+      if (this.codeIndex !== null) this.codeIndex[b] = this.indexOf(kept.fn);
       this.stats.reused++;
     }
   }
@@ -223,6 +234,7 @@ export class BlockCache {
   /** Install translation `fn` of block b (and keep it for the block's bytes). */
   setCode(b: number, fn: BlockFn): void {
     this.code[b] = fn;
+    if (this.codeIndex !== null) this.codeIndex[b] = this.indexOf(fn);
     this.stats.translated++;
     if (this.kept.size >= KEPT_MAX) this.kept.clear();
     const w = b * (MAX_BYTES / 4);

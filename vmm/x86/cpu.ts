@@ -29,12 +29,41 @@ export const SEG_LDTR = 6, SEG_TR = 7;
 const LINEAR_PAGES = 1 << 20;
 export const TLB_LIST_MAX = 8192;
 
+/**
+ * Byte offsets in a Cpu's state area (Cpu.area). `words` is scratch for the wasm tier (its lazy
+ * flag record and results, wasm/translate.ts W_*); tlbAddr and codeIndex exist only in an arena.
+ */
+export const STATE_LAYOUT = {
+  regs: 0,
+  base: 64,
+  limit: 96,
+  segFast: 128,
+  words: 256,
+  tlbOff: 4096,
+  tlbPhys: 4096 + 4 * LINEAR_PAGES,
+  tlbStore: 4096 + 8 * LINEAR_PAGES,
+  tlbFlags: 4096 + 10 * LINEAR_PAGES,
+  tlbWhere: 4096 + 11 * LINEAR_PAGES,
+  codePage: 4096 + 12 * LINEAR_PAGES,
+  tlbAddr: 4096 + 13 * LINEAR_PAGES,
+  /** The block cache's codeIndex (2^14 entries at most, blocks.ts BLOCK_BITS). */
+  codeIndex: 4096 + 17 * LINEAR_PAGES,
+  bytes: (arena: boolean): number => 4096 + (arena ? 17 * LINEAR_PAGES + 4 * (1 << 14) : 13 * LINEAR_PAGES),
+} as const;
+
 export class Cpu implements LazyFlags {
+  /**
+   * The registers, segment caches and TLB arrays below live in one block of bytes: in the guest
+   * memory's WebAssembly arena when it has one (the wasm tier reads them there), else in an
+   * ArrayBuffer of their own. Layout: STATE_LAYOUT.
+   */
+  readonly area: Uint8Array;
+  /** Address of `area` in the arena, 0 when it is not in one. */
+  readonly areaAddress: number;
   // General registers: r[0..7] = EAX ECX EDX EBX ESP EBP ESI EDI, r[8] is always 0 (no base/index).
-  private readonly regBuffer = new ArrayBuffer(40);
-  readonly r = new Int32Array(this.regBuffer, 0, 9);
-  readonly r16 = new Uint16Array(this.regBuffer);
-  readonly r8 = new Uint8Array(this.regBuffer);
+  readonly r: Int32Array;
+  readonly r16: Uint16Array;
+  readonly r8: Uint8Array;
   /** Start of the current instruction. */
   eip = 0;
   /** Where execution continues after the current instruction (control transfers set it). */
@@ -51,14 +80,14 @@ export class Cpu implements LazyFlags {
 
   // Segment registers ES CS SS DS FS GS LDTR TR with their descriptor caches.
   readonly sel = new Uint16Array(8);
-  readonly base = new Int32Array(8);
-  readonly limit = new Uint32Array(8);
+  readonly base: Int32Array;
+  readonly limit: Uint32Array;
   /** VMX-style attributes: type[3:0] S[4] DPL[6:5] P[7] AVL[12] D/B[14] G[15], bit 16 unusable. */
   readonly attr = new Int32Array(8);
   /** ACC_* bits derived from attr and the mode. */
   readonly segAcc = new Uint8Array(8);
   /** Bit 0: reads need no limit check (a 4 GiB limit, expand-up), bit 1: writes need none. */
-  readonly segFast = new Uint8Array(8);
+  readonly segFast: Uint8Array;
 
   cpl = 0;
   /** CS.D: 1 when code decodes with 32-bit defaults. */
@@ -115,14 +144,18 @@ export class Cpu implements LazyFlags {
   /** Vector of the exception being delivered (for double fault), -1 when none. */
   delivering = -1;
 
-  // Software TLB, indexed by linear page number. Its arrays (and codePage) share one buffer:
+  // Software TLB, indexed by linear page number. Its arrays (and codePage) share the state area:
   // one allocation of 13 MiB, left untouched but where used, instead of six (a vCPU's start).
-  private readonly pageTables = new ArrayBuffer(13 * LINEAR_PAGES);
   /** Byte offset in the store of the linear page's first byte. */
-  readonly tlbOff = new Int32Array(this.pageTables, 0, LINEAR_PAGES);
-  readonly tlbPhys = new Int32Array(this.pageTables, 4 * LINEAR_PAGES, LINEAR_PAGES);
-  readonly tlbStore = new Int16Array(this.pageTables, 8 * LINEAR_PAGES, LINEAR_PAGES);
-  readonly tlbFlags = new Uint8Array(this.pageTables, 10 * LINEAR_PAGES, LINEAR_PAGES);
+  readonly tlbOff: Int32Array;
+  readonly tlbPhys: Int32Array;
+  readonly tlbStore: Int16Array;
+  readonly tlbFlags: Uint8Array;
+  /**
+   * With an arena: the arena address of the linear page's first byte, 0 when its store is not in
+   * the arena (valid where tlbFlags allows the access). Null without an arena.
+   */
+  readonly tlbAddr: Int32Array | null;
   /**
    * The filled entries, so that a flush costs what was filled, not the 2^20 pages: non-global
    * pages in tlbList, global ones in tlbGlobalList (a MOV CR3 walks only the first). Every page
@@ -133,7 +166,7 @@ export class Cpu implements LazyFlags {
   tlbCount = 0;
   readonly tlbGlobalList = new Int32Array(TLB_LIST_MAX);
   tlbGlobalCount = 0;
-  readonly tlbWhere = new Uint8Array(this.pageTables, 11 * LINEAR_PAGES, LINEAR_PAGES);
+  readonly tlbWhere: Uint8Array;
   /** Current access masks (depend on CPL). */
   rdMask = TLB_RS;
   wrMask = TLB_WS;
@@ -177,7 +210,7 @@ export class Cpu implements LazyFlags {
   invalidReason = "";
 
   /** Physical pages holding cached code: guest writes to them take the slow path. */
-  readonly codePage = new Uint8Array(this.pageTables, 12 * LINEAR_PAGES, LINEAR_PAGES);
+  readonly codePage: Uint8Array;
   /** Advances whenever cached code may be stale (see blocks.ts). */
   codeEpoch = 0;
   /**
@@ -201,6 +234,23 @@ export class Cpu implements LazyFlags {
     handlers: HandlerResolver<Cpu>,
     decodeSlots: number,
   ) {
+    const arenaBytes = memory.arena?.alloc(STATE_LAYOUT.bytes(true)) ?? null;
+    const area = this.area = arenaBytes ?? new Uint8Array(STATE_LAYOUT.bytes(false));
+    this.areaAddress = arenaBytes !== null && memory.arena !== null ? memory.arena.addressOf(arenaBytes) : 0;
+    const buf = area.buffer, at = area.byteOffset, L = STATE_LAYOUT;
+    this.r = new Int32Array(buf, at + L.regs, 9);
+    this.r16 = new Uint16Array(buf, at + L.regs, 20);
+    this.r8 = new Uint8Array(buf, at + L.regs, 40);
+    this.base = new Int32Array(buf, at + L.base, 8);
+    this.limit = new Uint32Array(buf, at + L.limit, 8);
+    this.segFast = new Uint8Array(buf, at + L.segFast, 8);
+    this.tlbOff = new Int32Array(buf, at + L.tlbOff, LINEAR_PAGES);
+    this.tlbPhys = new Int32Array(buf, at + L.tlbPhys, LINEAR_PAGES);
+    this.tlbStore = new Int16Array(buf, at + L.tlbStore, LINEAR_PAGES);
+    this.tlbFlags = new Uint8Array(buf, at + L.tlbFlags, LINEAR_PAGES);
+    this.tlbWhere = new Uint8Array(buf, at + L.tlbWhere, LINEAR_PAGES);
+    this.codePage = new Uint8Array(buf, at + L.codePage, LINEAR_PAGES);
+    this.tlbAddr = arenaBytes !== null ? new Int32Array(buf, at + L.tlbAddr, LINEAR_PAGES) : null;
     this.state = state;
     this.dec = new Decoded<Cpu>(decodeSlots, handlers);
     this.bytes = memory.stores;

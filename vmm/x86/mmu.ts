@@ -128,6 +128,10 @@ function fill(c: Cpu, p: number, gpn: number, rights: number, lin: number): numb
     if (!(r & MemRights.W) || c.codePage[gpn]) f &= ~(TLB_WS | TLB_WU);
     c.tlbStore[p] = s;
     c.tlbOff[p] = m.offsetOf[gpn];
+    if (c.tlbAddr !== null) {
+      const at = m.storeAddress[s];
+      c.tlbAddr[p] = at !== 0 ? at + m.offsetOf[gpn] : 0;
+    }
   }
   const list = f & TLB_GLOBAL ? 2 : 1;
   if (c.tlbWhere[p] !== list) {

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GuestMemory, MemRights, PAGE_SIZE } from "../../kernel/guest-memory.js";
+import { WasmArena } from "../../kernel/wasm-arena.js";
 import { ExitReason, Mtd, VcpuState, type VcpuExitHandler } from "../../kernel/vcpu.js";
 import { X86Engine } from "./engine.js";
 
@@ -34,7 +35,7 @@ export interface ExitRecord {
 
 /** A machine: RAM from 0 to `ramBytes`, one engine, an exit log and port/MMIO answers. */
 export class Machine {
-  readonly memory = new GuestMemory();
+  readonly memory: GuestMemory;
   readonly ram: Uint8Array;
   readonly view: DataView;
   readonly engine: X86Engine;
@@ -51,10 +52,15 @@ export class Machine {
     },
   };
 
-  /** RAM of `ramBytes` mapped at 0; `guardBytes` more bytes of the same store stay unmapped. */
-  constructor(ramBytes = 8 << 20, guardBytes = 0) {
-    this.ram = new Uint8Array(ramBytes + guardBytes);
-    this.view = new DataView(this.ram.buffer);
+  /**
+   * RAM of `ramBytes` mapped at 0; `guardBytes` more bytes of the same store stay unmapped. With
+   * `arena`, RAM and the CPU state are in a WebAssembly arena (the wasm tier translates).
+   */
+  constructor(ramBytes = 8 << 20, guardBytes = 0, arena = false) {
+    const a = arena ? new WasmArena(ramBytes + guardBytes + (24 << 20)) : null;
+    this.memory = new GuestMemory([], [], a);
+    this.ram = a?.alloc(ramBytes + guardBytes) ?? new Uint8Array(ramBytes + guardBytes);
+    this.view = new DataView(this.ram.buffer, this.ram.byteOffset, this.ram.byteLength);
     for (let p = 0; p < ramBytes / PAGE_SIZE; p++) this.memory.map(p, this.ram, p * PAGE_SIZE, MemRights.ALL);
     this.engine = new X86Engine(this.memory);
   }

@@ -53,8 +53,9 @@ class LoggingMachine extends Machine {
   readonly states: string[] = [];
 }
 
-function pair(): Pair {
-  const fast = new LoggingMachine(RAM);
+/** Two machines; with `arena`, the translating one has its RAM in a WebAssembly arena (wasm tier). */
+function makePair(arena: boolean): Pair {
+  const fast = new LoggingMachine(RAM, 0, arena);
   const slow = new LoggingMachine(RAM);
   slow.engine.translate = false;
   return { fast, slow };
@@ -128,7 +129,10 @@ function translatedBlocks(m: Machine): number {
   return code.filter((f) => f !== null).length;
 }
 
-describe("block translator", () => {
+// Everything once for the JS tier and once with the wasm tier (blocks of 32-bit code go to wasm).
+for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" : "block translator", () => {
+  const pair = () => makePair(wasm);
+
   it("inlines the common instruction forms and calls the handlers of the others", () => {
     const m = new Machine(RAM);
     m.flat(0);
@@ -165,6 +169,10 @@ describe("block translator", () => {
       const { ram, starts } = image(programs, rnd);
       for (const eip of starts) {
         p.fast.engine.translateAfter = 1 + Math.floor(rnd() * 3);
+        // Half of the blocks meet the wasm tier's own threshold first (the others: both at once).
+        if (wasm && starts.indexOf(eip) % 2 === 0) [p.fast.engine.wasmAfter, p.fast.engine.translateAfter] = [p.fast.engine.translateAfter, 65535];
+        // Blocks with handler calls too, for a third of the programs.
+        p.fast.engine.wasmMixed = wasm && starts.indexOf(eip) % 3 === 0;
         start(p, ram, eip, rnd() < 0.2 ? 3 : 0, rnd);
         const big = rnd() < 0.3;
         const reason = runBoth(p, () => (big ? 100_000 : 1 + Math.floor(rnd() * 70)));
@@ -177,6 +185,7 @@ describe("block translator", () => {
     expect(reasons.get(ExitReason.HLT) ?? 0).toBeGreaterThan(20);
     expect(reasons.get(ExitReason.EXCEPTION) ?? 0).toBeGreaterThan(20);
     expect(translated).toBeGreaterThan(200);
+    if (wasm) expect(p.fast.engine.blocks.stats.wasm).toBeGreaterThan(200);
   });
 
   it("agrees with the interpreter on random programs in real mode (16-bit code)", () => {
