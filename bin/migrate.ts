@@ -9,6 +9,7 @@
 import { encode } from "@msgpack/msgpack";
 import type { Socket } from "node:net";
 import { FrameReader, FrameType, MigrationError, isZeroPage, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame, BLOCK_CHUNK_BYTES, decodeBlocks } from "../services/migration/stream.js";
+import { PageStore } from "../services/migration/page-store.js";
 import { decodeMsgpack } from "../services/snapshot/msgpack-check.js";
 import { MAX_MEMORY_BYTES, savedSetupInMemory, savedVmInMemory } from "../services/snapshot/file.js";
 import { MAX_THROTTLE_PERCENT, type RamPages } from "../vmm/protocol.js";
@@ -370,7 +371,8 @@ export interface IncomingStream {
 export function receiveMigration(socket: MigrationSocket, options: IncomingOptions = {}): IncomingStream {
   const reader = new FrameReader();
   const inbox = new FrameInbox(socket, reader, () => new MigrationError("stream", `the connection closed before the end (${reader.pending} bytes of a frame left)`));
-  const ram = new Map<number, Uint8Array>();
+  /** The pages so far; sized by the hello (until then none may come). */
+  let ram = new PageStore(0);
   const timeline = new MigrationTimeline();
   timeline.mark("open");
   let refused: Error | null = null;
@@ -402,6 +404,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
           const m = hello.memoryBytes;
           if (typeof m !== "number" || !Number.isInteger(m) || m <= 0 || m > MAX_MEMORY_BYTES || m % PAGE !== 0) throw new MigrationError("META", `memoryBytes ${String(m)} is not a RAM size`);
           memoryBytes = m;
+          ram = new PageStore(m / PAGE);
           // Block-migrated drives: an overlay of our own over the same backing file stands in for the source's.
           const announced = checkAnnouncements(hello.blocks, Array.isArray((hello.setup as { drives?: unknown })?.drives) ? (hello.setup as { drives: unknown[] }).drives.length : 0);
           if (announced.length > 0) {
