@@ -18,11 +18,13 @@ describe("PageStore", () => {
     }
     bytes.fill(9);
     expect([0, 255, 256, 999].map((p) => store.get(p)![4095])).toEqual([1, 2, 3, 4]);
+    expect(store.stored()).toEqual([0, 255, 256, 999]);
     expect(store.has(1)).toBe(false);
     expect(store.get(1)).toBeUndefined();
     expect(store.delete(255)).toBe(true);
     expect(store.has(255)).toBe(false);
     expect(store.get(256)![0]).toBe(3);
+    expect(store.stored()).toEqual([0, 256, 999]);
     store.clear();
     expect(store.has(0) || store.has(999)).toBe(false);
   });

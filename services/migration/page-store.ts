@@ -57,6 +57,17 @@ export class PageStore implements PageMap {
     return had;
   }
 
+  /** The pages held, in order. */
+  stored(): number[] {
+    const pages: number[] = [];
+    for (let i = 0; i < this.present.length; i++) {
+      const bits = this.present[i];
+      if (bits === 0) continue;
+      for (let b = 0; b < 8; b++) if ((bits >> b) & 1) pages.push(i * 8 + b);
+    }
+    return pages;
+  }
+
   /** Drop every page (and the memory they took). */
   clear(): void {
     this.chunks = new Array<Uint8Array | undefined>(this.chunks.length);
