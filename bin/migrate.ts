@@ -442,7 +442,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
     }
     if (!meta) throw new MigrationError("END", "the stream ended without the VM's state");
     // Checked as a snapshot file would be, and resumed from memory: no file between stop and start.
-    const vm = checkSavedVm(savedVmInMemory(meta, memoryBytes, ram));
+    const vm = checkSavedVm(savedVmInMemory(meta, memoryBytes, ram), { devicesCheckedByLoad: options.devicesCheckedByLoad });
     timeline.mark("state checked");
     if (helloSetup) {
       const differs = setupDifference(helloSetup, vm);
@@ -482,6 +482,11 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
 export interface IncomingOptions {
   /** `--drive file=PATH` on the incoming side: where the overlays of the block-migrated drives go, in their order (else the source's paths). */
   blockTargets?: readonly string[];
+  /**
+   * The VM, built from the hello, takes its state with LOAD, whose devices check their records as
+   * they take them: they are not checked here as well (checkSavedVm's devicesCheckedByLoad).
+   */
+  devicesCheckedByLoad?: boolean;
 }
 
 /** The first part of the setup that `vm` has otherwise than `setup` (name, RAM, platform, ROMs, drives), or null. */
