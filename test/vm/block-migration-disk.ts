@@ -8,7 +8,7 @@ import path from "node:path";
 import { openImage } from "../../drivers/block/open.js";
 import { createImage } from "../../drivers/block/ops/create.js";
 import { fillRandom } from "../../drivers/block/test-util.js";
-import { ctlAsync } from "../support/hv-ctl.js";
+import { QmpClient } from "../../bin/ctl-command.js";
 import { DISK_WRITER_GUEST } from "./guests.js";
 
 /** The backing file: 16 MiB (32,768 sectors), pseudo-random. */
@@ -79,15 +79,25 @@ export interface MigrationInfo {
   disk?: { transferred: number; remaining: number };
 }
 
-/** Ask query-migrate (with `vmArgs`, e.g. vm=NAME) until `done` settles: each answer while the source still answered. */
-export async function watchMigration(sock: string, vmArgs: string[], done: Promise<unknown>): Promise<MigrationInfo[]> {
+/**
+ * Ask query-migrate (with `args`, e.g. {vm: NAME}) on one QMP connection, every 100 ms, until
+ * `done` settles: each answer while the source still answered (once the VM runs at the
+ * destination the source hv ends, and its socket with it).
+ */
+export async function watchMigration(sock: string, args: Record<string, unknown>, done: Promise<unknown>): Promise<MigrationInfo[]> {
   let over = false;
   void done.finally(() => (over = true));
   const seen: MigrationInfo[] = [];
-  while (!over) {
-    const q = await ctlAsync(sock, "query-migrate", ...vmArgs, "--json");
-    // Once the VM runs at the destination the source hv ends: its socket goes, and so do the answers.
-    if (q.status === 0) seen.push(JSON.parse(q.stdout) as MigrationInfo);
+  const client = await QmpClient.connect(sock);
+  try {
+    while (!over) {
+      const reply = await client.execute("query-migrate", args).catch(() => null);
+      if (!reply || "error" in reply) break;
+      seen.push(reply.return as MigrationInfo);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    client.close();
   }
   return seen;
 }
