@@ -3,7 +3,7 @@
 // first page of that chunk comes. A copy per page (a Map of 4 KiB buffers) allocated as much again
 // as the frames that brought the pages, and left tens of thousands of buffers to the garbage
 // collector: with it the bench's destination spent 160 ms in major collections, one of 85 ms in the
-// downtime (with the chunks: 72 to 134 ms, none over 38 ms, in four runs).
+// downtime (with the chunks: 72 to 134 ms, none over 47 ms, in four runs).
 
 const PAGE = 4096;
 /** Pages per chunk: 1 MiB, so that a 128 MiB guest is at most 128 allocations. */
