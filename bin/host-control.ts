@@ -164,7 +164,8 @@ export class HostControl implements ControlHost, VmControl {
     const pending = this.taken.get(command);
     if (!pending) return;
     this.taken.delete(command);
-    if (result.status !== Status.SUCCESS) pending.fail(new ControlError(`the VM could not be ${VERB[command.op]} (${Status[result.status] ?? result.status})`));
+    const why = "reason" in result ? `: ${result.reason}` : "";
+    if (result.status !== Status.SUCCESS) pending.fail(new ControlError(`the VM could not be ${VERB[command.op]} (${Status[result.status] ?? result.status})${why}`));
     else pending.onDone(result);
   }
 

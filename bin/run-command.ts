@@ -195,7 +195,7 @@ async function runIncoming(opts: RunOpts): Promise<number> {
   server.close();
   // No Nagle: the ACK (or an ABORT) leaves at once.
   socket.setNoDelay(true);
-  const stream = receiveMigration(socket, { blockTargets: opts.drive.map((d) => d.path) });
+  const stream = receiveMigration(socket, { blockTargets: opts.drive.map((d) => d.path), devicesCheckedByLoad: true });
   // Whoever waits for the VM hears what went wrong; no one else need.
   stream.vm.catch(() => {});
   const refused = (error: unknown) => {

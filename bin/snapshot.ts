@@ -116,8 +116,12 @@ export function openSavedVm(path: string, options: { ignoreDriveChanges?: boolea
   return checkSavedVm(openSnapshot(path), options);
 }
 
-/** A saved VM from its records and pages (a file's, or a migration's), checked as openSavedVm says; `reader` is closed when it is refused. */
-export function checkSavedVm<Source extends SavedVmSource>(reader: Source, options: { ignoreDriveChanges?: boolean; clone?: CloneOptions } = {}): RestoredVm<Source> {
+/**
+ * A saved VM from its records and pages (a file's, or a migration's), checked as openSavedVm says; `reader` is closed when it is refused.
+ * `devicesCheckedByLoad`: the device records are left to the VMM that takes them (LOAD checks them
+ * as its devices load them, all or none: an incoming migration's VM, built already).
+ */
+export function checkSavedVm<Source extends SavedVmSource>(reader: Source, options: { ignoreDriveChanges?: boolean; clone?: CloneOptions; devicesCheckedByLoad?: boolean } = {}): RestoredVm<Source> {
   try {
     const h = reader.header;
     if (h.vcpuCount !== 1 || reader.vcpus.length !== 1) throw new SnapshotError("vcpus", "length", `${reader.vcpus.length} vCPUs; this hv runs 1`);
@@ -132,13 +136,15 @@ export function checkSavedVm<Source extends SavedVmSource>(reader: Source, optio
     const hv = vcpu.has("hv") ? (hvRaw as Record<string, unknown>) : undefined;
     const { platform, drives: checked } = checkSavedSetup(reader, options);
     // The devices' records, against the devices this VM will have (its drives as they are now).
-    const sectors = checked.map((d, i) => drivesSectors(d, i));
-    try {
-      const config = { memoryBytes: h.memoryBytes, plan: { writes: [], roms: [], state: registers, memoryMap: [] }, ...platformConfig(platform) };
-      checkSavedDevices(config, checked.map((d, i) => ({ sectors: sectors[i], readOnly: d.readOnly ?? false })), reader.devices);
-    } catch (error) {
-      if (error instanceof DeviceStateError) throw new SnapshotError("devices", error.path, error.problem);
-      throw error;
+    if (!options.devicesCheckedByLoad) {
+      const sectors = checked.map((d, i) => drivesSectors(d, i));
+      try {
+        const config = { memoryBytes: h.memoryBytes, plan: { writes: [], roms: [], state: registers, memoryMap: [] }, ...platformConfig(platform) };
+        checkSavedDevices(config, checked.map((d, i) => ({ sectors: sectors[i], readOnly: d.readOnly ?? false })), reader.devices);
+      } catch (error) {
+        if (error instanceof DeviceStateError) throw new SnapshotError("devices", error.path, error.problem);
+        throw error;
+      }
     }
     const name = options.clone ? options.clone.name ?? `${h.name}-clone-${Date.now().toString(36)}` : h.name;
     const drives = options.clone ? cloneDrives(checked, options.clone.dir, name) : checked;

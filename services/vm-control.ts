@@ -64,7 +64,9 @@ export type ControlResult =
   | { status: Status; pages: RamPages }
   | { status: Status; running?: boolean; vmTimeNs?: number; pausedFor?: "host" | "memory"; memory?: MemoryCounts }
   /** A save: `state` is the encoded VmState, `ram` guest RAM page by page; both valid only during `done`. */
-  | { status: Status; state: Uint8Array; ram: RamPages };
+  | { status: Status; state: Uint8Array; ram: RamPages }
+  /** A refused LOAD: why the VMM's devices refused the state. */
+  | { status: Status; reason: string };
 
 /** The host side: where commands come from and results go. */
 export interface ControlHost {
@@ -93,7 +95,9 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
           } else if (command.op === "load") {
             sys.utcb.set(VmmControlOp.LOAD);
             const st: Status = yield sys.wait.call(portal);
-            host.done(command, { status: st === Status.SUCCESS ? sys.utcb.words[0] : st });
+            const w = sys.utcb.words;
+            if (st !== Status.SUCCESS || w[0] === Status.SUCCESS) host.done(command, { status: st === Status.SUCCESS ? w[0] : st });
+            else host.done(command, { status: w[0], reason: new TextDecoder().decode(Uint8Array.from(w.subarray(1, sys.utcb.untyped), (b) => b & 0xff)) });
           } else if (command.op === "resume") {
             host.done(command, { status: call(sys, portal, VmmControlOp.RESUME) });
           } else if (command.op === "end") {

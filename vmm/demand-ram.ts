@@ -164,11 +164,15 @@ export class DemandRam implements GuestRam, RamPages {
    */
   takeSource(): void {
     if (!this.source) return;
-    for (let p = 0; p < this.pages; p++) {
-      if (this.state[p] !== UNBACKED || !this.source.hasPage(p)) continue;
+    // The source's own list when it has one: a migration's stop asks once, not once per page of RAM.
+    const stored = this.source.storedPages?.();
+    const take = (p: number) => {
+      if (p >= this.pages || this.state[p] !== UNBACKED) return;
       this.state[p] = FROM_SOURCE;
       this.fromSource++;
-    }
+    };
+    if (stored) for (let i = 0; i < stored.length; i++) take(stored[i]);
+    else for (let p = 0; p < this.pages; p++) if (this.source.hasPage(p)) take(p);
   }
 
   /**

@@ -39,7 +39,9 @@
 //                at most MAX_THROTTLE_PERCENT
 //   [LOAD]       [status]   deferred until the vCPU stands at the state: an incoming migration's VM
 //                (built before its state came, VmmConfig.incoming) takes the state the host has
-//                now, and the pages that came; it stays paused until RESUME. Once only
+//                now, and the pages that came; it stays paused until RESUME. Once only. Device
+//                records the devices refuse (they take all or none): [BAD_PARAMETER, reason...]
+//                (UTF-8, a byte a word), and the VM waits on, never run
 //   [END]        [status]   paused VMs only: the VM is over, since it runs elsewhere now (it migrated
 //                away); the VMM ends it as a guest's poweroff would (VM_EXITED, VmEnd.MIGRATED), and
 //                it never runs again

@@ -25,6 +25,7 @@ import {
 } from "../kernel/index.js";
 import type { BootPlan } from "./boot/index.js";
 import { PcPlatform } from "./devices/platform.js";
+import { DeviceStateError } from "./devices/state.js";
 import type { AccessSize } from "./devices/bus.js";
 import { KernelDeviceClock } from "./device-clock.js";
 import { BlockAttachError, FlatGuestRam, VirtioBalloon, VirtioBlk, VirtioBlkStatus, VirtioPciDevice, installVirtioPci, ipcBlockBackend, type BlockBackend, type GuestRam } from "./devices/virtio/index.js";
@@ -74,6 +75,8 @@ const CONTROL_EC = 38;
 const CONTROL_PT = 39;
 /** An incoming migration's VM waits here for LOAD. */
 const LOAD_SM = 36;
+/** Bytes of a refused LOAD's reason at most (one a UTCB word). */
+const LOAD_REASON_BYTES = 400;
 const PEER_EC = 40;
 /** The peer portal this VMM serves for channel k: PEER_PT_BASE + k (its portal id k). */
 const PEER_PT_BASE = 48;
@@ -435,11 +438,9 @@ class Vmm {
     // A vCPU runs once it has its SC: an incoming VM's, once LOAD brought the state.
     const quantum = this.cpus.length > 1 ? SMP_QUANTUM_NS : VCPU_QUANTUM_NS;
     for (const cpu of this.cpus) must(sys.createVcpu(vcpuEc(cpu.index), VmmSel.VM_PD, EVENT_BASE + cpu.index * EXIT_REASON_COUNT), "create a vCPU");
-    if (incoming) {
-      while (!this.resumed && !this.ended) yield sys.wait.down(LOAD_SM, Infinity);
-      if (!this.resumed) return;
-      this.applyResumed(this.resumed.state);
-    }
+    // LOAD took the state into the devices (and checked it so): the vCPU only waits for it.
+    if (incoming) while (!this.resumed && !this.ended) yield sys.wait.down(LOAD_SM, Infinity);
+    if (incoming && !this.resumed) return;
     for (const cpu of this.cpus) must(sys.createSc(vcpuSc(cpu.index), vcpuEc(cpu.index), this.config.vcpuPriority ?? VCPU_PRIORITY, quantum), "schedule a vCPU");
 
     // The timer thread: sleep until the next device deadline (or until an earlier one is armed).
@@ -1284,10 +1285,22 @@ class Vmm {
     utcb.set(Status.SUCCESS, ramPages, STATE_PAGES);
   }
 
-  /** LOAD: an incoming VM takes its state (config.incoming), and the pages that came; answered once the vCPU stands at it. */
+  /**
+   * LOAD: an incoming VM takes its state (config.incoming), and the pages that came; answered once
+   * the vCPU stands at it. The devices check their records as they take them, all or none
+   * (PcPlatform.loadState): one pass, where the host would otherwise build a platform of its own
+   * to check them first, in the downtime. A record they refuse is BAD_PARAMETER with the reason
+   * (UTF-8, a byte a word, after the status), and the VM, never run, waits on.
+   */
   private load(utcb: Utcb): void {
     const got = this.awaitingLoad ? this.config.incoming!.state() : null;
     if (!got) return void utcb.set(this.awaitingLoad ? Status.BAD_PARAMETER : Status.BAD_FEATURE);
+    try {
+      this.applyResumed(got.state);
+    } catch (error) {
+      if (!(error instanceof DeviceStateError)) throw error;
+      return void utcb.set(Status.BAD_PARAMETER, ...new TextEncoder().encode(error.message.slice(0, LOAD_REASON_BYTES)));
+    }
     const token = this.sys.deferReply();
     if (!token) return void utcb.set(Status.BAD_FEATURE);
     this.ram.takeSource();

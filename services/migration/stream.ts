@@ -20,6 +20,7 @@
 //   ABORT     = (either way) UTF-8 reason: the migration is off; the source keeps its VM
 
 import zlib from "node:zlib";
+import type { PageMap } from "./page-store.js";
 
 export const MIGRATION_MAGIC = new TextEncoder().encode("HVMIGRT1");
 export const FrameType = { PAGES: 1, META: 2, END: 3, ACK: 4, ABORT: 5, BLOCKS: 6 } as const;
@@ -89,8 +90,11 @@ export function encodePages(pages: ReadonlyArray<{ page: number; bytes: Uint8Arr
   return out.subarray(0, at);
 }
 
-/** Apply a PAGES payload to `ram` (page → bytes; a zero page is deleted). Pages must lie below `ramPages`. */
-export function decodePages(payload: Uint8Array, ramPages: number, ram: Map<number, Uint8Array>): number {
+/**
+ * Apply a PAGES payload to `ram` (page → bytes, a view into `payload`: a PageStore copies it; a
+ * zero page is deleted). Pages must lie below `ramPages`.
+ */
+export function decodePages(payload: Uint8Array, ramPages: number, ram: Pick<PageMap, "set" | "delete">): number {
   if (payload.length < 4) throw new MigrationError("PAGES", `${payload.length} bytes, too short for its count`);
   const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const count = v.getUint32(0, true);
@@ -105,7 +109,7 @@ export function decodePages(payload: Uint8Array, ramPages: number, ram: Map<numb
     if (kind === 0) ram.delete(page);
     else if (kind === 1) {
       if (at + PAGE > payload.length) throw new MigrationError("PAGES", `entry ${i}: page ${page}'s bytes run past the frame`);
-      ram.set(page, payload.slice(at, at + PAGE));
+      ram.set(page, payload.subarray(at, at + PAGE));
       at += PAGE;
     } else throw new MigrationError("PAGES", `entry ${i}: kind ${kind} is neither 0 (zero) nor 1 (data)`);
   }

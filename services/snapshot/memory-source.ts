@@ -28,7 +28,7 @@ export function savedSetupInMemory(sections: unknown, memoryBytes: number): Save
  * like a snapshot file's, for RAM of `memoryBytes` whose non-zero pages are `pages` (taken, not
  * copied); throws SnapshotError naming the field.
  */
-export function savedVmInMemory(sections: unknown, memoryBytes: number, pages: Map<number, Uint8Array>): SavedVmSource {
+export function savedVmInMemory(sections: unknown, memoryBytes: number, pages: Pick<Map<number, Uint8Array>, "has" | "get" | "clear">): SavedVmSource {
   const s = fields(sections, "vm", "", ["header", "vcpus", "devices", "memoryMap", "drives"]);
   const header = parseHeader(s.header);
   if (header.memoryBytes !== memoryBytes) refuse("header", "memoryBytes", `is ${header.memoryBytes}, but the RAM that came has ${memoryBytes} bytes`);
