@@ -1299,7 +1299,7 @@ class Vmm {
       this.applyResumed(got.state);
     } catch (error) {
       if (!(error instanceof DeviceStateError)) throw error;
-      return void utcb.set(Status.BAD_PARAMETER, ...new TextEncoder().encode(error.message.slice(0, LOAD_REASON_BYTES)));
+      return void utcb.set(Status.BAD_PARAMETER, ...new TextEncoder().encode(error.message).subarray(0, LOAD_REASON_BYTES));
     }
     const token = this.sys.deferReply();
     if (!token) return void utcb.set(Status.BAD_FEATURE);

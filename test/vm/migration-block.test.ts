@@ -22,7 +22,7 @@ const hv = (args: string[]) => hvRun(HV, args, { cwd: ROOT });
 /** Writes the guest makes (n = 1 to WRITES), one at a time: most of them while the VM moves or after. */
 const WRITES = 30_000;
 /** max-bandwidth (bytes/s): the overlay's chunks take seconds to go, long enough for query-migrate to see them going. */
-const BANDWIDTH = 8 << 20;
+const BANDWIDTH = 16 << 20;
 const CHUNK = 64 * 1024;
 
 describe.skipIf(!hasNasm())("block migration of a qcow2 overlay (migrate inc=true)", () => {
@@ -32,9 +32,9 @@ describe.skipIf(!hasNasm())("block migration of a qcow2 overlay (migrate inc=tru
 
     const port = await freePort();
     const sock = path.join(dir, "source.qmp");
-    const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, "--drive", `file=${destinationOverlay}`, "--no-pace", "--wall-timeout", "240"]);
+    const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, "--drive", `file=${destinationOverlay}`, "--no-pace", "--wall-timeout", "380"]);
     await until("the destination to listen", () => destination.err().includes("waiting for a migration"));
-    const source = hv(["--kernel", kernel, "--mem", "32M", "--drive", `file=${sourceOverlay}`, "--qmp", `unix:${sock}`, "--no-pace", "--wall-timeout", "240"]);
+    const source = hv(["--kernel", kernel, "--mem", "32M", "--drive", `file=${sourceOverlay}`, "--qmp", `unix:${sock}`, "--no-pace", "--wall-timeout", "380"]);
     await until("the source's writes", () => source.out().split("\n").length > 300 && fs.existsSync(sock));
     expect(ctl(sock, "migrate-set-parameters", `max-bandwidth=${BANDWIDTH}`).status).toBe(0);
     const migrating = ctlAsync(sock, "migrate", `uri=tcp:127.0.0.1:${port}`, "inc=true");
