@@ -207,6 +207,7 @@ export function registerFleetCommand(program: Command): void {
     .option("--timeout <seconds>", "stop after this much virtual time", Number)
     .option("--host-mem <size>", "host memory all the VMs' frames may take together, e.g. 1G (guest RAM is backed when written; at the limit a VM pauses)", parseSize)
     .option("--isolate", "run the block driver in a worker thread of its own: if it throws, hangs (10 s watchdog) or passes its heap limit (256 MiB), it is restarted and the guest's disk I/O goes on (each request costs a copy)", false)
+    .option("--no-wasm", "no WebAssembly tier for hot guest code: guest RAM then lives in JS memory, and frames the VM frees (balloon, free page reporting) go back to the OS; the tier's shared memory keeps them for reuse. Costs about a fifth more CPU on the default guest's boot (HV_WASM=0 does the same)")
     .action(async (file: string, opts: FleetOpts) => {
       process.exitCode = await fleet(file, opts);
     });
@@ -217,6 +218,8 @@ interface FleetOpts {
   timeout?: number;
   hostMem?: number;
   isolate: boolean;
+  /** False with --no-wasm. */
+  wasm: boolean;
 }
 
 async function fleet(file: string, opts: FleetOpts): Promise<number> {
@@ -306,6 +309,7 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
         maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
         hostMemoryBytes: opts.hostMem,
         isolate: opts.isolate ? {} : null,
+        wasm: opts.wasm && process.env.HV_WASM !== "0",
         pace: { now: () => performance.now() * 1e6 },
         // While a VM moves, the host acts between short slices (the stop, frames, the ACK).
         quick: { clock: { now: () => performance.now() * 1e6 }, active: () => migrations.some((m) => m.status === "active") },

@@ -98,6 +98,8 @@ interface RunOpts {
   wallTimeout?: number;
   hostMem?: number;
   isolate: boolean;
+  /** False with --no-wasm. */
+  wasm: boolean;
   bootOk: boolean;
   restore?: string;
   incoming?: string;
@@ -121,6 +123,7 @@ export function registerRunCommand(program: Command): void {
     .option("--debug-exit", "isa-debug-exit at port 0xf4: a write of v ends hv with status (v << 1) | 1", false)
     .option("--drive <spec>", "a disk as virtio-blk (/dev/vda, vdb, ...): file=PATH[,format=raw|qcow2|vpc|vmdk][,readonly=on]; repeatable", parseDrive, [])
     .option("--isolate", "run the block driver in a worker thread of its own: if it throws, hangs (10 s watchdog) or passes its heap limit (256 MiB), it is restarted and the guest's disk I/O goes on (each request costs a copy)", false)
+    .option("--no-wasm", "no WebAssembly tier for hot guest code: guest RAM then lives in JS memory, and frames the VM frees (balloon, free page reporting) go back to the OS; the tier's shared memory keeps them for reuse. Costs about a fifth more CPU on the default guest's boot (HV_WASM=0 does the same)")
     .option("--host-mem <size>", "host memory the VM's frames may take, e.g. 64M: guest RAM is backed when written, so --mem may be more; at the limit the VM pauses", parseSize)
     .option("--apic", "give the VM a local APIC and an I/O APIC (default: 8259 PIC only)", false)
     .option("--no-pv", "hide KVM's paravirtual interface (kvm-clock, hypercalls) that Linux uses by default")
@@ -397,6 +400,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
       hostMemoryBytes: opts.hostMem,
       isolate: opts.isolate ? {} : null,
+      wasm: opts.wasm && process.env.HV_WASM !== "0",
       wallTimeout: opts.wallTimeout ? { clock: { now: () => performance.now() * 1e6 }, ns: opts.wallTimeout * 1e9 } : null,
       onStart: (_k, raiseOn, isolated) => {
         hostComponents = isolated;

@@ -89,6 +89,12 @@ export interface VmRunOptions {
   /** Run the block driver in a worker thread (`--isolate`), with these limits; null or absent: in-process. */
   isolate?: IsolateOptions | null;
   /**
+   * The x86 core's WebAssembly tier (vmm/x86/wasm), which needs guest RAM in one shared wasm memory
+   * that never gives memory back to the OS (frames freed are reused, not returned). Default on,
+   * unless HV_WASM=0.
+   */
+  wasm?: boolean;
+  /**
    * Called once the kernel exists: raise the console GSI when input arrived, the control GSI when
    * a command was queued; `components.kill(name)` kills an isolated component's worker, as a crash
    * would (false: no such isolated component).
@@ -187,7 +193,7 @@ export interface FleetVm {
 }
 
 /** What the whole run shares: the engine, time, limits and the host's hooks. */
-export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "holdBack" | "quick" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested" | "isolate"> & {
+export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "holdBack" | "quick" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested" | "isolate" | "wasm"> & {
   /** A host clock (ns) that times the scanner (FleetResult.scanner.hostNs). */
   scanClock?: () => number;
   /** Pairs of VMs connected by an hv PV channel (compose's HostServices.channels). */
@@ -226,7 +232,7 @@ export async function runFleet(vms: readonly FleetVm[], o: FleetOptions): Promis
       // turns both off. On: the default guest's boot to BOOT-OK took 64.2 and 66.9 s of CPU
       // instead of 82.6 and 79.0 (alternated, one busy machine), the XZ decompressor 17-18 s
       // instead of 28-29, for 10-20 MiB more peak RSS (compiled modules; arena memory is not given back).
-      wasmArena: process.env.HV_WASM !== "0",
+      wasmArena: o.wasm ?? process.env.HV_WASM !== "0",
       trace: o.trace ?? null,
       nsPerInstruction: o.nsPerInstruction ?? 1,
       // No component is given host I/O ports (guest port I/O is emulated through VM exits): the

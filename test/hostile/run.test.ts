@@ -152,6 +152,26 @@ describe.skipIf(!nasm)("hv run's exit status says how the VM ended", () => {
     expect(r.code).toBe(4);
   });
 
+  it("a hot loop ends the same with the WebAssembly tier and without it (--no-wasm)", () => {
+    // Two million rounds: hot enough for the tiers; the exit status is the low bits of its sum.
+    const loop = put(dir, "loop.bin", multiboot(`
+  mov ecx, 2000000
+  xor eax, eax
+.l:
+  add eax, ecx
+  rol eax, 3
+  dec ecx
+  jnz .l
+  and al, 0x3f
+  out 0xf4, al
+  hlt`));
+    let sum = 0;
+    for (let n = 2000000; n > 0; n--) sum = ((((sum + n) | 0) << 3) | (((sum + n) | 0) >>> 29)) | 0;
+    const status = ((sum & 0x3f) << 1) | 1;
+    expect(hvRun(["--kernel", loop, "--debug-exit"]).code).toBe(status);
+    expect(hvRun(["--kernel", loop, "--debug-exit", "--no-wasm"]).code).toBe(status);
+  });
+
   it("code fetched outside RAM says so, with the address", () => {
     const r = hvRun(["--kernel", put(dir, "outside.bin", multiboot(OUTSIDE_RAM)), "--mem", "16M"]);
     expect(r.err).toMatch(/hv: the vCPU stopped at 0010:40000000: code fetched outside RAM and ROM, at linear address 0x40000000/);
