@@ -80,7 +80,7 @@ export interface MigrationInfo {
 }
 
 /**
- * Ask query-migrate (with `args`, e.g. {vm: NAME}) on one QMP connection, every 100 ms, until
+ * Ask query-migrate (with `args`, e.g. {vm: NAME}) on one QMP connection, every 20 ms, until
  * `done` settles: each answer while the source still answered (once the VM runs at the
  * destination the source hv ends, and its socket with it).
  */
@@ -94,7 +94,7 @@ export async function watchMigration(sock: string, args: Record<string, unknown>
       const reply = await client.execute("query-migrate", args).catch(() => null);
       if (!reply || "error" in reply) break;
       seen.push(reply.return as MigrationInfo);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
   } finally {
     client.close();
