@@ -71,9 +71,10 @@ describe.skipIf(!hasNasm())("migrate one VM of hv fleet", () => {
       await until("the destination's lines", () => destination.out().split("\n").length > 10);
       await until("the mover's end in the fleet", () => fleetErr().includes("mover: migrated in"));
       const moverHere = lines(moverLog);
-      const atDestination = destination.out().split("\n").filter((l) => l.length > 0);
-      expectCounting([...moverHere, ...atDestination]);
-      expect(atDestination[0]).toBe(`L${moverHere.length + 1}`);
+      // The VM may have stopped in the middle of a line: the destination prints the rest of it.
+      const together = (fs.readFileSync(moverLog, "latin1") + destination.out()).split("\n").filter((l) => l.length > 0);
+      expectCounting(together);
+      expect(together.length).toBeGreaterThan(moverHere.length + 5);
       // The other VM ran on through it all, and still does; the mover prints nothing more here.
       await until("the stayer's lines after", () => lines(stayerLog).length > stayerBefore + 20);
       expect(lines(moverLog).length).toBe(moverHere.length);
