@@ -11,6 +11,7 @@
 // The workloads' results are compared between the two: a difference is an emulation bug.
 // Last line: `cpu_mips=<warm> cpu_cold_mips=<n> cpu_ratio_vs_v86=<our time / v86's, warm> fpu_mflops=<n>`
 // (cpu_mips and the ratio over the non-REP workloads: REP MOVSD counts an iteration as one instruction).
+// Our core runs with its WebAssembly tier, as hv does (HV_WASM=0: without it).
 // Usage: npm run bench:cpu [-- --seconds S --only ours]
 
 import { execFileSync } from "node:child_process";
@@ -20,7 +21,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { benchmarkFpu } from "../../vmm/x86/fpu/bench.js";
 import { KernelOutput, RESULT_PREFIX, WORKLOADS, buildKernel, type Kernel, type PeerReport } from "./cpu/kernel.js";
-import { runOurs } from "./cpu/ours.js";
+import { WASM_TIER, runOurs } from "./cpu/ours.js";
 
 const COLD_INSTRUCTIONS = 100_000_000;
 
@@ -88,6 +89,7 @@ export function main(): void {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
   for (const r of [header, ...rows]) console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  "));
   console.log(`(warm: CPU seconds after each workload's first repetition; REP MOVSD counts an iteration as one instruction and is left out of cpu_mips and the ratio)`);
+  console.log(`ours: the interpreter, the JS tier${WASM_TIER ? " and the WebAssembly tier, as hv runs (HV_WASM=0: without it)" : " (HV_WASM=0: no WebAssembly tier)"}`);
   console.log(`cold: ${cold.retired} instructions in ${cold.seconds.toFixed(3)} s of CPU on a fresh machine`);
 
   let ratio = NaN;

@@ -7,9 +7,12 @@ import { LOAD_ADDRESS, RAM_BYTES, type Kernel, type KernelOutput } from "./kerne
 
 const STACK = 0x7f0000;
 
+/** Our core runs with its WebAssembly tier as `hv` does (off with HV_WASM=0: the JS tier alone). */
+export const WASM_TIER = process.env.HV_WASM !== "0";
+
 /** A fresh machine with `kernel` loaded, at its entry in flat 32-bit protected mode (Multiboot's state). */
 export function machine(kernel: Kernel): Machine {
-  const m = new Machine(RAM_BYTES);
+  const m = new Machine(RAM_BYTES, 0, WASM_TIER);
   m.write(LOAD_ADDRESS, kernel.image);
   m.flat(0, kernel.entry, STACK);
   return m;
