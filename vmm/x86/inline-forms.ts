@@ -45,17 +45,22 @@ function knownCondition(cc: number, k: KnownFlags): string | null {
 /** An inline generator: emits the instruction's code, or returns false to call the handler. */
 export type Gen = (g: Emitter, i: number) => boolean;
 
-/** An inline form: `keepsFlags` when it never changes the arithmetic flags other than through lazy(). */
-export interface InlineForm {
-  gen: Gen;
+/**
+ * An instruction form of a translation tier (JS here, wasm in wasm/forms.ts): `keepsFlags` when it
+ * never changes the arithmetic flags other than through its tier's lazy record.
+ */
+export interface InstructionForm<G> {
+  gen: G;
   ends: boolean;
   keepsFlags: boolean;
 }
+export type InlineForm = InstructionForm<Gen>;
 
 /** Generators by handler function (aliases of one function share a generator). */
 export const GENERATORS: Map<Handler, InlineForm> = buildGenerators();
 
-function sized(s: number): string {
+/** A handler name's size suffix for operand size index s ("", "16", "32"). */
+export function sized(s: number): string {
   return s === 2 ? "32" : s === 1 ? "16" : "";
 }
 

@@ -4,17 +4,14 @@
 import { Pfx, SEG_SS } from "../decoder.js";
 import { HANDLERS } from "../handlers/index.js";
 import { ALU_NAMES, SHIFT_NAMES } from "../handlers/names.js";
+import { sized, type InstructionForm } from "../inline-forms.js";
 import { Op, I32 } from "./encoder.js";
 import {
   A, B, F, I64_EXTEND_S, I64_MUL, I64_NE, LZ_ADD, LZ_LOGIC, LZ_SUB, S32, SP, T, V, W_LOCAL, type WasmEmitter,
 } from "./emitter.js";
 
 export type WasmGen = (g: WasmEmitter, i: number) => boolean;
-export interface WasmForm {
-  gen: WasmGen;
-  ends: boolean;
-  keepsFlags: boolean;
-}
+export type WasmForm = InstructionForm<WasmGen>;
 
 export const FORMS: Map<unknown, WasmForm> = buildForms();
 
@@ -28,7 +25,6 @@ function buildForms(): Map<unknown, WasmForm> {
     if (!m.has(h)) m.set(h, { gen, ends, keepsFlags });
   };
   const BITS = [7, 15, 31];
-  const sized = (s: number) => (s === 2 ? "32" : s === 1 ? "16" : "");
 
   /** v = a op b (locals), with the lazy record. */
   const alu = (g: WasmEmitter, op: number, bit: number): void => {
