@@ -4,7 +4,6 @@
 // overlay the destination made for the migration is gone again.
 
 import { encode } from "@msgpack/msgpack";
-import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
@@ -17,14 +16,8 @@ import { openImage } from "../../drivers/block/open.js";
 import { fillRandom, scratchDir } from "../../drivers/block/test-util.js";
 import { BLOCK_CHUNK_BYTES, FrameType, MIGRATION_MAGIC, MigrationError, decodeBlocks, encodeBlocks, encodeFrame } from "../../services/migration/stream.js";
 import { SnapshotError } from "../../services/snapshot/file.js";
+import { FakeSocket } from "../support/fake-socket.js";
 import { scaled } from "../support/scale.js";
-
-class FakeSocket extends EventEmitter {
-  sent: Uint8Array | null = null;
-  end(bytes: Uint8Array): void {
-    this.sent = bytes;
-  }
-}
 
 const PLATFORM: SavedPlatform = { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true };
 /** The disk: 4 chunks and a half (the last chunk is short). */
@@ -86,13 +79,7 @@ async function feed(bytes: Uint8Array, cuts: number[] = [], targets = [target]) 
     stopLog: () => {},
   };
   stream.attachBlocks((index) => (index === 0 ? drive : null));
-  let at = 0;
-  for (const n of cuts) {
-    if (at >= bytes.length) break;
-    socket.emit("data", Buffer.from(bytes.subarray(at, at + n)));
-    at += n;
-  }
-  if (at < bytes.length) socket.emit("data", Buffer.from(bytes.subarray(at)));
+  socket.emitInPieces(bytes, cuts);
   await new Promise((resolve) => setImmediate(resolve));
   let content: Uint8Array | null = null;
   if (image) {

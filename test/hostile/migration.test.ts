@@ -3,7 +3,6 @@
 // SnapshotError naming the problem, tells the source (ABORT), and throws nothing else.
 
 import { encode } from "@msgpack/msgpack";
-import { EventEmitter } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,18 +12,12 @@ import { migrateIn } from "../../bin/migrate.js";
 import { FrameType, MIGRATION_MAGIC, MigrationError, encodeFrame, encodePages } from "../../services/migration/stream.js";
 import { SnapshotError } from "../../services/snapshot/file.js";
 import { sampleContents } from "../../services/snapshot/test-util.js";
+import { FakeSocket } from "../support/fake-socket.js";
 import { scaled } from "../support/scale.js";
 import { platformConfig, savedSetup, type SavedPlatform } from "../../bin/snapshot.js";
 import { VcpuState } from "../../kernel/index.js";
 import { vcpuRecord } from "../../vmm/vcpu-record.js";
 import { freshDeviceRecords } from "../../vmm/vmm.js";
-
-class FakeSocket extends EventEmitter {
-  sent: Uint8Array | null = null;
-  end(bytes: Uint8Array): void {
-    this.sent = bytes;
-  }
-}
 
 /** A well-formed stream: hello (with the VM's setup, or `setup`), the RAM in two PAGES frames, the VM's metadata (a sample VM), END. */
 function stream(setup?: (s: Record<string, unknown>) => unknown): Uint8Array {
@@ -88,13 +81,7 @@ async function feed(bytes: Uint8Array, cuts: number[]): Promise<{ error: unknown
     },
     (error: unknown) => error,
   );
-  let at = 0;
-  for (const n of cuts) {
-    if (at >= bytes.length) break;
-    socket.emit("data", Buffer.from(bytes.subarray(at, at + n)));
-    at += n;
-  }
-  if (at < bytes.length) socket.emit("data", Buffer.from(bytes.subarray(at)));
+  socket.emitInPieces(bytes, cuts);
   socket.emit("close");
   return { error: await done, sent: socket.sent };
 }
