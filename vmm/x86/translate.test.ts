@@ -441,6 +441,43 @@ for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" 
     expect(source.match(/\bs\d+: \{/g)).toHaveLength(2);
   });
 
+  it("counts every element a REP string instruction in a translated block retires, as the interpreter does", () => {
+    // The interpreter retires one instruction per element of a repeated string instruction (so
+    // budgets and interrupts fall between elements). Translated code once reset the count to one
+    // per instruction after the handler call: the Linux boot ran a different number of
+    // instructions with each translation threshold, and its timestamps differed.
+    const p = pair();
+    const { ram } = image([], prng(23));
+    ram.set(nasm(`bits 32\norg ${CODE}
+      mov edx, 40
+    top:
+      lea esi, [ebp + 0x100]
+      lea edi, [ebp + 0x300]
+      mov ecx, edx
+      cld
+      rep movsb
+      mov ecx, edx
+      mov eax, edx
+      rep stosd
+      lea edi, [ebp + 0x100]
+      mov ecx, 64
+      xor eax, eax
+      repne scasb
+      add ebx, ecx
+      dec edx
+      jnz top
+      hlt
+    `), CODE);
+    // The wasm tier's blocks that call handlers (wasmMixed, off by default) must count them too.
+    for (const budget of [1_000_000, 1, 5, 17, 61, 4099]) {
+      p.fast.engine.translateAfter = 2;
+      p.fast.engine.wasmMixed = wasm;
+      start(p, ram, CODE, 0, prng(budget));
+      expect(runBoth(p, () => budget, 40000)).toBe(ExitReason.HLT);
+      expect(translatedBlocks(p.fast)).toBeGreaterThan(0);
+    }
+  });
+
   it("sees self-modifying code in the running block and in later runs of a translated block", () => {
     const p = pair();
     const { ram } = image([], prng(2));

@@ -152,7 +152,9 @@ export function translateBlock(
       if (f < 0) f = g.fns.push(fn) - 1;
       g.emit(`${SPILL} ${g.sync}`);
       g.emit(`f${f}(c, ${slot}); ${RELOAD}`);
-      g.emit(`c.eip = t = c.nextEip; c.retired = r0 + ${k + 1};`);
+      // A repeated string instruction retires one instruction per element (string.ts): its
+      // handler adds the rest to c.retired, which moves this pass's base count along.
+      g.emit(`c.eip = t = c.nextEip; r0 = c.retired - ${k}; c.retired = r0 + ${k + 1};`);
       if (last) {
         g.link(k + 1);
         ended = true;

@@ -18,7 +18,7 @@
 import type { Cpu } from "../cpu.js";
 import { STATE_LAYOUT } from "../cpu.js";
 import type { BlockFn } from "../block-links.js";
-import { slotHandler } from "../decoder.js";
+import { Pfx, slotHandler } from "../decoder.js";
 import { WASM } from "./api.js";
 import { Body, encodeModule, I32, Op } from "./encoder.js";
 import { ADDR, AT, F, J, LAZY_LOCALS, LOCALS, N, P_END, P_R0, REG0, SLOW, STATE_LOCALS, T, WasmEmitter } from "./emitter.js";
@@ -32,13 +32,20 @@ export { attachWasm } from "./runtime.js";
 
 /**
  * Whether the wasm tier takes the block: 32-bit code whose instructions all have a wasm form, or
- * with `mixed`, at most one in four (or a single one) calling its handler instead.
+ * with `mixed`, at most one in four (or a single one) calling its handler instead, none of them
+ * with a repeat prefix.
  */
 export function wasmCanTranslate(c: Cpu, first: number, count: number, wide: boolean, mixed: boolean): boolean {
   if (!wide || c.areaAddress === 0) return false;
   const d = c.dec;
   let handlers = 0;
-  for (let k = 0; k < count; k++) if (!FORMS.has(slotHandler(d, first + k))) handlers++;
+  for (let k = 0; k < count; k++) {
+    if (FORMS.has(slotHandler(d, first + k))) continue;
+    // A repeated string instruction retires one instruction per element, which the block's own
+    // count (a constant after the handler call) would not see: such blocks stay in the JS tier.
+    if (d.pfx[first + k] & (Pfx.REP | Pfx.REPNE)) return false;
+    handlers++;
+  }
   return handlers === 0 || (mixed && (handlers <= 1 || handlers * 4 <= count));
 }
 
