@@ -174,7 +174,10 @@ describe("DemandRam", () => {
         const saved = (p: number) => new Uint8Array(PAGE).fill(p + 1);
         const isStored = (p: number) => p % 3 !== 1;
         const stored = Array.from({ length: PAGES }, (_, p) => p).filter(isStored).reverse();
-        const source = withSource ? { hasPage: isStored, readPage: (p: number, into: Uint8Array) => into.set(saved(p)), ...(listsPages ? { storedPages: () => stored } : {}) } : null;
+        // Half of the listing ones read runs of pages in one call (readPages) too.
+        const readPage = (p: number, into: Uint8Array) => into.set(saved(p));
+        const readPages = (first: number, into: readonly Uint8Array[]) => into.forEach((b, i) => readPage(first + i, b));
+        const source = withSource ? { hasPage: isStored, readPage, ...(listsPages ? { storedPages: () => stored } : {}), ...(listsPages && shareSource !== knowsRevoked ? { readPages } : {}) } : null;
         // Half of those are a linked clone's: the pages it reads from the template are shared.
         const ram = new DemandRam(PAGES * PAGE, mm, source, shareSource);
         const model = new Uint8Array(PAGES * PAGE);
@@ -278,6 +281,22 @@ describe("DemandRam", () => {
       for (let p = 3; p < 10; p++) expect(guestAccess(ram, mm, p * PAGE + 7, 1, false, 0)).toBe(p);
       expect(guestAccess(ram, mm, 2 * PAGE, 1, false, 0)).toBe(write ? 0x55 : 2);
       expect(mm.calls).toBe(1);
+    }
+  });
+
+  it("a fault's read-ahead of snapshot pages reads them from the source in one call when it can (readPages)", () => {
+    for (const clone of [false, true]) {
+      const mm = new FakeManager();
+      const calls: Array<[number, number]> = [];
+      const readPage = (p: number, into: Uint8Array) => void (calls.push([p, 1]), into.fill(p, 0, PAGE));
+      const readPages = (first: number, into: readonly Uint8Array[]) => {
+        calls.push([first, into.length]);
+        into.forEach((b, i) => b.fill(first + i, 0, PAGE));
+      };
+      const ram = new DemandRam(PAGES * PAGE, mm, { hasPage: (p) => p >= 2 && p < 13, readPage, readPages }, clone);
+      guestAccess(ram, mm, 2 * PAGE, 1, false, 0);
+      expect(calls).toEqual([[2, 8]]);
+      for (let p = 2; p < 10; p++) expect(guestAccess(ram, mm, p * PAGE + 7, 1, false, 0)).toBe(p);
     }
   });
 
