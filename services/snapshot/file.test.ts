@@ -231,6 +231,21 @@ describe("lazy reads", () => {
     reader.close();
   });
 
+  it("readPages of a file cut short after its chunks were checked is a typed error naming ram and the pages", () => {
+    const contents = sampleContents(200);
+    for (let n = 0; n < 200; n++) fillRandom(contents.ram.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE), n + 1);
+    writeSnapshot(p("vm.snap"), contents);
+    const reader = openSnapshot(p("vm.snap"));
+    const into = Array.from({ length: 8 }, () => new Uint8Array(PAGE_SIZE));
+    reader.readPages(180, into);
+    reader.readPages(0, into); // chunk 11 (pages 176..191) checked and no longer the cached one
+    const ram = splitSnapshot(new Uint8Array(fs.readFileSync(p("vm.snap")))).entries.find((e) => e.name === "ram")!;
+    fs.truncateSync(p("vm.snap"), ram.offset + 184 * PAGE_SIZE);
+    const err = refused(() => reader.readPages(180, into), "ram", "pages 180..187 (chunk 11)");
+    expect(err.message).toMatch(/end of the file|ends early/);
+    reader.close();
+  });
+
   it("a compressed chunk is checked before it is decompressed", () => {
     const contents = sampleContents(200);
     for (let n = 0; n < 200; n++) fillText(contents.ram.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE), n + 1);
