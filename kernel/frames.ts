@@ -33,15 +33,25 @@ export class FrameStore implements CapObject {
   private readonly used: Uint16Array;
   /** Bytes of storage the frames have now. */
   residentBytes = 0;
+  /** VMs whose page tables (GuestMemory) the arena still has room for, beside the vCPU states it keeps room for. */
+  private tableRoom = 0;
 
   /** With an arena, chunks are in its reserved part (WebAssembly code can reach them); it must hold `frames`. */
-  constructor(readonly frames: number, readonly arena: WasmArena | null = null) {
+  constructor(readonly frames: number, readonly arena: WasmArena | null = null, tablesInArena = 0) {
+    this.tableRoom = arena !== null ? tablesInArena : 0;
     if (frames > MAX_FRAMES) throw new RangeError(`${frames} frames: a kernel has at most ${MAX_FRAMES} (2 GiB)`);
     const chunks = Math.ceil(frames / CHUNK_FRAMES);
     this.chunks = new Array<Uint8Array>(chunks).fill(NO_BYTES);
     this.views = new Array<DataView>(chunks).fill(NO_VIEW);
     this.blank = new Uint8Array(frames).fill(1);
     this.used = new Uint16Array(chunks);
+  }
+
+  /** Whether the next VM's page tables go in the arena (the first `tablesInArena` VMs' do): the others' must not crowd out vCPU states. */
+  takeTableRoom(): boolean {
+    if (this.tableRoom === 0) return false;
+    this.tableRoom--;
+    return true;
   }
 
   /** Frame `frame` is about to be read or written: its chunk (with storage), where it is bytes [offset, offset + 4096). */

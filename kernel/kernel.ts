@@ -16,6 +16,7 @@ import { VirtualClock } from "./clock.js";
 import { Ec, EcKind, EcState, type EcBody, type GlobalEntry } from "./ec.js";
 import { FrameStore } from "./frames.js";
 import { WasmArena } from "./wasm-arena.js";
+import { TABLE_BYTES } from "./guest-memory.js";
 import { lookupCap } from "./hypercalls.js";
 import { KernelMemoryCost, type KernelObject, type QuotaAccount } from "./object.js";
 import { Pd, Sel } from "./pd.js";
@@ -70,6 +71,8 @@ export interface Fault {
   readonly at: number;
 }
 
+/** VMs whose page tables the wasm arena holds (as many as the vCPU states it keeps room for). */
+const ARENA_TABLES = 4;
 const unlimited: QuotaAccount = { charge: () => true, refund: () => {} };
 
 /** The fields a wait may have (which ones it needs depends on `op`, see `Wait`). */
@@ -113,10 +116,11 @@ export class Kernel {
     this.trace = options.trace ?? null;
     this.vcpuEngine = options.vcpuEngine ?? null;
     const frames = ((options.memoryMiB ?? 64) * 1024 * 1024) / 4096;
-    // Room for the frames and the state of four vCPUs (17 MiB each, see the x86 core's Cpu; the
-    // others keep their state in JS memory and run without the wasm tier).
-    const arena = options.wasmArena === true ? new WasmArena(frames * 4096 + (72 << 20), frames * 4096) : null;
-    this.memory = new FrameStore(frames, arena);
+    // Room for the frames, the state of four vCPUs (17 MiB each, see the x86 core's Cpu; the
+    // others keep their state in JS memory and run without the wasm tier) and the page tables of
+    // four VMs (7 MiB each, GuestMemory; the others' are ArrayBuffers). Only what is touched costs.
+    const arena = options.wasmArena === true ? new WasmArena(frames * 4096 + (72 << 20) + ARENA_TABLES * TABLE_BYTES, frames * 4096) : null;
+    this.memory = new FrameStore(frames, arena, ARENA_TABLES);
     this.root = new Pd(unlimited, options.rootQuota ?? 64 * 1024 * 1024, "root", null, { maxPriority: MAX_PRIORITY, maxQuantumNs: MAX_QUANTUM_NS });
     this.root.onDestroyed = (pd) => this.pdDestroyed(pd);
     this.bootSpaces(options.gsis ?? 24, Math.min(options.ioPorts ?? 0x10000, 0x10000));

@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { OwedReplies, type OwedReply } from "./pd.js";
+import { FrameStore } from "./frames.js";
+import { Kernel } from "./kernel.js";
+import { OwedReplies, Pd, type OwedReply } from "./pd.js";
+import { WasmArena } from "./wasm-arena.js";
 
 const reply = (): OwedReply & { id: number } => ({ id: 0, prevOwed: null, nextOwed: null });
 
@@ -18,5 +21,28 @@ describe("OwedReplies", () => {
     list.delete(a); // taken already
     list.add(c);
     expect(list.takeAll().map((r) => r.id)).toEqual([3]);
+  });
+});
+
+describe("a VM's page tables", () => {
+  const vmPd = (frames: FrameStore) => new Pd({ charge: () => true, refund: () => {} }, 1 << 20, "vm", frames, { maxPriority: 1, maxQuantumNs: 1 });
+
+  it("are in the wasm arena for the VMs it has room for (V8 does not count them as external memory there), apart and zero; the others' are ArrayBuffers", () => {
+    const frames = new FrameStore(64, new WasmArena(64 * 4096 + (16 << 20), 64 * 4096), 2);
+    const [a, b, c] = [vmPd(frames), vmPd(frames), vmPd(frames)].map((pd) => pd.guestMemory!);
+    expect(a.rightsOf.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(b.offsetOf.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(c.rightsOf.buffer).toBeInstanceOf(ArrayBuffer);
+    for (const t of [a, b]) expect(t.rightsOf.every((r) => r === 0)).toBe(true);
+    a.offsetOf.fill(-1);
+    a.storeOf.fill(-1);
+    a.rightsOf.fill(0xff);
+    expect(b.offsetOf.every((r) => r === 0) && b.storeOf.every((r) => r === 0) && b.rightsOf.every((r) => r === 0)).toBe(true);
+  });
+
+  it("a kernel with the arena keeps room for four VMs' tables", () => {
+    const k = new Kernel({ memoryMiB: 4, wasmArena: true });
+    expect([1, 2, 3, 4, 5].map(() => k.memory.takeTableRoom())).toEqual([true, true, true, true, false]);
+    expect(new Kernel({ memoryMiB: 4 }).memory.takeTableRoom()).toBe(false);
   });
 });

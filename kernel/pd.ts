@@ -52,7 +52,7 @@ export class Pd extends KernelObject implements QuotaAccount {
     this.objects = new Space(SpaceKind.OBJECT, this);
     this.memory = new Space(SpaceKind.MEMORY, this);
     this.io = new Space(SpaceKind.IO, this);
-    this.guestMemory = vmFrames ? new GuestMemory(vmFrames.chunks, vmFrames.views, vmFrames.arena) : null;
+    this.guestMemory = vmFrames ? new GuestMemory(vmFrames.chunks, vmFrames.views, vmFrames.arena, vmFrames.takeTableRoom()) : null;
     if (vmFrames && this.guestMemory) {
       const gm = this.guestMemory;
       this.memory.listener = (page: number, m: Mapping | undefined) => {

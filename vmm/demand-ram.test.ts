@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { VcpuState } from "../kernel/index.js";
 import { MemoryStatus } from "../services/memory-protocol.js";
-import { DemandRam, GuestMemoryError, type RamBacking } from "./demand-ram.js";
+import { DemandRam, GuestMemoryError, SOURCE_AHEAD, type RamBacking } from "./demand-ram.js";
 import { MAX_CHANGED_PAGES } from "./protocol.js";
 import { UTCB_WORDS } from "../kernel/index.js";
 
@@ -174,7 +174,10 @@ describe("DemandRam", () => {
         const saved = (p: number) => new Uint8Array(PAGE).fill(p + 1);
         const isStored = (p: number) => p % 3 !== 1;
         const stored = Array.from({ length: PAGES }, (_, p) => p).filter(isStored).reverse();
-        const source = withSource ? { hasPage: isStored, readPage: (p: number, into: Uint8Array) => into.set(saved(p)), ...(listsPages ? { storedPages: () => stored } : {}) } : null;
+        // Half of the listing ones read runs of pages in one call (readPages) too.
+        const readPage = (p: number, into: Uint8Array) => into.set(saved(p));
+        const readPages = (first: number, into: readonly Uint8Array[]) => into.forEach((b, i) => readPage(first + i, b));
+        const source = withSource ? { hasPage: isStored, readPage, ...(listsPages ? { storedPages: () => stored } : {}), ...(listsPages && shareSource !== knowsRevoked ? { readPages } : {}) } : null;
         // Half of those are a linked clone's: the pages it reads from the template are shared.
         const ram = new DemandRam(PAGES * PAGE, mm, source, shareSource);
         const model = new Uint8Array(PAGES * PAGE);
@@ -267,17 +270,33 @@ describe("DemandRam", () => {
     expect(() => guestAccess(ram, mm, 3 * PAGE, 4, true, 1)).toThrow(/guest page 0x3: the memory manager answered NO_MEMORY/);
   });
 
-  it("a fault on a snapshot page reads the stored pages after it in the same call (at most 8); a clone's are shared, but the page a write fault writes", () => {
+  it("a fault on a snapshot page reads the stored pages after it in the same call (SOURCE_AHEAD in all); a clone's are shared, but the page a write fault writes", () => {
     for (const [write, clone] of [[false, false], [false, true], [true, true]]) {
       const mm = new FakeManager();
       const ram = new DemandRam(PAGES * PAGE, mm, { hasPage: (p) => p >= 2 && p < 13, readPage: (p, into) => into.fill(p, 0, PAGE) }, clone);
       guestAccess(ram, mm, 2 * PAGE, 1, write, 0x55);
       expect(mm.calls).toBe(1);
-      for (let p = 2; p < 10; p++) expect(mm.held[p].kind, `page ${p}`).toBe(clone && !(write && p === 2) ? "shared" : "private");
-      expect(mm.held[10].kind).toBe("none");
-      for (let p = 3; p < 10; p++) expect(guestAccess(ram, mm, p * PAGE + 7, 1, false, 0)).toBe(p);
+      for (let p = 2; p < 2 + SOURCE_AHEAD; p++) expect(mm.held[p].kind, `page ${p}`).toBe(clone && !(write && p === 2) ? "shared" : "private");
+      expect(mm.held[2 + SOURCE_AHEAD].kind).toBe("none");
+      for (let p = 3; p < 2 + SOURCE_AHEAD; p++) expect(guestAccess(ram, mm, p * PAGE + 7, 1, false, 0)).toBe(p);
       expect(guestAccess(ram, mm, 2 * PAGE, 1, false, 0)).toBe(write ? 0x55 : 2);
       expect(mm.calls).toBe(1);
+    }
+  });
+
+  it("a fault's read-ahead of snapshot pages reads them from the source in one call when it can (readPages)", () => {
+    for (const clone of [false, true]) {
+      const mm = new FakeManager();
+      const calls: Array<[number, number]> = [];
+      const readPage = (p: number, into: Uint8Array) => void (calls.push([p, 1]), into.fill(p, 0, PAGE));
+      const readPages = (first: number, into: readonly Uint8Array[]) => {
+        calls.push([first, into.length]);
+        into.forEach((b, i) => b.fill(first + i, 0, PAGE));
+      };
+      const ram = new DemandRam(PAGES * PAGE, mm, { hasPage: (p) => p >= 2 && p < 13, readPage, readPages }, clone);
+      guestAccess(ram, mm, 2 * PAGE, 1, false, 0);
+      expect(calls).toEqual([[2, SOURCE_AHEAD]]);
+      for (let p = 2; p < 2 + SOURCE_AHEAD; p++) expect(guestAccess(ram, mm, p * PAGE + 7, 1, false, 0)).toBe(p);
     }
   });
 

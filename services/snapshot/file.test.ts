@@ -209,6 +209,43 @@ describe("lazy reads", () => {
     reader.close();
   });
 
+  it("readPages reads what readPage reads, in runs across chunks, zero pages and a corrupt chunk (which stays refused)", () => {
+    const contents = sampleContents(200);
+    for (let n = 0; n < 200; n++) if (n % 7 !== 3) fillRandom(contents.ram.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE), n + 1);
+    else contents.ram.fill(0, n * PAGE_SIZE, (n + 1) * PAGE_SIZE);
+    writeSnapshot(p("vm.snap"), contents);
+    const stored = nonZeroPages(contents.ram);
+    corruptChunkOf(p("vm.snap"), 40); // the third chunk: stored pages 32..47, pages 37..55
+    expect([stored[32], stored[47]]).toEqual([37, 55]);
+    const reader = openSnapshot(p("vm.snap"));
+    // Each run twice: the second time its chunks are checked, and their pages come in vectored reads.
+    for (const [first, count] of [[0, 9], [10, 27], [0, 9], [10, 27], [60, 40], [60, 40], [190, 10], [190, 10]]) {
+      const into = Array.from({ length: count }, () => new Uint8Array(PAGE_SIZE).fill(0xaa));
+      reader.readPages(first, into);
+      into.forEach((b, i) => expect(Buffer.compare(b, contents.ram.subarray((first + i) * PAGE_SIZE, (first + i + 1) * PAGE_SIZE)), `page ${first + i}`).toBe(0));
+    }
+    const into = Array.from({ length: 8 }, () => new Uint8Array(PAGE_SIZE));
+    refused(() => reader.readPages(33, into), "ram", "(chunk 2)");
+    refused(() => reader.readPages(33, into), "ram", "(chunk 2)");
+    expect(() => reader.readPages(198, [new Uint8Array(PAGE_SIZE), new Uint8Array(PAGE_SIZE), new Uint8Array(PAGE_SIZE)])).toThrow(RangeError);
+    reader.close();
+  });
+
+  it("readPages of a file cut short after its chunks were checked is a typed error naming ram and the pages", () => {
+    const contents = sampleContents(200);
+    for (let n = 0; n < 200; n++) fillRandom(contents.ram.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE), n + 1);
+    writeSnapshot(p("vm.snap"), contents);
+    const reader = openSnapshot(p("vm.snap"));
+    const into = Array.from({ length: 8 }, () => new Uint8Array(PAGE_SIZE));
+    reader.readPages(180, into);
+    reader.readPages(0, into); // chunk 11 (pages 176..191) checked and no longer the cached one
+    const ram = splitSnapshot(new Uint8Array(fs.readFileSync(p("vm.snap")))).entries.find((e) => e.name === "ram")!;
+    fs.truncateSync(p("vm.snap"), ram.offset + 184 * PAGE_SIZE);
+    const err = refused(() => reader.readPages(180, into), "ram", "pages 180..187 (chunk 11)");
+    expect(err.message).toMatch(/end of the file|ends early/);
+    reader.close();
+  });
+
   it("a compressed chunk is checked before it is decompressed", () => {
     const contents = sampleContents(200);
     for (let n = 0; n < 200; n++) fillText(contents.ram.subarray(n * PAGE_SIZE, (n + 1) * PAGE_SIZE), n + 1);

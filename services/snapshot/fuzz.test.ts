@@ -82,6 +82,12 @@ function exercise(bytes: Uint8Array, original?: SnapshotContents): { outcome: Ou
     const page = new Uint8Array(PAGE_SIZE);
     try {
       for (const n of [0, 1, memoryBytes / PAGE_SIZE - 1]) if (n < memoryBytes / PAGE_SIZE) reader.readPage(n, page);
+      // Runs of pages too, twice: the second time from chunks checked already (one vectored read).
+      const run = Array.from({ length: Math.min(8, memoryBytes / PAGE_SIZE) }, () => new Uint8Array(PAGE_SIZE));
+      for (let k = 0; k < 2; k++) {
+        reader.readPages(0, run);
+        if (original) run.forEach((b, i) => expect(Buffer.compare(b, (original.ram as Uint8Array).subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE))).toBe(0));
+      }
       if (memoryBytes <= 16 * 1024 * 1024) {
         const ram = new Uint8Array(memoryBytes);
         reader.readAll(ram);
