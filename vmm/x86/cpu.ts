@@ -123,6 +123,8 @@ export class Cpu implements LazyFlags {
   divRem = 0;
 
   retired = 0;
+  /** The retired count the current run ends at (its budget): repeated string instructions stop there. */
+  budgetEnd = 0;
   /** Interrupts are inhibited while retired < inhibitUntil (STI, MOV SS, POP SS shadow). */
   inhibitUntil = 0;
   /** NMI blocked (from NMI delivery until the next IRET). */

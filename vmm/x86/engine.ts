@@ -190,6 +190,7 @@ export class X86Engine implements VcpuEngine {
 
   private loop(end: number): ExitReason {
     const c = this.cpu;
+    c.budgetEnd = end;
     const d = c.dec;
     const table = d.table;
     const scratch = d.size - 1;

@@ -42,7 +42,7 @@ export function instruction(rnd: () => number, label: () => string): string {
   const text = form();
   return pre + text;
   function form(): string {
-  switch (Math.floor(rnd() * 40)) {
+  switch (Math.floor(rnd() * 41)) {
     case 0: case 1: case 2: return `${pick(ALU)} ${pick(R32)}, ${pick(R32)}`;
     case 3: case 4: return `${pick(ALU)} ${pick(R32)}, ${imm()}`;
     case 5: return `${pick(ALU)} ${pick(R32)}, ${rnd() < 0.5 ? "byte" : ""} ${(imm8() << 24) >> 24}`;
@@ -82,6 +82,16 @@ export function instruction(rnd: () => number, label: () => string): string {
     case 36: return `push word ${pick(R16)}\npop word ${pick(R16)}`;
     case 37: return rnd() < 0.1 ? `div ${pick(R32)}` : `bt ${pick(R32)}, ${imm8() & 31}`;
     case 38: return `${pick(["shld", "shrd"])} ${pick(R32)}, ${pick(R32)}, ${imm8() & 31}`;
+    case 39: {
+      // A string instruction, repeated or not, over the middle of the data area (either
+      // direction stays inside it), rarely running into the hole: each element is one retired
+      // instruction, faults and budgets fall between elements.
+      const op = pick(["movs", "stos", "lods", "cmps", "scas"]) + pick(["b", "w", "d"]);
+      const rep = op.startsWith("cmps") || op.startsWith("scas") ? pick(["repe", "repne", ""]) : pick(["rep", "rep", ""]);
+      const into = rnd() < 0.05 ? HOLE - (DATA + 0x800) - 6 : 0x400 + Math.floor(rnd() * 0x40);
+      return `push ecx\nmov ecx, ${Math.floor(rnd() * 48)}\nlea esi, [ebp + ${0x400 - Math.floor(rnd() * 0x40)}]\n` +
+        `lea edi, [ebp + ${into}]\n${rep} ${op}\npop ecx`;
+    }
     default: return `${pick(["adc", "sbb"])} ${pick(R32)}, ${pick(R32)}`;
   }
   }

@@ -1,6 +1,7 @@
 // Handlers of the string instructions (MOVS CMPS STOS LODS SCAS INS OUTS) with REP/REPE/REPNE.
-// A repeated instruction runs at most CHUNK iterations per step and then restarts itself, so
-// interrupts, exits and the budget are seen in the middle of long copies.
+// A repeated instruction runs at most CHUNK iterations per step (fewer where the run's budget
+// ends) and then restarts itself, so interrupts, exits and the budget are seen in the middle of
+// long copies. Each element counts as one retired instruction.
 
 import type { Cpu, Handler } from "../cpu.js";
 import { Pfx, SEG_ES } from "../decoder.js";
@@ -24,6 +25,26 @@ function acc(c: Cpu, s: number): number {
   return s === 0 ? c.r8[0] : s === 1 ? c.r16[0] : c.r[0];
 }
 
+/**
+ * Count the `k` elements of a repeated instruction as `k` retired instructions (the run loop adds
+ * the first). More than one ends the block (c.attention): the budget, which counts them too, is
+ * checked at the next instruction boundary, so every tier stops at the same instruction.
+ */
+/**
+ * Elements of a repeated instruction to run in one step: at most CHUNK and no more than the run's
+ * budget holds (at least one), so a run ends exactly at its budget, in a copy's middle too.
+ */
+function chunkOf(c: Cpu): number {
+  const left = c.budgetEnd - c.retired;
+  return left >= CHUNK ? CHUNK : left > 1 ? left : 1;
+}
+
+function retireElements(c: Cpu, k: number): void {
+  if (k <= 1) return;
+  c.retired += k - 1;
+  c.attention = true;
+}
+
 const KIND_MOVS = 0, KIND_CMPS = 1, KIND_STOS = 2, KIND_LODS = 3, KIND_SCAS = 4, KIND_INS = 5, KIND_OUTS = 6;
 
 /** One string instruction of `kind` and size index `s`, with its repeat prefix. */
@@ -41,8 +62,9 @@ function stringOp(c: Cpu, i: number, kind: number, s: number): void {
   if (rep && a32 && (kind === KIND_MOVS || kind === KIND_STOS)) return repeatInBulk(c, kind, seg, s, n);
   if (rep === Pfx.REPNE && a32 && kind === KIND_SCAS && s === 0 && !(c.flags & DF)) return scanInBulk(c, n);
   const r = c.r, r16 = c.r16;
+  const chunk = chunkOf(c);
   let k = 0;
-  while (k < CHUNK) {
+  while (k < chunk) {
     const si = a32 ? r[6] : r16[12];
     const di = a32 ? r[7] : r16[14];
     let stop = false;
@@ -96,13 +118,13 @@ function stringOp(c: Cpu, i: number, kind: number, s: number): void {
     if (a32) r[1] = n;
     else r16[2] = n;
     if (n === 0 || stop) {
-      c.retired += k - 1;
+      retireElements(c, k);
       return;
     }
   }
   // Chunk used up: run this instruction again (interrupts and exits can come in between).
   c.nextEip = c.eip;
-  c.retired += k - 1;
+  retireElements(c, k);
 }
 
 /**
@@ -116,9 +138,10 @@ function repeatInBulk(c: Cpu, kind: number, seg: number, s: number, n: number): 
   const r = c.r;
   const size = SIZES[s];
   const step = c.flags & DF ? -size : size;
+  const chunk = chunkOf(c);
   let k = 0;
-  while (k < CHUNK) {
-    const m = bulk(c, kind, seg, s, Math.min(n, CHUNK - k));
+  while (k < chunk) {
+    const m = bulk(c, kind, seg, s, Math.min(n, chunk - k));
     if (m > 0) {
       k += m;
       n -= m;
@@ -133,12 +156,12 @@ function repeatInBulk(c: Cpu, kind: number, seg: number, s: number, n: number): 
     }
     r[1] = n;
     if (n === 0) {
-      c.retired += k - 1;
+      retireElements(c, k);
       return;
     }
   }
   c.nextEip = c.eip;
-  c.retired += k - 1;
+  retireElements(c, k);
 }
 
 /**
@@ -149,12 +172,13 @@ function repeatInBulk(c: Cpu, kind: number, seg: number, s: number, n: number): 
 function scanInBulk(c: Cpu, n: number): void {
   const r = c.r;
   const al = c.r8[0];
+  const chunk = chunkOf(c);
   let k = 0;
-  while (k < CHUNK) {
+  while (k < chunk) {
     const lin = (c.base[SEG_ES] + r[7]) | 0, p = lin >>> 12;
     let m = 1, found = false, last: number;
     if (c.segFast[SEG_ES] & 1 && c.tlbFlags[p] & c.rdMask) {
-      m = Math.min(n, CHUNK - k, inPage(lin, 1, false));
+      m = Math.min(n, chunk - k, inPage(lin, 1, false));
       const bytes = c.bytes[c.tlbStore[p]], at = c.tlbOff[p] + (lin & 0xfff);
       const hit = bytes.indexOf(al, at);
       found = hit >= 0 && hit < at + m;
@@ -170,12 +194,12 @@ function scanInBulk(c: Cpu, n: number): void {
     n -= m;
     r[1] = n;
     if (n === 0 || found) {
-      c.retired += k - 1;
+      retireElements(c, k);
       return;
     }
   }
   c.nextEip = c.eip;
-  c.retired += k - 1;
+  retireElements(c, k);
 }
 
 /** Elements of `size` bytes from linear `lin` on that fit in its page, going down when `back`. */
