@@ -9,6 +9,7 @@ import { ExitReason, Mtd, VcpuState } from "../../kernel/vcpu.js";
 import { CODE, Machine, nasm } from "./testing.js";
 import { ALU, DATA, HOLE, MMIO, PD, RAM, image, instruction, program } from "./random-programs.js";
 import { blockSource, hasInlineForm } from "./translate.js";
+import { wasmCanTranslate } from "./wasm/translate.js";
 import { prng } from "../../test/support/prng.js";
 
 /** The raw CPU state both machines must agree on, including the lazy flag record. */
@@ -251,7 +252,9 @@ for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" 
             cases.push(`${carry}\njmp $ + 2\nmov eax, ${x}\nmov ebx, ${y}\n${form(a, b)}`);
             ["al", "cl", "dl", "bl", "ah", "ch", "dh", "bh"].forEach((r, j) => cases.push(`set${set[j]} ${r}`));
             ["eax", "ebx", "ecx", "edx"].forEach((r, j) => cases.push(`mov [edi + ${j * 4}], ${r}`));
-            cases.push("add edi, 16");
+            // CMOVcc from a register, and from memory (the condition then follows a memory access).
+            set.forEach((cc, j) => cases.push("mov edx, 0", `mov ecx, ${1 << j}`, `cmov${cc} edx, ${j & 1 ? "[edi]" : "ecx"}`, `mov [edi + ${16 + j * 4}], edx`));
+            cases.push("add edi, 48");
           }
         }
       }
@@ -263,6 +266,23 @@ for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" 
     start(p, ram, CODE, 0, rnd);
     expect(runBoth(p, () => 1_000_000)).toBe(ExitReason.HLT);
     expect(translatedBlocks(p.fast)).toBeGreaterThan(1000);
+  });
+
+  if (wasm) it("takes blocks with SETcc and CMOVcc to the wasm tier", () => {
+    const m = new Machine(RAM, 0, true);
+    m.flat(0);
+    m.code32(`cmp eax, ecx
+      setz bl
+      setb byte [esp + 4]
+      cmovl edx, ecx
+      cmovnz edx, [esp]
+      cmovbe dx, cx
+      jmp $`);
+    expect(m.run(1)).toBe(ExitReason.BUDGET);
+    const blocks = m.engine.blocks;
+    const b = blocks.tag.indexOf(CODE);
+    expect(blocks.count[b]).toBe(7);
+    expect(wasmCanTranslate(m.engine.cpu, b * 16, blocks.count[b], true, false)).toBe(true);
   });
 
   it("does not follow a block link after CS changes (same EIP, other code)", () => {

@@ -195,6 +195,24 @@ function buildForms(): Map<unknown, WasmForm> {
   }
   add("nop", () => true);
   add("nop_Ev", () => true);
+  // SETcc and CMOVcc keep the flags: conditions read the lazy locals (the record known here when
+  // nothing touched memory before, as for Jcc).
+  add("setcc", (g, i) => {
+    g.cond(g.c.dec.opc[i] & 15);
+    g.b.set(W_LOCAL);
+    return g.writeE(0, W_LOCAL);
+  });
+  for (const s of [1, 2]) {
+    add(`cmov${sized(s)}`, (g, i) => {
+      // The source is read (and may fault) whatever the condition, as the handler does.
+      if (!g.readE(s, V)) return false;
+      g.cond(g.c.dec.opc[i] & 15);
+      g.open(Op.if);
+      g.set(s, g.c.dec.reg[i], V);
+      g.close();
+      return true;
+    });
+  }
 
   keepsFlags = false;
   add("imul_GvEv32", (g, i) => imul32(g, i, false));
