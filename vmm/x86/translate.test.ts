@@ -285,6 +285,40 @@ for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" 
     expect(wasmCanTranslate(m.engine.cpu, b * 16, blocks.count[b], true, false)).toBe(true);
   });
 
+  it("reads the TSC like the interpreter: RDTSC in hot code, with CR4.TSD above CPL 0 and with a TSC past 2^52", () => {
+    const rnd = prng(0x75c);
+    const p = pair();
+    const { ram } = image([], rnd);
+    ram.set(nasm(`bits 32\norg ${CODE}
+      mov ecx, 300
+      top: rdtsc
+      mov [ebp], eax
+      mov [ebp + 4], edx
+      add eax, ebx
+      dec ecx
+      jnz top
+      jmp done
+      done: hlt`), CODE);
+    for (const [cpl, tsd, tsc] of [[0, false, 0n], [3, false, 2n ** 40n + 12345n], [0, false, 2n ** 60n + 7n], [0, true, 0xfffffff0n], [3, true, 5n]] as const) {
+      p.fast.engine.translateAfter = 2;
+      start(p, ram, CODE, cpl, rnd);
+      for (const m of [p.fast, p.slow]) m.update((s) => {
+        s.tsc = tsc;
+        if (tsd) s.cr4 |= 4;
+      });
+      const reason = runBoth(p, () => 1 + Math.floor(rnd() * 70));
+      // HLT at CPL 3 raises #GP too, after the loop; RDTSC does at once under CR4.TSD.
+      expect(reason).toBe(cpl === 3 ? ExitReason.EXCEPTION : ExitReason.HLT);
+      if (cpl === 3 && tsd) expect(p.fast.regs.eip).toBe(CODE + 5);
+      else expect(p.fast.engine.retired).toBeGreaterThan(300 * 6);
+    }
+    if (wasm) {
+      // The loop (TOP to JMP; every instruction has a form) ran as a wasm block.
+      const blocks = p.fast.engine.blocks;
+      expect(blocks.codeIndex?.[blocks.tag.indexOf(CODE + 5)]).toBeGreaterThan(0);
+    }
+  });
+
   it("does not follow a block link after CS changes (same EIP, other code)", () => {
     const p = pair();
     const { ram } = image([], prng(5));
