@@ -9,6 +9,7 @@ import { ExitReason, Mtd, VcpuState } from "../../kernel/vcpu.js";
 import { CODE, Machine, nasm } from "./testing.js";
 import { ALU, DATA, HOLE, MMIO, PD, RAM, image, instruction, program } from "./random-programs.js";
 import { blockSource, hasInlineForm } from "./translate.js";
+import { wasmCanTranslate } from "./wasm/translate.js";
 import { prng } from "../../test/support/prng.js";
 
 /** The raw CPU state both machines must agree on, including the lazy flag record. */
@@ -251,7 +252,9 @@ for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" 
             cases.push(`${carry}\njmp $ + 2\nmov eax, ${x}\nmov ebx, ${y}\n${form(a, b)}`);
             ["al", "cl", "dl", "bl", "ah", "ch", "dh", "bh"].forEach((r, j) => cases.push(`set${set[j]} ${r}`));
             ["eax", "ebx", "ecx", "edx"].forEach((r, j) => cases.push(`mov [edi + ${j * 4}], ${r}`));
-            cases.push("add edi, 16");
+            // CMOVcc from a register, and from memory (the condition then follows a memory access).
+            set.forEach((cc, j) => cases.push("mov edx, 0", `mov ecx, ${1 << j}`, `cmov${cc} edx, ${j & 1 ? "[edi]" : "ecx"}`, `mov [edi + ${16 + j * 4}], edx`));
+            cases.push("add edi, 48");
           }
         }
       }
@@ -263,6 +266,57 @@ for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" 
     start(p, ram, CODE, 0, rnd);
     expect(runBoth(p, () => 1_000_000)).toBe(ExitReason.HLT);
     expect(translatedBlocks(p.fast)).toBeGreaterThan(1000);
+  });
+
+  if (wasm) it("takes blocks with SETcc and CMOVcc to the wasm tier", () => {
+    const m = new Machine(RAM, 0, true);
+    m.flat(0);
+    m.code32(`cmp eax, ecx
+      setz bl
+      setb byte [esp + 4]
+      cmovl edx, ecx
+      cmovnz edx, [esp]
+      cmovbe dx, cx
+      jmp $`);
+    expect(m.run(1)).toBe(ExitReason.BUDGET);
+    const blocks = m.engine.blocks;
+    const b = blocks.tag.indexOf(CODE);
+    expect(blocks.count[b]).toBe(7);
+    expect(wasmCanTranslate(m.engine.cpu, b * 16, blocks.count[b], true, false)).toBe(true);
+  });
+
+  it("reads the TSC like the interpreter: RDTSC in hot code, with CR4.TSD above CPL 0 and with a TSC past 2^52", () => {
+    const rnd = prng(0x75c);
+    const p = pair();
+    const { ram } = image([], rnd);
+    ram.set(nasm(`bits 32\norg ${CODE}
+      mov ecx, 300
+      top: rdtsc
+      mov [ebp], eax
+      mov [ebp + 4], edx
+      add eax, ebx
+      dec ecx
+      jnz top
+      jmp done
+      done: hlt`), CODE);
+    for (const [cpl, tsd, tsc] of [[0, false, 0n], [3, false, 2n ** 40n + 12345n], [0, false, 2n ** 60n + 7n], [0, true, 0xfffffff0n], [3, true, 5n]] as const) {
+      p.fast.engine.translateAfter = 2;
+      start(p, ram, CODE, cpl, rnd);
+      for (const m of [p.fast, p.slow]) m.update((s) => {
+        s.tsc = tsc;
+        if (tsd) s.cr4 |= 4;
+      });
+      const reason = runBoth(p, () => 1 + Math.floor(rnd() * 70));
+      // HLT at CPL 3 raises #GP too, after the loop; RDTSC does at once under CR4.TSD.
+      expect(reason).toBe(cpl === 3 ? ExitReason.EXCEPTION : ExitReason.HLT);
+      if (cpl === 3 && tsd) expect(p.fast.regs.eip).toBe(CODE + 5);
+      else expect(p.fast.engine.retired).toBeGreaterThan(300 * 6);
+    }
+    if (wasm) {
+      // The loop (TOP to JMP; every instruction has a form) ran as a wasm block.
+      const blocks = p.fast.engine.blocks;
+      expect(blocks.codeIndex?.[blocks.tag.indexOf(CODE + 5)]).toBeGreaterThan(0);
+    }
   });
 
   it("does not follow a block link after CS changes (same EIP, other code)", () => {

@@ -9,6 +9,7 @@ import { Body, I32, Op, VOID } from "./encoder.js";
 import { IMPORT_GP, IMPORT_RD, IMPORT_WR, type WasmRuntime } from "./runtime.js";
 
 export const I64_MUL = 0x7e, I64_EXTEND_S = 0xac, I64_NE = 0x52, I32_POPCNT = 0x69;
+export const I64_ADD = 0x7c, I64_EXTEND_U = 0xad, I64_SHR_U = 0x88, I64_TRUNC_F64_S = 0xb0, I32_WRAP_I64 = 0xa7;
 export const ARITH = 0x8d5;
 export const LZ_ADD = 1, LZ_SUB = 2, LZ_LOGIC = 3;
 

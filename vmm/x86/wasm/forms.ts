@@ -6,8 +6,9 @@ import { HANDLERS } from "../handlers/index.js";
 import { ALU_NAMES, SHIFT_NAMES } from "../handlers/names.js";
 import { sized, type InstructionForm } from "../inline-forms.js";
 import { Op, I32 } from "./encoder.js";
+import { IMPORT_HANDLER, W_RDTSC_SLOW, W_TSC } from "./runtime.js";
 import {
-  A, B, F, I64_EXTEND_S, I64_MUL, I64_NE, LZ_ADD, LZ_LOGIC, LZ_SUB, S32, SP, T, V, W_LOCAL, type WasmEmitter,
+  A, B, F, I64_ADD, I64_EXTEND_S, I64_EXTEND_U, I64_SHR_U, I64_TRUNC_F64_S, I32_WRAP_I64, P_R0, I64_MUL, I64_NE, LZ_ADD, LZ_LOGIC, LZ_SUB, S32, SP, T, V, W_LOCAL, type WasmEmitter,
 } from "./emitter.js";
 
 export type WasmGen = (g: WasmEmitter, i: number) => boolean;
@@ -195,6 +196,51 @@ function buildForms(): Map<unknown, WasmForm> {
   }
   add("nop", () => true);
   add("nop_Ev", () => true);
+  // SETcc and CMOVcc keep the flags: conditions read the lazy locals (the record known here when
+  // nothing touched memory before, as for Jcc).
+  add("setcc", (g, i) => {
+    g.cond(g.c.dec.opc[i] & 15);
+    g.b.set(W_LOCAL);
+    return g.writeE(0, W_LOCAL);
+  });
+  for (const s of [1, 2]) {
+    add(`cmov${sized(s)}`, (g, i) => {
+      // The source is read (and may fault) whatever the condition, as the handler does.
+      if (!g.readE(s, V)) return false;
+      g.cond(g.c.dec.opc[i] & 15);
+      g.open(Op.if);
+      g.set(s, g.c.dec.reg[i], V);
+      g.close();
+      return true;
+    });
+  }
+
+  add("rdtsc", (g, i) => {
+    const b = g.b;
+    g.touched = true;
+    b.i32(0).mem(Op.i32Load, 2, g.word(W_RDTSC_SLOW));
+    g.open(Op.if);
+    // The handler: #GP, or a TSC offset the int64 sum below might not match exactly.
+    g.spill();
+    b.i32(i);
+    g.syncArgs();
+    b.idx(Op.call, IMPORT_HANDLER).op(Op.drop);
+    g.reload();
+    b.op(Op.else);
+    // EDX:EAX = retired + TSC offset, the retired count the interpreter has at this instruction.
+    const tsc = () => {
+      b.get(P_R0).i32(g.k).op(Op.i32Add).op(I64_EXTEND_U);
+      b.i32(0).mem(Op.f64Load, 3, g.word(W_TSC)).op(I64_TRUNC_F64_S, I64_ADD);
+    };
+    tsc();
+    b.op(I32_WRAP_I64).set(V);
+    g.set(2, 0, V);
+    tsc();
+    b.op(Op.i64Const, 32, I64_SHR_U, I32_WRAP_I64).set(V);
+    g.set(2, 2, V);
+    g.close();
+    return true;
+  });
 
   keepsFlags = false;
   add("imul_GvEv32", (g, i) => imul32(g, i, false));

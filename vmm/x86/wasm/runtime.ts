@@ -14,6 +14,19 @@ export const W_FLAGS = 0, W_MASK = 1, W_OP = 2, W_A = 3, W_B = 4, W_R = 5, W_BIT
 export const W_T = 7, W_RETIRED = 8, W_RM = 9, W_WM = 10, W_AT = 11, W_STACK32 = 12, W_LAST = 13;
 /** The code epoch (float64 at int32 word 16). */
 export const W_EPOCH = 16;
+/**
+ * The TSC offset (float64 at word 18), and at word 20 whether RDTSC takes its handler instead of
+ * its inline form: it faults (CR4.TSD above CPL 0), or the offset is not an integer below 2^52
+ * (then retired + offset is not surely exact in int64 arithmetic as the handler's float sum is).
+ */
+export const W_TSC = 18, W_RDTSC_SLOW = 20;
+
+/** The TSC state words (W_TSC, W_RDTSC_SLOW) from the Cpu. */
+function tscOut(c: Cpu, w: Int32Array, e: Float64Array): void {
+  const offset = c.tscOffset;
+  e[1] = offset;
+  w[W_RDTSC_SLOW] = (c.cr4 & 4 && c.cr0 & 1 && c.cpl !== 0) || !(offset >= 0 && offset < 2 ** 52) ? 1 : 0;
+}
 /** A link record in the arena (wasm code follows links itself): eip, count, block, target index, code epoch (f64). */
 export const LINK_BYTES = 24;
 /** The type of a block function: (EIP, retired count at entry, budget end) -> next block's table index, or -1 - exit. */
@@ -77,6 +90,7 @@ function flagsOut(c: Cpu, w: Int32Array, e: Float64Array): void {
   w[W_FLAGS] = c.flags; w[W_MASK] = c.lzMask; w[W_OP] = c.lzOp; w[W_A] = c.lzA; w[W_B] = c.lzB; w[W_R] = c.lzR; w[W_BIT] = c.lzBit;
   w[W_RM] = c.rdMask; w[W_WM] = c.wrMask; w[W_STACK32] = c.stack32; w[W_AT] = c.attention ? 1 : 0;
   e[0] = c.codeEpoch;
+  tscOut(c, w, e);
 }
 
 export function wasmRuntime(c: Cpu): WasmRuntime | null {
@@ -86,7 +100,7 @@ export function wasmRuntime(c: Cpu): WasmRuntime | null {
   const arena = c.memory.arena;
   if (arena === null) return null;
   const w = new Int32Array(c.area.buffer, c.area.byteOffset + STATE_LAYOUT.words, 32);
-  const e = new Float64Array(c.area.buffer, c.area.byteOffset + STATE_LAYOUT.words + 4 * W_EPOCH, 1);
+  const e = new Float64Array(c.area.buffer, c.area.byteOffset + STATE_LAYOUT.words + 4 * W_EPOCH, 2);
   const rd = (size: number, seg: number, o: number, eip: number, next: number, retired: number): number => {
     flagsIn(c, w);
     c.eip = eip; c.nextEip = next; c.retired = retired;
@@ -187,6 +201,7 @@ export function wasmBlock(index: number, rt: WasmRuntime, code: readonly (BlockF
     w[W_FLAGS] = c.flags; w[W_MASK] = c.lzMask; w[W_OP] = c.lzOp; w[W_A] = c.lzA; w[W_B] = c.lzB; w[W_R] = c.lzR; w[W_BIT] = c.lzBit;
     w[W_RM] = c.rdMask; w[W_WM] = c.wrMask; w[W_STACK32] = c.stack32;
     e[0] = c.codeEpoch;
+    tscOut(c, w, e);
     const j = -1 - dispatch(index, c.eip, c.retired, end);
     c.flags = w[W_FLAGS]; c.lzMask = w[W_MASK]; c.lzOp = w[W_OP]; c.lzA = w[W_A]; c.lzB = w[W_B]; c.lzR = w[W_R]; c.lzBit = w[W_BIT];
     const t = w[W_T], retired = w[W_RETIRED];
