@@ -16,7 +16,7 @@ import { asCpuProfile, formatSelfTimes, topFiles, topFunctions } from "./boot/pr
 import type { BootJob, BootReport } from "./boot/protocol.js";
 import { findSeabios } from "./boot/seabios.js";
 import { measurePv, type PvMeasure } from "./boot/pv.js";
-import { contentionWarnings, cpuRatio, failureDetails, num, resultLine, table, type RunnerResult } from "./boot/summary.js";
+import { contentionWarnings, cpuRatio, failureDetails, LEGEND, num, resultLine, table, type RunnerResult } from "./boot/summary.js";
 
 const HELP = `usage: npm run bench:boot -- [options]
   --only ours|v86   run one side only (the other is reported as nan)
@@ -29,7 +29,9 @@ const HELP = `usage: npm run bench:boot -- [options]
   --top N           rows of the profile summary (default 30)
   --pv              instead: instructions and VM exits to the shell prompt, and exits/s of the idle
                     shell, with KVM's paravirtual interface and without (--no-pv); ours only
-  --idle-s S        with --pv: VM seconds the shell idles at its prompt (default 5)`;
+  --idle-s S        with --pv: VM seconds the shell idles at its prompt (default 5)
+the table's columns:
+${LEGEND.join("\n")}`;
 
 function options() {
   const { values } = parseArgs({
@@ -73,7 +75,7 @@ function options() {
 
 function skipped(runner: string): RunnerResult {
   const report: BootReport = {
-    runner, booted: false, bootSeconds: null, firstOutputSeconds: null, cpuSeconds: Number.NaN, guestUptime: null,
+    runner, booted: false, bootSeconds: null, firstOutputSeconds: null, linuxOutputSeconds: null, linuxOutputCpuSeconds: null, cpuSeconds: Number.NaN, guestUptime: null,
     setupSeconds: Number.NaN, peakRssMiB: Number.NaN, end: "skipped (--only)", detail: "", lastLines: [],
   };
   return { report, processSeconds: Number.NaN };
@@ -171,8 +173,7 @@ async function main(): Promise<number> {
 
   console.log("");
   console.log(table([ours, peer]).join("\n"));
-  console.log("  boot_s: wall time from starting the VM to BOOT-OK on the serial port; cpu_s: CPU time of the runner by then;");
-  console.log("  first_out_s: to the first serial byte (the kernel's decompressor is before it); rest_s: from there to BOOT-OK; uptime_s: the guest's /proc/uptime at BOOT-OK; proc_s: whole child process");
+  console.log(LEGEND.join("\n"));
   const ratio = cpuRatio(ours.report, peer.report);
   if (ratio !== null) console.log(`  CPU-time ratio ours/v86: ${num(ratio, 3)}`);
   for (const w of contentionWarnings([ours, peer])) console.log(w);

@@ -59,7 +59,7 @@ export function runChild(o: ChildOptions): Promise<RunnerResult> {
 
 function madeUpReport(runner: string, end: string, stderr: string): BootReport {
   return {
-    runner, booted: false, bootSeconds: null, firstOutputSeconds: null, cpuSeconds: Number.NaN, guestUptime: null, setupSeconds: Number.NaN,
+    runner, booted: false, bootSeconds: null, firstOutputSeconds: null, linuxOutputSeconds: null, linuxOutputCpuSeconds: null, cpuSeconds: Number.NaN, guestUptime: null, setupSeconds: Number.NaN,
     peakRssMiB: Number.NaN, end, detail: stderr.trim().split("\n").slice(-20).join("\n"), lastLines: [],
   };
 }
