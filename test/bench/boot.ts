@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { HOST_NODE_FLAGS, hostEnv } from "../../bin/host-memory.js";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
 import { bundleLocator, bundleRunner, type Bundle } from "./boot/bundle.js";
 import { REPO_ROOT, runChild } from "./boot/child.js";
@@ -156,8 +157,9 @@ async function main(): Promise<number> {
   if (opts.only !== "v86") {
     profileDir = opts.profile ? mkdtempSync(join(tmpdir(), "hv-boot-profile-")) : null;
     process.stderr.write(`bench:boot: booting with our stack${profileDir ? " (profiling: times include the profiler)" : ""}...\n`);
-    const nodeArgs = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [];
-    ours = await runChild({ script: "ours-runner.ts", bundle: oursBundle?.file, runner: "ours", job, nodeArgs, killAfterSeconds });
+    // Under the Node flags and malloc settings `hv run` gives itself (bin/host-memory.ts).
+    const nodeArgs = [...HOST_NODE_FLAGS, ...(profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [])];
+    ours = await runChild({ script: "ours-runner.ts", bundle: oursBundle?.file, runner: "ours", job, nodeArgs, env: hostEnv(), killAfterSeconds });
   }
 
   let peer = skipped("v86");
