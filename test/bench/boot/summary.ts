@@ -31,7 +31,8 @@ export const LEGEND = [
   "    before the decompressor; ours enters at the 32-bit entry point, so its first byte is the kernel's banner);",
   "  linux_s, linux_cpu_s: wall and CPU time to the kernel's banner 'Linux version', the same moment on both sides: the",
   "    XZ decompressor (silent in this kernel) has run; rest_s, rest_cpu_s: from the banner to BOOT-OK;",
-  "  uptime_s: the guest's /proc/uptime at BOOT-OK; rss_mib: the runner's peak RSS; proc_s: whole child process",
+  "  uptime_s: the guest's /proc/uptime at BOOT-OK; rss_mib: the runner's peak RSS (ours under the node flags and malloc",
+  "    settings hv run gives itself, bin/host-memory.ts); proc_s: whole child process",
 ];
 
 /** `a - b` when the runner booted and both were measured, else null. */
