@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { HOST_NODE_FLAGS, hostEnv } from "../../bin/host-memory.js";
 import { ensureDefaultGuest } from "../../services/guest/index.js";
 import { bundleLocator, bundleRunner, type Bundle } from "./boot/bundle.js";
 import { REPO_ROOT, runChild } from "./boot/child.js";
@@ -16,7 +17,7 @@ import { asCpuProfile, formatSelfTimes, topFiles, topFunctions } from "./boot/pr
 import type { BootJob, BootReport } from "./boot/protocol.js";
 import { findSeabios } from "./boot/seabios.js";
 import { measurePv, type PvMeasure } from "./boot/pv.js";
-import { contentionWarnings, cpuRatio, failureDetails, num, resultLine, table, type RunnerResult } from "./boot/summary.js";
+import { contentionWarnings, cpuRatio, failureDetails, LEGEND, num, resultLine, table, type RunnerResult } from "./boot/summary.js";
 
 const HELP = `usage: npm run bench:boot -- [options]
   --only ours|v86   run one side only (the other is reported as nan)
@@ -29,7 +30,9 @@ const HELP = `usage: npm run bench:boot -- [options]
   --top N           rows of the profile summary (default 30)
   --pv              instead: instructions and VM exits to the shell prompt, and exits/s of the idle
                     shell, with KVM's paravirtual interface and without (--no-pv); ours only
-  --idle-s S        with --pv: VM seconds the shell idles at its prompt (default 5)`;
+  --idle-s S        with --pv: VM seconds the shell idles at its prompt (default 5)
+the table's columns:
+${LEGEND.join("\n")}`;
 
 function options() {
   const { values } = parseArgs({
@@ -73,7 +76,7 @@ function options() {
 
 function skipped(runner: string): RunnerResult {
   const report: BootReport = {
-    runner, booted: false, bootSeconds: null, firstOutputSeconds: null, cpuSeconds: Number.NaN, guestUptime: null,
+    runner, booted: false, bootSeconds: null, firstOutputSeconds: null, linuxOutputSeconds: null, linuxOutputCpuSeconds: null, cpuSeconds: Number.NaN, guestUptime: null,
     setupSeconds: Number.NaN, peakRssMiB: Number.NaN, end: "skipped (--only)", detail: "", lastLines: [],
   };
   return { report, processSeconds: Number.NaN };
@@ -154,8 +157,9 @@ async function main(): Promise<number> {
   if (opts.only !== "v86") {
     profileDir = opts.profile ? mkdtempSync(join(tmpdir(), "hv-boot-profile-")) : null;
     process.stderr.write(`bench:boot: booting with our stack${profileDir ? " (profiling: times include the profiler)" : ""}...\n`);
-    const nodeArgs = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [];
-    ours = await runChild({ script: "ours-runner.ts", bundle: oursBundle?.file, runner: "ours", job, nodeArgs, killAfterSeconds });
+    // Under the Node flags and malloc settings `hv run` gives itself (bin/host-memory.ts).
+    const nodeArgs = [...HOST_NODE_FLAGS, ...(profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [])];
+    ours = await runChild({ script: "ours-runner.ts", bundle: oursBundle?.file, runner: "ours", job, nodeArgs, env: hostEnv(), killAfterSeconds });
   }
 
   let peer = skipped("v86");
@@ -171,8 +175,7 @@ async function main(): Promise<number> {
 
   console.log("");
   console.log(table([ours, peer]).join("\n"));
-  console.log("  boot_s: wall time from starting the VM to BOOT-OK on the serial port; cpu_s: CPU time of the runner by then;");
-  console.log("  first_out_s: to the first serial byte (the kernel's decompressor is before it); rest_s: from there to BOOT-OK; uptime_s: the guest's /proc/uptime at BOOT-OK; proc_s: whole child process");
+  console.log(LEGEND.join("\n"));
   const ratio = cpuRatio(ours.report, peer.report);
   if (ratio !== null) console.log(`  CPU-time ratio ours/v86: ${num(ratio, 3)}`);
   for (const w of contentionWarnings([ours, peer])) console.log(w);

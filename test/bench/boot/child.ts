@@ -17,7 +17,9 @@ export interface ChildOptions {
   runner: string;
   job: BootJob;
   /** Extra Node flags (--cpu-prof ...). */
-  nodeArgs?: string[];
+  nodeArgs?: readonly string[];
+  /** The child's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
   /** Kill the child after this many wall seconds if it has not ended on its own. */
   killAfterSeconds: number;
 }
@@ -29,7 +31,7 @@ export function runChild(o: ChildOptions): Promise<RunnerResult> {
   const args = [...(o.nodeArgs ?? []), ...entry, JSON.stringify(o.job)];
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: o.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     let killed = false;
@@ -59,7 +61,7 @@ export function runChild(o: ChildOptions): Promise<RunnerResult> {
 
 function madeUpReport(runner: string, end: string, stderr: string): BootReport {
   return {
-    runner, booted: false, bootSeconds: null, firstOutputSeconds: null, cpuSeconds: Number.NaN, guestUptime: null, setupSeconds: Number.NaN,
+    runner, booted: false, bootSeconds: null, firstOutputSeconds: null, linuxOutputSeconds: null, linuxOutputCpuSeconds: null, cpuSeconds: Number.NaN, guestUptime: null, setupSeconds: Number.NaN,
     peakRssMiB: Number.NaN, end, detail: stderr.trim().split("\n").slice(-20).join("\n"), lastLines: [],
   };
 }

@@ -14,6 +14,8 @@ async function main(): Promise<void> {
   const console = new MemoryConsole();
   let bootSeconds: number | null = null;
   let firstOutputSeconds: number | null = null;
+  let linuxOutputSeconds: number | null = null;
+  let linuxOutputCpuSeconds: number | null = null;
   let cpuAtEnd = 0;
   // performance.now() counts from process start.
   const start = performance.now();
@@ -22,6 +24,9 @@ async function main(): Promise<void> {
   const watcher = new SerialWatcher(() => {
     bootSeconds = (performance.now() - start) / 1000;
     cpuAtEnd = cpuSeconds();
+  }, undefined, () => {
+    linuxOutputSeconds = (performance.now() - start) / 1000;
+    linuxOutputCpuSeconds = cpuSeconds();
   });
   console.onOutput = (text) => {
     firstOutputSeconds ??= (performance.now() - start) / 1000;
@@ -55,6 +60,8 @@ async function main(): Promise<void> {
     booted,
     bootSeconds,
     firstOutputSeconds,
+    linuxOutputSeconds,
+    linuxOutputCpuSeconds,
     cpuSeconds: cpuAtEnd,
     guestUptime: watcher.bootOkUptime,
     setupSeconds: start / 1000,
@@ -69,7 +76,7 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   emitReport({
-    runner: "ours", booted: false, bootSeconds: null, firstOutputSeconds: null, cpuSeconds: cpuSeconds(), guestUptime: null,
+    runner: "ours", booted: false, bootSeconds: null, firstOutputSeconds: null, linuxOutputSeconds: null, linuxOutputCpuSeconds: null, cpuSeconds: cpuSeconds(), guestUptime: null,
     setupSeconds: 0, peakRssMiB: peakRssMiB(), end: "error", detail: error instanceof Error ? error.stack ?? error.message : String(error), lastLines: [],
   });
   process.exitCode = 1;

@@ -53,6 +53,21 @@ describe("SerialWatcher", () => {
     expect(seen).toEqual([]);
   });
 
+  it("reports the kernel's banner once, not the setup code's lines before it nor a banner quoted later", () => {
+    let banners = 0;
+    const w = new SerialWatcher(() => undefined, 30, () => banners++);
+    w.text("Probing EDD (edd=off to disable)... ok\r\n");
+    w.text("[    0.000000] Linux versio");
+    expect(banners).toBe(0);
+    w.text("n 6.1.0-57-686 (debian-kernel@lists.debian.org) #1 SMP\r\n");
+    expect(banners).toBe(1);
+    w.text("Linux version 6.1.0 again\n# cat /proc/version: Linux version 6.1.0\n");
+    expect(banners).toBe(1);
+    const plain = new SerialWatcher(() => undefined, 30, () => banners++);
+    plain.text("echo Linux version 1\nLinux version 6.1.0-57-686 (gcc)\n");
+    expect(banners).toBe(2);
+  });
+
   it("keeps the last lines, escape sequences and CRs removed, the unfinished one last", () => {
     const w = new SerialWatcher(() => undefined, 3);
     w.text("a\nb\r\n\x1b[1;32mc\x1b[0m\nd\npartial");

@@ -25,8 +25,19 @@ export interface BootReport {
   bootSeconds: number | null;
   /** Seconds of guest uptime printed by BOOT-OK. */
   guestUptime: number | null;
-  /** Wall seconds from starting the VM to the first byte on the serial port (firmware, loader). */
+  /**
+   * Wall seconds from starting the VM to the first byte on the serial port, whoever wrote it: on
+   * v86 Linux's 16-bit setup code ("Probing EDD"), which SeaBIOS runs before the decompressor; ours
+   * enters at the 32-bit entry point (no setup code), so its first byte is the kernel's banner.
+   */
   firstOutputSeconds: number | null;
+  /**
+   * Wall and CPU seconds from starting the VM to the Linux kernel's banner (`Linux version ...`, its
+   * first message: the decompressor before it prints nothing without CONFIG_X86_VERBOSE_BOOTUP),
+   * the same moment on both sides; null when it was not seen (`quiet` hides it).
+   */
+  linuxOutputSeconds: number | null;
+  linuxOutputCpuSeconds: number | null;
   /** CPU seconds (user + system) the runner process had used when it saw BOOT-OK or gave up. */
   cpuSeconds: number;
   /** Wall seconds from process start to starting the VM (Node, module loading, reading files). */
@@ -94,19 +105,24 @@ export function findReport(stdout: string): BootReport | null {
 }
 
 const BOOT_OK_LINE = /^BOOT-OK (\d+(?:\.\d+)?)$/;
+/** The kernel's banner, its first printk (init/main.c), after an optional `[    0.000000] ` time stamp. */
+const LINUX_BANNER = /^(?:\[[ \d.]+\] )?Linux version \d/;
 
 /**
  * Watches serial output byte by byte: completes lines (CR and escape sequences dropped), keeps the
- * last `keep` of them, and calls `onBootOk` once, when a whole line `BOOT-OK <uptime>` arrives.
+ * last `keep` of them, and calls `onBootOk` once, when a whole line `BOOT-OK <uptime>` arrives, and
+ * `onLinuxBanner` once, when the kernel's banner line (`Linux version ...`) does.
  */
 export class SerialWatcher {
   private line = "";
   private readonly lines: string[] = [];
   bootOkUptime: number | null = null;
+  private bannerSeen = false;
 
   constructor(
     private readonly onBootOk: (uptime: number) => void,
     private readonly keep = 30,
+    private readonly onLinuxBanner: () => void = () => undefined,
   ) {}
 
   /** Feeds one byte of serial output. */
@@ -135,6 +151,10 @@ export class SerialWatcher {
     this.line = "";
     this.lines.push(line);
     if (this.lines.length > this.keep) this.lines.shift();
+    if (!this.bannerSeen && LINUX_BANNER.test(line)) {
+      this.bannerSeen = true;
+      this.onLinuxBanner();
+    }
     if (this.bootOkUptime !== null) return;
     const m = BOOT_OK_LINE.exec(line);
     if (m) {

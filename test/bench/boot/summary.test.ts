@@ -4,7 +4,7 @@ import type { BootReport } from "./protocol.js";
 import { contentionWarnings, cpuRatio, failureDetails, num, resultLine, table } from "./summary.js";
 
 const report = (over: Partial<BootReport>): BootReport => ({
-  runner: "x", booted: true, bootSeconds: 10, firstOutputSeconds: 0.5, cpuSeconds: 9, guestUptime: 8.25, setupSeconds: 0.2,
+  runner: "x", booted: true, bootSeconds: 10, firstOutputSeconds: 0.5, linuxOutputSeconds: 4, linuxOutputCpuSeconds: 3.5, cpuSeconds: 9, guestUptime: 8.25, setupSeconds: 0.2,
   peakRssMiB: 150.25, end: "boot-ok", detail: "", lastLines: [], ...over,
 });
 
@@ -34,11 +34,17 @@ describe("table and failure details", () => {
     ]);
     expect(lines).toHaveLength(3);
     expect(lines[0]).toMatch(/^runner\s+booted\s+boot_s/);
-    expect(lines[1]).toMatch(/^ours\s+NO\s+nan\s+9\.00\s+0\.50\s+nan\s+nan\s+150\.3\s+1\.50  reset$/);
-    // The phases: 0.50 s to the first byte, 9.50 s from there to BOOT-OK.
-    expect(lines[2]).toMatch(/^v86 \s+yes\s+10\.00\s+9\.00\s+0\.50\s+9\.50\s/);
+    expect(lines[1]).toMatch(/^ours\s+NO\s+nan\s+9\.00\s+0\.50\s+4\.00\s+3\.50\s+nan\s+nan\s+nan\s+150\.3\s+1\.50  reset$/);
+    // The phases: 0.50 s to the first byte, 4.00 s (3.50 s CPU) to the kernel's banner, 6.00 s
+    // (5.50 s CPU) from the banner to BOOT-OK.
+    expect(lines[2]).toMatch(/^v86 \s+yes\s+10\.00\s+9\.00\s+0\.50\s+4\.00\s+3\.50\s+6\.00\s+5\.50\s+8\.25\s/);
     // Numbers are right-aligned under their header.
     expect(lines[2].indexOf("10.00") + 5).toBe(lines[0].indexOf("boot_s") + 6);
+  });
+
+  it("has no phase split without the kernel's banner (a quiet kernel)", () => {
+    const lines = table([{ report: report({ linuxOutputSeconds: null, linuxOutputCpuSeconds: null }), processSeconds: 12 }]);
+    expect(lines[1]).toMatch(/^x\s+yes\s+10\.00\s+9\.00\s+0\.50\s+nan\s+nan\s+nan\s+nan\s+8\.25\s/);
   });
 
   it("shows why a runner failed and its last serial lines", () => {

@@ -18,8 +18,10 @@ function main(): void {
   const job = parseBootJob(process.argv[2]);
   let start = performance.now();
   let firstOutputSeconds: number | null = null;
+  let linuxOutputSeconds: number | null = null;
+  let linuxOutputCpuSeconds: number | null = null;
   const finish = (outcome: Outcome): never => {
-    emitReport({ runner: "v86", firstOutputSeconds, cpuSeconds: cpuSeconds(), setupSeconds: start / 1000, peakRssMiB: peakRssMiB(), ...outcome });
+    emitReport({ runner: "v86", firstOutputSeconds, linuxOutputSeconds, linuxOutputCpuSeconds, cpuSeconds: cpuSeconds(), setupSeconds: start / 1000, peakRssMiB: peakRssMiB(), ...outcome });
     // v86 keeps timers alive; the report went out synchronously (pipe), so end here.
     process.exit(outcome.booted ? 0 : 1);
   };
@@ -35,6 +37,9 @@ function main(): void {
   const watcher = new SerialWatcher((uptime) => {
     const bootSeconds = (performance.now() - start) / 1000;
     finish({ booted: true, bootSeconds, guestUptime: uptime, end: "boot-ok", detail: "", lastLines: watcher.lastLines() });
+  }, undefined, () => {
+    linuxOutputSeconds = (performance.now() - start) / 1000;
+    linuxOutputCpuSeconds = cpuSeconds();
   });
   // performance.now() counts from process start; the clock starts when the emulator is created
   // (wasm compilation, SeaBIOS and v86's bzImage loader are part of v86's boot).
@@ -66,7 +71,7 @@ try {
   main();
 } catch (error) {
   emitReport({
-    runner: "v86", booted: false, bootSeconds: null, firstOutputSeconds: null, cpuSeconds: cpuSeconds(), guestUptime: null,
+    runner: "v86", booted: false, bootSeconds: null, firstOutputSeconds: null, linuxOutputSeconds: null, linuxOutputCpuSeconds: null, cpuSeconds: cpuSeconds(), guestUptime: null,
     setupSeconds: 0, peakRssMiB: peakRssMiB(), end: "error", detail: error instanceof Error ? error.message : String(error), lastLines: [],
   });
   process.exit(1);
