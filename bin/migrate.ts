@@ -84,8 +84,12 @@ export interface MigrationProgress {
 export interface MigrationResult extends MigrationProgress {
   /** Host ms from stopping the VM to the destination's ACK. */
   downtimeMs: number;
-  /** Where the downtime went: each step's end, host ms since the stop (stop: paused, dirty log and state collected; read N pages; state; send; ack). */
-  stopSteps: Array<[string, number]>;
+  /**
+   * Where the downtime went: each step's end, host ms since the stop (stop: paused, dirty log and
+   * state collected; read N pages; state; send; ack), and this process's CPU ms since the stop (the
+   * rest of the wall time waited: for the link, the destination, or a core).
+   */
+  stopSteps: Array<[string, number, number]>;
   /** When the VM stopped, ms since the epoch (to line up with the destination's timeline). */
   stoppedAtEpochMs: number;
   /** The last pass left what fits the downtime limit (else the pass limit stopped it). */
@@ -244,8 +248,9 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     }
     // Stop the VM; what was written since the last look, the state, and the end.
     const stoppedAt = performance.now();
-    const stopSteps: Array<[string, number]> = [];
-    const step = (name: string) => void stopSteps.push([name, performance.now() - stoppedAt]);
+    const cpuAtStop = process.cpuUsage();
+    const stopSteps: Array<[string, number, number]> = [];
+    const step = (name: string) => void stopSteps.push([name, performance.now() - stoppedAt, cpuMs(cpuAtStop)]);
     const pagesBefore = progress.pages;
     const tail = await control.stopAndCapture(vm, (last, state, ram) => {
       step("saved");
@@ -514,9 +519,15 @@ export function migrationSummary(r: MigrationResult): string {
   return `migrated in ${r.pass} passes: ${mib(r.bytes)} MiB sent for ${mib(r.nonZeroPages * PAGE)} MiB of non-zero RAM (ratio ${ratio}), downtime ${r.downtimeMs.toFixed(1)} ms, throttle ${r.throttle}%${r.converged ? "" : " (not converged: stopped at the pass limit)"}`;
 }
 
-/** Where a finished migration's downtime went: "pause 9.1, collect 4.0, ... ack 160.2 ms after the stop (at 1765100000000.0 ms since the epoch)". */
+/** Where a finished migration's downtime went: "pause 9.1, collect 4.0, ... ack 160.2 ms after the stop (at 1765100000000.0 ms since the epoch); CPU 0.8, 3.5, ... ms". */
 export function downtimeSteps(r: MigrationResult): string {
-  return `${r.stopSteps.map(([name, ms]) => `${name} ${ms.toFixed(1)}`).join(", ")} ms after the stop (at ${r.stoppedAtEpochMs.toFixed(1)} ms since the epoch)`;
+  return `${r.stopSteps.map(([name, ms]) => `${name} ${ms.toFixed(1)}`).join(", ")} ms after the stop (at ${r.stoppedAtEpochMs.toFixed(1)} ms since the epoch); CPU ${r.stopSteps.map(([, , cpu]) => cpu.toFixed(1)).join(", ")} ms`;
+}
+
+/** This process's CPU time (user + system) since `since` (process.cpuUsage()), ms. */
+function cpuMs(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1000;
 }
 
 /**
@@ -531,9 +542,18 @@ const EPOCH_ANCHOR = { date: Date.now(), perf: performance.now() };
 
 /** Named moments of an incoming migration, host ms since the epoch (so that they line up with the source's). */
 export class MigrationTimeline {
-  readonly marks: Array<[string, number]> = [];
+  /** Each mark's name, time and this process's CPU time then (ms, process.cpuUsage). */
+  readonly marks: Array<[string, number, number]> = [];
   mark(name: string): void {
-    this.marks.push([name, epochMs(performance.now())]);
+    const cpu = process.cpuUsage();
+    this.marks.push([name, epochMs(performance.now()), (cpu.user + cpu.system) / 1000]);
+  }
+  /** "end 0.0, ... resumed 7.1 CPU ms after END": the CPU this process spent from mark `from` to each mark after it. */
+  describeCpu(from: string): string {
+    const at = this.marks.findIndex(([n]) => n === from);
+    if (at < 0) return "";
+    const base = this.marks[at][2];
+    return `${this.marks.slice(at).map(([name, , cpu]) => `${name} ${(cpu - base).toFixed(1)}`).join(", ")} CPU ms after ${from}`;
   }
   /** "end 0.0, checked 21.3, ... ms after END (at 1765100000000.0 ms since the epoch)", from `from`. */
   describe(from: string): string {

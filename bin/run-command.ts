@@ -228,7 +228,7 @@ async function runIncoming(opts: RunOpts): Promise<number> {
       started: () => {
         arrived?.accept();
         timeline.mark("resumed");
-        process.stderr.write(`hv: the migrated VM runs: ${timeline.describe("end")}\n`);
+        process.stderr.write(`hv: the migrated VM runs: ${timeline.describe("end")}\nhv: the migrated VM's start took ${timeline.describeCpu("end")}\n`);
       },
       early: { setup, stream, arrived: (vm) => (arrived = vm) },
     });
