@@ -179,14 +179,26 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     }
   };
   /**
-   * The stop's frames (the last pages, the state, END) as one write, once the link had its time for
-   * all of them: END arrives when it would have frame by frame (each waiting for the link time of
-   * the one before), but after one timer and one write instead of three of each, which under load
-   * were several ms each of the downtime.
+   * The stop's pages as one write, now; the link is busy with them from now on (linkFreeAt), and
+   * what follows waits for that. Resolves once they are written (a failure rejects, and is the
+   * connection's error as well: no one need wait for this promise for it to be seen).
    */
-  const sendTail = async (frames: Uint8Array[]) => {
-    const bytes = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-    frames.reduce((at, f) => (bytes.set(f, at), at + f.length), 0);
+  const sendNow = (frames: Uint8Array[]): Promise<void> => {
+    if (frames.length === 0) return Promise.resolve();
+    const bytes = concat(frames);
+    if (rate !== Infinity) linkFreeAt = Math.max(linkFreeAt, clock()) + (bytes.length / rate) * 1000;
+    const sent = send(bytes).then(() => counted(bytes.length));
+    sent.catch(() => {});
+    return sent;
+  };
+  /**
+   * The stop's last frames (the state, END) as one write, once the link had its time for them and
+   * for the pages before them: END arrives when it would have frame by frame (each waiting for the
+   * link time of the one before), but after one timer and one write instead of three of each,
+   * which under load were several ms each of the downtime.
+   */
+  const sendTail = async (frames: readonly Uint8Array[]) => {
+    const bytes = concat(frames);
     if (rate !== Infinity) {
       linkFreeAt = Math.max(linkFreeAt, clock()) + (bytes.length / rate) * 1000;
       await linkFree();
@@ -252,8 +264,9 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     const stopSteps: Array<[string, number, number]> = [];
     const step = (name: string) => void stopSteps.push([name, performance.now() - stoppedAt, cpuMs(cpuAtStop)]);
     const pagesBefore = progress.pages;
-    const tail = await control.stopAndCapture(vm, (last, state, ram) => {
-      step("saved");
+    const bytesAtStop = progress.bytes;
+    const [tail, pagesSent] = await control.stopAndCapture(vm, (last, ram) => {
+      step("looked");
       const merged = wanted ?? new Uint8Array(0);
       for (let i = 0; i < merged.length && last; i++) merged[i] |= last[i];
       const frames = framesOf(ram, merged);
@@ -270,12 +283,14 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
         frames.push(...blockFramesOf(last));
         step(`read ${progress.chunks - chunksBefore} chunks`);
       }
-      return [...frames, encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)];
-    }, step);
-    step(`state ${(tail.at(-2)!.length / 1024).toFixed(0)} KiB`);
+      // They go now, before the VMM encodes the state: their time on the link runs while it does.
+      return sendNow(frames);
+    }, (state, pagesSent) => [[encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)], pagesSent] as const, step);
+    step(`state ${(tail[0].length / 1024).toFixed(0)} KiB`);
     options.onStopped?.();
     await sendTail(tail);
-    step(`send ${(tail.reduce((n, f) => n + f.length, 0) / 1024).toFixed(0)} KiB`);
+    await pagesSent;
+    step(`sent ${((progress.bytes - bytesAtStop) / 1024).toFixed(0)} KiB`);
     // The source's VM stays paused until the destination says it runs the VM.
     const reply = await replies.next().catch((error: Error) => error);
     if (reply instanceof Error || reply.type !== FrameType.ACK) {
@@ -294,6 +309,13 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     socket.destroy();
     throw error;
   }
+}
+
+/** `parts` one after the other in one array. */
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(parts.reduce((n, f) => n + f.length, 0));
+  parts.reduce((at, f) => (bytes.set(f, at), at + f.length), 0);
+  return bytes;
 }
 
 /** Frames as they arrive on a connection, and the first thing that went wrong with it. */
@@ -473,7 +495,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
   });
   return {
     setup,
-    ram: { hasPage: (n) => ram.has(n), storedPages: () => ram.stored(), readPage: (n, into) => (ram.has(n) ? into.set(ram.get(n)!) : into.fill(0, 0, PAGE)) },
+    ram: { hasPage: (n) => ram.has(n), storedPages: () => ram.held(), readPage: (n, into) => (ram.has(n) ? into.set(ram.get(n)!) : into.fill(0, 0, PAGE)) },
     vm,
     refuse,
     timeline,
@@ -700,6 +722,11 @@ export class OutgoingMigration {
    */
   get holdsTime(): boolean {
     return this.status === "active" && (this.stopping || (this.progress?.throttle ?? 0) > 0);
+  }
+
+  /** The VM stopped and its state was taken: the source only waits for the destination's answer. */
+  get waitsForDestination(): boolean {
+    return this.status === "active" && this.stopping;
   }
 
   /** QMP `migrate_cancel`: drop the connection; the source VM goes on as before (nothing if none runs). */

@@ -336,6 +336,9 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   let loaded: { state: VmState; vcpu: VcpuState } | null = null;
   let started = false;
   let refusal: unknown = null;
+  /** An incoming VM's VMM answers its control portal: it is built, and waits for its state. */
+  let vmmBuilt = false;
+  if (early) control.query(0).then(() => (vmmBuilt = true), () => {});
   early?.stream.vm
     .then(async (incoming) => {
       early.arrived(incoming);
@@ -397,6 +400,9 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       holdBack: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.holdsTime || (early !== undefined && !started) },
       // While the VM moves, the host acts between short slices (the stop, frames, the ACK).
       quick: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.status === "active" },
+      // The source after its stop, and the destination (its VMM built) until the state comes, wait
+      // for each other only: the kernel's timers (the memory scanner) would take a core from them.
+      idle: () => control.idle && (migration.waitsForDestination || (vmmBuilt && !started)),
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
       hostMemoryBytes: opts.hostMem,
       isolate: opts.isolate ? {} : null,

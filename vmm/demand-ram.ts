@@ -97,6 +97,12 @@ export class DemandRam implements GuestRam, RamPages {
   /** Pages still to come from the source. */
   private fromSource = 0;
   /**
+   * Some page may be LOST (the memory manager took it away) since fillAll last ran: else fillAll
+   * need not look at every page (a migration's stop calls it three times, each a loop over all RAM
+   * in the downtime).
+   */
+  private maybeLost = true;
+  /**
    * Counts every hand-out of a page's bytes for writing (every VMM and device write to guest RAM
    * goes through one; so do some reads): unchanged over a stretch, nothing wrote guest RAM there.
    */
@@ -286,7 +292,9 @@ export class DemandRam implements GuestRam, RamPages {
    */
   fillAll(): void {
     this.sync();
+    if (this.fromSource === 0 && !this.maybeLost) return;
     for (let p = 0; p < this.pages; p++) if (this.state[p] === FROM_SOURCE || this.state[p] === LOST) this.touch(p, false);
+    this.maybeLost = false;
   }
 
   /** Copy `bytes` to guest-physical `gpa` (boot images). */
@@ -540,6 +548,7 @@ export class DemandRam implements GuestRam, RamPages {
           const readable = this.backing.view(p, false) ?? undefined;
           // Shared but not handed back (none seen so far): the next touch asks for it again.
           state = this.state[p] = readable ? READ_ONLY : LOST;
+          if (!readable) this.maybeLost = true;
           this.setView(p, readable);
         }
       }
@@ -590,7 +599,10 @@ export class DemandRam implements GuestRam, RamPages {
     this.setView(p, readable ?? undefined);
     this.state[p] = readable ? READ_ONLY : LOST;
     this.writeProtected[p] = 0;
-    if (!readable) this.stats.lost++;
+    if (!readable) {
+      this.stats.lost++;
+      this.maybeLost = true;
+    }
   }
 
   private call(first: number, count: number, write: boolean): { status: number; pages: number } {
