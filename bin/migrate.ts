@@ -7,6 +7,7 @@
 // services/migration/stream.ts.
 
 import { encode } from "@msgpack/msgpack";
+import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { FrameReader, FrameType, MigrationError, isZeroPage, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame, BLOCK_CHUNK_BYTES, decodeBlocks } from "../services/migration/stream.js";
 import { PageStore } from "../services/migration/page-store.js";
@@ -89,7 +90,7 @@ export interface MigrationResult extends MigrationProgress {
    * state collected; read N pages; state; send; ack), and this process's CPU ms since the stop (the
    * rest of the wall time waited: for the link, the destination, or a core).
    */
-  stopSteps: Array<[string, number, number]>;
+  stopSteps: Array<[string, number, number, number]>;
   /** When the VM stopped, ms since the epoch (to line up with the destination's timeline). */
   stoppedAtEpochMs: number;
   /** The last pass left what fits the downtime limit (else the pass limit stopped it). */
@@ -260,9 +261,12 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     }
     // Stop the VM; what was written since the last look, the state, and the end.
     const stoppedAt = performance.now();
-    const cpuAtStop = process.cpuUsage();
-    const stopSteps: Array<[string, number, number]> = [];
-    const step = (name: string) => void stopSteps.push([name, performance.now() - stoppedAt, cpuMs(cpuAtStop)]);
+    const atStop = threadTimes();
+    const stopSteps: Array<[string, number, number, number]> = [];
+    const step = (name: string) => {
+      const t = threadTimes();
+      stopSteps.push([name, performance.now() - stoppedAt, t.cpu - atStop.cpu, t.queued - atStop.queued]);
+    };
     const pagesBefore = progress.pages;
     const bytesAtStop = progress.bytes;
     const [tail, pagesSent] = await control.stopAndCapture(vm, (last, ram) => {
@@ -543,13 +547,23 @@ export function migrationSummary(r: MigrationResult): string {
 
 /** Where a finished migration's downtime went: "pause 9.1, collect 4.0, ... ack 160.2 ms after the stop (at 1765100000000.0 ms since the epoch); CPU 0.8, 3.5, ... ms". */
 export function downtimeSteps(r: MigrationResult): string {
-  return `${r.stopSteps.map(([name, ms]) => `${name} ${ms.toFixed(1)}`).join(", ")} ms after the stop (at ${r.stoppedAtEpochMs.toFixed(1)} ms since the epoch); CPU ${r.stopSteps.map(([, , cpu]) => cpu.toFixed(1)).join(", ")} ms`;
+  return `${r.stopSteps.map(([name, ms]) => `${name} ${ms.toFixed(1)}`).join(", ")} ms after the stop (at ${r.stoppedAtEpochMs.toFixed(1)} ms since the epoch); CPU ${r.stopSteps.map(([, , cpu]) => cpu.toFixed(1)).join(", ")} ms; waited for a core ${r.stopSteps.map(([, , , queued]) => queued.toFixed(1)).join(", ")} ms`;
 }
 
-/** This process's CPU time (user + system) since `since` (process.cpuUsage()), ms. */
-function cpuMs(since: NodeJS.CpuUsage): number {
-  const d = process.cpuUsage(since);
-  return (d.user + d.system) / 1000;
+/**
+ * The main thread's CPU time, and its time waiting for a core (ready to run, on a run queue), ms
+ * since it started: Linux's schedstat of the thread. Elsewhere the process's CPU time (its GC and
+ * compiler threads too) and no wait.
+ */
+function threadTimes(): { cpu: number; queued: number } {
+  try {
+    const [cpu, queued] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, "latin1").split(" ").map(Number);
+    if (Number.isFinite(cpu) && Number.isFinite(queued)) return { cpu: cpu / 1e6, queued: queued / 1e6 };
+  } catch {
+    // Not Linux: the process's time.
+  }
+  const u = process.cpuUsage();
+  return { cpu: (u.user + u.system) / 1000, queued: 0 };
 }
 
 /**
@@ -564,18 +578,19 @@ const EPOCH_ANCHOR = { date: Date.now(), perf: performance.now() };
 
 /** Named moments of an incoming migration, host ms since the epoch (so that they line up with the source's). */
 export class MigrationTimeline {
-  /** Each mark's name, time and this process's CPU time then (ms, process.cpuUsage). */
-  readonly marks: Array<[string, number, number]> = [];
+  /** Each mark's name, time, and the main thread's CPU time and time waiting for a core then (ms, threadTimes). */
+  readonly marks: Array<[string, number, number, number]> = [];
   mark(name: string): void {
-    const cpu = process.cpuUsage();
-    this.marks.push([name, epochMs(performance.now()), (cpu.user + cpu.system) / 1000]);
+    const t = threadTimes();
+    this.marks.push([name, epochMs(performance.now()), t.cpu, t.queued]);
   }
-  /** "end 0.0, ... resumed 7.1 CPU ms after END": the CPU this process spent from mark `from` to each mark after it. */
+  /** "end 0.0, ... resumed 7.1 CPU ms after end; waited for a core 0.0, ... 3.2 ms": the main thread's CPU and wait from mark `from` to each mark after it. */
   describeCpu(from: string): string {
     const at = this.marks.findIndex(([n]) => n === from);
     if (at < 0) return "";
-    const base = this.marks[at][2];
-    return `${this.marks.slice(at).map(([name, , cpu]) => `${name} ${(cpu - base).toFixed(1)}`).join(", ")} CPU ms after ${from}`;
+    const [, , cpu, queued] = this.marks[at];
+    const after = this.marks.slice(at);
+    return `${after.map(([name, , c]) => `${name} ${(c - cpu).toFixed(1)}`).join(", ")} CPU ms after ${from}; waited for a core ${after.map(([, , , q]) => (q - queued).toFixed(1)).join(", ")} ms`;
   }
   /** "end 0.0, checked 21.3, ... ms after END (at 1765100000000.0 ms since the epoch)", from `from`. */
   describe(from: string): string {
