@@ -67,6 +67,15 @@ export class HostControl implements ControlHost, VmControl {
     return this.lookThen(vm, { vm, op: "resume" }, onResumed);
   }
 
+  /**
+   * Resume a VM known to be paused (an incoming migration's, after LOAD), without the QUERY that
+   * resume() sends first (the VMM counts RAM page by page and asks the memory manager twice, in the
+   * downtime); `onResumed` as for resume().
+   */
+  resumeLoaded(vm: number, onResumed?: () => void): Promise<void> {
+    return this.request({ vm, op: "resume" }, () => onResumed?.());
+  }
+
   /** An incoming migration's VM takes the state the host has for it now (VmmConfig.incoming); it stays paused. */
   load(vm: number): Promise<void> {
     return this.request({ vm, op: "load" }, () => undefined);

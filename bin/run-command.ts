@@ -228,6 +228,7 @@ async function runIncoming(opts: RunOpts): Promise<number> {
       started: () => {
         arrived?.accept();
         timeline.mark("resumed");
+        timeline.close();
         process.stderr.write(`hv: the migrated VM runs: ${timeline.describe("end")}\nhv: the migrated VM's start took ${timeline.describeCpu("end")}\n`);
       },
       early: { setup, stream, arrived: (vm) => (arrived = vm) },
@@ -235,6 +236,7 @@ async function runIncoming(opts: RunOpts): Promise<number> {
   } catch (error) {
     throw refused(error);
   } finally {
+    timeline.close();
     (arrived as IncomingVm | null)?.vm.reader.close();
   }
 }
@@ -347,7 +349,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       loaded = { state: incoming.vm.state, vcpu: incoming.vm.plan.state };
       // Queued together: the control component takes both in one go.
       const loading = control.load(0);
-      const resuming = control.resume(0, () => {
+      const resuming = control.resumeLoaded(0, () => {
         started = true;
         arrival!.started();
       });
