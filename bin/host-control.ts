@@ -42,7 +42,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<ControlCommand["op"], string> = { end: "ended", load: "loaded", pause: "paused", resume: "resumed", query: "queried", save: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
+const VERB: Record<ControlCommand["op"], string> = { end: "ended", load: "loaded", pause: "paused", resume: "resumed", query: "queried", save: "saved", state: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -65,6 +65,15 @@ export class HostControl implements ControlHost, VmControl {
   /** Resume; `onResumed` runs the moment the VMM let the VM go (before its next instruction, inside the kernel's slice). */
   resume(vm: number, onResumed?: () => void): Promise<{ wasRunning: boolean }> {
     return this.lookThen(vm, { vm, op: "resume" }, onResumed);
+  }
+
+  /**
+   * Resume a VM known to be paused (an incoming migration's, after LOAD), without the QUERY that
+   * resume() sends first (the VMM counts RAM page by page and asks the memory manager twice, in the
+   * downtime); `onResumed` as for resume().
+   */
+  resumeLoaded(vm: number, onResumed?: () => void): Promise<void> {
+    return this.request({ vm, op: "resume" }, () => onResumed?.());
   }
 
   /** An incoming migration's VM takes the state the host has for it now (VmmConfig.incoming); it stays paused. */
@@ -117,25 +126,39 @@ export class HostControl implements ControlHost, VmControl {
   }
 
   /**
-   * A migration's stop in one round: pause, collect the dirty log, and save, queued together so that
-   * the control component does all three in one go; `use` sees the last dirty log (a bitmap, null
-   * when logging was off), the encoded state and RAM, during the call only. The VM stays paused.
+   * A migration's stop in one round: pause, collect the dirty log, look at RAM, and take the state,
+   * queued together so that the control component does all four in one go. `read` sees the last
+   * dirty log (a bitmap, null when logging was off) and RAM, before the VMM encodes the state (what
+   * it does with them, such as sending, overlaps the save); `use` then sees the encoded state. Each
+   * sees its data during the call only; the VM stays paused.
    */
-  stopAndCapture<T>(vm: number, use: (dirty: Uint8Array | null, state: Uint8Array, ram: RamPages) => T, onStep?: (step: "paused" | "collected") => void): Promise<T> {
+  stopAndCapture<R, T>(vm: number, read: (dirty: Uint8Array | null, ram: RamPages) => R, use: (state: Uint8Array, read: R) => T, onStep?: (step: "paused" | "collected") => void): Promise<T> {
     let dirty: { bitmap: Uint8Array | null } | null = null;
-    const paused = this.request({ vm, op: "pause" }, () => onStep?.("paused"));
+    let seen: { value: R } | null = null;
+    let stopped = false;
+    const paused = this.request({ vm, op: "pause" }, () => {
+      stopped = true;
+      onStep?.("paused");
+    });
     const collected = this.request({ vm, op: "dirty", action: "collect" }, (r) => {
       onStep?.("collected");
-      // A copy: the save that follows writes the state where the bitmap is.
+      // A copy: the state that follows is written where the bitmap is.
       dirty = { bitmap: "dirty" in r ? r.dirty.slice() : null };
     });
-    const saved = this.request({ vm, op: "save" }, (r) => {
-      if (!("state" in r)) throw new ControlError("the VM could not be saved (the control component sent no state)");
+    const looked = this.request({ vm, op: "ram" }, (r) => {
+      if (!("pages" in r) || typeof r.pages === "number") throw new ControlError(`the VM's RAM could not be read (status ${r.status})`);
       // The log came just before (in this round); without it the pages written last would be missed.
       if (!dirty) throw new ControlError("the VM's last dirty log could not be collected");
-      return use(dirty.bitmap, r.state, r.ram);
+      // `read` may send what it reads: only what a stopped VM holds.
+      if (!stopped) throw new ControlError("the VM could not be paused");
+      seen = { value: read(dirty.bitmap, r.pages) };
     });
-    return Promise.all([paused, collected, saved]).then(([, , result]) => result);
+    const saved = this.request({ vm, op: "state" }, (r) => {
+      if (!("vmState" in r)) throw new ControlError("the VM could not be saved (the control component sent no state)");
+      if (!seen) throw new ControlError("the VM's RAM could not be read before its state");
+      return use(r.vmState, seen.value);
+    });
+    return Promise.all([paused, collected, looked, saved]).then(([, , , result]) => result);
   }
 
   save(vm: number, request: SaveRequest): Promise<{ bytes: number; pages: number }> {
@@ -151,6 +174,11 @@ export class HostControl implements ControlHost, VmControl {
     const dropped = [...this.queue.splice(0), ...this.taken.values()];
     this.taken.clear();
     for (const p of dropped) p.fail(new ControlError(why));
+  }
+
+  /** No command waits or is being carried out. */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.taken.size === 0;
   }
 
   take(): ControlCommand | null {

@@ -7,6 +7,7 @@
 // services/migration/stream.ts.
 
 import { encode } from "@msgpack/msgpack";
+import { closeSync, openSync, readSync } from "node:fs";
 import type { Socket } from "node:net";
 import { FrameReader, FrameType, MigrationError, isZeroPage, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame, BLOCK_CHUNK_BYTES, decodeBlocks } from "../services/migration/stream.js";
 import { PageStore } from "../services/migration/page-store.js";
@@ -84,8 +85,12 @@ export interface MigrationProgress {
 export interface MigrationResult extends MigrationProgress {
   /** Host ms from stopping the VM to the destination's ACK. */
   downtimeMs: number;
-  /** Where the downtime went: each step's end, host ms since the stop (stop: paused, dirty log and state collected; read N pages; state; send; ack). */
-  stopSteps: Array<[string, number]>;
+  /**
+   * Where the downtime went: each step's end, host ms since the stop (stop: paused, dirty log and
+   * state collected; read N pages; state; send; ack), and this process's CPU ms since the stop (the
+   * rest of the wall time waited: for the link, the destination, or a core).
+   */
+  stopSteps: Array<[string, number, number, number]>;
   /** When the VM stopped, ms since the epoch (to line up with the destination's timeline). */
   stoppedAtEpochMs: number;
   /** The last pass left what fits the downtime limit (else the pass limit stopped it). */
@@ -175,14 +180,26 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     }
   };
   /**
-   * The stop's frames (the last pages, the state, END) as one write, once the link had its time for
-   * all of them: END arrives when it would have frame by frame (each waiting for the link time of
-   * the one before), but after one timer and one write instead of three of each, which under load
-   * were several ms each of the downtime.
+   * The stop's pages as one write, now; the link is busy with them from now on (linkFreeAt), and
+   * what follows waits for that. Resolves once they are written (a failure rejects, and is the
+   * connection's error as well: no one need wait for this promise for it to be seen).
    */
-  const sendTail = async (frames: Uint8Array[]) => {
-    const bytes = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-    frames.reduce((at, f) => (bytes.set(f, at), at + f.length), 0);
+  const sendNow = (frames: Uint8Array[]): Promise<void> => {
+    if (frames.length === 0) return Promise.resolve();
+    const bytes = concat(frames);
+    if (rate !== Infinity) linkFreeAt = Math.max(linkFreeAt, clock()) + (bytes.length / rate) * 1000;
+    const sent = send(bytes).then(() => counted(bytes.length));
+    sent.catch(() => {});
+    return sent;
+  };
+  /**
+   * The stop's last frames (the state, END) as one write, once the link had its time for them and
+   * for the pages before them: END arrives when it would have frame by frame (each waiting for the
+   * link time of the one before), but after one timer and one write instead of three of each,
+   * which under load were several ms each of the downtime.
+   */
+  const sendTail = async (frames: readonly Uint8Array[]) => {
+    const bytes = concat(frames);
     if (rate !== Infinity) {
       linkFreeAt = Math.max(linkFreeAt, clock()) + (bytes.length / rate) * 1000;
       await linkFree();
@@ -190,6 +207,8 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     await send(bytes);
     counted(bytes.length);
   };
+  /** Opened before the stop: the stop's steps only read it. */
+  const threadClock = new ThreadClock();
   let logging = false;
   let throttled = false;
   let converged = false;
@@ -244,11 +263,17 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     }
     // Stop the VM; what was written since the last look, the state, and the end.
     const stoppedAt = performance.now();
-    const stopSteps: Array<[string, number]> = [];
-    const step = (name: string) => void stopSteps.push([name, performance.now() - stoppedAt]);
+    const threadTimes = () => threadClock.now();
+    const atStop = threadTimes();
+    const stopSteps: Array<[string, number, number, number]> = [];
+    const step = (name: string) => {
+      const t = threadTimes();
+      stopSteps.push([name, performance.now() - stoppedAt, t.cpu - atStop.cpu, t.queued - atStop.queued]);
+    };
     const pagesBefore = progress.pages;
-    const tail = await control.stopAndCapture(vm, (last, state, ram) => {
-      step("saved");
+    const bytesAtStop = progress.bytes;
+    const [tail, pagesSent] = await control.stopAndCapture(vm, (last, ram) => {
+      step("looked");
       const merged = wanted ?? new Uint8Array(0);
       for (let i = 0; i < merged.length && last; i++) merged[i] |= last[i];
       const frames = framesOf(ram, merged);
@@ -265,12 +290,14 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
         frames.push(...blockFramesOf(last));
         step(`read ${progress.chunks - chunksBefore} chunks`);
       }
-      return [...frames, encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)];
-    }, step);
-    step(`state ${(tail.at(-2)!.length / 1024).toFixed(0)} KiB`);
+      // They go now, before the VMM encodes the state: their time on the link runs while it does.
+      return sendNow(frames);
+    }, (state, pagesSent) => [[encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)], pagesSent] as const, step);
+    step(`state ${(tail[0].length / 1024).toFixed(0)} KiB`);
     options.onStopped?.();
     await sendTail(tail);
-    step(`send ${(tail.reduce((n, f) => n + f.length, 0) / 1024).toFixed(0)} KiB`);
+    await pagesSent;
+    step(`sent ${((progress.bytes - bytesAtStop) / 1024).toFixed(0)} KiB`);
     // The source's VM stays paused until the destination says it runs the VM.
     const reply = await replies.next().catch((error: Error) => error);
     if (reply instanceof Error || reply.type !== FrameType.ACK) {
@@ -288,7 +315,16 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     await control.resume(vm).catch(() => {});
     socket.destroy();
     throw error;
+  } finally {
+    threadClock.close();
   }
+}
+
+/** `parts` one after the other in one array. */
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(parts.reduce((n, f) => n + f.length, 0));
+  parts.reduce((at, f) => (bytes.set(f, at), at + f.length), 0);
+  return bytes;
 }
 
 /** Frames as they arrive on a connection, and the first thing that went wrong with it. */
@@ -468,7 +504,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
   });
   return {
     setup,
-    ram: { hasPage: (n) => ram.has(n), storedPages: () => ram.stored(), readPage: (n, into) => (ram.has(n) ? into.set(ram.get(n)!) : into.fill(0, 0, PAGE)) },
+    ram: { hasPage: (n) => ram.has(n), storedPages: () => ram.held(), readPage: (n, into) => (ram.has(n) ? into.set(ram.get(n)!) : into.fill(0, 0, PAGE)) },
     vm,
     refuse,
     timeline,
@@ -514,9 +550,47 @@ export function migrationSummary(r: MigrationResult): string {
   return `migrated in ${r.pass} passes: ${mib(r.bytes)} MiB sent for ${mib(r.nonZeroPages * PAGE)} MiB of non-zero RAM (ratio ${ratio}), downtime ${r.downtimeMs.toFixed(1)} ms, throttle ${r.throttle}%${r.converged ? "" : " (not converged: stopped at the pass limit)"}`;
 }
 
-/** Where a finished migration's downtime went: "pause 9.1, collect 4.0, ... ack 160.2 ms after the stop (at 1765100000000.0 ms since the epoch)". */
+/** Where a finished migration's downtime went: "pause 9.1, collect 4.0, ... ack 160.2 ms after the stop (at 1765100000000.0 ms since the epoch); CPU 0.8, 3.5, ... ms". */
 export function downtimeSteps(r: MigrationResult): string {
-  return `${r.stopSteps.map(([name, ms]) => `${name} ${ms.toFixed(1)}`).join(", ")} ms after the stop (at ${r.stoppedAtEpochMs.toFixed(1)} ms since the epoch)`;
+  return `${r.stopSteps.map(([name, ms]) => `${name} ${ms.toFixed(1)}`).join(", ")} ms after the stop (at ${r.stoppedAtEpochMs.toFixed(1)} ms since the epoch); CPU ${r.stopSteps.map(([, , cpu]) => cpu.toFixed(1)).join(", ")} ms; waited for a core ${r.stopSteps.map(([, , , queued]) => queued.toFixed(1)).join(", ")} ms`;
+}
+
+/**
+ * The main thread's CPU time, and its time waiting for a core (ready to run, on a run queue), ms
+ * since it started: Linux's schedstat of the thread, read through a file kept open (opening it for
+ * each look cost 0.1 to 0.3 ms, in the downtime it measures). Elsewhere the process's CPU time
+ * (its GC and compiler threads too) and no wait.
+ */
+export class ThreadClock {
+  private fd: number | null = null;
+  private readonly buffer = Buffer.alloc(96);
+
+  constructor() {
+    try {
+      this.fd = openSync(`/proc/self/task/${process.pid}/schedstat`, "r");
+    } catch {
+      // Not Linux.
+    }
+  }
+
+  now(): { cpu: number; queued: number } {
+    if (this.fd !== null) {
+      try {
+        const n = readSync(this.fd, this.buffer, 0, this.buffer.length, 0);
+        const [cpu, queued] = this.buffer.toString("latin1", 0, n).split(" ").map(Number);
+        if (Number.isFinite(cpu) && Number.isFinite(queued)) return { cpu: cpu / 1e6, queued: queued / 1e6 };
+      } catch {
+        // Gone: the process's time.
+      }
+    }
+    const u = process.cpuUsage();
+    return { cpu: (u.user + u.system) / 1000, queued: 0 };
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
 }
 
 /**
@@ -531,9 +605,28 @@ const EPOCH_ANCHOR = { date: Date.now(), perf: performance.now() };
 
 /** Named moments of an incoming migration, host ms since the epoch (so that they line up with the source's). */
 export class MigrationTimeline {
-  readonly marks: Array<[string, number]> = [];
+  /** Each mark's name, time, and the main thread's CPU time and time waiting for a core then (ms, threadTimes). */
+  readonly marks: Array<[string, number, number, number]> = [];
+  private clock: ThreadClock | null = null;
+  /** The main thread's times now (ThreadClock, kept open until close()). */
+  threadTimes(): { cpu: number; queued: number } {
+    return (this.clock ??= new ThreadClock()).now();
+  }
+  /** No more marks: the file the thread's times are read from is closed. */
+  close(): void {
+    this.clock?.close();
+  }
   mark(name: string): void {
-    this.marks.push([name, epochMs(performance.now())]);
+    const t = this.threadTimes();
+    this.marks.push([name, epochMs(performance.now()), t.cpu, t.queued]);
+  }
+  /** "end 0.0, ... resumed 7.1 CPU ms after end; waited for a core 0.0, ... 3.2 ms": the main thread's CPU and wait from mark `from` to each mark after it. */
+  describeCpu(from: string): string {
+    const at = this.marks.findIndex(([n]) => n === from);
+    if (at < 0) return "";
+    const [, , cpu, queued] = this.marks[at];
+    const after = this.marks.slice(at);
+    return `${after.map(([name, , c]) => `${name} ${(c - cpu).toFixed(1)}`).join(", ")} CPU ms after ${from}; waited for a core ${after.map(([, , , q]) => (q - queued).toFixed(1)).join(", ")} ms`;
   }
   /** "end 0.0, checked 21.3, ... ms after END (at 1765100000000.0 ms since the epoch)", from `from`. */
   describe(from: string): string {
@@ -680,6 +773,11 @@ export class OutgoingMigration {
    */
   get holdsTime(): boolean {
     return this.status === "active" && (this.stopping || (this.progress?.throttle ?? 0) > 0);
+  }
+
+  /** The VM stopped and its state was taken: the source only waits for the destination's answer. */
+  get waitsForDestination(): boolean {
+    return this.status === "active" && this.stopping;
   }
 
   /** QMP `migrate_cancel`: drop the connection; the source VM goes on as before (nothing if none runs). */

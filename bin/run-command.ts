@@ -228,13 +228,15 @@ async function runIncoming(opts: RunOpts): Promise<number> {
       started: () => {
         arrived?.accept();
         timeline.mark("resumed");
-        process.stderr.write(`hv: the migrated VM runs: ${timeline.describe("end")}\n`);
+        timeline.close();
+        process.stderr.write(`hv: the migrated VM runs: ${timeline.describe("end")}\nhv: the migrated VM's start took ${timeline.describeCpu("end")}\n`);
       },
       early: { setup, stream, arrived: (vm) => (arrived = vm) },
     });
   } catch (error) {
     throw refused(error);
   } finally {
+    timeline.close();
     (arrived as IncomingVm | null)?.vm.reader.close();
   }
 }
@@ -336,6 +338,9 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   let loaded: { state: VmState; vcpu: VcpuState } | null = null;
   let started = false;
   let refusal: unknown = null;
+  /** An incoming VM's VMM answers its control portal: it is built, and waits for its state. */
+  let vmmBuilt = false;
+  if (early) control.query(0).then(() => (vmmBuilt = true), () => {});
   early?.stream.vm
     .then(async (incoming) => {
       early.arrived(incoming);
@@ -344,7 +349,7 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       loaded = { state: incoming.vm.state, vcpu: incoming.vm.plan.state };
       // Queued together: the control component takes both in one go.
       const loading = control.load(0);
-      const resuming = control.resume(0, () => {
+      const resuming = control.resumeLoaded(0, () => {
         started = true;
         arrival!.started();
       });
@@ -397,6 +402,9 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       holdBack: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.holdsTime || (early !== undefined && !started) },
       // While the VM moves, the host acts between short slices (the stop, frames, the ACK).
       quick: { clock: { now: () => performance.now() * 1e6 }, active: () => migration.status === "active" },
+      // The source after its stop, and the destination (its VMM built) until the state comes, wait
+      // for each other only: the kernel's timers (the memory scanner) would take a core from them.
+      idle: () => control.idle && (migration.waitsForDestination || (vmmBuilt && !started)),
       maxVirtualNs: opts.timeout ? opts.timeout * 1e9 : undefined,
       hostMemoryBytes: opts.hostMem,
       isolate: opts.isolate ? {} : null,

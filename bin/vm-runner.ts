@@ -63,6 +63,13 @@ export interface VmRunOptions {
    * would otherwise hold each step of the migration that long, or longer on a slow guest.
    */
   quick?: { clock: HostTimeSource; active: () => boolean } | null;
+  /**
+   * While this says so, the kernel has nothing the host waits for (a migration's source after its
+   * stop, a destination before the VM's state came): no slice runs until input or a command comes
+   * (or this says otherwise), so that the timers of what is left (the memory scanner, a paused
+   * VM's devices) take no core from the two ends of the migration in its downtime.
+   */
+  idle?: () => boolean;
   /** Give up after this much virtual time (ns). */
   maxVirtualNs?: number;
   /**
@@ -133,6 +140,8 @@ const SLICE_NS = 10_000_000;
 const WALL_SLICE_TARGET_NS = 20_000_000;
 /** ...but never below this much virtual time. */
 const MIN_SLICE_NS = 100_000;
+/** While VmRunOptions.idle says so, how long the host loop naps before it looks again (ms); input or a command ends the nap at once. */
+const IDLE_NAP_MS = 10;
 /** While VmRunOptions.quick is active, a slice takes about this much host time (ns). */
 const QUICK_SLICE_TARGET_NS = 2_000_000;
 
@@ -193,7 +202,7 @@ export interface FleetVm {
 }
 
 /** What the whole run shares: the engine, time, limits and the host's hooks. */
-export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "holdBack" | "quick" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested" | "isolate" | "wasm"> & {
+export type FleetOptions = Pick<VmRunOptions, "engine" | "trace" | "pace" | "holdBack" | "quick" | "idle" | "maxVirtualNs" | "wallTimeout" | "nsPerInstruction" | "hostMemoryBytes" | "scanRate" | "control" | "onSlice" | "stopRequested" | "isolate" | "wasm"> & {
   /** A host clock (ns) that times the scanner (FleetResult.scanner.hostNs). */
   scanClock?: () => number;
   /** Pairs of VMs connected by an hv PV channel (compose's HostServices.channels). */
@@ -289,6 +298,11 @@ async function hostLoop(kernel: Kernel, o: FleetOptions, outcomes: VmOutcome[], 
     // An interrupt raised before its driver enabled it stays pending until it can be delivered.
     inputPending.forEach((pending, i) => void (pending && (inputPending[i] = !kernel.raiseGsi(consoleGsi[i]))));
     if (controlPending && controlGsi !== null) controlPending = !kernel.raiseGsi(controlGsi);
+    if (o.idle?.() && !controlPending && !inputPending.includes(true)) {
+      if (o.stopRequested?.()) return result("quit");
+      await nap(IDLE_NAP_MS);
+      continue;
+    }
     const quick = o.quick?.active() ? o.quick.clock : null;
     const sliceStart = wall?.clock.now() ?? 0;
     const quickStart = quick?.now() ?? 0;

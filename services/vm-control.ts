@@ -14,6 +14,12 @@ export const ControlSel = { IRQ: 1, VM_BASE: 16 } as const;
 export type ControlCommand =
   | { vm: number; op: "pause"; atVmTimeNs?: number }
   | { vm: number; op: "save"; atVmTimeNs?: number }
+  /**
+   * A paused VM's encoded state only: no look at whether it runs, no new look at its RAM, no resume
+   * (a migration's stop, which paused it and read RAM with "ram" just before: each is work in the
+   * downtime).
+   */
+  | { vm: number; op: "state" }
   | { vm: number; op: "resume" }
   /** An incoming migration's VM (built before its state came) takes the state the host has now; it stays paused. */
   | { vm: number; op: "load" }
@@ -65,6 +71,8 @@ export type ControlResult =
   | { status: Status; running?: boolean; vmTimeNs?: number; pausedFor?: "host" | "memory"; memory?: MemoryCounts }
   /** A save: `state` is the encoded VmState, `ram` guest RAM page by page; both valid only during `done`. */
   | { status: Status; state: Uint8Array; ram: RamPages }
+  /** The "state" op: the encoded VmState, valid only during `done`. */
+  | { status: Status; vmState: Uint8Array }
   /** A refused LOAD: why the VMM's devices refused the state. */
   | { status: Status; reason: string };
 
@@ -126,6 +134,12 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
               }
               host.done(command, state && bytes <= state.length ? { status: st, dirty: state.bytes.subarray(0, bytes), pages } : { status: Status.BAD_CAPABILITY });
             }
+          } else if (command.op === "state") {
+            // The state region is in this component's window since the "ram" (ATTACH) before.
+            const view = stateViews.get(command.vm);
+            const st = view ? call(sys, portal, VmmControlOp.SAVE) : Status.BAD_CAPABILITY;
+            const bytes = sys.utcb.words[1];
+            host.done(command, st === Status.SUCCESS && view && bytes <= view.length ? { status: st, vmState: view.bytes.subarray(0, bytes) } : { status: st === Status.SUCCESS ? Status.BAD_CAPABILITY : st });
           } else if (command.op === "throttle") {
             sys.utcb.set(VmmControlOp.THROTTLE, command.percent);
             const called = sys.call(portal);

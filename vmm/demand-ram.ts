@@ -75,6 +75,8 @@ const PAGE = 4096;
  * save must ask for it again first.
  */
 const UNBACKED = 0, READ_ONLY = 1, PRIVATE = 2, FROM_SOURCE = 3, NOT_RAM = 4, LOST = 5;
+/** DemandRam keeps the pages remapped since takeRemapped as a list up to this many (else a walk of RAM finds them). */
+const REMAPPED_LIST_MAX = 4096;
 /** pageWords' cache entries (a power of 2). */
 const WORD_CACHE = 8;
 /** Pages one FREE call covers (at most the protocol's MAX_BACK_PAGES). */
@@ -101,6 +103,12 @@ export class DemandRam implements GuestRam, RamPages {
   private readonly views = new Map<number, PageView>();
   /** Pages still to come from the source. */
   private fromSource = 0;
+  /**
+   * Some page may be LOST (the memory manager took it away) since fillAll last ran: else fillAll
+   * need not look at every page (a migration's stop calls it three times, each a loop over all RAM
+   * in the downtime).
+   */
+  private maybeLost = true;
   /**
    * Counts every hand-out of a page's bytes for writing (every VMM and device write to guest RAM
    * goes through one; so do some reads): unchanged over a stretch, nothing wrote guest RAM there.
@@ -133,6 +141,11 @@ export class DemandRam implements GuestRam, RamPages {
    */
   private readonly remapped: Uint8Array;
   private remappedCount = 0;
+  /**
+   * Those pages as a list while they are at most REMAPPED_LIST_MAX (else null): takeRemapped then
+   * need not walk all of RAM (a migration's stop takes the few the last round remapped).
+   */
+  private remappedList: number[] | null = [];
 
   constructor(
     readonly size: number,
@@ -185,10 +198,17 @@ export class DemandRam implements GuestRam, RamPages {
    * (and none from now on) when there were more than `max`: then take all of RAM again.
    */
   takeRemapped(max: number): number[] | null {
-    const pages: number[] | null = this.remappedCount <= max ? [] : null;
-    if (pages) for (let p = 0; p < this.pages; p++) if (this.remapped[p]) pages.push(p);
-    this.remapped.fill(0);
+    const list = this.remappedList;
+    let pages: number[] | null = null;
+    if (this.remappedCount <= max && list) pages = list.sort((a, b) => a - b);
+    else if (this.remappedCount <= max) {
+      pages = [];
+      for (let p = 0; p < this.pages; p++) if (this.remapped[p]) pages.push(p);
+    }
+    if (list) for (const p of list) this.remapped[p] = 0;
+    else this.remapped.fill(0);
     this.remappedCount = 0;
+    this.remappedList = [];
     return pages;
   }
 
@@ -205,6 +225,8 @@ export class DemandRam implements GuestRam, RamPages {
     if (this.remapped[p]) return;
     this.remapped[p] = 1;
     this.remappedCount++;
+    if (this.remappedList && this.remappedList.length < REMAPPED_LIST_MAX) this.remappedList.push(p);
+    else this.remappedList = null;
   }
 
   /** Page `p` has a frame in the VMM's window now (its own, the zero frame or a shared one). */
@@ -291,7 +313,9 @@ export class DemandRam implements GuestRam, RamPages {
    */
   fillAll(): void {
     this.sync();
+    if (this.fromSource === 0 && !this.maybeLost) return;
     for (let p = 0; p < this.pages; p++) if (this.state[p] === FROM_SOURCE || this.state[p] === LOST) this.touch(p, false);
+    this.maybeLost = false;
   }
 
   /** Copy `bytes` to guest-physical `gpa` (boot images). */
@@ -561,6 +585,7 @@ export class DemandRam implements GuestRam, RamPages {
           const readable = this.backing.view(p, false) ?? undefined;
           // Shared but not handed back (none seen so far): the next touch asks for it again.
           state = this.state[p] = readable ? READ_ONLY : LOST;
+          if (!readable) this.maybeLost = true;
           this.setView(p, readable);
         }
       }
@@ -611,7 +636,10 @@ export class DemandRam implements GuestRam, RamPages {
     this.setView(p, readable ?? undefined);
     this.state[p] = readable ? READ_ONLY : LOST;
     this.writeProtected[p] = 0;
-    if (!readable) this.stats.lost++;
+    if (!readable) {
+      this.stats.lost++;
+      this.maybeLost = true;
+    }
   }
 
   private call(first: number, count: number, write: boolean): { status: number; pages: number } {

@@ -29,6 +29,20 @@ describe("PageStore", () => {
     expect(store.has(0) || store.has(999)).toBe(false);
   });
 
+  it("says which pages it holds in any order as stored() does, after pages came again and were zeroed", () => {
+    const store = new PageStore(1000);
+    const held = () => [...Array.from(store.held())].sort((a, b) => a - b);
+    for (const p of [999, 3, 256, 3]) store.set(p, page(1));
+    expect(held()).toEqual([3, 256, 999]);
+    store.delete(256);
+    store.set(500, page(2));
+    expect(held()).toEqual(store.stored());
+    expect(held()).toEqual([3, 500, 999]);
+    store.clear();
+    store.set(7, page(3));
+    expect(held()).toEqual([7]);
+  });
+
   it("refuses pages outside RAM and bytes that are not a page", () => {
     const store = new PageStore(8);
     expect(() => store.set(8, page(1))).toThrow(RangeError);

@@ -25,6 +25,12 @@ export class PageStore implements PageMap {
   private chunks: Array<Uint8Array | undefined>;
   /** One bit per page: the page came (and was not zeroed since). */
   private present: Uint8Array;
+  /**
+   * The pages held, in the order they came, while no page was zeroed (else null): at a migration's
+   * stop the destination's RAM takes the list as it is, where stored() would walk the bitmap and
+   * build it then, in the downtime.
+   */
+  private arrival: number[] | null = [];
 
   /** For RAM of `pages` pages; pages outside it are RangeErrors. */
   constructor(readonly pages: number) {
@@ -48,13 +54,17 @@ export class PageStore implements PageMap {
     const c = Math.floor(page / CHUNK_PAGES);
     const chunk = (this.chunks[c] ??= new Uint8Array(CHUNK_PAGES * PAGE));
     chunk.set(bytes, (page % CHUNK_PAGES) * PAGE);
+    if (!((this.present[page >> 3] >> (page & 7)) & 1)) this.arrival?.push(page);
     this.present[page >> 3] |= 1 << (page & 7);
     return this;
   }
 
   delete(page: number): boolean {
     const had = this.has(page);
-    if (had) this.present[page >> 3] &= ~(1 << (page & 7));
+    if (had) {
+      this.present[page >> 3] &= ~(1 << (page & 7));
+      this.arrival = null;
+    }
     return had;
   }
 
@@ -69,10 +79,16 @@ export class PageStore implements PageMap {
     return pages;
   }
 
+  /** The pages held (those of stored()), in any order. */
+  held(): ArrayLike<number> {
+    return this.arrival ?? this.stored();
+  }
+
   /** Drop every page (and the memory they took). */
   clear(): void {
     this.chunks = new Array<Uint8Array | undefined>(this.chunks.length);
     this.present.fill(0);
+    this.arrival = [];
   }
 
   private check(page: number): void {

@@ -145,12 +145,14 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
     await waitFor("the destination's timeline", () => /the migrated VM runs: /.test(destination.err()));
     const arrived = /the migrated VM runs: (.*) ms after end \(at ([\d.]+) ms since the epoch\)/.exec(destination.err());
     if (!steps || !arrived) throw new Error(`the ends did not say when they stopped and resumed:\n${source.err()}\n${destination.err()}`);
-    say(`${label}: source after the stop: ${steps[1]} ms`);
+    say(`${label}: source after the stop: ${steps[1]} ms${/ since the epoch\); (CPU [^\r\n]*)/.exec(source.err())?.[1].replace(/^/, "; ") ?? ""}`);
     const resumedMs = Number(arrived[2]) - Number(steps[2]) + Number(/resumed (-?[\d.]+)/.exec(arrived[1])![1]);
     {
       const endAfterStop = Number(arrived[2]) - Number(steps[2]);
       const shifted = arrived[1].split(", ").map((p) => p.replace(/(-?[\d.]+)$/, (ms) => (Number(ms) + endAfterStop).toFixed(1)));
       say(`${label}: destination after the stop: ${shifted.join(", ")} ms`);
+      const cpu = /the migrated VM's start took (.*)/.exec(destination.err());
+      if (cpu) say(`${label}: destination: ${cpu[1]}`);
     }
     const before = beats(source.out());
     await until("10 heartbeats at the destination", () => beats(destination.out()).length >= 10, 120_000).catch((error: Error) => {
