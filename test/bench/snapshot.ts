@@ -7,8 +7,9 @@
 //   save_ms=<n> restore_ms=<n> echo_ms=<n> snapshot_ratio=<x> clone_ms=<n> clones8_mem_ratio=<x>
 // HV_BENCH_SNAPSHOT=FILE: a snapshot of the default guest at its prompt, to skip the ~90 s boot;
 // the saves are then of that VM restored from a copy of FILE (FILE itself is only read).
-// It runs under the malloc settings `hv run` and `hv fleet` run under (bin/host-memory.ts starts it
-// again with them, as they do): what it measures is what hv does.
+// It runs under the malloc settings and node flags `hv run` and `hv fleet` run under
+// (bin/host-memory.ts starts it again with them, as they do; the processes that measure idle
+// clones get the same node flags): what it measures is what hv does.
 
 import type { RamPages } from "../../vmm/protocol.js";
 import { copyFileSync, mkdtempSync, rmSync, statSync } from "node:fs";
@@ -23,7 +24,7 @@ import type { ControlCommand, ControlHost, ControlResult } from "../../services/
 import { loadKernel } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { readFileSync } from "node:fs";
-import { relaunch, wantsRelaunch } from "../../bin/host-memory.js";
+import { HOST_NODE_FLAGS, relaunch, wantsRelaunch } from "../../bin/host-memory.js";
 
 const REPS = Number(process.env.HV_BENCH_REPS ?? 10);
 const MEMORY = 128 << 20;
@@ -195,7 +196,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < REPS; i++) echoes.push(await restore("echo bench-$((6*7))\n"));
   for (let i = 0; i < REPS; i++) clones.push(await restore(null, `clone${i}`));
   const rss = (n: number) => {
-    const r = spawnSync(process.execPath, ["--import", "tsx", new URL(import.meta.url).pathname], { env: { ...process.env, HV_BENCH_CLONES: String(n), HV_BENCH_FILE: file }, encoding: "utf8" });
+    const r = spawnSync(process.execPath, [...HOST_NODE_FLAGS, "--import", "tsx", new URL(import.meta.url).pathname], { env: { ...process.env, HV_BENCH_CLONES: String(n), HV_BENCH_FILE: file }, encoding: "utf8" });
     const m = /rss=(\d+)/.exec(r.stdout);
     if (!m) throw new Error(`the ${n}-clone process failed: ${r.stderr}`);
     return Number(m[1]);
