@@ -5,10 +5,12 @@ import { pitInterrupts, realModeRom } from "./nasm.js";
 
 /**
  * Real mode at the reset vector: the PIT ticks every ~0.1 ms; each tick mixes the TSC into a hash
- * and prints a character of it. Between ticks the code spins for a hash-dependent while, mixes in
- * the PIT's counter, and sometimes halts. After 400 ticks it exits with the hash's low byte.
+ * and prints a character of it. Between ticks the code spins for a hash-dependent while, runs
+ * `extra` (code that may use AX, CX, SI, DI and ES), mixes in the PIT's counter, and sometimes
+ * halts. After 400 ticks it exits with the hash's low byte.
  */
-export const TIME_MIXING_ROM = realModeRom(
+export function timeMixingRom(extra = ""): string {
+  return realModeRom(
   `
 ${pitInterrupts("irq0", 119)}
   mov dword [0x600], 0x12345678
@@ -25,6 +27,7 @@ main:
   dec ecx
   jnz .spin
   xor [0x608], eax
+${extra}
   mov al, 0
   out 0x43, al
   in al, 0x40
@@ -63,7 +66,29 @@ irq0:
   iret
 `,
   0xe000,
-);
+  );
+}
+
+export const TIME_MIXING_ROM = timeMixingRom();
+
+/**
+ * REP MOVSB and REP STOSW of lengths the hash gives: with timeMixingRom, every element counts
+ * (a guest whose later path depends on when each instruction retired).
+ */
+export const HASHED_REPEATS = `
+  xor ax, ax
+  mov es, ax
+  mov si, 0x1000
+  mov di, 0x3000
+  mov cx, [0x600]
+  and cx, 0x7ff
+  cld
+  rep movsb
+  mov cx, [0x602]
+  and cx, 0x3ff
+  mov ax, [0x608]
+  mov di, 0x1000
+  rep stosw`;
 
 /** Prints L<n> lines (n from 1, as decimal digits) while it rewrites 64 pages at 8 MiB with n. */
 export const COUNTER_GUEST = (): Uint8Array => multiboot(counterGuest(`
