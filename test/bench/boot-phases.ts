@@ -22,6 +22,22 @@ import { cpuSeconds } from "./boot/protocol.js";
 
 const KERNEL_BASE = 0xc0000000;
 
+const HELP = `usage: npm run bench:boot-phases -- [options]
+  --until first-byte|boot-ok   stop at the first serial byte (default) or go on to BOOT-OK
+  --translate-after N          runs of a block before the JS tier translates it (1-65535; default the engine's)
+  --wasm-after N               runs before the wasm tier takes it (1-65535; default the engine's)
+  --wasm-pure                  only blocks whose instructions all have a wasm form go to wasm
+Prints instructions and CPU seconds per phase, the exits by reason and port, the block cache's
+statistics, and last \`phases_<until>_instructions=<n>\`. HV_WASM=0: without the wasm tier.`;
+
+/** A run count option: an integer from 1 to 65535 (the block cache's counters), or undefined when not given. */
+function runs(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`--${name} takes a whole number from 1 to 65535, not '${v}'`);
+  return n;
+}
+
 interface Phase {
   name: string;
   retired: number;
@@ -29,7 +45,13 @@ interface Phase {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { "translate-after": { type: "string" }, "wasm-after": { type: "string" }, "wasm-pure": { type: "boolean", default: false }, until: { type: "string", default: "first-byte" } } });
+  const { values } = parseArgs({ options: { "translate-after": { type: "string" }, "wasm-after": { type: "string" }, "wasm-pure": { type: "boolean", default: false }, until: { type: "string", default: "first-byte" }, help: { type: "boolean", default: false } } });
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
+  const translateAfter = runs("translate-after", values["translate-after"]);
+  const wasmAfter = runs("wasm-after", values["wasm-after"]);
   if (values.until !== "first-byte" && values.until !== "boot-ok") throw new Error(`--until takes first-byte or boot-ok, not '${values.until}'`);
   const toBootOk = values.until === "boot-ok";
   const guest = await ensureDefaultGuest({ bootOk: true });
@@ -59,8 +81,8 @@ async function main(): Promise<void> {
     console: con,
     engine: (memory) => {
       const e = createX86Engine(memory) as X86Engine;
-      if (values["translate-after"] !== undefined) e.translateAfter = Number(values["translate-after"]);
-      if (values["wasm-after"] !== undefined) e.wasmAfter = Number(values["wasm-after"]);
+      if (translateAfter !== undefined) e.translateAfter = translateAfter;
+      if (wasmAfter !== undefined) e.wasmAfter = wasmAfter;
       if (values["wasm-pure"]) e.wasmMixed = false;
       engine = e;
       const run = e.run.bind(e);

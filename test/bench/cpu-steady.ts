@@ -43,10 +43,21 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+const HELP = `usage: npm run bench:cpu-steady -- [options]
+  --seconds S   CPU seconds of each translated measurement, the interpreted ones half (default 0.4)
+  --rounds N    alternated rounds of translated and interpreted runs per workload (default 7)
+Last line: \`steady_ratio=<geometric mean of translated MIPS / interpreted MIPS>\`.`;
+
 function main(): void {
-  const { values } = parseArgs({ options: { seconds: { type: "string" }, rounds: { type: "string" } } });
+  const { values } = parseArgs({ options: { seconds: { type: "string" }, rounds: { type: "string" }, help: { type: "boolean", default: false } } });
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
   const seconds = Number(values.seconds ?? 0.4);
   const rounds = Number(values.rounds ?? 7);
+  if (!(seconds > 0)) throw new Error(`--seconds takes a positive number, not '${values.seconds}'`);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds takes a whole number of at least 1, not '${values.rounds}'`);
   const ratios: number[] = [];
   console.log(`${"workload".padEnd(40)} ${"interp".padStart(8)} ${"transl".padStart(8)} ${"ratio".padStart(7)}`);
   for (const [i, w] of WORKLOADS.entries()) {

@@ -25,6 +25,13 @@ import { WASM_TIER, runOurs } from "./cpu/ours.js";
 
 const COLD_INSTRUCTIONS = 100_000_000;
 
+const HELP = `usage: npm run bench:cpu -- [options]
+  --seconds S   CPU seconds of ours each workload runs for at least, after a warm-up (default 2)
+  --only ours   skip v86 (the ratio is then nan)
+Runs one Multiboot kernel (CRC-32, insertion sort, a range decoder, a byte-copy loop, REP MOVSD) on
+our core and on v86; last line \`cpu_mips=<warm> cpu_cold_mips=<n> cpu_ratio_vs_v86=<n> fpu_mflops=<n>\`.
+HV_WASM=0: our core without its WebAssembly tier.`;
+
 /** Per workload: instructions and CPU seconds from the end of repetition `from` to its last. */
 function warm(marks: KernelOutput["marks"], from = 1): Array<{ instructions: number; seconds: number }> {
   return marks.map((m) => {
@@ -64,7 +71,11 @@ function runV86(kernel: Kernel): PeerReport {
 const fixed = (x: number, d: number) => (Number.isFinite(x) ? x.toFixed(d) : "nan");
 
 export function main(): void {
-  const { values } = parseArgs({ options: { seconds: { type: "string", default: "2" }, only: { type: "string" } } });
+  const { values } = parseArgs({ options: { seconds: { type: "string", default: "2" }, only: { type: "string" }, help: { type: "boolean", default: false } } });
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
   const seconds = Number(values.seconds);
   if (!(seconds > 0)) throw new Error(`--seconds ${values.seconds}: a positive number of seconds`);
   if (values.only !== undefined && values.only !== "ours") throw new Error(`--only takes ours, not '${values.only}'`);

@@ -27,8 +27,18 @@ import { measurePv } from "./boot/pv.js";
 import { ExitReason } from "../../kernel/vcpu.js";
 import type { TraceSink } from "../../kernel/trace.js";
 
+const HELP = `usage: npm run bench:pv -- [options]
+  --rounds N     multicall rounds (default 50000)
+  --pings N      event-channel round trips (default 5000)
+  --pairs N      ring request/response pairs (default 200000)
+  --no-boot      skip the two Linux boots of pv_boot_exit_ratio (prints "skipped")
+  --kernel-log   boot those without 'quiet'
+  --quiet        no progress lines
+Last line: \`multicall_speedup=<n> evtchn_rtt_us=<n> ring_pairs_per_s=<n> pv_boot_exit_ratio=<n>\`.`;
+
 const { values } = parseArgs({
   options: {
+    help: { type: "boolean", default: false },
     rounds: { type: "string", default: "50000" },
     pings: { type: "string", default: "5000" },
     pairs: { type: "string", default: "200000" },
@@ -37,7 +47,14 @@ const { values } = parseArgs({
     quiet: { type: "boolean", default: false },
   },
 });
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
 const rounds = Number(values.rounds), pings = Number(values.pings), pairs = Number(values.pairs);
+for (const [name, n] of [["rounds", rounds], ["pings", pings], ["pairs", pairs]] as const) {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} takes a whole number of at least 1, not '${values[name]}'`);
+}
 
 function dwords(bytes: readonly number[]): number[] {
   const b = Uint8Array.from(bytes);
