@@ -26,11 +26,6 @@ function acc(c: Cpu, s: number): number {
 }
 
 /**
- * Count the `k` elements of a repeated instruction as `k` retired instructions (the run loop adds
- * the first). More than one ends the block (c.attention): the budget, which counts them too, is
- * checked at the next instruction boundary, so every tier stops at the same instruction.
- */
-/**
  * Elements of a repeated instruction to run in one step: at most CHUNK and no more than the run's
  * budget holds (at least one), so a run ends exactly at its budget, in a copy's middle too.
  */
@@ -39,6 +34,11 @@ function chunkOf(c: Cpu): number {
   return left >= CHUNK ? CHUNK : left > 1 ? left : 1;
 }
 
+/**
+ * Count the `k` elements of a repeated instruction as `k` retired instructions (the run loop adds
+ * the first). More than one ends the block (c.attention): the budget, which counts them too, is
+ * checked at the next instruction boundary, so every tier stops at the same instruction.
+ */
 function retireElements(c: Cpu, k: number): void {
   if (k <= 1) return;
   c.retired += k - 1;
