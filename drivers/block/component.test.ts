@@ -8,7 +8,7 @@ import { unpackBytes } from "../../kernel/index.js";
 import { BlockDriver, type DriveConfig } from "./component.js";
 import { openImage } from "./open.js";
 import { createImage } from "./ops/create.js";
-import { BlockFlags, BlockOp, BlockReply } from "./protocol.js";
+import { AttachFlags, BlockFlags, BlockOp, BlockReply } from "./protocol.js";
 import { fillRandom, scratchDir } from "./test-util.js";
 
 let dir: string;
@@ -250,6 +250,107 @@ describe("block driver component: refusals", () => {
     runClean(h);
     expect(seen.detach).toEqual([BlockReply.OK]);
     expect(seen.retry[0]).toBe(BlockReply.OK);
+    h.driver.close();
+  });
+
+  it("hands a drive over as a migration does: an inactive ATTACH takes no lock, INACTIVATE releases it, ACTIVATE opens the image as it is now", () => {
+    const file = path.join(dir, "moving.qcow2");
+    createImage(file, "qcow2", 1024 * 1024);
+    // Client 1 is the source's drive, client 2 the destination's (the same file: shared storage).
+    const h = harness({ 1: { path: file }, 2: { path: file } }, [1, 2]);
+    const [a, b, c] = [0x11, 0x22, 0x33].map((v) => new Uint8Array(512).fill(v));
+    const seen: Record<string, number[]> = {};
+    const read: Record<string, number[]> = {};
+    /** Write `data` at `sector` through the shared pages, or read `sector` into read[name] (its first byte). */
+    const write = (sys: Sys, sector: number, data: Uint8Array) => {
+      sys.memory(SHARED_PAGE, SHARED_PAGES)!.bytes.set(data);
+      return request(sys, BlockOp.WRITE, sector, 0, 1, 0);
+    };
+    const readBack = (sys: Sys, name: string, ...sectors: number[]) => {
+      read[name] = sectors.map((sector) => (request(sys, BlockOp.READ, sector, 0, 1, 0)[0] === BlockReply.OK ? sys.memory(SHARED_PAGE, SHARED_PAGES)!.bytes[0] : -1));
+    };
+    h.client(1, (sys) => {
+      seen.source = attach(sys);
+      seen.a = write(sys, 100, a);
+    }, 256);
+    h.bed.run();
+    h.client(2, (sys) => {
+      sys.utcb.set(BlockOp.ATTACH, SHARED_PAGES, AttachFlags.INACTIVE);
+      sys.utcb.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, SHARED_PAGE, 4, MemRights.R | MemRights.W), offset: 0 });
+      expect(sys.call(PORTAL)).toBe(0);
+      seen.destination = Array.from(sys.utcb.words.subarray(0, sys.utcb.untyped));
+      seen.inactiveRead = request(sys, BlockOp.READ, 100, 0, 1, 0);
+      seen.inactiveWrite = request(sys, BlockOp.WRITE, 100, 0, 1, 0);
+      seen.inactiveFlush = request(sys, BlockOp.FLUSH);
+      seen.inactiveInfo = request(sys, BlockOp.INFO);
+      // The source still writes: the destination cannot take the image yet.
+      seen.early = request(sys, BlockOp.ACTIVATE);
+    }, 272);
+    h.bed.run();
+    h.client(1, (sys) => {
+      // Written after the destination's look at the image: new clusters, new L2 entries.
+      seen.b = write(sys, 200, b);
+      seen.release = request(sys, BlockOp.INACTIVATE);
+      seen.again = request(sys, BlockOp.INACTIVATE);
+      seen.releasedRead = request(sys, BlockOp.READ, 100, 0, 1, 0);
+    }, 256);
+    h.bed.run();
+    h.client(2, (sys) => {
+      seen.take = request(sys, BlockOp.ACTIVATE);
+      readBack(sys, "destination", 100, 200);
+      seen.c = write(sys, 300, c);
+    }, 272);
+    h.bed.run();
+    h.client(1, (sys) => {
+      // The destination writes now: the source cannot have the image back.
+      seen.back = request(sys, BlockOp.ACTIVATE);
+    }, 256);
+    h.bed.run();
+    h.client(2, (sys) => void (seen.handBack = request(sys, BlockOp.INACTIVATE)), 272);
+    h.bed.run();
+    h.client(1, (sys) => {
+      seen.backAgain = request(sys, BlockOp.ACTIVATE);
+      readBack(sys, "source", 100, 200, 300);
+    }, 256);
+    runClean(h);
+    expect(seen.source[0]).toBe(BlockReply.OK);
+    expect(seen.a).toEqual([BlockReply.OK]);
+    expect(seen.destination).toEqual(seen.source);
+    expect([seen.inactiveRead, seen.inactiveWrite, seen.inactiveFlush]).toEqual([[BlockReply.INACTIVE], [BlockReply.INACTIVE], [BlockReply.INACTIVE]]);
+    expect(seen.inactiveInfo).toEqual(seen.source);
+    expect(seen.early[0]).toBe(BlockReply.LOCKED);
+    expect(reasonOf(seen.early)).toMatch(/already opened for writing/);
+    expect([seen.b, seen.release, seen.again, seen.releasedRead]).toEqual([[BlockReply.OK], [BlockReply.OK], [BlockReply.OK], [BlockReply.INACTIVE]]);
+    expect(seen.take).toEqual(seen.source);
+    expect(read.destination).toEqual([0x11, 0x22]);
+    expect(seen.c).toEqual([BlockReply.OK]);
+    expect(seen.back[0]).toBe(BlockReply.LOCKED);
+    expect(seen.handBack).toEqual([BlockReply.OK]);
+    expect(seen.backAgain).toEqual(seen.source);
+    expect(read.source).toEqual([0x11, 0x22, 0x33]);
+    h.driver.close();
+  });
+
+  it("ACTIVATE refuses an image whose size changed while the drive was inactive", () => {
+    const file = path.join(dir, "grows.raw");
+    createImage(file, "raw", 64 * 1024);
+    const h = harness({ 1: { path: file } }, [1]);
+    const seen: Record<string, number[]> = {};
+    h.client(1, (sys) => {
+      seen.attach = attach(sys);
+      seen.release = request(sys, BlockOp.INACTIVATE);
+      fs.truncateSync(file, 128 * 1024);
+      seen.grown = request(sys, BlockOp.ACTIVATE);
+      seen.stillInactive = request(sys, BlockOp.READ, 0, 0, 1, 0);
+      fs.truncateSync(file, 64 * 1024);
+      seen.back = request(sys, BlockOp.ACTIVATE);
+    });
+    runClean(h);
+    expect(seen.release).toEqual([BlockReply.OK]);
+    expect(seen.grown[0]).toBe(BlockReply.BAD_IMAGE);
+    expect(reasonOf(seen.grown)).toBe("the disk has 256 sectors now, 128 when it was attached");
+    expect(seen.stillInactive).toEqual([BlockReply.INACTIVE]);
+    expect(seen.back).toEqual(seen.attach);
     h.driver.close();
   });
 

@@ -12,7 +12,7 @@
 import { MemoryRevokedError, SpaceKind, crd, packBytes, type Crd, type LocalEntry, type MemoryView, type PortalHandler, type Status, type Sys, type Utcb } from "../../kernel/index.js";
 import { ImageError } from "./errors.js";
 import type { BlockImage, FormatName } from "./image.js";
-import { BLOCK_SECTOR_SIZE, BlockFlags, BlockOp, BlockReply } from "./protocol.js";
+import { AttachFlags, BLOCK_SECTOR_SIZE, BlockFlags, BlockOp, BlockReply } from "./protocol.js";
 import { BlockService, BlockStatus } from "./service.js";
 
 /** The image a client gets. */
@@ -82,9 +82,12 @@ function inProcess(sys: Sys): DriverSys {
   };
 }
 
-/** What one attached client has: its opened image and the shared region. */
+/** What one attached client has: its opened image (null while inactive) and the shared region. */
 interface Attachment {
-  readonly service: BlockService;
+  service: BlockService | null;
+  /** The disk as it was at ATTACH: an inactive drive answers INFO with it, and ACTIVATE must find it so. */
+  readonly sectors: number;
+  readonly readOnly: boolean;
   /** The client's pages: they fail once the client revokes them. */
   readonly region: ClientRegion;
   readonly pages: number;
@@ -166,9 +169,9 @@ export class BlockDriver {
 
   /** Client `id`'s image for the host (block migration): in-process only (a worker's driver has none). */
   hostDrive(id: number): HostDrive {
-    const bitmapFor = (a: Attachment) => new Uint8Array(Math.ceil(Math.ceil((a.service.sectors * BLOCK_SECTOR_SIZE) / this.logChunk.get(id)!) / 8));
+    const bitmapFor = (a: Attachment) => new Uint8Array(Math.ceil(Math.ceil((a.sectors * BLOCK_SECTOR_SIZE) / this.logChunk.get(id)!) / 8));
     return {
-      image: () => this.attached.get(id)?.service.opened ?? null,
+      image: () => this.attached.get(id)?.service?.opened ?? null,
       startLog: (bytes) => {
         const a = this.attached.get(id);
         if (!a) return false;
@@ -199,8 +202,8 @@ export class BlockDriver {
   /** Write metadata and release every image (the end of a run). */
   close(): void {
     for (const a of this.attached.values()) {
-      a.service.handle({ op: "flush", sector: 0, count: 0 });
-      a.service.close();
+      a.service?.handle({ op: "flush", sector: 0, count: 0 });
+      a.service?.close();
     }
     this.attached.clear();
   }
@@ -214,10 +217,17 @@ export class BlockDriver {
         return this.attach(sys, utcb, id, window);
       case BlockOp.READ:
       case BlockOp.WRITE:
-        utcb.set(a ? transfer(a, utcb, op, this.logChunk.get(id) ?? 0) : BlockReply.NOT_ATTACHED);
+        utcb.set(!a ? BlockReply.NOT_ATTACHED : !a.service ? BlockReply.INACTIVE : transfer(a, a.service, utcb, op, this.logChunk.get(id) ?? 0));
         return false;
       case BlockOp.FLUSH:
-        utcb.set(a ? statusOf(a.service.handle({ op: "flush", sector: 0, count: 0 }).status) : BlockReply.NOT_ATTACHED);
+        utcb.set(!a ? BlockReply.NOT_ATTACHED : !a.service ? BlockReply.INACTIVE : statusOf(a.service.handle({ op: "flush", sector: 0, count: 0 }).status));
+        return false;
+      case BlockOp.INACTIVATE:
+        utcb.set(a ? this.inactivate(a) : BlockReply.NOT_ATTACHED);
+        return false;
+      case BlockOp.ACTIVATE:
+        if (!a) utcb.set(BlockReply.NOT_ATTACHED);
+        else this.activate(utcb, a, id, window);
         return false;
       case BlockOp.INFO:
         if (a) replyInfo(utcb, a, window);
@@ -228,11 +238,11 @@ export class BlockDriver {
           utcb.set(BlockReply.NOT_ATTACHED);
           return false;
         }
-        const flushed = a.service.handle({ op: "flush", sector: 0, count: 0 }).status;
-        a.service.close();
+        const flushed = a.service ? statusOf(a.service.handle({ op: "flush", sector: 0, count: 0 }).status) : BlockReply.OK;
+        a.service?.close();
         this.attached.delete(id);
         sys.revoke(window);
-        utcb.set(statusOf(flushed));
+        utcb.set(flushed);
         return false;
       }
       default:
@@ -248,21 +258,55 @@ export class BlockDriver {
       refuse(utcb, checked);
       return false;
     }
-    let service: BlockService;
-    try {
-      service = BlockService.open(checked.drive.path, { format: checked.drive.format, readOnly: checked.drive.readOnly, persistWrites: this.persistWrites });
-    } catch (err) {
-      const locked = err instanceof ImageError && err.code === "LOCKED";
-      refuse(utcb, { status: locked ? BlockReply.LOCKED : BlockReply.BAD_IMAGE, reason: err instanceof Error ? err.message : String(err) });
-      return false;
+    const inactive = utcb.untyped >= 3 && (utcb.words[2] & AttachFlags.INACTIVE) !== 0;
+    // Inactive: only a look at the image (no write lock), closed again; ACTIVATE opens it.
+    const service = this.open(utcb, checked.drive, inactive);
+    if (!service) return false;
+    const a: Attachment = { service, sectors: service.sectors, readOnly: checked.drive.readOnly === true, region: checked.region, pages: checked.pages, dirty: null };
+    if (inactive) {
+      service.close();
+      a.service = null;
     }
-    const a: Attachment = { service, region: checked.region, pages: checked.pages, dirty: null };
     // Attached again while the host logs writes: what happened in between is unknown, so all of it counts as written.
     const logging = this.logChunk.get(id);
-    if (logging) a.dirty = new Uint8Array(Math.ceil(Math.ceil((service.sectors * BLOCK_SECTOR_SIZE) / logging) / 8)).fill(0xff);
+    if (logging) a.dirty = new Uint8Array(Math.ceil(Math.ceil((a.sectors * BLOCK_SECTOR_SIZE) / logging) / 8)).fill(0xff);
     this.attached.set(id, a);
     replyInfo(utcb, a, window);
     return true;
+  }
+
+  /** Open `drive`'s image (`look`: read-only, whatever the drive is); on failure, refuse with why and return null. */
+  private open(utcb: Utcb, drive: DriveConfig, look = false): BlockService | null {
+    try {
+      return BlockService.open(drive.path, { format: drive.format, readOnly: look || drive.readOnly, persistWrites: this.persistWrites });
+    } catch (err) {
+      const locked = err instanceof ImageError && err.code === "LOCKED";
+      refuse(utcb, { status: locked ? BlockReply.LOCKED : BlockReply.BAD_IMAGE, reason: err instanceof Error ? err.message : String(err) });
+      return null;
+    }
+  }
+
+  /** INACTIVATE: the image goes to disk and is closed (its write lock with it); the region stays. */
+  private inactivate(a: Attachment): BlockReply {
+    if (!a.service) return BlockReply.OK;
+    const flushed = statusOf(a.service.handle({ op: "flush", sector: 0, count: 0 }).status);
+    a.service.close();
+    a.service = null;
+    return flushed;
+  }
+
+  /** ACTIVATE: open the image again, as it is on disk now (another process may have written it), the size it was. */
+  private activate(utcb: Utcb, a: Attachment, id: number, window: Crd): void {
+    if (!a.service) {
+      const service = this.open(utcb, this.drives.get(id)!);
+      if (!service) return;
+      if (service.sectors !== a.sectors) {
+        service.close();
+        return refuse(utcb, { status: BlockReply.BAD_IMAGE, reason: `the disk has ${service.sectors} sectors now, ${a.sectors} when it was attached` });
+      }
+      a.service = service;
+    }
+    replyInfo(utcb, a, window);
   }
 
   private checkAttach(sys: DriverSys, utcb: Utcb, id: number, window: Crd): Refusal | { drive: DriveConfig; region: ClientRegion; pages: number } {
@@ -288,7 +332,7 @@ export class BlockDriver {
 }
 
 /** READ or WRITE against an attached client's region: validated here so each refusal has its own status. */
-function transfer(a: Attachment, utcb: Utcb, op: number, logChunkBytes: number): BlockReply {
+function transfer(a: Attachment, service: BlockService, utcb: Utcb, op: number, logChunkBytes: number): BlockReply {
   if (utcb.untyped < 5) return BlockReply.BAD_REQUEST;
   const w = utcb.words;
   const sector = w[1] + w[2] * 2 ** 32;
@@ -296,16 +340,16 @@ function transfer(a: Attachment, utcb: Utcb, op: number, logChunkBytes: number):
   const offset = w[4];
   const bytes = count * BLOCK_SECTOR_SIZE;
   if (offset + bytes > a.region.length) return BlockReply.BAD_BUFFER;
-  if (sector + count > a.service.sectors) return BlockReply.OUT_OF_RANGE;
-  if (op === BlockOp.WRITE && a.service.readOnly) return BlockReply.READ_ONLY;
+  if (sector + count > a.sectors) return BlockReply.OUT_OF_RANGE;
+  if (op === BlockOp.WRITE && a.readOnly) return BlockReply.READ_ONLY;
   try {
     if (op === BlockOp.WRITE) {
       // Logged before the write: a write that fails half way may have changed some of the range.
       if (a.dirty && count > 0) markChunks(a.dirty, sector * BLOCK_SECTOR_SIZE, bytes, logChunkBytes);
-      return statusOf(a.service.handle({ op: "write", sector, count, buffer: a.region.source(offset, bytes) }).status);
+      return statusOf(service.handle({ op: "write", sector, count, buffer: a.region.source(offset, bytes) }).status);
     }
     const into = a.region.sink(offset, bytes);
-    const status = statusOf(a.service.handle({ op: "read", sector, count, buffer: into.buffer }).status);
+    const status = statusOf(service.handle({ op: "read", sector, count, buffer: into.buffer }).status);
     if (status === BlockReply.OK) into.commit();
     return status;
   } catch (error) {
@@ -322,9 +366,9 @@ function markChunks(bitmap: Uint8Array, offset: number, length: number, chunkByt
 }
 
 function replyInfo(utcb: Utcb, a: Attachment, window: Crd): void {
-  const sectors = a.service.sectors;
+  const sectors = a.sectors;
   const hi = Math.floor(sectors / 2 ** 32);
-  utcb.set(BlockReply.OK, sectors - hi * 2 ** 32, hi, a.service.readOnly ? BlockFlags.READ_ONLY : 0, 2 ** window.order);
+  utcb.set(BlockReply.OK, sectors - hi * 2 ** 32, hi, a.readOnly ? BlockFlags.READ_ONLY : 0, 2 ** window.order);
 }
 
 function refuse(utcb: Utcb, r: Refusal): void {

@@ -13,6 +13,18 @@
 //   [FLUSH]                                                   [status]
 //   [INFO]                                                    [status, sectorsLo, sectorsHi, flags, windowPages]
 //   [DETACH]                                                  [status]   (flushes, closes the image, unmaps the region)
+//   [INACTIVATE]                                              [status]   (flushes and closes the image, keeps the region)
+//   [ACTIVATE]                                                [status, sectorsLo, sectorsHi, flags, windowPages]
+//                                                             or, failing: [status, reasonBytes, reason packed 4 per word]
+//
+// ATTACH's optional word 2 holds AttachFlags. With INACTIVE the image is opened only to learn its
+// size and closed again (read-only: no write lock taken), and the drive stays inactive until
+// ACTIVATE opens it as ATTACH would have. INACTIVATE closes an active drive's image, releasing its
+// write lock. A live migration hands a drive over this way (QEMU inactivates and activates its
+// images the same way): the destination attaches inactive while the source still writes, the
+// source inactivates once its VM stopped, the destination activates before its VM runs (and the
+// source activates again if the migration fails). While inactive, READ, WRITE and FLUSH get
+// INACTIVE; INFO, DETACH and ACTIVATE work, and INACTIVATE is a no-op.
 //
 // `count` is in 512-byte sectors; `offset` is a byte offset into the attached region, and the
 // buffer [offset, offset + count * 512) must lie inside it. `flags` bit 0: the disk is read-only.
@@ -25,7 +37,12 @@ export const BlockOp = {
   FLUSH: 4,
   INFO: 5,
   DETACH: 6,
+  INACTIVATE: 7,
+  ACTIVATE: 8,
 } as const;
+
+/** ATTACH's word 2. */
+export const AttachFlags = { INACTIVE: 1 } as const;
 
 /** Word 0 of a reply. 0-2 are numbered like virtio-blk (VIRTIO_BLK_S_OK, _IOERR, _UNSUPP). */
 export const BlockReply = {
@@ -55,6 +72,8 @@ export const BlockReply = {
    * every client attached again: the request may or may not have happened. Send it again.
    */
   RESTARTED: 11,
+  /** READ, WRITE or FLUSH of an inactive drive (see INACTIVATE). */
+  INACTIVE: 12,
 } as const;
 export type BlockReply = (typeof BlockReply)[keyof typeof BlockReply];
 
