@@ -151,6 +151,36 @@ describe("the block driver in a worker", () => {
     expect(driver.restarts).toBe(1);
   });
 
+  it("a worker replaced while its drive is inactive (handed to another process) attaches it inactive, and active again after ACTIVATE", async () => {
+    const file = path.join(dir, "moved.qcow2");
+    createImage(file, "qcow2", 4 << 20);
+    const { driver, client } = setUp(file);
+    const replies: Record<string, number> = {};
+    const { openImage } = await import("../drivers/block/open.js");
+    const { lockPathFor } = await import("../drivers/block/lock.js");
+    client((sys) => {
+      replies.attach = attach(sys);
+      replies.release = request(sys, BlockOp.INACTIVATE);
+      // Another process has the image now (its lock names a live process that is not this one), and wrote it; this worker dies meanwhile.
+      const other = openImage(file, { writable: true });
+      other.write(128 * 512, new Uint8Array(512).fill(7));
+      other.close();
+      fs.writeFileSync(lockPathFor(file), `${process.ppid}\n`);
+      driver.kill();
+      replies.inactive = request(sys, BlockOp.READ, 128, 0, 1, 0);
+      replies.stillTheirs = request(sys, BlockOp.ACTIVATE);
+      fs.rmSync(lockPathFor(file));
+      replies.take = request(sys, BlockOp.ACTIVATE);
+      driver.kill();
+      replies.read = request(sys, BlockOp.READ, 128, 0, 1, 0);
+      replies.byte = sys.memory(SHARED_PAGE, SHARED_PAGES)!.bytes[0];
+    });
+    driver.close();
+    // Without the drive's state kept, the new worker would take the other process's lock at its ATTACH (or fail it).
+    expect(replies).toEqual({ attach: BlockReply.OK, release: BlockReply.OK, inactive: BlockReply.INACTIVE, stillTheirs: BlockReply.LOCKED, take: BlockReply.OK, read: BlockReply.OK, byte: 7 });
+    expect(driver.restarts).toBe(2);
+  });
+
   it("the images a killed worker held open are closed once it is gone", async () => {
     const file = path.join(dir, "fd.qcow2");
     createImage(file, "qcow2", 4 << 20);

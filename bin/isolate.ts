@@ -11,7 +11,7 @@ import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker, type ResourceLimits } from "node:worker_threads";
 import { MemoryRevokedError, SpaceKind, UTCB_WORDS, WorkerLink, crd, newMailbox, type Crd, type LocalEntry, type MemoryView, type Sys } from "../kernel/index.js";
-import { BlockOp, BlockReply } from "../drivers/block/protocol.js";
+import { AttachFlags, BlockOp, BlockReply } from "../drivers/block/protocol.js";
 import type { DriveConfig } from "../drivers/block/component.js";
 import { lockPathFor } from "../drivers/block/lock.js";
 import type { BlockWorkerCall, BlockWorkerData, BlockWorkerFault, BlockWorkerHypercall, RevokedAnswer } from "../drivers/block/worker.js";
@@ -43,7 +43,7 @@ export class IsolatedBlockDriver {
   private worker: Worker | null = null;
   private link: WorkerLink | null = null;
   private dead = true;
-  /** Each attached client's ATTACH, to send again to a new worker. */
+  /** Each attached client's ATTACH (with its drive's state now: active or inactive), to send again to a new worker. */
   private readonly attaches = new Map<number, BlockWorkerCall>();
   private readonly watchdogMs: number;
 
@@ -76,6 +76,12 @@ export class IsolatedBlockDriver {
         utcb.set(...words);
         if (call.words[0] === BlockOp.ATTACH && words[0] === BlockReply.OK) this.attaches.set(id, call);
         if (call.words[0] === BlockOp.DETACH) this.attaches.delete(id);
+        // A new worker attaches the drive as it is now, active or not (a migration hands drives over).
+        const attached = this.attaches.get(id);
+        if (attached && words[0] === BlockReply.OK && (call.words[0] === BlockOp.ACTIVATE || call.words[0] === BlockOp.INACTIVATE)) {
+          const flags = call.words[0] === BlockOp.INACTIVATE ? AttachFlags.INACTIVE : 0;
+          this.attaches.set(id, { ...attached, words: [attached.words[0], attached.words[1], flags] });
+        }
       };
     };
   }
