@@ -24,8 +24,11 @@ export interface VmDescription extends Omit<VmmConfig, "drives"> {
   trustGroup?: number;
   console: ConsoleHost;
   /** Disk images in order: /dev/vda, /dev/vdb, ... */
-  drives?: ReadonlyArray<DriveConfig & { serial?: string }>;
+  drives?: ReadonlyArray<VmDrive>;
 }
+
+/** A VM's disk image. `inactive`: another process may still write it (an incoming migration's shared drive): the VMM opens it at the VM's first resume. */
+export type VmDrive = DriveConfig & { serial?: string; inactive?: boolean };
 
 export interface Composition {
   modules: BootModule[];
@@ -228,7 +231,7 @@ export function compose(vms: readonly VmDescription[], services: HostServices = 
           ...(services.control ? [[Published.VMM_CONTROL, { module: "control", sel: ControlSel.VM_BASE + i }]] : []),
           ...peerRoutes,
         ]),
-        threads: [{ entry: vmmComponent({ ...vm, peers: mine, drives: vm.drives?.map((d) => ({ readOnly: d.readOnly, serial: d.serial })) }), priority: 30, quantumNs: 1_000_000 }],
+        threads: [{ entry: vmmComponent({ ...vm, peers: mine, drives: vm.drives?.map((d) => ({ readOnly: d.readOnly, serial: d.serial, inactive: d.inactive })) }), priority: 30, quantumNs: 1_000_000 }],
       },
     );
   });

@@ -42,7 +42,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<ControlCommand["op"], string> = { end: "ended", load: "loaded", pause: "paused", resume: "resumed", query: "queried", save: "saved", state: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
+const VERB: Record<Exclude<ControlCommand["op"], "inactivate">, string> = { end: "ended", load: "loaded", pause: "paused", resume: "resumed", query: "queried", save: "saved", state: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -79,6 +79,16 @@ export class HostControl implements ControlHost, VmControl {
   /** An incoming migration's VM takes the state the host has for it now (VmmConfig.incoming); it stays paused. */
   load(vm: number): Promise<void> {
     return this.request({ vm, op: "load" }, () => undefined);
+  }
+
+  /**
+   * A paused VM's drives, handed over in a live migration: each is written to disk and closed (its
+   * write lock released: another process may open it now). The next resume opens them again as
+   * they are on disk then, and fails (ControlError naming the drive: LOCKED while another process
+   * has it) when one cannot be; the VM stays paused then.
+   */
+  inactivateDrives(vm: number): Promise<void> {
+    return this.request({ vm, op: "inactivate" }, () => undefined);
   }
 
   /** End a paused VM for good (it migrated away): its VMM reports it ended (VmEnd.MIGRATED); the others run on. */
@@ -193,7 +203,8 @@ export class HostControl implements ControlHost, VmControl {
     if (!pending) return;
     this.taken.delete(command);
     const why = "reason" in result ? `: ${result.reason}` : "";
-    if (result.status !== Status.SUCCESS) pending.fail(new ControlError(`the VM could not be ${VERB[command.op]} (${Status[result.status] ?? result.status})${why}`));
+    const what = command.op === "inactivate" ? "the VM's drives could not be closed" : `the VM could not be ${VERB[command.op]}`;
+    if (result.status !== Status.SUCCESS) pending.fail(new ControlError(`${what} (${Status[result.status] ?? result.status})${why}`));
     else pending.onDone(result);
   }
 

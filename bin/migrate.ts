@@ -211,6 +211,8 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   const threadClock = new ThreadClock();
   let logging = false;
   let throttled = false;
+  /** The VM's drives were closed for the destination (shared storage): a resume here opens them again. */
+  let handedOver = false;
   let converged = false;
   /** Passes that dirtied more than the trigger threshold since the throttle last rose. */
   let highPasses = 0;
@@ -294,6 +296,12 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       return sendNow(frames);
     }, (state, pagesSent) => [[encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)], pagesSent] as const, step);
     step(`state ${(tail[0].length / 1024).toFixed(0)} KiB`);
+    if (request.drives.length > 0) {
+      // Shared storage: the destination opens the images once they are on disk and closed here (their write locks released).
+      handedOver = true;
+      await control.inactivateDrives(vm);
+      step("drives closed");
+    }
     options.onStopped?.();
     await sendTail(tail);
     await pagesSent;
@@ -312,11 +320,31 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     if (logging) await control.dirty(vm, "stop").catch(() => {});
     stopBlockLog();
     if (throttled) await control.throttle(vm, 0).catch(() => {});
-    await control.resume(vm).catch(() => {});
     socket.destroy();
+    const resumed = await resumeAfterFailure(control, vm, handedOver);
+    if (resumed !== null) throw new Error(`${error instanceof Error ? error.message : String(error)}; the VM stays paused here: ${resumed}`);
     throw error;
   } finally {
     threadClock.close();
+  }
+}
+
+/** How long a failed migration's source waits for the destination to let go of the drives (it may still be ending), ms. */
+const DRIVES_BACK_MS = 5000;
+
+/**
+ * Let the source's VM go on after a failed migration; null once it runs, else why it could not. A
+ * VM whose drives were handed over opens them again as it resumes: while the destination still has
+ * one (LOCKED: it may be ending), wait for it, up to DRIVES_BACK_MS; a destination that runs the VM
+ * (the connection broke after its ACK left) keeps them, and this VM stays paused rather than write
+ * the same disk.
+ */
+async function resumeAfterFailure(control: HostControl, vm: number, handedOver: boolean): Promise<string | null> {
+  const deadline = performance.now() + DRIVES_BACK_MS;
+  for (;;) {
+    const why = await control.resume(vm).then(() => null, (error: unknown) => (error instanceof Error ? error.message : String(error)));
+    if (why === null || !handedOver || !/LOCKED/.test(why) || performance.now() > deadline) return handedOver ? why : null;
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -402,6 +430,8 @@ export interface IncomingStream {
   timeline: MigrationTimeline;
   /** The VM's drives as its block driver has them: block-migrated chunks go straight into the overlays then (before, they wait in memory). */
   attachBlocks(drive: (index: number) => HostDrive | null): void;
+  /** Whether drive `index` comes in the stream (a new overlay here), not from shared storage the source still writes until its stop. */
+  blockMigrated(index: number): boolean;
 }
 
 /**
@@ -455,7 +485,10 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
             for (const [drive, path] of blocks.paths) drives[drive] = driveRecord({ path, format: "qcow2" });
           }
           // The setup (ROMs, drives, platform): the destination builds the VM while the pages come.
-          helloSetup = hello.setup === undefined ? null : checkSavedSetup(savedSetupInMemory(hello.setup, memoryBytes));
+          // Shared drives change while the source runs (a file's size and times), and another host
+          // names a file by other device numbers: they are taken as they are found, and the block
+          // driver hands each over from the source's hv at the stop (its write lock).
+          helloSetup = hello.setup === undefined ? null : checkSavedSetup(savedSetupInMemory(hello.setup, memoryBytes), { ignoreDriveChanges: true });
           timeline.mark("hello");
           setupFound(helloSetup);
         } else if (value?.vm && typeof value.vm === "object") {
@@ -478,7 +511,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
     }
     if (!meta) throw new MigrationError("END", "the stream ended without the VM's state");
     // Checked as a snapshot file would be, and resumed from memory: no file between stop and start.
-    const vm = checkSavedVm(savedVmInMemory(meta, memoryBytes, ram), { devicesCheckedByLoad: options.devicesCheckedByLoad });
+    const vm = checkSavedVm(savedVmInMemory(meta, memoryBytes, ram), { devicesCheckedByLoad: options.devicesCheckedByLoad, ignoreDriveChanges: true });
     timeline.mark("state checked");
     if (helloSetup) {
       const differs = setupDifference(helloSetup, vm);
@@ -512,6 +545,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
       attached = drive;
       if (blocks) blocks.attach = drive;
     },
+    blockMigrated: (index) => (blocks as BlockTargets | null)?.paths.has(index) ?? false,
   };
 }
 

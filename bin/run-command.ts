@@ -19,7 +19,7 @@ import { BootImageError } from "../vmm/boot/index.js";
 import { MAX_DRIVES } from "../vmm/vmm.js";
 import { MAX_CPUS } from "../vmm/smp.js";
 import { MAX_ROM_SIZE } from "../vmm/boot/bios.js";
-import { MAX_VM_MEMORY } from "./compose.js";
+import { MAX_VM_MEMORY, type VmDrive } from "./compose.js";
 import { OutputFile, checkDrives, identityOf, readInputFile, type FileIdentity } from "./host-files.js";
 import type { DriveConfig } from "../drivers/block/component.js";
 import type { FormatName } from "../drivers/block/image.js";
@@ -275,7 +275,8 @@ async function runOrResume(opts: RunOpts, restored: RestoredVm | undefined, arri
   const bios = opts.bios ? readInputFile(opts.bios, "--bios", MAX_ROM_SIZE, "bytes of the flash window below 4 GiB") : undefined;
 
   const memoryBytes = restored?.memoryBytes ?? early?.memoryBytes ?? opts.mem;
-  const drives = restored?.drives ?? early?.drives ?? opts.drive;
+  // An incoming VM's shared drives are the source's until its stop: attached inactive, opened as the VM starts here.
+  const drives: VmDrive[] = restored?.drives ?? early?.drives.map((d, i) => ({ ...d, inactive: !arrival!.early!.stream.blockMigrated(i) })) ?? opts.drive;
   // Drives and outputs are checked and opened before the VM starts: a bad one is an error now, not later.
   const read: Array<[string | undefined, string]> = [[kernelPath, "the kernel"], [initrdPath, "the initrd"], [opts.bios, "the ROM (--bios)"], [opts.restore, "the snapshot (--restore)"]];
   const inputs: FileIdentity[] = [...checkDrives(drives), ...read.flatMap(([path, what]) => identityOf(path, what) ?? [])];
@@ -290,7 +291,7 @@ interface RunInputs {
   append?: string;
   bios?: Uint8Array;
   memoryBytes: number;
-  drives: DriveConfig[];
+  drives: VmDrive[];
   debugconFile: string | null;
   /** The files the run reads, which no output may be. */
   inputs: FileIdentity[];

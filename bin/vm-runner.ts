@@ -8,12 +8,12 @@ import type { ScannerStats } from "../services/memory-manager.js";
 import { Kernel, type HostTimeSource, type TraceSink, type VcpuEngineFactory } from "../kernel/index.js";
 import { loadBios, loadKernel, type BootPlan } from "../vmm/boot/index.js";
 import type { ConsoleHost } from "../drivers/console/console.js";
-import { BlockDriver, type DriveConfig, type HostDrive } from "../drivers/block/component.js";
+import { BlockDriver, type HostDrive } from "../drivers/block/component.js";
 import { VmEnd } from "../services/root-protocol.js";
 import { rootTask } from "../services/root.js";
 import { MAX_DRIVES, type VmmConfig } from "../vmm/vmm.js";
 import type { ControlHost } from "../services/vm-control.js";
-import { compose } from "./compose.js";
+import { compose, type VmDrive } from "./compose.js";
 import { IsolatedBlockDriver, type IsolateOptions } from "./isolate.js";
 import { ExitStatus } from "./exit-status.js";
 import { StorageCollector } from "./host-memory.js";
@@ -84,7 +84,7 @@ export interface VmRunOptions {
   /** Pages the memory manager's scanner looks at per VM second (default DEFAULT_SCAN_RATE; 0: no scanner). */
   scanRate?: number;
   /** Disk images, in order: /dev/vda, /dev/vdb, ... (virtio-blk through the block driver component). */
-  drives?: ReadonlyArray<DriveConfig>;
+  drives?: ReadonlyArray<VmDrive>;
   /** The boot plan, when the caller made it already (otherwise made from kernelImage/bios). */
   plan?: BootPlan;
   /** Resume a saved VM: its plan (saved ROMs and vCPU state, no writes) replaces the boot plan. */
@@ -190,7 +190,7 @@ export interface FleetVm {
   memoryBytes: number;
   plan: BootPlan;
   console: ConsoleHost;
-  drives?: ReadonlyArray<DriveConfig>;
+  drives?: ReadonlyArray<VmDrive>;
   debugExitPort?: number | null;
   debugcon?: boolean;
   apic?: boolean;

@@ -23,6 +23,8 @@ export type ControlCommand =
   | { vm: number; op: "resume" }
   /** An incoming migration's VM (built before its state came) takes the state the host has now; it stays paused. */
   | { vm: number; op: "load" }
+  /** A live migration's hand-over of shared drives: write them to disk and close them, so that another process may open them (the next resume opens them again); paused VMs only. */
+  | { vm: number; op: "inactivate" }
   /** The VM is over (it runs elsewhere now: migrated); paused VMs only. */
   | { vm: number; op: "end" }
   | { vm: number; op: "query" }
@@ -73,7 +75,7 @@ export type ControlResult =
   | { status: Status; state: Uint8Array; ram: RamPages }
   /** The "state" op: the encoded VmState, valid only during `done`. */
   | { status: Status; vmState: Uint8Array }
-  /** A refused LOAD: why the VMM's devices refused the state. */
+  /** A refused LOAD, INACTIVATE or RESUME: why the VMM's devices or drives refused. */
   | { status: Status; reason: string };
 
 /** The host side: where commands come from and results go. */
@@ -103,11 +105,13 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
           } else if (command.op === "load") {
             sys.utcb.set(VmmControlOp.LOAD);
             const st: Status = yield sys.wait.call(portal);
-            const w = sys.utcb.words;
-            if (st !== Status.SUCCESS || w[0] === Status.SUCCESS) host.done(command, { status: st === Status.SUCCESS ? w[0] : st });
-            else host.done(command, { status: w[0], reason: new TextDecoder().decode(Uint8Array.from(w.subarray(1, sys.utcb.untyped), (b) => b & 0xff)) });
+            host.done(command, withReason(sys, st));
+          } else if (command.op === "inactivate") {
+            sys.utcb.set(VmmControlOp.INACTIVATE);
+            host.done(command, withReason(sys, sys.call(portal)));
           } else if (command.op === "resume") {
-            host.done(command, { status: call(sys, portal, VmmControlOp.RESUME) });
+            sys.utcb.set(VmmControlOp.RESUME);
+            host.done(command, withReason(sys, sys.call(portal)));
           } else if (command.op === "end") {
             host.done(command, { status: call(sys, portal, VmmControlOp.END) });
           } else if (command.op === "ram") {
@@ -183,6 +187,13 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
         }
       }
     })();
+}
+
+/** The reply to a call that returned `called`: its status, and why it refused when it says ([status, reason...], a byte a word). */
+function withReason(sys: Sys, called: Status): ControlResult {
+  const w = sys.utcb.words;
+  if (called !== Status.SUCCESS || w[0] === Status.SUCCESS) return { status: called === Status.SUCCESS ? w[0] : called };
+  return { status: w[0], reason: new TextDecoder().decode(Uint8Array.from(w.subarray(1, sys.utcb.untyped), (b) => b & 0xff)) };
 }
 
 function pauseMessage(sys: Sys, at: number | undefined): void {

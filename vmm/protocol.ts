@@ -19,7 +19,7 @@
 //                offset; the caller checks that `items` came
 //   [PAUSE(, atLo, atHi)]  [status]     deferred until the vCPU stopped at an instruction boundary:
 //                                       now, or when the VM's clock reaches `at` (ns), exactly there
-//   [RESUME]     [status]
+//   [RESUME]     [status] or [BAD_PARAMETER, reason...]   (see INACTIVATE)
 //   [SAVE]       [status, stateBytes]   paused VMs only: the VmState, msgpack-encoded, at the start
 //                                       of the state region (RAM is read through the RAM pages)
 //   [BALLOON, set, pages]  [status, actual, target, statsAsked, ramPages, reported, released]
@@ -42,6 +42,12 @@
 //                now, and the pages that came; it stays paused until RESUME. Once only. Device
 //                records the devices refuse (they take all or none): [BAD_PARAMETER, reason...]
 //                (UTF-8, a byte a word), and the VM waits on, never run
+//   [INACTIVATE]  [status] or [BAD_PARAMETER, reason...]   paused VMs only: a live migration's
+//                hand-over of shared drives: each drive goes to disk and is closed, its write lock
+//                released, so that another process may open it. The next RESUME opens them again as
+//                they are on disk then (so does an incoming VM's first, for the drives it attached
+//                inactive, VmmConfig drives' `inactive`); a drive the block driver refuses (LOCKED:
+//                another process has it) refuses the RESUME with why, and the VM stays paused
 //   [END]        [status]   paused VMs only: the VM is over, since it runs elsewhere now (it migrated
 //                away); the VMM ends it as a guest's poweroff would (VM_EXITED, VmEnd.MIGRATED), and
 //                it never runs again
@@ -66,6 +72,7 @@ export const VmmControlOp = {
   THROTTLE: 8,
   LOAD: 9,
   END: 10,
+  INACTIVATE: 11,
 } as const;
 
 /** THROTTLE: the period the vCPU's share is counted in (virtual ns; QEMU's throttle timeslice), and the most it may be held back (percent). */

@@ -28,7 +28,7 @@ import { PcPlatform } from "./devices/platform.js";
 import { DeviceStateError } from "./devices/state.js";
 import type { AccessSize } from "./devices/bus.js";
 import { KernelDeviceClock } from "./device-clock.js";
-import { BlockAttachError, FlatGuestRam, VirtioBalloon, VirtioBlk, VirtioBlkStatus, VirtioPciDevice, installVirtioPci, ipcBlockBackend, type BlockBackend, type GuestRam } from "./devices/virtio/index.js";
+import { BlockAttachError, FlatGuestRam, VirtioBalloon, VirtioBlk, VirtioBlkStatus, VirtioPciDevice, installVirtioPci, ipcBlockBackend, type BlockBackend, type GuestRam, type IpcBlockBackend } from "./devices/virtio/index.js";
 import { ManualClock, type DeviceClock } from "./devices/clock.js";
 import { ConsoleChannel } from "../drivers/console/protocol.js";
 import { MemoryOp, MemoryStatus, memoryStatusName } from "../services/memory-protocol.js";
@@ -75,8 +75,8 @@ const CONTROL_EC = 38;
 const CONTROL_PT = 39;
 /** An incoming migration's VM waits here for LOAD. */
 const LOAD_SM = 36;
-/** Bytes of a refused LOAD's reason at most (one a UTCB word). */
-const LOAD_REASON_BYTES = 400;
+/** Bytes of a refused LOAD's, INACTIVATE's or RESUME's reason at most (one a UTCB word). */
+const REFUSAL_REASON_BYTES = 400;
 const PEER_EC = 40;
 /** The peer portal this VMM serves for channel k: PEER_PT_BASE + k (its portal id k). */
 const PEER_PT_BASE = 48;
@@ -123,8 +123,12 @@ export interface VmmConfig {
   /** Forward port 0xe9 output to the console driver's DEBUGCON channel. */
   debugcon?: boolean;
   vcpuPriority?: number;
-  /** virtio-blk disks, each served by the block driver through portal BLOCK_BASE + i. */
-  drives?: ReadonlyArray<{ readOnly?: boolean; serial?: string }>;
+  /**
+   * virtio-blk disks, each served by the block driver through portal BLOCK_BASE + i. `inactive`:
+   * another process may still write the image (an incoming migration's shared drive): attach it
+   * without opening it, and open it at the first RESUME.
+   */
+  drives?: ReadonlyArray<{ readOnly?: boolean; serial?: string; inactive?: boolean }>;
   /** Virtual ns per TSC tick (the kernel's ns per instruction; default 1). */
   nsPerTscTick?: number;
   /**
@@ -316,6 +320,10 @@ class Vmm {
   private statePage = 0;
   /** Each drive's bounce region: its first page in the VMM's space. */
   private bouncePages: number[] = [];
+  /** Each drive's connection to the block driver, by drive index. */
+  private readonly driveBackends: IpcBlockBackend[] = [];
+  /** Some drive is closed (attached inactive, or INACTIVATE): RESUME opens them first. */
+  private drivesInactive = false;
   /** IGNNE# changed on a port F0h write: hand it to the vCPU at the recall that follows. */
   private ignneChanged = false;
   /** KVM's paravirtual interface, when offered. */
@@ -646,7 +654,7 @@ class Vmm {
       let backend;
       try {
         const page = this.bouncePages[i];
-        backend = ipcBlockBackend(this.sys, VmmSel.BLOCK_BASE + i, this.view(page, BLOCK_BOUNCE_PAGES), page);
+        backend = ipcBlockBackend(this.sys, VmmSel.BLOCK_BASE + i, this.view(page, BLOCK_BOUNCE_PAGES), page, d.inactive === true);
       } catch (error) {
         if (error instanceof BlockAttachError) {
           this.end(1, VmEnd.ERROR, `block driver refused drive ${i}: ${error.message}`);
@@ -654,6 +662,8 @@ class Vmm {
         }
         throw error;
       }
+      this.driveBackends[i] = backend;
+      if (d.inactive) this.drivesInactive = true;
       installDrive(this.platform, i, backend, d, this.ram);
     });
   }
@@ -1110,11 +1120,20 @@ class Vmm {
         });
         return;
       }
-      case VmmControlOp.RESUME:
+      case VmmControlOp.RESUME: {
+        // A VM never runs without its drives: those handed over open again first.
+        const refused = this.pauseStart !== null && this.drivesInactive ? this.activateDrives() : null;
+        if (refused !== null) return refuseWith(utcb, refused);
         this.resume();
         return void utcb.set(Status.SUCCESS);
+      }
       case VmmControlOp.SAVE:
         return this.save(utcb);
+      case VmmControlOp.INACTIVATE: {
+        if (this.pauseStart === null || this.ended) return void utcb.set(Status.BAD_FEATURE);
+        const why = this.inactivateDrives();
+        return void (why === null ? utcb.set(Status.SUCCESS) : refuseWith(utcb, why));
+      }
       case VmmControlOp.END:
         // Only a VM its host stopped: one that ran on would have gone on past its moved state.
         if (this.pauseStart === null && !this.ended) return void utcb.set(Status.BAD_FEATURE);
@@ -1299,7 +1318,7 @@ class Vmm {
       this.applyResumed(got.state);
     } catch (error) {
       if (!(error instanceof DeviceStateError)) throw error;
-      return void utcb.set(Status.BAD_PARAMETER, ...new TextEncoder().encode(error.message).subarray(0, LOAD_REASON_BYTES));
+      return refuseWith(utcb, error.message);
     }
     const token = this.sys.deferReply();
     if (!token) return void utcb.set(Status.BAD_FEATURE);
@@ -1308,6 +1327,30 @@ class Vmm {
     this.resumed = got;
     this.loadReply = token;
     this.sys.up(LOAD_SM);
+  }
+
+  /** Open every drive's image again (an active one stays as it is); why one could not be, or null. */
+  private activateDrives(): string | null {
+    for (const [i, backend] of this.driveBackends.entries()) {
+      try {
+        backend?.activate();
+      } catch (error) {
+        if (!(error instanceof BlockAttachError)) throw error;
+        return `drive ${i}: ${error.message}`;
+      }
+    }
+    this.drivesInactive = false;
+    return null;
+  }
+
+  /** INACTIVATE: each drive to disk and closed (the VM is paused: none of its requests is under way); why one failed, or null. */
+  private inactivateDrives(): string | null {
+    this.drivesInactive = true;
+    let why: string | null = null;
+    for (const [i, backend] of this.driveBackends.entries()) {
+      if (backend && backend.inactivate() !== VirtioBlkStatus.OK) why ??= `drive ${i} could not be written to disk and closed`;
+    }
+    return why;
   }
 
   private resume(): void {
@@ -1427,4 +1470,9 @@ function invalidCause(q: VcpuState["qual"]): string {
 
 function must(s: Status, what: string): void {
   if (s !== Status.SUCCESS) throw new Error(`vmm: could not ${what}: ${Status[s]}`);
+}
+
+/** A refusal with its reason: [BAD_PARAMETER, reason...] (UTF-8, a byte a word, at most REFUSAL_REASON_BYTES). */
+function refuseWith(utcb: Utcb, why: string): void {
+  utcb.set(Status.BAD_PARAMETER, ...new TextEncoder().encode(why).subarray(0, REFUSAL_REASON_BYTES));
 }

@@ -14,6 +14,7 @@ import { FrameReader, FrameType, MIGRATION_MAGIC, encodeFrame } from "../../serv
 import { ctl, ctlAsync } from "../support/hv-ctl.js";
 import { freePort, hvRun, until } from "../support/hv-process.js";
 import { COUNTER_GUEST } from "../vm/guests.js";
+import { expectedDisk, firstDifference, makeWriterDisk, readDisk } from "../vm/block-migration-disk.js";
 import { hasNasm } from "../vm/nasm.js";
 import { HV, ROOT } from "./img-harness.js";
 
@@ -65,16 +66,22 @@ function rewritingProxy(port: number, to: number, rewrite: (vm: VmRecord) => voi
 
 let runs = 0;
 
-/** Migrate the counter guest through a proxy that rewrites its final state; the refusal must name `reason`, on both ends. */
-async function refusedMigration(rewrite: (vm: VmRecord) => void, reason: RegExp): Promise<void> {
-  const kernel = path.join(dir, "counter.bin");
+/**
+ * Migrate the counter guest (`withDrive`: a guest that writes its shared drive, a line per write)
+ * through a proxy that rewrites its final state; the refusal must name `reason`, on both ends.
+ */
+async function refusedMigration(rewrite: (vm: VmRecord) => void, reason: RegExp, withDrive = false): Promise<void> {
+  let kernel = path.join(dir, "counter.bin");
   fs.writeFileSync(kernel, COUNTER_GUEST());
+  const drive = withDrive ? makeWriterDisk(fs.mkdtempSync(path.join(dir, "drive-")), 10_000_000) : null;
+  const driveArgs = drive ? ["--drive", `file=${drive.sourceOverlay}`] : [];
+  if (drive) kernel = drive.kernel;
   const [destPort, proxyPort] = [await freePort(), await freePort()];
   const sock = path.join(dir, `source-${++runs}.qmp`);
   const destination = hvRun(HV, ["--incoming", `tcp:127.0.0.1:${destPort}`, "--no-pace", "--wall-timeout", "120"], { cwd: ROOT });
   await until("the destination to listen", () => destination.err().includes("waiting for a migration"));
   const proxy = await rewritingProxy(proxyPort, destPort, rewrite);
-  const source = hvRun(HV, ["--kernel", kernel, "--mem", "32M", "--qmp", `unix:${sock}`, "--no-pace", "--wall-timeout", "120"], { cwd: ROOT });
+  const source = hvRun(HV, ["--kernel", kernel, "--mem", "32M", ...driveArgs, "--qmp", `unix:${sock}`, "--no-pace", "--wall-timeout", "120"], { cwd: ROOT });
   try {
     await until("the source's lines", () => source.out().split("\n").length > 20 && fs.existsSync(sock));
     const migrate = await ctlAsync(sock, "migrate", `uri=tcp:127.0.0.1:${proxyPort}`);
@@ -95,8 +102,16 @@ async function refusedMigration(rewrite: (vm: VmRecord) => void, reason: RegExp)
     await until("the source's lines after the refusal", () => source.out().split("\n").length > linesAfter + 10);
     expect(ctl(sock, "quit").status).toBe(0);
     expect(await source.exited).toBe(0);
-    const lines = source.out().split("\n").filter((l) => l.length > 0);
-    lines.slice(0, -1).forEach((l, i) => expect(l, `line ${i + 1}`).toBe(`L${i + 1}`));
+    // Whole lines only: the VM may end in the middle of one.
+    const out = source.out();
+    const lines = out.slice(0, out.lastIndexOf("\n") + 1).split("\n").filter((l) => l.length > 0);
+    lines.forEach((l, i) => expect(l, `line ${i + 1}`).toBe(`L${i + 1}`));
+    if (drive) {
+      // The source had its drive back (it had closed it for the destination): every write, before and after, is in it (and maybe the next, made before its line).
+      const disk = readDisk(drive.sourceOverlay);
+      if (firstDifference(disk, expectedDisk(drive.base, lines.length)) !== -1) expect(firstDifference(disk, expectedDisk(drive.base, lines.length + 1))).toBe(-1);
+      expect(source.err()).not.toMatch(/stays paused/);
+    }
   } finally {
     source.child.kill("SIGTERM");
     destination.child.kill("SIGTERM");
@@ -106,6 +121,10 @@ async function refusedMigration(rewrite: (vm: VmRecord) => void, reason: RegExp)
 describe.skipIf(!hasNasm())("a migration whose final state is not the VM the hello announced, or that its devices refuse", () => {
   it("another name: the destination refuses it and exits with status 2; the source keeps its VM running, nothing lost", async () => {
     await refusedMigration((vm) => void (vm.header.name = "impostor"), /migration stream: META: the VM's name at the end is not what the hello said/);
+  }, 300_000);
+
+  it("with a drive on shared storage: the source closed it for the destination, takes it back after the refusal and writes on", async () => {
+    await refusedMigration((vm) => void (vm.header.name = "impostor"), /migration stream: META: the VM's name at the end is not what the hello said/, true);
   }, 300_000);
 
   it("a PIT channel in mode 9: the destination's devices refuse it as they load it (exit status 2, never run); the source keeps its VM", async () => {

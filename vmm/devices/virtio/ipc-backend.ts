@@ -4,8 +4,8 @@
 // that lies inside the region (for example when the region is all of guest RAM) costs one call
 // and no copy; any other buffer goes through the region in chunks.
 
-import { MemRights, SpaceKind, Status, alignedRuns, crd, unpackBytes, type MemoryView, type Sys } from "../../../kernel/index.js";
-import { BlockOp, BlockReply, BlockFlags, BLOCK_SECTOR_SIZE, blockReplyName } from "../../../drivers/block/protocol.js";
+import { MemRights, SpaceKind, Status, alignedRuns, crd, unpackBytes, type MemoryView, type Sys, type Utcb } from "../../../kernel/index.js";
+import { AttachFlags, BlockOp, BlockReply, BlockFlags, BLOCK_SECTOR_SIZE, blockReplyName } from "../../../drivers/block/protocol.js";
 import { VirtioBlkStatus, gather, scatter, type BlockBackend } from "./blk.js";
 
 const PAGE = 4096;
@@ -24,19 +24,25 @@ const RESTART_TRIES = 3;
 export interface IpcBlockBackend extends BlockBackend {
   /** Flush, close the image on the driver's side and unmap the shared region there. */
   detach(): VirtioBlkStatus;
+  /** Flush and close the image on the driver's side (its write lock with it), keeping the region: I/O fails until activate(). */
+  inactivate(): VirtioBlkStatus;
+  /** Open the image again as it is on disk now; throws BlockAttachError when the driver refuses (LOCKED: another process has it). */
+  activate(): void;
 }
 
 /**
  * Attach to the block driver behind `portal`, sharing `shared` (a view of this PD's memory from
  * page `sharedPage` on, from `sys.memory(sharedPage, pages)`). Throws BlockAttachError when
- * the driver refuses (LOCKED: another writer has the image). Call from an EC of the PD `sys` is for.
+ * the driver refuses (LOCKED: another writer has the image). `inactive`: the driver only looks at
+ * the image (its size) and does not open it until activate(): another process may still write it
+ * (a migration's source). Call from an EC of the PD `sys` is for.
  */
-export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sharedPage: number): IpcBlockBackend {
+export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sharedPage: number, inactive = false): IpcBlockBackend {
   const pages = shared.length / PAGE;
   if (!Number.isInteger(pages) || pages < 1) throw new RangeError(`shared region of ${shared.length} bytes is not whole pages`);
   const utcb = () => sys.utcb;
   const u = utcb();
-  u.set(BlockOp.ATTACH, pages);
+  u.set(BlockOp.ATTACH, pages, inactive ? AttachFlags.INACTIVE : 0);
   for (const [offset, order] of alignedRuns(pages, [sharedPage, 0])) {
     u.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, sharedPage + offset, order, MemRights.R | MemRights.W), offset });
   }
@@ -44,10 +50,7 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sh
   u.items.length = 0;
   if (called !== Status.SUCCESS) throw new BlockAttachError(BlockReply.IOERR, `portal call failed: ${Status[called]}`);
   const w = u.words;
-  if (w[0] !== BlockReply.OK) {
-    const reason = u.untyped >= 2 ? new TextDecoder().decode(unpackBytes(w, 2, Math.min(w[1], 4 * (u.untyped - 2)))) : "";
-    throw new BlockAttachError(w[0], reason);
-  }
+  if (w[0] !== BlockReply.OK) throw refusal(u);
   const sectors = w[1] + w[2] * 2 ** 32;
   const readOnly = (w[3] & BlockFlags.READ_ONLY) !== 0;
   const chunk = Math.floor(shared.length / BLOCK_SECTOR_SIZE) * BLOCK_SECTOR_SIZE;
@@ -136,7 +139,22 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sh
       utcb().set(BlockOp.DETACH);
       return sys.call(portal) === Status.SUCCESS ? statusOf(utcb().words[0]) : VirtioBlkStatus.IOERR;
     },
+    inactivate: () => send(BlockOp.INACTIVATE),
+    activate: () => {
+      const m = utcb();
+      m.set(BlockOp.ACTIVATE);
+      const st = sys.call(portal);
+      if (st !== Status.SUCCESS) throw new BlockAttachError(BlockReply.IOERR, `portal call failed: ${Status[st]}`);
+      if (m.words[0] !== BlockReply.OK) throw refusal(m);
+    },
   };
+}
+
+/** A refused ATTACH or ACTIVATE: its status and the reason the driver sent. */
+function refusal(u: Utcb): BlockAttachError {
+  const w = u.words;
+  const reason = u.untyped >= 2 ? new TextDecoder().decode(unpackBytes(w, 2, Math.min(w[1], 4 * (u.untyped - 2)))) : "";
+  return new BlockAttachError(w[0], reason);
 }
 
 function statusOf(reply: number): VirtioBlkStatus {
