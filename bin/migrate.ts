@@ -70,6 +70,8 @@ export interface MigrationProgress {
   dirty: number;
   /** What sending those would take at this pass's bandwidth, ms. */
   expectedDowntimeMs?: number;
+  /** Pages the guest wrote per second of host time while this pass went (QEMU's dirty-pages-rate). */
+  dirtyRate?: number;
   /** How much the vCPU is held back now (auto-converge), percent. */
   throttle: number;
   /** Non-zero pages when the migration started (what pass 1 sent). */
@@ -222,6 +224,8 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     await send(MIGRATION_MAGIC);
     await send(encodeFrame(FrameType.META, encode({ hello: { memoryBytes: request.memoryBytes, name: request.name, setup: savedSetup(request), ...(blocks.length > 0 ? { blocks: announced } : {}) } })));
     await control.dirty(vm, "start");
+    /** When the dirty log was last collected (or started): what it holds was written since. */
+    let logSince = clock();
     logging = true;
     // Written from here on: sent again. The log starts before pass 1 reads what the overlays hold.
     for (const b of blocks) if (!b.drive.startLog(BLOCK_CHUNK_BYTES)) throw new RangeError(`block migration: drive ${b.index} is not attached to the VM`);
@@ -241,6 +245,9 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       // Read as they go, between kernel slices: no disk request is half done.
       await sendAll(blockFramesOf(wantedChunks));
       const log = await control.dirty(vm, "collect");
+      const collected = clock();
+      progress.dirtyRate = (log.pages * 1000) / Math.max(collected - logSince, 1e-3);
+      logSince = collected;
       if (progress.pass === 1) progress.nonZeroPages = progress.pages;
       progress.dirty = log.pages;
       wantedChunks = blocks.map((b) => b.drive.collectLog()!);
@@ -830,7 +837,7 @@ export class OutgoingMigration {
     const info: Record<string, unknown> = { status: this.status, "total-time": Math.round(performance.now() - this.started) };
     // Remaining: what this pass has still to send, or once it is sent, what the next one will (the pages written since).
     const remaining = p ? (p.passSent < p.passBytes ? p.passBytes - p.passSent : p.dirty * 4096) : 0;
-    if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, remaining, normal: p.pages, total: this.memoryBytes };
+    if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, remaining, normal: p.pages, total: this.memoryBytes, ...(p.dirtyRate !== undefined ? { "dirty-pages-rate": Math.round(p.dirtyRate) } : {}) };
     if (p && p.throttle > 0) info["cpu-throttle-percentage"] = p.throttle;
     // Block migration (inc): QEMU's `disk` part of MigrationInfo, in bytes of chunks.
     if (p && p.chunks > 0) info.disk = { transferred: p.chunks * BLOCK_CHUNK_BYTES, remaining: p.dirtyChunks * BLOCK_CHUNK_BYTES };

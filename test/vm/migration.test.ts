@@ -150,6 +150,9 @@ describe.skipIf(!hasNasm())("live migration", () => {
     expect(off.result.throttle).toBe(0);
     // What the last pass left would take far longer than the limit: the guest outran the link.
     expect(off.result.expectedDowntimeMs).toBeGreaterThan(3 * 3);
+    // query-migrate's dirty-pages-rate: pages written per second of the link's clock in the last pass, no more than the guest writes.
+    expect(off.result.dirtyRate).toBeGreaterThan(0);
+    expect(off.result.dirtyRate).toBeLessThanOrEqual(50_000);
     checkLines(off.sourceText + off.destText);
     const autoConverge = { triggerThreshold: 50, initial: 50, increment: 20, max: 99 };
     const on = await moveCounter((k) => ({ ...link(k), autoConverge }), DIRTIER_GUEST);
