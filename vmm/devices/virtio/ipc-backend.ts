@@ -42,7 +42,8 @@ export function ipcBlockBackend(sys: Sys, portal: number, shared: MemoryView, sh
   if (!Number.isInteger(pages) || pages < 1) throw new RangeError(`shared region of ${shared.length} bytes is not whole pages`);
   const utcb = () => sys.utcb;
   const u = utcb();
-  u.set(BlockOp.ATTACH, pages, inactive ? AttachFlags.INACTIVE : 0);
+  if (inactive) u.set(BlockOp.ATTACH, pages, AttachFlags.INACTIVE);
+  else u.set(BlockOp.ATTACH, pages);
   for (const [offset, order] of alignedRuns(pages, [sharedPage, 0])) {
     u.items.push({ kind: "delegate", crd: crd(SpaceKind.MEMORY, sharedPage + offset, order, MemRights.R | MemRights.W), offset });
   }
