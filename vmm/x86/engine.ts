@@ -212,15 +212,17 @@ export class X86Engine implements VcpuEngine {
           }
           const po = lin & 0xfff;
           const phys = c.fetchPhys | po;
-          const b = blocks.index(phys);
+          let b = blocks.index(phys);
           let single = po > PAGE_TAIL;
           if (!single) {
-            if (blocks.tag[b] !== phys || blocks.mode[b] !== c.codeMode) {
+            if ((blocks.tag[b] !== phys || blocks.mode[b] !== c.codeMode) && (blocks.tag[++b] !== phys || blocks.mode[b] !== c.codeMode)) {
+              b = blocks.victim(b - 1, phys);
               blocks.build(c, b, src, lin, eip, phys, po);
             } else if (blocks.epoch[b] !== c.codeEpoch) {
               if (!bytesChangedAfter(c, blocks.epoch[b]) || blocks.same(c, b, c.fetchOff + po)) blocks.epoch[b] = c.codeEpoch;
               else blocks.build(c, b, src, lin, eip, phys, po);
             }
+            blocks.recent[b >> 1] = b & 1;
             single = ((eip + blocks.bytes[b] - 1) >>> 0) > c.limit[SEG_CS];
           }
           if (single) {

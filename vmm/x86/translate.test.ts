@@ -676,3 +676,57 @@ describe("a block cache that grows", () => {
     expect(m.engine.blocks.bits).toBe(bitsAtStart);
   });
 });
+
+describe("a block cache with two entries per set", () => {
+  /**
+   * Blocks at `at[0..n)` that share one set of the cache, block i `bswap R; inc R; bswap R; jmp`
+   * to the next, R eax, edx, ebx by turns (BSWAP's handler reads its register from its decoded
+   * slot as it runs: code run on another block's slots changes another register), the last
+   * `dec ecx; jnz` to the first, then HLT.
+   */
+  function ring(m: Machine, n: number, passes: number): number[] {
+    const blocks = m.engine.blocks;
+    const at = [0x100000];
+    for (let x = at[0] + 0x100; at.length < n; x += 0x10) if (blocks.index(x) === blocks.index(at[0])) at.push(x);
+    at.forEach((a, i) => {
+      const r = [0, 2, 3][i % 3];
+      m.write(a, [0x0f, 0xc8 + r, 0x40 + r, 0x0f, 0xc8 + r]);
+      if (i < n - 1) {
+        m.write(a + 5, [0xe9]);
+        m.w32(a + 6, at[i + 1] - (a + 10));
+      } else {
+        m.write(a + 5, [0x49, 0x0f, 0x85]);
+        m.w32(a + 8, at[0] - (a + 12));
+        m.write(a + 12, [0xf4]);
+      }
+    });
+    m.flat(0, at[0]);
+    m.update((s) => void (s.ecx = passes));
+    return at;
+  }
+
+  it("keeps two blocks that share a set: a loop over them decodes each once", () => {
+    const m = new Machine();
+    m.engine.translate = false;
+    ring(m, 2, 500);
+    expect(m.run()).toBe(ExitReason.HLT);
+    expect(m.regs.ecx).toBe(0);
+    // Direct-mapped, they pushed each other out at every pass (1,000 builds).
+    expect(m.engine.blocks.stats.built).toBe(2);
+  });
+
+  it("runs three blocks of one set the same interpreted and translated (kept translations come back in their own entry)", () => {
+    const results = [false, true].map((translate) => {
+      const m = new Machine();
+      m.engine.translate = translate;
+      m.engine.translateAfter = 1;
+      ring(m, 3, 200);
+      expect(m.run()).toBe(ExitReason.HLT);
+      if (translate) expect(m.engine.blocks.stats.reused).toBeGreaterThan(0);
+      const r = m.regs;
+      return { eax: r.eax, edx: r.edx, ebx: r.ebx, ecx: r.ecx, eip: r.eip, retired: m.engine.retired };
+    });
+    expect(results[0]).toMatchObject({ eax: 0xc8000000, edx: 0xc8000000, ebx: 0xc8000000, ecx: 0 }); // 200 passes in the top byte
+    expect(results[1]).toEqual(results[0]);
+  });
+});
