@@ -239,20 +239,24 @@ export class X86Engine implements VcpuEngine {
             continue;
           }
           const left = end - c.retired;
-          const count = blocks.count[b];
+          let count = blocks.count[b];
           // With c.attention set (an interrupt shadow, single-stepping) the interpreter runs one
           // instruction; translated code runs whole blocks.
           if (this.translate && count <= left && !c.attention) {
             let code = blocks.code[b];
             const h = code === null ? ++blocks.hits[b] : 0;
             if (h >= this.translateAfter || (h === this.wasmAfter && this.wasm)) {
+              if (blocks.open[b] !== 0) {
+                blocks.extend(c, b, src, lin, eip, po, true);
+                count = blocks.count[b];
+              }
               const first = b * MAX_INSTRUCTIONS, wide = c.codeMode === 1;
               code = this.wasm ? translateWasm(c, first, count, wide, blocks.code, this.wasmMixed) : null;
               if (code !== null) blocks.stats.wasm++;
               else if (h >= this.translateAfter) code = translateBlock(c, first, count, wide, blocks.code);
               if (code !== null) blocks.setCode(b, code);
             }
-            if (code !== null) {
+            if (code !== null && count <= left) {
               // Link the exit of the translated block that ran before (if any) to this one, then
               // run this block and the blocks it links to.
               const from = c.linkFrom;
@@ -269,7 +273,7 @@ export class X86Engine implements VcpuEngine {
             c.linkFrom = null;
           }
           const first = b * MAX_INSTRUCTIONS;
-          const n = count < left ? count : left;
+          let n = count < left ? count : left;
           const wide = c.codeMode;
           for (let k = 0; k < n; k++) {
             const slot = first + k;
@@ -280,6 +284,12 @@ export class X86Engine implements VcpuEngine {
             c.eip = c.nextEip;
             c.retired++;
             if (c.nextEip !== fall || c.attention) break;
+            // Fallen through the last branch of an open block: it goes on here (decoded now, while
+            // its page and code epoch are the ones it was checked in).
+            if (k === n - 1 && blocks.open[b] !== 0 && n < left && blocks.code[b] === null && blocks.epoch[b] === c.codeEpoch && lin >>> 12 === c.fetchPage) {
+              blocks.extend(c, b, src, lin, eip, po, false);
+              n = blocks.count[b] < left ? blocks.count[b] : left;
+            }
           }
         } while (c.retired < end && !c.attention);
       } catch (e) {

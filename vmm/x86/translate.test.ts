@@ -150,7 +150,10 @@ for (const wasm of [false, true]) describe(wasm ? "block translator, wasm tier" 
       setz bl
       jz .x
       .x: hlt`);
-    expect(m.run(1)).toBe(ExitReason.BUDGET);
+    // Decoded whole for its translation (the run is one instruction short of it: not run translated);
+    // the interpreter alone decodes it only as far as it ran.
+    m.engine.translateAfter = 1;
+    expect(m.run(12)).toBe(ExitReason.BUDGET);
     const blocks = m.engine.blocks;
     const b = blocks.tag.indexOf(CODE);
     const first = b * 16;
@@ -727,6 +730,56 @@ describe("a block cache with two entries per set", () => {
       return { eax: r.eax, edx: r.edx, ebx: r.ebx, ecx: r.ecx, eip: r.eip, retired: m.engine.retired };
     });
     expect(results[0]).toMatchObject({ eax: 0xc8000000, edx: 0xc8000000, ebx: 0xc8000000, ecx: 0 }); // 200 passes in the top byte
+    expect(results[1]).toEqual(results[0]);
+  });
+});
+
+describe("blocks decoded as far as they run", () => {
+  const code = `
+      xor eax, eax
+      cmp eax, 0
+      je .skip
+      inc eax
+      inc eax
+      inc eax
+      inc eax
+      .skip:
+      cmp eax, 1
+      jne .out
+      inc ebx
+      .out:
+      hlt`;
+
+  it("ends a block at a conditional branch until the interpreter falls through it", () => {
+    const m = new Machine(RAM);
+    m.engine.translate = false;
+    m.flat(0);
+    m.code32(code);
+    expect(m.run()).toBe(ExitReason.HLT);
+    const blocks = m.engine.blocks;
+    const b = blocks.tag.indexOf(CODE);
+    // XOR, CMP, JE (taken): the INCs after it were never decoded; past conditional branches at once it was 7.
+    expect(blocks.count[b]).toBe(3);
+    expect(blocks.open[b]).toBe(1);
+    expect(blocks.stats.extended).toBe(0);
+  });
+
+  it("goes on decoding where the interpreter fell through, and agrees with translated code", () => {
+    const results = [false, true].map((translate) => {
+      const m = new Machine(RAM);
+      m.engine.translate = translate;
+      m.engine.translateAfter = 1;
+      m.flat(0);
+      m.code32(code.replace("cmp eax, 0", "cmp eax, 1"));
+      expect(m.run()).toBe(ExitReason.HLT);
+      const blocks = m.engine.blocks;
+      const b = blocks.tag.indexOf(CODE);
+      if (!translate) expect(blocks.stats.extended).toBeGreaterThan(0);
+      // Interpreted: to the JNE (taken); translated: all of it, to the HLT.
+      expect(blocks.count[b]).toBe(translate ? 11 : 9);
+      return { eax: m.regs.eax, ebx: m.regs.ebx, eip: m.regs.eip, retired: m.engine.retired };
+    });
+    expect(results[0]).toMatchObject({ eax: 4, ebx: 0 });
     expect(results[1]).toEqual(results[0]);
   });
 });
