@@ -1,7 +1,7 @@
 // Instruction decoder: reads prefixes, opcode, ModRM/SIB, displacement and immediates as the
 // opcode table (opcodes.ts) describes them, into one slot of a `Decoded` structure of arrays.
 
-import { OPCODES, type OpcodeEntry } from "./opcodes.js";
+import { Imm, OPCODES, type OpcodeEntry } from "./opcodes.js";
 
 /** Byte k (0 = first prefix) of the instruction being decoded; may throw a guest fault. */
 export interface ByteSource {
@@ -184,35 +184,33 @@ export function decodeInto<C>(
   }
   let imm = 0, imm2 = 0;
   if (e !== null) {
-    for (const o of e.operands) {
-      switch (o) {
-        case "Ib":
-        case "Jb":
+    const immediates = e.immediates;
+    for (let j = 0; j < immediates.length; j++) {
+      switch (immediates[j]) {
+        case Imm.BYTE:
           imm2 = imm;
           imm = (read(src, k, 1) << 24) >> 24;
           k += 1;
           break;
-        case "Iw":
+        case Imm.WORD:
           imm = read(src, k, 2);
           k += 2;
           break;
-        case "Iz":
-        case "Iv":
+        case Imm.SIZED:
           imm = read(src, k, o32 ? 4 : 2);
           k += o32 ? 4 : 2;
           break;
-        case "Jz":
+        case Imm.RELATIVE:
           imm = o32 ? read(src, k, 4) : (read(src, k, 2) << 16) >> 16;
           k += o32 ? 4 : 2;
           break;
-        case "Ap":
+        case Imm.FAR:
           imm = read(src, k, o32 ? 4 : 2);
           k += o32 ? 4 : 2;
           imm2 = read(src, k, 2);
           k += 2;
           break;
-        case "Ob":
-        case "Ov":
+        case Imm.OFFSET:
           disp = read(src, k, a32 ? 4 : 2);
           k += a32 ? 4 : 2;
           break;

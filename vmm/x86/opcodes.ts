@@ -24,7 +24,34 @@ export interface OpcodeEntry {
   readonly lockable: boolean;
   /** Group opcodes: the record for each ModRM reg value (null: #UD). */
   readonly group?: readonly (OpcodeEntry | null)[];
+  /**
+   * The operands that are bytes after ModRM/SIB/displacement, in order, as Imm codes: the decoder
+   * reads them from this list, not by comparing operand strings (a third of its time).
+   */
+  readonly immediates: readonly Imm[];
+  /** The record's place among all records (0 to RECORD_COUNT - 1): per-record tables index by it. */
+  readonly index: number;
 }
+
+/** Kinds of immediate operand: what the decoder reads for each. */
+export enum Imm {
+  /** Ib, Jb: a byte, sign-extended (a second one moves the first to imm2). */
+  BYTE = 1,
+  /** Iw: a word. */
+  WORD,
+  /** Iz, Iv: a word or a dword by operand size. */
+  SIZED,
+  /** Jz: a relative word (sign-extended) or dword by operand size. */
+  RELATIVE,
+  /** Ap: a far pointer, offset then selector. */
+  FAR,
+  /** Ob, Ov: a memory offset, a word or a dword by address size. */
+  OFFSET,
+}
+
+const IMM_OF: Readonly<Record<string, Imm>> = { Ib: Imm.BYTE, Jb: Imm.BYTE, Iw: Imm.WORD, Iz: Imm.SIZED, Iv: Imm.SIZED, Jz: Imm.RELATIVE, Ap: Imm.FAR, Ob: Imm.OFFSET, Ov: Imm.OFFSET };
+const immediatesOf = (operands: readonly string[]): Imm[] => operands.flatMap((o) => (IMM_OF[o] !== undefined ? [IMM_OF[o]] : []));
+let records = 0;
 
 /** Compact source: "mnemonic operands" and flag letters (l lockable, j ends block, s sized, m ModRM). */
 type Src = [string, string, string?];
@@ -46,16 +73,21 @@ function entry(opcode: number, src: Src): OpcodeEntry {
     handler,
     endsBlock: flags.includes("j"),
     lockable: flags.includes("l"),
+    immediates: immediatesOf(operands),
+    index: records++,
   };
 }
 
 function group(opcode: number, operandsHint: string, members: (Src | null)[]): OpcodeEntry {
   const subs = members.map((m) => (m ? entry(opcode, m) : null));
   const first = subs.find((s) => s !== null)!;
+  const operands = operandsHint ? operandsHint.split(",") : [];
   return {
     opcode,
     mnemonic: "group",
-    operands: operandsHint ? operandsHint.split(",") : [],
+    operands,
+    immediates: immediatesOf(operands),
+    index: records++,
     modrm: true,
     sized: subs.some((s) => s?.sized),
     handler: "",
@@ -296,6 +328,8 @@ function build(): (OpcodeEntry | null)[] {
 
 /** The table: index = opcode (0x000-0x1FF); null = undefined opcode (#UD). */
 export const OPCODES: readonly (OpcodeEntry | null)[] = build();
+/** Records in the table (groups and their members each count). */
+export const RECORD_COUNT = records;
 
 /** Prefix bytes and what they mean. */
 export const PREFIXES: ReadonlyMap<number, string> = new Map([

@@ -2,7 +2,7 @@
 
 import type { Cpu, Handler } from "../cpu.js";
 import type { HandlerResolver } from "../decoder.js";
-import { OPCODES, type OpcodeEntry } from "../opcodes.js";
+import { OPCODES, RECORD_COUNT, type OpcodeEntry } from "../opcodes.js";
 import { registerArith } from "./arith.js";
 import { registerControl } from "./control.js";
 import { registerData } from "./data.js";
@@ -66,17 +66,21 @@ function idOf(handler: Handler): number {
   return id >= 0 ? id : TABLE.push(handler) - 1;
 }
 
-/** Handler ids of every table record for 16- and 32-bit operand size, resolved once. */
-const RESOLVED: ReadonlyMap<OpcodeEntry, readonly [number, number]> = new Map(
-  allEntries().map((e) => [e, [idOf(lookup(e, false) ?? invalidOpcode), idOf(lookup(e, true) ?? invalidOpcode)]] as const),
-);
+/**
+ * Handler ids of every table record for 16- and 32-bit operand size, resolved once: at
+ * 2 * record.index + (32-bit ? 1 : 0), 0 (#UD) for a record with none (a group's own record).
+ */
+const RESOLVED = new Uint16Array(2 * RECORD_COUNT);
+for (const e of allEntries()) {
+  RESOLVED[2 * e.index] = idOf(lookup(e, false) ?? invalidOpcode);
+  RESOLVED[2 * e.index + 1] = idOf(lookup(e, true) ?? invalidOpcode);
+}
 
 /** The resolver the decoder uses for the CPU; its table is complete once the module has loaded. */
 export const CPU_HANDLERS: HandlerResolver<Cpu> = {
   table: TABLE,
   resolve(e, o32) {
-    const pair = RESOLVED.get(e);
-    return pair ? pair[o32 ? 1 : 0] : 0;
+    return RESOLVED[2 * e.index + (o32 ? 1 : 0)];
   },
   invalid: 0,
   tooLong: 1,
