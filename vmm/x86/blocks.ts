@@ -1,8 +1,11 @@
-// Cache of decoded basic blocks, keyed by the physical address of their first instruction.
+// Cache of decoded basic blocks, keyed by the physical address of their first instruction (2-way
+// set-associative: a block lives in either entry of the pair its address hashes to).
 //
 // A block is up to MAX_INSTRUCTIONS decoded instructions that end at a block-ending instruction
 // (an unconditional control transfer or a mode change), at MAX_BYTES, or before the last 16 bytes
-// of a page; a taken conditional branch leaves the block early.
+// of a page; a taken conditional branch leaves the block early. It is decoded only as far as it
+// ran: it ends at its first conditional branch, open, and goes on where the interpreter falls
+// through (extend), or whole when it is translated.
 // A block keeps a copy of its bytes. It is compared with memory when it is entered for the first
 // time in a code epoch (`Cpu.codeEpoch`); the epoch advances whenever code may have changed
 // behind the CPU's back or under it: at the start of every run and after every synchronous exit
