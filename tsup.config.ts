@@ -4,7 +4,7 @@ import { defineConfig } from "tsup";
 // driver's worker (`--isolate`), which bin/isolate.ts starts from beside it. Benchmarks and the
 // conformance runner are run through tsx (same esbuild transform) and need no bundle.
 export default defineConfig({
-  entry: { hv: "bin/hv.ts", "block-worker": "drivers/block/worker.ts" },
+  entry: { hv: "bin/hv.ts", "block-worker": "drivers/block/worker.ts", "incoming-worker": "bin/incoming-worker.ts" },
   format: ["esm"],
   platform: "node",
   target: "node20",

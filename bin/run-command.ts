@@ -1,6 +1,8 @@
 // `hv run`: boot a VM. With no --kernel and no --bios it boots the default guest (Debian's i686
 // kernel and a busybox initramfs, fetched and built on first use).
-import { connect, createServer, type Socket } from "node:net";
+import { connect } from "node:net";
+import { IncomingLink } from "./incoming-link.js";
+import { ExitStatus } from "./exit-status.js";
 import { OutgoingMigration, downtimeSteps, migrationSummary, parseTcpUri, receiveMigration, type IncomingStream, type IncomingVm } from "./migrate.js";
 import { VcpuState } from "../kernel/index.js";
 import type { VmState } from "../vmm/protocol.js";
@@ -188,17 +190,22 @@ async function runIncoming(opts: RunOpts): Promise<number> {
   } catch (error) {
     throw new InvalidArgumentError(`--incoming: ${(error as Error).message}`);
   }
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (error) => reject(new InvalidArgumentError(`--incoming: cannot listen on ${opts.incoming}: ${error.message}`)));
-    server.listen(address.port, address.host, resolve);
+  // A worker thread owns the connection: after a post-copy switch the vCPU waits for a page
+  // (Atomics.wait, on this thread) while the worker reads it off the connection.
+  const link = await IncomingLink.listen(address.host, address.port).catch((error: Error) => {
+    throw new InvalidArgumentError(`--incoming: cannot listen on ${opts.incoming}: ${error.message}`);
   });
-  process.stderr.write(`hv: waiting for a migration on ${opts.incoming}\n`);
-  const socket = await new Promise<Socket>((resolve) => server.once("connection", resolve));
-  server.close();
-  // No Nagle: the ACK (or an ABORT) leaves at once.
-  socket.setNoDelay(true);
-  const stream = receiveMigration(socket, { blockTargets: opts.drive.map((d) => d.path), devicesCheckedByLoad: true });
+  try {
+    process.stderr.write(`hv: waiting for a migration on ${opts.incoming}\n`);
+    await link.connected();
+    return await receiveIncoming(opts, link);
+  } finally {
+    link.close();
+  }
+}
+
+async function receiveIncoming(opts: RunOpts, link: IncomingLink): Promise<number> {
+  const stream = receiveMigration(link.socket, { blockTargets: opts.drive.map((d) => d.path), devicesCheckedByLoad: true, postcopy: (remote, pages) => link.postcopy(remote, pages) });
   // Whoever waits for the VM hears what went wrong; no one else need.
   stream.vm.catch(() => {});
   const refused = (error: unknown) => {
@@ -342,9 +349,20 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
   /** An incoming VM's VMM answers its control portal: it is built, and waits for its state. */
   let vmmBuilt = false;
   if (early) control.query(0).then(() => (vmmBuilt = true), () => {});
+  /** A post-copy migration broke after the switch (here: the VM cannot go on without the pages still at the source). */
+  let postcopyBroken: string | null = null;
   early?.stream.vm
     .then(async (incoming) => {
       early.arrived(incoming);
+      incoming.postcopy?.done.then(
+        ({ pages, requested }) => process.stderr.write(`\r\nhv: post-copy: all ${pages} pages that stayed at the source came (${requested} asked for on first touch), each once; the migration is complete\r\n`),
+        (error: Error) => {
+          // QEMU's postcopy-paused: the VM stops rather than run with pages missing (and hv cannot recover it).
+          postcopyBroken = `${error.message}; ${incoming.postcopy!.table.remaining} of its pages are still at the source`;
+          process.stderr.write(`\r\nhv: post-copy migration broke after the switch (postcopy-paused): ${postcopyBroken}\r\n`);
+          control.pause(0).catch(() => {}).finally(() => (quit = true));
+        },
+      );
       // The block-migrated disks' last chunks, into the overlays the VM has open.
       incoming.writeBlocks();
       loaded = { state: incoming.vm.state, vcpu: incoming.vm.plan.state };
@@ -367,6 +385,8 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
     process.stderr.write(`\r\nhv: ${migrationSummary(r)}; the VM runs at the destination now\r\nhv: downtime: ${downtimeSteps(r)}\r\n`);
     quit = true;
   }, (info) => qmp?.emit("MIGRATION", info));
+  migration.onPostcopyPaused = (error) =>
+    process.stderr.write(`\r\nhv: ${error.message}: the VM is split between the two hosts, so it cannot run here again; this hv keeps its pages, paused (postcopy-paused); hv has no post-copy recovery: quit ends it (status ${ExitStatus.VM_FAILED})\r\n`);
   migration.blockDrives = () => drives.map((_, index) => hostComponents?.drive?.(0, index) ?? null);
   // The isolated components exist once the VM runs (onStart).
   let hostComponents: HostComponents | null = null;
@@ -422,6 +442,18 @@ async function runWith(opts: RunOpts, restored: RestoredVm | undefined, inputs: 
       stopRequested: () => quit,
     });
     if (refusal) throw refusal;
+    if (migration.status === "postcopy-paused") {
+      control.close("the VM has ended");
+      await qmp?.close("host-error");
+      process.stderr.write(`\nhv: ended with the VM split by a broken post-copy migration (${migration.query()["error-desc"]})\n`);
+      return ExitStatus.VM_FAILED;
+    }
+    if (postcopyBroken !== null) {
+      process.stderr.write(`\nhv: the migrated VM is paused for good: part of its RAM stayed at the source, which cannot be reached; hv has no post-copy recovery, so the VM is lost (status ${ExitStatus.VM_FAILED})\n`);
+      control.close("the VM has ended");
+      await qmp?.close("host-error");
+      return ExitStatus.VM_FAILED;
+    }
     // A trace that cannot be written is reported (by traceOut) and changes nothing else: the status is the guest's.
     if (trace && traceOut) writeTrace(trace, traceOut);
     control.close("the VM has ended");
