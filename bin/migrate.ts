@@ -334,7 +334,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
         await nap(Math.min(2, linkFreeAt - clock()));
         continue;
       }
-      const { pages: batch } = box.take(box.asking ? POSTCOPY_FRAME_PAGES : pushPages);
+      const batch = box.take(box.asking ? POSTCOPY_FRAME_PAGES : pushPages);
       const frame = await control.readRam(vm, (ram) => encodeFrame(FrameType.PAGES, encodePages(batch.map((page) => ({ page, bytes: ram.read(page) })))));
       counts();
       await send(frame);

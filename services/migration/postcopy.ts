@@ -96,14 +96,17 @@ export class PostcopyOutbox {
     }
   }
 
-  /** Up to `max` pages to send now, asked-for ones first; each is sent (not remote any more) from here on. */
-  take(max: number): { pages: number[]; asked: number } {
+  /**
+   * Up to `max` pages to send now: those asked for when there are (they go at once, past the push's
+   * pace), else the next ones of the push. Each is sent (not remote any more) from here on.
+   */
+  take(max: number): number[] {
     const out: number[] = [];
     while (out.length < max && this.queue.length > 0) this.mark(this.queue.shift()!, out);
-    const asked = out.length;
-    this.requested += asked;
+    this.requested += out.length;
+    if (out.length > 0) return out;
     for (; out.length < max && this.cursor < this.pages; this.cursor++) if (bit(this.remote, this.cursor)) this.mark(this.cursor, out);
-    return { pages: out, asked };
+    return out;
   }
 
   get asking(): boolean {
