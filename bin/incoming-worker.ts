@@ -6,8 +6,8 @@
 
 import { createServer, type Socket } from "node:net";
 import { parentPort, workerData } from "node:worker_threads";
-import { FrameReader, FrameType, MigrationError, encodeFrame } from "../services/migration/stream.js";
-import { RemotePages, encodeRequest, MAX_REQUEST_PAGES } from "../services/migration/postcopy.js";
+import { FrameType, encodeFrame } from "../services/migration/stream.js";
+import { PostcopyReceiver, RemotePages, encodeRequest, MAX_REQUEST_PAGES } from "../services/migration/postcopy.js";
 
 /** Main thread → worker. */
 export type ToIncomingWorker =
@@ -40,7 +40,7 @@ const { host, port: tcpPort } = workerData as IncomingWorkerData;
 let socket: Socket | null = null;
 /** After the switch: the table, the source's frames as this worker reads them, and whether it is over. */
 let table: RemotePages | null = null;
-let reader: FrameReader | null = null;
+let reader: PostcopyReceiver | null = null;
 let over = false;
 
 const server = createServer();
@@ -66,17 +66,10 @@ server.once("connection", (s) => {
 function postcopyData(chunk: Buffer): void {
   if (over) return;
   try {
-    for (const f of reader!.push(new Uint8Array(chunk))) {
-      if (f.type === FrameType.PAGES) table!.apply(f.payload);
-      else if (f.type === FrameType.END) {
-        if (table!.remaining > 0) throw new MigrationError("END", `the source ended with ${table!.remaining} pages still not sent`);
-        over = true;
-        socket!.end(encodeFrame(FrameType.ACK));
-        post({ type: "postcopy-complete", pages: table!.total });
-        return;
-      } else if (f.type === FrameType.ABORT) throw new Error(`the source gave up: ${new TextDecoder().decode(f.payload).slice(0, 500)}`);
-      else throw new MigrationError("frame", `a frame of type ${f.type} has no place after the post-copy switch`);
-    }
+    if (!reader!.push(new Uint8Array(chunk))) return;
+    over = true;
+    socket!.end(encodeFrame(FrameType.ACK));
+    post({ type: "postcopy-complete", pages: table!.total });
   } catch (error) {
     const message = (error as Error).message;
     // The source hears why (as before the switch), and the connection ends.
@@ -101,7 +94,7 @@ port.on("message", (m: ToIncomingWorker) => {
     else socket?.end(m.bytes);
   } else if (m.type === "postcopy") {
     table = new RemotePages(m.buffer, m.pages);
-    reader = new FrameReader(false);
+    reader = new PostcopyReceiver(table);
   } else if (m.type === "request") {
     if (over || !socket) return;
     for (let i = 0; i < m.pages.length; i += MAX_REQUEST_PAGES) socket.write(encodeFrame(FrameType.REQUEST, encodeRequest(m.pages.slice(i, i + MAX_REQUEST_PAGES))));

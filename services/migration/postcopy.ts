@@ -13,7 +13,7 @@
 // connection writes arriving pages there, and the vCPU's fault path (on the main thread) waits on
 // it with Atomics.wait, so a first touch of a page that is still remote is a synchronous read.
 
-import { MigrationError, PAGES_PER_FRAME, decodePages } from "./stream.js";
+import { FrameReader, FrameType, MigrationError, PAGES_PER_FRAME, decodePages } from "./stream.js";
 
 const PAGE = 4096;
 /** Pages one REQUEST asks for at most. */
@@ -242,3 +242,29 @@ export class RemotePages {
 
 /** Pages a post-copy PAGES frame carries at most: small, so that a page asked for does not wait behind a long frame. */
 export const POSTCOPY_FRAME_PAGES = Math.min(64, PAGES_PER_FRAME);
+
+/**
+ * The source's frames after the switch, as the destination's worker reads them: PAGES into `table`
+ * (each remote page once), then END once every page came; anything else is a MigrationError (an
+ * ABORT's too, with the source's reason).
+ */
+export class PostcopyReceiver {
+  private readonly reader = new FrameReader(false);
+  private complete = false;
+
+  constructor(private readonly table: RemotePages) {}
+
+  /** Take `chunk` of the connection: whether the END came (every page is there; nothing may follow). */
+  push(chunk: Uint8Array): boolean {
+    for (const f of this.reader.push(chunk)) {
+      if (this.complete) throw new MigrationError("frame", `a frame of type ${f.type} after the post-copy END`);
+      if (f.type === FrameType.PAGES) this.table.apply(f.payload);
+      else if (f.type === FrameType.END) {
+        if (this.table.remaining > 0) throw new MigrationError("END", `the source ended with ${this.table.remaining} pages still not sent`);
+        this.complete = true;
+      } else if (f.type === FrameType.ABORT) throw new MigrationError("ABORT", `the source gave up: ${new TextDecoder().decode(f.payload).slice(0, 500)}`);
+      else throw new MigrationError("frame", `a frame of type ${f.type} has no place after the post-copy switch`);
+    }
+    return this.complete;
+  }
+}
