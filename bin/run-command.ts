@@ -136,7 +136,7 @@ export function registerRunCommand(program: Command): void {
     .option("--timeout <seconds>", "stop after this much virtual time (status 124)", parseSeconds)
     .option("--wall-timeout <seconds>", "stop after this much real (wall-clock) time (status 124)", parseSeconds)
     .option("--boot-ok", "default guest only: print BOOT-OK <uptime> and power off", false)
-    .option("--incoming <uri>", "wait for a VM migrated from another hv (tcp:HOST:PORT, as QEMU's -incoming); it runs here once it arrived. With a block migration (migrate inc=true), --drive file=PATH names where each block-migrated drive's new qcow2 overlay goes here, in order (default: the source's path)")
+    .option("--incoming <uri>", "wait for a VM migrated from another hv (tcp:HOST:PORT, as QEMU's -incoming); it runs here once it arrived. A post-copy migration (the source's migrate-start-postcopy) runs here before all of its RAM came: the rest comes on first touch; if the connection breaks after that switch, the VM pauses (postcopy-paused) and hv ends with status 4: the VM is lost (no post-copy recovery). With a block migration (migrate inc=true), --drive file=PATH names where each block-migrated drive's new qcow2 overlay goes here, in order (default: the source's path)")
     .option("--restore <file>", "resume the VM saved in a snapshot file (RAM, devices, drives and --mem come from the file)")
     .option("--ignore-drive-changes", "with --restore: take drives that changed since the save as they are", false)
     .option("--clone", "with --restore: the snapshot is a template; run a linked clone whose disk writes go to new qcow2 overlays (NAME-vda.qcow2, ...) in the working directory", false)
