@@ -62,7 +62,7 @@ export class IncomingLink {
     return new Promise((resolve, reject) => {
       link.events.once("listening", () => resolve(link));
       link.events.once("listen-error", (m: { message: string }) => {
-        link.close();
+        void link.close();
         reject(new Error(m.message));
       });
     });
@@ -109,9 +109,11 @@ export class IncomingLink {
     };
   }
 
-  close(): void {
+  /** End the connection (its last word sent first, a second at most) and the worker. */
+  async close(): Promise<void> {
+    const exited = new Promise<void>((resolve) => this.worker.once("exit", () => resolve()));
     this.worker.postMessage({ type: "close" } satisfies ToIncomingWorker);
-    // The worker ends its connection, then itself; it holds nothing the process waits for.
+    await Promise.race([exited, new Promise<void>((resolve) => setTimeout(resolve, 1500).unref())]);
     this.worker.unref();
   }
 }

@@ -101,7 +101,11 @@ port.on("message", (m: ToIncomingWorker) => {
   } else if (m.type === "close") {
     over = true;
     server.close();
-    socket?.destroy();
-    port.close();
+    // An ended connection (its last word, an ACK or ABORT, on its way) closes once the peer has it
+    // (a second at most): a destroy would drop it. Then this worker ends.
+    if (!socket || socket.closed) return port.close();
+    if (!socket.writableEnded) socket.destroy();
+    socket.once("close", () => port.close());
+    setTimeout(() => socket?.destroy(), 1000);
   }
 });

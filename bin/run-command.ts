@@ -200,7 +200,7 @@ async function runIncoming(opts: RunOpts): Promise<number> {
     await link.connected();
     return await receiveIncoming(opts, link);
   } finally {
-    link.close();
+    await link.close();
   }
 }
 
