@@ -136,19 +136,19 @@ async function migrate(snapshot: string, bandwidth: number, label: string, postc
     say(`${label}: the workload runs (20 beats); migrating`);
     const q = await qmp(sock);
     await q.run("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: true }, { capability: "postcopy-ram", state: postcopy }] });
-    await q.run("migrate-set-parameters", { "max-bandwidth": bandwidth, "downtime-limit": 10 });
+    // Post-copy: pre-copy must not end by itself (downtime-limit 0): the switch ends it.
+    await q.run("migrate-set-parameters", { "max-bandwidth": bandwidth, "downtime-limit": postcopy ? 0 : 10 });
     const started = performance.now();
     await q.run("migrate", { uri: `tcp:127.0.0.1:${port}` });
-    let switched = false;
+    if (postcopy) {
+      // Switch once the first pass is over (the second has begun: the next frame switches).
+      for (let pass = 0; pass < 2; await new Promise((r) => setTimeout(r, 5))) pass = ((await q.run("query-migrate")) as { ram?: { "dirty-sync-count": number } }).ram?.["dirty-sync-count"] ?? 0;
+      await q.run("migrate-start-postcopy");
+      say(`${label}: pass 1 done; migrate-start-postcopy`);
+    }
     const progress = setInterval(() => {
       q.run("query-migrate").then((m) => {
         const info = m as { status?: string; ram?: { transferred: number; "dirty-sync-count": number; remaining: number }; "cpu-throttle-percentage"?: number };
-        // Post-copy: switch once the first pass is over (the second has begun).
-        if (postcopy && !switched && info.status === "active" && (info.ram?.["dirty-sync-count"] ?? 0) >= 2) {
-          switched = true;
-          say(`${label}: pass 1 done; migrate-start-postcopy`);
-          q.run("migrate-start-postcopy").catch((error: Error) => say(`${label}: ${error.message}`));
-        }
         if (info.ram) say(`${label}: pass ${info.ram["dirty-sync-count"]}, ${(info.ram.transferred / 2 ** 20).toFixed(1)} MiB sent, ${(info.ram.remaining / 2 ** 20).toFixed(2)} MiB dirty, throttle ${info["cpu-throttle-percentage"] ?? 0}%`);
       }, () => {});
     }, 500);
