@@ -278,6 +278,12 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       for (let i = 0; last && i < remote.length; i++) remote[i] |= last[i];
     }, (state) => [encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.POSTCOPY, encodeRemote(remote))], step);
     step("state");
+    if (request.drives.length > 0) {
+      // Shared storage, as at a pre-copy stop: the destination opens the images once they are on disk and closed here.
+      handedOver = true;
+      await control.inactivateDrives(vm);
+      step("drives closed");
+    }
     options.onStopped?.();
     await sendTail(tail);
     step("sent");
