@@ -960,6 +960,8 @@ export class OutgoingMigration {
   readonly capabilities = { "auto-converge": false, "postcopy-ram": false };
   /** migrate-start-postcopy came: switch at the next frame of the running migration. */
   private postcopyRequested = false;
+  /** Post-copy may be turned on (hv run; a fleet's VMs not yet). */
+  postcopyAllowed = true;
   /** The post-copy switch broke (postcopy-paused): what to tell the user. */
   onPostcopyPaused: (error: PostcopyPausedError) => void = () => {};
   private socket: Socket | null = null;
@@ -1071,6 +1073,7 @@ export class OutgoingMigration {
     if (this.running) throw new RangeError("There's a migration process in progress");
     const known = Object.keys(this.capabilities);
     for (const v of values) if (!known.includes(v.capability)) throw new RangeError(`Capability '${v.capability}' is not one hv has (${known.join(", ")})`);
+    if (!this.postcopyAllowed && values.some((v) => v.capability === "postcopy-ram" && v.state)) throw new RangeError("Capability 'postcopy-ram': post-copy is for hv run's VM, not yet a fleet's");
     for (const v of values) this.capabilities[v.capability as keyof typeof this.capabilities] = v.state;
   }
 

@@ -392,6 +392,10 @@ describe.skipIf(!hasNasm())("live migration", () => {
     m.setCapabilities([{ capability: "postcopy-ram", state: true }]);
     expect(m.capabilities["postcopy-ram"]).toBe(true);
     expect(() => m.startPostcopy()).toThrow(/there is no migration to switch to post-copy/);
+    // A fleet's VMs: not yet.
+    const f = new OutgoingMigration(new HostControl(), () => ({}) as never, () => ({}) as never, () => {});
+    f.postcopyAllowed = false;
+    expect(() => f.setCapabilities([{ capability: "postcopy-ram", state: true }])).toThrow(/post-copy is for hv run's VM, not yet a fleet's/);
     expect(() => m.start(0, "tcp:localhost:99999")).toThrow(/not tcp:HOST:PORT/);
   });
 });
