@@ -708,7 +708,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
       } else if (f.type === FrameType.POSTCOPY) {
         if (!meta) throw new MigrationError("POSTCOPY", "the post-copy switch came before the VM's state");
         if (blocks) throw new MigrationError("POSTCOPY", "post-copy does not go with block migration");
-        if (!options.postcopy) throw new MigrationError("POSTCOPY", "this destination cannot take a post-copy migration");
+        if (!options.postcopy) throw new MigrationError("POSTCOPY", "this destination cannot take a post-copy migration (hv run --incoming takes one with --postcopy-ram)");
         // Checked as END's VM is, before the worker takes the connection.
         pendingRemote = decodeRemote(f.payload, memoryBytes / PAGE);
         ended = true;

@@ -120,7 +120,7 @@ last line: downtime_ms=… downtime_100m_ms=… total_s=… bytes_ratio=… ack_
 async function migrate(snapshot: string, bandwidth: number, label: string, postcopy = false): Promise<Run> {
   const port = await freePort();
   const sock = join(dir, `source-${bandwidth}.qmp`);
-  const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, "--no-pace"]);
+  const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, ...(postcopy ? ["--postcopy-ram"] : []), "--no-pace"]);
   await waitFor("the destination to listen", () => destination.err().includes("waiting for a migration"));
   const source = hv(["--restore", snapshot, "--qmp", `unix:${sock}`, "--no-pace"]);
   try {

@@ -30,24 +30,24 @@ interface MigrationInfo {
 }
 
 /** A source running the RAM-hash guest with a QMP socket, a destination waiting for it, and the source's QMP client. */
-async function pair(kernel: string, name: string): Promise<{ source: HvProcess; destination: HvProcess; q: QmpClient; port: number; sock: string }> {
+async function pair(kernel: string, name: string, postcopyRam = true): Promise<{ source: HvProcess; destination: HvProcess; q: QmpClient; port: number; sock: string }> {
   const port = await freePort();
   const sock = path.join(dir, `${name}.qmp`);
-  const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, "--no-pace", "--wall-timeout", "200"]);
+  const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, ...(postcopyRam ? ["--postcopy-ram"] : []), "--no-pace", "--wall-timeout", "200"]);
   await until("the destination to listen", () => destination.err().includes("waiting for a migration"));
   const source = hv(["--kernel", kernel, "--mem", "32M", "--debug-exit", "--qmp", `unix:${sock}`, "--no-pace", "--wall-timeout", "200"]);
   await until("the source's lines", () => source.out().split("\n").length > 20 && fs.existsSync(sock));
   return { source, destination, q: await qmpClient(sock), port, sock };
 }
 
-/** Turn post-copy on, migrate at `bandwidth` bytes/s and switch at once; resolves once the VM runs at the destination (postcopy-active). */
-async function switchNow(q: QmpClient, port: number, bandwidth: number): Promise<MigrationInfo> {
+/** Turn post-copy on, migrate at `bandwidth` bytes/s and switch at once; resolves once the VM runs at the destination (postcopy-active), or the migration ended otherwise. */
+async function switchNow(q: QmpClient, port: number, bandwidth: number): Promise<MigrationInfo & { "error-desc"?: string }> {
   await q.run("migrate-set-capabilities", { capabilities: [{ capability: "postcopy-ram", state: true }] });
   await q.run("migrate-set-parameters", { "max-bandwidth": bandwidth });
   await q.run("migrate", { uri: `tcp:127.0.0.1:${port}` });
   await q.run("migrate-start-postcopy");
   let info: MigrationInfo = {};
-  await until("postcopy-active", () => info.status === "postcopy-active" || (void q.run("query-migrate").then((i) => (info = i as MigrationInfo), () => {}), false));
+  await until("postcopy-active", () => ["postcopy-active", "failed"].includes(info.status ?? "") || (void q.run("query-migrate").then((i) => (info = i as MigrationInfo), () => {}), false));
   return info;
 }
 
@@ -63,6 +63,7 @@ describe.skipIf(!hasNasm())("post-copy live migration (hv run)", () => {
     const { source, destination, q, port } = await pair(kernel, "whole");
     // 2 MB/s: the pages pushed after the switch take about two seconds; those the guest touches come first.
     const active = await switchNow(q, port, 2_000_000);
+    expect(active.status).toBe("postcopy-active");
     // After the switch, what is still at the source.
     expect(active.ram!.remaining).toBeGreaterThan(0);
     q.close();
@@ -121,5 +122,22 @@ describe.skipIf(!hasNasm())("post-copy live migration (hv run)", () => {
       q.close();
       expect(await source.exited, source.err()).toBe(VM_FAILED);
     }
+  }, 600_000);
+
+  it("a destination without --postcopy-ram refuses the switch before it runs the VM: the source keeps it running, nothing lost", async () => {
+    const kernel = path.join(dir, "hash-refused.bin");
+    fs.writeFileSync(kernel, RAM_HASH_GUEST(LINES, 32));
+    const { source, destination, q, port } = await pair(kernel, "refused", false);
+    const info = await switchNow(q, port, 2_000_000);
+    expect(info.status).toBe("failed");
+    expect(info["error-desc"]).toMatch(/the destination did not take the VM: .*POSTCOPY: this destination cannot take a post-copy migration \(hv run --incoming takes one with --postcopy-ram\)/);
+    expect(await destination.exited).toBe(2);
+    expect(destination.err()).toMatch(/incoming migration refused: .*POSTCOPY: this destination cannot take a post-copy migration/);
+    expect(destination.out()).toBe("");
+    // The source runs on, as if it had not tried: its whole output is an unmigrated run's.
+    q.close();
+    expect(await source.exited, source.err()).toBe(67);
+    expect(source.out()).toMatch(new RegExp(`L${LINES}\\nS[0-9a-f]{8}\\n$`));
+    source.out().split("\n").slice(0, LINES).forEach((l, i) => expect(l).toBe(`L${i + 1}`));
   }, 600_000);
 });
