@@ -109,6 +109,7 @@ class ScriptedMigration {
   cancel(): void {}
   setParameters(): void {}
   setCapabilities(): void {}
+  startPostcopy(): void {}
   query(): Record<string, unknown> {
     if (this.status === "none") return {};
     const ram = { transferred: this.polls * 2 ** 20, remaining: 2 ** 20, "dirty-sync-count": this.polls + 1, normal: 0 };

@@ -102,22 +102,24 @@ async function followMigration(client: QmpClient, io: CtlIo, json: boolean, vm: 
   };
   const bar = !json && io.isTTY?.() === true ? migrationBar() : null;
   try {
-    while (last.status === undefined || last.status === "active" || last.status === "none") {
+    // Post-copy: the VM runs at the destination, and the migration goes on until every page is there.
+    const goesOn = (status: string | undefined) => status === undefined || status === "active" || status === "postcopy-active";
+    while (goesOn(last.status) || last.status === "none") {
       let reply: Reply;
       try {
         reply = await client.execute("query-migrate", vm === undefined ? {} : { vm });
       } catch (error) {
         // The source ended: its MIGRATION event (kept in `last`) came first and says how.
-        if (last.status !== undefined && last.status !== "active") break;
+        if (!goesOn(last.status)) break;
         throw error;
       }
       if ("error" in reply) throw new Error(reply.error.desc);
       // An event that came meanwhile may say more than the answer to a question asked before it.
       const info = reply.return as MigrationInfo;
-      if (last.status === undefined || last.status === "active") last = info;
+      if (goesOn(last.status)) last = info;
       if (last.status === undefined || last.status === "none") throw new Error("no migration runs (it ended before hv ctl could look)");
       bar?.update(last);
-      if (last.status === "active") await new Promise((resolve) => setTimeout(resolve, MIGRATION_POLL_MS));
+      if (goesOn(last.status)) await new Promise((resolve) => setTimeout(resolve, MIGRATION_POLL_MS));
     }
     if (last.status === "completed") bar?.update(last);
   } finally {

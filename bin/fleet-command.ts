@@ -289,6 +289,7 @@ async function fleet(file: string, opts: FleetOpts): Promise<number> {
       };
       const { path: _path, ...request } = saveRequests[index]("");
       const migration = new OutgoingMigration(control, () => request, (host, port) => connect(port, host), moved, (info) => qmp?.emit("MIGRATION", { vm: e.name, ...info }));
+      migration.postcopyAllowed = false;
       migration.blockDrives = () => request.drives.map((_, k) => hostComponents?.drive?.(index, k) ?? null);
       return migration;
     });

@@ -11,6 +11,7 @@ import { closeSync, openSync, readSync } from "node:fs";
 import type { Socket } from "node:net";
 import { FrameReader, FrameType, MigrationError, isZeroPage, PAGES_PER_FRAME, MIGRATION_MAGIC, decodePages, encodeFrame, encodePages, type Frame, BLOCK_CHUNK_BYTES, decodeBlocks } from "../services/migration/stream.js";
 import { PageStore } from "../services/migration/page-store.js";
+import { POSTCOPY_FRAME_PAGES, PostcopyOutbox, RemotePages, decodeRemote, decodeRequest, encodeRemote } from "../services/migration/postcopy.js";
 import { decodeMsgpack } from "../services/snapshot/msgpack-check.js";
 import { MAX_MEMORY_BYTES, savedSetupInMemory, savedVmInMemory } from "../services/snapshot/file.js";
 import { MAX_THROTTLE_PERCENT, type RamPages } from "../vmm/protocol.js";
@@ -52,6 +53,28 @@ export interface MigrationOptions {
   onStopped?: () => void;
   /** Drives to block-migrate (qcow2 overlays over a shared backing file; QMP migrate's `inc`): their content goes in the stream. */
   blocks?: readonly BlockSource[];
+  /**
+   * Post-copy may be asked for (QEMU's postcopy-ram capability): once `requested()` says so (looked
+   * at before each frame of a pass), the VM stops, its state goes with the list of pages not sent
+   * yet or written since, and it runs at the destination, which asks for those pages on first touch
+   * while the rest are pushed, each once. `onSwitched` runs once the destination runs it.
+   */
+  postcopy?: { requested: () => boolean; onSwitched?: () => void };
+}
+
+/**
+ * The connection broke (or the stream was refused) after the post-copy switch: the VM runs, or
+ * ran, at the destination without the pages this source still has, so it cannot come back here.
+ */
+export class PostcopyPausedError extends Error {
+  override name = "PostcopyPausedError";
+  constructor(
+    why: string,
+    /** Pages the source still had, not sent. */
+    readonly remaining: number,
+  ) {
+    super(`post-copy migration broke after the switch (${why}); ${remaining} pages of the VM's RAM are still here, not sent`);
+  }
 }
 
 export interface ThrottleParameters {
@@ -82,6 +105,8 @@ export interface MigrationProgress {
   /** Block migration: chunks (BLOCK_CHUNK_BYTES) sent in all, and written since the pass before (the next pass sends them). */
   chunks: number;
   dirtyChunks: number;
+  /** After the post-copy switch: pages remote at the switch, sent since, sent because the destination asked for them, asked for again (not sent twice). */
+  postcopy?: { pages: number; sent: number; requested: number; refused: number };
 }
 
 export interface MigrationResult extends MigrationProgress {
@@ -97,6 +122,8 @@ export interface MigrationResult extends MigrationProgress {
   stoppedAtEpochMs: number;
   /** The last pass left what fits the downtime limit (else the pass limit stopped it). */
   converged: boolean;
+  /** Post-copy: host ms from the stop until the destination had every page. */
+  allArrivedMs?: number;
 }
 
 /**
@@ -135,8 +162,11 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   };
   const stopBlockLog = () => blocks.forEach((b) => b.drive.stopLog());
   /** Frames of the pages `wanted` says (all when null), read from `ram` now; counts the pages in `progress`. */
+  /** The pages of each frame framesOf made last (a post-copy switch in the middle of a pass leaves the rest remote). */
+  let framePages: number[][] = [];
   const framesOf = (ram: RamPages, wanted: Uint8Array | null): Uint8Array[] => {
     const frames: Uint8Array[] = [];
+    framePages = [];
     let batch: Array<{ page: number; bytes: Uint8Array | null }> = [];
     for (let p = 0; p < ram.pages; p++) {
       if (wanted && !((wanted[p >> 3] >> (p & 7)) & 1)) {
@@ -152,10 +182,14 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       progress.pages++;
       if (batch.length === PAGES_PER_FRAME) {
         frames.push(encodeFrame(FrameType.PAGES, encodePages(batch)));
+        framePages.push(batch.map((b) => b.page));
         batch = [];
       }
     }
-    if (batch.length > 0) frames.push(encodeFrame(FrameType.PAGES, encodePages(batch)));
+    if (batch.length > 0) {
+      frames.push(encodeFrame(FrameType.PAGES, encodePages(batch)));
+      framePages.push(batch.map((b) => b.page));
+    }
     return frames;
   };
   /** Wait until the link had its time for what was given it (linkFreeAt). */
@@ -218,7 +252,115 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   let converged = false;
   /** Passes that dirtied more than the trigger threshold since the throttle last rose. */
   let highPasses = 0;
+  /** Post-copy: the destination runs the VM (the switch's ACK came); from here on the VM cannot come back. */
+  let switched = false;
+  let outbox: PostcopyOutbox | null = null;
+  /**
+   * The post-copy switch: stop the VM, send its state and the pages that stay remote (`unsent`, those
+   * `wanted` marks, and those written since the last look); once the destination runs it (ACK),
+   * push those pages, each once, the ones it asks for first; END, and its ACK once all arrived.
+   */
+  async function postcopySwitch(unsent: number[], wanted: Uint8Array | null): Promise<MigrationResult> {
+    const pages = request.memoryBytes / PAGE;
+    const remote = new Uint8Array(Math.ceil(pages / 8));
+    for (const p of unsent) remote[p >> 3] |= 1 << (p & 7);
+    // Switched in pass 1: its pages not sent yet were not zero either.
+    if (progress.pass === 1) progress.nonZeroPages = progress.pages + unsent.length;
+    for (let i = 0; wanted && i < remote.length; i++) remote[i] |= wanted[i];
+    const stoppedAt = performance.now();
+    const stopSteps: Array<[string, number, number, number]> = [];
+    const atStop = threadClock.now();
+    const step = (name: string) => {
+      const t = threadClock.now();
+      stopSteps.push([name, performance.now() - stoppedAt, t.cpu - atStop.cpu, t.queued - atStop.queued]);
+    };
+    const tail = await control.stopAndCapture(vm, (last) => {
+      for (let i = 0; last && i < remote.length; i++) remote[i] |= last[i];
+    }, (state) => [encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.POSTCOPY, encodeRemote(remote))], step);
+    step("state");
+    if (request.drives.length > 0) {
+      // Shared storage, as at a pre-copy stop: the destination opens the images once they are on disk and closed here.
+      handedOver = true;
+      await control.inactivateDrives(vm);
+      step("drives closed");
+    }
+    options.onStopped?.();
+    await sendTail(tail);
+    step("sent");
+    // Until the destination says it runs the VM, a failure leaves it here, as in pre-copy.
+    const reply = await replies.next().catch((error: Error) => error);
+    if (reply instanceof Error || reply.type !== FrameType.ACK) {
+      const why = reply instanceof Error ? reply.message : reply.type === FrameType.ABORT ? new TextDecoder().decode(reply.payload) : `a frame of type ${reply.type}`;
+      throw new Error(`the destination did not take the VM: ${why}`);
+    }
+    step("ack");
+    const downtimeMs = performance.now() - stoppedAt;
+    switched = true;
+    const box = (outbox = new PostcopyOutbox(remote, pages));
+    const counts = () => (progress.postcopy = { pages: box.total, sent: box.sent, requested: box.requested, refused: box.refused });
+    counts();
+    options.postcopy?.onSwitched?.();
+    await control.dirty(vm, "stop").catch(() => {});
+    logging = false;
+    let failure: Error | null = null;
+    let allArrived = false;
+    let endSent = false;
+    let wake: (() => void) | null = null;
+    const kick = () => {
+      wake?.();
+      wake = null;
+    };
+    // What the destination says after the switch: page requests, then the ACK that all arrived.
+    void (async () => {
+      for (;;) {
+        const f = await replies.next();
+        if (f.type === FrameType.REQUEST) box.request(decodeRequest(f.payload, pages));
+        else if (f.type === FrameType.ACK && endSent) {
+          allArrived = true;
+          return kick();
+        } else if (f.type === FrameType.ABORT) throw new Error(`the destination gave up: ${new TextDecoder().decode(f.payload).slice(0, 500)}`);
+        else throw new MigrationError("frame", `a frame of type ${f.type} has no place after the post-copy switch`);
+        counts();
+        kick();
+      }
+    })().catch((error: Error) => {
+      failure ??= error;
+      kick();
+    });
+    const nap = (ms: number) => new Promise<void>((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, ms);
+    });
+    // Held to max-bandwidth, a pushed frame takes about 5 ms of the link: a page asked for waits behind little.
+    const pushPages = rate === Infinity ? POSTCOPY_FRAME_PAGES : Math.max(1, Math.min(POSTCOPY_FRAME_PAGES, Math.floor((rate * 0.005) / (PAGE + 5))));
+    while (box.remaining > 0) {
+      if (failure) throw failure;
+      // Pages asked for go at once; the push waits for the link's time (max-bandwidth).
+      if (!box.asking && rate !== Infinity && clock() < linkFreeAt) {
+        await nap(Math.min(2, linkFreeAt - clock()));
+        continue;
+      }
+      const batch = box.take(box.asking ? POSTCOPY_FRAME_PAGES : pushPages);
+      const frame = await control.readRam(vm, (ram) => encodeFrame(FrameType.PAGES, encodePages(batch.map((page) => ({ page, bytes: ram.read(page) })))));
+      counts();
+      await send(frame);
+      progress.pages += batch.length;
+      counted(frame.length);
+      if (rate !== Infinity) linkFreeAt = Math.max(linkFreeAt, clock()) + (frame.length / rate) * 1000;
+    }
+    if (failure) throw failure;
+    endSent = true;
+    await send(encodeFrame(FrameType.END));
+    while (!allArrived) {
+      if (failure) throw failure;
+      await nap(1000);
+    }
+    step("all arrived");
+    stopBlockLog();
+    return { ...progress, downtimeMs, allArrivedMs: performance.now() - stoppedAt, stopSteps, stoppedAtEpochMs: epochMs(stoppedAt), converged: false };
+  }
   try {
+    if (options.postcopy && blocks.length > 0) throw new RangeError("post-copy does not go with block migration (inc)");
     // The drives first: one that is not an overlay refuses the migration before anything goes.
     const announced = announceBlocks(blocks);
     await send(MIGRATION_MAGIC);
@@ -233,15 +375,38 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     // The stop's save then runs warm code (cold, it was 10 to 20 ms of the downtime).
     warmSave(request);
     let wanted: Uint8Array | null = null;
+    const postcopyAsked = () => options.postcopy?.requested() === true;
+    /** Post-copy: the pages of this pass not sent when the switch came. */
+    let unsent: number[] | null = null;
     for (progress.pass = 1; ; progress.pass++) {
+      // Between passes: what the last one left (written since) stays remote.
+      if (progress.pass > 1 && postcopyAsked()) {
+        unsent = [];
+        progress.pass--;
+        break;
+      }
       const frames = await control.readRam(vm, (ram) => framesOf(ram, wanted));
+      const pagesOfFrames = framePages;
       const passStart = clock();
       heldBack = false;
       const bytesBefore = progress.bytes;
       // The disk's chunks count as whole ones (zeros go as a flag: the pass may send less).
       progress.passBytes = frames.reduce((n, f) => n + f.length, 0) + wantedChunks.reduce((n, w) => n + bitsSet(w), 0) * (BLOCK_CHUNK_BYTES + 5);
       progress.passSent = 0;
-      await sendAll(frames);
+      if (options.postcopy) {
+        // Frame by frame: the switch may come in the middle of the pass (QEMU's: once a pass started).
+        for (let i = 0; i < frames.length && !unsent; i++) {
+          if (postcopyAsked()) {
+            unsent = pagesOfFrames.slice(i).flat();
+            progress.pages -= unsent.length;
+          } else await sendAll([frames[i]]);
+        }
+        if (unsent) {
+          // What this pass would have sent next is in `unsent`; what was written since it began, in the stop's log.
+          wanted = null;
+          break;
+        }
+      } else await sendAll(frames);
       // Read as they go, between kernel slices: no disk request is half done.
       await sendAll(blockFramesOf(wantedChunks));
       const log = await control.dirty(vm, "collect");
@@ -270,6 +435,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       options.onProgress?.({ ...progress });
       if (converged || progress.pass >= passLimit) break;
     }
+    if (unsent) return await postcopySwitch(unsent, wanted);
     // Stop the VM; what was written since the last look, the state, and the end.
     const stoppedAt = performance.now();
     const threadTimes = () => threadClock.now();
@@ -323,6 +489,12 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
     stopBlockLog();
     return { ...progress, downtimeMs: performance.now() - stoppedAt, stopSteps, stoppedAtEpochMs: epochMs(stoppedAt), converged };
   } catch (error) {
+    if (switched) {
+      // The VM ran at the destination: it cannot run here again with what it wrote there. The source keeps its pages, paused.
+      socket.destroy();
+      if (error instanceof PostcopyPausedError) throw error;
+      throw new PostcopyPausedError((error as Error).message, (outbox as PostcopyOutbox | null)?.remaining ?? 0);
+    }
     // Anything short of an ACK: the source keeps the VM, running as before.
     if (logging) await control.dirty(vm, "stop").catch(() => {});
     stopBlockLog();
@@ -421,6 +593,22 @@ export interface IncomingVm {
   accept(): void;
   /** Write the block-migrated chunks still in memory into the overlays (attachBlocks); before the VM runs. MigrationError if one is not attached. */
   writeBlocks(): void;
+  /** A post-copy migration: the pages still at the source, coming (null: all came). */
+  postcopy: PostcopyLink | null;
+}
+
+/** The destination's end of a post-copy migration after the switch (bin/incoming-link.ts). */
+export interface PostcopyLink {
+  /** The pages that were remote at the switch, and which arrived. */
+  table: RemotePages;
+  /** Tell the source the VM runs here (ACK); the connection stays for requests and pages. */
+  accept(): void;
+  /** Remote page `page` into `into`, asking the source for it and waiting until it came; PostcopyPageError when it cannot come. */
+  read(page: number, into: Uint8Array): void;
+  /** Pages first, first + 1, ... (all remote) into `into`, asked for together. */
+  readRun(first: number, into: readonly Uint8Array[]): void;
+  /** Every remote page arrived (the source's END, and the ACK sent): how many, and how many the VM asked for; rejects when the connection broke first. */
+  done: Promise<{ pages: number; requested: number }>;
 }
 
 /** An incoming migration as it comes: the VM's setup (from the hello), its pages so far, and the whole VM at the END. */
@@ -463,6 +651,8 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
     blocks?.remove();
     socket.end(encodeFrame(FrameType.ABORT, new TextEncoder().encode(error.message.slice(0, 500))));
   };
+  /** After a post-copy switch: the pages still at the source. */
+  let remote: PostcopyLink | null = null;
   let setupFound: (setup: CheckedSetup | null) => void = () => {};
   const setup = new Promise<CheckedSetup | null>((resolve) => (setupFound = resolve));
   const receive = async (): Promise<IncomingVm> => {
@@ -470,6 +660,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
     let meta: Record<string, unknown> | null = null;
     let helloSetup: CheckedSetup | null = null;
     let ended = false;
+    let pendingRemote: Uint8Array | null = null;
     while (!ended) {
       const f = await inbox.next();
       if (refused) throw refused;
@@ -514,6 +705,14 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
       } else if (f.type === FrameType.END) {
         ended = true;
         timeline.mark("end");
+      } else if (f.type === FrameType.POSTCOPY) {
+        if (!meta) throw new MigrationError("POSTCOPY", "the post-copy switch came before the VM's state");
+        if (blocks) throw new MigrationError("POSTCOPY", "post-copy does not go with block migration");
+        if (!options.postcopy) throw new MigrationError("POSTCOPY", "this destination cannot take a post-copy migration (hv run --incoming takes one with --postcopy-ram)");
+        // Checked as END's VM is, before the worker takes the connection.
+        pendingRemote = decodeRemote(f.payload, memoryBytes / PAGE);
+        ended = true;
+        timeline.mark("end");
       } else throw new MigrationError("frame", `a frame of type ${f.type} has no place in a migration`);
     }
     if (!meta) throw new MigrationError("END", "the stream ended without the VM's state");
@@ -528,13 +727,16 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
       }
     }
     timeline.mark("checked");
+    // The VM is good: from here on the connection's frames are the worker's (the source sends nothing until the ACK).
+    if (pendingRemote) remote = options.postcopy!(pendingRemote, memoryBytes / PAGE);
     const targets = blocks as BlockTargets | null;
     const writeBlocks = () => {
       if (!targets) return;
       targets.flush(true);
       timeline.mark("blocks written");
     };
-    return { vm, timeline, accept: () => void socket.end(encodeFrame(FrameType.ACK)), writeBlocks };
+    const link = remote as PostcopyLink | null;
+    return { vm, timeline, accept: () => (link ? link.accept() : void socket.end(encodeFrame(FrameType.ACK))), writeBlocks, postcopy: link };
   };
   const vm = receive().catch((error: unknown) => {
     const e = error instanceof Error ? error : new Error(String(error));
@@ -544,7 +746,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
   });
   return {
     setup,
-    ram: { hasPage: (n) => ram.has(n), storedPages: () => ram.held(), readPage: (n, into) => (ram.has(n) ? into.set(ram.get(n)!) : into.fill(0, 0, PAGE)) },
+    ram: incomingRam(() => ram, () => remote),
     vm,
     refuse,
     timeline,
@@ -556,9 +758,50 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
   };
 }
 
+/**
+ * The incoming VM's RAM source: the pages the stream brought, and after a post-copy switch the
+ * pages still at the source (asked for on first touch; a copy that came before the switch is stale).
+ */
+function incomingRam(store: () => PageStore, link: () => PostcopyLink | null): GuestRamSource {
+  const remoteList = (l: PostcopyLink) => {
+    const pages: number[] = [];
+    for (let p = 0; p < l.table.pages; p++) if (l.table.isRemote(p)) pages.push(p);
+    return pages;
+  };
+  return {
+    hasPage: (n) => link()?.table.isRemote(n) === true || store().has(n),
+    storedPages: () => {
+      const l = link();
+      const held = store().held();
+      return l ? [...Array.from(held), ...remoteList(l)] : held;
+    },
+    readPage: (n, into) => {
+      const l = link();
+      if (l?.table.isRemote(n)) return l.read(n, into);
+      const ram = store();
+      if (ram.has(n)) into.set(ram.get(n)!);
+      else into.fill(0, 0, PAGE);
+    },
+    readPages: (first, into) => {
+      const l = link();
+      // A run of remote pages is asked for in one request; otherwise page by page.
+      if (l && into.every((_, i) => l.table.isRemote(first + i))) return l.readRun(first, into);
+      const ram = store();
+      into.forEach((bytes, i) => {
+        const n = first + i;
+        if (l?.table.isRemote(n)) l.read(n, bytes);
+        else if (ram.has(n)) bytes.set(ram.get(n)!);
+        else bytes.fill(0, 0, PAGE);
+      });
+    },
+  };
+}
+
 export interface IncomingOptions {
   /** `--drive file=PATH` on the incoming side: where the overlays of the block-migrated drives go, in their order (else the source's paths). */
   blockTargets?: readonly string[];
+  /** This destination can take a post-copy switch: the connection's worker takes the pages from there on (bin/incoming-link.ts). Absent: a POSTCOPY frame is refused. */
+  postcopy?: (remote: Uint8Array, pages: number) => PostcopyLink;
   /**
    * The VM, built from the hello, takes its state with LOAD, whose devices check their records as
    * they take them: they are not checked here as well (checkSavedVm's devicesCheckedByLoad).
@@ -588,7 +831,8 @@ export async function migrateIn(socket: MigrationSocket): Promise<IncomingVm> {
 export function migrationSummary(r: MigrationResult): string {
   const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
   const ratio = r.nonZeroPages > 0 ? (r.bytes / (r.nonZeroPages * PAGE)).toFixed(3) : "-";
-  return `migrated in ${r.pass} passes: ${mib(r.bytes)} MiB sent for ${mib(r.nonZeroPages * PAGE)} MiB of non-zero RAM (ratio ${ratio}), downtime ${r.downtimeMs.toFixed(1)} ms, throttle ${r.throttle}%${r.converged ? "" : " (not converged: stopped at the pass limit)"}`;
+  const post = r.postcopy ? `; post-copy: ${r.postcopy.pages} pages after the switch, ${r.postcopy.requested} of them asked for first, each sent once (${r.postcopy.refused} requests for pages already sent), all there ${r.allArrivedMs!.toFixed(1)} ms after the stop` : "";
+  return `migrated in ${r.pass} passes: ${mib(r.bytes)} MiB sent for ${mib(r.nonZeroPages * PAGE)} MiB of non-zero RAM (ratio ${ratio}), downtime ${r.downtimeMs.toFixed(1)} ms, throttle ${r.throttle}%${r.postcopy ? post : r.converged ? "" : " (not converged: stopped at the pass limit)"}`;
 }
 
 /** Where a finished migration's downtime went: "pause 9.1, collect 4.0, ... ack 160.2 ms after the stop (at 1765100000000.0 ms since the epoch); CPU 0.8, 3.5, ... ms". */
@@ -708,11 +952,18 @@ const PARAMETER_RANGES: Record<MigrationParameter, readonly [number, number]> = 
 
 /** The source side as QMP sees it: one migration at a time, its status, and the end of hv when it is done. */
 export class OutgoingMigration {
-  status: "none" | "active" | "completed" | "failed" | "cancelled" = "none";
+  /** QEMU's: after the post-copy switch "postcopy-active", and "postcopy-paused" when that broke (the VM cannot come back: see PostcopyPausedError). */
+  status: "none" | "active" | "postcopy-active" | "postcopy-paused" | "completed" | "failed" | "cancelled" = "none";
   /** QEMU's migration parameters: bytes per second (0: no limit), ms, and auto-converge's percentages. */
   readonly parameters: Record<MigrationParameter, number> = { ...DEFAULT_PARAMETERS };
-  /** QEMU's migration capabilities (auto-converge is the one hv has). */
-  readonly capabilities = { "auto-converge": false };
+  /** QEMU's migration capabilities that hv has. */
+  readonly capabilities = { "auto-converge": false, "postcopy-ram": false };
+  /** migrate-start-postcopy came: switch at the next frame of the running migration. */
+  private postcopyRequested = false;
+  /** Post-copy may be turned on (hv run; a fleet's VMs not yet). */
+  postcopyAllowed = true;
+  /** The post-copy switch broke (postcopy-paused): what to tell the user. */
+  onPostcopyPaused: (error: PostcopyPausedError) => void = () => {};
   private socket: Socket | null = null;
   private progress: MigrationProgress | null = null;
   private result: MigrationResult | null = null;
@@ -745,7 +996,9 @@ export class OutgoingMigration {
    */
   start(vm: number, uri: string, inc = false): void {
     const { host, port } = parseTcpUri(uri);
-    if (this.status === "active") throw new RangeError("a migration is running already");
+    if (this.running) throw new RangeError("a migration is running already");
+    if (this.status === "postcopy-paused") throw new RangeError("a post-copy migration broke after its switch: this hv's VM cannot run or move again");
+    if (inc && this.capabilities["postcopy-ram"]) throw new RangeError("inc: block migration does not go with postcopy-ram");
     const blocks = inc ? this.blockSources(vm) : [];
     announceBlocks(blocks);
     this.status = "active";
@@ -753,6 +1006,7 @@ export class OutgoingMigration {
     this.progress = null;
     this.result = null;
     this.stopping = false;
+    this.postcopyRequested = false;
     this.onStatus(this.query());
     const socket = (this.socket = this.connect(host, port));
     const request = this.request(vm);
@@ -761,7 +1015,16 @@ export class OutgoingMigration {
     const autoConverge = this.capabilities["auto-converge"]
       ? { triggerThreshold: p["throttle-trigger-threshold"], initial: p["cpu-throttle-initial"], increment: p["cpu-throttle-increment"], max: p["max-cpu-throttle"] }
       : undefined;
-    const options = { blocks, downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q), onStopped: () => (this.stopping = true) };
+    const postcopy = this.capabilities["postcopy-ram"]
+      ? {
+          requested: () => this.postcopyRequested,
+          onSwitched: () => {
+            this.status = "postcopy-active";
+            this.onStatus(this.query());
+          },
+        }
+      : undefined;
+    const options = { blocks, postcopy, downtimeLimitMs: p["downtime-limit"], maxBandwidth: p["max-bandwidth"] > 0 ? p["max-bandwidth"] : undefined, autoConverge, onProgress: (q: MigrationProgress) => (this.progress = q), onStopped: () => (this.stopping = true) };
     migrateOut(this.control, vm, request, socket, options).then(
       (r) => {
         this.result = r;
@@ -771,6 +1034,12 @@ export class OutgoingMigration {
       },
       (error: Error) => {
         this.error = error.message;
+        if (error instanceof PostcopyPausedError) {
+          this.status = "postcopy-paused";
+          this.onStatus(this.query());
+          this.onPostcopyPaused(error);
+          return;
+        }
         if (this.status !== "active") return;
         this.status = "failed";
         this.onStatus(this.query());
@@ -799,11 +1068,29 @@ export class OutgoingMigration {
     for (const [name, v] of Object.entries(values) as Array<[MigrationParameter, number | undefined]>) if (v !== undefined) this.parameters[name] = v;
   }
 
-  /** QMP `migrate-set-capabilities`: only auto-converge; RangeError for another (and nothing changes), or while a migration runs. */
+  /** QMP `migrate-set-capabilities`: auto-converge and postcopy-ram; RangeError for another (and nothing changes), or while a migration runs. */
   setCapabilities(values: ReadonlyArray<{ capability: string; state: boolean }>): void {
-    if (this.status === "active") throw new RangeError("There's a migration process in progress");
-    for (const v of values) if (v.capability !== "auto-converge") throw new RangeError(`Capability '${v.capability}' is not one hv has (auto-converge)`);
-    for (const v of values) this.capabilities["auto-converge"] = v.state;
+    if (this.running) throw new RangeError("There's a migration process in progress");
+    const known = Object.keys(this.capabilities);
+    for (const v of values) if (!known.includes(v.capability)) throw new RangeError(`Capability '${v.capability}' is not one hv has (${known.join(", ")})`);
+    if (!this.postcopyAllowed && values.some((v) => v.capability === "postcopy-ram" && v.state)) throw new RangeError("Capability 'postcopy-ram': post-copy is for hv run's VM, not yet a fleet's");
+    for (const v of values) this.capabilities[v.capability as keyof typeof this.capabilities] = v.state;
+  }
+
+  /**
+   * QMP `migrate-start-postcopy`: switch the running migration to post-copy at its next frame (it
+   * needs postcopy-ram, set before `migrate`); after the end of one, nothing (as QEMU).
+   */
+  startPostcopy(): void {
+    if (!this.capabilities["postcopy-ram"] && this.status !== "postcopy-active") throw new RangeError("Enable postcopy with migrate-set-capabilities (postcopy-ram) before the start of migration");
+    if (this.status === "none" || this.status === "postcopy-paused") throw new RangeError("there is no migration to switch to post-copy (start one with migrate)");
+    if (this.status === "active" && this.stopping && !this.postcopyRequested) throw new RangeError("the migration has stopped the VM for its end already: too late for post-copy");
+    this.postcopyRequested = true;
+  }
+
+  /** A migration runs: before the switch or after it (post-copy). */
+  get running(): boolean {
+    return this.status === "active" || this.status === "postcopy-active";
   }
 
   /**
@@ -813,17 +1100,21 @@ export class OutgoingMigration {
    * seconds per second, a busy loop beside the destination while it takes the VM.
    */
   get holdsTime(): boolean {
-    return this.status === "active" && (this.stopping || (this.progress?.throttle ?? 0) > 0);
+    return (this.running && (this.stopping || (this.progress?.throttle ?? 0) > 0)) || this.status === "postcopy-paused";
   }
 
   /** The VM stopped and its state was taken: the source only waits for the destination's answer. */
   get waitsForDestination(): boolean {
-    return this.status === "active" && this.stopping;
+    return (this.running && this.stopping) || this.status === "postcopy-paused";
   }
 
-  /** QMP `migrate_cancel`: drop the connection; the source VM goes on as before (nothing if none runs). */
+  /**
+   * QMP `migrate_cancel`: drop the connection; the source VM goes on as before (nothing if none
+   * runs). Not after the post-copy switch: the VM runs at the destination, and only the pages it
+   * still needs are here; nothing to go back to.
+   */
   cancel(): void {
-    if (this.status !== "active") return;
+    if (this.status !== "active" || (this.stopping && this.postcopyRequested)) return;
     this.status = "cancelled";
     this.error = "cancelled";
     this.socket?.destroy();
@@ -836,14 +1127,15 @@ export class OutgoingMigration {
     const p = this.result ?? this.progress;
     const info: Record<string, unknown> = { status: this.status, "total-time": Math.round(performance.now() - this.started) };
     // Remaining: what this pass has still to send, or once it is sent, what the next one will (the pages written since).
-    const remaining = p ? (p.passSent < p.passBytes ? p.passBytes - p.passSent : p.dirty * 4096) : 0;
-    if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, remaining, normal: p.pages, total: this.memoryBytes, ...(p.dirtyRate !== undefined ? { "dirty-pages-rate": Math.round(p.dirtyRate) } : {}) };
+    // After the post-copy switch: the pages still at the source (QEMU's postcopy-requests: those the destination asked for).
+    const remaining = p?.postcopy ? (p.postcopy.pages - p.postcopy.sent) * 4096 : p ? (p.passSent < p.passBytes ? p.passBytes - p.passSent : p.dirty * 4096) : 0;
+    if (p) info.ram = { transferred: p.bytes, "dirty-sync-count": p.pass, remaining, normal: p.pages, total: this.memoryBytes, ...(p.dirtyRate !== undefined ? { "dirty-pages-rate": Math.round(p.dirtyRate) } : {}), ...(p.postcopy ? { "postcopy-requests": p.postcopy.requested } : {}) };
     if (p && p.throttle > 0) info["cpu-throttle-percentage"] = p.throttle;
     // Block migration (inc): QEMU's `disk` part of MigrationInfo, in bytes of chunks.
     if (p && p.chunks > 0) info.disk = { transferred: p.chunks * BLOCK_CHUNK_BYTES, remaining: p.dirtyChunks * BLOCK_CHUNK_BYTES };
     if (this.result) info.downtime = Math.round(this.result.downtimeMs);
     else if (p?.expectedDowntimeMs !== undefined) info["expected-downtime"] = Math.round(p.expectedDowntimeMs);
-    if (this.status === "failed") info["error-desc"] = this.error;
+    if (this.status === "failed" || this.status === "postcopy-paused") info["error-desc"] = this.error;
     return info;
   }
 }

@@ -118,6 +118,8 @@ export const COMMANDS: Record<string, QmpCommand> = {
     params: { capabilities: { type: "[capability]" }, ...VM },
     run: ({ server }, args) => onMigration(server, args, (m) => m.setCapabilities(args.capabilities as Array<{ capability: string; state: boolean }>)),
   },
+  // QEMU's: switch the running migration (postcopy-ram set before it began) to post-copy.
+  "migrate-start-postcopy": { params: VM, run: ({ server }, args) => onMigration(server, args, (m) => m.startPostcopy()) },
   "query-migrate-capabilities": {
     params: VM,
     run: ({ server }, args) => askMigration(server, args, (m) => Object.entries(m.capabilities).map(([capability, state]) => ({ capability, state })), []),

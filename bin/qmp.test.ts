@@ -254,14 +254,19 @@ describe("QMP protocol", () => {
     const migration = new OutgoingMigration(control, () => ({}) as never, () => ({}) as never, () => {});
     server = new QmpServer({ control, vms: [testVm("guest")], quit: () => ++quits, now: () => 0, cwd: dir, migration });
     const p = await negotiated();
-    expect((await p.execute("query-migrate-capabilities")).reply.return).toEqual([{ capability: "auto-converge", state: false }]);
+    expect((await p.execute("query-migrate-capabilities")).reply.return).toEqual([{ capability: "auto-converge", state: false }, { capability: "postcopy-ram", state: false }]);
     expect((await p.execute("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: true }] })).reply.return).toEqual({});
-    expect((await p.execute("query-migrate-capabilities")).reply.return).toEqual([{ capability: "auto-converge", state: true }]);
+    expect((await p.execute("query-migrate-capabilities")).reply.return).toEqual([{ capability: "auto-converge", state: true }, { capability: "postcopy-ram", state: false }]);
     expect((await p.execute("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: "on" }] })).reply.error).toEqual({
       class: "GenericError",
       desc: "Invalid parameter type for 'capabilities', expected: array of {capability: string, state: boolean}",
     });
     expect((await p.execute("migrate-set-capabilities", { capabilities: [{ capability: "xbzrle", state: true }] })).reply.error.desc).toMatch(/Capability 'xbzrle' is not one hv has/);
+    // migrate-start-postcopy: QEMU's errors, before postcopy-ram is on and with no migration to switch.
+    expect((await p.execute("migrate-start-postcopy")).reply.error).toEqual({ class: "GenericError", desc: "Enable postcopy with migrate-set-capabilities (postcopy-ram) before the start of migration" });
+    expect((await p.execute("migrate-set-capabilities", { capabilities: [{ capability: "postcopy-ram", state: true }] })).reply.return).toEqual({});
+    expect((await p.execute("migrate-start-postcopy")).reply.error.desc).toMatch(/no migration to switch to post-copy/);
+    expect((await p.execute("migrate-set-capabilities", { capabilities: [{ capability: "postcopy-ram", state: false }] })).reply.return).toEqual({});
     expect((await p.execute("migrate-set-parameters", { "cpu-throttle-initial": 30, "max-cpu-throttle": 90 })).reply.return).toEqual({});
     expect((await p.execute("migrate-set-parameters", { "cpu-throttle-increment": 100 })).reply.error.desc).toMatch(/Parameter 'cpu-throttle-increment' expects a whole number from 1 to 99/);
     expect((await p.execute("query-migrate-parameters")).reply.return).toMatchObject({ "cpu-throttle-initial": 30, "max-cpu-throttle": 90, "cpu-throttle-increment": 10, "throttle-trigger-threshold": 50 });

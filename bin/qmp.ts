@@ -33,6 +33,8 @@ export interface QmpMigration {
   readonly capabilities: Record<string, boolean>;
   setParameters(values: Record<string, number | undefined>): void;
   setCapabilities(values: ReadonlyArray<{ capability: string; state: boolean }>): void;
+  /** migrate-start-postcopy; a RangeError says why not. */
+  startPostcopy(): void;
 }
 
 export interface QmpServerOptions {

@@ -17,13 +17,17 @@
 //               file's), sent again when the guest wrote it since.
 //   END       = empty: the source stopped the VM and sent everything
 //   ACK       = (destination → source) empty: the VM runs here now; the source may end
-//   ABORT     = (either way) UTF-8 reason: the migration is off; the source keeps its VM
+//   ABORT     = (either way) UTF-8 reason: the migration is off; the source keeps its VM (before the
+//               post-copy switch's ACK; after it, the VM is lost: see postcopy.ts)
+//   POSTCOPY, REQUEST: post-copy's records (services/migration/postcopy.ts). With post-copy, the
+//               last META is followed by POSTCOPY instead of END; END then ends the pages pushed
+//               after the switch.
 
 import zlib from "node:zlib";
 import type { PageMap } from "./page-store.js";
 
 export const MIGRATION_MAGIC = new TextEncoder().encode("HVMIGRT1");
-export const FrameType = { PAGES: 1, META: 2, END: 3, ACK: 4, ABORT: 5, BLOCKS: 6 } as const;
+export const FrameType = { PAGES: 1, META: 2, END: 3, ACK: 4, ABORT: 5, BLOCKS: 6, POSTCOPY: 7, REQUEST: 8 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 const PAGE = 4096;

@@ -14,6 +14,11 @@
 // destination sends at that moment (the ACK's trip back and the source's wake-up on top).
 // The detail lines show each end's steps after the stop on one time line.
 // HV_BENCH_ONLY=1g or 100m: that run only (while working on it; no last line).
+// --postcopy: then the same two migrations again with postcopy-ram, switched (migrate-start-postcopy)
+// once the first pass is over; the last line adds postcopy_downtime_ms, postcopy_arrived_ms (the
+// source's stop to the destination having every page), and the same at 100 Mbit/s
+// (postcopy_downtime_100m_ms, postcopy_arrived_100m_ms). HV_BENCH_ONLY=postcopy: only the post-copy
+// run at 1 Gbit/s (no last line).
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
@@ -102,12 +107,20 @@ interface Run {
   ratio: number;
   passes: number;
   throttle: number;
+  /** Post-copy: the source's stop to the destination having every page (ms). */
+  arrivedMs?: number;
 }
 
-async function migrate(snapshot: string, bandwidth: number, label: string): Promise<Run> {
+const USAGE = `usage: npm run bench:migrate [-- --postcopy]
+  --postcopy  also migrate with post-copy (switched after the first pass), at 1 Gbit/s and 100 Mbit/s;
+              the last line adds postcopy_downtime_ms= postcopy_arrived_ms= postcopy_downtime_100m_ms= postcopy_arrived_100m_ms=
+last line: downtime_ms=… downtime_100m_ms=… total_s=… bytes_ratio=… ack_ms=… ack_100m_ms=…[ postcopy_…]
+`;
+
+async function migrate(snapshot: string, bandwidth: number, label: string, postcopy = false): Promise<Run> {
   const port = await freePort();
   const sock = join(dir, `source-${bandwidth}.qmp`);
-  const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, "--no-pace"]);
+  const destination = hv(["--incoming", `tcp:127.0.0.1:${port}`, ...(postcopy ? ["--postcopy-ram"] : []), "--no-pace"]);
   await waitFor("the destination to listen", () => destination.err().includes("waiting for a migration"));
   const source = hv(["--restore", snapshot, "--qmp", `unix:${sock}`, "--no-pace"]);
   try {
@@ -122,10 +135,17 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
     await waitFor("20 heartbeats", () => alive() && beats(source.out()).length >= 20);
     say(`${label}: the workload runs (20 beats); migrating`);
     const q = await qmp(sock);
-    await q.run("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: true }] });
-    await q.run("migrate-set-parameters", { "max-bandwidth": bandwidth, "downtime-limit": 10 });
+    await q.run("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: true }, { capability: "postcopy-ram", state: postcopy }] });
+    // Post-copy: pre-copy must not end by itself (downtime-limit 0): the switch ends it.
+    await q.run("migrate-set-parameters", { "max-bandwidth": bandwidth, "downtime-limit": postcopy ? 0 : 10 });
     const started = performance.now();
     await q.run("migrate", { uri: `tcp:127.0.0.1:${port}` });
+    if (postcopy) {
+      // Switch once the first pass is over (the second has begun: the next frame switches).
+      for (let pass = 0; pass < 2; await new Promise((r) => setTimeout(r, 5))) pass = ((await q.run("query-migrate")) as { ram?: { "dirty-sync-count": number } }).ram?.["dirty-sync-count"] ?? 0;
+      await q.run("migrate-start-postcopy");
+      say(`${label}: pass 1 done; migrate-start-postcopy`);
+    }
     const progress = setInterval(() => {
       q.run("query-migrate").then((m) => {
         const info = m as { status?: string; ram?: { transferred: number; "dirty-sync-count": number; remaining: number }; "cpu-throttle-percentage"?: number };
@@ -165,7 +185,9 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
       if (i > 0 && n !== all[i - 1] + 1) throw new Error(`heartbeat ${all[i - 1]} is followed by ${n}`);
     });
     say(`${label}: heartbeats ${before[0]}..${before.at(-1)} at the source, ${after[0]}..${after.at(-1)} at the destination: none lost`);
-    return { passes: Number(m[1]), ratio: Number(m[2]), downtimeMs: resumedMs, ackMs: Number(m[3]), throttle: Number(m[4]), totalS };
+    const allThere = /all there ([\d.]+) ms after the stop/.exec(source.err());
+    if (postcopy && !allThere) throw new Error(`the source did not switch to post-copy: ${source.err()}`);
+    return { passes: Number(m[1]), ratio: Number(m[2]), downtimeMs: resumedMs, ackMs: Number(m[3]), throttle: Number(m[4]), totalS, arrivedMs: allThere ? Number(allThere[1]) : undefined };
   } finally {
     source.child.kill("SIGKILL");
     destination.child.kill("SIGKILL");
@@ -174,19 +196,38 @@ async function migrate(snapshot: string, bandwidth: number, label: string): Prom
 }
 
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args.includes("--help") || args.includes("-h")) return void process.stdout.write(USAGE);
+  const unknown = args.find((a) => a !== "--postcopy");
+  if (unknown !== undefined) {
+    process.stderr.write(`bench:migrate: '${unknown}' is not an option\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  const postcopy = args.includes("--postcopy");
   // HV_BENCH_SNAPSHOT: a snapshot of the default guest at its prompt, to skip the boot.
   const snapshot = process.env.HV_BENCH_SNAPSHOT ?? join(dir, "prompt.hvsnap");
   try {
     if (!process.env.HV_BENCH_SNAPSHOT) await bootAndSave(snapshot);
     const only = process.env.HV_BENCH_ONLY;
     if (only === "100m") return void (await migrate(snapshot, 12_500_000, "100 Mbit/s"));
+    if (only === "postcopy") {
+      const r = await migrate(snapshot, 125_000_000, "post-copy, 1 Gbit/s", true);
+      return say(`post-copy, 1 Gbit/s: downtime ${r.downtimeMs.toFixed(1)} ms to the resume, every page there ${r.arrivedMs!.toFixed(1)} ms after the stop`);
+    }
     const fast = await migrate(snapshot, 125_000_000, "1 Gbit/s");
     say(`1 Gbit/s: ${fast.passes} passes, downtime ${fast.downtimeMs.toFixed(1)} ms to the resume, ${fast.ackMs.toFixed(1)} ms to the ACK`);
     if (only === "1g") return;
     const slow = await migrate(snapshot, 12_500_000, "100 Mbit/s");
     say(`100 Mbit/s: ${slow.passes} passes, throttle ${slow.throttle}%, ratio ${slow.ratio}, ${slow.totalS.toFixed(2)} s`);
+    let post = "";
+    if (postcopy) {
+      const pFast = await migrate(snapshot, 125_000_000, "post-copy, 1 Gbit/s", true);
+      const pSlow = await migrate(snapshot, 12_500_000, "post-copy, 100 Mbit/s", true);
+      post = ` postcopy_downtime_ms=${pFast.downtimeMs.toFixed(1)} postcopy_arrived_ms=${pFast.arrivedMs!.toFixed(1)} postcopy_downtime_100m_ms=${pSlow.downtimeMs.toFixed(1)} postcopy_arrived_100m_ms=${pSlow.arrivedMs!.toFixed(1)}`;
+    }
     process.stdout.write(
-      `downtime_ms=${fast.downtimeMs.toFixed(1)} downtime_100m_ms=${slow.downtimeMs.toFixed(1)} total_s=${fast.totalS.toFixed(2)} bytes_ratio=${fast.ratio.toFixed(3)} ack_ms=${fast.ackMs.toFixed(1)} ack_100m_ms=${slow.ackMs.toFixed(1)}\n`,
+      `downtime_ms=${fast.downtimeMs.toFixed(1)} downtime_100m_ms=${slow.downtimeMs.toFixed(1)} total_s=${fast.totalS.toFixed(2)} bytes_ratio=${fast.ratio.toFixed(3)} ack_ms=${fast.ackMs.toFixed(1)} ack_100m_ms=${slow.ackMs.toFixed(1)}${post}\n`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

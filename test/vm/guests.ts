@@ -260,3 +260,56 @@ count: dd 0
 qsize: dd 0
 avail: dd 0
 `);
+
+/**
+ * Prints L1..L<lines> like COUNTER_GUEST, each round rewriting the 64 pages at 8 MiB with n and one
+ * dword (n + i) in each of the 1,024 pages at 12 MiB (4 MiB of RAM that is not zero); then a hash
+ * of every dword of the first `memMiB` MiB of RAM as S<8 hex digits>, and isa-debug-exit with 0x21
+ * (status 67). No interrupts and no clock: what it prints depends only on what RAM held, so a
+ * migrated run must print what an unmigrated one does.
+ */
+export const RAM_HASH_GUEST = (lines: number, memMiB: number): Uint8Array => multiboot(`
+    mov esp, 0x90000
+    mov dword [count], 0
+next: inc dword [count]
+    mov edi, 0x800000
+    mov ecx, 64 * 1024
+    mov eax, [count]
+    rep stosd
+    mov edi, 0xC00000
+    mov ecx, 1024
+scatter: mov eax, [count]
+    add eax, ecx
+    mov [edi], eax
+    add edi, 4096
+    loop scatter
+${PRINT_COUNT}    cmp dword [count], ${lines}
+    jb next
+    xor esi, esi
+    xor ebx, ebx
+hash: rol ebx, 5
+    xor ebx, [esi]
+    add esi, 4
+    cmp esi, ${memMiB} * 0x100000
+    jb hash
+    mov dx, 0x3f8
+    mov al, 'S'
+    out dx, al
+    mov ecx, 8
+hex: rol ebx, 4
+    mov al, bl
+    and al, 15
+    add al, '0'
+    cmp al, '9'
+    jbe digit
+    add al, 'a' - '0' - 10
+digit: out dx, al
+    loop hex
+    mov al, 10
+    out dx, al
+    mov dx, 0xf4
+    mov al, 0x21
+    out dx, al
+    hlt
+count: dd 0
+`);

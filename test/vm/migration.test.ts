@@ -383,10 +383,19 @@ describe.skipIf(!hasNasm())("live migration", () => {
     // A refused change changes nothing, not even the parameters before the bad one.
     expect(() => m.setParameters({ "downtime-limit": 50, "max-cpu-throttle": 200 })).toThrow(/max-cpu-throttle/);
     expect(m.parameters).toEqual(set);
-    expect(m.capabilities).toEqual({ "auto-converge": false });
+    expect(m.capabilities).toEqual({ "auto-converge": false, "postcopy-ram": false });
     m.setCapabilities([{ capability: "auto-converge", state: true }]);
-    expect(m.capabilities).toEqual({ "auto-converge": true });
-    expect(() => m.setCapabilities([{ capability: "postcopy-ram", state: true }])).toThrow(/Capability 'postcopy-ram' is not one hv has/);
+    expect(m.capabilities).toEqual({ "auto-converge": true, "postcopy-ram": false });
+    expect(() => m.setCapabilities([{ capability: "xbzrle", state: true }])).toThrow(/Capability 'xbzrle' is not one hv has \(auto-converge, postcopy-ram\)/);
+    // migrate-start-postcopy: only with postcopy-ram set, and with a migration to switch (QEMU's rules).
+    expect(() => m.startPostcopy()).toThrow(/Enable postcopy with migrate-set-capabilities \(postcopy-ram\) before the start of migration/);
+    m.setCapabilities([{ capability: "postcopy-ram", state: true }]);
+    expect(m.capabilities["postcopy-ram"]).toBe(true);
+    expect(() => m.startPostcopy()).toThrow(/there is no migration to switch to post-copy/);
+    // A fleet's VMs: not yet.
+    const f = new OutgoingMigration(new HostControl(), () => ({}) as never, () => ({}) as never, () => {});
+    f.postcopyAllowed = false;
+    expect(() => f.setCapabilities([{ capability: "postcopy-ram", state: true }])).toThrow(/post-copy is for hv run's VM, not yet a fleet's/);
     expect(() => m.start(0, "tcp:localhost:99999")).toThrow(/not tcp:HOST:PORT/);
   });
 });
