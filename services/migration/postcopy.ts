@@ -79,20 +79,26 @@ export class PostcopyOutbox {
   refused = 0;
   private readonly remote: Uint8Array;
   private readonly queue: number[] = [];
+  /** The pages in `queue`, one bit each: a request is checked in constant time per page, whatever the destination sends. */
+  private readonly queued: Uint8Array;
   /** The background push goes up from here. */
   private cursor = 0;
 
   constructor(remote: Uint8Array, pages: number) {
     this.pages = pages;
     this.remote = remote.slice();
+    this.queued = new Uint8Array(remote.length);
     this.total = countBits(this.remote);
   }
 
   /** The destination asks for `pages` (inside RAM: decodeRequest checked): each remote one not sent yet goes next; the others are refused. */
   request(pages: readonly number[]): void {
     for (const p of pages) {
-      if (!bit(this.remote, p) || this.queue.includes(p)) this.refused++;
-      else this.queue.push(p);
+      if (!bit(this.remote, p) || bit(this.queued, p)) this.refused++;
+      else {
+        this.queued[p >> 3] |= 1 << (p & 7);
+        this.queue.push(p);
+      }
     }
   }
 
