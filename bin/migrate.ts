@@ -547,7 +547,7 @@ export function receiveMigration(socket: MigrationSocket, options: IncomingOptio
   });
   return {
     setup,
-    ram: { hasPage: (n) => ram.has(n), storedPages: () => ram.held(), readPage: (n, into) => (ram.has(n) ? into.set(ram.get(n)!) : into.fill(0, 0, PAGE)) },
+    ram: { hasPage: (n) => ram.has(n), storedPages: () => ram.held(), takeStored: () => ram.takeFresh(), readPage: (n, into) => (ram.has(n) ? into.set(ram.get(n)!) : into.fill(0, 0, PAGE)) },
     vm,
     refuse,
     timeline,

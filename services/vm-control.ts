@@ -25,6 +25,8 @@ export type ControlCommand =
   | { vm: number; op: "load" }
   /** A live migration's hand-over of shared drives: write them to disk and close them, so that another process may open them (the next resume opens them again); paused VMs only. */
   | { vm: number; op: "inactivate" }
+  /** An incoming migration's VM, before its state came, takes note of the pages that came so far (LOAD then takes only the rest). */
+  | { vm: number; op: "pages" }
   /** The VM is over (it runs elsewhere now: migrated); paused VMs only. */
   | { vm: number; op: "end" }
   | { vm: number; op: "query" }
@@ -112,6 +114,8 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
           } else if (command.op === "resume") {
             sys.utcb.set(VmmControlOp.RESUME);
             host.done(command, withReason(sys, sys.call(portal)));
+          } else if (command.op === "pages") {
+            host.done(command, { status: call(sys, portal, VmmControlOp.PAGES) });
           } else if (command.op === "end") {
             host.done(command, { status: call(sys, portal, VmmControlOp.END) });
           } else if (command.op === "ram") {

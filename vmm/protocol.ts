@@ -48,6 +48,9 @@
 //                they are on disk then (so does an incoming VM's first, for the drives it attached
 //                inactive, VmmConfig drives' `inactive`); a drive the block driver refuses (LOCKED:
 //                another process has it) refuses the RESUME with why, and the VM stays paused
+//   [PAGES]      [status]   before LOAD only: an incoming migration's VM takes note of the pages
+//                that came so far (the host asks while the stream goes on), so that LOAD has only
+//                the last ones to take
 //   [END]        [status]   paused VMs only: the VM is over, since it runs elsewhere now (it migrated
 //                away); the VMM ends it as a guest's poweroff would (VM_EXITED, VmEnd.MIGRATED), and
 //                it never runs again
@@ -73,6 +76,7 @@ export const VmmControlOp = {
   LOAD: 9,
   END: 10,
   INACTIVATE: 11,
+  PAGES: 12,
 } as const;
 
 /** THROTTLE: the period the vCPU's share is counted in (virtual ns; QEMU's throttle timeslice), and the most it may be held back (percent). */

@@ -1095,6 +1095,11 @@ class Vmm {
   private onControl(utcb: Utcb): void {
     const op = utcb.words[0];
     if (op === VmmControlOp.LOAD) return this.load(utcb);
+    if (op === VmmControlOp.PAGES) {
+      if (!this.awaitingLoad) return void utcb.set(Status.BAD_FEATURE);
+      this.ram.takeSource();
+      return void utcb.set(Status.SUCCESS);
+    }
     // Before LOAD there is no vCPU: the VM is paused, and says so.
     if (this.awaitingLoad && op !== VmmControlOp.QUERY && op !== VmmControlOp.PAUSE) return void utcb.set(Status.BAD_FEATURE);
     switch (op) {
