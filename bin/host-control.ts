@@ -155,7 +155,9 @@ export class HostControl implements ControlHost, VmControl {
       stopped = true;
       onStep?.("paused");
     });
-    const collected = this.request({ vm, op: "dirty", action: "collect" }, (r) => {
+    // The last look of a paused VM: the pages written are not write-protected again (LAST), the VM
+    // runs here again only after the log stopped (a failed migration stops it first).
+    const collected = this.request({ vm, op: "dirty", action: "last" }, (r) => {
       onStep?.("collected");
       // A copy: the state that follows is written where the bitmap is.
       dirty = { bitmap: "dirty" in r ? r.dirty.slice() : null };

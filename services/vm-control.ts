@@ -33,7 +33,7 @@ export type ControlCommand =
   /** The balloon: `guestPages` (when given) is how much RAM the guest should have; the answer says what it has. */
   | { vm: number; op: "balloon"; guestPages?: number }
   /** Dirty logging (live migration): start, collect (the pages written since, as a bitmap), stop. */
-  | { vm: number; op: "dirty"; action: "start" | "collect" | "stop" }
+  | { vm: number; op: "dirty"; action: "start" | "collect" | "stop" | "last" }
   /** Guest RAM as it is now, the VM running on (live migration reads it while the guest runs). */
   | { vm: number; op: "ram" }
   /** Auto-converge: hold the vCPU back `percent` of each period (0: not at all). */
@@ -126,12 +126,12 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
               host.done(command, { status: Status.SUCCESS, pages: got.ram });
             }
           } else if (command.op === "dirty") {
-            const action = { start: DirtyAction.START, collect: DirtyAction.COLLECT, stop: DirtyAction.STOP }[command.action];
+            const action = { start: DirtyAction.START, collect: DirtyAction.COLLECT, stop: DirtyAction.STOP, last: DirtyAction.LAST }[command.action];
             sys.utcb.set(VmmControlOp.DIRTY, action);
             const called = sys.call(portal);
             const st = called === Status.SUCCESS ? (sys.utcb.words[0] as Status) : called;
             const [pages, bytes] = [sys.utcb.words[1], sys.utcb.words[2]];
-            if (st !== Status.SUCCESS || command.action !== "collect") host.done(command, { status: st });
+            if (st !== Status.SUCCESS || (command.action !== "collect" && command.action !== "last")) host.done(command, { status: st });
             else {
               // The bitmap is in the VM's state region: this component sees it once it has attached.
               let state = stateViews.get(command.vm);

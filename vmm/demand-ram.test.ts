@@ -360,6 +360,30 @@ describe("DemandRam", () => {
     expect(ram.collectDirty()[3]).toBe(1);
   });
 
+  it("a paused VM's last collection (a migration's stop) leaves the pages written writable: no kernel call each; stopping the log then leaves RAM writable", () => {
+    const mm = new FakeManager();
+    const ram = new DemandRam(PAGES * PAGE, mm);
+    for (const p of [2, 3, 4]) guestAccess(ram, mm, p * PAGE, 1, true, p);
+    ram.startDirtyLog();
+    guestAccess(ram, mm, 3 * PAGE, 1, true, 9);
+    expect(mm.vm.get(3)).toBe(true);
+    const protects: number[] = [];
+    const protect = mm.protect.bind(mm);
+    mm.protect = (page, writable) => (protects.push(page), protect(page, writable));
+    expect(Array.from(ram.collectDirty(false).subarray(2, 5))).toEqual([0, 1, 0]);
+    expect(protects).toEqual([]);
+    expect(mm.vm.get(3)).toBe(true);
+    ram.stopDirtyLog();
+    expect([2, 3, 4].map((p) => mm.vm.get(p))).toEqual([true, true, true]);
+    // Collected as the passes do, the page written is write-protected again: its next write is news.
+    ram.startDirtyLog();
+    guestAccess(ram, mm, 3 * PAGE, 1, true, 10);
+    protects.length = 0;
+    ram.collectDirty();
+    expect(protects).toEqual([3]);
+    expect(mm.vm.get(3)).toBe(false);
+  });
+
   it("dirty logging misses no write: guest, devices, balloon, copies of shared pages; every page that changed is in the log (property)", () => {
     const streamArb = fc.record({ kind: fc.constant("stream" as const), page: fc.integer({ min: 0, max: PAGES - 8 }), count: fc.integer({ min: 2, max: 8 }), value: fc.nat() });
     fc.assert(

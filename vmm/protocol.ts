@@ -31,7 +31,9 @@
 //   [DIRTY, action]  [status, pages, bitmapBytes]   dirty logging (live migration): action 1 starts
 //                it, 2 collects (the pages written since the start or the last collect, as a bitmap
 //                of one bit per RAM page, LSB first, at the start of the state region) and goes on,
-//                3 stops it
+//                3 stops it; 4 collects as 2 does from a paused VM (a migration's stop) without
+//                arming the log again for the pages written (the VM does not run again while the
+//                log is on: 3 follows if it is to run here)
 //   [THROTTLE, percent]  [status]   auto-converge (live migration): from now on the vCPU runs only
 //                (100 - percent)% of each THROTTLE_PERIOD_NS: after (100 - percent)% of a period of
 //                its own time it stops for percent% of a period of the host's virtual time (in which
@@ -92,7 +94,7 @@ export const AttachForm = { WHOLE: 0, CHANGES: 1, CHANGED: 2 } as const;
 export const MAX_CHANGED_PAGES = 1000;
 
 /** DIRTY's actions. */
-export const DirtyAction = { START: 1, COLLECT: 2, STOP: 3 } as const;
+export const DirtyAction = { START: 1, COLLECT: 2, STOP: 3, LAST: 4 } as const;
 
 /** Guest RAM as a save reads it, page by page. */
 export interface RamPages {
