@@ -42,7 +42,7 @@ interface Pending {
   fail: (error: Error) => void;
 }
 
-const VERB: Record<Exclude<ControlCommand["op"], "inactivate">, string> = { end: "ended", load: "loaded", pause: "paused", resume: "resumed", query: "queried", save: "saved", state: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
+const VERB: Record<Exclude<ControlCommand["op"], "inactivate">, string> = { end: "ended", load: "loaded", pages: "given its pages", pause: "paused", resume: "resumed", query: "queried", save: "saved", state: "saved", balloon: "ballooned", dirty: "logged", ram: "read", throttle: "throttled" };
 
 export class HostControl implements ControlHost, VmControl {
   /** Raises the control interrupt (runVm's onStart hands it over); until then commands wait queued. */
@@ -89,6 +89,11 @@ export class HostControl implements ControlHost, VmControl {
    */
   inactivateDrives(vm: number): Promise<void> {
     return this.request({ vm, op: "inactivate" }, () => undefined);
+  }
+
+  /** An incoming migration's VM, still waiting for its state, takes note of the pages that came so far: LOAD then has only the rest to take. */
+  takePages(vm: number): Promise<void> {
+    return this.request({ vm, op: "pages" }, () => undefined);
   }
 
   /** End a paused VM for good (it migrated away): its VMM reports it ended (VmEnd.MIGRATED); the others run on. */
@@ -150,7 +155,9 @@ export class HostControl implements ControlHost, VmControl {
       stopped = true;
       onStep?.("paused");
     });
-    const collected = this.request({ vm, op: "dirty", action: "collect" }, (r) => {
+    // The last look of a paused VM: the pages written are not write-protected again (LAST), the VM
+    // runs here again only after the log stopped (a failed migration stops it first).
+    const collected = this.request({ vm, op: "dirty", action: "last" }, (r) => {
       onStep?.("collected");
       // A copy: the state that follows is written where the bitmap is.
       dirty = { bitmap: "dirty" in r ? r.dirty.slice() : null };

@@ -25,13 +25,15 @@ export type ControlCommand =
   | { vm: number; op: "load" }
   /** A live migration's hand-over of shared drives: write them to disk and close them, so that another process may open them (the next resume opens them again); paused VMs only. */
   | { vm: number; op: "inactivate" }
+  /** An incoming migration's VM, before its state came, takes note of the pages that came so far (LOAD then takes only the rest). */
+  | { vm: number; op: "pages" }
   /** The VM is over (it runs elsewhere now: migrated); paused VMs only. */
   | { vm: number; op: "end" }
   | { vm: number; op: "query" }
   /** The balloon: `guestPages` (when given) is how much RAM the guest should have; the answer says what it has. */
   | { vm: number; op: "balloon"; guestPages?: number }
   /** Dirty logging (live migration): start, collect (the pages written since, as a bitmap), stop. */
-  | { vm: number; op: "dirty"; action: "start" | "collect" | "stop" }
+  | { vm: number; op: "dirty"; action: "start" | "collect" | "stop" | "last" }
   /** Guest RAM as it is now, the VM running on (live migration reads it while the guest runs). */
   | { vm: number; op: "ram" }
   /** Auto-converge: hold the vCPU back `percent` of each period (0: not at all). */
@@ -112,6 +114,8 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
           } else if (command.op === "resume") {
             sys.utcb.set(VmmControlOp.RESUME);
             host.done(command, withReason(sys, sys.call(portal)));
+          } else if (command.op === "pages") {
+            host.done(command, { status: call(sys, portal, VmmControlOp.PAGES) });
           } else if (command.op === "end") {
             host.done(command, { status: call(sys, portal, VmmControlOp.END) });
           } else if (command.op === "ram") {
@@ -122,12 +126,12 @@ export function controlThread(host: ControlHost, windowOrder: number): GlobalEnt
               host.done(command, { status: Status.SUCCESS, pages: got.ram });
             }
           } else if (command.op === "dirty") {
-            const action = { start: DirtyAction.START, collect: DirtyAction.COLLECT, stop: DirtyAction.STOP }[command.action];
+            const action = { start: DirtyAction.START, collect: DirtyAction.COLLECT, stop: DirtyAction.STOP, last: DirtyAction.LAST }[command.action];
             sys.utcb.set(VmmControlOp.DIRTY, action);
             const called = sys.call(portal);
             const st = called === Status.SUCCESS ? (sys.utcb.words[0] as Status) : called;
             const [pages, bytes] = [sys.utcb.words[1], sys.utcb.words[2]];
-            if (st !== Status.SUCCESS || command.action !== "collect") host.done(command, { status: st });
+            if (st !== Status.SUCCESS || (command.action !== "collect" && command.action !== "last")) host.done(command, { status: st });
             else {
               // The bitmap is in the VM's state region: this component sees it once it has attached.
               let state = stateViews.get(command.vm);

@@ -284,6 +284,41 @@ describe("DemandRam", () => {
     }
   });
 
+  it("a growing source (an incoming migration's) is taken a part at a time: takeSource asks only for what came since, and each page reads as the source has it", () => {
+    const came = new Map<number, number>();
+    let fresh: number[] = [];
+    const asked: number[] = [];
+    const source = {
+      hasPage: (p: number) => came.has(p),
+      readPage: (p: number, into: Uint8Array) => into.fill(came.get(p) ?? 0),
+      storedPages: () => {
+        throw new Error("the whole list was asked for");
+      },
+      takeStored: () => {
+        const taken = fresh;
+        fresh = [];
+        asked.push(taken.length);
+        return taken;
+      },
+    };
+    const arrive = (p: number, fill: number) => {
+      if (!came.has(p)) fresh.push(p);
+      came.set(p, fill);
+    };
+    arrive(1, 11);
+    const mm = new FakeManager();
+    const ram = new DemandRam(PAGES * PAGE, mm, source);
+    arrive(2, 12);
+    arrive(20, 30);
+    ram.takeSource();
+    arrive(1, 21);
+    arrive(3, 13);
+    ram.takeSource();
+    // The constructor took page 1; then 2 and 20; then only 3 (page 1 came again, and is taken already).
+    expect(asked).toEqual([1, 2, 1]);
+    expect([1, 2, 3, 20, 4].map((p) => ram.u8(p * PAGE))).toEqual([21, 12, 13, 30, 0]);
+  });
+
   it("a fault's read-ahead of snapshot pages reads them from the source in one call when it can (readPages)", () => {
     for (const clone of [false, true]) {
       const mm = new FakeManager();
@@ -323,6 +358,30 @@ describe("DemandRam", () => {
     expect(ram.collectDirty()[3]).toBe(0);
     guestAccess(ram, mm, 3 * PAGE + 1, 1, true, 9);
     expect(ram.collectDirty()[3]).toBe(1);
+  });
+
+  it("a paused VM's last collection (a migration's stop) leaves the pages written writable: no kernel call each; stopping the log then leaves RAM writable", () => {
+    const mm = new FakeManager();
+    const ram = new DemandRam(PAGES * PAGE, mm);
+    for (const p of [2, 3, 4]) guestAccess(ram, mm, p * PAGE, 1, true, p);
+    ram.startDirtyLog();
+    guestAccess(ram, mm, 3 * PAGE, 1, true, 9);
+    expect(mm.vm.get(3)).toBe(true);
+    const protects: number[] = [];
+    const protect = mm.protect.bind(mm);
+    mm.protect = (page, writable) => (protects.push(page), protect(page, writable));
+    expect(Array.from(ram.collectDirty(false).subarray(2, 5))).toEqual([0, 1, 0]);
+    expect(protects).toEqual([]);
+    expect(mm.vm.get(3)).toBe(true);
+    ram.stopDirtyLog();
+    expect([2, 3, 4].map((p) => mm.vm.get(p))).toEqual([true, true, true]);
+    // Collected as the passes do, the page written is write-protected again: its next write is news.
+    ram.startDirtyLog();
+    guestAccess(ram, mm, 3 * PAGE, 1, true, 10);
+    protects.length = 0;
+    ram.collectDirty();
+    expect(protects).toEqual([3]);
+    expect(mm.vm.get(3)).toBe(false);
   });
 
   it("dirty logging misses no write: guest, devices, balloon, copies of shared pages; every page that changed is in the log (property)", () => {

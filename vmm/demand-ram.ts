@@ -25,6 +25,12 @@ export interface GuestRamSource {
   hasPage(page: number): boolean;
   /** The pages it holds, in any order (what `hasPage` says yes to): faster than asking page by page. */
   storedPages?(): ArrayLike<number>;
+  /**
+   * The pages it holds that came since the last call (the first: all it holds), any order: a source
+   * that grows (an incoming migration's RAM) is taken a part at a time, and what is left for the
+   * stop is what came last. May also list pages that went since (they read as zero).
+   */
+  takeStored?(): ArrayLike<number>;
   /** Page `page` (4 KiB) into `into`. */
   readPage(page: number, into: Uint8Array): void;
   /** Pages first, first+1, ... into `into` (4 KiB each), as readPage one by one would: a fault's read-ahead in one read of the file. */
@@ -159,7 +165,8 @@ export class DemandRam implements GuestRam, RamPages {
     this.state = new Uint8Array(this.pages);
     this.writeProtected = new Uint8Array(this.pages);
     this.remapped = new Uint8Array(this.pages);
-    if (source?.storedPages) {
+    if (source?.takeStored) this.takeSource();
+    else if (source?.storedPages) {
       const stored = source.storedPages();
       for (let i = 0; i < stored.length; i++) {
         const p = stored[i];
@@ -182,8 +189,9 @@ export class DemandRam implements GuestRam, RamPages {
    */
   takeSource(): void {
     if (!this.source) return;
-    // The source's own list when it has one: a migration's stop asks once, not once per page of RAM.
-    const stored = this.source.storedPages?.();
+    // The source's own list when it has one: a migration's stop asks once, not once per page of RAM;
+    // a growing source's, only what came since it was last asked (the stop took 2 ms for 10,000 pages).
+    const stored = this.source.takeStored?.() ?? this.source.storedPages?.();
     const take = (p: number) => {
       if (p >= this.pages || this.state[p] !== UNBACKED) return;
       this.state[p] = FROM_SOURCE;
@@ -460,13 +468,18 @@ export class DemandRam implements GuestRam, RamPages {
     this.protectAll();
   }
 
-  /** The pages written since the log started or was last collected (1 each), and start again. */
-  collectDirty(): Uint8Array {
+  /**
+   * The pages written since the log started or was last collected (1 each), and start again; with
+   * `rearm` false the pages written stay writable, unlogged from now on: a paused VM's last look (a
+   * migration's stop), where protecting them again was tens of kernel calls in the downtime, for a
+   * VM that either goes or runs again only after stopDirtyLog.
+   */
+  collectDirty(rearm = true): Uint8Array {
     if (!this.dirty) throw new RangeError("dirty logging is off");
     this.sync();
     const written = this.dirty;
     this.dirty = new Uint8Array(this.pages);
-    this.protectAll();
+    if (rearm) this.protectAll();
     return written;
   }
 

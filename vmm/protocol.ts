@@ -31,7 +31,9 @@
 //   [DIRTY, action]  [status, pages, bitmapBytes]   dirty logging (live migration): action 1 starts
 //                it, 2 collects (the pages written since the start or the last collect, as a bitmap
 //                of one bit per RAM page, LSB first, at the start of the state region) and goes on,
-//                3 stops it
+//                3 stops it; 4 collects as 2 does from a paused VM (a migration's stop) without
+//                arming the log again for the pages written (the VM does not run again while the
+//                log is on: 3 follows if it is to run here)
 //   [THROTTLE, percent]  [status]   auto-converge (live migration): from now on the vCPU runs only
 //                (100 - percent)% of each THROTTLE_PERIOD_NS: after (100 - percent)% of a period of
 //                its own time it stops for percent% of a period of the host's virtual time (in which
@@ -48,6 +50,9 @@
 //                they are on disk then (so does an incoming VM's first, for the drives it attached
 //                inactive, VmmConfig drives' `inactive`); a drive the block driver refuses (LOCKED:
 //                another process has it) refuses the RESUME with why, and the VM stays paused
+//   [PAGES]      [status]   before LOAD only: an incoming migration's VM takes note of the pages
+//                that came so far (the host asks while the stream goes on), so that LOAD has only
+//                the last ones to take
 //   [END]        [status]   paused VMs only: the VM is over, since it runs elsewhere now (it migrated
 //                away); the VMM ends it as a guest's poweroff would (VM_EXITED, VmEnd.MIGRATED), and
 //                it never runs again
@@ -73,6 +78,7 @@ export const VmmControlOp = {
   LOAD: 9,
   END: 10,
   INACTIVATE: 11,
+  PAGES: 12,
 } as const;
 
 /** THROTTLE: the period the vCPU's share is counted in (virtual ns; QEMU's throttle timeslice), and the most it may be held back (percent). */
@@ -88,7 +94,7 @@ export const AttachForm = { WHOLE: 0, CHANGES: 1, CHANGED: 2 } as const;
 export const MAX_CHANGED_PAGES = 1000;
 
 /** DIRTY's actions. */
-export const DirtyAction = { START: 1, COLLECT: 2, STOP: 3 } as const;
+export const DirtyAction = { START: 1, COLLECT: 2, STOP: 3, LAST: 4 } as const;
 
 /** Guest RAM as a save reads it, page by page. */
 export interface RamPages {

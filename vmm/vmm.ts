@@ -1095,6 +1095,11 @@ class Vmm {
   private onControl(utcb: Utcb): void {
     const op = utcb.words[0];
     if (op === VmmControlOp.LOAD) return this.load(utcb);
+    if (op === VmmControlOp.PAGES) {
+      if (!this.awaitingLoad) return void utcb.set(Status.BAD_FEATURE);
+      this.ram.takeSource();
+      return void utcb.set(Status.SUCCESS);
+    }
     // Before LOAD there is no vCPU: the VM is paused, and says so.
     if (this.awaitingLoad && op !== VmmControlOp.QUERY && op !== VmmControlOp.PAUSE) return void utcb.set(Status.BAD_FEATURE);
     switch (op) {
@@ -1149,8 +1154,10 @@ class Vmm {
           this.ram.stopDirtyLog();
           return void utcb.set(Status.SUCCESS, 0, 0);
         }
-        if (action !== DirtyAction.COLLECT || !this.ram.logging) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
-        const written = this.ram.collectDirty();
+        // LAST only from a paused VM: a running one would write pages no longer logged.
+        const last = action === DirtyAction.LAST && this.pauseStart !== null;
+        if ((action !== DirtyAction.COLLECT && !last) || !this.ram.logging) return void utcb.set(Status.BAD_PARAMETER, 0, 0);
+        const written = this.ram.collectDirty(!last);
         const bitmap = this.stateView!.bytes.subarray(0, Math.ceil(written.length / 8));
         bitmap.fill(0);
         let pages = 0;

@@ -43,6 +43,21 @@ describe("PageStore", () => {
     expect(held()).toEqual([7]);
   });
 
+  it("takeFresh: the pages that came since the last call, each once; one zeroed and sent again is fresh again", () => {
+    const store = new PageStore(1000);
+    for (const p of [5, 900, 5]) store.set(p, page(1));
+    expect(store.takeFresh()).toEqual([5, 900]);
+    expect(store.takeFresh()).toEqual([]);
+    store.set(900, page(2));
+    store.set(6, page(3));
+    store.delete(5);
+    store.set(5, page(4));
+    expect(store.takeFresh()).toEqual([6, 5]);
+    store.set(7, page(5));
+    store.clear();
+    expect(store.takeFresh()).toEqual([]);
+  });
+
   it("refuses pages outside RAM and bytes that are not a page", () => {
     const store = new PageStore(8);
     expect(() => store.set(8, page(1))).toThrow(RangeError);

@@ -31,6 +31,11 @@ export class PageStore implements PageMap {
    * build it then, in the downtime.
    */
   private arrival: number[] | null = [];
+  /**
+   * The pages that came (or came again after they were zeroed) since takeFresh() last ran: the
+   * destination's RAM takes them while the stream goes on, and at the stop only the last ones.
+   */
+  private fresh: number[] = [];
 
   /** For RAM of `pages` pages; pages outside it are RangeErrors. */
   constructor(readonly pages: number) {
@@ -54,7 +59,10 @@ export class PageStore implements PageMap {
     const c = Math.floor(page / CHUNK_PAGES);
     const chunk = (this.chunks[c] ??= new Uint8Array(CHUNK_PAGES * PAGE));
     chunk.set(bytes, (page % CHUNK_PAGES) * PAGE);
-    if (!((this.present[page >> 3] >> (page & 7)) & 1)) this.arrival?.push(page);
+    if (!((this.present[page >> 3] >> (page & 7)) & 1)) {
+      this.arrival?.push(page);
+      this.fresh.push(page);
+    }
     this.present[page >> 3] |= 1 << (page & 7);
     return this;
   }
@@ -84,11 +92,19 @@ export class PageStore implements PageMap {
     return this.arrival ?? this.stored();
   }
 
+  /** The pages that came since the last call (the first call: all held), in the order they came; each at most once per call. */
+  takeFresh(): number[] {
+    const pages = this.fresh;
+    this.fresh = [];
+    return pages;
+  }
+
   /** Drop every page (and the memory they took). */
   clear(): void {
     this.chunks = new Array<Uint8Array | undefined>(this.chunks.length);
     this.present.fill(0);
     this.arrival = [];
+    this.fresh = [];
   }
 
   private check(page: number): void {

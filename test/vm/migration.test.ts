@@ -49,19 +49,28 @@ class QueueControl implements ControlHost {
   done(_c: ControlCommand, _r: ControlResult): void {}
 }
 
+/** The source's control commands as the control component takes them ("dirty collect" for a dirty log's collection). */
+class RecordingControl extends HostControl {
+  readonly ops: string[] = [];
+  override take(): ControlCommand | null {
+    const c = super.take();
+    if (c) this.ops.push(c.op === "dirty" ? `dirty ${c.action}` : c.op);
+    return c;
+  }
+}
+
 /**
  * Boot the counter guest (or `guest`), move it (after 10 lines) to a destination in this process
  * with `options` (or what they are for the source's kernel), and let the destination print 10
  * lines: what both printed, the migration's result, its host time.
  */
-async function moveCounter(options: MigrationOptions | ((source: Kernel) => MigrationOptions), guest = GUEST) {
+async function moveCounter(options: MigrationOptions | ((source: Kernel) => MigrationOptions), guest = GUEST, control = new HostControl()) {
   const kernel = guest();
   const plan = loadKernel(kernel, { memSize: MEMORY });
   const request: Omit<SaveRequest, "path"> = { name: "mover", memoryBytes: MEMORY, platform, roms: plan.roms, drives: [] };
   const { server, port } = await listen();
   const sourceCon = new MemoryConsole();
   const destCon = new MemoryConsole();
-  const control = new HostControl();
   let result: MigrationResult | null = null;
   let started = 0;
   let elapsedMs = 0;
@@ -127,6 +136,18 @@ describe.skipIf(!hasNasm())("live migration", () => {
     // The source's lines and then the destination's: one sequence, nothing lost, nothing twice.
     const lines = checkLines(run.sourceText + run.destText);
     expect(lines).toBeGreaterThan(checkLines(run.sourceText.slice(0, run.sourceText.lastIndexOf("\n") + 1)) + 9);
+  });
+
+  it("looks at RAM afresh with each pass's dirty log, while the VM runs: the stop's look covers only what was written since, not the whole pass", async () => {
+    for (const stopPages of [100_000, 16]) {
+      const control = new RecordingControl();
+      const run = await moveCounter({ stopPages }, GUEST, control);
+      checkLines(run.sourceText + run.destText);
+      // Each pass: RAM read for its pages, then RAM looked at again with the collection of the log
+      // (an ATTACH, which re-delegates the pages remapped since the one before: the guest wrote them).
+      const pass = ["ram", "ram", "dirty collect"];
+      expect(control.ops, `stopPages ${stopPages}`).toEqual(["dirty start", ...Array.from({ length: run.result.pass }, () => pass).flat(), "pause", "dirty last", "ram", "state"]);
+    }
   });
 
   it("keeps to max-bandwidth, and stops when the rest fits the downtime limit (or after the most passes)", async () => {
