@@ -249,6 +249,13 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
   let throttled = false;
   /** The VM's drives were closed for the destination (shared storage): a resume here opens them again. */
   let handedOver = false;
+  /** At the stop (pre-copy's, or post-copy's switch), once the state is taken: shared storage's images go to disk and are closed here (their write locks released), so that the destination can open them. */
+  const handOverDrives = async (step: (name: string) => void) => {
+    if (request.drives.length === 0) return;
+    handedOver = true;
+    await control.inactivateDrives(vm);
+    step("drives closed");
+  };
   let converged = false;
   /** Passes that dirtied more than the trigger threshold since the throttle last rose. */
   let highPasses = 0;
@@ -278,12 +285,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       for (let i = 0; last && i < remote.length; i++) remote[i] |= last[i];
     }, (state) => [encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.POSTCOPY, encodeRemote(remote))], step);
     step("state");
-    if (request.drives.length > 0) {
-      // Shared storage, as at a pre-copy stop: the destination opens the images once they are on disk and closed here.
-      handedOver = true;
-      await control.inactivateDrives(vm);
-      step("drives closed");
-    }
+    await handOverDrives(step);
     options.onStopped?.();
     await sendTail(tail);
     step("sent");
@@ -472,12 +474,7 @@ export async function migrateOut(control: HostControl, vm: number, request: Omit
       return sendNow(frames);
     }, (state, pagesSent) => [[encodeFrame(FrameType.META, encode({ vm: savedMetadata(request, state) })), encodeFrame(FrameType.END)], pagesSent] as const, step);
     step(`state ${(tail[0].length / 1024).toFixed(0)} KiB`);
-    if (request.drives.length > 0) {
-      // Shared storage: the destination opens the images once they are on disk and closed here (their write locks released).
-      handedOver = true;
-      await control.inactivateDrives(vm);
-      step("drives closed");
-    }
+    await handOverDrives(step);
     options.onStopped?.();
     await sendTail(tail);
     await pagesSent;

@@ -21,7 +21,6 @@
 // run at 1 Gbit/s (no last line).
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostControl } from "../../bin/host-control.js";
@@ -31,6 +30,7 @@ import { ensureDefaultGuest } from "../../services/guest/index.js";
 import { loadKernel } from "../../vmm/boot/index.js";
 import { createX86Engine } from "../../vmm/x86/index.js";
 import { freePort, hvRun, until } from "../support/hv-process.js";
+import { qmpClient } from "../support/qmp-client.js";
 
 const MEMORY = 128 << 20;
 const HV = join(import.meta.dirname, "../../dist/hv.js");
@@ -44,32 +44,6 @@ const WORKLOAD =
 
 const hv = (args: string[]) => hvRun([HV], args, { stdin: "pipe" });
 const waitFor = (what: string, ok: () => boolean) => until(what, ok, 600_000);
-
-/** QMP over a Unix socket: negotiate, then one command at a time. */
-async function qmp(path: string): Promise<{ run: (execute: string, args?: object) => Promise<unknown>; close: () => void }> {
-  const socket = connect(path);
-  let buffer = "";
-  const waiting: Array<(line: Record<string, unknown>) => void> = [];
-  socket.on("data", (b: Buffer) => {
-    buffer += b.toString();
-    for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
-      const line = JSON.parse(buffer.slice(0, nl)) as Record<string, unknown>;
-      buffer = buffer.slice(nl + 1);
-      if ("return" in line || "error" in line || "QMP" in line) waiting.shift()?.(line);
-    }
-  });
-  const next = () => new Promise<Record<string, unknown>>((resolve) => waiting.push(resolve));
-  await next();
-  const run = async (execute: string, args?: object) => {
-    const reply = next();
-    socket.write(JSON.stringify(args ? { execute, arguments: args } : { execute }) + "\n");
-    const r = await reply;
-    if ("error" in r) throw new Error(`${execute}: ${JSON.stringify(r.error)}`);
-    return r.return;
-  };
-  await run("qmp_capabilities");
-  return { run, close: () => socket.destroy() };
-}
 
 /** The heartbeat numbers in `text`, in order (a line cut by the end is left out). */
 const beats = (text: string) => [...text.matchAll(/HB(\d+)\r?\n/g)].map((m) => Number(m[1]));
@@ -134,7 +108,7 @@ async function migrate(snapshot: string, bandwidth: number, label: string, postc
     source.child.stdin!.write(WORKLOAD);
     await waitFor("20 heartbeats", () => alive() && beats(source.out()).length >= 20);
     say(`${label}: the workload runs (20 beats); migrating`);
-    const q = await qmp(sock);
+    const q = await qmpClient(sock);
     await q.run("migrate-set-capabilities", { capabilities: [{ capability: "auto-converge", state: true }, { capability: "postcopy-ram", state: postcopy }] });
     // Post-copy: pre-copy must not end by itself (downtime-limit 0): the switch ends it.
     await q.run("migrate-set-parameters", { "max-bandwidth": bandwidth, "downtime-limit": postcopy ? 0 : 10 });
