@@ -14,7 +14,7 @@ import { FrameType, MIGRATION_MAGIC, MigrationError, encodeFrame, encodePages } 
 import { SnapshotError } from "../../services/snapshot/file.js";
 import { vcpuRecord } from "../../vmm/vcpu-record.js";
 import { freshDeviceRecords } from "../../vmm/vmm.js";
-import { FakeSocket } from "../support/fake-socket.js";
+import { FakeSocket, feed } from "../support/fake-socket.js";
 import { scaled } from "../support/scale.js";
 
 const PLATFORM: SavedPlatform = { apic: false, acpi: true, debugcon: false, debugExitPort: -1, pv: true };
@@ -78,21 +78,11 @@ describe("a post-copy destination under attack", () => {
       fc.asyncProperty(mutation, fc.array(fc.integer({ min: 1, max: 9000 }), { maxLength: 12 }), async (flips, cuts) => {
         const bytes = good.slice();
         for (const f of flips) bytes[Math.floor(f.at * bytes.length)] = f.value;
-        const socket = new FakeSocket();
         let bitmap: Uint8Array | null = null;
-        const done = receiveMigration(socket, { postcopy: (remote, pages) => ((bitmap = remote), { table: RemotePages.create(remote, pages) } as PostcopyLink) }).vm.then(
-          (vm) => {
-            vm.vm.reader.close();
-            return null;
-          },
-          (error: unknown) => error,
-        );
-        socket.emitInPieces(bytes, cuts);
-        socket.emit("close");
-        const error = await done;
+        const { error, sent } = await feed(bytes, cuts, { postcopy: (remote, pages) => ((bitmap = remote), { table: RemotePages.create(remote, pages) } as PostcopyLink) });
         if (error !== null) {
           expect(typed(error), String(error)).toBe(true);
-          expect(socket.sent?.[0]).toBe(FrameType.ABORT);
+          expect(sent?.[0]).toBe(FrameType.ABORT);
         } else expect((bitmap as Uint8Array | null)?.length).toBe(PAGES / 8);
       }),
       { numRuns: scaled(300) },

@@ -12,7 +12,7 @@ import { migrateIn } from "../../bin/migrate.js";
 import { FrameType, MIGRATION_MAGIC, MigrationError, encodeFrame, encodePages } from "../../services/migration/stream.js";
 import { SnapshotError } from "../../services/snapshot/file.js";
 import { sampleContents } from "../../services/snapshot/test-util.js";
-import { FakeSocket } from "../support/fake-socket.js";
+import { FakeSocket, feed } from "../support/fake-socket.js";
 import { scaled } from "../support/scale.js";
 import { platformConfig, savedSetup, type SavedPlatform } from "../../bin/snapshot.js";
 import { VcpuState } from "../../kernel/index.js";
@@ -69,21 +69,6 @@ function goodVmStream(change: { hello?: (setup: ReturnType<typeof savedSetup>) =
     encodeFrame(FrameType.META, encode({ vm: change.end ? change.end(vm) : vm })),
     encodeFrame(FrameType.END),
   ]);
-}
-
-/** Feed `bytes` in pieces of the given sizes, then close; what migrateIn did and what it sent back. */
-async function feed(bytes: Uint8Array, cuts: number[]): Promise<{ error: unknown; sent: Uint8Array | null }> {
-  const socket = new FakeSocket();
-  const done = migrateIn(socket).then(
-    (vm) => {
-      vm.vm.reader.close();
-      return null;
-    },
-    (error: unknown) => error,
-  );
-  socket.emitInPieces(bytes, cuts);
-  socket.emit("close");
-  return { error: await done, sent: socket.sent };
 }
 
 const typed = (e: unknown) => e instanceof MigrationError || e instanceof SnapshotError;
